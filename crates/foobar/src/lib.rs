@@ -1,0 +1,1 @@
+//! Step 4: libfoobar.so (not implemented yet).
