@@ -1,8 +1,15 @@
-//! Step 4: sets baz in libfoobar.so to 17 and watches it.
+//! `foo`: sets `baz` in libfoobar.so to 17, then keeps observing it (it stays 17).
 //!
-//! Not implemented yet: this binary says so and exits 1 rather than pretend to work.
+//! Step 4 of mmap-lab. It links libfoobar.so dynamically (`DT_NEEDED libfoobar.so`, RUNPATH
+//! `$ORIGIN/deps:$ORIGIN`), prints its pid and the addresses of `setbaz`, `getbaz` and `baz` with
+//! the `/proc/self/maps` line each lies in, then one `baz = VALUE` line per observation. Run
+//! `target/release/foo` and `target/release/bar` in two terminals, or `cargo xtask run-step 4`
+//! to see under strace how the loader mapped the library. Everything but the role lives in the
+//! `foobar-demo` crate, shared with `bar`.
+//!
+//! A production program would share state between processes on purpose (a `MAP_SHARED`
+//! mapping) instead of relying on a library global, which is private to each process.
 
-fn main() {
-    eprintln!("error: foo is not implemented yet");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    foobar_demo::main(foobar_demo::Role::Foo)
 }

@@ -1,0 +1,45 @@
+//! bar as a user runs it: linked to libfoobar.so dynamically, from any working directory,
+//! text and JSON output, Ctrl-C, a closed pipe, usage errors. The checks are shared with the
+//! other program (crates/foobar-demo/testkit.rs).
+
+#[path = "../../foobar-demo/testkit.rs"]
+mod testkit;
+
+use std::path::Path;
+
+const EXE: &str = env!("CARGO_BIN_EXE_bar");
+
+#[test]
+fn links_libfoobar_dynamically_never_statically() {
+    testkit::check_links_libfoobar_dynamically(Path::new(EXE));
+}
+
+#[test]
+fn json_run_prints_addresses_in_libfoobar_and_the_values() {
+    testkit::check_json_run(Path::new(EXE), "bar", &[1, 2, 3]);
+}
+
+#[test]
+fn text_run_prints_pid_addresses_with_maps_lines_then_values() {
+    testkit::check_text_run(Path::new(EXE), "bar", &[1, 2, 3]);
+}
+
+#[test]
+fn sigint_stops_it_cleanly() {
+    testkit::check_signal_stops_cleanly(Path::new(EXE), "bar", libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_stops_it_cleanly() {
+    testkit::check_signal_stops_cleanly(Path::new(EXE), "bar", libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn a_closed_stdout_ends_it_quietly() {
+    testkit::check_closed_stdout(Path::new(EXE), "bar");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_has_examples() {
+    testkit::check_usage(Path::new(EXE), "bar");
+}
