@@ -1,8 +1,675 @@
-//! Step 1: where glibc malloc switches from the heap to mmap, read from boundary tags.
+//! Step 1 of mmap-lab: where glibc malloc switches from the heap to mmap, read from the
+//! boundary tags of real allocations.
 //!
-//! Not implemented yet: this binary says so and exits 1 rather than pretend to work.
+//! `malloc-probe` calls glibc's `malloc`/`free` directly (not Rust's allocator) and reads the
+//! size field glibc keeps in the 8 bytes before each pointer: the chunk size with three flag bits
+//! (`PREV_INUSE`, `IS_MMAPPED`, `NON_MAIN_ARENA`). Whether a block lies in the brk heap or in an
+//! mmap region is read from `/proc/self/maps`, never inferred from the bit. Subcommands:
+//! `alloc SIZE...`, `sweep`, `free-bit` and `threshold`; every one takes `--json`, and `--mark`
+//! writes a marker (`write(-1, "malloc N")`) before each malloc so strace can pair calls.
+//! Run `cargo run -p malloc-probe -- threshold`, or `cargo xtask run-step 1` for the traced tour.
+//!
+//! Measurements go into storage reserved beforehand and are printed afterwards, because Rust's
+//! own allocations use the same glibc heap. A production system would not read allocator
+//! metadata at all: it would use `malloc_usable_size(3)`, `mallinfo2(3)` or `malloc_info(3)`,
+//! set `M_MMAP_THRESHOLD` with `mallopt(3)` if it cared, and watch with tools such as heaptrack.
 
-fn main() {
-    eprintln!("error: malloc-probe is not implemented yet");
-    std::process::exit(1);
+/// Prints one line on stdout; a closed pipe (`| head`) ends the output quietly instead of
+/// panicking.
+macro_rules! say {
+    () => { say!("") };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod maps;
+mod probe;
+mod sys;
+mod tag;
+mod threshold;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use probe::{Prober, Row};
+
+const EXAMPLES: &str = "\
+Examples:
+  malloc-probe alloc 24 1000 200000      # three blocks: address, tag, flags, region
+  malloc-probe alloc 128K 1MiB --json    # sizes take K/KiB/M/MiB suffixes
+  malloc-probe sweep                     # 16 B .. 4 MiB: where IS_MMAPPED flips
+  malloc-probe free-bit                  # which bit says 'previous chunk in use'
+  malloc-probe threshold                 # the exact switch, as a request and a chunk size
+  MALLOC_MMAP_THRESHOLD_=65536 malloc-probe threshold   # a tuned threshold is found too
+  strace -e trace=brk,mmap,munmap,write malloc-probe --mark alloc 200000";
+
+/// Reads glibc malloc's boundary tags to find the heap/mmap switch (lab step 1).
+#[derive(Parser)]
+#[command(name = "malloc-probe", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Print one JSON document on stdout instead of the human explanation.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Write a marker `write(-1, "malloc N")` before each malloc, for strace.
+    #[arg(long, global = true)]
+    mark: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Allocate exactly these sizes, in order, never freeing; one row per allocation.
+    Alloc {
+        /// Request sizes in bytes (decimal, 0x hex, or with a K/KiB/M/MiB suffix).
+        #[arg(required = true, value_parser = parse_size)]
+        sizes: Vec<usize>,
+    },
+    /// Grow the request from 16 bytes to --max, then sweep finely around the switch.
+    Sweep {
+        /// The largest request.
+        #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+        max: usize,
+    },
+    /// Work out which bit of the tag says free/in-use (the naive way first).
+    FreeBit,
+    /// Find the exact heap/mmap switch, separating the top chunk and the dynamic threshold.
+    Threshold,
+    /// (internal) One measurement in a fresh process, for `threshold`.
+    #[command(hide = true)]
+    ProbeOne {
+        #[arg(value_parser = parse_size)]
+        request: usize,
+        #[arg(long, value_parser = parse_size)]
+        free_first: Option<usize>,
+        #[arg(long)]
+        drain: bool,
+        #[arg(long, value_parser = parse_size)]
+        grow_first: Option<usize>,
+    },
+}
+
+/// Parses `4096`, `0x1000`, `4K`, `4KiB`, `1M`, `1MiB`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("KiB", 1usize << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("K", 1 << 10),
+        ("M", 1 << 20),
+        ("G", 1 << 30),
+        ("k", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    let n = match num.strip_prefix("0x") {
+        Some(h) => usize::from_str_radix(h, 16),
+        None => num.parse::<usize>(),
+    }
+    .map_err(|_| format!("{s:?} is not a size; write bytes like 4096, 0x1000, 128K or 1MiB"))?;
+    let v = n
+        .checked_mul(mult)
+        .filter(|&v| v <= probe::MAX_REQUEST)
+        .ok_or_else(|| format!("{s:?} is too large; the limit is 1 TiB"))?;
+    Ok(v)
+}
+
+/// A usage error found after parsing (exit status 2, like clap's own).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return ExitCode::from(if usage { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn allocator_json(p: &Prober) -> serde_json::Value {
+    json!({
+        "malloc_object": p.glibc.malloc_object,
+        "glibc_version": p.glibc.version,
+        "page_size": p.page,
+        "explicit_threshold": threshold::explicit_setting(),
+    })
+}
+
+fn emit(doc: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, doc).context("cannot write JSON")?;
+    writeln!(out).context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut p = Prober::new(cli.mark)?;
+    match cli.cmd {
+        Cmd::Alloc { sizes } => {
+            if sizes.len() > 100_000 {
+                return Err(Usage(format!(
+                    "{} sizes is too many; give at most 100000",
+                    sizes.len()
+                ))
+                .into());
+            }
+            let rows = probe::alloc(&mut p, &sizes)?;
+            let lens = probe::mapped_lengths(&rows, p.page);
+            if cli.json {
+                return emit(&json!({
+                    "allocator": allocator_json(&p),
+                    "allocations": rows,
+                    "findings": { "mapped_lengths": lens },
+                }));
+            }
+            print_header(&p);
+            print_rows(&rows);
+            print_mapped(&lens);
+        }
+        Cmd::Sweep { max } => {
+            if max < 16 {
+                return Err(Usage(format!(
+                    "--max {max} is below the first request of 16 bytes; use e.g. --max 4MiB"
+                ))
+                .into());
+            }
+            let rows = probe::sweep(&mut p, max)?;
+            let lens = probe::mapped_lengths(&rows, p.page);
+            let (bit, candidates) = probe::mmapped_bit(&rows);
+            let last_heap = rows
+                .iter()
+                .filter(|r| r.region == "heap")
+                .map(|r| r.request)
+                .max();
+            let first_mmap = rows
+                .iter()
+                .filter(|r| r.region == "mmap")
+                .map(|r| r.request)
+                .min();
+            if cli.json {
+                return emit(&json!({
+                    "allocator": allocator_json(&p),
+                    "allocations": rows,
+                    "findings": {
+                        "is_mmapped_bit": bit,
+                        "bits_following_region": candidates,
+                        "largest_heap_request": last_heap,
+                        "smallest_mmap_request": first_mmap,
+                        "mapped_lengths": lens,
+                    },
+                }));
+            }
+            print_header(&p);
+            print_rows(&rows);
+            say!();
+            match bit {
+                Some(b) => say!(
+                    "Finding: bit {b} (value {:#x}, {}) is set in every row whose region is mmap \
+                     and clear in every heap row: it is the mmap bit.",
+                    1u64 << b,
+                    tag::FLAG_NAMES[b as usize]
+                ),
+                None => say!(
+                    "Finding: no single low bit follows the region in this run (bits that do: \
+                     {candidates:?}); this contradicts glibc's IS_MMAPPED = bit 1."
+                ),
+            }
+            if let (Some(h), Some(m)) = (last_heap, first_mmap) {
+                say!(
+                    "In this one process the largest heap request was {h} and the smallest mmap \
+                     request {m}: these overlap or blur because the top chunk serves large \
+                     requests while it has room (see the top column); `malloc-probe threshold` \
+                     separates that effect."
+                );
+            }
+            print_mapped(&lens);
+        }
+        Cmd::FreeBit => run_free_bit(&mut p, cli.json)?,
+        Cmd::Threshold => {
+            if !cli.json {
+                print_header(&p);
+            }
+            drop(p);
+            let t = threshold::measure(&|m| {
+                if !cli.json {
+                    eprintln!("[malloc-probe] {m}");
+                }
+            })?;
+            if cli.json {
+                let probe = Prober::new(false)?;
+                return emit(&json!({
+                    "allocator": allocator_json(&probe),
+                    "threshold": t,
+                    "findings": {
+                        "threshold_request": t.threshold_request,
+                        "threshold_chunk_size": t.threshold_chunk_size,
+                        "largest_heap_request": t.largest_heap_request,
+                        "top_after_drain": t.drained_probes.first().and_then(|c| c.drain.as_ref()).map(|d| d.top_after),
+                        "top_after_growth": t.with_room.grow.as_ref().and_then(|g| g.top_size),
+                        "with_room_region": t.with_room.row.region,
+                        "dynamic_threshold_request": t.dynamic.new_threshold_request,
+                        "dynamic_threshold_chunk_size": t.dynamic.new_threshold_chunk_size,
+                        "dynamic_threshold_moved": t.dynamic.moved,
+                    },
+                }));
+            }
+            print_threshold(&t);
+        }
+        Cmd::ProbeOne {
+            request,
+            free_first,
+            drain,
+            grow_first,
+        } => {
+            let out = probe::probe_one(
+                &mut p,
+                request,
+                probe::ChildOpts {
+                    free_first,
+                    drain,
+                    grow_first,
+                },
+            )?;
+            return emit(&serde_json::to_value(out)?);
+        }
+    }
+    Ok(())
+}
+
+fn print_header(p: &Prober) {
+    say!(
+        "glibc {} (malloc from {}), page size {}",
+        p.glibc.version,
+        p.glibc.malloc_object,
+        p.page
+    );
+}
+
+fn print_rows(rows: &[Row]) {
+    say!(
+        "{:>9}  {:<16} {:>10}  {:>9}  {:<24} {:<6} {:>9}  {:>9}",
+        "request",
+        "address (%p)",
+        "tag (%x)",
+        "chunk",
+        "flags",
+        "region",
+        "top left",
+        "brk grew"
+    );
+    let mut phase = None;
+    for r in rows {
+        if r.phase.is_some() && r.phase != phase {
+            say!("-- {} sweep", r.phase.as_deref().unwrap_or(""));
+            phase = r.phase.clone();
+        }
+        let top = r
+            .top_size
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into());
+        let check = if r.matches_glibc_arithmetic {
+            ""
+        } else {
+            "  (!) not glibc's arithmetic"
+        };
+        say!(
+            "{:>9}  {:<16} {:>10}  {:>9}  {:<24} {:<6} {:>9}  {:>9}{}",
+            r.request,
+            r.address,
+            r.tag,
+            r.chunk_size,
+            r.flags,
+            r.region,
+            top,
+            r.brk_growth,
+            check
+        );
+    }
+}
+
+fn print_mapped(lens: &[probe::MappedLength]) {
+    if lens.is_empty() {
+        return;
+    }
+    say!("\nMapped lengths (mmapped chunks keep the mapping's length in their size field):");
+    say!(
+        "{:>9}  {:>10}  {:>8}  {:>10}  formula align_up(align_up(x+8,16)+8, page)",
+        "request x",
+        "mapped L",
+        "L - x",
+        "predicted"
+    );
+    let mut bad = 0;
+    for l in lens {
+        say!(
+            "{:>9}  {:>10}  {:>8}  {:>10}  {}",
+            l.request,
+            l.mapped_length,
+            l.overhead,
+            l.predicted,
+            if l.matches { "ok" } else { "MISMATCH" }
+        );
+        bad += usize::from(!l.matches);
+    }
+    if bad == 0 {
+        say!("Every mmapped row: pointer 16 bytes past a page boundary, length = the formula.");
+    } else {
+        say!("{bad} row(s) contradict glibc's arithmetic: see the marked rows.");
+    }
+}
+
+fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
+    // A small block first (the naive experiment), then sizes growing past the tcache limit.
+    let sizes = [24, 100, 1000, 1032, 1048, 1100, 1500, 4000];
+    let attempts = probe::free_bit(p, &sizes)?;
+    let first = attempts.iter().position(|a| !a.b_changed_bits.is_empty());
+    let bit = first.and_then(|i| match attempts[i].b_changed_bits.as_slice() {
+        [b] => Some(*b),
+        _ => None,
+    });
+    let largest_silent = attempts
+        .iter()
+        .take(first.unwrap_or(attempts.len()))
+        .map(|a| a.chunk_size_a)
+        .max();
+    if json_out {
+        return emit(&json!({
+            "allocator": allocator_json(p),
+            "attempts": attempts,
+            "findings": {
+                "prev_inuse_bit": bit,
+                "in_use_value": bit.map(|_| 1),
+                "free_value": bit.map(|_| 0),
+                "largest_chunk_freed_without_change": largest_silent,
+                "first_request_that_changed_the_bit": first.map(|i| attempts[i].request_a),
+            },
+        }));
+    }
+    print_header(p);
+    say!(
+        "\nEach attempt: A = malloc(x) and B = malloc(24), both carved from the top chunk so B \
+         is A's neighbour; read the tags, free(A), read again."
+    );
+    say!(
+        "{:>6} {:>7}  {:>8} -> {:<8}  {:>8} -> {:<8}  {:>12}  A's 2nd word after free",
+        "x",
+        "chunk A",
+        "tag A",
+        "after",
+        "tag B",
+        "after",
+        "B.prev_size"
+    );
+    for a in &attempts {
+        say!(
+            "{:>6} {:>7}  {:>8} -> {:<8}  {:>8} -> {:<8}  {:>12}  {} ({})",
+            a.request_a,
+            a.chunk_size_a,
+            a.tag_a_before,
+            a.tag_a_after,
+            a.tag_b_before,
+            a.tag_b_after,
+            a.b_prev_size_after,
+            a.a_words_after[1],
+            a.a_word1_points_into
+        );
+    }
+    let naive = &attempts[0];
+    say!(
+        "\nThe naive attempt (x = {}): A's tag {} -> {} and B's tag {} -> {}: {}.",
+        naive.request_a,
+        naive.tag_a_before,
+        naive.tag_a_after,
+        naive.tag_b_before,
+        naive.tag_b_after,
+        if naive.b_changed_bits.is_empty() && naive.a_changed_bits.is_empty() {
+            "nothing changed"
+        } else {
+            "something changed, unlike what tcache predicts"
+        }
+    );
+    // The second word of a freed chunk: a tcache entry's `key`, or a bin's `bk` pointer.
+    let silent: Vec<&probe::FreeAttempt> = attempts
+        .iter()
+        .take(first.unwrap_or(attempts.len()))
+        .collect();
+    let key = &naive.a_words_after[1];
+    let same_key = silent.iter().filter(|a| &a.a_words_after[1] == key).count();
+    say!(
+        "Why: a chunk's own tag never says whether *it* is free; A's in-use bit is the \
+         PREV_INUSE bit of the *next* chunk (B). And freeing a small chunk puts it in the \
+         per-thread tcache (or a fastbin), which keeps it marked in use so it can be handed out \
+         again quickly."
+    );
+    if same_key == silent.len() && same_key > 1 {
+        say!(
+            "Evidence: A's second word after the free is {key} ({}) in all {same_key} \
+             attempts that changed nothing: one value shared by all of them is glibc's \
+             per-process random tcache key (glibc >= 2.34), written by free() into tcache \
+             entries only.",
+            naive.a_word1_points_into
+        );
+    } else {
+        say!(
+            "A's second word after the free is {key} ({}); it matches in {same_key} of the {} \
+             attempts that changed nothing.",
+            naive.a_word1_points_into,
+            silent.len()
+        );
+    }
+    if let Some(i) = first {
+        say!(
+            "After the first free that changed B, A's second word points into {} \
+             ({}): a bk pointer to a bin of libc's main_arena, i.e. A is really free.",
+            attempts[i].a_word1_points_into,
+            attempts[i].a_words_after[1]
+        );
+    }
+    match (first, bit) {
+        (Some(i), Some(b)) => {
+            let a = &attempts[i];
+            say!(
+                "The experiment that works: x = {} (chunk {} bytes, larger than every chunk \
+                 that changed nothing, the largest being {}): free(A) turned B's tag {} into {} \
+                 — bit {b} (value {:#x}) went 1 -> 0, and B.prev_size now reads {} (A's size \
+                 {:#x}): the chunk went to a real bin.",
+                a.request_a,
+                a.chunk_size_a,
+                largest_silent.unwrap_or(0),
+                a.tag_b_before,
+                a.tag_b_after,
+                1u64 << b,
+                a.b_prev_size_after,
+                a.chunk_size_a
+            );
+            say!(
+                "Finding: bit {b} ({}) of a chunk's tag is 1 when the PREVIOUS chunk is in use \
+                 and 0 when it is free.",
+                tag::FLAG_NAMES.get(b as usize).unwrap_or(&"?")
+            );
+        }
+        _ => say!(
+            "Finding: no attempt changed exactly one bit of B's tag (changes: {:?}); this \
+             contradicts glibc's PREV_INUSE behaviour.",
+            attempts
+                .iter()
+                .map(|a| &a.b_changed_bits)
+                .collect::<Vec<_>>()
+        ),
+    }
+    Ok(())
+}
+
+fn print_threshold(t: &threshold::Threshold) {
+    let drain = t.drained_probes.first().and_then(|c| c.drain.as_ref());
+    say!("1. Top chunk drained in each fresh process, then one malloc(x):");
+    if let Some(d) = drain {
+        say!(
+            "   (top chunk {} bytes, filled by a {}-byte block, leaving {} bytes)",
+            d.top_before,
+            d.filler_request,
+            d.top_after
+        );
+    }
+    say!(
+        "{:>9}  {:<16} {:>10}  {:>9}  {:<24} {:<6} {:>9}",
+        "request",
+        "address",
+        "tag",
+        "chunk",
+        "flags",
+        "region",
+        "brk grew"
+    );
+    for c in &t.drained_probes {
+        let r = &c.row;
+        say!(
+            "{:>9}  {:<16} {:>10}  {:>9}  {:<24} {:<6} {:>9}",
+            r.request,
+            r.address,
+            r.tag,
+            r.chunk_size,
+            r.flags,
+            r.region,
+            r.brk_growth
+        );
+    }
+    say!(
+        "   -> threshold_request = {}: the smallest request served by mmap when the heap has no \
+         room; {} still came from the heap as a {}-byte chunk.",
+        t.threshold_request,
+        t.largest_heap_request,
+        t.largest_heap_chunk_size
+    );
+    say!(
+        "   -> threshold_chunk_size = {} (= {:#x}): the next chunk size after {}; glibc compares \
+         the chunk size, not the request, with the threshold.",
+        t.threshold_chunk_size,
+        t.threshold_chunk_size,
+        t.largest_heap_chunk_size
+    );
+    let w = &t.with_room;
+    say!("\n2. The same request right after the heap grew (top padding):");
+    if let Some(g) = &w.grow {
+        say!(
+            "   malloc({}) grew the heap by {} bytes for a {}-byte chunk, leaving the top with {} \
+             bytes",
+            g.request,
+            g.brk_growth,
+            g.chunk_size,
+            g.top_size
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    say!(
+        "   then malloc({}) -> {} chunk of {} bytes ({}), top left {}",
+        w.row.request,
+        w.row.region,
+        w.row.chunk_size,
+        w.row.flags,
+        w.row
+            .top_size
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into())
+    );
+    if w.row.region == "heap" {
+        say!(
+            "   -> above the threshold, yet from the heap: the top had room, and the top is \
+             carved before mmap is considered. Its chunk size {} {} threshold_chunk_size.",
+            w.row.chunk_size,
+            if w.row.chunk_size == t.threshold_chunk_size {
+                "confirms"
+            } else {
+                "CONTRADICTS"
+            }
+        );
+    } else {
+        let top = w.grow.as_ref().and_then(|g| g.top_size).unwrap_or(0);
+        say!(
+            "   -> the top had {top} bytes, less than the chunk ({}) plus MINSIZE that carving \
+             needs, so it was mmapped again: the padding of one growth cannot hold a request \
+             this large.",
+            t.threshold_chunk_size
+        );
+    }
+    let d = &t.dynamic;
+    say!(
+        "\n3. The dynamic threshold: malloc({}) (mmapped), free it, then:",
+        d.freed_request
+    );
+    if let Some(f) = &d.same_request_after_free.freed_first {
+        say!(
+            "   the freed block was {} with a {}-byte mapping",
+            f.region,
+            f.mapped_length
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    let s = &d.same_request_after_free.row;
+    say!(
+        "   malloc({}) with a drained top -> {} ({}), before the free it was mmap",
+        s.request,
+        s.region,
+        s.flags
+    );
+    say!(
+        "   bisection again ({} probes): new threshold_request = {}, chunk size {}",
+        d.probes,
+        d.new_threshold_request,
+        d.new_threshold_chunk_size
+    );
+    if d.moved {
+        say!(
+            "   -> freeing an mmapped chunk raised the threshold to that chunk's size{}.",
+            match d.freed_mapped_length {
+                Some(l) if l == d.new_threshold_chunk_size => format!(" ({l}, exactly)"),
+                Some(l) => format!(
+                    " (freed {l}, but the new threshold is {}: unexpected)",
+                    d.new_threshold_chunk_size
+                ),
+                None => String::new(),
+            }
+        );
+    } else {
+        say!(
+            "   -> the threshold did not move{}",
+            match &t.explicit_setting {
+                Some(s) =>
+                    format!(": {s} sets it explicitly, which turns the dynamic threshold off"),
+                None => ": unexpected for glibc's default settings".to_string(),
+            }
+        );
+    }
 }

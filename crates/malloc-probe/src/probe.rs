@@ -1,0 +1,715 @@
+//! The experiments. Each measures first (raw numbers into storage reserved beforehand, so Rust's
+//! own allocations do not disturb the heap being measured) and explains afterwards.
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use crate::maps::{Maps, Region};
+use crate::sys::{self, Block, Glibc};
+use crate::tag::{self, Tag, MALLOC_ALIGNMENT, MINSIZE, SIZE_SZ};
+
+/// The largest request accepted (malloc would fail long before).
+pub const MAX_REQUEST: usize = 1 << 40;
+
+/// The top chunk: where it is and how many bytes it has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopChunk {
+    pub addr: usize,
+    pub size: u64,
+}
+
+/// One malloc as measured, before any interpretation (no allocation needed to hold it).
+#[derive(Debug, Clone, Copy)]
+pub struct Raw {
+    pub request: usize,
+    pub addr: usize,
+    pub tag: Tag,
+    pub prev_size: u64,
+    /// The top chunk right after this malloc, when it could be located and verified.
+    pub top: Option<TopChunk>,
+    pub brk_before: usize,
+    pub brk_after: usize,
+    /// The chunk was carved from the top chunk (it starts where the top started).
+    pub from_top: bool,
+}
+
+/// Measures mallocs in this process.
+pub struct Prober {
+    pub glibc: Glibc,
+    pub heap_start: usize,
+    pub page: usize,
+    mark: bool,
+    top_addr: Option<usize>,
+}
+
+impl Prober {
+    /// Checks the allocator and finds the heap. Fails with a clear reason on a foreign malloc.
+    pub fn new(mark: bool) -> anyhow::Result<Prober> {
+        let glibc = match Glibc::detect() {
+            Ok(g) => g,
+            Err(e) => bail!(
+                "{}: its blocks carry no ptmalloc boundary tags, so malloc-probe will not read \
+                 them; run it without LD_PRELOAD, on a glibc build",
+                e.reason
+            ),
+        };
+        // Make sure the brk heap exists (Rust's start-up has normally created it already).
+        let warm = glibc.malloc(1).context("malloc(1) returned NULL")?;
+        glibc.free(warm);
+        let maps = Maps::read_self()?;
+        let heap_start = match maps.heap() {
+            Some(h) => h.start,
+            None => bail!(
+                "this process has no [heap] mapping in /proc/self/maps; glibc malloc \
+                           without a brk heap is not supported"
+            ),
+        };
+        Ok(Prober {
+            glibc,
+            heap_start,
+            page: sys::page_size(),
+            mark,
+            top_addr: None,
+        })
+    }
+
+    /// Whether a chunk at `chunk` lies in the brk heap right now (the live program break; the
+    /// reported region still comes from /proc/self/maps).
+    pub fn in_brk_heap(&self, addr: usize) -> bool {
+        addr >= self.heap_start && addr < sys::program_break()
+    }
+
+    /// Reads the chunk at `chunk` and accepts it as the top chunk only if it ends exactly at
+    /// the program break (the main arena's top always does).
+    pub fn top_at(&self, chunk: usize) -> Option<TopChunk> {
+        let size = self.glibc.heap_word(self.heap_start, chunk + SIZE_SZ)? & !tag::FLAG_MASK;
+        let end = chunk.checked_add(size as usize)?;
+        (end == sys::program_break() && size >= MINSIZE as u64)
+            .then_some(TopChunk { addr: chunk, size })
+    }
+
+    /// The top chunk: where it was last seen if it is still there, else at `brk - keepcost`
+    /// (mallinfo2(3)); either way verified by reading its tag.
+    pub fn top(&mut self) -> Option<TopChunk> {
+        if let Some(t) = self.top_addr.and_then(|a| self.top_at(a)) {
+            return Some(t);
+        }
+        let keep = sys::mallinfo_keepcost()?;
+        let t = self.top_at(sys::program_break().checked_sub(keep)?)?;
+        self.top_addr = Some(t.addr);
+        Some(t)
+    }
+
+    /// Writes a marker for strace, if asked to.
+    pub fn marker(&self, what: &[u8], n: usize) {
+        if self.mark {
+            let mut buf = [0u8; 48];
+            sys::mark(tag::fmt_marker(&mut buf, what, n));
+        }
+    }
+
+    /// malloc(request), measured. Allocates nothing on the Rust side.
+    pub fn measure(&mut self, request: usize) -> anyhow::Result<(Block, Raw)> {
+        let top_before = self.top().map(|t| t.addr);
+        self.marker(b"malloc ", request);
+        let brk_before = sys::program_break();
+        let Some(block) = self.glibc.malloc(request) else {
+            bail!("malloc({request}) returned NULL: not enough memory for this request");
+        };
+        let t = self.glibc.tag(&block);
+        let prev_size = self.glibc.prev_size(&block);
+        let chunk = block.addr() - 2 * SIZE_SZ;
+        if !t.is_mmapped() && self.in_brk_heap(chunk) {
+            let next = chunk + t.chunk_size() as usize;
+            if self.top_at(next).is_some() {
+                self.top_addr = Some(next);
+            }
+        }
+        let top = self.top();
+        let addr = block.addr();
+        Ok((
+            block,
+            Raw {
+                request,
+                addr,
+                tag: t,
+                prev_size,
+                top,
+                brk_before,
+                brk_after: sys::program_break(),
+                from_top: top_before == Some(chunk),
+            },
+        ))
+    }
+
+    /// Finds the top chunk by allocating small blocks until one is carved from it (a block from
+    /// a free list is not followed by the top). The blocks are kept (leaked) on purpose.
+    pub fn locate_top(&mut self) -> anyhow::Result<TopChunk> {
+        for _ in 0..64 {
+            let (block, raw) = self.measure(1000)?;
+            block.leak();
+            if let Some(top) = raw.top {
+                return Ok(top);
+            }
+        }
+        bail!("cannot locate the top chunk: 64 small blocks all came from free lists")
+    }
+
+    /// Uses up the top chunk with one block so that exactly MINSIZE bytes remain: afterwards
+    /// no request can be carved from the top and malloc must choose between brk and mmap.
+    pub fn drain_top(&mut self) -> anyhow::Result<Drain> {
+        let before = self.locate_top()?;
+        let size = before.size as usize;
+        if size < 2 * MINSIZE {
+            return Ok(Drain {
+                top_before: before.size,
+                filler_request: 0,
+                top_after: before.size,
+            });
+        }
+        // request2size(size - MINSIZE - SIZE_SZ) == size - MINSIZE: leaves MINSIZE bytes.
+        let filler = size - MINSIZE - SIZE_SZ;
+        let (block, raw) = self.measure(filler)?;
+        block.leak();
+        if raw.addr - 2 * SIZE_SZ != before.addr {
+            bail!(
+                "the filler block did not come from the top chunk (0x{:x} != 0x{:x}); \
+                 cannot control the heap here",
+                raw.addr - 2 * SIZE_SZ,
+                before.addr
+            );
+        }
+        Ok(Drain {
+            top_before: before.size,
+            filler_request: filler,
+            top_after: raw.top.map(|t| t.size).unwrap_or(0),
+        })
+    }
+}
+
+/// What draining the top chunk did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drain {
+    pub top_before: u64,
+    pub filler_request: usize,
+    pub top_after: u64,
+}
+
+/// One allocation, interpreted: the `--json` row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub request: usize,
+    pub address: String,
+    pub tag: String,
+    pub chunk_size: u64,
+    pub prev_inuse: bool,
+    pub is_mmapped: bool,
+    pub non_main_arena: bool,
+    /// The flags by name, as heap debuggers print them.
+    pub flags: String,
+    /// "heap" or "mmap", from /proc/self/maps.
+    pub region: String,
+    /// The top chunk's size right after this malloc, when located.
+    pub top_size: Option<u64>,
+    /// How far this malloc moved the program break.
+    pub brk_growth: usize,
+    /// For a chunk in an mmap region: the length of its mapping (chunk size plus offset).
+    pub mapped_length: Option<u64>,
+    /// For a chunk in an mmap region: whether the chunk starts on a page boundary.
+    pub page_aligned: Option<bool>,
+    /// Whether the chunk was carved from the top chunk.
+    pub from_top: bool,
+    /// What glibc's arithmetic predicts for this region: `request2size` for a heap chunk,
+    /// `align_up(request2size + 8, page)` for an mmapped one.
+    pub predicted_size: u64,
+    pub matches_glibc_arithmetic: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<String>,
+}
+
+impl Row {
+    pub fn from_raw(raw: &Raw, maps: &Maps, page: usize) -> Row {
+        let region = maps.region(raw.addr);
+        let chunk = raw.addr - 2 * SIZE_SZ;
+        let (mapped_length, page_aligned, predicted) = if region == Region::Mmap {
+            let len = raw.tag.chunk_size() + raw.prev_size;
+            let start = chunk.wrapping_sub(raw.prev_size as usize);
+            (
+                Some(len),
+                Some(start % page == 0),
+                tag::mmap_len(raw.request, page) as u64,
+            )
+        } else {
+            (None, None, tag::request2size(raw.request) as u64)
+        };
+        let measured = mapped_length.unwrap_or(raw.tag.chunk_size());
+        // A chunk carved from the top, or mmapped, has exactly the predicted size; one taken from
+        // a free list may be up to MINSIZE - 16 larger (a smaller remainder is not split off).
+        let matches = if region == Region::Mmap || raw.from_top {
+            measured == predicted
+        } else {
+            measured >= predicted && measured < predicted + MINSIZE as u64
+        };
+        Row {
+            request: raw.request,
+            address: format!("{:#x}", raw.addr),
+            tag: format!("{:#x}", raw.tag.0),
+            chunk_size: raw.tag.chunk_size(),
+            prev_inuse: raw.tag.prev_inuse(),
+            is_mmapped: raw.tag.is_mmapped(),
+            non_main_arena: raw.tag.non_main_arena(),
+            flags: raw.tag.flag_names(),
+            region: region.name().to_string(),
+            top_size: raw.top.map(|t| t.size),
+            brk_growth: raw.brk_after.saturating_sub(raw.brk_before),
+            mapped_length,
+            page_aligned,
+            predicted_size: predicted,
+            from_top: raw.from_top,
+            matches_glibc_arithmetic: matches && page_aligned != Some(false),
+            phase: None,
+        }
+    }
+
+    pub fn tag_value(&self) -> Tag {
+        Tag(u64::from_str_radix(self.tag.trim_start_matches("0x"), 16).unwrap_or(0))
+    }
+}
+
+/// For each mmapped row: the mapped length and how it follows from the request.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappedLength {
+    pub request: usize,
+    pub address: String,
+    pub mapped_length: u64,
+    /// mapped_length - request.
+    pub overhead: u64,
+    /// The pointer's offset from the start of the mapping (the chunk header).
+    pub header: u64,
+    /// align_up(align_up(request + 8, 16) + 8, page).
+    pub predicted: u64,
+    pub matches: bool,
+}
+
+pub fn mapped_lengths(rows: &[Row], page: usize) -> Vec<MappedLength> {
+    rows.iter()
+        .filter_map(|r| {
+            let len = r.mapped_length?;
+            Some(MappedLength {
+                request: r.request,
+                address: r.address.clone(),
+                mapped_length: len,
+                overhead: len.saturating_sub(r.request as u64),
+                header: (2 * SIZE_SZ) as u64,
+                predicted: tag::mmap_len(r.request, page) as u64,
+                matches: r.matches_glibc_arithmetic,
+            })
+        })
+        .collect()
+}
+
+/// `alloc SIZE...`: these sizes in order, never freed.
+pub fn alloc(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<Row>> {
+    let mut raws = Vec::with_capacity(sizes.len());
+    let mut keep = Vec::with_capacity(sizes.len());
+    for &s in sizes {
+        let (b, r) = p.measure(s)?;
+        keep.push(b);
+        raws.push(r);
+    }
+    p.marker(b"done ", sizes.len());
+    let maps = Maps::read_self()?;
+    // The blocks stay allocated until the process exits: "never freeing".
+    keep.into_iter().for_each(Block::leak);
+    Ok(raws
+        .iter()
+        .map(|r| Row::from_raw(r, &maps, p.page))
+        .collect())
+}
+
+/// The sizes of the coarse sweep: 16, 24, 32, 48, 64, ... up to `max`.
+pub fn coarse_sizes(max: usize) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut k = 4;
+    while k < 48 && (1usize << k) <= max {
+        v.push(1 << k);
+        let mid = 3usize << (k - 1);
+        if mid <= max {
+            v.push(mid);
+        }
+        k += 1;
+    }
+    v
+}
+
+/// `sweep`: growing requests, then a finer sweep between the last heap and the first mmap row.
+pub fn sweep(p: &mut Prober, max: usize) -> anyhow::Result<Vec<Row>> {
+    let coarse = coarse_sizes(max);
+    // Reserve everything before measuring: at most 4 refinement rounds of 16.
+    let mut raws: Vec<(Raw, bool)> = Vec::with_capacity(coarse.len() + 80);
+    let mut keep: Vec<Block> = Vec::with_capacity(coarse.len() + 80);
+    let mut fine: [usize; 16] = [0; 16];
+    for &s in &coarse {
+        let (b, r) = p.measure(s)?;
+        keep.push(b);
+        raws.push((r, false));
+    }
+    let in_heap = |p: &Prober, r: &Raw| p.in_brk_heap(r.addr);
+    let flip = raws
+        .windows(2)
+        .position(|w| in_heap(p, &w[0].0) && !in_heap(p, &w[1].0));
+    if let Some(i) = flip {
+        let (mut lo, mut hi) = (raws[i].0.request, raws[i + 1].0.request);
+        for _round in 0..4 {
+            if hi - lo <= 8 {
+                break;
+            }
+            let step = ((hi - lo) / 16).max(8);
+            let mut n = 0;
+            let mut s = lo + step;
+            while s < hi && n < fine.len() {
+                fine[n] = s;
+                n += 1;
+                s += step;
+            }
+            let mut new = None;
+            for &s in &fine[..n] {
+                let (b, r) = p.measure(s)?;
+                keep.push(b);
+                let heap = in_heap(p, &r);
+                raws.push((r, true));
+                if heap {
+                    lo = s;
+                } else if new.is_none() {
+                    new = Some(s);
+                }
+            }
+            match new {
+                Some(h) if h > lo => hi = h,
+                _ => break,
+            }
+        }
+    }
+    p.marker(b"done ", raws.len());
+    let maps = Maps::read_self()?;
+    keep.into_iter().for_each(Block::leak);
+    Ok(raws
+        .iter()
+        .map(|(r, fine)| {
+            let mut row = Row::from_raw(r, &maps, p.page);
+            row.phase = Some(if *fine { "fine" } else { "coarse" }.to_string());
+            row
+        })
+        .collect())
+}
+
+/// The bit that is set exactly in the rows whose region is mmap, if exactly one does.
+pub fn mmapped_bit(rows: &[Row]) -> (Option<u32>, Vec<u32>) {
+    let heap = rows.iter().any(|r| r.region == "heap");
+    let mmap = rows.iter().any(|r| r.region == "mmap");
+    if !heap || !mmap {
+        return (None, vec![]);
+    }
+    let candidates: Vec<u32> = (0..3)
+        .filter(|&b| {
+            rows.iter()
+                .filter(|r| r.region == "heap" || r.region == "mmap")
+                .all(|r| r.tag_value().bit(b) == (r.region == "mmap"))
+        })
+        .collect();
+    let bit = (candidates.len() == 1).then(|| candidates[0]);
+    (bit, candidates)
+}
+
+/// One attempt of the free-bit experiment: allocate A, B and a guard, free A, reread.
+#[derive(Debug, Clone, Serialize)]
+pub struct FreeAttempt {
+    pub request_a: usize,
+    pub chunk_size_a: u64,
+    pub address_a: String,
+    /// Whether the neighbour B is the block malloc(24) returned right after A (else it is
+    /// another allocated chunk that already followed A).
+    pub b_is_fresh_block: bool,
+    pub tag_a_before: String,
+    pub tag_a_after: String,
+    pub tag_b_before: String,
+    pub tag_b_after: String,
+    /// Bits of B's tag that changed when A was freed.
+    pub b_changed_bits: Vec<u32>,
+    /// Bits of A's own tag that changed.
+    pub a_changed_bits: Vec<u32>,
+    /// B's prev_size word after the free (glibc writes A's size there once A is truly free).
+    pub b_prev_size_after: String,
+    /// A's first two user words before/after the free (free-list links once freed).
+    pub a_words_before: [String; 2],
+    pub a_words_after: [String; 2],
+    /// Where A's second word points after the free (`[heap]`: the tcache; libc: main_arena).
+    pub a_word1_points_into: String,
+}
+
+#[derive(Clone, Copy, Default)]
+struct RawAttempt {
+    req: usize,
+    a: usize,
+    b_is_neighbour: bool,
+    ta0: u64,
+    ta1: u64,
+    tb0: u64,
+    tb1: u64,
+    bprev: u64,
+    w0: [u64; 2],
+    w1: [u64; 2],
+}
+
+/// `free-bit`: the naive experiment first (a small A), then growing sizes of A until freeing it
+/// changes a bit in the tag of the chunk right after A.
+///
+/// "B" is always A's physical neighbour, the chunk at `A + chunksize(A)`: that is where A's
+/// in-use bit lives. malloc(24) is repeated until the neighbour is an allocated block (B) and
+/// not the top chunk, so that freeing A cannot merge it into the top.
+pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttempt>> {
+    let mut raws = [RawAttempt::default(); 32];
+    let n = sizes.len().min(raws.len());
+    let hs = p.heap_start;
+    for (slot, &req) in raws.iter_mut().zip(&sizes[..n]) {
+        // A must be carved from the top chunk, so that B can be carved right after it.
+        let mut got = None;
+        for _ in 0..TRIES {
+            let top_before = p.top().map(|t| t.addr);
+            let (a, ra) = p.measure(req)?;
+            if top_before == Some(a.addr() - 2 * SIZE_SZ) {
+                got = Some((a, ra));
+                break;
+            }
+            a.leak(); // came from a free list: keep it, try again
+        }
+        let Some((a, ra)) = got else {
+            bail!(
+                "{TRIES} blocks of {req} bytes all came from free lists; cannot run the experiment"
+            );
+        };
+        let next = a.addr() - 2 * SIZE_SZ + ra.tag.chunk_size() as usize;
+        let mut b_is_neighbour = false;
+        for _ in 0..TRIES {
+            let (b, _) = p.measure(24)?;
+            b_is_neighbour = b.addr() - 2 * SIZE_SZ == next;
+            // Kept allocated: B must stay in use, and the others must not be reused.
+            b.leak();
+            if b_is_neighbour {
+                break;
+            }
+        }
+        if !b_is_neighbour {
+            bail!("{TRIES} blocks of 24 bytes all came from free lists; cannot place B after A");
+        }
+        let g = &p.glibc;
+        let word = |addr: usize| g.heap_word(hs, addr).unwrap_or(0);
+        let mut r = RawAttempt {
+            req,
+            a: a.addr(),
+            b_is_neighbour,
+            ta0: ra.tag.0,
+            tb0: word(next + SIZE_SZ),
+            w0: [word(a.addr()), word(a.addr() + 8)],
+            ..RawAttempt::default()
+        };
+        let a_addr = a.addr();
+        p.marker(b"free ", req);
+        p.glibc.free(a);
+        let g = &p.glibc;
+        let word = |addr: usize| g.heap_word(hs, addr).unwrap_or(0);
+        // A is freed but still inside [heap] (an allocated chunk follows it, so it cannot merge
+        // into the top and be trimmed); heap_word checks the bounds anyway.
+        r.ta1 = word(a_addr - SIZE_SZ);
+        r.tb1 = word(next + SIZE_SZ);
+        r.bprev = word(next);
+        r.w1 = [word(a_addr), word(a_addr + 8)];
+        *slot = r;
+    }
+    let maps = Maps::read_self()?;
+    Ok(raws[..n]
+        .iter()
+        .map(|r| FreeAttempt {
+            request_a: r.req,
+            chunk_size_a: Tag(r.ta0).chunk_size(),
+            address_a: format!("{:#x}", r.a),
+            b_is_fresh_block: r.b_is_neighbour,
+            tag_a_before: format!("{:#x}", r.ta0),
+            tag_a_after: format!("{:#x}", r.ta1),
+            tag_b_before: format!("{:#x}", r.tb0),
+            tag_b_after: format!("{:#x}", r.tb1),
+            b_changed_bits: tag::changed_bits(Tag(r.tb0), Tag(r.tb1)),
+            a_changed_bits: tag::changed_bits(Tag(r.ta0), Tag(r.ta1)),
+            b_prev_size_after: format!("{:#x}", r.bprev),
+            a_words_before: [format!("{:#x}", r.w0[0]), format!("{:#x}", r.w0[1])],
+            a_words_after: [format!("{:#x}", r.w1[0]), format!("{:#x}", r.w1[1])],
+            a_word1_points_into: maps.describe(r.w1[1] as usize),
+        })
+        .collect())
+}
+
+/// How many blocks `free-bit` may take from free lists (and keep) before one comes from the top.
+const TRIES: usize = 100_000;
+
+/// What one child process (`probe-one`) measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildOut {
+    /// The mmapped block allocated and freed first (`--free-first`), before freeing.
+    pub freed_first: Option<Row>,
+    pub drain: Option<Drain>,
+    /// The block allocated to grow the heap first (`--grow-first`).
+    pub grow: Option<Row>,
+    /// The request under test.
+    pub row: Row,
+}
+
+/// Options of one child run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildOpts {
+    pub free_first: Option<usize>,
+    pub drain: bool,
+    pub grow_first: Option<usize>,
+}
+
+/// The body of the hidden `probe-one` subcommand, run in a fresh process.
+pub fn probe_one(p: &mut Prober, request: usize, o: ChildOpts) -> anyhow::Result<ChildOut> {
+    let freed_first = match o.free_first {
+        Some(f) => {
+            let (b, raw) = p.measure(f)?;
+            let maps = Maps::read_self()?;
+            let row = Row::from_raw(&raw, &maps, p.page);
+            p.marker(b"free ", f);
+            p.glibc.free(b);
+            Some(row)
+        }
+        None => None,
+    };
+    let drain = if o.drain { Some(p.drain_top()?) } else { None };
+    let mut grow = None;
+    if let Some(g) = o.grow_first {
+        let (b, raw) = p.measure(g)?;
+        b.leak();
+        grow = Some(raw);
+    }
+    let (b, raw) = p.measure(request)?;
+    b.leak();
+    let maps = Maps::read_self()?;
+    Ok(ChildOut {
+        freed_first,
+        drain,
+        grow: grow.map(|r| Row::from_raw(&r, &maps, p.page)),
+        row: Row::from_raw(&raw, &maps, p.page),
+    })
+}
+
+/// Runs `probe-one` in a fresh copy of this program (same environment, so tunables apply).
+pub fn run_child(request: usize, o: ChildOpts) -> anyhow::Result<ChildOut> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--json").arg("probe-one").arg(request.to_string());
+    if let Some(f) = o.free_first {
+        cmd.arg("--free-first").arg(f.to_string());
+    }
+    if o.drain {
+        cmd.arg("--drain");
+    }
+    if let Some(g) = o.grow_first {
+        cmd.arg("--grow-first").arg(g.to_string());
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("cannot start a child malloc-probe")?;
+    if !out.status.success() {
+        bail!(
+            "child malloc-probe probe-one {request} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("child malloc-probe printed invalid JSON")
+}
+
+/// The smallest request served by mmap under `o`, by bisection between `lo` (heap) and `hi`
+/// (mmap), each probe in a fresh process. Returns it and every probe made.
+pub fn bisect(o: ChildOpts, lo: usize, hi: usize) -> anyhow::Result<(usize, Vec<ChildOut>)> {
+    let mut probes = Vec::new();
+    let low = run_child(lo, o)?;
+    let low_heap = low.row.region == "heap";
+    probes.push(low);
+    if !low_heap {
+        bail!("even a {lo}-byte request was not served from the heap; cannot bisect");
+    }
+    let high = run_child(hi, o)?;
+    let high_mmap = high.row.region == "mmap";
+    probes.push(high);
+    if !high_mmap {
+        bail!(
+            "no request up to {hi} bytes was served by mmap (is mmap disabled, e.g. \
+             GLIBC_TUNABLES=glibc.malloc.mmap_max=0?)"
+        );
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let c = run_child(mid, o)?;
+        match c.row.region.as_str() {
+            "heap" => lo = mid,
+            "mmap" => hi = mid,
+            other => bail!("a {mid}-byte block landed in an unexpected region ({other})"),
+        }
+        probes.push(c);
+    }
+    probes.sort_by_key(|c| c.row.request);
+    Ok((hi, probes))
+}
+
+/// The default alignment step between chunk sizes.
+pub const CHUNK_STEP: u64 = MALLOC_ALIGNMENT as u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_sizes_grow_by_half_steps() {
+        assert_eq!(coarse_sizes(100), vec![16, 24, 32, 48, 64, 96]);
+        let v = coarse_sizes(4 << 20);
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(*v.last().unwrap(), 4 << 20);
+    }
+
+    fn row(region: &str, tag: u64) -> Row {
+        let t = Tag(tag);
+        Row {
+            request: 0,
+            address: "0x0".into(),
+            tag: format!("{tag:#x}"),
+            chunk_size: t.chunk_size(),
+            prev_inuse: t.prev_inuse(),
+            is_mmapped: t.is_mmapped(),
+            non_main_arena: t.non_main_arena(),
+            flags: t.flag_names(),
+            region: region.into(),
+            top_size: None,
+            brk_growth: 0,
+            mapped_length: None,
+            page_aligned: None,
+            predicted_size: 0,
+            from_top: false,
+            matches_glibc_arithmetic: true,
+            phase: None,
+        }
+    }
+
+    #[test]
+    fn mmapped_bit_is_the_one_that_follows_the_region() {
+        let rows = [row("heap", 0x21), row("heap", 0x31), row("mmap", 0x21002)];
+        assert_eq!(mmapped_bit(&rows), (Some(1), vec![1]));
+        // Only heap rows: nothing can be concluded.
+        assert_eq!(mmapped_bit(&rows[..2]), (None, vec![]));
+        // A bit that does not follow the region is rejected.
+        let odd = [row("heap", 0x22), row("mmap", 0x21002)];
+        assert_eq!(mmapped_bit(&odd), (None, vec![]));
+    }
+}

@@ -1,0 +1,355 @@
+//! Runs the real malloc-probe binary against the real glibc malloc and checks its JSON against
+//! glibc's arithmetic, its findings, and its failure paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_malloc-probe");
+
+/// A temporary directory for one test, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("malloc-probe-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn probe(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(&dir.0);
+    // Each test controls the allocator settings itself.
+    cmd.env_remove("GLIBC_TUNABLES")
+        .env_remove("MALLOC_MMAP_THRESHOLD_")
+        .env_remove("LD_PRELOAD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("malloc-probe runs")
+}
+
+fn json(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = probe(dir, args, env);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("exactly one JSON document on stdout")
+}
+
+/// glibc's request2size on 64-bit: request plus the size field, rounded up to 16, at least 32.
+fn request2size(x: u64) -> u64 {
+    ((x + 8 + 15) & !15).max(32)
+}
+
+fn hex(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn alloc_rows_follow_glibc_arithmetic_for_many_sizes() {
+    let dir = Dir::new("alloc");
+    let mut sizes: Vec<String> = Vec::new();
+    for x in [
+        0u64, 1, 8, 23, 24, 25, 40, 41, 100, 1000, 1024, 4095, 4096, 65535, 100_000,
+    ] {
+        sizes.push(x.to_string());
+    }
+    // Page edges, where the extra 8 bytes of an mmapped chunk spill into one more page.
+    for pages in [40u64, 64, 200] {
+        for d in [-24i64, -16, -9, -8, 0, 1] {
+            sizes.push(((pages * 4096) as i64 + d).to_string());
+        }
+    }
+    sizes.push("1MiB".into());
+    sizes.push("3M".into());
+    let args: Vec<&str> = ["--json", "alloc"]
+        .into_iter()
+        .chain(sizes.iter().map(String::as_str))
+        .collect();
+    let doc = json(&dir, &args, &[]);
+    let page = doc["allocator"]["page_size"].as_u64().unwrap();
+    let rows = doc["allocations"].as_array().unwrap();
+    assert_eq!(rows.len(), sizes.len());
+    let (mut heap, mut mmap) = (0, 0);
+    for r in rows {
+        let x = r["request"].as_u64().unwrap();
+        let addr = hex(&r["address"]);
+        let tag = hex(&r["tag"]);
+        let chunk = r["chunk_size"].as_u64().unwrap();
+        assert_eq!(
+            chunk,
+            tag & !7,
+            "chunk_size is the tag without its flag bits"
+        );
+        assert_eq!(addr % 16, 0, "malloc returns 16-byte aligned pointers");
+        match r["region"].as_str().unwrap() {
+            "heap" => {
+                heap += 1;
+                assert_eq!(r["is_mmapped"], false);
+                if r["from_top"] == true {
+                    assert_eq!(chunk, request2size(x), "request {x}");
+                } else {
+                    // A free-list chunk may keep a remainder smaller than MINSIZE.
+                    assert!(chunk >= request2size(x) && chunk < request2size(x) + 32);
+                }
+            }
+            "mmap" => {
+                mmap += 1;
+                assert_eq!(r["is_mmapped"], true, "request {x}");
+                assert_eq!(addr % page, 16, "pointer 16 bytes past a page start");
+                let want = (request2size(x) + 8).div_ceil(page) * page;
+                assert_eq!(chunk, want, "mmapped length for request {x}");
+                assert_eq!(r["mapped_length"].as_u64(), Some(want));
+            }
+            other => panic!("unexpected region {other} for request {x}"),
+        }
+        assert_eq!(r["matches_glibc_arithmetic"], true, "request {x}");
+        if x <= 4096 {
+            assert_eq!(r["region"], "heap", "a small request comes from the heap");
+        }
+        if x >= 1 << 20 {
+            assert_eq!(r["region"], "mmap", "no top chunk holds {x} bytes");
+        }
+    }
+    assert!(heap >= 10 && mmap >= 3, "heap {heap}, mmap {mmap}");
+    let lens = doc["findings"]["mapped_lengths"].as_array().unwrap();
+    assert_eq!(lens.len(), mmap);
+}
+
+#[test]
+fn sweep_finds_the_mmap_bit_and_the_region_flip() {
+    let dir = Dir::new("sweep");
+    let doc = json(&dir, &["--json", "sweep", "--max", "2MiB"], &[]);
+    let f = &doc["findings"];
+    assert_eq!(f["is_mmapped_bit"], 1);
+    let rows = doc["allocations"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["phase"] == "fine"),
+        "a fine sweep ran"
+    );
+    for r in rows {
+        assert_eq!(r["is_mmapped"] == true, r["region"] == "mmap");
+    }
+    let lens = f["mapped_lengths"].as_array().unwrap();
+    assert!(!lens.is_empty());
+    assert!(lens.iter().all(|l| l["matches"] == true));
+}
+
+#[test]
+fn free_bit_finds_prev_inuse_after_the_naive_attempt_shows_nothing() {
+    let dir = Dir::new("freebit");
+    let doc = json(&dir, &["--json", "free-bit"], &[]);
+    assert_eq!(doc["findings"]["prev_inuse_bit"], 0);
+    let attempts = doc["attempts"].as_array().unwrap();
+    let naive = &attempts[0];
+    assert_eq!(naive["request_a"], 24);
+    assert_eq!(naive["b_changed_bits"].as_array().unwrap().len(), 0);
+    assert_eq!(naive["tag_a_before"], naive["tag_a_after"]);
+    let first = doc["findings"]["first_request_that_changed_the_bit"]
+        .as_u64()
+        .unwrap();
+    let a = attempts.iter().find(|a| a["request_a"] == first).unwrap();
+    assert_eq!(a["b_changed_bits"], serde_json::json!([0]));
+    assert_eq!(hex(&a["tag_b_after"]) & 1, 0);
+    assert_eq!(
+        hex(&a["b_prev_size_after"]),
+        a["chunk_size_a"].as_u64().unwrap(),
+        "the neighbour's prev_size holds A's size once A is really free"
+    );
+}
+
+#[test]
+fn threshold_is_exact_and_stable_across_runs() {
+    let dir = Dir::new("threshold");
+    let a = json(&dir, &["--json", "threshold"], &[]);
+    let b = json(&dir, &["--json", "threshold"], &[]);
+    let (fa, fb) = (&a["findings"], &b["findings"]);
+    assert_eq!(fa["threshold_request"], fb["threshold_request"]);
+    assert_eq!(fa["threshold_chunk_size"], fb["threshold_chunk_size"]);
+    let r = fa["threshold_request"].as_u64().unwrap();
+    let c = fa["threshold_chunk_size"].as_u64().unwrap();
+    assert_eq!(request2size(r), c);
+    assert!(request2size(r - 1) < c);
+    assert_eq!(fa["top_after_drain"], 32);
+    // Freeing an mmapped chunk raised the threshold to that chunk's size.
+    let d = &a["threshold"]["dynamic"];
+    assert_eq!(d["moved"], true);
+    assert_eq!(d["new_threshold_chunk_size"], d["freed_mapped_length"]);
+}
+
+#[test]
+fn threshold_follows_the_tunables() {
+    let dir = Dir::new("tunable");
+    let env = [("MALLOC_MMAP_THRESHOLD_", "65536")];
+    let doc = json(&dir, &["--json", "threshold"], &env);
+    let f = &doc["findings"];
+    assert_eq!(f["threshold_chunk_size"], 65536);
+    assert_eq!(
+        request2size(f["threshold_request"].as_u64().unwrap()),
+        65536
+    );
+    assert_eq!(
+        f["dynamic_threshold_moved"], false,
+        "an explicit setting is fixed"
+    );
+
+    let env = [("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=300000")];
+    let doc = json(&dir, &["--json", "threshold"], &env);
+    assert_eq!(doc["findings"]["threshold_chunk_size"], 300000);
+}
+
+#[test]
+fn bad_input_is_a_one_line_usage_error() {
+    let dir = Dir::new("usage");
+    for args in [
+        &["alloc", "abc"][..],
+        &["alloc"],
+        &["alloc", "2T"],
+        &["alloc", "99999999999999999999"],
+        &["sweep", "--max", "8"],
+        &["frobnicate"],
+    ] {
+        let out = probe(&dir, args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn malloc_failure_is_a_runtime_error() {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["alloc", "24", "4GiB"]);
+    // SAFETY: pre_exec runs between fork and exec; setrlimit(2) is async-signal-safe and the
+    // closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: malloc(4294967296) returned NULL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_has_examples_and_output_survives_a_closed_pipe() {
+    let dir = Dir::new("help");
+    let out = probe(&dir, &["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Examples:") && help.contains("malloc-probe threshold"));
+
+    // `malloc-probe sweep | head -1`: no panic when stdout closes early.
+    let mut child = Command::new(BIN)
+        .arg("sweep")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty());
+}
+
+/// Builds a tiny bump allocator to LD_PRELOAD: it exports malloc/free/calloc/realloc and the
+/// aligned variants, so it replaces glibc's malloc entirely.
+fn build_shim(dir: &Path) -> PathBuf {
+    let src = dir.join("shim.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+static char *arena, *next, *end;
+static void *bump(size_t n, size_t align) {
+    if (!arena) {
+        arena = mmap(0, 1UL << 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (arena == MAP_FAILED) return 0;
+        next = arena; end = arena + (1UL << 30);
+    }
+    if (align < 16) align = 16;
+    char *p = (char *)(((size_t)next + 8 + align - 1) & ~(align - 1));
+    if (p + n > end) return 0;
+    ((size_t *)p)[-1] = n;
+    next = p + n;
+    return p;
+}
+void *malloc(size_t n) { return bump(n, 16); }
+void free(void *p) { (void)p; }
+void *calloc(size_t a, size_t b) { void *p = bump(a * b, 16); if (p) memset(p, 0, a * b); return p; }
+void *realloc(void *p, size_t n) {
+    void *q = bump(n, 16);
+    if (p && q) { size_t old = ((size_t *)p)[-1]; memcpy(q, p, old < n ? old : n); }
+    return q;
+}
+int posix_memalign(void **out, size_t align, size_t n) { *out = bump(n, align); return *out ? 0 : 12; }
+void *aligned_alloc(size_t align, size_t n) { return bump(n, align); }
+void *memalign(size_t align, size_t n) { return bump(n, align); }
+"#,
+    )
+    .unwrap();
+    let so = dir.join("libshim.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc) is installed: Rust needs it as its linker");
+    assert!(status.success(), "cc failed to build the malloc shim");
+    so
+}
+
+#[test]
+fn a_foreign_allocator_is_detected_not_misread() {
+    let dir = Dir::new("shim");
+    let so = build_shim(&dir.0);
+    let so = so.to_str().unwrap();
+    for sub in [
+        &["alloc", "24", "200000"][..],
+        &["--json", "threshold"],
+        &["sweep"],
+    ] {
+        let out = probe(&dir, sub, &[("LD_PRELOAD", so)]);
+        assert_eq!(out.status.code(), Some(1), "{sub:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: malloc comes from"), "{err}");
+        assert!(err.contains("libshim.so"), "names the allocator: {err}");
+        assert!(out.stdout.is_empty(), "no tags printed");
+    }
+}
