@@ -1,8 +1,505 @@
-//! Steps 2 and 3: a hash table that lives in a file and is used through mmap.
+//! `persist`: the command-line face of the [`persist`] library, a hash table of byte strings that
+//! lives in one file and is read and written through `mmap(2)` only (steps 2 and 3 of the lab).
 //!
-//! Not implemented yet: this binary says so and exits 1 rather than pretend to work.
+//! Run `persist create t.tbl`, `persist put t.tbl KEY VALUE`, `persist get t.tbl KEY`; under
+//! `strace -e trace=openat,mmap,read,pread64,write,pwrite64,msync,ftruncate,mremap` the table's
+//! descriptor shows an `mmap` and never a `read` or `write`. `cargo xtask run-step 2` and `3` do
+//! exactly that and explain it. Every command takes `--json` (one JSON document on stdout).
+//!
+//! A production tool would add compaction, backups (a consistent copy under the shared lock),
+//! and an escape format for keys with tabs and newlines in `load`/`list`.
 
-fn main() {
-    eprintln!("error: persist is not implemented yet");
-    std::process::exit(1);
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use persist::{Access, Faults, Table, TableMut, WriteOptions};
+use serde_json::json;
+
+const EXAMPLES: &str = "\
+Examples:
+  persist create t.tbl                      # a new, empty table (grows by itself)
+  persist put t.tbl hello world             # store through a MAP_SHARED mapping
+  persist get t.tbl hello                   # prints: world
+  persist put --private t.tbl hello moon    # MAP_PRIVATE: the file keeps `world`
+  printf 'a\\t1\\nb\\t2\\n' | persist load t.tbl  # KEY<TAB>VALUE lines
+  persist list t.tbl                        # KEY<TAB>VALUE, slot order
+  persist stats --json t.tbl                # header numbers, resident pages
+  persist residency --evict t.tbl           # drop it from the page cache (fadvise)
+  persist verify t.tbl                      # check every slot and record
+  strace -e trace=mmap,read,pread64 persist get t.tbl hello   # no read of the table
+
+Exit status: 0 success; 1 runtime failure (key not found, not a valid table, locked, I/O);
+2 usage error.";
+
+/// A hash table of byte strings in one file, used through mmap (never read/write).
+#[derive(Parser)]
+#[command(name = "persist", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct WriteFlags {
+    /// Map MAP_PRIVATE: the change is visible in this process only and never reaches the file.
+    #[arg(long)]
+    private: bool,
+    /// msync(MS_SYNC) before returning, so the change is on disk, not just in the page cache.
+    #[arg(long)]
+    sync: bool,
+    /// Fail at once if another writer holds the lock, instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new, empty table (the file must not exist).
+    Create {
+        file: PathBuf,
+        /// Initial number of slots (rounded up to a power of two; the table grows by itself).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+        slots: u64,
+    },
+    /// Print the value of each KEY (one per line); a missing key is an error (exit 1).
+    Get {
+        file: PathBuf,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Testing aid: after mapping, print `mapped` on stderr and wait for a line on stdin.
+        #[arg(long, hide = true)]
+        pause_after_map: bool,
+    },
+    /// Insert or replace KEY.
+    Put {
+        file: PathBuf,
+        key: String,
+        value: String,
+        #[command(flatten)]
+        flags: WriteFlags,
+    },
+    /// Delete KEY; a missing key is an error (exit 1).
+    Del {
+        file: PathBuf,
+        key: String,
+        #[command(flatten)]
+        flags: WriteFlags,
+    },
+    /// Print every KEY<TAB>VALUE (slot order).
+    List { file: PathBuf },
+    /// Print the header's numbers and how many pages are resident (mincore).
+    Stats { file: PathBuf },
+    /// Check every slot and record; exit 1 with the reason if anything is wrong.
+    Verify { file: PathBuf },
+    /// Put every KEY<TAB>VALUE line of stdin (the key ends at the first tab).
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        flags: WriteFlags,
+        /// Print each key on stdout as soon as its put has returned (for crash tests).
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Show how many of the table's pages are in the page cache; --evict drops them first.
+    Residency {
+        file: PathBuf,
+        /// fsync, then posix_fadvise(POSIX_FADV_DONTNEED): evict the clean pages.
+        #[arg(long)]
+        evict: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return ExitCode::from(if usage { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `persist list t.tbl | head`: a closed stdout is not worth an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints one JSON document (and a newline) on stdout.
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(v).context("cannot encode JSON")?;
+    text.push('\n');
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn faults_since(start: Faults) -> serde_json::Value {
+    let now = persist::faults();
+    json!({"minor": now.minor - start.minor, "major": now.major - start.major})
+}
+
+fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(persist::page_size() as u64)
+}
+
+/// Opens for writing; `bulk` (load) asks for huge pages, a single put or del does not (it
+/// touches two pages, and msync should write back no more than those).
+fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<TableMut> {
+    let t = TableMut::open(
+        file,
+        WriteOptions {
+            private: flags.private,
+            wait: !flags.no_wait,
+            huge_pages: bulk,
+        },
+    );
+    match t {
+        Err(persist::Error::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            bail!(
+                "cannot open {}: no such file; create it first with `persist create {}`",
+                file.display(),
+                file.display()
+            )
+        }
+        t => Ok(t?),
+    }
+}
+
+fn open_read(file: &Path, access: Access) -> anyhow::Result<Table> {
+    match Table::open_for(file, access) {
+        Err(persist::Error::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            bail!(
+                "cannot open {}: no such file; create it with `persist create {}`",
+                file.display(),
+                file.display()
+            )
+        }
+        t => Ok(t?),
+    }
+}
+
+/// Closes a writer: msync first when asked, then the clean-close store.
+fn finish_write(t: TableMut, sync: bool) -> anyhow::Result<()> {
+    if sync && !t.is_private() {
+        t.sync()?;
+    }
+    t.close()?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Create { file, slots } => {
+            let log2 = slots.next_power_of_two().trailing_zeros();
+            let t = TableMut::create(&file, log2)?;
+            let stats = t.stats();
+            t.close()?;
+            if json {
+                print_json(&json!({"file": file, "created": true, "stats": stats}))?;
+            } else {
+                println!(
+                    "created {} ({} bytes, {} slots)",
+                    file.display(),
+                    stats.file_bytes,
+                    stats.slot_count
+                );
+            }
+        }
+        Cmd::Get {
+            file,
+            keys,
+            pause_after_map,
+        } => {
+            let start = persist::faults();
+            let t = open_read(&file, Access::Random)?;
+            if pause_after_map {
+                eprintln!("mapped");
+                let mut line = String::new();
+                io::stdin().lock().read_line(&mut line)?;
+            }
+            let mut values = Vec::with_capacity(keys.len());
+            for key in &keys {
+                match t.get(key.as_bytes())? {
+                    Some(v) => values.push(v),
+                    None => bail!("key not found: {key}"),
+                }
+            }
+            // Copy out only after every lookup, then confirm no truncation hit us meanwhile.
+            let owned: Vec<Vec<u8>> = values.iter().map(|v| v.to_vec()).collect();
+            t.check()?;
+            let faults = faults_since(start);
+            if json {
+                let results: Vec<_> = keys
+                    .iter()
+                    .zip(&owned)
+                    .map(|(k, v)| json!({"key": k, "value": text(v), "value_bytes": v.len()}))
+                    .collect();
+                print_json(&json!({
+                    "file": file,
+                    "lookups": keys.len(),
+                    "results": results,
+                    "faults": faults,
+                    "pages_total": pages(t.bytes().len() as u64),
+                    "pages_resident_after": t.resident_pages()?,
+                }))?;
+            } else {
+                let mut out = io::BufWriter::new(io::stdout().lock());
+                for v in &owned {
+                    out.write_all(v)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+            }
+        }
+        Cmd::Put {
+            file,
+            key,
+            value,
+            flags,
+        } => {
+            let mut t = open_write(&file, flags, false)?;
+            let replaced = t.put(key.as_bytes(), value.as_bytes())?;
+            let readback = text(t.get(key.as_bytes())?.unwrap_or_default());
+            report_write(
+                json,
+                &file,
+                &t,
+                "put",
+                &key,
+                Some(replaced),
+                &readback,
+                flags,
+            )?;
+            finish_write(t, flags.sync)?;
+        }
+        Cmd::Del { file, key, flags } => {
+            let mut t = open_write(&file, flags, false)?;
+            if !t.delete(key.as_bytes())? {
+                bail!("key not found: {key}");
+            }
+            report_write(json, &file, &t, "del", &key, None, "", flags)?;
+            finish_write(t, flags.sync)?;
+        }
+        Cmd::List { file } => {
+            let t = open_read(&file, Access::Sequential)?;
+            if json {
+                let mut entries = Vec::new();
+                t.for_each(|k, v| entries.push(json!({"key": text(k), "value": text(v)})))?;
+                print_json(&json!({"file": file, "count": entries.len(), "entries": entries}))?;
+            } else {
+                let mut out = io::BufWriter::new(io::stdout().lock());
+                let mut err = Ok(());
+                t.for_each(|k, v| {
+                    if err.is_ok() {
+                        err = out
+                            .write_all(k)
+                            .and_then(|_| out.write_all(b"\t"))
+                            .and_then(|_| out.write_all(v))
+                            .and_then(|_| out.write_all(b"\n"));
+                    }
+                })?;
+                err.context("cannot write to stdout")?;
+                out.flush().context("cannot write to stdout")?;
+            }
+        }
+        Cmd::Stats { file } => {
+            let start = persist::faults();
+            let t = open_read(&file, Access::Random)?;
+            let stats = t.stats();
+            let resident = t.resident_pages()?;
+            let total = pages(t.bytes().len() as u64);
+            if json {
+                print_json(&json!({
+                    "file": file,
+                    "stats": stats,
+                    "pages_total": total,
+                    "pages_resident": resident,
+                    "faults": faults_since(start),
+                }))?;
+            } else {
+                println!("file            {}", file.display());
+                println!("file bytes      {}", stats.file_bytes);
+                println!("entries         {}", stats.entries);
+                println!(
+                    "slots           {} used of {} (array at offset {})",
+                    stats.used_slots, stats.slot_count, stats.slots_offset
+                );
+                println!("arena end       {}", stats.arena_end);
+                println!("dirty           {}", stats.dirty);
+                println!("pages resident  {resident} of {total} (mincore)");
+            }
+        }
+        Cmd::Verify { file } => {
+            let t = open_read(&file, Access::Sequential)?;
+            let r = t.verify()?;
+            if json {
+                print_json(&json!({"file": file, "valid": true, "report": r}))?;
+            } else {
+                println!(
+                    "{}: valid table: {} entries, {} deleted slots, {} slots, {} bytes{}",
+                    file.display(),
+                    r.entries,
+                    r.deleted,
+                    r.slot_count,
+                    r.file_len,
+                    if r.dirty {
+                        " (a writer was killed before closing it; the next writer recounts)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Cmd::Load { file, flags, echo } => {
+            let mut t = open_write(&file, flags, true)?;
+            let stdin = io::stdin();
+            let mut input = stdin.lock();
+            let mut line = Vec::new();
+            let (mut n, mut lineno) = (0u64, 0u64);
+            let mut out = io::stdout().lock();
+            loop {
+                line.clear();
+                if input
+                    .read_until(b'\n', &mut line)
+                    .context("cannot read stdin")?
+                    == 0
+                {
+                    break;
+                }
+                lineno += 1;
+                let l = line.strip_suffix(b"\n").unwrap_or(&line);
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                if l.is_empty() {
+                    continue;
+                }
+                let Some(tab) = l.iter().position(|b| *b == b'\t') else {
+                    bail!(
+                        "stdin line {lineno} has no tab: expected KEY<TAB>VALUE \
+                         ({n} lines before it were stored)"
+                    );
+                };
+                t.put(&l[..tab], &l[tab + 1..])?;
+                n += 1;
+                if echo {
+                    out.write_all(&l[..tab])?;
+                    out.write_all(b"\n")?;
+                    out.flush()?;
+                }
+            }
+            drop(out);
+            let ws = t.write_stats();
+            let stats = t.stats();
+            let private = t.is_private();
+            finish_write(t, flags.sync)?;
+            if json {
+                print_json(&json!({
+                    "file": file, "op": "load", "puts": n,
+                    "mode": if private { "private" } else { "shared" },
+                    "synced": flags.sync && !private,
+                    "write_stats": ws, "stats": stats,
+                }))?;
+            } else if !echo {
+                println!(
+                    "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
+                     the slot array {} times)",
+                    file.display(),
+                    stats.entries,
+                    stats.file_bytes,
+                    ws.file_growths,
+                    ws.rehashes
+                );
+            }
+        }
+        Cmd::Residency { file, evict } => {
+            let r = persist::page_cache_residency(&file, evict).map_err(|e| match e {
+                persist::Error::Open { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    anyhow::anyhow!("cannot open {}: no such file", file.display())
+                }
+                e => e.into(),
+            })?;
+            if json {
+                print_json(&json!({"file": file, "residency": r}))?;
+            } else {
+                println!(
+                    "{}: {} of {} pages resident",
+                    file.display(),
+                    r.pages_resident_before,
+                    r.pages_total
+                );
+                if evict {
+                    println!(
+                        "after fsync + posix_fadvise(DONTNEED): {} of {} pages resident{}",
+                        r.pages_resident_after,
+                        r.pages_total,
+                        if r.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", r.note)
+                        }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_write(
+    json: bool,
+    file: &Path,
+    t: &TableMut,
+    op: &str,
+    key: &str,
+    replaced: Option<bool>,
+    readback: &str,
+    flags: WriteFlags,
+) -> anyhow::Result<()> {
+    let private = t.is_private();
+    if json {
+        print_json(&json!({
+            "file": file, "op": op, "key": key, "replaced": replaced,
+            "mode": if private { "private" } else { "shared" },
+            "synced": flags.sync && !private,
+            "readback": if op == "put" { Some(readback) } else { None },
+            "write_stats": t.write_stats(), "stats": t.stats(),
+        }))?;
+    } else {
+        let what = match (op, replaced) {
+            ("put", Some(true)) => "replaced",
+            ("put", _) => "inserted",
+            _ => "deleted",
+        };
+        if private {
+            println!(
+                "{key}: {what} in a MAP_PRIVATE copy (this process now reads {readback:?}); \
+                 the file is unchanged"
+            );
+        } else {
+            println!("{key}: {what}");
+        }
+    }
+    Ok(())
 }

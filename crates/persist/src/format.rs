@@ -1,0 +1,609 @@
+//! The on-disk format: constants, the header, records, slots and the hash function.
+//!
+//! Everything here is plain safe code over byte slices: every offset read from the file is
+//! checked against the bounds established by [`Header::parse`] before it is used, so a hostile
+//! file can make a lookup fail with [`Invalid`] but never read outside the mapping.
+//! The layout is documented byte by byte in the crate docs (`lib.rs`).
+
+use std::fmt;
+
+/// The first eight bytes of every table.
+pub const MAGIC: [u8; 8] = *b"DISKTBL\0";
+/// The format version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Length of the header; the arena starts right after it.
+pub const HEADER_LEN: u64 = 64;
+/// Length of a record's fixed part (key length, value length, check, reserved).
+pub const RECORD_HEAD: u64 = 16;
+/// Header flag: a writer has the table open (or was killed before closing it).
+pub const FLAG_DIRTY: u32 = 1;
+/// The smallest slot array.
+pub const MIN_SLOTS_LOG2: u32 = 3;
+/// The largest slot array (2^32 slots of 8 bytes = 32 GiB).
+pub const MAX_SLOTS_LOG2: u32 = 32;
+/// Record offsets are stored divided by 8 in 32 bits: the arena ends below 32 GiB.
+pub const MAX_FILE_LEN: u64 = 8 * (u32::MAX as u64);
+/// The low half of a slot that marks a deleted entry (offset 8 lies inside the header).
+pub const TOMBSTONE: u32 = 1;
+
+// Byte offsets of the header fields.
+pub const H_MAGIC: usize = 0;
+pub const H_VERSION: usize = 8;
+pub const H_HEADER_LEN: usize = 12;
+pub const H_FILE_LEN: usize = 16;
+pub const H_SLOTS: usize = 24;
+pub const H_ARENA_END: usize = 32;
+pub const H_LIVE: usize = 40;
+pub const H_USED: usize = 48;
+pub const H_FLAGS: usize = 56;
+pub const H_RESERVED: usize = 60;
+
+const SEED_KEY: u64 = 0x9e37_79b9_7f4a_7c15;
+const SEED_CHECK: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+/// Why a file is not a valid table. Shown as `FILE is not a valid table: REASON`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! invalid {
+    ($($arg:tt)*) => { Invalid(format!($($arg)*)) };
+}
+pub(crate) use invalid;
+
+/// The 64-bit hash of the format (a multiply-rotate over 8-byte words, finished with
+/// MurmurHash3's fmix64). It is part of the file format: changing it needs a new version.
+pub fn hash_with(seed: u64, bytes: &[u8]) -> u64 {
+    const P1: u64 = 0x9fb2_1c65_1e98_df25;
+    const P2: u64 = 0xff51_afd7_ed55_8ccd;
+    let mut h = seed ^ (bytes.len() as u64).wrapping_mul(P1);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(P1).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(P1).rotate_left(29);
+    }
+    fmix64(h ^ (h >> 31).wrapping_mul(P2))
+}
+
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The hash of a key: its low bits choose the home slot, its high 32 bits are the slot's tag.
+pub fn key_hash(key: &[u8]) -> u64 {
+    hash_with(SEED_KEY, key)
+}
+
+/// The record check: 32 bits over key and value, so a flipped byte in a record is detected.
+pub fn record_check(key: &[u8], value: &[u8]) -> u32 {
+    let a = hash_with(SEED_CHECK, key);
+    let b = hash_with(SEED_CHECK ^ a, value);
+    (b ^ (b >> 32)) as u32
+}
+
+/// Rounds up to a multiple of 8.
+pub fn align8(n: u64) -> Option<u64> {
+    n.checked_add(7).map(|v| v & !7)
+}
+
+/// The bytes a record of this key and value takes in the arena (always a multiple of 8).
+pub fn record_len(key_len: usize, val_len: usize) -> Option<u64> {
+    RECORD_HEAD
+        .checked_add(key_len as u64)?
+        .checked_add(val_len as u64)
+        .and_then(align8)
+}
+
+/// Encodes the slot word for a record at `offset` (a multiple of 8) with this key hash.
+pub fn slot_word(hash: u64, offset: u64) -> u64 {
+    ((hash >> 32) << 32) | (offset / 8)
+}
+
+/// Encodes the header's slot descriptor: the array's offset and log2 of its length, in one
+/// word so that a single 8-byte store switches to a new array.
+pub fn slots_desc(offset: u64, log2: u32) -> u64 {
+    ((offset / 8) << 8) | u64::from(log2)
+}
+
+/// Reads a little-endian u32 at `at`; `None` if out of bounds.
+pub fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Reads a little-endian u64 at `at`; `None` if out of bounds.
+pub fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(s);
+    Some(u64::from_le_bytes(w))
+}
+
+/// A validated header: every field is within the bounds the rest of the code relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The exact length of the table (the file may be longer only after a crash mid-growth).
+    pub file_len: u64,
+    pub slots_off: u64,
+    pub slots_log2: u32,
+    pub arena_end: u64,
+    pub live: u64,
+    pub used: u64,
+    pub flags: u32,
+}
+
+impl Header {
+    /// Number of slots (a power of two).
+    pub fn slot_count(&self) -> u64 {
+        1u64 << self.slots_log2
+    }
+
+    /// Whether a writer has the table open or was killed before closing it.
+    pub fn dirty(&self) -> bool {
+        self.flags & FLAG_DIRTY != 0
+    }
+
+    /// Parses and validates the header. `actual_len` is the file's length now.
+    pub fn parse(b: &[u8], actual_len: u64) -> Result<Header, Invalid> {
+        if actual_len == 0 {
+            return Err(invalid!("the file is empty"));
+        }
+        if actual_len < HEADER_LEN || b.len() < HEADER_LEN as usize {
+            return Err(invalid!(
+                "the file is {actual_len} bytes, shorter than the {HEADER_LEN}-byte header"
+            ));
+        }
+        if b[H_MAGIC..H_MAGIC + 8] != MAGIC {
+            return Err(invalid!(
+                "bad magic {:02x?} (expected \"DISKTBL\\0\"): not a persist table",
+                &b[H_MAGIC..H_MAGIC + 8]
+            ));
+        }
+        let field32 = |at| read_u32(b, at).unwrap_or(0);
+        let field64 = |at| read_u64(b, at).unwrap_or(0);
+        let version = field32(H_VERSION);
+        if version != VERSION {
+            return Err(invalid!(
+                "unsupported version {version} (this build reads version {VERSION})"
+            ));
+        }
+        let header_len = field32(H_HEADER_LEN);
+        if u64::from(header_len) != HEADER_LEN {
+            return Err(invalid!(
+                "header length field is {header_len}, expected {HEADER_LEN}"
+            ));
+        }
+        let flags = field32(H_FLAGS);
+        if flags & !FLAG_DIRTY != 0 {
+            return Err(invalid!("unknown header flags {flags:#x}"));
+        }
+        if field32(H_RESERVED) != 0 {
+            return Err(invalid!("reserved header field is not zero"));
+        }
+        let dirty = flags & FLAG_DIRTY != 0;
+        let file_len = field64(H_FILE_LEN);
+        if file_len < HEADER_LEN || file_len % 8 != 0 || file_len > MAX_FILE_LEN {
+            return Err(invalid!(
+                "header records an impossible length of {file_len} bytes"
+            ));
+        }
+        if actual_len < file_len {
+            return Err(invalid!(
+                "the file is {actual_len} bytes but its header records {file_len}: it was truncated"
+            ));
+        }
+        if actual_len > file_len && !dirty {
+            return Err(invalid!(
+                "the file is {actual_len} bytes but its header records {file_len}: \
+                 {} unexpected trailing bytes",
+                actual_len - file_len
+            ));
+        }
+        let arena_end = field64(H_ARENA_END);
+        if arena_end < HEADER_LEN || arena_end > file_len || arena_end % 8 != 0 {
+            return Err(invalid!(
+                "arena end {arena_end} lies outside the table (64..={file_len})"
+            ));
+        }
+        let desc = field64(H_SLOTS);
+        let slots_log2 = (desc & 0xff) as u32;
+        let slots_off = (desc >> 8).saturating_mul(8);
+        if !(MIN_SLOTS_LOG2..=MAX_SLOTS_LOG2).contains(&slots_log2) {
+            return Err(invalid!(
+                "slot array of 2^{slots_log2} slots is out of range \
+                 (2^{MIN_SLOTS_LOG2}..=2^{MAX_SLOTS_LOG2})"
+            ));
+        }
+        let slots_end = (1u64 << slots_log2)
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(slots_off));
+        match slots_end {
+            Some(end) if slots_off >= HEADER_LEN && end <= arena_end => {}
+            _ => {
+                return Err(invalid!(
+                    "slot array at offset {slots_off} with 2^{slots_log2} slots does not fit \
+                     in the arena (which ends at {arena_end})"
+                ))
+            }
+        }
+        let live = field64(H_LIVE);
+        let used = field64(H_USED);
+        let count = 1u64 << slots_log2;
+        if !dirty && (live > used || used >= count) {
+            return Err(invalid!(
+                "header counts are impossible: {live} live and {used} used of {count} slots"
+            ));
+        }
+        Ok(Header {
+            file_len,
+            slots_off,
+            slots_log2,
+            arena_end,
+            live,
+            used,
+            flags,
+        })
+    }
+
+    /// Encodes a fresh header into `b` (at least 64 bytes), magic included.
+    pub fn encode(&self, b: &mut [u8]) {
+        b[H_MAGIC..H_MAGIC + 8].copy_from_slice(&MAGIC);
+        b[H_VERSION..H_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+        b[H_HEADER_LEN..H_HEADER_LEN + 4].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[H_FILE_LEN..H_FILE_LEN + 8].copy_from_slice(&self.file_len.to_le_bytes());
+        let desc = slots_desc(self.slots_off, self.slots_log2);
+        b[H_SLOTS..H_SLOTS + 8].copy_from_slice(&desc.to_le_bytes());
+        b[H_ARENA_END..H_ARENA_END + 8].copy_from_slice(&self.arena_end.to_le_bytes());
+        b[H_LIVE..H_LIVE + 8].copy_from_slice(&self.live.to_le_bytes());
+        b[H_USED..H_USED + 8].copy_from_slice(&self.used.to_le_bytes());
+        b[H_FLAGS..H_FLAGS + 4].copy_from_slice(&self.flags.to_le_bytes());
+        b[H_RESERVED..H_RESERVED + 4].copy_from_slice(&0u32.to_le_bytes());
+    }
+}
+
+/// A record read from the arena, bounds-checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    pub check: u32,
+    /// Bytes the record takes in the arena.
+    pub len: u64,
+}
+
+impl<'a> Record<'a> {
+    /// Whether the stored check matches the key and value.
+    pub fn check_ok(&self) -> bool {
+        self.check == record_check(self.key, self.value)
+    }
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Empty,
+    Deleted,
+    /// A record at this byte offset whose key hash has this high half.
+    Full {
+        tag: u32,
+        offset: u64,
+    },
+}
+
+impl Slot {
+    pub fn decode(word: u64) -> Slot {
+        let low = word as u32;
+        match low {
+            0 if word == 0 => Slot::Empty,
+            TOMBSTONE => Slot::Deleted,
+            _ => Slot::Full {
+                tag: (word >> 32) as u32,
+                offset: u64::from(low) * 8,
+            },
+        }
+    }
+}
+
+/// A read-only view of table bytes with a validated header. Every lookup is bounds-checked.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub bytes: &'a [u8],
+    pub hdr: Header,
+}
+
+/// Where a probe for a key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The key is in this slot.
+    Found { index: u64 },
+    /// The key is absent; this is where it would be inserted (the first deleted slot on the
+    /// probe path, else the empty slot that ended it), and whether that slot is empty.
+    Absent { index: u64, empty: bool },
+}
+
+impl<'a> View<'a> {
+    /// The raw word of slot `i` (`i` < slot count, guaranteed by the validated header).
+    pub fn slot_word(&self, i: u64) -> u64 {
+        let at = self.hdr.slots_off + i * 8;
+        read_u64(self.bytes, at as usize).unwrap_or(0)
+    }
+
+    /// The record at `offset`, bounds-checked against the arena.
+    pub fn record(&self, offset: u64) -> Result<Record<'a>, Invalid> {
+        let end = self.hdr.arena_end;
+        if offset < HEADER_LEN || offset % 8 != 0 || offset.saturating_add(RECORD_HEAD) > end {
+            return Err(invalid!(
+                "a slot points at offset {offset}, outside the arena (64..{end})"
+            ));
+        }
+        let at = offset as usize;
+        let kl = read_u32(self.bytes, at).unwrap_or(0) as u64;
+        let vl = read_u32(self.bytes, at + 4).unwrap_or(0) as u64;
+        let check = read_u32(self.bytes, at + 8).unwrap_or(0);
+        let total = RECORD_HEAD + kl + vl; // at most 16 + 2^33: no overflow
+        if offset + total > end {
+            return Err(invalid!(
+                "the record at offset {offset} ({kl}-byte key, {vl}-byte value) runs past the \
+                 arena end {end}"
+            ));
+        }
+        let k0 = at + RECORD_HEAD as usize;
+        let v0 = k0 + kl as usize;
+        let v1 = v0 + vl as usize;
+        let (Some(key), Some(value)) = (self.bytes.get(k0..v0), self.bytes.get(v0..v1)) else {
+            return Err(invalid!("the record at offset {offset} is out of bounds"));
+        };
+        Ok(Record {
+            key,
+            value,
+            check,
+            len: align8(total).unwrap_or(total),
+        })
+    }
+
+    /// Probes for `key` (with hash `h`). The loop is bounded by the slot count, so even a
+    /// corrupt table with no empty slot cannot make it spin forever.
+    pub fn probe(&self, key: &[u8], h: u64) -> Result<Probe, Invalid> {
+        let mask = self.hdr.slot_count() - 1;
+        let tag = (h >> 32) as u32;
+        let mut i = h & mask;
+        let mut first_deleted = None;
+        for _ in 0..self.hdr.slot_count() {
+            match Slot::decode(self.slot_word(i)) {
+                Slot::Empty => {
+                    return Ok(match first_deleted {
+                        Some(d) => Probe::Absent {
+                            index: d,
+                            empty: false,
+                        },
+                        None => Probe::Absent {
+                            index: i,
+                            empty: true,
+                        },
+                    })
+                }
+                Slot::Deleted => {
+                    first_deleted.get_or_insert(i);
+                }
+                Slot::Full { tag: t, offset } if t == tag => {
+                    let rec = self.record(offset)?;
+                    if rec.key == key {
+                        return Ok(Probe::Found { index: i });
+                    }
+                }
+                Slot::Full { .. } => {}
+            }
+            i = (i + 1) & mask;
+        }
+        match first_deleted {
+            Some(d) => Ok(Probe::Absent {
+                index: d,
+                empty: false,
+            }),
+            None => Err(invalid!("the slot array has no empty slot")),
+        }
+    }
+
+    /// Looks `key` up; the value is borrowed from the bytes (zero copy) and its check verified.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>, Invalid> {
+        let h = key_hash(key);
+        match self.probe(key, h)? {
+            Probe::Found { index } => {
+                let Slot::Full { offset, .. } = Slot::decode(self.slot_word(index)) else {
+                    return Ok(None);
+                };
+                let rec = self.record(offset)?;
+                if !rec.check_ok() {
+                    return Err(invalid!(
+                        "the record at offset {offset} fails its check (corrupted bytes)"
+                    ));
+                }
+                Ok(Some(rec.value))
+            }
+            Probe::Absent { .. } => Ok(None),
+        }
+    }
+
+    /// Every live record in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Record<'a>, Invalid>> + '_ {
+        (0..self.hdr.slot_count()).filter_map(move |i| match Slot::decode(self.slot_word(i)) {
+            Slot::Full { offset, .. } => Some(self.record(offset).and_then(|r| {
+                if r.check_ok() {
+                    Ok(r)
+                } else {
+                    Err(invalid!(
+                        "the record at offset {offset} fails its check (corrupted bytes)"
+                    ))
+                }
+            })),
+            _ => None,
+        })
+    }
+
+    /// Checks everything: every slot's record is in bounds, outside the slot array, passes its
+    /// check, has the slot's tag, is reachable by a lookup of its key and is the only slot for
+    /// that key; the counts match unless a writer was killed (dirty).
+    pub fn verify(&self) -> Result<VerifyReport, Invalid> {
+        let count = self.hdr.slot_count();
+        let slots_end = self.hdr.slots_off + count * 8;
+        let (mut live, mut deleted, mut live_bytes) = (0u64, 0u64, 0u64);
+        for i in 0..count {
+            match Slot::decode(self.slot_word(i)) {
+                Slot::Empty => {}
+                Slot::Deleted => deleted += 1,
+                Slot::Full { tag, offset } => {
+                    let rec = self.record(offset)?;
+                    if offset < slots_end && offset + rec.len > self.hdr.slots_off {
+                        return Err(invalid!(
+                            "slot {i} points at offset {offset}, inside the slot array"
+                        ));
+                    }
+                    if !rec.check_ok() {
+                        return Err(invalid!(
+                            "the record at offset {offset} fails its check (corrupted bytes)"
+                        ));
+                    }
+                    let h = key_hash(rec.key);
+                    if (h >> 32) as u32 != tag {
+                        return Err(invalid!(
+                            "slot {i} has tag {tag:#x} but its key hashes to {:#x}",
+                            h >> 32
+                        ));
+                    }
+                    match self.probe(rec.key, h)? {
+                        Probe::Found { index } if index == i => {}
+                        Probe::Found { index } => {
+                            return Err(invalid!(
+                                "slots {index} and {i} hold the same key {:?}",
+                                String::from_utf8_lossy(rec.key)
+                            ))
+                        }
+                        Probe::Absent { .. } => {
+                            return Err(invalid!(
+                                "slot {i} holds key {:?} where a lookup cannot reach it",
+                                String::from_utf8_lossy(rec.key)
+                            ))
+                        }
+                    }
+                    live += 1;
+                    live_bytes += rec.len;
+                }
+            }
+        }
+        let counts_match = live == self.hdr.live && live + deleted == self.hdr.used;
+        if !counts_match && !self.hdr.dirty() {
+            return Err(invalid!(
+                "the header counts {} live and {} used slots, but the slots hold {live} live \
+                 and {} used",
+                self.hdr.live,
+                self.hdr.used,
+                live + deleted
+            ));
+        }
+        if live + deleted >= count {
+            return Err(invalid!("the slot array has no empty slot"));
+        }
+        Ok(VerifyReport {
+            entries: live,
+            deleted,
+            slot_count: count,
+            file_len: self.hdr.file_len,
+            arena_end: self.hdr.arena_end,
+            live_record_bytes: live_bytes,
+            dirty: self.hdr.dirty(),
+            counts_match,
+        })
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub deleted: u64,
+    pub slot_count: u64,
+    pub file_len: u64,
+    pub arena_end: u64,
+    /// Bytes of the arena held by live records (the rest is headers, old slot arrays and
+    /// overwritten records).
+    pub live_record_bytes: u64,
+    /// A writer was killed before closing the table; the next writer recounts.
+    pub dirty: bool,
+    /// The header's counts match the slots (always true for a table closed cleanly).
+    pub counts_match: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_and_spreads() {
+        // The hash is part of the file format: these values must never change.
+        assert_eq!(key_hash(b""), key_hash(b""));
+        assert_ne!(key_hash(b"a"), key_hash(b"b"));
+        assert_ne!(key_hash(b"abcdefgh"), key_hash(b"abcdefgh\0"));
+        let mut lows = std::collections::HashSet::new();
+        for i in 0..1000u32 {
+            lows.insert(key_hash(format!("key{i}").as_bytes()) & 1023);
+        }
+        assert!(
+            lows.len() > 550,
+            "1000 keys hit only {} of 1024 slots",
+            lows.len()
+        );
+    }
+
+    #[test]
+    fn slot_words_round_trip() {
+        let h = 0xdead_beef_0000_0000u64;
+        assert_eq!(
+            Slot::decode(slot_word(h, 4096)),
+            Slot::Full {
+                tag: 0xdead_beef,
+                offset: 4096
+            }
+        );
+        assert_eq!(Slot::decode(0), Slot::Empty);
+        assert_eq!(Slot::decode(u64::from(TOMBSTONE)), Slot::Deleted);
+    }
+
+    #[test]
+    fn header_rejects_short_and_foreign_files() {
+        assert_eq!(
+            Header::parse(&[], 0).unwrap_err().0,
+            "the file is empty".to_string()
+        );
+        assert!(Header::parse(&[0u8; 10], 10)
+            .unwrap_err()
+            .0
+            .contains("shorter than the 64-byte header"));
+        assert!(Header::parse(&[0u8; 64], 64)
+            .unwrap_err()
+            .0
+            .contains("bad magic"));
+    }
+
+    #[test]
+    fn record_len_is_aligned() {
+        assert_eq!(record_len(0, 0), Some(16));
+        assert_eq!(record_len(1, 0), Some(24));
+        assert_eq!(record_len(8, 8), Some(32));
+    }
+}

@@ -1,0 +1,334 @@
+//! Every raw libc call of the crate, each wrapped safely, citing its man page.
+//!
+//! The rest of the crate calls these wrappers and never `libc` directly. The SIGBUS guard is the
+//! delicate part: see [`SigbusGuard`].
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Once;
+
+/// `flock(2)`: takes an exclusive (`exclusive`) or shared lock on the whole file. With `wait`
+/// false, returns `Ok(false)` instead of blocking when another process holds a conflicting lock.
+pub fn flock(file: &impl AsRawFd, exclusive: bool, wait: bool) -> io::Result<bool> {
+    let mut op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock takes a descriptor and flags; the descriptor is open (borrowed from a
+        // live File) and no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if !wait => return Ok(false),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `posix_fadvise(2)` with `POSIX_FADV_DONTNEED`: asks the kernel to drop the file's clean
+/// pages from the page cache (call `fsync` first: dirty pages are not dropped).
+pub fn fadvise_dontneed(file: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: plain integer arguments on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// The system page size, `sysconf(3)` `_SC_PAGESIZE`.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory arguments and no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+/// `mincore(2)`: how many pages of this mapped range are resident in the page cache.
+/// `map` must start at a page boundary (every mapping does).
+pub fn resident_pages(map: &[u8]) -> io::Result<usize> {
+    if map.is_empty() {
+        return Ok(0);
+    }
+    let page = page_size();
+    let pages = map.len().div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping owned by the caller for the duration of the call and
+    // starts at a page boundary; `vec` has one byte per page of the range, as mincore(2)
+    // requires. mincore only writes into `vec`.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            vec.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(vec.iter().filter(|b| **b & 1 != 0).count())
+}
+
+/// Page faults of this process so far, from `getrusage(2)` `RUSAGE_SELF`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Served without I/O (page already in the page cache, or a fresh zero page).
+    pub minor: u64,
+    /// Needed I/O to read the page in.
+    pub major: u64,
+}
+
+/// `getrusage(2)` for this process: minor and major fault counts.
+pub fn faults() -> Faults {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` points to writable memory of the right size for one rusage; getrusage fills
+    // it and cannot fail for RUSAGE_SELF with a valid pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Faults::default();
+    }
+    // SAFETY: getrusage returned 0, so it initialised `ru` (and zeroed() already made every
+    // byte a valid integer).
+    let ru = unsafe { ru.assume_init() };
+    Faults {
+        minor: ru.ru_minflt as u64,
+        major: ru.ru_majflt as u64,
+    }
+}
+
+/// Publishes `value` at byte `offset` of a writable mapping with one 8-byte release store, so
+/// every earlier write to the mapping is ordered before it (the crash-safety commit point).
+///
+/// Panics if `offset` is not 8-aligned or out of bounds (callers compute it from a validated
+/// header; a panic here is a bug, not bad input).
+pub fn publish_u64(map: &mut [u8], offset: usize, value: u64) {
+    assert!(
+        offset % 8 == 0 && offset + 8 <= map.len(),
+        "publish out of bounds"
+    );
+    let p = map.as_mut_ptr().wrapping_add(offset);
+    assert!(p as usize % 8 == 0, "mapping is not 8-aligned");
+    // SAFETY: `p` is in bounds of `map` (checked above), 8-aligned (checked above: mappings
+    // are page-aligned and `offset` is a multiple of 8), and we hold `&mut` to the whole
+    // mapping, so no other reference in this process aliases it during the store.
+    let cell = unsafe { AtomicU64::from_ptr(p.cast::<u64>()) };
+    cell.store(value, Ordering::Release);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGBUS: a mapped file truncated by another process.
+// ---------------------------------------------------------------------------------------------
+
+const GUARD_SLOTS: usize = 64;
+
+struct GuardSlot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    hit: AtomicBool,
+    in_use: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: GuardSlot = GuardSlot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    hit: AtomicBool::new(false),
+    in_use: AtomicBool::new(false),
+};
+
+static GUARDS: [GuardSlot; GUARD_SLOTS] = [EMPTY_SLOT; GUARD_SLOTS];
+static INSTALL: Once = Once::new();
+static INSTALLED_OK: AtomicBool = AtomicBool::new(false);
+/// The action that was installed before ours (Rust's runtime installs one for stack overflows),
+/// as raw bytes, restored for faults that are not ours.
+static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::zeroed();
+
+/// Registers a mapped range with the SIGBUS handler. A bus error inside the range (the file was
+/// truncated under the mapping) no longer kills the process: the handler maps an anonymous zero
+/// page over the faulting page, so the access completes and reads zeros, and sets a flag that
+/// [`SigbusGuard::faulted`] reports. The operation then turns the flag into a clear error.
+///
+/// A fault outside every registered range restores the previous action and returns, so the
+/// access faults again and gets the default behaviour (a core dump), as it would without us.
+pub struct SigbusGuard {
+    slot: Option<usize>,
+}
+
+impl SigbusGuard {
+    /// Installs the handler (once per process) and registers `[start, start+len)`.
+    /// If all guard slots are busy, or the handler cannot be installed, the guard is inert and a
+    /// truncation kills the process with SIGBUS as it would without it.
+    pub fn register(start: *const u8, len: usize) -> SigbusGuard {
+        INSTALL.call_once(install_handler);
+        if !INSTALLED_OK.load(Ordering::Acquire) {
+            return SigbusGuard { slot: None };
+        }
+        for (i, g) in GUARDS.iter().enumerate() {
+            if g.in_use
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                g.hit.store(false, Ordering::Relaxed);
+                g.len.store(len, Ordering::Relaxed);
+                g.start.store(start as usize, Ordering::Release);
+                return SigbusGuard { slot: Some(i) };
+            }
+        }
+        SigbusGuard { slot: None }
+    }
+
+    /// Moves the registered range (after a remap).
+    pub fn update(&self, start: *const u8, len: usize) {
+        if let Some(i) = self.slot {
+            GUARDS[i].start.store(0, Ordering::Release);
+            GUARDS[i].len.store(len, Ordering::Relaxed);
+            GUARDS[i].start.store(start as usize, Ordering::Release);
+        }
+    }
+
+    /// Whether a bus error hit the registered range since registration.
+    pub fn faulted(&self) -> bool {
+        self.slot
+            .is_some_and(|i| GUARDS[i].hit.load(Ordering::Acquire))
+    }
+}
+
+impl Drop for SigbusGuard {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            GUARDS[i].start.store(0, Ordering::Release);
+            GUARDS[i].len.store(0, Ordering::Relaxed);
+            GUARDS[i].in_use.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// `sigaction(2)`: installs [`on_sigbus`] with `SA_SIGINFO`, saving the previous action.
+fn install_handler() {
+    warm_up();
+    // SAFETY: a zeroed sigaction is a valid "no handler, no flags, empty mask" value.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigbus as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: `sa.sa_mask` is a valid sigset_t owned by us.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: PREVIOUS is written only here, inside Once::call_once, before the handler that
+    // reads it is installed; `addr_of_mut!` avoids creating a reference to the static mut.
+    let prev = unsafe { (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr() };
+    // SAFETY: `sa` is a fully initialised sigaction whose handler has the SA_SIGINFO
+    // signature; `prev` points to writable storage for the old action.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, prev) };
+    INSTALLED_OK.store(rc == 0, Ordering::Release);
+}
+
+/// The SIGBUS handler. Only async-signal-safe work: atomics, `mmap(2)`, `sigaction(2)`.
+extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t for a handler installed with SA_SIGINFO;
+    // si_addr is the faulting address for SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    for g in GUARDS.iter() {
+        let start = g.start.load(Ordering::Acquire);
+        let len = g.len.load(Ordering::Relaxed);
+        if start != 0 && addr >= start && addr < start.saturating_add(len) {
+            let page = addr & !(page_size_in_handler() - 1);
+            // SAFETY: `page` lies inside a mapping that a live SigbusGuard registered (it is
+            // unregistered before the mapping is unmapped), so MAP_FIXED replaces only pages of
+            // that mapping, whose file bytes are gone anyway. The new page is private and zero.
+            let p = unsafe {
+                libc::mmap(
+                    page as *mut libc::c_void,
+                    page_size_in_handler(),
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                g.hit.store(true, Ordering::Release);
+                return;
+            }
+            break;
+        }
+    }
+    // Not ours (or we could not patch it): restore the previous action and return; the access
+    // faults again and gets the behaviour it would have had without us.
+    // SAFETY: PREVIOUS was fully written by sigaction before this handler was installed and is
+    // never written again; sigaction is async-signal-safe.
+    unsafe {
+        let prev = (*std::ptr::addr_of!(PREVIOUS)).as_ptr();
+        libc::sigaction(libc::SIGBUS, prev, std::ptr::null_mut());
+    }
+}
+
+static PAGE_SIZE_CACHE: AtomicUsize = AtomicUsize::new(0);
+
+fn page_size_in_handler() -> usize {
+    match PAGE_SIZE_CACHE.load(Ordering::Relaxed) {
+        0 => {
+            let p = page_size();
+            PAGE_SIZE_CACHE.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// Makes sure the page size is cached before a handler may need it (sysconf is not on the
+/// async-signal-safe list).
+fn warm_up() {
+    page_size_in_handler();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mappings (memmap2 wraps mmap(2); its constructors are unsafe for the reason below).
+// ---------------------------------------------------------------------------------------------
+
+// Why the mapping constructors below are sound to call here: memmap2's `map*` functions are
+// unsafe because another process may change or truncate the file while it is mapped, which
+// Rust's `&[u8]` does not expect. This crate's protocol rules out the first case among its own
+// processes: readers hold a shared `flock(2)`, writers an exclusive one, so nobody writes the
+// bytes a reader has borrowed. The second (truncation by a process that ignores the lock) raises
+// SIGBUS, which [`SigbusGuard`] turns into an error instead of a crash.
+
+/// `mmap(2)` the whole file read-only, `MAP_SHARED`.
+pub fn map_read(file: &std::fs::File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: see the protocol above: shared flock held by the caller, SIGBUS guarded.
+    unsafe { memmap2::MmapOptions::new().map(file) }
+}
+
+/// `mmap(2)` the whole file read-write, `MAP_SHARED`: stores reach the page cache, so other
+/// processes (and the file) see them without any write(2).
+pub fn map_shared(file: &std::fs::File) -> io::Result<memmap2::MmapMut> {
+    // SAFETY: see the protocol above: exclusive flock held by the caller, SIGBUS guarded.
+    unsafe { memmap2::MmapOptions::new().map_mut(file) }
+}
+
+/// `mmap(2)` the whole file read-write, `MAP_PRIVATE`: the first store to a page copies it
+/// (copy-on-write) and the file never sees the change.
+pub fn map_private(file: &std::fs::File) -> io::Result<memmap2::MmapMut> {
+    // SAFETY: see the protocol above: shared flock held by the caller, SIGBUS guarded. Pages we
+    // have written are private copies and cannot change underneath us at all.
+    unsafe { memmap2::MmapOptions::new().map_copy(file) }
+}
+
+/// `mremap(2)` a shared mapping to `new_len` bytes (it may move), after the file was grown.
+pub fn remap(map: &mut memmap2::MmapMut, new_len: usize) -> io::Result<()> {
+    // SAFETY: memmap2 requires that no pointer into the old mapping survives the call: we hold
+    // `&mut` to the mapping, so no borrowed slice exists, and the caller re-registers the SIGBUS
+    // guard with the new address right after.
+    unsafe { map.remap(new_len, memmap2::RemapOptions::new().may_move(true)) }
+}

@@ -1,0 +1,363 @@
+//! The `persist` binary: commands, errors and exit statuses, and the system-call properties
+//! (reads through the mapping only, writes through MAP_SHARED only) checked live with strace.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fails, ok, persist, Dir, BIN};
+
+#[test]
+fn create_put_get_list_del_round_trip() {
+    let d = Dir::new("roundtrip");
+    let t = d.join("t.tbl");
+    let t = t.to_str().unwrap();
+    assert!(ok(&["create", t]).contains("created"));
+    ok(&["put", t, "hello", "world"]);
+    ok(&["put", t, "empty", ""]);
+    assert_eq!(ok(&["get", t, "hello"]), "world\n");
+    assert_eq!(ok(&["get", t, "hello", "empty"]), "world\n\n");
+    ok(&["put", t, "hello", "there"]);
+    assert_eq!(ok(&["get", t, "hello"]), "there\n");
+    let mut lines: Vec<String> = ok(&["list", t]).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(lines, ["empty\t", "hello\tthere"]);
+    ok(&["del", t, "hello"]);
+    fails(&["get", t, "hello"], 1, "error: key not found: hello");
+    fails(&["del", t, "hello"], 1, "error: key not found: hello");
+    assert!(ok(&["verify", t]).contains("valid table: 1 entries, 1 deleted"));
+}
+
+#[test]
+fn json_documents_are_single_and_complete() {
+    let d = Dir::new("json");
+    let t = d.join("t.tbl");
+    let t = t.to_str().unwrap();
+    ok(&["create", t]);
+    let put: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "put", t, "a", "1"])).unwrap();
+    assert_eq!(put["mode"], "shared");
+    assert_eq!(put["replaced"], false);
+    let get: serde_json::Value = serde_json::from_str(&ok(&["--json", "get", t, "a"])).unwrap();
+    assert_eq!(get["results"][0]["value"], "1");
+    assert!(get["faults"]["minor"].is_u64());
+    assert!(get["pages_resident_after"].as_u64().unwrap() >= 1);
+    for cmd in ["list", "stats", "verify"] {
+        let v: serde_json::Value = serde_json::from_str(&ok(&["--json", cmd, t])).unwrap();
+        assert!(v.is_object(), "{cmd}");
+    }
+    let res: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "residency", "--evict", t])).unwrap();
+    assert_eq!(res["residency"]["pages_total"], 1);
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_and_documented_statuses() {
+    let d = Dir::new("errors");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    fails(
+        &["get", ts, "k"],
+        1,
+        "no such file; create it with `persist create",
+    );
+    fails(
+        &["put", ts, "k", "v"],
+        1,
+        "create it first with `persist create",
+    );
+    ok(&["create", ts]);
+    fails(&["create", ts], 1, "already exists");
+    fails(&["frobnicate"], 2, "unrecognized subcommand");
+    fails(&["get", ts], 2, "required");
+    fails(&["create", "--slots", "0", ts], 2, "--slots");
+    let empty = d.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    fails(
+        &["get", empty.to_str().unwrap(), "k"],
+        1,
+        "is not a valid table: the file is empty",
+    );
+    let foreign = d.join("foreign");
+    std::fs::write(&foreign, vec![7u8; 5000]).unwrap();
+    fails(
+        &["list", foreign.to_str().unwrap()],
+        1,
+        "is not a valid table: bad magic",
+    );
+    let out = persist(&["load", ts], b"a\t1\nno tab here\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "stdin line 2 has no tab: expected KEY<TAB>VALUE (1 lines before it were stored)"
+    ));
+    assert_eq!(ok(&["get", ts, "a"]), "1\n");
+    let help = ok(&["--help"]);
+    assert!(help.contains("Examples:") && help.contains("Exit status"));
+    // The table is left as it was: nothing else was created next to it.
+    let mut names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["empty", "foreign", "t.tbl"], "no stray files");
+}
+
+#[test]
+fn private_put_does_not_reach_the_file() {
+    let d = Dir::new("private");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    ok(&["create", ts]);
+    ok(&["put", ts, "k", "shared-value"]);
+    let before = std::fs::read(&t).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "put",
+        "--private",
+        ts,
+        "k",
+        "private-value",
+    ]))
+    .unwrap();
+    assert_eq!(out["mode"], "private");
+    assert_eq!(
+        out["readback"], "private-value",
+        "the writer sees its change"
+    );
+    assert_eq!(
+        std::fs::read(&t).unwrap(),
+        before,
+        "the file is byte-for-byte unchanged"
+    );
+    assert_eq!(ok(&["get", ts, "k"]), "shared-value\n");
+}
+
+/// Runs `persist ARGS` under strace; returns the trace lines and the exit status.
+fn strace(dir: &Path, args: &[&str], stdin: &[u8]) -> (Vec<String>, std::process::ExitStatus) {
+    use std::io::Write;
+    let out = dir.join(format!("trace-{}", args.join("-").len()));
+    let mut child = Command::new("strace")
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "-e",
+            "trace=openat,close,mmap,mremap,munmap,msync,ftruncate,read,pread64,readv,preadv,\
+             write,pwrite64,writev,pwritev",
+            "--",
+            BIN,
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace is installed (CI installs it)");
+    let mut pipe = child.stdin.take().unwrap();
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    (text.lines().map(String::from).collect(), status)
+}
+
+/// The trace lines that use the descriptor `openat` returned for `path` (until it is closed).
+fn on_table_fd(lines: &[String], path: &str) -> Vec<String> {
+    let mut fd: Option<String> = None;
+    let mut out = Vec::new();
+    for l in lines {
+        if l.starts_with("openat(") && l.contains(&format!("\"{path}\"")) {
+            fd = l.rsplit("= ").next().map(|s| s.trim().to_string());
+            out.push(l.clone());
+            continue;
+        }
+        let Some(f) = &fd else { continue };
+        let first_arg = l
+            .split_once('(')
+            .map(|(_, r)| r.split([',', ')']).next().unwrap_or(""));
+        let mmap_fd = l.starts_with("mmap(") && l.contains(&format!(", {f}, "));
+        if first_arg == Some(f.as_str()) || mmap_fd {
+            out.push(l.clone());
+            if l.starts_with("close(") {
+                fd = None;
+            }
+        }
+    }
+    out
+}
+
+fn count(lines: &[String], names: &[&str]) -> usize {
+    lines
+        .iter()
+        .filter(|l| names.iter().any(|n| l.starts_with(&format!("{n}("))))
+        .count()
+}
+
+const READS: &[&str] = &["read", "pread64", "readv", "preadv"];
+const WRITES: &[&str] = &["write", "pwrite64", "writev", "pwritev"];
+
+#[test]
+fn reads_go_through_the_mapping_only() {
+    let d = Dir::new("strace-read");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    common::build(&t, 2000);
+    for args in [
+        vec!["get", ts, "k7", "k1999"],
+        vec!["list", ts],
+        vec!["verify", ts],
+    ] {
+        let (lines, status) = strace(d.path(), &args, b"");
+        assert!(status.success(), "{args:?}");
+        let mine = on_table_fd(&lines, ts);
+        assert_eq!(count(&mine, &["mmap"]), 1, "{args:?}: one mmap: {mine:#?}");
+        assert_eq!(
+            count(&mine, READS),
+            0,
+            "{args:?}: no read of the table: {mine:#?}"
+        );
+        assert!(
+            count(&lines, &["write"]) >= 1,
+            "the output itself is written"
+        );
+    }
+}
+
+#[test]
+fn writes_go_through_map_shared_only_and_another_process_reads_them() {
+    let d = Dir::new("strace-write");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    ok(&["create", ts]);
+    let (lines, status) = strace(
+        d.path(),
+        &["put", "--sync", ts, "needle-key", "needle-value"],
+        b"",
+    );
+    assert!(status.success());
+    let mine = on_table_fd(&lines, ts);
+    assert_eq!(count(&mine, WRITES), 0, "no write of the table: {mine:#?}");
+    assert!(mine
+        .iter()
+        .any(|l| l.starts_with("mmap(") && l.contains("MAP_SHARED")));
+    assert!(
+        lines.iter().any(|l| l.starts_with("msync(")),
+        "--sync msyncs"
+    );
+    // A separate process reading with plain read(2) sees the bytes.
+    let cat = Command::new("cat").arg(&t).output().unwrap();
+    assert!(cat.stdout.windows(12).any(|w| w == b"needle-value"));
+
+    // Growth: thousands of keys into a fresh table, still no write, many ftruncate+mremap.
+    let tsv: String = (0..5000).map(|i| format!("key{i}\tvalue{i}\n")).collect();
+    let (lines, status) = strace(d.path(), &["load", ts], tsv.as_bytes());
+    assert!(status.success());
+    let mine = on_table_fd(&lines, ts);
+    assert_eq!(count(&mine, WRITES), 0);
+    let ftruncates = count(&mine, &["ftruncate"]);
+    assert!(ftruncates >= 5, "grew {ftruncates} times: {mine:#?}");
+    assert_eq!(count(&lines, &["mremap"]), ftruncates, "each growth remaps");
+    assert_eq!(ok(&["get", ts, "key4999"]), "value4999\n");
+
+    // MAP_PRIVATE: no write either, and the bytes never reach the file.
+    let (lines, status) = strace(
+        d.path(),
+        &["put", "--private", ts, "pk", "private-bytes"],
+        b"",
+    );
+    assert!(status.success());
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("mmap(") && l.contains("MAP_PRIVATE")));
+    assert_eq!(count(&on_table_fd(&lines, ts), WRITES), 0);
+    let cat = Command::new("cat").arg(&t).output().unwrap();
+    assert!(!cat.stdout.windows(13).any(|w| w == b"private-bytes"));
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    cond()
+}
+
+#[test]
+fn writers_exclude_each_other_with_flock() {
+    let d = Dir::new("flock");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    ok(&["create", ts]);
+    let holder = persist::TableMut::open(&t, persist::WriteOptions::default()).unwrap();
+    fails(
+        &["put", "--no-wait", ts, "k", "v"],
+        1,
+        "is locked by another writer; retry later, or drop --no-wait",
+    );
+    // Without --no-wait the second writer blocks in flock until the first lets go.
+    let mut child = Command::new(BIN)
+        .args(["put", ts, "k", "v"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let blocked = wait_for(Duration::from_secs(10), || {
+        // /proc/locks lists a waiter as `N: -> FLOCK ADVISORY WRITE PID ...`.
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid))
+    });
+    assert!(blocked, "the second writer should be waiting for the lock");
+    assert!(child.try_wait().unwrap().is_none(), "still waiting");
+    holder.close().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert_eq!(ok(&["get", ts, "k"]), "v\n");
+}
+
+#[test]
+fn truncation_by_another_process_while_mapped_is_a_clear_error() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = Dir::new("sigbus-cli");
+    let t = d.join("t.tbl");
+    let ts = t.to_str().unwrap();
+    common::build(&t, 3000);
+    let mut child = Command::new(BIN)
+        .args(["get", "--pause-after-map", ts, "k1", "k2999"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "mapped");
+    // This test process is the other process: it truncates the file under the mapping.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "exit 1, not a signal death: {rest}");
+    assert!(
+        rest.contains(
+            "is not a valid table: another process truncated it to 4096 bytes while it \
+                       was mapped"
+        ),
+        "{rest}"
+    );
+}

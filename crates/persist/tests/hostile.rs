@@ -1,0 +1,266 @@
+//! Untrusted files: empty, truncated at every length, random bytes, flipped bits in the header
+//! and the body (a seeded mutation test, bounded in iterations, that CI runs), and a file
+//! truncated by another process while mapped. Always an error, never a panic, a hang or an
+//! out-of-bounds read. Also growth from a fresh table, many times over.
+
+mod common;
+
+use std::path::Path;
+
+use common::{build, Dir, Rng};
+use persist::{Error, Table, TableMut, WriteOptions};
+
+/// Exercises every read path on the file: open, verify, get of every known key, list, and a
+/// write. Returns whether verify accepted it. Panics only if an accepted table returns wrong
+/// values (a crash or panic inside the library fails the test by itself).
+fn exercise(path: &Path, kv: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    let t = match Table::open(path) {
+        Ok(t) => t,
+        Err(e) => {
+            assert_invalid(&e);
+            return false;
+        }
+    };
+    let verified = t.verify();
+    for (k, v) in kv {
+        match t.get(k) {
+            Ok(Some(got)) if verified.is_ok() => assert_eq!(got, &v[..], "verified table"),
+            Ok(None) if verified.is_ok() => panic!("verified table lost {k:?}"),
+            Ok(_) => {}
+            Err(e) => assert_invalid(&e),
+        }
+    }
+    let _ = t.get(b"no such key");
+    let mut n = 0;
+    if let Err(e) = t.for_each(|_, _| n += 1) {
+        assert_invalid(&e);
+    }
+    drop(t);
+    if let Ok(mut w) = TableMut::open(path, WriteOptions::default()) {
+        if let Err(e) = w.put(b"new key", b"new value") {
+            assert_invalid(&e);
+        }
+    }
+    verified.is_ok()
+}
+
+fn assert_invalid(e: &Error) {
+    let msg = e.to_string();
+    assert!(
+        matches!(e, Error::Invalid { .. }) && msg.contains("is not a valid table: "),
+        "unexpected error kind: {msg}"
+    );
+}
+
+#[test]
+fn empty_and_short_files_are_invalid() {
+    let d = Dir::new("short");
+    let p = d.join("t");
+    for len in [0usize, 1, 8, 63] {
+        std::fs::write(&p, vec![0u8; len]).unwrap();
+        let e = Table::open(&p).err().expect("invalid");
+        assert_invalid(&e);
+        let e = TableMut::open(&p, WriteOptions::default())
+            .err()
+            .expect("invalid");
+        assert_invalid(&e);
+    }
+}
+
+#[test]
+fn truncated_at_every_length_is_rejected() {
+    let d = Dir::new("truncate");
+    let good = d.join("good");
+    let kv = build(&good, 40);
+    let bytes = std::fs::read(&good).unwrap();
+    let p = d.join("t");
+    // Every length through the header and the first slots, then a stride, then each side of
+    // the boundaries the header names (slot array, arena end, end of file).
+    let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let slots_off = (field(24) >> 8) * 8;
+    let slots_end = slots_off + (8 << (field(24) & 0xff));
+    let mut lengths: Vec<usize> = (0..256).chain((256..bytes.len()).step_by(37)).collect();
+    for b in [slots_off, slots_end, field(32), bytes.len()] {
+        lengths.extend(
+            [b.saturating_sub(1), b, b + 1]
+                .iter()
+                .filter(|&&l| l < bytes.len()),
+        );
+    }
+    for len in lengths {
+        // As is: the header's length no longer matches.
+        std::fs::write(&p, &bytes[..len]).unwrap();
+        assert!(!exercise(&p, &kv), "accepted a file cut to {len} bytes");
+        // And with the header patched to claim the cut length (so only the bounds checks stand
+        // between a lookup and the end of the mapping).
+        if len >= 64 {
+            let mut cut = bytes[..len].to_vec();
+            cut[16..24].copy_from_slice(&(len as u64).to_le_bytes());
+            std::fs::write(&p, &cut).unwrap();
+            exercise(&p, &kv);
+        }
+    }
+}
+
+#[test]
+fn random_bytes_are_rejected() {
+    let d = Dir::new("random");
+    let p = d.join("t");
+    let mut rng = Rng(common::seed());
+    for i in 0..300 {
+        let len = (rng.below(20_000) + 1) as usize;
+        let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 2 == 0 && len >= 8 {
+            b[..8].copy_from_slice(&persist::MAGIC); // get past the magic check half the time
+        }
+        std::fs::write(&p, &b).unwrap();
+        assert!(!exercise(&p, &[]), "accepted {len} random bytes");
+    }
+}
+
+#[test]
+fn flipped_bits_in_header_and_body_never_crash_or_lie() {
+    let d = Dir::new("flip");
+    let good = d.join("good");
+    let kv = build(&good, 300);
+    let bytes = std::fs::read(&good).unwrap();
+    let p = d.join("t");
+    let mut rng = Rng(common::seed());
+    let mut rejected = 0;
+    // Every bit of the header once.
+    for bit in 0..64 * 8 {
+        let mut b = bytes.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&p, &b).unwrap();
+        if !exercise(&p, &kv) {
+            rejected += 1;
+        }
+    }
+    assert!(
+        rejected > 300,
+        "only {rejected} of 512 header bit flips were noticed"
+    );
+    // Then random flips (1 to 4 bits) anywhere in the file.
+    let mut body_rejected = 0;
+    for _ in 0..1500 {
+        let mut b = bytes.clone();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(b.len() as u64) as usize;
+            b[at] ^= 1 << rng.below(8);
+        }
+        std::fs::write(&p, &b).unwrap();
+        if !exercise(&p, &kv) {
+            body_rejected += 1;
+        }
+    }
+    assert!(body_rejected > 0, "no body flip was ever noticed");
+}
+
+#[test]
+fn a_file_truncated_by_another_process_while_mapped_gives_an_error() {
+    let d = Dir::new("sigbus-lib");
+    let p = d.join("t");
+    let kv = build(&p, 2000);
+    let t = Table::open(&p).unwrap();
+    assert_eq!(t.get(b"k1999").unwrap(), Some(&kv[1999].1[..]));
+    // Another process truncates the file while we have it mapped.
+    let status = std::process::Command::new("truncate")
+        .args(["-s", "100"])
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut errors = 0;
+    for (k, _) in &kv {
+        match t.get(k) {
+            Err(e) => {
+                assert!(
+                    e.to_string()
+                        .contains("another process truncated it to 100 bytes"),
+                    "{e}"
+                );
+                errors += 1;
+            }
+            Ok(v) => panic!("a lookup after truncation returned {v:?}"),
+        }
+    }
+    assert_eq!(errors, kv.len());
+    drop(t);
+
+    // The writer: truncated under its MAP_SHARED mapping, a put fails cleanly too.
+    let p2 = d.join("w");
+    build(&p2, 500);
+    let mut w = TableMut::open(&p2, WriteOptions::default()).unwrap();
+    std::process::Command::new("truncate")
+        .args(["-s", "0"])
+        .arg(&p2)
+        .status()
+        .unwrap();
+    let e = w.put(b"k1", b"x").expect_err("truncated");
+    assert!(e.to_string().contains("truncated it to 0 bytes"), "{e}");
+}
+
+#[test]
+fn grows_many_times_from_a_fresh_table() {
+    let d = Dir::new("grow");
+    let p = d.join("t");
+    let mut t = TableMut::create(&p, 3).unwrap();
+    let n = 40_000u64;
+    let mut model = std::collections::HashMap::new();
+    for i in 0..n {
+        let (k, v) = (
+            format!("key-{i}").into_bytes(),
+            format!("value-{i}").into_bytes(),
+        );
+        t.put(&k, &v).unwrap();
+        model.insert(k, v);
+        if i % 3 == 0 && i > 0 {
+            let k = format!("key-{}", i - 1).into_bytes();
+            assert_eq!(t.put(&k, b"replaced").unwrap(), model.contains_key(&k));
+            model.insert(k, b"replaced".to_vec());
+        }
+        if i % 7 == 0 {
+            let k = format!("key-{i}").into_bytes();
+            assert!(t.delete(&k).unwrap());
+            model.remove(&k);
+        }
+    }
+    let ws = t.write_stats();
+    assert!(ws.file_growths >= 10, "{ws:?}");
+    assert!(ws.rehashes >= 12, "{ws:?}");
+    t.close().unwrap();
+    let t = Table::open(&p).unwrap();
+    let report = t.verify().unwrap();
+    assert!(!report.dirty && report.counts_match);
+    for i in 0..n {
+        let k = format!("key-{i}").into_bytes();
+        let got = t.get(&k).unwrap();
+        assert_eq!(got, model.get(&k).map(Vec::as_slice), "key-{i}");
+    }
+    assert_eq!(report.entries, model.len() as u64);
+    assert_eq!(t.stats().file_bytes, std::fs::metadata(&p).unwrap().len());
+}
+
+#[test]
+fn churn_reuses_the_slot_array_instead_of_doubling_it() {
+    let d = Dir::new("churn");
+    let p = d.join("t");
+    let mut t = TableMut::create(&p, 4).unwrap();
+    for i in 0..20_000u32 {
+        let k = format!("churn-{i}");
+        t.put(k.as_bytes(), b"v").unwrap();
+        if i >= 5 {
+            assert!(t.delete(format!("churn-{}", i - 5).as_bytes()).unwrap());
+        }
+    }
+    let stats = t.stats();
+    assert_eq!(stats.entries, 5);
+    assert!(stats.slot_count <= 32, "{stats:?}");
+    assert!(
+        t.write_stats().rehashes > 100,
+        "tombstones were cleaned by rehashing"
+    );
+    t.close().unwrap();
+    let report = Table::open(&p).unwrap().verify().unwrap();
+    assert_eq!(report.entries, 5);
+}
