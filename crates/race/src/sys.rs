@@ -1,0 +1,157 @@
+//! The raw libc calls of this crate, each behind a safe wrapper: `flock(2)` for liveness, and
+//! `sigaction(2)` handlers that remove the race file this instance created when it is interrupted
+//! (SIGINT, SIGTERM, SIGHUP) or when the file is truncated under the mapping (SIGBUS).
+//!
+//! Everything else (open with `O_CREAT|O_EXCL`, `lseek(2)`, `write(2)`, `mmap(2)`) goes through
+//! `std` and `memmap2`, which need no unsafe code here.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// The outcome of a non-blocking `flock(2)` attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Acquired,
+    WouldBlock,
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<Lock> {
+    loop {
+        // SAFETY: flock(2) only reads its two integer arguments; the descriptor is owned by
+        // `file`, which is borrowed for the duration of the call, so it is open.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(Lock::Acquired);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(Lock::WouldBlock),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `flock(fd, LOCK_SH | LOCK_NB)`: every live participant holds a shared lock on the race file.
+pub fn try_lock_shared(file: &File) -> io::Result<Lock> {
+    flock(file, libc::LOCK_SH | libc::LOCK_NB)
+}
+
+/// `flock(fd, LOCK_EX | LOCK_NB)`: succeeds only when no process holds the file locked, that is
+/// when no participant is alive.
+pub fn try_lock_exclusive(file: &File) -> io::Result<Lock> {
+    flock(file, libc::LOCK_EX | libc::LOCK_NB)
+}
+
+/// `flock(fd, LOCK_UN)`.
+pub fn unlock(file: &File) -> io::Result<()> {
+    flock(file, libc::LOCK_UN).map(drop)
+}
+
+/// The path of the race file this instance created (a leaked C string), or null. The signal
+/// handler reads it and unlinks the file; [`forget_created`] clears it before a normal removal.
+static CREATED: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Remembers `path` as created by this instance so that an interrupt removes it.
+pub fn remember_created(path: &Path) {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return; // A path with a NUL byte cannot have been created in the first place.
+    };
+    // The previous string (if any) is leaked on purpose: a signal handler may be reading it.
+    let _previous = CREATED.swap(c.into_raw(), Ordering::SeqCst);
+}
+
+/// Forgets the created path (before this instance removes the file itself, or hands it over).
+pub fn forget_created() {
+    CREATED.swap(std::ptr::null_mut(), Ordering::SeqCst);
+}
+
+fn write_stderr(msg: &[u8]) {
+    // SAFETY: write(2) reads `msg.len()` bytes from a live slice; it is async-signal-safe.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let path = CREATED.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    let removed = !path.is_null() && {
+        // SAFETY: `path` is a NUL-terminated string leaked by remember_created and never freed;
+        // unlink(2) is async-signal-safe.
+        unsafe { libc::unlink(path) == 0 }
+    };
+    const BUS_REMOVED: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \
+                                  removed it\n";
+    const BUS_KEPT: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \
+                               remove it if no race is running\n";
+    let msg: &[u8] = match (sig, removed) {
+        (libc::SIGBUS, true) => BUS_REMOVED,
+        (libc::SIGBUS, false) => BUS_KEPT,
+        (_, true) => b"race: interrupted; removed the race file this instance created\n",
+        (_, false) => b"race: interrupted\n",
+    };
+    write_stderr(msg);
+    let status = if sig == libc::SIGBUS { 1 } else { 128 + sig };
+    // SAFETY: _exit(2) is async-signal-safe and never returns.
+    unsafe { libc::_exit(status) }
+}
+
+/// Installs the handler for SIGINT, SIGTERM, SIGHUP and SIGBUS (`sigaction(2)`): remove the file
+/// this instance created (if any), say why on stderr, and exit 128+signal (1 for SIGBUS).
+pub fn install_handlers() -> io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGBUS] {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value to fill in.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: sa_mask is a valid sigset_t owned by `sa`.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: `sa` is fully initialised and the handler only calls async-signal-safe
+        // functions (unlink, write, _exit) and lock-free atomics.
+        let rc = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// This process's CPU time (`clock_gettime(2)` with `CLOCK_PROCESS_CPUTIME_ID`): unlike the wall
+/// clock, it does not count the time other processes had the CPU.
+pub fn process_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes one timespec into the valid, exclusively borrowed `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO; // Cannot fail for this clock on Linux.
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_lock_fails_while_another_descriptor_holds_shared() {
+        let dir = std::env::temp_dir().join(format!("race-sys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let a = File::open(&path).unwrap();
+        let b = File::open(&path).unwrap();
+        assert_eq!(try_lock_exclusive(&b).unwrap(), Lock::Acquired);
+        unlock(&b).unwrap();
+        assert_eq!(try_lock_shared(&a).unwrap(), Lock::Acquired);
+        assert_eq!(try_lock_exclusive(&b).unwrap(), Lock::WouldBlock);
+        assert_eq!(try_lock_shared(&b).unwrap(), Lock::Acquired);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,615 @@
+//! The `race` binary, live: real processes, a real MAP_SHARED file, and the C racer built with
+//! `cc -O2` sharing the same race. Each test runs in its own temporary directory; no test sleeps
+//! for synchronisation: they wait for a condition (a line printed, a file state, a descriptor in
+//! /proc) with a timeout.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RACE: &str = env!("CARGO_BIN_EXE_race");
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A temporary directory removed on drop (with any process we started killed first).
+struct Dir {
+    path: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("race-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Dir {
+            path,
+            children: Vec::new(),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.path.join("racecourse.bin")
+    }
+
+    fn race(&self) -> Command {
+        let mut c = Command::new(RACE);
+        c.current_dir(&self.path);
+        c
+    }
+
+    /// Builds the C racer with `cc -O2` into this directory.
+    fn racer(&self) -> Command {
+        let exe = self.path.join("racer");
+        if !exe.exists() {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/racer.c");
+            let out = Command::new("cc")
+                .args(["-O2", "-Wall", "-Werror", "-o"])
+                .arg(&exe)
+                .arg(&src)
+                .output()
+                .expect("cc is needed to build the C racer");
+            assert!(
+                out.status.success(),
+                "cc failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut c = Command::new(exe);
+        c.current_dir(&self.path);
+        c
+    }
+
+    /// Starts a process with piped stdout/stderr; the stderr lines arrive on the returned channel.
+    fn spawn(&mut self, mut cmd: Command) -> (usize, mpsc::Receiver<String>) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining even when nobody listens, so the child never sees a broken pipe.
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        self.children.push(Some(child));
+        (self.children.len() - 1, rx)
+    }
+
+    fn pid(&self, i: usize) -> i32 {
+        self.children[i].as_ref().expect("not waited for yet").id() as i32
+    }
+
+    /// Waits for child `i` (bounded) and returns its output (stderr already consumed by the
+    /// channel, so only stdout and status here).
+    fn wait(&mut self, i: usize) -> Output {
+        let mut child = self.children[i].take().expect("waited for once");
+        let deadline = Instant::now() + TIMEOUT;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child {i} did not exit within {TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.stderr.take();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Waits (bounded) until a line containing `needle` arrives; returns all lines seen so far.
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line containing {needle:?} within {TIMEOUT:?}; saw {seen:?}"),
+        }
+    }
+}
+
+fn rest(rx: &mpsc::Receiver<String>) -> String {
+    let mut s = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+/// Polls `cond` until it holds (bounded).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// (participants, total) as the file says, read with pread(2) (the page cache every mapping
+/// shares).
+fn header(path: &Path) -> Option<(i32, i64)> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut b = [0u8; 16];
+    f.read_exact_at(&mut b, 0).ok()?;
+    Some((
+        i32::from_ne_bytes(b[0..4].try_into().unwrap()),
+        i64::from_ne_bytes(b[8..16].try_into().unwrap()),
+    ))
+}
+
+/// A 96-byte race course with these fields, as a crashed or foreign run would leave it.
+fn write_course(path: &Path, participants: i32, total: i64, winnings: &[i64]) {
+    let mut b = vec![0u8; 96];
+    b[0..4].copy_from_slice(&participants.to_ne_bytes());
+    b[8..16].copy_from_slice(&total.to_ne_bytes());
+    for (i, w) in winnings.iter().enumerate() {
+        b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_ne_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+fn json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no stdout; status {:?}", out.status));
+    assert!(
+        lines.next().is_none(),
+        "more than one JSON document: {text}"
+    );
+    serde_json::from_str(first).unwrap()
+}
+
+fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with a pid of a child this test started and has not reaped.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0);
+}
+
+/// Runs `n` instances (made by `make(i)`) at once with `--json` and checks the race's invariants;
+/// returns the reports, the first instance's first.
+fn race_all(
+    dir: &mut Dir,
+    make: impl Fn(&Dir, usize) -> Command,
+    n: usize,
+    target: i64,
+) -> Vec<Value> {
+    let idx: Vec<usize> = (0..n).map(|i| dir.spawn(make(dir, i)).0).collect();
+    let mut reports: Vec<Value> = idx
+        .into_iter()
+        .map(|i| {
+            let out = dir.wait(i);
+            assert!(out.status.success(), "racer {i} failed: {:?}", out.status);
+            json(&out)
+        })
+        .collect();
+    reports.sort_by_key(|r| !r["first"].as_bool().unwrap());
+    assert_eq!(reports.iter().filter(|r| r["first"] == true).count(), 1);
+    let mut ids: Vec<i64> = reports.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (1..=n as i64).collect::<Vec<_>>(),
+        "each takes a distinct id"
+    );
+    let s = &reports[0]["summary"];
+    assert_eq!(s["participants"], n as i64);
+    assert_eq!(s["total"], target, "the race ends with total at the target");
+    let by_id = s["winnings"].as_array().unwrap();
+    for r in &reports {
+        assert!(r["total"].as_i64().unwrap() >= target);
+        let id = r["id"].as_i64().unwrap() as usize;
+        assert_eq!(
+            by_id[id - 1],
+            r["winnings"],
+            "the summary holds each one's winnings"
+        );
+    }
+    let sum: i64 = by_id.iter().map(|w| w.as_i64().unwrap()).sum();
+    assert_eq!(s["sum_of_winnings"], sum);
+    assert_eq!(s["lost_updates"], sum - target);
+    assert!(!dir.file().exists(), "the first instance removes the file");
+    reports
+}
+
+fn args<'a>(c: &'a mut Command, n: usize, mode: &str, target: i64) -> &'a mut Command {
+    c.arg(n.to_string())
+        .args(["--mode", mode, "--target", &target.to_string()])
+}
+
+#[test]
+fn one_racer_counts_exactly_and_removes_its_file() {
+    let mut dir = Dir::new("one");
+    let r = race_all(
+        &mut dir,
+        |d, _| {
+            let mut c = d.race();
+            args(&mut c, 1, "racy", 100_000).arg("--json");
+            c
+        },
+        1,
+        100_000,
+    );
+    assert_eq!(r[0]["id"], 1);
+    assert_eq!(r[0]["winnings"], 100_000);
+    assert_eq!(r[0]["summary"]["lost_updates"], 0);
+}
+
+#[test]
+fn human_output_names_id_total_winnings_and_the_sum() {
+    let dir = Dir::new("human");
+    let out = dir.race().args(["1", "--target", "5000"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("id 1: total 5000, winnings 5000"), "{text}");
+    assert!(
+        text.contains("sum of winnings 5000 vs total 5000: 0 increments"),
+        "{text}"
+    );
+}
+
+#[test]
+fn atomic_mode_loses_no_update() {
+    let mut dir = Dir::new("atomic");
+    let target = 2_000_000;
+    let r = race_all(
+        &mut dir,
+        |d, _| {
+            let mut c = d.race();
+            args(&mut c, 3, "atomic", target).arg("--json");
+            c
+        },
+        3,
+        target,
+    );
+    assert_eq!(r[0]["summary"]["lost_updates"], 0);
+    assert_eq!(r[0]["summary"]["sum_of_winnings"], target);
+}
+
+#[test]
+fn racy_mode_loses_updates_when_two_race() {
+    // 100 million increments per racer-run: each racer loops for a good fraction of a second,
+    // long enough for the two to overlap (on two cores, or by preemption on one).
+    let mut dir = Dir::new("racy");
+    let target = 100_000_000;
+    let r = race_all(
+        &mut dir,
+        |d, _| {
+            let mut c = d.race();
+            args(&mut c, 2, "racy", target).arg("--json");
+            c
+        },
+        2,
+        target,
+    );
+    let lost = r[0]["summary"]["lost_updates"].as_i64().unwrap();
+    assert!(lost > 0, "two racy racers lost no update: {:?}", r[0]);
+}
+
+#[test]
+fn c_leader_and_rust_joiner_share_one_race() {
+    let mut dir = Dir::new("c-leader");
+    let target = 3_000_000;
+    // The C racer first, alone until it waits; then the Rust joiner.
+    let mut c = dir.racer();
+    args(&mut c, 2, "racy", target);
+    let (leader, lrx) = dir.spawn(c);
+    wait_line(&lrx, "waiting for 1 more");
+    let mut r = dir.race();
+    args(&mut r, 2, "racy", target).arg("--json");
+    let (joiner, _jrx) = dir.spawn(r);
+    let (lo, jo) = (dir.wait(leader), dir.wait(joiner));
+    assert!(lo.status.success() && jo.status.success());
+    let (l, j) = (json(&lo), json(&jo));
+    assert_eq!((l["id"].as_i64(), j["id"].as_i64()), (Some(2), Some(1)));
+    let s = &l["summary"];
+    assert_eq!(
+        s["winnings"][0], j["winnings"],
+        "C read the Rust racer's winnings[0]"
+    );
+    assert_eq!(s["winnings"][1], l["winnings"]);
+    assert_eq!(s["total"], target);
+    assert!(!dir.file().exists());
+}
+
+#[test]
+fn rust_leader_and_c_joiner_share_one_race() {
+    let mut dir = Dir::new("rust-leader");
+    let target = 3_000_000;
+    let mut r = dir.race();
+    args(&mut r, 2, "atomic", target).arg("--json");
+    let (leader, lrx) = dir.spawn(r);
+    wait_line(&lrx, "waiting for 1 more");
+    let mut c = dir.racer();
+    args(&mut c, 2, "atomic", target);
+    let (joiner, _jrx) = dir.spawn(c);
+    let (lo, jo) = (dir.wait(leader), dir.wait(joiner));
+    assert!(lo.status.success() && jo.status.success());
+    let (l, j) = (json(&lo), json(&jo));
+    assert_eq!((l["id"].as_i64(), j["id"].as_i64()), (Some(2), Some(1)));
+    let s = &l["summary"];
+    assert_eq!(
+        s["winnings"][0], j["winnings"],
+        "Rust read the C racer's winnings[0]"
+    );
+    assert_eq!(
+        s["sum_of_winnings"], target,
+        "atomic in both languages: nothing lost"
+    );
+    assert_eq!(s["lost_updates"], 0);
+    assert!(!dir.file().exists());
+}
+
+#[test]
+fn bad_participant_counts_are_usage_errors_and_create_nothing() {
+    let dir = Dir::new("usage");
+    for bad in ["0", "11", "-3", "abc", ""] {
+        let out = dir.race().arg(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "race {bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: "), "race {bad:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = dir.race().args(["2", "--mode", "fast"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = dir.race().args(["2", "--target", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_dir(&dir.path).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}
+
+#[test]
+fn help_has_examples() {
+    let out = Command::new(RACE).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Examples:") && text.contains("race 2 --mode atomic"),
+        "{text}"
+    );
+}
+
+/// Runs `race 2` against a prepared file and returns (exit code, stderr).
+fn against(dir: &Dir) -> (Option<i32>, String) {
+    let out = dir.race().args(["2", "--target", "1000"]).output().unwrap();
+    assert!(out.stdout.is_empty());
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_file_of_the_wrong_size_is_refused_and_kept() {
+    let dir = Dir::new("size");
+    std::fs::write(dir.file(), vec![7u8; 200]).unwrap();
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is 200 bytes, not the 96"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.file()).unwrap(),
+        vec![7u8; 200],
+        "not ours: left untouched"
+    );
+}
+
+#[test]
+fn a_short_file_nobody_holds_is_refused() {
+    let dir = Dir::new("short");
+    let f = std::fs::File::create(dir.file()).unwrap();
+    f.set_len(10).unwrap();
+    // An old short file: set its mtime back so it cannot be a first instance mid-creation.
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    f.set_modified(old).unwrap();
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is 10 bytes, not the 96"), "{err}");
+}
+
+#[test]
+fn a_stale_waiting_race_is_refused_without_hanging() {
+    let dir = Dir::new("stale");
+    write_course(&dir.file(), 2, 0, &[]);
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("stale race file") && err.contains("remove"),
+        "{err}"
+    );
+    assert_eq!(
+        header(&dir.file()),
+        Some((2, 0)),
+        "the count-down was not touched"
+    );
+}
+
+#[test]
+fn a_finished_race_left_behind_is_refused() {
+    let dir = Dir::new("finished");
+    write_course(&dir.file(), 2, 1000, &[600, 700]);
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("ended (total 1000)"), "{err}");
+}
+
+#[test]
+fn a_foreign_96_byte_file_is_refused() {
+    let dir = Dir::new("foreign");
+    write_course(&dir.file(), 77, 0, &[]);
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("participants = 77") && err.contains("not a race file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn joining_a_race_under_way_is_refused() {
+    let mut dir = Dir::new("underway");
+    // Two racers with a target they will not reach while the test runs.
+    let huge = 1i64 << 60;
+    let mut a = dir.race();
+    args(&mut a, 2, "atomic", huge);
+    let (leader, lrx) = dir.spawn(a);
+    wait_line(&lrx, "waiting for 1 more");
+    let mut b = dir.race();
+    args(&mut b, 2, "atomic", huge);
+    let (joiner, _jrx) = dir.spawn(b);
+    let file = dir.file();
+    wait_until("the race to start", || {
+        header(&file).is_some_and(|(_, t)| t > 0)
+    });
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already under way"), "{err}");
+    // Ctrl-C to both: the first removes its file.
+    kill(dir.pid(joiner), libc::SIGINT);
+    kill(dir.pid(leader), libc::SIGINT);
+    assert_eq!(dir.wait(leader).status.code(), Some(130));
+    assert_eq!(dir.wait(joiner).status.code(), Some(130));
+    assert!(
+        !dir.file().exists(),
+        "the interrupted first instance removed the file"
+    );
+}
+
+#[test]
+fn ctrl_c_while_waiting_removes_the_file_and_the_joiner_notices() {
+    let mut dir = Dir::new("ctrlc");
+    let mut a = dir.race();
+    a.args(["3", "--target", "1000"]);
+    let (leader, lrx) = dir.spawn(a);
+    wait_line(&lrx, "waiting for 2 more");
+    let mut b = dir.race();
+    b.args(["3", "--target", "1000"]);
+    let (joiner, jrx) = dir.spawn(b);
+    wait_line(&jrx, "waiting for 1 more");
+    wait_line(&lrx, "(ids 3, 2)"); // the first shows who has arrived
+    kill(dir.pid(leader), libc::SIGINT);
+    assert_eq!(dir.wait(leader).status.code(), Some(130));
+    assert!(rest(&lrx).contains("removed the race file"));
+    assert!(
+        !dir.file().exists(),
+        "Ctrl-C of the first instance removes the file"
+    );
+    let jo = dir.wait(joiner);
+    assert_eq!(jo.status.code(), Some(1));
+    assert!(rest(&jrx).contains("was removed while waiting"));
+}
+
+#[test]
+fn waiting_is_bounded_by_the_join_timeout() {
+    let mut dir = Dir::new("timeout");
+    let mut a = dir.race();
+    a.args(["2", "--join-timeout", "1"]);
+    let (leader, lrx) = dir.spawn(a);
+    let out = dir.wait(leader);
+    assert_eq!(out.status.code(), Some(1));
+    let err = rest(&lrx);
+    assert!(
+        err.contains("still waits for 1 more participants after 1 s"),
+        "{err}"
+    );
+    assert!(
+        !dir.file().exists(),
+        "the first instance removes the file it created"
+    );
+}
+
+#[test]
+fn truncating_the_file_under_a_waiting_racer_is_a_clear_error() {
+    let mut dir = Dir::new("sigbus");
+    let mut a = dir.race();
+    a.args(["2"]);
+    let (leader, lrx) = dir.spawn(a);
+    wait_line(&lrx, "waiting for 1 more");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.file())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = dir.wait(leader);
+    assert_eq!(out.status.code(), Some(1), "an exit, not a signal death");
+    assert!(rest(&lrx).contains("truncated while mapped (SIGBUS)"));
+    assert!(!dir.file().exists());
+}
+
+#[test]
+fn a_joiner_that_opens_the_file_before_it_is_sized_waits_for_it() {
+    let mut dir = Dir::new("early");
+    let file = dir.file();
+    // Play a first instance that is slow to size its file: create it empty and hold the lock.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: flock(2) on a descriptor this test owns and keeps open.
+    let rc = unsafe { libc::flock(fd, libc::LOCK_SH) };
+    assert_eq!(rc, 0);
+    let mut a = dir.race();
+    a.args(["2", "--target", "100000", "--json"]);
+    let (early, _erx) = dir.spawn(a);
+    let pid = dir.pid(early);
+    wait_until("the joiner to open the file", || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == file))
+    });
+    // Now size it and open the count-down for two, as the first instance would.
+    let mut b = vec![0u8; 96];
+    b[0..4].copy_from_slice(&2i32.to_ne_bytes());
+    f.write_all_at(&b, 0).unwrap();
+    wait_until("the early joiner to take id 2", || {
+        header(&file) == Some((1, 0))
+    });
+    let mut c = dir.race();
+    c.args(["2", "--target", "100000", "--json"]);
+    let (late, _lrx) = dir.spawn(c);
+    let (eo, lo) = (dir.wait(early), dir.wait(late));
+    assert!(eo.status.success() && lo.status.success());
+    let (e, l) = (json(&eo), json(&lo));
+    assert_eq!((e["id"].as_i64(), l["id"].as_i64()), (Some(2), Some(1)));
+    let sum = e["winnings"].as_i64().unwrap() + l["winnings"].as_i64().unwrap();
+    assert!(sum >= 100_000);
+    // Both said "finished" by counting participants back up.
+    assert_eq!(header(&file), Some((2, 100_000)));
+}
