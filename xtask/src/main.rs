@@ -25,7 +25,16 @@ use clap::{Parser, Subcommand};
 
 /// Developer tasks for mmap-lab.
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    after_help = "Examples:
+  cargo xtask run-all                 every step, explained from this run
+  cargo xtask run-step 1              malloc's switch to mmap, under strace
+  cargo xtask run-step 5 --quick      the race, short version (what CI runs)
+  cargo xtask bench persist           lookups: mmap vs pread vs LMDB
+  cargo xtask report --quick --check  the lab report, checked in headless Chromium"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
