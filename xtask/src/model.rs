@@ -1,8 +1,6 @@
 //! The context every step runs in, and the structured result each step returns (which
 //! `cargo xtask report` renders; the human output is printed as the step runs).
 
-#![allow(dead_code)] // Used by the steps as they are built.
-
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static TO_STDERR: AtomicBool = AtomicBool::new(false);
 
 /// Sends all later [`say!`] output to stderr instead of stdout.
-#[allow(dead_code)]
 pub fn to_stderr() {
     TO_STDERR.store(true, Ordering::Relaxed);
 }
@@ -38,7 +37,6 @@ pub fn heading(title: &str) {
 }
 
 /// Prints a sub-heading.
-#[allow(dead_code)]
 pub fn subheading(title: &str) {
     write_line(format_args!("\n-- {title}"));
 }

@@ -5,9 +5,6 @@
 //! `name(args <unfinished ...>` and `<... name resumed>rest) = ret`; [`parse`] joins the halves.
 //! Signals (`--- SIGINT {...} ---`) and exits (`+++ exited with 0 +++`) are kept as raw lines.
 
-// Helpers here serve several steps; not every one is used by every step yet.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -290,7 +287,6 @@ pub fn parse_file(path: &Path) -> anyhow::Result<Vec<Syscall>> {
 }
 
 /// The result of [`run`].
-#[allow(dead_code)]
 pub struct Traced {
     pub status: std::process::ExitStatus,
     pub stdout: String,
@@ -300,7 +296,6 @@ pub struct Traced {
 
 /// Runs `prog args` to completion under strace (stdin closed) and parses the trace.
 /// The trace file is written into `scratch`.
-#[allow(dead_code)]
 pub fn run<I, S>(prog: &Path, args: I, filter: &str, scratch: &Path) -> anyhow::Result<Traced>
 where
     I: IntoIterator<Item = S>,
