@@ -4,40 +4,31 @@
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 /// How long to wait for a line the program should print at once.
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A temporary directory for one test (the programs run with it as working directory, to show
-/// they find libfoobar.so from anywhere), removed when dropped.
-pub struct Dir(pub PathBuf);
-
-impl Dir {
-    pub fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("foobar-demo-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// they find libfoobar.so from anywhere), removed when dropped (also when the test fails).
+pub fn tempdir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("foobar-demo-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A command for `exe` running in `dir`. cargo test puts target directories on
 /// LD_LIBRARY_PATH, which would beat the RUNPATH we are testing: remove it.
-pub fn command(exe: &Path, dir: &Dir) -> Command {
+pub fn command(exe: &Path, dir: &TempDir) -> Command {
     let mut c = Command::new(exe);
-    c.current_dir(&dir.0).env_remove("LD_LIBRARY_PATH");
+    c.current_dir(dir.path()).env_remove("LD_LIBRARY_PATH");
     c
 }
 
@@ -263,7 +254,7 @@ pub fn check_links_libfoobar_dynamically(exe: &Path) {
 /// live mappings and the first observations against `expected`; then a second run with
 /// `--count N` prints exactly N observations and a stop event with reason `count`, exit 0.
 pub fn check_json_run(exe: &Path, program: &str, expected: &[i64]) {
-    let dir = Dir::new(&format!("{program}-json"));
+    let dir = tempdir(&format!("{program}-json"));
     let mut cmd = command(exe, &dir);
     cmd.args(["--json", "--interval-ms", "1"]);
     let run = Running::spawn(cmd);
@@ -293,7 +284,7 @@ pub fn check_json_run(exe: &Path, program: &str, expected: &[i64]) {
 
 /// The text output: `pid: N`, three `NAME: 0x… <maps line>` lines, then `baz = V` lines.
 pub fn check_text_run(exe: &Path, program: &str, expected: &[i64]) {
-    let dir = Dir::new(&format!("{program}-text"));
+    let dir = tempdir(&format!("{program}-text"));
     let out = command(exe, &dir)
         .args(["--interval-ms", "0", "--count"])
         .arg(expected.len().to_string())
@@ -329,7 +320,7 @@ pub fn check_text_run(exe: &Path, program: &str, expected: &[i64]) {
 /// With no --count it runs until Ctrl-C; SIGINT (and SIGTERM) then stop it with status 0 and a
 /// stop event naming the signal.
 pub fn check_signal_stops_cleanly(exe: &Path, program: &str, sig: i32, name: &str) {
-    let dir = Dir::new(&format!("{program}-{name}"));
+    let dir = tempdir(&format!("{program}-{name}"));
     let mut cmd = command(exe, &dir);
     cmd.args(["--json", "--interval-ms", "20"]);
     let run = Running::spawn(cmd);
@@ -347,7 +338,7 @@ pub fn check_signal_stops_cleanly(exe: &Path, program: &str, sig: i32, name: &st
 
 /// A reader that goes away (`| head -1`) ends the program quietly with status 0.
 pub fn check_closed_stdout(exe: &Path, program: &str) {
-    let dir = Dir::new(&format!("{program}-pipe"));
+    let dir = tempdir(&format!("{program}-pipe"));
     let mut child = command(exe, &dir)
         .args(["--interval-ms", "1"])
         .stdout(Stdio::piped())
@@ -370,7 +361,7 @@ pub fn check_closed_stdout(exe: &Path, program: &str) {
 
 /// Usage errors: one `error:` message naming the problem, status 2; --help has examples.
 pub fn check_usage(exe: &Path, program: &str) {
-    let dir = Dir::new(&format!("{program}-usage"));
+    let dir = tempdir(&format!("{program}-usage"));
     for (args, needle) in [
         (&["--count", "0"][..], "--count"),
         (&["--count", "many"][..], "--count"),

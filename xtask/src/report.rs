@@ -329,21 +329,11 @@ pub(crate) mod tests {
     }
 
     /// A temporary directory for one test, removed when dropped (also when the test fails).
-    pub(crate) struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub(crate) fn new(what: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("xtask-{what}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    pub(crate) fn tempdir(what: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("xtask-{what}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
@@ -360,8 +350,8 @@ pub(crate) mod tests {
 
     #[test]
     fn write_produces_html_markdown_svgs_and_json() {
-        let tmp = TempDir::new("report-test");
-        let dir = tmp.0.join("report");
+        let tmp = tempdir("report-test");
+        let dir = tmp.path().join("report");
         // A stale file from an earlier run must not survive.
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("stale.svg"), "old").unwrap();

@@ -634,15 +634,16 @@ mod tests {
             .expect("cargo build runs");
         assert!(status.success());
         let probe = target.join("debug").join("malloc-probe");
-        let dir = std::env::temp_dir().join(format!("xtask-step1-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("xtask-step1-test-")
+            .tempdir()
+            .unwrap();
         let traced = strace::run(
             &probe,
             ["--json", "--mark", "alloc", "24", "300000", "1MiB"],
             FILTER,
-            &dir,
+            dir.path(),
         );
-        let _ = std::fs::remove_dir_all(&dir);
         let traced = traced.expect("strace runs (CI installs it)");
         assert!(traced.status.success(), "{}", traced.stderr);
         let doc: Value = serde_json::from_str(&traced.stdout).unwrap();

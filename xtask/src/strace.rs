@@ -394,10 +394,16 @@ mod tests {
     #[test]
     fn live_trace_of_true_shows_its_mmaps() {
         // A live run of the real strace: the loader maps libc into /bin/true.
-        let dir = std::env::temp_dir().join(format!("xtask-strace-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let traced = run(Path::new("/bin/true"), [] as [&str; 0], "openat,mmap", &dir);
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tempfile::Builder::new()
+            .prefix("xtask-strace-test-")
+            .tempdir()
+            .unwrap();
+        let traced = run(
+            Path::new("/bin/true"),
+            [] as [&str; 0],
+            "openat,mmap",
+            dir.path(),
+        );
         let traced = traced.expect("strace runs (CI installs it)");
         assert!(traced.status.success());
         assert!(traced

@@ -13,9 +13,11 @@ fn xtask() -> Command {
 fn check_without_chromium_says_how_to_install_it() {
     // A PATH that holds cargo (for `cargo metadata`) and nothing else.
     let cargo = Path::new(env!("CARGO"));
-    let tmp = std::env::temp_dir().join(format!("xtask-report-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let bin = tmp.join("bin");
+    let tmp = tempfile::Builder::new()
+        .prefix("xtask-report-cli-")
+        .tempdir()
+        .unwrap();
+    let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(cargo, bin.join("cargo")).unwrap();
     let out = xtask()
@@ -24,7 +26,6 @@ fn check_without_chromium_says_how_to_install_it() {
         .env("CARGO", cargo)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&tmp);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(

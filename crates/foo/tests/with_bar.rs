@@ -11,7 +11,7 @@ mod testkit;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use testkit::{command, Dir, Running};
+use testkit::{command, tempdir, Running};
 
 const FOO: &str = env!("CARGO_BIN_EXE_foo");
 
@@ -27,7 +27,7 @@ fn bar() -> PathBuf {
 
 #[test]
 fn foo_keeps_17_while_bar_counts_up() {
-    let dir = Dir::new("together");
+    let dir = tempdir("together");
     let mut foo_cmd = command(Path::new(FOO), &dir);
     foo_cmd.args(["--json", "--interval-ms", "2"]);
     let mut bar_cmd = command(&bar(), &dir);
@@ -59,15 +59,15 @@ fn foo_keeps_17_while_bar_counts_up() {
 
 #[test]
 fn live_strace_shows_the_loader_mapping_libfoobar() {
-    let dir = Dir::new("strace");
-    let trace = dir.0.join("foo.strace");
+    let dir = tempdir("strace");
+    let trace = dir.path().join("foo.strace");
     let out = Command::new("strace")
         .arg("-o")
         .arg(&trace)
         .args(["-e", "trace=openat,mmap,close", "--"])
         .arg(FOO)
         .args(["--count", "1", "--interval-ms", "0"])
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .expect("strace is installed (CI installs it)");

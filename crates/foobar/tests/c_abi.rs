@@ -5,24 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A temporary directory for one test, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("foobar-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The libfoobar.so cargo built for this test: `<target>/<profile>/deps/`, where this test
 /// executable also lives.
 fn built_so() -> PathBuf {
@@ -57,10 +39,13 @@ int main(void) {
 #[test]
 fn a_c_program_links_against_the_so_and_runs() {
     let so = built_so();
-    let dir = Dir::new("cc");
-    let src = dir.0.join("client.c");
+    let dir = tempfile::Builder::new()
+        .prefix("foobar-test-cc-")
+        .tempdir()
+        .unwrap();
+    let src = dir.path().join("client.c");
     std::fs::write(&src, CLIENT).unwrap();
-    let exe = dir.0.join("client");
+    let exe = dir.path().join("client");
     let lib_dir = so.parent().unwrap();
     let out = Command::new("cc")
         .arg(&src)

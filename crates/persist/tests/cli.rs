@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fails, ok, persist, Dir, BIN};
+use common::{fails, ok, persist, tempdir, BIN};
 
 #[test]
 fn create_put_get_list_del_round_trip() {
-    let d = Dir::new("roundtrip");
-    let t = d.join("t.tbl");
+    let d = tempdir("roundtrip");
+    let t = d.path().join("t.tbl");
     let t = t.to_str().unwrap();
     assert!(ok(&["create", t]).contains("created"));
     ok(&["put", t, "hello", "world"]);
@@ -32,8 +32,8 @@ fn create_put_get_list_del_round_trip() {
 
 #[test]
 fn json_documents_are_single_and_complete() {
-    let d = Dir::new("json");
-    let t = d.join("t.tbl");
+    let d = tempdir("json");
+    let t = d.path().join("t.tbl");
     let t = t.to_str().unwrap();
     ok(&["create", t]);
     let put: serde_json::Value =
@@ -55,8 +55,8 @@ fn json_documents_are_single_and_complete() {
 
 #[test]
 fn bad_input_gets_one_line_errors_and_documented_statuses() {
-    let d = Dir::new("errors");
-    let t = d.join("t.tbl");
+    let d = tempdir("errors");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     fails(
         &["get", ts, "k"],
@@ -73,14 +73,14 @@ fn bad_input_gets_one_line_errors_and_documented_statuses() {
     fails(&["frobnicate"], 2, "unrecognized subcommand");
     fails(&["get", ts], 2, "required");
     fails(&["create", "--slots", "0", ts], 2, "--slots");
-    let empty = d.join("empty");
+    let empty = d.path().join("empty");
     std::fs::write(&empty, b"").unwrap();
     fails(
         &["get", empty.to_str().unwrap(), "k"],
         1,
         "is not a valid table: the file is empty",
     );
-    let foreign = d.join("foreign");
+    let foreign = d.path().join("foreign");
     std::fs::write(&foreign, vec![7u8; 5000]).unwrap();
     fails(
         &["list", foreign.to_str().unwrap()],
@@ -106,8 +106,8 @@ fn bad_input_gets_one_line_errors_and_documented_statuses() {
 
 #[test]
 fn private_put_does_not_reach_the_file() {
-    let d = Dir::new("private");
-    let t = d.join("t.tbl");
+    let d = tempdir("private");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     ok(&["create", ts]);
     ok(&["put", ts, "k", "shared-value"]);
@@ -200,8 +200,8 @@ const WRITES: &[&str] = &["write", "pwrite64", "writev", "pwritev"];
 
 #[test]
 fn reads_go_through_the_mapping_only() {
-    let d = Dir::new("strace-read");
-    let t = d.join("t.tbl");
+    let d = tempdir("strace-read");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     common::build(&t, 2000);
     for args in [
@@ -227,8 +227,8 @@ fn reads_go_through_the_mapping_only() {
 
 #[test]
 fn writes_go_through_map_shared_only_and_another_process_reads_them() {
-    let d = Dir::new("strace-write");
-    let t = d.join("t.tbl");
+    let d = tempdir("strace-write");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     ok(&["create", ts]);
     let (lines, status) = strace(
@@ -290,8 +290,8 @@ fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn writers_exclude_each_other_with_flock() {
-    let d = Dir::new("flock");
-    let t = d.join("t.tbl");
+    let d = tempdir("flock");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     ok(&["create", ts]);
     let holder = persist::TableMut::open(&t, persist::WriteOptions::default()).unwrap();
@@ -326,8 +326,8 @@ fn writers_exclude_each_other_with_flock() {
 #[test]
 fn truncation_by_another_process_while_mapped_is_a_clear_error() {
     use std::io::{BufRead, BufReader, Write};
-    let d = Dir::new("sigbus-cli");
-    let t = d.join("t.tbl");
+    let d = tempdir("sigbus-cli");
+    let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     common::build(&t, 3000);
     let mut child = Command::new(BIN)

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use common::{ok, Dir, Rng, BIN};
+use common::{ok, tempdir, Rng, BIN};
 use persist::{Table, TableMut, WriteOptions};
 
 fn value_of(key: &str) -> String {
@@ -18,12 +18,12 @@ fn value_of(key: &str) -> String {
 
 #[test]
 fn sigkill_at_random_moments_leaves_a_valid_table_with_every_returned_put() {
-    let d = Dir::new("crash");
+    let d = tempdir("crash");
     let mut rng = Rng(common::seed());
     let rounds = 30;
     let mut killed_mid_stream = 0;
     for round in 0..rounds {
-        let path = d.join(&format!("t{round}.tbl"));
+        let path = d.path().join(format!("t{round}.tbl"));
         let ts = path.to_str().unwrap().to_string();
         ok(&["create", "--slots", "8", &ts]);
         // Some rounds start from a table that already holds data (and overwrite it).

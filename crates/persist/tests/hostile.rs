@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{build, Dir, Rng};
+use common::{build, tempdir, Rng};
 use persist::{Error, Table, TableMut, WriteOptions};
 
 /// Exercises every read path on the file: open, verify, get of every known key, list, and a
@@ -54,8 +54,8 @@ fn assert_invalid(e: &Error) {
 
 #[test]
 fn empty_and_short_files_are_invalid() {
-    let d = Dir::new("short");
-    let p = d.join("t");
+    let d = tempdir("short");
+    let p = d.path().join("t");
     for len in [0usize, 1, 8, 63] {
         std::fs::write(&p, vec![0u8; len]).unwrap();
         let e = Table::open(&p).err().expect("invalid");
@@ -69,11 +69,11 @@ fn empty_and_short_files_are_invalid() {
 
 #[test]
 fn truncated_at_every_length_is_rejected() {
-    let d = Dir::new("truncate");
-    let good = d.join("good");
+    let d = tempdir("truncate");
+    let good = d.path().join("good");
     let kv = build(&good, 40);
     let bytes = std::fs::read(&good).unwrap();
-    let p = d.join("t");
+    let p = d.path().join("t");
     // Every length through the header and the first slots, then a stride, then each side of
     // the boundaries the header names (slot array, arena end, end of file).
     let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
@@ -104,8 +104,8 @@ fn truncated_at_every_length_is_rejected() {
 
 #[test]
 fn random_bytes_are_rejected() {
-    let d = Dir::new("random");
-    let p = d.join("t");
+    let d = tempdir("random");
+    let p = d.path().join("t");
     let mut rng = Rng(common::seed());
     for i in 0..300 {
         let len = (rng.below(20_000) + 1) as usize;
@@ -120,11 +120,11 @@ fn random_bytes_are_rejected() {
 
 #[test]
 fn flipped_bits_in_header_and_body_never_crash_or_lie() {
-    let d = Dir::new("flip");
-    let good = d.join("good");
+    let d = tempdir("flip");
+    let good = d.path().join("good");
     let kv = build(&good, 300);
     let bytes = std::fs::read(&good).unwrap();
-    let p = d.join("t");
+    let p = d.path().join("t");
     let mut rng = Rng(common::seed());
     let mut rejected = 0;
     // Every bit of the header once.
@@ -158,8 +158,8 @@ fn flipped_bits_in_header_and_body_never_crash_or_lie() {
 
 #[test]
 fn a_file_truncated_by_another_process_while_mapped_gives_an_error() {
-    let d = Dir::new("sigbus-lib");
-    let p = d.join("t");
+    let d = tempdir("sigbus-lib");
+    let p = d.path().join("t");
     let kv = build(&p, 2000);
     let t = Table::open(&p).unwrap();
     assert_eq!(t.get(b"k1999").unwrap(), Some(&kv[1999].1[..]));
@@ -188,7 +188,7 @@ fn a_file_truncated_by_another_process_while_mapped_gives_an_error() {
     drop(t);
 
     // The writer: truncated under its MAP_SHARED mapping, a put fails cleanly too.
-    let p2 = d.join("w");
+    let p2 = d.path().join("w");
     build(&p2, 500);
     let mut w = TableMut::open(&p2, WriteOptions::default()).unwrap();
     std::process::Command::new("truncate")
@@ -202,8 +202,8 @@ fn a_file_truncated_by_another_process_while_mapped_gives_an_error() {
 
 #[test]
 fn grows_many_times_from_a_fresh_table() {
-    let d = Dir::new("grow");
-    let p = d.join("t");
+    let d = tempdir("grow");
+    let p = d.path().join("t");
     let mut t = TableMut::create(&p, 3).unwrap();
     let n = 40_000u64;
     let mut model = std::collections::HashMap::new();
@@ -243,8 +243,8 @@ fn grows_many_times_from_a_fresh_table() {
 
 #[test]
 fn churn_reuses_the_slot_array_instead_of_doubling_it() {
-    let d = Dir::new("churn");
-    let p = d.join("t");
+    let d = tempdir("churn");
+    let p = d.path().join("t");
     let mut t = TableMut::create(&p, 4).unwrap();
     for i in 0..20_000u32 {
         let k = format!("churn-{i}");

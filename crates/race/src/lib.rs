@@ -678,29 +678,30 @@ pub fn race_atomic(total: &AtomicI64, win: &AtomicI64, target: i64) -> i64 {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("race-lib-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A temporary directory for one test, removed when dropped (also when the test fails).
+    fn temp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("race-lib-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_bad_count_is_an_error_and_creates_nothing() {
         let dir = temp("count");
-        let path = dir.join("rc.bin");
+        let path = dir.path().join("rc.bin");
         for n in [0, 11, -1] {
             let e = Course::enter(&path, n).err().unwrap();
             assert!(matches!(e, RaceError::Participants { .. }), "{e}");
         }
         assert!(!path.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.close().unwrap();
     }
 
     #[test]
     fn two_handles_count_down_race_and_the_first_sums_up() {
         let dir = temp("two");
-        let path = dir.join("rc.bin");
+        let path = dir.path().join("rc.bin");
         let mut first = Course::enter(&path, 2).unwrap();
         assert_eq!((first.role(), first.id()), (Role::First, 2));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 96);
@@ -733,7 +734,7 @@ mod tests {
         first.remove().unwrap();
         assert!(!path.exists());
         drop(second);
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.close().unwrap();
     }
 
     #[test]

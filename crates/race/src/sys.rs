@@ -141,9 +141,11 @@ mod tests {
 
     #[test]
     fn exclusive_lock_fails_while_another_descriptor_holds_shared() {
-        let dir = std::env::temp_dir().join(format!("race-sys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f");
+        let dir = tempfile::Builder::new()
+            .prefix("race-sys-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("f");
         std::fs::write(&path, b"x").unwrap();
         let a = File::open(&path).unwrap();
         let b = File::open(&path).unwrap();
@@ -152,6 +154,6 @@ mod tests {
         assert_eq!(try_lock_shared(&a).unwrap(), Lock::Acquired);
         assert_eq!(try_lock_exclusive(&b).unwrap(), Lock::WouldBlock);
         assert_eq!(try_lock_shared(&b).unwrap(), Lock::Acquired);
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.close().unwrap();
     }
 }

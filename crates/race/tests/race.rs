@@ -11,40 +11,46 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 const RACE: &str = env!("CARGO_BIN_EXE_race");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A temporary directory removed on drop (with any process we started killed first).
 struct Dir {
-    path: PathBuf,
+    tmp: TempDir,
     children: Vec<Option<Child>>,
 }
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("race-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("race-test-{name}-"))
+            .tempdir()
+            .unwrap();
         Dir {
-            path,
+            tmp,
             children: Vec::new(),
         }
     }
 
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     fn file(&self) -> PathBuf {
-        self.path.join("racecourse.bin")
+        self.path().join("racecourse.bin")
     }
 
     fn race(&self) -> Command {
         let mut c = Command::new(RACE);
-        c.current_dir(&self.path);
+        c.current_dir(self.path());
         c
     }
 
     /// Builds the C racer with `cc -O2` into this directory.
     fn racer(&self) -> Command {
-        let exe = self.path.join("racer");
+        let exe = self.path().join("racer");
         if !exe.exists() {
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/racer.c");
             let out = Command::new("cc")
@@ -60,7 +66,7 @@ impl Dir {
             );
         }
         let mut c = Command::new(exe);
-        c.current_dir(&self.path);
+        c.current_dir(self.path());
         c
     }
 
@@ -107,12 +113,13 @@ impl Dir {
 }
 
 impl Drop for Dir {
+    /// Runs before the fields are dropped: the children are gone before `tmp` removes the
+    /// directory.
     fn drop(&mut self) {
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -384,7 +391,7 @@ fn bad_participant_counts_are_usage_errors_and_create_nothing() {
     let out = dir.race().args(["2", "--target", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
-        std::fs::read_dir(&dir.path).unwrap().count(),
+        std::fs::read_dir(dir.path()).unwrap().count(),
         0,
         "nothing created"
     );

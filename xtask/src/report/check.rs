@@ -454,8 +454,8 @@ mod tests {
     #[test]
     fn chromium_passes_a_good_page_and_fails_broken_ones() {
         let browser = find_browser().expect("Chromium is needed: apt-get install chromium");
-        let tmp = super::super::tests::TempDir::new("check-test");
-        let dir = &tmp.0;
+        let tmp = super::super::tests::tempdir("check-test");
+        let dir = tmp.path();
         let report = super::super::tests::sample();
         let written = super::super::write(&report, &dir.join("report")).unwrap();
         let good = check(
