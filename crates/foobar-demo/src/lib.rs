@@ -169,12 +169,8 @@ pub fn main(role: Role) -> ExitCode {
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli.opts,
-        Err(e) => {
-            // --help/--version print to stdout and exit 0; usage errors exit 2.
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        // --help/--version print to stdout and exit 0; usage errors are one line, exit 2.
+        Err(e) => return lab_cli::report(&e, role.name()),
     };
     match run(role, &opts) {
         Ok(()) | Err(Out::Closed) => ExitCode::SUCCESS,

@@ -134,13 +134,9 @@ impl std::fmt::Display for Usage {
 impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let usage = e.use_stderr();
-            let _ = e.print();
-            return ExitCode::from(if usage { 2 } else { 0 });
-        }
+    let cli: Cli = match lab_cli::parse() {
+        Ok(cli) => cli,
+        Err(status) => return status,
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -217,6 +217,7 @@ fn bad_input_is_a_one_line_usage_error() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("error:"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
@@ -244,6 +245,7 @@ fn malloc_failure_is_a_runtime_error() {
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.starts_with("error: malloc(4294967296) returned NULL"),
         "{err}"
@@ -337,6 +339,7 @@ fn a_foreign_allocator_is_detected_not_misread() {
         let out = probe(&dir, sub, &[("LD_PRELOAD", so)]);
         assert_eq!(out.status.code(), Some(1), "{sub:?}");
         let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("error: malloc comes from"), "{err}");
         assert!(err.contains("libshim.so"), "names the allocator: {err}");
         assert!(out.stdout.is_empty(), "no tags printed");

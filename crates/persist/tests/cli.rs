@@ -31,6 +31,31 @@ fn create_put_get_list_del_round_trip() {
 }
 
 #[test]
+fn usage_errors_are_one_line_exit_2_and_touch_nothing() {
+    let d = tempdir("usage");
+    let t = d.path().join("t.tbl");
+    let t = t.to_str().unwrap();
+    for args in [
+        &[][..],
+        &["frobnicate", t],
+        &["create"],
+        &["put", t, "key-without-value"],
+        &["get", t],
+        &["get", t, "k", "--sync"],
+        &["--bogus", "list", t],
+    ] {
+        let out = persist(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("--help"), "names the help to read: {args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!Path::new(t).exists(), "{args:?} created the table");
+    }
+}
+
+#[test]
 fn json_documents_are_single_and_complete() {
     let d = tempdir("json");
     let t = d.path().join("t.tbl");

@@ -104,13 +104,9 @@ macro_rules! say {
 const FINISH_STALL: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match lab_cli::parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let usage = e.use_stderr();
-            let _ = e.print();
-            return ExitCode::from(if usage { 2 } else { 0 });
-        }
+        Err(status) => return status,
     };
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -384,6 +384,7 @@ fn bad_participant_counts_are_usage_errors_and_create_nothing() {
         assert_eq!(out.status.code(), Some(2), "race {bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("error: "), "race {bad:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "race {bad:?}: {err}");
         assert!(out.stdout.is_empty());
     }
     let out = dir.race().args(["2", "--mode", "fast"]).output().unwrap();
