@@ -107,7 +107,10 @@ mod tests {
     fn an_invalid_value_is_one_line_naming_the_value_and_the_help() {
         let line = one_line(&error(&["alloc", "abc"]), "probe");
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.starts_with("invalid value 'abc' for '<SIZES>...'"), "{line}");
+        assert!(
+            line.starts_with("invalid value 'abc' for '<SIZES>...'"),
+            "{line}"
+        );
         assert!(line.ends_with("(see 'probe --help')"), "{line}");
     }
 
@@ -115,7 +118,10 @@ mod tests {
     fn a_missing_argument_keeps_its_name_and_points_at_the_subcommand_help() {
         let line = one_line(&error(&["alloc"]), "probe");
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.contains("required arguments were not provided"), "{line}");
+        assert!(
+            line.contains("required arguments were not provided"),
+            "{line}"
+        );
         assert!(line.contains("<SIZES>"), "{line}");
         assert!(line.ends_with("(see 'probe alloc --help')"), "{line}");
     }
@@ -124,7 +130,10 @@ mod tests {
     fn a_tip_is_kept_on_the_same_line() {
         let line = one_line(&error(&["alloc", "-5"]), "probe");
         assert!(!line.contains('\n'), "{line}");
-        assert!(line.starts_with("unexpected argument '-5' found; "), "{line}");
+        assert!(
+            line.starts_with("unexpected argument '-5' found; "),
+            "{line}"
+        );
         assert!(line.contains("'-- -5'"), "{line}");
     }
 

@@ -49,7 +49,10 @@ fn usage_errors_are_one_line_exit_2_and_touch_nothing() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains("--help"), "names the help to read: {args:?}: {err}");
+        assert!(
+            err.contains("--help"),
+            "names the help to read: {args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
         assert!(!Path::new(t).exists(), "{args:?} created the table");
     }
