@@ -1,12 +1,19 @@
 //! `cargo xtask`: builds the lab's binaries, runs each step under strace, and explains what this
 //! machine did, computed from this run's measurements.
 //!
-//! Run `cargo xtask run-step N` (N = 1..=5), `cargo xtask run-all`, either with `--quick` for the
+//! Run `cargo xtask run-step N` (N = 1..=6), `cargo xtask run-all`, either with `--quick` for the
 //! short version CI runs, and `cargo xtask bench NAME` for the benchmarks.
 //!
-//! One module per step (`step1` … `step5`); the shared pieces are `build` (cargo, target dir,
-//! binaries), `strace` (running under strace and parsing its lines), `out` (where human output
-//! goes) and `model` (the structured result of a step, which `report` renders).
+//! Every step has the shape of [`model::Step`]: *measure* (run, trace, read /proc into typed
+//! Evidence), *analyze* (pure: Evidence → Findings), *explain* (Findings → the narrative and the
+//! pictures), so `--save-evidence DIR` / `--evidence DIR` record a run and explain it again
+//! without running anything. The evidence readers (strace, /proc, ELF) live in
+//! `crates/lab-trace`; the binaries' `--json` documents are types of their own crates.
+//!
+//! Modules: one per step (`step1` … `step6`); `build` (cargo, target dir, binaries), `model`
+//! (the Step shape, Ctx, StepReport), `out` (the terminal rendering), `report` (HTML/Markdown).
+
+#![forbid(unsafe_code)]
 
 mod build;
 mod model;
@@ -18,10 +25,15 @@ mod step3;
 mod step4;
 mod step5;
 mod strace;
+mod sys;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+/// The number of steps.
+pub const STEPS: u8 = 5;
 
 /// Developer tasks for mmap-lab.
 #[derive(Parser)]
@@ -32,6 +44,10 @@ use clap::{Parser, Subcommand};
   cargo xtask run-all                 every step, explained from this run
   cargo xtask run-step 1              malloc's switch to mmap, under strace
   cargo xtask run-step 5 --quick      the race, short version (what CI runs)
+  cargo xtask run-step 4 --foo ./foo --bar ./bar   explain someone else's foo and bar
+  cargo xtask run-step 5 --racer ./racer           race someone else's racer
+  cargo xtask run-step 1 --save-evidence ev/       record what was measured
+  cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
   cargo xtask bench persist           lookups: mmap vs pread vs LMDB
   cargo xtask report --quick --check  the lab report, checked in headless Chromium"
 )]
@@ -40,22 +56,80 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Flags every step takes.
+#[derive(Args, Debug, Clone, Default)]
+struct Common {
+    /// A short version: small targets, few iterations (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Print the step's report (with its `findings`) as JSON on stdout; human output to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Write what was measured to DIR/stepN.json.
+    #[arg(long, value_name = "DIR", conflicts_with = "evidence")]
+    save_evidence: Option<PathBuf>,
+    /// Explain the evidence recorded in DIR (by --save-evidence); run nothing.
+    #[arg(long, value_name = "DIR")]
+    evidence: Option<PathBuf>,
+}
+
+/// Flags that point a step at someone else's programs and files, or size it.
+#[derive(Args, Debug, Clone, Default)]
+struct Options {
+    /// Step 5: race to this total (default: calibrated so a race lasts about a second).
+    #[arg(long, value_name = "N")]
+    target: Option<i64>,
+    /// Step 4: the first program to explain (with --bar), instead of our foo.
+    #[arg(long, value_name = "PATH", requires = "bar")]
+    foo: Option<PathBuf>,
+    /// Step 4: the second program to explain (with --foo), instead of our bar.
+    #[arg(long, value_name = "PATH", requires = "foo")]
+    bar: Option<PathBuf>,
+    /// Step 5: race someone else's racer (its first argument is the participant count;
+    /// arguments after `--` follow it).
+    #[arg(long, value_name = "PATH")]
+    racer: Option<PathBuf>,
+    /// Steps 2–3: use this disktable (a copy, for step 3) instead of a generated one.
+    #[arg(long, value_name = "FILE")]
+    table: Option<PathBuf>,
+    /// Steps 2–3: run someone else's reader/writer next to table.bin, under strace.
+    #[arg(long, value_name = "PATH")]
+    program: Option<PathBuf>,
+    /// Arguments for --racer or --program.
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+impl From<Options> for model::StepOptions {
+    fn from(o: Options) -> model::StepOptions {
+        model::StepOptions {
+            target: o.target,
+            foo: o.foo,
+            bar: o.bar,
+            racer: o.racer,
+            table: o.table,
+            program: o.program,
+            args: o.args,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one step of the lab and explain the evidence.
     RunStep {
-        /// The step, 1 to 5.
-        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        /// The step, 1 to 6.
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=STEPS as i64))]
         step: u8,
-        /// A short version: small targets, few iterations (what CI runs).
-        #[arg(long)]
-        quick: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        options: Options,
     },
     /// Run every step in order.
     RunAll {
-        /// A short version: small targets, few iterations (what CI runs).
-        #[arg(long)]
-        quick: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Run a benchmark: `persist` (lookups: mmap vs pread vs LMDB) or `race` (Rust vs C racer).
     Bench {
@@ -78,25 +152,54 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    if let Cmd::RunStep { step, options, .. } = &cli.cmd {
+        if let Err(problem) = check_options(*step, options) {
+            out::error(&format!("{problem} (see 'cargo xtask run-step --help')"));
+            return ExitCode::from(2);
+        }
+    }
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            out::error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
+fn context(common: &Common, options: model::StepOptions) -> anyhow::Result<model::Ctx> {
+    if common.json {
+        out::to_stderr();
+    }
+    let mut ctx = model::Ctx::new(common.quick)?;
+    ctx.save = common.save_evidence.clone();
+    ctx.replay = common.evidence.clone();
+    ctx.options = options;
+    Ok(ctx)
+}
+
 fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::RunStep { step, quick } => {
-            let ctx = model::Ctx::new(quick)?;
-            run_step(&ctx, step).map(drop)
+        Cmd::RunStep {
+            step,
+            common,
+            options,
+        } => {
+            let ctx = context(&common, options.into())?;
+            let report = run_step(&ctx, step)?;
+            if common.json {
+                out::json(&report)?;
+            }
+            Ok(())
         }
-        Cmd::RunAll { quick } => {
-            let ctx = model::Ctx::new(quick)?;
-            for step in 1..=5 {
-                run_step(&ctx, step)?;
+        Cmd::RunAll { common } => {
+            let ctx = context(&common, model::StepOptions::default())?;
+            let mut reports = Vec::new();
+            for step in 1..=STEPS {
+                reports.push(run_step(&ctx, step)?);
+            }
+            if common.json {
+                out::json(&serde_json::json!({ "steps": reports }))?;
             }
             Ok(())
         }
@@ -112,15 +215,39 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
+/// A flag that points a step at programs or files is only for the steps that use it.
+fn check_options(step: u8, o: &Options) -> Result<(), String> {
+    let wrong =
+        |flag: &str, steps: &str| Err(format!("{flag} is for step {steps}, not step {step}"));
+    if o.target.is_some() && step != 5 {
+        return wrong("--target", "5");
+    }
+    if (o.foo.is_some() || o.bar.is_some()) && step != 4 {
+        return wrong("--foo/--bar", "4");
+    }
+    if o.racer.is_some() && step != 5 {
+        return wrong("--racer", "5");
+    }
+    if (o.table.is_some() || o.program.is_some()) && !matches!(step, 2 | 3) {
+        return wrong("--table/--program", "2 or 3");
+    }
+    if !o.args.is_empty() && o.racer.is_none() && o.program.is_none() {
+        return wrong("arguments after --", "5 with --racer or 2-3 with --program");
+    }
+    Ok(())
+}
+
 /// Runs one step, printing its human explanation, and returns its structured result.
 pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<model::StepReport> {
     out::heading(&format!("Step {step}"));
-    match step {
+    let report = match step {
         1 => step1::run(ctx),
         2 => step2::run(ctx),
         3 => step3::run(ctx),
         4 => step4::run(ctx),
         5 => step5::run(ctx),
-        _ => anyhow::bail!("there is no step {step}; steps are 1 to 5"),
-    }
+        _ => anyhow::bail!("there is no step {step}; steps are 1 to {STEPS}"),
+    }?;
+    out::render(&report);
+    Ok(report)
 }

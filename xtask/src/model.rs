@@ -1,14 +1,140 @@
-//! The context every step runs in, and the structured result each step returns (which
-//! `cargo xtask report` renders; the human output is printed as the step runs).
+//! The shape every step has: `measure(&Ctx) -> Evidence`, `analyze(&Evidence) -> Findings`,
+//! `explain(&Findings, &Evidence) -> Explained`, with a type at each boundary ([`Step`]).
+//!
+//! - *measure* runs programs, traces them and snapshots /proc; everything the answers rest on is
+//!   in the step's `Evidence`, which is serialisable: `--save-evidence DIR` writes it as
+//!   `DIR/stepN.json`, `--evidence DIR` reads it back and runs nothing.
+//! - *analyze* is pure: typed facts (bits, thresholds, which mmap holds which symbol, shared
+//!   frames, lost updates). Unit tests assert Findings on recorded Evidence.
+//! - *explain* turns Findings (and the Evidence they came from) into the narrative
+//!   ([`Block`]s: text, evidence excerpts, the assignment's questions with their answers) and the
+//!   step's pictures. The terminal ([`crate::out::render`]) and `cargo xtask report` render the
+//!   same [`StepReport`]; `--json` prints it, with its `findings` object.
+
+// TRANSITIONAL: the Step shape is used as soon as the first step moves to it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::build;
+use crate::report::charts::Picture;
 
-/// What a step needs: where the workspace and the binaries are, and how long to run.
+/// One step of the lab, in three parts with typed boundaries.
+pub trait Step {
+    /// 1 to 6.
+    const NUMBER: u8;
+    /// The assignment's name for the step.
+    const TITLE: &'static str;
+    /// Everything read from the run.
+    type Evidence: Serialize + DeserializeOwned;
+    /// What the evidence establishes.
+    type Findings: Serialize;
+    /// Runs, traces and reads the machine. Progress goes to stderr ([`crate::out::progress`]).
+    fn measure(ctx: &Ctx) -> anyhow::Result<Self::Evidence>;
+    /// Decides, from the evidence alone. No I/O.
+    fn analyze(evidence: &Self::Evidence) -> anyhow::Result<Self::Findings>;
+    /// The narrative and the pictures.
+    fn explain(findings: &Self::Findings, evidence: &Self::Evidence) -> Explained;
+}
+
+/// What [`Step::explain`] returns.
+pub struct Explained {
+    pub blocks: Vec<Block>,
+    pub pictures: Vec<Picture>,
+}
+
+/// Runs a step: measures (or loads recorded evidence), saves the evidence if asked, analyzes
+/// and explains.
+pub fn run<S: Step>(ctx: &Ctx) -> anyhow::Result<StepReport> {
+    let evidence: S::Evidence = match &ctx.replay {
+        Some(dir) => load_evidence(dir, S::NUMBER)?,
+        None => S::measure(ctx)?,
+    };
+    if let Some(dir) = &ctx.save {
+        save_evidence(dir, S::NUMBER, &evidence)?;
+    }
+    let findings = S::analyze(&evidence)?;
+    let explained = S::explain(&findings, &evidence);
+    Ok(StepReport {
+        step: S::NUMBER,
+        title: S::TITLE.to_string(),
+        blocks: explained.blocks,
+        findings: serde_json::to_value(&findings).context("cannot serialise the findings")?,
+        pictures: explained.pictures,
+        printed_as_it_ran: false,
+    })
+}
+
+/// The file recorded evidence of step `n` lives in.
+pub fn evidence_file(dir: &Path, n: u8) -> PathBuf {
+    dir.join(format!("step{n}.json"))
+}
+
+/// What `--save-evidence` writes: the step, a format version, and the step's evidence.
+#[derive(Serialize, Deserialize)]
+struct Recorded<E> {
+    step: u8,
+    version: u32,
+    evidence: E,
+}
+
+const EVIDENCE_VERSION: u32 = 1;
+
+fn save_evidence<E: Serialize>(dir: &Path, n: u8, evidence: &E) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create evidence directory {}", dir.display()))?;
+    let path = evidence_file(dir, n);
+    let text = serde_json::to_string_pretty(&Recorded {
+        step: n,
+        version: EVIDENCE_VERSION,
+        evidence,
+    })?;
+    std::fs::write(&path, text + "\n")
+        .with_context(|| format!("cannot write evidence {}", path.display()))
+}
+
+/// Reads recorded evidence of step `n` from `dir`; a missing or odd field is an error naming it.
+pub fn load_evidence<E: DeserializeOwned>(dir: &Path, n: u8) -> anyhow::Result<E> {
+    let path = evidence_file(dir, n);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read recorded evidence {}", path.display()))?;
+    let recorded: Recorded<E> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not step {n}'s evidence", path.display()))?;
+    if recorded.step != n || recorded.version != EVIDENCE_VERSION {
+        anyhow::bail!(
+            "{} holds step {} evidence version {}, not step {n} version {EVIDENCE_VERSION}",
+            path.display(),
+            recorded.step,
+            recorded.version
+        );
+    }
+    Ok(recorded.evidence)
+}
+
+/// Options that point a step at someone else's programs and files, and size it.
+#[derive(Debug, Clone, Default)]
+pub struct StepOptions {
+    /// Step 5: the race target (otherwise calibrated on this machine).
+    pub target: Option<i64>,
+    /// Step 4: the two programs to explain (otherwise our foo and bar).
+    pub foo: Option<PathBuf>,
+    pub bar: Option<PathBuf>,
+    /// Step 5: someone else's racer.
+    pub racer: Option<PathBuf>,
+    /// Steps 2–3: the disktable to use (otherwise one shaped like the course's).
+    pub table: Option<PathBuf>,
+    /// Steps 2–3: someone else's reader/writer.
+    pub program: Option<PathBuf>,
+    /// Arguments after `--`, for `--racer` or `--program`.
+    pub args: Vec<String>,
+}
+
+/// What a step needs: where the workspace and the binaries are, how long to run, and where
+/// evidence is saved to or replayed from.
 pub struct Ctx {
     /// The workspace root.
     pub root: PathBuf,
@@ -16,6 +142,11 @@ pub struct Ctx {
     pub target_dir: PathBuf,
     /// The short version: small targets, few iterations.
     pub quick: bool,
+    /// `--save-evidence DIR`.
+    pub save: Option<PathBuf>,
+    /// `--evidence DIR`: explain recorded evidence, run nothing.
+    pub replay: Option<PathBuf>,
+    pub options: StepOptions,
 }
 
 impl Ctx {
@@ -26,11 +157,13 @@ impl Ctx {
             root,
             target_dir,
             quick,
+            save: None,
+            replay: None,
+            options: StepOptions::default(),
         })
     }
 
-    /// Builds these packages in release mode (with their binaries) and returns nothing; use
-    /// [`Ctx::bin`] for the paths.
+    /// Builds these packages in release mode (with their binaries); use [`Ctx::bin`] for paths.
     pub fn build_release(&self, packages: &[&str]) -> anyhow::Result<()> {
         build::cargo_build_release(&self.root, packages)
     }
@@ -74,16 +207,79 @@ impl Drop for Scratch {
     }
 }
 
-/// The structured result of one step: the assignment's questions with the answers computed from
-/// this run, the evidence behind them, and the numbers a picture can be drawn from.
-#[derive(Debug, Clone, Serialize)]
+/// The result of one step, rendered by the terminal and by the report; `--json` prints it.
+#[derive(Serialize)]
 pub struct StepReport {
     pub step: u8,
     pub title: String,
-    pub answers: Vec<Answer>,
-    pub evidence: Vec<Evidence>,
-    /// Step-specific numbers for pictures; the shape of each step's is documented in its module.
-    pub data: serde_json::Value,
+    /// The narrative, in order.
+    pub blocks: Vec<Block>,
+    /// The step's typed findings, serialised.
+    pub findings: serde_json::Value,
+    /// Drawn from typed picture data by the step's `report::charts` module.
+    #[serde(skip)]
+    pub pictures: Vec<Picture>,
+    /// TRANSITIONAL: a step in the old shape printed its narrative as it ran.
+    #[serde(skip)]
+    pub printed_as_it_ran: bool,
+}
+
+impl StepReport {
+    /// The assignment's questions with this run's answers.
+    pub fn answers(&self) -> impl Iterator<Item = &Answer> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Answer(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// The raw evidence excerpts.
+    pub fn evidence(&self) -> impl Iterator<Item = &Evidence> {
+        self.blocks.iter().filter_map(|b| match b {
+            Block::Evidence(e) => Some(e),
+            _ => None,
+        })
+    }
+}
+
+/// One piece of a step's narrative.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Block {
+    /// A sub-heading.
+    Heading { title: String },
+    /// Prose (may span lines); computed numbers are formatted into it.
+    Text { text: String },
+    /// A preformatted excerpt of raw evidence (strace lines, a table, maps lines).
+    Evidence(Evidence),
+    /// One question of the assignment and this run's answer.
+    Answer(Answer),
+}
+
+impl Block {
+    pub fn heading(title: impl Into<String>) -> Block {
+        Block::Heading {
+            title: title.into(),
+        }
+    }
+
+    pub fn text(text: impl Into<String>) -> Block {
+        Block::Text { text: text.into() }
+    }
+
+    pub fn evidence(title: impl Into<String>, text: impl Into<String>) -> Block {
+        Block::Evidence(Evidence {
+            title: title.into(),
+            text: text.into(),
+        })
+    }
+
+    pub fn answer(question: impl Into<String>, answer: impl Into<String>) -> Block {
+        Block::Answer(Answer {
+            question: question.into(),
+            answer: answer.into(),
+        })
+    }
 }
 
 /// One question of the assignment and the answer this run's measurements give.
@@ -98,4 +294,27 @@ pub struct Answer {
 pub struct Evidence {
     pub title: String,
     pub text: String,
+}
+
+/// A report from a step still written in the old shape (measure, decide and print in one body):
+/// its printed lines went to the terminal as it ran, its answers and evidence become blocks.
+/// TRANSITIONAL: removed when every step implements [`Step`].
+pub fn legacy(
+    step: u8,
+    title: impl Into<String>,
+    answers: Vec<Answer>,
+    evidence: Vec<Evidence>,
+    data: serde_json::Value,
+) -> StepReport {
+    let pictures = crate::report::charts::pictures(step, &data);
+    let mut blocks: Vec<Block> = answers.into_iter().map(Block::Answer).collect();
+    blocks.extend(evidence.into_iter().map(Block::Evidence));
+    StepReport {
+        step,
+        title: title.into(),
+        blocks,
+        findings: data,
+        pictures,
+        printed_as_it_ran: true,
+    }
 }

@@ -43,5 +43,45 @@ pub fn subheading(title: &str) {
 
 /// Progress for long runs: always stderr.
 pub fn progress(msg: &str) {
-    eprintln!("[xtask] {msg}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "[xtask] {msg}");
+}
+
+/// A one-line error on stderr (best effort: stderr may be closed or full).
+pub fn error(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
+}
+
+/// Prints a value as one JSON document on stdout.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    writeln!(std::io::stdout().lock(), "{text}")
+        .map_err(|e| anyhow::anyhow!("cannot write the JSON report to stdout: {e}"))
+}
+
+/// Prints a step's narrative: headings, prose, evidence excerpts (indented), and each question
+/// of the assignment with this run's answer.
+pub fn render(report: &crate::model::StepReport) {
+    use crate::model::Block;
+    if report.printed_as_it_ran {
+        return;
+    }
+    for block in &report.blocks {
+        match block {
+            Block::Heading { title } => subheading(title),
+            Block::Text { text } => write_line(format_args!("{text}")),
+            Block::Evidence(e) => {
+                write_line(format_args!("{}:", e.title));
+                for line in e.text.lines() {
+                    write_line(format_args!("    {line}"));
+                }
+            }
+            Block::Answer(a) => {
+                write_line(format_args!("\nQ: {}", a.question));
+                write_line(format_args!("A: {}", a.answer));
+            }
+        }
+    }
 }

@@ -23,12 +23,11 @@
 //! re-measuring), sign or hash the evidence, and check the page with a browser automation protocol
 //! (CDP/WebDriver) rather than scraping `--dump-dom`.
 
-mod charts;
+pub mod charts;
 mod check;
 mod html;
 mod machine;
 mod markdown;
-mod sys;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -115,7 +114,7 @@ impl Section {
             .unwrap_or("Unknown step")
             .to_string();
         match result {
-            Ok(report) => Section {
+            Ok(mut report) => Section {
                 step,
                 title: if report.title.trim().is_empty() {
                     default_title
@@ -123,7 +122,7 @@ impl Section {
                     report.title.clone()
                 },
                 seconds,
-                pictures: charts::pictures(step, &report.data),
+                pictures: std::mem::take(&mut report.pictures),
                 outcome: Outcome::Done(report),
             },
             Err(e) => Section {
@@ -288,21 +287,21 @@ pub(crate) mod tests {
     /// evidence text full of characters that need escaping, and one failed step.
     pub(crate) fn sample() -> Report {
         let step = |n: u8, data: serde_json::Value| {
-            StepReport {
-            step: n,
-            title: format!("Step {n} title"),
-            answers: vec![Answer {
-                question: format!("Question <{n}> & \"more\"?"),
-                answer: format!("Answer {n}: 0x21 < 0x22 && `tick` *star* _under_ |pipe|"),
-            }],
-            evidence: vec![Evidence {
-                title: format!("strace of step {n}"),
-                text: "mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n\
-                       openat(AT_FDCWD, \"a<b>&c\", O_RDONLY) = 3\n```\n</pre><script>alert(1)</script>"
-                    .into(),
-            }],
-            data,
-        }
+            crate::model::legacy(
+                n,
+                format!("Step {n} title"),
+                vec![Answer {
+                    question: format!("Question <{n}> & \"more\"?"),
+                    answer: format!("Answer {n}: 0x21 < 0x22 && `tick` *star* _under_ |pipe|"),
+                }],
+                vec![Evidence {
+                    title: format!("strace of step {n}"),
+                    text: "mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n\
+                           openat(AT_FDCWD, \"a<b>&c\", O_RDONLY) = 3\n```\n</pre><script>alert(1)</script>"
+                        .into(),
+                }],
+                data,
+            )
         };
         let sections = vec![
             Section::new(1, 1.0, Ok(step(1, charts::tests::step1_data()))),
@@ -377,7 +376,7 @@ pub(crate) mod tests {
                 .unwrap();
         assert_eq!(doc["steps"][2]["ok"], json!(false));
         assert_eq!(
-            doc["steps"][0]["report"]["data"]["threshold_request"],
+            doc["steps"][0]["report"]["findings"]["threshold_request"],
             json!(131_049)
         );
     }

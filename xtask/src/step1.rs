@@ -567,19 +567,19 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
         say!("Q: {}\nA: {}\n", a.question, a.answer);
     }
 
-    Ok(StepReport {
-        step: 1,
-        title: "Find the cut-off for a large memory allocation".into(),
+    Ok(crate::model::legacy(
+        1,
+        "Find the cut-off for a large memory allocation",
         answers,
         evidence,
-        data: json!({
+        json!({
             "rows": data_rows,
             "threshold_request": tr,
             "threshold_chunk_size": tc,
             "prev_inuse_bit": prev_inuse_bit,
             "is_mmapped_bit": mmap_bit,
         }),
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -403,12 +403,12 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
             text: serde_json::to_string_pretty(&res)?,
         },
     ];
-    Ok(StepReport {
-        step: 2,
-        title: "Read a persistent data structure from a file with mmap".into(),
+    Ok(crate::model::legacy(
+        2,
+        "Read a persistent data structure from a file with mmap",
         answers,
         evidence,
-        data: json!({
+        json!({
             "entries": n_entries,
             "file_bytes": file_bytes,
             "pages_total": pages_total,
@@ -421,7 +421,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
             "major_faults": major,
             "eviction": eviction,
         }),
-    })
+    ))
 }
 
 /// `cargo xtask bench persist`: builds `bench/persist-bench` (its own workspace, so LMDB's C

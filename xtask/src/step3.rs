@@ -294,11 +294,11 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
             ),
         },
     ];
-    Ok(StepReport {
-        step: 3,
-        title: "Write to a persistent data structure with mmap".into(),
+    Ok(crate::model::legacy(
+        3,
+        "Write to a persistent data structure with mmap",
         answers,
-        evidence: vec![
+        vec![
             Evidence {
                 title: "strace of persist put --sync (table descriptor and mapping)".into(),
                 text: put_trace,
@@ -312,7 +312,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
                 text: show(&pcalls, 40),
             },
         ],
-        data: json!({
+        json!({
             "write_calls_on_table_fd": write_calls,
             "msync_calls": put.msyncs + load.msyncs + pcount.msyncs,
             "ftruncate_calls": load.ftruncates,
@@ -321,5 +321,5 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
             "shared_write_reached_file": shared_reached,
             "file_lengths": lengths,
         }),
-    })
+    ))
 }

@@ -51,6 +51,8 @@ use crate::model::{Answer, Ctx, Evidence, StepReport};
 use crate::out;
 use crate::say;
 use crate::strace::{self, Syscall};
+use crate::sys;
+use lab_trace::loader::{file_name, lib_loads, range, LibLoad};
 
 /// What strace records: enough to see the loader at work.
 const FILTER: &str = "openat,mmap,mprotect,munmap,close";
@@ -59,146 +61,6 @@ const LIB: &str = "libfoobar.so";
 const WAIT: Duration = Duration::from_secs(30);
 
 // ---- the trace: how the loader brought a library in ------------------------------------------
-
-/// How the dynamic loader loaded one shared object into one process, read from a trace.
-#[derive(Debug, Clone)]
-pub struct LibLoad {
-    /// The path that `openat` succeeded on.
-    pub path: String,
-    /// The `openat` attempts on the same file name that failed first (the RUNPATH search).
-    pub failed_opens: Vec<Syscall>,
-    pub open: Syscall,
-    pub fd: i64,
-    /// The `mmap` calls on `fd` before it was closed, in order; the first reserves the span.
-    pub mmaps: Vec<Syscall>,
-    /// Anonymous MAP_FIXED maps inside the reservation (the part of .bss past the file's pages).
-    pub anon: Vec<Syscall>,
-    pub close: Option<Syscall>,
-    /// Later `mprotect` calls inside the reservation (RELRO: made read-only after relocation).
-    pub mprotects: Vec<Syscall>,
-}
-
-impl LibLoad {
-    /// The address range of the first mmap (the loader's reservation for the whole object).
-    pub fn reservation(&self, page: u64) -> Option<(u64, u64)> {
-        range(self.mmaps.first()?, page)
-    }
-
-    /// The file mmaps and anonymous maps, in the order they were made.
-    pub fn all_maps(&self) -> Vec<&Syscall> {
-        let mut v: Vec<&Syscall> = self.mmaps.iter().chain(&self.anon).collect();
-        v.sort_by_key(|c| self.index_of(c));
-        v
-    }
-
-    fn index_of(&self, c: &Syscall) -> usize {
-        // Anonymous maps come after the file maps they complete.
-        self.mmaps
-            .iter()
-            .position(|m| m == c)
-            .unwrap_or(self.mmaps.len() + self.anon.iter().position(|m| m == c).unwrap_or(0))
-    }
-
-    /// The index in [`LibLoad::all_maps`] of the mapping that finally holds `addr`: the last one
-    /// made that covers it (MAP_FIXED maps replace parts of the reservation).
-    pub fn holder_of(&self, addr: u64, page: u64) -> Option<usize> {
-        self.all_maps()
-            .iter()
-            .rposition(|m| range(m, page).is_some_and(|(s, e)| s <= addr && addr < e))
-    }
-}
-
-/// `[result, result + len rounded up to pages)` of a successful mmap.
-fn range(m: &Syscall, page: u64) -> Option<(u64, u64)> {
-    if !m.ok() {
-        return None;
-    }
-    let start = m.ret_u64()?;
-    let len = m.arg_u64(1)?;
-    Some((start, start + len.div_ceil(page) * page))
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Every shared object the loader mapped in `calls`: an `openat` that succeeded, the `mmap`s on
-/// its descriptor until `close`, at least one of them executable (which rules out plain data
-/// files such as `/etc/ld.so.cache`).
-pub fn lib_loads(calls: &[Syscall], page: u64) -> Vec<LibLoad> {
-    let mut loads = Vec::new();
-    for (i, open) in calls.iter().enumerate() {
-        if open.name != "openat" || !open.ok() {
-            continue;
-        }
-        let (Some(path), Some(fd)) = (open.arg_str(1), open.ret) else {
-            continue;
-        };
-        let name = file_name(path);
-        let mut load = LibLoad {
-            path: path.to_string(),
-            failed_opens: calls[..i]
-                .iter()
-                .filter(|c| {
-                    c.name == "openat"
-                        && c.pid == open.pid
-                        && !c.ok()
-                        && c.arg_str(1).is_some_and(|p| file_name(p) == name)
-                })
-                .cloned()
-                .collect(),
-            open: open.clone(),
-            fd,
-            mmaps: Vec::new(),
-            anon: Vec::new(),
-            close: None,
-            mprotects: Vec::new(),
-        };
-        let mut end = calls.len();
-        for (j, c) in calls.iter().enumerate().skip(i + 1) {
-            if c.pid != open.pid {
-                continue;
-            }
-            if c.name == "close" && c.arg_i64(0) == Some(fd) {
-                load.close = Some(c.clone());
-                end = j;
-                break;
-            }
-            if c.name == "mmap" && c.arg_i64(4) == Some(fd) && c.ok() {
-                load.mmaps.push(c.clone());
-            } else if c.name == "mmap" && c.arg_flags(3).contains(&"MAP_ANONYMOUS") {
-                let inside = load.reservation(page).zip(range(c, page));
-                if c.arg_flags(3).contains(&"MAP_FIXED")
-                    && inside.is_some_and(|((rs, re), (s, e))| rs <= s && e <= re)
-                {
-                    load.anon.push(c.clone());
-                }
-            }
-        }
-        if !load
-            .mmaps
-            .iter()
-            .any(|m| m.arg_flags(2).contains(&"PROT_EXEC"))
-        {
-            continue;
-        }
-        if let Some((rs, re)) = load.reservation(page) {
-            load.mprotects = calls[end..]
-                .iter()
-                .filter(|c| {
-                    c.name == "mprotect"
-                        && c.pid == open.pid
-                        && c.arg_u64(0)
-                            .zip(c.arg_u64(1))
-                            .is_some_and(|(a, l)| rs <= a && a + l <= re)
-                })
-                .cloned()
-                .collect();
-        }
-        loads.push(load);
-    }
-    loads
-}
 
 /// What one loader mapping is for, read off its protection and flags.
 pub fn role_of(m: &Syscall, first: bool) -> String {
@@ -486,7 +348,7 @@ impl Prog {
     /// for strace, which exits when its tracee has.
     fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.pid {
-            sys::kill(pid, libc::SIGINT)
+            sys::kill(pid as u32, sys::Signal::INT)
                 .with_context(|| format!("cannot send SIGINT to {} ({pid})", self.name))?;
         }
         let deadline = Instant::now() + WAIT;
@@ -524,34 +386,10 @@ impl Drop for Prog {
                 .ok()
         });
         if let Some(pid) = pid {
-            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::kill(pid as u32, sys::Signal::KILL);
         }
         let _ = self.strace.kill();
         let _ = self.strace.wait();
-    }
-}
-
-/// The two raw libc calls of this step.
-mod sys {
-    /// `kill(2)`.
-    pub fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours. The pid is the
-        // tracee of a strace we started and have not reaped (strace only exits after it).
-        if unsafe { libc::kill(pid, sig) } == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// The page size, `sysconf(3)` `_SC_PAGESIZE`.
-    pub fn page_size() -> u64 {
-        // SAFETY: sysconf(3) takes an integer name and reads no memory of ours.
-        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if n > 0 {
-            n as u64
-        } else {
-            4096
-        }
     }
 }
 
@@ -1424,12 +1262,12 @@ fn explain(
         answer: q5,
     });
 
-    StepReport {
-        step: 4,
-        title: "Observe the operation of a shared library".into(),
+    crate::model::legacy(
+        4,
+        "Observe the operation of a shared library",
         answers,
         evidence,
-        data: json!({
+        json!({
             "programs": programs,
             "shared_code_pfns": shared_code_pfns,
             "c_client": {
@@ -1438,14 +1276,14 @@ fn explain(
                 "relocation": client.relocation.clone().unwrap_or_default(),
             },
         }),
-    }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/strace-foo.txt");
+    const FIXTURE: &str = include_str!("../../crates/lab-trace/tests/fixtures/strace-foo.txt");
 
     #[test]
     fn finds_the_load_of_libfoobar_in_a_real_trace_of_foo() {
@@ -1580,8 +1418,8 @@ mod tests {
         ];
         let r = explain(4096, &seen, &client("R_X86_64_COPY"), None, None);
         assert_eq!(r.step, 4);
-        assert_eq!(r.answers.len(), 5);
-        let p = &r.data["programs"][0];
+        assert_eq!(r.answers().count(), 5);
+        let p = &r.findings["programs"][0];
         assert_eq!(p["name"], "foo");
         assert_eq!(p["pid"], 9925);
         assert_eq!(p["maps"][0]["perms"], "r-xp");
@@ -1598,23 +1436,29 @@ mod tests {
         assert_eq!(m["result"], "0x7fc211ec1000");
         assert!(m["raw"].as_str().unwrap().contains("mmap(0x7fc211ec1000"));
         assert_eq!(p["mmaps"][0]["addr"], "0x0");
-        assert_eq!(r.data["programs"][1]["baz_values"], json!([1, 2, 3, 4]));
+        assert_eq!(r.findings["programs"][1]["baz_values"], json!([1, 2, 3, 4]));
         // Frame numbers read as zero: unknown, not "shared".
-        assert_eq!(r.data["shared_code_pfns"], Value::Null);
+        assert_eq!(r.findings["shared_code_pfns"], Value::Null);
         assert_eq!(
-            r.data["c_client"],
+            r.findings["c_client"],
             json!({"baz_address": "0x55f72be5a058", "inside_libfoobar": false,
                    "relocation": "R_X86_64_COPY"})
         );
         // Where each symbol lies comes from the trace: functions in the exec map (#2), baz in
         // the last read+write map (#4).
-        assert!(r.answers[1]
+        assert!(r
+            .answers()
+            .nth(1)
+            .unwrap()
             .answer
             .contains("setbaz = 0x7fc211ec1d00: mmap #2"));
-        assert!(r.answers[1]
+        assert!(r
+            .answers()
+            .nth(1)
+            .unwrap()
             .answer
             .contains("baz = 0x7fc211efe944: mmap #4"));
-        assert!(r.answers[3].answer.contains("all 17"));
+        assert!(r.answers().nth(3).unwrap().answer.contains("all 17"));
     }
 
     #[test]
@@ -1627,12 +1471,17 @@ mod tests {
         ];
         let r = explain(4096, &seen, &client("R_X86_64_GLOB_DAT"), None, None);
         assert!(
-            r.answers[3].answer.contains("NOT all 17"),
+            r.answers().nth(3).unwrap().answer.contains("NOT all 17"),
             "{}",
-            r.answers[3].answer
+            r.answers().nth(3).unwrap().answer
         );
-        assert!(r.answers[3].answer.contains("contradicts"));
-        assert!(r.answers[4].answer.contains("No COPY relocation"));
+        assert!(r.answers().nth(3).unwrap().answer.contains("contradicts"));
+        assert!(r
+            .answers()
+            .nth(4)
+            .unwrap()
+            .answer
+            .contains("No COPY relocation"));
     }
 
     #[test]

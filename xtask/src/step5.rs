@@ -413,13 +413,13 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
             "increments_per_second": r.rate(),
         })).collect::<Vec<_>>(),
     });
-    Ok(StepReport {
-        step: 5,
-        title: "Inter-process communication through a shared mapping: the race".into(),
+    Ok(crate::model::legacy(
+        5,
+        "Inter-process communication through a shared mapping: the race",
         answers,
         evidence,
         data,
-    })
+    ))
 }
 
 fn pct(x: f64) -> String {

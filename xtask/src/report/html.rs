@@ -205,10 +205,10 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         Outcome::Done(r) => r,
     };
     h.push_str("<h3>Questions and answers</h3>\n<dl>\n");
-    if report.answers.is_empty() {
+    if report.answers().next().is_none() {
         h.push_str("<dt>(this step reported no answers)</dt>\n");
     }
-    for a in &report.answers {
+    for a in report.answers() {
         let _ = write!(
             h,
             "<dt>{}</dt>\n<dd>{}</dd>\n",
@@ -252,7 +252,7 @@ fn section(h: &mut String, s: &Section, machine: &str) {
     if !s.pictures.is_empty() {
         h.push_str("</div>\n");
     }
-    let numbers = scalars(&report.data);
+    let numbers = scalars(&report.findings);
     if !numbers.is_empty() {
         h.push_str("<h3>Numbers</h3>\n<table>\n");
         for (k, v) in numbers {
@@ -260,10 +260,10 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         }
         h.push_str("</table>\n");
     }
-    if !report.evidence.is_empty() {
+    if report.evidence().next().is_some() {
         h.push_str("<h3>Evidence</h3>\n");
     }
-    for e in &report.evidence {
+    for e in report.evidence() {
         let _ = write!(
             h,
             "<h4>{}</h4>\n<pre>{}</pre>\n",
@@ -276,7 +276,7 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         "<details><summary>Raw data of step {} (JSON)</summary>\n<pre>{}</pre>\n</details>\n\
          </section>\n",
         s.step,
-        escape(&serde_json::to_string_pretty(&report.data).unwrap_or_default())
+        escape(&serde_json::to_string_pretty(&report.findings).unwrap_or_default())
     );
 }
 

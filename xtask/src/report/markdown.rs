@@ -112,10 +112,10 @@ pub fn render(report: &Report) -> String {
             Outcome::Done(r) => r,
         };
         m.push_str("### Questions and answers\n\n");
-        if r.answers.is_empty() {
+        if r.answers().next().is_none() {
             m.push_str("(this step reported no answers)\n\n");
         }
-        for a in &r.answers {
+        for a in r.answers() {
             let _ = write!(
                 m,
                 "**{}**\n\n{}\n\n",
@@ -148,7 +148,7 @@ pub fn render(report: &Report) -> String {
                 }
             }
         }
-        let numbers = scalars(&r.data);
+        let numbers = scalars(&r.findings);
         if !numbers.is_empty() {
             m.push_str("### Numbers\n\n| field | value |\n|---|---|\n");
             for (k, v) in numbers {
@@ -156,10 +156,10 @@ pub fn render(report: &Report) -> String {
             }
             m.push('\n');
         }
-        if !r.evidence.is_empty() {
+        if r.evidence().next().is_some() {
             m.push_str("### Evidence\n\n");
         }
-        for e in &r.evidence {
+        for e in r.evidence() {
             let _ = write!(
                 m,
                 "#### {}\n\n{}\n",

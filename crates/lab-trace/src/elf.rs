@@ -1,0 +1,229 @@
+//! What the dynamic loader reads from an ELF file (`elf(5)`): DT_NEEDED, RUNPATH/RPATH, SONAME,
+//! the dynamic symbols (where `setbaz` and `baz` lie relative to the load address) and the
+//! dynamic relocations (a C client's `R_X86_64_COPY` of `baz` against Rust's `GLOB_DAT`).
+
+use std::path::Path;
+
+use object::read::elf::{Dyn as _, ElfFile64, FileHeader as _};
+use object::{elf, Object as _, ObjectSymbol as _, ObjectSymbolTable as _};
+use serde::{Deserialize, Serialize};
+
+/// Why an ELF file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a 64-bit ELF file: {reason}")]
+    Parse { path: String, reason: String },
+}
+
+/// A symbol of `.dynsym`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynSymbol {
+    pub name: String,
+    /// Its address relative to the load base (for a shared object; absolute for a non-PIE).
+    pub value: u64,
+    pub size: u64,
+    /// Defined here (not an undefined reference to another object).
+    pub defined: bool,
+    /// A function (`STT_FUNC`) rather than data.
+    pub function: bool,
+}
+
+/// A dynamic relocation that names a symbol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynReloc {
+    pub offset: u64,
+    /// `R_X86_64_COPY`, `R_X86_64_GLOB_DAT`, …
+    pub kind: String,
+    pub symbol: String,
+}
+
+/// The dynamic-linking facts of one ELF file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElfInfo {
+    pub needed: Vec<String>,
+    pub runpath: Option<String>,
+    pub rpath: Option<String>,
+    pub soname: Option<String>,
+    pub symbols: Vec<DynSymbol>,
+    pub relocations: Vec<DynReloc>,
+}
+
+impl ElfInfo {
+    /// Reads the file at `path`.
+    pub fn read(path: &Path) -> Result<ElfInfo, ElfError> {
+        let data = std::fs::read(path).map_err(|source| ElfError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ElfInfo::parse(&data).map_err(|e| ElfError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Parses the bytes of an ELF file.
+    pub fn parse(data: &[u8]) -> object::Result<ElfInfo> {
+        let file = ElfFile64::<object::Endianness>::parse(data)?;
+        let endian = file.endian();
+        let mut info = ElfInfo::default();
+        let sections = file.elf_header().sections(endian, data)?;
+        if let Some((dyns, link)) = sections.dynamic(endian, data)? {
+            let strings = sections.strings(endian, data, link)?;
+            for d in dyns {
+                let text = || {
+                    d.string(endian, strings)
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                };
+                match d.tag32(endian) {
+                    Some(elf::DT_NEEDED) => info.needed.push(text()?),
+                    Some(elf::DT_RUNPATH) => info.runpath = Some(text()?),
+                    Some(elf::DT_RPATH) => info.rpath = Some(text()?),
+                    Some(elf::DT_SONAME) => info.soname = Some(text()?),
+                    _ => {}
+                }
+            }
+        }
+        for sym in file.dynamic_symbols() {
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() {
+                continue;
+            }
+            info.symbols.push(DynSymbol {
+                name: name.to_string(),
+                value: sym.address(),
+                size: sym.size(),
+                defined: sym.is_definition(),
+                function: sym.kind() == object::SymbolKind::Text,
+            });
+        }
+        if let (Some(relocs), Some(dynsym)) =
+            (file.dynamic_relocations(), file.dynamic_symbol_table())
+        {
+            for (offset, r) in relocs {
+                // Dynamic relocations index .dynsym, not .symtab.
+                let object::RelocationTarget::Symbol(idx) = r.target() else {
+                    continue;
+                };
+                let Ok(sym) = dynsym.symbol_by_index(idx) else {
+                    continue;
+                };
+                let object::RelocationFlags::Elf { r_type } = r.flags() else {
+                    continue;
+                };
+                info.relocations.push(DynReloc {
+                    offset,
+                    kind: reloc_name(file.architecture(), r_type),
+                    symbol: sym.name().unwrap_or("").to_string(),
+                });
+            }
+        }
+        Ok(info)
+    }
+
+    /// The defined dynamic symbol called `name`.
+    pub fn symbol(&self, name: &str) -> Option<&DynSymbol> {
+        self.symbols.iter().find(|s| s.defined && s.name == name)
+    }
+
+    /// The kind of the dynamic relocation against `name` (`R_X86_64_COPY`), if there is one.
+    pub fn relocation_against(&self, name: &str) -> Option<&str> {
+        self.relocations
+            .iter()
+            .find(|r| r.symbol == name)
+            .map(|r| r.kind.as_str())
+    }
+}
+
+fn reloc_name(arch: object::Architecture, r_type: u32) -> String {
+    if arch == object::Architecture::X86_64 {
+        let name = match r_type {
+            elf::R_X86_64_64 => "R_X86_64_64",
+            elf::R_X86_64_COPY => "R_X86_64_COPY",
+            elf::R_X86_64_GLOB_DAT => "R_X86_64_GLOB_DAT",
+            elf::R_X86_64_JUMP_SLOT => "R_X86_64_JUMP_SLOT",
+            elf::R_X86_64_RELATIVE => "R_X86_64_RELATIVE",
+            _ => "",
+        };
+        if !name.is_empty() {
+            return name.to_string();
+        }
+    }
+    format!("type {r_type} ({arch:?})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_test_binary() {
+        // This test binary is a PIE linked against libc: DT_NEEDED names it.
+        let info = ElfInfo::read(&std::env::current_exe().unwrap()).unwrap();
+        assert!(info.needed.iter().any(|n| n.starts_with("libc.so")));
+        assert!(info.symbols.iter().any(|s| !s.defined));
+    }
+
+    #[test]
+    fn reads_a_c_library_and_its_client() {
+        // A library exporting data and code, a client that refers to the data directly: the
+        // client gets a COPY relocation. Skipped (with a notice) without a C compiler.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("lib.c"),
+            "int baz = 3; int getbaz(void) { return baz; }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("main.c"),
+            "extern int baz; int getbaz(void); int main(void) { return baz + getbaz(); }\n",
+        )
+        .unwrap();
+        let cc = |args: &[&str]| {
+            std::process::Command::new("cc")
+                .args(args)
+                .current_dir(d)
+                .status()
+        };
+        match cc(&[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libx.so",
+            "lib.c",
+            "-o",
+            "libx.so",
+        ]) {
+            Err(_) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: no C compiler (apt-get install gcc)");
+                return;
+            }
+            r => assert!(r.unwrap().success()),
+        }
+        assert!(
+            cc(&["main.c", "-L.", "-lx", "-Wl,-rpath,$ORIGIN", "-o", "main"])
+                .unwrap()
+                .success()
+        );
+        let lib = ElfInfo::read(&d.join("libx.so")).unwrap();
+        assert_eq!(lib.soname.as_deref(), Some("libx.so"));
+        let baz = lib.symbol("baz").unwrap();
+        assert!(!baz.function && baz.size == 4);
+        assert!(lib.symbol("getbaz").unwrap().function);
+        let main = ElfInfo::read(&d.join("main")).unwrap();
+        assert!(main.needed.contains(&"libx.so".to_string()));
+        assert_eq!(main.runpath.as_deref(), Some("$ORIGIN"));
+        assert_eq!(main.relocation_against("baz"), Some("R_X86_64_COPY"));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(ElfInfo::parse(b"not an elf file").is_err());
+        let e = ElfInfo::read(Path::new("/nonexistent/x")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read /nonexistent/x"));
+    }
+}
