@@ -2,17 +2,21 @@
  * racer.c: the course skeleton's racer in C, sharing `struct RaceCourse` with the Rust `race`.
  *
  * It follows the same protocol as crates/race (see its lib.rs), so a C racer and a Rust racer can
- * share one race in either role:
- *   - the first instance creates the file with O_CREAT|O_EXCL, takes a shared flock (every live
- *     participant holds one: that is how a stale file is told from a live race), sizes the file
- *     with lseek + write, maps it MAP_SHARED and sets participants = N;
+ * share one race in either role; `cargo xtask bench race` times the two loops against each other.
+ *   - the first instance creates the file with O_CREAT|O_EXCL under a temporary name, takes a
+ *     shared flock (every live participant of this protocol holds one), sizes the file with
+ *     lseek + write, maps it MAP_SHARED, sets participants = N, takes its id, and publishes the
+ *     file under its name with link(2) (fails if the name exists: still exclusive);
  *   - every instance takes id = participants and decrements it (compare-and-swap, never below 0),
  *     then all wait until participants == 0 (or total != 0: the race already started);
  *   - race: while (total < target) { total++; winnings[id-1]++; } where total++ is a relaxed
  *     atomic load and a separate relaxed store in racy mode (plain movs, but the compiler may not
  *     hoist them out of the loop) and __atomic_fetch_add in atomic mode (see race_racy);
- *   - each then increments participants ("finished"); the first waits for N of those, prints the
+ *   - nobody writes participants after the start. Each leaves (unmaps, closes: its flock goes);
+ *     the first waits until it can take the flock exclusively (everyone else left), prints the
  *     sum of the winnings against the total and removes the file.
+ * Unlike the Rust racer, this twin tells liveness by the flock alone: it does not look in /proc,
+ * so beside the course's lock-free racer use `race`, which does.
  *
  * Build: cc -O2 -o racer racer.c
  * Usage: racer N [--file PATH] [--mode racy|atomic] [--target T] [--join-timeout SECS]
@@ -42,9 +46,12 @@ struct RaceCourse {
 _Static_assert(sizeof(struct RaceCourse) == 96, "struct RaceCourse must be 96 bytes");
 
 static const char *created_path; /* set while this instance owns the file */
+static char temp_path[4096];      /* non-empty while the unpublished temporary file exists */
 
 static void on_signal(int sig) {
     static const char msg[] = "racer: interrupted; removed the race file this instance created\n";
+    if (temp_path[0])
+        unlink(temp_path);
     if (created_path) {
         unlink(created_path);
         if (write(2, msg, sizeof msg - 1) < 0) {
@@ -75,6 +82,10 @@ static int fail(int status, const char *fmt, const char *arg) {
     fprintf(stderr, "error: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
+    if (temp_path[0]) {
+        unlink(temp_path);
+        temp_path[0] = '\0';
+    }
     if (created_path) {
         unlink(created_path);
         created_path = NULL;
@@ -185,15 +196,56 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    int first = 0;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
-    if (fd >= 0) {
-        first = 1;
-        created_path = path;
-        if (flock(fd, LOCK_SH) != 0 || lseek(fd, sizeof(struct RaceCourse) - 1, SEEK_SET) < 0 ||
-            write(fd, "", 1) != 1)
+    int first = 0, id = 0, fd = -1;
+    struct RaceCourse *rc = NULL;
+    /* Prepare the race under a temporary name in the same directory, then publish it. */
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path + 1) : 0;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%.*s.%s.%d.new", dirlen, path, path + dirlen, (int)getpid()) >=
+        (int)sizeof tmp)
+        return fail(2, "--file %s is too long", path);
+    struct stat pst;
+    if (stat(path, &pst) != 0 && errno == ENOENT) {
+        unlink(tmp); /* a leftover of a crashed run with this pid */
+        int tfd = open(tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
+        if (tfd < 0)
+            return fail(1, "cannot create race file %s", path);
+        strcpy(temp_path, tmp);
+        if (flock(tfd, LOCK_SH) != 0 || lseek(tfd, sizeof(struct RaceCourse) - 1, SEEK_SET) < 0 ||
+            write(tfd, "", 1) != 1)
             return fail(1, "cannot lock or size %s", path);
-    } else if (errno == EEXIST) {
+        rc = mmap(NULL, sizeof(struct RaceCourse), PROT_READ | PROT_WRITE, MAP_SHARED, tfd, 0);
+        if (rc == MAP_FAILED)
+            return fail(1, "cannot map %s", path);
+        __atomic_store_n(&rc->participants, n, __ATOMIC_RELEASE);
+        id = take_id(rc);
+        sigset_t hold, old;
+        sigemptyset(&hold);
+        sigaddset(&hold, SIGINT);
+        sigaddset(&hold, SIGTERM);
+        sigaddset(&hold, SIGHUP);
+        sigprocmask(SIG_BLOCK, &hold, &old);
+        int linked = link(tmp, path) == 0;
+        int link_errno = errno;
+        if (linked)
+            created_path = path;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        unlink(tmp);
+        temp_path[0] = '\0';
+        if (linked) {
+            first = 1;
+            fd = tfd;
+            fprintf(stderr, "racer: created %s for %d participants; I am id %d\n", path, n, id);
+        } else {
+            munmap(rc, sizeof(struct RaceCourse));
+            close(tfd);
+            rc = NULL;
+            if (link_errno != EEXIST)
+                return fail(1, "cannot publish race file %s", path);
+        }
+    }
+    if (!first) {
         fd = open(path, O_RDWR);
         if (fd < 0)
             return fail(1, "cannot open race file %s", path);
@@ -209,21 +261,12 @@ int main(int argc, char **argv) {
                 return fail(1, "%s has the wrong size for a race course; remove it", path);
             sleep_us(1000);
         }
-    } else {
-        return fail(1, "cannot create race file %s", path);
+        rc = mmap(NULL, sizeof(struct RaceCourse), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (rc == MAP_FAILED)
+            return fail(1, "cannot map %s", path);
     }
 
-    struct RaceCourse *rc =
-        mmap(NULL, sizeof(struct RaceCourse), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (rc == MAP_FAILED)
-        return fail(1, "cannot map %s", path);
-
-    int id = 0;
-    if (first) {
-        __atomic_store_n(&rc->participants, n, __ATOMIC_RELEASE);
-        id = take_id(rc);
-        fprintf(stderr, "racer: created %s for %d participants; I am id %d\n", path, n, id);
-    } else {
+    if (!first) {
         double deadline = now_s() + 5.0;
         for (;;) {
             int p = __atomic_load_n(&rc->participants, __ATOMIC_ACQUIRE);
@@ -275,30 +318,36 @@ int main(int argc, char **argv) {
                        : race_racy(total_p, mine_p, target);
     double seconds = now_s() - start, cpu_seconds = cpu_s() - cpu_start;
     long mine = __atomic_load_n(&rc->winnings[id - 1], __ATOMIC_RELAXED);
-    __atomic_fetch_add(&rc->participants, 1, __ATOMIC_ACQ_REL);
+    if (!first) {
+        /* Leave: the first instance waits for every other participant's flock to go. */
+        munmap(rc, sizeof(struct RaceCourse));
+        close(fd);
+    }
 
     printf("{\"id\":%d,\"total\":%ld,\"winnings\":%ld,\"mode\":\"%s\",\"target\":%ld,"
            "\"first\":%s,\"seconds\":%.9f,\"cpu_seconds\":%.9f",
            id, seen, mine, atomic ? "atomic" : "racy", target, first ? "true" : "false",
            seconds, cpu_seconds);
     if (first) {
-        /* Wait for every participant's "finished"; give up after 10 s without progress. */
-        int lp = -1;
-        long lt = -1;
+        /* Wait until everyone else left (the flock can be taken exclusively); give up after
+         * 2 s without movement in the file. */
+        flock(fd, LOCK_UN);
+        long lt = -1, lw = -1;
         double moved = now_s();
         int done = 0;
         for (;;) {
-            int p = __atomic_load_n(&rc->participants, __ATOMIC_ACQUIRE);
-            long t = __atomic_load_n(&rc->total, __ATOMIC_RELAXED);
-            if (p >= n) {
+            if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
                 done = 1;
                 break;
             }
-            if (p != lp || t != lt) {
-                lp = p;
+            long t = __atomic_load_n(&rc->total, __ATOMIC_RELAXED), w = 0;
+            for (int i = 0; i < n; i++)
+                w += __atomic_load_n(&rc->winnings[i], __ATOMIC_RELAXED);
+            if (t != lt || w != lw) {
                 lt = t;
+                lw = w;
                 moved = now_s();
-            } else if (now_s() - moved > 10.0) {
+            } else if (now_s() - moved > 2.0) {
                 break;
             }
             sleep_us(200);
@@ -311,15 +360,19 @@ int main(int argc, char **argv) {
                 sum += w;
                 printf("%s%ld", i ? "," : "", w);
             }
-            printf("],\"sum_of_winnings\":%ld,\"lost_updates\":%ld}", sum, sum - total);
+            printf("],\"sum_of_winnings\":%ld,\"lost_updates\":%ld,\"still_held_by\":[]}", sum,
+                   sum - total);
         } else {
-            fprintf(stderr, "racer: not every participant reported finishing; no summary\n");
+            fprintf(stderr, "racer: others still hold the race file after 2 s without movement; "
+                            "no summary\n");
         }
         created_path = NULL;
         unlink(path);
     }
     printf("}\n");
-    munmap(rc, sizeof(struct RaceCourse));
-    close(fd);
+    if (first) {
+        munmap(rc, sizeof(struct RaceCourse));
+        close(fd);
+    }
     return 0;
 }

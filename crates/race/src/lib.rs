@@ -3,33 +3,53 @@
 //!
 //! Several processes map one 96-byte file, `struct RaceCourse { int participants; long total;
 //! long winnings[10]; }`, `MAP_SHARED`, and race: each increments `total`, then its own
-//! `winnings[id-1]`, until `total` reaches the target. With `Mode::Racy` the increment of `total`
-//! is a load and a separate store (what `total++` compiles to in C), so two processes that load
-//! the same value both store value+1 and one increment is lost: the sum of the winnings ends
-//! above the total. `Mode::Atomic` uses `fetch_add` and loses nothing. Run it with `race 4` in
-//! four terminals, or `cargo xtask run-step 5` for the sweep.
+//! `winnings[id-1]`, until `total` reaches the target. With [`Mode::Racy`] the increment of
+//! `total` is a load and a separate store (what `total++` compiles to in C), so two processes
+//! that load the same value both store value+1 and one increment is lost: the sum of the
+//! winnings ends above the total. [`Mode::Atomic`] uses `fetch_add` and loses nothing. Run it
+//! with `race 4` in four terminals, or `cargo xtask run-step 5` for the sweep.
 //!
-//! The layout is byte for byte the C struct ([`RaceCourse`], 96 bytes on x86-64), so a C racer
-//! (`crates/race/c/racer.c`) and this one can share a race. The fields are reached only through
-//! atomics over a raw mapping ([`Course`]): no `&[u8]` or `&RaceCourse` ever covers bytes
-//! another process writes. The protocol:
+//! The layout is byte for byte the C struct ([`RaceCourse`], 96 bytes on x86-64), so the
+//! course's own C racer and this one share a race, in either role. The fields are reached only
+//! through atomics over a raw mapping ([`Course`]): no `&[u8]` or `&RaceCourse` ever covers bytes
+//! another process writes.
 //!
-//! 1. The first instance creates the file exclusively (`O_CREAT|O_EXCL`), takes a shared
-//!    `flock(2)` (which every live participant holds: that is how a stale file is told from a live
-//!    race), sizes the file with `lseek(2)` + `write(2)`, maps it and stores `participants = N`.
-//! 2. Every instance, the first included, takes `id = participants` and decrements it with a
-//!    compare-and-swap that never goes below zero; all wait until it reaches zero (or the race is
-//!    seen to have started: `total != 0`).
-//! 3. Race to the target; then each increments `participants` again to say "finished", and the
-//!    first waits for N of those, reports the sum of the winnings against the total and removes
-//!    the file.
+//! # The protocol, and the course's racer beside it
+//!
+//! The course's racer is the first instance when `stat("racecourse.bin")` fails; it creates the
+//! file with `open(O_CREAT|O_RDWR)` (no `O_EXCL`), sizes it with `ftruncate`, maps it and sets
+//! `participants = N`; every instance takes `id = participants`, does a plain
+//! `participants -= 1` and spins while `participants > 0`; the first unlinks the file at the end.
+//! It takes no lock and says nothing when it is done. This crate plays along:
+//!
+//! 1. Our first instance creates the file exclusively (`O_CREAT|O_EXCL`, under a temporary name
+//!    in the same directory), takes a shared `flock(2)`, sizes it with `lseek(2)` + `write(2)`,
+//!    maps it, stores `participants = N`, takes its id, and only then publishes it under its name
+//!    with `link(2)` (which fails if the name exists: still exclusive). A course racer that
+//!    `stat`s the name therefore never finds a short file or a zero count: it would not wait,
+//!    and would take a bus error or id 0.
+//! 2. Every instance takes `id = participants` and decrements it with a compare-and-swap that
+//!    never goes below zero; all wait until it reaches zero (or the race is seen to have started:
+//!    `total != 0`). A course racer's plain decrement can overwrite ours (or another's), and then
+//!    the count never reaches zero: when nothing has arrived for a while and as many racers as
+//!    expected map the file, we say so ([`RaceError::LostArrival`]) instead of spinning forever.
+//! 3. Race to the target. Nobody writes `participants` again: a course racer still spinning
+//!    would read a count going back up as "not everyone is here" and never start. The first
+//!    instance learns that the race is over from `total` reaching the target and from who still
+//!    maps the file ([`holders`]), and summarises without waiting for racers that never leave.
+//!
+//! Liveness (is a file a live race or a stale one left by a crash?) is who has it open or mapped,
+//! read from `/proc` as `fuser` and `lsof` do ([`holders`]); the shared `flock` our racers hold is
+//! only a fast path that avoids scanning `/proc` while one of ours is there.
 //!
 //! A production system would not share counters through a file at all (threads, or a
 //! `memfd`/POSIX shm segment with a versioned header, a real barrier such as a futex or a pthread
 //! barrier with `PTHREAD_PROCESS_SHARED`, and per-participant counters on their own cache lines
-//! instead of spinning and false sharing), and would record live participants' pids rather than
-//! infer liveness from `flock`.
+//! instead of spinning and false sharing), and would record live participants' pids in the
+//! shared header rather than infer liveness from `/proc`.
 
+pub mod holders;
+pub mod report;
 mod sys;
 
 use std::fs::{File, OpenOptions};
@@ -41,6 +61,8 @@ use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use holders::{FileKey, Holder};
+pub use report::{Mode, Report, Summary};
 pub use sys::install_handlers;
 
 /// The shared struct, exactly as the assignment's C declares it. It is never instantiated over
@@ -72,16 +94,6 @@ const _: () = {
     assert!(std::mem::align_of::<RaceCourse>() == 8);
 };
 
-/// How `total` is incremented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A relaxed load, then a relaxed store of value+1: the C program's `total++`, a real lost
-    /// update when two processes interleave, without undefined behaviour.
-    Racy,
-    /// `fetch_add` on `total`: a locked read-modify-write that loses nothing.
-    Atomic,
-}
-
 /// Why a race could not be entered or finished. Every message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RaceError {
@@ -94,8 +106,18 @@ pub enum RaceError {
     #[error("cannot size, lock or map race file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "{path} is {size} bytes, not the {COURSE_SIZE} of a race course; it is not a race file \
-         (remove it, or choose another with --file)"
+        "{path} is a symbolic link to {target}, which does not exist; remove the link or point \
+         --file at a file in an existing, writable directory"
+    )]
+    DanglingSymlink { path: PathBuf, target: PathBuf },
+    #[error(
+        "{path} vanished each of the {attempts} times this instance tried to create or join it \
+         (another program keeps removing it?)"
+    )]
+    Vanishing { path: PathBuf, attempts: u32 },
+    #[error(
+        "{path} is {size} bytes, not the {COURSE_SIZE} of a race course, and no process has it \
+         open; it is not a race file (remove it, or choose another with --file)"
     )]
     WrongSize { path: PathBuf, size: u64 },
     #[error(
@@ -105,17 +127,17 @@ pub enum RaceError {
     Foreign { path: PathBuf, participants: i32 },
     #[error(
         "{path} is a stale race file: it waits for {participants} more participants but no \
-         process holds it (a previous run crashed?); remove {path} and start again"
+         process has it open or mapped (a previous run crashed?); remove {path} and start again"
     )]
     StaleWaiting { path: PathBuf, participants: i32 },
     #[error(
-        "{path} is an empty race course (no participant count, no total) that no process holds; \
-         remove {path} and start again"
+        "{path} is an empty race course (no participant count, no total) that no process has \
+         open or mapped; remove {path} and start again"
     )]
     StaleEmpty { path: PathBuf },
     #[error(
-        "{path} holds a race that ended (total {total}) but was never removed; remove {path} and \
-         start again"
+        "{path} holds a race that ended (total {total}) but was never removed, and no process \
+         has it open or mapped; remove {path} and start again"
     )]
     StaleFinished { path: PathBuf, total: i64 },
     #[error(
@@ -124,22 +146,51 @@ pub enum RaceError {
     )]
     UnderWay { path: PathBuf, total: i64 },
     #[error(
-        "{path} did not become a joinable race within {secs} s (no participant count was set); \
-         remove {path} if no race is running"
+        "the race in {path} has all its participants and is about to start; wait for it to \
+         end, or choose another file with --file"
     )]
-    NotReady { path: PathBuf, secs: u64 },
+    Full { path: PathBuf },
     #[error(
-        "{path} still waits for {missing} more participants after {secs} s; start the others \
-         sooner, or raise --join-timeout"
+        "{path} did not become joinable within {secs} s: participants stayed {participants} \
+         with total 0 while process(es) {pids} had it open (a full race that has not started, \
+         or a first instance that never set the count); choose another file with --file"
+    )]
+    NotJoinable {
+        path: PathBuf,
+        participants: i32,
+        pids: String,
+        secs: u64,
+    },
+    #[error(
+        "{path} still waits for {missing} more participants after {secs} s ({present} racer(s) \
+         have it mapped); start the others sooner, or raise --join-timeout"
     )]
     JoinTimeout {
         path: PathBuf,
         missing: i32,
+        present: usize,
         secs: u64,
     },
     #[error(
-        "{path} was removed while waiting for the others: the first instance gave up or was \
-         interrupted; start a new race"
+        "the race in {path} can never start: no arrival for {secs} s, participants still says \
+         {participants}, yet {present} racers have it mapped (this one and pids {pids}; {expected} \
+         expected). \
+         An arrival was lost: a racer's plain `participants -= 1` (the course's racer takes no \
+         lock) overwrote another racer's decrement, or two instances both found no file and both \
+         set the count. Stop the racers still spinning (kill {pids}), remove {path} if it is \
+         left, and start again"
+    )]
+    LostArrival {
+        path: PathBuf,
+        participants: i32,
+        present: usize,
+        expected: i32,
+        pids: String,
+        secs: u64,
+    },
+    #[error(
+        "{path} was removed while waiting for the others: the first instance gave up (see its \
+         message) or was interrupted; start a new race"
     )]
     LeaderGone { path: PathBuf },
 }
@@ -182,16 +233,22 @@ pub struct Outcome {
     pub cpu_seconds: f64,
 }
 
-/// What the first instance reports once it sees every participant finished.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub participants: i32,
-    pub total: i64,
-    /// `winnings[0..participants]`, by id-1.
-    pub winnings: Vec<i64>,
-    pub sum_of_winnings: i64,
-    /// `sum_of_winnings - total`: increments of `total` that another process overwrote.
-    pub lost_updates: i64,
+/// How long to wait for things that take a few system calls in a racer: a joiner waits this
+/// long for the first instance to size the file and set `participants`.
+pub const EARLY_JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the first instance waits, once nothing moves in the file, for racers that still
+/// have it mapped to leave before it summarises without them.
+pub const FINISH_STALL: Duration = Duration::from_secs(2);
+
+/// The bounds of waiting for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// The whole wait for everyone to arrive.
+    pub join: Duration,
+    /// How long without an arrival before asking `/proc` whether everyone is in fact there
+    /// (then an arrival was lost).
+    pub arrival: Duration,
 }
 
 /// A race file mapped `MAP_SHARED`, with this instance's id in it.
@@ -199,102 +256,182 @@ pub struct Course {
     path: PathBuf,
     file: File,
     map: MmapRaw,
+    key: FileKey,
     role: Role,
     id: i32,
-    expected: Option<i32>,
+    /// The N this instance was started with: the race's for the first, a hint for a joiner.
+    expected: i32,
     removed: bool,
 }
 
-/// How long a joiner waits for the first instance to size the file and set `participants`.
-pub const EARLY_JOIN_WAIT: Duration = Duration::from_secs(5);
+/// Whether anyone else has the file: a flock held by one of our racers, or else `/proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Liveness {
+    /// One of our racers holds the shared lock (`/proc` was not consulted).
+    Locked,
+    /// These processes have it open or mapped.
+    Held(Vec<Holder>),
+    Nobody,
+}
+
+impl Liveness {
+    fn alive(&self) -> bool {
+        !matches!(self, Liveness::Nobody)
+    }
+
+    fn pids(&self) -> String {
+        match self {
+            Liveness::Locked => "(one of ours, by its lock)".to_string(),
+            Liveness::Held(h) => holders::pid_list(h),
+            Liveness::Nobody => "none".to_string(),
+        }
+    }
+}
 
 impl Course {
     /// Creates the race at `path` for `n` participants, or joins the one there, and takes an id.
     /// A joiner that finds the file before it is sized or has a count waits up to
-    /// [`EARLY_JOIN_WAIT`].
+    /// [`EARLY_JOIN_WAIT`]. `n` is a joiner's hint of the race's size (the file's count rules).
     pub fn enter(path: &Path, n: i32) -> Result<Course, RaceError> {
         if !(1..=MAX_PARTICIPANTS).contains(&n) {
             return Err(RaceError::Participants { n });
         }
-        // Creating and joining can each find the other's case (the file vanished between our
-        // two opens): retry a few times.
-        for _ in 0..5 {
-            match Self::create(path, n)? {
-                Some(course) => return Ok(course),
-                None => match Self::join(path)? {
-                    Some(course) => return Ok(course),
-                    None => continue,
-                },
+        // Creating and joining can each find the other's case (the file vanished between the
+        // two attempts): retry a few times.
+        const ATTEMPTS: u32 = 5;
+        for _ in 0..ATTEMPTS {
+            if let Some(course) = Self::create(path, n)? {
+                return Ok(course);
+            }
+            if let Some(course) = Self::join(path, n)? {
+                return Ok(course);
+            }
+            // The name exists (creating failed) but cannot be opened (joining failed): a
+            // symbolic link to nowhere says so at once.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.file_type().is_symlink() && !path.exists() {
+                    return Err(RaceError::DanglingSymlink {
+                        path: path.to_path_buf(),
+                        target: std::fs::read_link(path).unwrap_or_default(),
+                    });
+                }
             }
         }
-        Err(RaceError::NotReady {
+        Err(RaceError::Vanishing {
             path: path.to_path_buf(),
-            secs: EARLY_JOIN_WAIT.as_secs(),
+            attempts: ATTEMPTS,
         })
     }
 
-    /// The first instance: `open(O_RDWR|O_CREAT|O_EXCL)`, `flock(LOCK_SH)`, `lseek` + `write` to
-    /// size it, `mmap(MAP_SHARED)`, `participants = n`, take id n. `None` if the file exists.
+    /// The first instance. `None` if the name exists.
     fn create(path: &Path, n: i32) -> Result<Option<Course>, RaceError> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(source) => {
-                return Err(RaceError::Create {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+        let create_err = |source: io::Error| RaceError::Create {
+            path: path.to_path_buf(),
+            source,
         };
-        sys::remember_created(path);
-        let mut course = Course::from_sized(path, file, Role::First, Some(n), |f| {
-            lock_shared(f)?;
-            // lseek(2) to the last byte and write(2) one zero: the assignment's way of sizing.
-            let mut w: &File = f;
-            w.seek(SeekFrom::Start(COURSE_SIZE as u64 - 1))?;
-            w.write_all(&[0])?;
-            Ok(())
+        let name = path.file_name().ok_or_else(|| {
+            create_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
         })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if path.exists() || std::fs::symlink_metadata(path).is_ok() {
+            return Ok(None);
+        }
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.new", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        // A leftover of a crashed run with this same pid is ours to replace.
+        let _ = std::fs::remove_file(&tmp);
+        let file = match exclusive(&tmp) {
+            Ok(f) => f,
+            Err(e) => return Err(create_err(e)),
+        };
+        sys::remember_created(sys::Slot::Temporary, &tmp);
+        let course = Course::prepare(&tmp, file, n).inspect_err(|_| {
+            sys::forget_created(sys::Slot::Temporary);
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        // Publish: link(2) fails with EEXIST if the name appeared meanwhile. SIGINT between the
+        // link and remembering the name would leave the file behind: hold the signals off.
+        let published = {
+            let _held = sys::hold_signals();
+            let r = std::fs::hard_link(&tmp, path);
+            if r.is_ok() {
+                sys::remember_created(sys::Slot::Published, path);
+            }
+            r
+        };
+        sys::forget_created(sys::Slot::Temporary);
+        let _ = std::fs::remove_file(&tmp);
+        match published {
+            Ok(()) => {
+                let mut course = course;
+                course.path = path.to_path_buf();
+                Ok(Some(course))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let mut course = course;
+                course.removed = true; // The temporary name is gone and the real one is not ours.
+                Ok(None)
+            }
+            // A file system without hard links: create the name itself exclusively (a course
+            // racer that looks in the few microseconds before the count is set can misread it).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                let mut course = course;
+                course.removed = true;
+                drop(course);
+                let file = match exclusive(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+                    Err(e) => return Err(create_err(e)),
+                };
+                sys::remember_created(sys::Slot::Published, path);
+                Course::prepare(path, file, n).map(Some)
+            }
+            Err(e) => Err(create_err(e)),
+        }
+    }
+
+    /// Readies a freshly created file at `path`: `flock(LOCK_SH)`, `lseek` + `write` to size it,
+    /// `mmap(MAP_SHARED)`, `participants = n`, take id n. On failure the caller removes it.
+    fn prepare(path: &Path, file: File, n: i32) -> Result<Course, RaceError> {
+        let io_err = |e| RaceError::io(path, e);
+        lock_shared(&file).map_err(io_err)?;
+        // lseek(2) to the last byte and write(2) one zero: the assignment's way of sizing.
+        let mut w: &File = &file;
+        w.seek(SeekFrom::Start(COURSE_SIZE as u64 - 1))
+            .map_err(io_err)?;
+        w.write_all(&[0]).map_err(io_err)?;
+        let mut course = Course::map(path, file, Role::First, n)?;
         course.participants().store(n, Ordering::Release);
         course.id = course.take_id().ok_or_else(|| RaceError::UnderWay {
             path: path.to_path_buf(),
             total: course.total().load(Ordering::Relaxed),
         })?;
-        Ok(Some(course))
+        Ok(course)
     }
 
-    /// Maps an open file of [`COURSE_SIZE`] bytes after running `prepare` on it; on failure of
-    /// a first instance the file is removed.
-    fn from_sized(
-        path: &Path,
-        file: File,
-        role: Role,
-        expected: Option<i32>,
-        prepare: impl FnOnce(&File) -> io::Result<()>,
-    ) -> Result<Course, RaceError> {
-        let cleanup = |e: io::Error| {
-            if role == Role::First {
-                sys::forget_created();
-                let _ = std::fs::remove_file(path);
-            }
-            RaceError::io(path, e)
-        };
-        prepare(&file).map_err(cleanup)?;
+    /// Maps an open file of (at least) [`COURSE_SIZE`] bytes.
+    fn map(path: &Path, file: File, role: Role, expected: i32) -> Result<Course, RaceError> {
+        let io_err = |e| RaceError::io(path, e);
+        let mut key = FileKey::of(&file, path).map_err(io_err)?;
         // mmap(2) PROT_READ|PROT_WRITE, MAP_SHARED: stores reach the page cache every racer sees.
         let map = MmapOptions::new()
             .len(COURSE_SIZE)
             .map_raw(&file)
-            .map_err(cleanup)?;
+            .map_err(io_err)?;
+        key.maps_dev = holders::own_maps_dev(map.as_ptr() as u64);
         Ok(Course {
             path: path.to_path_buf(),
             file,
             map,
+            key,
             role,
             id: 0,
             expected,
@@ -302,8 +439,8 @@ impl Course {
         })
     }
 
-    /// A joiner: open the existing file and decide what it holds. `None` if it vanished.
-    fn join(path: &Path) -> Result<Option<Course>, RaceError> {
+    /// A joiner: open the existing file and decide what it holds. `None` if it is not there.
+    fn join(path: &Path, n: i32) -> Result<Option<Course>, RaceError> {
         let file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -314,41 +451,38 @@ impl Course {
                 })
             }
         };
+        let io_err = |e| RaceError::io(path, e);
+        let key = FileKey::of(&file, path).map_err(io_err)?;
         let deadline = Instant::now() + EARLY_JOIN_WAIT;
-        let mut course: Option<Course> = None;
         let mut file = Some(file);
+        let mut course: Option<Course> = None;
+        // /proc is scanned at most every 50 ms while waiting.
+        let mut seen: Option<(Instant, Liveness)> = None;
         loop {
-            let f = course.as_ref().map(|c| &c.file).or(file.as_ref());
-            let f = f.expect("either the file or the course holds it");
-            let meta = f.metadata().map_err(|e| RaceError::io(path, e))?;
-            let size = meta.len();
-            // A first instance sizes its file microseconds after creating it, holding its lock:
-            // a short file that is older than a second and that nobody holds is not a race.
-            let old = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(1));
-            if size < COURSE_SIZE as u64 && old && course.is_none() {
-                let f = file.as_ref().expect("not mapped yet");
-                if sys::try_lock_exclusive(f).map_err(|e| RaceError::io(path, e))?
-                    == sys::Lock::Acquired
-                {
-                    return Err(RaceError::WrongSize {
-                        path: path.to_path_buf(),
-                        size,
-                    });
-                }
-            }
+            let f = match (&course, &file) {
+                (Some(c), _) => &c.file,
+                (None, Some(f)) => f,
+                (None, None) => unreachable!("either the file or the course holds it"),
+            };
+            let size = f.metadata().map_err(io_err)?.len();
             if size > COURSE_SIZE as u64 {
                 return Err(RaceError::WrongSize {
                     path: path.to_path_buf(),
                     size,
                 });
             }
-            if size == COURSE_SIZE as u64 && course.is_none() {
+            if size < COURSE_SIZE as u64 {
+                // A course racer creates the file, then sizes it: a short file is being set up
+                // only while someone has it open.
+                if !look(&mut seen, f, &key, false).map_err(io_err)?.alive() || course.is_some() {
+                    return Err(RaceError::WrongSize {
+                        path: path.to_path_buf(),
+                        size,
+                    });
+                }
+            } else if course.is_none() {
                 let f = file.take().expect("not mapped yet");
-                course = Some(Course::from_sized(path, f, Role::Joiner, None, |_| Ok(()))?);
+                course = Some(Course::map(path, f, Role::Joiner, n)?);
             }
             if let Some(c) = course.as_mut() {
                 let p = c.participants().load(Ordering::Acquire);
@@ -359,74 +493,83 @@ impl Course {
                         participants: p,
                     });
                 }
-                if total != 0 {
-                    return Err(if c.anyone_alive()? {
-                        RaceError::UnderWay {
+                // Every verdict that refuses the file rests on a fresh look.
+                let mut alive = look(&mut seen, &c.file, &c.key, false)
+                    .map_err(io_err)?
+                    .alive();
+                if !alive {
+                    alive = look(&mut seen, &c.file, &c.key, true)
+                        .map_err(io_err)?
+                        .alive();
+                }
+                match (total != 0, alive, p) {
+                    (true, true, _) => {
+                        return Err(RaceError::UnderWay {
                             path: path.to_path_buf(),
                             total,
-                        }
-                    } else {
-                        RaceError::StaleFinished {
+                        })
+                    }
+                    (true, false, _) => {
+                        return Err(RaceError::StaleFinished {
                             path: path.to_path_buf(),
                             total,
-                        }
-                    });
-                }
-                if p == 0 && old && !c.anyone_alive()? {
-                    return Err(RaceError::StaleEmpty {
-                        path: path.to_path_buf(),
-                    });
-                }
-                if p > 0 {
-                    if !c.anyone_alive()? {
+                        })
+                    }
+                    (false, false, 0) => {
+                        return Err(RaceError::StaleEmpty {
+                            path: path.to_path_buf(),
+                        })
+                    }
+                    (false, false, p) => {
                         return Err(RaceError::StaleWaiting {
                             path: path.to_path_buf(),
                             participants: p,
-                        });
+                        })
                     }
-                    if sys::try_lock_shared(&c.file).map_err(|e| RaceError::io(path, e))?
-                        == sys::Lock::Acquired
-                    {
-                        if let Some(id) = c.take_id() {
-                            c.id = id;
-                            return Ok(course);
+                    // p == 0 while one of our racers holds its lock: they set the count before
+                    // locking, so everyone is there.
+                    (false, true, 0) if matches!(seen, Some((_, Liveness::Locked))) => {
+                        return Err(RaceError::Full {
+                            path: path.to_path_buf(),
+                        })
+                    }
+                    // p == 0 with someone there: a course racer between `ftruncate` and setting
+                    // the count, or a full race of course racers about to start. Wait and see.
+                    (false, true, 0) => {}
+                    (false, true, _) => {
+                        if sys::try_lock_shared(&c.file).map_err(io_err)? == sys::Lock::Acquired {
+                            if let Some(id) = c.take_id() {
+                                c.id = id;
+                                return Ok(course);
+                            }
+                            // Everyone arrived between our load and our swap: the race is on.
+                            sys::unlock(&c.file).map_err(io_err)?;
                         }
-                        // Everyone arrived between our load and our swap: the race is on.
-                        sys::unlock(&c.file).map_err(|e| RaceError::io(path, e))?;
                     }
                 }
             }
             if Instant::now() >= deadline {
-                let f = course.as_ref().map(|c| &c.file).or(file.as_ref());
-                let alive = f.map(sys::try_lock_exclusive).transpose();
-                let alive =
-                    alive.map_err(|e| RaceError::io(path, e))? == Some(sys::Lock::WouldBlock);
-                return Err(if size < COURSE_SIZE as u64 && !alive {
-                    RaceError::WrongSize {
-                        path: path.to_path_buf(),
-                        size,
-                    }
-                } else {
-                    RaceError::NotReady {
-                        path: path.to_path_buf(),
-                        secs: EARLY_JOIN_WAIT.as_secs(),
-                    }
+                let participants = course
+                    .as_ref()
+                    .map_or(0, |c| c.participants().load(Ordering::Acquire));
+                let pids = seen.as_ref().map_or_else(String::new, |(_, l)| l.pids());
+                return Err(RaceError::NotJoinable {
+                    path: path.to_path_buf(),
+                    participants,
+                    pids,
+                    secs: EARLY_JOIN_WAIT.as_secs(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
-    /// True if some process holds a lock on the file: `flock(LOCK_EX|LOCK_NB)` fails. Only for
-    /// an instance that does not hold its own lock yet.
-    fn anyone_alive(&self) -> Result<bool, RaceError> {
-        match sys::try_lock_exclusive(&self.file).map_err(|e| RaceError::io(&self.path, e))? {
-            sys::Lock::WouldBlock => Ok(true),
-            sys::Lock::Acquired => {
-                sys::unlock(&self.file).map_err(|e| RaceError::io(&self.path, e))?;
-                Ok(false)
-            }
-        }
+    /// The other processes that map the file read-write (or have it open for writing, not yet
+    /// mapped): the racers, observers excluded.
+    pub fn other_racers(&self) -> Vec<Holder> {
+        let mut h = holders::scan(&self.key);
+        h.retain(Holder::is_racer);
+        h
     }
 
     /// The count-down: `id = participants; participants -= 1`, atomically, never below 1 → 0.
@@ -456,7 +599,7 @@ impl Course {
         let ptr = self.ptr(std::mem::offset_of!(RaceCourse, participants));
         // SAFETY: the pointer is page-aligned (offset 0 of the mapping), valid for reads and
         // writes for as long as `self.map` lives (the borrow of self), and every access to these
-        // bytes, in this process and in the others, is atomic.
+        // bytes in this process is atomic (a C racer's plain accesses are its own business).
         unsafe { AtomicI32::from_ptr(ptr.cast()) }
     }
 
@@ -464,7 +607,7 @@ impl Course {
     pub fn total(&self) -> &AtomicI64 {
         let ptr = self.ptr(std::mem::offset_of!(RaceCourse, total));
         // SAFETY: offset 8 of a page-aligned mapping is 8-byte aligned, valid while `self.map`
-        // lives, and all accesses to it in every process are atomic.
+        // lives, and all accesses to it in this process are atomic.
         unsafe { AtomicI64::from_ptr(ptr.cast()) }
     }
 
@@ -473,7 +616,7 @@ impl Course {
         assert!(index < MAX_PARTICIPANTS as usize, "winnings index {index}");
         let ptr = self.ptr(std::mem::offset_of!(RaceCourse, winnings) + 8 * index);
         // SAFETY: 16 + 8*index < 96 for index < 10, 8-byte aligned, valid while `self.map`
-        // lives, and all accesses to it in every process are atomic.
+        // lives, and all accesses to it in this process are atomic.
         unsafe { AtomicI64::from_ptr(ptr.cast()) }
     }
 
@@ -490,16 +633,21 @@ impl Course {
     }
 
     /// Waits until every participant has arrived (`participants == 0`, or the race is seen to
-    /// have started), calling `show` each time the count changes. Bounded by `timeout`; a joiner
-    /// also stops if the file it mapped is removed or replaced (the first instance left).
+    /// have started), calling `show` each time the count changes. Bounded by `waits.join`; when
+    /// no one has arrived for `waits.arrival` and as many racers as expected map the file, an
+    /// arrival was lost and the race can never start ([`RaceError::LostArrival`]). A joiner also
+    /// stops if the file it mapped is removed or replaced (our first instance gave up).
     pub fn wait_for_start(
         &self,
-        timeout: Duration,
+        waits: Waits,
         mut show: impl FnMut(Arrivals),
     ) -> Result<(), RaceError> {
         let start = Instant::now();
         let mut last = i32::MIN;
+        let mut last_arrival = start;
         let mut last_check = start;
+        let mut last_scan = start;
+        let mut present = 1;
         loop {
             // Spin briefly (the assignment's while loop), then sleep a little: ten racers share
             // two cores here, and waiters that never sleep would slow the ones that still start.
@@ -510,9 +658,10 @@ impl Course {
                 }
                 if p != last {
                     last = p;
+                    last_arrival = Instant::now();
                     show(Arrivals {
                         waiting_for: p,
-                        expected: self.expected,
+                        expected: (self.role == Role::First).then_some(self.expected),
                     });
                 }
                 std::hint::spin_loop();
@@ -525,11 +674,28 @@ impl Course {
                         path: self.path.clone(),
                     });
                 }
-                if now.duration_since(start) >= timeout {
+                let quiet = now.duration_since(last_arrival);
+                if quiet >= waits.arrival && now.duration_since(last_scan) >= waits.arrival {
+                    last_scan = now;
+                    let racers = self.other_racers();
+                    present = racers.len() + 1;
+                    if present >= self.expected as usize {
+                        return Err(RaceError::LostArrival {
+                            path: self.path.clone(),
+                            participants: last,
+                            present,
+                            expected: self.expected,
+                            pids: holders::pid_list(&racers),
+                            secs: quiet.as_secs(),
+                        });
+                    }
+                }
+                if now.duration_since(start) >= waits.join {
                     return Err(RaceError::JoinTimeout {
                         path: self.path.clone(),
                         missing: last.max(0),
-                        secs: timeout.as_secs(),
+                        present,
+                        secs: waits.join.as_secs(),
                     });
                 }
             }
@@ -545,7 +711,7 @@ impl Course {
         }
     }
 
-    /// Races to `target` and then says "finished" (increments `participants`).
+    /// Races to `target`. Writes only `total` and `winnings[id-1]`: never `participants`.
     pub fn race(&self, mode: Mode, target: i64) -> Outcome {
         let index = (self.id - 1) as usize;
         let total = self.total();
@@ -558,45 +724,63 @@ impl Course {
         };
         let seconds = start.elapsed().as_secs_f64();
         let cpu_seconds = (sys::process_cpu_time().saturating_sub(cpu_start)).as_secs_f64();
-        let winnings = win.load(Ordering::Relaxed);
-        self.participants().fetch_add(1, Ordering::AcqRel);
         Outcome {
             total_seen,
-            winnings,
+            winnings: win.load(Ordering::Relaxed),
             seconds,
             cpu_seconds,
         }
     }
 
-    /// The first instance: waits until every participant said "finished" and reads the result.
-    /// Gives up (`None`) when nothing has moved for `stall`: a participant that left without
-    /// racing never says it finished.
-    pub fn wait_for_finish(&self, n: i32, stall: Duration) -> Option<Summary> {
-        let mut last = (i32::MIN, i64::MIN);
+    /// The first instance, after its own race: waits until no other racer maps the file (each
+    /// leaves when its loop is done), then reads the result. When nothing in the file has moved
+    /// for `stall` and `total` has reached `target`, it summarises without the racers that are
+    /// still there (they are named in [`Summary::still_held_by`]); after `10 * stall` without
+    /// movement it summarises whatever the file holds.
+    pub fn wait_for_end(&self, target: i64, stall: Duration) -> Summary {
+        // Our racers hold a shared flock until they leave: while `LOCK_EX` fails one is still
+        // there, and /proc need not be scanned. Our own lock must go first.
+        let _ = sys::unlock(&self.file);
+        let n = self.expected as usize;
+        let snapshot = || {
+            let w: Vec<i64> = (0..n)
+                .map(|i| self.winnings(i).load(Ordering::Relaxed))
+                .collect();
+            (self.total().load(Ordering::Relaxed), w)
+        };
+        let mut last = snapshot();
         let mut moved = Instant::now();
+        let mut last_scan: Option<Instant> = None;
         loop {
-            let p = self.participants().load(Ordering::Acquire);
-            let total = self.total().load(Ordering::Relaxed);
-            if p >= n {
-                let winnings: Vec<i64> = (0..n as usize)
-                    .map(|i| self.winnings(i).load(Ordering::Relaxed))
-                    .collect();
-                let sum_of_winnings = winnings.iter().sum();
-                return Some(Summary {
-                    participants: n,
-                    total,
-                    winnings,
-                    sum_of_winnings,
-                    lost_updates: sum_of_winnings - total,
-                });
+            let ours_there = match sys::try_lock_exclusive(&self.file) {
+                Ok(sys::Lock::Acquired) => {
+                    let _ = sys::unlock(&self.file);
+                    false
+                }
+                Ok(sys::Lock::WouldBlock) => true,
+                Err(_) => false,
+            };
+            let scan_due = last_scan.map_or(true, |t| t.elapsed() >= Duration::from_millis(20));
+            if !ours_there && scan_due {
+                last_scan = Some(Instant::now());
+                if self.other_racers().is_empty() {
+                    let (total, w) = snapshot();
+                    return Summary::new(total, w, Vec::new());
+                }
             }
-            if (p, total) != last {
-                last = (p, total);
+            let now = snapshot();
+            if now != last {
+                last = now;
                 moved = Instant::now();
-            } else if moved.elapsed() >= stall {
-                return None;
+            } else {
+                let quiet = moved.elapsed();
+                if (quiet >= stall && last.0 >= target) || quiet >= 10 * stall {
+                    let still: Vec<u32> = self.other_racers().iter().map(|h| h.pid).collect();
+                    let (total, w) = snapshot();
+                    return Summary::new(total, w, still);
+                }
             }
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -605,7 +789,7 @@ impl Course {
         if self.role != Role::First || self.removed {
             return Ok(());
         }
-        sys::forget_created();
+        sys::forget_created(sys::Slot::Published);
         self.removed = true;
         if self.still_at_path() {
             std::fs::remove_file(&self.path)?;
@@ -619,6 +803,51 @@ impl Drop for Course {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// `open(path, O_RDWR|O_CREAT|O_EXCL, 0644)`.
+fn exclusive(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+}
+
+/// Whether a process other than this one has `file` (which this process does not lock): the
+/// flock fast path, then `/proc`.
+fn liveness(file: &File, key: &FileKey) -> io::Result<Liveness> {
+    match sys::try_lock_exclusive(file)? {
+        sys::Lock::WouldBlock => Ok(Liveness::Locked),
+        sys::Lock::Acquired => {
+            sys::unlock(file)?;
+            let h = holders::scan(key);
+            Ok(if h.is_empty() {
+                Liveness::Nobody
+            } else {
+                Liveness::Held(h)
+            })
+        }
+    }
+}
+
+/// [`liveness`], remembered for 50 ms unless `fresh` (a joiner waiting scans /proc at most that
+/// often).
+fn look(
+    seen: &mut Option<(Instant, Liveness)>,
+    file: &File,
+    key: &FileKey,
+    fresh: bool,
+) -> io::Result<Liveness> {
+    if let Some((at, l)) = seen {
+        if !fresh && at.elapsed() < Duration::from_millis(50) {
+            return Ok(l.clone());
+        }
+    }
+    let l = liveness(file, key)?;
+    *seen = Some((Instant::now(), l.clone()));
+    Ok(l)
 }
 
 /// Takes the shared lock of a live participant. Only a joiner testing for liveness holds the
@@ -709,31 +938,42 @@ mod tests {
         let second = Course::enter(&path, 2).unwrap();
         assert_eq!((second.role(), second.id()), (Role::Joiner, 1));
         assert_eq!(first.participants().load(Ordering::SeqCst), 0);
-        // A third finds the race gathered and is turned away (total is still 0, nobody left).
+        // A third finds the race gathered and is turned away at once (total is still 0).
         let third = Course::enter(&path, 2);
         assert!(
-            matches!(third, Err(RaceError::NotReady { .. })),
+            matches!(third, Err(RaceError::Full { .. })),
             "a full race is not joinable"
         );
+        let waits = Waits {
+            join: Duration::from_secs(30),
+            arrival: Duration::from_secs(30),
+        };
         std::thread::scope(|s| {
             s.spawn(|| {
-                second
-                    .wait_for_start(Duration::from_secs(5), |_| {})
-                    .unwrap();
-                second.race(Mode::Atomic, 10_000)
+                second.wait_for_start(waits, |_| {}).unwrap();
+                second.race(Mode::Atomic, 10_000);
+                drop(second); // leaves: unmaps, closes, unlocks
             });
-            first
-                .wait_for_start(Duration::from_secs(5), |_| {})
-                .unwrap();
+            first.wait_for_start(waits, |_| {}).unwrap();
             first.race(Mode::Atomic, 10_000);
         });
-        let summary = first.wait_for_finish(2, Duration::from_secs(5)).unwrap();
+        let summary = first.wait_for_end(10_000, Duration::from_secs(30));
         assert_eq!(summary.total, 10_000);
         assert_eq!(summary.sum_of_winnings, 10_000);
         assert_eq!(summary.lost_updates, 0);
+        assert_eq!(summary.still_held_by, Vec::<u32>::new());
+        assert_eq!(
+            first.participants().load(Ordering::SeqCst),
+            0,
+            "nobody writes participants after the start"
+        );
         first.remove().unwrap();
         assert!(!path.exists());
-        drop(second);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(
+            leftovers.is_empty(),
+            "no temporary file left: {leftovers:?}"
+        );
         dir.close().unwrap();
     }
 

@@ -53,22 +53,67 @@ pub fn unlock(file: &File) -> io::Result<()> {
     flock(file, libc::LOCK_UN).map(drop)
 }
 
-/// The path of the race file this instance created (a leaked C string), or null. The signal
-/// handler reads it and unlinks the file; [`forget_created`] clears it before a normal removal.
-static CREATED: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+/// Which of the two names a first instance creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The race file under its real name, once published.
+    Published = 0,
+    /// The temporary name it is prepared under before `link(2)` publishes it.
+    Temporary = 1,
+}
+
+/// The paths this instance created (leaked C strings), or null. The signal handler reads them
+/// and unlinks the files; [`forget_created`] clears one before a normal removal.
+static CREATED: [AtomicPtr<libc::c_char>; 2] = [
+    AtomicPtr::new(std::ptr::null_mut()),
+    AtomicPtr::new(std::ptr::null_mut()),
+];
 
 /// Remembers `path` as created by this instance so that an interrupt removes it.
-pub fn remember_created(path: &Path) {
+pub fn remember_created(slot: Slot, path: &Path) {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
         return; // A path with a NUL byte cannot have been created in the first place.
     };
     // The previous string (if any) is leaked on purpose: a signal handler may be reading it.
-    let _previous = CREATED.swap(c.into_raw(), Ordering::SeqCst);
+    let _previous = CREATED[slot as usize].swap(c.into_raw(), Ordering::SeqCst);
 }
 
-/// Forgets the created path (before this instance removes the file itself, or hands it over).
-pub fn forget_created() {
-    CREATED.swap(std::ptr::null_mut(), Ordering::SeqCst);
+/// Forgets a created path (before this instance removes the file itself, or hands it over).
+pub fn forget_created(slot: Slot) {
+    CREATED[slot as usize].swap(std::ptr::null_mut(), Ordering::SeqCst);
+}
+
+/// SIGINT, SIGTERM and SIGHUP held pending (`pthread_sigmask(3)`) while this lives: for the
+/// instant between publishing the race file and remembering its name.
+pub struct HeldSignals {
+    old: libc::sigset_t,
+    held: bool,
+}
+
+/// Holds the interrupting signals until the returned guard is dropped.
+pub fn hold_signals() -> HeldSignals {
+    // SAFETY: sigemptyset(3)/sigaddset(3) fill in zeroed sets we own, with valid signal numbers;
+    // pthread_sigmask(3) reads `set` and writes the previous mask into `old`, both valid.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let held = libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0;
+        HeldSignals { old, held }
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        if self.held {
+            // SAFETY: restores the mask saved by hold_signals (a valid sigset_t); a signal that
+            // arrived meanwhile is delivered now, with the created name already remembered.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+        }
+    }
 }
 
 fn write_stderr(msg: &[u8]) {
@@ -79,12 +124,15 @@ fn write_stderr(msg: &[u8]) {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    let path = CREATED.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    let removed = !path.is_null() && {
-        // SAFETY: `path` is a NUL-terminated string leaked by remember_created and never freed;
-        // unlink(2) is async-signal-safe.
-        unsafe { libc::unlink(path) == 0 }
-    };
+    let mut removed = false;
+    for slot in &CREATED {
+        let path = slot.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        removed |= !path.is_null() && {
+            // SAFETY: `path` is a NUL-terminated string leaked by remember_created and never
+            // freed; unlink(2) is async-signal-safe.
+            unsafe { libc::unlink(path) == 0 }
+        };
+    }
     const BUS_REMOVED: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \
                                   removed it\n";
     const BUS_KEPT: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \

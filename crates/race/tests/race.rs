@@ -1,206 +1,15 @@
-//! The `race` binary, live: real processes, a real MAP_SHARED file, and the C racer built with
-//! `cc -O2` sharing the same race. Each test runs in its own temporary directory; no test sleeps
-//! for synchronisation: they wait for a condition (a line printed, a file state, a descriptor in
-//! /proc) with a timeout.
+//! The `race` binary, live: real processes, a real MAP_SHARED file, and our C twin racer built
+//! with `cc -O2` sharing the same race (the course's own racer is in `course_racer.rs`). Each
+//! test runs in its own temporary directory; no test sleeps for synchronisation: they wait for a
+//! condition (a line printed, a file state, a descriptor in /proc) with a timeout.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use serde_json::Value;
-use tempfile::TempDir;
-
-const RACE: &str = env!("CARGO_BIN_EXE_race");
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A temporary directory removed on drop (with any process we started killed first).
-struct Dir {
-    tmp: TempDir,
-    children: Vec<Option<Child>>,
-}
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("race-test-{name}-"))
-            .tempdir()
-            .unwrap();
-        Dir {
-            tmp,
-            children: Vec::new(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn file(&self) -> PathBuf {
-        self.path().join("racecourse.bin")
-    }
-
-    fn race(&self) -> Command {
-        let mut c = Command::new(RACE);
-        c.current_dir(self.path());
-        c
-    }
-
-    /// Builds the C racer with `cc -O2` into this directory.
-    fn racer(&self) -> Command {
-        let exe = self.path().join("racer");
-        if !exe.exists() {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/racer.c");
-            let out = Command::new("cc")
-                .args(["-O2", "-Wall", "-Werror", "-o"])
-                .arg(&exe)
-                .arg(&src)
-                .output()
-                .expect("cc is needed to build the C racer");
-            assert!(
-                out.status.success(),
-                "cc failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let mut c = Command::new(exe);
-        c.current_dir(self.path());
-        c
-    }
-
-    /// Starts a process with piped stdout/stderr; the stderr lines arrive on the returned channel.
-    fn spawn(&mut self, mut cmd: Command) -> (usize, mpsc::Receiver<String>) {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining even when nobody listens, so the child never sees a broken pipe.
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        self.children.push(Some(child));
-        (self.children.len() - 1, rx)
-    }
-
-    fn pid(&self, i: usize) -> i32 {
-        self.children[i].as_ref().expect("not waited for yet").id() as i32
-    }
-
-    /// Waits for child `i` (bounded) and returns its output (stderr already consumed by the
-    /// channel, so only stdout and status here).
-    fn wait(&mut self, i: usize) -> Output {
-        let mut child = self.children[i].take().expect("waited for once");
-        let deadline = Instant::now() + TIMEOUT;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("child {i} did not exit within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.stderr.take();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Dir {
-    /// Runs before the fields are dropped: the children are gone before `tmp` removes the
-    /// directory.
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Waits (bounded) until a line containing `needle` arrives; returns all lines seen so far.
-fn wait_line(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let hit = line.contains(needle);
-                seen.push(line);
-                if hit {
-                    return seen;
-                }
-            }
-            Err(_) => panic!("no line containing {needle:?} within {TIMEOUT:?}; saw {seen:?}"),
-        }
-    }
-}
-
-fn rest(rx: &mpsc::Receiver<String>) -> String {
-    let mut s = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
-        s.push_str(&line);
-        s.push('\n');
-    }
-    s
-}
-
-/// Polls `cond` until it holds (bounded).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// (participants, total) as the file says, read with pread(2) (the page cache every mapping
-/// shares).
-fn header(path: &Path) -> Option<(i32, i64)> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut b = [0u8; 16];
-    f.read_exact_at(&mut b, 0).ok()?;
-    Some((
-        i32::from_ne_bytes(b[0..4].try_into().unwrap()),
-        i64::from_ne_bytes(b[8..16].try_into().unwrap()),
-    ))
-}
-
-/// A 96-byte race course with these fields, as a crashed or foreign run would leave it.
-fn write_course(path: &Path, participants: i32, total: i64, winnings: &[i64]) {
-    let mut b = vec![0u8; 96];
-    b[0..4].copy_from_slice(&participants.to_ne_bytes());
-    b[8..16].copy_from_slice(&total.to_ne_bytes());
-    for (i, w) in winnings.iter().enumerate() {
-        b[16 + 8 * i..24 + 8 * i].copy_from_slice(&w.to_ne_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
-
-fn json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines();
-    let first = lines
-        .next()
-        .unwrap_or_else(|| panic!("no stdout; status {:?}", out.status));
-    assert!(
-        lines.next().is_none(),
-        "more than one JSON document: {text}"
-    );
-    serde_json::from_str(first).unwrap()
-}
-
-fn kill(pid: i32, sig: i32) {
-    // SAFETY: kill(2) with a pid of a child this test started and has not reaped.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0);
-}
+use common::*;
+use race::Report;
 
 /// Runs `n` instances (made by `make(i)`) at once with `--json` and checks the race's invariants;
 /// returns the reports, the first instance's first.
@@ -209,41 +18,40 @@ fn race_all(
     make: impl Fn(&Dir, usize) -> Command,
     n: usize,
     target: i64,
-) -> Vec<Value> {
+) -> Vec<Report> {
     let idx: Vec<usize> = (0..n).map(|i| dir.spawn(make(dir, i)).0).collect();
-    let mut reports: Vec<Value> = idx
+    let mut reports: Vec<Report> = idx
         .into_iter()
         .map(|i| {
             let out = dir.wait(i);
             assert!(out.status.success(), "racer {i} failed: {:?}", out.status);
-            json(&out)
+            report(&out)
         })
         .collect();
-    reports.sort_by_key(|r| !r["first"].as_bool().unwrap());
-    assert_eq!(reports.iter().filter(|r| r["first"] == true).count(), 1);
-    let mut ids: Vec<i64> = reports.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    reports.sort_by_key(|r| !r.first);
+    assert_eq!(reports.iter().filter(|r| r.first).count(), 1);
+    let mut ids: Vec<i32> = reports.iter().map(|r| r.id).collect();
     ids.sort();
     assert_eq!(
         ids,
-        (1..=n as i64).collect::<Vec<_>>(),
+        (1..=n as i32).collect::<Vec<_>>(),
         "each takes a distinct id"
     );
-    let s = &reports[0]["summary"];
-    assert_eq!(s["participants"], n as i64);
-    assert_eq!(s["total"], target, "the race ends with total at the target");
-    let by_id = s["winnings"].as_array().unwrap();
+    let s = reports[0].summary.clone().expect("the first sums up");
+    assert_eq!(s.participants, n as i32);
+    assert_eq!(s.total, target, "the race ends with total at the target");
+    assert!(s.still_held_by.is_empty(), "everyone left: {s:?}");
     for r in &reports {
-        assert!(r["total"].as_i64().unwrap() >= target);
-        let id = r["id"].as_i64().unwrap() as usize;
+        assert!(r.total >= target);
         assert_eq!(
-            by_id[id - 1],
-            r["winnings"],
+            s.winnings[r.id as usize - 1],
+            r.winnings,
             "the summary holds each one's winnings"
         );
     }
-    let sum: i64 = by_id.iter().map(|w| w.as_i64().unwrap()).sum();
-    assert_eq!(s["sum_of_winnings"], sum);
-    assert_eq!(s["lost_updates"], sum - target);
+    let sum: i64 = s.winnings.iter().sum();
+    assert_eq!(s.sum_of_winnings, sum);
+    assert_eq!(s.lost_updates, sum - target);
     assert!(!dir.file().exists(), "the first instance removes the file");
     reports
 }
@@ -266,9 +74,8 @@ fn one_racer_counts_exactly_and_removes_its_file() {
         1,
         100_000,
     );
-    assert_eq!(r[0]["id"], 1);
-    assert_eq!(r[0]["winnings"], 100_000);
-    assert_eq!(r[0]["summary"]["lost_updates"], 0);
+    assert_eq!((r[0].id, r[0].winnings), (1, 100_000));
+    assert_eq!(r[0].summary.as_ref().unwrap().lost_updates, 0);
 }
 
 #[test]
@@ -298,8 +105,8 @@ fn atomic_mode_loses_no_update() {
         3,
         target,
     );
-    assert_eq!(r[0]["summary"]["lost_updates"], 0);
-    assert_eq!(r[0]["summary"]["sum_of_winnings"], target);
+    let s = r[0].summary.as_ref().unwrap();
+    assert_eq!((s.lost_updates, s.sum_of_winnings), (0, target));
 }
 
 #[test]
@@ -318,7 +125,7 @@ fn racy_mode_loses_updates_when_two_race() {
         2,
         target,
     );
-    let lost = r[0]["summary"]["lost_updates"].as_i64().unwrap();
+    let lost = r[0].summary.as_ref().unwrap().lost_updates;
     assert!(lost > 0, "two racy racers lost no update: {:?}", r[0]);
 }
 
@@ -336,15 +143,15 @@ fn c_leader_and_rust_joiner_share_one_race() {
     let (joiner, _jrx) = dir.spawn(r);
     let (lo, jo) = (dir.wait(leader), dir.wait(joiner));
     assert!(lo.status.success() && jo.status.success());
-    let (l, j) = (json(&lo), json(&jo));
-    assert_eq!((l["id"].as_i64(), j["id"].as_i64()), (Some(2), Some(1)));
-    let s = &l["summary"];
+    let (l, j) = (report(&lo), report(&jo));
+    assert_eq!((l.id, j.id), (2, 1));
+    let s = l.summary.expect("the C leader sums up");
     assert_eq!(
-        s["winnings"][0], j["winnings"],
+        s.winnings[0], j.winnings,
         "C read the Rust racer's winnings[0]"
     );
-    assert_eq!(s["winnings"][1], l["winnings"]);
-    assert_eq!(s["total"], target);
+    assert_eq!(s.winnings[1], l.winnings);
+    assert_eq!(s.total, target);
     assert!(!dir.file().exists());
 }
 
@@ -361,18 +168,18 @@ fn rust_leader_and_c_joiner_share_one_race() {
     let (joiner, _jrx) = dir.spawn(c);
     let (lo, jo) = (dir.wait(leader), dir.wait(joiner));
     assert!(lo.status.success() && jo.status.success());
-    let (l, j) = (json(&lo), json(&jo));
-    assert_eq!((l["id"].as_i64(), j["id"].as_i64()), (Some(2), Some(1)));
-    let s = &l["summary"];
+    let (l, j) = (report(&lo), report(&jo));
+    assert_eq!((l.id, j.id), (2, 1));
+    let s = l.summary.expect("the Rust leader sums up");
     assert_eq!(
-        s["winnings"][0], j["winnings"],
+        s.winnings[0], j.winnings,
         "Rust read the C racer's winnings[0]"
     );
     assert_eq!(
-        s["sum_of_winnings"], target,
+        s.sum_of_winnings, target,
         "atomic in both languages: nothing lost"
     );
-    assert_eq!(s["lost_updates"], 0);
+    assert_eq!(s.lost_updates, 0);
     assert!(!dir.file().exists());
 }
 
@@ -438,12 +245,102 @@ fn a_short_file_nobody_holds_is_refused() {
     let dir = Dir::new("short");
     let f = std::fs::File::create(dir.file()).unwrap();
     f.set_len(10).unwrap();
-    // An old short file: set its mtime back so it cannot be a first instance mid-creation.
-    let old = std::time::SystemTime::now() - Duration::from_secs(60);
-    f.set_modified(old).unwrap();
+    drop(f);
     let (code, err) = against(&dir);
     assert_eq!(code, Some(1));
     assert!(err.contains("is 10 bytes, not the 96"), "{err}");
+    assert!(err.contains("no process has it open"), "{err}");
+}
+
+#[test]
+fn an_empty_file_left_by_a_crashed_course_racer_is_refused_at_once() {
+    // The course's racer creates the file, then sizes it: killed in between, it leaves 0 bytes.
+    // Nobody has the file open, so it is no race being set up, however young it is.
+    let dir = Dir::new("empty");
+    std::fs::File::create(dir.file()).unwrap();
+    let (code, err) = against(&dir);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is 0 bytes, not the 96"), "{err}");
+}
+
+#[test]
+fn a_dangling_file_symlink_says_what_is_wrong() {
+    let dir = Dir::new("dangling");
+    let link = dir.path().join("rc.bin");
+    std::os::unix::fs::symlink(dir.path().join("nowhere/rc.bin"), &link).unwrap();
+    let out = dir
+        .race()
+        .args(["2", "--file"])
+        .arg(&link)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a symbolic link to") && err.contains("which does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("within"), "no talk of waiting: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("rc.bin")],
+        "nothing created"
+    );
+}
+
+/// Runs `race 1` with stdout or stderr on /dev/full.
+fn to_dev_full(dir: &Dir, json: bool, stdout_full: bool) -> std::process::Output {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut c = dir.race();
+    c.args(["1", "--target", "1000"]);
+    if json {
+        c.arg("--json");
+    }
+    if stdout_full {
+        c.stdout(full()).stderr(std::process::Stdio::piped());
+    } else {
+        c.stdout(std::process::Stdio::piped()).stderr(full());
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn a_full_stdout_is_a_one_line_error_and_status_1() {
+    let dir = Dir::new("full-stdout");
+    for json in [false, true] {
+        let out = to_dev_full(&dir, json, true);
+        assert_eq!(out.status.code(), Some(1), "json {json}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert_eq!(
+            last, "error: cannot write the result to stdout: No space left on device (os error 28)",
+            "json {json}: {err}"
+        );
+        assert!(!dir.file().exists(), "the race file is removed anyway");
+    }
+}
+
+#[test]
+fn a_full_stderr_is_no_panic() {
+    let dir = Dir::new("full-stderr");
+    for json in [false, true] {
+        let out = to_dev_full(&dir, json, false);
+        // Progress notes are best effort; the result still reaches stdout.
+        assert_eq!(out.status.code(), Some(0), "json {json}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("1000"), "{text}");
+        assert!(!dir.file().exists());
+    }
 }
 
 #[test]
@@ -614,10 +511,11 @@ fn a_joiner_that_opens_the_file_before_it_is_sized_waits_for_it() {
     let (late, _lrx) = dir.spawn(c);
     let (eo, lo) = (dir.wait(early), dir.wait(late));
     assert!(eo.status.success() && lo.status.success());
-    let (e, l) = (json(&eo), json(&lo));
-    assert_eq!((e["id"].as_i64(), l["id"].as_i64()), (Some(2), Some(1)));
-    let sum = e["winnings"].as_i64().unwrap() + l["winnings"].as_i64().unwrap();
+    let (e, l) = (report(&eo), report(&lo));
+    assert_eq!((e.id, l.id), (2, 1));
+    let sum = e.winnings + l.winnings;
     assert!(sum >= 100_000);
-    // Both said "finished" by counting participants back up.
-    assert_eq!(header(&file), Some((2, 100_000)));
+    // Nobody writes participants after the start (a course racer would read a count going back
+    // up as "not everyone is here"): it stays 0.
+    assert_eq!(header(&file), Some((0, 100_000)));
 }
