@@ -84,6 +84,7 @@
 //! let readers run during writes (copy-on-write pages as LMDB does, or a seqlock) instead of
 //! excluding them with `flock`, and use a keyed hash against hash-flooding inputs.
 
+pub mod disktable;
 mod format;
 pub mod pread;
 mod sys;

@@ -1,0 +1,781 @@
+//! Steps 2 and 3 as the course defines them: `struct disktable { long count; int value[]; }` in
+//! a file, read and extended through `mmap(2)` only.
+//!
+//! # What the course asks
+//!
+//! The course hands out `table.bin`: an 8-byte `long count`, then `int` values, little-endian
+//! (x86-64). Its file has count 1083 and value\[i\] = i, but it is longer than the count needs
+//! (114,340 bytes, room for 28,583 ints): more values follow, then zeros. Step 2: open and map
+//! the file, its length from `fstat(2)`, cast the pointer and print every value "without a
+//! hardcoded size or element count" — that is, trust `count`, bounded by the file's size. Step
+//! 3: each run adds 300 values, value\[i\] = i, and updates count "using only mmap"; after a few
+//! runs a first attempt crashes ("Can you work out why? HINT: ftruncate and mremap").
+//!
+//! # How this module answers
+//!
+//! - [`Table::open_read`] opens the file, takes its length from `fstat(2)`, checks that it can
+//!   hold a count at all, maps it `PROT_READ`/`MAP_SHARED` and checks the count against the
+//!   length ([`check`]): a damaged file is [`Error::Invalid`] with a [`Reason`], never an
+//!   out-of-bounds read. The values are then loaded straight from the mapping; no `read(2)`
+//!   touches the table (the tests count the calls under strace).
+//! - [`Table::append`] maps the file `PROT_READ|PROT_WRITE`/`MAP_SHARED`, stores the values and
+//!   publishes the new count last. Only when the file's capacity runs out does it grow the file
+//!   (`ftruncate(2)`, to at least twice its length) and then the mapping (`mremap(2)` with
+//!   `MREMAP_MAYMOVE`: the kernel may move it, and [`AppendReport`] shows where).
+//! - [`naive_append`] is the first attempt, kept on purpose: it maps the file's length and
+//!   stores past its end. Why that crashes, and with which signal, depends on where the store
+//!   lands (see [`NaiveMode`]): in the last page of the mapping but past the end of the file it
+//!   lands in memory and is never saved; in a mapped page wholly past the end of the file it
+//!   raises SIGBUS; past the end of the mapping it raises SIGSEGV. The fix is what `append`
+//!   does: make the file long enough first (ftruncate), then make the mapping cover it (mremap).
+//! - A file cut short by another process while it is mapped raises SIGBUS on the next access
+//!   to a page past its new end. A handler (in `sys`) maps a zero page over the hole so the
+//!   access completes, and the operation reports [`Reason::ShrankWhileMapped`].
+//!
+//! Run it: `disktable create --course table.bin; disktable print table.bin; disktable append
+//! table.bin`, or `cargo xtask run-step 2` / `run-step 3`, which trace it.
+//!
+//! # What a production system would do differently
+//!
+//! It would put a magic number and version in front of the count (this format cannot tell a
+//! table from any other file of the right length), grow by whole pages or more at a time (as
+//! `append` does) rather than by 300 ints, `msync(2)` before reporting success when the data
+//! must survive a power cut, and check the count against the values with a checksum. Readers
+//! that must not stop while a writer grows the file would map a fixed large window once
+//! (`mmap` far more than the file, growing only the file) instead of remapping, so that
+//! pointers stay valid, as LMDB does.
+
+mod naive;
+mod sys;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use naive::{naive_append, NaiveMode, NaiveOutcome, NaivePlan};
+pub use sys::{page_size, Advice};
+
+/// Bytes of the `long count` in front of the values.
+pub const COUNT_BYTES: u64 = 8;
+/// Bytes of one `int` value.
+pub const VALUE_BYTES: u64 = 4;
+/// The course's table: its count,
+pub const COURSE_COUNT: u64 = 1083;
+/// its length in bytes (room for 28,583 values),
+pub const COURSE_FILE_BYTES: u64 = 114_340;
+/// and how many values `create --course` fills with value\[i\] = i (the course's file has
+/// "more values" after count, then zeros; how many is not given, so we store 1000 more). A
+/// correct reader prints `count` values whatever this is.
+pub const COURSE_FILL: u64 = 2083;
+/// Values one `append` adds unless told otherwise (the course's 300).
+pub const DEFAULT_APPEND: u64 = 300;
+
+/// How many values a file of `file_bytes` bytes holds.
+pub fn capacity(file_bytes: u64) -> u64 {
+    file_bytes.saturating_sub(COUNT_BYTES) / VALUE_BYTES
+}
+
+/// The byte offset of value\[i\].
+pub fn value_offset(i: u64) -> u64 {
+    COUNT_BYTES + VALUE_BYTES * i
+}
+
+/// Bytes a table of `count` values needs, or `None` if that does not fit in 64 bits.
+pub fn bytes_needed(count: u64) -> Option<u64> {
+    count.checked_mul(VALUE_BYTES)?.checked_add(COUNT_BYTES)
+}
+
+/// Why a file is not a valid disktable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("it is not a regular file")]
+    NotRegular,
+    #[error("the file is {len} bytes, shorter than the 8-byte count")]
+    TooShort { len: u64 },
+    #[error("the file is {len} bytes, more than this machine can map")]
+    TooLargeToMap { len: u64 },
+    #[error("count is {count}, negative")]
+    NegativeCount { count: i64 },
+    #[error("count {count} overflows: 8 + 4 x count does not fit in 64 bits")]
+    Overflow { count: i64 },
+    #[error(
+        "count {count} needs {needs} bytes but the file has {len} (room for {capacity} values)"
+    )]
+    CountTooLarge {
+        count: i64,
+        needs: u64,
+        len: u64,
+        capacity: u64,
+    },
+    #[error("the file shrank while mapped (now {len_now} bytes{}; count {count} needs {needs})",
+        match offset { Some(o) => format!(", the access at byte {o} raised SIGBUS, caught"), None => String::new() })]
+    ShrankWhileMapped {
+        count: i64,
+        needs: u64,
+        len_now: u64,
+        offset: Option<usize>,
+    },
+}
+
+/// Checks a count read from a file of `len` bytes: the rules a reader that "trusts count,
+/// bounded by the file's size" applies. Returns the bytes the count needs. Pure, no I/O.
+pub fn check(len: u64, count: i64) -> Result<u64, Reason> {
+    if len < COUNT_BYTES {
+        return Err(Reason::TooShort { len });
+    }
+    let Ok(n) = u64::try_from(count) else {
+        return Err(Reason::NegativeCount { count });
+    };
+    let needs = bytes_needed(n).ok_or(Reason::Overflow { count })?;
+    if needs > len {
+        return Err(Reason::CountTooLarge {
+            count,
+            needs,
+            len,
+            capacity: capacity(len),
+        });
+    }
+    Ok(needs)
+}
+
+/// Everything that can go wrong; each message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{} is not a valid disktable: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: Reason },
+    #[error("{} already exists; remove it or choose another name", path.display())]
+    Exists { path: PathBuf },
+    #[error("{}: {op} failed: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    #[error("{}: cannot append {n} values: {why}", path.display())]
+    TooMany { path: PathBuf, n: u64, why: String },
+    #[error("{what}")]
+    Shape { what: String },
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+fn open_err(path: &Path, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::AlreadyExists {
+        Error::Exists {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Error::Open {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The `0x…` form used for addresses in every JSON document.
+pub fn fmt_hex(addr: u64) -> String {
+    format!("{addr:#x}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON documents (the binary prints them; `cargo xtask` reads them back).
+// ---------------------------------------------------------------------------------------------
+
+/// `disktable create --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReport {
+    pub count: u64,
+    /// How many values the file holds.
+    pub capacity: u64,
+    /// value\[i\] = i for i < filled; zeros after.
+    pub filled: u64,
+    pub file_bytes: u64,
+}
+
+/// `disktable print --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrintReport {
+    pub count: u64,
+    /// How many values the file holds: (file_bytes - 8) / 4.
+    pub capacity: u64,
+    /// value\[0..count), read from the mapping.
+    pub values: Vec<i32>,
+    /// The file's length from fstat(2).
+    pub file_bytes: u64,
+    /// Where the file was mapped (`0x…`) and how many bytes were asked of mmap.
+    pub map_address: String,
+    pub map_len: u64,
+    /// Pages the mapping spans.
+    pub pages: u64,
+    /// Pages resident in the page cache (mincore(2)) right after mmap, before any access,
+    /// and after all values were read.
+    pub resident_pages_before: u64,
+    pub resident_pages_after: u64,
+}
+
+/// `disktable append --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendReport {
+    pub count_before: u64,
+    pub count_after: u64,
+    /// Whether the file had to grow (capacity ran out): ftruncate + mremap happened.
+    pub grew: bool,
+    /// The file's length afterwards.
+    pub file_bytes: u64,
+    pub file_bytes_before: u64,
+    pub capacity_before: u64,
+    pub capacity_after: u64,
+    /// The mapping's address before and after mremap (equal when it did not grow).
+    pub map_address_before: String,
+    pub map_address_after: String,
+    /// Whether mremap moved the mapping (MREMAP_MAYMOVE).
+    pub moved: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating a table.
+// ---------------------------------------------------------------------------------------------
+
+/// What `create` makes: `count`, value\[i\] = i for i < `fill`, in a file of `file_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub count: u64,
+    pub fill: u64,
+    pub file_bytes: u64,
+}
+
+impl Shape {
+    /// The course's table: count 1083, 114,340 bytes, values past count, then zeros.
+    pub const COURSE: Shape = Shape {
+        count: COURSE_COUNT,
+        fill: COURSE_FILL,
+        file_bytes: COURSE_FILE_BYTES,
+    };
+
+    /// A shape, checked: `fill >= count`, values fit in an `int`, and the file holds them.
+    /// `file_bytes` `None`: whole pages, at least one, enough for `fill` values.
+    pub fn new(count: u64, fill: Option<u64>, file_bytes: Option<u64>) -> Result<Shape, String> {
+        let fill = fill.unwrap_or(count);
+        if fill < count {
+            return Err(format!(
+                "--fill {fill} is less than --count {count}: value[0..count) must be filled"
+            ));
+        }
+        if fill > i32::MAX as u64 + 1 {
+            return Err(format!(
+                "{fill} values: value[i] = i does not fit in an int past {}",
+                i32::MAX
+            ));
+        }
+        let needs = bytes_needed(fill).expect("fill <= 2^31");
+        let file_bytes = match file_bytes {
+            Some(b) => b,
+            None => {
+                let page = page_size() as u64;
+                needs.div_ceil(page).max(1) * page
+            }
+        };
+        if file_bytes < needs {
+            return Err(format!(
+                "a file of {file_bytes} bytes cannot hold {fill} values (needs {needs})"
+            ));
+        }
+        if i64::try_from(file_bytes).is_err() {
+            return Err(format!("{file_bytes} bytes is too large for a file"));
+        }
+        Ok(Shape {
+            count,
+            fill,
+            file_bytes,
+        })
+    }
+}
+
+/// Creates a new table of this shape (the file must not exist), written through a
+/// `MAP_SHARED` mapping: `ftruncate` to the length, then stores. On failure nothing is left.
+pub fn create(path: impl AsRef<Path>, shape: Shape) -> Result<CreateReport, Error> {
+    let path = path.as_ref();
+    let shape = Shape::new(shape.count, Some(shape.fill), Some(shape.file_bytes))
+        .map_err(|what| Error::Shape { what })?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| open_err(path, e))?;
+    let result = fill_new(path, &file, shape);
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Error> {
+    sys::flock(file.as_fd(), true).map_err(io_err(path, "flock"))?;
+    sys::ftruncate(file.as_fd(), shape.file_bytes).map_err(io_err(path, "ftruncate"))?;
+    let len = usize::try_from(shape.file_bytes).expect("64-bit");
+    let map = sys::Map::file(file.as_fd(), len, true).map_err(io_err(path, "mmap"))?;
+    for i in 0..shape.fill {
+        map.store_i32(value_offset(i) as usize, i as i32);
+    }
+    map.store_i64(0, shape.count as i64);
+    if let Some(offset) = map.fault() {
+        return Err(shrank(path, file, shape.count as i64, Some(offset)));
+    }
+    Ok(CreateReport {
+        count: shape.count,
+        capacity: capacity(shape.file_bytes),
+        filled: shape.fill,
+        file_bytes: shape.file_bytes,
+    })
+}
+
+/// The error for a file that another process cut short while we had it mapped.
+fn shrank(path: &Path, file: &File, count: i64, offset: Option<usize>) -> Error {
+    let len_now = sys::fstat(file.as_fd()).map(|s| s.len).unwrap_or(0);
+    Error::Invalid {
+        path: path.to_path_buf(),
+        reason: Reason::ShrankWhileMapped {
+            count,
+            needs: bytes_needed(count.max(0) as u64).unwrap_or(u64::MAX),
+            len_now,
+            offset,
+        },
+    }
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)` on the file: drop its clean pages from the page cache
+/// (no effect on tmpfs). Does not change the file.
+pub fn evict(path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| open_err(path, e))?;
+    sys::fadvise_dontneed(file.as_fd()).map_err(io_err(path, "posix_fadvise"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// An open table.
+// ---------------------------------------------------------------------------------------------
+
+/// A disktable file, open and mapped (read-only for [`Table::open_read`], read-write for
+/// [`Table::open_write`]), with its count checked against its length.
+pub struct Table {
+    path: PathBuf,
+    file: File,
+    map: sys::Map,
+    file_bytes: u64,
+    count: u64,
+    resident_at_map: usize,
+}
+
+impl Table {
+    /// Opens for reading: `O_RDONLY`, a shared `flock(2)` (an `append` holds an exclusive one),
+    /// length from `fstat(2)`, `mmap(2)` `PROT_READ` `MAP_SHARED` of that length, `madvise` if
+    /// `advice` is not `Normal`, then the count is loaded and checked. Nothing is ever written.
+    pub fn open_read(path: impl AsRef<Path>, advice: Advice) -> Result<Table, Error> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| open_err(path, e))?;
+        sys::flock(file.as_fd(), false).map_err(io_err(path, "flock"))?;
+        Table::map(path, file, false, advice)
+    }
+
+    /// Opens for appending: `O_RDWR`, an exclusive `flock(2)`, `fstat`, `mmap` `PROT_READ |
+    /// PROT_WRITE` `MAP_SHARED`, count loaded and checked.
+    pub fn open_write(path: impl AsRef<Path>) -> Result<Table, Error> {
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| open_err(path, e))?;
+        sys::flock(file.as_fd(), true).map_err(io_err(path, "flock"))?;
+        Table::map(path, file, true, Advice::Normal)
+    }
+
+    fn map(path: &Path, file: File, writable: bool, advice: Advice) -> Result<Table, Error> {
+        let invalid = |reason| Error::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let st = sys::fstat(file.as_fd()).map_err(io_err(path, "fstat"))?;
+        if !st.regular {
+            return Err(invalid(Reason::NotRegular));
+        }
+        if st.len < COUNT_BYTES {
+            return Err(invalid(Reason::TooShort { len: st.len }));
+        }
+        let len =
+            usize::try_from(st.len).map_err(|_| invalid(Reason::TooLargeToMap { len: st.len }))?;
+        let map = sys::Map::file(file.as_fd(), len, writable).map_err(io_err(path, "mmap"))?;
+        if advice != Advice::Normal {
+            map.advise(advice).map_err(io_err(path, "madvise"))?;
+        }
+        let resident_at_map = map.resident_pages().map_err(io_err(path, "mincore"))?;
+        let raw_count = map.load_i64(0);
+        if let Some(offset) = map.fault() {
+            return Err(shrank(path, &file, raw_count, Some(offset)));
+        }
+        check(st.len, raw_count).map_err(invalid)?;
+        Ok(Table {
+            path: path.to_path_buf(),
+            file,
+            map,
+            file_bytes: st.len,
+            count: raw_count as u64,
+            resident_at_map,
+        })
+    }
+
+    /// The count, as checked when the table was opened (or after the last append).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The file's length from `fstat` when opened (or after growing).
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// How many values the file holds.
+    pub fn capacity(&self) -> u64 {
+        capacity(self.file_bytes)
+    }
+
+    /// The mapping's address and the length asked of mmap/mremap.
+    pub fn map_address(&self) -> u64 {
+        self.map.addr() as u64
+    }
+
+    pub fn map_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Pages of the mapping resident in the page cache (`mincore(2)`), now, and right after
+    /// mmap before the count was read.
+    pub fn resident_pages(&self) -> Result<u64, Error> {
+        self.map
+            .resident_pages()
+            .map(|n| n as u64)
+            .map_err(io_err(&self.path, "mincore"))
+    }
+
+    pub fn resident_pages_at_map(&self) -> u64 {
+        self.resident_at_map as u64
+    }
+
+    /// Errors if the file was cut short under the mapping: a SIGBUS was caught, or the file
+    /// is now shorter than the count needs (loads from the last page past the new end read
+    /// zeros without any fault, so the length is checked too).
+    fn check_intact(&self) -> Result<(), Error> {
+        let needs = bytes_needed(self.count).expect("checked at open");
+        let fault = self.map.fault();
+        let len_now = sys::fstat(self.file.as_fd())
+            .map_err(io_err(&self.path, "fstat"))?
+            .len;
+        if fault.is_some() || len_now < needs {
+            return Err(shrank(&self.path, &self.file, self.count as i64, fault));
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with value\[0..count) in order, in chunks loaded from the mapping; before each
+    /// chunk is handed over, checks that no SIGBUS hit the mapping, and at the end that the
+    /// file still holds `count` values. A truncation stops it with [`Reason::ShrankWhileMapped`].
+    pub fn for_each_chunk<E: From<Error>>(
+        &self,
+        mut f: impl FnMut(&[i32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        const CHUNK: u64 = 4096;
+        let mut buf = Vec::with_capacity(CHUNK.min(self.count) as usize);
+        let mut i = 0;
+        while i < self.count {
+            let end = (i + CHUNK).min(self.count);
+            buf.clear();
+            buf.extend((i..end).map(|j| self.map.load_i32(value_offset(j) as usize)));
+            if let Some(offset) = self.map.fault() {
+                return Err(shrank(&self.path, &self.file, self.count as i64, Some(offset)).into());
+            }
+            f(&buf)?;
+            i = end;
+        }
+        self.check_intact()?;
+        Ok(())
+    }
+
+    /// value\[0..count), checked as in [`Table::for_each_chunk`].
+    pub fn values(&self) -> Result<Vec<i32>, Error> {
+        let mut all = Vec::with_capacity(self.count as usize);
+        self.for_each_chunk(|chunk| {
+            all.extend_from_slice(chunk);
+            Ok::<(), Error>(())
+        })?;
+        Ok(all)
+    }
+
+    /// Appends value\[i\] = i for i in count..count+n through the mapping, and then publishes
+    /// count+n (one release store, so a crash in between leaves the old count, a valid table).
+    /// Grows only when the capacity runs out: `ftruncate` to max(what is needed, twice the
+    /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`.
+    pub fn append(&mut self, n: u64) -> Result<AppendReport, Error> {
+        let too_many = |why: String| Error::TooMany {
+            path: self.path.clone(),
+            n,
+            why,
+        };
+        let before = self.count;
+        let after = before
+            .checked_add(n)
+            .filter(|a| *a <= i32::MAX as u64 + 1)
+            .ok_or_else(|| {
+                too_many(format!(
+                    "value[i] = i does not fit in an int past {}",
+                    i32::MAX
+                ))
+            })?;
+        let file_bytes_before = self.file_bytes;
+        let address_before = self.map.addr() as u64;
+        let grew = after > capacity(self.file_bytes);
+        if grew {
+            let needs = bytes_needed(after).expect("after <= 2^31");
+            let page = page_size() as u64;
+            let target = needs.max(self.file_bytes.saturating_mul(2));
+            let new_len = target.div_ceil(page) * page;
+            sys::ftruncate(self.file.as_fd(), new_len).map_err(io_err(&self.path, "ftruncate"))?;
+            let new_len_usize = usize::try_from(new_len).expect("64-bit");
+            self.map
+                .remap(new_len_usize)
+                .map_err(io_err(&self.path, "mremap"))?;
+            self.file_bytes = new_len;
+        }
+        for i in before..after {
+            self.map.store_i32(value_offset(i) as usize, i as i32);
+        }
+        if let Some(offset) = self.map.fault() {
+            return Err(shrank(&self.path, &self.file, before as i64, Some(offset)));
+        }
+        self.map.store_i64(0, after as i64);
+        self.count = after;
+        self.check_intact()?;
+        let address_after = self.map.addr() as u64;
+        Ok(AppendReport {
+            count_before: before,
+            count_after: after,
+            grew,
+            file_bytes: self.file_bytes,
+            file_bytes_before,
+            capacity_before: capacity(file_bytes_before),
+            capacity_after: capacity(self.file_bytes),
+            map_address_before: fmt_hex(address_before),
+            map_address_after: fmt_hex(address_after),
+            moved: address_after != address_before,
+        })
+    }
+}
+
+/// Opens the table for writing and appends `n` values (see [`Table::append`]).
+pub fn append(path: impl AsRef<Path>, n: u64) -> Result<AppendReport, Error> {
+    Table::open_write(path)?.append(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("disktable-unit-")
+            .tempdir()
+            .unwrap()
+    }
+
+    /// Writes raw bytes (the test's own file, with std's write: not the code under test).
+    fn raw(dir: &tempfile::TempDir, name: &str, count: i64, len: usize) -> PathBuf {
+        let mut bytes = vec![0u8; len];
+        let head = count.to_le_bytes();
+        let n = len.min(8);
+        bytes[..n].copy_from_slice(&head[..n]);
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn check_applies_every_rule_in_order() {
+        assert_eq!(check(7, 0), Err(Reason::TooShort { len: 7 }));
+        assert_eq!(check(8, 0), Ok(8));
+        assert_eq!(check(8, -1), Err(Reason::NegativeCount { count: -1 }));
+        assert_eq!(
+            check(u64::MAX, 1 << 62),
+            Err(Reason::Overflow { count: 1 << 62 })
+        );
+        assert_eq!(
+            check(u64::MAX, i64::MAX),
+            Err(Reason::Overflow { count: i64::MAX })
+        );
+        // (2^62 - 3) * 4 + 8 = 2^64 - 4: fits, but no file is that long.
+        assert!(matches!(
+            check(COURSE_FILE_BYTES, (1 << 62) - 3),
+            Err(Reason::CountTooLarge { .. })
+        ));
+        assert_eq!(check(COURSE_FILE_BYTES, 28_583), Ok(COURSE_FILE_BYTES));
+        assert_eq!(
+            check(COURSE_FILE_BYTES, 28_584),
+            Err(Reason::CountTooLarge {
+                count: 28_584,
+                needs: 114_344,
+                len: COURSE_FILE_BYTES,
+                capacity: 28_583
+            })
+        );
+    }
+
+    #[test]
+    fn the_course_shape_has_its_numbers() {
+        assert_eq!(capacity(COURSE_FILE_BYTES), 28_583);
+        assert_eq!(value_offset(1083), 4340);
+        let s = Shape::new(0, None, None).unwrap();
+        assert_eq!(s.file_bytes, page_size() as u64);
+        assert!(Shape::new(10, Some(5), None).is_err());
+        assert!(Shape::new(10, None, Some(40)).is_err());
+        assert_eq!(Shape::new(10, None, Some(48)).unwrap().file_bytes, 48);
+    }
+
+    #[test]
+    fn create_print_append_round_trip() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        let c = create(&p, Shape::COURSE).unwrap();
+        assert_eq!(c.capacity, 28_583);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), COURSE_FILE_BYTES);
+        let t = Table::open_read(&p, Advice::Normal).unwrap();
+        assert_eq!(t.count(), 1083);
+        let v = t.values().unwrap();
+        assert_eq!(v, (0..1083).collect::<Vec<i32>>());
+        drop(t);
+        // The bytes, read with std (not mmap): the C layout.
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(i64::from_le_bytes(bytes[..8].try_into().unwrap()), 1083);
+        let at = |i: usize| i32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap());
+        assert_eq!(at(2082), 2082);
+        assert_eq!(at(2083), 0);
+        assert_eq!(at(28_582), 0);
+
+        let r = append(&p, 300).unwrap();
+        assert_eq!((r.count_before, r.count_after, r.grew), (1083, 1383, false));
+        assert_eq!(r.file_bytes, COURSE_FILE_BYTES);
+        // Fill to the last value the file holds: still no growth.
+        let r = append(&p, 28_583 - 1383).unwrap();
+        assert!(!r.grew);
+        assert_eq!(r.count_after, 28_583);
+        // One more: the capacity ran out.
+        let r = append(&p, 1).unwrap();
+        assert!(r.grew);
+        assert_eq!(r.file_bytes, 2 * 114_688);
+        assert_eq!(r.capacity_after, (2 * 114_688 - 8) / 4);
+        let t = Table::open_read(&p, Advice::Normal).unwrap();
+        assert_eq!(t.values().unwrap(), (0..28_584).collect::<Vec<i32>>());
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file_and_keeps_it() {
+        let d = dir();
+        let p = raw(&d, "t.bin", 5, 100);
+        assert!(matches!(
+            create(&p, Shape::COURSE),
+            Err(Error::Exists { .. })
+        ));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn damaged_tables_are_invalid_with_their_reason() {
+        let d = dir();
+        let cases = [
+            (raw(&d, "short", 0, 5), "shorter than the 8-byte count"),
+            (raw(&d, "empty", 0, 0), "the file is 0 bytes"),
+            (raw(&d, "neg", -3, 64), "count is -3, negative"),
+            (raw(&d, "big", 100, 64), "count 100 needs 408 bytes"),
+            (raw(&d, "ovf", 1 << 62, 64), "overflows"),
+        ];
+        for (p, needle) in cases {
+            for r in [
+                Table::open_read(&p, Advice::Normal).err(),
+                Table::open_write(&p).err(),
+            ] {
+                let e = r.expect("invalid").to_string();
+                assert!(e.contains("is not a valid disktable: "), "{e}");
+                assert!(e.contains(needle), "{e} lacks {needle}");
+            }
+        }
+        let e = Table::open_read(d.path(), Advice::Normal).err().unwrap();
+        assert!(
+            e.to_string().contains("not a regular file") || e.to_string().contains("directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_table_truncated_while_mapped_is_an_error_not_a_sigbus() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        create(&p, Shape::new(5000, None, Some(6 * 4096)).unwrap()).unwrap();
+        let t = Table::open_read(&p, Advice::Normal).unwrap();
+        // Another handle (as another process would) cuts the file to one page.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let e = t.values().unwrap_err().to_string();
+        assert!(e.contains("shrank while mapped (now 4096 bytes"), "{e}");
+        assert!(e.contains("raised SIGBUS, caught"), "{e}");
+        // The second page is the first wholly past the new end.
+        assert!(e.contains("byte 4096 "), "{e}");
+    }
+
+    #[test]
+    fn a_shrink_inside_the_last_page_is_caught_by_the_length_check() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        create(&p, Shape::new(1000, None, Some(4096)).unwrap()).unwrap();
+        let t = Table::open_read(&p, Advice::Normal).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        // Loads past the new end but in the same page read zeros without a fault.
+        let e = t.values().unwrap_err().to_string();
+        assert!(
+            e.contains("shrank while mapped (now 100 bytes; count 1000 needs 4008)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_append_that_would_overflow_int_is_refused_without_change() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        create(&p, Shape::new(10, None, None).unwrap()).unwrap();
+        let e = append(&p, u64::MAX).unwrap_err().to_string();
+        assert!(e.contains("does not fit in an int"), "{e}");
+        assert_eq!(Table::open_read(&p, Advice::Normal).unwrap().count(), 10);
+    }
+}

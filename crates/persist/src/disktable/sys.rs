@@ -1,0 +1,616 @@
+//! Every raw libc call of [`crate::disktable`], each wrapped safely and citing its man page.
+//!
+//! The rest of the module calls these wrappers and never `libc` directly. Two parts are
+//! delicate: [`Map`] (a file mapping reached only through atomics, because another process may
+//! write or truncate the file while it is mapped) and the SIGBUS guard that turns "the file was
+//! truncated under the mapping" into an error instead of a death (see [`Map`]'s docs and
+//! `on_sigbus`). [`store_i32_may_fault`] is the naive writer's store, which is meant to fault.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
+
+/// The system page size, `sysconf(3)` `_SC_PAGESIZE` (cached: the SIGBUS handler needs it and
+/// sysconf is not async-signal-safe).
+pub fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no memory arguments and no preconditions.
+            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let n = if n > 0 { n as usize } else { 4096 };
+            PAGE.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+/// What `fstat(2)` says about an open file: its length and whether it is a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub len: u64,
+    pub regular: bool,
+}
+
+/// `fstat(2)`. (std's `File::metadata` calls `statx(2)`; the course asks for fstat, and a trace
+/// of this program should show the call the course names.)
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `st` is writable storage for one `struct stat`; the descriptor is open (borrowed).
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat returned 0, so it filled `st` (and zeroed() made every byte valid anyway).
+    let st = unsafe { st.assume_init() };
+    Ok(Stat {
+        len: u64::try_from(st.st_size).unwrap_or(0),
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+    })
+}
+
+/// `ftruncate(2)`: sets the file's length (growing it with zeros, or cutting it).
+pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+    loop {
+        // SAFETY: plain integer arguments on an open descriptor; no memory is passed.
+        let rc = unsafe { libc::ftruncate(fd.as_raw_fd(), len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// `flock(2)`: an exclusive (`LOCK_EX`) or shared (`LOCK_SH`) lock on the whole file, waiting
+/// for it. Released when the descriptor is closed.
+pub fn flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    loop {
+        // SAFETY: integer arguments on an open descriptor; no memory is passed.
+        let rc = unsafe { libc::flock(fd.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// `posix_fadvise(2)` `POSIX_FADV_DONTNEED`: drop the file's clean pages from the page cache, so
+/// that `mincore(2)` afterwards shows what a program reads in. Needs no privilege; pages of
+/// tmpfs files cannot be dropped (they are the file), dirty pages are not dropped.
+pub fn fadvise_dontneed(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: integer arguments on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// `setrlimit(2)` `RLIMIT_CORE` = 0: a crash this program provokes on purpose leaves no core
+/// file behind (with a `core_pattern` that pipes to a helper, the helper is told the limit).
+pub fn disable_core_dumps() -> io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `zero` is a valid rlimit read by the call; lowering a limit needs no privilege.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether any page of `[addr, addr+len)` is mapped in this process, from `mincore(2)`: it
+/// fails with `ENOMEM` when part of the range is unmapped. Only a query; nothing is touched.
+pub fn range_is_mapped(addr: usize, len: usize) -> bool {
+    let page = page_size();
+    let start = addr & !(page - 1);
+    let pages = (addr + len - start).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: mincore only inspects the page tables for the range (it never dereferences it)
+    // and writes one byte per page into `vec`, which has exactly that many. `start` is
+    // page-aligned as mincore requires.
+    let rc = unsafe { libc::mincore(start as *mut libc::c_void, pages * page, vec.as_mut_ptr()) };
+    rc == 0
+}
+
+/// Which access pattern to announce with `madvise(2)` (it steers read-ahead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advice {
+    /// `MADV_NORMAL`: the kernel's default read-around.
+    Normal,
+    /// `MADV_RANDOM`: read in exactly the pages that are touched.
+    Random,
+    /// `MADV_SEQUENTIAL`: read ahead aggressively.
+    Sequential,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Map: a shared file mapping reached only through atomics.
+// ---------------------------------------------------------------------------------------------
+
+/// A `MAP_SHARED` mapping of a file, `PROT_READ` or `PROT_READ|PROT_WRITE`, unmapped on drop.
+///
+/// The bytes are never exposed as `&[u8]`: another process may store into the same page cache
+/// pages at any time (a student's writer, a second `disktable append` that ignores the lock),
+/// which a Rust reference forbids. Every access is an atomic load or store of an aligned `i32`
+/// or `i64`, which is defined even while another process writes.
+///
+/// A file can also be cut short by another process while mapped; touching a page that lies
+/// wholly past the new end raises SIGBUS. Every `Map` registers its range with this module's
+/// SIGBUS handler, which maps a zero page over the faulting page (so the access completes and
+/// reads zeros) and records the fault; [`Map::fault`] reports it and callers turn it into an
+/// error. Accessors are bounds-checked: an index outside the mapping panics (a bug, not input).
+pub struct Map {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    slot: Option<usize>,
+}
+
+// SAFETY: Map owns its mapping exclusively (the pointer is never shared outside it except
+// through the atomic accessors), and the guard slot is a global atomic registry. Moving it to
+// another thread is fine; the SIGBUS handler runs on whichever thread touches the memory.
+unsafe impl Send for Map {}
+
+impl Map {
+    /// `mmap(2)` `len` bytes of `fd` from offset 0, `MAP_SHARED`, read-only or read-write.
+    /// `len` must be > 0 (callers check the file's length first).
+    pub fn file(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Map> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks (no MAP_FIXED), so no existing
+        // memory is replaced; the descriptor is open. The result is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).expect("mmap returned NULL without MAP_FIXED");
+        let slot = guard_register(ptr.as_ptr() as usize, len);
+        Ok(Map {
+            ptr,
+            len,
+            writable,
+            slot,
+        })
+    }
+
+    /// `mremap(2)` with `MREMAP_MAYMOVE` to `new_len` bytes (call after growing the file with
+    /// `ftruncate`). The kernel may move the mapping; [`Map::addr`] then changes.
+    pub fn remap(&mut self, new_len: usize) -> io::Result<()> {
+        // SAFETY: `self.ptr`/`self.len` describe a mapping this Map owns; nothing outside Map
+        // holds a pointer into it (accessors hand out values, not references), and we hold
+        // `&mut self`, so no access runs concurrently. On success the old range is gone and the
+        // new one is recorded below before any access.
+        let p = unsafe {
+            libc::mremap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                new_len,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.ptr = NonNull::new(p.cast::<u8>()).expect("mremap returned NULL");
+        self.len = new_len;
+        if let Some(i) = self.slot {
+            guard_update(i, self.ptr.as_ptr() as usize, new_len);
+        }
+        Ok(())
+    }
+
+    /// The mapping's address (it changes when `remap` moves it).
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// The length asked of mmap/mremap (the kernel maps whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `madvise(2)` over the whole mapping.
+    pub fn advise(&self, advice: Advice) -> io::Result<()> {
+        let a = match advice {
+            Advice::Normal => libc::MADV_NORMAL,
+            Advice::Random => libc::MADV_RANDOM,
+            Advice::Sequential => libc::MADV_SEQUENTIAL,
+        };
+        // SAFETY: the range is this Map's live mapping; these advice values only steer
+        // read-ahead and never change the contents.
+        let rc = unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, a) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// `mincore(2)`: how many of the mapping's pages are resident in the page cache.
+    pub fn resident_pages(&self) -> io::Result<usize> {
+        let pages = self.len.div_ceil(page_size());
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range is this Map's live, page-aligned mapping; mincore writes one byte
+        // per page into `vec`, which has exactly that many, and never touches the mapping.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(vec.iter().filter(|b| **b & 1 != 0).count())
+    }
+
+    /// The byte offset of the first SIGBUS caught in this mapping (the file was truncated
+    /// under it), if any.
+    pub fn fault(&self) -> Option<usize> {
+        let i = self.slot?;
+        let addr = GUARDS[i].fault_addr.load(Ordering::Acquire);
+        (addr != 0).then(|| addr.wrapping_sub(self.addr()))
+    }
+
+    fn cell<T>(&self, offset: usize) -> *mut T {
+        let size = std::mem::size_of::<T>();
+        assert!(
+            offset % size == 0 && offset.checked_add(size).is_some_and(|e| e <= self.len),
+            "access at {offset} outside the {}-byte mapping",
+            self.len
+        );
+        // In bounds (checked above); aligned because the mapping is page-aligned and `offset`
+        // is a multiple of the size.
+        self.ptr.as_ptr().wrapping_add(offset).cast::<T>()
+    }
+
+    /// Loads the `i64` at byte `offset` (acquire: pairs with [`Map::store_i64`]).
+    pub fn load_i64(&self, offset: usize) -> i64 {
+        let p = self.cell::<i64>(offset);
+        // SAFETY: `p` is in bounds and 8-aligned (checked by `cell`) inside a mapping that
+        // lives as long as `self`; other processes may write it concurrently, which atomics
+        // allow. A truncated file raises SIGBUS here, handled by the guard (zero page).
+        unsafe { AtomicI64::from_ptr(p) }.load(Ordering::Acquire)
+    }
+
+    /// Loads the `i32` at byte `offset`.
+    pub fn load_i32(&self, offset: usize) -> i32 {
+        let p = self.cell::<i32>(offset);
+        // SAFETY: as in `load_i64`, with 4-byte alignment.
+        unsafe { AtomicI32::from_ptr(p) }.load(Ordering::Relaxed)
+    }
+
+    /// Stores the `i32` at byte `offset`. Panics on a read-only mapping.
+    pub fn store_i32(&self, offset: usize, value: i32) {
+        assert!(self.writable, "store into a read-only mapping");
+        let p = self.cell::<i32>(offset);
+        // SAFETY: as in `load_i32`; the mapping is PROT_WRITE (checked above).
+        unsafe { AtomicI32::from_ptr(p) }.store(value, Ordering::Relaxed);
+    }
+
+    /// Stores the `i64` at byte `offset` with release ordering: every earlier store to the
+    /// mapping is visible before it (the count is published after the values it counts).
+    pub fn store_i64(&self, offset: usize, value: i64) {
+        assert!(self.writable, "store into a read-only mapping");
+        let p = self.cell::<i64>(offset);
+        // SAFETY: as in `load_i64`; the mapping is PROT_WRITE (checked above).
+        unsafe { AtomicI64::from_ptr(p) }.store(value, Ordering::Release);
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot.take() {
+            guard_unregister(i);
+        }
+        // SAFETY: the range is the mapping this Map owns; no pointer into it survives (the
+        // accessors return values), and the guard slot was released first.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The naive writer's raw memory: addresses, not Rust objects.
+// ---------------------------------------------------------------------------------------------
+
+/// `mmap(2)` exactly as a first attempt does: `len` bytes of `fd`, `PROT_READ|PROT_WRITE`,
+/// `MAP_SHARED`, no SIGBUS guard. With `keep_next_page_unmapped`, the range is first reserved
+/// one page longer (an anonymous `PROT_NONE` mapping), the file is mapped over its start with
+/// `MAP_FIXED`, and the extra page is unmapped again: the page right after the mapping is then
+/// certainly unmapped, so a store there is a SIGSEGV instead of landing in whatever mapping the
+/// kernel happened to place next to ours. Returns the address. The mapping is never unmapped
+/// (the naive writer ends with the process).
+pub fn map_naive(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    keep_next_page_unmapped: bool,
+) -> io::Result<usize> {
+    let page = page_size();
+    let rounded = len.div_ceil(page) * page;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    if !keep_next_page_unmapped {
+        // SAFETY: a fresh mapping at a kernel-chosen address replaces nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(p as usize);
+    }
+    // SAFETY: a fresh anonymous PROT_NONE reservation at a kernel-chosen address.
+    let r = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            rounded + page,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: MAP_FIXED replaces only pages of the reservation made just above, which nothing
+    // else uses.
+    let p = unsafe {
+        libc::mmap(
+            r,
+            len,
+            prot,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the last page of our own reservation, which nothing else uses.
+    let rc = unsafe { libc::munmap((r as usize + rounded) as *mut libc::c_void, page) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as usize)
+}
+
+/// Stores `value` at `addr` with one 4-byte machine store, the way C's `t->value[i] = i` does,
+/// whether or not the address is backed: the CPU faults if it is not, and the kernel sends
+/// SIGBUS (a mapped page past the end of the file) or SIGSEGV (no mapping), whose default
+/// action ends the process.
+///
+/// On x86-64 and aarch64 the store is one instruction in inline assembly, so the compiler
+/// neither sees nor reasons about an access outside any Rust allocation.
+///
+/// # Safety
+///
+/// `addr` must be 4-aligned and must not hold memory that Rust code in this process uses (the
+/// naive writer passes addresses in its own file mapping or in the unmapped page after it).
+pub unsafe fn store_i32_may_fault(addr: usize, value: i32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller guarantees `addr` is not Rust-owned memory; the asm touches only the
+    // 4 bytes at `addr`, uses no stack and leaves the flags alone.
+    unsafe {
+        std::arch::asm!(
+            "mov dword ptr [{addr}], {value:e}",
+            addr = in(reg) addr,
+            value = in(reg) value,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!(
+            "str {value:w}, [{addr}]",
+            addr = in(reg) addr,
+            value = in(reg) value,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: as above; a volatile store is not elided or merged.
+    unsafe {
+        std::ptr::write_volatile(addr as *mut i32, value);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SIGBUS guard.
+// ---------------------------------------------------------------------------------------------
+//
+// Why a zero page and not sigsetjmp/siglongjmp: jumping out of a signal handler across Rust
+// frames skips their destructors and is undefined behaviour in Rust. Instead the handler makes
+// the faulting access *succeed*: it maps an anonymous zero page over the faulting page with
+// MAP_FIXED (that page's file bytes no longer exist, so nothing is lost) and returns; the load
+// re-executes and reads 0, or the store lands in the private page and is discarded. It records
+// the fault address in the mapping's slot, and the operation checks the slot before trusting
+// what it read and reports a clear error. The handler does only async-signal-safe work: atomic
+// loads and stores, mmap(2) and sigaction(2).
+
+const GUARD_SLOTS: usize = 64;
+
+struct GuardSlot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    fault_addr: AtomicUsize,
+    in_use: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // used only as the array initialiser below
+const EMPTY_SLOT: GuardSlot = GuardSlot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    fault_addr: AtomicUsize::new(0),
+    in_use: AtomicBool::new(false),
+};
+
+static GUARDS: [GuardSlot; GUARD_SLOTS] = [EMPTY_SLOT; GUARD_SLOTS];
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The SIGBUS action in place before ours (Rust's runtime installs one that detects stack
+/// overflows), called for faults outside every registered range.
+struct Previous(libc::sigaction);
+// SAFETY: a sigaction is plain data (a handler address, a mask, flags), written once before our
+// handler is installed and only read afterwards.
+unsafe impl Sync for Previous {}
+// SAFETY: as above.
+unsafe impl Send for Previous {}
+static PREVIOUS: OnceLock<Previous> = OnceLock::new();
+
+/// Registers `[start, start+len)`; `None` (no protection, a truncation kills the process as it
+/// would without us) if the handler could not be installed or all slots are busy.
+fn guard_register(start: usize, len: usize) -> Option<usize> {
+    INSTALL.call_once(install_handler);
+    if !INSTALLED.load(Ordering::Acquire) {
+        return None;
+    }
+    for (i, g) in GUARDS.iter().enumerate() {
+        if g.in_use
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            g.fault_addr.store(0, Ordering::Relaxed);
+            g.len.store(len, Ordering::Relaxed);
+            g.start.store(start, Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn guard_update(i: usize, start: usize, len: usize) {
+    GUARDS[i].start.store(0, Ordering::Release);
+    GUARDS[i].len.store(len, Ordering::Relaxed);
+    GUARDS[i].start.store(start, Ordering::Release);
+}
+
+fn guard_unregister(i: usize) {
+    GUARDS[i].start.store(0, Ordering::Release);
+    GUARDS[i].len.store(0, Ordering::Relaxed);
+    GUARDS[i].in_use.store(false, Ordering::Release);
+}
+
+/// `sigaction(2)`: saves the current SIGBUS action, then installs [`on_sigbus`].
+fn install_handler() {
+    page_size(); // cache it now: the handler cannot call sysconf
+                 // SAFETY: a zeroed sigaction is a valid "default action, no flags, empty mask" value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `old` is writable storage for one sigaction.
+    if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
+        return;
+    }
+    if PREVIOUS.set(Previous(old)).is_err() {
+        return;
+    }
+    // SAFETY: as above.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigbus as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: `sa.sa_mask` is a sigset_t we own.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: `sa` is fully initialised and its handler has the SA_SIGINFO signature.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) };
+    INSTALLED.store(rc == 0, Ordering::Release);
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler; for SIGBUS si_addr
+    // is the faulting address.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page = page_size();
+    for g in GUARDS.iter() {
+        let start = g.start.load(Ordering::Acquire);
+        let len = g.len.load(Ordering::Relaxed);
+        if start == 0 || addr < start || addr >= start.saturating_add(len) {
+            continue;
+        }
+        let page_addr = addr & !(page - 1);
+        // SAFETY: `page_addr` lies in a mapping a live Map registered (a Map unregisters before
+        // it unmaps), so MAP_FIXED replaces one page of that mapping, whose file bytes are gone
+        // (that is why it faulted). The new page is private, anonymous and zero.
+        let p = unsafe {
+            libc::mmap(
+                page_addr as *mut libc::c_void,
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            let _ = g
+                .fault_addr
+                .compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed);
+            return;
+        }
+        break;
+    }
+    // Not ours (or we could not patch it): hand it to the previous action.
+    let Some(Previous(prev)) = PREVIOUS.get() else {
+        return;
+    };
+    let handler = prev.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Restore the default and return: the access faults again and ends the process with
+        // SIGBUS, as it would have without us.
+        // SAFETY: a zeroed sigaction with SIG_DFL (0) is the default action; sigaction is
+        // async-signal-safe.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+        }
+    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: an SA_SIGINFO action's handler has this signature; we pass the arguments the
+        // kernel gave us.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler takes the signal number.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
