@@ -145,10 +145,15 @@ pub fn check_start_event(start: &Value, program: &str, live_pid: Option<i32>) {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["setbaz", "getbaz", "baz"]);
+    assert_eq!(names, ["setbaz", "getbaz", "baz", "bazaddr"]);
+    assert_eq!(
+        symbols[2]["address"], symbols[3]["address"],
+        "bazaddr() answers the address the program reaches baz at (through the GOT)"
+    );
     for sym in symbols {
         let addr = hex(&sym["address"]);
-        let want = if sym["name"] == "baz" { "rw-p" } else { "r-xp" };
+        let data = sym["name"] == "baz" || sym["name"] == "bazaddr";
+        let want = if data { "rw-p" } else { "r-xp" };
         let map = &sym["map"];
         assert_eq!(map["perms"], want, "{sym}");
         assert!(
@@ -228,7 +233,7 @@ pub fn check_links_libfoobar_dynamically(exe: &Path) {
     assert_eq!(runpath.as_deref(), Some("$ORIGIN/deps:$ORIGIN"));
     let data = std::fs::read(exe).unwrap();
     let file = object::File::parse(&*data).unwrap();
-    for name in ["setbaz", "getbaz", "baz"] {
+    for name in ["setbaz", "getbaz", "baz", "bazaddr"] {
         let dynsym = file
             .dynamic_symbols()
             .find(|s| s.name() == Ok(name))
@@ -282,7 +287,7 @@ pub fn check_json_run(exe: &Path, program: &str, expected: &[i64]) {
     assert_eq!(run.wait().0, Some(0));
 }
 
-/// The text output: `pid: N`, three `NAME: 0x… <maps line>` lines, then `baz = V` lines.
+/// The text output: `pid: N`, four `NAME: 0x… <maps line>` lines, then `baz = V` lines.
 pub fn check_text_run(exe: &Path, program: &str, expected: &[i64]) {
     let dir = tempdir(&format!("{program}-text"));
     let out = command(exe, &dir)
@@ -293,24 +298,25 @@ pub fn check_text_run(exe: &Path, program: &str, expected: &[i64]) {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 4 + expected.len(), "{text}");
+    assert_eq!(lines.len(), 5 + expected.len(), "{text}");
     assert!(lines[0]
         .strip_prefix("pid: ")
         .unwrap()
         .parse::<u32>()
         .is_ok());
-    for (line, (name, perms)) in
-        lines[1..4]
-            .iter()
-            .zip([("setbaz", "r-xp"), ("getbaz", "r-xp"), ("baz", "rw-p")])
-    {
+    for (line, (name, perms)) in lines[1..5].iter().zip([
+        ("setbaz", "r-xp"),
+        ("getbaz", "r-xp"),
+        ("baz", "rw-p"),
+        ("bazaddr", "rw-p"),
+    ]) {
         assert!(line.starts_with(&format!("{name}: 0x")), "{line}");
         assert!(line.contains(&format!(" {perms} ")), "{line}");
         assert!(line.ends_with("/libfoobar.so"), "{line}");
     }
     let values: Vec<String> = expected.iter().map(|v| format!("baz = {v}")).collect();
     assert_eq!(
-        lines[4..],
+        lines[5..],
         values.iter().map(String::as_str).collect::<Vec<_>>()
     );
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,7 +1,7 @@
 //! The code `foo` and `bar` share (step 4 of mmap-lab): each is a three-line `main` that calls
 //! [`main`] with its [`Role`]. Kept in this one small crate so neither program repeats it:
-//! printing the pid and the addresses of `setbaz`, `getbaz` and `baz` with the
-//! `/proc/self/maps` line each lies in, the observation loop, `--count`/`--interval-ms`,
+//! printing the pid and the addresses of `setbaz`, `getbaz` and `baz`, and what `bazaddr()`
+//! answers, with the `/proc/self/maps` line each lies in, the observation loop, `--count`/`--interval-ms`,
 //! `--json` (one JSON object per line) and a clean stop on Ctrl-C.
 //!
 //! The calls into libfoobar.so are declared in [`sys`] with `#[link(name = "foobar")]`, so the
@@ -53,13 +53,15 @@ impl Role {
         match self {
             Role::Foo => {
                 "Sets baz in libfoobar.so to 17, then keeps observing it and prints every value \
-                 (run bar beside it: does foo ever see bar's values?). First prints the pid and the addresses of \
-                 setbaz, getbaz and baz, each with the /proc/self/maps line it lies in."
+                 (run bar beside it: does foo ever see bar's values?). First prints the pid, the addresses of \
+                 setbaz, getbaz and baz, and what bazaddr() returns, each with the /proc/self/maps \
+                 line it lies in."
             }
             Role::Bar => {
                 "Sets baz in libfoobar.so to 1, then increments it periodically and prints every \
-                 value (run foo beside it: does foo see these?). First prints the pid and the addresses of setbaz, \
-                 getbaz and baz, each with the /proc/self/maps line it lies in."
+                 value (run foo beside it: does foo see these?). First prints the pid, the addresses of \
+                 setbaz, getbaz and baz, and what bazaddr() returns, each with the /proc/self/maps \
+                 line it lies in."
             }
         }
     }
@@ -73,8 +75,9 @@ impl Role {
              {n} --json --count 3                one JSON object per line\n  \
              strace -e trace=openat,mmap,mprotect {n} --count 1\n                                    \
              see the loader map libfoobar.so\n\n\
-             Output: `pid: N`, then `setbaz: 0x…`, `getbaz: 0x…`, `baz: 0x…` each followed by its\n\
-             /proc/self/maps line, then one `baz = VALUE` line per observation.\n\
+             Output: `pid: N`, then `setbaz: 0x…`, `getbaz: 0x…`, `baz: 0x…` and `bazaddr: 0x…`\n\
+             (what the library's bazaddr() returns: where its own code finds baz), each followed\n\
+             by its /proc/self/maps line, then one `baz = VALUE` line per observation.\n\
              Ctrl-C (SIGINT) or SIGTERM stops it cleanly with exit status 0; usage errors exit 2."
         )
     }

@@ -4,16 +4,18 @@ use std::ffi::c_int;
 
 #[link(name = "foobar")]
 extern "C" {
-    /// `void setbaz(int)` in libfoobar.so.
-    fn setbaz(value: c_int);
-    /// `int getbaz(void)` in libfoobar.so.
+    /// `int setbaz(int newbaz)` in libfoobar.so: returns the new value.
+    fn setbaz(newbaz: c_int) -> c_int;
+    /// `int getbaz()` in libfoobar.so.
     fn getbaz() -> c_int;
+    /// `int *bazaddr()` in libfoobar.so: where the library's code finds `baz`.
+    fn bazaddr() -> *mut c_int;
     /// `extern int baz` in libfoobar.so: reached through the GOT (R_X86_64_GLOB_DAT).
     static mut baz: c_int;
 }
 
-/// Calls libfoobar.so's `setbaz(value)`.
-pub fn set_baz(value: i32) {
+/// Calls libfoobar.so's `setbaz(value)`; returns what it returned (the new value).
+pub fn set_baz(value: i32) -> i32 {
     // SAFETY: setbaz takes an int by value and only stores it in the library's `baz`.
     unsafe { setbaz(value) }
 }
@@ -32,13 +34,17 @@ pub fn read_baz() -> i32 {
     unsafe { std::ptr::addr_of!(baz).read_volatile() }
 }
 
-/// The run-time addresses of `setbaz`, `getbaz` and `baz` in this process.
-pub fn addresses() -> [(&'static str, usize); 3] {
+/// The run-time addresses of `setbaz`, `getbaz` and `baz` in this process, and what
+/// `bazaddr()` answers (the address the library's own code uses for `baz`).
+pub fn addresses() -> [(&'static str, usize); 4] {
+    // SAFETY: bazaddr takes nothing and returns an address; it reads and writes nothing.
+    let from_library = unsafe { bazaddr() } as usize;
     [
         ("setbaz", setbaz as *const () as usize),
         ("getbaz", getbaz as *const () as usize),
         // Taking the address creates no reference and reads nothing.
         ("baz", std::ptr::addr_of!(baz) as usize),
+        ("bazaddr", from_library),
     ]
 }
 
