@@ -360,11 +360,14 @@ fn shrank(path: &Path, file: &File, count: i64, offset: Option<usize>) -> Error 
     }
 }
 
-/// `posix_fadvise(POSIX_FADV_DONTNEED)` on the file: drop its clean pages from the page cache
-/// (no effect on tmpfs). Does not change the file.
+/// Drops the file's pages from the page cache, so that `mincore(2)` afterwards shows what a
+/// reader reads in: `fsync(2)` first (dirty pages, e.g. of a table just created, cannot be
+/// dropped; writing them back changes no byte of the file), then
+/// `posix_fadvise(POSIX_FADV_DONTNEED)`. No effect on tmpfs, whose pages are the file.
 pub fn evict(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| open_err(path, e))?;
+    sys::fsync(file.as_fd()).map_err(io_err(path, "fsync"))?;
     sys::fadvise_dontneed(file.as_fd()).map_err(io_err(path, "posix_fadvise"))
 }
 
@@ -425,7 +428,12 @@ impl Table {
         if advice != Advice::Normal {
             map.advise(advice).map_err(io_err(path, "madvise"))?;
         }
-        let resident_at_map = map.resident_pages().map_err(io_err(path, "mincore"))?;
+        // Readers report residency (the evidence that print reads in only what it touches).
+        let resident_at_map = if writable {
+            0
+        } else {
+            map.resident_pages().map_err(io_err(path, "mincore"))?
+        };
         let raw_count = map.load_i64(0);
         if let Some(offset) = map.fault() {
             return Err(shrank(path, &file, raw_count, Some(offset)));
@@ -466,7 +474,7 @@ impl Table {
     }
 
     /// Pages of the mapping resident in the page cache (`mincore(2)`), now, and right after
-    /// mmap before the count was read.
+    /// mmap before the count was read (measured by readers only; 0 for a writer).
     pub fn resident_pages(&self) -> Result<u64, Error> {
         self.map
             .resident_pages()

@@ -108,8 +108,8 @@ enum Cmd {
     Print {
         /// The table file.
         file: PathBuf,
-        /// First drop the file's pages from the page cache (posix_fadvise DONTNEED), so the
-        /// resident page counts in --json show what this print read in.
+        /// First drop the file's pages from the page cache (fsync, then posix_fadvise
+        /// DONTNEED), so the resident page counts in --json show what this print read in.
         #[arg(long)]
         evict: bool,
         /// The madvise(2) hint for the mapping (random: read in only the touched pages).

@@ -90,6 +90,16 @@ pub fn flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
     }
 }
 
+/// `fsync(2)`: writes the file's dirty pages back (allowed on a read-only descriptor).
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: an integer argument on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::fsync(fd.as_raw_fd()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `posix_fadvise(2)` `POSIX_FADV_DONTNEED`: drop the file's clean pages from the page cache, so
 /// that `mincore(2)` afterwards shows what a program reads in. Needs no privilege; pages of
 /// tmpfs files cannot be dropped (they are the file), dirty pages are not dropped.
