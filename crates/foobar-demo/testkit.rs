@@ -388,3 +388,58 @@ pub fn check_usage(exe: &Path, program: &str) {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Examples:") && help.contains(&format!("{program} --count 5")));
 }
+
+/// `/dev/full`, opened for writing: every write fails with ENOSPC.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// A stdout that cannot be written (`>/dev/full`, a full disk) is a one-line error on stderr and
+/// status 1, in text and JSON, never a panic.
+pub fn check_full_stdout(exe: &Path, program: &str) {
+    let dir = tempdir(&format!("{program}-full-stdout"));
+    for json in [false, true] {
+        let mut cmd = command(exe, &dir);
+        cmd.args(["--count", "2", "--interval-ms", "0"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.stdout(dev_full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "json {json}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            "error: cannot write to stdout: No space left on device (os error 28)",
+            "json {json}"
+        );
+    }
+}
+
+/// A stderr that cannot be written (`2>/dev/full`) loses only the notes: the run completes with
+/// status 0 and its stdout intact. With both full, the status still says it failed (1), with no
+/// panic (101).
+pub fn check_full_stderr(exe: &Path, program: &str) {
+    let dir = tempdir(&format!("{program}-full-stderr"));
+    let out = command(exe, &dir)
+        .args(["--count", "2", "--interval-ms", "0"])
+        .stderr(dev_full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("baz = ")).count(),
+        2,
+        "{text}"
+    );
+    let out = command(exe, &dir)
+        .args(["--count", "2"])
+        .stdout(dev_full())
+        .stderr(dev_full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -43,3 +43,18 @@ fn a_closed_stdout_ends_it_quietly() {
 fn usage_errors_exit_2_and_help_has_examples() {
     testkit::check_usage(Path::new(EXE), "foo");
 }
+
+#[test]
+fn sighup_stops_it_cleanly() {
+    testkit::check_signal_stops_cleanly(Path::new(EXE), "foo", libc::SIGHUP, "SIGHUP");
+}
+
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    testkit::check_full_stdout(Path::new(EXE), "foo");
+}
+
+#[test]
+fn a_full_stderr_is_no_panic() {
+    testkit::check_full_stderr(Path::new(EXE), "foo");
+}

@@ -12,7 +12,9 @@
 //! and keeps seeing 17 while bar counts its own baz up from 1 — each process has its own
 //! copy-on-write copy of the library's data, while the code is one copy in RAM. Ctrl-C stops
 //! either one; it then exits with status 0 (stopping is the normal end of a run that goes on
-//! until Ctrl-C), as it does after `--count N` observations. SIGTERM is treated the same way.
+//! until Ctrl-C), as it does after `--count N` observations. SIGTERM and SIGHUP (the terminal
+//! closed) are treated the same way. A write to stdout that fails (`>/dev/full`) is an error,
+//! exit 1; a reader that went away (`| head`) ends the run quietly.
 //!
 //! A production program would not poll a global: it would share state on purpose (a
 //! `MAP_SHARED` mapping or a socket), and it would install its signal handling once in a
@@ -23,6 +25,15 @@
 
 pub mod maps;
 pub mod sys;
+
+/// A line on stderr, best effort: a full or closed stderr (`2>/dev/full`) must not turn a
+/// progress note into a panic. (`eprintln!` panics when the write fails.)
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -78,7 +89,8 @@ impl Role {
              Output: `pid: N`, then `setbaz: 0x…`, `getbaz: 0x…`, `baz: 0x…` and `bazaddr: 0x…`\n\
              (what the library's bazaddr() returns: where its own code finds baz), each followed\n\
              by its /proc/self/maps line, then one `baz = VALUE` line per observation.\n\
-             Ctrl-C (SIGINT) or SIGTERM stops it cleanly with exit status 0; usage errors exit 2."
+             Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it cleanly with exit status 0; usage errors\n\
+             exit 2; a failed write to stdout (a full disk) exits 1."
         )
     }
 }
@@ -178,7 +190,7 @@ pub fn main(role: Role) -> ExitCode {
     match run(role, &opts) {
         Ok(()) | Err(Out::Closed) => ExitCode::SUCCESS,
         Err(Out::Failed(e)) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -198,7 +210,7 @@ fn emit(json: bool, event: &Event<'_>, text: impl FnOnce() -> String) -> Result<
 }
 
 fn run(role: Role, opts: &Opts) -> Result<(), Out> {
-    sys::block_stop_signals().context("cannot block SIGINT/SIGTERM (sigprocmask)")?;
+    sys::block_stop_signals().context("cannot block SIGINT/SIGTERM/SIGHUP (sigprocmask)")?;
     let program = role.name();
     let pid = std::process::id();
     let maps_text = std::fs::read_to_string("/proc/self/maps")
@@ -237,7 +249,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
     };
     sys::set_baz(first);
     let forever = opts.count.is_none();
-    eprintln!(
+    note!(
         "{program}: set baz to {first}; {} every {} ms{}",
         match role {
             Role::Foo => "observing it",
@@ -287,7 +299,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
             String::new,
         )?;
     } else {
-        eprintln!("{program}: stopped after {n} observations ({reason})");
+        note!("{program}: stopped after {n} observations ({reason})");
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub fn addresses() -> [(&'static str, usize); 4] {
 pub enum Stop {
     Interrupt,
     Terminate,
+    /// The terminal went away (or `kill -HUP`).
+    Hangup,
 }
 
 impl Stop {
@@ -60,6 +62,7 @@ impl Stop {
         match self {
             Stop::Interrupt => "SIGINT",
             Stop::Terminate => "SIGTERM",
+            Stop::Hangup => "SIGHUP",
         }
     }
 }
@@ -72,11 +75,12 @@ fn stop_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGINT and SIGTERM (`sigprocmask(2)`), so that they stay pending until
+/// Blocks SIGINT, SIGTERM and SIGHUP (`sigprocmask(2)`), so that they stay pending until
 /// [`wait_for_stop`] takes them synchronously: Ctrl-C at any instant ends the loop cleanly, with
 /// no signal handler and nothing async-signal-unsafe.
 pub fn block_stop_signals() -> std::io::Result<()> {
@@ -90,7 +94,7 @@ pub fn block_stop_signals() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `ms` milliseconds for SIGINT or SIGTERM (`sigtimedwait(2)`); `ms = 0` only checks
+/// Waits up to `ms` milliseconds for SIGINT, SIGTERM or SIGHUP (`sigtimedwait(2)`); `ms = 0` only checks
 /// whether one is pending. Returns which arrived, or `None` when the time ran out.
 pub fn wait_for_stop(ms: u64) -> std::io::Result<Option<Stop>> {
     let set = stop_set();
@@ -109,6 +113,9 @@ pub fn wait_for_stop(ms: u64) -> std::io::Result<Option<Stop>> {
         }
         if sig == libc::SIGTERM {
             return Ok(Some(Stop::Terminate));
+        }
+        if sig == libc::SIGHUP {
+            return Ok(Some(Stop::Hangup));
         }
         let err = std::io::Error::last_os_error();
         match err.raw_os_error() {

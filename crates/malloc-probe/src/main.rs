@@ -14,14 +14,51 @@
 //! metadata at all: it would use `malloc_usable_size(3)`, `mallinfo2(3)` or `malloc_info(3)`,
 //! set `M_MMAP_THRESHOLD` with `mallopt(3)` if it cared, and watch with tools such as heaptrack.
 
-/// Prints one line on stdout; a closed pipe (`| head`) ends the output quietly instead of
-/// panicking.
+/// Prints one line on stdout. The first write error is kept (and later lines skipped) for
+/// [`out::finish`] to report: `malloc-probe alloc 24 >/dev/full` must not exit 0.
 macro_rules! say {
     () => { say!("") };
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        out::line(format_args!($($arg)*));
     }};
+}
+
+/// A line on stderr, best effort: `eprintln!` panics when stderr cannot be written
+/// (`2>/dev/full`), and a progress note is not worth that.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// stdout with its first write error remembered.
+mod out {
+    use std::io::{self, Write as _};
+    use std::sync::Mutex;
+
+    static FAILED: Mutex<Option<io::Error>> = Mutex::new(None);
+
+    /// Writes one line unless an earlier write failed.
+    pub fn line(args: std::fmt::Arguments<'_>) {
+        let mut failed = FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.is_none() {
+            if let Err(e) = writeln!(io::stdout().lock(), "{args}") {
+                *failed = Some(e);
+            }
+        }
+    }
+
+    /// Flushes stdout and returns the first write error, if any. A reader that went away
+    /// (`| head`) is not an error: the output ends quietly.
+    pub fn finish() -> io::Result<()> {
+        let flushed = io::stdout().lock().flush();
+        let mut failed = FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        match failed.take().map_or(flushed, Err) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
 }
 
 mod maps;
@@ -138,10 +175,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
-    match run(cli) {
+    let result = run(cli).and_then(|()| out::finish().context("cannot write to stdout"));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -160,11 +198,10 @@ fn allocator_json(p: &Prober) -> serde_json::Value {
     })
 }
 
+/// Prints the one JSON document (a write error is reported by [`out::finish`]).
 fn emit(doc: &serde_json::Value) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, doc).context("cannot write JSON")?;
-    writeln!(out).context("cannot write to stdout")?;
+    let text = serde_json::to_string_pretty(doc).context("cannot encode JSON")?;
+    say!("{text}");
     Ok(())
 }
 
@@ -258,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop(p);
             let t = threshold::measure(&|m| {
                 if !cli.json {
-                    eprintln!("[malloc-probe] {m}");
+                    note!("[malloc-probe] {m}");
                 }
             })?;
             if cli.json {

@@ -345,3 +345,60 @@ fn a_foreign_allocator_is_detected_not_misread() {
         assert!(out.stdout.is_empty(), "no tags printed");
     }
 }
+
+/// `/dev/full`, opened for writing: every write fails with ENOSPC.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+#[test]
+fn a_full_stdout_is_an_error_and_status_1_never_a_silent_0() {
+    let dir = tempdir("full-stdout");
+    for args in [
+        &["alloc", "24"][..],
+        &["--json", "alloc", "24"],
+        &["sweep", "--max", "64K"],
+        &["--json", "free-bit"],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(dev_full())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            "error: cannot write to stdout: No space left on device (os error 28)",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_full_stderr_is_no_panic() {
+    let dir = tempdir("full-stderr");
+    // Output intact, status 0: only the notes are lost.
+    let out = Command::new(BIN)
+        .args(["--json", "alloc", "24"])
+        .current_dir(dir.path())
+        .stderr(dev_full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["allocations"][0]["request"], 24);
+    // Both full: an error that cannot be told still shows in the status (1, not a panic's 101).
+    let out = Command::new(BIN)
+        .args(["alloc", "24"])
+        .current_dir(dir.path())
+        .stdout(dev_full())
+        .stderr(dev_full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
