@@ -32,11 +32,22 @@ pub fn parse<T: Parser>() -> Result<T, ExitCode> {
 /// (printed as clap renders them), 2 for a usage error (one line). `program` names the command
 /// whose `--help` to suggest when clap's message does not name a subcommand.
 pub fn report(e: &clap::Error, program: &str) -> ExitCode {
+    use std::io::Write as _;
     if !e.use_stderr() {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
+        // `--help >/dev/full` must not claim success: a help text nobody got is an error.
+        return match e.print() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "error: cannot write to stdout: {err}"
+                );
+                ExitCode::FAILURE
+            }
+        };
     }
-    eprintln!("error: {}", one_line(e, program));
+    // Best effort: with stderr closed or full, the exit status still says what happened.
+    let _ = writeln!(std::io::stderr().lock(), "error: {}", one_line(e, program));
     ExitCode::from(2)
 }
 

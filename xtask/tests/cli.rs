@@ -1,0 +1,85 @@
+//! `cargo xtask` from the outside: usage errors, replay errors and unwritable output, none of
+//! which runs a step.
+
+use std::fs::OpenOptions;
+use std::process::{Command, Output, Stdio};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_flag_for_another_step_is_a_one_line_usage_error() {
+    let out = xtask(&["run-step", "1", "--target", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = one_line_error(&out);
+    assert!(e.contains("--target is for step 5, not step 1"), "{e}");
+    let out = xtask(&["run-step", "2", "--foo", "a", "--bar", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+    one_line_error(&out);
+    let out = xtask(&["run-step", "4", "--", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    one_line_error(&out);
+}
+
+#[test]
+fn steps_out_of_range_and_half_pairs_are_usage_errors() {
+    for args in [
+        &["run-step", "0"][..],
+        &["run-step", "99"],
+        &["run-step", "4", "--foo", "x"],
+        &["run-step", "1", "--evidence", "a", "--save-evidence", "b"],
+    ] {
+        let out = xtask(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        one_line_error(&out);
+    }
+}
+
+#[test]
+fn replaying_missing_evidence_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask(&["run-step", "1", "--evidence", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_line_error(&out);
+    assert!(e.contains("cannot read recorded evidence"), "{e}");
+    assert!(e.contains("step1.json"), "{e}");
+}
+
+#[test]
+fn replaying_foreign_evidence_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("step1.json"),
+        r#"{"step": 1, "version": 1, "evidence": {"nothing": "here"}}"#,
+    )
+    .unwrap();
+    let out = xtask(&["run-step", "1", "--evidence", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_line_error(&out);
+    assert!(e.contains("is not step 1's evidence"), "{e}");
+    assert!(e.contains("missing field"), "{e}");
+}
+
+#[test]
+fn help_that_cannot_be_written_is_not_a_success() {
+    let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--help")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    one_line_error(&out);
+}
