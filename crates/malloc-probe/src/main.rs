@@ -64,16 +64,19 @@ mod out {
 mod maps;
 mod probe;
 mod sys;
-mod tag;
 mod threshold;
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use serde_json::json;
+use malloc_probe::tag;
+use malloc_probe::{
+    AllocFindings, AllocReport, Allocator, FreeBitFindings, FreeBitReport, Row, SweepFindings,
+    SweepReport, ThresholdFindings, ThresholdReport,
+};
 
-use probe::{Prober, Row};
+use probe::Prober;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -189,17 +192,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn allocator_json(p: &Prober) -> serde_json::Value {
-    json!({
-        "malloc_object": p.glibc.malloc_object,
-        "glibc_version": p.glibc.version,
-        "page_size": p.page,
-        "explicit_threshold": threshold::explicit_setting(),
-    })
+fn allocator(p: &Prober) -> Allocator {
+    Allocator {
+        malloc_object: p.glibc.malloc_object.clone(),
+        glibc_version: p.glibc.version.clone(),
+        page_size: p.page,
+        explicit_threshold: threshold::explicit_setting(),
+    }
 }
 
 /// Prints the one JSON document (a write error is reported by [`out::finish`]).
-fn emit(doc: &serde_json::Value) -> anyhow::Result<()> {
+fn emit(doc: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(doc).context("cannot encode JSON")?;
     say!("{text}");
     Ok(())
@@ -219,11 +222,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rows = probe::alloc(&mut p, &sizes)?;
             let lens = probe::mapped_lengths(&rows, p.page);
             if cli.json {
-                return emit(&json!({
-                    "allocator": allocator_json(&p),
-                    "allocations": rows,
-                    "findings": { "mapped_lengths": lens },
-                }));
+                return emit(&AllocReport {
+                    allocator: allocator(&p),
+                    allocations: rows,
+                    findings: AllocFindings {
+                        mapped_lengths: lens,
+                    },
+                });
             }
             print_header(&p);
             print_rows(&rows);
@@ -250,17 +255,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|r| r.request)
                 .min();
             if cli.json {
-                return emit(&json!({
-                    "allocator": allocator_json(&p),
-                    "allocations": rows,
-                    "findings": {
-                        "is_mmapped_bit": bit,
-                        "bits_following_region": candidates,
-                        "largest_heap_request": last_heap,
-                        "smallest_mmap_request": first_mmap,
-                        "mapped_lengths": lens,
+                return emit(&SweepReport {
+                    allocator: allocator(&p),
+                    allocations: rows,
+                    findings: SweepFindings {
+                        is_mmapped_bit: bit,
+                        bits_following_region: candidates,
+                        largest_heap_request: last_heap,
+                        smallest_mmap_request: first_mmap,
+                        mapped_lengths: lens,
                     },
-                }));
+                });
             }
             print_header(&p);
             print_rows(&rows);
@@ -300,21 +305,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             if cli.json {
                 let probe = Prober::new(false)?;
-                return emit(&json!({
-                    "allocator": allocator_json(&probe),
-                    "threshold": t,
-                    "findings": {
-                        "threshold_request": t.threshold_request,
-                        "threshold_chunk_size": t.threshold_chunk_size,
-                        "largest_heap_request": t.largest_heap_request,
-                        "top_after_drain": t.drained_probes.first().and_then(|c| c.drain.as_ref()).map(|d| d.top_after),
-                        "top_after_growth": t.with_room.grow.as_ref().and_then(|g| g.top_size),
-                        "with_room_region": t.with_room.row.region,
-                        "dynamic_threshold_request": t.dynamic.new_threshold_request,
-                        "dynamic_threshold_chunk_size": t.dynamic.new_threshold_chunk_size,
-                        "dynamic_threshold_moved": t.dynamic.moved,
-                    },
-                }));
+                return emit(&ThresholdReport {
+                    allocator: allocator(&probe),
+                    findings: ThresholdFindings::of(&t),
+                    threshold: t,
+                });
             }
             print_threshold(&t);
         }
@@ -333,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     grow_first,
                 },
             )?;
-            return emit(&serde_json::to_value(out)?);
+            return emit(&out);
         }
     }
     Ok(())
@@ -390,7 +385,7 @@ fn print_rows(rows: &[Row]) {
     }
 }
 
-fn print_mapped(lens: &[probe::MappedLength]) {
+fn print_mapped(lens: &[malloc_probe::MappedLength]) {
     if lens.is_empty() {
         return;
     }
@@ -436,17 +431,18 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
         .map(|a| a.chunk_size_a)
         .max();
     if json_out {
-        return emit(&json!({
-            "allocator": allocator_json(p),
-            "attempts": attempts,
-            "findings": {
-                "prev_inuse_bit": bit,
-                "in_use_value": bit.map(|_| 1),
-                "free_value": bit.map(|_| 0),
-                "largest_chunk_freed_without_change": largest_silent,
-                "first_request_that_changed_the_bit": first.map(|i| attempts[i].request_a),
-            },
-        }));
+        let findings = FreeBitFindings {
+            prev_inuse_bit: bit,
+            in_use_value: bit.map(|_| 1),
+            free_value: bit.map(|_| 0),
+            largest_chunk_freed_without_change: largest_silent,
+            first_request_that_changed_the_bit: first.map(|i| attempts[i].request_a),
+        };
+        return emit(&FreeBitReport {
+            allocator: allocator(p),
+            attempts,
+            findings,
+        });
     }
     print_header(p);
     say!(
@@ -492,7 +488,7 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
         }
     );
     // The second word of a freed chunk: a tcache entry's `key`, or a bin's `bk` pointer.
-    let silent: Vec<&probe::FreeAttempt> = attempts
+    let silent: Vec<&malloc_probe::FreeAttempt> = attempts
         .iter()
         .take(first.unwrap_or(attempts.len()))
         .collect();
@@ -563,7 +559,7 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_threshold(t: &threshold::Threshold) {
+fn print_threshold(t: &malloc_probe::Threshold) {
     let drain = t.drained_probes.first().and_then(|c| c.drain.as_ref());
     say!("1. Top chunk drained in each fresh process, then one malloc(x):");
     if let Some(d) = drain {

@@ -2,11 +2,11 @@
 //! own allocations do not disturb the heap being measured) and explains afterwards.
 
 use anyhow::{bail, Context as _};
-use serde::{Deserialize, Serialize};
+use malloc_probe::tag::{self, Tag, MALLOC_ALIGNMENT, MINSIZE, SIZE_SZ};
+use malloc_probe::{ChildOut, Drain, FreeAttempt, MappedLength, Row};
 
 use crate::maps::{Maps, Region};
 use crate::sys::{self, Block, Glibc};
-use crate::tag::{self, Tag, MALLOC_ALIGNMENT, MINSIZE, SIZE_SZ};
 
 /// The largest request accepted (malloc would fail long before).
 pub const MAX_REQUEST: usize = 1 << 40;
@@ -187,108 +187,48 @@ impl Prober {
     }
 }
 
-/// What draining the top chunk did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Drain {
-    pub top_before: u64,
-    pub filler_request: usize,
-    pub top_after: u64,
-}
-
-/// One allocation, interpreted: the `--json` row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Row {
-    pub request: usize,
-    pub address: String,
-    pub tag: String,
-    pub chunk_size: u64,
-    pub prev_inuse: bool,
-    pub is_mmapped: bool,
-    pub non_main_arena: bool,
-    /// The flags by name, as heap debuggers print them.
-    pub flags: String,
-    /// "heap" or "mmap", from /proc/self/maps.
-    pub region: String,
-    /// The top chunk's size right after this malloc, when located.
-    pub top_size: Option<u64>,
-    /// How far this malloc moved the program break.
-    pub brk_growth: usize,
-    /// For a chunk in an mmap region: the length of its mapping (chunk size plus offset).
-    pub mapped_length: Option<u64>,
-    /// For a chunk in an mmap region: whether the chunk starts on a page boundary.
-    pub page_aligned: Option<bool>,
-    /// Whether the chunk was carved from the top chunk.
-    pub from_top: bool,
-    /// What glibc's arithmetic predicts for this region: `request2size` for a heap chunk,
-    /// `align_up(request2size + 8, page)` for an mmapped one.
-    pub predicted_size: u64,
-    pub matches_glibc_arithmetic: bool,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub phase: Option<String>,
-}
-
-impl Row {
-    pub fn from_raw(raw: &Raw, maps: &Maps, page: usize) -> Row {
-        let region = maps.region(raw.addr);
-        let chunk = raw.addr - 2 * SIZE_SZ;
-        let (mapped_length, page_aligned, predicted) = if region == Region::Mmap {
-            let len = raw.tag.chunk_size() + raw.prev_size;
-            let start = chunk.wrapping_sub(raw.prev_size as usize);
-            (
-                Some(len),
-                Some(start % page == 0),
-                tag::mmap_len(raw.request, page) as u64,
-            )
-        } else {
-            (None, None, tag::request2size(raw.request) as u64)
-        };
-        let measured = mapped_length.unwrap_or(raw.tag.chunk_size());
-        // A chunk carved from the top, or mmapped, has exactly the predicted size; one taken from
-        // a free list may be up to MINSIZE - 16 larger (a smaller remainder is not split off).
-        let matches = if region == Region::Mmap || raw.from_top {
-            measured == predicted
-        } else {
-            measured >= predicted && measured < predicted + MINSIZE as u64
-        };
-        Row {
-            request: raw.request,
-            address: format!("{:#x}", raw.addr),
-            tag: format!("{:#x}", raw.tag.0),
-            chunk_size: raw.tag.chunk_size(),
-            prev_inuse: raw.tag.prev_inuse(),
-            is_mmapped: raw.tag.is_mmapped(),
-            non_main_arena: raw.tag.non_main_arena(),
-            flags: raw.tag.flag_names(),
-            region: region.name().to_string(),
-            top_size: raw.top.map(|t| t.size),
-            brk_growth: raw.brk_after.saturating_sub(raw.brk_before),
-            mapped_length,
-            page_aligned,
-            predicted_size: predicted,
-            from_top: raw.from_top,
-            matches_glibc_arithmetic: matches && page_aligned != Some(false),
-            phase: None,
-        }
+/// One measured malloc as a `--json` row, its region read from `maps`.
+pub fn row_from_raw(raw: &Raw, maps: &Maps, page: usize) -> Row {
+    let region = maps.region(raw.addr);
+    let chunk = raw.addr - 2 * SIZE_SZ;
+    let (mapped_length, page_aligned, predicted) = if region == Region::Mmap {
+        let len = raw.tag.chunk_size() + raw.prev_size;
+        let start = chunk.wrapping_sub(raw.prev_size as usize);
+        (
+            Some(len),
+            Some(start % page == 0),
+            tag::mmap_len(raw.request, page) as u64,
+        )
+    } else {
+        (None, None, tag::request2size(raw.request) as u64)
+    };
+    let measured = mapped_length.unwrap_or(raw.tag.chunk_size());
+    // A chunk carved from the top, or mmapped, has exactly the predicted size; one taken from
+    // a free list may be up to MINSIZE - 16 larger (a smaller remainder is not split off).
+    let matches = if region == Region::Mmap || raw.from_top {
+        measured == predicted
+    } else {
+        measured >= predicted && measured < predicted + MINSIZE as u64
+    };
+    Row {
+        request: raw.request,
+        address: format!("{:#x}", raw.addr),
+        tag: format!("{:#x}", raw.tag.0),
+        chunk_size: raw.tag.chunk_size(),
+        prev_inuse: raw.tag.prev_inuse(),
+        is_mmapped: raw.tag.is_mmapped(),
+        non_main_arena: raw.tag.non_main_arena(),
+        flags: raw.tag.flag_names(),
+        region: region.name().to_string(),
+        top_size: raw.top.map(|t| t.size),
+        brk_growth: raw.brk_after.saturating_sub(raw.brk_before),
+        mapped_length,
+        page_aligned,
+        predicted_size: predicted,
+        from_top: raw.from_top,
+        matches_glibc_arithmetic: matches && page_aligned != Some(false),
+        phase: None,
     }
-
-    pub fn tag_value(&self) -> Tag {
-        Tag(u64::from_str_radix(self.tag.trim_start_matches("0x"), 16).unwrap_or(0))
-    }
-}
-
-/// For each mmapped row: the mapped length and how it follows from the request.
-#[derive(Debug, Clone, Serialize)]
-pub struct MappedLength {
-    pub request: usize,
-    pub address: String,
-    pub mapped_length: u64,
-    /// mapped_length - request.
-    pub overhead: u64,
-    /// The pointer's offset from the start of the mapping (the chunk header).
-    pub header: u64,
-    /// align_up(align_up(request + 8, 16) + 8, page).
-    pub predicted: u64,
-    pub matches: bool,
 }
 
 pub fn mapped_lengths(rows: &[Row], page: usize) -> Vec<MappedLength> {
@@ -323,7 +263,7 @@ pub fn alloc(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<Row>> {
     keep.into_iter().for_each(Block::leak);
     Ok(raws
         .iter()
-        .map(|r| Row::from_raw(r, &maps, p.page))
+        .map(|r| row_from_raw(r, &maps, p.page))
         .collect())
 }
 
@@ -396,7 +336,7 @@ pub fn sweep(p: &mut Prober, max: usize) -> anyhow::Result<Vec<Row>> {
     Ok(raws
         .iter()
         .map(|(r, fine)| {
-            let mut row = Row::from_raw(r, &maps, p.page);
+            let mut row = row_from_raw(r, &maps, p.page);
             row.phase = Some(if *fine { "fine" } else { "coarse" }.to_string());
             row
         })
@@ -419,32 +359,6 @@ pub fn mmapped_bit(rows: &[Row]) -> (Option<u32>, Vec<u32>) {
         .collect();
     let bit = (candidates.len() == 1).then(|| candidates[0]);
     (bit, candidates)
-}
-
-/// One attempt of the free-bit experiment: allocate A, B and a guard, free A, reread.
-#[derive(Debug, Clone, Serialize)]
-pub struct FreeAttempt {
-    pub request_a: usize,
-    pub chunk_size_a: u64,
-    pub address_a: String,
-    /// Whether the neighbour B is the block malloc(24) returned right after A (else it is
-    /// another allocated chunk that already followed A).
-    pub b_is_fresh_block: bool,
-    pub tag_a_before: String,
-    pub tag_a_after: String,
-    pub tag_b_before: String,
-    pub tag_b_after: String,
-    /// Bits of B's tag that changed when A was freed.
-    pub b_changed_bits: Vec<u32>,
-    /// Bits of A's own tag that changed.
-    pub a_changed_bits: Vec<u32>,
-    /// B's prev_size word after the free (glibc writes A's size there once A is truly free).
-    pub b_prev_size_after: String,
-    /// A's first two user words before/after the free (free-list links once freed).
-    pub a_words_before: [String; 2],
-    pub a_words_after: [String; 2],
-    /// Where A's second word points after the free (`[heap]`: the tcache; libc: main_arena).
-    pub a_word1_points_into: String,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -551,18 +465,6 @@ pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttem
 /// How many blocks `free-bit` may take from free lists (and keep) before one comes from the top.
 const TRIES: usize = 100_000;
 
-/// What one child process (`probe-one`) measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChildOut {
-    /// The mmapped block allocated and freed first (`--free-first`), before freeing.
-    pub freed_first: Option<Row>,
-    pub drain: Option<Drain>,
-    /// The block allocated to grow the heap first (`--grow-first`).
-    pub grow: Option<Row>,
-    /// The request under test.
-    pub row: Row,
-}
-
 /// Options of one child run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildOpts {
@@ -577,7 +479,7 @@ pub fn probe_one(p: &mut Prober, request: usize, o: ChildOpts) -> anyhow::Result
         Some(f) => {
             let (b, raw) = p.measure(f)?;
             let maps = Maps::read_self()?;
-            let row = Row::from_raw(&raw, &maps, p.page);
+            let row = row_from_raw(&raw, &maps, p.page);
             p.marker(b"free ", f);
             p.glibc.free(b);
             Some(row)
@@ -597,8 +499,8 @@ pub fn probe_one(p: &mut Prober, request: usize, o: ChildOpts) -> anyhow::Result
     Ok(ChildOut {
         freed_first,
         drain,
-        grow: grow.map(|r| Row::from_raw(&r, &maps, p.page)),
-        row: Row::from_raw(&raw, &maps, p.page),
+        grow: grow.map(|r| row_from_raw(&r, &maps, p.page)),
+        row: row_from_raw(&raw, &maps, p.page),
     })
 }
 

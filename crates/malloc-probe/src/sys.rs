@@ -8,7 +8,7 @@
 use std::ffi::{c_void, CStr};
 use std::ptr::NonNull;
 
-use crate::tag::{Tag, SIZE_SZ};
+use malloc_probe::tag::{Tag, SIZE_SZ};
 
 /// Proof that `malloc` in this process is glibc's (see [`Glibc::detect`]).
 #[derive(Debug)]

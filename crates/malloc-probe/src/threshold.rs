@@ -1,42 +1,12 @@
 //! `threshold`: the exact heap→mmap switch, with the three effects that blur it separated, each
 //! measured in fresh child processes whose top chunk is under control.
 
-use serde::Serialize;
+use malloc_probe::{ChildOut, Dynamic, Threshold};
 
-use crate::probe::{self, ChildOpts, ChildOut, CHUNK_STEP};
+use crate::probe::{self, ChildOpts, CHUNK_STEP};
 
 /// The highest request the bisection tries (glibc caps the dynamic threshold at 32 MiB).
 pub const HIGH: usize = 64 << 20;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Threshold {
-    /// Effect 1 removed: every probe ran with the top chunk drained to MINSIZE.
-    pub drained_probes: Vec<ChildOut>,
-    pub threshold_request: usize,
-    pub largest_heap_request: usize,
-    pub largest_heap_chunk_size: u64,
-    /// The smallest chunk size that is mmapped: the next chunk size above the largest heap
-    /// chunk (chunk sizes step by 16).
-    pub threshold_chunk_size: u64,
-    /// Effect 2: the same request right after a heap growth, when the top has room.
-    pub with_room: ChildOut,
-    /// Effect 3: after freeing an mmapped block.
-    pub dynamic: Dynamic,
-    /// GLIBC_TUNABLES / MALLOC_MMAP_THRESHOLD_ as set in the environment.
-    pub explicit_setting: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Dynamic {
-    pub freed_request: usize,
-    pub freed_mapped_length: Option<u64>,
-    /// The threshold request, asked again after the free (drained top).
-    pub same_request_after_free: ChildOut,
-    pub new_threshold_request: usize,
-    pub new_threshold_chunk_size: u64,
-    pub moved: bool,
-    pub probes: usize,
-}
 
 /// The environment settings that fix the threshold (and switch the dynamic one off).
 pub fn explicit_setting() -> Option<String> {

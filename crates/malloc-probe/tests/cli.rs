@@ -402,3 +402,35 @@ fn a_full_stderr_is_no_panic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The document of `args`, read as the typed report xtask reads (a missing field fails).
+fn typed<T: serde::de::DeserializeOwned>(dir: &TempDir, args: &[&str]) -> T {
+    let out = probe(dir, args, &[]);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} does not match its type: {e}"))
+}
+
+#[test]
+fn every_subcommand_prints_its_typed_report_with_findings() {
+    use malloc_probe::{AllocReport, FreeBitReport, SweepReport, ThresholdReport};
+    let dir = tempdir("typed");
+    let alloc: AllocReport = typed(&dir, &["--json", "alloc", "24", "200000"]);
+    assert_eq!(alloc.allocations.len(), 2);
+    assert_eq!(alloc.findings.mapped_lengths.len(), 1, "200000 is mmapped");
+    assert_eq!(alloc.findings.mapped_lengths[0].request, 200_000);
+    let sweep: SweepReport = typed(&dir, &["--json", "sweep"]);
+    assert_eq!(sweep.findings.is_mmapped_bit, Some(1));
+    let free: FreeBitReport = typed(&dir, &["--json", "free-bit"]);
+    assert_eq!(free.findings.prev_inuse_bit, Some(0));
+    let t: ThresholdReport = typed(&dir, &["--json", "threshold"]);
+    assert_eq!(t.findings.threshold_request, t.threshold.threshold_request);
+    assert_eq!(
+        t.findings.threshold_chunk_size,
+        t.threshold.threshold_chunk_size
+    );
+}

@@ -1,0 +1,391 @@
+//! The `--json` documents of `malloc-probe`, one type per subcommand, each with its
+//! `findings`: what the run established (DESIGN.md, "Step 1"). Bits are numbered from 0.
+//!
+//! Every field is required when deserialising. `Option` fields that have no value in a run
+//! (`top_size` when the top chunk could not be located, `is_mmapped_bit` when no bit follows the
+//! region, ...) are written as `null` and must be present: serde would otherwise read a missing
+//! `Option` as `None` silently, so they carry `deserialize_with = "nullable"`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::tag::Tag;
+
+/// Deserialises an `Option` that must be present (possibly `null`): a field with its own
+/// `deserialize_with` is required by serde, unlike a plain `Option`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
+/// Which malloc this process uses, and the settings that move the threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocator {
+    /// The object `malloc` comes from (`dladdr(3)`), e.g. `/lib/x86_64-linux-gnu/libc.so.6`.
+    pub malloc_object: String,
+    /// `gnu_get_libc_version(3)`.
+    pub glibc_version: String,
+    pub page_size: usize,
+    /// `GLIBC_TUNABLES=…mmap_threshold…` or `MALLOC_MMAP_THRESHOLD_=…` as set, else `null`.
+    #[serde(deserialize_with = "nullable")]
+    pub explicit_threshold: Option<String>,
+}
+
+/// One allocation, interpreted: a row of `alloc` and `sweep`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub request: usize,
+    pub address: String,
+    /// The raw size field, `0x…`.
+    pub tag: String,
+    /// The tag with the three flag bits cleared.
+    pub chunk_size: u64,
+    pub prev_inuse: bool,
+    pub is_mmapped: bool,
+    pub non_main_arena: bool,
+    /// The flags by name, as heap debuggers print them.
+    pub flags: String,
+    /// "heap" or "mmap", from /proc/self/maps (never inferred from the bit); "other" else.
+    pub region: String,
+    /// The top chunk's size right after this malloc, when located.
+    #[serde(deserialize_with = "nullable")]
+    pub top_size: Option<u64>,
+    /// How far this malloc moved the program break.
+    pub brk_growth: usize,
+    /// For a chunk in an mmap region: the length of its mapping (chunk size plus offset).
+    #[serde(deserialize_with = "nullable")]
+    pub mapped_length: Option<u64>,
+    /// For a chunk in an mmap region: whether the chunk starts on a page boundary.
+    #[serde(deserialize_with = "nullable")]
+    pub page_aligned: Option<bool>,
+    /// Whether the chunk was carved from the top chunk.
+    pub from_top: bool,
+    /// What glibc's arithmetic predicts for this region: `request2size` for a heap chunk,
+    /// `align_up(request2size + 8, page)` for an mmapped one.
+    pub predicted_size: u64,
+    pub matches_glibc_arithmetic: bool,
+    /// `sweep` only: "coarse" or "fine" (absent in `alloc`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<String>,
+}
+
+impl Row {
+    /// The raw tag as a number (0 if the string is not hex, which the probe never writes).
+    pub fn tag_value(&self) -> Tag {
+        Tag(u64::from_str_radix(self.tag.trim_start_matches("0x"), 16).unwrap_or(0))
+    }
+}
+
+/// For each mmapped row: the mapped length and how it follows from the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappedLength {
+    pub request: usize,
+    pub address: String,
+    pub mapped_length: u64,
+    /// mapped_length - request.
+    pub overhead: u64,
+    /// The pointer's offset from the start of the mapping (the chunk header).
+    pub header: u64,
+    /// align_up(align_up(request + 8, 16) + 8, page).
+    pub predicted: u64,
+    pub matches: bool,
+}
+
+/// `malloc-probe --json alloc SIZE...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocReport {
+    pub allocator: Allocator,
+    pub allocations: Vec<Row>,
+    pub findings: AllocFindings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocFindings {
+    /// For each mmapped allocation, the length that was mapped.
+    pub mapped_lengths: Vec<MappedLength>,
+}
+
+/// `malloc-probe --json sweep`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepReport {
+    pub allocator: Allocator,
+    pub allocations: Vec<Row>,
+    pub findings: SweepFindings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFindings {
+    /// The one tag bit set in every mmap row and clear in every heap row (`null` if not one).
+    #[serde(deserialize_with = "nullable")]
+    pub is_mmapped_bit: Option<u32>,
+    /// Every low bit that follows the region.
+    pub bits_following_region: Vec<u32>,
+    #[serde(deserialize_with = "nullable")]
+    pub largest_heap_request: Option<usize>,
+    #[serde(deserialize_with = "nullable")]
+    pub smallest_mmap_request: Option<usize>,
+    pub mapped_lengths: Vec<MappedLength>,
+}
+
+/// One attempt of the free-bit experiment: allocate A, B and a guard, free A, reread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeAttempt {
+    pub request_a: usize,
+    pub chunk_size_a: u64,
+    pub address_a: String,
+    /// Whether the neighbour B is the block malloc(24) returned right after A (else it is
+    /// another allocated chunk that already followed A).
+    pub b_is_fresh_block: bool,
+    pub tag_a_before: String,
+    pub tag_a_after: String,
+    pub tag_b_before: String,
+    pub tag_b_after: String,
+    /// Bits of B's tag that changed when A was freed.
+    pub b_changed_bits: Vec<u32>,
+    /// Bits of A's own tag that changed.
+    pub a_changed_bits: Vec<u32>,
+    /// B's prev_size word after the free (glibc writes A's size there once A is truly free).
+    pub b_prev_size_after: String,
+    /// A's first two user words before/after the free (free-list links once freed).
+    pub a_words_before: [String; 2],
+    pub a_words_after: [String; 2],
+    /// Where A's second word points after the free (`[heap]`: the tcache; libc: main_arena).
+    pub a_word1_points_into: String,
+}
+
+/// `malloc-probe --json free-bit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeBitReport {
+    pub allocator: Allocator,
+    pub attempts: Vec<FreeAttempt>,
+    pub findings: FreeBitFindings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeBitFindings {
+    /// The bit of the NEXT chunk's tag that freeing A cleared (`null`: no attempt changed
+    /// exactly one bit).
+    #[serde(deserialize_with = "nullable")]
+    pub prev_inuse_bit: Option<u32>,
+    /// The bit's value while A is in use (1) and once it is free (0), when the bit was found.
+    #[serde(deserialize_with = "nullable")]
+    pub in_use_value: Option<u8>,
+    #[serde(deserialize_with = "nullable")]
+    pub free_value: Option<u8>,
+    /// The largest chunk whose free changed no bit (tcache and fastbins keep it "in use").
+    #[serde(deserialize_with = "nullable")]
+    pub largest_chunk_freed_without_change: Option<u64>,
+    #[serde(deserialize_with = "nullable")]
+    pub first_request_that_changed_the_bit: Option<usize>,
+}
+
+/// What draining the top chunk did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drain {
+    pub top_before: u64,
+    pub filler_request: usize,
+    pub top_after: u64,
+}
+
+/// What one child process (`probe-one`, internal to `threshold`) measured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildOut {
+    /// The mmapped block allocated and freed first (`--free-first`), before freeing.
+    #[serde(deserialize_with = "nullable")]
+    pub freed_first: Option<Row>,
+    #[serde(deserialize_with = "nullable")]
+    pub drain: Option<Drain>,
+    /// The block allocated to grow the heap first (`--grow-first`).
+    #[serde(deserialize_with = "nullable")]
+    pub grow: Option<Row>,
+    /// The request under test.
+    pub row: Row,
+}
+
+/// The threshold measurement, with the three effects that blur the switch separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// Effect 1 removed: every probe ran with the top chunk drained to MINSIZE.
+    pub drained_probes: Vec<ChildOut>,
+    pub threshold_request: usize,
+    pub largest_heap_request: usize,
+    pub largest_heap_chunk_size: u64,
+    /// The smallest chunk size that is mmapped: the next chunk size above the largest heap
+    /// chunk (chunk sizes step by 16).
+    pub threshold_chunk_size: u64,
+    /// Effect 2: the same request right after a heap growth, when the top has room.
+    pub with_room: ChildOut,
+    /// Effect 3: after freeing an mmapped block.
+    pub dynamic: Dynamic,
+    /// GLIBC_TUNABLES / MALLOC_MMAP_THRESHOLD_ as set in the environment.
+    #[serde(deserialize_with = "nullable")]
+    pub explicit_setting: Option<String>,
+}
+
+/// Effect 3: freeing an mmapped chunk raises the threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dynamic {
+    pub freed_request: usize,
+    #[serde(deserialize_with = "nullable")]
+    pub freed_mapped_length: Option<u64>,
+    /// The threshold request, asked again after the free (drained top).
+    pub same_request_after_free: ChildOut,
+    pub new_threshold_request: usize,
+    pub new_threshold_chunk_size: u64,
+    pub moved: bool,
+    pub probes: usize,
+}
+
+/// `malloc-probe --json threshold`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdReport {
+    pub allocator: Allocator,
+    pub threshold: Threshold,
+    pub findings: ThresholdFindings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdFindings {
+    /// The smallest request malloc serves with mmap whenever the heap has no room for it.
+    pub threshold_request: usize,
+    /// The same switch as a chunk size (glibc compares chunk sizes).
+    pub threshold_chunk_size: u64,
+    pub largest_heap_request: usize,
+    /// The top chunk left after draining it, in the first drained probe.
+    #[serde(deserialize_with = "nullable")]
+    pub top_after_drain: Option<u64>,
+    /// The top chunk right after a heap growth (effect 2).
+    #[serde(deserialize_with = "nullable")]
+    pub top_after_growth: Option<u64>,
+    /// Where `threshold_request` landed right after that growth: "heap" or "mmap".
+    pub with_room_region: String,
+    pub dynamic_threshold_request: usize,
+    pub dynamic_threshold_chunk_size: u64,
+    pub dynamic_threshold_moved: bool,
+}
+
+impl ThresholdFindings {
+    /// The findings `threshold` establishes, read from its measurement.
+    pub fn of(t: &Threshold) -> ThresholdFindings {
+        ThresholdFindings {
+            threshold_request: t.threshold_request,
+            threshold_chunk_size: t.threshold_chunk_size,
+            largest_heap_request: t.largest_heap_request,
+            top_after_drain: t
+                .drained_probes
+                .first()
+                .and_then(|c| c.drain.as_ref())
+                .map(|d| d.top_after),
+            top_after_growth: t.with_room.grow.as_ref().and_then(|g| g.top_size),
+            with_room_region: t.with_room.row.region.clone(),
+            dynamic_threshold_request: t.dynamic.new_threshold_request,
+            dynamic_threshold_chunk_size: t.dynamic.new_threshold_chunk_size,
+            dynamic_threshold_moved: t.dynamic.moved,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> Row {
+        Row {
+            request: 200_000,
+            address: "0x7f0000000010".into(),
+            tag: "0x31002".into(),
+            chunk_size: 0x31000,
+            prev_inuse: false,
+            is_mmapped: true,
+            non_main_arena: false,
+            flags: "IS_MMAPPED".into(),
+            region: "mmap".into(),
+            top_size: None,
+            brk_growth: 0,
+            mapped_length: Some(0x31000),
+            page_aligned: Some(true),
+            from_top: false,
+            predicted_size: 0x31000,
+            matches_glibc_arithmetic: true,
+            phase: None,
+        }
+    }
+
+    fn alloc_report() -> AllocReport {
+        AllocReport {
+            allocator: Allocator {
+                malloc_object: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+                glibc_version: "2.36".into(),
+                page_size: 4096,
+                explicit_threshold: None,
+            },
+            allocations: vec![row()],
+            findings: AllocFindings {
+                mapped_lengths: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_with_nulls_written_out() {
+        let r = alloc_report();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""top_size":null"#), "{text}");
+        assert!(text.contains(r#""explicit_threshold":null"#), "{text}");
+        assert!(!text.contains("phase"), "alloc rows have no phase: {text}");
+        assert_eq!(serde_json::from_str::<AllocReport>(&text).unwrap(), r);
+        assert_eq!(r.allocations[0].tag_value().chunk_size(), 0x31000);
+    }
+
+    #[test]
+    fn a_missing_field_is_an_error_naming_it_even_a_nullable_one() {
+        for (path, field) in [
+            (&["allocations", "0"][..], "top_size"),
+            (&["allocations", "0"], "chunk_size"),
+            (&["allocator"], "explicit_threshold"),
+            (&["findings"], "mapped_lengths"),
+        ] {
+            let mut v = serde_json::to_value(alloc_report()).unwrap();
+            let mut obj = &mut v;
+            for p in path {
+                obj = match p.parse::<usize>() {
+                    Ok(i) => &mut obj[i],
+                    Err(_) => &mut obj[*p],
+                };
+            }
+            obj.as_object_mut().unwrap().remove(field);
+            let e = serde_json::from_value::<AllocReport>(v)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_odd_field_is_an_error_too() {
+        let mut v = serde_json::to_value(alloc_report()).unwrap();
+        v["findings"]["mapped_length"] = serde_json::json!([]);
+        let e = serde_json::from_value::<AllocReport>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `mapped_length`"), "{e}");
+    }
+}
