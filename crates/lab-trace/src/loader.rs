@@ -54,6 +54,93 @@ impl LibLoad {
             .iter()
             .rposition(|m| range(m, page).is_some_and(|(s, e)| s <= addr && addr < e))
     }
+
+    /// The protection of the page holding `addr` once loading was done: the `PROT_…` argument of
+    /// the mmap that holds it ([`LibLoad::holder_of`]), replaced by the last `mprotect` that
+    /// covers it (RELRO).
+    pub fn prot_at(&self, addr: u64, page: u64) -> Option<String> {
+        let maps = self.all_maps();
+        let mut prot = maps.get(self.holder_of(addr, page)?)?.args.get(2)?.trim();
+        for m in &self.mprotects {
+            let covers = m.arg_u64(0).zip(m.arg_u64(1)).is_some_and(|(a, l)| {
+                let end = a + l.div_ceil(page) * page;
+                a <= addr && addr < end
+            });
+            if covers && m.ok() {
+                prot = m.args.get(2).map_or(prot, |p| p.trim());
+            }
+        }
+        Some(prot.to_string())
+    }
+
+    /// The load bias (`l_addr` of `dlinfo(3)`): the address the object's virtual address 0 was
+    /// mapped at. The reservation maps the first `PT_LOAD` segment, whose virtual address
+    /// (`first_load_vaddr`, rounded down to a page) is 0 for the shared objects linkers make.
+    pub fn base(&self, first_load_vaddr: u64, page: u64) -> Option<u64> {
+        let (start, _) = self.reservation(page)?;
+        start.checked_sub(first_load_vaddr / page * page)
+    }
+}
+
+/// The virtual address of the first `PT_LOAD` program header of an ELF file (`elf(5)`), which
+/// the loader's reservation maps; `None` if `data` is not a 64-bit ELF file or has no PT_LOAD.
+pub fn first_load_vaddr(data: &[u8]) -> Option<u64> {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    header
+        .program_headers(endian, data)
+        .ok()?
+        .iter()
+        .find(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+        .map(|ph| ph.p_vaddr(endian))
+}
+
+/// Where `ld.so(8)` looks for a `DT_NEEDED` entry, in its order: a name with a slash is used as
+/// it is; otherwise each directory of `DT_RPATH` (only when there is no `DT_RUNPATH`), of
+/// `LD_LIBRARY_PATH` (an empty entry is the current directory), of `DT_RUNPATH`, then the
+/// default directories (`/etc/ld.so.cache` aside, which this does not read). `$ORIGIN` and
+/// `${ORIGIN}` stand for `origin`, the directory of the object that needs the library. The
+/// `glibc-hwcaps` subdirectories the loader tries first are left out.
+pub fn search_path(
+    needed: &str,
+    runpath: Option<&str>,
+    rpath: Option<&str>,
+    ld_library_path: Option<&str>,
+    origin: &str,
+) -> Vec<String> {
+    if needed.contains('/') {
+        return vec![needed.to_string()];
+    }
+    let expand = |dir: &str| dir.replace("${ORIGIN}", origin).replace("$ORIGIN", origin);
+    let mut dirs: Vec<String> = Vec::new();
+    if runpath.is_none() {
+        dirs.extend(rpath.into_iter().flat_map(|r| r.split(':')).map(expand));
+    }
+    if let Some(lp) = ld_library_path {
+        dirs.extend(lp.split([':', ';']).map(|d| {
+            if d.is_empty() {
+                ".".to_string()
+            } else {
+                expand(d)
+            }
+        }));
+    }
+    dirs.extend(runpath.into_iter().flat_map(|r| r.split(':')).map(expand));
+    dirs.extend(
+        ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
+            .iter()
+            .map(|d| d.to_string()),
+    );
+    dirs.retain(|d| !d.is_empty());
+    let mut out: Vec<String> = Vec::new();
+    for d in dirs {
+        let candidate = format!("{}/{needed}", d.trim_end_matches('/'));
+        if !out.contains(&candidate) {
+            out.push(candidate);
+        }
+    }
+    out
 }
 
 /// `[result, result + len rounded up to pages)` of a successful mmap.
@@ -146,4 +233,113 @@ pub fn lib_loads(calls: &[Syscall], page: u64) -> Vec<LibLoad> {
         loads.push(load);
     }
     loads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strace;
+
+    /// `strace -f -e trace=openat,mmap,mprotect,munmap,close` of our foo, recorded.
+    const FIXTURE: &str = include_str!("../tests/fixtures/strace-foo.txt");
+
+    #[test]
+    fn finds_the_load_of_libfoobar_in_a_real_trace_of_foo() {
+        let calls = strace::parse(FIXTURE);
+        let loads = lib_loads(&calls, 4096);
+        let names: Vec<&str> = loads.iter().map(|l| file_name(&l.path)).collect();
+        assert_eq!(names, ["libfoobar.so", "libgcc_s.so.1", "libc.so.6"]);
+        let l = &loads[0];
+        assert_eq!(l.fd, 3);
+        assert_eq!(l.failed_opens.len(), 9, "the RUNPATH search before deps/");
+        assert_eq!(l.mmaps.len(), 4);
+        assert!(l.anon.is_empty());
+        assert!(l.close.is_some());
+        assert_eq!(
+            l.reservation(4096),
+            Some((0x7fc211eb0000, 0x7fc211eb0000 + 0x4f000))
+        );
+        assert!(!l.mmaps[0].arg_flags(3).contains(&"MAP_FIXED"));
+        assert!(l.mmaps[1..]
+            .iter()
+            .all(|m| m.arg_flags(3).contains(&"MAP_FIXED")));
+        assert_eq!(l.mmaps[1].arg_flags(2), ["PROT_READ", "PROT_EXEC"]);
+        // RELRO: one mprotect inside libfoobar.so (the others belong to libc, libgcc_s, foo).
+        assert_eq!(l.mprotects.len(), 1);
+        assert_eq!(l.mprotects[0].arg_u64(0), Some(0x7fc211efa000));
+        // libc needed an anonymous map for its .bss; the ld.so.cache mapping is no library.
+        assert_eq!(loads[2].anon.len(), 1);
+        assert_eq!(loads[2].anon[0].ret_u64(), Some(0x7fc211e79000));
+    }
+
+    #[test]
+    fn holder_protection_and_base() {
+        let calls = strace::parse(FIXTURE);
+        let l = &lib_loads(&calls, 4096)[0];
+        // In the reservation's first page: still the reservation.
+        assert_eq!(l.holder_of(0x7fc211eb0100, 4096), Some(0));
+        assert_eq!(l.prot_at(0x7fc211eb0100, 4096).unwrap(), "PROT_READ");
+        // Code: the PROT_EXEC map replaced that part of the reservation.
+        assert_eq!(l.holder_of(0x7fc211ec1d00, 4096), Some(1));
+        assert_eq!(
+            l.prot_at(0x7fc211ec1d00, 4096).unwrap(),
+            "PROT_READ|PROT_EXEC"
+        );
+        // .data/.bss: the last read+write map.
+        assert_eq!(l.holder_of(0x7fc211efd944, 4096), Some(3));
+        assert_eq!(
+            l.prot_at(0x7fc211efd944, 4096).unwrap(),
+            "PROT_READ|PROT_WRITE"
+        );
+        // RELRO: mapped read+write, then mprotected read-only.
+        assert_eq!(l.holder_of(0x7fc211efa010, 4096), Some(2));
+        assert_eq!(l.prot_at(0x7fc211efa010, 4096).unwrap(), "PROT_READ");
+        assert_eq!(l.holder_of(0x7fc211f00000, 4096), None);
+        assert_eq!(l.prot_at(0x7fc211f00000, 4096), None);
+        assert_eq!(l.base(0, 4096), Some(0x7fc211eb0000));
+        assert_eq!(l.base(0x1234, 4096), Some(0x7fc211eaf000));
+    }
+
+    #[test]
+    fn search_path_follows_ld_so_order() {
+        // RUNPATH: LD_LIBRARY_PATH comes first, $ORIGIN is expanded, DT_RPATH is ignored.
+        let dirs = search_path(
+            "libfoobar.so",
+            Some("$ORIGIN/deps:${ORIGIN}"),
+            Some("/ignored"),
+            Some("/l1::/l2/"),
+            "/t/release",
+        );
+        assert_eq!(
+            &dirs[..5],
+            [
+                "/l1/libfoobar.so",
+                "./libfoobar.so",
+                "/l2/libfoobar.so",
+                "/t/release/deps/libfoobar.so",
+                "/t/release/libfoobar.so",
+            ]
+        );
+        assert!(dirs.contains(&"/usr/lib/libfoobar.so".to_string()));
+        assert!(!dirs.iter().any(|d| d.starts_with("/ignored")));
+        // The course's programs: no RUNPATH, no RPATH, LD_LIBRARY_PATH=. only.
+        let dirs = search_path("foobar.so", None, None, Some("."), "/c");
+        assert_eq!(dirs[0], "./foobar.so");
+        // DT_RPATH counts when there is no RUNPATH, before LD_LIBRARY_PATH.
+        let dirs = search_path("x.so", None, Some("$ORIGIN/lib"), Some("/l"), "/o");
+        assert_eq!(&dirs[..2], ["/o/lib/x.so", "/l/x.so"]);
+        // A name with a slash is a path.
+        assert_eq!(
+            search_path("./foobar.so", None, None, None, "/o"),
+            ["./foobar.so"]
+        );
+    }
+
+    #[test]
+    fn first_load_of_our_own_binary() {
+        let data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        // A PIE's first PT_LOAD starts at virtual address 0.
+        assert_eq!(first_load_vaddr(&data), Some(0));
+        assert_eq!(first_load_vaddr(b"not an ELF file"), None);
+    }
 }
