@@ -68,10 +68,15 @@ impl Running {
         }
     }
 
-    /// The next stdout line parsed as JSON (the program runs with `--json`).
+    /// The next stdout line parsed as JSON (the program runs with `--json`). Every line must
+    /// also read as the typed event xtask reads (`foobar_events::Event`).
     pub fn next_json(&self) -> Option<Value> {
-        self.next_line()
-            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        self.next_line().map(|l| {
+            if let Err(e) = serde_json::from_str::<foobar_events::Event>(&l) {
+                panic!("not a foobar_events::Event: {e}: {l}");
+            }
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}"))
+        })
     }
 
     pub fn pid(&self) -> i32 {

@@ -40,7 +40,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser};
-use serde::Serialize;
+use foobar_events::{Event, StopReason, Symbol};
 
 /// Which program is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,38 +116,6 @@ struct Cli {
     opts: Opts,
 }
 
-/// One symbol of libfoobar.so as this process sees it.
-#[derive(Debug, Serialize)]
-struct Symbol {
-    name: &'static str,
-    address: String,
-    /// The `/proc/self/maps` line holding the address (`null` if none does).
-    map: Option<maps::MapLine>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Event<'a> {
-    Start {
-        program: &'a str,
-        pid: u32,
-        symbols: &'a [Symbol],
-    },
-    Observation {
-        program: &'a str,
-        pid: u32,
-        n: u64,
-        baz: i32,
-    },
-    Stop {
-        program: &'a str,
-        pid: u32,
-        observations: u64,
-        /// `count` or the signal's name.
-        reason: &'a str,
-    },
-}
-
 /// What ended a write to stdout.
 enum Out {
     /// The reader went away (`foo | head -3`): stop quietly, status 0.
@@ -196,7 +164,7 @@ pub fn main(role: Role) -> ExitCode {
     }
 }
 
-fn emit(json: bool, event: &Event<'_>, text: impl FnOnce() -> String) -> Result<(), Out> {
+fn emit(json: bool, event: &Event, text: impl FnOnce() -> String) -> Result<(), Out> {
     let mut stdout = std::io::stdout().lock();
     if json {
         let line = serde_json::to_string(event).context("cannot encode JSON")?;
@@ -211,37 +179,37 @@ fn emit(json: bool, event: &Event<'_>, text: impl FnOnce() -> String) -> Result<
 
 fn run(role: Role, opts: &Opts) -> Result<(), Out> {
     sys::block_stop_signals().context("cannot block SIGINT/SIGTERM/SIGHUP (sigprocmask)")?;
-    let program = role.name();
+    let program = role.name().to_string();
     let pid = std::process::id();
     let maps_text = std::fs::read_to_string("/proc/self/maps")
         .context("cannot read /proc/self/maps (is /proc mounted?)")?;
     let symbols: Vec<Symbol> = sys::addresses()
         .into_iter()
         .map(|(name, addr)| Symbol {
-            name,
+            name: name.to_string(),
             address: format!("{addr:#x}"),
-            map: maps::find(&maps_text, addr),
+            map: maps::find(&maps_text, addr).map(|m| m.to_event()),
         })
         .collect();
-    emit(
-        opts.json,
-        &Event::Start {
-            program,
-            pid,
-            symbols: &symbols,
-        },
-        || {
-            let mut s = format!("pid: {pid}");
-            for sym in &symbols {
-                let line = sym
-                    .map
-                    .as_ref()
-                    .map_or("(in no mapping of /proc/self/maps)", |m| m.line.as_str());
-                s.push_str(&format!("\n{}: {}  {line}", sym.name, sym.address));
-            }
-            s
-        },
-    )?;
+    let start = Event::Start {
+        program: program.clone(),
+        pid,
+        symbols,
+    };
+    let Event::Start { symbols, .. } = &start else {
+        unreachable!("just built")
+    };
+    emit(opts.json, &start, || {
+        let mut s = format!("pid: {pid}");
+        for sym in symbols {
+            let line = sym
+                .map
+                .as_ref()
+                .map_or("(in no mapping of /proc/self/maps)", |m| m.line.as_str());
+            s.push_str(&format!("\n{}: {}  {line}", sym.name, sym.address));
+        }
+        s
+    })?;
 
     let first = match role {
         Role::Foo => 17,
@@ -262,13 +230,13 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
     let mut n = 0u64;
     let reason = loop {
         if opts.count.is_some_and(|c| n >= c) {
-            break "count";
+            break StopReason::Count;
         }
         if n > 0 {
             if let Some(stop) = sys::wait_for_stop(opts.interval_ms)
                 .context("cannot wait for the next observation (sigtimedwait)")?
             {
-                break stop.name();
+                break stop;
             }
             if role == Role::Bar {
                 sys::set_baz(sys::get_baz().wrapping_add(1));
@@ -279,7 +247,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
         emit(
             opts.json,
             &Event::Observation {
-                program,
+                program: program.clone(),
                 pid,
                 n,
                 baz,
@@ -291,7 +259,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
         emit(
             true,
             &Event::Stop {
-                program,
+                program: program.clone(),
                 pid,
                 observations: n,
                 reason,
@@ -299,7 +267,10 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
             String::new,
         )?;
     } else {
-        note!("{program}: stopped after {n} observations ({reason})");
+        note!(
+            "{program}: stopped after {n} observations ({})",
+            reason.name()
+        );
     }
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Reading `/proc/self/maps` (`proc(5)`): which mapping an address lies in.
 
-use serde::Serialize;
-
 /// One line of `/proc/PID/maps`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapLine {
     /// First address, as `0x…`.
     pub start: String,
@@ -17,7 +15,6 @@ pub struct MapLine {
     pub path: String,
     /// The line as the kernel printed it.
     pub line: String,
-    #[serde(skip)]
     range: (usize, usize),
 }
 
@@ -42,6 +39,18 @@ impl MapLine {
             line: line.trim_end().to_string(),
             range: (start, end),
         })
+    }
+
+    /// The line as foo and bar's start event carries it.
+    pub fn to_event(&self) -> foobar_events::MapLine {
+        foobar_events::MapLine {
+            start: self.start.clone(),
+            end: self.end.clone(),
+            perms: self.perms.clone(),
+            offset: self.offset.clone(),
+            path: self.path.clone(),
+            line: self.line.clone(),
+        }
     }
 
     /// Whether `addr` lies in this mapping.

@@ -2,6 +2,8 @@
 
 use std::ffi::c_int;
 
+use foobar_events::StopReason;
+
 #[link(name = "foobar")]
 extern "C" {
     /// `int setbaz(int newbaz)` in libfoobar.so: returns the new value.
@@ -48,25 +50,6 @@ pub fn addresses() -> [(&'static str, usize); 4] {
     ]
 }
 
-/// Why a wait ended early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Interrupt,
-    Terminate,
-    /// The terminal went away (or `kill -HUP`).
-    Hangup,
-}
-
-impl Stop {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stop::Interrupt => "SIGINT",
-            Stop::Terminate => "SIGTERM",
-            Stop::Hangup => "SIGHUP",
-        }
-    }
-}
-
 fn stop_set() -> libc::sigset_t {
     // SAFETY: sigemptyset(3)/sigaddset(3) initialise the zeroed set we own; the signal numbers
     // are valid, so they cannot fail.
@@ -96,7 +79,7 @@ pub fn block_stop_signals() -> std::io::Result<()> {
 
 /// Waits up to `ms` milliseconds for SIGINT, SIGTERM or SIGHUP (`sigtimedwait(2)`); `ms = 0` only checks
 /// whether one is pending. Returns which arrived, or `None` when the time ran out.
-pub fn wait_for_stop(ms: u64) -> std::io::Result<Option<Stop>> {
+pub fn wait_for_stop(ms: u64) -> std::io::Result<Option<StopReason>> {
     let set = stop_set();
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
     loop {
@@ -109,13 +92,13 @@ pub fn wait_for_stop(ms: u64) -> std::io::Result<Option<Stop>> {
         // timespec; the signals in the set are blocked (block_stop_signals), as it requires.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if sig == libc::SIGINT {
-            return Ok(Some(Stop::Interrupt));
+            return Ok(Some(StopReason::Interrupt));
         }
         if sig == libc::SIGTERM {
-            return Ok(Some(Stop::Terminate));
+            return Ok(Some(StopReason::Terminate));
         }
         if sig == libc::SIGHUP {
-            return Ok(Some(Stop::Hangup));
+            return Ok(Some(StopReason::Hangup));
         }
         let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
