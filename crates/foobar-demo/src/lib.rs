@@ -188,7 +188,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
         .map(|(name, addr)| Symbol {
             name: name.to_string(),
             address: format!("{addr:#x}"),
-            map: maps::find(&maps_text, addr).map(|m| m.to_event()),
+            map: maps::find(&maps_text, addr),
         })
         .collect();
     let start = Event::Start {

@@ -1,69 +1,22 @@
-//! Reading `/proc/self/maps` (`proc(5)`): which mapping an address lies in.
+//! Which mapping of `/proc/self/maps` (`proc(5)`) an address lies in, as foo and bar's start
+//! event prints it. The lines are parsed by `lab_trace::maps`, the lab's one maps reader.
 
-/// One line of `/proc/PID/maps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapLine {
-    /// First address, as `0x…`.
-    pub start: String,
-    /// One past the last address, as `0x…`.
-    pub end: String,
-    /// `r-xp`, `rw-p`, …
-    pub perms: String,
-    /// Offset in the file, as `0x…`.
-    pub offset: String,
-    /// The file (or `[heap]`, …); empty for an anonymous mapping.
-    pub path: String,
-    /// The line as the kernel printed it.
-    pub line: String,
-    range: (usize, usize),
-}
+use foobar_events::MapLine;
+use lab_trace::maps::MapsLine;
 
-impl MapLine {
-    /// Parses `start-end perms offset dev inode [path]`.
-    pub fn parse(line: &str) -> Option<MapLine> {
-        let mut f = line.split_whitespace();
-        let (start, end) = f.next()?.split_once('-')?;
-        let start = usize::from_str_radix(start, 16).ok()?;
-        let end = usize::from_str_radix(end, 16).ok()?;
-        let perms = f.next()?.to_string();
-        let offset = u64::from_str_radix(f.next()?, 16).ok()?;
-        let _dev = f.next()?;
-        let _inode = f.next()?;
-        let path = f.collect::<Vec<_>>().join(" ");
-        Some(MapLine {
-            start: format!("{start:#x}"),
-            end: format!("{end:#x}"),
-            perms,
-            offset: format!("{offset:#x}"),
-            path,
-            line: line.trim_end().to_string(),
-            range: (start, end),
-        })
-    }
-
-    /// The line as foo and bar's start event carries it.
-    pub fn to_event(&self) -> foobar_events::MapLine {
-        foobar_events::MapLine {
-            start: self.start.clone(),
-            end: self.end.clone(),
-            perms: self.perms.clone(),
-            offset: self.offset.clone(),
-            path: self.path.clone(),
-            line: self.line.clone(),
-        }
-    }
-
-    /// Whether `addr` lies in this mapping.
-    pub fn contains(&self, addr: usize) -> bool {
-        self.range.0 <= addr && addr < self.range.1
-    }
-}
-
-/// The mapping of `maps` (the text of a maps file) that holds `addr`.
+/// The line of `maps` (the text of a maps file) whose mapping holds `addr`.
 pub fn find(maps: &str, addr: usize) -> Option<MapLine> {
-    maps.lines()
-        .filter_map(MapLine::parse)
-        .find(|m| m.contains(addr))
+    maps.lines().find_map(|text| {
+        let m = MapsLine::parse(text)?;
+        m.contains(addr as u64).then(|| MapLine {
+            start: format!("{:#x}", m.start),
+            end: format!("{:#x}", m.end),
+            perms: m.perms_str().to_string(),
+            offset: format!("{:#x}", m.offset),
+            path: m.path.to_string(),
+            line: text.trim_end().to_string(),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -102,7 +55,7 @@ mod tests {
 
     #[test]
     fn garbage_lines_are_skipped() {
-        assert_eq!(MapLine::parse("not a maps line"), None);
-        assert_eq!(MapLine::parse("zz-10 r--p 0 0:0 0"), None);
+        assert_eq!(find("not a maps line\n", 0), None);
+        assert_eq!(find("zz-10 r--p 0 0:0 0\n", 1), None);
     }
 }

@@ -209,7 +209,11 @@ fn emit(doc: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut p = Prober::new(cli.mark)?;
+    let blocks = match &cli.cmd {
+        Cmd::Alloc { sizes } => sizes.len().min(100_000),
+        _ => 0,
+    };
+    let mut p = Prober::new(cli.mark, blocks)?;
     match cli.cmd {
         Cmd::Alloc { sizes } => {
             if sizes.len() > 100_000 {
@@ -304,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })?;
             if cli.json {
-                let probe = Prober::new(false)?;
+                let probe = Prober::new(false, 0)?;
                 return emit(&ThresholdReport {
                     allocator: allocator(&probe),
                     findings: ThresholdFindings::of(&t),

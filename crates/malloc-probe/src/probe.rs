@@ -5,7 +5,7 @@ use anyhow::{bail, Context as _};
 use malloc_probe::tag::{self, Tag, MALLOC_ALIGNMENT, MINSIZE, SIZE_SZ};
 use malloc_probe::{ChildOut, Drain, FreeAttempt, MappedLength, Row};
 
-use crate::maps::{Maps, Region};
+use crate::maps::{MapsSnapshot, Region, MAPS_CAPACITY};
 use crate::sys::{self, Block, Glibc};
 
 /// The largest request accepted (malloc would fail long before).
@@ -40,11 +40,15 @@ pub struct Prober {
     pub page: usize,
     mark: bool,
     top_addr: Option<usize>,
+    /// Storage for /proc/self/maps, reserved before measuring and never freed while measuring
+    /// (freeing an mmapped buffer would move the dynamic mmap threshold under study).
+    pub maps: MapsSnapshot,
 }
 
 impl Prober {
     /// Checks the allocator and finds the heap. Fails with a clear reason on a foreign malloc.
-    pub fn new(mark: bool) -> anyhow::Result<Prober> {
+    /// `blocks` is how many blocks the run will keep (each mmapped one adds a maps line).
+    pub fn new(mark: bool, blocks: usize) -> anyhow::Result<Prober> {
         let glibc = match Glibc::detect() {
             Ok(g) => g,
             Err(e) => bail!(
@@ -56,9 +60,11 @@ impl Prober {
         // Make sure the brk heap exists (Rust's start-up has normally created it already).
         let warm = glibc.malloc(1).context("malloc(1) returned NULL")?;
         glibc.free(warm);
-        let maps = Maps::read_self()?;
+        // Reserved now, before anything is measured: reading maps later allocates nothing.
+        let mut maps = MapsSnapshot::with_capacity(MAPS_CAPACITY + 128 * blocks);
+        maps.read_self()?;
         let heap_start = match maps.heap() {
-            Some(h) => h.start,
+            Some(h) => h.start as usize,
             None => bail!(
                 "this process has no [heap] mapping in /proc/self/maps; glibc malloc \
                            without a brk heap is not supported"
@@ -70,6 +76,7 @@ impl Prober {
             page: sys::page_size(),
             mark,
             top_addr: None,
+            maps,
         })
     }
 
@@ -188,7 +195,7 @@ impl Prober {
 }
 
 /// One measured malloc as a `--json` row, its region read from `maps`.
-pub fn row_from_raw(raw: &Raw, maps: &Maps, page: usize) -> Row {
+pub fn row_from_raw(raw: &Raw, maps: &MapsSnapshot, page: usize) -> Row {
     let region = maps.region(raw.addr);
     let chunk = raw.addr - 2 * SIZE_SZ;
     let (mapped_length, page_aligned, predicted) = if region == Region::Mmap {
@@ -258,13 +265,11 @@ pub fn alloc(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<Row>> {
         raws.push(r);
     }
     p.marker(b"done ", sizes.len());
-    let maps = Maps::read_self()?;
+    p.maps.read_self()?;
+    let maps = &p.maps;
     // The blocks stay allocated until the process exits: "never freeing".
     keep.into_iter().for_each(Block::leak);
-    Ok(raws
-        .iter()
-        .map(|r| row_from_raw(r, &maps, p.page))
-        .collect())
+    Ok(raws.iter().map(|r| row_from_raw(r, maps, p.page)).collect())
 }
 
 /// The sizes of the coarse sweep: 16, 24, 32, 48, 64, ... up to `max`.
@@ -331,12 +336,13 @@ pub fn sweep(p: &mut Prober, max: usize) -> anyhow::Result<Vec<Row>> {
         }
     }
     p.marker(b"done ", raws.len());
-    let maps = Maps::read_self()?;
+    p.maps.read_self()?;
+    let maps = &p.maps;
     keep.into_iter().for_each(Block::leak);
     Ok(raws
         .iter()
         .map(|(r, fine)| {
-            let mut row = row_from_raw(r, &maps, p.page);
+            let mut row = row_from_raw(r, maps, p.page);
             row.phase = Some(if *fine { "fine" } else { "coarse" }.to_string());
             row
         })
@@ -440,7 +446,8 @@ pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttem
         r.w1 = [word(a_addr), word(a_addr + 8)];
         *slot = r;
     }
-    let maps = Maps::read_self()?;
+    p.maps.read_self()?;
+    let maps = &p.maps;
     Ok(raws[..n]
         .iter()
         .map(|r| FreeAttempt {
@@ -478,8 +485,9 @@ pub fn probe_one(p: &mut Prober, request: usize, o: ChildOpts) -> anyhow::Result
     let freed_first = match o.free_first {
         Some(f) => {
             let (b, raw) = p.measure(f)?;
-            let maps = Maps::read_self()?;
-            let row = row_from_raw(&raw, &maps, p.page);
+            p.maps.read_self()?;
+            let maps = &p.maps;
+            let row = row_from_raw(&raw, maps, p.page);
             p.marker(b"free ", f);
             p.glibc.free(b);
             Some(row)
@@ -495,12 +503,13 @@ pub fn probe_one(p: &mut Prober, request: usize, o: ChildOpts) -> anyhow::Result
     }
     let (b, raw) = p.measure(request)?;
     b.leak();
-    let maps = Maps::read_self()?;
+    p.maps.read_self()?;
+    let maps = &p.maps;
     Ok(ChildOut {
         freed_first,
         drain,
-        grow: grow.map(|r| row_from_raw(&r, &maps, p.page)),
-        row: row_from_raw(&raw, &maps, p.page),
+        grow: grow.map(|r| row_from_raw(&r, maps, p.page)),
+        row: row_from_raw(&raw, maps, p.page),
     })
 }
 

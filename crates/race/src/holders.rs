@@ -10,12 +10,15 @@
 //! and is told apart by that.
 //!
 //! Only processes whose `/proc` entries this user may read are seen: those of the same user, or
-//! all of them as root. The parsing is pure (text in, facts out) and tested on recorded lines.
+//! all of them as root. Maps lines are parsed by `lab_trace::maps`, the lab's one maps reader;
+//! the matching is pure (text in, facts out) and tested on recorded lines.
 
 use std::fs::File;
 use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+
+use lab_trace::maps::MapsLine;
 
 /// What identifies the race file in `/proc`: its inode and device, as `stat(2)` gives them and as
 /// `/proc/PID/maps` prints them (the two differ on overlayfs and btrfs, so both are kept).
@@ -49,60 +52,14 @@ impl FileKey {
 
     /// Whether a parsed maps line maps this file.
     pub fn matches(&self, m: &MapsLine<'_>) -> bool {
-        m.ino == self.ino && m.ino != 0 && (m.dev == self.dev || Some(m.dev) == self.maps_dev)
+        m.inode == self.ino && m.inode != 0 && (m.dev == self.dev || Some(m.dev) == self.maps_dev)
     }
 }
 
-/// The fields of one `/proc/PID/maps` line this module needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MapsLine<'a> {
-    pub start: u64,
-    pub end: u64,
-    /// `rw-s`, `r--s`, `r-xp`, …
-    pub perms: &'a str,
-    pub dev: (u32, u32),
-    pub ino: u64,
-    /// The pathname column (may end in ` (deleted)`), empty for anonymous memory.
-    pub path: &'a str,
-}
-
-impl MapsLine<'_> {
-    /// Parses `start-end perms offset major:minor inode [path]`; `None` for anything else.
-    pub fn parse(line: &str) -> Option<MapsLine<'_>> {
-        let mut rest = line;
-        let mut field = || {
-            rest = rest.trim_start_matches(' ');
-            let end = rest.find(' ').unwrap_or(rest.len());
-            let (f, r) = rest.split_at(end);
-            rest = r;
-            (!f.is_empty()).then_some(f)
-        };
-        let (start, end) = field()?.split_once('-')?;
-        let perms = field()?;
-        let _offset = field()?;
-        let (major, minor) = field()?.split_once(':')?;
-        let ino = field()?.parse().ok()?;
-        let dev = (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
-        );
-        if perms.len() != 4 {
-            return None;
-        }
-        Some(MapsLine {
-            start: u64::from_str_radix(start, 16).ok()?,
-            end: u64::from_str_radix(end, 16).ok()?,
-            perms,
-            dev,
-            ino,
-            path: rest.trim_start_matches(' ').trim_end_matches('\n'),
-        })
-    }
-
-    /// A shared mapping that may be written: how a participant maps the race course.
-    pub fn shared_writable(&self) -> bool {
-        self.perms.as_bytes()[1] == b'w' && self.perms.as_bytes()[3] == b's'
-    }
+/// Whether a maps line is a shared mapping that may be written: how a participant maps the
+/// race course (`rw-s`); an observer maps it `r--s`.
+pub fn shared_writable(m: &MapsLine<'_>) -> bool {
+    m.perms[1] == b'w' && m.perms[3] == b's'
 }
 
 /// How a maps file (its whole text) holds the file: `None` if no line maps it, else whether some
@@ -111,7 +68,7 @@ pub fn maps_hold(maps: &str, key: &FileKey) -> Option<bool> {
     let mut held = None;
     for m in maps.lines().filter_map(MapsLine::parse) {
         if key.matches(&m) {
-            held = Some(held.unwrap_or(false) || m.shared_writable());
+            held = Some(held.unwrap_or(false) || shared_writable(&m));
         }
     }
     held
@@ -266,18 +223,11 @@ mod tests {
     }
 
     #[test]
-    fn parses_every_field_and_keeps_spaces_in_paths() {
-        let m = MapsLine::parse(MAPS.lines().nth(3).unwrap()).unwrap();
-        assert_eq!((m.start, m.end), (0x7f61e8c30000, 0x7f61e8c31000));
-        assert_eq!((m.perms, m.dev, m.ino), ("r--s", (0xfd, 1), 2883916));
-        assert_eq!(m.path, "/tmp/r/other race.bin (deleted)");
-        let anon = MapsLine::parse(MAPS.lines().nth(4).unwrap()).unwrap();
-        assert_eq!((anon.ino, anon.path), (0, "[stack]"));
-        assert_eq!(MapsLine::parse("garbage"), None);
-        assert_eq!(MapsLine::parse("1-2 rw-s 0 zz:01 5 /x"), None);
-        // Majors above 0xff print with three digits.
-        let big = MapsLine::parse("1000-2000 rw-s 00000000 103:02 77 /x").unwrap();
-        assert_eq!(big.dev, (0x103, 2));
+    fn perms_say_participant_or_observer() {
+        let line = |i: usize| MapsLine::parse(MAPS.lines().nth(i).unwrap()).unwrap();
+        assert!(shared_writable(&line(2)), "rw-s");
+        assert!(!shared_writable(&line(3)), "r--s");
+        assert!(!shared_writable(&line(4)), "rw-p is private");
     }
 
     #[test]
