@@ -138,7 +138,8 @@ pub fn read_u64(b: &[u8], at: usize) -> Option<u64> {
 /// A validated header: every field is within the bounds the rest of the code relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// The exact length of the table (the file may be longer only after a crash mid-growth).
+    /// The length of the table the last writer mapped and recorded; the file may be longer
+    /// (free space past it), never shorter.
     pub file_len: u64,
     pub slots_off: u64,
     pub slots_log2: u32,
@@ -157,6 +158,17 @@ impl Header {
     /// Whether a writer has the table open or was killed before closing it.
     pub fn dirty(&self) -> bool {
         self.flags & FLAG_DIRTY != 0
+    }
+
+    /// Whether the counts can be true of this slot array (`live <= used < slots`). Counts read
+    /// from a file are untrusted even when DIRTY is clear: a writer recounts unless this holds.
+    pub fn counts_plausible(&self) -> bool {
+        self.live <= self.used && self.used < self.slot_count()
+    }
+
+    /// Byte offset one past the slot array.
+    pub fn slots_end(&self) -> u64 {
+        self.slots_off + self.slot_count() * 8
     }
 
     /// Parses and validates the header. `actual_len` is the file's length now.
@@ -196,7 +208,6 @@ impl Header {
         if field32(H_RESERVED) != 0 {
             return Err(invalid!("reserved header field is not zero"));
         }
-        let dirty = flags & FLAG_DIRTY != 0;
         let file_len = field64(H_FILE_LEN);
         if file_len < HEADER_LEN || file_len % 8 != 0 || file_len > MAX_FILE_LEN {
             return Err(invalid!(
@@ -208,13 +219,10 @@ impl Header {
                 "the file is {actual_len} bytes but its header records {file_len}: it was truncated"
             ));
         }
-        if actual_len > file_len && !dirty {
-            return Err(invalid!(
-                "the file is {actual_len} bytes but its header records {file_len}: \
-                 {} unexpected trailing bytes",
-                actual_len - file_len
-            ));
-        }
+        // A longer file is fine: growth sizes the file before it records the new length, so a
+        // writer killed in between, or a growth whose mremap failed, leaves free space past
+        // `file_len` that nothing references (the next writer records it). Nothing ever
+        // shrinks a table: a reader may have it mapped.
         let arena_end = field64(H_ARENA_END);
         if arena_end < HEADER_LEN || arena_end > file_len || arena_end % 8 != 0 {
             return Err(invalid!(
@@ -242,14 +250,10 @@ impl Header {
                 ))
             }
         }
+        // The counts are hints, never trusted: a writer checks them before relying on them and
+        // recounts when they are impossible; `verify` compares them with the slots.
         let live = field64(H_LIVE);
         let used = field64(H_USED);
-        let count = 1u64 << slots_log2;
-        if !dirty && (live > used || used >= count) {
-            return Err(invalid!(
-                "header counts are impossible: {live} live and {used} used of {count} slots"
-            ));
-        }
         Ok(Header {
             file_len,
             slots_off,
@@ -335,6 +339,30 @@ pub enum Probe {
     /// The key is absent; this is where it would be inserted (the first deleted slot on the
     /// probe path, else the empty slot that ended it), and whether that slot is empty.
     Absent { index: u64, empty: bool },
+    /// The key is absent and the probe went all the way round without meeting an empty slot
+    /// (every slot live or deleted): the array is over-full, which only a file whose counts
+    /// lied to its writer can be. A writer rehashes before inserting.
+    Saturated,
+}
+
+/// Converts the byte ranges of the file that hold data (see `sys::data_ranges`) into ranges
+/// of slot indices of the array at `slots_off` with `count` slots: slots outside them lie in
+/// holes and read as empty, so scans skip them.
+pub fn slot_ranges(data: &[(u64, u64)], slots_off: u64, count: u64) -> Vec<(u64, u64)> {
+    let end = slots_off + count * 8;
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &(a, b) in data {
+        let (a, b) = (a.max(slots_off), b.min(end));
+        if a >= b {
+            continue;
+        }
+        let (first, last) = ((a - slots_off) / 8, (b - slots_off).div_ceil(8));
+        match out.last_mut() {
+            Some(prev) if prev.1 >= first => prev.1 = prev.1.max(last),
+            _ => out.push((first, last)),
+        }
+    }
+    out
 }
 
 impl<'a> View<'a> {
@@ -411,13 +439,7 @@ impl<'a> View<'a> {
             }
             i = (i + 1) & mask;
         }
-        match first_deleted {
-            Some(d) => Ok(Probe::Absent {
-                index: d,
-                empty: false,
-            }),
-            None => Err(invalid!("the slot array has no empty slot")),
-        }
+        Ok(Probe::Saturated)
     }
 
     /// Looks `key` up; the value is borrowed from the bytes (zero copy) and its check verified.
@@ -436,34 +458,69 @@ impl<'a> View<'a> {
                 }
                 Ok(Some(rec.value))
             }
-            Probe::Absent { .. } => Ok(None),
+            Probe::Absent { .. } | Probe::Saturated => Ok(None),
         }
     }
 
-    /// Every live record in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = Result<Record<'a>, Invalid>> + '_ {
-        (0..self.hdr.slot_count()).filter_map(move |i| match Slot::decode(self.slot_word(i)) {
-            Slot::Full { offset, .. } => Some(self.record(offset).and_then(|r| {
-                if r.check_ok() {
-                    Ok(r)
-                } else {
-                    Err(invalid!(
-                        "the record at offset {offset} fails its check (corrupted bytes)"
-                    ))
+    /// Every live record in slot order, visiting only the slots in `ranges` (index ranges, see
+    /// [`slot_ranges`]; the others are known to be empty).
+    pub fn iter<'r>(
+        &self,
+        ranges: &'r [(u64, u64)],
+    ) -> impl Iterator<Item = Result<Record<'a>, Invalid>> + 'r
+    where
+        'a: 'r,
+    {
+        let view = *self;
+        let count = self.hdr.slot_count();
+        ranges
+            .iter()
+            .flat_map(move |&(a, b)| a.min(count)..b.min(count))
+            .filter_map(move |i| match Slot::decode(view.slot_word(i)) {
+                Slot::Full { offset, .. } => Some(view.record(offset).and_then(|r| {
+                    if r.check_ok() {
+                        Ok(r)
+                    } else {
+                        Err(invalid!(
+                            "the record at offset {offset} fails its check (corrupted bytes)"
+                        ))
+                    }
+                })),
+                _ => None,
+            })
+    }
+
+    /// Counts the live and used (live + deleted) slots among `ranges`.
+    pub fn count_slots(&self, ranges: &[(u64, u64)]) -> (u64, u64) {
+        let count = self.hdr.slot_count();
+        let (mut live, mut used) = (0u64, 0u64);
+        for &(a, b) in ranges {
+            for i in a.min(count)..b.min(count) {
+                match Slot::decode(self.slot_word(i)) {
+                    Slot::Empty => {}
+                    Slot::Deleted => used += 1,
+                    Slot::Full { .. } => {
+                        live += 1;
+                        used += 1;
+                    }
                 }
-            })),
-            _ => None,
-        })
+            }
+        }
+        (live, used)
     }
 
     /// Checks everything: every slot's record is in bounds, outside the slot array, passes its
     /// check, has the slot's tag, is reachable by a lookup of its key and is the only slot for
     /// that key; the counts match unless a writer was killed (dirty).
-    pub fn verify(&self) -> Result<VerifyReport, Invalid> {
+    ///
+    /// Only the slots in `ranges` are visited (the others lie in holes of the file and read as
+    /// empty), so the work is bounded by what the file holds, not by what its header claims.
+    pub fn verify(&self, ranges: &[(u64, u64)]) -> Result<VerifyReport, Invalid> {
         let count = self.hdr.slot_count();
-        let slots_end = self.hdr.slots_off + count * 8;
+        let slots_end = self.hdr.slots_end();
         let (mut live, mut deleted, mut live_bytes) = (0u64, 0u64, 0u64);
-        for i in 0..count {
+        let indices = ranges.iter().flat_map(|&(a, b)| a.min(count)..b.min(count));
+        for i in indices {
             match Slot::decode(self.slot_word(i)) {
                 Slot::Empty => {}
                 Slot::Deleted => deleted += 1,
@@ -494,7 +551,7 @@ impl<'a> View<'a> {
                                 String::from_utf8_lossy(rec.key)
                             ))
                         }
-                        Probe::Absent { .. } => {
+                        Probe::Absent { .. } | Probe::Saturated => {
                             return Err(invalid!(
                                 "slot {i} holds key {:?} where a lookup cannot reach it",
                                 String::from_utf8_lossy(rec.key)

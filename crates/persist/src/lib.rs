@@ -23,7 +23,8 @@
 //!    0   8  magic        "DISKTBL\0"
 //!    8   4  version      1
 //!   12   4  header_len   64
-//!   16   8  file_len     exact length of the table in bytes (a multiple of the page size)
+//!   16   8  file_len     length of the table the last writer mapped (the file may be longer:
+//!                        free space a failed or killed growth left; never shorter)
 //!   24   8  slots        slot array descriptor: (offset / 8) << 8 | log2(slot count),
 //!                        one word so that one 8-byte store switches to a new array
 //!   32   8  arena_end    first free byte of the arena; everything from here to file_len is free
@@ -59,22 +60,34 @@
 //!
 //! # Invariants and untrusted files
 //!
-//! `Header::parse` checks magic, version, header length, flags, that the file is exactly
-//! `file_len` long (longer only while DIRTY, after a writer was killed mid-growth), that the
-//! arena end and the slot array lie inside the file. Every record offset and length read from
-//! a slot is checked against the arena before use; probe loops are bounded by the slot count.
-//! A damaged file is [`Error::Invalid`] (`FILE is not a valid table: REASON`), never a panic or
-//! an out-of-bounds read. A file truncated by another process *while mapped* raises SIGBUS on
-//! access; a handler (`sys::SigbusGuard`) maps a zero page over the hole so the access
-//! completes, and the operation returns the same kind of error.
+//! `Header::parse` checks magic, version, header length, flags, that the file is at least
+//! `file_len` long, that the arena end and the slot array lie inside it. Every record offset
+//! and length read from a slot is checked against the arena before use; probe loops are bounded
+//! by the slot count. A damaged file is [`Error::Invalid`] (`FILE is not a valid table:
+//! REASON`), never a panic or an out-of-bounds read. A file truncated by another process
+//! *while mapped* raises SIGBUS on access; a handler (`sys::SigbusGuard`) maps a zero page over
+//! the hole so the access completes, and the operation returns the same kind of error, naming
+//! the cause it measured (the file is shorter now: truncated; it is not: the file system could
+//! not supply the page).
+//!
+//! The header's counts (`live`, `used`) are hints, untrusted even when DIRTY is clear: a writer
+//! recounts from the slots when they are impossible or would go below zero, and sizes nothing
+//! by them. Scans of a slot array (verify, list, recount, rehash) skip the holes of a sparse
+//! file (`lseek(2)` `SEEK_DATA`/`SEEK_HOLE`; a hole reads as empty slots), so a header claiming
+//! 2^31 slots in a 4 KiB sparse file costs what the file holds, not what it claims.
 //!
 //! # Crash safety and locking
 //!
 //! Writers take an exclusive `flock(2)`, readers a shared one. A write first sizes the file
-//! (ftruncate, then mremap, then records `file_len`), writes the record into free space,
-//! advances `arena_end`, and only then publishes the record with one 8-byte release store into
-//! its slot. A killed writer therefore leaves either the old or the new value, never a torn one;
-//! the header's counts may lag, which the DIRTY flag tells the next writer (it recounts).
+//! (ftruncate, then mremap, then records `file_len`), reserves the blocks it will store into
+//! (`fallocate(2)`, in chunks), writes the record into that free space, advances `arena_end`,
+//! and only then publishes the record with one 8-byte release store into its slot. A killed
+//! writer therefore leaves either the old or the new value, never a torn one; the header's
+//! counts may lag, which the DIRTY flag tells the next writer (it recounts).
+//!
+//! A full disk is an error (`FILE: no space left on device`) from the reservation, before any
+//! store; a failed `mremap` leaves the header recording the old length (the file may be left
+//! longer: readers accept that, the next writer records it). Nothing ever shrinks the file.
 //!
 //! # What a production system would do differently
 //!

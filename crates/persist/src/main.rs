@@ -130,10 +130,20 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            // Never eprintln!: it panics when stderr is unwritable (`2>/dev/full`). The status
+            // still says what happened.
+            let _ = writeln!(io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `println!` that returns an error instead of panicking when stdout cannot be written
+/// (`>/dev/full`): the command then fails with `error: cannot write to stdout: …`, exit 1.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout().lock(), $($arg)*).context("cannot write to stdout")?
+    };
 }
 
 /// Prints one JSON document (and a newline) on stdout.
@@ -171,7 +181,7 @@ fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<Tabl
         },
     );
     match t {
-        Err(persist::Error::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+        Err(persist::Error::Open { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
             bail!(
                 "cannot open {}: no such file; create it first with `persist create {}`",
                 file.display(),
@@ -184,7 +194,7 @@ fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<Tabl
 
 fn open_read(file: &Path, access: Access) -> anyhow::Result<Table> {
     match Table::open_for(file, access) {
-        Err(persist::Error::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+        Err(persist::Error::Open { error, .. }) if error.kind() == io::ErrorKind::NotFound => {
             bail!(
                 "cannot open {}: no such file; create it with `persist create {}`",
                 file.display(),
@@ -215,7 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&json!({"file": file, "created": true, "stats": stats}))?;
             } else {
-                println!(
+                outln!(
                     "created {} ({} bytes, {} slots)",
                     file.display(),
                     stats.file_bytes,
@@ -231,9 +241,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let start = persist::faults();
             let t = open_read(&file, Access::Random)?;
             if pause_after_map {
-                eprintln!("mapped");
+                let _ = writeln!(io::stderr(), "mapped");
                 let mut line = String::new();
-                io::stdin().lock().read_line(&mut line)?;
+                io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read stdin")?;
             }
             let mut values = Vec::with_capacity(keys.len());
             for key in &keys {
@@ -263,10 +276,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 let mut out = io::BufWriter::new(io::stdout().lock());
                 for v in &owned {
-                    out.write_all(v)?;
-                    out.write_all(b"\n")?;
+                    out.write_all(v)
+                        .and_then(|_| out.write_all(b"\n"))
+                        .context("cannot write to stdout")?;
                 }
-                out.flush()?;
+                out.flush().context("cannot write to stdout")?;
             }
         }
         Cmd::Put {
@@ -335,25 +349,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "faults": faults_since(start),
                 }))?;
             } else {
-                println!("file            {}", file.display());
-                println!("file bytes      {}", stats.file_bytes);
-                println!("entries         {}", stats.entries);
-                println!(
+                outln!("file            {}", file.display());
+                outln!("file bytes      {}", stats.file_bytes);
+                outln!("entries         {}", stats.entries);
+                outln!(
                     "slots           {} used of {} (array at offset {})",
-                    stats.used_slots, stats.slot_count, stats.slots_offset
+                    stats.used_slots,
+                    stats.slot_count,
+                    stats.slots_offset
                 );
-                println!("arena end       {}", stats.arena_end);
-                println!("dirty           {}", stats.dirty);
-                println!("pages resident  {resident} of {total} (mincore)");
+                outln!("arena end       {}", stats.arena_end);
+                outln!("dirty           {}", stats.dirty);
+                outln!("pages resident  {resident} of {total} (mincore)");
             }
         }
         Cmd::Verify { file } => {
+            let start = persist::faults();
             let t = open_read(&file, Access::Sequential)?;
             let r = t.verify()?;
             if json {
-                print_json(&json!({"file": file, "valid": true, "report": r}))?;
+                print_json(&json!({
+                    "file": file, "valid": true, "report": r, "faults": faults_since(start),
+                }))?;
             } else {
-                println!(
+                outln!(
                     "{}: valid table: {} entries, {} deleted slots, {} slots, {} bytes{}",
                     file.display(),
                     r.entries,
@@ -399,9 +418,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 t.put(&l[..tab], &l[tab + 1..])?;
                 n += 1;
                 if echo {
-                    out.write_all(&l[..tab])?;
-                    out.write_all(b"\n")?;
-                    out.flush()?;
+                    out.write_all(&l[..tab])
+                        .and_then(|_| out.write_all(b"\n"))
+                        .and_then(|_| out.flush())
+                        .context("cannot write to stdout")?;
                 }
             }
             drop(out);
@@ -417,7 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "write_stats": ws, "stats": stats,
                 }))?;
             } else if !echo {
-                println!(
+                outln!(
                     "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
                      the slot array {} times)",
                     file.display(),
@@ -430,7 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Residency { file, evict } => {
             let r = persist::page_cache_residency(&file, evict).map_err(|e| match e {
-                persist::Error::Open { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                persist::Error::Open { error, .. } if error.kind() == io::ErrorKind::NotFound => {
                     anyhow::anyhow!("cannot open {}: no such file", file.display())
                 }
                 e => e.into(),
@@ -438,14 +458,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&json!({"file": file, "residency": r}))?;
             } else {
-                println!(
+                outln!(
                     "{}: {} of {} pages resident",
                     file.display(),
                     r.pages_resident_before,
                     r.pages_total
                 );
                 if evict {
-                    println!(
+                    outln!(
                         "after fsync + posix_fadvise(DONTNEED): {} of {} pages resident{}",
                         r.pages_resident_after,
                         r.pages_total,
@@ -459,6 +479,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+    io::stdout().flush().context("cannot write to stdout")?;
     Ok(())
 }
 
@@ -489,12 +510,12 @@ fn report_write(
             _ => "deleted",
         };
         if private {
-            println!(
+            outln!(
                 "{key}: {what} in a MAP_PRIVATE copy (this process now reads {readback:?}); \
                  the file is unchanged"
             );
         } else {
-            println!("{key}: {what}");
+            outln!("{key}: {what}");
         }
     }
     Ok(())

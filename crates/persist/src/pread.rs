@@ -24,9 +24,9 @@ impl PreadTable {
     /// Opens and validates the header (read with one `pread`).
     pub fn open(path: impl AsRef<Path>) -> Result<PreadTable, Error> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|source| Error::Open {
+        let file = File::open(path).map_err(|error| Error::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut head = [0u8; HEADER_LEN as usize];
@@ -35,10 +35,10 @@ impl PreadTable {
         } else {
             Ok(0)
         }
-        .map_err(|source| Error::Io {
+        .map_err(|error| Error::Io {
             path: path.to_path_buf(),
             op: "pread",
-            source,
+            error,
         })?;
         let hdr = Header::parse(&head[..n], len).map_err(|reason| Error::Invalid {
             path: path.to_path_buf(),
@@ -58,10 +58,10 @@ impl PreadTable {
         }
         self.file
             .read_exact_at(&mut self.buf[..len], at)
-            .map_err(|source| Error::Io {
+            .map_err(|error| Error::Io {
                 path: self.path.clone(),
                 op: "pread",
-                source,
+                error,
             })
     }
 

@@ -46,6 +46,72 @@ pub fn fadvise_dontneed(file: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// `fallocate(2)` with mode 0: allocates the blocks of `[offset, offset + len)` so that later
+/// stores through a shared mapping cannot fail for lack of space (a store into an unallocated
+/// page of a full file system raises SIGBUS instead). Extends the file if the range ends past
+/// it. Errors as the man page lists them: `ENOSPC`, and `EOPNOTSUPP` where the file system
+/// cannot allocate ahead (the caller then goes without a reservation).
+///
+/// This calls `fallocate(2)` directly rather than `posix_fallocate(3)`, whose glibc fallback
+/// for such file systems writes zeros with `pwrite(2)`: the table is never written with write
+/// calls.
+pub fn fallocate(file: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: integer arguments on an open descriptor (borrowed from a live File); no memory
+        // is passed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off, n) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// The parts of `[start, end)` of the file that hold data, per `lseek(2)` `SEEK_DATA` /
+/// `SEEK_HOLE`. A hole reads as zeros, so a scan for non-zero words may skip it: this keeps
+/// the work of scanning a huge, sparse slot array proportional to what the file really holds.
+/// Where the file system cannot tell (`EINVAL`), the whole range is returned.
+pub fn data_ranges(file: &impl AsRawFd, start: u64, end: u64) -> Vec<(u64, u64)> {
+    let fd = file.as_raw_fd();
+    let seek = |off: u64, whence: libc::c_int| -> Option<u64> {
+        let off = libc::off_t::try_from(off).ok()?;
+        // SAFETY: lseek takes integers on an open descriptor and passes no memory. It moves the
+        // descriptor's offset, which this crate never uses (it never reads or writes the file).
+        let r = unsafe { libc::lseek(fd, off, whence) };
+        u64::try_from(r).ok()
+    };
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let Some(data) = seek(at, libc::SEEK_DATA) else {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break; // no data past `at`: the rest is a hole
+            }
+            return vec![(start, end)]; // cannot tell: scan everything
+        };
+        if data >= end {
+            break;
+        }
+        let hole = seek(data, libc::SEEK_HOLE).unwrap_or(end).min(end);
+        if hole <= data {
+            return vec![(start, end)];
+        }
+        out.push((data.max(start), hole));
+        at = hole;
+    }
+    out
+}
+
 /// The system page size, `sysconf(3)` `_SC_PAGESIZE`.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory arguments and no preconditions.

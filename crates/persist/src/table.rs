@@ -16,10 +16,15 @@ use crate::format::{
 use crate::sys::{self, SigbusGuard};
 
 /// Everything that can go wrong; each message names the file and the reason.
+///
+/// The underlying `io::Error` is part of the message, not a `source()`: `anyhow`'s `{:#}`
+/// would otherwise print it twice ("Is a directory (os error 21): Is a directory").
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open {}: {source}", path.display())]
-    Open { path: PathBuf, source: io::Error },
+    #[error("cannot open {}: {error}", path.display())]
+    Open { path: PathBuf, error: io::Error },
+    #[error("cannot open {}: it is a directory, not a table", path.display())]
+    Directory { path: PathBuf },
     #[error("{} is not a valid table: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Invalid },
     #[error("{} already exists; remove it or choose another name", path.display())]
@@ -29,11 +34,28 @@ pub enum Error {
         path.display()
     )]
     Locked { path: PathBuf },
-    #[error("{}: {op} failed: {source}", path.display())]
+    #[error("{}: {op} failed: {error}", path.display())]
     Io {
         path: PathBuf,
         op: &'static str,
-        source: io::Error,
+        error: io::Error,
+    },
+    #[error(
+        "{}: no space left on device (could not reserve {bytes} bytes for the table; nothing \
+         was written: it holds every put that returned)",
+        path.display()
+    )]
+    NoSpace { path: PathBuf, bytes: u64 },
+    #[error(
+        "{}: cannot map the grown table: mremap to {new_len} bytes failed: {error}; the file \
+         was extended, but the table still records {old_len} bytes and is intact",
+        path.display()
+    )]
+    Remap {
+        path: PathBuf,
+        old_len: u64,
+        new_len: u64,
+        error: io::Error,
     },
     #[error(
         "{}: the table is full and a MAP_PRIVATE mapping cannot grow it (growing needs \
@@ -81,10 +103,10 @@ impl From<Header> for Stats {
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_path_buf(),
         op,
-        source,
+        error,
     }
 }
 
@@ -95,18 +117,28 @@ fn invalid_err(path: &Path) -> impl FnOnce(Invalid) -> Error + '_ {
     }
 }
 
-/// The error for a bus error caught while the file was mapped.
-fn truncated_err(path: &Path, file: &File, expected: u64) -> Error {
-    let now = file
-        .metadata()
-        .map(|m| format!("{} bytes", m.len()))
-        .unwrap_or_else(|_| "an unknown length".into());
+/// The error for a bus error caught while the file was mapped. The cause is measured, not
+/// assumed: a file now shorter than the mapped length was truncated under us; otherwise the
+/// page could not be read or written (a full or failing file system).
+fn bus_error(path: &Path, file: &File, expected: u64) -> Error {
+    let now = file.metadata().map(|m| m.len());
+    let reason = match now {
+        Ok(now) if now < expected => invalid!(
+            "another process truncated it to {now} bytes while it was mapped (expected \
+             {expected} bytes; the SIGBUS was caught)"
+        ),
+        Ok(now) => invalid!(
+            "a page of its mapping could not be read or written (SIGBUS caught) although the \
+             file is {now} bytes long, as expected: the file system may be full or failing"
+        ),
+        Err(e) => invalid!(
+            "a page of its mapping could not be read or written (SIGBUS caught), and fstat \
+             failed too: {e}"
+        ),
+    };
     Error::Invalid {
         path: path.to_path_buf(),
-        reason: invalid!(
-            "another process truncated it to {now} while it was mapped (expected {expected} \
-             bytes; the SIGBUS was caught)"
-        ),
+        reason,
     }
 }
 
@@ -120,15 +152,26 @@ fn short_file(len: u64) -> Invalid {
 }
 
 fn open_file(path: &Path, write: bool) -> Result<File, Error> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(write)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(|source| Error::Open {
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::EISDIR) => Error::Directory {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Open {
+                path: path.to_path_buf(),
+                error,
+            },
+        })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Directory {
             path: path.to_path_buf(),
-            source,
-        })
+        });
+    }
+    Ok(file)
 }
 
 fn file_len(path: &Path, file: &File) -> Result<u64, Error> {
@@ -179,7 +222,7 @@ impl Table {
         let guard = SigbusGuard::register(map.as_ptr(), map.len());
         let parsed = Header::parse(&map, len);
         if guard.faulted() {
-            return Err(truncated_err(path, &file, len));
+            return Err(bus_error(path, &file, len));
         }
         let hdr = parsed.map_err(invalid_err(path))?;
         Ok(Table {
@@ -202,7 +245,7 @@ impl Table {
     /// Values returned earlier are only trustworthy if this still says `Ok` after using them.
     pub fn check(&self) -> Result<(), Error> {
         if self.guard.faulted() {
-            return Err(truncated_err(&self.path, &self.file, self.hdr.file_len));
+            return Err(bus_error(&self.path, &self.file, self.hdr.file_len));
         }
         Ok(())
     }
@@ -214,20 +257,38 @@ impl Table {
         found.map_err(invalid_err(&self.path))
     }
 
-    /// Calls `f` with every entry (slot order), borrowed from the mapping.
+    /// The ranges of slot indices that may hold something (the rest lies in holes).
+    fn slot_ranges(&self) -> Vec<(u64, u64)> {
+        let (off, count) = (self.hdr.slots_off, self.hdr.slot_count());
+        let data = sys::data_ranges(&self.file, off, off + count * 8);
+        format::slot_ranges(&data, off, count)
+    }
+
+    /// Calls `f` with every entry (slot order). Each record is copied out of the mapping and
+    /// checked (no bus error while copying) before `f` sees it, so a file truncated during the
+    /// scan never hands out zero bytes as an entry.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Error> {
-        for rec in self.view().iter() {
+        let ranges = self.slot_ranges();
+        let mut buf = Vec::new();
+        for rec in self.view().iter(&ranges) {
+            let rec = rec.map_err(invalid_err(&self.path));
             self.check()?;
-            let rec = rec.map_err(invalid_err(&self.path))?;
-            f(rec.key, rec.value);
+            let rec = rec?;
+            buf.clear();
+            buf.extend_from_slice(rec.key);
+            buf.extend_from_slice(rec.value);
+            self.check()?;
+            let (k, v) = buf.split_at(rec.key.len());
+            f(k, v);
         }
         self.check()
     }
 
     /// Checks the whole table: every slot's record is in bounds, outside the slot array, passes
     /// its check, carries the slot's tag, is reachable by a lookup and unique; and the counts.
+    /// Scans only the parts of the slot array that hold data (holes read as empty slots).
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        let report = self.view().verify();
+        let report = self.view().verify(&self.slot_ranges());
         self.check()?;
         report.map_err(invalid_err(&self.path))
     }
@@ -343,6 +404,11 @@ impl Default for WriteOptions {
 /// record published by one 8-byte store into its slot. A new slot array is filled before one
 /// 8-byte store of the header's slot descriptor switches to it. The header's counts and the
 /// DIRTY flag tell the next writer whether it must recount.
+///
+/// A full disk: every store lands in space reserved beforehand with `fallocate(2)` (on growth,
+/// and in chunks inside the file), so running out of space is an [`Error::NoSpace`] before
+/// anything is written, never a SIGBUS in the middle of a record. Should a bus error hit a
+/// store anyway, it is noticed before the store is published, and the writer refuses to go on.
 pub struct TableMut {
     guard: SigbusGuard,
     map: MmapMut,
@@ -352,10 +418,21 @@ pub struct TableMut {
     private: bool,
     stats: WriteStats,
     closed: bool,
+    /// The file's length as this writer last set or saw it (may exceed `hdr.file_len` after a
+    /// growth failed half-way).
+    file_bytes: u64,
+    /// Bytes below this offset are known to be allocated on disk (reserved with fallocate, or
+    /// below the arena end, where everything has been written).
+    reserved_end: u64,
+    /// The file system cannot reserve space ahead (`EOPNOTSUPP`): go on without.
+    reserve_unsupported: bool,
 }
 
 /// Default size of a new table's slot array (2^6 = 64 slots): small, so growth is visible.
 pub const DEFAULT_SLOTS_LOG2: u32 = 6;
+
+/// Space reserved ahead inside the file, at least (1 MiB): one `fallocate` per megabyte of puts.
+const RESERVE_CHUNK: u64 = 1 << 20;
 
 impl TableMut {
     /// Creates a new, empty table (fails if the file exists). `slots_log2` sizes the initial
@@ -379,13 +456,13 @@ impl TableMut {
             .mode(0o644)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .map_err(|source| match source.kind() {
+            .map_err(|error| match error.kind() {
                 io::ErrorKind::AlreadyExists => Error::Exists {
                     path: path.to_path_buf(),
                 },
                 _ => Error::Open {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 },
             })?;
         let made = Self::init(path, file, log2, opts.huge_pages);
@@ -402,6 +479,17 @@ impl TableMut {
         let page = sys::page_size() as u64;
         let len = arena_end.div_ceil(page) * page;
         file.set_len(len).map_err(io_err(path, "ftruncate"))?;
+        let reserve_unsupported = match sys::fallocate(&file, 0, len) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                return Err(Error::NoSpace {
+                    path: path.to_path_buf(),
+                    bytes: len,
+                })
+            }
+            Err(e) => return Err(io_err(path, "fallocate")(e)),
+        };
         let mut map = sys::map_shared(&file).map_err(io_err(path, "mmap"))?;
         if huge {
             // Best effort: without transparent huge pages the table works the same.
@@ -432,13 +520,18 @@ impl TableMut {
             private: false,
             stats: WriteStats::default(),
             closed: false,
+            file_bytes: len,
+            reserved_end: len,
+            reserve_unsupported,
         };
         t.check()?;
         Ok(t)
     }
 
     /// Opens an existing table for writing. Takes the writers' lock (waiting, or failing with
-    /// [`Error::Locked`] when `!opts.wait`); recounts if the previous writer was killed.
+    /// [`Error::Locked`] when `!opts.wait`); recounts if the previous writer was killed or the
+    /// header's counts are impossible, and records the length of a file that a failed or
+    /// killed growth left longer than the header says.
     pub fn open(path: impl AsRef<Path>, opts: WriteOptions) -> Result<TableMut, Error> {
         let path = path.as_ref();
         let file = open_file(path, !opts.private)?;
@@ -458,29 +551,16 @@ impl TableMut {
         } else {
             sys::map_shared
         };
-        let mut map = map_fn(&file).map_err(io_err(path, "mmap"))?;
+        let map = map_fn(&file).map_err(io_err(path, "mmap"))?;
         if opts.huge_pages {
             let _ = map.advise(Advice::HugePage);
         }
-        let mut guard = SigbusGuard::register(map.as_ptr(), map.len());
+        let guard = SigbusGuard::register(map.as_ptr(), map.len());
         let parsed = Header::parse(&map, len);
         if guard.faulted() {
-            return Err(truncated_err(path, &file, len));
+            return Err(bus_error(path, &file, len));
         }
         let hdr = parsed.map_err(invalid_err(path))?;
-        if len > hdr.file_len && !opts.private {
-            // A writer was killed between ftruncate and recording the new length: nothing
-            // past the recorded length is referenced. Give the space back and map again.
-            drop(guard);
-            drop(map);
-            file.set_len(hdr.file_len)
-                .map_err(io_err(path, "ftruncate"))?;
-            map = map_fn(&file).map_err(io_err(path, "mmap"))?;
-            if opts.huge_pages {
-                let _ = map.advise(Advice::HugePage);
-            }
-            guard = SigbusGuard::register(map.as_ptr(), map.len());
-        }
         let mut t = TableMut {
             guard,
             map,
@@ -490,37 +570,45 @@ impl TableMut {
             private: opts.private,
             stats: WriteStats::default(),
             closed: false,
+            file_bytes: len,
+            // Everything below the arena end has been written, so it is allocated; free space
+            // past it is reserved (fallocate) before the first store into it.
+            reserved_end: hdr.arena_end,
+            reserve_unsupported: false,
         };
-        if hdr.dirty() {
-            t.recount()?;
-        }
         t.hdr.flags |= FLAG_DIRTY;
         let flags = u64::from(t.hdr.flags);
         sys::publish_u64(&mut t.map, H_FLAGS, flags);
+        if hdr.dirty() || !hdr.counts_plausible() {
+            t.recount()?;
+        }
+        // A growth that failed after ftruncate, or a writer killed between ftruncate and
+        // recording the length, left the file longer than the header says: the space past the
+        // recorded length is free. Record it rather than truncating: a reader may have the
+        // file mapped at that length, and nothing may shrink a file a reader has mapped.
+        let usable = len.min(MAX_FILE_LEN) & !7;
+        if usable > t.hdr.file_len && !t.private {
+            t.hdr.file_len = usable;
+            sys::publish_u64(&mut t.map, H_FILE_LEN, usable);
+        }
         t.check()?;
         Ok(t)
     }
 
-    /// Recounts live and used slots after a writer was killed.
+    /// The ranges of slot indices of the current array that may hold something: the rest lies
+    /// in holes of a sparse file and reads as empty.
+    fn slot_ranges(&self) -> Vec<(u64, u64)> {
+        let (off, count) = (self.hdr.slots_off, self.hdr.slot_count());
+        let data = sys::data_ranges(&self.file, off, off + count * 8);
+        format::slot_ranges(&data, off, count)
+    }
+
+    /// Recounts live and used slots: after a writer was killed, or when the header's counts
+    /// cannot be true. The counts come from the slots themselves.
     fn recount(&mut self) -> Result<(), Error> {
-        let view = self.view();
-        let (mut live, mut used) = (0u64, 0u64);
-        for i in 0..view.hdr.slot_count() {
-            match Slot::decode(view.slot_word(i)) {
-                Slot::Empty => {}
-                Slot::Deleted => used += 1,
-                Slot::Full { .. } => {
-                    live += 1;
-                    used += 1;
-                }
-            }
-        }
+        let ranges = self.slot_ranges();
+        let (live, used) = self.view().count_slots(&ranges);
         self.check()?;
-        if used >= self.hdr.slot_count() {
-            return Err(invalid_err(&self.path)(invalid!(
-                "the slot array has no empty slot"
-            )));
-        }
         self.hdr.live = live;
         self.hdr.used = used;
         self.write_counts();
@@ -528,24 +616,26 @@ impl TableMut {
     }
 
     fn view(&self) -> View<'_> {
+        let len = (self.hdr.file_len as usize).min(self.map.len());
         View {
-            bytes: &self.map[..self.hdr.file_len as usize],
+            bytes: &self.map[..len],
             hdr: self.hdr,
         }
     }
 
-    /// Returns an error if the file was truncated under the mapping.
+    /// Returns an error if a bus error hit the mapping (the file was truncated under it, or a
+    /// page could not be written).
     pub fn check(&self) -> Result<(), Error> {
         if self.guard.faulted() {
-            return Err(truncated_err(&self.path, &self.file, self.hdr.file_len));
+            return Err(bus_error(&self.path, &self.file, self.hdr.file_len));
         }
         Ok(())
     }
 
     fn write_counts(&mut self) {
         let (live, used) = (self.hdr.live, self.hdr.used);
-        self.map[H_LIVE..H_LIVE + 8].copy_from_slice(&live.to_le_bytes());
-        self.map[H_USED..H_USED + 8].copy_from_slice(&used.to_le_bytes());
+        sys::publish_u64(&mut self.map, H_LIVE, live);
+        sys::publish_u64(&mut self.map, H_USED, used);
     }
 
     /// Looks a key up in this writer's view (zero copy).
@@ -555,12 +645,69 @@ impl TableMut {
         found.map_err(invalid_err(&self.path))
     }
 
-    /// Makes sure the file (and mapping) is at least `end` bytes: ftruncate, then mremap, then
-    /// record the new length in the header.
-    fn ensure_len(&mut self, end: u64) -> Result<(), Error> {
-        if end <= self.hdr.file_len {
+    /// Makes sure `[arena_end, end)` may be stored into: the file and the mapping are at least
+    /// `end` bytes long (growing them: ftruncate, mremap, then record the length), and the
+    /// space is allocated on disk (fallocate), so no store can fail for lack of space.
+    ///
+    /// Space is reserved in chunks ahead of the arena end (1 MiB to 32 MiB, an eighth of the
+    /// arena): one `fallocate` per chunk of puts, and never gigabytes for a file whose header
+    /// claims a huge sparse arena.
+    fn ensure_space(&mut self, end: u64) -> Result<(), Error> {
+        if end > self.hdr.file_len {
+            self.grow(end)?;
+        }
+        if end > self.reserved_end && !self.private {
+            let page = sys::page_size() as u64;
+            self.reserved_end = self.reserved_end.max(self.hdr.arena_end);
+            let used = self.reserved_end.saturating_sub(HEADER_LEN);
+            let chunk = (used / 8).clamp(RESERVE_CHUNK, 32 * RESERVE_CHUNK);
+            let round = |n: u64| n.div_ceil(page).saturating_mul(page).min(self.hdr.file_len);
+            let want = round(end.max(self.reserved_end.saturating_add(chunk)));
+            let need = round(end);
+            self.reserve(want, need)?;
+        }
+        Ok(())
+    }
+
+    /// Reserves (fallocate) `[reserved_end, want)`, or at least `[reserved_end, need)` when the
+    /// file system has not room for `want`.
+    fn reserve(&mut self, want: u64, need: u64) -> Result<(), Error> {
+        if self.reserve_unsupported || need <= self.reserved_end {
+            self.reserved_end = self.reserved_end.max(need);
             return Ok(());
         }
+        let from = self.reserved_end;
+        let mut result = sys::fallocate(&self.file, from, want - from).map(|_| want);
+        if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ENOSPC)) && need < want {
+            result = sys::fallocate(&self.file, from, need - from).map(|_| need);
+        }
+        match result {
+            Ok(end) => {
+                self.reserved_end = end;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                // No way to reserve here: stores into holes may still fail, and the SIGBUS
+                // guard turns that into an error before anything is published.
+                self.reserve_unsupported = true;
+                self.reserved_end = need;
+                Ok(())
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
+                Err(Error::NoSpace {
+                    path: self.path.clone(),
+                    bytes: need - from,
+                })
+            }
+            Err(e) => Err(io_err(&self.path, "fallocate")(e)),
+        }
+    }
+
+    /// Grows the file and the mapping to hold at least `end` bytes: ftruncate (only ever
+    /// larger), mremap, then record the new length in the header. If a step fails the header
+    /// still records the old length and the table is intact; the file may be left longer,
+    /// which readers accept and the next writer records.
+    fn grow(&mut self, end: u64) -> Result<(), Error> {
         if self.private {
             return Err(Error::PrivateCannotGrow {
                 path: self.path.clone(),
@@ -573,32 +720,39 @@ impl TableMut {
             });
         }
         let page = sys::page_size() as u64;
-        let grown = self
-            .hdr
-            .file_len
-            .saturating_mul(2)
-            .min(self.hdr.file_len + (1 << 30));
+        let old_len = self.hdr.file_len;
+        let grown = old_len.saturating_mul(2).min(old_len + (1 << 30));
         let new_len = (end.max(grown).div_ceil(page) * page).min(MAX_FILE_LEN / page * page);
-        self.file
-            .set_len(new_len)
-            .map_err(io_err(&self.path, "ftruncate"))?;
-        sys::remap(&mut self.map, new_len as usize).map_err(io_err(&self.path, "mremap"))?;
-        self.guard.update(self.map.as_ptr(), self.map.len());
+        if new_len > self.file_bytes {
+            self.file
+                .set_len(new_len)
+                .map_err(io_err(&self.path, "ftruncate"))?;
+            self.file_bytes = new_len;
+        }
+        if self.map.len() < new_len as usize {
+            sys::remap(&mut self.map, new_len as usize).map_err(|error| Error::Remap {
+                path: self.path.clone(),
+                old_len,
+                new_len,
+                error,
+            })?;
+            self.guard.update(self.map.as_ptr(), self.map.len());
+        }
         self.hdr.file_len = new_len;
         sys::publish_u64(&mut self.map, H_FILE_LEN, new_len);
         self.stats.file_growths += 1;
         self.check()
     }
 
-    /// Reserves `len` bytes at the arena end (growing the file if needed); returns the offset.
-    /// The space is not published until [`Self::publish_arena_end`].
-    fn reserve(&mut self, len: u64) -> Result<u64, Error> {
+    /// Makes room for `len` bytes at the arena end (growing and reserving as needed); returns
+    /// the offset. The space is not published until [`Self::publish_arena_end`].
+    fn alloc(&mut self, len: u64) -> Result<u64, Error> {
         let off = self.hdr.arena_end;
         let end = off.checked_add(len).ok_or_else(|| Error::TooLarge {
             path: self.path.clone(),
             what: "the arena".into(),
         })?;
-        self.ensure_len(end)?;
+        self.ensure_space(end)?;
         Ok(off)
     }
 
@@ -612,10 +766,30 @@ impl TableMut {
         sys::publish_u64(&mut self.map, at as usize, word);
     }
 
+    /// Probes for a key the writer is about to insert; an over-full array (which only a file
+    /// whose counts lied can have) is rehashed first.
+    fn probe_for_insert(&mut self, key: &[u8], h: u64) -> Result<Probe, Error> {
+        let mut probe = self.view().probe(key, h).map_err(invalid_err(&self.path))?;
+        self.check()?;
+        let needs_rehash = match probe {
+            Probe::Absent { empty: true, .. } => (self.hdr.used + 1) * 2 > self.hdr.slot_count(),
+            Probe::Absent { empty: false, .. } => false,
+            Probe::Saturated => true,
+            Probe::Found { .. } => false,
+        };
+        if needs_rehash {
+            self.rehash()?;
+            probe = self.view().probe(key, h).map_err(invalid_err(&self.path))?;
+            self.check()?;
+        }
+        Ok(probe)
+    }
+
     /// Inserts or replaces `key`. Returns whether an old value was replaced. When it returns,
     /// the change is in the page cache (visible to every process; durable across a crash of
     /// this process, and across power loss only after [`Self::sync`]).
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+        self.check()?;
         if key.len() > u32::MAX as usize || value.len() > u32::MAX as usize {
             return Err(Error::TooLarge {
                 path: self.path.clone(),
@@ -627,16 +801,9 @@ impl TableMut {
             what: "the record".into(),
         })?;
         let h = key_hash(key);
-        let mut probe = self.view().probe(key, h).map_err(invalid_err(&self.path))?;
-        self.check()?;
-        if let Probe::Absent { empty: true, .. } = probe {
-            if (self.hdr.used + 1) * 2 > self.hdr.slot_count() {
-                self.rehash()?;
-                probe = self.view().probe(key, h).map_err(invalid_err(&self.path))?;
-            }
-        }
-        // Write the record into free space, advance the arena end, then publish.
-        let off = self.reserve(rec_len)?;
+        let probe = self.probe_for_insert(key, h)?;
+        // Write the record into reserved free space, advance the arena end, then publish.
+        let off = self.alloc(rec_len)?;
         let at = off as usize;
         let rec = &mut self.map[at..at + rec_len as usize];
         rec[0..4].copy_from_slice(&(key.len() as u32).to_le_bytes());
@@ -647,6 +814,9 @@ impl TableMut {
         rec[k0..k0 + key.len()].copy_from_slice(key);
         rec[k0 + key.len()..k0 + key.len() + value.len()].copy_from_slice(value);
         rec[k0 + key.len() + value.len()..].fill(0);
+        // A store that hit a bus error went into a zero page the handler put in its place,
+        // not into the file: never publish it.
+        self.check()?;
         self.publish_arena_end(off + rec_len);
         let replaced = match probe {
             Probe::Found { index } => {
@@ -660,7 +830,16 @@ impl TableMut {
                     self.hdr.used += 1;
                 }
                 self.write_counts();
+                if !self.hdr.counts_plausible() {
+                    self.recount()?;
+                }
                 false
+            }
+            Probe::Saturated => {
+                // probe_for_insert rehashed into an array with free slots: cannot happen.
+                return Err(invalid_err(&self.path)(invalid!(
+                    "the slot array has no empty slot"
+                )));
             }
         };
         self.check()?;
@@ -669,6 +848,7 @@ impl TableMut {
 
     /// Deletes `key` (one store of a tombstone into its slot). Returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
+        self.check()?;
         let probe = self
             .view()
             .probe(key, key_hash(key))
@@ -677,25 +857,38 @@ impl TableMut {
         match probe {
             Probe::Found { index } => {
                 self.publish_slot(index, u64::from(TOMBSTONE));
-                self.hdr.live -= 1;
-                self.write_counts();
+                match self.hdr.live.checked_sub(1) {
+                    Some(live) if self.hdr.counts_plausible() => {
+                        self.hdr.live = live;
+                        self.write_counts();
+                    }
+                    // The counts were wrong (a key was found where the header counted none):
+                    // take them from the slots.
+                    _ => self.recount()?,
+                }
                 self.check()?;
                 Ok(true)
             }
-            Probe::Absent { .. } => Ok(false),
+            Probe::Absent { .. } | Probe::Saturated => Ok(false),
         }
     }
 
     /// Builds a new slot array in the arena from the live entries (dropping tombstones): twice
     /// the size, or the same size when tombstones rather than live keys filled it. Then switches
     /// the header to it with one 8-byte store.
+    ///
+    /// Sized by the live slots it counts, never by the header's counts (which may lie), and
+    /// scanning only the parts of the old array that hold data.
     fn rehash(&mut self) -> Result<(), Error> {
-        let mut log2 = if (self.hdr.live + 1) * 4 <= self.hdr.slot_count() {
+        let ranges = self.slot_ranges();
+        let (live, _) = self.view().count_slots(&ranges);
+        self.check()?;
+        let mut log2 = if (live + 1) * 4 <= self.hdr.slot_count() {
             self.hdr.slots_log2
         } else {
             self.hdr.slots_log2 + 1
         };
-        while (self.hdr.live + 1) * 2 > 1u64 << log2 {
+        while (live + 1) * 2 > 1u64 << log2 {
             log2 += 1;
         }
         if log2 > MAX_SLOTS_LOG2 {
@@ -704,38 +897,42 @@ impl TableMut {
                 what: "the slot array".into(),
             });
         }
-        // Collect (word, hash) of live entries before touching the mapping.
-        let view = self.view();
-        let mut entries = Vec::with_capacity(self.hdr.live as usize);
-        for i in 0..view.hdr.slot_count() {
-            if let Slot::Full { offset, .. } = Slot::decode(view.slot_word(i)) {
+        let count = 1u64 << log2;
+        let off = self.alloc(count * 8)?;
+        let (a0, a1) = (off as usize, (off + count * 8) as usize);
+        self.map[a0..a1].fill(0); // the space may hold a killed writer's half-written record
+        let mask = count - 1;
+        let old = self.hdr;
+        let mut moved = 0u64;
+        for &(a, b) in &ranges {
+            for i in a..b.min(old.slot_count()) {
+                let view = self.view();
+                let word = view.slot_word(i);
+                let Slot::Full { offset, .. } = Slot::decode(word) else {
+                    continue;
+                };
                 let rec = view.record(offset).map_err(invalid_err(&self.path))?;
-                entries.push((view.slot_word(i), key_hash(rec.key)));
+                let h = key_hash(rec.key);
+                let mut j = h & mask;
+                // Terminates: fewer than half the slots are taken.
+                loop {
+                    let at = a0 + (j * 8) as usize;
+                    if self.map[at..at + 8] == [0u8; 8] {
+                        self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
+                        break;
+                    }
+                    j = (j + 1) & mask;
+                }
+                moved += 1;
             }
         }
         self.check()?;
-        let count = 1u64 << log2;
-        let off = self.reserve(count * 8)?;
-        let arr = &mut self.map[off as usize..(off + count * 8) as usize];
-        arr.fill(0); // the space may hold a killed writer's half-written record
-        let mask = count - 1;
-        for &(word, h) in &entries {
-            let mut i = h & mask;
-            loop {
-                let at = (i * 8) as usize;
-                if arr[at..at + 8] == [0u8; 8] {
-                    arr[at..at + 8].copy_from_slice(&word.to_le_bytes());
-                    break;
-                }
-                i = (i + 1) & mask;
-            }
-        }
         self.publish_arena_end(off + count * 8);
         sys::publish_u64(&mut self.map, H_SLOTS, slots_desc(off, log2));
         self.hdr.slots_off = off;
         self.hdr.slots_log2 = log2;
-        self.hdr.live = entries.len() as u64;
-        self.hdr.used = entries.len() as u64;
+        self.hdr.live = moved;
+        self.hdr.used = moved;
         self.write_counts();
         self.stats.rehashes += 1;
         self.check()
@@ -750,6 +947,7 @@ impl TableMut {
     /// Closes cleanly: clears the DIRTY flag (one store). Dropping does the same, ignoring
     /// errors; call this to see them.
     pub fn close(mut self) -> Result<(), Error> {
+        self.check()?;
         self.finish();
         self.check()
     }
@@ -780,7 +978,7 @@ impl TableMut {
 
     /// Checks the whole table.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        let report = self.view().verify();
+        let report = self.view().verify(&self.slot_ranges());
         self.check()?;
         report.map_err(invalid_err(&self.path))
     }
