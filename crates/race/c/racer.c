@@ -108,8 +108,8 @@ static int take_id(struct RaceCourse *rc) {
  * The racy loop. `total` is read and written with relaxed atomic loads and stores: plain movs,
  * but the compiler may not keep it in a register (a plain `long` could be hoisted out of the
  * loop at -O2, and then nothing would race). `winnings[id-1]` is the skeleton's plain `++`: only
- * this process writes it, the first instance reads it after everyone's "finished" (an acquire),
- * and GCC compiles it to one memory-destination `addq $1,(mem)`, the instruction Rust's relaxed
+ * this process writes it, the first instance reads it once everyone else left (flocks gone), and
+ * GCC compiles it to one memory-destination `addq $1,(mem)`, the instruction Rust's relaxed
  * load + store of its winnings becomes (`incq (mem)`). Written as a relaxed atomic load and store
  * instead, GCC emits mov/add/mov, which ran the single-racer loop at half the speed on the AMD
  * EPYC this was written on (a longer store-to-load forwarding chain). The loops take the two
