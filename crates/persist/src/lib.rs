@@ -99,6 +99,8 @@
 
 pub mod disktable;
 mod format;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod pread;
 mod sys;
 mod table;
