@@ -21,6 +21,7 @@ pub mod elf;
 pub mod fds;
 pub mod loader;
 pub mod maps;
+pub mod markers;
 pub mod pagemap;
 pub mod run;
 pub mod smaps;
