@@ -304,7 +304,11 @@ pub(crate) mod tests {
             )
         };
         let sections = vec![
-            Section::new(1, 1.0, Ok(step(1, charts::tests::step1_data()))),
+            Section::new(
+                1,
+                1.0,
+                Ok(charts::step1::tests::sample_report(step(1, json!({})))),
+            ),
             Section::new(2, 2.0, Ok(step(2, charts::tests::step2_data()))),
             Section::new(
                 3,

@@ -6,12 +6,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
-mod step1;
+pub mod step1;
 mod step2;
 mod step4;
 mod step5;
 
-use step1::step1_chunks;
 use step2::step2_pages;
 use step4::step4_address_space;
 use step5::{step5_chart, Step5};
@@ -44,7 +43,6 @@ impl Picture {
 /// The pictures of one step (empty for a step that has none).
 pub fn pictures(step: u8, data: &Value) -> Vec<Picture> {
     match step {
-        1 => vec![step1_chunks(data)],
         2 => vec![step2_pages(data)],
         4 => vec![step4_address_space(data)],
         5 => vec![
@@ -162,41 +160,6 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    pub(crate) fn step1_data() -> Value {
-        let mut rows = Vec::new();
-        for request in [
-            24u64,
-            1000,
-            65_536,
-            131_000,
-            131_048,
-            131_049,
-            200_000,
-            1 << 20,
-        ] {
-            let mmap = request >= 131_049;
-            let chunk = if mmap {
-                (request + 16 + 4095) & !4095
-            } else {
-                (request + 8 + 15) & !15
-            };
-            rows.push(json!({
-                "request": request,
-                "chunk_size": chunk,
-                "region": if mmap { "mmap" } else { "heap" },
-                "mmap_len": if mmap { json!(chunk) } else { Value::Null },
-                "address": "0x55d4c0a012a0",
-            }));
-        }
-        json!({
-            "rows": rows,
-            "threshold_request": 131_049,
-            "threshold_chunk_size": 131_072,
-            "prev_inuse_bit": 0,
-            "is_mmapped_bit": 1,
-        })
-    }
-
     pub(crate) fn step2_data() -> Value {
         json!({"entries": 100000, "file_bytes": 10_002_432, "pages_total": 2442,
                "pages_resident_before": 0, "pages_resident_after": 37, "lookups": 1000,
@@ -272,42 +235,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn step1_draws_one_dot_per_row_and_marks_the_threshold() {
-        let pics = pictures(1, &step1_data());
-        assert_eq!(pics.len(), 1);
-        let p = &pics[0];
-        let svg = p.svg.as_ref().unwrap();
-        assert!(svg.starts_with("<svg"));
-        // 8 rows plus 3 legend dots (heap, mmap; the triangle legend is a polygon).
-        assert_eq!(count(svg, "circle"), 8 + 2);
-        // 3 mmapped rows with a length, plus the legend's triangle.
-        assert_eq!(count(svg, "polygon"), 3 + 1);
-        assert!(svg.contains("threshold: request 131049 B (chunk 131072 B)"));
-        assert!(p.caption.contains("5 from the heap"));
-        assert!(p.caption.contains("3 mmapped"));
-        assert_eq!(p.marks, ("circle", 8));
-    }
-
-    #[test]
-    fn step1_without_threshold_says_so_and_odd_rows_are_skipped() {
-        let mut d = step1_data();
-        d.as_object_mut().unwrap().remove("threshold_request");
-        d["rows"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"request": "lots", "region": "heap"}));
-        let p = &pictures(1, &d)[0];
-        let svg = p.svg.as_ref().unwrap();
-        assert!(!svg.contains("threshold"));
-        assert!(p.caption.contains("gives no threshold"));
-        assert!(p.caption.contains("1 rows lacked a field"));
-    }
-
-    #[test]
     fn odd_data_gives_no_picture_with_a_reason() {
         for (step, data, why) in [
-            (1, json!({}), "no `rows`"),
-            (1, json!({"rows": [{"request": 1}]}), "no usable rows"),
             (2, json!({"pages_total": 10}), "lacks pages_total"),
             (
                 2,

@@ -1,80 +1,102 @@
-//! Step 1's picture: request against chunk size and mmap length, threshold marked.
+//! Step 1's pictures, drawn from typed data built from [`Findings`]: request against chunk size
+//! and mmap length with the threshold marked, and what `tcache_count=0` changed in free-bit.
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use serde_json::Value;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
+use crate::step1::analyze::{FreedInto, SyscallMade};
+use crate::step1::Findings;
 
-// ---------------------------------------------------------------------------------------------
-// Step 1
+/// The pictures of step 1: the chunk chart when the sweep ran, the free-bit comparison when
+/// both free-bit runs did.
+pub fn pictures(f: &Findings) -> Vec<Picture> {
+    let mut out = Vec::new();
+    if let Some(p) = ChunksPicture::from_findings(f) {
+        out.push(chunks(&p));
+    }
+    if let Some(p) = FreeBitPicture::from_findings(f) {
+        out.push(free_bit(&p));
+    }
+    out
+}
 
-struct ChunkRow {
-    request: f64,
-    chunk: f64,
-    mmap: bool,
-    mmap_len: Option<f64>,
+/// One allocation of the sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRow {
+    pub request: u64,
+    pub chunk_size: u64,
+    pub mmapped: bool,
+    /// The length of the mmap call paired with it.
+    pub mmap_len: Option<u64>,
+}
+
+/// Request size against chunk size and mmap length, the threshold marked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunksPicture {
+    pub rows: Vec<ChunkRow>,
+    /// Rows in neither [heap] nor an mmap region (not drawn).
+    pub skipped: usize,
+    pub threshold_request: Option<u64>,
+    pub threshold_chunk_size: Option<u64>,
+}
+
+impl ChunksPicture {
+    pub fn from_findings(f: &Findings) -> Option<ChunksPicture> {
+        let sweep = f.sweep.as_ref()?;
+        let rows: Vec<ChunkRow> = sweep
+            .rows
+            .iter()
+            .filter(|r| r.region == "heap" || r.region == "mmap")
+            .map(|r| ChunkRow {
+                request: r.request,
+                chunk_size: r.chunk_size,
+                mmapped: r.region == "mmap",
+                mmap_len: match r.syscall {
+                    SyscallMade::Mmap { length, .. } => Some(length),
+                    _ => None,
+                },
+            })
+            .collect();
+        Some(ChunksPicture {
+            skipped: sweep.rows.len() - rows.len(),
+            rows,
+            threshold_request: f.threshold_request,
+            threshold_chunk_size: f.threshold_chunk_size,
+        })
+    }
 }
 
 /// Step 1: request size (x) against chunk size and mmap length (y), both log scale; heap chunks
 /// and mmapped chunks coloured, the threshold marked.
-pub(super) fn step1_chunks(data: &Value) -> Picture {
+pub fn chunks(p: &ChunksPicture) -> Picture {
     const FILE: &str = "step1-chunks.svg";
     const TITLE: &str = "Request size against chunk size and mmap length";
-    let Some(raw) = data.get("rows").and_then(Value::as_array) else {
-        return Picture::none(FILE, TITLE, "step 1 data has no `rows` list".into());
-    };
-    let mut skipped = 0;
-    let rows: Vec<ChunkRow> = raw
+    // A log scale needs positive values.
+    let rows: Vec<&ChunkRow> = p
+        .rows
         .iter()
-        .filter_map(|r| {
-            let row = (|| {
-                let request = num(r.get("request")?)?;
-                let chunk = num(r.get("chunk_size")?)?;
-                let mmap = match r.get("region")?.as_str()? {
-                    "heap" => false,
-                    "mmap" => true,
-                    _ => return None,
-                };
-                let mmap_len = r.get("mmap_len").and_then(num).filter(|v| *v > 0.0);
-                (request > 0.0 && chunk > 0.0).then_some(ChunkRow {
-                    request,
-                    chunk,
-                    mmap,
-                    mmap_len,
-                })
-            })();
-            if row.is_none() {
-                skipped += 1;
-            }
-            row
-        })
+        .filter(|r| r.request > 0 && r.chunk_size > 0)
         .collect();
     if rows.is_empty() {
         return Picture::none(
             FILE,
             TITLE,
-            format!(
-                "step 1 data has no usable rows ({} rows, none with request, chunk_size and region \
-                 heap/mmap)",
-                raw.len()
-            ),
+            format!("step 1 has no allocation to draw ({} rows)", p.rows.len()),
         );
     }
-    let threshold = data.get("threshold_request").and_then(num);
-    let threshold_chunk = data.get("threshold_chunk_size").and_then(num);
-    let heap = rows.iter().filter(|r| !r.mmap).count();
+    let skipped = p.skipped + p.rows.len() - rows.len();
+    let threshold = p.threshold_request.map(|t| t as f64);
+    let heap = rows.iter().filter(|r| !r.mmapped).count();
     let mapped = rows.len() - heap;
     let lens = rows.iter().filter(|r| r.mmap_len.is_some()).count();
-
-    let xs = rows.iter().map(|r| r.request).chain(threshold);
+    let xs = rows.iter().map(|r| r.request as f64).chain(threshold);
     let ys = rows
         .iter()
-        .flat_map(|r| [Some(r.chunk), r.mmap_len, Some(r.request)])
-        .flatten();
-    let (xmin, xmax) = bounds(xs);
-    let (ymin, ymax) = bounds(ys);
+        .flat_map(|r| [Some(r.chunk_size), r.mmap_len, Some(r.request)])
+        .flatten()
+        .map(|v| v as f64);
+    let ((xmin, xmax), (ymin, ymax)) = (bounds(xs), bounds(ys));
     let svg = render((900, 560), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
@@ -100,40 +122,32 @@ pub(super) fn step1_chunks(data: &Value) -> Picture {
             .axis_desc_style((FONT, 16))
             .draw()
             .map_err(err)?;
+        let grey = RGBColor(160, 160, 160);
         chart
-            .draw_series(LineSeries::new(
-                [(xmin, xmin), (xmax, xmax)],
-                RGBColor(160, 160, 160),
-            ))
+            .draw_series(LineSeries::new([(xmin, xmin), (xmax, xmax)], grey))
             .map_err(err)?
             .label("size = request")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RGBColor(160, 160, 160)));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
         chart
             .draw_series(rows.iter().filter_map(|r| {
-                r.mmap_len
-                    .map(|l| TriangleMarker::new((r.request, l), 9, MMAP_LEN.stroke_width(2)))
+                r.mmap_len.map(|l| {
+                    TriangleMarker::new((r.request as f64, l as f64), 9, MMAP_LEN.stroke_width(2))
+                })
             }))
             .map_err(err)?
             .label(format!("length passed to mmap ({lens})"))
             .legend(|(x, y)| TriangleMarker::new((x + 8, y), 7, MMAP_LEN.stroke_width(2)));
-        chart
-            .draw_series(
-                rows.iter()
-                    .filter(|r| !r.mmap)
-                    .map(|r| Circle::new((r.request, r.chunk), 4, HEAP.filled())),
-            )
-            .map_err(err)?
-            .label(format!("chunk size, heap chunk ({heap})"))
-            .legend(|(x, y)| Circle::new((x + 8, y), 4, HEAP.filled()));
-        chart
-            .draw_series(
-                rows.iter()
-                    .filter(|r| r.mmap)
-                    .map(|r| Circle::new((r.request, r.chunk), 4, MMAP.filled())),
-            )
-            .map_err(err)?
-            .label(format!("chunk size, mmapped chunk ({mapped})"))
-            .legend(|(x, y)| Circle::new((x + 8, y), 4, MMAP.filled()));
+        for (mmapped, colour, what, n) in
+            [(false, HEAP, "heap", heap), (true, MMAP, "mmapped", mapped)]
+        {
+            chart
+                .draw_series(rows.iter().filter(|r| r.mmapped == mmapped).map(|r| {
+                    Circle::new((r.request as f64, r.chunk_size as f64), 4, colour.filled())
+                }))
+                .map_err(err)?
+                .label(format!("chunk size, {what} chunk ({n})"))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        }
         if let Some(t) = threshold {
             chart
                 .draw_series(LineSeries::new(
@@ -141,27 +155,13 @@ pub(super) fn step1_chunks(data: &Value) -> Picture {
                     MARK.stroke_width(2),
                 ))
                 .map_err(err)?;
-            let label = match threshold_chunk {
-                Some(c) => format!("threshold: request {t:.0} B (chunk {c:.0} B)"),
-                None => format!("threshold: request {t:.0} B"),
-            };
-            // Right of the line in the left half of the picture, left of it otherwise.
-            let right_half =
-                t.ln() - (xmin / 1.6).ln() > ((xmax * 1.6).ln() - (xmin / 1.6).ln()) / 2.0;
-            let (x, anchor) = if right_half {
-                (t / 1.05, HPos::Right)
-            } else {
-                (t * 1.05, HPos::Left)
-            };
+            let (label, x, anchor) = threshold_label(t, p.threshold_chunk_size, (xmin, xmax));
+            let style = (FONT, 17)
+                .into_font()
+                .color(&MARK)
+                .pos(Pos::new(anchor, VPos::Bottom));
             chart
-                .draw_series([Text::new(
-                    label,
-                    (x, ymin * 1.1),
-                    (FONT, 17)
-                        .into_font()
-                        .color(&MARK)
-                        .pos(Pos::new(anchor, VPos::Bottom)),
-                )])
+                .draw_series([Text::new(label, (x, ymin * 1.1), style)])
                 .map_err(err)?;
         }
         chart
@@ -174,31 +174,360 @@ pub(super) fn step1_chunks(data: &Value) -> Picture {
             .map_err(err)?;
         Ok(())
     });
+    Picture {
+        file: FILE.into(),
+        title: TITLE.into(),
+        caption: chunks_caption(p, &rows, skipped),
+        svg,
+        marks: ("circle", rows.len()),
+    }
+}
+
+/// The threshold line's label and where it goes: right of the line in the left half of the
+/// picture, left of it otherwise.
+fn threshold_label(t: f64, chunk: Option<u64>, (xmin, xmax): (f64, f64)) -> (String, f64, HPos) {
+    let label = match chunk {
+        Some(c) => format!("threshold: request {t:.0} B (chunk {c} B)"),
+        None => format!("threshold: request {t:.0} B"),
+    };
+    let right_half = t.ln() - (xmin / 1.6).ln() > ((xmax * 1.6).ln() - (xmin / 1.6).ln()) / 2.0;
+    if right_half {
+        (label, t / 1.05, HPos::Right)
+    } else {
+        (label, t * 1.05, HPos::Left)
+    }
+}
+
+fn chunks_caption(p: &ChunksPicture, rows: &[&ChunkRow], skipped: usize) -> String {
+    let heap = rows.iter().filter(|r| !r.mmapped).count();
+    let lens = rows.iter().filter(|r| r.mmap_len.is_some()).count();
     let mut caption = format!(
-        "{} allocations: {heap} from the heap (blue), {mapped} mmapped (red); {lens} with the \
-         length malloc passed to mmap (orange triangles, around the red dot when the chunk size \
-         equals it), paired from the strace.",
-        rows.len()
+        "{} allocations: {heap} from the heap (blue), {} mmapped (red); {lens} with the length \
+         malloc passed to mmap (orange triangles, around the red dot when the chunk size equals \
+         it), paired from the strace.",
+        rows.len(),
+        rows.len() - heap
     );
-    match threshold {
+    match p.threshold_request {
         Some(t) => caption.push_str(&format!(
-            " The black line marks this run's threshold: a request of {t:.0} bytes{}.",
-            threshold_chunk
-                .map(|c| format!(" (chunk size {c:.0})"))
+            " The black line marks this run's threshold: a request of {t} bytes{}.",
+            p.threshold_chunk_size
+                .map(|c| format!(" (chunk size {c})"))
                 .unwrap_or_default()
         )),
         None => caption.push_str(" This run's data gives no threshold, so none is marked."),
     }
     if skipped > 0 {
         caption.push_str(&format!(
-            " {skipped} rows lacked a field and are not drawn."
+            " {skipped} rows are not drawn (no size or region)."
         ));
     }
+    caption
+}
+
+/// One request of free-bit, in both runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreeBitColumn {
+    pub request: u64,
+    pub chunk_size: u64,
+    /// (bit changed, where A went) with the tcache and without it.
+    pub default: (bool, FreedInto),
+    pub no_tcache: (bool, FreedInto),
+}
+
+/// free-bit with and without the tcache: which frees cleared the in-use bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreeBitPicture {
+    pub tunables: String,
+    pub columns: Vec<FreeBitColumn>,
+}
+
+impl FreeBitPicture {
+    pub fn from_findings(f: &Findings) -> Option<FreeBitPicture> {
+        let c = f.tcache_comparison.as_ref()?;
+        Some(FreeBitPicture {
+            tunables: c.tunables.clone(),
+            columns: c
+                .sizes
+                .iter()
+                .map(|s| FreeBitColumn {
+                    request: s.request,
+                    chunk_size: s.chunk_size,
+                    default: (s.default_changed, s.default_into),
+                    no_tcache: (s.no_tcache_changed, s.no_tcache_into),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn into_colour(i: FreedInto) -> RGBColor {
+    match i {
+        FreedInto::Bin => MMAP,
+        FreedInto::Tcache => OTHER_MODES[1],
+        FreedInto::Fastbin => OTHER_MODES[0],
+        FreedInto::Unclear => MARK,
+    }
+}
+
+fn into_label(i: FreedInto) -> &'static str {
+    match i {
+        FreedInto::Bin => "bin",
+        FreedInto::Tcache => "tcache",
+        FreedInto::Fastbin => "fastbin",
+        FreedInto::Unclear => "?",
+    }
+}
+
+/// Two rows of dots, one per request: filled where free(A) cleared A's in-use bit, hollow where
+/// it changed nothing, coloured by where free put A.
+pub fn free_bit(p: &FreeBitPicture) -> Picture {
+    const FILE: &str = "step1-free-bit.svg";
+    const TITLE: &str = "free(A): did A's in-use bit change, with and without the tcache?";
+    if p.columns.is_empty() {
+        return Picture::none(FILE, TITLE, "free-bit made no attempt in both runs".into());
+    }
+    let n = p.columns.len();
+    let rows = [("default", 1.0), ("tcache_count=0", 0.0)];
+    let svg = render((900, 300), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(TITLE, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(130)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, -0.6..1.6)
+            .map_err(err)?;
+        let columns = p.columns.clone();
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(n)
+            .y_labels(2)
+            .x_desc("request x (chunk size)")
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                match columns.get(i as usize) {
+                    Some(c) if (v - i).abs() < 0.01 && i >= 0.0 => {
+                        format!("{} ({})", c.request, c.chunk_size)
+                    }
+                    _ => String::new(),
+                }
+            })
+            .y_label_formatter(
+                &|v: &f64| match rows.iter().find(|r| (r.1 - *v).abs() < 0.01) {
+                    Some(r) => r.0.to_string(),
+                    None => String::new(),
+                },
+            )
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        for (i, c) in p.columns.iter().enumerate() {
+            for ((changed, into), y) in [(c.default, 1.0), (c.no_tcache, 0.0)] {
+                let colour = into_colour(into);
+                let style = if changed {
+                    colour.filled()
+                } else {
+                    colour.stroke_width(3)
+                };
+                let x = i as f64;
+                chart
+                    .draw_series([Circle::new((x, y), 9, style)])
+                    .map_err(err)?;
+                let label_style = (FONT, 13)
+                    .into_font()
+                    .color(&colour)
+                    .pos(Pos::new(HPos::Center, VPos::Top));
+                chart
+                    .draw_series([Text::new(into_label(into), (x, y - 0.18), label_style)])
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    });
+    let changed = |row: fn(&FreeBitColumn) -> (bool, FreedInto)| -> Vec<String> {
+        p.columns
+            .iter()
+            .filter(|c| row(c).0)
+            .map(|c| c.request.to_string())
+            .collect()
+    };
+    let caption = format!(
+        "A filled dot: free(malloc(x)) cleared A's in-use bit (PREV_INUSE in the next chunk's \
+         tag); a ring: it changed nothing. The word under each dot says where free put A, \
+         judged from what free wrote into A. Default run: the bit changed for x = {}; with \
+         GLIBC_TUNABLES={}: for x = {}.",
+        or_none(&changed(|c| c.default)),
+        p.tunables,
+        or_none(&changed(|c| c.no_tcache))
+    );
     Picture {
         file: FILE.into(),
         title: TITLE.into(),
         caption,
         svg,
-        marks: ("circle", rows.len()),
+        marks: ("circle", 2 * n),
+    }
+}
+
+fn or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::StepReport;
+
+    /// The sweep of the report's sample: eight requests, the threshold at 131049.
+    pub(crate) fn sample_picture() -> ChunksPicture {
+        let rows = [
+            24u64,
+            1000,
+            65_536,
+            131_000,
+            131_048,
+            131_049,
+            200_000,
+            1 << 20,
+        ]
+        .into_iter()
+        .map(|request| {
+            let mmapped = request >= 131_049;
+            let chunk_size = if mmapped {
+                (request + 16 + 4095) & !4095
+            } else {
+                (request + 8 + 15) & !15
+            };
+            ChunkRow {
+                request,
+                chunk_size,
+                mmapped,
+                mmap_len: mmapped.then_some(chunk_size),
+            }
+        })
+        .collect();
+        ChunksPicture {
+            rows,
+            skipped: 0,
+            threshold_request: Some(131_049),
+            threshold_chunk_size: Some(131_072),
+        }
+    }
+
+    /// Step 1's entry in the report's sample: the shared synthetic narrative `report`, with
+    /// findings and the chunk picture from typed data.
+    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
+        let p = sample_picture();
+        report.findings = serde_json::json!({
+            "threshold_request": p.threshold_request,
+            "threshold_chunk_size": p.threshold_chunk_size,
+            "prev_inuse_bit": 0,
+            "is_mmapped_bit": 1,
+        });
+        report.pictures = vec![chunks(&p)];
+        report
+    }
+
+    fn count(svg: &str, tag: &str) -> usize {
+        svg.matches(&format!("<{tag}")).count()
+    }
+
+    #[test]
+    fn one_dot_per_row_and_the_threshold_marked() {
+        let p = chunks(&sample_picture());
+        let svg = p.svg.as_ref().unwrap();
+        assert!(svg.starts_with("<svg"));
+        // 8 rows plus the two legend dots (heap, mmap; the triangle legend is a polygon).
+        assert_eq!(count(svg, "circle"), 8 + 2);
+        // 3 mmapped rows with a length, plus the legend's triangle.
+        assert_eq!(count(svg, "polygon"), 3 + 1);
+        assert!(svg.contains("threshold: request 131049 B (chunk 131072 B)"));
+        assert!(p.caption.contains("5 from the heap"));
+        assert!(p.caption.contains("3 mmapped"));
+        assert_eq!(p.marks, ("circle", 8));
+    }
+
+    #[test]
+    fn without_threshold_it_says_so_and_odd_rows_are_counted() {
+        let mut d = sample_picture();
+        d.threshold_request = None;
+        d.rows.push(ChunkRow {
+            request: 0,
+            chunk_size: 0,
+            mmapped: false,
+            mmap_len: None,
+        });
+        d.skipped = 1;
+        let p = chunks(&d);
+        let svg = p.svg.as_ref().unwrap();
+        assert!(!svg.contains("threshold"));
+        assert!(p.caption.contains("gives no threshold"));
+        assert!(p.caption.contains("2 rows are not drawn"));
+    }
+
+    #[test]
+    fn nothing_to_draw_gives_no_picture_with_a_reason() {
+        let p = chunks(&ChunksPicture {
+            rows: Vec::new(),
+            skipped: 0,
+            threshold_request: None,
+            threshold_chunk_size: None,
+        });
+        assert!(p.svg.unwrap_err().contains("no allocation to draw"));
+        let f = free_bit(&FreeBitPicture {
+            tunables: "x".into(),
+            columns: Vec::new(),
+        });
+        assert!(f.svg.unwrap_err().contains("no attempt"));
+    }
+
+    #[test]
+    fn free_bit_draws_both_runs_and_names_the_bins() {
+        let col = |request, chunk_size, default, no_tcache| FreeBitColumn {
+            request,
+            chunk_size,
+            default,
+            no_tcache,
+        };
+        let p = free_bit(&FreeBitPicture {
+            tunables: "glibc.malloc.tcache_count=0".into(),
+            columns: vec![
+                col(
+                    24,
+                    32,
+                    (false, FreedInto::Tcache),
+                    (false, FreedInto::Fastbin),
+                ),
+                col(
+                    1000,
+                    1008,
+                    (false, FreedInto::Tcache),
+                    (true, FreedInto::Bin),
+                ),
+                col(1048, 1056, (true, FreedInto::Bin), (true, FreedInto::Bin)),
+            ],
+        });
+        let svg = p.svg.as_ref().unwrap();
+        assert_eq!(p.marks, ("circle", 6));
+        assert_eq!(count(svg, "circle"), 6);
+        for word in [
+            "\nfastbin\n",
+            "\ntcache\n",
+            "\nbin\n",
+            "\ndefault\n",
+            "\ntcache_count=0\n",
+        ] {
+            assert!(svg.contains(word), "{word:?}");
+        }
+        assert!(svg.contains("1000 (1008)"));
+        assert!(p
+            .caption
+            .contains("Default run: the bit changed for x = 1048; with GLIBC_TUNABLES=glibc.malloc.tcache_count=0: for x = 1000, 1048."));
     }
 }

@@ -1,0 +1,231 @@
+//! Running malloc-probe: the traced sweep, free-bit with and without the tcache, the threshold
+//! (plain and tuned) and the page edge. Every run's arguments, extra environment and JSON
+//! document go into the [`Evidence`]; nothing is decided here except which requests to try.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use anyhow::{bail, Context as _};
+use serde::de::DeserializeOwned;
+
+use super::wire::{SweepReport, ThresholdReport};
+use super::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
+use crate::model::Ctx;
+use crate::out;
+
+/// The strace filter: the allocator's system calls, plus `write` for the probe's markers.
+pub const FILTER: &str = "brk,mmap,munmap,write";
+
+/// The course runs step 1 with this tunable ("to more easily observe malloc").
+pub const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
+
+/// The tunable that sets glibc's mmap threshold (mallopt(3) `M_MMAP_THRESHOLD`). Set through
+/// `GLIBC_TUNABLES` because that wins over `MALLOC_MMAP_THRESHOLD_` (and a later entry of
+/// `GLIBC_TUNABLES` over an earlier one), so the setting holds whatever the environment has.
+pub const MMAP_THRESHOLD_TUNABLE: &str = "glibc.malloc.mmap_threshold";
+
+pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
+    ctx.build_release(&["malloc-probe"])?;
+    lab_trace::run::check()?;
+    let scratch = ctx.scratch("step1")?;
+    let probe = Probe {
+        path: ctx.bin("malloc-probe"),
+        environment: malloc_environment(std::env::vars()),
+    };
+    measure_with(&probe, ctx.quick, scratch.path())
+}
+
+/// The variables of `vars` that change how malloc behaves or which malloc runs.
+pub fn malloc_environment(vars: impl Iterator<Item = (String, String)>) -> Vec<EnvVar> {
+    let mut env: Vec<EnvVar> = vars
+        .filter(|(k, _)| k == "GLIBC_TUNABLES" || k == "LD_PRELOAD" || k.starts_with("MALLOC_"))
+        .map(|(k, v)| EnvVar::new(k, v))
+        .collect();
+    env.sort_by(|a, b| a.name.cmp(&b.name));
+    env
+}
+
+/// `GLIBC_TUNABLES` with `tunable` (`name=value`) added after what `environment` already sets
+/// (glibc takes the last entry of a name), unless it is already the last word on it.
+pub fn with_tunable(environment: &[EnvVar], tunable: &str) -> EnvVar {
+    let name = tunable.split('=').next().unwrap_or(tunable);
+    match environment.iter().find(|v| v.name == "GLIBC_TUNABLES") {
+        Some(v) if tunable_value(&v.value, name) == tunable.split_once('=').map(|t| t.1) => {
+            v.clone()
+        }
+        Some(v) if !v.value.is_empty() => {
+            EnvVar::new("GLIBC_TUNABLES", format!("{}:{tunable}", v.value))
+        }
+        _ => EnvVar::new("GLIBC_TUNABLES", tunable),
+    }
+}
+
+/// The value `GLIBC_TUNABLES=tunables` gives `name` (its last entry), if any.
+pub fn tunable_value<'a>(tunables: &'a str, name: &str) -> Option<&'a str> {
+    tunables
+        .split(':')
+        .filter_map(|t| t.split_once('='))
+        .rfind(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Two requests 8 bytes apart on either side of `x + 24 = k pages`, above the threshold chunk
+/// size and above what the top chunk held at start-up (a fresh process's top serves any request
+/// that fits, mmap threshold or not): the mapping's extra word decides whether one more page is
+/// mapped.
+pub fn page_edge_requests(threshold_chunk_size: u64, top_at_start: u64, page: u64) -> [u64; 2] {
+    let k = (threshold_chunk_size.max(top_at_start) + 2 * page).div_ceil(page);
+    [k * page - 24, k * page - 16]
+}
+
+/// The top chunk's size before the sweep's first malloc: that malloc's chunk plus what it left.
+fn top_at_start(sweep: &SweepReport) -> u64 {
+    sweep
+        .allocations
+        .first()
+        .and_then(|r| Some(r.top_size? + r.chunk_size))
+        .unwrap_or(0)
+}
+
+/// Runs every experiment with `probe`. The first run tells whether the probe accepts this
+/// process's malloc; a refusal ends the measurement and is recorded as the outcome.
+pub fn measure_with(probe: &Probe, quick: bool, scratch: &Path) -> anyhow::Result<Evidence> {
+    let environment = probe.environment.clone();
+    let max = if quick { "1MiB" } else { "4MiB" };
+    out::progress("step 1: malloc-probe --mark sweep, under strace");
+    let sweep = match probe.traced(
+        &["--json", "--mark", "sweep", "--max", max],
+        vec![],
+        scratch,
+    ) {
+        Ok(sweep) => sweep,
+        Err(e) => {
+            return match e.downcast::<Refusal>() {
+                Ok(refusal) => Ok(Evidence {
+                    environment,
+                    outcome: Outcome::Refused(refusal),
+                }),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    out::progress("step 1: malloc-probe free-bit");
+    let free_bit = probe.run(&["--json", "free-bit"], vec![])?;
+    let no_tcache = with_tunable(&environment, NO_TCACHE);
+    out::progress(&format!("step 1: malloc-probe free-bit with {no_tcache}"));
+    let free_bit_no_tcache = probe.run(&["--json", "free-bit"], vec![no_tcache])?;
+    out::progress("step 1: malloc-probe threshold (one fresh process per probe)");
+    let threshold: Run<ThresholdReport> = probe.run(&["--json", "threshold"], vec![])?;
+    let (chunk, page) = (
+        threshold.doc.threshold.threshold_chunk_size,
+        (threshold.doc.allocator.page_size as u64).max(1),
+    );
+    let half = (chunk / 2).max(page);
+    let tuned = with_tunable(&environment, &format!("{MMAP_THRESHOLD_TUNABLE}={half}"));
+    out::progress(&format!("step 1: malloc-probe threshold with {tuned}"));
+    let tuned_threshold = probe.run(&["--json", "threshold"], vec![tuned])?;
+    let edge = page_edge_requests(chunk, top_at_start(&sweep.doc), page).map(|x| x.to_string());
+    out::progress("step 1: malloc-probe --mark alloc at a page edge, under strace");
+    let page_edge = probe.traced(
+        &["--json", "--mark", "alloc", &edge[0], &edge[1]],
+        vec![],
+        scratch,
+    )?;
+    Ok(Evidence {
+        environment,
+        outcome: Outcome::Measured(Box::new(Measured {
+            sweep,
+            free_bit,
+            free_bit_no_tcache,
+            threshold,
+            tuned_threshold,
+            page_edge,
+        })),
+    })
+}
+
+/// The malloc-probe binary and the malloc environment it runs in.
+pub struct Probe {
+    pub path: PathBuf,
+    /// Set on every run (normally what xtask inherited, so setting it again changes nothing).
+    pub environment: Vec<EnvVar>,
+}
+
+impl Probe {
+    fn apply(&self, cmd: &mut Command, extra: &[EnvVar]) {
+        for v in self.environment.iter().chain(extra) {
+            cmd.env(&v.name, &v.value);
+        }
+    }
+
+    /// Runs `malloc-probe ARGS` with `extra` set, and reads its JSON document.
+    pub fn run<D: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        extra: Vec<EnvVar>,
+    ) -> anyhow::Result<Run<D>> {
+        let mut cmd = Command::new(&self.path);
+        cmd.args(args).stdin(Stdio::null());
+        self.apply(&mut cmd, &extra);
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", self.path.display()))?;
+        let doc = document(args, out.status, &out.stdout, &out.stderr)?;
+        Ok(Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: extra,
+            doc,
+        })
+    }
+
+    /// Like [`Probe::run`], under `strace -e trace=`[`FILTER`], keeping the trace.
+    pub fn traced<D: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        extra: Vec<EnvVar>,
+        scratch: &Path,
+    ) -> anyhow::Result<Traced<D>> {
+        let t = lab_trace::run::run_command(&self.path, FILTER, scratch, |cmd| {
+            cmd.args(args);
+            self.apply(cmd, &extra);
+        })?;
+        let doc = document(args, t.status, t.stdout.as_bytes(), t.stderr.as_bytes())?;
+        Ok(Traced {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: extra,
+            doc,
+            trace: t.trace,
+        })
+    }
+}
+
+/// The probe's JSON document; a failed run is an error, and the probe's refusal of a foreign
+/// malloc is a [`Refusal`].
+fn document<D: DeserializeOwned>(
+    args: &[&str],
+    status: ExitStatus,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> anyhow::Result<D> {
+    let what = format!("malloc-probe {}", args.join(" "));
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(stderr);
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .map(|l| l.trim_start_matches("error: ").trim().to_string())
+            .unwrap_or_else(|| stderr.trim().to_string());
+        // malloc-probe's refusal: "malloc comes from X, not from glibc (…): its blocks carry no
+        // ptmalloc boundary tags, so malloc-probe will not read them; …" (exit status 1).
+        if status.code() == Some(1) && error.contains("no ptmalloc boundary tags") {
+            return Err(Refusal {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                status: status.code(),
+                error,
+            }
+            .into());
+        }
+        bail!("{what} failed ({status}): {error}");
+    }
+    serde_json::from_slice(stdout).with_context(|| format!("{what} printed an unreadable document"))
+}

@@ -1,0 +1,438 @@
+//! Findings asserted on recorded evidence (`xtask/tests/evidence/NAME/step1.json`, each made with
+//! `cargo xtask run-step 1 --quick --save-evidence DIR` on glibc 2.36, x86-64, 4 KiB pages):
+//!
+//! - `glibc-2.36-default`: nothing set in the environment.
+//! - `glibc-2.36-mmap-threshold-65536`: run with `MALLOC_MMAP_THRESHOLD_=65536`.
+//! - `glibc-2.36-tcache-count-0`: run with `GLIBC_TUNABLES=glibc.malloc.tcache_count=0`, so the
+//!   "default" free-bit run already had no tcache.
+//! - `preloaded-malloc-shim`: run with `LD_PRELOAD` of a shim whose malloc/free/calloc/realloc
+//!   call glibc's `__libc_*` (built like [`SHIM`]): malloc is no longer glibc's symbol, so the
+//!   probe refuses.
+//!
+//! None was edited by hand. The live tests run the real probe under the real strace.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::analyze::{analyze, glibc_mmap_len, mmap_lengths_of, FreedInto};
+use super::explain::{explain, flag_names};
+use super::measure::{self, malloc_environment, tunable_value, with_tunable, Probe};
+use super::{wire, EnvVar, Evidence, Findings, Outcome, Traced};
+use crate::model::{self, Block};
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/evidence")
+        .join(name)
+}
+
+fn evidence(name: &str) -> Evidence {
+    model::load_evidence(&fixture_dir(name), 1).unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+}
+
+fn findings(name: &str) -> Findings {
+    analyze(&evidence(name)).unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+}
+
+const FIXTURES: [&str; 4] = [
+    "glibc-2.36-default",
+    "glibc-2.36-mmap-threshold-65536",
+    "glibc-2.36-tcache-count-0",
+    "preloaded-malloc-shim",
+];
+
+#[test]
+fn default_glibc_bits_threshold_and_lengths() {
+    let f = findings("glibc-2.36-default");
+    assert_eq!(f.foreign_allocator, None);
+    assert_eq!(f.prev_inuse_bit, Some(0));
+    assert_eq!(f.is_mmapped_bit, Some(1));
+    assert_eq!(f.threshold_request, Some(131_049));
+    assert_eq!(f.threshold_chunk_size, Some(131_072));
+    let s = f.sweep.as_ref().unwrap();
+    assert_eq!(s.bits_following_region, vec![1]);
+    assert_eq!((s.heap_rows, s.mmap_rows), (27, 52));
+    assert_eq!(s.unpaired_mmap_rows, 0);
+    assert_eq!(s.largest_heap_request, Some(131_072));
+    assert_eq!(s.smallest_mmap_request, Some(131_080));
+    // x -> L: every mmapped request paired with its mmap, L per glibc's formula, and the
+    // measurements alone pin the bytes malloc adds to x to (16, 24].
+    let fm = f.formula.as_ref().unwrap();
+    assert_eq!(fm.mmaps, 54);
+    assert_eq!(fm.formula_holds, fm.mmaps);
+    assert_eq!(fm.tag_agrees, fm.mmaps);
+    assert_eq!(fm.pointer_16, fm.mmaps);
+    assert_eq!(fm.length_is_request, 0);
+    assert_eq!(fm.added_bytes, Some((16, 24)));
+    let first = &f.mmap_lengths[0];
+    assert_eq!((first.request, first.length), (196_608, 200_704));
+    let e = f.page_edge.as_ref().unwrap();
+    assert_eq!((e.below.request, e.below.length), (139_240, Some(139_264)));
+    assert_eq!((e.above.request, e.above.length), (139_248, Some(143_360)));
+    let t = f.threshold_effects.as_ref().unwrap();
+    assert!(t.consistent);
+    assert_eq!(t.top_after_drain, Some(32));
+    assert_eq!(t.with_room.region, "heap");
+    assert!(t.dynamic.moved && t.dynamic.raised_to_freed_length);
+    assert_eq!(t.dynamic.new_threshold_chunk_size, 524_288);
+    assert_eq!(t.explicit_setting, None);
+    assert_eq!((t.tuned.setting, t.tuned.follows), (Some(65_536), true));
+}
+
+#[test]
+fn default_glibc_free_bit_with_and_without_the_tcache() {
+    let f = findings("glibc-2.36-default");
+    let fb = f.free_bit.as_ref().unwrap();
+    assert_eq!(fb.tunables, None);
+    assert_eq!(fb.first_change, Some((1048, 1056)));
+    assert_eq!(fb.largest_silent_chunk, Some(1040));
+    assert_eq!(fb.own_tag_unchanged, fb.attempts.len());
+    assert!(fb.shared_second_word.is_some(), "the tcache key");
+    let no = f.free_bit_no_tcache.as_ref().unwrap();
+    assert_eq!(no.tunables.as_deref(), Some("glibc.malloc.tcache_count=0"));
+    assert_eq!(no.prev_inuse_bit, Some(0));
+    assert_eq!(no.first_change, Some((1000, 1008)));
+    let c = f.tcache_comparison.as_ref().unwrap();
+    assert_eq!(c.now_change, vec![1000, 1032]);
+    assert_eq!(c.still_silent, vec![24, 100]);
+    assert_eq!(c.still_silent_into, vec![FreedInto::Fastbin; 2]);
+    assert_eq!(c.change_in_both, vec![1048, 1100, 1500, 4000]);
+    assert!(c.stopped_changing.is_empty());
+    assert!(c.default_used_tcache);
+    let k = c.free_1000.as_ref().unwrap();
+    assert_eq!(
+        (k.default_changed, k.default_into, k.no_tcache_changed),
+        (false, FreedInto::Tcache, true)
+    );
+    assert_eq!(k.no_tcache_tag_b, (0x21, 0x20));
+}
+
+#[test]
+fn a_tuned_threshold_gives_other_threshold_findings() {
+    let f = findings("glibc-2.36-mmap-threshold-65536");
+    let default = findings("glibc-2.36-default");
+    assert_eq!(f.threshold_request, Some(65_513));
+    assert_eq!(f.threshold_chunk_size, Some(65_536));
+    assert_ne!(f.threshold_request, default.threshold_request);
+    let t = f.threshold_effects.as_ref().unwrap();
+    assert!(t
+        .explicit_setting
+        .as_deref()
+        .is_some_and(|s| s.contains("MALLOC_MMAP_THRESHOLD_=65536")));
+    // An explicit setting turns the dynamic threshold off.
+    assert!(!t.dynamic.moved);
+    assert_eq!((t.tuned.setting, t.tuned.follows), (Some(32_768), true));
+    assert_eq!(t.tuned.threshold_request, 32_745);
+    let s = f.sweep.as_ref().unwrap();
+    assert_eq!(s.smallest_mmap_request, Some(65_544));
+    // The bits and the length formula do not depend on the threshold.
+    assert_eq!((f.prev_inuse_bit, f.is_mmapped_bit), (Some(0), Some(1)));
+    let fm = f.formula.as_ref().unwrap();
+    assert_eq!(fm.formula_holds, fm.mmaps);
+    assert_eq!(fm.added_bytes, Some((16, 24)));
+}
+
+#[test]
+fn without_the_tcache_already_nothing_changes() {
+    let f = findings("glibc-2.36-tcache-count-0");
+    let c = f.tcache_comparison.as_ref().unwrap();
+    assert_eq!(
+        c.baseline_tunables.as_deref(),
+        Some("glibc.malloc.tcache_count=0")
+    );
+    assert_eq!(c.tunables, "glibc.malloc.tcache_count=0");
+    assert!(c.now_change.is_empty());
+    assert!(!c.default_used_tcache);
+    assert_eq!(c.still_silent, vec![24, 100]);
+    assert_eq!(
+        f.free_bit.as_ref().unwrap().first_change,
+        Some((1000, 1008))
+    );
+    let answers = answers(&f, &evidence("glibc-2.36-tcache-count-0"));
+    assert!(answers[4].contains("no request changed the in-use bit"));
+    assert!(!answers[4].contains("did not keep them"), "{}", answers[4]);
+}
+
+#[test]
+fn a_foreign_malloc_is_refused_and_nothing_is_concluded() {
+    let ev = evidence("preloaded-malloc-shim");
+    assert!(ev.environment.iter().any(|v| v.name == "LD_PRELOAD"));
+    let f = analyze(&ev).unwrap();
+    assert!(f
+        .foreign_allocator
+        .as_deref()
+        .is_some_and(|e| e.contains("not from glibc")));
+    assert_eq!(f.prev_inuse_bit, None);
+    assert_eq!(f.is_mmapped_bit, None);
+    assert_eq!(f.threshold_request, None);
+    assert!(f.mmap_lengths.is_empty());
+    let x = explain(&f, &ev);
+    assert!(x.pictures.is_empty());
+    let a = answers(&f, &ev);
+    assert_eq!(a.len(), 6);
+    assert!(a.iter().all(|a| a.starts_with("Not answered in this run")));
+}
+
+fn answers(f: &Findings, ev: &Evidence) -> Vec<String> {
+    explain(f, ev)
+        .blocks
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::Answer(a) => Some(a.answer),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_fixture_is_explained_with_six_answers_and_its_pictures() {
+    for name in FIXTURES {
+        let ev = evidence(name);
+        let f = analyze(&ev).unwrap();
+        let x = explain(&f, &ev);
+        let n = x
+            .blocks
+            .iter()
+            .filter(|b| matches!(b, Block::Answer(_)))
+            .count();
+        assert_eq!(n, 6, "{name}");
+        for p in &x.pictures {
+            assert!(p.svg.is_ok(), "{name}: {} has no picture", p.file);
+        }
+        let measured = matches!(ev.outcome, Outcome::Measured(_));
+        assert_eq!(x.pictures.len(), if measured { 2 } else { 0 }, "{name}");
+        // The findings serialise (they are the `--json` report's `findings`).
+        serde_json::to_value(&f).unwrap();
+    }
+}
+
+#[test]
+fn default_answers_quote_this_run() {
+    let ev = evidence("glibc-2.36-default");
+    let f = analyze(&ev).unwrap();
+    let a = answers(&f, &ev);
+    assert!(a[0].starts_with("Bit 0 (value 0x1, PREV_INUSE) of the NEXT chunk's tag"));
+    assert!(a[1].starts_with("Bit 1 (value 0x2, IS_MMAPPED)"));
+    assert!(a[2].contains("a request of 131049 bytes, i.e. a chunk size of 131072"));
+    assert!(a[3].contains("16 < h ≤ 24"));
+    assert!(a[4].contains("freeing requests 1000, 1032 (chunks 1008, 1040) now clears"));
+    assert!(a[4].contains(
+        "Requests 24, 100 (chunks 32, 112) still change nothing: free put them on a fastbin"
+    ));
+    assert!(a[5].contains("B's tag went 0x21 -> 0x20"));
+    let x = explain(&f, &ev);
+    let pics: Vec<&str> = x.pictures.iter().map(|p| p.file.as_str()).collect();
+    assert_eq!(pics, ["step1-chunks.svg", "step1-free-bit.svg"]);
+    assert_eq!(x.pictures[0].marks, ("circle", 79));
+    assert_eq!(x.pictures[1].marks, ("circle", 16));
+}
+
+#[test]
+fn recorded_evidence_round_trips() {
+    let ev = evidence("glibc-2.36-default");
+    let text = serde_json::to_string(&ev).unwrap();
+    let back: Evidence = serde_json::from_str(&text).unwrap();
+    let (a, b) = (analyze(&ev).unwrap(), analyze(&back).unwrap());
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        serde_json::to_value(&b).unwrap()
+    );
+}
+
+#[test]
+fn a_missing_field_in_recorded_evidence_is_named() {
+    let tmp = crate::report::tests::tempdir("step1-missing");
+    let text =
+        std::fs::read_to_string(fixture_dir("glibc-2.36-default").join("step1.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let row = &mut doc["evidence"]["outcome"]["sweep"]["doc"]["allocations"][3];
+    row.as_object_mut().unwrap().remove("mapped_length");
+    std::fs::write(tmp.path().join("step1.json"), doc.to_string()).unwrap();
+    let e = model::load_evidence::<Evidence>(tmp.path(), 1).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("missing field `mapped_length`"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn a_trace_that_does_not_match_the_allocations_is_an_error() {
+    let mut ev = evidence("glibc-2.36-default");
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    // Lose the last marker: the probe made one allocation more than the trace shows.
+    let calls = &mut m.sweep.trace.calls;
+    let last = calls
+        .iter()
+        .rposition(|c| lab_trace::markers::marker(c).is_some_and(|m| m.word == "malloc"))
+        .unwrap();
+    calls.remove(last);
+    let e = analyze(&ev).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("malloc markers but the probe made"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn glibc_formula_checks() {
+    assert_eq!(glibc_mmap_len(131072, 4096), 135168);
+    assert_eq!(glibc_mmap_len(135152, 4096), 139264);
+    assert_eq!(glibc_mmap_len(200000, 4096), 200704);
+}
+
+#[test]
+fn tunables_are_added_after_what_the_environment_sets() {
+    let none: Vec<EnvVar> = Vec::new();
+    assert_eq!(
+        with_tunable(&none, "glibc.malloc.tcache_count=0").to_string(),
+        "GLIBC_TUNABLES=glibc.malloc.tcache_count=0"
+    );
+    let env = vec![EnvVar::new(
+        "GLIBC_TUNABLES",
+        "glibc.malloc.mmap_threshold=65536",
+    )];
+    assert_eq!(
+        with_tunable(&env, "glibc.malloc.mmap_threshold=32768").value,
+        "glibc.malloc.mmap_threshold=65536:glibc.malloc.mmap_threshold=32768"
+    );
+    // Already the last word: unchanged.
+    let env = vec![EnvVar::new("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")];
+    assert_eq!(
+        with_tunable(&env, "glibc.malloc.tcache_count=0").value,
+        "glibc.malloc.tcache_count=0"
+    );
+    assert_eq!(tunable_value("a=1:b=2:a=3", "a"), Some("3"));
+    assert_eq!(tunable_value("a=1", "b"), None);
+    let vars = [
+        ("PATH", "/bin"),
+        ("MALLOC_ARENA_MAX", "2"),
+        ("GLIBC_TUNABLES", "x=1"),
+        ("LD_PRELOAD", "/lib/x.so"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let env = malloc_environment(vars.into_iter());
+    let names: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["GLIBC_TUNABLES", "LD_PRELOAD", "MALLOC_ARENA_MAX"]);
+}
+
+#[test]
+fn flags_are_named_like_heap_debuggers_do() {
+    assert_eq!(flag_names(0x21), "PREV_INUSE");
+    assert_eq!(flag_names(0x21002), "IS_MMAPPED");
+    assert_eq!(flag_names(0x25), "PREV_INUSE | NON_MAIN_ARENA");
+    assert_eq!(flag_names(0x50), "-");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live: the real probe under the real strace.
+
+/// A debug malloc-probe built by cargo for these tests (once).
+fn probe_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = crate::build::workspace_root();
+        let target = crate::build::target_dir(&root).expect("cargo metadata");
+        let status = crate::build::cargo()
+            .args(["build", "--quiet", "-p", "malloc-probe"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "cargo build -p malloc-probe failed");
+        target.join("debug").join("malloc-probe")
+    })
+    .clone()
+}
+
+/// Whether strace can run here; without it (outside CI) a live test says so and skips.
+fn strace_or_skip(test: &str) -> bool {
+    match lab_trace::run::check() {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: {test} needs strace: {e}");
+            false
+        }
+        Err(e) => panic!("{test}: {e} (CI installs strace)"),
+    }
+}
+
+#[test]
+fn live_pairing_of_the_real_probe() {
+    if !strace_or_skip("live_pairing_of_the_real_probe") {
+        return;
+    }
+    let dir = crate::report::tests::tempdir("step1-live");
+    let probe = Probe {
+        path: probe_binary(),
+        environment: Vec::new(),
+    };
+    let traced: Traced<wire::AllocReport> = probe
+        .traced(
+            &["--json", "--mark", "alloc", "24", "300000", "1MiB"],
+            Vec::new(),
+            dir.path(),
+        )
+        .expect("the probe runs under strace");
+    let page = traced.doc.allocator.page_size as u64;
+    let pairs = mmap_lengths_of(&traced, page).unwrap();
+    // 1 MiB can never come from the top chunk: it is mmapped, length per glibc's formula.
+    let mib = pairs
+        .iter()
+        .find(|p| p.request == 1 << 20)
+        .expect("1 MiB paired");
+    assert_eq!(mib.length, glibc_mmap_len(1 << 20, page));
+    assert_eq!(mib.tag_length, Some(mib.length));
+    assert_eq!(mib.pointer_offset, 16);
+    // Every mmapped row is paired, no heap row is.
+    for row in &traced.doc.allocations {
+        let paired = pairs.iter().any(|p| p.request == row.request as u64);
+        assert_eq!(paired, row.region == "mmap", "malloc({})", row.request);
+    }
+}
+
+/// An LD_PRELOAD shim whose allocator calls glibc's own: malloc is no longer glibc's symbol.
+const SHIM: &str = "\
+#include <stddef.h>
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+void *malloc(size_t n) { return __libc_malloc(n); }
+void free(void *p) { __libc_free(p); }
+void *calloc(size_t n, size_t m) { return __libc_calloc(n, m); }
+void *realloc(void *p, size_t n) { return __libc_realloc(p, n); }
+";
+
+#[test]
+fn live_a_preloaded_malloc_is_refused() {
+    if !strace_or_skip("live_a_preloaded_malloc_is_refused") {
+        return;
+    }
+    let dir = crate::report::tests::tempdir("step1-shim");
+    let src = dir.path().join("shim.c");
+    let lib = dir.path().join("libshim.so");
+    std::fs::write(&src, SHIM).unwrap();
+    let cc = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status();
+    match cc {
+        Ok(s) if s.success() => {}
+        other => panic!("cc could not build the shim ({other:?}); Rust needs cc to link anyway"),
+    }
+    let probe = Probe {
+        path: probe_binary(),
+        environment: vec![EnvVar::new("LD_PRELOAD", lib.to_string_lossy())],
+    };
+    let ev = measure::measure_with(&probe, true, dir.path()).expect("a refusal is evidence");
+    let Outcome::Refused(r) = &ev.outcome else {
+        panic!("the probe read tags under a foreign malloc")
+    };
+    assert_eq!(r.status, Some(1));
+    assert!(r.error.contains("libshim.so"), "{}", r.error);
+    let f = analyze(&ev).unwrap();
+    assert!(f.foreign_allocator.is_some());
+    assert_eq!(f.prev_inuse_bit, None);
+}

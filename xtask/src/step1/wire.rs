@@ -1,0 +1,69 @@
+//! malloc-probe's `--json` documents, as xtask reads them: the types of the probe's own library
+//! (`malloc_probe::report`), where every field is required (an `Option` present as `null` or a
+//! value) and an unknown field is an error, so a document that does not fit is an error that
+//! names the field, never a silent default.
+
+use serde::{Deserialize, Deserializer};
+
+pub use malloc_probe::{
+    AllocReport, Allocator, ChildOut, Dynamic, FreeAttempt, FreeBitReport, Row, SweepReport,
+    ThresholdReport,
+};
+
+/// The documents that list allocations: `alloc` and `sweep`.
+pub trait Allocations {
+    fn allocations(&self) -> &[Row];
+}
+
+impl Allocations for AllocReport {
+    fn allocations(&self) -> &[Row] {
+        &self.allocations
+    }
+}
+
+impl Allocations for SweepReport {
+    fn allocations(&self) -> &[Row] {
+        &self.allocations
+    }
+}
+
+/// For this step's own `Option` fields: present (`null` or a value) or an error naming the
+/// field (serde reads a missing plain `Option` as `None`).
+pub(crate) fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
+/// A tag or address as the probe prints it ("0x…").
+pub fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        #[serde(deserialize_with = "required")]
+        status: Option<i32>,
+    }
+
+    #[test]
+    fn a_missing_option_is_an_error_that_names_it() {
+        let p: Probe = serde_json::from_str(r#"{"status": null}"#).unwrap();
+        assert_eq!(p.status, None);
+        let e = serde_json::from_str::<Probe>("{}").unwrap_err();
+        assert!(e.to_string().contains("missing field `status`"), "{e}");
+    }
+
+    #[test]
+    fn hex_parses_only_hex() {
+        assert_eq!(parse_hex("0x21002"), Some(0x21002));
+        assert_eq!(parse_hex("21002"), None);
+        assert_eq!(parse_hex("0xzz"), None);
+    }
+}
