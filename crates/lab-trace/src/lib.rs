@@ -8,6 +8,8 @@
 //!   and `/proc/PID/pagemap`. The maps line parser allocates nothing, so malloc-probe can use it
 //!   between a `malloc` and the read without disturbing the heap it measures.
 //! - [`elf`]: DT_NEEDED, RUNPATH, dynamic symbols and relocations (with the `object` crate).
+//! - [`procstat`]: CPU time from `/proc/stat` and `/proc/PID/stat`, affinity masks.
+//! - [`shared`]: a read-only `MAP_SHARED` view of a file other processes write (atomics only).
 //!
 //! Every parser takes text or bytes and returns types, with no I/O, so recorded inputs test it
 //! and recorded evidence from another machine can be analysed here. The readers that do I/O are
@@ -23,7 +25,9 @@ pub mod loader;
 pub mod maps;
 pub mod markers;
 pub mod pagemap;
+pub mod procstat;
 pub mod run;
+pub mod shared;
 pub mod smaps;
 pub mod strace;
 
