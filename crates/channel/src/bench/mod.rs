@@ -1,0 +1,723 @@
+//! The benchmark's data: what `channel bench --json` prints ([`BenchReport`]), the pure
+//! analysis of it ([`ratios`], [`goals`]) and its rendering as text ([`render`]). The runner
+//! that measures is in [`run`].
+//!
+//! Every number a goal reports is taken from the report it is given: nothing here is
+//! pre-written, so a slower machine prints "not met" with its own numbers.
+
+use serde::{Deserialize, Serialize};
+
+pub mod peer;
+pub mod run;
+mod transport;
+
+pub use run::{run, CellNote, Config, Outcome};
+
+/// How two processes pass messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// One 64-bit word on one cache line, written by one side and cleared by the other: the
+    /// floor of any shared-memory round trip (the message is the word; size is always 8).
+    Cacheline,
+    /// The ring, both sides spinning while they wait ([`crate::Wait::Spin`]).
+    RingSpin,
+    /// The ring, spinning briefly then sleeping on the shared futex ([`crate::Wait::Futex`]).
+    RingWait,
+    /// Two pipes (one per direction), `write(2)` and `read(2)`.
+    Pipe,
+    /// A Unix stream socketpair.
+    UnixSocket,
+}
+
+impl Transport {
+    /// All transports, in table order.
+    pub const ALL: [Transport; 5] = [
+        Transport::Cacheline,
+        Transport::RingSpin,
+        Transport::RingWait,
+        Transport::Pipe,
+        Transport::UnixSocket,
+    ];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Cacheline => "cacheline",
+            Transport::RingSpin => "ring-spin",
+            Transport::RingWait => "ring-wait",
+            Transport::Pipe => "pipe",
+            Transport::UnixSocket => "unix-socket",
+        }
+    }
+
+    /// Parses [`Transport::name`].
+    pub fn from_name(name: &str) -> Option<Transport> {
+        Transport::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Is this a ring transport?
+    pub fn is_ring(self) -> bool {
+        matches!(self, Transport::RingSpin | Transport::RingWait)
+    }
+}
+
+/// Where the two processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Each process pinned to its own CPU.
+    TwoCpus,
+    /// Both pinned to the same CPU: they take turns.
+    OneCpu,
+}
+
+impl Placement {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::TwoCpus => "two-cpus",
+            Placement::OneCpu => "one-cpu",
+        }
+    }
+
+    /// Parses [`Placement::name`].
+    pub fn from_name(name: &str) -> Option<Placement> {
+        [Placement::TwoCpus, Placement::OneCpu]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// The machine the numbers were measured on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `model name` from /proc/cpuinfo ("unknown" if absent).
+    pub cpu_model: String,
+    /// CPUs online (/sys/devices/system/cpu/online).
+    pub cpus_online: usize,
+    /// CPUs this process may run on (sched_getaffinity), in increasing order.
+    pub cpus_allowed: Vec<usize>,
+    /// `ostype osrelease arch`, e.g. "Linux 6.8.0 x86_64".
+    pub kernel: String,
+}
+
+/// Round-trip latency in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rtt {
+    pub median: f64,
+    pub p99: f64,
+}
+
+/// One cell: a transport, a placement and a message size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub transport: Transport,
+    pub placement: Placement,
+    /// Message size in bytes.
+    pub size: u64,
+    /// Ping-pong: one message there, the same size back.
+    pub rtt_ns: Rtt,
+    /// One-way: messages per second from one process to the other.
+    pub msgs_per_s: f64,
+    /// One-way: `msgs_per_s * size`.
+    pub bytes_per_s: f64,
+}
+
+/// The `channel bench --json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub machine: Machine,
+    pub rows: Vec<Row>,
+}
+
+impl BenchReport {
+    /// The row of one cell, if measured.
+    pub fn row(&self, transport: Transport, placement: Placement, size: u64) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.transport == transport && r.placement == placement && r.size == size)
+    }
+
+    /// The cache-line floor of a placement (the cacheline row, whatever its size).
+    pub fn floor(&self, placement: Placement) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.transport == Transport::Cacheline && r.placement == placement)
+    }
+}
+
+/// One row's ratios against the pipe (same placement and size) and the cache-line floor
+/// (same placement).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowRatios {
+    pub transport: Transport,
+    pub placement: Placement,
+    pub size: u64,
+    /// Pipe median round trip / this one: how many times faster than a pipe.
+    pub rtt_speedup_vs_pipe: Option<f64>,
+    /// This median round trip / the floor's: how many times the floor.
+    pub rtt_vs_floor: Option<f64>,
+    /// This one-way throughput / the pipe's.
+    pub throughput_vs_pipe: Option<f64>,
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (num.is_finite() && den.is_finite() && den > 0.0).then(|| num / den)
+}
+
+/// The ratios of every row.
+pub fn ratios(report: &BenchReport) -> Vec<RowRatios> {
+    report
+        .rows
+        .iter()
+        .map(|r| {
+            let pipe = report.row(Transport::Pipe, r.placement, r.size);
+            let floor = report.floor(r.placement);
+            RowRatios {
+                transport: r.transport,
+                placement: r.placement,
+                size: r.size,
+                rtt_speedup_vs_pipe: pipe.and_then(|p| ratio(p.rtt_ns.median, r.rtt_ns.median)),
+                rtt_vs_floor: floor.and_then(|f| ratio(r.rtt_ns.median, f.rtt_ns.median)),
+                throughput_vs_pipe: pipe.and_then(|p| ratio(r.bytes_per_s, p.bytes_per_s)),
+            }
+        })
+        .collect()
+}
+
+/// The issue's goals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GoalId {
+    /// ring-spin 64 B round trip within 1.5x of the cache-line floor (two CPUs).
+    SpinNearFloor,
+    /// ring-spin 64 B round trip at least 10x faster than a pipe's (two CPUs).
+    SpinVsPipe,
+    /// ring-spin 64 B round trip at least 10x faster than a Unix socket's (two CPUs).
+    SpinVsSocket,
+    /// On one CPU, ring-wait's 64 B round trip at most 2x a pipe's.
+    OneCpuVsPipe,
+    /// ring-wait's 1 MiB one-way throughput at least 2x a pipe's.
+    ThroughputVsPipe,
+}
+
+/// Which way a goal's ratio must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bound {
+    AtMost,
+    AtLeast,
+}
+
+/// What a goal compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Median round trip, ns (lower is better).
+    RttMedianNs,
+    /// One-way bytes per second (higher is better).
+    BytesPerS,
+}
+
+/// One measured value of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellValue {
+    pub transport: Transport,
+    pub placement: Placement,
+    pub size: u64,
+    pub metric: Metric,
+    pub value: f64,
+}
+
+/// A goal evaluated on this run's numbers: `ratio = numerator / denominator`, met when it is
+/// within `target` in the direction of `bound`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Goal {
+    pub id: GoalId,
+    /// The goal as a sentence, e.g. "ring-spin 64 B round trip within 1.5x of the cache-line floor".
+    pub statement: String,
+    pub numerator: CellValue,
+    pub denominator: CellValue,
+    pub ratio: f64,
+    pub bound: Bound,
+    pub target: f64,
+    pub met: bool,
+}
+
+/// A goal, measured or not (with the reason: a cell missing, one CPU only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GoalOutcome {
+    Measured(Goal),
+    NotMeasured {
+        id: GoalId,
+        statement: String,
+        reason: String,
+    },
+}
+
+impl GoalOutcome {
+    pub fn id(&self) -> GoalId {
+        match self {
+            GoalOutcome::Measured(g) => g.id,
+            GoalOutcome::NotMeasured { id, .. } => *id,
+        }
+    }
+
+    /// `Some(true/false)` when measured.
+    pub fn met(&self) -> Option<bool> {
+        match self {
+            GoalOutcome::Measured(g) => Some(g.met),
+            GoalOutcome::NotMeasured { .. } => None,
+        }
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// Evaluates the issue's goals on a report. Pure.
+pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
+    use Placement::*;
+    use Transport::*;
+    let has_two = report.rows.iter().any(|r| r.placement == TwoCpus);
+    let primary = if has_two { TwoCpus } else { OneCpu };
+    let value = |t: Transport, p: Placement, size: Option<u64>, metric: Metric| {
+        let row = match size {
+            Some(s) => report.row(t, p, s),
+            None => report.floor(p),
+        }?;
+        Some(CellValue {
+            transport: t,
+            placement: p,
+            size: row.size,
+            metric,
+            value: match metric {
+                Metric::RttMedianNs => row.rtt_ns.median,
+                Metric::BytesPerS => row.bytes_per_s,
+            },
+        })
+    };
+    let missing = |c: Transport, p: Placement, size: Option<u64>| match size {
+        Some(s) => format!(
+            "no {} {} {} row in this run",
+            c.name(),
+            p.name(),
+            fmt_size(s)
+        ),
+        None => format!("no {} {} row in this run", c.name(), p.name()),
+    };
+    struct Spec {
+        id: GoalId,
+        statement: String,
+        num: (Transport, Placement, Option<u64>),
+        den: (Transport, Placement, Option<u64>),
+        metric: Metric,
+        bound: Bound,
+        target: f64,
+        needs_two: bool,
+    }
+    let rtt = Metric::RttMedianNs;
+    let specs = [
+        Spec {
+            id: GoalId::SpinNearFloor,
+            statement: "ring-spin 64 B round trip within 1.5x of the cache-line floor (two CPUs)"
+                .into(),
+            num: (RingSpin, TwoCpus, Some(64)),
+            den: (Cacheline, TwoCpus, None),
+            metric: rtt,
+            bound: Bound::AtMost,
+            target: 1.5,
+            needs_two: true,
+        },
+        Spec {
+            id: GoalId::SpinVsPipe,
+            statement: format!(
+                "ring-spin 64 B round trip at least 10x faster than a pipe's ({})",
+                primary.name()
+            ),
+            num: (Pipe, primary, Some(64)),
+            den: (RingSpin, primary, Some(64)),
+            metric: rtt,
+            bound: Bound::AtLeast,
+            target: 10.0,
+            needs_two: false,
+        },
+        Spec {
+            id: GoalId::SpinVsSocket,
+            statement: format!(
+                "ring-spin 64 B round trip at least 10x faster than a Unix socket's ({})",
+                primary.name()
+            ),
+            num: (UnixSocket, primary, Some(64)),
+            den: (RingSpin, primary, Some(64)),
+            metric: rtt,
+            bound: Bound::AtLeast,
+            target: 10.0,
+            needs_two: false,
+        },
+        Spec {
+            id: GoalId::OneCpuVsPipe,
+            statement: "on one CPU, ring-wait's 64 B round trip at most 2x a pipe's".into(),
+            num: (RingWait, OneCpu, Some(64)),
+            den: (Pipe, OneCpu, Some(64)),
+            metric: rtt,
+            bound: Bound::AtMost,
+            target: 2.0,
+            needs_two: false,
+        },
+        Spec {
+            id: GoalId::ThroughputVsPipe,
+            statement: format!(
+                "ring-wait's 1 MiB one-way throughput at least 2x a pipe's ({})",
+                primary.name()
+            ),
+            num: (RingWait, primary, Some(MIB)),
+            den: (Pipe, primary, Some(MIB)),
+            metric: Metric::BytesPerS,
+            bound: Bound::AtLeast,
+            target: 2.0,
+            needs_two: false,
+        },
+    ];
+    specs
+        .into_iter()
+        .map(|s| {
+            if s.needs_two && !has_two {
+                return GoalOutcome::NotMeasured {
+                    id: s.id,
+                    statement: s.statement,
+                    reason: "needs two CPUs; this run measured one CPU only".into(),
+                };
+            }
+            let num = value(s.num.0, s.num.1, s.num.2, s.metric);
+            let den = value(s.den.0, s.den.1, s.den.2, s.metric);
+            match (num, den) {
+                (Some(n), Some(d)) if d.value > 0.0 => {
+                    let r = n.value / d.value;
+                    GoalOutcome::Measured(Goal {
+                        id: s.id,
+                        statement: s.statement,
+                        numerator: n,
+                        denominator: d,
+                        ratio: r,
+                        bound: s.bound,
+                        target: s.target,
+                        met: match s.bound {
+                            Bound::AtMost => r <= s.target,
+                            Bound::AtLeast => r >= s.target,
+                        },
+                    })
+                }
+                (n, _) => {
+                    let (t, p, size) = if n.is_none() { s.num } else { s.den };
+                    GoalOutcome::NotMeasured {
+                        id: s.id,
+                        statement: s.statement,
+                        reason: missing(t, p, size),
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// "64 B", "4 KiB", "1 MiB".
+pub fn fmt_size(bytes: u64) -> String {
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// "850 ns", "12.3 µs", "3.10 ms".
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+/// "4.7 M", "162 K", "12".
+pub fn fmt_rate(per_s: f64) -> String {
+    if per_s >= 1e9 {
+        format!("{:.2} G", per_s / 1e9)
+    } else if per_s >= 1e6 {
+        format!("{:.2} M", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1} K", per_s / 1e3)
+    } else {
+        format!("{per_s:.0}")
+    }
+}
+
+/// The ratio as "12.3x".
+pub fn fmt_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}x")
+    } else if r >= 10.0 {
+        format!("{r:.1}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+fn fmt_value(v: &CellValue) -> String {
+    match v.metric {
+        Metric::RttMedianNs => fmt_ns(v.value),
+        Metric::BytesPerS => format!("{}B/s", fmt_rate(v.value)),
+    }
+}
+
+/// One line per goal: "[met] STATEMENT: 180 ns / 120 ns = 1.50x (goal: at most 1.5x)".
+pub fn render_goal(g: &GoalOutcome) -> String {
+    match g {
+        GoalOutcome::Measured(g) => format!(
+            "[{}] {}: {} {} {} / {} {} {} = {} (goal: {} {})",
+            if g.met { "met" } else { "not met" },
+            g.statement,
+            g.numerator.transport.name(),
+            fmt_size(g.numerator.size),
+            fmt_value(&g.numerator),
+            g.denominator.transport.name(),
+            fmt_size(g.denominator.size),
+            fmt_value(&g.denominator),
+            fmt_ratio(g.ratio),
+            match g.bound {
+                Bound::AtMost => "at most",
+                Bound::AtLeast => "at least",
+            },
+            fmt_ratio(g.target),
+        ),
+        GoalOutcome::NotMeasured {
+            statement, reason, ..
+        } => format!("[not measured] {statement}: {reason}"),
+    }
+}
+
+/// The machine in one line.
+pub fn render_machine(m: &Machine) -> String {
+    format!(
+        "{} · {} CPUs online, {} available to this process ({}) · {}",
+        m.cpu_model,
+        m.cpus_online,
+        m.cpus_allowed.len(),
+        m.cpus_allowed
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        m.kernel
+    )
+}
+
+/// The human report: machine, one table per placement with ratios, the goals, the anchors.
+pub fn render(report: &BenchReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("machine: {}\n", render_machine(&report.machine)));
+    let ratios = ratios(report);
+    for placement in [Placement::TwoCpus, Placement::OneCpu] {
+        let rows: Vec<(&Row, &RowRatios)> = report
+            .rows
+            .iter()
+            .zip(&ratios)
+            .filter(|(r, _)| r.placement == placement)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n{}\n{:<12} {:>7} {:>10} {:>10} {:>8} {:>9} {:>10} {:>11} {:>9}\n",
+            match placement {
+                Placement::TwoCpus => "two-cpus: the two processes pinned to different CPUs",
+                Placement::OneCpu => "one-cpu: both processes pinned to the same CPU",
+            },
+            "transport",
+            "size",
+            "rtt med",
+            "rtt p99",
+            "vs pipe",
+            "vs floor",
+            "msgs/s",
+            "bytes/s",
+            "tput/pipe"
+        ));
+        for (r, q) in rows {
+            let opt = |v: Option<f64>| v.map(fmt_ratio).unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "{:<12} {:>7} {:>10} {:>10} {:>8} {:>9} {:>10} {:>11} {:>9}\n",
+                r.transport.name(),
+                fmt_size(r.size),
+                fmt_ns(r.rtt_ns.median),
+                fmt_ns(r.rtt_ns.p99),
+                opt(q.rtt_speedup_vs_pipe),
+                opt(q.rtt_vs_floor),
+                fmt_rate(r.msgs_per_s),
+                format!("{}B", fmt_rate(r.bytes_per_s)),
+                opt(q.throughput_vs_pipe),
+            ));
+        }
+    }
+    out.push_str(
+        "\nvs pipe: the pipe's median round trip divided by this one (times faster); vs floor: \
+         this median divided by the cache-line floor's; tput/pipe: one-way bytes/s over the \
+         pipe's. cacheline moves one 8-byte word through a one-slot mailbox.\n",
+    );
+    out.push_str("\ngoals (computed from this run):\n");
+    for g in goals(report) {
+        out.push_str(&format!("  {}\n", render_goal(&g)));
+    }
+    out.push_str(
+        "\npublished anchors, other machines (for scale, not our result): ipc-bench (i5-4590S), \
+         100 B ping-pong: shared memory 4.7 M msg/s vs pipe 162 K/s and Unix socket 130 K/s; \
+         iceoryx2 (i7-10875H), 64 B one-way latency 240 ns vs Unix socket 1.5 µs.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: Transport, p: Placement, size: u64, median: f64, bytes_per_s: f64) -> Row {
+        Row {
+            transport: t,
+            placement: p,
+            size,
+            rtt_ns: Rtt {
+                median,
+                p99: median * 2.0,
+            },
+            msgs_per_s: bytes_per_s / size as f64,
+            bytes_per_s,
+        }
+    }
+
+    fn report(rows: Vec<Row>) -> BenchReport {
+        BenchReport {
+            machine: Machine {
+                cpu_model: "test".into(),
+                cpus_online: 2,
+                cpus_allowed: vec![0, 1],
+                kernel: "Linux test".into(),
+            },
+            rows,
+        }
+    }
+
+    fn sample() -> BenchReport {
+        use Placement::*;
+        use Transport::*;
+        report(vec![
+            row(Cacheline, TwoCpus, 8, 100.0, 8e7),
+            row(RingSpin, TwoCpus, 64, 140.0, 1e9),
+            row(RingWait, TwoCpus, 1 << 20, 150.0, 6e9),
+            row(Pipe, TwoCpus, 64, 5000.0, 1e8),
+            row(Pipe, TwoCpus, 1 << 20, 1e6, 2e9),
+            row(UnixSocket, TwoCpus, 64, 1200.0, 1e8),
+            row(RingWait, OneCpu, 64, 9000.0, 1e7),
+            row(Pipe, OneCpu, 64, 4000.0, 1e7),
+        ])
+    }
+
+    #[test]
+    fn goals_are_computed_from_the_rows() {
+        let g = goals(&sample());
+        let by = |id| g.iter().find(|o| o.id() == id).unwrap();
+        let GoalOutcome::Measured(floor) = by(GoalId::SpinNearFloor) else {
+            panic!("floor goal not measured")
+        };
+        assert!((floor.ratio - 1.4).abs() < 1e-9);
+        assert!(floor.met);
+        let GoalOutcome::Measured(pipe) = by(GoalId::SpinVsPipe) else {
+            panic!()
+        };
+        assert!((pipe.ratio - 5000.0 / 140.0).abs() < 1e-9);
+        assert!(pipe.met);
+        // 1200/140 = 8.6 < 10.
+        assert_eq!(by(GoalId::SpinVsSocket).met(), Some(false));
+        // 9000/4000 = 2.25 > 2.
+        assert_eq!(by(GoalId::OneCpuVsPipe).met(), Some(false));
+        // 6e9/2e9 = 3.
+        assert_eq!(by(GoalId::ThroughputVsPipe).met(), Some(true));
+    }
+
+    #[test]
+    fn a_missing_cell_is_not_measured_and_one_cpu_runs_skip_the_floor_goal() {
+        let mut r = sample();
+        r.rows.retain(|row| row.placement == Placement::OneCpu);
+        let g = goals(&r);
+        for o in &g {
+            match o.id() {
+                GoalId::OneCpuVsPipe => assert_eq!(o.met(), Some(false)),
+                _ => assert_eq!(o.met(), None, "{o:?}"),
+            }
+        }
+        let GoalOutcome::NotMeasured { reason, .. } = &g[0] else {
+            panic!()
+        };
+        assert!(reason.contains("two CPUs"), "{reason}");
+    }
+
+    #[test]
+    fn ratios_compare_with_the_pipe_of_the_same_size_and_placement() {
+        let r = sample();
+        let q = ratios(&r);
+        let spin = q
+            .iter()
+            .find(|q| q.transport == Transport::RingSpin)
+            .unwrap();
+        assert_eq!(spin.rtt_speedup_vs_pipe, Some(5000.0 / 140.0));
+        assert_eq!(spin.rtt_vs_floor, Some(1.4));
+        assert_eq!(spin.throughput_vs_pipe, Some(10.0));
+        let floor = q
+            .iter()
+            .find(|q| q.transport == Transport::Cacheline)
+            .unwrap();
+        assert_eq!(floor.rtt_speedup_vs_pipe, None); // No 8-byte pipe row here.
+    }
+
+    #[test]
+    fn json_round_trips_and_a_missing_field_is_an_error() {
+        let r = sample();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"transport\":\"unix-socket\""), "{text}");
+        assert!(text.contains("\"placement\":\"two-cpus\""), "{text}");
+        assert!(text.contains("\"rtt_ns\":{\"median\":"), "{text}");
+        let back: BenchReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        let without = text.replacen("\"msgs_per_s\"", "\"other\"", 1);
+        let err = serde_json::from_str::<BenchReport>(&without).unwrap_err();
+        assert!(err.to_string().contains("msgs_per_s"), "{err}");
+    }
+
+    #[test]
+    fn render_shows_tables_goals_and_anchors() {
+        let text = render(&sample());
+        assert!(text.contains("two-cpus:"), "{text}");
+        assert!(text.contains("one-cpu:"), "{text}");
+        assert!(
+            text.contains("[met] ring-spin 64 B round trip within 1.5x"),
+            "{text}"
+        );
+        assert!(text.contains("[not met]"), "{text}");
+        assert!(text.contains("published anchors"), "{text}");
+    }
+
+    #[test]
+    fn sizes_and_times_format() {
+        assert_eq!(fmt_size(64), "64 B");
+        assert_eq!(fmt_size(4096), "4 KiB");
+        assert_eq!(fmt_size(1 << 20), "1 MiB");
+        assert_eq!(fmt_ns(850.0), "850 ns");
+        assert_eq!(fmt_ns(12_300.0), "12.3 µs");
+        assert_eq!(fmt_rate(4.7e6), "4.70 M");
+    }
+}

@@ -1,0 +1,644 @@
+//! `channel`: two processes talking through shared memory done right — a single-producer
+//! single-consumer ring of messages in a `MAP_SHARED` file mapping, with release/acquire
+//! publication, zero-copy receive, and a shared futex for sleeping — and a benchmark that
+//! measures it against pipes, Unix sockets and the cache-line floor on this machine.
+//!
+//! Run it in two terminals:
+//!
+//! ```text
+//! channel recv demo            # terminal 1: prints what arrives (/dev/shm/demo)
+//! channel send demo            # terminal 2: type lines; Ctrl-D ends the stream
+//! channel bench --quick        # round trips and throughput, goals met or not
+//! ```
+//!
+//! Whichever starts first creates the ring file; the last to leave removes it (unless unread
+//! messages remain for a later receiver). Ctrl-C leaves cleanly: a sender's Ctrl-C ends the
+//! stream like Ctrl-D; a receiver's lets a blocked sender report it. The library docs
+//! (`channel::ring`) explain the layout, why the borrow of a received message is sound, and
+//! why no wake-up is lost; the crate docs say what a production system (iceoryx2 and the like)
+//! would do differently.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use channel::bench::{self, peer::PeerArgs, Placement, Transport};
+use channel::report::{RecvLine, SendReport};
+use channel::{Error, Options, Receiver, Sender, Wait};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  channel recv demo                 # terminal 1: print messages from /dev/shm/demo
+  channel send demo                 # terminal 2: each line typed is one message (Ctrl-D ends)
+  seq 1000000 | channel send --file ./ring.bin & channel recv --file ./ring.bin | tail -1
+  channel info demo                 # the ring's header: capacity, head, tail, who is attached
+  channel bench --quick             # latency and throughput of every transport, goals
+  channel bench --json              # the same as one JSON document
+  strace -f -c channel bench --only ring-spin --size 64 --placement two-cpus --messages 100000
+                                    # system calls per message (none while spinning)
+
+A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
+Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 130 Ctrl-C.";
+
+/// Two processes passing messages through a ring in shared memory, and a benchmark.
+#[derive(Parser)]
+#[command(name = "channel", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send stdin's lines, one message each, into the ring.
+    #[command(after_help = EXAMPLES)]
+    Send {
+        #[command(flatten)]
+        ring: RingArgs,
+        /// Data-area size if this side creates the ring (power of two, e.g. 64K, 1M).
+        #[arg(long, value_parser = parse_size, default_value = "1M")]
+        capacity: u64,
+        /// Print one JSON document on stdout when done: {"file","messages","bytes",...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the messages that arrive, until the sender closes the channel.
+    #[command(after_help = EXAMPLES)]
+    Recv {
+        #[command(flatten)]
+        ring: RingArgs,
+        /// Data-area size if this side creates the ring (power of two, e.g. 64K, 1M).
+        #[arg(long, value_parser = parse_size, default_value = "1M")]
+        capacity: u64,
+        /// One JSON object per line: {"message":{"seq","bytes","text"}} ... {"end":{...}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a ring file's header without joining it.
+    #[command(after_help = EXAMPLES)]
+    Info {
+        #[command(flatten)]
+        ring: RingArgs,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure round trips and throughput: ring vs pipe vs socket vs the cache-line floor.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
+    #[command(hide = true)]
+    BenchPeer(PeerCli),
+}
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  channel bench                      # 8 B .. 1 MiB, every transport, two-cpus and one-cpu
+  channel bench --quick --json       # 64 B, 4 KiB, 1 MiB; the BenchReport JSON document
+  channel bench --only pipe --size 64 --placement two-cpus --messages 10000
+                                     # exactly 10000 round trips of one cell (for strace -c)
+
+Transports: cacheline (one word on one cache line: the floor), ring-spin, ring-wait (spin
+20 µs, then futex; on one CPU no spinning), pipe, unix-socket. Two real processes: the peer is
+this binary started again (fork+exec). Iteration counts are sized by measured time and printed
+on stderr. With --messages, msgs_per_s is round trips per second (no one-way phase).";
+
+#[derive(Args)]
+struct RingArgs {
+    /// The ring: a name under /dev/shm, or a path if it contains '/'.
+    #[arg(default_value = "mmap-lab-channel", conflicts_with = "file")]
+    ring: String,
+    /// The ring file, anywhere (instead of RING).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// spin: never sleep (burns a CPU while waiting); futex: spin briefly, then sleep.
+    #[arg(long, value_enum, default_value_t = WaitArg::Futex)]
+    wait: WaitArg,
+    /// Spin this many microseconds before sleeping (futex; default 20, 0 on one CPU).
+    #[arg(long)]
+    spin_us: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WaitArg {
+    Spin,
+    Futex,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Fewer sizes (64 B, 4 KiB, 1 MiB) and shorter cells.
+    #[arg(long)]
+    quick: bool,
+    /// Print the BenchReport as one JSON document on stdout (progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Measure this transport only.
+    #[arg(long, value_enum)]
+    only: Option<TransportArg>,
+    /// Message size (repeatable; e.g. 64, 4K, 1M).
+    #[arg(long = "size", value_parser = parse_size)]
+    sizes: Vec<u64>,
+    /// two-cpus or one-cpu (repeatable; default both, or one-cpu on a one-CPU machine).
+    #[arg(long = "placement", value_enum)]
+    placements: Vec<PlacementArg>,
+    /// Run exactly this many round trips per cell: no calibration, no one-way phase.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    messages: Option<u64>,
+    /// ring-wait: spin this many microseconds before sleeping (default 20 on two CPUs, 0 on one).
+    #[arg(long)]
+    spin_us: Option<u64>,
+    /// Directory for the temporary ring files (default /dev/shm, else the temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Cacheline,
+    RingSpin,
+    RingWait,
+    Pipe,
+    UnixSocket,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Transport {
+        match t {
+            TransportArg::Cacheline => Transport::Cacheline,
+            TransportArg::RingSpin => Transport::RingSpin,
+            TransportArg::RingWait => Transport::RingWait,
+            TransportArg::Pipe => Transport::Pipe,
+            TransportArg::UnixSocket => Transport::UnixSocket,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlacementArg {
+    TwoCpus,
+    OneCpu,
+}
+
+#[derive(Args)]
+struct PeerCli {
+    #[arg(long, value_enum)]
+    transport: TransportArg,
+    #[arg(long)]
+    size: u64,
+    #[arg(long)]
+    cpu: usize,
+    #[arg(long)]
+    path_in: Option<PathBuf>,
+    #[arg(long)]
+    path_out: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    spin_ns: u64,
+}
+
+/// Parses "64", "4K", "4KiB", "1M", "1MiB", "1G".
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some(i) => {
+            let unit = t[i..].trim().to_ascii_lowercase();
+            let mult = match unit.as_str() {
+                "b" => 1,
+                "k" | "kb" | "kib" => 1 << 10,
+                "m" | "mb" | "mib" => 1 << 20,
+                "g" | "gb" | "gib" => 1 << 30,
+                _ => return Err(format!("unknown unit '{}' (use K, M or G)", &t[i..])),
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 64, 4K, 1M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// A line on stderr; a closed stderr is not worth a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// The exit status of Ctrl-C (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli: Cli = match lab_cli::parse() {
+        Ok(cli) => cli,
+        Err(status) => return status,
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<Error>()
+                .is_some_and(|e| matches!(e, Error::Interrupted))
+            {
+                note!("channel: interrupted");
+                return ExitCode::from(INTERRUPTED);
+            }
+            note!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    channel::install_interrupt_handlers().context("cannot install signal handlers")?;
+    match cli.command {
+        Cmd::Send {
+            ring,
+            capacity,
+            json,
+        } => send(&ring, capacity, json),
+        Cmd::Recv {
+            ring,
+            capacity,
+            json,
+        } => recv(&ring, capacity, json),
+        Cmd::Info { ring, json } => info(&ring, json),
+        Cmd::Bench(args) => bench_cmd(&args),
+        Cmd::BenchPeer(p) => {
+            bench::peer::main(&PeerArgs {
+                transport: p.transport.into(),
+                size: p.size,
+                cpu: p.cpu,
+                path_in: p.path_in,
+                path_out: p.path_out,
+                spin_ns: p.spin_ns,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl RingArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        if self.ring.contains('/') {
+            return Ok(PathBuf::from(&self.ring));
+        }
+        if self.ring.is_empty() || self.ring == "." || self.ring == ".." {
+            anyhow::bail!("'{}' is not a ring name", self.ring);
+        }
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            anyhow::bail!("there is no /dev/shm here; give a path instead (--file ./ring.bin)");
+        }
+        Ok(shm.join(&self.ring))
+    }
+
+    fn options(&self, capacity: u64) -> Options {
+        Options {
+            capacity,
+            wait: match self.wait {
+                WaitArg::Spin => Wait::Spin,
+                WaitArg::Futex => Wait::Futex,
+            },
+            spin: self.spin_us.map(Duration::from_micros),
+            interrupt: Some(channel::interrupt_flag()),
+            ..Options::default()
+        }
+    }
+}
+
+fn interrupted() -> bool {
+    channel::interrupt_flag().load(Ordering::Relaxed)
+}
+
+fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let path = args.path()?;
+    let mut tx = Sender::open(&path, args.options(capacity))?;
+    let max = tx.max_message();
+    note!(
+        "channel: sending to {} (ring of {} bytes, messages up to {max} bytes); one message per \
+         line, Ctrl-D ends",
+        path.display(),
+        tx.capacity()
+    );
+    if !tx.peer_present()? {
+        note!(
+            "channel: no receiver yet; messages wait in the ring (start: channel recv {})",
+            path.display()
+        );
+    }
+    // A raw descriptor (no BufReader): poll(2) then sees every byte that is not yet read.
+    let mut stdin = std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&std::io::stdin())
+            .try_clone_to_owned()
+            .context("cannot duplicate stdin")?,
+    );
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut send_chunk = |tx: &mut Sender, chunk: &[u8]| -> Result<(), Error> {
+        tx.send(chunk)?;
+        messages += 1;
+        bytes += chunk.len() as u64;
+        Ok(())
+    };
+    let mut was_interrupted = false;
+    loop {
+        // Wait for input in slices of 100 ms, so that Ctrl-C is seen even if it arrives just
+        // before a blocking read would have started.
+        if interrupted() {
+            was_interrupted = true;
+            break;
+        }
+        if !channel::wait_readable(&stdin, Duration::from_millis(100))
+            .context("cannot poll stdin")?
+        {
+            continue;
+        }
+        let n = match stdin.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                if interrupted() {
+                    was_interrupted = true;
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e).context("cannot read stdin"),
+        };
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line_end = start + pos + 1;
+            for chunk in pending[start..line_end].chunks(max) {
+                match send_chunk(&mut tx, chunk) {
+                    Err(Error::Interrupted) => {
+                        was_interrupted = true;
+                    }
+                    other => other?,
+                }
+            }
+            start = line_end;
+            if was_interrupted {
+                break;
+            }
+        }
+        pending.drain(..start);
+        // A line longer than a message: send what we have in full-size pieces.
+        while pending.len() >= max && !was_interrupted {
+            let rest = pending.split_off(max);
+            match send_chunk(&mut tx, &pending) {
+                Err(Error::Interrupted) => was_interrupted = true,
+                other => other?,
+            }
+            pending = rest;
+        }
+        if was_interrupted || interrupted() {
+            was_interrupted = true;
+            break;
+        }
+    }
+    if !pending.is_empty() && !was_interrupted {
+        send_chunk(&mut tx, &pending)?;
+    }
+    let leave = tx.close()?;
+    let report = SendReport {
+        file: path.clone(),
+        messages,
+        bytes,
+        interrupted: was_interrupted,
+        unread: leave.unread,
+        removed: leave.removed,
+    };
+    note!(
+        "channel: sent {messages} messages ({bytes} bytes){}; {}",
+        if was_interrupted {
+            ", stopped by Ctrl-C"
+        } else {
+            ""
+        },
+        if leave.removed {
+            format!("removed {}", path.display())
+        } else if leave.unread > 0 {
+            format!(
+                "{} unread bytes stay in {} for a receiver",
+                leave.unread,
+                path.display()
+            )
+        } else {
+            "the receiver is still attached".to_string()
+        }
+    );
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(if was_interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let path = args.path()?;
+    let mut rx = Receiver::open(&path, args.options(capacity))?;
+    note!("channel: receiving from {}", path.display());
+    if !rx.peer_present()? && !rx.sender_closed() {
+        note!(
+            "channel: no sender yet; waiting (start: channel send {})",
+            path.display()
+        );
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut emit =
+        |out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>, msg: &[u8]| -> anyhow::Result<()> {
+            messages += 1;
+            bytes += msg.len() as u64;
+            if json {
+                let text = String::from_utf8_lossy(msg.strip_suffix(b"\n").unwrap_or(msg));
+                let line = RecvLine::Message {
+                    seq: messages,
+                    bytes: msg.len() as u64,
+                    text: text.into_owned(),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            } else {
+                out.write_all(msg)?;
+            }
+            Ok(())
+        };
+    let mut reason = "closed";
+    loop {
+        let got = match rx.try_recv()? {
+            Some(m) => {
+                emit(&mut out, &m).context("cannot write stdout")?;
+                true
+            }
+            None => false,
+        };
+        if got {
+            continue;
+        }
+        // Nothing more for now: show what we have before waiting.
+        out.flush().context("cannot write stdout")?;
+        match rx.recv() {
+            Ok(Some(m)) => emit(&mut out, &m).context("cannot write stdout")?,
+            Ok(None) => break,
+            Err(Error::Interrupted) => {
+                reason = "interrupted";
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let leave = rx.close()?;
+    if json {
+        let end = RecvLine::End {
+            reason: reason.into(),
+            messages,
+            bytes,
+            removed: leave.removed,
+        };
+        serde_json::to_writer(&mut out, &end)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush().context("cannot write stdout")?;
+    note!(
+        "channel: {}; received {messages} messages ({bytes} bytes){}",
+        if reason == "closed" {
+            "the sender closed the channel"
+        } else {
+            "stopped by Ctrl-C"
+        },
+        if leave.removed {
+            format!("; removed {}", path.display())
+        } else if leave.unread > 0 {
+            format!(
+                "; {} unread bytes stay in {} for the next receiver",
+                leave.unread,
+                path.display()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(if reason == "closed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(INTERRUPTED)
+    })
+}
+
+fn info(args: &RingArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let path = args.path()?;
+    let i = channel::inspect(&path)?;
+    if json {
+        println!("{}", serde_json::to_string(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let who = |pid: Option<u32>| match pid {
+        Some(p) => format!("pid {p}"),
+        None => "none".into(),
+    };
+    println!("{}: channel ring", i.path.display());
+    println!(
+        "capacity {} bytes (messages up to {} bytes)",
+        i.capacity, i.max_message
+    );
+    println!(
+        "head {} tail {}: {} bytes unread{}",
+        i.head,
+        i.tail,
+        i.unread,
+        if i.closed {
+            "; the sender closed the stream"
+        } else {
+            ""
+        }
+    );
+    println!("sender: {}", who(i.sender));
+    println!("receiver: {}", who(i.receiver));
+    if let Some(p) = i.dead_sender {
+        println!("a sender (pid {p}) died without closing the stream");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => std::env::temp_dir(),
+    };
+    let config = bench::Config {
+        quick: args.quick,
+        transports: match args.only {
+            Some(t) => vec![t.into()],
+            None => Transport::ALL.to_vec(),
+        },
+        sizes: (!args.sizes.is_empty()).then(|| args.sizes.clone()),
+        placements: (!args.placements.is_empty()).then(|| {
+            args.placements
+                .iter()
+                .map(|p| match p {
+                    PlacementArg::TwoCpus => Placement::TwoCpus,
+                    PlacementArg::OneCpu => Placement::OneCpu,
+                })
+                .collect()
+        }),
+        messages: args.messages,
+        spin: args.spin_us.map(Duration::from_micros),
+        exe: std::env::current_exe().context("cannot find this program's executable")?,
+        dir,
+    };
+    let machine = bench::run::machine();
+    note!("channel bench: {}", bench::render_machine(&machine));
+    note!(
+        "channel bench: timings are as noisy as this machine is busy; each cell's counts are \
+         sized by measured time{}",
+        if args.messages.is_some() {
+            " (here: fixed by --messages)"
+        } else {
+            ""
+        }
+    );
+    let outcome = bench::run(&config, &mut |line| note!("  {line}"))?;
+    for s in &outcome.skipped {
+        note!("channel bench: skipped {s}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome.report)?);
+    } else {
+        print!("{}", bench::render(&outcome.report));
+        for s in &outcome.skipped {
+            println!("skipped {s}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("abc").is_err());
+    }
+}
