@@ -228,6 +228,17 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
     if o.racer.is_some() && step != 5 {
         return wrong("--racer", "5");
     }
+    if let Some(racer) = &o.racer {
+        if o.target.is_some() {
+            return Err("--target is for our racer; --racer's target is fixed in its code".into());
+        }
+        if !racer.is_file() {
+            return Err(format!("--racer {} is not a file", racer.display()));
+        }
+    }
+    if o.target.is_some_and(|t| t < 1) {
+        return Err("--target must be at least 1".into());
+    }
     if (o.table.is_some() || o.program.is_some()) && !matches!(step, 2 | 3) {
         return wrong("--table/--program", "2 or 3");
     }

@@ -316,7 +316,11 @@ pub(crate) mod tests {
                 Err(anyhow::anyhow!("step 3 is not built yet <oops>")),
             ),
             Section::new(4, 3.0, Ok(step(4, charts::tests::step4_data()))),
-            Section::new(5, 4.0, Ok(step(5, charts::tests::step5_data()))),
+            Section::new(
+                5,
+                4.0,
+                Ok(charts::step5::tests::sample_report(step(5, json!({})))),
+            ),
         ];
         Report {
             generated: "2026-11-26T04:00:00Z".into(),

@@ -215,7 +215,7 @@ mod tests {
         assert!(md.contains("</pre><script>alert(1)</script>\n````\n"));
         // Pictures linked as files, failure shown.
         assert!(md.contains("](step1-chunks.svg)"));
-        assert!(md.contains("](step5-throughput.svg)"));
+        assert!(md.contains("](step5-runtime.svg)"));
         assert!(md.contains("**This step failed, so it has no answers:**\n\n```text\nstep 3 is not built yet <oops>\n```"));
         assert!(md.contains("| threshold\\_request | 131049 |"));
         assert_eq!(md.matches("*Measured on Linux 6.1.0 x86\\_64").count(), 5);

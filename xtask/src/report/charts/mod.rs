@@ -9,11 +9,10 @@ use serde_json::Value;
 pub mod step1;
 mod step2;
 mod step4;
-mod step5;
+pub mod step5;
 
 use step2::step2_pages;
 use step4::step4_address_space;
-use step5::{step5_chart, Step5};
 
 /// One picture: the SVG, or why there is none.
 pub struct Picture {
@@ -45,10 +44,6 @@ pub fn pictures(step: u8, data: &Value) -> Vec<Picture> {
     match step {
         2 => vec![step2_pages(data)],
         4 => vec![step4_address_space(data)],
-        5 => vec![
-            step5_chart(data, Step5::LostShare),
-            step5_chart(data, Step5::Rate),
-        ],
         _ => Vec::new(),
     }
 }
@@ -212,24 +207,6 @@ pub(crate) mod tests {
         })
     }
 
-    pub(crate) fn step5_data() -> Value {
-        let mut rows = Vec::new();
-        for n in 1..=4u64 {
-            rows.push(
-                json!({"participants": n, "mode": "racy", "total": 1_000_000,
-                "sum_of_winnings": 1_000_000 - (n - 1) * 100_000,
-                "lost_updates": (n - 1) * 100_000, "lost_share": (n - 1) as f64 * 0.1,
-                "seconds": 0.1, "increments_per_second": 1e7 / n as f64}),
-            );
-            rows.push(
-                json!({"participants": n, "mode": "atomic", "total": 1_000_000,
-                "sum_of_winnings": 1_000_000, "lost_updates": 0, "lost_share": 0.0,
-                "seconds": 0.2, "increments_per_second": 5e6 / n as f64}),
-            );
-        }
-        json!({"cores": 2, "target": 1_000_000, "rows": rows})
-    }
-
     fn count(svg: &str, tag: &str) -> usize {
         svg.matches(&format!("<{tag}")).count()
     }
@@ -255,12 +232,6 @@ pub(crate) mod tests {
                 json!({"programs": [{"name": "foo"}]}),
                 "foo has no `maps`",
             ),
-            (
-                5,
-                json!({"rows": [{"participants": 2}]}),
-                "no participants/lost_share/mode",
-            ),
-            (5, json!(null), "no `rows`"),
         ] {
             let pics = pictures(step, &data);
             let reason = pics[0]
@@ -317,21 +288,6 @@ pub(crate) mod tests {
         let svg = p.svg.as_ref().unwrap();
         assert!(svg.contains("baz at 0x55550000a010 is outside libfoobar.so"));
         assert!(p.caption.contains("baz outside the library"));
-    }
-
-    #[test]
-    fn step5_one_line_per_mode() {
-        let pics = pictures(5, &step5_data());
-        assert_eq!(pics.len(), 2);
-        let lost = pics[0].svg.as_ref().unwrap();
-        assert!(lost.contains("\nracy\n") && lost.contains("\natomic\n"));
-        assert_eq!(pics[0].marks, ("circle", 8));
-        assert!(pics[0]
-            .caption
-            .contains("racy — 1: 0.0%, 2: 10.0%, 3: 20.0%, 4: 30.0%"));
-        assert!(pics[1].caption.contains("atomic — 1: 5.0 M/s"));
-        // Two lines (one per mode) plus the two legend strokes.
-        assert!(count(lost, "polyline") >= 4);
     }
 
     #[test]

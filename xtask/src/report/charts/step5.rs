@@ -1,71 +1,99 @@
-//! Step 5's pictures: lost share and increments per second against participants.
+//! Step 5's pictures, drawn from typed data ([`Data`], built from the step's findings): lost
+//! share, and the final participant's runtime per increment of total, against participants, one
+//! line per mode.
 
 use plotters::prelude::*;
-use serde_json::Value;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{err, render, Picture, FONT, HEAP, MMAP, OTHER_MODES};
+use crate::step5::Findings;
 
-// ---------------------------------------------------------------------------------------------
-// Step 5
-
-#[derive(Clone, Copy, PartialEq)]
-pub(super) enum Step5 {
-    LostShare,
-    Rate,
+/// What the pictures show, one row per race.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Data {
+    pub rows: Vec<Row>,
 }
 
-/// Step 5: lost share (or increments per second) against participants, one line per mode.
-pub(super) fn step5_chart(data: &Value, which: Step5) -> Picture {
-    let (file, title, key, desc) = match which {
-        Step5::LostShare => (
-            "step5-lost-updates.svg",
-            "Lost updates against the number of participants",
-            "lost_share",
-            "lost updates (% of total)",
-        ),
-        Step5::Rate => (
-            "step5-throughput.svg",
-            "Increments per second against the number of participants",
-            "increments_per_second",
-            "increments of total per second (millions)",
-        ),
-    };
-    let Some(raw) = data.get("rows").and_then(Value::as_array) else {
-        return Picture::none(file, title, "step 5 data has no `rows` list".into());
-    };
-    // mode -> [(participants, value)]
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for r in raw {
-        let (Some(n), Some(v), Some(mode)) = (
-            r.get("participants").and_then(num),
-            r.get(key).and_then(num),
-            r.get("mode").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        let v = match which {
-            Step5::LostShare => v * 100.0,
-            Step5::Rate => v / 1e6,
-        };
-        if !v.is_finite() {
-            continue;
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub participants: usize,
+    /// `racy`, `atomic` or `racer`.
+    pub mode: String,
+    /// Lost updates over increments made (0..1).
+    pub lost_share: Option<f64>,
+    /// The final participant's runtime per increment of total, ns.
+    pub ns_per_increment: Option<f64>,
+}
+
+impl Data {
+    pub fn from_findings(f: &Findings) -> Data {
+        Data {
+            rows: f
+                .races
+                .iter()
+                .map(|r| Row {
+                    participants: r.participants,
+                    mode: r.mode.name().to_string(),
+                    lost_share: r.lost_share,
+                    ns_per_increment: r.ns_per_increment,
+                })
+                .collect(),
         }
-        match series.iter_mut().find(|(m, _)| m == mode) {
-            Some((_, pts)) => pts.push((n, v)),
-            None => series.push((mode.to_string(), vec![(n, v)])),
+    }
+}
+
+/// Both pictures.
+pub fn pictures(data: &Data) -> Vec<Picture> {
+    vec![chart(data, Which::LostShare), chart(data, Which::Runtime)]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    LostShare,
+    Runtime,
+}
+
+/// mode -> [(participants, value)], in the order the modes first appear.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+fn series(data: &Data, which: Which) -> Series {
+    let mut series: Series = Vec::new();
+    for r in &data.rows {
+        let v = match which {
+            Which::LostShare => r.lost_share.map(|s| s * 100.0),
+            Which::Runtime => r.ns_per_increment,
+        };
+        let Some(v) = v.filter(|v| v.is_finite()) else {
+            continue;
+        };
+        let point = (r.participants as f64, v);
+        match series.iter_mut().find(|(m, _)| *m == r.mode) {
+            Some((_, pts)) => pts.push(point),
+            None => series.push((r.mode.clone(), vec![point])),
         }
     }
     for (_, pts) in &mut series {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
+    series
+}
+
+fn chart(data: &Data, which: Which) -> Picture {
+    let (file, title, desc) = match which {
+        Which::LostShare => (
+            "step5-lost-updates.svg",
+            "Lost updates against the number of participants",
+            "lost updates (% of increments made)",
+        ),
+        Which::Runtime => (
+            "step5-runtime.svg",
+            "The final participant's runtime per increment of total",
+            "ns per increment (= s for a race to 10^9)",
+        ),
+    };
+    let series = series(data, which);
     let points: usize = series.iter().map(|(_, p)| p.len()).sum();
     if points == 0 {
-        return Picture::none(
-            file,
-            title,
-            format!("step 5 rows have no participants/{key}/mode values"),
-        );
+        return Picture::none(file, title, format!("no race has a value for: {desc}"));
     }
     let nmax = series
         .iter()
@@ -129,10 +157,7 @@ pub(super) fn step5_chart(data: &Value, which: Step5) -> Picture {
         }
         chart
             .configure_series_labels()
-            .position(match which {
-                Step5::LostShare => SeriesLabelPosition::UpperLeft,
-                Step5::Rate => SeriesLabelPosition::UpperRight,
-            })
+            .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font((FONT, 15))
@@ -140,26 +165,99 @@ pub(super) fn step5_chart(data: &Value, which: Step5) -> Picture {
             .map_err(err)?;
         Ok(())
     });
-    let caption = series
+    Picture {
+        file: file.into(),
+        title: title.into(),
+        caption: format!("Measured ({desc}): {}.", caption(&series, which)),
+        svg,
+        // One dot per measurement.
+        marks: ("circle", points),
+    }
+}
+
+fn caption(series: &Series, which: Which) -> String {
+    series
         .iter()
         .map(|(mode, pts)| {
             let vals: Vec<String> = pts
                 .iter()
                 .map(|(n, v)| match which {
-                    Step5::LostShare => format!("{n:.0}: {v:.1}%"),
-                    Step5::Rate => format!("{n:.0}: {v:.1} M/s"),
+                    Which::LostShare => format!("{n:.0}: {v:.1}%"),
+                    Which::Runtime => format!("{n:.0}: {v:.2} ns"),
                 })
                 .collect();
             format!("{mode} — {}", vals.join(", "))
         })
         .collect::<Vec<_>>()
-        .join("; ");
-    Picture {
-        file: file.into(),
-        title: title.into(),
-        caption: format!("Measured ({}): {caption}.", desc),
-        svg,
-        // One dot per measurement.
-        marks: ("circle", points),
+        .join("; ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Four participant counts in two modes: racy loses 10% more per extra racer.
+    pub(crate) fn sample() -> Data {
+        let mut rows = Vec::new();
+        for n in 1..=4usize {
+            rows.push(Row {
+                participants: n,
+                mode: "racy".into(),
+                lost_share: Some((n - 1) as f64 * 0.1),
+                ns_per_increment: Some(n as f64),
+            });
+            rows.push(Row {
+                participants: n,
+                mode: "atomic".into(),
+                lost_share: Some(0.0),
+                ns_per_increment: Some(2.0 * n as f64),
+            });
+        }
+        Data { rows }
+    }
+
+    /// A report's step 5 section with the sample's pictures and findings in the `--json` shape.
+    pub(crate) fn sample_report(mut report: crate::model::StepReport) -> crate::model::StepReport {
+        let d = sample();
+        report.findings = serde_json::json!({
+            "races": d.rows.iter().map(|r| serde_json::json!({
+                "participants": r.participants, "mode": r.mode, "lost_share": r.lost_share,
+                "ns_per_increment": r.ns_per_increment,
+            })).collect::<Vec<_>>(),
+        });
+        report.pictures = pictures(&d);
+        report
+    }
+
+    fn count(svg: &str, tag: &str) -> usize {
+        svg.matches(&format!("<{tag}")).count()
+    }
+
+    #[test]
+    fn one_line_per_mode() {
+        let pics = pictures(&sample());
+        assert_eq!(pics.len(), 2);
+        let lost = pics[0].svg.as_ref().unwrap();
+        assert!(lost.contains("\nracy\n") && lost.contains("\natomic\n"));
+        assert_eq!(pics[0].marks, ("circle", 8));
+        assert!(pics[0]
+            .caption
+            .contains("racy — 1: 0.0%, 2: 10.0%, 3: 20.0%, 4: 30.0%"));
+        assert!(pics[1].caption.contains("atomic — 1: 2.00 ns, 2: 4.00 ns"));
+        // Two lines (one per mode) plus the two legend strokes.
+        assert!(count(lost, "polyline") >= 4);
+    }
+
+    #[test]
+    fn missing_values_are_left_out_and_none_gives_a_reason() {
+        let mut d = sample();
+        d.rows[0].ns_per_increment = None;
+        d.rows[1].ns_per_increment = Some(f64::NAN);
+        assert_eq!(pictures(&d)[1].marks, ("circle", 6));
+        let empty = Data { rows: Vec::new() };
+        for p in pictures(&empty) {
+            let reason = p.svg.err().unwrap();
+            assert!(reason.contains("no race has a value"), "{reason}");
+        }
     }
 }

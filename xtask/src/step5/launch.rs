@@ -1,0 +1,364 @@
+//! Running one race: N instances of a racer in a scratch directory, watched.
+//!
+//! The first instance is started alone: with the course's protocol the first instance is the one
+//! for which `stat("racecourse.bin")` fails, and it creates the file without `O_EXCL`, so two
+//! instances started at the very same moment can both find no file and both lead (both set
+//! `participants = N`: the count then never reaches 0). Once the file exists, is 96 bytes and
+//! holds a count (or the race has begun), the other N-1 are started back to back, as fast as
+//! `fork`/`exec` go.
+//!
+//! The lab maps the file itself, read-only ([`SharedView`]), and watches the counters: a race in
+//! which nothing moves for [`Bounds::stall`] while instances still run is hung (a racer that lost
+//! an arrival spins forever), and they are killed. Each instance's end is seen with
+//! `waitid(WNOWAIT)`, its final CPU time read from its zombie's `/proc/PID/stat`, and only then is
+//! it reaped. `/proc/stat` is read just before the first start and just after the last end.
+
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use lab_trace::procstat::{self, CpuTimes, ProcessStat};
+use lab_trace::shared::SharedView;
+
+use super::{Counters, CpuWindow, End, Instance, Observation, RaceRun, COURSE_FILE};
+use crate::sys;
+
+/// `sizeof(struct RaceCourse)`.
+const COURSE_SIZE: usize = 96;
+/// How often the lab looks at the instances and the counters while a race runs.
+const POLL: Duration = Duration::from_millis(2);
+/// How much of an instance's output is kept.
+const OUTPUT_KEEP: usize = 4096;
+
+/// How long to wait for what.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// For the first instance to create and set up the race file.
+    pub appear: Duration,
+    /// With nothing in the file moving and instances still running: they are hung.
+    pub stall: Duration,
+    /// For the whole race, whatever moves.
+    pub limit: Duration,
+}
+
+impl Bounds {
+    pub const RACE: Bounds = Bounds {
+        appear: Duration::from_secs(10),
+        stall: Duration::from_secs(10),
+        limit: Duration::from_secs(900),
+    };
+}
+
+/// One race to run: `program N ARGS...` in `dir`, N times.
+pub struct Launch<'a> {
+    pub program: &'a Path,
+    pub participants: usize,
+    pub args: Vec<String>,
+    /// The working directory, where `racecourse.bin` appears (empty before the race).
+    pub dir: &'a Path,
+    /// Run the first instance under `strace -f -e trace=FILTER -o OUT`.
+    pub trace: Option<(&'a str, PathBuf)>,
+    pub bounds: Bounds,
+}
+
+/// An instance while it runs.
+struct Running {
+    child: Child,
+    started: f64,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    done: Option<Ended>,
+}
+
+/// What the lab read of an instance when it ended (before reaping it).
+struct Ended {
+    at: f64,
+    end: End,
+    stat: Option<ProcessStat>,
+    affinity: Option<Vec<u32>>,
+}
+
+/// The instances; every one still running is killed (its whole process group) and reaped when
+/// this is dropped, so no error path leaves a racer behind.
+struct Instances(Vec<Running>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for r in self.0.iter_mut().filter(|r| r.done.is_none()) {
+            let _ = sys::kill_group(r.child.id());
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// Runs the race and returns what was seen. Errors are the lab's own failures (cannot start the
+/// program, cannot read /proc); a racer that fails or hangs is a result.
+pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
+    let course = launch.dir.join(COURSE_FILE);
+    let stat_before = procstat::read_stat().context("cannot read /proc/stat")?;
+    let lab_before = own_ticks()?;
+    let t0 = Instant::now();
+    let since = |t: Instant| t.duration_since(t0).as_secs_f64();
+    let mut instances = Instances(Vec::with_capacity(launch.participants));
+    instances.0.push(start(launch, 0, 0.0)?);
+
+    // The first instance alone, until it has set the race up.
+    let mut view: Option<(SharedView, f64)> = None;
+    let mut miss_reason = None;
+    loop {
+        if view.is_none() {
+            if let Ok(v) = SharedView::open(&course, COURSE_SIZE) {
+                view = Some((v, since(Instant::now())));
+            }
+        }
+        if let Some((v, _)) = &view {
+            if counters(v).is_some_and(|c| c.participants != 0 || c.total != 0) {
+                break;
+            }
+        }
+        if poll_ends(&mut instances, t0)? == 0 {
+            miss_reason = Some("the first instance ended before the lab could map the file");
+            break;
+        }
+        if t0.elapsed() > launch.bounds.appear {
+            miss_reason = Some("the first instance did not set up racecourse.bin in time");
+            kill_all(&mut instances, t0, launch.bounds.appear.as_secs_f64())?;
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    if miss_reason.is_none() {
+        for i in 1..launch.participants {
+            let at = since(Instant::now());
+            instances.0.push(start(launch, i, at)?);
+        }
+    }
+
+    // Watch until every instance has ended, killing them if nothing moves.
+    let mut race_started_at = None;
+    let mut last_seen = view.as_ref().and_then(|(v, _)| counters(v));
+    let mut moved = Instant::now();
+    while poll_ends(&mut instances, t0)? > 0 {
+        if let Some((v, _)) = &view {
+            let now = counters(v);
+            if race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
+                race_started_at = Some(since(Instant::now()));
+            }
+            if now != last_seen {
+                last_seen = now;
+                moved = Instant::now();
+            }
+        }
+        let stalled = view.is_some() && moved.elapsed() > launch.bounds.stall;
+        if stalled || t0.elapsed() > launch.bounds.limit {
+            let quiet = if stalled {
+                moved.elapsed()
+            } else {
+                t0.elapsed()
+            };
+            kill_all(&mut instances, t0, quiet.as_secs_f64())?;
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let stat_after = procstat::read_stat().context("cannot read /proc/stat")?;
+    let lab_ticks = own_ticks()?.saturating_sub(lab_before);
+
+    let observer = match (view, miss_reason) {
+        (Some((v, mapped_at)), _) => Observation::Mapped {
+            mapped_at,
+            race_started_at,
+            last: counters(&v).context("the race file's mapping is shorter than 96 bytes")?,
+            name_gone: !course.exists(),
+            maps_line: own_maps_line(v.address()),
+        },
+        (None, reason) => Observation::Missed {
+            reason: reason
+                .unwrap_or("racecourse.bin never appeared with its 96 bytes")
+                .to_string(),
+        },
+    };
+    let file_left = course.exists();
+    if file_left {
+        std::fs::remove_file(&course)
+            .with_context(|| format!("cannot remove {}", course.display()))?;
+    }
+    let instances = finish(std::mem::take(&mut instances.0))?;
+    let seconds = instances.iter().map(|i| i.ended).fold(0.0, f64::max);
+    let cpus = mask_of(&instances)?;
+    let pick = |stat: &[CpuTimes]| -> Vec<CpuTimes> {
+        stat.iter()
+            .filter(|t| t.cpu.is_some_and(|c| cpus.contains(&c)))
+            .copied()
+            .collect()
+    };
+    Ok(RaceRun {
+        instances,
+        observer,
+        cpu: CpuWindow {
+            seconds,
+            before: pick(&stat_before),
+            after: pick(&stat_after),
+            lab_ticks,
+        },
+        file_left,
+    })
+}
+
+/// Starts instance `index` (in its own process group, so that killing it kills what it started).
+fn start(launch: &Launch<'_>, index: usize, at: f64) -> anyhow::Result<Running> {
+    let stdout = launch.dir.join(format!(".out-{index}"));
+    let stderr = launch.dir.join(format!(".err-{index}"));
+    let mut cmd = match (&launch.trace, index) {
+        (Some((filter, out)), 0) => {
+            lab_trace::run::command(launch.program, [] as [&str; 0], filter, out)
+        }
+        _ => Command::new(launch.program),
+    };
+    cmd.arg(launch.participants.to_string())
+        .args(&launch.args)
+        .current_dir(launch.dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout).context("cannot create an output file")?)
+        .stderr(File::create(&stderr).context("cannot create an output file")?)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", launch.program.display()))?;
+    Ok(Running {
+        child,
+        started: at,
+        stdout,
+        stderr,
+        done: None,
+    })
+}
+
+/// The counters of the mapped race file.
+fn counters(view: &SharedView) -> Option<Counters> {
+    Some(Counters {
+        participants: view.load_i32(0)?,
+        total: view.load_i64(8)?,
+        winnings: (0..10)
+            .map(|i| view.load_i64(16 + 8 * i))
+            .collect::<Option<_>>()?,
+    })
+}
+
+/// Notes every instance that has ended since the last call (its final `/proc/PID/stat` and
+/// affinity, read before reaping it); returns how many still run.
+fn poll_ends(instances: &mut Instances, t0: Instant) -> anyhow::Result<usize> {
+    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
+    let mut running = 0;
+    for r in instances.0.iter_mut().filter(|r| r.done.is_none()) {
+        let pid = Pid::from_child(&r.child);
+        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        // waitid(2) with WNOWAIT: has it exited? It stays a zombie, /proc/PID/stat readable.
+        let exited = waitid(WaitId::Pid(pid), opts)
+            .context("waitid failed on a racer")?
+            .is_some();
+        if !exited {
+            running += 1;
+            continue;
+        }
+        let ended = t0.elapsed().as_secs_f64();
+        let stat = ProcessStat::read(r.child.id()).ok();
+        let affinity = procstat::read_cpus_allowed(Some(r.child.id())).ok();
+        let status = r.child.wait().context("cannot reap a racer")?;
+        let end = match (status.code(), status.signal()) {
+            (Some(code), _) => End::Exited { code },
+            (None, Some(signal)) => End::Signalled { signal },
+            (None, None) => End::Signalled { signal: 0 },
+        };
+        r.done = Some(Ended {
+            at: ended,
+            end,
+            stat,
+            affinity,
+        });
+    }
+    Ok(running)
+}
+
+/// Kills every instance still running (it is hung: nothing moved for `quiet` seconds).
+fn kill_all(instances: &mut Instances, t0: Instant, quiet: f64) -> anyhow::Result<()> {
+    for r in instances.0.iter_mut().filter(|r| r.done.is_none()) {
+        let stat = ProcessStat::read(r.child.id()).ok();
+        let affinity = procstat::read_cpus_allowed(Some(r.child.id())).ok();
+        let _ = sys::kill_group(r.child.id());
+        r.child.wait().context("cannot reap a killed racer")?;
+        r.done = Some(Ended {
+            at: t0.elapsed().as_secs_f64(),
+            end: End::Hung {
+                stalled_seconds: quiet,
+            },
+            stat,
+            affinity,
+        });
+    }
+    Ok(())
+}
+
+/// The ended instances, with what they printed.
+fn finish(running: Vec<Running>) -> anyhow::Result<Vec<Instance>> {
+    running
+        .into_iter()
+        .map(|r| {
+            let done = r.done.context("an instance was never reaped")?;
+            Ok(Instance {
+                pid: r.child.id(),
+                started: r.started,
+                ended: done.at,
+                end: done.end,
+                stat: done.stat,
+                affinity: done.affinity,
+                stdout: tail(&r.stdout),
+                stderr: tail(&r.stderr),
+                report: None,
+            })
+        })
+        .collect()
+}
+
+/// The last [`OUTPUT_KEEP`] bytes of a file (lossy UTF-8), removed afterwards.
+fn tail(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let _ = std::fs::remove_file(path);
+    let from = bytes.len().saturating_sub(OUTPUT_KEEP);
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+/// The CPUs any instance was allowed on (the lab's own mask if none could be read).
+fn mask_of(instances: &[Instance]) -> anyhow::Result<Vec<u32>> {
+    let mut cpus: Vec<u32> = instances
+        .iter()
+        .filter_map(|i| i.affinity.as_deref())
+        .flatten()
+        .copied()
+        .collect();
+    if cpus.is_empty() {
+        cpus = procstat::read_cpus_allowed(None).context("cannot read the affinity mask")?;
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// This process's CPU time so far (all threads), clock ticks.
+fn own_ticks() -> anyhow::Result<u64> {
+    Ok(ProcessStat::read(std::process::id())
+        .context("cannot read /proc/self/stat")?
+        .cpu_ticks())
+}
+
+/// The line of `/proc/self/maps` for the mapping that starts at `address`.
+fn own_maps_line(address: u64) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let prefix = format!("{address:x}-");
+    maps.lines()
+        .find(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+}
