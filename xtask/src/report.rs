@@ -315,7 +315,11 @@ pub(crate) mod tests {
                 0.5,
                 Err(anyhow::anyhow!("step 3 is not built yet <oops>")),
             ),
-            Section::new(4, 3.0, Ok(step(4, charts::tests::step4_data()))),
+            Section::new(
+                4,
+                3.0,
+                Ok(charts::step4::tests::sample_report(step(4, json!({})))),
+            ),
             Section::new(
                 5,
                 4.0,

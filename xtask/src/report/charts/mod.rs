@@ -8,11 +8,10 @@ use serde_json::Value;
 
 pub mod step1;
 mod step2;
-mod step4;
+pub mod step4;
 pub mod step5;
 
 use step2::step2_pages;
-use step4::step4_address_space;
 
 /// One picture: the SVG, or why there is none.
 pub struct Picture {
@@ -43,7 +42,6 @@ impl Picture {
 pub fn pictures(step: u8, data: &Value) -> Vec<Picture> {
     match step {
         2 => vec![step2_pages(data)],
-        4 => vec![step4_address_space(data)],
         _ => Vec::new(),
     }
 }
@@ -73,19 +71,6 @@ pub fn num(v: &Value) -> Option<f64> {
                 Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as f64),
                 None => s.parse().ok(),
             }
-        }
-        _ => None,
-    }
-}
-
-/// An address: a "0x…" hex string or a number.
-pub fn addr(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => {
-            let s = s.trim();
-            let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
-            u64::from_str_radix(hex, 16).ok()
         }
         _ => None,
     }
@@ -162,51 +147,6 @@ pub(crate) mod tests {
                "major_faults": 37, "eviction": "fadvise"})
     }
 
-    pub(crate) fn step4_data() -> Value {
-        let program = |name: &str, base: u64| {
-            let line = |s: u64, e: u64, perms: &str, off: &str, path: &str| {
-                json!({"start": format!("{:#x}", base + s), "end": format!("{:#x}", base + e),
-                       "perms": perms, "offset": off, "path": path})
-            };
-            let lib = "/work/target/release/deps/libfoobar.so";
-            json!({
-                "name": name, "pid": 4242,
-                "maps": [
-                    line(0x0, 0x5000, "r--p", "0x0", lib),
-                    line(0x5000, 0x40000, "r-xp", "0x5000", lib),
-                    line(0x40000, 0x4b000, "r--p", "0x40000", lib),
-                    line(0x4b000, 0x4e000, "r--p", "0x4a000", lib),
-                    line(0x4e000, 0x4f000, "rw-p", "0x4d000", lib),
-                    line(0x4f000, 0x50000, "rw-p", "0x0", ""),
-                    line(0x90000, 0x91000, "rw-p", "0x0", ""),
-                    json!({"start": "0x5600000", "end": "0x5601000", "perms": "r--p",
-                           "offset": "0x0", "path": "/usr/bin/foo"}),
-                ],
-                "symbols": [
-                    {"name": "setbaz", "address": format!("{:#x}", base + 0x6010)},
-                    {"name": "getbaz", "address": format!("{:#x}", base + 0x6020)},
-                    {"name": "baz", "address": format!("{:#x}", base + 0x4f010)},
-                ],
-                "mmaps": [
-                    {"raw": "mmap(NULL, 331776, PROT_READ, MAP_PRIVATE|MAP_DENYWRITE, 3, 0) = 0x..",
-                     "addr": "NULL", "len": 0x50000, "prot": "PROT_READ",
-                     "flags": "MAP_PRIVATE|MAP_DENYWRITE", "fd": 3, "offset": "0x0",
-                     "result": format!("{:#x}", base)},
-                    {"raw": "mmap(...)", "addr": format!("{:#x}", base + 0x5000), "len": 0x3b000,
-                     "prot": "PROT_READ|PROT_EXEC", "flags": "MAP_PRIVATE|MAP_FIXED|MAP_DENYWRITE",
-                     "fd": 3, "offset": "0x5000", "result": format!("{:#x}", base + 0x5000)},
-                ],
-                "baz_values": [17, 17],
-            })
-        };
-        json!({
-            "programs": [program("foo", 0x7f10_0000_0000), program("bar", 0x7f20_0000_0000)],
-            "shared_code_pfns": true,
-            "c_client": {"baz_address": "0x55550000a010", "inside_libfoobar": false,
-                         "relocation": "R_X86_64_COPY"},
-        })
-    }
-
     fn count(svg: &str, tag: &str) -> usize {
         svg.matches(&format!("<{tag}")).count()
     }
@@ -220,17 +160,6 @@ pub(crate) mod tests {
                 json!({"pages_total": 0, "pages_resident_before": 0,
                        "pages_resident_after": 0}),
                 "0 pages",
-            ),
-            (4, json!({"programs": []}), "lists no programs"),
-            (
-                4,
-                json!({"programs": [{"name": "foo", "maps": []}]}),
-                "foo's maps have no libfoobar",
-            ),
-            (
-                4,
-                json!({"programs": [{"name": "foo"}]}),
-                "foo has no `maps`",
             ),
         ] {
             let pics = pictures(step, &data);
@@ -259,44 +188,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn step4_places_symbols_in_their_segments() {
-        let p = &pictures(4, &step4_data())[0];
-        let svg = p.svg.as_ref().unwrap();
-        assert!(svg.contains("foo (pid 4242): library base 0x7f1000000000"));
-        assert!(svg.contains("bar (pid 4242): library base 0x7f2000000000"));
-        assert!(svg.contains("setbaz 0x7f1000006010"));
-        assert!(svg.contains("baz 0x7f200004f010"));
-        assert!(svg.contains("mmap READ|EXEC, PRIVATE|FIXED|DENYWRITE, fd 3"));
-        assert!(svg.contains("C client: baz at 0x55550000a010, outside libfoobar.so"));
-        // 6 ranges each (5 of the library, 1 anonymous continuation; the far one is left out).
-        assert_eq!(p.marks, ("rect", 25));
-        assert!(p
-            .caption
-            .contains("foo: 6 ranges (setbaz in r-xp, getbaz in r-xp, baz in rw-p)"));
-        assert_eq!(count(svg, "circle"), 6);
-        assert!(p.caption.contains("are the same physical RAM"));
-        assert!(p
-            .caption
-            .contains("baz as each program observed it: foo 17, 17; bar 17, 17."));
-    }
-
-    #[test]
-    fn step4_symbol_outside_the_library_is_listed() {
-        let mut d = step4_data();
-        d["programs"][0]["symbols"][2]["address"] = json!("0x55550000a010");
-        let p = &pictures(4, &d)[0];
-        let svg = p.svg.as_ref().unwrap();
-        assert!(svg.contains("baz at 0x55550000a010 is outside libfoobar.so"));
-        assert!(p.caption.contains("baz outside the library"));
-    }
-
-    #[test]
     fn numbers_and_addresses_parse() {
         assert_eq!(num(&json!("0x10")), Some(16.0));
         assert_eq!(num(&json!("12.5")), Some(12.5));
         assert_eq!(num(&json!(null)), None);
-        assert_eq!(addr(&json!("0x7fff0000")), Some(0x7fff_0000));
-        assert_eq!(addr(&json!("7fff")), None);
         assert_eq!(bytes(131072.0), "128 KiB");
         assert_eq!(bytes(1.5 * 1024.0 * 1024.0), "1.5 MiB");
         assert_eq!(bytes(24.0), "24 B");

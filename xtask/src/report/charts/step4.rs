@@ -1,367 +1,531 @@
-//! Step 4's picture: the libfoobar.so segments of foo and bar side by side.
+//! Step 4's picture: the library's pages in foo and in bar beside the physical frames they map
+//! (pagemap), one row per mapping of the library: the code rows meet in shared frames, the row
+//! holding baz splits into two private frames. Drawn from [`Step4Picture`], built from the
+//! step's findings.
+
+// foo, bar and baz are the assignment's names, not placeholders.
+#![allow(clippy::disallowed_names)]
 
 use plotters::prelude::*;
-use serde_json::Value;
 
-#[allow(unused_imports)]
-use super::*;
+use super::{bytes, clip, err, render, Picture, FONT, MARK, MMAP};
+use crate::step4::Findings;
 
-// ---------------------------------------------------------------------------------------------
-// Step 4
-
-pub(super) struct Segment {
-    start: u64,
-    end: u64,
-    perms: String,
-    offset: String,
-    path: String,
-    /// The flags of the mmap call that produced this range, if the trace has one.
-    mmap: Option<String>,
+/// What the picture draws.
+#[derive(Debug, Clone)]
+pub struct Step4Picture {
+    pub programs: Vec<Program>,
+    pub rows: Vec<Row>,
+    /// Whether any frame number was readable (root).
+    pub frames_readable: bool,
+    pub code_shared: Option<bool>,
+    pub baz_private: Option<bool>,
+    /// The frame holding baz in each program.
+    pub baz_frames: Vec<Option<u64>>,
+    /// baz as read from each program's memory.
+    pub values: Vec<Vec<i64>>,
+    /// One line about the C client, if it ran.
+    pub client: Option<String>,
 }
 
-pub(super) struct Program {
-    name: String,
-    pid: String,
-    segments: Vec<Segment>,
-    symbols: Vec<(String, u64)>,
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub pid: u32,
+    pub base: u64,
+    pub library: String,
 }
 
-pub(super) fn step4_program(p: &Value) -> Result<Program, String> {
-    let name = p
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
-    let pid = p.get("pid").map(|v| v.to_string()).unwrap_or_default();
-    let maps = p
-        .get("maps")
-        .and_then(Value::as_array)
-        .ok_or_else(|| format!("{name} has no `maps` list"))?;
-    let mut all: Vec<Segment> = maps
-        .iter()
-        .filter_map(|m| {
-            Some(Segment {
-                start: addr(m.get("start")?)?,
-                end: addr(m.get("end")?)?,
-                perms: m.get("perms")?.as_str()?.to_string(),
-                offset: m
-                    .get("offset")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                path: m
-                    .get("path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                mmap: None,
-            })
-        })
-        .filter(|s| s.end > s.start)
-        .collect();
-    all.sort_by_key(|s| s.start);
-    // The library's own lines, plus anonymous lines that continue them without a gap (.bss).
-    let mut segments: Vec<Segment> = Vec::new();
-    for s in all {
-        let is_lib = s.path.contains("libfoobar");
-        let continues = segments
-            .last()
-            .is_some_and(|last| last.end == s.start && s.path.is_empty());
-        if is_lib || continues {
-            segments.push(s);
-        }
-    }
-    if !segments.iter().any(|s| s.path.contains("libfoobar")) {
-        return Err(format!("{name}'s maps have no libfoobar.so line"));
-    }
-    // Which traced mmap produced each range: the last call whose result covers its start.
-    if let Some(mmaps) = p.get("mmaps").and_then(Value::as_array) {
-        for seg in &mut segments {
-            seg.mmap = mmaps
-                .iter()
-                .rfind(|m| {
-                    let (Some(r), Some(l)) =
-                        (m.get("result").and_then(addr), m.get("len").and_then(num))
-                    else {
-                        return false;
-                    };
-                    r <= seg.start && seg.start < r.saturating_add(l as u64)
-                })
-                .map(|m| {
-                    let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("?");
-                    // Shortened to fit the box: PROT_READ|PROT_EXEC -> READ|EXEC.
-                    format!(
-                        "mmap {}, {}, fd {}",
-                        s("prot").replace("PROT_", ""),
-                        s("flags").replace("MAP_", ""),
-                        m.get("fd").map(|v| v.to_string()).unwrap_or_default()
-                    )
-                });
-        }
-    }
-    let symbols = p
-        .get("symbols")
-        .and_then(Value::as_array)
-        .map(|syms| {
-            syms.iter()
-                .filter_map(|s| {
-                    Some((
-                        s.get("name")?.as_str()?.to_string(),
-                        addr(s.get("address")?)?,
+/// One mapping of the library, at the same offset from the load address in both programs.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Offsets from the load address.
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    /// The loader's mmap that made it (`mmap #2 READ|EXEC, PRIVATE|FIXED`).
+    pub mmap: Option<String>,
+    /// Symbols inside, with their offset from the load address.
+    pub symbols: Vec<(String, u64)>,
+    pub pages: u64,
+    /// Frames both map at the same page.
+    pub same: Vec<u64>,
+    /// Per program: frames of its own where the other maps another (private copies), frames
+    /// only it has resident, and pages not resident.
+    pub own: Vec<Vec<u64>>,
+    pub alone: Vec<usize>,
+    pub not_resident: Vec<u64>,
+    /// The row holds baz's page.
+    pub holds_baz: bool,
+}
+
+impl Step4Picture {
+    pub fn from_findings(f: &Findings) -> Step4Picture {
+        let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        let first = &f.programs[0];
+        let base0 = parse(&first.base).unwrap_or(0);
+        let rows = f
+            .frames
+            .rows
+            .iter()
+            .map(|r| Row {
+                start: r.start,
+                end: r.end,
+                perms: r.perms.clone(),
+                mmap: r.mmap.and_then(|k| {
+                    let m = first.maps.get(k - 1)?;
+                    Some(format!(
+                        "mmap #{k} {}, {}",
+                        m.prot.replace("PROT_", ""),
+                        m.flags.replace("MAP_", "")
                     ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Program {
-        name,
-        pid,
-        segments,
-        symbols,
-    })
-}
-
-fn perms_color(perms: &str, path: &str) -> RGBColor {
-    if path.is_empty() {
-        RGBColor(205, 235, 205)
-    } else if perms.starts_with("r-x") {
-        RGBColor(255, 204, 140)
-    } else if perms.starts_with("rw") {
-        RGBColor(170, 220, 170)
-    } else if perms.starts_with("r--") {
-        RGBColor(185, 210, 240)
-    } else {
-        RGBColor(225, 225, 225)
-    }
-}
-
-/// Step 4: the libfoobar.so segments in foo's and bar's address space, side by side, with their
-/// permissions, the mmap that produced each, and where setbaz, getbaz and baz fall.
-pub(super) fn step4_address_space(data: &Value) -> Picture {
-    const FILE: &str = "step4-address-space.svg";
-    const TITLE: &str = "libfoobar.so in the address space of foo and bar";
-    let Some(raw) = data.get("programs").and_then(Value::as_array) else {
-        return Picture::none(FILE, TITLE, "step 4 data has no `programs` list".into());
-    };
-    let mut programs = Vec::new();
-    let mut problems = Vec::new();
-    for p in raw {
-        match step4_program(p) {
-            Ok(p) => programs.push(p),
-            Err(e) => problems.push(e),
-        }
-    }
-    if programs.is_empty() {
-        let why = if problems.is_empty() {
-            "step 4 data lists no programs".to_string()
-        } else {
-            problems.join("; ")
-        };
-        return Picture::none(FILE, TITLE, why);
-    }
-    const ROW: i32 = 78;
-    const TOP: i32 = 80;
-    let col_w: i32 = 700;
-    let box_w: i32 = 470;
-    let rows = programs.iter().map(|p| p.segments.len()).max().unwrap_or(0) as i32;
-    let outside: Vec<Vec<&(String, u64)>> = programs
-        .iter()
-        .map(|p| {
-            p.symbols
-                .iter()
-                .filter(|(_, a)| !p.segments.iter().any(|s| s.start <= *a && *a < s.end))
-                .collect()
-        })
-        .collect();
-    let footer_lines = outside.iter().map(Vec::len).max().unwrap_or(0) as i32 + 2;
-    let width = 20 + col_w * programs.len() as i32;
-    let height = TOP + rows * ROW + footer_lines * 18 + 20;
-    let c_client = data.get("c_client");
-    let segments_drawn: usize = programs.iter().map(|p| p.segments.len()).sum();
-    let svg = render((width as u32, height as u32), |root| {
-        let title = (FONT, 20).into_font();
-        let small = (FONT, 15).into_font();
-        let bold = (FONT, 18).into_font();
-        root.draw(&Text::new(
-            "Step 4: libfoobar.so mapped into each program (low addresses at the top)",
-            (20, 12),
-            title,
-        ))
-        .map_err(err)?;
-        for (k, p) in programs.iter().enumerate() {
-            let x0 = 20 + col_w * k as i32;
-            let base = p.segments.first().map(|s| s.start).unwrap_or(0);
-            root.draw(&Text::new(
-                format!("{} (pid {}): library base {base:#x}", p.name, p.pid),
-                (x0, 48),
-                bold.clone(),
-            ))
-            .map_err(err)?;
-            for (i, s) in p.segments.iter().enumerate() {
-                let y0 = TOP + ROW * i as i32;
-                let y1 = y0 + ROW - 8;
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + box_w, y1)],
-                    perms_color(&s.perms, &s.path).filled(),
-                ))
-                .map_err(err)?;
-                root.draw(&Rectangle::new(
-                    [(x0, y0), (x0 + box_w, y1)],
-                    RGBColor(90, 90, 90).stroke_width(1),
-                ))
-                .map_err(err)?;
-                let what = if s.path.is_empty() {
-                    "anonymous".to_string()
-                } else {
-                    format!("file offset {}", s.offset)
-                };
-                let lines = [
-                    format!(
-                        "{}  {:#x}-{:#x}  ({})",
-                        s.perms,
-                        s.start,
-                        s.end,
-                        bytes((s.end - s.start) as f64)
-                    ),
-                    format!("{what}  (+{:#x} from base)", s.start - base),
-                    s.mmap
-                        .clone()
-                        .unwrap_or_else(|| "no traced mmap covers this start".into()),
-                ];
-                for (j, line) in lines.iter().enumerate() {
-                    root.draw(&Text::new(
-                        clip(line, 62),
-                        (x0 + 6, y0 + 5 + 19 * j as i32),
-                        small.clone(),
-                    ))
-                    .map_err(err)?;
-                }
-                // The symbols inside this range, at their relative position, kept apart.
-                let mut inside: Vec<&(String, u64)> = p
+                }),
+                symbols: r
                     .symbols
                     .iter()
-                    .filter(|(_, a)| s.start <= *a && *a < s.end)
-                    .collect();
-                inside.sort_by_key(|(_, a)| *a);
-                let mut last_y = i32::MIN;
-                for (name, a) in inside {
-                    let frac = (a - s.start) as f64 / (s.end - s.start) as f64;
-                    let y_at = y0 + (frac * f64::from(y1 - y0)) as i32;
-                    let y_label = y_at.max(last_y + 16);
-                    last_y = y_label;
-                    root.draw(&PathElement::new(
-                        [(x0 + box_w - 30, y_at), (x0 + box_w + 14, y_label)],
-                        MARK.stroke_width(2),
-                    ))
-                    .map_err(err)?;
-                    root.draw(&Circle::new((x0 + box_w - 30, y_at), 4, MMAP.filled()))
-                        .map_err(err)?;
-                    root.draw(&Text::new(
-                        format!("{name} {a:#x}"),
-                        (x0 + box_w + 18, y_label - 7),
-                        (FONT, 16).into_font(),
-                    ))
-                    .map_err(err)?;
-                }
-            }
-            let mut y = TOP + rows * ROW + 8;
-            for (name, a) in &outside[k] {
-                root.draw(&Text::new(
-                    format!("{name} at {a:#x} is outside libfoobar.so"),
-                    (x0, y),
-                    small.clone(),
-                ))
-                .map_err(err)?;
-                y += 18;
-            }
+                    .filter_map(|n| {
+                        let a = parse(&first.symbols.get(n)?.address)?;
+                        Some((n.clone(), a.checked_sub(base0)?))
+                    })
+                    .collect(),
+                pages: r.pages,
+                same: r.same.clone(),
+                own: r.sides.iter().map(|s| s.different.clone()).collect(),
+                alone: r.sides.iter().map(|s| s.alone.len()).collect(),
+                not_resident: r.sides.iter().map(|s| s.not_resident).collect(),
+                holds_baz: r.symbols.iter().any(|n| n == "baz"),
+            })
+            .collect();
+        Step4Picture {
+            programs: f
+                .programs
+                .iter()
+                .map(|p| Program {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                    base: parse(&p.base).unwrap_or(0),
+                    library: p.library.clone(),
+                })
+                .collect(),
+            rows,
+            frames_readable: f.frames.readable,
+            code_shared: f.code_shared,
+            baz_private: f.baz_private,
+            baz_frames: f.frames.baz_frames.clone(),
+            values: f.programs.iter().map(|p| p.baz_values.clone()).collect(),
+            client: match &f.client {
+                crate::step4::ClientFinding::Ran {
+                    baz_address,
+                    inside_library,
+                    relocation,
+                    ..
+                } => Some(format!(
+                    "C client: baz at {}, {} the library (relocation {})",
+                    baz_address.as_deref().unwrap_or("?"),
+                    if *inside_library { "inside" } else { "outside" },
+                    relocation.as_deref().unwrap_or("none")
+                )),
+                crate::step4::ClientFinding::Skipped { .. } => None,
+            },
         }
-        if let Some(c) = c_client {
-            let a = c.get("baz_address").and_then(Value::as_str).unwrap_or("?");
-            let inside = match c.get("inside_libfoobar").and_then(Value::as_bool) {
-                Some(true) => "inside libfoobar.so",
-                Some(false) => "outside libfoobar.so",
-                None => "(not determined)",
-            };
-            let reloc = c.get("relocation").and_then(Value::as_str).unwrap_or("?");
-            root.draw(&Text::new(
-                format!("C client: baz at {a}, {inside} (relocation {reloc})"),
-                (20, height - 24),
-                (FONT, 16).into_font(),
-            ))
-            .map_err(err)?;
+    }
+}
+
+const FILE: &str = "step4-frames.svg";
+const TITLE: &str = "The library's pages in foo and bar, and the physical frames they map";
+const ROW: i32 = 86;
+const TOP: i32 = 92;
+const BOX_W: i32 = 400;
+const MID_X: i32 = 520;
+const MID_W: i32 = 300;
+const RIGHT_X: i32 = MID_X + MID_W + 100;
+const SHARED: RGBColor = RGBColor(255, 204, 140);
+const PRIVATE: RGBColor = RGBColor(170, 220, 170);
+const ALONE: RGBColor = RGBColor(225, 225, 225);
+
+fn perms_color(perms: &str) -> RGBColor {
+    if perms.starts_with("r-x") {
+        RGBColor(255, 224, 180)
+    } else if perms.starts_with("rw") {
+        RGBColor(200, 235, 200)
+    } else if perms.starts_with("r--") {
+        RGBColor(205, 222, 245)
+    } else {
+        RGBColor(235, 235, 235)
+    }
+}
+
+fn frames_text(v: &[u64]) -> String {
+    match v {
+        [] => String::new(),
+        [one] => format!("{one:#x}"),
+        [a, .., b] => format!("{a:#x} … {b:#x}"),
+    }
+}
+
+/// One box of the frames column: a colour, a label, which programs point at it.
+struct FrameBox {
+    color: RGBColor,
+    label: String,
+    from: Vec<usize>,
+    baz: bool,
+}
+
+fn frame_boxes(p: &Step4Picture, r: &Row) -> Vec<FrameBox> {
+    let mut boxes = Vec::new();
+    if !r.same.is_empty() {
+        boxes.push(FrameBox {
+            color: SHARED,
+            label: format!("{} shared frame(s) {}", r.same.len(), frames_text(&r.same)),
+            from: (0..p.programs.len()).collect(),
+            baz: false,
+        });
+    }
+    for (k, own) in r.own.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+        let baz = r.holds_baz
+            && p.baz_frames
+                .get(k)
+                .copied()
+                .flatten()
+                .is_some_and(|f| own.contains(&f));
+        boxes.push(FrameBox {
+            color: PRIVATE,
+            label: format!(
+                "{}: {} private frame(s) {}{}",
+                p.programs[k].name,
+                own.len(),
+                frames_text(own),
+                if baz { " (baz)" } else { "" }
+            ),
+            from: vec![k],
+            baz,
+        });
+    }
+    for (k, n) in r.alone.iter().enumerate().filter(|(_, n)| **n > 0) {
+        boxes.push(FrameBox {
+            color: ALONE,
+            label: format!("{}: {n} frame(s) only it maps", p.programs[k].name),
+            from: vec![k],
+            baz: false,
+        });
+    }
+    boxes
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// The x of each program's column (foo left, bar right).
+const XS: [i32; 2] = [20, RIGHT_X];
+
+pub fn draw(p: &Step4Picture) -> Picture {
+    if p.programs.len() != 2 || p.rows.is_empty() {
+        return Picture::none(
+            FILE,
+            TITLE,
+            format!(
+                "step 4 found {} program(s) and {} mapping(s) of the library to draw",
+                p.programs.len(),
+                p.rows.len()
+            ),
+        );
+    }
+    let rows = p.rows.len() as i32;
+    let boxes: Vec<Vec<FrameBox>> = p.rows.iter().map(|r| frame_boxes(p, r)).collect();
+    // The background, then per row a filled and an outlined box per program and per frame box.
+    let rects = 1 + boxes
+        .iter()
+        .map(|b| 2 * p.programs.len() + 2 * b.len())
+        .sum::<usize>();
+    let size = (
+        (RIGHT_X + BOX_W + 20) as u32,
+        (TOP + rows * ROW + 70) as u32,
+    );
+    let svg = render(size, |root| {
+        header(root, p)?;
+        for (i, (r, bx)) in p.rows.iter().zip(&boxes).enumerate() {
+            let y0 = TOP + ROW * i as i32;
+            for (k, prog) in p.programs.iter().enumerate() {
+                pages_box(root, r, prog, k, y0)?;
+            }
+            frames_column(root, bx, y0)?;
+        }
+        let small = (FONT, 14).into_font();
+        for (j, line) in footer(p).iter().enumerate() {
+            let y = TOP + rows * ROW + 4 + 20 * j as i32;
+            root.draw(&Text::new(clip(line, 170), (20, y), small.clone()))
+                .map_err(err)?;
         }
         Ok(())
     });
-    let mut caption = programs
-        .iter()
-        .map(|p| {
-            let placed: Vec<String> = p
-                .symbols
-                .iter()
-                .map(
-                    |(n, a)| match p.segments.iter().find(|s| s.start <= *a && *a < s.end) {
-                        Some(s) => format!("{n} in {}", s.perms),
-                        None => format!("{n} outside the library"),
-                    },
-                )
-                .collect();
-            format!(
-                "{}: {} ranges ({})",
-                p.name,
-                p.segments.len(),
-                if placed.is_empty() {
-                    "no symbol addresses".to_string()
-                } else {
-                    placed.join(", ")
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    caption.push_str(
-        ". Orange: read+execute, blue: read-only, green: read+write, pale green: anonymous \
-         continuation. Boxes have equal height; symbol dots sit at their relative position.",
-    );
-    caption.push_str(match data.get("shared_code_pfns").and_then(Value::as_bool) {
-        Some(true) => {
-            " Page frame numbers (pagemap) show foo's and bar's code pages of the library are the \
-             same physical RAM."
-        }
-        Some(false) => {
-            " Page frame numbers (pagemap) differ: in this run the code pages were NOT the same \
-             physical RAM."
-        }
-        None => " Page frame numbers were not readable, so RAM sharing is not shown here.",
-    });
-    let values: Vec<String> = raw
-        .iter()
-        .filter_map(|p| {
-            let name = p.get("name")?.as_str()?;
-            let vals: Vec<String> = p
-                .get("baz_values")?
-                .as_array()?
-                .iter()
-                .take(8)
-                .map(|v| v.to_string())
-                .collect();
-            (!vals.is_empty()).then(|| format!("{name} {}", vals.join(", ")))
-        })
-        .collect();
-    if !values.is_empty() {
-        caption.push_str(&format!(
-            " baz as each program observed it: {}.",
-            values.join("; ")
-        ));
-    }
-    if !problems.is_empty() {
-        caption.push_str(&format!(" Not drawn: {}.", problems.join("; ")));
-    }
     Picture {
         file: FILE.into(),
         title: TITLE.into(),
-        caption,
+        caption: caption(p),
         svg,
-        // Two rectangles (fill and outline) per range, plus the background.
-        marks: ("rect", 2 * segments_drawn + 1),
+        marks: ("rect", rects),
+    }
+}
+
+fn header(root: &Area<'_>, p: &Step4Picture) -> Result<(), String> {
+    let bold = (FONT, 17).into_font();
+    root.draw(&Text::new(
+        "Step 4: the library's pages (left: foo, right: bar) and the RAM frames they map \
+         (middle)",
+        (20, 12),
+        (FONT, 20).into_font(),
+    ))
+    .map_err(err)?;
+    for (x, prog) in XS.iter().zip(&p.programs) {
+        let label = format!(
+            "{} (pid {}): loaded at {:#x}",
+            prog.name, prog.pid, prog.base
+        );
+        root.draw(&Text::new(label, (*x, 44), bold.clone()))
+            .map_err(err)?;
+    }
+    let middle = if p.frames_readable {
+        "physical frames (pagemap PFNs)"
+    } else {
+        "physical frames: hidden (not root)"
+    };
+    root.draw(&Text::new(middle, (MID_X, 44), bold))
+        .map_err(err)?;
+    root.draw(&Text::new(
+        clip(&p.programs[0].library, 150),
+        (20, 66),
+        (FONT, 14).into_font(),
+    ))
+    .map_err(err)?;
+    Ok(())
+}
+
+/// One program's box for one mapping: its addresses, the mmap that made it, its symbols.
+fn pages_box(root: &Area<'_>, r: &Row, prog: &Program, k: usize, y0: i32) -> Result<(), String> {
+    let (x0, y1) = (XS[k], y0 + ROW - 10);
+    let corners = [(x0, y0), (x0 + BOX_W, y1)];
+    root.draw(&Rectangle::new(corners, perms_color(&r.perms).filled()))
+        .map_err(err)?;
+    root.draw(&Rectangle::new(
+        corners,
+        RGBColor(90, 90, 90).stroke_width(1),
+    ))
+    .map_err(err)?;
+    let symbols: Vec<String> = r
+        .symbols
+        .iter()
+        .map(|(n, a)| format!("{n} {:#x}", prog.base + a))
+        .collect();
+    let lines = [
+        format!(
+            "{} {:#x}-{:#x} (+{:#x}, {})",
+            r.perms,
+            prog.base + r.start,
+            prog.base + r.end,
+            r.start,
+            bytes((r.end - r.start) as f64)
+        ),
+        r.mmap
+            .clone()
+            .unwrap_or_else(|| "anonymous, or no traced mmap".into()),
+        format!(
+            "{} pages, {} not resident{}{}",
+            r.pages,
+            r.not_resident[k],
+            if symbols.is_empty() { "" } else { "; " },
+            symbols.join(", ")
+        ),
+    ];
+    let small = (FONT, 14).into_font();
+    for (j, line) in lines.iter().enumerate() {
+        let at = (x0 + 6, y0 + 5 + 19 * j as i32);
+        root.draw(&Text::new(clip(line, 58), at, small.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The frame boxes of one row, stacked, each joined to the program(s) that map its frames.
+fn frames_column(root: &Area<'_>, bx: &[FrameBox], y0: i32) -> Result<(), String> {
+    let y1 = y0 + ROW - 10;
+    let small = (FONT, 14).into_font();
+    if bx.is_empty() {
+        let at = (MID_X + 6, y0 + 28);
+        root.draw(&Text::new("no frame resident in both", at, small))
+            .map_err(err)?;
+        return Ok(());
+    }
+    let slot = (y1 - y0) / bx.len() as i32;
+    for (j, b) in bx.iter().enumerate() {
+        let (by0, by1) = (y0 + slot * j as i32 + 2, y0 + slot * (j as i32 + 1) - 2);
+        let corners = [(MID_X, by0), (MID_X + MID_W, by1)];
+        root.draw(&Rectangle::new(corners, b.color.filled()))
+            .map_err(err)?;
+        let outline = if b.baz {
+            MMAP.stroke_width(3)
+        } else {
+            RGBColor(90, 90, 90).stroke_width(1)
+        };
+        root.draw(&Rectangle::new(corners, outline)).map_err(err)?;
+        let ym = (by0 + by1) / 2;
+        root.draw(&Text::new(
+            clip(&b.label, 44),
+            (MID_X + 5, ym - 8),
+            small.clone(),
+        ))
+        .map_err(err)?;
+        for &k in &b.from {
+            let (xa, xb) = if k == 0 {
+                (XS[0] + BOX_W, MID_X)
+            } else {
+                (RIGHT_X, MID_X + MID_W)
+            };
+            root.draw(&PathElement::new(
+                [(xa, (y0 + y1) / 2), (xb, ym)],
+                MARK.stroke_width(2),
+            ))
+            .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+fn footer(p: &Step4Picture) -> Vec<String> {
+    let mut lines = vec![p
+        .programs
+        .iter()
+        .zip(&p.values)
+        .map(|(prog, v)| {
+            format!(
+                "{}'s baz: {}",
+                prog.name,
+                v.iter()
+                    .take(10)
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("   ")];
+    if let Some(c) = &p.client {
+        lines.push(c.clone());
+    }
+    lines
+}
+
+fn caption(p: &Step4Picture) -> String {
+    let mut s = format!(
+        "{} mappings of the library per program, at the same offsets from each load address. ",
+        p.rows.len()
+    );
+    let shared: usize = p
+        .rows
+        .iter()
+        .filter(|r| r.perms == "r-xp")
+        .map(|r| r.same.len())
+        .sum();
+    s.push_str(&match p.code_shared {
+        Some(true) => format!(
+            "Code: all {shared} pages resident in both map the same physical frames (orange). "
+        ),
+        Some(false) => "Code: some pages resident in both map DIFFERENT frames. ".into(),
+        None if !p.frames_readable => {
+            "Frame numbers read as 0 (not root), so frames cannot be compared. ".into()
+        }
+        None => "No code page was resident in both. ".into(),
+    });
+    let f: Vec<String> = p
+        .programs
+        .iter()
+        .zip(&p.baz_frames)
+        .map(|(prog, fr)| {
+            format!(
+                "{} in {}",
+                fr.map_or("?".into(), |x| format!("{x:#x}")),
+                prog.name
+            )
+        })
+        .collect();
+    s.push_str(&match p.baz_private {
+        Some(true) => format!("baz: two private frames ({}, red outline). ", f.join(", ")),
+        Some(false) => format!("baz: the SAME frame ({}). ", f.join(", ")),
+        None => "baz's frames unreadable. ".into(),
+    });
+    s.push_str(
+        "Orange: frames both map; green: each program's own copies (written pages); grey: \
+         frames only one program has resident.",
+    );
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::StepReport;
+    use crate::step4::Step4;
+
+    fn picture(name: &str) -> Step4Picture {
+        use crate::model::Step as _;
+        let ev = crate::step4::tests::fixture(name);
+        Step4Picture::from_findings(&Step4::analyze(&ev).unwrap())
+    }
+
+    /// The report's sample step 4: findings and picture from recorded evidence.
+    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
+        use crate::model::Step as _;
+        let ev = crate::step4::tests::fixture("foobar-ours-root");
+        let f = Step4::analyze(&ev).unwrap();
+        report.findings = serde_json::to_value(&f).unwrap();
+        report.pictures = vec![draw(&Step4Picture::from_findings(&f))];
+        report
+    }
+
+    fn count(svg: &str, tag: &str) -> usize {
+        svg.matches(&format!("<{tag}")).count()
+    }
+
+    #[test]
+    fn pages_beside_frames_shared_code_and_two_private_baz_frames() {
+        let p = picture("foobar-course-c");
+        let pic = draw(&p);
+        let svg = pic.svg.as_ref().unwrap();
+        assert_eq!(pic.marks, ("rect", count(svg, "rect")));
+        // The course's foobar.so: header, code, rodata, RELRO, data.
+        assert_eq!(p.rows.len(), 5);
+        assert!(svg.contains("1 shared frame(s)"));
+        let [Some(a), Some(b)] = p.baz_frames[..] else {
+            panic!("frames unreadable in a root recording")
+        };
+        assert!(svg.contains(&format!("foo: 1 private frame(s) {a:#x} (baz)")));
+        assert!(svg.contains(&format!("bar: 1 private frame(s) {b:#x} (baz)")));
+        assert!(svg.contains("mmap #2 READ|EXEC, PRIVATE|FIXED|DENYWRITE"));
+        assert!(pic
+            .caption
+            .contains("Code: all 1 pages resident in both map the same"));
+        assert!(pic.caption.contains(&format!(
+            "baz: two private frames ({a:#x} in foo, {b:#x} in bar"
+        )));
+        // plotters escapes the apostrophe.
+        assert!(svg.contains("foo&apos;s baz: 17, 17, 17"), "{svg}");
+    }
+
+    #[test]
+    fn hidden_frames_and_nothing_to_draw_are_said() {
+        let mut p = picture("foobar-ours-root");
+        p.frames_readable = false;
+        p.code_shared = None;
+        let pic = draw(&p);
+        assert!(pic
+            .svg
+            .as_ref()
+            .unwrap()
+            .contains("physical frames: hidden (not root)"));
+        assert!(pic.caption.contains("Frame numbers read as 0 (not root)"));
+        p.rows.clear();
+        let none = draw(&p);
+        assert!(none
+            .svg
+            .unwrap_err()
+            .contains("0 mapping(s) of the library"));
     }
 }

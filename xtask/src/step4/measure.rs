@@ -1,0 +1,466 @@
+//! Step 4's measure: evict the library from the page cache, start foo then bar under strace,
+//! read /proc while both run (stat, maps, smaps, pagemap, and baz from mem), stop them, and
+//! build the C client.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use lab_trace::elf::ElfInfo;
+use lab_trace::loader;
+use lab_trace::maps::Maps;
+
+use super::evidence::{
+    Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample, Source,
+};
+use super::running::{self, Launch, Running, WAIT};
+use super::{client, SYMBOLS};
+use crate::model::Ctx;
+use crate::{out, sys};
+
+/// How often the lab polls /proc while it waits for a program to load its library.
+const POLL: Duration = Duration::from_millis(5);
+
+pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
+    lab_trace::run::check()?;
+    let page = sys::page_size();
+    let (source, launches) = plan(ctx)?;
+    let elfs = launches
+        .iter()
+        .map(|l| read_elf(l.name, &l.path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let expected = expected_library(&launches[0], &elfs[0]);
+    let scratch = ctx.scratch("step4")?;
+
+    out::progress(&match &expected {
+        Some(p) => format!(
+            "evicting {} from the page cache (fsync + posix_fadvise DONTNEED)",
+            p.display()
+        ),
+        None => "no library exporting baz found before the run: nothing to evict".into(),
+    });
+    let page_cache = page_cache(expected.as_deref());
+    let mut finder = Finder::default();
+    let mut runs = Vec::new();
+    for (launch, elf) in launches.iter().zip(&elfs) {
+        out::progress(&format!("starting {} under strace", launch.name));
+        let mut r = Running::start(launch, scratch.path())?;
+        let started = wait_ready(&mut r, &elf.needed, &mut finder)?;
+        let resident_when_ready = expected
+            .as_deref()
+            .and_then(|p| persist::page_cache_residency(p, false).ok())
+            .map(|r| r.pages_resident_before);
+        runs.push((r, started, resident_when_ready));
+    }
+    out::progress("both running: reading baz from /proc/PID/mem, and maps, smaps, pagemap");
+    let (samples, snapshots) = sample(&mut runs, ctx.quick, source, page)?;
+    let mut ended = Vec::new();
+    for (r, _, _) in &mut runs {
+        ended.push(r.stop()?);
+    }
+
+    let mut programs = Vec::new();
+    for (((r, started, resident), snap), ((launch, elf), ended)) in runs
+        .into_iter()
+        .zip(snapshots)
+        .zip(launches.iter().zip(elfs).zip(ended))
+    {
+        let trace = lab_trace::run::parse_file(&r.trace_file)?;
+        programs.push(ProgramRun {
+            name: launch.name.to_string(),
+            path: launch.path.display().to_string(),
+            baz_relocation: elf.relocation_against("baz").map(str::to_string),
+            needed: elf.needed,
+            runpath: elf.runpath,
+            rpath: elf.rpath,
+            ld_library_path: launch.ld_library_path.clone(),
+            pid: r.pid,
+            ready: started.ready,
+            faults_ready: started.faults,
+            faults_end: snap.faults_end,
+            resident_when_ready: resident,
+            library: started.library,
+            maps: snap.maps,
+            smaps: snap.smaps,
+            pages: snap.pages,
+            printed: r.printed.clone(),
+            trace,
+            ended,
+        });
+    }
+    out::progress("compiling the C client with cc");
+    let client = client::build_and_run(scratch.path(), &programs[0].library.path);
+    Ok(Evidence {
+        page_size: page,
+        source,
+        page_cache,
+        programs,
+        samples,
+        client,
+    })
+}
+
+/// Which two programs run, and how.
+fn plan(ctx: &Ctx) -> anyhow::Result<(Source, Vec<Launch>)> {
+    let o = &ctx.options;
+    if let (Some(foo), Some(bar)) = (&o.foo, &o.bar) {
+        let launches = [("foo", foo), ("bar", bar)]
+            .into_iter()
+            .map(|(name, path)| given(name, path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok((Source::Given, launches));
+    }
+    ctx.build_release(&["foobar", "foo", "bar"])?;
+    // --count bounds both runs even if the lab itself were killed.
+    let args: Vec<String> = ["--json", "--interval-ms", "150", "--count", "1000"]
+        .map(String::from)
+        .to_vec();
+    let launches = ["foo", "bar"]
+        .into_iter()
+        .map(|name| {
+            let path = ctx.bin(name);
+            if !path.is_file() {
+                bail!(
+                    "{} was not built; run `cargo build --release -p foo -p bar`",
+                    path.display()
+                );
+            }
+            Ok(Launch {
+                name,
+                path,
+                args: args.clone(),
+                // cargo run puts target dirs on LD_LIBRARY_PATH, which would beat the RUNPATH
+                // and could load a debug libfoobar.so: trace what a user gets.
+                ld_library_path: None,
+                events: true,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((Source::Ours, launches))
+}
+
+/// Someone else's program: run with its own directory on `LD_LIBRARY_PATH` when it has no
+/// RUNPATH/RPATH and a library it needs lies beside it (the course's `LD_LIBRARY_PATH=.`).
+fn given(name: &'static str, path: &Path) -> anyhow::Result<Launch> {
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("--{name} {}: no such program", path.display()))?;
+    if !path.is_file() {
+        bail!("--{name} {}: not a file", path.display());
+    }
+    let elf = read_elf(name, &path)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let ld_library_path = if elf.runpath.is_some() || elf.rpath.is_some() {
+        None
+    } else if elf.needed.iter().any(|n| dir.join(n).is_file()) {
+        Some(dir.display().to_string())
+    } else {
+        std::env::var("LD_LIBRARY_PATH").ok()
+    };
+    Ok(Launch {
+        name,
+        path,
+        args: Vec::new(),
+        ld_library_path,
+        events: false,
+    })
+}
+
+fn read_elf(name: &str, path: &Path) -> anyhow::Result<ElfInfo> {
+    ElfInfo::read(path).with_context(|| format!("--{name}"))
+}
+
+/// The file the program will load that exports `baz`: its DT_NEEDED entries along ld.so's
+/// search path (`loader::search_path`), the first that exists and exports `baz`.
+fn expected_library(launch: &Launch, elf: &ElfInfo) -> Option<PathBuf> {
+    let origin = launch.path.parent()?.display().to_string();
+    elf.needed.iter().find_map(|needed| {
+        loader::search_path(
+            needed,
+            elf.runpath.as_deref(),
+            elf.rpath.as_deref(),
+            launch.ld_library_path.as_deref(),
+            &origin,
+        )
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .filter(|p| ElfInfo::read(p).is_ok_and(|i| i.symbol("baz").is_some()))
+        .and_then(|p| std::fs::canonicalize(p).ok())
+    })
+}
+
+/// Evicts `library` from the page cache and counts its resident pages around it.
+fn page_cache(library: Option<&Path>) -> PageCache {
+    let Some(path) = library else {
+        return PageCache {
+            library: None,
+            pages_total: 0,
+            resident_before: 0,
+            eviction: Eviction::NotTried {
+                why: "no file exporting baz was found along the program's search path before \
+                      it ran"
+                    .into(),
+            },
+            resident_after: 0,
+        };
+    };
+    let count = || persist::page_cache_residency(path, false);
+    let before = match count() {
+        Ok(r) => r,
+        Err(e) => {
+            return PageCache {
+                library: Some(path.display().to_string()),
+                pages_total: 0,
+                resident_before: 0,
+                eviction: Eviction::NotTried {
+                    why: format!("cannot count its pages in the page cache: {e}"),
+                },
+                resident_after: 0,
+            }
+        }
+    };
+    let eviction = match evict(path) {
+        Ok(()) => Eviction::Asked,
+        Err(e) => Eviction::Failed {
+            error: e.to_string(),
+        },
+    };
+    PageCache {
+        library: Some(path.display().to_string()),
+        pages_total: before.pages_total,
+        resident_before: before.pages_resident_before,
+        eviction,
+        resident_after: count().map_or(before.pages_resident_before, |r| r.pages_resident_before),
+    }
+}
+
+/// `fsync(2)` (a dirty page cannot be dropped), then `posix_fadvise(2)` POSIX_FADV_DONTNEED:
+/// drops the file's clean pages that no process maps. Needs no privilege.
+fn evict(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    f.sync_all()?;
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}
+
+/// What was true when a program was ready.
+struct Started {
+    ready: Ready,
+    faults: Faults,
+    library: Library,
+}
+
+/// The ELF files the processes map, read once each.
+#[derive(Default)]
+struct Finder {
+    elf: HashMap<String, Option<ElfInfo>>,
+}
+
+impl Finder {
+    /// The mapped library that exports `baz`, if the process maps one yet.
+    fn library(&mut self, maps: &Maps) -> Option<Library> {
+        let mut paths: Vec<&str> = maps
+            .mappings
+            .iter()
+            .filter(|m| m.path.starts_with('/') && m.inode != 0)
+            .map(|m| m.path.as_str())
+            .collect();
+        paths.dedup();
+        let path = paths.into_iter().find(|p| {
+            self.elf
+                .entry(p.to_string())
+                .or_insert_with(|| ElfInfo::read(Path::new(p)).ok())
+                .as_ref()
+                .is_some_and(|i| i.symbol("baz").is_some())
+        })?;
+        let info = self.elf.get(path)?.as_ref()?;
+        let first_load_vaddr = std::fs::read(path)
+            .ok()
+            .and_then(|d| loader::first_load_vaddr(&d))?;
+        let page = sys::page_size();
+        let first = maps
+            .mappings
+            .iter()
+            .filter(|m| m.path == path)
+            .min_by_key(|m| m.start)?;
+        Some(Library {
+            path: path.to_string(),
+            dev: first.dev,
+            inode: first.inode,
+            symbols: info
+                .symbols
+                .iter()
+                .filter(|s| s.defined && SYMBOLS.contains(&s.name.as_str()))
+                .cloned()
+                .collect(),
+            first_load_vaddr,
+            baz_relocation: info.relocation_against("baz").map(str::to_string),
+            // The lowest mapping is the reservation: the first PT_LOAD, at base + its vaddr.
+            base: first.start.checked_sub(first_load_vaddr / page * page)?,
+        })
+    }
+}
+
+/// Waits (bounded) until the program has loaded the library and reached its loop: our programs
+/// say so (their first observation); for others, the library is in /proc/PID/maps and the
+/// process then sleeps.
+fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow::Result<Started> {
+    let t0 = Instant::now();
+    let mut ready = None;
+    let mut library = None;
+    let mut asleep_without_library: Option<Instant> = None;
+    let deadline = t0 + WAIT;
+    if r.has_events() {
+        r.wait_events("its first observation", |p| !p.values.is_empty())?;
+        ready = Some(Ready::FirstObservation);
+    }
+    loop {
+        r.check_alive("loading a library that exports baz")?;
+        let maps = Maps::read(r.pid).ok();
+        if library.is_none() {
+            library = maps.as_ref().and_then(|m| finder.library(m));
+        }
+        let (state, _) = running::read_stat(r.pid)?;
+        let ms = t0.elapsed().as_millis() as u64;
+        // Asleep without the library: it has reached its loop and will not load one.
+        if library.is_none() && state == 'S' {
+            let since = *asleep_without_library.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) {
+                bail!(
+                    "{} ({}) runs but maps no library that exports baz (its DT_NEEDED: {})",
+                    r.name,
+                    r.pid,
+                    needed.join(", ")
+                );
+            }
+        } else {
+            asleep_without_library = None;
+        }
+        if library.is_some() && ready.is_none() {
+            if state == 'S' {
+                ready = Some(Ready::Blocked { ms });
+            } else if Instant::now() > t0 + Duration::from_secs(5) {
+                ready = Some(Ready::StillRunning { ms });
+            }
+        }
+        if let (Some(ready), Some(library)) = (ready, &library) {
+            let (_, faults) = running::read_stat(r.pid)?;
+            return Ok(Started {
+                ready,
+                faults,
+                library: library.clone(),
+            });
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} ({}) mapped no library that exports baz within {WAIT:?}",
+                r.name,
+                r.pid
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// What was read from one process while both ran.
+struct Snapshot {
+    maps: Maps,
+    smaps: Vec<lab_trace::smaps::SmapsEntry>,
+    pages: Vec<Page>,
+    faults_end: Faults,
+}
+
+/// Reads baz from both processes at regular moments while they run, and snapshots their maps,
+/// smaps and pagemap after the second moment.
+fn sample(
+    runs: &mut [(Running, Started, Option<u64>)],
+    quick: bool,
+    source: Source,
+    page: u64,
+) -> anyhow::Result<(Vec<Sample>, Vec<Snapshot>)> {
+    // Our bar counts every 150 ms; the course's programs act once a second.
+    let (period, n) = match (source, quick) {
+        (Source::Ours, true) => (Duration::from_millis(200), 5),
+        (Source::Ours, false) => (Duration::from_millis(200), 10),
+        (Source::Given, true) => (Duration::from_millis(1000), 3),
+        (Source::Given, false) => (Duration::from_millis(1000), 6),
+    };
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    let mut snapshots = Vec::new();
+    for i in 0..n {
+        // The sampling schedule, not a synchronisation: each read takes what is there.
+        let at = t0 + period * i;
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let ms = t0.elapsed().as_millis() as u64;
+        let baz = runs
+            .iter()
+            .map(|(r, s, _)| read_baz(r.pid, &s.library))
+            .collect();
+        samples.push(Sample { ms, baz });
+        if i == 1 {
+            for (r, s, _) in runs.iter() {
+                snapshots.push(snapshot(r.pid, &s.library, page)?);
+            }
+        }
+        for (r, _, _) in runs.iter_mut() {
+            r.check_alive("the lab finished reading it")?;
+            r.drain_events()?;
+        }
+    }
+    for ((r, _, _), snap) in runs.iter().zip(&mut snapshots) {
+        snap.faults_end = running::read_stat(r.pid)?.1;
+    }
+    Ok((samples, snapshots))
+}
+
+/// baz's value in process `pid` (`proc(5)`, /proc/PID/mem), at the library's load bias plus
+/// baz's value in `.dynsym`.
+fn read_baz(pid: u32, lib: &Library) -> Option<i64> {
+    let baz = lib.symbols.iter().find(|s| s.name == "baz")?;
+    let f = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut buf = [0u8; 4];
+    f.read_exact_at(&mut buf, lib.base + baz.value).ok()?;
+    Some(i64::from(i32::from_ne_bytes(buf)))
+}
+
+fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
+    let maps = Maps::read(pid).with_context(|| format!("cannot read /proc/{pid}/maps"))?;
+    let smaps = lab_trace::smaps::read(pid)
+        .with_context(|| format!("cannot read /proc/{pid}/smaps"))?
+        .into_iter()
+        .filter(|e| e.mapping.inode == lib.inode && e.mapping.path == lib.path)
+        .collect();
+    // The library's mappings, and an anonymous one right after them (the rest of .bss).
+    let mut ranges: Vec<(u64, u64)> = maps
+        .mappings
+        .iter()
+        .filter(|m| m.inode == lib.inode && m.path == lib.path)
+        .map(|m| (m.start, m.end))
+        .collect();
+    if let Some(&(_, end)) = ranges.iter().max_by_key(|r| r.1) {
+        if let Some(next) = maps.mappings.iter().find(|m| m.start == end) {
+            if next.path.is_empty() {
+                ranges.push((next.start, next.end));
+            }
+        }
+    }
+    let mut pages = Vec::new();
+    for (start, end) in ranges {
+        let entries = lab_trace::pagemap::read(pid, start, end, page)
+            .with_context(|| format!("cannot read /proc/{pid}/pagemap"))?;
+        pages.extend(entries.into_iter().enumerate().map(|(i, entry)| Page {
+            addr: start + i as u64 * page,
+            entry,
+        }));
+    }
+    Ok(Snapshot {
+        maps,
+        smaps,
+        pages,
+        faults_end: Faults::default(),
+    })
+}

@@ -1,0 +1,425 @@
+//! A program running under strace for step 4: started, watched through /proc, stopped with
+//! SIGINT and reaped, and killed and reaped on every other path (Drop).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+use super::evidence::{Faults, Printed, PrintedSymbol};
+use crate::sys;
+
+/// What strace records: enough to see the loader at work (its reads of the ELF headers too).
+pub const FILTER: &str = "openat,read,pread64,mmap,mprotect,munmap,close";
+/// How long a program may take to start, to load its library or to stop.
+pub const WAIT: Duration = Duration::from_secs(30);
+/// How often /proc is polled while waiting for a condition.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How to start one program.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// `foo` or `bar`.
+    pub name: &'static str,
+    pub path: PathBuf,
+    pub args: Vec<String>,
+    /// `LD_LIBRARY_PATH` for the program (`None`: removed from its environment).
+    pub ld_library_path: Option<String>,
+    /// Our programs print JSON events on stdout (`--json`); others print text we do not read.
+    pub events: bool,
+}
+
+/// One line of our foo's and bar's `--json` output (crates/foobar-demo).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event {
+    Start { symbols: Vec<EventSymbol> },
+    Observation { baz: i64 },
+    Stop {},
+}
+
+#[derive(Debug, Deserialize)]
+struct EventSymbol {
+    name: String,
+    address: String,
+}
+
+/// A program running under `strace -f`.
+pub struct Running {
+    pub name: &'static str,
+    strace: Child,
+    /// The traced program (strace's child).
+    pub pid: u32,
+    pub trace_file: PathBuf,
+    stdout_file: Option<PathBuf>,
+    stderr_file: PathBuf,
+    lines: Option<mpsc::Receiver<String>>,
+    pub printed: Printed,
+    reaped: bool,
+}
+
+impl Running {
+    /// Starts `launch` under strace in `dir` and finds the program's own pid.
+    pub fn start(launch: &Launch, dir: &Path) -> anyhow::Result<Running> {
+        let trace_file = dir.join(format!("{}.strace", launch.name));
+        let stderr_file = dir.join(format!("{}.stderr", launch.name));
+        let stdout_file = dir.join(format!("{}.stdout", launch.name));
+        let mut cmd = lab_trace::run::command(&launch.path, &launch.args, FILTER, &trace_file);
+        cmd.current_dir(dir).stdin(Stdio::null()).stderr(
+            std::fs::File::create(&stderr_file)
+                .with_context(|| format!("cannot create {}", stderr_file.display()))?,
+        );
+        match &launch.ld_library_path {
+            Some(p) => cmd.env("LD_LIBRARY_PATH", p),
+            None => cmd.env_remove("LD_LIBRARY_PATH"),
+        };
+        if launch.events {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(
+                std::fs::File::create(&stdout_file)
+                    .with_context(|| format!("cannot create {}", stdout_file.display()))?,
+            );
+        }
+        let mut strace = cmd
+            .spawn()
+            .with_context(|| format!("cannot start strace {}", launch.path.display()))?;
+        let lines = match strace.stdout.take() {
+            Some(stdout) => {
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stdout).lines() {
+                        let Ok(line) = line else { break };
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Some(rx)
+            }
+            None => None,
+        };
+        let mut running = Running {
+            name: launch.name,
+            pid: 0,
+            strace,
+            trace_file,
+            stdout_file: (!launch.events).then_some(stdout_file),
+            stderr_file,
+            lines,
+            printed: Printed::default(),
+            reaped: false,
+        };
+        running.pid = running.find_child(&launch.path)?;
+        Ok(running)
+    }
+
+    /// strace's child that runs `program` (strace forks short-lived test children of its own
+    /// first, so the first child is not necessarily the tracee): the one whose /proc/PID/exe
+    /// is the program, or (a script, say) one that is no longer strace after a second.
+    fn find_child(&mut self, program: &Path) -> anyhow::Result<u32> {
+        let strace_pid = self.strace.id();
+        let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let strace_exe = exe(strace_pid);
+        let program = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+        let t0 = Instant::now();
+        loop {
+            for pid in children_of(strace_pid) {
+                let e = exe(pid);
+                if e.as_deref() == Some(program.as_path())
+                    || (t0.elapsed() > Duration::from_secs(1) && e.is_some() && e != strace_exe)
+                {
+                    return Ok(pid);
+                }
+            }
+            if let Some(status) = self.strace.try_wait()? {
+                self.reaped = true;
+                bail!(
+                    "{}: strace ended ({status}) before starting it{}",
+                    self.name,
+                    self.stderr_said()
+                );
+            }
+            if t0.elapsed() > WAIT {
+                bail!("{}: strace started no process in {WAIT:?}", self.name);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The first lines of what the program wrote to stderr.
+    pub fn stderr_text(&self) -> String {
+        first_lines(&std::fs::read_to_string(&self.stderr_file).unwrap_or_default())
+    }
+
+    /// What it wrote to stderr, on one line after `: ` (nothing if it wrote nothing).
+    fn stderr_said(&self) -> String {
+        let text = self.stderr_text();
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", text.lines().collect::<Vec<_>>().join(" / "))
+        }
+    }
+
+    /// Whether the program prints JSON events (ours).
+    pub fn has_events(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// Whether the program is still running (strace exits when its tracee has).
+    pub fn alive(&mut self) -> bool {
+        !self.reaped && matches!(self.strace.try_wait(), Ok(None))
+    }
+
+    /// Fails with what the program said if it has ended.
+    pub fn check_alive(&mut self, waiting_for: &str) -> anyhow::Result<()> {
+        if self.alive() {
+            return Ok(());
+        }
+        let status = self
+            .strace
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        self.reaped = true;
+        bail!(
+            "{} ended ({status}) before {waiting_for}{}",
+            self.name,
+            self.stderr_said()
+        )
+    }
+
+    /// Takes in the JSON events our programs printed so far, without waiting.
+    pub fn drain_events(&mut self) -> anyhow::Result<()> {
+        while let Some(line) = self.lines.as_ref().and_then(|l| l.try_recv().ok()) {
+            self.take_event(&line)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in events until `done` holds of what was printed (bounded by [`WAIT`]).
+    pub fn wait_events(
+        &mut self,
+        what: &str,
+        done: impl Fn(&Printed) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while !done(&self.printed) {
+            let Some(lines) = &self.lines else {
+                bail!("{} prints no events to wait for", self.name)
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(left) {
+                Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "{} printed nothing for {WAIT:?} while we waited for {what}",
+                        self.name
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("{} ended before {what}{}", self.name, self.stderr_said())
+                }
+            };
+            self.take_event(&line)?;
+        }
+        Ok(())
+    }
+
+    /// After the program ended: takes in every event left in the pipe (bounded).
+    fn finish_events(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + WAIT;
+        while let Some(lines) = &self.lines {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => self.take_event(&line)?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn take_event(&mut self, line: &str) -> anyhow::Result<()> {
+        let event: Event = serde_json::from_str(line)
+            .with_context(|| format!("{} printed an unexpected line: {line}", self.name))?;
+        match event {
+            Event::Start { symbols } => {
+                for s in symbols {
+                    let address = parse_hex(&s.address).with_context(|| {
+                        format!(
+                            "{} printed a bad address for {}: {}",
+                            self.name, s.name, s.address
+                        )
+                    })?;
+                    self.printed.symbols.push(PrintedSymbol {
+                        name: s.name,
+                        address,
+                    });
+                }
+            }
+            Event::Observation { baz } => self.printed.values.push(baz),
+            Event::Stop {} => {}
+        }
+        Ok(())
+    }
+
+    /// Stops the program with SIGINT (Ctrl-C), waits (bounded) for strace to end with it and
+    /// says how it ended; SIGKILL if it does not stop in time.
+    pub fn stop(&mut self) -> anyhow::Result<String> {
+        if self.reaped {
+            return Ok("had already ended".into());
+        }
+        self.signal(sys::Signal::INT);
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.strace.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.signal(sys::Signal::KILL);
+                let _ = self.strace.kill();
+                let _ = self.strace.wait();
+                self.reaped = true;
+                bail!(
+                    "{} did not stop within {WAIT:?} of SIGINT; killed",
+                    self.name
+                );
+            }
+            self.drain_events()?;
+            std::thread::sleep(POLL);
+        };
+        self.reaped = true;
+        self.finish_events()?;
+        if let Some(f) = &self.stdout_file {
+            self.printed.stdout = first_lines(&std::fs::read_to_string(f).unwrap_or_default());
+        }
+        self.printed.stderr = self.stderr_text();
+        // strace exits with its tracee's status and re-raises a signal that killed it.
+        use std::os::unix::process::ExitStatusExt as _;
+        Ok(match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
+            _ => status.to_string(),
+        })
+    }
+
+    /// Sends `sig` to the traced program, if it is still strace's child (not a reused pid).
+    fn signal(&self, sig: sys::Signal) {
+        if self.pid != 0 && parent_of(self.pid) == Some(self.strace.id()) {
+            let _ = sys::kill(self.pid, sig);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // The program first: killing strace alone would detach it and leave it running.
+        self.signal(sys::Signal::KILL);
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        2 => "SIGINT".into(),
+        9 => "SIGKILL".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+fn first_lines(text: &str) -> String {
+    let mut out: String = text.lines().take(12).collect::<Vec<_>>().join("\n");
+    if text.lines().count() > 12 {
+        out.push_str("\n…");
+    }
+    out
+}
+
+pub fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
+}
+
+/// The children of `pid` (`/proc/PID/task/PID/children`, else a scan of /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
+/// The fields of /proc/PID/stat after the command name (which may hold spaces and parens).
+fn stat_fields(text: &str) -> Option<Vec<&str>> {
+    Some(
+        text.get(text.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect(),
+    )
+}
+
+/// `ppid` from /proc/PID/stat.
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&text)?.get(1)?.parse().ok()
+}
+
+/// The state letter and the fault counters of /proc/PID/stat text (`proc(5)`: field 3 is the
+/// state, 10 `minflt`, 12 `majflt`).
+pub fn parse_stat(text: &str) -> Option<(char, Faults)> {
+    let f = stat_fields(text)?;
+    Some((
+        f.first()?.chars().next()?,
+        Faults {
+            minflt: f.get(7)?.parse().ok()?,
+            majflt: f.get(9)?.parse().ok()?,
+        },
+    ))
+}
+
+/// Reads /proc/PID/stat.
+pub fn read_stat(pid: u32) -> anyhow::Result<(char, Faults)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
+    parse_stat(&text).with_context(|| format!("/proc/{pid}/stat is not as proc(5) says: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_an_odd_command_name() {
+        let text = "4242 (a (b) c) S 4200 4242 4200 0 -1 4194560 123 0 7 0 1 2 0 0 20 0 1 0 \
+                    100 2000 50\n";
+        let (state, faults) = parse_stat(text).unwrap();
+        assert_eq!(state, 'S');
+        assert_eq!(
+            faults,
+            Faults {
+                minflt: 123,
+                majflt: 7
+            }
+        );
+        assert_eq!(stat_fields(text).unwrap()[1], "4200");
+        assert_eq!(parse_stat("garbage"), None);
+        let (_, own) = read_stat(std::process::id()).unwrap();
+        assert!(own.minflt > 0);
+    }
+}

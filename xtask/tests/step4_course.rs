@@ -1,0 +1,233 @@
+//! `cargo xtask run-step 4 --foo PATH --bar PATH` on C programs built the course's way
+//! (`gcc -g -shared -fPIC foobar.c -o foobar.so`, `gcc -g foo.c foobar.so -o foo`: DT_NEEDED
+//! foobar.so, no SONAME, no RUNPATH), and its failure paths. Needs `cc` and `strace`: without
+//! them (outside CI) each test says it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FOOBAR_H: &str = "int getbaz();\nint setbaz(int newbaz);\nint* bazaddr();\n";
+const FOOBAR_C: &str = "#include \"foobar.h\"\nint baz;\n\
+    int getbaz() { return baz; }\n\
+    int setbaz(int newbaz) { baz = newbaz; return baz; }\n\
+    int* bazaddr() { return &baz; }\n";
+const FOO_C: &str = "#include <stdio.h>\n#include <unistd.h>\n#include \"foobar.h\"\n\
+    int main() {\n    setbaz(17);\n    while (1) {\n\
+    printf(\"baz at %p is %d\\n\", (void *)bazaddr(), getbaz());\n        sleep(1);\n    }\n}\n";
+const BAR_C: &str = "#include <stdio.h>\n#include <unistd.h>\n#include \"foobar.h\"\n\
+    int main() {\n    for (int i = 0;; i++) {\n        setbaz(i);\n\
+    printf(\"baz at %p is %d\\n\", (void *)bazaddr(), getbaz());\n        sleep(1);\n    }\n}\n";
+/// Sleeps forever and loads no library that exports baz.
+const IDLE_C: &str = "#include <unistd.h>\nint main() { for (;;) pause(); }\n";
+
+/// Whether cc and strace are here; outside CI a missing one skips the test with a notice.
+fn tools_present(test: &str) -> bool {
+    for (tool, arg, install) in [
+        ("cc", "--version", "apt-get install gcc"),
+        ("strace", "-V", "apt-get install strace"),
+    ] {
+        if Command::new(tool).arg(arg).output().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{tool} is missing (CI must have it)"
+            );
+            eprintln!("skipped: {test} needs {tool}; install it with `{install}`");
+            return false;
+        }
+    }
+    true
+}
+
+fn cc(dir: &Path, args: &[&str]) {
+    let out = Command::new("cc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The course's files, built as the course builds them.
+fn build_course(dir: &Path) {
+    for (name, text) in [
+        ("foobar.h", FOOBAR_H),
+        ("foobar.c", FOOBAR_C),
+        ("foo.c", FOO_C),
+        ("bar.c", BAR_C),
+        ("idle.c", IDLE_C),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    cc(
+        dir,
+        &["-g", "-shared", "-fPIC", "foobar.c", "-o", "foobar.so"],
+    );
+    cc(dir, &["-g", "foo.c", "foobar.so", "-o", "foo"]);
+    cc(dir, &["-g", "bar.c", "foobar.so", "-o", "bar"]);
+    cc(dir, &["-g", "idle.c", "-o", "idle"]);
+}
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("CARGO", env!("CARGO"))
+        .output()
+        .unwrap()
+}
+
+/// Processes still running one of the programs in `dir`.
+fn left_running(dir: &Path) -> Vec<(u32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            exe.starts_with(dir).then_some((pid, exe))
+        })
+        .collect()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-step4-course-")
+        .tempdir()
+        .unwrap();
+    dir
+}
+
+#[test]
+fn explains_the_courses_foo_and_bar() {
+    if !tools_present("explains_the_courses_foo_and_bar") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    build_course(&dir);
+    let (foo, bar) = (dir.join("foo"), dir.join("bar"));
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--quick",
+        "--json",
+        "--foo",
+        foo.to_str().unwrap(),
+        "--bar",
+        bar.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &report["findings"];
+    let lib = dir.join("foobar.so");
+    for (i, name) in ["foo", "bar"].iter().enumerate() {
+        let p = &f["programs"][i];
+        assert_eq!(p["name"], *name);
+        assert_eq!(p["library"], lib.to_str().unwrap());
+        assert_eq!(p["needed_as"], "foobar.so");
+        assert_eq!(p["ld_library_path"], dir.to_str().unwrap());
+        assert!(p["mmaps"].as_u64().unwrap() >= 4);
+        assert_eq!(p["symbols"]["baz"]["prot"], "PROT_READ|PROT_WRITE");
+        assert_eq!(p["symbols"]["setbaz"]["prot"], "PROT_READ|PROT_EXEC");
+        assert_eq!(p["symbols"]["getbaz"]["prot"], "PROT_READ|PROT_EXEC");
+    }
+    // baz from each process's memory: foo set 17, bar counts from 0 once a second.
+    let values = |i: usize| -> Vec<i64> {
+        f["programs"][i]["baz_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
+    };
+    assert!(values(0).len() >= 3 && values(0).iter().all(|&v| v == 17));
+    let bar_values = values(1);
+    assert!(bar_values.len() >= 3);
+    assert!(bar_values.windows(2).all(|w| w[1] >= w[0]) && bar_values[0] <= 1);
+    assert!(bar_values.last() > bar_values.first());
+    // Frame numbers need CAP_SYS_ADMIN: as root they prove the sharing, otherwise unknown.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if root {
+        assert_eq!(f["code_shared"], true);
+        assert_eq!(f["baz_private"], true);
+    } else {
+        assert!(f["code_shared"].is_null() && f["baz_private"].is_null());
+    }
+    assert_eq!(f["client"]["outcome"], "ran");
+    assert_eq!(f["client"]["relocation"], "R_X86_64_COPY");
+    assert_eq!(report["step"], 4);
+    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+}
+
+/// One `error: …` line at the end of stderr, exit status 1, nothing left running.
+fn assert_fails(out: &Output, dir: &Path, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    assert!(errors[0].contains(says), "{:?} lacks {says:?}", errors[0]);
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+}
+
+#[test]
+fn programs_without_the_library_are_clear_errors() {
+    if !tools_present("programs_without_the_library_are_clear_errors") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    build_course(&dir);
+    let (foo, bar, idle) = (dir.join("foo"), dir.join("bar"), dir.join("idle"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    // A program that sleeps without the library: found out as soon as it sleeps, and killed.
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--quick",
+        "--foo",
+        &s(&idle),
+        "--bar",
+        &s(&bar),
+    ]);
+    assert_fails(&out, &dir, "maps no library that exports baz");
+
+    // The library cannot be found (no RUNPATH, moved away): the loader's own message.
+    std::fs::rename(dir.join("foobar.so"), dir.join("elsewhere.so")).unwrap();
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--quick",
+        "--foo",
+        &s(&foo),
+        "--bar",
+        &s(&bar),
+    ]);
+    assert_fails(&out, &dir, "foobar.so: cannot open shared object file");
+
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--foo",
+        "/nonexistent/foo",
+        "--bar",
+        &s(&bar),
+    ]);
+    assert_fails(&out, &dir, "--foo /nonexistent/foo: no such program");
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--foo",
+        &s(&dir.join("foo.c")),
+        "--bar",
+        &s(&bar),
+    ]);
+    assert_fails(&out, &dir, "is not a 64-bit ELF file");
+}
