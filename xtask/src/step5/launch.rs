@@ -101,75 +101,22 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
     let stat_before = procstat::read_stat().context("cannot read /proc/stat")?;
     let lab_before = own_ticks()?;
     let t0 = Instant::now();
-    let since = |t: Instant| t.duration_since(t0).as_secs_f64();
     let mut instances = Instances(Vec::with_capacity(launch.participants));
     instances.0.push(start(launch, 0, 0.0)?);
-
-    // The first instance alone, until it has set the race up.
-    let mut view: Option<(SharedView, f64)> = None;
-    let mut miss_reason = None;
-    loop {
-        if view.is_none() {
-            if let Ok(v) = SharedView::open(&course, COURSE_SIZE) {
-                view = Some((v, since(Instant::now())));
-            }
-        }
-        if let Some((v, _)) = &view {
-            if counters(v).is_some_and(|c| c.participants != 0 || c.total != 0) {
-                break;
-            }
-        }
-        if poll_ends(&mut instances, t0)? == 0 {
-            miss_reason = Some("the first instance ended before the lab could map the file");
-            break;
-        }
-        if t0.elapsed() > launch.bounds.appear {
-            miss_reason = Some("the first instance did not set up racecourse.bin in time");
-            kill_all(&mut instances, t0, launch.bounds.appear.as_secs_f64())?;
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
-    if miss_reason.is_none() {
+    let setup = wait_for_setup(launch, &course, &mut instances, t0)?;
+    if setup.missed.is_none() {
         for i in 1..launch.participants {
-            let at = since(Instant::now());
+            let at = t0.elapsed().as_secs_f64();
             instances.0.push(start(launch, i, at)?);
         }
     }
-
-    // Watch until every instance has ended, killing them if nothing moves.
-    let mut race_started_at = None;
-    let mut last_seen = view.as_ref().and_then(|(v, _)| counters(v));
-    let mut moved = Instant::now();
-    while poll_ends(&mut instances, t0)? > 0 {
-        if let Some((v, _)) = &view {
-            let now = counters(v);
-            if race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
-                race_started_at = Some(since(Instant::now()));
-            }
-            if now != last_seen {
-                last_seen = now;
-                moved = Instant::now();
-            }
-        }
-        let stalled = view.is_some() && moved.elapsed() > launch.bounds.stall;
-        if stalled || t0.elapsed() > launch.bounds.limit {
-            let quiet = if stalled {
-                moved.elapsed()
-            } else {
-                t0.elapsed()
-            };
-            kill_all(&mut instances, t0, quiet.as_secs_f64())?;
-            break;
-        }
-        std::thread::sleep(POLL);
-    }
+    let race_started_at = watch(launch, &mut instances, setup.view.as_ref(), t0)?;
     let stat_after = procstat::read_stat().context("cannot read /proc/stat")?;
     let lab_ticks = own_ticks()?.saturating_sub(lab_before);
 
-    let observer = match (view, miss_reason) {
-        (Some((v, mapped_at)), _) => Observation::Mapped {
-            mapped_at,
+    let observer = match (setup.view, setup.missed) {
+        (Some(v), _) => Observation::Mapped {
+            mapped_at: setup.mapped_at,
             race_started_at,
             last: counters(&v).context("the race file's mapping is shorter than 96 bytes")?,
             name_gone: !course.exists(),
@@ -206,6 +153,90 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
         },
         file_left,
     })
+}
+
+/// What the lab had once the first instance set the race up (or failed to).
+struct Setup {
+    /// The lab's mapping of the race file.
+    view: Option<SharedView>,
+    /// When it was mapped, seconds after the first start.
+    mapped_at: f64,
+    /// Why the other instances must not be started.
+    missed: Option<&'static str>,
+}
+
+/// The first instance alone, until the file holds a count (or the race began).
+fn wait_for_setup(
+    launch: &Launch<'_>,
+    course: &Path,
+    instances: &mut Instances,
+    t0: Instant,
+) -> anyhow::Result<Setup> {
+    let mut setup = Setup {
+        view: None,
+        mapped_at: 0.0,
+        missed: None,
+    };
+    loop {
+        if setup.view.is_none() {
+            if let Ok(v) = SharedView::open(course, COURSE_SIZE) {
+                setup.view = Some(v);
+                setup.mapped_at = t0.elapsed().as_secs_f64();
+            }
+        }
+        if let Some(v) = &setup.view {
+            if counters(v).is_some_and(|c| c.participants != 0 || c.total != 0) {
+                return Ok(setup);
+            }
+        }
+        if poll_ends(instances, t0)? == 0 {
+            setup.missed = Some("the first instance ended before the lab could map the file");
+            return Ok(setup);
+        }
+        if t0.elapsed() > launch.bounds.appear {
+            kill_all(instances, t0, launch.bounds.appear.as_secs_f64())?;
+            setup.missed = Some("the first instance did not set up racecourse.bin in time");
+            return Ok(setup);
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Watches until every instance has ended, killing them all if nothing in the file moves for
+/// the stall bound (or the race passes its limit). Returns when `total` was first non-zero.
+fn watch(
+    launch: &Launch<'_>,
+    instances: &mut Instances,
+    view: Option<&SharedView>,
+    t0: Instant,
+) -> anyhow::Result<Option<f64>> {
+    let mut race_started_at = None;
+    let mut last_seen = view.and_then(counters);
+    let mut moved = Instant::now();
+    while poll_ends(instances, t0)? > 0 {
+        if let Some(v) = view {
+            let now = counters(v);
+            if race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
+                race_started_at = Some(t0.elapsed().as_secs_f64());
+            }
+            if now != last_seen {
+                last_seen = now;
+                moved = Instant::now();
+            }
+        }
+        let stalled = view.is_some() && moved.elapsed() > launch.bounds.stall;
+        if stalled || t0.elapsed() > launch.bounds.limit {
+            let quiet = if stalled {
+                moved.elapsed()
+            } else {
+                t0.elapsed()
+            };
+            kill_all(instances, t0, quiet.as_secs_f64())?;
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(race_started_at)
 }
 
 /// Starts instance `index` (in its own process group, so that killing it kills what it started).
