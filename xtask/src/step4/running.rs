@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use serde::Deserialize;
+use foobar_events::Event;
 
 use super::evidence::{Faults, Printed, PrintedSymbol};
 use crate::sys;
@@ -31,21 +31,6 @@ pub struct Launch {
     pub ld_library_path: Option<String>,
     /// Our programs print JSON events on stdout (`--json`); others print text we do not read.
     pub events: bool,
-}
-
-/// One line of our foo's and bar's `--json` output (crates/foobar-demo).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Event {
-    Start { symbols: Vec<EventSymbol> },
-    Observation { baz: i64 },
-    Stop {},
-}
-
-#[derive(Debug, Deserialize)]
-struct EventSymbol {
-    name: String,
-    address: String,
 }
 
 /// A program running under `strace -f`.
@@ -248,9 +233,9 @@ impl Running {
         let event: Event = serde_json::from_str(line)
             .with_context(|| format!("{} printed an unexpected line: {line}", self.name))?;
         match event {
-            Event::Start { symbols } => {
+            Event::Start { symbols, .. } => {
                 for s in symbols {
-                    let address = parse_hex(&s.address).with_context(|| {
+                    let address = s.address_value().with_context(|| {
                         format!(
                             "{} printed a bad address for {}: {}",
                             self.name, s.name, s.address
@@ -262,8 +247,8 @@ impl Running {
                     });
                 }
             }
-            Event::Observation { baz } => self.printed.values.push(baz),
-            Event::Stop {} => {}
+            Event::Observation { baz, .. } => self.printed.values.push(i64::from(baz)),
+            Event::Stop { .. } => {}
         }
         Ok(())
     }
