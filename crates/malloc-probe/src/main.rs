@@ -116,7 +116,8 @@ enum Cmd {
         #[arg(long, default_value = "4MiB", value_parser = parse_size)]
         max: usize,
     },
-    /// Work out which bit of the tag says free/in-use (the naive way first).
+    /// Work out which bit of the tag says free/in-use (the naive way first), then free a
+    /// 24-byte chunk and malloc 10000 bytes after it (the course's other hint).
     FreeBit,
     /// Find the exact heap/mmap switch, separating the top chunk and the dynamic threshold.
     Threshold,
@@ -423,7 +424,8 @@ fn print_mapped(lens: &[malloc_probe::MappedLength]) {
 fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
     // A small block first (the naive experiment), then sizes growing past the tcache limit.
     let sizes = [24, 100, 1000, 1032, 1048, 1100, 1500, 4000];
-    let attempts = probe::free_bit(p, &sizes)?;
+    // Then the course's other hint: a fastbin-sized A freed, then a large-bin request.
+    let (attempts, large_malloc) = probe::free_bit(p, &sizes, (24, 10_000))?;
     let first = attempts.iter().position(|a| !a.b_changed_bits.is_empty());
     let bit = first.and_then(|i| match attempts[i].b_changed_bits.as_slice() {
         [b] => Some(*b),
@@ -441,10 +443,12 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
             free_value: bit.map(|_| 0),
             largest_chunk_freed_without_change: largest_silent,
             first_request_that_changed_the_bit: first.map(|i| attempts[i].request_a),
+            large_malloc_cleared_the_bit: bit.and_then(|b| large_malloc.malloc_cleared(b)),
         };
         return emit(&FreeBitReport {
             allocator: allocator(p),
             attempts,
+            large_malloc,
             findings,
         });
     }
@@ -560,7 +564,88 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         ),
     }
+    print_large_malloc(&large_malloc, bit);
     Ok(())
+}
+
+/// The second half of the course's hint, as measured.
+fn print_large_malloc(l: &malloc_probe::LargeMallocAttempt, bit: Option<u32>) {
+    let fast = |f: &Option<malloc_probe::Fastbins>| match f {
+        Some(f) => format!("{} chunks, {} bytes", f.chunks, f.bytes),
+        None => "? (no mallinfo2)".to_string(),
+    };
+    say!(
+        "\nThen A = malloc({}) (chunk {}) with B after it, free(A), then malloc({}):",
+        l.request_a,
+        l.chunk_size_a,
+        l.large_request
+    );
+    say!(
+        "  {:<22} {:>8}  {:>12}  {:<34}  fastbins (mallinfo2)",
+        "",
+        "tag B",
+        "B.prev_size",
+        "A's words"
+    );
+    for (when, tag, prev, words, f) in [
+        (
+            "A in use",
+            &l.tag_b_before,
+            "",
+            &l.a_words_before,
+            &l.fastbins_before_free,
+        ),
+        (
+            "after free(A)",
+            &l.tag_b_after_free,
+            l.b_prev_size_after_free.as_str(),
+            &l.a_words_after_free,
+            &l.fastbins_after_free,
+        ),
+        (
+            "after the large malloc",
+            &l.tag_b_after_malloc,
+            l.b_prev_size_after_malloc.as_str(),
+            &l.a_words_after_malloc,
+            &l.fastbins_after_malloc,
+        ),
+    ] {
+        say!(
+            "  {when:<22} {tag:>8}  {prev:>12}  {:<34}  {}",
+            format!("{} {}", words[0], words[1]),
+            fast(f)
+        );
+    }
+    say!(
+        "  malloc({}) returned {} ({} chunk, tag {}); A's second word then points into {}.",
+        l.large_request,
+        l.large_address,
+        l.large_region,
+        l.large_tag,
+        l.a_word1_after_malloc_points_into
+    );
+    let fastbins = match (&l.fastbins_after_free, &l.fastbins_after_malloc) {
+        (Some(a), Some(b)) => format!(
+            "; the fastbins held {} chunk(s) before malloc({}) and {} after",
+            a.chunks, l.large_request, b.chunks
+        ),
+        _ => String::new(),
+    };
+    let verdict = match bit.map(|b| (b, l.malloc_cleared(b))) {
+        Some((b, Some(true))) => format!(
+            "free(A) left bit {b} of B's tag set; malloc({}) cleared it, and B.prev_size now \
+             reads {} (A's size is {:#x}){fastbins}.",
+            l.large_request, l.b_prev_size_after_malloc, l.chunk_size_a
+        ),
+        Some((b, Some(false))) => format!(
+            "bit {b} of B's tag stayed set through free(A) and malloc({}){fastbins}: A is still \
+             marked in use.",
+            l.large_request
+        ),
+        Some((b, None)) => format!("free(A) itself already cleared bit {b} of B's tag."),
+        None => "the in-use bit was not found, so this cannot be judged.".to_string(),
+    };
+    say!("Finding: {verdict}");
 }
 
 fn print_threshold(t: &malloc_probe::Threshold) {

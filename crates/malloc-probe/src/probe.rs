@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context as _};
 use malloc_probe::tag::{self, Tag, MALLOC_ALIGNMENT, MINSIZE, SIZE_SZ};
-use malloc_probe::{ChildOut, Drain, FreeAttempt, MappedLength, Row};
+use malloc_probe::{ChildOut, Drain, Fastbins, FreeAttempt, LargeMallocAttempt, MappedLength, Row};
 
 use crate::maps::{MapsSnapshot, Region, MAPS_CAPACITY};
 use crate::sys::{self, Block, Glibc};
@@ -381,53 +381,61 @@ struct RawAttempt {
     w1: [u64; 2],
 }
 
+/// A = malloc(req) carved from the top chunk and B = malloc(24) carved right after it, both
+/// measured; B stays allocated (leaked) so that freeing A can neither merge A into the top nor
+/// reuse B. Returns A, its measurement and the address of B's chunk (A's physical neighbour,
+/// where A's in-use bit lives).
+fn place_pair(p: &mut Prober, req: usize) -> anyhow::Result<(Block, Raw, usize)> {
+    // A must be carved from the top chunk, so that B can be carved right after it.
+    let mut got = None;
+    for _ in 0..TRIES {
+        let top_before = p.top().map(|t| t.addr);
+        let (a, ra) = p.measure(req)?;
+        if top_before == Some(a.addr() - 2 * SIZE_SZ) {
+            got = Some((a, ra));
+            break;
+        }
+        a.leak(); // came from a free list: keep it, try again
+    }
+    let Some((a, ra)) = got else {
+        bail!("{TRIES} blocks of {req} bytes all came from free lists; cannot run the experiment");
+    };
+    let next = a.addr() - 2 * SIZE_SZ + ra.tag.chunk_size() as usize;
+    for _ in 0..TRIES {
+        let (b, _) = p.measure(24)?;
+        let b_is_neighbour = b.addr() - 2 * SIZE_SZ == next;
+        // Kept allocated: B must stay in use, and the others must not be reused.
+        b.leak();
+        if b_is_neighbour {
+            return Ok((a, ra, next));
+        }
+    }
+    bail!("{TRIES} blocks of 24 bytes all came from free lists; cannot place B after A")
+}
+
 /// `free-bit`: the naive experiment first (a small A), then growing sizes of A until freeing it
-/// changes a bit in the tag of the chunk right after A.
+/// changes a bit in the tag of the chunk right after A; then [`large_malloc_after_free`] with
+/// `large` = (the small request, the large one).
 ///
 /// "B" is always A's physical neighbour, the chunk at `A + chunksize(A)`: that is where A's
 /// in-use bit lives. malloc(24) is repeated until the neighbour is an allocated block (B) and
 /// not the top chunk, so that freeing A cannot merge it into the top.
-pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttempt>> {
+pub fn free_bit(
+    p: &mut Prober,
+    sizes: &[usize],
+    large: (usize, usize),
+) -> anyhow::Result<(Vec<FreeAttempt>, LargeMallocAttempt)> {
     let mut raws = [RawAttempt::default(); 32];
     let n = sizes.len().min(raws.len());
     let hs = p.heap_start;
     for (slot, &req) in raws.iter_mut().zip(&sizes[..n]) {
-        // A must be carved from the top chunk, so that B can be carved right after it.
-        let mut got = None;
-        for _ in 0..TRIES {
-            let top_before = p.top().map(|t| t.addr);
-            let (a, ra) = p.measure(req)?;
-            if top_before == Some(a.addr() - 2 * SIZE_SZ) {
-                got = Some((a, ra));
-                break;
-            }
-            a.leak(); // came from a free list: keep it, try again
-        }
-        let Some((a, ra)) = got else {
-            bail!(
-                "{TRIES} blocks of {req} bytes all came from free lists; cannot run the experiment"
-            );
-        };
-        let next = a.addr() - 2 * SIZE_SZ + ra.tag.chunk_size() as usize;
-        let mut b_is_neighbour = false;
-        for _ in 0..TRIES {
-            let (b, _) = p.measure(24)?;
-            b_is_neighbour = b.addr() - 2 * SIZE_SZ == next;
-            // Kept allocated: B must stay in use, and the others must not be reused.
-            b.leak();
-            if b_is_neighbour {
-                break;
-            }
-        }
-        if !b_is_neighbour {
-            bail!("{TRIES} blocks of 24 bytes all came from free lists; cannot place B after A");
-        }
+        let (a, ra, next) = place_pair(p, req)?;
         let g = &p.glibc;
         let word = |addr: usize| g.heap_word(hs, addr).unwrap_or(0);
         let mut r = RawAttempt {
             req,
             a: a.addr(),
-            b_is_neighbour,
+            b_is_neighbour: true,
             ta0: ra.tag.0,
             tb0: word(next + SIZE_SZ),
             w0: [word(a.addr()), word(a.addr() + 8)],
@@ -446,9 +454,10 @@ pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttem
         r.w1 = [word(a_addr), word(a_addr + 8)];
         *slot = r;
     }
+    let raw_large = large_malloc_after_free(p, large.0, large.1)?;
     p.maps.read_self()?;
     let maps = &p.maps;
-    Ok(raws[..n]
+    let attempts = raws[..n]
         .iter()
         .map(|r| FreeAttempt {
             request_a: r.req,
@@ -466,7 +475,107 @@ pub fn free_bit(p: &mut Prober, sizes: &[usize]) -> anyhow::Result<Vec<FreeAttem
             a_words_after: [format!("{:#x}", r.w1[0]), format!("{:#x}", r.w1[1])],
             a_word1_points_into: maps.describe(r.w1[1] as usize),
         })
-        .collect())
+        .collect();
+    Ok((attempts, raw_large.report(maps)))
+}
+
+/// What [`large_malloc_after_free`] read, before any interpretation (no allocation to hold it).
+#[derive(Clone, Copy)]
+struct RawLarge {
+    req: usize,
+    a: usize,
+    ta: u64,
+    /// B's tag: A in use, after free(A), after the large malloc.
+    tb: [u64; 3],
+    /// B's prev_size after free(A) and after the large malloc.
+    bprev: [u64; 2],
+    /// A's first two words at the same three moments as `tb`.
+    w: [[u64; 2]; 3],
+    large_req: usize,
+    large: usize,
+    large_tag: u64,
+    fast: [Option<(usize, usize)>; 3],
+}
+
+impl RawLarge {
+    fn report(&self, maps: &MapsSnapshot) -> LargeMallocAttempt {
+        let hex = |v: u64| format!("{v:#x}");
+        let words = |w: [u64; 2]| [hex(w[0]), hex(w[1])];
+        let fast = |f: Option<(usize, usize)>| f.map(|(chunks, bytes)| Fastbins { chunks, bytes });
+        LargeMallocAttempt {
+            request_a: self.req,
+            chunk_size_a: Tag(self.ta).chunk_size(),
+            address_a: format!("{:#x}", self.a),
+            tag_b_before: hex(self.tb[0]),
+            tag_b_after_free: hex(self.tb[1]),
+            tag_b_after_malloc: hex(self.tb[2]),
+            b_changed_bits_by_free: tag::changed_bits(Tag(self.tb[0]), Tag(self.tb[1])),
+            b_changed_bits_by_malloc: tag::changed_bits(Tag(self.tb[1]), Tag(self.tb[2])),
+            b_prev_size_after_free: hex(self.bprev[0]),
+            b_prev_size_after_malloc: hex(self.bprev[1]),
+            a_words_before: words(self.w[0]),
+            a_words_after_free: words(self.w[1]),
+            a_words_after_malloc: words(self.w[2]),
+            a_word1_after_free_points_into: maps.describe(self.w[1][1] as usize),
+            a_word1_after_malloc_points_into: maps.describe(self.w[2][1] as usize),
+            large_request: self.large_req,
+            large_address: format!("{:#x}", self.large),
+            large_tag: hex(self.large_tag),
+            large_region: maps.region(self.large).name().to_string(),
+            fastbins_before_free: fast(self.fast[0]),
+            fastbins_after_free: fast(self.fast[1]),
+            fastbins_after_malloc: fast(self.fast[2]),
+        }
+    }
+}
+
+/// The course's "malloc 10000 bytes after it": A = malloc(small) with B after it (as in
+/// [`free_bit`]), free(A), then malloc(large) — the block is kept — and B's tag, B's prev_size
+/// and A's first words reread right after each call, with the fastbins (mallinfo2(3)) around
+/// them. Nothing allocates between a call and its reads; mallinfo2 is called before the reads
+/// that follow the free, so a change between those reads and the ones after the large malloc is
+/// the large malloc's doing.
+fn large_malloc_after_free(p: &mut Prober, small: usize, large: usize) -> anyhow::Result<RawLarge> {
+    let (a, ra, next) = place_pair(p, small)?;
+    let hs = p.heap_start;
+    let a_addr = a.addr();
+    // B's tag, B's prev_size and A's two words; A's words stay inside [heap] (B follows A).
+    let read = |p: &Prober| {
+        let word = |addr: usize| p.glibc.heap_word(hs, addr).unwrap_or(0);
+        (
+            word(next + SIZE_SZ),
+            word(next),
+            [word(a_addr), word(a_addr + 8)],
+        )
+    };
+    let (tb0, _, w0) = read(p);
+    let fast0 = sys::mallinfo_fastbins();
+    p.marker(b"free ", small);
+    p.glibc.free(a);
+    let fast1 = sys::mallinfo_fastbins();
+    let (tb1, bprev1, w1) = read(p);
+    p.marker(b"malloc ", large);
+    let Some(big) = p.glibc.malloc(large) else {
+        bail!("malloc({large}) returned NULL: not enough memory for this request");
+    };
+    let (tb2, bprev2, w2) = read(p);
+    let large_tag = p.glibc.tag(&big).0;
+    let fast2 = sys::mallinfo_fastbins();
+    let large_addr = big.addr();
+    // Kept: freeing it would change the bins just read.
+    big.leak();
+    Ok(RawLarge {
+        req: small,
+        a: a_addr,
+        ta: ra.tag.0,
+        tb: [tb0, tb1, tb2],
+        bprev: [bprev1, bprev2],
+        w: [w0, w1, w2],
+        large_req: large,
+        large: large_addr,
+        large_tag,
+        fast: [fast0, fast1, fast2],
+    })
 }
 
 /// How many blocks `free-bit` may take from free lists (and keep) before one comes from the top.

@@ -73,10 +73,16 @@ pub struct Row {
     pub phase: Option<String>,
 }
 
+/// A tag as the probe writes it (`0x…`); 0 if the string is not hex, which the probe never
+/// writes.
+fn hex_tag(s: &str) -> Tag {
+    Tag(u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0))
+}
+
 impl Row {
-    /// The raw tag as a number (0 if the string is not hex, which the probe never writes).
+    /// The raw tag as a number.
     pub fn tag_value(&self) -> Tag {
-        Tag(u64::from_str_radix(self.tag.trim_start_matches("0x"), 16).unwrap_or(0))
+        hex_tag(&self.tag)
     }
 }
 
@@ -163,12 +169,82 @@ pub struct FreeAttempt {
     pub a_word1_points_into: String,
 }
 
+/// What glibc's fastbins held, from mallinfo2(3): `smblks` (free chunks in fastbins) and
+/// `fsmblks` (their bytes). Chunks in the tcache are not counted (malloc counts them as in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fastbins {
+    pub chunks: usize,
+    pub bytes: usize,
+}
+
+/// The course's second hint ("… or malloc 10000 bytes after it"): a small A (with an allocated
+/// B right after it) is freed, then one large malloc is made, and B's tag and A's first two
+/// words are reread after each step. No allocation happens between a step and its reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LargeMallocAttempt {
+    pub request_a: usize,
+    pub chunk_size_a: u64,
+    pub address_a: String,
+    /// B's tag while A is in use, after free(A), and after the large malloc.
+    pub tag_b_before: String,
+    pub tag_b_after_free: String,
+    pub tag_b_after_malloc: String,
+    /// Bits of B's tag that free(A) changed, and that the large malloc changed afterwards.
+    pub b_changed_bits_by_free: Vec<u32>,
+    pub b_changed_bits_by_malloc: Vec<u32>,
+    /// B's prev_size word after free(A) and after the large malloc.
+    pub b_prev_size_after_free: String,
+    pub b_prev_size_after_malloc: String,
+    /// A's first two user words: before the free, after it, after the large malloc.
+    pub a_words_before: [String; 2],
+    pub a_words_after_free: [String; 2],
+    pub a_words_after_malloc: [String; 2],
+    /// Where A's second word points after the free, and after the large malloc.
+    pub a_word1_after_free_points_into: String,
+    pub a_word1_after_malloc_points_into: String,
+    /// The large request, the pointer malloc returned for it, its tag and its region.
+    pub large_request: usize,
+    pub large_address: String,
+    pub large_tag: String,
+    pub large_region: String,
+    /// The fastbins before free(A), after it, and after the large malloc (`null` without
+    /// mallinfo2, glibc < 2.33).
+    #[serde(deserialize_with = "nullable")]
+    pub fastbins_before_free: Option<Fastbins>,
+    #[serde(deserialize_with = "nullable")]
+    pub fastbins_after_free: Option<Fastbins>,
+    #[serde(deserialize_with = "nullable")]
+    pub fastbins_after_malloc: Option<Fastbins>,
+}
+
+impl LargeMallocAttempt {
+    /// B's tag while A is in use, after free(A), after the large malloc.
+    pub fn tags_b(&self) -> [Tag; 3] {
+        [
+            hex_tag(&self.tag_b_before),
+            hex_tag(&self.tag_b_after_free),
+            hex_tag(&self.tag_b_after_malloc),
+        ]
+    }
+
+    /// Whether the large malloc cleared `bit` of B's tag after free(A) had left it set (`None`
+    /// when free(A) had already cleared it: then there is nothing left to clear).
+    pub fn malloc_cleared(&self, bit: u32) -> Option<bool> {
+        let [_, after_free, after_malloc] = self.tags_b();
+        after_free.bit(bit).then(|| !after_malloc.bit(bit))
+    }
+}
+
 /// `malloc-probe --json free-bit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreeBitReport {
     pub allocator: Allocator,
     pub attempts: Vec<FreeAttempt>,
+    /// After the attempts: a small chunk freed, then a large malloc.
+    pub large_malloc: LargeMallocAttempt,
     pub findings: FreeBitFindings,
 }
 
@@ -189,6 +265,10 @@ pub struct FreeBitFindings {
     pub largest_chunk_freed_without_change: Option<u64>,
     #[serde(deserialize_with = "nullable")]
     pub first_request_that_changed_the_bit: Option<usize>,
+    /// Whether the large malloc cleared that bit in B's tag after free(A) had left it set
+    /// (`null` when the bit was not found, or free(A) had already cleared it).
+    #[serde(deserialize_with = "nullable")]
+    pub large_malloc_cleared_the_bit: Option<bool>,
 }
 
 /// What draining the top chunk did.
@@ -373,6 +453,80 @@ mod tests {
             }
             obj.as_object_mut().unwrap().remove(field);
             let e = serde_json::from_value::<AllocReport>(v)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+        }
+    }
+
+    fn free_bit_report() -> FreeBitReport {
+        let s = |v: &str| v.to_string();
+        FreeBitReport {
+            allocator: alloc_report().allocator,
+            attempts: vec![],
+            large_malloc: LargeMallocAttempt {
+                request_a: 24,
+                chunk_size_a: 32,
+                address_a: s("0x5000010"),
+                tag_b_before: s("0x21"),
+                tag_b_after_free: s("0x21"),
+                tag_b_after_malloc: s("0x20"),
+                b_changed_bits_by_free: vec![],
+                b_changed_bits_by_malloc: vec![0],
+                b_prev_size_after_free: s("0x0"),
+                b_prev_size_after_malloc: s("0x20"),
+                a_words_before: [s("0x0"), s("0x0")],
+                a_words_after_free: [s("0x5000"), s("0x0")],
+                a_words_after_malloc: [s("0x7f0000001cd0"), s("0x7f0000001cd0")],
+                a_word1_after_free_points_into: s("no mapping: not an address"),
+                a_word1_after_malloc_points_into: s("libc.so.6"),
+                large_request: 10_000,
+                large_address: s("0x5000400"),
+                large_tag: s("0x2721"),
+                large_region: s("heap"),
+                fastbins_before_free: Some(Fastbins {
+                    chunks: 0,
+                    bytes: 0,
+                }),
+                fastbins_after_free: Some(Fastbins {
+                    chunks: 1,
+                    bytes: 32,
+                }),
+                fastbins_after_malloc: None,
+            },
+            findings: FreeBitFindings {
+                prev_inuse_bit: Some(0),
+                in_use_value: Some(1),
+                free_value: Some(0),
+                largest_chunk_freed_without_change: Some(112),
+                first_request_that_changed_the_bit: Some(1000),
+                large_malloc_cleared_the_bit: Some(true),
+            },
+        }
+    }
+
+    #[test]
+    fn the_large_malloc_attempt_is_required_field_by_field() {
+        let r = free_bit_report();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""fastbins_after_malloc":null"#), "{text}");
+        assert_eq!(serde_json::from_str::<FreeBitReport>(&text).unwrap(), r);
+        assert_eq!(r.large_malloc.malloc_cleared(0), Some(true));
+        assert_eq!(
+            r.large_malloc.malloc_cleared(1),
+            None,
+            "bit 1 was never set"
+        );
+        for (path, field) in [
+            (&["large_malloc"][..], "fastbins_after_malloc"),
+            (&["large_malloc"], "tag_b_after_malloc"),
+            (&[], "large_malloc"),
+            (&["findings"], "large_malloc_cleared_the_bit"),
+        ] {
+            let mut v = serde_json::to_value(&r).unwrap();
+            let obj = path.iter().fold(&mut v, |o, p| &mut o[*p]);
+            obj.as_object_mut().unwrap().remove(field);
+            let e = serde_json::from_value::<FreeBitReport>(v)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(&format!("missing field `{field}`")), "{e}");

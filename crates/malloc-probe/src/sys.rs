@@ -142,9 +142,10 @@ impl Glibc {
     }
 }
 
-/// The size of the main arena's top chunk as glibc reports it: `keepcost` of mallinfo2(3),
-/// looked up with dlsym(3) so that a glibc older than 2.33 (no mallinfo2) just yields `None`.
-pub fn mallinfo_keepcost() -> Option<usize> {
+/// mallinfo2(3), looked up with dlsym(3) so that a glibc older than 2.33 (no mallinfo2) just
+/// yields `None`. It allocates nothing and changes no bin: it only walks them (malloc.c
+/// `int_mallinfo`, which consolidates only an arena that was never initialised).
+fn mallinfo2() -> Option<libc::mallinfo2> {
     // SAFETY: dlsym(3) with RTLD_DEFAULT and a NUL-terminated name has no other precondition.
     let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr()) };
     if f.is_null() {
@@ -153,7 +154,17 @@ pub fn mallinfo_keepcost() -> Option<usize> {
     // SAFETY: glibc's `mallinfo2` has exactly this signature (`struct mallinfo2 mallinfo2(void)`,
     // mallinfo2(3)), and `f` is its address.
     let mallinfo2: extern "C" fn() -> libc::mallinfo2 = unsafe { std::mem::transmute(f) };
-    Some(mallinfo2().keepcost)
+    Some(mallinfo2())
+}
+
+/// The size of the main arena's top chunk as glibc reports it: `keepcost` of mallinfo2(3).
+pub fn mallinfo_keepcost() -> Option<usize> {
+    mallinfo2().map(|m| m.keepcost)
+}
+
+/// The free chunks in fastbins and their bytes: `smblks` and `fsmblks` of mallinfo2(3).
+pub fn mallinfo_fastbins() -> Option<(usize, usize)> {
+    mallinfo2().map(|m| (m.smblks, m.fsmblks))
 }
 
 /// The current program break, sbrk(2) with an increment of 0 (no system call once malloc has

@@ -162,6 +162,69 @@ fn free_bit_finds_prev_inuse_after_the_naive_attempt_shows_nothing() {
     );
 }
 
+/// The course's other hint: a 24-byte A freed (B's in-use bit stays), then malloc(10000).
+fn large_malloc(env: &[(&str, &str)]) -> malloc_probe::FreeBitReport {
+    let dir = tempdir("large");
+    let out = probe(&dir, &["--json", "free-bit"], env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a typed free-bit report")
+}
+
+#[test]
+fn a_large_malloc_consolidates_a_fastbin_chunk_without_the_tcache() {
+    let doc = large_malloc(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")]);
+    let l = &doc.large_malloc;
+    assert_eq!(
+        (l.request_a, l.chunk_size_a, l.large_request),
+        (24, 32, 10_000)
+    );
+    // free(A) put A on a fastbin and left B's tag alone...
+    assert!(l.b_changed_bits_by_free.is_empty(), "{l:?}");
+    let (before, after_free, after_malloc) = (
+        l.fastbins_before_free.unwrap(),
+        l.fastbins_after_free.unwrap(),
+        l.fastbins_after_malloc.unwrap(),
+    );
+    assert_eq!(after_free.chunks, before.chunks + 1, "{l:?}");
+    assert_eq!(after_free.bytes, before.bytes + 32, "{l:?}");
+    // ...and malloc(10000) emptied the fastbins, cleared PREV_INUSE and wrote prev_size.
+    assert_eq!(after_malloc.chunks, 0, "{l:?}");
+    assert_eq!(l.b_changed_bits_by_malloc, vec![0], "{l:?}");
+    assert_eq!(hex(&Value::from(l.b_prev_size_after_malloc.clone())), 32);
+    assert_eq!(
+        l.a_word1_after_malloc_points_into, "libc.so.6",
+        "a bin of main_arena"
+    );
+    assert_eq!(l.large_region, "heap");
+    assert_eq!(doc.findings.large_malloc_cleared_the_bit, Some(true));
+}
+
+#[test]
+fn a_large_malloc_clears_the_bit_exactly_when_a_went_to_a_fastbin() {
+    // With the tcache on, A normally goes to the tcache, which malloc(10000) does not touch; if
+    // that tcache bin were full, A would go to a fastbin and be consolidated. Either way the
+    // bit changes with the large malloc exactly when the fastbins had taken A.
+    for env in [
+        &[][..],
+        &[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")],
+    ] {
+        let doc = large_malloc(env);
+        let l = &doc.large_malloc;
+        assert!(l.b_changed_bits_by_free.is_empty(), "{env:?}: {l:?}");
+        let took = l.fastbins_after_free.unwrap().chunks > l.fastbins_before_free.unwrap().chunks;
+        assert_eq!(l.malloc_cleared(0), Some(took), "{env:?}: {l:?}");
+        assert_eq!(doc.findings.large_malloc_cleared_the_bit, Some(took));
+        if !took {
+            assert_eq!(l.tag_b_after_malloc, l.tag_b_before, "{env:?}");
+            assert_eq!(l.a_words_after_malloc, l.a_words_after_free, "{env:?}");
+        }
+    }
+}
+
 #[test]
 fn threshold_is_exact_and_stable_across_runs() {
     let dir = tempdir("threshold");
