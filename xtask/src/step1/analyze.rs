@@ -8,7 +8,10 @@ use lab_trace::markers::{self, Segment};
 use serde::Serialize;
 
 use super::measure::{tunable_value, MMAP_THRESHOLD_TUNABLE};
-use super::wire::{self, parse_hex, Allocations, FreeAttempt, FreeBitReport, ThresholdReport};
+use super::wire::{
+    self, parse_hex, Allocations, Fastbins, FreeAttempt, FreeBitReport, LargeMallocAttempt,
+    ThresholdReport,
+};
 use super::{EnvVar, Evidence, Measured, Outcome, Run, Traced};
 
 /// Chunk sizes step by this many bytes (glibc's MALLOC_ALIGNMENT on x86-64): the next chunk size
@@ -170,6 +173,52 @@ pub struct FreeBit {
     /// A's second word after the free when every silent free left the same value there (the
     /// tcache's key) and there were at least two.
     pub shared_second_word: Option<String>,
+    /// The course's "malloc 10000 bytes after it": a small A freed, then a large malloc.
+    pub large_malloc: LargeMalloc,
+}
+
+/// A small chunk A freed, then one large malloc, with B (A's neighbour) reread after each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LargeMalloc {
+    pub request: u64,
+    pub chunk_size: u64,
+    pub large_request: u64,
+    /// Where the large block landed ("heap" or "mmap", from /proc/self/maps).
+    pub large_region: String,
+    /// Where free put A, judged from what it wrote into A (as for every attempt).
+    pub freed_into: FreedInto,
+    /// B's tag while A was in use, after free(A), after the large malloc.
+    pub tag_b: [u64; 3],
+    pub changed_by_free: Vec<u32>,
+    pub changed_by_malloc: Vec<u32>,
+    /// B's prev_size after the large malloc, and whether it is A's chunk size.
+    pub prev_size_after_malloc: u64,
+    pub prev_size_is_a_after_malloc: bool,
+    /// Free chunks in the fastbins (mallinfo2) before free(A), after it, after the malloc.
+    pub fastbin_chunks: Option<[u64; 3]>,
+    /// The fastbins held chunks after free(A) and none after the large malloc.
+    pub fastbins_emptied_by_malloc: Option<bool>,
+    /// A's two words were the same after the large malloc as after free(A).
+    pub a_untouched_by_malloc: bool,
+    /// A's second word after the large malloc, and what it points into.
+    pub second_word_after_malloc: String,
+    pub second_word_after_malloc_points_into: String,
+    /// What happened to A's in-use bit (the run's in-use bit, from the attempts).
+    pub outcome: LargeMallocOutcome,
+}
+
+/// What happened to A's in-use bit (in B's tag) through free(A) and the large malloc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LargeMallocOutcome {
+    /// free(A) left it set and the large malloc cleared it (and changed nothing else in B).
+    ClearedByMalloc,
+    /// Set after free(A) and still set after the large malloc: B's tag did not change.
+    StillInUse,
+    /// free(A) already cleared it.
+    ClearedByFree,
+    /// Anything else, or no in-use bit was found in this run.
+    Unclear,
 }
 
 /// One free of `free-bit`, read back.
@@ -597,6 +646,7 @@ fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> FreeBit {
     // The run's own GLIBC_TUNABLES replaces the inherited one.
     let env: Vec<EnvVar> = environment.iter().chain(&run.env).cloned().collect();
     FreeBit {
+        large_malloc: large_malloc(&run.doc.large_malloc, prev_inuse_bit),
         tunables: tunables(&env),
         prev_inuse_bit,
         first_change: first.map(|i| (attempts[i].request, attempts[i].chunk_size)),
@@ -612,18 +662,76 @@ fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> FreeBit {
     }
 }
 
-fn freed(a: &FreeAttempt) -> Freed {
-    let hex = |s: &str| parse_hex(s).unwrap_or(0);
-    let changed = !a.b_changed_bits.is_empty();
-    let freed_into = if changed {
+/// Where free put A: a real bin when B's tag changed; else the tcache when free wrote A's
+/// second word (the tcache entry's key), a fastbin when it wrote only the first (the fd link).
+fn freed_into(b_changed: bool, before: &[String; 2], after: &[String; 2]) -> FreedInto {
+    if b_changed {
         FreedInto::Bin
-    } else if a.a_words_after[1] != a.a_words_before[1] {
+    } else if after[1] != before[1] {
         FreedInto::Tcache
-    } else if a.a_words_after[0] != a.a_words_before[0] {
+    } else if after[0] != before[0] {
         FreedInto::Fastbin
     } else {
         FreedInto::Unclear
+    }
+}
+
+fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> LargeMalloc {
+    let hex = |s: &str| parse_hex(s).unwrap_or(0);
+    let tag_b = [&l.tag_b_before, &l.tag_b_after_free, &l.tag_b_after_malloc].map(|t| hex(t));
+    let set = |tag: u64, b: u32| (tag >> b) & 1 == 1;
+    let outcome = match bit {
+        Some(b) if set(tag_b[0], b) && !set(tag_b[1], b) => LargeMallocOutcome::ClearedByFree,
+        Some(b)
+            if set(tag_b[1], b)
+                && !set(tag_b[2], b)
+                && l.b_changed_bits_by_malloc == [b]
+                && l.b_changed_bits_by_free.is_empty() =>
+        {
+            LargeMallocOutcome::ClearedByMalloc
+        }
+        Some(b) if set(tag_b[0], b) && tag_b[0] == tag_b[1] && tag_b[1] == tag_b[2] => {
+            LargeMallocOutcome::StillInUse
+        }
+        _ => LargeMallocOutcome::Unclear,
     };
+    let chunks = |f: &Option<Fastbins>| f.map(|f| f.chunks as u64);
+    let fastbin_chunks = match (
+        chunks(&l.fastbins_before_free),
+        chunks(&l.fastbins_after_free),
+        chunks(&l.fastbins_after_malloc),
+    ) {
+        (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+        _ => None,
+    };
+    LargeMalloc {
+        request: l.request_a as u64,
+        chunk_size: l.chunk_size_a,
+        large_request: l.large_request as u64,
+        large_region: l.large_region.clone(),
+        freed_into: freed_into(
+            !l.b_changed_bits_by_free.is_empty(),
+            &l.a_words_before,
+            &l.a_words_after_free,
+        ),
+        tag_b,
+        changed_by_free: l.b_changed_bits_by_free.clone(),
+        changed_by_malloc: l.b_changed_bits_by_malloc.clone(),
+        prev_size_after_malloc: hex(&l.b_prev_size_after_malloc),
+        prev_size_is_a_after_malloc: parse_hex(&l.b_prev_size_after_malloc) == Some(l.chunk_size_a),
+        fastbins_emptied_by_malloc: fastbin_chunks.map(|[_, free, malloc]| free > 0 && malloc == 0),
+        fastbin_chunks,
+        a_untouched_by_malloc: l.a_words_after_malloc == l.a_words_after_free,
+        second_word_after_malloc: l.a_words_after_malloc[1].clone(),
+        second_word_after_malloc_points_into: l.a_word1_after_malloc_points_into.clone(),
+        outcome,
+    }
+}
+
+fn freed(a: &FreeAttempt) -> Freed {
+    let hex = |s: &str| parse_hex(s).unwrap_or(0);
+    let changed = !a.b_changed_bits.is_empty();
+    let freed_into = freed_into(changed, &a.a_words_before, &a.a_words_after);
     Freed {
         request: a.request_a as u64,
         chunk_size: a.chunk_size_a,

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::analyze::{
-    Findings, FreeBit, FreedInto, PageEdge, Sweep, SyscallMade, TcacheComparison, ThresholdEffects,
-    FLAG_NAMES,
+    Findings, FreeBit, FreedInto, LargeMalloc, LargeMallocOutcome, PageEdge, Sweep, SyscallMade,
+    TcacheComparison, ThresholdEffects, FLAG_NAMES,
 };
 use super::{Evidence, Outcome};
 use crate::model::{Block, Explained};
@@ -33,6 +33,9 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Explained {
     }
     if let Some(c) = &f.tcache_comparison {
         blocks.extend(tcache_blocks(c));
+    }
+    if let Some(b) = large_malloc_block(f) {
+        blocks.push(b);
     }
     if let Some(t) = &f.threshold_effects {
         blocks.push(Block::heading(
@@ -272,6 +275,46 @@ fn tcache_blocks(c: &TcacheComparison) -> Vec<Block> {
             t,
         ),
     ]
+}
+
+/// Both runs' "free a small chunk, then malloc a large one", one row each.
+fn large_malloc_block(f: &Findings) -> Option<Block> {
+    let runs = [
+        ("default", f.free_bit.as_ref()?),
+        ("tcache_count=0", f.free_bit_no_tcache.as_ref()?),
+    ];
+    let l = &runs[0].1.large_malloc;
+    let mut t = format!(
+        "{:<15} {:<9}  {:<27}  {:<11}  {:<15}  A's 2nd word after malloc\n",
+        "run", "A went to", "tag B: in use/free/malloc", "B.prev_size", "fastbin chunks"
+    );
+    for (name, fb) in runs {
+        let l = &fb.large_malloc;
+        let tags: Vec<String> = l.tag_b.iter().map(|t| format!("{t:#x}")).collect();
+        let fast = match l.fastbin_chunks {
+            Some([a, b, c]) => format!("{a} -> {b} -> {c}"),
+            None => "?".to_string(),
+        };
+        let _ = writeln!(
+            t,
+            "{name:<15} {:<9}  {:<27}  {:<11}  {:<15}  {} ({})",
+            into_name(l.freed_into),
+            tags.join(" -> "),
+            format!("{:#x}", l.prev_size_after_malloc),
+            fast,
+            l.second_word_after_malloc,
+            l.second_word_after_malloc_points_into
+        );
+    }
+    Some(Block::evidence(
+        format!(
+            "free-bit, then: A = malloc({}) with B after it, free(A), malloc({}); B's tag after \
+             each step, B.prev_size and A's 2nd word after the malloc (fastbins counted by \
+             mallinfo2)",
+            l.request, l.large_request
+        ),
+        t,
+    ))
 }
 
 fn threshold_text(f: &Findings, t: &ThresholdEffects) -> String {
@@ -615,14 +658,24 @@ fn answer_tcache(f: &Findings) -> String {
     }
     if !c.still_silent.is_empty() {
         let fast = c.still_silent_into.iter().all(|i| *i == FreedInto::Fastbin);
+        let consolidated = f
+            .free_bit_no_tcache
+            .as_ref()
+            .map(|fb| fb.large_malloc.outcome)
+            == Some(LargeMallocOutcome::ClearedByMalloc);
         let _ = write!(
             s,
-            "Requests {} (chunks {}) still change nothing{}. ",
+            "Requests {} (chunks {}) still change nothing{}{}. ",
             list(&c.still_silent),
             chunks(&c.still_silent),
             if fast {
                 ": free put them on a fastbin — it wrote only their first word (the fd link) and \
                  left the second as it was — and fastbin chunks stay marked in use"
+            } else {
+                ""
+            },
+            if fast && consolidated {
+                " until a large malloc consolidates them (see the course's hint below)"
             } else {
                 ""
             }
@@ -672,10 +725,88 @@ fn answer_hint(f: &Findings) -> String {
         }
         None => "Free a 1000-byte chunk: free-bit made no 1000-byte attempt in this run.".into(),
     };
-    format!(
-        "{thousand} Malloc 10000 bytes after it: not measured — malloc-probe free-bit rereads \
-         the tags right after free() only, so whether a later large malloc (which makes glibc \
-         consolidate its fastbins) clears the bit of a small freed chunk is not shown by this \
-         run."
-    )
+    let large = match (&f.free_bit_no_tcache, &f.free_bit) {
+        (Some(no), Some(default)) => format!(
+            "Malloc 10000 bytes after it: {} In the default run, {}",
+            large_sentence(&no.large_malloc, "without the tcache"),
+            large_sentence(&default.large_malloc, "")
+        ),
+        _ => "Malloc 10000 bytes after it: free-bit did not run.".to_string(),
+    };
+    format!("{thousand} {large}")
+}
+
+/// One run's small free followed by the large malloc, as measured.
+fn large_sentence(l: &LargeMalloc, run: &str) -> String {
+    let [t0, t1, t2] = l.tag_b;
+    let counted = match l.fastbin_chunks {
+        Some([a, b, c]) => format!("mallinfo2 counted {a} -> {b} -> {c} fastbin chunks"),
+        None => "mallinfo2 was not available to count the fastbins".to_string(),
+    };
+    let run = if run.is_empty() {
+        String::new()
+    } else {
+        format!("{run}, ")
+    };
+    let freed = format!(
+        "{run}free(malloc({})) (chunk {}) put A {} and left B's tag at {t1:#x}",
+        l.request,
+        l.chunk_size,
+        into_phrase(l.freed_into)
+    );
+    match l.outcome {
+        LargeMallocOutcome::ClearedByMalloc => format!(
+            "{freed}; malloc({}) then turned it into {t2:#x} — PREV_INUSE cleared — wrote {:#x}{} \
+             into B's prev_size, and left A's second word pointing into {} ({}). {counted}{}",
+            l.large_request,
+            l.prev_size_after_malloc,
+            if l.prev_size_is_a_after_malloc {
+                " (A's size)"
+            } else {
+                ""
+            },
+            l.second_word_after_malloc_points_into,
+            l.second_word_after_malloc,
+            if l.fastbins_emptied_by_malloc == Some(true) {
+                ": the large request emptied the fastbins (glibc's malloc_consolidate), and only \
+                 then was the small chunk marked free."
+            } else {
+                "."
+            }
+        ),
+        LargeMallocOutcome::StillInUse => format!(
+            "{freed}, and malloc({}) left it at {t2:#x}: A stays marked in use{}; {counted}.",
+            l.large_request,
+            match (l.freed_into, l.a_untouched_by_malloc) {
+                (FreedInto::Tcache, true) => {
+                    " — the tcache held it and the large malloc did not touch it (A's words \
+                     stayed as free left them)"
+                }
+                (_, true) => {
+                    " — the large malloc did not touch it (A's words stayed as free left them)"
+                }
+                _ => "",
+            }
+        ),
+        LargeMallocOutcome::ClearedByFree => format!(
+            "{run}free(malloc({})) already cleared the bit itself (B's tag {t0:#x} -> {t1:#x}), \
+             so malloc({}) had nothing left to clear (B's tag then {t2:#x}; {counted}).",
+            l.request, l.large_request
+        ),
+        LargeMallocOutcome::Unclear => format!(
+            "{run}B's tag went {t0:#x} -> {t1:#x} (free) -> {t2:#x} (malloc({})): not a single \
+             PREV_INUSE change ({counted}); see the table.",
+            l.large_request
+        ),
+    }
+}
+
+/// Where free put A, as a phrase.
+fn into_phrase(i: FreedInto) -> &'static str {
+    match i {
+        FreedInto::Bin => "into a bin",
+        FreedInto::Tcache => "into the tcache",
+        FreedInto::Fastbin => "on a fastbin",
+        FreedInto::Unclear => "somewhere its words do not tell",
+    }
 }

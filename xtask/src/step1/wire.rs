@@ -6,8 +6,8 @@
 use serde::{Deserialize, Deserializer};
 
 pub use malloc_probe::{
-    AllocReport, Allocator, ChildOut, Dynamic, FreeAttempt, FreeBitReport, Row, SweepReport,
-    ThresholdReport,
+    AllocReport, Allocator, ChildOut, Dynamic, Fastbins, FreeAttempt, FreeBitReport,
+    LargeMallocAttempt, Row, SweepReport, ThresholdReport,
 };
 
 /// The documents that list allocations: `alloc` and `sweep`.

@@ -5,7 +5,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
-use crate::step1::analyze::{FreedInto, SyscallMade};
+use crate::step1::analyze::{FreedInto, LargeMalloc, LargeMallocOutcome, SyscallMade};
 use crate::step1::Findings;
 
 /// The pictures of step 1: the chunk chart when the sweep ran, the free-bit comparison when
@@ -230,9 +230,30 @@ fn chunks_caption(p: &ChunksPicture, rows: &[&ChunkRow], skipped: usize) -> Stri
 pub struct FreeBitColumn {
     pub request: u64,
     pub chunk_size: u64,
+    /// The large request made after free(A), for the course's "malloc 10000 bytes after it";
+    /// the dots then show A's bit after that malloc.
+    pub then_malloc: Option<u64>,
     /// (bit changed, where A went) with the tcache and without it.
     pub default: (bool, FreedInto),
     pub no_tcache: (bool, FreedInto),
+}
+
+impl FreeBitColumn {
+    fn label(&self) -> String {
+        match self.then_malloc {
+            Some(m) => format!("{} + {m}", self.request),
+            None => format!("{} ({})", self.request, self.chunk_size),
+        }
+    }
+}
+
+/// A's bit once the large malloc has run, and where A was then.
+fn after_large_malloc(l: &LargeMalloc) -> (bool, FreedInto) {
+    match l.outcome {
+        LargeMallocOutcome::ClearedByMalloc => (true, FreedInto::Bin),
+        LargeMallocOutcome::ClearedByFree => (true, l.freed_into),
+        LargeMallocOutcome::StillInUse | LargeMallocOutcome::Unclear => (false, l.freed_into),
+    }
 }
 
 /// free-bit with and without the tcache: which frees cleared the in-use bit.
@@ -245,18 +266,30 @@ pub struct FreeBitPicture {
 impl FreeBitPicture {
     pub fn from_findings(f: &Findings) -> Option<FreeBitPicture> {
         let c = f.tcache_comparison.as_ref()?;
+        let mut columns: Vec<FreeBitColumn> = c
+            .sizes
+            .iter()
+            .map(|s| FreeBitColumn {
+                request: s.request,
+                chunk_size: s.chunk_size,
+                then_malloc: None,
+                default: (s.default_changed, s.default_into),
+                no_tcache: (s.no_tcache_changed, s.no_tcache_into),
+            })
+            .collect();
+        if let (Some(d), Some(n)) = (&f.free_bit, &f.free_bit_no_tcache) {
+            let (d, n) = (&d.large_malloc, &n.large_malloc);
+            columns.push(FreeBitColumn {
+                request: d.request,
+                chunk_size: d.chunk_size,
+                then_malloc: Some(d.large_request),
+                default: after_large_malloc(d),
+                no_tcache: after_large_malloc(n),
+            });
+        }
         Some(FreeBitPicture {
             tunables: c.tunables.clone(),
-            columns: c
-                .sizes
-                .iter()
-                .map(|s| FreeBitColumn {
-                    request: s.request,
-                    chunk_size: s.chunk_size,
-                    default: (s.default_changed, s.default_into),
-                    no_tcache: (s.no_tcache_changed, s.no_tcache_into),
-                })
-                .collect(),
+            columns,
         })
     }
 }
@@ -289,7 +322,17 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
     }
     let n = p.columns.len();
     let rows = [("default", 1.0), ("tcache_count=0", 0.0)];
-    let svg = render((900, 300), |root| {
+    let large = p.columns.iter().find(|c| c.then_malloc.is_some());
+    let x_desc = match large {
+        Some(c) => format!(
+            "request x (chunk size); \"{}\": free(malloc({})), then malloc({})",
+            c.label(),
+            c.request,
+            c.then_malloc.unwrap_or(0)
+        ),
+        None => "request x (chunk size)".to_string(),
+    };
+    let svg = render((1000, 300), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(TITLE, (FONT, 20))
             .margin(15)
@@ -303,13 +346,11 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
             .disable_mesh()
             .x_labels(n)
             .y_labels(2)
-            .x_desc("request x (chunk size)")
+            .x_desc(x_desc.as_str())
             .x_label_formatter(&|v| {
                 let i = v.round();
                 match columns.get(i as usize) {
-                    Some(c) if (v - i).abs() < 0.01 && i >= 0.0 => {
-                        format!("{} ({})", c.request, c.chunk_size)
-                    }
+                    Some(c) if (v - i).abs() < 0.01 && i >= 0.0 => c.label(),
                     _ => String::new(),
                 }
             })
@@ -346,14 +387,26 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
         }
         Ok(())
     });
+    let caption = free_bit_caption(p);
+    Picture {
+        file: FILE.into(),
+        title: TITLE.into(),
+        caption,
+        svg,
+        marks: ("circle", 2 * n),
+    }
+}
+
+/// What the free-bit picture shows, with the requests whose free changed the bit in each run.
+fn free_bit_caption(p: &FreeBitPicture) -> String {
     let changed = |row: fn(&FreeBitColumn) -> (bool, FreedInto)| -> Vec<String> {
         p.columns
             .iter()
-            .filter(|c| row(c).0)
+            .filter(|c| c.then_malloc.is_none() && row(c).0)
             .map(|c| c.request.to_string())
             .collect()
     };
-    let caption = format!(
+    let mut caption = format!(
         "A filled dot: free(malloc(x)) cleared A's in-use bit (PREV_INUSE in the next chunk's \
          tag); a ring: it changed nothing. The word under each dot says where free put A, \
          judged from what free wrote into A. Default run: the bit changed for x = {}; with \
@@ -362,13 +415,20 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
         p.tunables,
         or_none(&changed(|c| c.no_tcache))
     );
-    Picture {
-        file: FILE.into(),
-        title: TITLE.into(),
-        caption,
-        svg,
-        marks: ("circle", 2 * n),
+    if let Some(c) = p.columns.iter().find(|c| c.then_malloc.is_some()) {
+        let state = |(cleared, _): (bool, FreedInto)| if cleared { "cleared" } else { "still set" };
+        caption.push_str(&format!(
+            " Last column: A = malloc({}) freed, then malloc({}); the dot shows A's bit after \
+             that malloc and the word where A was then — default run: {}; with GLIBC_TUNABLES={}: \
+             {}.",
+            c.request,
+            c.then_malloc.unwrap_or(0),
+            state(c.default),
+            p.tunables,
+            state(c.no_tcache)
+        ));
     }
+    caption
 }
 
 fn or_none(v: &[String]) -> String {
@@ -492,6 +552,7 @@ pub(crate) mod tests {
         let col = |request, chunk_size, default, no_tcache| FreeBitColumn {
             request,
             chunk_size,
+            then_malloc: None,
             default,
             no_tcache,
         };
@@ -511,11 +572,22 @@ pub(crate) mod tests {
                     (true, FreedInto::Bin),
                 ),
                 col(1048, 1056, (true, FreedInto::Bin), (true, FreedInto::Bin)),
+                FreeBitColumn {
+                    then_malloc: Some(10_000),
+                    ..col(24, 32, (false, FreedInto::Tcache), (true, FreedInto::Bin))
+                },
             ],
         });
         let svg = p.svg.as_ref().unwrap();
-        assert_eq!(p.marks, ("circle", 6));
-        assert_eq!(count(svg, "circle"), 6);
+        assert_eq!(p.marks, ("circle", 8));
+        assert_eq!(count(svg, "circle"), 8);
+        assert!(svg.contains(">\n24 + 10000\n<"), "{svg}");
+        assert!(svg.contains("free(malloc(24)), then malloc(10000)"));
+        assert!(p.caption.contains(
+            "Last column: A = malloc(24) freed, then malloc(10000); the dot shows A's bit after \
+             that malloc and the word where A was then — default run: still set; with \
+             GLIBC_TUNABLES=glibc.malloc.tcache_count=0: cleared."
+        ));
         for word in [
             "\nfastbin\n",
             "\ntcache\n",
