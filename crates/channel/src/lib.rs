@@ -20,6 +20,11 @@
 //!   reports a dead peer within a second;
 //! - a damaged or foreign file rejected with a one-line reason.
 //!
+//! A message is at most half the ring's capacity (less 16 bytes of headers), so that it is
+//! always contiguous in the mapping. The benchmark sizes each ring to its messages (4 MiB for
+//! 1 MiB messages: no splitting); `channel send` splits a line longer than that into pieces
+//! that `channel recv` prints back to back.
+//!
 //! Run it: `channel recv demo` in one terminal, `channel send demo` in another, type lines.
 //! `channel bench` measures round-trip latency and throughput of every transport (`--quick`
 //! for a short run, `--json` for [`bench::BenchReport`]); `channel bench --only ring-spin

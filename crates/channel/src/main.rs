@@ -15,8 +15,14 @@
 //! messages remain for a later receiver). Ctrl-C leaves cleanly: a sender's Ctrl-C ends the
 //! stream like Ctrl-D; a receiver's lets a blocked sender report it. The library docs
 //! (`channel::ring`) explain the layout, why the borrow of a received message is sound, and
-//! why no wake-up is lost; the crate docs say what a production system (iceoryx2 and the like)
-//! would do differently.
+//! why no wake-up is lost.
+//!
+//! A production system would not hand-roll this: it would use iceoryx2 (or Aeron, or a
+//! `memfd` ring passed over a Unix socket) for many publishers and subscribers, typed payloads
+//! written in place through a shared-memory allocator, and event notification that can wait on
+//! many channels at once; it would name shared memory with `memfd_create` rather than a file
+//! in `/dev/shm` that a crash can leave behind; and it would run its benchmarks on an idle,
+//! pinned machine with repeated runs. The crate docs list the rest.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +48,8 @@ Examples:
                                     # system calls per message (none while spinning)
 
 A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
+Each line is one message; a line longer than the ring takes (half its capacity) is sent in
+pieces, which recv prints back to back, so recv's output is send's input byte for byte.
 Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 130 Ctrl-C.";
 
 /// Two processes passing messages through a ring in shared memory, and a benchmark.
@@ -104,7 +112,8 @@ Examples:
 Transports: cacheline (one word on one cache line: the floor), ring-spin, ring-wait (spin
 20 µs, then futex; on one CPU no spinning), pipe, unix-socket. Two real processes: the peer is
 this binary started again (fork+exec). Iteration counts are sized by measured time and printed
-on stderr. With --messages, msgs_per_s is round trips per second (no one-way phase).";
+on stderr. Rings are sized to their messages (at least 256 KiB; 4 MiB for 1 MiB messages), so
+no message is split. With --messages, msgs_per_s is round trips per second (no one-way phase).";
 
 #[derive(Args)]
 struct RingArgs {
@@ -241,8 +250,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if e.downcast_ref::<Error>()
-                .is_some_and(|e| matches!(e, Error::Interrupted))
+            // Whatever failed after Ctrl-C (a wait, a pipe the peer closed when it got the
+            // same signal) failed because of it.
+            if interrupted()
+                || e.downcast_ref::<Error>()
+                    .is_some_and(|e| matches!(e, Error::Interrupted))
             {
                 note!("channel: interrupted");
                 return ExitCode::from(INTERRUPTED);

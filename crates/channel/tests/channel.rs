@@ -515,3 +515,36 @@ fn bench_on_two_cpus_measures_the_floor_and_the_spinning_ring() {
         assert_eq!(report.rows[0].placement, Placement::TwoCpus);
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_bench_and_leaves_no_file_behind() {
+    let dir = Dir::new("bench-ctrl-c");
+    let mut bench = Command::new(CHANNEL)
+        .args(["bench", "--quick", "--dir"])
+        .arg(dir.tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first cell is done, then interrupt the second one mid-flight.
+    let mut stderr = BufReader::new(bench.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "bench ended early"
+        );
+        if line.contains("round trips") {
+            break;
+        }
+    }
+    sigint(&bench);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("channel: interrupted"), "{rest}");
+    let left: Vec<_> = std::fs::read_dir(dir.tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
