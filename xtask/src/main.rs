@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod disktable_steps;
 mod model;
 mod out;
 mod report;
@@ -24,7 +25,6 @@ mod step2;
 mod step3;
 mod step4;
 mod step5;
-mod strace;
 mod sys;
 
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub const STEPS: u8 = 5;
   cargo xtask run-step 5 --racer ./racer           race someone else's racer
   cargo xtask run-step 1 --save-evidence ev/       record what was measured
   cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
-  cargo xtask bench persist           lookups: mmap vs pread vs LMDB
+  cargo xtask bench persist --json    persist vs LMDB, pread, HashMap (one JSON document)
   cargo xtask report --quick --check  the lab report, checked in headless Chromium"
 )]
 struct Cli {
@@ -131,10 +131,16 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Run a benchmark: `persist` (lookups: mmap vs pread vs LMDB) or `race` (Rust vs C racer).
+    /// Run a benchmark: `persist` (against LMDB, pread, a HashMap) or `race` (Rust vs C racer).
     Bench {
         /// What to benchmark: persist or race.
         name: String,
+        /// A short run (fewer keys and rounds).
+        #[arg(long)]
+        quick: bool,
+        /// `bench persist`: print its one JSON document ({"keys", "machine", "rows"}).
+        #[arg(long)]
+        json: bool,
     },
     /// Run every step and write a self-contained HTML report (and a Markdown twin) under target/.
     Report {
@@ -203,10 +209,14 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Bench { name } => {
-            let ctx = model::Ctx::new(false)?;
+        Cmd::Bench { name, quick, json } => {
+            if json {
+                out::to_stderr();
+            }
+            let ctx = model::Ctx::new(quick)?;
             match name.as_str() {
-                "persist" => step2::bench(&ctx),
+                "persist" => step2::bench::run(&ctx, step2::bench::Options { quick, json }),
+                "race" if json => anyhow::bail!("--json is for `bench persist` only"),
                 "race" => step5::bench(&ctx),
                 other => anyhow::bail!("unknown benchmark {other:?}; try `persist` or `race`"),
             }

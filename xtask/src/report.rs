@@ -309,7 +309,11 @@ pub(crate) mod tests {
                 1.0,
                 Ok(charts::step1::tests::sample_report(step(1, json!({})))),
             ),
-            Section::new(2, 2.0, Ok(step(2, charts::tests::step2_data()))),
+            Section::new(
+                2,
+                2.0,
+                Ok(charts::step2::tests::sample_report(step(2, json!({})))),
+            ),
             Section::new(
                 3,
                 0.5,

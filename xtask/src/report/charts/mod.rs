@@ -7,11 +7,10 @@ use plotters::prelude::*;
 use serde_json::Value;
 
 pub mod step1;
-mod step2;
+pub mod step2;
+pub mod step3;
 pub mod step4;
 pub mod step5;
-
-use step2::step2_pages;
 
 /// One picture: the SVG, or why there is none.
 pub struct Picture {
@@ -39,11 +38,10 @@ impl Picture {
 }
 
 /// The pictures of one step (empty for a step that has none).
-pub fn pictures(step: u8, data: &Value) -> Vec<Picture> {
-    match step {
-        2 => vec![step2_pages(data)],
-        _ => Vec::new(),
-    }
+/// TRANSITIONAL: every step now draws from typed data in its `explain`; `model::legacy` is the
+/// last caller.
+pub fn pictures(_step: u8, _data: &Value) -> Vec<Picture> {
+    Vec::new()
 }
 
 const HEAP: RGBColor = RGBColor(31, 119, 180);
@@ -59,21 +57,6 @@ const FONT: &str = "sans-serif";
 
 fn err(e: impl std::fmt::Display) -> String {
     format!("drawing failed: {e}")
-}
-
-/// A number, or a "0x…" hex string, or a decimal string.
-pub fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let s = s.trim();
-            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as f64),
-                None => s.parse().ok(),
-            }
-        }
-        _ => None,
-    }
 }
 
 /// Bytes for an axis label: 4 KiB, 128 KiB, 1.5 MiB.
@@ -138,60 +121,9 @@ fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
-
-    pub(crate) fn step2_data() -> Value {
-        json!({"entries": 100000, "file_bytes": 10_002_432, "pages_total": 2442,
-               "pages_resident_before": 0, "pages_resident_after": 37, "lookups": 1000,
-               "mmap_calls": 1, "read_calls_on_table_fd": 0, "minor_faults": 40,
-               "major_faults": 37, "eviction": "fadvise"})
-    }
-
-    fn count(svg: &str, tag: &str) -> usize {
-        svg.matches(&format!("<{tag}")).count()
-    }
-
-    #[test]
-    fn odd_data_gives_no_picture_with_a_reason() {
-        for (step, data, why) in [
-            (2, json!({"pages_total": 10}), "lacks pages_total"),
-            (
-                2,
-                json!({"pages_total": 0, "pages_resident_before": 0,
-                       "pages_resident_after": 0}),
-                "0 pages",
-            ),
-        ] {
-            let pics = pictures(step, &data);
-            let reason = pics[0]
-                .svg
-                .as_ref()
-                .err()
-                .unwrap_or_else(|| panic!("step {step} drew a picture from {data}"));
-            assert!(
-                reason.contains(why),
-                "step {step}: {reason:?} lacks {why:?}"
-            );
-        }
-        assert!(pictures(3, &json!({})).is_empty());
-    }
-
-    #[test]
-    fn step2_bars_and_caption_come_from_the_numbers() {
-        let p = &pictures(2, &step2_data())[0];
-        let svg = p.svg.as_ref().unwrap();
-        assert!(svg.contains("resident after 1000 lookups: 37 (1.5%)"));
-        assert!(p.caption.contains("Of 2442 pages, 0 were resident"));
-        // Total and "after" are drawn; "before" is 0 pages.
-        assert_eq!(p.marks, ("rect", 3));
-        assert!(count(svg, "rect") >= 3);
-    }
 
     #[test]
     fn numbers_and_addresses_parse() {
-        assert_eq!(num(&json!("0x10")), Some(16.0));
-        assert_eq!(num(&json!("12.5")), Some(12.5));
-        assert_eq!(num(&json!(null)), None);
         assert_eq!(bytes(131072.0), "128 KiB");
         assert_eq!(bytes(1.5 * 1024.0 * 1024.0), "1.5 MiB");
         assert_eq!(bytes(24.0), "24 B");

@@ -1,63 +1,263 @@
-//! Step 2's picture: pages resident against pages in the file.
+//! Step 2's pictures, drawn from typed data built from the step's findings: the course's table
+//! file (count, capacity, the mapping, the pages the print read in) and the persist table's
+//! pages resident before and after the lookups. [`layout`] also draws step 3's naive writers.
 
 use plotters::prelude::*;
-use serde_json::Value;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{bytes, err, render, Picture, FONT, HEAP, MMAP, MMAP_LEN};
+use crate::step2::{Evidence, Findings};
 
-// ---------------------------------------------------------------------------------------------
-// Step 2
+/// One file and its mapping, drawn as a row of bars over byte offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayoutRow {
+    pub label: String,
+    /// The file's length.
+    pub file_bytes: u64,
+    /// Bytes count and value\[0..count) take (8 + 4 x count), at most the file.
+    pub used_bytes: u64,
+    /// The mapping's length (mmap's argument), if the file was mapped.
+    pub map_len: Option<u64>,
+    /// Pages found resident (mincore), by index.
+    pub resident_pages: Vec<u64>,
+    /// Where a store faulted: offset from the mapping's start, and the signal.
+    pub fault: Option<(u64, String)>,
+}
 
-/// Step 2: pages of the table file, and how many were resident before and after the lookups.
-pub(super) fn step2_pages(data: &Value) -> Picture {
-    const FILE: &str = "step2-pages.svg";
-    const TITLE: &str = "Pages of the table resident in RAM, before and after the lookups";
-    let field = |k: &str| data.get(k).and_then(num).filter(|v| *v >= 0.0);
-    let (Some(total), Some(before), Some(after)) = (
-        field("pages_total"),
-        field("pages_resident_before"),
-        field("pages_resident_after"),
-    ) else {
-        return Picture::none(
-            FILE,
-            TITLE,
-            "step 2 data lacks pages_total, pages_resident_before or pages_resident_after".into(),
-        );
-    };
-    if total <= 0.0 {
-        return Picture::none(FILE, TITLE, "step 2 data says the table has 0 pages".into());
+/// Files and mappings over byte offsets, page boundaries marked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayoutPicture {
+    pub file: String,
+    pub title: String,
+    pub caption: String,
+    pub page_size: u64,
+    pub rows: Vec<LayoutRow>,
+}
+
+/// The persist table's pages resident before and after the lookups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResidencyPicture {
+    pub pages_total: u64,
+    pub before: u64,
+    pub after: u64,
+    pub lookups: u64,
+    pub evicted: bool,
+}
+
+/// Both pictures of step 2.
+pub fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
+    let mut out = Vec::new();
+    if let Some(p) = course_layout(f, e) {
+        out.push(layout(&p));
     }
-    let lookups = field("lookups");
-    let pct = |v: f64| 100.0 * v / total;
+    out.push(residency(&ResidencyPicture {
+        pages_total: f.lookups.pages_total,
+        before: f.lookups.pages_resident_before,
+        after: f.lookups.pages_resident_after,
+        lookups: f.lookups.lookups,
+        evicted: f.lookups.eviction == crate::step2::lookups::Eviction::Fadvise,
+    }));
+    out
+}
+
+fn course_layout(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
+    let c = &f.course;
+    let count = c.count?;
+    Some(LayoutPicture {
+        file: "step2-table.svg".into(),
+        title: "table.bin: count, capacity, the mapping, the pages printing read in".into(),
+        caption: format!(
+            "The file is {} bytes: the 8-byte count ({count}) and value[0..{count}) take {} \
+             bytes, room for {} more values follows. disktable print mapped {} bytes and \
+             read in {} of its {} pages (mincore): {}.",
+            c.file_bytes,
+            c.count_needs_bytes.unwrap_or(0),
+            c.spare_values.unwrap_or(0),
+            c.print.map_len.unwrap_or(0),
+            c.print.resident_pages.len(),
+            c.print.pages.unwrap_or(0),
+            if c.print.resident_pages.is_empty() {
+                "none".to_string()
+            } else {
+                format!("pages {:?}", c.print.resident_pages)
+            }
+        ),
+        page_size: e.page_size,
+        rows: vec![LayoutRow {
+            label: format!("table.bin, count {count}"),
+            file_bytes: c.file_bytes,
+            used_bytes: c
+                .count_needs_bytes
+                .unwrap_or(c.file_bytes)
+                .min(c.file_bytes),
+            map_len: c.print.map_len,
+            resident_pages: c.print.resident_pages.clone(),
+            fault: None,
+        }],
+    })
+}
+
+const FILE_GREY: RGBColor = RGBColor(200, 200, 200);
+const RESIDENT: RGBColor = RGBColor(44, 160, 44);
+
+/// Draws files and mappings: per row, the file (grey), the bytes count uses (blue), the
+/// mapping's pages (an orange outline), resident pages (green squares) and a fault (red, with
+/// its signal).
+pub fn layout(p: &LayoutPicture) -> Picture {
+    if p.rows.is_empty() || p.page_size == 0 {
+        return Picture::none(&p.file, &p.title, "nothing was mapped".into());
+    }
+    let page = p.page_size as f64;
+    let end = p
+        .rows
+        .iter()
+        .flat_map(|r| {
+            let map_end = r
+                .map_len
+                .map_or(0, |l| l.div_ceil(p.page_size) * p.page_size);
+            let fault = r.fault.as_ref().map_or(0, |f| f.0 + p.page_size);
+            [r.file_bytes, map_end, fault]
+        })
+        .max()
+        .unwrap_or(1) as f64
+        + page;
+    let rows = p.rows.len();
+    let mut marks = 0usize;
+    for r in &p.rows {
+        marks += 1 + usize::from(r.used_bytes > 0) + r.resident_pages.len();
+        marks += usize::from(r.map_len.is_some()) + usize::from(r.fault.is_some());
+    }
+    let height = 140 + 90 * rows as u32;
+    let svg = render((960, height), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(&p.title, (FONT, 18))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
+            .build_cartesian_2d(0.0..end, 0.0..rows as f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc(format!("byte offset in the file (page = {})", bytes(page)))
+            .x_label_formatter(&|v| bytes(*v))
+            .light_line_style(RGBColor(235, 235, 235))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for (i, r) in p.rows.iter().enumerate() {
+            let y = (rows - 1 - i) as f64;
+            draw_row(&mut chart, r, y, page)?;
+        }
+        Ok(())
+    });
+    Picture {
+        file: p.file.clone(),
+        title: p.title.clone(),
+        caption: p.caption.clone(),
+        svg,
+        marks: ("rect", marks),
+    }
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+fn draw_row(chart: &mut Chart<'_, '_>, r: &LayoutRow, y: f64, page: f64) -> Result<(), String> {
+    let bar = |x0: f64, x1: f64, lo: f64, hi: f64, style: ShapeStyle| {
+        Rectangle::new([(x0, y + lo), (x1, y + hi)], style)
+    };
+    let mut rects = vec![bar(
+        0.0,
+        r.file_bytes as f64,
+        0.30,
+        0.55,
+        FILE_GREY.filled(),
+    )];
+    if r.used_bytes > 0 {
+        rects.push(bar(0.0, r.used_bytes as f64, 0.30, 0.55, HEAP.filled()));
+    }
+    if let Some(len) = r.map_len {
+        let map_end = (len as f64 / page).ceil() * page;
+        rects.push(bar(0.0, map_end, 0.22, 0.63, MMAP_LEN.stroke_width(2)));
+    }
+    for &pg in &r.resident_pages {
+        let x = pg as f64 * page;
+        rects.push(bar(
+            x + page * 0.2,
+            x + page * 0.8,
+            0.08,
+            0.18,
+            RESIDENT.filled(),
+        ));
+    }
+    if let Some((offset, _)) = &r.fault {
+        let x = *offset as f64;
+        rects.push(bar(x, x + page * 0.15, 0.12, 0.72, MMAP.filled()));
+    }
+    chart.draw_series(rects).map_err(err)?;
+    let style = TextStyle::from((FONT, 13).into_font());
+    let mut label = format!("{}: file {} bytes", r.label, r.file_bytes);
+    if let Some(len) = r.map_len {
+        label.push_str(&format!(", mapping {len} bytes"));
+    }
+    chart
+        .draw_series([Text::new(label, (0.0, y + 0.92), style.clone())])
+        .map_err(err)?;
+    if let Some((offset, signal)) = &r.fault {
+        chart
+            .draw_series([Text::new(
+                format!("{signal} at offset {offset}"),
+                (*offset as f64, y + 0.75),
+                style.pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )])
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The persist table's pages: in the file, resident before and after the lookups.
+pub fn residency(p: &ResidencyPicture) -> Picture {
+    const FILE: &str = "step2-pages.svg";
+    const TITLE: &str = "persist: pages of the table resident in RAM, before and after the lookups";
+    if p.pages_total == 0 {
+        return Picture::none(FILE, TITLE, "the table has 0 pages".into());
+    }
+    let total = p.pages_total as f64;
+    let pct = |v: u64| 100.0 * v as f64 / total;
     let bars = [
         (
-            format!("pages in the file: {total:.0}"),
-            total,
-            RGBColor(150, 150, 150),
+            format!("pages in the file: {}", p.pages_total),
+            p.pages_total,
+            FILE_GREY,
         ),
         (
             format!(
-                "resident before the lookups: {before:.0} ({:.1}%)",
-                pct(before)
+                "resident before the lookups: {} ({:.1}%)",
+                p.before,
+                pct(p.before)
             ),
-            before,
+            p.before,
             HEAP,
         ),
         (
             format!(
-                "resident after {}: {after:.0} ({:.1}%)",
-                lookups
-                    .map(|l| format!("{l:.0} lookups"))
-                    .unwrap_or_else(|| "the lookups".into()),
-                pct(after)
+                "resident after {} lookups: {} ({:.1}%)",
+                p.lookups,
+                p.after,
+                pct(p.after)
             ),
-            after,
+            p.after,
             MMAP_LEN,
         ),
     ];
-    let drawn = bars.iter().filter(|b| b.1 > 0.0).count();
-    let xmax = bars.iter().map(|b| b.1).fold(total, f64::max) * 1.02;
+    let drawn = bars.iter().filter(|b| b.1 > 0).count();
+    let xmax = bars.iter().map(|b| b.1 as f64).fold(total, f64::max) * 1.02;
     let svg = render((900, 300), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(
@@ -80,12 +280,11 @@ pub(super) fn step2_pages(data: &Value) -> Picture {
             .axis_desc_style((FONT, 16))
             .draw()
             .map_err(err)?;
-        // Top to bottom: total, before, after.
         for (i, (label, v, color)) in bars.iter().enumerate() {
             let y = 2.0 - i as f64;
             chart
                 .draw_series([Rectangle::new(
-                    [(0.0, y + 0.12), (*v, y + 0.55)],
+                    [(0.0, y + 0.12), (*v as f64, y + 0.55)],
                     color.filled(),
                 )])
                 .map_err(err)?;
@@ -99,22 +298,104 @@ pub(super) fn step2_pages(data: &Value) -> Picture {
         }
         Ok(())
     });
-    let caption = format!(
-        "Of {total:.0} pages, {before:.0} were resident before the lookups and {after:.0} after \
-         ({:.1}% of the file): only the pages the lookups touched were read in.{}",
-        pct(after),
-        match data.get("eviction").and_then(Value::as_str) {
-            Some("fadvise") => " The file was dropped from the page cache first (fadvise).",
-            Some("none") => " The file could not be dropped from the page cache first.",
-            _ => "",
-        }
-    );
     Picture {
         file: FILE.into(),
         title: TITLE.into(),
-        caption,
+        caption: format!(
+            "Of {} pages, {} were resident before the lookups and {} after ({:.1}% of the file): \
+             only the pages the lookups touched were read in.{}",
+            p.pages_total,
+            p.before,
+            p.after,
+            pct(p.after),
+            if p.evicted {
+                " The file was dropped from the page cache first (fadvise)."
+            } else {
+                " The file could not be dropped from the page cache first."
+            }
+        ),
         svg,
         // The background and one rectangle per non-empty bar.
         marks: ("rect", drawn + 1),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{Step as _, StepReport};
+    use crate::step2::Step2;
+
+    /// The report's sample section for step 2: a recorded run's findings and its first
+    /// picture (the report's own tests count one picture for this section).
+    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
+        let e = crate::step2::tests::fixture("course-table");
+        let f = Step2::analyze(&e).unwrap();
+        report.findings = serde_json::to_value(&f).unwrap();
+        report.pictures = pictures(&f, &e).into_iter().take(1).collect();
+        report
+    }
+
+    fn count(svg: &str, tag: &str) -> usize {
+        svg.matches(&format!("<{tag}")).count()
+    }
+
+    #[test]
+    fn residency_bars_and_caption_come_from_the_numbers() {
+        let p = residency(&ResidencyPicture {
+            pages_total: 2442,
+            before: 0,
+            after: 37,
+            lookups: 1000,
+            evicted: true,
+        });
+        let svg = p.svg.as_ref().unwrap();
+        assert!(svg.contains("resident after 1000 lookups: 37 (1.5%)"));
+        assert!(p.caption.contains("Of 2442 pages, 0 were resident"));
+        assert_eq!(p.marks, ("rect", 3));
+        assert!(count(svg, "rect") >= 3);
+        let none = residency(&ResidencyPicture {
+            pages_total: 0,
+            before: 0,
+            after: 0,
+            lookups: 1,
+            evicted: false,
+        });
+        assert!(none.svg.unwrap_err().contains("0 pages"));
+    }
+
+    #[test]
+    fn layout_draws_file_mapping_resident_pages_and_fault() {
+        let p = layout(&LayoutPicture {
+            file: "t.svg".into(),
+            title: "t".into(),
+            caption: String::new(),
+            page_size: 4096,
+            rows: vec![LayoutRow {
+                label: "naive file".into(),
+                file_bytes: 114_340,
+                used_bytes: 4340,
+                map_len: Some(114_340),
+                resident_pages: vec![0, 1],
+                fault: Some((114_688, "SIGSEGV".into())),
+            }],
+        });
+        let svg = p.svg.as_ref().unwrap();
+        assert!(svg.contains("SIGSEGV at offset 114688"));
+        assert!(svg.contains("naive file: file 114340 bytes, mapping 114340 bytes"));
+        // file, used, mapping, 2 resident pages, fault.
+        assert_eq!(p.marks, ("rect", 6));
+        assert!(count(svg, "rect") >= 6);
+        let empty = layout(&LayoutPicture {
+            rows: Vec::new(),
+            ..LayoutPicture {
+                file: "e.svg".into(),
+                title: "e".into(),
+                caption: String::new(),
+                page_size: 4096,
+                rows: Vec::new(),
+            }
+        });
+        assert!(empty.svg.is_err());
     }
 }

@@ -1,0 +1,389 @@
+//! Running one program under `strace -f` in a working directory, with a deadline, and keeping
+//! what the run showed: how it ended, its stderr and its trace (stdout is returned apart, for
+//! the caller to parse or keep).
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use lab_trace::Trace;
+use serde::{Deserialize, Serialize};
+
+/// The system calls steps 2 and 3 trace: opening and closing the table, its length, mapping and
+/// growing it, and every way of reading or writing a descriptor.
+pub const FILTER: &str = "openat,open,creat,close,dup,dup2,dup3,fcntl,fstat,newfstatat,statx,\
+                          lseek,mmap,munmap,mremap,msync,madvise,mincore,ftruncate,fallocate,\
+                          fadvise64,flock,fsync,fdatasync,read,pread64,readv,preadv,preadv2,\
+                          write,pwrite64,writev,pwritev,pwritev2";
+
+/// At most this much of a program's stdout or stderr is kept (the rest is read and dropped).
+const KEEP_BYTES: usize = 8 << 20;
+
+/// How a traced program ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// The exit status of a normal exit.
+    pub code: Option<i32>,
+    /// The signal that ended it (`SIGSEGV`), by name.
+    pub signal: Option<String>,
+    /// Whether it outlived its deadline and was killed (SIGKILL to its process group).
+    pub timed_out: bool,
+}
+
+impl Ended {
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.code, &self.signal, self.timed_out) {
+            (_, _, true) => write!(f, "killed at its deadline"),
+            (Some(c), _, _) => write!(f, "exit status {c}"),
+            (None, Some(s), _) => write!(f, "killed by {s}"),
+            (None, None, _) => write!(f, "ended (status unknown)"),
+        }
+    }
+}
+
+/// One program run under strace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TracedRun {
+    /// The program and its arguments, as run.
+    pub argv: Vec<String>,
+    pub ended: Ended,
+    /// What it printed on stderr (at most 8 MiB).
+    pub stderr: String,
+    /// Recorded as strace's own lines ([`trace_text`]), parsed back when read.
+    #[serde(with = "trace_text")]
+    pub trace: Trace,
+}
+
+/// A [`Trace`] recorded as the strace lines it was parsed from (calls, with each signal at its
+/// place, then the exits): a fraction of the size of the parsed form, readable, and parsed
+/// again by the same pure parser when the evidence is loaded.
+pub mod trace_text {
+    use lab_trace::Trace;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(trace: &Trace, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_text(trace))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Trace, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(lab_trace::strace::parse_trace(&text))
+    }
+
+    /// The trace's lines, in order.
+    pub fn to_text(trace: &Trace) -> String {
+        let mut out = String::new();
+        let mut signals = trace.signals.iter().peekable();
+        for (i, call) in trace.calls.iter().enumerate() {
+            while let Some(s) = signals.next_if(|s| s.after_calls <= i) {
+                out.push_str(&s.raw);
+                out.push('\n');
+            }
+            out.push_str(&call.raw);
+            out.push('\n');
+        }
+        for line in signals
+            .map(|s| &s.raw)
+            .chain(trace.exits.iter().map(|e| &e.raw))
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl TracedRun {
+    /// The command line, for showing.
+    pub fn command(&self) -> String {
+        self.argv.join(" ")
+    }
+
+    /// The first line of stderr, trimmed (a binary's `error: …`).
+    pub fn error_line(&self) -> String {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .or_else(|| self.stderr.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+}
+
+/// What to run.
+pub struct Spec<'a> {
+    pub program: &'a Path,
+    pub args: Vec<String>,
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// A file to read stdin from (otherwise /dev/null).
+    pub stdin: Option<&'a Path>,
+    /// Killed (with its whole process group) if still running after this long.
+    pub deadline: Duration,
+    /// Keep `LD_LIBRARY_PATH` (someone else's program may need it). Otherwise it is removed:
+    /// `cargo run` sets it for xtask, and the loader's search through it would fill the trace.
+    pub keep_library_path: bool,
+}
+
+impl<'a> Spec<'a> {
+    pub fn new(program: &'a Path, args: &[&str], cwd: &'a Path) -> Spec<'a> {
+        Spec {
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            cwd,
+            stdin: None,
+            deadline: Duration::from_secs(60),
+            keep_library_path: false,
+        }
+    }
+}
+
+/// Runs `spec` under `strace -f -e trace=FILTER`, the trace written into `traces`; returns the
+/// run and its stdout. A program killed by a signal or at its deadline is a result, not an error.
+pub fn run(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)> {
+    lab_trace::run::check()?;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let trace_file = traces.join(format!("run-{}.strace", N.fetch_add(1, Ordering::Relaxed)));
+    let mut cmd = lab_trace::run::command(spec.program, &spec.args, FILTER, &trace_file);
+    cmd.current_dir(spec.cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a deadline kills strace and everything it started.
+        .process_group(0);
+    if !spec.keep_library_path {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    }
+    match spec.stdin {
+        Some(path) => cmd.stdin(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        ),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run strace on {}", spec.program.display()))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let (status, timed_out) = wait_until(&mut child, spec.deadline)?;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let trace = lab_trace::run::parse_file(&trace_file)?;
+    let _ = std::fs::remove_file(&trace_file);
+    let mut argv = vec![spec.program.display().to_string()];
+    argv.extend(spec.args.iter().cloned());
+    let ended = ended(&trace, status, timed_out);
+    Ok((
+        TracedRun {
+            argv,
+            ended,
+            stderr,
+            trace,
+        },
+        stdout,
+    ))
+}
+
+/// Runs `spec` without strace (for a child that must be measured alone, e.g. in a cgroup);
+/// returns how it ended, its stdout and its stderr.
+pub fn run_untraced(spec: &Spec<'_>) -> anyhow::Result<(Ended, String, String)> {
+    let mut cmd = std::process::Command::new(spec.program);
+    cmd.args(&spec.args)
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if !spec.keep_library_path {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", spec.program.display()))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let (status, timed_out) = wait_until(&mut child, spec.deadline)?;
+    let ended = ended(&Trace::default(), status, timed_out);
+    Ok((
+        ended,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    ))
+}
+
+/// Reads a pipe to its end on a thread, keeping the first [`KEEP_BYTES`].
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let Some(mut pipe) = pipe else {
+            return String::new();
+        };
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 1 << 16];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = KEEP_BYTES.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// Waits for `child`, killing its process group at the deadline.
+fn wait_until(
+    child: &mut Child,
+    deadline: Duration,
+) -> anyhow::Result<(std::process::ExitStatus, bool)> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().context("cannot wait for strace")? {
+            return Ok((status, false));
+        }
+        if start.elapsed() >= deadline {
+            // The group's leader is our unreaped child, so its id still names the group.
+            let _ = crate::sys::kill_group(child.id());
+            let status = child.wait().context("cannot wait for strace")?;
+            return Ok((status, true));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How the traced program (the first process of the trace) ended: its `+++` line, or strace's
+/// own status (strace exits with the tracee's status and re-raises its fatal signal).
+fn ended(trace: &Trace, status: std::process::ExitStatus, timed_out: bool) -> Ended {
+    let first_pid = trace
+        .calls
+        .first()
+        .and_then(|c| c.pid)
+        .or_else(|| trace.exits.first().and_then(|e| e.pid));
+    let exit = trace
+        .exits
+        .iter()
+        .find(|e| first_pid.is_none() || e.pid == first_pid);
+    match exit {
+        Some(e) if !timed_out => Ended {
+            code: e.code,
+            signal: e.killed_by.clone(),
+            timed_out,
+        },
+        _ => Ended {
+            code: if timed_out { None } else { status.code() },
+            signal: status.signal().map(signal_name),
+            timed_out,
+        },
+    }
+}
+
+/// The name of a Linux signal number (x86-64 numbering).
+pub fn signal_name(n: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {n}"), |s| s.to_string())
+}
+
+/// A directory for trace files inside a scratch directory.
+pub fn traces_dir(scratch: &Path) -> anyhow::Result<PathBuf> {
+    let dir = scratch.join("traces");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_follow_linux_numbering() {
+        assert_eq!(signal_name(11), "SIGSEGV");
+        assert_eq!(signal_name(7), "SIGBUS");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(99), "signal 99");
+    }
+
+    #[test]
+    fn the_first_process_decides_how_the_run_ended() {
+        let trace = lab_trace::strace::parse_trace(
+            "\
+10 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+11 write(1, \"x\", 1) = 1
+11 +++ exited with 0 +++
+10 --- SIGBUS {si_signo=SIGBUS, si_code=BUS_ADRERR, si_addr=0x7f0000002000} ---
+10 +++ killed by SIGBUS +++
+",
+        );
+        let e = ended(&trace, std::process::ExitStatus::from_raw(7), false);
+        assert_eq!(e.code, None);
+        assert_eq!(e.signal.as_deref(), Some("SIGBUS"));
+        assert!(!e.success());
+        let timed = ended(&trace, std::process::ExitStatus::from_raw(9), true);
+        assert!(timed.timed_out);
+        assert_eq!(timed.signal.as_deref(), Some("SIGKILL"));
+        assert_eq!(timed.to_string(), "killed at its deadline");
+    }
+
+    #[test]
+    fn a_trace_survives_its_text_form() {
+        let trace = lab_trace::strace::parse_trace(
+            "\
+10 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+10 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0 <unfinished ...>
+11 write(1, \"x\", 1) = 1
+10 <... mmap resumed>) = 0x7f0000000000
+10 --- SIGBUS {si_signo=SIGBUS, si_code=BUS_ADRERR, si_addr=0x7f0000002000} ---
+10 close(3) = 0
+11 +++ exited with 0 +++
+10 +++ killed by SIGBUS +++
+",
+        );
+        let again = lab_trace::strace::parse_trace(&trace_text::to_text(&trace));
+        assert_eq!(again, trace);
+        assert_eq!(again.signals[0].after_calls, 3);
+    }
+}

@@ -1,0 +1,704 @@
+//! Larger than memory, shown: the persist table is used through its mapping inside a memory
+//! cgroup whose limit is smaller than the table, and the same file read whole into memory in
+//! the same kind of cgroup is killed.
+//!
+//! Three children, each alone in a fresh cgroup (a child of the cgroup this process runs in, so
+//! the machine's own accounting still covers it) with the same limit: `persist get` of random
+//! keys, `persist verify` (reads every record through the mapping), and `dd bs=SIZE count=1`
+//! (one read(2) of the whole file into one buffer of the file's size, as a program that loads
+//! its data into memory does). The file is evicted from the page cache before each, so its pages
+//! are charged to the child's cgroup as they come in. Page-cache pages of a mapped file are
+//! clean and can be dropped under the limit; the buffer is anonymous memory and cannot (swap is
+//! limited too), so the kernel's OOM killer ends dd with SIGKILL. The evidence is the cgroup's
+//! own counters: limit, peak usage, how often the limit was hit, OOM kills, major faults.
+//!
+//! cgroup v2 (`memory.max`) where the memory controller can be enabled for a child of our
+//! cgroup, else v1 (`memory.limit_in_bytes`); neither (not root, no memory controller): the
+//! reason is the evidence and the demonstration is skipped. Every cgroup is removed on every
+//! path (Drop), and stale ones a killed run left behind are removed first.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::disktable_steps::run::{self, Ended, Spec};
+use crate::disktable_steps::{sample_kv, wire};
+use crate::model::{Block, Ctx};
+
+/// Which cgroup interface was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// What the demonstration measured, or why it could not run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    Skipped { reason: String },
+    Ran(Ran),
+}
+
+/// The runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ran {
+    pub version: Version,
+    /// The cgroup the children's cgroups were made in.
+    pub parent: String,
+    pub limit_bytes: u64,
+    pub table_bytes: u64,
+    pub entries: u64,
+    pub children: Vec<Child>,
+}
+
+/// What a child did, and its cgroup's counters when it had ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Child {
+    pub role: Role,
+    pub argv: Vec<String>,
+    pub ended: Ended,
+    pub seconds: f64,
+    /// Its stdout (persist's JSON document), at most 64 KiB kept.
+    pub stdout: String,
+    pub stderr: String,
+    pub counters: Counters,
+}
+
+/// Which of the three children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `persist get` of random keys, through the mapping.
+    Lookups,
+    /// `persist verify`: every record, through the mapping.
+    Scan,
+    /// `dd`: the whole file read into one buffer.
+    ReadAll,
+}
+
+/// A memory cgroup's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// The limit read back (`memory.limit_in_bytes` / `memory.max`).
+    pub limit_bytes: Option<u64>,
+    /// Peak usage (`memory.max_usage_in_bytes` / `memory.peak`).
+    pub peak_bytes: Option<u64>,
+    /// Times the limit was hit (`memory.failcnt` + `memory.memsw.failcnt` / `memory.events`
+    /// max).
+    pub limit_hits: Option<u64>,
+    /// OOM kills (`memory.oom_control` / `memory.events` oom_kill).
+    pub oom_kills: Option<u64>,
+    /// Major faults (`memory.stat` pgmajfault).
+    pub major_faults: Option<u64>,
+}
+
+const PREFIX: &str = "mmap-lab-";
+
+/// Runs the demonstration on the sample table `dir/TABLE` (or says why it cannot).
+pub fn measure(ctx: &Ctx, dir: &Path, table: &Path, entries: u64) -> anyhow::Result<Evidence> {
+    let table_bytes = std::fs::metadata(table)
+        .with_context(|| format!("cannot stat {}", table.display()))?
+        .len();
+    // A quarter of the table, and room for the process itself.
+    let limit = (table_bytes / 4).max(6 << 20);
+    if limit >= table_bytes {
+        return Ok(Evidence::Skipped {
+            reason: format!(
+                "the table ({table_bytes} bytes) is too small for a limit below it that leaves \
+                 room for the process ({limit} bytes)"
+            ),
+        });
+    }
+    let place = match find_place() {
+        Ok(p) => p,
+        Err(reason) => return Ok(Evidence::Skipped { reason }),
+    };
+    remove_stale(&place.dir);
+    let persist = ctx.bin("persist");
+    let t = table.to_string_lossy().into_owned();
+    let mut rng = crate::disktable_steps::Rng::seeded_from_clock();
+    let mut get_args = vec!["--json".to_string(), "get".into(), t.clone()];
+    get_args.extend((0..20).map(|_| sample_kv(rng.below(entries)).0));
+    let deadline = Duration::from_secs(if ctx.quick { 10 } else { 30 });
+    let runs: [(Role, &Path, Vec<String>); 3] = [
+        (Role::Lookups, &persist, get_args),
+        (
+            Role::Scan,
+            &persist,
+            vec!["--json".into(), "verify".into(), t.clone()],
+        ),
+        (
+            Role::ReadAll,
+            Path::new("dd"),
+            vec![
+                format!("if={t}"),
+                "of=/dev/null".into(),
+                format!("bs={table_bytes}"),
+                "count=1".into(),
+            ],
+        ),
+    ];
+    let mut children = Vec::new();
+    for (role, program, args) in runs {
+        crate::out::progress(&format!(
+            "cgroup limit {} MiB: {} {}",
+            limit >> 20,
+            program.display(),
+            args.first().map_or("", String::as_str)
+        ));
+        let cg = match Cgroup::create(&place, limit) {
+            Ok(cg) => cg,
+            Err(reason) => return Ok(Evidence::Skipped { reason }),
+        };
+        evict(ctx, dir, &t)?;
+        children.push(run_in(&cg, role, program, &args, dir, deadline)?);
+    }
+    Ok(Evidence::Ran(Ran {
+        version: place.version,
+        parent: place.dir.display().to_string(),
+        limit_bytes: limit,
+        table_bytes,
+        entries,
+        children,
+    }))
+}
+
+fn evict(ctx: &Ctx, dir: &Path, table: &str) -> anyhow::Result<()> {
+    super::lookups::persist(ctx, dir, &["residency", "--evict", table], None).map(|_| ())
+}
+
+/// Runs `program args` inside `cg` (a shell writes its own pid into cgroup.procs, then execs),
+/// then reads the cgroup's counters.
+fn run_in(
+    cg: &Cgroup,
+    role: Role,
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    deadline: Duration,
+) -> anyhow::Result<Child> {
+    let mut sh_args = vec![
+        "-c".to_string(),
+        "echo $$ > \"$0\" && exec \"$@\"".into(),
+        cg.dir.join("cgroup.procs").display().to_string(),
+        program.display().to_string(),
+    ];
+    sh_args.extend(args.iter().cloned());
+    let start = Instant::now();
+    let (ended, mut stdout, stderr) = run::run_untraced(&Spec {
+        args: sh_args,
+        deadline,
+        ..Spec::new(Path::new("sh"), &[], dir)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    stdout.truncate(64 << 10);
+    let mut argv = vec![program.display().to_string()];
+    argv.extend(args.iter().cloned());
+    Ok(Child {
+        role,
+        argv,
+        ended,
+        seconds,
+        stdout,
+        stderr,
+        counters: cg.counters(),
+    })
+}
+
+/// Where children may be made: our own cgroup, in the interface that allows a memory limit.
+struct Place {
+    version: Version,
+    dir: PathBuf,
+}
+
+/// Finds a cgroup we may make memory-limited children in, or says why there is none.
+fn find_place() -> Result<Place, String> {
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"));
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let own = read("/proc/self/cgroup")?;
+    let mounts = parse_mounts(&mountinfo);
+    let mut why = Vec::new();
+    if let (Some(root), Some(path)) = (&mounts.v2, own_path(&own, None)) {
+        let dir = join(root, &path);
+        let controllers =
+            std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            return Ok(Place {
+                version: Version::V2,
+                dir,
+            });
+        }
+        match std::fs::write(dir.join("cgroup.subtree_control"), "+memory") {
+            Ok(()) => {
+                return Ok(Place {
+                    version: Version::V2,
+                    dir,
+                })
+            }
+            Err(e) => why.push(format!(
+                "cgroup v2 at {}: cannot enable the memory controller for children ({e})",
+                dir.display()
+            )),
+        }
+    } else {
+        why.push("no cgroup v2 hierarchy".into());
+    }
+    match (&mounts.v1_memory, own_path(&own, Some("memory"))) {
+        (Some(root), Some(path)) => {
+            let dir = join(root, &path);
+            let probe = dir.join(format!("{PREFIX}probe-{}", std::process::id()));
+            match std::fs::create_dir(&probe) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir(&probe);
+                    return Ok(Place {
+                        version: Version::V1,
+                        dir,
+                    });
+                }
+                Err(e) => why.push(format!(
+                    "cgroup v1 memory at {}: cannot make a child ({e}; needs root)",
+                    dir.display()
+                )),
+            }
+        }
+        _ => why.push("no cgroup v1 memory hierarchy".into()),
+    }
+    Err(why.join("; "))
+}
+
+fn join(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// The cgroup mounts of /proc/self/mountinfo.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Mounts {
+    pub v2: Option<PathBuf>,
+    pub v1_memory: Option<PathBuf>,
+}
+
+/// Reads the cgroup2 mount and the v1 mount with the memory controller from mountinfo text.
+pub fn parse_mounts(mountinfo: &str) -> Mounts {
+    let mut m = Mounts::default();
+    for line in mountinfo.lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split_whitespace().collect();
+        let right: Vec<&str> = right.split_whitespace().collect();
+        let (Some(mountpoint), Some(fstype)) = (fields.get(4), right.first()) else {
+            continue;
+        };
+        match *fstype {
+            "cgroup2" if m.v2.is_none() => m.v2 = Some(PathBuf::from(mountpoint)),
+            "cgroup"
+                if m.v1_memory.is_none()
+                    && right
+                        .get(2)
+                        .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
+            {
+                m.v1_memory = Some(PathBuf::from(mountpoint))
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Our cgroup's path from /proc/self/cgroup text: the v2 line (`0::/path`) for `None`, the v1
+/// line listing `controller` otherwise.
+pub fn own_path(proc_cgroup: &str, controller: Option<&str>) -> Option<String> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = match controller {
+            None => id == "0" && controllers.is_empty(),
+            Some(c) => controllers.split(',').any(|x| x == c),
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// Removes `mmap-lab-PID-N` cgroups whose process is gone (rmdir only removes empty ones).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// A memory cgroup of ours, removed when dropped.
+struct Cgroup {
+    version: Version,
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    fn create(place: &Place, limit: u64) -> Result<Cgroup, String> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = place.dir.join(format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let cg = Cgroup {
+            version: place.version,
+            dir,
+        };
+        let limit = limit.to_string();
+        // No swap either, so anonymous memory cannot escape the limit there.
+        let settings: &[(&str, &str)] = match cg.version {
+            Version::V1 => &[
+                ("memory.limit_in_bytes", &limit),
+                ("memory.memsw.limit_in_bytes", &limit),
+            ],
+            Version::V2 => &[("memory.max", &limit), ("memory.swap.max", "0")],
+        };
+        for (i, (file, value)) in settings.iter().enumerate() {
+            let path = cg.dir.join(file);
+            match std::fs::write(&path, value) {
+                Ok(()) => {}
+                // The swap limit exists only with swap accounting: without it there is none.
+                Err(_) if i == 1 && !path.exists() => {}
+                Err(e) => return Err(format!("cannot write {}: {e}", path.display())),
+            }
+        }
+        Ok(cg)
+    }
+
+    fn read(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(file)).ok()
+    }
+
+    fn counters(&self) -> Counters {
+        let num = |file: &str| self.read(file).and_then(|s| s.trim().parse().ok());
+        let stat = self.read("memory.stat").unwrap_or_default();
+        match self.version {
+            Version::V1 => {
+                let oom = self.read("memory.oom_control").unwrap_or_default();
+                Counters {
+                    limit_bytes: num("memory.limit_in_bytes"),
+                    peak_bytes: num("memory.max_usage_in_bytes"),
+                    // With swap limited too, the memory+swap limit may be the one hit.
+                    limit_hits: match (num("memory.failcnt"), num("memory.memsw.failcnt")) {
+                        (Some(a), b) => Some(a + b.unwrap_or(0)),
+                        (None, b) => b,
+                    },
+                    oom_kills: keyed(&oom, "oom_kill"),
+                    major_faults: keyed(&stat, "total_pgmajfault").or(keyed(&stat, "pgmajfault")),
+                }
+            }
+            Version::V2 => {
+                let events = self.read("memory.events").unwrap_or_default();
+                Counters {
+                    limit_bytes: num("memory.max"),
+                    peak_bytes: num("memory.peak"),
+                    limit_hits: keyed(&events, "max"),
+                    oom_kills: keyed(&events, "oom_kill"),
+                    major_faults: keyed(&stat, "pgmajfault"),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Its processes have been reaped; the kernel may take a moment to drop them from the
+        // list. rmdir succeeds once it is empty.
+        let start = Instant::now();
+        while std::fs::remove_dir(&self.dir).is_err() && start.elapsed() < Duration::from_secs(5) {
+            if !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `KEY N` lines (memory.stat, memory.events, memory.oom_control).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// What the demonstration establishes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Findings {
+    Skipped { reason: String },
+    Ran(RanFindings),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RanFindings {
+    pub version: Version,
+    pub limit_bytes: u64,
+    pub table_bytes: u64,
+    /// The limit is smaller than the table.
+    pub table_larger_than_limit: bool,
+    pub children: Vec<ChildFindings>,
+    /// Lookups and scan through the mapping completed under the limit, reading the whole file
+    /// into memory was killed.
+    pub demonstrated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildFindings {
+    pub role: Role,
+    pub command: String,
+    pub completed: bool,
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub seconds: f64,
+    /// For the scan: the entries verify checked.
+    pub entries_checked: Option<u64>,
+    pub peak_bytes: Option<u64>,
+    /// Peak usage stayed within the limit.
+    pub peak_within_limit: Option<bool>,
+    pub limit_hits: Option<u64>,
+    pub oom_kills: Option<u64>,
+    pub major_faults: Option<u64>,
+    /// Killed by the OOM killer: SIGKILL and the cgroup counted an OOM kill.
+    pub oom_killed: bool,
+}
+
+/// Decides, from the evidence alone.
+pub fn analyze(e: &Evidence) -> Findings {
+    let r = match e {
+        Evidence::Skipped { reason } => {
+            return Findings::Skipped {
+                reason: reason.clone(),
+            }
+        }
+        Evidence::Ran(r) => r,
+    };
+    let children: Vec<ChildFindings> = r
+        .children
+        .iter()
+        .map(|c| ChildFindings {
+            role: c.role,
+            command: c.argv.join(" "),
+            completed: c.ended.success(),
+            signal: c.ended.signal.clone(),
+            timed_out: c.ended.timed_out,
+            seconds: c.seconds,
+            entries_checked: (c.role == Role::Scan && c.ended.success())
+                .then(|| wire::parse::<wire::Verify>("verify", &c.stdout).ok())
+                .flatten()
+                .map(|v| v.report.entries),
+            peak_bytes: c.counters.peak_bytes,
+            peak_within_limit: c.counters.peak_bytes.map(|p| p <= r.limit_bytes),
+            limit_hits: c.counters.limit_hits,
+            oom_kills: c.counters.oom_kills,
+            major_faults: c.counters.major_faults,
+            oom_killed: c.ended.signal.as_deref() == Some("SIGKILL")
+                && !c.ended.timed_out
+                && c.counters.oom_kills.is_some_and(|n| n > 0),
+        })
+        .collect();
+    let by = |role: Role| children.iter().find(|c| c.role == role);
+    let demonstrated = r.limit_bytes < r.table_bytes
+        && by(Role::Lookups).is_some_and(|c| c.completed)
+        && by(Role::Scan).is_some_and(|c| c.completed && c.entries_checked == Some(r.entries))
+        && by(Role::ReadAll).is_some_and(|c| c.oom_killed);
+    Findings::Ran(RanFindings {
+        version: r.version,
+        limit_bytes: r.limit_bytes,
+        table_bytes: r.table_bytes,
+        table_larger_than_limit: r.limit_bytes < r.table_bytes,
+        children,
+        demonstrated,
+    })
+}
+
+/// The narrative.
+pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
+    let mut blocks = vec![Block::heading(
+        "Larger than memory: the table through its mapping in a memory cgroup smaller than it",
+    )];
+    let (r, ev) = match (f, e) {
+        (Findings::Ran(r), Evidence::Ran(ev)) => (r, ev),
+        (Findings::Skipped { reason }, _) | (_, Evidence::Skipped { reason }) => {
+            blocks.push(Block::text(format!("Skipped: {reason}.")));
+            return blocks;
+        }
+    };
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    let mut table = format!(
+        "{:<9} {:<10} {:>8} {:>11} {:>10} {:>9} {:>9}\n",
+        "child", "ended", "seconds", "peak", "limit hit", "OOM kills", "major pf"
+    );
+    for c in &r.children {
+        let opt = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        table.push_str(&format!(
+            "{:<9} {:<10} {:>8.2} {:>11} {:>10} {:>9} {:>9}\n",
+            role_name(c.role),
+            if c.timed_out {
+                "deadline".to_string()
+            } else if c.completed {
+                "exit 0".to_string()
+            } else {
+                c.signal.clone().unwrap_or_else(|| "failed".into())
+            },
+            c.seconds,
+            c.peak_bytes.map_or("?".into(), mib),
+            opt(c.limit_hits),
+            opt(c.oom_kills),
+            opt(c.major_faults),
+        ));
+    }
+    for c in &ev.children {
+        table.push_str(&format!("{}: {}\n", role_name(c.role), c.argv.join(" ")));
+    }
+    blocks.push(Block::evidence(
+        format!(
+            "cgroup {} under {}: limit {} ({} bytes), the table {} — one fresh cgroup per child, \
+             the file evicted from the page cache before each",
+            match r.version {
+                Version::V1 => "v1 memory.limit_in_bytes",
+                Version::V2 => "v2 memory.max",
+            },
+            ev.parent,
+            mib(r.limit_bytes),
+            r.limit_bytes,
+            mib(r.table_bytes)
+        ),
+        table,
+    ));
+    let by = |role: Role| r.children.iter().find(|c| c.role == role);
+    let through_map = [Role::Lookups, Role::Scan]
+        .iter()
+        .filter_map(|&role| by(role))
+        .map(|c| {
+            format!(
+                "{} {} in {:.2} s with a peak of {}{}",
+                role_name(c.role),
+                if c.completed {
+                    "completed".to_string()
+                } else if c.timed_out {
+                    "did NOT finish before its deadline".to_string()
+                } else {
+                    format!("FAILED ({})", c.signal.as_deref().unwrap_or("exit status"))
+                },
+                c.seconds,
+                c.peak_bytes.map_or("?".into(), mib),
+                match c.entries_checked {
+                    Some(n) => format!(", checking all {n} entries"),
+                    None => String::new(),
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let read_all = by(Role::ReadAll).map_or("did not run".to_string(), |c| {
+        if c.oom_killed {
+            format!(
+                "was killed by the OOM killer (SIGKILL; the cgroup counted {} OOM kill) once its \
+                 buffer reached the limit",
+                c.oom_kills.unwrap_or(0)
+            )
+        } else if c.completed {
+            "was NOT killed: it read the whole file within the limit (swap, or the limit \
+             was not enforced)"
+                .into()
+        } else {
+            format!(
+                "ended otherwise ({})",
+                c.signal.as_deref().unwrap_or("exit status")
+            )
+        }
+    });
+    blocks.push(Block::answer(
+        "Does mmap help with files too big for memory?",
+        format!(
+            "With {} of memory for a {} table: {through_map}. Reading the whole file into one \
+             buffer {read_all}. {}",
+            mib(r.limit_bytes),
+            mib(r.table_bytes),
+            if r.demonstrated {
+                "Through the mapping, the kernel reads pages in on demand and drops clean ones \
+                 under the limit (the limit was hit, the process lived); a copy in anonymous \
+                 memory has nowhere to go."
+            } else {
+                "This run does not show the whole contrast; the table above says which part \
+                 differed."
+            }
+        ),
+    ));
+    blocks
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Lookups => "lookups",
+        Role::Scan => "scan",
+        Role::ReadAll => "read-all",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_and_own_path_are_read_from_proc_text() {
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+33 30 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+40 30 0:35 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let m = parse_mounts(mountinfo);
+        assert_eq!(m.v2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            m.v1_memory.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
+        let own = "9:name=systemd:/\n4:memory:/process_api/b628\n1:cpu:/\n0::/\n";
+        assert_eq!(
+            own_path(own, Some("memory")).as_deref(),
+            Some("/process_api/b628")
+        );
+        assert_eq!(own_path(own, None).as_deref(), Some("/"));
+        assert_eq!(own_path("0::/user.slice\n", Some("memory")), None);
+        assert_eq!(
+            join(Path::new("/sys/fs/cgroup/memory"), "/process_api/b628"),
+            Path::new("/sys/fs/cgroup/memory/process_api/b628")
+        );
+    }
+
+    #[test]
+    fn keyed_counters() {
+        assert_eq!(
+            keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", "oom_kill"),
+            Some(1)
+        );
+        assert_eq!(
+            keyed("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n", "max"),
+            Some(12)
+        );
+        assert_eq!(keyed("cache 1\n", "pgmajfault"), None);
+    }
+}

@@ -1,0 +1,176 @@
+//! Step 2's findings on recorded evidence (`xtask/tests/evidence/NAME/step2.json`).
+
+use std::path::Path;
+
+use super::cgroup::{self, Role as CgRole};
+use super::lookups::Eviction;
+use super::{Evidence, Findings, Step2};
+use crate::model::{Block, Step as _};
+
+/// Recorded evidence of step 2 from `xtask/tests/evidence/NAME`.
+pub(crate) fn fixture(name: &str) -> Evidence {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/evidence")
+        .join(name);
+    crate::model::load_evidence(&dir, 2).unwrap()
+}
+
+fn findings(name: &str) -> Findings {
+    Step2::analyze(&fixture(name)).unwrap()
+}
+
+fn text(blocks: &[Block]) -> String {
+    blocks.iter().map(|b| format!("{b:?}\n")).collect()
+}
+
+#[test]
+fn the_course_table_is_printed_through_one_mapping_reading_two_pages() {
+    let f = findings("course-table");
+    let c = &f.course;
+    assert_eq!(c.table, "course-shaped");
+    assert_eq!(
+        (c.count, c.capacity, c.file_bytes),
+        (Some(1083), 28_583, 114_340)
+    );
+    assert_eq!(c.count_needs_bytes, Some(4340));
+    assert_eq!(
+        c.spare_values,
+        Some(27_500),
+        "the file is longer than count needs"
+    );
+    assert_eq!(c.invalid, None);
+    assert!(c.values_are_indices);
+    let p = &c.print;
+    assert!(p.succeeded && p.fstat_before_mmap);
+    assert_eq!(p.fstat_size, Some(114_340));
+    assert_eq!((p.mmap_calls, p.map_len), (1, Some(114_340)));
+    assert!(p.mapped_whole_file);
+    assert_eq!((p.read_calls_on_table, p.write_calls_on_table), (0, 0));
+    assert_eq!(p.values_printed, Some(1083));
+    assert!(p.printed_count_values);
+    assert_eq!(p.mincore_calls, 2);
+    assert_eq!((p.pages, p.pages_needed), (Some(28), Some(2)));
+    assert_eq!(p.resident_pages, [0, 1]);
+    assert_eq!(p.read_only_needed_pages, Some(true));
+    assert!(f.program.is_none());
+}
+
+#[test]
+fn persist_lookups_map_once_and_read_nothing() {
+    let l = findings("course-table").lookups;
+    assert_eq!(l.mmap_calls, 1);
+    assert_eq!(l.read_calls_on_table_fd, 0);
+    assert!(l.read_calls_elsewhere > 0, "the loader reads its libraries");
+    assert!(l.wrong_values.is_empty());
+    assert_eq!(l.eviction, Eviction::Fadvise);
+    assert_eq!(l.pages_resident_before, 0);
+    assert!(l.pages_added > 0 && l.pages_added <= 3 * l.lookups + 1);
+    assert!(l.contradictions.is_empty(), "{:?}", l.contradictions);
+}
+
+#[test]
+fn in_a_small_cgroup_reading_the_file_into_memory_is_oom_killed() {
+    let cgroup::Findings::Ran(r) = findings("course-table").cgroup else {
+        panic!("this machine's recording ran the cgroup demonstration");
+    };
+    assert_eq!(r.version, cgroup::Version::V1);
+    assert!(r.table_larger_than_limit && r.limit_bytes < r.table_bytes);
+    let by = |role| r.children.iter().find(|c| c.role == role).unwrap();
+    let lookups = by(CgRole::Lookups);
+    assert!(lookups.completed && lookups.peak_within_limit == Some(true));
+    let read_all = by(CgRole::ReadAll);
+    assert!(read_all.oom_killed, "{read_all:?}");
+    assert_eq!(read_all.signal.as_deref(), Some("SIGKILL"));
+    assert_eq!(read_all.oom_kills, Some(1));
+    // On the recording machine `persist verify` (MADV_SEQUENTIAL over records in hash order)
+    // thrashed under the limit and met its deadline: the findings say so instead of claiming
+    // the demonstration.
+    let scan = by(CgRole::Scan);
+    assert!(scan.timed_out && !scan.completed);
+    assert!(!r.demonstrated);
+}
+
+#[test]
+fn without_a_writable_cgroup_the_demonstration_says_why_it_was_skipped() {
+    let e = fixture("no-cgroup-hand-edited");
+    let f = Step2::analyze(&e).unwrap();
+    let cgroup::Findings::Skipped { reason } = &f.cgroup else {
+        panic!("skipped");
+    };
+    assert!(reason.contains("cannot enable the memory controller"));
+    let t = text(&cgroup::explain(&f.cgroup, &e.cgroup));
+    assert!(t.contains("Skipped: cgroup v2 at"), "{t}");
+}
+
+#[test]
+fn a_damaged_table_is_refused_and_the_reason_reported() {
+    let f = findings("damaged-table");
+    let c = &f.course;
+    assert_eq!(c.table.rsplit('/').next(), Some("damaged.bin"));
+    assert_eq!((c.count, c.file_bytes), (Some(5000), 4096));
+    assert!(c
+        .invalid
+        .as_deref()
+        .is_some_and(|r| r.contains("count 5000 needs 20008 bytes")));
+    assert!(!c.print.succeeded);
+    assert!(c
+        .print
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("is not a valid disktable")));
+    assert_eq!(c.print.values_printed, None);
+}
+
+#[test]
+fn a_c_reader_that_uses_read_is_judged_from_its_trace_and_output() {
+    let e = fixture("c-reader-read");
+    let f = Step2::analyze(&e).unwrap();
+    let p = f.program.as_ref().expect("--program was given");
+    assert!(p.opened_table && !p.mapped_table);
+    assert_eq!(p.read_calls_on_table, 1 + 1083);
+    assert_eq!(p.write_calls_on_table, 0);
+    assert!(p.printed_all_values && !p.printed_past_count);
+    assert_eq!(p.printed_numbers, 1083);
+    assert_eq!((p.count_before, p.count_after), (Some(1083), Some(1083)));
+    assert_eq!(
+        (p.signal.as_deref(), p.fault_address.as_deref()),
+        (None, None)
+    );
+    // `--json` carries DESIGN.md's fields.
+    let json = serde_json::to_value(&f).unwrap();
+    let program = &json["program"];
+    for key in [
+        "mapped_table",
+        "read_calls_on_table",
+        "write_calls_on_table",
+        "printed_all_values",
+        "count_before",
+        "count_after",
+        "values_ok",
+        "signal",
+        "fault_address",
+    ] {
+        assert!(program.get(key).is_some(), "findings.program lacks {key}");
+    }
+    assert_eq!(program["mapped_table"], false);
+    assert_eq!(program["signal"], serde_json::Value::Null);
+    let t = text(&Step2::explain(&f, &e).blocks);
+    assert!(t.contains("It did NOT map table.bin: 1084 read"), "{t}");
+}
+
+#[test]
+fn explain_and_pictures_come_from_the_findings() {
+    let e = fixture("course-table");
+    let f = Step2::analyze(&e).unwrap();
+    let x = Step2::explain(&f, &e);
+    let t = text(&x.blocks);
+    assert!(
+        t.contains("fstat gave the length (114340 bytes) before mmap"),
+        "{t}"
+    );
+    assert!(t.contains("count and value[0..1083) lie in 2 pages"), "{t}");
+    assert!(t.contains("--program ./reader"));
+    assert_eq!(x.pictures.len(), 2);
+    assert!(x.pictures.iter().all(|p| p.svg.is_ok()));
+    assert!(x.pictures[0].caption.contains("pages [0, 1]"));
+}

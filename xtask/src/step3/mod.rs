@@ -1,0 +1,137 @@
+//! Step 3: write to a persistent data structure with mmap.
+//!
+//! First the course's own step on a copy of `table.bin` (shaped like the course's unless
+//! `--table FILE` names one): `disktable append` adds 300 values per run through a `MAP_SHARED`
+//! mapping and grows the file (ftruncate, then mremap with `MREMAP_MAYMOVE`) only when its
+//! capacity runs out ([`appends`]); the naive writer that crashes after a few runs, run in a
+//! child under strace, with the signal and the fault address located against the mapping's and
+//! the file's end ([`naive`]); and `--program PATH [-- ARGS]`, someone else's writer, judged
+//! ([`crate::disktable_steps::program`]). Then the lab's extension, `persist`: a put through a
+//! `MAP_SHARED` mapping seen by a plain read, a load that grows the file, and the `MAP_PRIVATE`
+//! contrast ([`writes`]).
+//!
+//! A production writer would also `msync(2)` before reporting success when the data must
+//! survive a power cut, and would not let a reader hold a pointer across a remap.
+
+pub mod appends;
+pub mod naive;
+pub mod writes;
+
+use serde::{Deserialize, Serialize};
+
+use crate::disktable_steps::program::{self, Role, TABLE_NAME};
+use crate::disktable_steps::table::{self, TableSource};
+use crate::disktable_steps::{run, subdir};
+use crate::model::{self, Block, Ctx, Explained, Step, StepReport};
+use crate::report::charts::step3 as charts;
+
+/// Step 3 in the measure → analyze → explain shape.
+pub struct Step3;
+
+/// Everything step 3 read from the machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    pub page_size: u64,
+    pub source: TableSource,
+    pub appends: Vec<appends::Run>,
+    pub naive: Vec<naive::Run>,
+    /// `--program`: someone else's writer.
+    pub program: Option<program::Evidence>,
+    pub writes: writes::Evidence,
+}
+
+/// What the evidence establishes (`--json`'s `findings`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Findings {
+    pub appends: appends::Findings,
+    pub naive: naive::Findings,
+    pub program: Option<program::Findings>,
+    pub writes: writes::Findings,
+}
+
+impl Step for Step3 {
+    const NUMBER: u8 = 3;
+    const TITLE: &'static str = "Write to a persistent data structure with mmap";
+    type Evidence = Evidence;
+    type Findings = Findings;
+
+    fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
+        measure(ctx)
+    }
+
+    fn analyze(e: &Evidence) -> anyhow::Result<Findings> {
+        Ok(Findings {
+            appends: appends::analyze(&e.appends),
+            naive: naive::analyze(&e.naive, e.page_size),
+            program: e.program.as_ref().map(program::analyze),
+            writes: writes::analyze(&e.writes),
+        })
+    }
+
+    fn explain(f: &Findings, e: &Evidence) -> Explained {
+        let mut blocks = vec![Block::text(format!("The table: {}.", e.source.describe()))];
+        blocks.extend(naive::explain(&f.naive, &e.naive));
+        blocks.extend(appends::explain(&f.appends, &e.appends));
+        match (&f.program, &e.program) {
+            (Some(pf), Some(pe)) => blocks.extend(program::explain(pf, pe)),
+            _ => blocks.push(Block::text(
+                "Your own writer: cargo xtask run-step 3 --program ./writer [-- ARGS] runs it \
+                 next to a copy of the table (table.bin) under strace and judges it.",
+            )),
+        }
+        blocks.extend(writes::explain(&f.writes, &e.writes));
+        Explained {
+            blocks,
+            pictures: charts::pictures(f, e),
+        }
+    }
+}
+
+/// `cargo xtask run-step 3`.
+pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
+    model::run::<Step3>(ctx)
+}
+
+fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
+    lab_trace::run::check()?;
+    ctx.build_release(&["persist"])?;
+    let scratch = ctx.scratch("step3")?;
+    let traces = run::traces_dir(scratch.path())?;
+    let bin = ctx.bin("disktable");
+    let base_dir = subdir(scratch.path(), "base")?;
+    let base = base_dir.join(TABLE_NAME);
+    let source = table::prepare(&bin, ctx.options.table.as_deref(), &base)?;
+    let naive = naive::measure(&bin, &base, scratch.path(), &traces)?;
+    let appends_dir = subdir(scratch.path(), "appends")?;
+    table::copy(&base, &appends_dir.join(TABLE_NAME))?;
+    crate::out::progress("disktable append under strace");
+    let appends = appends::measure(&bin, &appends_dir, &traces)?;
+    let program = match &ctx.options.program {
+        Some(path) => {
+            let dir = subdir(scratch.path(), "program")?;
+            table::copy(&base, &dir.join(TABLE_NAME))?;
+            Some(program::measure(
+                Role::Writer,
+                path,
+                &ctx.options.args,
+                &dir,
+                &traces,
+            )?)
+        }
+        None => None,
+    };
+    let persist_dir = subdir(scratch.path(), "persist")?;
+    let n = if ctx.quick { 20_000 } else { 50_000 };
+    let writes = writes::measure(ctx, &persist_dir, &traces, n)?;
+    Ok(Evidence {
+        page_size: crate::sys::page_size(),
+        source,
+        appends,
+        naive,
+        program,
+        writes,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
