@@ -441,6 +441,10 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         },
         if leave.removed {
             format!("removed {}", path.display())
+        } else if leave.peer_present && leave.unread > 0 {
+            format!("the receiver has {} bytes still to read", leave.unread)
+        } else if leave.peer_present {
+            "the receiver is still attached; it sees the end of the stream".to_string()
         } else if leave.unread > 0 {
             format!(
                 "{} unread bytes stay in {} for a receiver",
@@ -448,7 +452,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
                 path.display()
             )
         } else {
-            "the receiver is still attached".to_string()
+            format!("{} stays", path.display())
         }
     );
     if json {
