@@ -1,6 +1,6 @@
 //! The benchmark's data: what `channel bench --json` prints ([`BenchReport`]), the pure
 //! analysis of it ([`ratios`], [`goals`]) and its rendering as text ([`render`]). The runner
-//! that measures is in [`run`].
+//! that measures is in [`run()`] (module [`mod@run`]).
 //!
 //! Every number a goal reports is taken from the report it is given: nothing here is
 //! pre-written, so a slower machine prints "not met" with its own numbers.
@@ -476,7 +476,7 @@ fn fmt_value(v: &CellValue) -> String {
     }
 }
 
-/// One line per goal: "[met] STATEMENT: 180 ns / 120 ns = 1.50x (goal: at most 1.5x)".
+/// One line per goal: `[met] STATEMENT: 180 ns / 120 ns = 1.50x (goal: at most 1.5x)`.
 pub fn render_goal(g: &GoalOutcome) -> String {
     match g {
         GoalOutcome::Measured(g) => format!(

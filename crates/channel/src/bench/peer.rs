@@ -1,4 +1,4 @@
-//! The benchmark's second process (`channel bench-peer`, hidden): started by [`super::run`]
+//! The benchmark's second process (`channel bench-peer`, hidden): started by [`super::run()`]
 //! with fork+exec of the same binary, pinned to its CPU, it echoes `ECHO` messages, takes
 //! `ONEWAY` messages without reply, and stops on `QUIT` or at the end of the stream.
 //!
