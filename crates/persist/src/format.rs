@@ -9,14 +9,17 @@ use std::fmt;
 
 /// The first eight bytes of every table.
 pub const MAGIC: [u8; 8] = *b"DISKTBL\0";
-/// The format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this build reads and writes (2: `live_words` and the RETIRED flag).
+pub const VERSION: u32 = 2;
 /// Length of the header; the arena starts right after it.
 pub const HEADER_LEN: u64 = 64;
 /// Length of a record's fixed part (key length, value length, check, reserved).
 pub const RECORD_HEAD: u64 = 16;
 /// Header flag: a writer has the table open (or was killed before closing it).
 pub const FLAG_DIRTY: u32 = 1;
+/// Header flag: this file was compacted into a new one renamed over its path; readers that
+/// still have it open reopen the path, and no writer writes it again.
+pub const FLAG_RETIRED: u32 = 2;
 /// The smallest slot array.
 pub const MIN_SLOTS_LOG2: u32 = 3;
 /// The largest slot array (2^32 slots of 8 bytes = 32 GiB).
@@ -36,7 +39,7 @@ pub const H_ARENA_END: usize = 32;
 pub const H_LIVE: usize = 40;
 pub const H_USED: usize = 48;
 pub const H_FLAGS: usize = 56;
-pub const H_RESERVED: usize = 60;
+pub const H_LIVE_WORDS: usize = 60;
 
 const SEED_KEY: u64 = 0x9e37_79b9_7f4a_7c15;
 const SEED_CHECK: u64 = 0xc2b2_ae3d_27d4_eb4f;
@@ -146,6 +149,8 @@ pub struct Header {
     pub arena_end: u64,
     pub live: u64,
     pub used: u64,
+    /// Bytes held by live records (a hint like the counts: it decides when to compact).
+    pub live_bytes: u64,
     pub flags: u32,
 }
 
@@ -158,6 +163,19 @@ impl Header {
     /// Whether a writer has the table open or was killed before closing it.
     pub fn dirty(&self) -> bool {
         self.flags & FLAG_DIRTY != 0
+    }
+
+    /// Whether the file was compacted into a new one (see [`FLAG_RETIRED`]).
+    pub fn retired(&self) -> bool {
+        self.flags & FLAG_RETIRED != 0
+    }
+
+    /// Arena bytes that hold nothing live: overwritten and deleted records, old slot arrays
+    /// (what compaction gives back). Computed from hints, so only ever a heuristic.
+    pub fn garbage(&self) -> u64 {
+        (self.arena_end - HEADER_LEN)
+            .saturating_sub(self.slot_count() * 8)
+            .saturating_sub(self.live_bytes)
     }
 
     /// Whether the counts can be true of this slot array (`live <= used < slots`). Counts read
@@ -202,11 +220,8 @@ impl Header {
             ));
         }
         let flags = field32(H_FLAGS);
-        if flags & !FLAG_DIRTY != 0 {
+        if flags & !(FLAG_DIRTY | FLAG_RETIRED) != 0 {
             return Err(invalid!("unknown header flags {flags:#x}"));
-        }
-        if field32(H_RESERVED) != 0 {
-            return Err(invalid!("reserved header field is not zero"));
         }
         let file_len = field64(H_FILE_LEN);
         if file_len < HEADER_LEN || file_len % 8 != 0 || file_len > MAX_FILE_LEN {
@@ -254,6 +269,7 @@ impl Header {
         // recounts when they are impossible; `verify` compares them with the slots.
         let live = field64(H_LIVE);
         let used = field64(H_USED);
+        let live_bytes = u64::from(field32(H_LIVE_WORDS)) * 8;
         Ok(Header {
             file_len,
             slots_off,
@@ -261,8 +277,33 @@ impl Header {
             arena_end,
             live,
             used,
+            live_bytes,
             flags,
         })
+    }
+
+    /// Loads the header words from `mem` and parses them. On a shared mapping a writer may be
+    /// changing them meanwhile: the words are loaded in the reverse of the order a writer
+    /// publishes them (slot descriptor, arena end, file length), each an acquire load, so a
+    /// descriptor seen implies an arena end and a length at least as new.
+    pub fn load<'a, M: Mem<'a>>(mem: M, actual_len: u64) -> Result<Header, Invalid> {
+        let mut b = [0u8; HEADER_LEN as usize];
+        if mem.len() < HEADER_LEN {
+            return Header::parse(&b[..mem.len() as usize], actual_len);
+        }
+        for at in [
+            H_SLOTS,
+            H_ARENA_END,
+            H_FILE_LEN,
+            0,
+            8,
+            H_LIVE,
+            H_USED,
+            H_FLAGS,
+        ] {
+            b[at..at + 8].copy_from_slice(&mem.word(at as u64).to_le_bytes());
+        }
+        Header::parse(&b, actual_len)
     }
 
     /// Encodes a fresh header into `b` (at least 64 bytes), magic included.
@@ -277,7 +318,8 @@ impl Header {
         b[H_LIVE..H_LIVE + 8].copy_from_slice(&self.live.to_le_bytes());
         b[H_USED..H_USED + 8].copy_from_slice(&self.used.to_le_bytes());
         b[H_FLAGS..H_FLAGS + 4].copy_from_slice(&self.flags.to_le_bytes());
-        b[H_RESERVED..H_RESERVED + 4].copy_from_slice(&0u32.to_le_bytes());
+        let words = u32::try_from(self.live_bytes / 8).unwrap_or(u32::MAX);
+        b[H_LIVE_WORDS..H_LIVE_WORDS + 4].copy_from_slice(&words.to_le_bytes());
     }
 }
 
@@ -324,10 +366,48 @@ impl Slot {
     }
 }
 
+/// Table bytes: a plain slice (the writer's own mapping, which nobody else writes, or a copy)
+/// or a shared mapping that another process may be writing, read through atomics.
+///
+/// Words (header fields and slots, which a writer changes in place) are read with [`word`]:
+/// an acquire load on a shared mapping. Byte ranges ([`bytes`]) are only ever taken of
+/// published records, which nothing writes again, so a slice over them is sound even while a
+/// writer works elsewhere in the file.
+///
+/// [`word`]: Mem::word
+/// [`bytes`]: Mem::bytes
+pub trait Mem<'a>: Copy {
+    /// Length in bytes.
+    fn len(&self) -> u64;
+    /// The little-endian word at `at` (8-aligned), or 0 if it is out of bounds.
+    fn word(&self, at: u64) -> u64;
+    /// `len` bytes at `at`, or `None` if out of bounds.
+    fn bytes(&self, at: u64, len: u64) -> Option<&'a [u8]>;
+}
+
+impl<'a> Mem<'a> for &'a [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn word(&self, at: u64) -> u64 {
+        usize::try_from(at)
+            .ok()
+            .and_then(|at| read_u64(self, at))
+            .unwrap_or(0)
+    }
+
+    fn bytes(&self, at: u64, len: u64) -> Option<&'a [u8]> {
+        let at = usize::try_from(at).ok()?;
+        let end = at.checked_add(usize::try_from(len).ok()?)?;
+        self.get(at..end)
+    }
+}
+
 /// A read-only view of table bytes with a validated header. Every lookup is bounds-checked.
 #[derive(Clone, Copy)]
-pub struct View<'a> {
-    pub bytes: &'a [u8],
+pub struct View<M> {
+    pub mem: M,
     pub hdr: Header,
 }
 
@@ -365,36 +445,63 @@ pub fn slot_ranges(data: &[(u64, u64)], slots_off: u64, count: u64) -> Vec<(u64,
     out
 }
 
-impl<'a> View<'a> {
+impl<'a, M: Mem<'a>> View<M> {
     /// The raw word of slot `i` (`i` < slot count, guaranteed by the validated header).
     pub fn slot_word(&self, i: u64) -> u64 {
-        let at = self.hdr.slots_off + i * 8;
-        read_u64(self.bytes, at as usize).unwrap_or(0)
+        self.mem.word(self.hdr.slots_off + i * 8)
     }
 
-    /// The record at `offset`, bounds-checked against the arena.
+    /// The address of slot `i`'s word in `base` (for prefetching; never dereferenced here).
+    pub fn slot_at(&self, i: u64) -> u64 {
+        self.hdr.slots_off + i * 8
+    }
+
+    /// The record at `offset`, bounds-checked against the arena (and never overlapping the
+    /// current slot array, which a writer may be changing).
     pub fn record(&self, offset: u64) -> Result<Record<'a>, Invalid> {
-        let end = self.hdr.arena_end;
-        if offset < HEADER_LEN || offset % 8 != 0 || offset.saturating_add(RECORD_HEAD) > end {
+        // A record reached through a slot loaded after the header may lie past the arena end
+        // the header said: a writer published both meanwhile. The arena end is then loaded
+        // again (after the slot, so it covers the record), bounded by the bytes we have.
+        let mut end = self.hdr.arena_end;
+        let mut fresh_end = |want: u64| {
+            if want > end {
+                let now = self.mem.word(H_ARENA_END as u64);
+                if now > end && now <= self.mem.len() && now % 8 == 0 {
+                    end = now;
+                }
+            }
+            end
+        };
+        if offset < HEADER_LEN
+            || offset % 8 != 0
+            || offset.saturating_add(RECORD_HEAD) > fresh_end(offset.saturating_add(RECORD_HEAD))
+        {
             return Err(invalid!(
-                "a slot points at offset {offset}, outside the arena (64..{end})"
+                "a slot points at offset {offset}, outside the arena (64..{})",
+                self.hdr.arena_end
             ));
         }
-        let at = offset as usize;
-        let kl = read_u32(self.bytes, at).unwrap_or(0) as u64;
-        let vl = read_u32(self.bytes, at + 4).unwrap_or(0) as u64;
-        let check = read_u32(self.bytes, at + 8).unwrap_or(0);
+        let Some(head) = self.mem.bytes(offset, RECORD_HEAD) else {
+            return Err(invalid!("the record at offset {offset} is out of bounds"));
+        };
+        let kl = u64::from(read_u32(head, 0).unwrap_or(0));
+        let vl = u64::from(read_u32(head, 4).unwrap_or(0));
+        let check = read_u32(head, 8).unwrap_or(0);
         let total = RECORD_HEAD + kl + vl; // at most 16 + 2^33: no overflow
+        let end = fresh_end(offset + total);
         if offset + total > end {
             return Err(invalid!(
                 "the record at offset {offset} ({kl}-byte key, {vl}-byte value) runs past the \
                  arena end {end}"
             ));
         }
-        let k0 = at + RECORD_HEAD as usize;
-        let v0 = k0 + kl as usize;
-        let v1 = v0 + vl as usize;
-        let (Some(key), Some(value)) = (self.bytes.get(k0..v0), self.bytes.get(v0..v1)) else {
+        if offset < self.hdr.slots_end() && offset + total > self.hdr.slots_off {
+            return Err(invalid!(
+                "the record at offset {offset} overlaps the slot array"
+            ));
+        }
+        let k0 = offset + RECORD_HEAD;
+        let (Some(key), Some(value)) = (self.mem.bytes(k0, kl), self.mem.bytes(k0 + kl, vl)) else {
             return Err(invalid!("the record at offset {offset} is out of bounds"));
         };
         Ok(Record {
@@ -444,7 +551,11 @@ impl<'a> View<'a> {
 
     /// Looks `key` up; the value is borrowed from the bytes (zero copy) and its check verified.
     pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>, Invalid> {
-        let h = key_hash(key);
+        self.get_hashed(key, key_hash(key))
+    }
+
+    /// [`View::get`] with the key's hash already computed.
+    pub fn get_hashed(&self, key: &[u8], h: u64) -> Result<Option<&'a [u8]>, Invalid> {
         match self.probe(key, h)? {
             Probe::Found { index } => {
                 let Slot::Full { offset, .. } = Slot::decode(self.slot_word(index)) else {
@@ -470,6 +581,7 @@ impl<'a> View<'a> {
     ) -> impl Iterator<Item = Result<Record<'a>, Invalid>> + 'r
     where
         'a: 'r,
+        M: 'r,
     {
         let view = *self;
         let count = self.hdr.slot_count();

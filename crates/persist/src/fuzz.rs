@@ -206,4 +206,29 @@ pub fn fuzz_one(bytes: &[u8]) {
         assert!(still, "a valid table no longer verifies after writes");
         assert_eq!(entries, model, "the table's entries are not the model's");
     }
+
+    // Compaction: of a valid table, the same entries in a file that verifies; of anything it
+    // accepts, a file that verifies.
+    let mut w = match TableMut::open(&path, opts) {
+        Ok(w) => w,
+        Err(e) => return must(e, "open for compaction"),
+    };
+    match w.compact() {
+        Ok(_) => {
+            w.close().expect("close after compaction");
+            let (ok, entries) = read_all(&path).expect("a compacted table opens");
+            assert!(ok, "a compacted table does not verify");
+            if valid {
+                assert_eq!(entries, model, "compaction changed the entries");
+            }
+        }
+        Err(e) => {
+            assert!(!valid, "compaction of a valid table failed: {e}");
+            must(e, "compact");
+        }
+    }
+    assert!(
+        !crate::table::compact_path(&path).exists(),
+        "compaction left its scratch file"
+    );
 }

@@ -1,17 +1,22 @@
 //! Steps 2 and 3 of the lab: a persistent hash table of byte-string keys to byte-string values
 //! that lives in one file and is used through `mmap(2)`, never `read(2)`/`write(2)`.
 //!
-//! Readers ([`Table`]) map the file read-only and return values as slices borrowed from the
-//! mapping: a lookup makes no system call and copies nothing; the kernel pages in only the
-//! pages a lookup touches. Writers ([`TableMut`]) map it `MAP_SHARED` and store into it: the
-//! stores land in the page cache, so another process's plain `read(2)` sees them at once, and
-//! the file grows with `ftruncate(2)` + `mremap(2)` when full. `MAP_PRIVATE`
+//! Readers ([`Table`]) map the file read-only, take no lock, and return values as slices
+//! borrowed from the mapping: a lookup makes no system call and copies nothing; the kernel pages
+//! in only the pages a lookup touches. [`Table::get_many`] overlaps the cache misses of a batch
+//! of lookups. Writers ([`TableMut`]) map it `MAP_SHARED` and store into it: the stores land in
+//! the page cache, so another process's plain `read(2)` sees them at once, and the file grows
+//! with `ftruncate(2)` + `mremap(2)` when full. [`TableMut::compact`] gives back the space of
+//! overwritten and deleted entries (a new file renamed over the old). `MAP_PRIVATE`
 //! ([`WriteOptions::private`]) is the contrast: the same stores never reach the file.
 //!
 //! Run it: `persist create t.tbl; persist put t.tbl hello world; persist get t.tbl hello`, or
 //! `cargo xtask run-step 2` / `run-step 3` to see the system calls. `persist --help` lists all.
 //!
-//! # File layout (version 1; all integers little-endian)
+//! # File layout (version 2; all integers little-endian)
+//!
+//! Version 2 (this one) turned version 1's reserved word at 60 into `live_words` and added the
+//! RETIRED flag, for compaction; this build refuses version 1 files ("unsupported version 1").
 //!
 //! The file is a 64-byte header followed by an *arena*: a bump-allocated region that holds
 //! records and slot arrays, every item 8-byte aligned. Nothing in the file is a pointer; every
@@ -21,17 +26,19 @@
 //! header (one cache line)
 //!  off size field
 //!    0   8  magic        "DISKTBL\0"
-//!    8   4  version      1
+//!    8   4  version      2
 //!   12   4  header_len   64
 //!   16   8  file_len     length of the table the last writer mapped (the file may be longer:
 //!                        free space a failed or killed growth left; never shorter)
 //!   24   8  slots        slot array descriptor: (offset / 8) << 8 | log2(slot count),
 //!                        one word so that one 8-byte store switches to a new array
 //!   32   8  arena_end    first free byte of the arena; everything from here to file_len is free
-//!   40   8  live         number of keys
-//!   48   8  used         slots that are not empty (live + deleted)
+//!   40   8  live         number of keys (a hint: see below)
+//!   48   8  used         slots that are not empty (live + deleted) (a hint)
 //!   56   4  flags        bit 0 DIRTY: a writer has the table open (or was killed)
-//!   60   4  reserved     0
+//!                        bit 1 RETIRED: compacted into a new file renamed over the path
+//!   60   4  live_words   bytes held by live records / 8 (a hint: garbage = arena - slot
+//!                        array - live records decides when to compact)
 //!
 //! slot array: 2^n slots of 8 bytes (open addressing, linear probing, load <= 1/2)
 //!    word == 0                  empty: ends a probe
@@ -58,6 +65,28 @@
 //! lookups); the `persist get` command opens with `MADV_RANDOM` instead ([`Access::Random`]),
 //! so that a cold lookup reads exactly the pages it touches and nothing around them.
 //!
+//! # Readers never wait; what they see
+//!
+//! A reader takes no lock, so it never waits for a writer and a writer never waits for it.
+//! Everything a writer changes in place — header words and slot words — is a naturally aligned
+//! 8-byte word written with one atomic release store and read with an atomic acquire load; the
+//! reader never holds a `&[u8]` over them. A record, once published, is never written again:
+//! writers only append past the arena end, and a rehash builds a new slot array beside the old
+//! one, which stays as it was. So a lookup that races with any write — a put, an overwrite, a
+//! delete, a growth, a rehash, a compaction — returns, for its key, the value before or the
+//! value after that write: never a torn record, a wrong value or an error. A reader whose
+//! mapping is shorter than a file a writer grew maps it again; one whose file was compacted
+//! away (RETIRED) opens the path again; older mappings stay mapped until the reader is dropped,
+//! so values it returned stay valid. Nothing ever shrinks a table's file.
+//!
+//! It is per key, not a snapshot: two lookups, or the entries of one scan, may straddle a
+//! write. LMDB's readers instead see a consistent snapshot of the whole database as of the start
+//! of their read transaction (multi-version concurrency: a writer copies the B-tree pages it
+//! changes and leaves the old ones to open readers), at the cost of that copy on every write
+//! and of old pages held while a long reader stays open. Here a writer changes one slot in
+//! place; a reader who needs several keys from one instant must take the writers' lock, as
+//! `verify` does.
+//!
 //! # Invariants and untrusted files
 //!
 //! `Header::parse` checks magic, version, header length, flags, that the file is at least
@@ -76,9 +105,11 @@
 //! file (`lseek(2)` `SEEK_DATA`/`SEEK_HOLE`; a hole reads as empty slots), so a header claiming
 //! 2^31 slots in a 4 KiB sparse file costs what the file holds, not what it claims.
 //!
-//! # Crash safety and locking
+//! # Crash safety, locking and compaction
 //!
-//! Writers take an exclusive `flock(2)`, readers a shared one. A write first sizes the file
+//! Writers exclude each other with an exclusive `flock(2)` (a second waits, or with
+//! `--no-wait` fails); readers take none; `verify` takes it shared, to check one instant. A
+//! write first sizes the file
 //! (ftruncate, then mremap, then records `file_len`), reserves the blocks it will store into
 //! (`fallocate(2)`, in chunks), writes the record into that free space, advances `arena_end`,
 //! and only then publishes the record with one 8-byte release store into its slot. A killed
@@ -89,13 +120,23 @@
 //! store; a failed `mremap` leaves the header recording the old length (the file may be left
 //! longer: readers accept that, the next writer records it). Nothing ever shrinks the file.
 //!
+//! Compaction ([`TableMut::compact`], `persist compact`, and on its own when a write would grow
+//! a file whose arena (of at least 1 MiB) is more than half garbage) copies the live entries
+//! into `FILE.persist-compact`, fsyncs it, renames it over `FILE`, then sets RETIRED in the old
+//! file. Readers of the old file keep a valid mapping and move over on their next lookup; a
+//! writer that was waiting for the old file's lock compares the inode its path names with the
+//! one it locked and opens the path again. Killed before the rename, the old file is whole (the
+//! next writer removes the scratch file); after it, the new one is. (Killed between the rename
+//! and RETIRED, readers that had the old file open go on reading it as it was at the rename
+//! until they open the table again.)
+//!
 //! # What a production system would do differently
 //!
 //! It would survive power loss, not just a killed process: ordered `msync`s (or a write-ahead
-//! log) around the publishing store and a checksum over the header. It would reclaim the space
-//! of overwritten records and old slot arrays (compaction into a new file and `rename(2)`),
-//! let readers run during writes (copy-on-write pages as LMDB does, or a seqlock) instead of
-//! excluding them with `flock`, and use a keyed hash against hash-flooding inputs.
+//! log) around the publishing store and a checksum over the header. It would offer snapshots
+//! to readers that need several keys from one instant (an epoch or MVCC scheme), compact in
+//! the background without holding the writers' lock for the whole copy, and use a keyed hash
+//! against hash-flooding inputs.
 
 pub mod disktable;
 mod format;
@@ -108,6 +149,6 @@ mod table;
 pub use format::{key_hash, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION};
 pub use sys::{faults, page_size, Faults};
 pub use table::{
-    page_cache_residency, Access, Error, Residency, Stats, Table, TableMut, WriteOptions,
-    WriteStats, DEFAULT_SLOTS_LOG2,
+    compact_path, page_cache_residency, Access, CompactStats, Error, Residency, Stats, Table,
+    TableMut, WriteOptions, WriteStats, DEFAULT_SLOTS_LOG2,
 };

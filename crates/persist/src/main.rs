@@ -6,8 +6,10 @@
 //! descriptor shows an `mmap` and never a `read` or `write`. `cargo xtask run-step 2` and `3` do
 //! exactly that and explain it. Every command takes `--json` (one JSON document on stdout).
 //!
-//! A production tool would add compaction, backups (a consistent copy under the shared lock),
-//! and an escape format for keys with tabs and newlines in `load`/`list`.
+//! Readers (`get`, `list`, `stats`) take no lock and never wait for a writer; writers (`put`,
+//! `del`, `load`, `compact`) exclude each other with `flock`; `verify` waits for a writer to
+//! finish. A production tool would add backups (a consistent copy under the writers' lock) and
+//! an escape format for keys with tabs and newlines in `load`/`list`.
 
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ Examples:
   persist list t.tbl                        # KEY<TAB>VALUE, slot order
   persist stats --json t.tbl                # header numbers, resident pages
   persist residency --evict t.tbl           # drop it from the page cache (fadvise)
+  persist get t.tbl k1 k2 k3                # several keys: one batched lookup
+  persist compact t.tbl                     # give back overwritten/deleted space
   persist verify t.tbl                      # check every slot and record
   strace -e trace=mmap,read,pread64 persist get t.tbl hello   # no read of the table
 
@@ -106,6 +110,14 @@ enum Cmd {
         #[arg(long)]
         echo: bool,
     },
+    /// Write a compacted copy (live entries only) and rename it over FILE, giving back the
+    /// space of overwritten and deleted entries. Readers are not disturbed.
+    Compact {
+        file: PathBuf,
+        /// Fail at once if another writer holds the lock, instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Show how many of the table's pages are in the page cache; --evict drops them first.
     Residency {
         file: PathBuf,
@@ -178,6 +190,7 @@ fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<Tabl
             private: flags.private,
             wait: !flags.no_wait,
             huge_pages: bulk,
+            auto_compact: true,
         },
     );
     match t {
@@ -248,9 +261,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .read_line(&mut line)
                     .context("cannot read stdin")?;
             }
+            // One batched lookup (Table::get_many overlaps the cache misses of the keys).
+            let found = t.get_many(&keys)?;
             let mut values = Vec::with_capacity(keys.len());
-            for key in &keys {
-                match t.get(key.as_bytes())? {
+            for (key, v) in keys.iter().zip(found) {
+                match v {
                     Some(v) => values.push(v),
                     None => bail!("key not found: {key}"),
                 }
@@ -270,7 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "lookups": keys.len(),
                     "results": results,
                     "faults": faults,
-                    "pages_total": pages(t.bytes().len() as u64),
+                    "pages_total": pages(t.mapped_len()),
                     "pages_resident_after": t.resident_pages()?,
                 }))?;
             } else {
@@ -337,9 +352,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Stats { file } => {
             let start = persist::faults();
             let t = open_read(&file, Access::Random)?;
-            let stats = t.stats();
+            let stats = t.stats()?;
             let resident = t.resident_pages()?;
-            let total = pages(t.bytes().len() as u64);
+            let total = pages(t.mapped_len());
             if json {
                 print_json(&json!({
                     "file": file,
@@ -359,6 +374,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     stats.slots_offset
                 );
                 outln!("arena end       {}", stats.arena_end);
+                outln!(
+                    "live records    {} bytes; garbage {} bytes (persist compact gives it back)",
+                    stats.live_record_bytes,
+                    stats.garbage_bytes
+                );
                 outln!("dirty           {}", stats.dirty);
                 outln!("pages resident  {resident} of {total} (mincore)");
             }
@@ -445,6 +465,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     stats.file_bytes,
                     ws.file_growths,
                     ws.rehashes
+                );
+            }
+        }
+        Cmd::Compact { file, no_wait } => {
+            let flags = WriteFlags {
+                private: false,
+                sync: false,
+                no_wait,
+            };
+            let mut t = open_write(&file, flags, true)?;
+            let c = t.compact()?;
+            let ws = t.write_stats();
+            finish_write(t, false)?;
+            if json {
+                print_json(
+                    &json!({"file": file, "op": "compact", "compact": c, "write_stats": ws}),
+                )?;
+            } else {
+                outln!(
+                    "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes",
+                    file.display(),
+                    c.entries,
+                    c.file_bytes_before,
+                    c.file_bytes_after,
+                    c.arena_bytes_before,
+                    c.arena_bytes_after
                 );
             }
         }

@@ -35,6 +35,17 @@ pub fn flock(file: &impl AsRawFd, exclusive: bool, wait: bool) -> io::Result<boo
     }
 }
 
+/// `flock(2)` with `LOCK_UN`: releases this descriptor's lock.
+pub fn unlock(file: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: flock takes a descriptor and flags; the descriptor is open (borrowed from a live
+    // File) and no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `posix_fadvise(2)` with `POSIX_FADV_DONTNEED`: asks the kernel to drop the file's clean
 /// pages from the page cache (call `fsync` first: dirty pages are not dropped).
 pub fn fadvise_dontneed(file: &impl AsRawFd) -> io::Result<()> {
@@ -123,25 +134,20 @@ pub fn page_size() -> usize {
     }
 }
 
-/// `mincore(2)`: how many pages of this mapped range are resident in the page cache.
-/// `map` must start at a page boundary (every mapping does).
-pub fn resident_pages(map: &[u8]) -> io::Result<usize> {
-    if map.is_empty() {
+/// `mincore(2)`: how many pages of the mapped range `[start, start + len)` are resident in the
+/// page cache. `start` must be the start of a live mapping of at least `len` bytes (mincore
+/// reads no memory of the range, only the page tables and page cache).
+pub fn resident_pages(start: *const u8, len: usize) -> io::Result<usize> {
+    if len == 0 {
         return Ok(0);
     }
     let page = page_size();
-    let pages = map.len().div_ceil(page);
+    let pages = len.div_ceil(page);
     let mut vec = vec![0u8; pages];
-    // SAFETY: `map` is a live mapping owned by the caller for the duration of the call and
-    // starts at a page boundary; `vec` has one byte per page of the range, as mincore(2)
-    // requires. mincore only writes into `vec`.
-    let rc = unsafe {
-        libc::mincore(
-            map.as_ptr() as *mut libc::c_void,
-            map.len(),
-            vec.as_mut_ptr(),
-        )
-    };
+    // SAFETY: the caller passes a live mapping that starts at a page boundary (every mapping
+    // does); `vec` has one byte per page of the range, as mincore(2) requires. mincore only
+    // writes into `vec`.
+    let rc = unsafe { libc::mincore(start as *mut libc::c_void, len, vec.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -175,6 +181,82 @@ pub fn faults() -> Faults {
     }
 }
 
+/// Hints the CPU to bring the cache line at `p` into the cache (`prefetcht0` on x86-64; a
+/// no-op elsewhere). Never faults, whatever `p` is: a prefetch is a hint, not an access.
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch instructions never fault and have no architectural effect; any address
+    // is allowed (an invalid one is simply ignored). SSE is part of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// A read-only shared mapping that other processes write, seen as table bytes
+/// ([`crate::format::Mem`]): words through acquire atomic loads, never a reference; byte
+/// slices only of published records, which nothing writes again.
+#[derive(Clone, Copy)]
+pub struct SharedMem<'a> {
+    ptr: *const u8,
+    len: u64,
+    _life: std::marker::PhantomData<&'a memmap2::MmapRaw>,
+}
+
+impl<'a> SharedMem<'a> {
+    /// Views the whole of `map`.
+    pub fn new(map: &'a memmap2::MmapRaw) -> SharedMem<'a> {
+        SharedMem {
+            ptr: map.as_ptr(),
+            len: map.len() as u64,
+            _life: std::marker::PhantomData,
+        }
+    }
+
+    /// The address of byte `at` (for prefetching only; never dereferenced).
+    pub fn addr(&self, at: u64) -> *const u8 {
+        self.ptr.wrapping_add(at as usize)
+    }
+}
+
+impl<'a> crate::format::Mem<'a> for SharedMem<'a> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    #[inline]
+    fn word(&self, at: u64) -> u64 {
+        if at % 8 != 0 || at.checked_add(8).map_or(true, |end| end > self.len) {
+            return 0;
+        }
+        // SAFETY: `at + 8 <= len`, so the word lies inside the mapping, which `'a` keeps
+        // mapped; the mapping is page-aligned and `at` a multiple of 8, so the pointer is
+        // aligned for u64. Other processes store to these words only with atomic 8-byte
+        // stores, and this process never holds a reference to them: an atomic load is the
+        // only access.
+        let cell = unsafe { AtomicU64::from_ptr(self.ptr.add(at as usize) as *mut u64) };
+        u64::from_le(cell.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    fn bytes(&self, at: u64, len: u64) -> Option<&'a [u8]> {
+        let end = at.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: `[at, at + len)` lies inside the mapping, which `'a` keeps mapped. The
+        // format's protocol: callers take byte ranges only of records reached through a
+        // published slot, bounds-checked against an arena end loaded after the slot and kept
+        // clear of the current slot array; a published record is never written again (writers
+        // only append past the arena end; compaction writes a new file). So nothing writes
+        // these bytes while the slice lives. A truncation by a foreign process raises SIGBUS,
+        // which the guard turns into zero pages and an error.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.add(at as usize), len as usize) })
+    }
+}
+
 /// Publishes `value` at byte `offset` of a writable mapping with one 8-byte release store, so
 /// every earlier write to the mapping is ordered before it (the crash-safety commit point).
 ///
@@ -198,7 +280,7 @@ pub fn publish_u64(map: &mut [u8], offset: usize, value: u64) {
 // SIGBUS: a mapped file truncated by another process.
 // ---------------------------------------------------------------------------------------------
 
-const GUARD_SLOTS: usize = 64;
+const GUARD_SLOTS: usize = 256;
 
 struct GuardSlot {
     start: AtomicUsize,
@@ -365,29 +447,38 @@ fn warm_up() {
 
 // Why the mapping constructors below are sound to call here: memmap2's `map*` functions are
 // unsafe because another process may change or truncate the file while it is mapped, which
-// Rust's `&[u8]` does not expect. This crate's protocol rules out the first case among its own
-// processes: readers hold a shared `flock(2)`, writers an exclusive one, so nobody writes the
-// bytes a reader has borrowed. The second (truncation by a process that ignores the lock) raises
-// SIGBUS, which [`SigbusGuard`] turns into an error instead of a crash.
+// Rust's `&[u8]`/`&mut [u8]` do not expect. This crate's protocol: writers hold an exclusive
+// `flock(2)`, so a writer's mapping is changed by no other process; readers take no lock and
+// use raw mappings (`map_read_raw`), reaching the words writers change only through atomics
+// and slicing only records that are never written again. Truncation by a process that ignores
+// the protocol raises SIGBUS, which [`SigbusGuard`] turns into an error instead of a crash.
 
-/// `mmap(2)` the whole file read-only, `MAP_SHARED`.
-pub fn map_read(file: &std::fs::File) -> io::Result<memmap2::Mmap> {
-    // SAFETY: see the protocol above: shared flock held by the caller, SIGBUS guarded.
-    unsafe { memmap2::MmapOptions::new().map(file) }
+/// `mmap(2)` the whole file read-only, `MAP_SHARED`, for a reader that takes no lock: a raw
+/// mapping, reached only through [`SharedMem`] (atomic words, slices of published records).
+pub fn map_read_raw(file: &std::fs::File) -> io::Result<memmap2::MmapRaw> {
+    memmap2::MmapOptions::new().map_raw_read_only(file)
+}
+
+/// `mmap(2)` the whole file read-only, `MAP_SHARED`, for measuring only (mincore): the bytes
+/// are never touched.
+pub fn map_untouched(file: &std::fs::File) -> io::Result<memmap2::MmapRaw> {
+    memmap2::MmapOptions::new().map_raw_read_only(file)
 }
 
 /// `mmap(2)` the whole file read-write, `MAP_SHARED`: stores reach the page cache, so other
 /// processes (and the file) see them without any write(2).
 pub fn map_shared(file: &std::fs::File) -> io::Result<memmap2::MmapMut> {
-    // SAFETY: see the protocol above: exclusive flock held by the caller, SIGBUS guarded.
+    // SAFETY: see the protocol above: exclusive flock held by the caller (readers in other
+    // processes only read), SIGBUS guarded.
     unsafe { memmap2::MmapOptions::new().map_mut(file) }
 }
 
 /// `mmap(2)` the whole file read-write, `MAP_PRIVATE`: the first store to a page copies it
 /// (copy-on-write) and the file never sees the change.
 pub fn map_private(file: &std::fs::File) -> io::Result<memmap2::MmapMut> {
-    // SAFETY: see the protocol above: shared flock held by the caller, SIGBUS guarded. Pages we
-    // have written are private copies and cannot change underneath us at all.
+    // SAFETY: see the protocol above: a shared flock held by the caller keeps writers out
+    // (readers only read), SIGBUS guarded. Pages we have written are private copies and cannot
+    // change underneath us at all.
     unsafe { memmap2::MmapOptions::new().map_copy(file) }
 }
 

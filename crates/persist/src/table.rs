@@ -5,15 +5,18 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
-use memmap2::{Advice, Mmap, MmapMut};
+use memmap2::{Advice, MmapMut, MmapRaw};
 
 use crate::format::{
     self, invalid, key_hash, record_check, record_len, slot_word, slots_desc, Header, Invalid,
-    Probe, Slot, VerifyReport, View, FLAG_DIRTY, HEADER_LEN, H_ARENA_END, H_FILE_LEN, H_FLAGS,
-    H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS_LOG2, MIN_SLOTS_LOG2, RECORD_HEAD, TOMBSTONE,
+    Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN, H_ARENA_END, H_FILE_LEN,
+    H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS_LOG2, MIN_SLOTS_LOG2, RECORD_HEAD,
+    TOMBSTONE,
 };
-use crate::sys::{self, SigbusGuard};
+use crate::sys::{self, SharedMem, SigbusGuard};
 
 /// Everything that can go wrong; each message names the file and the reason.
 ///
@@ -74,6 +77,8 @@ pub struct WriteStats {
     pub file_growths: u64,
     /// Times the slot array was doubled (rehash into a new array in the arena).
     pub rehashes: u64,
+    /// Times the table was compacted into a new file renamed over the old one.
+    pub compactions: u64,
 }
 
 /// The header's numbers, for `stats`.
@@ -85,6 +90,11 @@ pub struct Stats {
     pub slot_count: u64,
     pub slots_offset: u64,
     pub arena_end: u64,
+    /// Bytes held by live records (a hint the writers keep).
+    pub live_record_bytes: u64,
+    /// Arena bytes holding nothing live (overwritten or deleted records, old slot arrays):
+    /// what `persist compact` gives back. Computed from the hints.
+    pub garbage_bytes: u64,
     pub dirty: bool,
 }
 
@@ -97,6 +107,8 @@ impl From<Header> for Stats {
             slot_count: h.slot_count(),
             slots_offset: h.slots_off,
             arena_end: h.arena_end,
+            live_record_bytes: h.live_bytes,
+            garbage_bytes: h.garbage(),
             dirty: h.dirty(),
         }
     }
@@ -180,36 +192,50 @@ fn file_len(path: &Path, file: &File) -> Result<u64, Error> {
         .map_err(io_err(path, "fstat"))
 }
 
-/// A table opened for reading: one read-only `MAP_SHARED` mapping of the whole file, and a
-/// shared `flock` so no writer of this crate changes it meanwhile. Lookups never copy.
-pub struct Table {
-    // Declared before `map` so it is dropped (unregistered) before the mapping goes away.
-    guard: SigbusGuard,
-    map: Mmap,
-    hdr: Header,
-    file: File,
-    path: PathBuf,
+/// The identity of a file: device and inode, to tell whether a path still names it.
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
-impl Table {
-    /// Opens and validates a table for many lookups ([`Access::HugePages`]). Waits while a
-    /// writer holds the lock.
-    pub fn open(path: impl AsRef<Path>) -> Result<Table, Error> {
-        Table::open_for(path, Access::HugePages)
+/// Whether `path` still names the open `file` (a compaction renames a new file over it).
+fn still_named(path: &Path, file: &File) -> Result<bool, Error> {
+    let open = file.metadata().map_err(io_err(path, "fstat"))?;
+    match std::fs::metadata(path) {
+        Ok(named) => Ok(file_id(&named) == file_id(&open)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(Error::Open {
+            path: path.to_path_buf(),
+            error,
+        }),
+        Err(e) => Err(io_err(path, "stat")(e)),
+    }
+}
+
+/// One read-only mapping of one file: the table's current file, or an older mapping kept
+/// alive because values handed out may still point into it.
+struct Mapping {
+    // Declared before `map` so it is unregistered before the mapping goes away.
+    guard: SigbusGuard,
+    map: MmapRaw,
+    file: File,
+    id: (u64, u64),
+}
+
+impl Mapping {
+    /// Opens `path` and maps the whole file (no lock: readers never wait for writers).
+    fn open(path: &Path, access: Access) -> Result<Mapping, Error> {
+        let file = open_file(path, false)?;
+        Mapping::map(path, file, access)
     }
 
-    /// Opens and validates a table, telling the kernel how it will be accessed before the
-    /// first byte is touched (so even the header's page fault reads no more than it should).
-    pub fn open_for(path: impl AsRef<Path>, access: Access) -> Result<Table, Error> {
-        let path = path.as_ref();
-        let file = open_file(path, false)?;
-        sys::flock(&file, false, true).map_err(io_err(path, "flock"))?;
-        let len = file_len(path, &file)?;
+    fn map(path: &Path, file: File, access: Access) -> Result<Mapping, Error> {
+        let meta = file.metadata().map_err(io_err(path, "fstat"))?;
+        let len = meta.len();
         if len < HEADER_LEN {
             // Too short to map meaningfully (an empty file cannot be mapped at all).
             return Err(invalid_err(path)(short_file(len)));
         }
-        let map = sys::map_read(&file).map_err(io_err(path, "mmap"))?;
+        let map = sys::map_read_raw(&file).map_err(io_err(path, "mmap"))?;
         let advice = match access {
             Access::Normal => None,
             Access::HugePages => Some(Advice::HugePage),
@@ -220,97 +246,394 @@ impl Table {
             map.advise(a).map_err(io_err(path, "madvise"))?;
         }
         let guard = SigbusGuard::register(map.as_ptr(), map.len());
-        let parsed = Header::parse(&map, len);
-        if guard.faulted() {
-            return Err(bus_error(path, &file, len));
-        }
-        let hdr = parsed.map_err(invalid_err(path))?;
-        Ok(Table {
+        Ok(Mapping {
             guard,
             map,
-            hdr,
             file,
-            path: path.to_path_buf(),
+            id: file_id(&meta),
         })
     }
 
-    fn view(&self) -> View<'_> {
-        View {
-            bytes: &self.map[..self.hdr.file_len as usize],
-            hdr: self.hdr,
-        }
+    fn mem(&self) -> SharedMem<'_> {
+        SharedMem::new(&self.map)
     }
 
-    /// Returns an error if the file was truncated under the mapping since it was opened.
-    /// Values returned earlier are only trustworthy if this still says `Ok` after using them.
-    pub fn check(&self) -> Result<(), Error> {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// An error if a bus error hit this mapping (the file was truncated under it, or a page
+    /// could not be read).
+    fn check(&self, path: &Path) -> Result<(), Error> {
         if self.guard.faulted() {
-            return Err(bus_error(&self.path, &self.file, self.hdr.file_len));
+            return Err(bus_error(path, &self.file, self.len()));
         }
         Ok(())
     }
 
-    /// Looks a key up. The value is a slice of the mapping: no copy, no system call.
+    /// Loads and validates the header as it is now.
+    fn header(&self, path: &Path) -> Result<Header, Error> {
+        let hdr = Header::load(self.mem(), self.len());
+        self.check(path)?;
+        hdr.map_err(invalid_err(path))
+    }
+}
+
+/// A table opened for reading: a read-only `MAP_SHARED` mapping of the whole file and no lock,
+/// so a reader never waits for a writer and a writer never waits for a reader. Lookups never
+/// copy: values are slices of the mapping.
+///
+/// # What a reader sees while a writer writes
+///
+/// Each lookup reads the header's slot descriptor and arena end, then one slot word, with
+/// acquire loads; a writer writes a record into free space, advances the arena end, and only
+/// then publishes the record with one release store into its slot. A published record is
+/// never written again. So a lookup returns, per key, the value before or after any write
+/// running at the same time — never a torn record, a wrong value or an error. It is not a
+/// snapshot: two lookups (or the entries of one [`Table::for_each`]) may straddle a write.
+/// When the writer grew the file past this reader's mapping, the reader maps the file again;
+/// when a compaction renamed a new file over the path (the old one is marked retired), the
+/// reader opens the path again. Older mappings stay mapped until the `Table` is dropped, so a
+/// value returned earlier stays valid.
+pub struct Table {
+    path: PathBuf,
+    access: Access,
+    /// The mapping lookups use: always one of the boxes in `mappings`.
+    current: AtomicPtr<Mapping>,
+    /// Every mapping this reader made, never shrunk before drop (values may point into any).
+    /// Boxed so that `current` stays valid when the vector reallocates.
+    #[allow(clippy::vec_box)]
+    mappings: Mutex<Vec<Box<Mapping>>>,
+}
+
+/// How many times one operation follows a growth or a compaction before giving up on the
+/// newest file (it then answers from the mapping it has, which is still valid).
+const MAX_REFRESH: usize = 8;
+
+impl Table {
+    /// Opens and validates a table for many lookups ([`Access::HugePages`]). Never waits: a
+    /// writer may be writing it meanwhile.
+    pub fn open(path: impl AsRef<Path>) -> Result<Table, Error> {
+        Table::open_for(path, Access::HugePages)
+    }
+
+    /// Opens and validates a table, telling the kernel how it will be accessed before the
+    /// first byte is touched (so even the header's page fault reads no more than it should).
+    pub fn open_for(path: impl AsRef<Path>, access: Access) -> Result<Table, Error> {
+        let path = path.as_ref();
+        let mut mapping = Box::new(Mapping::open(path, access)?);
+        let mut grown = 0;
+        loop {
+            match mapping.header(path) {
+                Ok(_) => break,
+                // A writer grew the file between our fstat and the header load: map again.
+                Err(e) if grown < MAX_REFRESH => {
+                    let now = file_len(path, &mapping.file)?;
+                    if now <= mapping.len() {
+                        return Err(e);
+                    }
+                    let file = mapping.file.try_clone().map_err(io_err(path, "dup"))?;
+                    mapping = Box::new(Mapping::map(path, file, access)?);
+                    grown += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let current: *mut Mapping = &mut *mapping;
+        Ok(Table {
+            path: path.to_path_buf(),
+            access,
+            current: AtomicPtr::new(current),
+            mappings: Mutex::new(vec![mapping]),
+        })
+    }
+
+    fn current(&self) -> &Mapping {
+        let p = self.current.load(Ordering::Acquire);
+        // SAFETY: `current` always points into a `Box<Mapping>` held by `self.mappings`, which
+        // never removes a box before `self` is dropped (and a box's contents never move), so
+        // the pointee lives as long as `&self`. It is only ever read through shared references.
+        unsafe { &*p }
+    }
+
+    /// Makes `m` current if no other thread has moved on meanwhile; keeps it alive either way.
+    fn install(&self, m: Mapping) {
+        let mut all = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = Box::new(m);
+        let p: *mut Mapping = &mut *b;
+        all.push(b);
+        self.current.store(p, Ordering::Release);
+    }
+
+    /// After a lookup found the mapping too short or the file retired: maps the grown file, or
+    /// opens the file a compaction renamed over the path. Returns whether anything changed.
+    fn refresh(&self, m: &Mapping, hdr: Option<&Header>) -> Result<bool, Error> {
+        if hdr.is_some_and(Header::retired) {
+            return match Mapping::open(&self.path, self.access) {
+                Ok(next) if next.id != m.id => {
+                    next.header(&self.path)?;
+                    self.install(next);
+                    Ok(true)
+                }
+                // The path is gone or names this same file: keep reading this one (it stays
+                // valid: a retired file is never written again).
+                Ok(_) | Err(Error::Open { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        let now = file_len(&self.path, &m.file)?;
+        if now <= m.len() {
+            return Ok(false);
+        }
+        let file = m.file.try_clone().map_err(io_err(&self.path, "dup"))?;
+        self.install(Mapping::map(&self.path, file, self.access)?);
+        Ok(true)
+    }
+
+    /// The current mapping and its header as it is now, following growth and compaction.
+    fn snapshot(&self) -> Result<(&Mapping, Header), Error> {
+        let mut refreshes = 0;
+        loop {
+            let m = self.current();
+            match m.header(&self.path) {
+                Ok(h) if h.retired() && refreshes < MAX_REFRESH => {
+                    refreshes += 1;
+                    if !self.refresh(m, Some(&h))? {
+                        return Ok((m, h));
+                    }
+                }
+                Ok(h) => return Ok((m, h)),
+                Err(e) if refreshes < MAX_REFRESH => {
+                    refreshes += 1;
+                    if !self.refresh(m, None)? {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs `f` on a view of the table as it is now; if it fails because this reader's
+    /// mapping is behind the file (grown, or compacted), catches up and tries again.
+    fn with_view<'s, T>(
+        &'s self,
+        mut f: impl FnMut(View<SharedMem<'s>>) -> Result<T, Invalid>,
+    ) -> Result<T, Error> {
+        let mut refreshes = 0;
+        loop {
+            let (m, hdr) = self.snapshot()?;
+            let result = f(View { mem: m.mem(), hdr });
+            m.check(&self.path)?;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    refreshes += 1;
+                    if refreshes > MAX_REFRESH || !self.refresh(m, None)? {
+                        return Err(invalid_err(&self.path)(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns an error if a bus error hit any of this reader's mappings since it was opened
+    /// (the file was truncated under it, or a page could not be read). Values returned earlier
+    /// are only trustworthy if this still says `Ok` after using them.
+    pub fn check(&self) -> Result<(), Error> {
+        let all = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
+        for m in all.iter() {
+            m.check(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Looks a key up. The value is a slice of the mapping: no copy, no system call (unless
+    /// the file grew past this reader's mapping, or was compacted: then it maps it anew).
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, Error> {
-        let found = self.view().get(key);
-        self.check()?;
-        found.map_err(invalid_err(&self.path))
+        self.with_view(|view| view.get(key))
+    }
+
+    /// Looks many keys up at once, overlapping their cache misses: first every key's home
+    /// slot is prefetched, then every record a matching slot points at, then the lookups run
+    /// (over cached lines). The values are slices of the mapping, in the order of `keys`.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<&[u8]>>, Error> {
+        let mut out = Vec::with_capacity(keys.len());
+        self.get_many_into(keys, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Table::get_many`] into a vector the caller reuses (cleared first).
+    pub fn get_many_into<'s, K: AsRef<[u8]>>(
+        &'s self,
+        keys: &[K],
+        out: &mut Vec<Option<&'s [u8]>>,
+    ) -> Result<(), Error> {
+        /// Lookups in flight at once: enough to cover a memory latency, few enough that the
+        /// prefetched lines are still in L1/L2 when used.
+        const BATCH: usize = 16;
+        out.clear();
+        let mut hashes = [0u64; BATCH];
+        for chunk in keys.chunks(BATCH) {
+            let start = out.len();
+            self.with_view(|view| {
+                out.truncate(start);
+                let mem = view.mem;
+                let mask = view.hdr.slot_count() - 1;
+                for (h, k) in hashes.iter_mut().zip(chunk) {
+                    *h = key_hash(k.as_ref());
+                    sys::prefetch(mem.addr(view.slot_at(*h & mask)));
+                }
+                for h in &hashes[..chunk.len()] {
+                    if let Slot::Full { tag, offset } = Slot::decode(view.slot_word(h & mask)) {
+                        if tag == (h >> 32) as u32 {
+                            sys::prefetch(mem.addr(offset));
+                        }
+                    }
+                }
+                for (h, k) in hashes.iter().zip(chunk) {
+                    out.push(view.get_hashed(k.as_ref(), *h)?);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// The ranges of slot indices that may hold something (the rest lies in holes).
-    fn slot_ranges(&self) -> Vec<(u64, u64)> {
-        let (off, count) = (self.hdr.slots_off, self.hdr.slot_count());
-        let data = sys::data_ranges(&self.file, off, off + count * 8);
+    fn slot_ranges(m: &Mapping, hdr: &Header) -> Vec<(u64, u64)> {
+        let (off, count) = (hdr.slots_off, hdr.slot_count());
+        let data = sys::data_ranges(&m.file, off, off + count * 8);
         format::slot_ranges(&data, off, count)
     }
 
     /// Calls `f` with every entry (slot order). Each record is copied out of the mapping and
     /// checked (no bus error while copying) before `f` sees it, so a file truncated during the
     /// scan never hands out zero bytes as an entry.
+    ///
+    /// Takes no lock and is not a snapshot: an entry not written during the scan is seen
+    /// exactly once, with its value; an entry overwritten during the scan is seen once, with
+    /// the old or the new value; one inserted or deleted during it may or may not be seen,
+    /// and one deleted and inserted again may be seen twice. The scan walks the slot array
+    /// current when it started (a rehash or compaction meanwhile leaves it intact).
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Error> {
-        let ranges = self.slot_ranges();
+        let (mut m, hdr) = self.snapshot()?;
+        let ranges = Table::slot_ranges(m, &hdr);
+        let count = hdr.slot_count();
         let mut buf = Vec::new();
-        for rec in self.view().iter(&ranges) {
-            let rec = rec.map_err(invalid_err(&self.path));
-            self.check()?;
-            let rec = rec?;
+        let mut refreshes = 0;
+        for i in ranges.iter().flat_map(|&(a, b)| a.min(count)..b.min(count)) {
+            let Slot::Full { offset, .. } = Slot::decode(View { mem: m.mem(), hdr }.slot_word(i))
+            else {
+                continue;
+            };
+            let rec = loop {
+                // The same slot array, seen through the newest mapping of this file: a record
+                // a writer published meanwhile may lie past the end of an older one.
+                let rec = View { mem: m.mem(), hdr }.record(offset).and_then(|r| {
+                    if r.check_ok() {
+                        Ok(r)
+                    } else {
+                        Err(invalid!(
+                            "the record at offset {offset} fails its check (corrupted bytes)"
+                        ))
+                    }
+                });
+                m.check(&self.path)?;
+                match rec {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        refreshes += 1;
+                        let same_file = |n: &Mapping| n.id == m.id;
+                        if refreshes > MAX_REFRESH
+                            || !self.refresh(m, None)?
+                            || !same_file(self.current())
+                        {
+                            return Err(invalid_err(&self.path)(e));
+                        }
+                        m = self.current();
+                    }
+                }
+            };
             buf.clear();
             buf.extend_from_slice(rec.key);
             buf.extend_from_slice(rec.value);
-            self.check()?;
+            m.check(&self.path)?;
             let (k, v) = buf.split_at(rec.key.len());
             f(k, v);
         }
-        self.check()
+        m.check(&self.path)
     }
 
     /// Checks the whole table: every slot's record is in bounds, outside the slot array, passes
     /// its check, carries the slot's tag, is reachable by a lookup and unique; and the counts.
     /// Scans only the parts of the slot array that hold data (holes read as empty slots).
+    ///
+    /// Unlike lookups, this checks the table at one instant, so it takes the writers' lock
+    /// (shared: several verifies run together) and waits while a writer writes.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
-        let report = self.view().verify(&self.slot_ranges());
-        self.check()?;
-        report.map_err(invalid_err(&self.path))
+        let mut refreshes = 0;
+        loop {
+            let (m, _) = self.snapshot()?;
+            sys::flock(&m.file, false, true).map_err(io_err(&self.path, "flock"))?;
+            let locked = m.header(&self.path);
+            let result = match locked {
+                Ok(hdr) if hdr.retired() && refreshes < MAX_REFRESH => None,
+                Ok(hdr) => {
+                    let ranges = Table::slot_ranges(m, &hdr);
+                    let report = View { mem: m.mem(), hdr }.verify(&ranges);
+                    Some(
+                        m.check(&self.path)
+                            .and(report.map_err(invalid_err(&self.path))),
+                    )
+                }
+                Err(e) => Some(Err(e)),
+            };
+            let _ = sys::unlock(&m.file);
+            match result {
+                Some(r) => return r,
+                None => {
+                    // Compacted while we waited for the lock: check the new file.
+                    refreshes += 1;
+                    self.snapshot()?;
+                }
+            }
+        }
     }
 
-    /// The header's numbers.
-    pub fn stats(&self) -> Stats {
-        self.hdr.into()
+    /// The header's numbers now (loaded with atomic loads; a writer may change them).
+    pub fn stats(&self) -> Result<Stats, Error> {
+        Ok(self.snapshot()?.1.into())
     }
 
-    /// The mapped bytes (the whole file).
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    /// How many mappings this reader has made: 1 at open, one more each time it caught up
+    /// with a grown file or followed a compaction to the new file.
+    pub fn mappings(&self) -> usize {
+        self.mappings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Length of the current mapping (the file's length when it was mapped).
+    pub fn mapped_len(&self) -> u64 {
+        self.current().len()
+    }
+
+    /// Address of the current mapping (to find it in `/proc/self/smaps`); never dereference.
+    pub fn mapping_addr(&self) -> usize {
+        self.current().map.as_ptr() as usize
     }
 
     /// Pages of the file resident in the page cache now (`mincore(2)` over the mapping).
     pub fn resident_pages(&self) -> Result<usize, Error> {
-        sys::resident_pages(&self.map).map_err(io_err(&self.path, "mincore"))
+        let m = self.current();
+        sys::resident_pages(m.map.as_ptr(), m.map.len()).map_err(io_err(&self.path, "mincore"))
     }
 
-    /// The open file (for `fsync`/`posix_fadvise` by the caller).
+    /// The current file (for `fsync`/`posix_fadvise` by the caller).
     pub fn file(&self) -> &File {
-        &self.file
+        &self.current().file
     }
 }
 
@@ -352,8 +675,8 @@ pub fn page_cache_residency(path: impl AsRef<Path>, evict: bool) -> Result<Resid
         if len == 0 {
             return Ok(0);
         }
-        let map = sys::map_read(file).map_err(io_err(path, "mmap"))?;
-        Ok(sys::resident_pages(&map).map_err(io_err(path, "mincore"))? as u64)
+        let map = sys::map_untouched(file).map_err(io_err(path, "mmap"))?;
+        Ok(sys::resident_pages(map.as_ptr(), map.len()).map_err(io_err(path, "mincore"))? as u64)
     };
     let before = count(&file)?;
     let (mut eviction, mut note) = ("none", String::new());
@@ -383,6 +706,9 @@ pub struct WriteOptions {
     /// 2 MiB folios where the file system supports them, which readers can then map with 2 MiB
     /// pages. The cost: `msync` writes back whole folios.
     pub huge_pages: bool,
+    /// When the file must grow and more than half of its arena is garbage (and the arena is
+    /// at least 1 MiB), compact instead ([`TableMut::compact`]).
+    pub auto_compact: bool,
 }
 
 impl Default for WriteOptions {
@@ -391,6 +717,7 @@ impl Default for WriteOptions {
             private: false,
             wait: true,
             huge_pages: true,
+            auto_compact: true,
         }
     }
 }
@@ -426,6 +753,10 @@ pub struct TableMut {
     reserved_end: u64,
     /// The file system cannot reserve space ahead (`EOPNOTSUPP`): go on without.
     reserve_unsupported: bool,
+    /// Whether bulk writes asked for huge pages (kept for the file a compaction makes).
+    huge_pages: bool,
+    /// Compact on growth when more than half the arena is garbage.
+    auto_compact: bool,
 }
 
 /// Default size of a new table's slot array (2^6 = 64 slots): small, so growth is visible.
@@ -433,6 +764,29 @@ pub const DEFAULT_SLOTS_LOG2: u32 = 6;
 
 /// Space reserved ahead inside the file, at least (1 MiB): one `fallocate` per megabyte of puts.
 const RESERVE_CHUNK: u64 = 1 << 20;
+
+/// A writer compacts on its own only arenas of at least this many bytes (below it, the
+/// garbage is not worth a new file).
+const AUTO_COMPACT_MIN: u64 = 1 << 20;
+
+/// The scratch file a compaction builds before renaming it over `path`: `PATH.persist-compact`.
+/// One left by a killed compactor is removed by the next writer (which holds the lock, so no
+/// compaction can be running).
+pub fn compact_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".persist-compact");
+    path.with_file_name(name)
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CompactStats {
+    pub entries: u64,
+    pub file_bytes_before: u64,
+    pub file_bytes_after: u64,
+    pub arena_bytes_before: u64,
+    pub arena_bytes_after: u64,
+}
 
 impl TableMut {
     /// Creates a new, empty table (fails if the file exists). `slots_log2` sizes the initial
@@ -465,19 +819,56 @@ impl TableMut {
                     error,
                 },
             })?;
-        let made = Self::init(path, file, log2, opts.huge_pages);
+        let made = Self::init(path, file, log2, opts, 0);
         if made.is_err() {
             let _ = std::fs::remove_file(path);
         }
         made
     }
 
-    fn init(path: &Path, file: File, log2: u32, huge: bool) -> Result<TableMut, Error> {
+    /// Creates a new table whose file is `len` bytes from the start (space reserved), for a
+    /// compaction that knows how much it will copy.
+    fn create_with_len(
+        path: &Path,
+        slots_log2: u32,
+        opts: WriteOptions,
+        len: u64,
+    ) -> Result<TableMut, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|error| Error::Open {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        if len > MAX_FILE_LEN {
+            return Err(Error::TooLarge {
+                path: path.to_path_buf(),
+                what: format!("a table of {len} bytes (the limit is {MAX_FILE_LEN})"),
+            });
+        }
+        Self::init(path, file, slots_log2, opts, len)
+    }
+
+    /// Sizes and fills a new file: `min_len` bytes at least (a compaction sizes its file for
+    /// everything it will copy), all of it reserved with fallocate.
+    fn init(
+        path: &Path,
+        file: File,
+        log2: u32,
+        opts: WriteOptions,
+        min_len: u64,
+    ) -> Result<TableMut, Error> {
+        let huge = opts.huge_pages;
         sys::flock(&file, true, true).map_err(io_err(path, "flock"))?;
         let slots_bytes = (1u64 << log2) * 8;
         let arena_end = HEADER_LEN + slots_bytes;
         let page = sys::page_size() as u64;
-        let len = arena_end.div_ceil(page) * page;
+        let len = arena_end.max(min_len).div_ceil(page) * page;
         file.set_len(len).map_err(io_err(path, "ftruncate"))?;
         let reserve_unsupported = match sys::fallocate(&file, 0, len) {
             Ok(()) => false,
@@ -503,6 +894,7 @@ impl TableMut {
             arena_end,
             live: 0,
             used: 0,
+            live_bytes: 0,
             flags: FLAG_DIRTY,
         };
         // Everything but the magic first, then the magic: a crash in between leaves a file
@@ -523,24 +915,45 @@ impl TableMut {
             file_bytes: len,
             reserved_end: len,
             reserve_unsupported,
+            huge_pages: huge,
+            auto_compact: opts.auto_compact,
         };
         t.check()?;
         Ok(t)
     }
 
     /// Opens an existing table for writing. Takes the writers' lock (waiting, or failing with
-    /// [`Error::Locked`] when `!opts.wait`); recounts if the previous writer was killed or the
-    /// header's counts are impossible, and records the length of a file that a failed or
-    /// killed growth left longer than the header says.
+    /// [`Error::Locked`] when `!opts.wait`). If the file was compacted while this writer
+    /// waited (a new file renamed over the path: the inode the path names is no longer the
+    /// one locked), it opens the path again. Recounts if the previous writer was killed or the
+    /// header's counts are impossible, records the length of a file that a failed or killed
+    /// growth left longer than the header says, and removes a killed compaction's scratch file.
     pub fn open(path: impl AsRef<Path>, opts: WriteOptions) -> Result<TableMut, Error> {
         let path = path.as_ref();
-        let file = open_file(path, !opts.private)?;
-        // A private mapping changes nothing in the file: a shared lock is enough.
-        let exclusive = !opts.private;
-        if !sys::flock(&file, exclusive, opts.wait).map_err(io_err(path, "flock"))? {
-            return Err(Error::Locked {
-                path: path.to_path_buf(),
-            });
+        let mut renamed = 0;
+        let file = loop {
+            let file = open_file(path, !opts.private)?;
+            // A private mapping changes nothing in the file: a shared lock is enough.
+            let exclusive = !opts.private;
+            if !sys::flock(&file, exclusive, opts.wait).map_err(io_err(path, "flock"))? {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            if still_named(path, &file)? {
+                break file;
+            }
+            renamed += 1;
+            if renamed > 100 {
+                return Err(io_err(path, "open")(io::Error::other(
+                    "the file was replaced 100 times while this writer waited for its lock",
+                )));
+            }
+        };
+        if !opts.private {
+            // We hold the lock of the file the path names: no compaction is running, so a
+            // scratch file is what a killed one left.
+            let _ = std::fs::remove_file(compact_path(path));
         }
         let len = file_len(path, &file)?;
         if len < HEADER_LEN {
@@ -575,10 +988,13 @@ impl TableMut {
             // past it is reserved (fallocate) before the first store into it.
             reserved_end: hdr.arena_end,
             reserve_unsupported: false,
+            huge_pages: opts.huge_pages,
+            auto_compact: opts.auto_compact,
         };
-        t.hdr.flags |= FLAG_DIRTY;
-        let flags = u64::from(t.hdr.flags);
-        sys::publish_u64(&mut t.map, H_FLAGS, flags);
+        // The path names this file, so it is not retired (a flag left by a compactor killed
+        // before... cannot be: it renames first, then marks the old file). Clear a stray one.
+        t.hdr.flags = (t.hdr.flags | FLAG_DIRTY) & !FLAG_RETIRED;
+        t.write_flags();
         if hdr.dirty() || !hdr.counts_plausible() {
             t.recount()?;
         }
@@ -603,22 +1019,30 @@ impl TableMut {
         format::slot_ranges(&data, off, count)
     }
 
-    /// Recounts live and used slots: after a writer was killed, or when the header's counts
-    /// cannot be true. The counts come from the slots themselves.
+    /// Recounts live and used slots and the bytes of live records: after a writer was killed,
+    /// or when the header's counts cannot be true. The counts come from the slots themselves.
     fn recount(&mut self) -> Result<(), Error> {
         let ranges = self.slot_ranges();
-        let (live, used) = self.view().count_slots(&ranges);
+        let view = self.view();
+        let (live, used) = view.count_slots(&ranges);
+        let mut live_bytes = 0u64;
+        for rec in view.iter(&ranges) {
+            // A damaged record counts nothing; verify reports it.
+            live_bytes += rec.map_or(0, |r| r.len);
+        }
         self.check()?;
         self.hdr.live = live;
         self.hdr.used = used;
+        self.hdr.live_bytes = live_bytes;
         self.write_counts();
         Ok(())
     }
 
-    fn view(&self) -> View<'_> {
+    /// This writer's view: plain reads are fine, no other process writes this mapping.
+    fn view(&self) -> View<&[u8]> {
         let len = (self.hdr.file_len as usize).min(self.map.len());
         View {
-            bytes: &self.map[..len],
+            mem: &self.map[..len],
             hdr: self.hdr,
         }
     }
@@ -636,6 +1060,14 @@ impl TableMut {
         let (live, used) = (self.hdr.live, self.hdr.used);
         sys::publish_u64(&mut self.map, H_LIVE, live);
         sys::publish_u64(&mut self.map, H_USED, used);
+        self.write_flags();
+    }
+
+    /// Stores the word holding the flags and the live-record words (one 8-byte store).
+    fn write_flags(&mut self) {
+        let words = u64::from(u32::try_from(self.hdr.live_bytes / 8).unwrap_or(u32::MAX));
+        let word = words << 32 | u64::from(self.hdr.flags);
+        sys::publish_u64(&mut self.map, H_FLAGS, word);
     }
 
     /// Looks a key up in this writer's view (zero copy).
@@ -785,6 +1217,36 @@ impl TableMut {
         Ok(probe)
     }
 
+    /// The bytes the record in slot `index` takes (0 if it cannot be read: a damaged record).
+    fn record_len_at(&self, index: u64) -> u64 {
+        let view = self.view();
+        match Slot::decode(view.slot_word(index)) {
+            Slot::Full { offset, .. } => view.record(offset).map_or(0, |r| r.len),
+            _ => 0,
+        }
+    }
+
+    /// Compacts first if storing `extra` more bytes would grow the file while more than half
+    /// of the arena is garbage. A compaction that finds no room on the disk is given up: the
+    /// write then tries to grow the file as usual.
+    fn maybe_compact(&mut self, extra: u64) -> Result<(), Error> {
+        let h = &self.hdr;
+        let arena = h.arena_end - HEADER_LEN;
+        let grows = h.arena_end.saturating_add(extra) > h.file_len;
+        if !self.auto_compact
+            || self.private
+            || !grows
+            || arena < AUTO_COMPACT_MIN
+            || h.garbage() * 2 <= arena
+        {
+            return Ok(());
+        }
+        match self.compact() {
+            Ok(_) | Err(Error::NoSpace { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Inserts or replaces `key`. Returns whether an old value was replaced. When it returns,
     /// the change is in the page cache (visible to every process; durable across a crash of
     /// this process, and across power loss only after [`Self::sync`]).
@@ -800,8 +1262,13 @@ impl TableMut {
             path: self.path.clone(),
             what: "the record".into(),
         })?;
+        self.maybe_compact(rec_len)?;
         let h = key_hash(key);
         let probe = self.probe_for_insert(key, h)?;
+        let old_len = match probe {
+            Probe::Found { index } => self.record_len_at(index),
+            _ => 0,
+        };
         // Write the record into reserved free space, advance the arena end, then publish.
         let off = self.alloc(rec_len)?;
         let at = off as usize;
@@ -818,9 +1285,11 @@ impl TableMut {
         // not into the file: never publish it.
         self.check()?;
         self.publish_arena_end(off + rec_len);
+        self.hdr.live_bytes = (self.hdr.live_bytes + rec_len).saturating_sub(old_len);
         let replaced = match probe {
             Probe::Found { index } => {
                 self.publish_slot(index, slot_word(h, off));
+                self.write_flags();
                 true
             }
             Probe::Absent { index, empty } => {
@@ -856,7 +1325,9 @@ impl TableMut {
         self.check()?;
         match probe {
             Probe::Found { index } => {
+                let old_len = self.record_len_at(index);
                 self.publish_slot(index, u64::from(TOMBSTONE));
+                self.hdr.live_bytes = self.hdr.live_bytes.saturating_sub(old_len);
                 match self.hdr.live.checked_sub(1) {
                     Some(live) if self.hdr.counts_plausible() => {
                         self.hdr.live = live;
@@ -875,7 +1346,8 @@ impl TableMut {
 
     /// Builds a new slot array in the arena from the live entries (dropping tombstones): twice
     /// the size, or the same size when tombstones rather than live keys filled it. Then switches
-    /// the header to it with one 8-byte store.
+    /// the header to it with one 8-byte store. Readers that loaded the old descriptor go on
+    /// probing the old array, which is never written again: they see the table as it was.
     ///
     /// Sized by the live slots it counts, never by the header's counts (which may lie), and
     /// scanning only the parts of the old array that hold data.
@@ -903,7 +1375,7 @@ impl TableMut {
         self.map[a0..a1].fill(0); // the space may hold a killed writer's half-written record
         let mask = count - 1;
         let old = self.hdr;
-        let mut moved = 0u64;
+        let (mut moved, mut live_bytes) = (0u64, 0u64);
         for &(a, b) in &ranges {
             for i in a..b.min(old.slot_count()) {
                 let view = self.view();
@@ -913,6 +1385,7 @@ impl TableMut {
                 };
                 let rec = view.record(offset).map_err(invalid_err(&self.path))?;
                 let h = key_hash(rec.key);
+                live_bytes += rec.len;
                 let mut j = h & mask;
                 // Terminates: fewer than half the slots are taken.
                 loop {
@@ -933,9 +1406,99 @@ impl TableMut {
         self.hdr.slots_log2 = log2;
         self.hdr.live = moved;
         self.hdr.used = moved;
+        self.hdr.live_bytes = live_bytes;
         self.write_counts();
         self.stats.rehashes += 1;
         self.check()
+    }
+
+    /// Writes a compacted copy of the table — every live entry, a slot array sized for them,
+    /// nothing else — into `PATH.persist-compact`, makes it durable (fsync), and renames it
+    /// over `PATH`; then marks the old file retired and goes on writing the new one.
+    ///
+    /// Readers that have the old file mapped keep a valid mapping (it is never written again
+    /// nor shrunk) and move to the new file on their next lookup (they see the retired flag).
+    /// A writer waiting for the old file's lock notices the rename once it has the lock and
+    /// opens the path again. Killed at any instant, nothing is lost: before the rename the old
+    /// file is untouched and whole (the next writer removes the scratch file); after it, the
+    /// new file holds everything.
+    pub fn compact(&mut self) -> Result<CompactStats, Error> {
+        if self.private {
+            return Err(Error::PrivateCannotGrow {
+                path: self.path.clone(),
+            });
+        }
+        self.check()?;
+        let before = self.hdr;
+        let ranges = self.slot_ranges();
+        let (mut live, mut bytes) = (0u64, 0u64);
+        for rec in self.view().iter(&ranges) {
+            let rec = rec.map_err(invalid_err(&self.path))?;
+            live += 1;
+            bytes += rec.len;
+        }
+        self.check()?;
+        // Room to grow: slots at load <= 1/4, and a quarter more arena than the records need.
+        let mut log2 = MIN_SLOTS_LOG2;
+        while (live + 1) * 4 > 1u64 << log2 {
+            log2 += 1;
+        }
+        let need = HEADER_LEN + (8u64 << log2) + bytes;
+        let tmp = compact_path(&self.path);
+        let _ = std::fs::remove_file(&tmp);
+        let opts = WriteOptions {
+            private: false,
+            wait: true,
+            huge_pages: self.huge_pages,
+            auto_compact: self.auto_compact,
+        };
+        let built =
+            TableMut::create_with_len(&tmp, log2, opts, need + need / 4).and_then(|mut new| {
+                for rec in self.view().iter(&ranges) {
+                    let rec = rec.map_err(invalid_err(&self.path))?;
+                    new.put(rec.key, rec.value)?;
+                }
+                self.check()?;
+                // Durable before it replaces the old file: a power loss must not leave the path
+                // naming a file whose data never reached the disk.
+                new.file.sync_all().map_err(io_err(&tmp, "fsync"))?;
+                std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path, "rename"))?;
+                Ok(new)
+            });
+        let mut new = match built {
+            Ok(new) => new,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if let Some(dir) = self.path.parent() {
+            // The rename itself durable too (best effort: some file systems refuse).
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        // Readers of the old file: move on. Then the old writer state is dropped (unmapping
+        // the old file and releasing its lock, which wakes writers waiting for it).
+        self.hdr.flags |= FLAG_RETIRED;
+        self.write_flags();
+        new.path = self.path.clone();
+        new.stats = self.stats;
+        new.stats.compactions += 1;
+        let after = new.hdr;
+        drop(std::mem::replace(self, new));
+        Ok(CompactStats {
+            entries: live,
+            file_bytes_before: before.file_len,
+            file_bytes_after: after.file_len,
+            arena_bytes_before: before.arena_end - HEADER_LEN,
+            arena_bytes_after: after.arena_end - HEADER_LEN,
+        })
     }
 
     /// `msync(2)` with `MS_SYNC`: waits until the mapping's dirty pages are on disk.
@@ -956,8 +1519,7 @@ impl TableMut {
         if !self.closed {
             self.closed = true;
             self.hdr.flags &= !FLAG_DIRTY;
-            let flags = u64::from(self.hdr.flags);
-            sys::publish_u64(&mut self.map, H_FLAGS, flags);
+            self.write_flags();
         }
     }
 

@@ -389,3 +389,50 @@ fn truncation_by_another_process_while_mapped_is_a_clear_error() {
         "{rest}"
     );
 }
+
+#[test]
+fn compact_gives_space_back_and_keeps_every_entry() {
+    let d = tempdir("compact-cli");
+    let t = d.path().join("t.tbl");
+    let ts = t.to_str().unwrap();
+    ok(&["create", ts]);
+    let tsv: String = (0..3)
+        .flat_map(|round| (0..2000).map(move |i| format!("k{i}\tround{round}-{i}\n")))
+        .collect();
+    assert!(persist(&["load", ts], tsv.as_bytes()).status.success());
+    ok(&["del", ts, "k7"]);
+    let before: serde_json::Value = serde_json::from_str(&ok(&["--json", "stats", ts])).unwrap();
+    assert!(before["stats"]["garbage_bytes"].as_u64().unwrap() > 0);
+    let c: serde_json::Value = serde_json::from_str(&ok(&["--json", "compact", ts])).unwrap();
+    assert_eq!(c["compact"]["entries"], 1999);
+    assert!(
+        c["compact"]["arena_bytes_after"].as_u64() < c["compact"]["arena_bytes_before"].as_u64()
+    );
+    assert_eq!(c["write_stats"]["compactions"], 1);
+    let after: serde_json::Value = serde_json::from_str(&ok(&["--json", "stats", ts])).unwrap();
+    assert_eq!(after["stats"]["garbage_bytes"], 0);
+    assert_eq!(after["stats"]["entries"], 1999);
+    assert_eq!(ok(&["get", ts, "k0", "k1999"]), "round2-0\nround2-1999\n");
+    fails(&["get", ts, "k7"], 1, "key not found: k7");
+    ok(&["verify", ts]);
+    assert!(ok(&["compact", ts]).starts_with(&format!("compacted {ts}: 1999 entries")));
+    // Nothing is left next to the table.
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["t.tbl"]);
+    // Errors: a missing file, a locked one with --no-wait.
+    fails(
+        &["compact", d.path().join("nope").to_str().unwrap()],
+        1,
+        "no such file",
+    );
+    let holder = persist::TableMut::open(&t, persist::WriteOptions::default()).unwrap();
+    fails(
+        &["compact", "--no-wait", ts],
+        1,
+        "is locked by another writer",
+    );
+    holder.close().unwrap();
+}

@@ -253,12 +253,12 @@ fn a_failed_mremap_leaves_a_table_the_next_command_opens() {
     assert!(echoed.len() > 100, "{}", echoed.len());
     // The file is longer than the header records; every command still opens it.
     let file_len = std::fs::metadata(&table).unwrap().len();
-    let stats = Table::open(&table).unwrap().stats();
+    let stats = Table::open(&table).unwrap().stats().unwrap();
     assert!(file_len > stats.file_bytes, "{file_len} vs {stats:?}");
     assert_holds(&table, &echoed, |k| big_value(k, 65_536));
     // The next writer records the length (and never shrinks the file).
     ok(&["put", ts, "after", "ok"]);
-    let stats = Table::open(&table).unwrap().stats();
+    let stats = Table::open(&table).unwrap().stats().unwrap();
     assert_eq!(stats.file_bytes, std::fs::metadata(&table).unwrap().len());
     assert!(stats.file_bytes >= file_len);
     assert_holds(&table, &echoed, |k| big_value(k, 65_536));
@@ -269,7 +269,7 @@ fn a_file_longer_than_its_header_is_accepted_and_recorded_never_shrunk() {
     let d = tempdir("longer");
     let p = d.path().join("t");
     let kv = build(&p, 100);
-    let recorded = Table::open(&p).unwrap().stats().file_bytes;
+    let recorded = Table::open(&p).unwrap().stats().unwrap().file_bytes;
     std::fs::OpenOptions::new()
         .write(true)
         .open(&p)
@@ -287,7 +287,7 @@ fn a_file_longer_than_its_header_is_accepted_and_recorded_never_shrunk() {
     w.close().unwrap();
     let len = std::fs::metadata(&p).unwrap().len();
     assert_eq!(len, recorded + 3 * 4096, "never shrunk");
-    assert_eq!(Table::open(&p).unwrap().stats().file_bytes, len);
+    assert_eq!(Table::open(&p).unwrap().stats().unwrap().file_bytes, len);
 }
 
 /// Patches the little-endian u64 at `at` (in place: the file may be huge and sparse).

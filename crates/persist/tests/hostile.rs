@@ -238,7 +238,10 @@ fn grows_many_times_from_a_fresh_table() {
         assert_eq!(got, model.get(&k).map(Vec::as_slice), "key-{i}");
     }
     assert_eq!(report.entries, model.len() as u64);
-    assert_eq!(t.stats().file_bytes, std::fs::metadata(&p).unwrap().len());
+    assert_eq!(
+        t.stats().unwrap().file_bytes,
+        std::fs::metadata(&p).unwrap().len()
+    );
 }
 
 #[test]
