@@ -11,9 +11,26 @@
 use lab_trace::{Syscall, Trace};
 use serde::{Deserialize, Serialize};
 
+/// Addresses as `"0x…"` in `--json` findings.
+pub mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        text.strip_prefix("0x")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a 0x… address")))
+    }
+}
+
 /// One mapping of the table: its start and the length asked of mmap/mremap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mapping {
+    #[serde(with = "hex")]
     pub start: u64,
     pub len: u64,
 }
@@ -72,6 +89,7 @@ pub struct Fault {
     pub signal: String,
     /// `si_code` (`SEGV_MAPERR`, `BUS_ADRERR`).
     pub code: Option<String>,
+    #[serde(with = "hex")]
     pub address: u64,
     /// The table mapping the address is in, or the nearest one below it.
     pub mapping: Option<Mapping>,
@@ -171,10 +189,12 @@ pub struct Growth {
     /// ftruncate's new length.
     pub file_bytes: u64,
     /// mremap: old address and length, new length, flags, new address.
+    #[serde(with = "hex")]
     pub old_address: u64,
     pub old_len: u64,
     pub new_len: u64,
     pub flags: String,
+    #[serde(with = "hex")]
     pub new_address: u64,
     /// Whether the ftruncate came before the mremap.
     pub truncate_first: bool,

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
 use serde::{Deserialize, Serialize};
 
@@ -98,13 +97,22 @@ pub fn measure(
 }
 
 /// The program's absolute path (it runs in another directory); a missing file is an error.
-fn resolve(program: &Path) -> anyhow::Result<PathBuf> {
+pub fn resolve(program: &Path) -> anyhow::Result<PathBuf> {
     if program.components().count() == 1 && !program.exists() {
         // A bare name: found on PATH, as `strace NAME` finds it.
         return Ok(program.to_path_buf());
     }
-    std::fs::canonicalize(program)
-        .with_context(|| format!("--program {}: no such file", program.display()))
+    std::fs::canonicalize(program).map_err(|e| {
+        anyhow::anyhow!(
+            "--program {}: {}",
+            program.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file".to_string()
+            } else {
+                e.to_string()
+            }
+        )
+    })
 }
 
 /// What the run establishes (the `program` object of `--json`'s findings).

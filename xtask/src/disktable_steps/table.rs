@@ -157,6 +157,24 @@ pub fn prepare(
     Ok(TableSource::Course { created })
 }
 
+/// Checks the options that name files (`--table`, `--program`) before anything runs.
+pub fn check_options(options: &crate::model::StepOptions) -> anyhow::Result<()> {
+    if let Some(table) = &options.table {
+        match std::fs::metadata(table) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => anyhow::bail!("--table {}: not a regular file", table.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("--table {}: no such file", table.display())
+            }
+            Err(e) => anyhow::bail!("--table {}: {e}", table.display()),
+        }
+    }
+    if let Some(program) = &options.program {
+        super::program::resolve(program)?;
+    }
+    Ok(())
+}
+
 /// Copies the table `from` to `to` (a fresh file for one experiment).
 pub fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::copy(from, to)

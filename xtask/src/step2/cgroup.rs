@@ -74,6 +74,9 @@ pub struct Child {
 pub enum Role {
     /// `persist get` of random keys, through the mapping.
     Lookups,
+    /// Every key looked up with `persist get` (xargs batches), through the mapping: stdout is
+    /// the number of values printed.
+    EveryKey,
     /// `persist verify`: every record, through the mapping.
     Scan,
     /// `dd`: the whole file read into one buffer.
@@ -124,8 +127,20 @@ pub fn measure(ctx: &Ctx, dir: &Path, table: &Path, entries: u64) -> anyhow::Res
     let mut get_args = vec!["--json".to_string(), "get".into(), t.clone()];
     get_args.extend((0..20).map(|_| sample_kv(rng.below(entries)).0));
     let deadline = Duration::from_secs(if ctx.quick { 10 } else { 30 });
-    let runs: [(Role, &Path, Vec<String>); 3] = [
+    let keys = dir.join("keys.txt");
+    let key_lines: String = (0..entries).map(|i| sample_kv(i).0 + "\n").collect();
+    std::fs::write(&keys, key_lines).with_context(|| format!("cannot write {}", keys.display()))?;
+    let every_key = vec![
+        "-c".to_string(),
+        "xargs -a \"$1\" \"$2\" get \"$3\" | wc -l".into(),
+        "sh".into(),
+        keys.display().to_string(),
+        persist.display().to_string(),
+        t.clone(),
+    ];
+    let runs: [(Role, &Path, Vec<String>); 4] = [
         (Role::Lookups, &persist, get_args),
+        (Role::EveryKey, Path::new("sh"), every_key),
         (
             Role::Scan,
             &persist,
@@ -365,14 +380,18 @@ impl Cgroup {
             dir,
         };
         let limit = limit.to_string();
-        // No swap either, so anonymous memory cannot escape the limit there.
-        let settings: &[(&str, &str)] = match cg.version {
-            Version::V1 => &[
-                ("memory.limit_in_bytes", &limit),
-                ("memory.memsw.limit_in_bytes", &limit),
-            ],
-            Version::V2 => &[("memory.max", &limit), ("memory.swap.max", "0")],
-        };
+        let mut settings: Vec<(&str, &str)> = vec![match cg.version {
+            Version::V1 => ("memory.limit_in_bytes", &limit),
+            Version::V2 => ("memory.max", &limit),
+        }];
+        // With swap, anonymous memory could escape the limit there: limit it too. (Without
+        // swap v1 is left alone: a memory+swap limit takes over memory.failcnt's counting.)
+        if swap_total() != Some(0) {
+            settings.push(match cg.version {
+                Version::V1 => ("memory.memsw.limit_in_bytes", &limit),
+                Version::V2 => ("memory.swap.max", "0"),
+            });
+        }
         for (i, (file, value)) in settings.iter().enumerate() {
             let path = cg.dir.join(file);
             match std::fs::write(&path, value) {
@@ -433,6 +452,13 @@ impl Drop for Cgroup {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// SwapTotal from /proc/meminfo, in kB.
+fn swap_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("SwapTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `KEY N` lines (memory.stat, memory.events, memory.oom_control).
@@ -500,14 +526,19 @@ pub fn analyze(e: &Evidence) -> Findings {
         .map(|c| ChildFindings {
             role: c.role,
             command: c.argv.join(" "),
-            completed: c.ended.success(),
+            // Every key's value printed, for the lookup of every key (its exit status is wc's).
+            completed: c.ended.success()
+                && (c.role != Role::EveryKey || c.stdout.trim().parse() == Ok(r.entries)),
             signal: c.ended.signal.clone(),
             timed_out: c.ended.timed_out,
             seconds: c.seconds,
-            entries_checked: (c.role == Role::Scan && c.ended.success())
-                .then(|| wire::parse::<wire::Verify>("verify", &c.stdout).ok())
-                .flatten()
-                .map(|v| v.report.entries),
+            entries_checked: match c.role {
+                Role::Scan if c.ended.success() => wire::parse::<wire::Verify>("verify", &c.stdout)
+                    .ok()
+                    .map(|v| v.report.entries),
+                Role::EveryKey if c.ended.success() => c.stdout.trim().parse().ok(),
+                _ => None,
+            },
             peak_bytes: c.counters.peak_bytes,
             peak_within_limit: c.counters.peak_bytes.map(|p| p <= r.limit_bytes),
             limit_hits: c.counters.limit_hits,
@@ -521,7 +552,9 @@ pub fn analyze(e: &Evidence) -> Findings {
     let by = |role: Role| children.iter().find(|c| c.role == role);
     let demonstrated = r.limit_bytes < r.table_bytes
         && by(Role::Lookups).is_some_and(|c| c.completed)
-        && by(Role::Scan).is_some_and(|c| c.completed && c.entries_checked == Some(r.entries))
+        && [Role::EveryKey, Role::Scan].iter().any(|&role| {
+            by(role).is_some_and(|c| c.completed && c.entries_checked == Some(r.entries))
+        })
         && by(Role::ReadAll).is_some_and(|c| c.oom_killed);
     Findings::Ran(RanFindings {
         version: r.version,
@@ -588,7 +621,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         table,
     ));
     let by = |role: Role| r.children.iter().find(|c| c.role == role);
-    let through_map = [Role::Lookups, Role::Scan]
+    let through_map = [Role::Lookups, Role::EveryKey, Role::Scan]
         .iter()
         .filter_map(|&role| by(role))
         .map(|c| {
@@ -598,20 +631,31 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
                 if c.completed {
                     "completed".to_string()
                 } else if c.timed_out {
-                    "did NOT finish before its deadline".to_string()
+                    format!(
+                        "did NOT finish before its deadline ({} major faults: pages it needed \
+                         were dropped under the limit before it used them)",
+                        c.major_faults.map_or("?".into(), |n| n.to_string())
+                    )
                 } else {
                     format!("FAILED ({})", c.signal.as_deref().unwrap_or("exit status"))
                 },
                 c.seconds,
                 c.peak_bytes.map_or("?".into(), mib),
-                match c.entries_checked {
-                    Some(n) => format!(", checking all {n} entries"),
-                    None => String::new(),
+                match (c.role, c.entries_checked) {
+                    (Role::EveryKey, Some(n)) => format!(", printing the values of {n} keys"),
+                    (Role::Scan, Some(n)) => format!(", checking all {n} entries"),
+                    _ => String::new(),
                 }
             )
         })
         .collect::<Vec<_>>()
         .join("; ");
+    // How often the limit was reached by the child that read every entry through the mapping.
+    let hits_through_map = [Role::EveryKey, Role::Scan]
+        .iter()
+        .filter_map(|&role| by(role))
+        .find(|c| c.completed)
+        .and_then(|c| c.limit_hits);
     let read_all = by(Role::ReadAll).map_or("did not run".to_string(), |c| {
         if c.oom_killed {
             format!(
@@ -637,13 +681,19 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
              buffer {read_all}. {}",
             mib(r.limit_bytes),
             mib(r.table_bytes),
-            if r.demonstrated {
-                "Through the mapping, the kernel reads pages in on demand and drops clean ones \
-                 under the limit (the limit was hit, the process lived); a copy in anonymous \
-                 memory has nowhere to go."
-            } else {
-                "This run does not show the whole contrast; the table above says which part \
-                 differed."
+            match (r.demonstrated, hits_through_map) {
+                (true, Some(hits)) if hits > 0 => format!(
+                    "Through the mapping the kernel read pages in on demand and dropped clean \
+                     ones at the limit (reached {hits} times while every entry was read; the \
+                     process lived); a copy in anonymous memory has nowhere to go."
+                ),
+                (true, _) => "Through the mapping the kernel read pages in on demand and \
+                              dropped clean ones at the limit; a copy in anonymous memory has \
+                              nowhere to go."
+                    .to_string(),
+                (false, _) => "This run does not show the whole contrast; the table above says \
+                               which part differed."
+                    .to_string(),
             }
         ),
     ));
@@ -653,6 +703,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Lookups => "lookups",
+        Role::EveryKey => "every key",
         Role::Scan => "scan",
         Role::ReadAll => "read-all",
     }

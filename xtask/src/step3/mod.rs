@@ -93,6 +93,7 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
 }
 
 fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
+    table::check_options(&ctx.options)?;
     lab_trace::run::check()?;
     ctx.build_release(&["persist"])?;
     let scratch = ctx.scratch("step3")?;
