@@ -578,7 +578,20 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             return blocks;
         }
     };
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    blocks.push(counters_block(r, ev));
+    blocks.push(Block::answer(
+        "Does mmap help with files too big for memory?",
+        answer(r),
+    ));
+    blocks
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+/// The children and their cgroups' counters, as a table.
+fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
     let mut table = format!(
         "{:<9} {:<10} {:>8} {:>11} {:>10} {:>9} {:>9}\n",
         "child", "ended", "seconds", "peak", "limit hit", "OOM kills", "major pf"
@@ -605,7 +618,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     for c in &ev.children {
         table.push_str(&format!("{}: {}\n", role_name(c.role), c.argv.join(" ")));
     }
-    blocks.push(Block::evidence(
+    Block::evidence(
         format!(
             "cgroup {} under {}: limit {} ({} bytes), the table {} — one fresh cgroup per child, \
              the file evicted from the page cache before each",
@@ -619,7 +632,11 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             mib(r.table_bytes)
         ),
         table,
-    ));
+    )
+}
+
+/// The answer: what ran through the mapping, what reading it all into memory did.
+fn answer(r: &RanFindings) -> String {
     let by = |role: Role| r.children.iter().find(|c| c.role == role);
     let through_map = [Role::Lookups, Role::EveryKey, Role::Scan]
         .iter()
@@ -674,30 +691,26 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             )
         }
     });
-    blocks.push(Block::answer(
-        "Does mmap help with files too big for memory?",
-        format!(
-            "With {} of memory for a {} table: {through_map}. Reading the whole file into one \
+    format!(
+        "With {} of memory for a {} table: {through_map}. Reading the whole file into one \
              buffer {read_all}. {}",
-            mib(r.limit_bytes),
-            mib(r.table_bytes),
-            match (r.demonstrated, hits_through_map) {
-                (true, Some(hits)) if hits > 0 => format!(
-                    "Through the mapping the kernel read pages in on demand and dropped clean \
+        mib(r.limit_bytes),
+        mib(r.table_bytes),
+        match (r.demonstrated, hits_through_map) {
+            (true, Some(hits)) if hits > 0 => format!(
+                "Through the mapping the kernel read pages in on demand and dropped clean \
                      ones at the limit (reached {hits} times while every entry was read; the \
                      process lived); a copy in anonymous memory has nowhere to go."
-                ),
-                (true, _) => "Through the mapping the kernel read pages in on demand and \
+            ),
+            (true, _) => "Through the mapping the kernel read pages in on demand and \
                               dropped clean ones at the limit; a copy in anonymous memory has \
                               nowhere to go."
-                    .to_string(),
-                (false, _) => "This run does not show the whole contrast; the table above says \
+                .to_string(),
+            (false, _) => "This run does not show the whole contrast; the table above says \
                                which part differed."
-                    .to_string(),
-            }
-        ),
-    ));
-    blocks
+                .to_string(),
+        }
+    )
 }
 
 fn role_name(role: Role) -> &'static str {

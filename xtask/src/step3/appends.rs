@@ -189,30 +189,9 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
     let mut blocks = vec![Block::heading(
         "disktable append: 300 more per run, growing only when capacity runs out",
     )];
-    let mut table = format!(
-        "{:<6} {:>9} {:>15} {:>9} {:>17} {:<5} {:<22}\n",
-        "run", "n", "count", "capacity", "file bytes", "grew", "ftruncate / mremap"
-    );
-    for (i, r) in f.runs.iter().enumerate() {
-        let c = |v: Option<i64>| v.map_or("?".into(), |v| v.to_string());
-        table.push_str(&format!(
-            "{:<6} {:>9} {:>15} {:>9} {:>17} {:<5} {}\n",
-            i + 1,
-            r.n,
-            format!("{} -> {}", c(r.count_before), c(r.count_after)),
-            r.capacity_before,
-            format!("{} -> {}", r.file_bytes_before, r.file_bytes_after),
-            if r.grew { "yes" } else { "no" },
-            if r.succeeded {
-                format!("{} / {}", r.ftruncate_calls, r.mremap_calls)
-            } else {
-                format!("FAILED: {}", r.error.as_deref().unwrap_or(""))
-            }
-        ));
-    }
     blocks.push(Block::evidence(
         "each run: count, capacity, file, growth calls",
-        table,
+        runs_table(f),
     ));
     if let Some((i, r)) = runs
         .iter()
@@ -301,4 +280,30 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
         ),
     ));
     blocks
+}
+
+/// One line per run.
+fn runs_table(f: &Findings) -> String {
+    let mut table = format!(
+        "{:<6} {:>9} {:>15} {:>9} {:>17} {:<5} {:<22}\n",
+        "run", "n", "count", "capacity", "file bytes", "grew", "ftruncate / mremap"
+    );
+    for (i, r) in f.runs.iter().enumerate() {
+        let c = |v: Option<i64>| v.map_or("?".into(), |v| v.to_string());
+        table.push_str(&format!(
+            "{:<6} {:>9} {:>15} {:>9} {:>17} {:<5} {}\n",
+            i + 1,
+            r.n,
+            format!("{} -> {}", c(r.count_before), c(r.count_after)),
+            r.capacity_before,
+            format!("{} -> {}", r.file_bytes_before, r.file_bytes_after),
+            if r.grew { "yes" } else { "no" },
+            if r.succeeded {
+                format!("{} / {}", r.ftruncate_calls, r.mremap_calls)
+            } else {
+                format!("FAILED: {}", r.error.as_deref().unwrap_or(""))
+            }
+        ));
+    }
+    table
 }

@@ -267,19 +267,20 @@ fn fd_names(fds: &BTreeSet<i64>) -> String {
 
 /// The narrative.
 pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
-    let shown = |run: &TracedRun, table: &str, limit: usize| {
-        let (mine, _) = calls_of(run, table);
-        excerpt(mine.iter().map(|c| c.raw.as_str()), limit)
-    };
-    let growth_calls = {
-        let (mine, _) = calls_of(&e.load.run, GROW);
-        excerpt(
-            mine.iter()
-                .filter(|c| c.name == "ftruncate" || c.name == "mremap")
-                .map(|c| c.raw.as_str()),
-            12,
-        )
-    };
+    let mut blocks = put_blocks(f, e);
+    blocks.extend(load_blocks(f, e));
+    blocks.extend(private_blocks(f, e));
+    blocks.extend(answers(f));
+    blocks
+}
+
+/// The traced calls on `table` of a run, at most `limit` lines.
+fn shown(run: &TracedRun, table: &str, limit: usize) -> String {
+    let (mine, _) = calls_of(run, table);
+    excerpt(mine.iter().map(|c| c.raw.as_str()), limit)
+}
+
+fn put_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
     vec![
         Block::heading("persist put --sync: stores into a MAP_SHARED mapping"),
         Block::evidence(
@@ -301,6 +302,20 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
                 "is NOT in the file: this contradicts MAP_SHARED"
             }
         )),
+    ]
+}
+
+fn load_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
+    let growth_calls = {
+        let (mine, _) = calls_of(&e.load.run, GROW);
+        excerpt(
+            mine.iter()
+                .filter(|c| c.name == "ftruncate" || c.name == "mremap")
+                .map(|c| c.raw.as_str()),
+            12,
+        )
+    };
+    vec![
         Block::heading(format!(
             "Growth: persist load of {} keys into a tiny table",
             f.load_keys
@@ -321,6 +336,11 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.rehashes,
             e.load.verify_output
         )),
+    ]
+}
+
+fn private_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
+    vec![
         Block::heading("persist put --private: the MAP_PRIVATE contrast"),
         Block::evidence(
             "strace of persist put --private",
@@ -341,6 +361,11 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             e.private_value,
             e.lookup_after_private_output
         )),
+    ]
+}
+
+fn answers(f: &Findings) -> Vec<Block> {
+    vec![
         Block::answer(
             "How does a write reach the file?",
             format!(

@@ -198,7 +198,7 @@ fn draw_row(chart: &mut Chart<'_, '_>, r: &LayoutRow, y: f64, page: f64) -> Resu
     }
     if let Some((offset, _)) = &r.fault {
         let x = *offset as f64;
-        rects.push(bar(x, x + page * 0.15, 0.12, 0.72, MMAP.filled()));
+        rects.push(bar(x, x + page * 0.5, 0.12, 0.72, MMAP.filled()));
     }
     chart.draw_series(rects).map_err(err)?;
     let style = TextStyle::from((FONT, 13).into_font());
