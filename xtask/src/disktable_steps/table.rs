@@ -219,6 +219,28 @@ mod tests {
     }
 
     #[test]
+    fn options_naming_missing_files_are_one_line_errors() {
+        let tmp = crate::report::tests::tempdir("table-options");
+        let check = |table: Option<&Path>, program: Option<&Path>| {
+            check_options(&crate::model::StepOptions {
+                table: table.map(Path::to_path_buf),
+                program: program.map(Path::to_path_buf),
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())
+        };
+        let missing = tmp.path().join("missing.bin");
+        let e = check(Some(&missing), None).unwrap_err();
+        assert_eq!(e, format!("--table {}: no such file", missing.display()));
+        let e = check(Some(tmp.path()), None).unwrap_err();
+        assert!(e.ends_with(": not a regular file"), "{e}");
+        let e = check(None, Some(&missing)).unwrap_err();
+        assert_eq!(e, format!("--program {}: no such file", missing.display()));
+        let table = write_table(tmp.path(), 0, &[], 8);
+        assert!(check(Some(&table), Some(Path::new("true"))).is_ok());
+    }
+
+    #[test]
     fn damaged_tables_are_states_not_errors() {
         let tmp = crate::report::tests::tempdir("table-state");
         let short = write_table(tmp.path(), 0, &[], 8);

@@ -754,6 +754,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_made_here_is_removed_when_dropped_and_stale_ones_too() {
+        let place = match find_place() {
+            Ok(p) => p,
+            Err(reason) => {
+                eprintln!("skipped: no memory cgroup can be made here ({reason})");
+                return;
+            }
+        };
+        let cg = Cgroup::create(&place, 8 << 20).unwrap();
+        let dir = cg.dir.clone();
+        assert!(dir.join("cgroup.procs").exists());
+        assert_eq!(cg.counters().limit_bytes, Some(8 << 20));
+        drop(cg);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        // One named after a process that is gone is removed by the next run.
+        let stale = place.dir.join(format!("{PREFIX}{}-0", u32::MAX - 1));
+        std::fs::create_dir(&stale).unwrap();
+        remove_stale(&place.dir);
+        assert!(!stale.exists(), "{} left behind", stale.display());
+    }
+
+    #[test]
     fn keyed_counters() {
         assert_eq!(
             keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n", "oom_kill"),
