@@ -25,6 +25,7 @@ mod step2;
 mod step3;
 mod step4;
 mod step5;
+mod step6;
 mod sys;
 
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 /// The number of steps.
-pub const STEPS: u8 = 5;
+pub const STEPS: u8 = 6;
 
 /// Developer tasks for mmap-lab.
 #[derive(Parser)]
@@ -46,6 +47,7 @@ pub const STEPS: u8 = 5;
   cargo xtask run-step 5 --quick      the race, short version (what CI runs)
   cargo xtask run-step 4 --foo ./foo --bar ./bar   explain someone else's foo and bar
   cargo xtask run-step 5 --racer ./racer           race someone else's racer
+  cargo xtask run-step 6 --quick      the channel under strace, against pipes and sockets
   cargo xtask run-step 1 --save-evidence ev/       record what was measured
   cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
   cargo xtask bench persist --json    persist vs LMDB, pread, HashMap (one JSON document)
@@ -267,6 +269,7 @@ pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<model::StepReport>
         3 => step3::run(ctx),
         4 => step4::run(ctx),
         5 => step5::run(ctx),
+        6 => step6::run(ctx),
         _ => anyhow::bail!("there is no step {step}; steps are 1 to {STEPS}"),
     }?;
     out::render(&report);

@@ -7,7 +7,8 @@
 //! pictures drawn from the run's numbers with `plotters` (step 1: request against chunk size and
 //! mmap length, threshold marked; step 2: pages resident against pages in the file; step 4: the
 //! libfoobar.so segments of foo and bar side by side with setbaz/getbaz/baz; step 5: lost share
-//! and increments per second against participants, one line per mode), the numbers, the raw
+//! and increments per second against participants, one line per mode; step 6: round trip and
+//! throughput against message size, one line per transport, log scales), the numbers, the raw
 //! evidence, and the machine it was measured on. A step that fails still gets its section, with
 //! its error; the command then exits non-zero naming the failed steps.
 //!
@@ -38,12 +39,13 @@ use crate::model::{Ctx, StepReport};
 use crate::out;
 
 /// What the assignment calls each step; used when a step failed before it could name itself.
-const STEP_TITLES: [&str; 5] = [
+const STEP_TITLES: [&str; crate::STEPS as usize] = [
     "Find the cut-off for a large memory allocation",
     "Read a persistent data structure from a file with mmap",
     "Write to a persistent data structure with mmap",
     "Observe the operation of a shared library",
     "Inter-process communication (IPC) using shared memory",
+    "Beyond the assignment: shared memory done right, a channel against pipes and sockets",
 ];
 
 /// The directory (under cargo's target directory) the report is written to.
@@ -154,9 +156,10 @@ pub fn run(quick: bool, check: bool) -> anyhow::Result<()> {
     };
     let machine = machine::probe();
     let mut sections = Vec::new();
-    for step in 1..=5u8 {
+    for step in 1..=crate::STEPS {
         out::progress(&format!(
-            "report: step {step} of 5 ({}){}",
+            "report: step {step} of {} ({}){}",
+            crate::STEPS,
             STEP_TITLES[usize::from(step) - 1],
             if quick { ", quick" } else { "" }
         ));
@@ -329,6 +332,11 @@ pub(crate) mod tests {
                 4.0,
                 Ok(charts::step5::tests::sample_report(step(5, json!({})))),
             ),
+            Section::new(
+                6,
+                5.0,
+                Ok(charts::step6::tests::sample_report(step(6, json!({})))),
+            ),
         ];
         Report {
             generated: "2026-11-26T04:00:00Z".into(),
@@ -386,7 +394,7 @@ pub(crate) mod tests {
                 linked += 1;
             }
         }
-        assert_eq!(linked, 5);
+        assert_eq!(linked, 7);
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
                 .unwrap();

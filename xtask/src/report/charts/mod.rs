@@ -11,6 +11,7 @@ pub mod step2;
 pub mod step3;
 pub mod step4;
 pub mod step5;
+pub mod step6;
 
 /// One picture: the SVG, or why there is none.
 pub struct Picture {

@@ -1,0 +1,289 @@
+//! Step 6's findings on recorded evidence (`xtask/tests/evidence/*/step6.json`, made with
+//! `--save-evidence`), and the stream runner against programs that hang or fail.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use channel::bench::{GoalId, Placement, Transport};
+
+use super::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
+use super::{stream, Evidence, Step6};
+use crate::model::{self, Block, Step};
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/evidence")
+        .join(name)
+}
+
+pub(crate) fn fixture(name: &str) -> Evidence {
+    model::load_evidence(&dir(name), 6).unwrap()
+}
+
+fn recorded(name: &str) -> (Evidence, Findings) {
+    let ev = fixture(name);
+    let f = analyze(&ev).unwrap();
+    (ev, f)
+}
+
+fn cells(f: &Findings) -> &[CellCalls] {
+    match &f.syscalls {
+        Syscalls::Counted { cells, .. } => cells,
+        Syscalls::Unavailable { reason } => panic!("not traced: {reason}"),
+    }
+}
+
+fn cell(f: &Findings, t: Transport, p: Placement) -> &CellCalls {
+    cells(f)
+        .iter()
+        .find(|c| c.transport == t && c.placement == p)
+        .unwrap_or_else(|| panic!("no {t:?} {p:?} cell"))
+}
+
+fn goal(f: &Findings, id: GoalId) -> Option<bool> {
+    f.goals.iter().find(|g| g.id() == id).unwrap().met()
+}
+
+fn rate(c: &CellCalls, key: &str) -> f64 {
+    c.per_message
+        .iter()
+        .find(|r| r.key == key)
+        .map_or(0.0, |r| r.per_message)
+}
+
+/// `cargo xtask run-step 6 --save-evidence` on two CPUs (full run): spinning costs no call,
+/// a pipe a write and a read per message, ring-wait sleeps only on one CPU; the ring beats
+/// pipe and socket by far; 1.70x the floor (the goal of 1.5x not met in this recording).
+#[test]
+fn two_cpus_no_call_while_spinning_and_the_ring_far_ahead() {
+    let (_, f) = recorded("channel-two-cpus");
+    let Syscalls::Counted {
+        spinning_makes_none,
+        pipe_write_read,
+        ..
+    } = &f.syscalls
+    else {
+        panic!("not traced")
+    };
+    assert_eq!(*spinning_makes_none, Some(true));
+    let (w, r) = pipe_write_read.unwrap();
+    assert!((w - 1.0).abs() < 0.01 && (r - 1.0).abs() < 0.01, "{w} {r}");
+    let sock = cell(&f, Transport::UnixSocket, Placement::TwoCpus);
+    assert!((rate(sock, "sendto") - 1.0).abs() < 0.01);
+    assert!((rate(sock, "recvfrom") - 1.0).abs() < 0.01);
+    // Per message, split by side: the runner sends once and receives once per round trip.
+    let pipe = cell(&f, Transport::Pipe, Placement::TwoCpus);
+    let write = pipe.per_message.iter().find(|r| r.key == "write").unwrap();
+    assert!((write.runner - 0.5).abs() < 0.01 && (write.peer - 0.5).abs() < 0.01);
+
+    let awake = cell(&f, Transport::RingWait, Placement::TwoCpus);
+    assert!(!awake.slept && awake.none_per_message, "{awake:?}");
+    let asleep = cell(&f, Transport::RingWait, Placement::OneCpu);
+    assert!(asleep.slept && !asleep.none_per_message);
+    assert!(asleep.futex_waits_per_message > 0.3);
+    assert!(asleep.wakes_within_waits);
+    assert_eq!(asleep.timeouts, Timeouts::None);
+    // A wake that found nobody asleep pairs with a wait that returned EAGAIN.
+    assert!(asleep.wakes_woke_none.abs_diff(asleep.waits_changed) <= 10);
+
+    assert_eq!(f.primary, Placement::TwoCpus);
+    assert_eq!(f.placements, vec![Placement::TwoCpus, Placement::OneCpu]);
+    assert_eq!(f.faster.len(), 4);
+    assert!(f.faster.iter().all(|r| r.ratio > 100.0), "{:?}", f.faster);
+    let floor = f.floor.as_ref().unwrap();
+    let spin = floor.spin.unwrap();
+    assert!((spin.ratio - 1.7).abs() < 0.01, "{spin:?}");
+    assert_eq!(goal(&f, GoalId::SpinNearFloor), Some(false));
+    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(true));
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
+    assert_eq!(goal(&f, GoalId::ThroughputVsPipe), Some(true));
+    assert!(f.throughput.iter().all(|r| r.numerator.size == 1 << 20));
+
+    let one = f.one_cpu.as_ref().unwrap();
+    assert_eq!(one.spin_worse_than_wait, Some(true));
+    assert!(one.spin_over_wait.unwrap().ratio > 100.0);
+    assert_eq!(one.faster_on_one, [Transport::Pipe, Transport::UnixSocket]);
+    assert_eq!(one.slowdown.len(), 5);
+
+    let i = &f.integrity;
+    assert!(i.all_intact_in_order);
+    assert_eq!(
+        (i.lines, i.sent, i.received, i.matched, i.lost),
+        (50_000, 50_000, 50_000, 50_000, 0)
+    );
+    assert_eq!(i.end_reason.as_deref(), Some("closed"));
+    assert!(i.laps > 1000.0);
+}
+
+/// `taskset -c 0 cargo xtask run-step 6 --quick`: one CPU only. No floor, comparisons on one
+/// CPU, where the spinning ring is thousands of times slower than a pipe (the goals against
+/// pipe and socket not met) and ring-wait about a pipe's equal.
+#[test]
+fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
+    let (_, f) = recorded("one-cpu-taskset");
+    assert_eq!(f.placements, vec![Placement::OneCpu]);
+    assert_eq!(f.primary, Placement::OneCpu);
+    assert!(f.floor.is_none());
+    assert_eq!(goal(&f, GoalId::SpinNearFloor), None);
+    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(false));
+    assert_eq!(goal(&f, GoalId::SpinVsSocket), Some(false));
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
+    let spin_vs_pipe = f
+        .faster
+        .iter()
+        .find(|r| {
+            r.denominator.transport == Transport::RingSpin
+                && r.numerator.transport == Transport::Pipe
+        })
+        .unwrap();
+    assert!(spin_vs_pipe.ratio < 0.01, "{spin_vs_pipe:?}");
+    let one = f.one_cpu.as_ref().unwrap();
+    assert_eq!(one.spin_worse_than_wait, Some(true));
+    assert!(one.wait_over_pipe.unwrap().ratio < 2.0);
+    assert!(one.slowdown.is_empty() && one.faster_on_one.is_empty());
+    // Traced on one CPU: the spinners with few round trips, and still no call per message.
+    assert!(cells(&f).iter().all(|c| c.placement == Placement::OneCpu));
+    assert_eq!(
+        cell(&f, Transport::RingSpin, Placement::OneCpu).round_trips,
+        [2, 12]
+    );
+    assert!(cell(&f, Transport::RingSpin, Placement::OneCpu).none_per_message);
+    assert!(cell(&f, Transport::RingWait, Placement::OneCpu).slept);
+    assert!(f.integrity.all_intact_in_order);
+}
+
+/// Hand-edited (the machine cannot produce it now): the benchmark is a real run of a
+/// development build of channel whose futex wakes never came (ring-wait's round trip ≈ its
+/// 100 ms liveness timeout); the traced ring-wait cell on one CPU was edited to that build's
+/// pattern (its sample lines are from a real trace of it). The answers flip: spinning is not
+/// worse than ring-wait on one CPU, the one-CPU goal is not met, and the timeouts are named.
+#[test]
+fn unwoken_ring_wait_is_reported_not_explained_away() {
+    let (ev, f) = recorded("ring-wait-unwoken-hand-edited");
+    let c = cell(&f, Transport::RingWait, Placement::OneCpu);
+    assert_eq!(c.timeouts, Timeouts::Most);
+    assert!(c.waits_timed_out > 1000 && c.wakes <= 2, "{c:?}");
+    assert!((c.futex_waits_per_message - 1.0).abs() < 0.01);
+    let one = f.one_cpu.as_ref().unwrap();
+    assert_eq!(one.spin_worse_than_wait, Some(false));
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(false));
+    // ring-wait on two CPUs slept 100 ms too: slower on one CPU by little, not by thousands.
+    let wait = one
+        .slowdown
+        .iter()
+        .find(|r| r.numerator.transport == Transport::RingWait)
+        .unwrap();
+    assert!(wait.ratio < 2.0, "{wait:?}");
+    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    assert!(
+        text.contains("not woken when the message arrived"),
+        "{text}"
+    );
+    assert!(text.contains("did not do its job"), "{text}");
+}
+
+fn blocks_text(blocks: &[Block]) -> String {
+    blocks
+        .iter()
+        .map(|b| match b {
+            Block::Heading { title } => title.clone(),
+            Block::Text { text } => text.clone(),
+            Block::Evidence(e) => format!("{}\n{}", e.title, e.text),
+            Block::Answer(a) => format!("{}\n{}", a.question, a.answer),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every recording explains the five questions, the goals and both pictures.
+#[test]
+fn every_recording_is_explained_with_its_pictures() {
+    for (name, dots) in [
+        ("channel-two-cpus", 42),
+        ("one-cpu-taskset", 13),
+        ("ring-wait-unwoken-hand-edited", 26),
+    ] {
+        let (ev, f) = recorded(name);
+        let ex = Step6::explain(&f, &ev);
+        let answers = ex
+            .blocks
+            .iter()
+            .filter(|b| matches!(b, Block::Answer(_)))
+            .count();
+        assert_eq!(answers, 5, "{name}");
+        assert_eq!(ex.pictures.len(), 2, "{name}");
+        for p in &ex.pictures {
+            assert!(p.svg.is_ok(), "{name}: {:?}", p.svg);
+            assert_eq!(p.marks, ("circle", dots), "{name}");
+        }
+        let text = blocks_text(&ex.blocks);
+        assert_eq!(
+            text.matches("[met]").count()
+                + text.matches("[not met]").count()
+                + text.matches("[not measured]").count(),
+            5,
+            "{name}"
+        );
+        serde_json::to_value(&f).unwrap();
+    }
+}
+
+#[test]
+fn recorded_evidence_with_a_missing_field_is_an_error_naming_it() {
+    let tmp = crate::report::tests::tempdir("step6-evidence");
+    let text = std::fs::read_to_string(model::evidence_file(&dir("one-cpu-taskset"), 6)).unwrap();
+    let broken = text.replacen("\"bytes_per_s\"", "\"bytes_per_sec\"", 1);
+    std::fs::write(model::evidence_file(tmp.path(), 6), broken).unwrap();
+    let err = model::load_evidence::<Evidence>(tmp.path(), 6).unwrap_err();
+    assert!(format!("{err:#}").contains("bytes_per_s"), "{err:#}");
+}
+
+/// A stand-in for `channel` written as a shell script in the test's directory.
+fn script(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-channel");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_stream_that_hangs_is_killed_at_the_bound() {
+    let tmp = crate::report::tests::tempdir("step6-hang");
+    // Prints its pid so the test can check that it is gone afterwards.
+    let fake = script(tmp.path(), "echo $$ >> pids; exec sleep 30");
+    let started = std::time::Instant::now();
+    let err = stream::run(&fake, tmp.path(), 3, Duration::from_millis(500)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("did not finish within"),
+        "{err:#}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let pids = std::fs::read_to_string(tmp.path().join("pids")).unwrap_or_default();
+    for pid in pids.lines() {
+        let alive = Path::new("/proc").join(pid.trim()).join("stat");
+        let state = std::fs::read_to_string(&alive).unwrap_or_default();
+        // Gone, or at most a zombie of another reaper: never still sleeping.
+        assert!(!state.contains(") S "), "process {pid} still runs: {state}");
+    }
+}
+
+#[test]
+fn a_failing_or_lying_channel_is_an_error_naming_it() {
+    let tmp = crate::report::tests::tempdir("step6-fail");
+    let fake = script(tmp.path(), "echo 'error: the ring is damaged' >&2; exit 1");
+    let err = stream::run(&fake, tmp.path(), 3, Duration::from_secs(10)).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("failed") && msg.contains("the ring is damaged"),
+        "{msg}"
+    );
+
+    // Exits 0 but prints no SendReport.
+    let fake = script(tmp.path(), "cat > /dev/null; echo nonsense");
+    let err = stream::run(&fake, tmp.path(), 3, Duration::from_secs(10)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("channel send --json printed"),
+        "{err:#}"
+    );
+}
