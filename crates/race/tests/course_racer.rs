@@ -97,7 +97,14 @@ fn our_leader(name: &str, order: &[bool]) {
         } else {
             course_line(out)
         };
-        assert!(total >= TARGET, "{id} stopped at {total}");
+        if is_ours {
+            // Ours reports the total its loop saw when it stopped: at least the target.
+            assert!(total >= TARGET, "{id} stopped at {total}");
+        } else {
+            // The course's racer prints `total` read again after its loop: another racer's
+            // late store of an older count (a lost update) can have lowered it since.
+            assert!(total > 0, "{id} printed total {total}");
+        }
         assert_eq!(
             s.winnings[id as usize - 1],
             winnings,
@@ -185,7 +192,12 @@ fn course_leader(name: &str, order: &[bool]) {
         } else {
             course_line(out)
         };
-        assert!(seen >= TARGET);
+        // Ours reports the total its loop stopped at; the course's racer re-reads `total`
+        // after its loop, and another racer's late store of an older count can lower it.
+        assert!(
+            if is_ours { seen >= TARGET } else { seen > 0 },
+            "{id} saw {seen}"
+        );
         assert_eq!(
             winnings[id as usize - 1],
             w,
