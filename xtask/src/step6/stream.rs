@@ -150,72 +150,26 @@ pub fn run(channel: &Path, dir: &Path, n: u64, bound: Duration) -> anyhow::Resul
     std::fs::write(&input, &text).with_context(|| format!("cannot write {}", input.display()))?;
     // Both run in `dir`: the ring's name is relative, the commands short.
     let ring = "stream.ring";
-    let cap = CAPACITY.to_string();
-    let ring_args = |json: bool| {
-        let mut a = vec![
-            "--file".to_string(),
-            ring.to_string(),
-            "--capacity".into(),
-            cap.clone(),
-        ];
-        if json {
-            a.push("--json".into());
-        }
-        a
+    let args = |role: &str| {
+        [
+            role,
+            "--file",
+            ring,
+            "--capacity",
+            &CAPACITY.to_string(),
+            "--json",
+        ]
+        .map(String::from)
     };
-    let recv_args = [vec!["recv".to_string()], ring_args(true)].concat();
-    let send_args = [vec!["send".to_string()], ring_args(true)].concat();
+    let (recv_args, send_args) = (args("recv"), args("send"));
     let started = Instant::now();
-    let mut recv = Reaped(Some(
-        Command::new(channel)
-            .current_dir(dir)
-            .args(&recv_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start channel recv")?,
-    ));
-    let stdin = std::fs::File::open(&input)?;
-    let mut send = Reaped(Some(
-        Command::new(channel)
-            .current_dir(dir)
-            .args(&send_args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start channel send")?,
-    ));
-    // Read both outputs on threads: a full pipe must not stall a process we wait for.
-    let drain = |child: &mut Reaped, out: bool| {
-        let c = child.0.as_mut().expect("running");
-        let mut r: Box<dyn Read + Send> = if out {
-            Box::new(c.stdout.take().expect("piped"))
-        } else {
-            Box::new(c.stderr.take().expect("piped"))
-        };
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(&mut r).read_to_string(&mut s);
-            s
-        })
-    };
-    let (recv_out, recv_err) = (drain(&mut recv, true), drain(&mut recv, false));
-    let (send_out, send_err) = (drain(&mut send, true), drain(&mut send, false));
-    let send_status = wait(&mut send, started, bound, "channel send")?;
-    let recv_status = wait(&mut recv, started, bound, "channel recv")?;
+    let recv = Running::start(channel, dir, &recv_args, Stdio::null())?;
+    let input_file =
+        std::fs::File::open(&input).with_context(|| format!("cannot open {}", input.display()))?;
+    let send = Running::start(channel, dir, &send_args, input_file.into())?;
+    let send_out = send.finish(started, bound)?;
+    let recv_out = recv.finish(started, bound)?;
     let seconds = started.elapsed().as_secs_f64();
-    let (recv_out, send_out) = (join(recv_out)?, join(send_out)?);
-    let (recv_err, send_err) = (join(recv_err)?, join(send_err)?);
-    for (what, status, err) in [
-        ("channel send", send_status, &send_err),
-        ("channel recv", recv_status, &recv_err),
-    ] {
-        if !status.success() {
-            bail!("{what} failed ({status}): {}", last_line(err));
-        }
-    }
     let send: SendReport = serde_json::from_str(send_out.trim())
         .with_context(|| format!("channel send --json printed {:?}", clip(&send_out, 80)))?;
     let c = check(&recv_out, n)?;
@@ -238,6 +192,56 @@ pub fn run(channel: &Path, dir: &Path, n: u64, bound: Duration) -> anyhow::Resul
     })
 }
 
+/// A `channel` process whose stdout and stderr are read on threads (a full pipe must not
+/// stall a process we wait for).
+struct Running {
+    what: String,
+    child: Reaped,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn start(channel: &Path, dir: &Path, args: &[String], stdin: Stdio) -> anyhow::Result<Running> {
+        let what = format!("channel {}", args[0]);
+        let mut child = Command::new(channel)
+            .current_dir(dir)
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        let out = read_all(child.stdout.take().expect("piped"));
+        let err = read_all(child.stderr.take().expect("piped"));
+        Ok(Running {
+            what,
+            child: Reaped(Some(child)),
+            out,
+            err,
+        })
+    }
+
+    /// Waits (until `bound` after `started`, then kills it) and returns its stdout; a failure
+    /// is an error with its last line of stderr.
+    fn finish(mut self, started: Instant, bound: Duration) -> anyhow::Result<String> {
+        let status = wait(&mut self.child, started, bound, &self.what)?;
+        let (out, err) = (join(self.out)?, join(self.err)?);
+        if !status.success() {
+            bail!("{} failed ({status}): {}", self.what, last_line(&err));
+        }
+        Ok(out)
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(&mut r).read_to_string(&mut s);
+        s
+    })
+}
+
 fn wait(
     child: &mut Reaped,
     started: Instant,
@@ -252,8 +256,8 @@ fn wait(
         }
         if started.elapsed() > bound {
             bail!(
-                "{what} did not finish within {} s (killed)",
-                bound.as_secs()
+                "{what} did not finish within {:.1} s (killed)",
+                bound.as_secs_f64()
             );
         }
         std::thread::sleep(Duration::from_millis(5));
