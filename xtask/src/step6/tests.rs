@@ -287,3 +287,19 @@ fn a_failing_or_lying_channel_is_an_error_naming_it() {
         "{err:#}"
     );
 }
+
+/// Without strace the step still measures and explains the rest, and says why there are no
+/// counts (the reason says how to install it).
+#[test]
+fn without_strace_the_counts_are_missing_with_the_reason() {
+    let mut ev = fixture("one-cpu-taskset");
+    ev.traces = super::Traces::Unavailable {
+        reason: "strace is not installed; install it with `apt-get install strace`".into(),
+    };
+    let f = analyze(&ev).unwrap();
+    assert!(matches!(f.syscalls, Syscalls::Unavailable { .. }));
+    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    assert!(text.contains("Not measured: strace could not run (strace is not installed"));
+    assert!(f.integrity.all_intact_in_order);
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
+}
