@@ -11,9 +11,6 @@
 //!   step's pictures. The terminal ([`crate::out::render`]) and `cargo xtask report` render the
 //!   same [`StepReport`]; `--json` prints it, with its `findings` object.
 
-// TRANSITIONAL: the Step shape is used as soon as the first step moves to it.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -65,7 +62,6 @@ pub fn run<S: Step>(ctx: &Ctx) -> anyhow::Result<StepReport> {
         blocks: explained.blocks,
         findings: serde_json::to_value(&findings).context("cannot serialise the findings")?,
         pictures: explained.pictures,
-        printed_as_it_ran: false,
     })
 }
 
@@ -219,9 +215,6 @@ pub struct StepReport {
     /// Drawn from typed picture data by the step's `report::charts` module.
     #[serde(skip)]
     pub pictures: Vec<Picture>,
-    /// TRANSITIONAL: a step in the old shape printed its narrative as it ran.
-    #[serde(skip)]
-    pub printed_as_it_ran: bool,
 }
 
 impl StepReport {
@@ -294,27 +287,4 @@ pub struct Answer {
 pub struct Evidence {
     pub title: String,
     pub text: String,
-}
-
-/// A report from a step still written in the old shape (measure, decide and print in one body):
-/// its printed lines went to the terminal as it ran, its answers and evidence become blocks.
-/// TRANSITIONAL: removed when every step implements [`Step`].
-pub fn legacy(
-    step: u8,
-    title: impl Into<String>,
-    answers: Vec<Answer>,
-    evidence: Vec<Evidence>,
-    data: serde_json::Value,
-) -> StepReport {
-    let pictures = crate::report::charts::pictures(step, &data);
-    let mut blocks: Vec<Block> = answers.into_iter().map(Block::Answer).collect();
-    blocks.extend(evidence.into_iter().map(Block::Evidence));
-    StepReport {
-        step,
-        title: title.into(),
-        blocks,
-        findings: data,
-        pictures,
-        printed_as_it_ran: true,
-    }
 }

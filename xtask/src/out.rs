@@ -65,9 +65,6 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 /// of the assignment with this run's answer.
 pub fn render(report: &crate::model::StepReport) {
     use crate::model::Block;
-    if report.printed_as_it_ran {
-        return;
-    }
     for block in &report.blocks {
         match block {
             Block::Heading { title } => subheading(title),

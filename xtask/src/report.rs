@@ -283,60 +283,42 @@ fn json(report: &Report) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Answer, Evidence};
+    use crate::model::Block;
     use serde_json::json;
 
     /// A report with synthetic step results in the shapes the step modules promise, including
     /// evidence text full of characters that need escaping, and one failed step.
     pub(crate) fn sample() -> Report {
-        let step = |n: u8, data: serde_json::Value| {
-            crate::model::legacy(
-                n,
-                format!("Step {n} title"),
-                vec![Answer {
-                    question: format!("Question <{n}> & \"more\"?"),
-                    answer: format!("Answer {n}: 0x21 < 0x22 && `tick` *star* _under_ |pipe|"),
-                }],
-                vec![Evidence {
-                    title: format!("strace of step {n}"),
-                    text: "mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n\
-                           openat(AT_FDCWD, \"a<b>&c\", O_RDONLY) = 3\n```\n</pre><script>alert(1)</script>"
-                        .into(),
-                }],
-                data,
-            )
+        let step = |n: u8| {
+            StepReport {
+            step: n,
+            title: format!("Step {n} title"),
+            blocks: vec![
+                Block::answer(
+                    format!("Question <{n}> & \"more\"?"),
+                    format!("Answer {n}: 0x21 < 0x22 && `tick` *star* _under_ |pipe|"),
+                ),
+                Block::evidence(
+                    format!("strace of step {n}"),
+                    "mmap(NULL, 135168, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n\
+                     openat(AT_FDCWD, \"a<b>&c\", O_RDONLY) = 3\n```\n</pre><script>alert(1)</script>",
+                ),
+            ],
+            findings: json!({}),
+            pictures: Vec::new(),
+        }
         };
         let sections = vec![
-            Section::new(
-                1,
-                1.0,
-                Ok(charts::step1::tests::sample_report(step(1, json!({})))),
-            ),
-            Section::new(
-                2,
-                2.0,
-                Ok(charts::step2::tests::sample_report(step(2, json!({})))),
-            ),
+            Section::new(1, 1.0, Ok(charts::step1::tests::sample_report(step(1)))),
+            Section::new(2, 2.0, Ok(charts::step2::tests::sample_report(step(2)))),
             Section::new(
                 3,
                 0.5,
                 Err(anyhow::anyhow!("step 3 is not built yet <oops>")),
             ),
-            Section::new(
-                4,
-                3.0,
-                Ok(charts::step4::tests::sample_report(step(4, json!({})))),
-            ),
-            Section::new(
-                5,
-                4.0,
-                Ok(charts::step5::tests::sample_report(step(5, json!({})))),
-            ),
-            Section::new(
-                6,
-                5.0,
-                Ok(charts::step6::tests::sample_report(step(6, json!({})))),
-            ),
+            Section::new(4, 3.0, Ok(charts::step4::tests::sample_report(step(4)))),
+            Section::new(5, 4.0, Ok(charts::step5::tests::sample_report(step(5)))),
+            Section::new(6, 5.0, Ok(charts::step6::tests::sample_report(step(6)))),
         ];
         Report {
             generated: "2026-11-26T04:00:00Z".into(),

@@ -4,7 +4,6 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde_json::Value;
 
 pub mod step1;
 pub mod step2;
@@ -36,13 +35,6 @@ impl Picture {
             marks: ("*", 0),
         }
     }
-}
-
-/// The pictures of one step (empty for a step that has none).
-/// TRANSITIONAL: every step now draws from typed data in its `explain`; `model::legacy` is the
-/// last caller.
-pub fn pictures(_step: u8, _data: &Value) -> Vec<Picture> {
-    Vec::new()
 }
 
 const HEAP: RGBColor = RGBColor(31, 119, 180);
