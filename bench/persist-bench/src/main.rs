@@ -1,98 +1,159 @@
-//! The persist benchmark: random `get` on a table of N keys (default 1,000,000) resident in the
-//! page cache, in one run, against two peers on the same keys in the same random order:
-//! `persist::pread::PreadTable` (the same file and probing, but `pread(2)` instead of the
-//! mapping) and LMDB through the heed crate (a B+tree in a read-only mapping).
+//! The persist benchmark (issue 14): one run, the same N keys (default 1,000,000) in the same
+//! random order for every method, measured against its peers:
 //!
-//! Run it with `cargo xtask bench persist` (which builds this crate in release mode and prints
-//! the table), or `cargo run --release --manifest-path bench/persist-bench/Cargo.toml -- DIR`.
-//! Prints one JSON document on stdout; progress on stderr.
+//! - `get`: random lookups with everything in memory — persist through the mapping, batched
+//!   (`Table::get_many`), through `pread(2)` on the same file, LMDB (heed), and an in-memory
+//!   `std::collections::HashMap<Vec<u8>, Vec<u8>>`;
+//! - `get-cold`: the same lookups right after the file was evicted from the page cache
+//!   (`fsync` + `posix_fadvise(DONTNEED)`, checked with `mincore`);
+//! - `load`: every key into an empty store (LMDB: one transaction);
+//! - `put`: single overwrites, each visible to other processes when it returns (LMDB: a commit
+//!   per put, `MDB_NOSYNC`);
+//! - `get-during-load`: 1 and 2 reader processes looking keys up, first alone, then while a
+//!   writer loads N new keys into the same store (persist: growth and rehash under them).
 //!
-//! A production benchmark would pin CPUs, repeat on an idle machine and report spread
-//! (criterion); here every method runs several interleaved rounds and the best is kept.
+//! It prints the machine, a table with ratios, and issue 14's goals as met or not met (never
+//! asserted); `--json` prints one document instead (`persist::bench::BenchReport`, which
+//! `cargo xtask bench persist` reads). Progress goes to stderr.
+//!
+//! `cargo run --release --manifest-path bench/persist-bench/Cargo.toml -- DIR [--quick]`
+//!
+//! A production benchmark would pin CPUs, repeat on an idle machine and report the spread
+//! (criterion); here every in-process measurement runs several interleaved rounds and keeps
+//! the best, and the machine's load average is printed beside the numbers.
 
+use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
-use heed::{Database, EnvOpenOptions};
+use heed::{Database, Env, EnvFlags, EnvOpenOptions};
+use persist::bench::{self, BenchReport, ColdStart, Machine, Method, Op, Row, Setup};
 use persist::pread::PreadTable;
-use persist::{Access, Table, TableMut};
+use persist::{Access, Table, TableMut, WriteOptions};
 
-/// How much of the mapping at `map` the kernel maps with 2 MiB pages: `FilePmdMapped` of its
-/// entry in /proc/self/smaps (0 if absent).
-fn file_pmd_mapped_kb(map: &[u8]) -> u64 {
-    let start = map.as_ptr() as usize;
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    let mut inside = false;
-    for line in smaps.lines() {
-        if let Some((range, _)) = line.split_once(' ') {
-            if let Some((a, b)) = range.split_once('-') {
-                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
-                {
-                    inside = a <= start && start < b;
-                    continue;
-                }
-            }
-        }
-        if inside {
-            if let Some(v) = line.strip_prefix("FilePmdMapped:") {
-                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    0
-}
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "\
+usage: persist-bench DIR [--keys N] [--quick] [--lookups N] [--rounds N] [--json]
+
+  DIR         a scratch directory (created; the benchmark's files are removed at the end)
+  --keys N    keys in every store (default 1,000,000; --quick: 100,000)
+  --quick     a small, fast run (CI smoke test): fewer keys, lookups, rounds and puts
+  --lookups N random lookups per round and method (default 2,000,000; --quick: 200,000)
+  --rounds N  rounds of the in-memory lookups, best kept (default 3; --quick: 1)
+  --json      print one JSON document (persist::bench::BenchReport) instead of the table
+
+examples:
+  persist-bench /tmp/pb                 # the full benchmark (1M keys, a few minutes)
+  persist-bench /tmp/pb --quick --json  # the small run, as JSON";
 
 struct Args {
     dir: PathBuf,
     keys: u64,
     lookups: u64,
     rounds: u32,
+    cold_lookups: u64,
+    puts: u64,
+    /// How long reader processes read alone before the writer starts.
+    alone_window: Duration,
+    quick: bool,
+    json: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        dir: PathBuf::new(),
-        keys: 1_000_000,
-        lookups: 2_000_000,
-        rounds: 3,
-    };
-    let mut it = std::env::args().skip(1);
+const BATCH: usize = 64;
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut dir = None;
+    let (mut keys, mut lookups, mut rounds) = (None, None, None);
+    let (mut quick, mut json) = (false, false);
+    let mut it = argv.iter();
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> Result<u64, String> {
             it.next()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} needs a number"))
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{name} needs a positive number"))
         };
         match a.as_str() {
-            "--keys" => args.keys = num("--keys")?.max(1),
-            "--lookups" => args.lookups = num("--lookups")?.max(1),
-            "--rounds" => args.rounds = num("--rounds")?.clamp(1, 100) as u32,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: persist-bench DIR [--keys N] [--lookups N] [--rounds N]\n\
-                            example: persist-bench /tmp/pb --keys 1000000 --lookups 2000000"
-                        .into(),
-                )
-            }
-            d if args.dir.as_os_str().is_empty() && !d.starts_with('-') => args.dir = d.into(),
-            other => return Err(format!("unexpected argument {other:?}; try --help")),
+            "--keys" => keys = Some(num("--keys")?),
+            "--lookups" => lookups = Some(num("--lookups")?),
+            "--rounds" => rounds = Some(num("--rounds")?.min(100) as u32),
+            "--quick" => quick = true,
+            "--json" => json = true,
+            d if dir.is_none() && !d.starts_with('-') => dir = Some(PathBuf::from(d)),
+            other => return Err(format!("unexpected argument {other:?}")),
         }
     }
-    if args.dir.as_os_str().is_empty() {
-        return Err("missing DIR (an empty scratch directory); try --help".into());
+    let dir = dir.ok_or("missing DIR (a scratch directory)")?;
+    let keys = keys.unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    if keys > 4_000_000 {
+        return Err(
+            "--keys is limited to 4,000,000 (keys have 7 digits, and the load during \
+                    reads adds as many again)"
+                .into(),
+        );
     }
-    Ok(args)
+    Ok(Args {
+        dir,
+        keys,
+        lookups: lookups.unwrap_or(if quick { 200_000 } else { 2_000_000 }),
+        rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
+        cold_lookups: if quick { 2_000 } else { 10_000 }.min(keys),
+        puts: if quick { 20_000 } else { 100_000 }.min(keys),
+        alone_window: Duration::from_millis(if quick { 300 } else { 1000 }),
+        quick,
+        json,
+    })
 }
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--reader") {
+        // A reader process of the get-during-load measurement (see `reader_main`).
+        if let Err(e) = reader_main(&argv[1..]) {
+            let _ = writeln!(std::io::stderr(), "error: reader: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        let _ = writeln!(std::io::stdout(), "{USAGE}");
+        return;
+    }
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e} (see 'persist-bench --help')");
+            std::process::exit(2);
+        }
+    };
+    let result = run(&args);
+    let _ = std::fs::remove_dir_all(args.dir.join("persist-bench-run"));
+    match result.and_then(|report| print(&args, &report)) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn progress(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "[persist-bench] {msg}");
+}
+
+// ----- keys, values, orders -------------------------------------------------------------------
 
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i:07}").into_bytes()
 }
 
 /// The same key as [`key`], written into a stack buffer: the timed loops build each key from
-/// its index so that fetching the key costs no cache miss (a `Vec<Vec<u8>>` of 1M keys would
-/// add two random memory accesses to every lookup of every method).
+/// its index, so fetching the key costs no cache miss for any method.
 #[inline]
 fn key_into(i: u32, buf: &mut [u8; 11]) -> &[u8] {
     buf[..4].copy_from_slice(b"key-");
@@ -108,6 +169,11 @@ fn value(i: u64) -> Vec<u8> {
     format!("value-{i}-{:08x}", i.wrapping_mul(2_654_435_761) as u32).into_bytes()
 }
 
+/// The value a `put` writes: different bytes, same length.
+fn value2(i: u64) -> Vec<u8> {
+    format!("VALUE-{i}-{:08x}", i.wrapping_mul(2_654_435_761) as u32).into_bytes()
+}
+
 /// xorshift64*.
 fn rng(mut s: u64) -> impl FnMut() -> u64 {
     move || {
@@ -118,176 +184,810 @@ fn rng(mut s: u64) -> impl FnMut() -> u64 {
     }
 }
 
-fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+/// `n` random key indices below `keys`, from `seed`: the order every method follows.
+fn random_order(seed: u64, n: u64, keys: u64) -> Vec<u32> {
+    let mut next = rng(seed);
+    (0..n).map(|_| (next() % keys) as u32).collect()
+}
+
+/// A random permutation of `lo..hi` (the load order).
+fn permutation(seed: u64, lo: u64, hi: u64) -> Vec<u32> {
+    let mut v: Vec<u32> = (lo as u32..hi as u32).collect();
+    let mut next = rng(seed);
+    for i in (1..v.len()).rev() {
+        v.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+const LOOKUP_SEED: u64 = 0x5eed_1234_abcd_ef01;
+
+// ----- the machine ------------------------------------------------------------------------------
+
+fn machine(dir: &Path) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let mem_total_bytes = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    let canon = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let filesystem = read("/proc/mounts")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, at, fs) = (f.next()?, f.next()?, f.next()?);
+            canon.starts_with(at).then(|| (at.len(), fs.to_string()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map_or_else(|| "unknown".into(), |(_, fs)| fs);
+    Machine {
+        cpu,
+        logical_cpus: std::thread::available_parallelism().map_or(0, |n| n.get() as u64),
+        mem_total_bytes,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        page_size: persist::page_size() as u64,
+        transparent_hugepage: read("/sys/kernel/mm/transparent_hugepage/enabled")
+            .trim()
+            .to_string(),
+        filesystem,
+        load_average_1m: read("/proc/loadavg")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0),
     }
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(&args.dir)?;
-    let table_path = args.dir.join("bench.tbl");
-    let small_path = args.dir.join("bench-4k.tbl");
-    let lmdb_dir = args.dir.join("lmdb");
-    let _ = std::fs::remove_file(&table_path);
-    let _ = std::fs::remove_file(&small_path);
-    let _ = std::fs::remove_dir_all(&lmdb_dir);
-    std::fs::create_dir_all(&lmdb_dir)?;
-    let keys: Vec<Vec<u8>> = (0..args.keys).map(key).collect();
+// ----- LMDB -------------------------------------------------------------------------------------
 
-    eprintln!("[bench] building the persist table ({} keys)", args.keys);
-    let t0 = Instant::now();
-    let mut w = TableMut::create(&table_path, persist::DEFAULT_SLOTS_LOG2)?;
-    for (i, k) in keys.iter().enumerate() {
-        w.put(k, &value(i as u64))?;
+fn lmdb_open(dir: &Path, read_ahead: bool) -> Res<(Env, Database<Bytes, Bytes>)> {
+    std::fs::create_dir_all(dir)?;
+    let mut opts = EnvOpenOptions::new();
+    opts.map_size(8 << 30).max_dbs(1);
+    let mut flags = EnvFlags::NO_SYNC | EnvFlags::NO_META_SYNC;
+    if !read_ahead {
+        flags |= EnvFlags::NO_READ_AHEAD;
     }
-    let ws = w.write_stats();
-    w.close()?;
-    let build_persist = t0.elapsed().as_secs_f64();
-    // The same table built and read without MADV_HUGEPAGE (4 KiB pages), for comparison.
-    let small_opts = persist::WriteOptions {
-        huge_pages: false,
-        ..Default::default()
-    };
-    let mut w = TableMut::create_with(&small_path, persist::DEFAULT_SLOTS_LOG2, small_opts)?;
-    for (i, k) in keys.iter().enumerate() {
-        w.put(k, &value(i as u64))?;
-    }
-    w.close()?;
-
-    eprintln!("[bench] building the LMDB environment");
-    let t0 = Instant::now();
-    // SAFETY: heed requires that the environment is not opened twice in this process and that
-    // no other process truncates it; the directory is fresh and private to this run.
+    // SAFETY: NO_SYNC/NO_META_SYNC trade durability on power loss for speed, which is what
+    // the comparison wants (persist does not sync either unless asked); NO_READ_AHEAD only
+    // changes madvise. heed's `open` requires that the environment is not opened twice in
+    // this process and that no other process truncates it: each directory is private to this
+    // run, and every Env is closed (`lmdb_close`) before the same directory is opened again.
     let env = unsafe {
-        EnvOpenOptions::new()
-            .map_size(4 << 30)
-            .max_dbs(1)
-            .open(&lmdb_dir)?
+        opts.flags(flags);
+        opts.open(dir)?
     };
     let mut wtxn = env.write_txn()?;
     let db: Database<Bytes, Bytes> = env.create_database(&mut wtxn, None)?;
-    for (i, k) in keys.iter().enumerate() {
-        db.put(&mut wtxn, k, &value(i as u64))?;
-    }
     wtxn.commit()?;
-    let build_lmdb = t0.elapsed().as_secs_f64();
+    Ok((env, db))
+}
 
-    if args.keys > 10_000_000 {
-        return Err("--keys is limited to 10,000,000 (keys have 7 digits)".into());
-    }
-    let mut kb = [0u8; 11];
-    if key_into(1234, &mut kb) != key(1234) {
-        return Err("key_into disagrees with key".into());
-    }
-    // The same random order for everyone.
-    let mut next = rng(0x5eed_1234_abcd_ef01);
-    let order: Vec<u32> = (0..args.lookups)
-        .map(|_| (next() % args.keys) as u32)
-        .collect();
+/// Closes an environment and waits until LMDB has let go of its files.
+fn lmdb_close(env: Env) {
+    let closing = env.prepare_for_closing();
+    closing.wait();
+}
 
-    let table = Table::open(&table_path)?;
-    let small = Table::open_for(&small_path, Access::Normal)?;
-    let mut pread = PreadTable::open(&table_path)?;
+// ----- measurements -----------------------------------------------------------------------------
+
+/// Runs `f` (which does `n` operations) and returns operations per second.
+fn rate(n: u64, f: impl FnOnce() -> Res<()>) -> Res<f64> {
+    let t0 = Instant::now();
+    f()?;
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn row(method: Method, op: Op, per_s: f64, readers: u32, note: &str) -> Row {
+    Row {
+        method,
+        op,
+        per_s,
+        readers,
+        alone_per_s: None,
+        note: note.into(),
+    }
+}
+
+struct Stores {
+    table: PathBuf,
+    lmdb: PathBuf,
+    map: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Loads every key into each store, in the same random order; returns the `load` rows.
+fn load_all(args: &Args, run: &Path, rows: &mut Vec<Row>) -> Res<Stores> {
+    let perm = permutation(0x10ad, 0, args.keys);
+    let table = run.join("bench.tbl");
+    progress(&format!("load: {} keys into persist", args.keys));
+    let per_s = rate(args.keys, || {
+        let mut w =
+            TableMut::create_with(&table, persist::DEFAULT_SLOTS_LOG2, WriteOptions::default())?;
+        for &i in &perm {
+            w.put(&key(i.into()), &value(i.into()))?;
+        }
+        w.close()?;
+        Ok(())
+    })?;
+    rows.push(row(
+        Method::PersistMmap,
+        Op::Load,
+        per_s,
+        0,
+        "TableMut::put of every key into a new table (grows from 64 slots)",
+    ));
+    let lmdb = run.join("lmdb");
+    progress("load: LMDB, one transaction");
+    let (env, db) = lmdb_open(&lmdb, true)?;
+    let per_s = rate(args.keys, || {
+        let mut wtxn = env.write_txn()?;
+        for &i in &perm {
+            db.put(&mut wtxn, &key(i.into()), &value(i.into()))?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    })?;
+    lmdb_close(env);
+    rows.push(row(
+        Method::Lmdb,
+        Op::Load,
+        per_s,
+        0,
+        "one write transaction, MDB_NOSYNC",
+    ));
+    progress("load: HashMap");
+    let mut map = HashMap::new();
+    let per_s = rate(args.keys, || {
+        for &i in &perm {
+            map.insert(key(i.into()), value(i.into()));
+        }
+        Ok(())
+    })?;
+    rows.push(row(
+        Method::Hashmap,
+        Op::Load,
+        per_s,
+        0,
+        "HashMap::insert (std SipHash), starting empty",
+    ));
+    Ok(Stores { table, lmdb, map })
+}
+
+/// In-memory random lookups, every method on the same order, interleaved rounds, best kept.
+fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
+    let table = Table::open(&s.table)?;
+    let mut pread = PreadTable::open(&s.table)?;
+    let (env, db) = lmdb_open(&s.lmdb, true)?;
     let rtxn = env.read_txn()?;
-
-    // Warm-up: one pass over every key through each path, checking every value once.
-    eprintln!("[bench] warming the page cache and checking values");
-    for (i, k) in keys.iter().enumerate() {
-        let want = value(i as u64);
-        if table.get(k)? != Some(&want[..]) || small.get(k)? != Some(&want[..]) {
-            return Err(format!("mmap lookup of {:?} is wrong", String::from_utf8_lossy(k)).into());
-        }
-        if pread.get(k)? != Some(&want[..]) {
-            return Err(
-                format!("pread lookup of {:?} is wrong", String::from_utf8_lossy(k)).into(),
-            );
-        }
-        if db.get(&rtxn, k)? != Some(&want[..]) {
-            return Err(format!("LMDB lookup of {:?} is wrong", String::from_utf8_lossy(k)).into());
+    progress("get: warming the page cache and checking every value through every method");
+    for i in 0..args.keys {
+        let (k, want) = (key(i), value(i));
+        let ok = table.get(&k)? == Some(&want[..])
+            && pread.get(&k)? == Some(&want[..])
+            && db.get(&rtxn, &k)? == Some(&want[..])
+            && s.map.get(&k).map(Vec::as_slice) == Some(&want[..]);
+        if !ok {
+            return Err(format!("a lookup of {:?} is wrong", String::from_utf8_lossy(&k)).into());
         }
     }
-    let res_table = persist::page_cache_residency(&table_path, false)?;
-    let res_lmdb = persist::page_cache_residency(lmdb_dir.join("data.mdb"), false)?;
-
-    let pmd_kb = [
-        file_pmd_mapped_kb(table.bytes()),
-        file_pmd_mapped_kb(small.bytes()),
-    ];
-    let mut best = [f64::MAX; 4];
+    let order = random_order(LOOKUP_SEED, args.lookups, args.keys);
+    let mut best = [0f64; 5];
     for round in 0..args.rounds {
-        eprintln!("[bench] round {}/{}", round + 1, args.rounds);
-        // mmap
-        let t0 = Instant::now();
-        let mut sum = 0usize;
+        progress(&format!(
+            "get: round {}/{}, {} lookups per method",
+            round + 1,
+            args.rounds,
+            args.lookups
+        ));
+        let n = args.lookups;
         let mut kb = [0u8; 11];
-        for &i in &order {
-            sum += table.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
-        }
-        black_box(sum);
-        best[0] = best[0].min(t0.elapsed().as_secs_f64());
-        // pread
-        let t0 = Instant::now();
         let mut sum = 0usize;
-        let mut kb = [0u8; 11];
-        for &i in &order {
-            sum += pread.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
-        }
+        let r = [
+            rate(n, || {
+                for &i in &order {
+                    sum += table.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(())
+            })?,
+            rate(n, || {
+                let mut keys = vec![[0u8; 11]; BATCH];
+                let mut out = Vec::with_capacity(BATCH);
+                for chunk in order.chunks(BATCH) {
+                    for (slot, &i) in keys.iter_mut().zip(chunk) {
+                        key_into(i, slot);
+                    }
+                    table.get_many_into(&keys[..chunk.len()], &mut out)?;
+                    sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
+                }
+                Ok(())
+            })?,
+            rate(n, || {
+                for &i in &order {
+                    sum += pread.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(())
+            })?,
+            rate(n, || {
+                for &i in &order {
+                    sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(())
+            })?,
+            rate(n, || {
+                for &i in &order {
+                    sum += s.map.get(key_into(i, &mut kb)).map_or(0, Vec::len);
+                }
+                Ok(())
+            })?,
+        ];
         black_box(sum);
-        best[1] = best[1].min(t0.elapsed().as_secs_f64());
-        // LMDB
-        let t0 = Instant::now();
-        let mut sum = 0usize;
-        let mut kb = [0u8; 11];
-        for &i in &order {
-            sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+        for (b, r) in best.iter_mut().zip(r) {
+            *b = b.max(r);
         }
-        black_box(sum);
-        best[2] = best[2].min(t0.elapsed().as_secs_f64());
-        // mmap with 4 KiB pages
-        let t0 = Instant::now();
-        let mut sum = 0usize;
-        let mut kb = [0u8; 11];
-        for &i in &order {
-            sum += small.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
-        }
-        black_box(sum);
-        best[3] = best[3].min(t0.elapsed().as_secs_f64());
     }
-    small.check()?;
     table.check()?;
     drop(rtxn);
+    lmdb_close(env);
+    let rounds = format!("best of {} rounds of {} lookups", args.rounds, args.lookups);
+    for (method, per_s, how) in [
+        (Method::PersistMmap, best[0], "Table::get, MADV_HUGEPAGE"),
+        (
+            Method::PersistMmapBatched,
+            best[1],
+            "Table::get_many_into, batches of 64",
+        ),
+        (Method::PersistPread, best[2], "PreadTable::get, pread(2)"),
+        (Method::Lmdb, best[3], "one read transaction"),
+        (Method::Hashmap, best[4], "HashMap::get (std SipHash)"),
+    ] {
+        rows.push(row(method, Op::Get, per_s, 1, &format!("{how}; {rounds}")));
+    }
+    Ok(())
+}
 
-    let n = args.lookups as f64;
-    let rate = |s: f64| n / s;
-    let (m, p, l, m4) = (rate(best[0]), rate(best[1]), rate(best[2]), rate(best[3]));
-    let doc = serde_json::json!({
-        "keys": args.keys,
-        "lookups_per_round": args.lookups,
-        "rounds": args.rounds,
-        "table_bytes": std::fs::metadata(&table_path)?.len(),
-        "lmdb_bytes": std::fs::metadata(lmdb_dir.join("data.mdb"))?.len(),
-        "table_growths": ws.file_growths,
-        "table_rehashes": ws.rehashes,
-        "build_seconds": {"persist": build_persist, "lmdb": build_lmdb},
-        "resident": {"table": res_table, "lmdb": res_lmdb},
-        "file_pmd_mapped_kb": {"mmap": pmd_kb[0], "mmap_4k": pmd_kb[1]},
-        "lookups_per_sec": {"mmap": m, "mmap_4k": m4, "pread": p, "lmdb": l},
-        "ns_per_lookup": {"mmap": 1e9 / m, "mmap_4k": 1e9 / m4, "pread": 1e9 / p, "lmdb": 1e9 / l},
-        "ratio_mmap_over_pread": m / p,
-        "ratio_mmap_over_lmdb": m / l,
-        "ratio_mmap_4k_over_pread": m4 / p,
-        "ratio_mmap_4k_over_lmdb": m4 / l,
-        "goals": {"mmap_over_pread_at_least": 3.0, "mmap_over_lmdb_at_least": 1.5},
-    });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+/// Single overwrites of existing keys.
+fn puts(args: &Args, s: &mut Stores, rows: &mut Vec<Row>) -> Res<()> {
+    let order = random_order(0x9075, args.puts, args.keys);
+    progress(&format!("put: {} single overwrites per method", args.puts));
+    let mut w = TableMut::open(&s.table, WriteOptions::default())?;
+    let per_s = rate(args.puts, || {
+        for &i in &order {
+            w.put(&key(i.into()), &value2(i.into()))?;
+        }
+        Ok(())
+    })?;
+    w.close()?;
+    rows.push(row(
+        Method::PersistMmap,
+        Op::Put,
+        per_s,
+        0,
+        "TableMut::put, each visible to every process when it returns",
+    ));
+    let (env, db) = lmdb_open(&s.lmdb, true)?;
+    let per_s = rate(args.puts, || {
+        for &i in &order {
+            let mut wtxn = env.write_txn()?;
+            db.put(&mut wtxn, &key(i.into()), &value2(i.into()))?;
+            wtxn.commit()?;
+        }
+        Ok(())
+    })?;
+    lmdb_close(env);
+    rows.push(row(
+        Method::Lmdb,
+        Op::Put,
+        per_s,
+        0,
+        "a write transaction and commit per put, MDB_NOSYNC",
+    ));
+    let per_s = rate(args.puts, || {
+        for &i in &order {
+            s.map.insert(key(i.into()), value2(i.into()));
+        }
+        Ok(())
+    })?;
+    rows.push(row(Method::Hashmap, Op::Put, per_s, 0, "HashMap::insert"));
+    Ok(())
+}
+
+/// Lookups right after eviction from the page cache, checked with mincore.
+fn cold_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
+    let order = random_order(LOOKUP_SEED ^ 0xc01d, args.cold_lookups, args.keys);
+    let n = args.cold_lookups;
+    let mut starts = Vec::new();
+    for method in [
+        Method::PersistMmap,
+        Method::PersistMmapBatched,
+        Method::PersistPread,
+        Method::Lmdb,
+    ] {
+        let file = match method {
+            Method::Lmdb => s.lmdb.join("data.mdb"),
+            _ => s.table.clone(),
+        };
+        // Nothing of ours maps the file now: evict it (fsync, then POSIX_FADV_DONTNEED).
+        let res = persist::page_cache_residency(&file, true)?;
+        progress(&format!(
+            "get-cold: {method:?}: {} of {} pages resident after eviction (mincore), {n} lookups",
+            res.pages_resident_after, res.pages_total
+        ));
+        let mut kb = [0u8; 11];
+        let mut sum = 0usize;
+        let start = persist::faults();
+        let (per_s, note) = match method {
+            Method::PersistMmap | Method::PersistMmapBatched => {
+                let t = Table::open_for(&s.table, Access::Random)?;
+                let per_s = rate(n, || {
+                    if method == Method::PersistMmap {
+                        for &i in &order {
+                            sum += t.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                        }
+                    } else {
+                        let mut keys = vec![[0u8; 11]; BATCH];
+                        let mut out = Vec::new();
+                        for chunk in order.chunks(BATCH) {
+                            for (slot, &i) in keys.iter_mut().zip(chunk) {
+                                key_into(i, slot);
+                            }
+                            t.get_many_into(&keys[..chunk.len()], &mut out)?;
+                            sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
+                        }
+                    }
+                    Ok(())
+                })?;
+                (per_s, "fresh Table::open_for(Access::Random): MADV_RANDOM")
+            }
+            Method::PersistPread => {
+                let mut p = PreadTable::open(&s.table)?;
+                let per_s = rate(n, || {
+                    for &i in &order {
+                        sum += p.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                    }
+                    Ok(())
+                })?;
+                (per_s, "pread(2); the kernel's default read-ahead")
+            }
+            _ => {
+                let (env, db) = lmdb_open(&s.lmdb, false)?;
+                let rtxn = env.read_txn()?;
+                let per_s = rate(n, || {
+                    for &i in &order {
+                        sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                    }
+                    Ok(())
+                })?;
+                drop(rtxn);
+                lmdb_close(env);
+                (per_s, "MDB_NORDAHEAD (LMDB's advice for random reads)")
+            }
+        };
+        black_box(sum);
+        let majors = persist::faults().major - start.major;
+        starts.push(ColdStart {
+            method,
+            pages_total: res.pages_total,
+            pages_resident_before: res.pages_resident_before,
+            pages_resident_after: res.pages_resident_after,
+            major_faults: majors,
+        });
+        rows.push(row(
+            method,
+            Op::GetCold,
+            per_s,
+            1,
+            &format!("{note}; {n} lookups; {majors} major faults"),
+        ));
+    }
+    Ok(starts)
+}
+
+// ----- reads during a load (reader processes) -------------------------------------------------
+
+/// A reader's lookups of a chunk of key indices; returns the bytes found (kept alive).
+type Lookup = Box<dyn FnMut(&[u32]) -> Res<usize>>;
+
+/// A reader process: `--reader METHOD PATH KEYS PHASE_DIR SEED`. Opens the store, warms up,
+/// prints `ready`, waits for a line on stdin, then counts lookups until `PHASE_DIR/during`
+/// exists (alone) and again until `PHASE_DIR/stop` exists (during the load); prints
+/// `result ALONE_OPS ALONE_SECS DURING_OPS DURING_SECS`.
+fn reader_main(argv: &[String]) -> Res<()> {
+    let [method, path, keys, phase, seed] = argv else {
+        return Err("usage: --reader METHOD PATH KEYS PHASE_DIR SEED".into());
+    };
+    let keys: u64 = keys.parse()?;
+    let phase = PathBuf::from(phase);
+    let order = random_order(seed.parse()?, 1 << 20, keys);
+    let mut lookup: Lookup = match method.as_str() {
+        "persist-mmap" => {
+            let t: &'static Table = Box::leak(Box::new(Table::open(path)?));
+            Box::new(move |ids: &[u32]| {
+                let mut kb = [0u8; 11];
+                let mut sum = 0;
+                for &i in ids {
+                    sum += t.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(sum)
+            })
+        }
+        "persist-mmap-batched" => {
+            let t: &'static Table = Box::leak(Box::new(Table::open(path)?));
+            let mut keys = vec![[0u8; 11]; BATCH];
+            let mut out = Vec::with_capacity(BATCH);
+            Box::new(move |ids: &[u32]| {
+                let mut sum = 0;
+                for chunk in ids.chunks(BATCH) {
+                    for (slot, &i) in keys.iter_mut().zip(chunk) {
+                        key_into(i, slot);
+                    }
+                    t.get_many_into(&keys[..chunk.len()], &mut out)?;
+                    sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
+                }
+                Ok(sum)
+            })
+        }
+        "lmdb" => {
+            let (env, db) = lmdb_open(Path::new(path), true)?;
+            let env: &'static Env = Box::leak(Box::new(env));
+            Box::new(move |ids: &[u32]| {
+                // A fresh read transaction per chunk, as a long-running reader would renew
+                // its snapshot (a transaction held forever would pin the writer's old pages).
+                let rtxn = env.read_txn()?;
+                let mut kb = [0u8; 11];
+                let mut sum = 0;
+                for &i in ids {
+                    sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(sum)
+            })
+        }
+        other => return Err(format!("unknown reader method {other}").into()),
+    };
+    const CHUNK: usize = 4096;
+    let mut sum = 0;
+    for chunk in order.chunks(CHUNK).take(64) {
+        sum += lookup(chunk)?; // warm-up: page tables and caches
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let mut measure = |until: &Path| -> Res<(u64, f64)> {
+        let t0 = Instant::now();
+        let mut ops = 0u64;
+        let mut chunks = order.chunks(CHUNK).cycle();
+        while !until.exists() {
+            let chunk = chunks.next().unwrap_or(&[]);
+            sum += lookup(chunk)?;
+            ops += chunk.len() as u64;
+        }
+        Ok((ops, t0.elapsed().as_secs_f64()))
+    };
+    let (alone_ops, alone_secs) = measure(&phase.join("during"))?;
+    let (during_ops, during_secs) = measure(&phase.join("stop"))?;
+    black_box(sum);
+    writeln!(
+        out,
+        "result {alone_ops} {alone_secs} {during_ops} {during_secs}"
+    )?;
+    Ok(())
+}
+
+struct ReaderProc {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for ReaderProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ReaderProc {
+    fn line(&mut self) -> Res<String> {
+        let mut l = String::new();
+        if self.out.read_line(&mut l)? == 0 {
+            return Err("a reader process ended early (its error is above)".into());
+        }
+        Ok(l.trim_end().to_string())
+    }
+}
+
+/// Reader processes read alone, then while this process loads `keys` new keys into the same
+/// store (a copy of it, so every measurement starts from the same table).
+fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -> Res<()> {
+    let exe = std::env::current_exe()?;
+    let new_keys = permutation(0x2e57, args.keys, 2 * args.keys);
+    for method in [
+        Method::PersistMmap,
+        Method::PersistMmapBatched,
+        Method::Lmdb,
+    ] {
+        for readers in [1u32, 2] {
+            let phase = run.join("phase");
+            let _ = std::fs::remove_dir_all(&phase);
+            std::fs::create_dir_all(&phase)?;
+            // A copy of the store for this measurement.
+            let (store, name) = match method {
+                Method::Lmdb => {
+                    let dir = run.join("lmdb-during");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::copy(s.lmdb.join("data.mdb"), dir.join("data.mdb"))?;
+                    (dir, "lmdb")
+                }
+                Method::PersistMmapBatched => {
+                    let p = run.join("during.tbl");
+                    std::fs::copy(&s.table, &p)?;
+                    (p, "persist-mmap-batched")
+                }
+                _ => {
+                    let p = run.join("during.tbl");
+                    std::fs::copy(&s.table, &p)?;
+                    (p, "persist-mmap")
+                }
+            };
+            progress(&format!(
+                "get-during-load: {readers} {name} reader process(es), then a writer loads {} \
+                 new keys",
+                args.keys
+            ));
+            let mut procs = Vec::new();
+            for r in 0..readers {
+                let mut child = Command::new(&exe)
+                    .arg("--reader")
+                    .arg(name)
+                    .arg(&store)
+                    .arg(args.keys.to_string())
+                    .arg(&phase)
+                    .arg((LOOKUP_SEED + u64::from(r)).to_string())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()?;
+                let out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+                procs.push(ReaderProc { child, out });
+            }
+            for p in &mut procs {
+                let l = p.line()?;
+                if l != "ready" {
+                    return Err(format!("reader said {l:?}").into());
+                }
+            }
+            for p in &mut procs {
+                let stdin = p.child.stdin.as_mut().ok_or("no stdin")?;
+                stdin.write_all(b"go\n")?;
+                stdin.flush()?;
+            }
+            // The readers measure alone for a while (a measurement window, not a wait for
+            // anything), then the writer starts.
+            std::thread::sleep(args.alone_window);
+            std::fs::write(phase.join("during"), b"")?;
+            let load = match method {
+                Method::Lmdb => {
+                    let (env, db) = lmdb_open(&store, true)?;
+                    let r = rate(args.keys, || {
+                        for chunk in new_keys.chunks(10_000) {
+                            let mut wtxn = env.write_txn()?;
+                            for &i in chunk {
+                                db.put(&mut wtxn, &key(i.into()), &value(i.into()))?;
+                            }
+                            wtxn.commit()?;
+                        }
+                        Ok(())
+                    });
+                    lmdb_close(env);
+                    r?
+                }
+                _ => rate(args.keys, || {
+                    let mut w = TableMut::open(&store, WriteOptions::default())?;
+                    for &i in &new_keys {
+                        w.put(&key(i.into()), &value(i.into()))?;
+                    }
+                    w.close()?;
+                    Ok(())
+                })?,
+            };
+            std::fs::write(phase.join("stop"), b"")?;
+            let (mut alone, mut during) = (0.0, 0.0);
+            for p in &mut procs {
+                let l = p.line()?;
+                let f: Vec<f64> = l
+                    .strip_prefix("result ")
+                    .ok_or_else(|| format!("reader said {l:?}"))?
+                    .split_whitespace()
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+                let [a_ops, a_s, d_ops, d_s] = f[..] else {
+                    return Err(format!("reader said {l:?}").into());
+                };
+                alone += a_ops / a_s;
+                during += d_ops / d_s;
+            }
+            drop(procs);
+            let mut r = row(
+                method,
+                Op::GetDuringLoad,
+                during,
+                readers,
+                &format!(
+                    "while a writer loads {} new keys ({:.0} puts/s{}); alone: the same \
+                     processes just before",
+                    args.keys,
+                    load,
+                    if method == Method::Lmdb {
+                        ", commits of 10,000"
+                    } else {
+                        ", growth and rehash under the readers"
+                    }
+                ),
+            );
+            r.alone_per_s = Some(alone);
+            rows.push(r);
+            let _ = std::fs::remove_dir_all(&store);
+            let _ = std::fs::remove_file(&store);
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Res<BenchReport> {
+    let run = args.dir.join("persist-bench-run");
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run)?;
+    let machine = machine(&run);
+    let mut rows = Vec::new();
+    let mut stores = load_all(args, &run, &mut rows)?;
+    hot_gets(args, &stores, &mut rows)?;
+    puts(args, &mut stores, &mut rows)?;
+    let table_bytes = std::fs::metadata(&stores.table)?.len();
+    let lmdb_bytes = std::fs::metadata(stores.lmdb.join("data.mdb"))?.len();
+    let cold = cold_gets(args, &stores, &mut rows)?;
+    reads_during_load(args, &stores, &run, &mut rows)?;
+    let goals = bench::goals(&rows);
+    Ok(BenchReport {
+        keys: args.keys,
+        machine,
+        rows,
+        goals,
+        setup: Setup {
+            quick: args.quick,
+            lookups: args.lookups,
+            rounds: args.rounds,
+            batch: BATCH as u32,
+            cold_lookups: args.cold_lookups,
+            puts: args.puts,
+            table_bytes,
+            lmdb_bytes,
+            cold,
+        },
+    })
+}
+
+// ----- output -----------------------------------------------------------------------------------
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Get => "get",
+        Op::GetCold => "get-cold",
+        Op::Load => "load",
+        Op::Put => "put",
+        Op::GetDuringLoad => "get-during-load",
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::PersistMmap => "persist-mmap",
+        Method::PersistMmapBatched => "persist-mmap-batched",
+        Method::PersistPread => "persist-pread",
+        Method::Lmdb => "lmdb",
+        Method::Hashmap => "hashmap",
+    }
+}
+
+fn print(args: &Args, r: &BenchReport) -> Res<()> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
+        return Ok(());
+    }
+    let m = &r.machine;
+    writeln!(
+        out,
+        "persist benchmark: {} keys; {} random lookups per round, best of {} rounds; {} \
+         cold lookups; {} puts{}",
+        r.keys,
+        r.setup.lookups,
+        r.setup.rounds,
+        r.setup.cold_lookups,
+        r.setup.puts,
+        if r.setup.quick { " (--quick)" } else { "" }
+    )?;
+    writeln!(
+        out,
+        "machine: {}, {} logical CPUs, {} MiB RAM, Linux {}, {}-byte pages, THP {}, {} \
+         (load average {:.2} at the start: numbers on a busy machine are noisy)",
+        m.cpu,
+        m.logical_cpus,
+        m.mem_total_bytes >> 20,
+        m.kernel,
+        m.page_size,
+        m.transparent_hugepage,
+        m.filesystem,
+        m.load_average_1m
+    )?;
+    writeln!(
+        out,
+        "files: persist table {} MiB, LMDB {} MiB",
+        r.setup.table_bytes >> 20,
+        r.setup.lmdb_bytes >> 20
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| op              | method               | readers |   per second | vs LMDB | note"
+    )?;
+    writeln!(
+        out,
+        "|-----------------|----------------------|--------:|-------------:|--------:|-----"
+    )?;
+    for row in &r.rows {
+        let lmdb = r.row(Method::Lmdb, row.op, row.readers).map(|l| l.per_s);
+        let vs = lmdb.map_or("".to_string(), |l| format!("{:.2}x", row.per_s / l));
+        let alone = row.alone_per_s.map_or(String::new(), |a| {
+            format!(" [alone {a:.0}/s: {:.2}x]", row.per_s / a)
+        });
+        writeln!(
+            out,
+            "| {:<15} | {:<20} | {:>7} | {:>12.0} | {:>7} | {}{}",
+            op_name(row.op),
+            method_name(row.method),
+            row.readers,
+            row.per_s,
+            vs,
+            row.note,
+            alone
+        )?;
+    }
+    writeln!(out)?;
+    for c in &r.setup.cold {
+        writeln!(
+            out,
+            "cold start {}: {} of {} pages resident before eviction, {} after (mincore); {} \
+             major faults during the lookups",
+            method_name(c.method),
+            c.pages_resident_before,
+            c.pages_total,
+            c.pages_resident_after,
+            c.major_faults
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Goals of issue 14 (this run; printed, never asserted):"
+    )?;
+    for g in &r.goals {
+        writeln!(
+            out,
+            "  {}: {} -> {}",
+            g.goal,
+            g.ratio
+                .map_or("not measured".into(), |x| format!("{x:.2}x")),
+            if g.met { "met" } else { "NOT met" }
+        )?;
+    }
     Ok(())
 }

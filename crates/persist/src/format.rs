@@ -282,6 +282,37 @@ impl Header {
         })
     }
 
+    /// The header a lookup needs, from the words a writer changes (slot descriptor, arena end,
+    /// flags), loaded in that order with acquire loads, for a reader whose mapping's fixed
+    /// fields were validated when it was mapped. `None` when anything needs a closer look
+    /// (retired, past the mapping, out of range): the caller then takes the full path.
+    #[inline]
+    pub fn load_live<'a, M: Mem<'a>>(mem: M, file_len: u64) -> Option<Header> {
+        let desc = mem.word(H_SLOTS as u64);
+        let arena_end = mem.word(H_ARENA_END as u64);
+        let flags = mem.word(H_FLAGS as u64);
+        let slots_log2 = (desc & 0xff) as u32;
+        let slots_off = (desc >> 8).checked_mul(8)?;
+        let slots_end = slots_off.checked_add(8u64.checked_shl(slots_log2)?)?;
+        let ok = (MIN_SLOTS_LOG2..=MAX_SLOTS_LOG2).contains(&slots_log2)
+            && slots_off >= HEADER_LEN
+            && slots_end <= arena_end
+            && arena_end <= file_len
+            && arena_end <= mem.len()
+            && arena_end % 8 == 0
+            && flags as u32 & !FLAG_DIRTY == 0;
+        ok.then_some(Header {
+            file_len,
+            slots_off,
+            slots_log2,
+            arena_end,
+            live: 0,
+            used: 0,
+            live_bytes: 0,
+            flags: flags as u32,
+        })
+    }
+
     /// Loads the header words from `mem` and parses them. On a shared mapping a writer may be
     /// changing them meanwhile: the words are loaded in the reverse of the order a writer
     /// publishes them (slot descriptor, arena end, file length), each an acquire load, so a

@@ -138,6 +138,7 @@
 //! the background without holding the writers' lock for the whole copy, and use a keyed hash
 //! against hash-flooding inputs.
 
+pub mod bench;
 pub mod disktable;
 mod format;
 #[doc(hidden)]

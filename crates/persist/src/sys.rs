@@ -454,14 +454,9 @@ fn warm_up() {
 // the protocol raises SIGBUS, which [`SigbusGuard`] turns into an error instead of a crash.
 
 /// `mmap(2)` the whole file read-only, `MAP_SHARED`, for a reader that takes no lock: a raw
-/// mapping, reached only through [`SharedMem`] (atomic words, slices of published records).
+/// mapping, reached only through [`SharedMem`] (atomic words, slices of published records),
+/// or only measured (mincore).
 pub fn map_read_raw(file: &std::fs::File) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new().map_raw_read_only(file)
-}
-
-/// `mmap(2)` the whole file read-only, `MAP_SHARED`, for measuring only (mincore): the bytes
-/// are never touched.
-pub fn map_untouched(file: &std::fs::File) -> io::Result<memmap2::MmapRaw> {
     memmap2::MmapOptions::new().map_raw_read_only(file)
 }
 

@@ -451,7 +451,26 @@ impl Table {
     /// Looks a key up. The value is a slice of the mapping: no copy, no system call (unless
     /// the file grew past this reader's mapping, or was compacted: then it maps it anew).
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, Error> {
-        self.with_view(|view| view.get(key))
+        self.fast_view(|view| view.get(key))
+    }
+
+    /// [`Table::with_view`] after trying the fast path: three header words loaded, no
+    /// retries. Anything unusual (a grown or compacted file, a damaged one, a bus error) goes
+    /// the careful way.
+    #[inline]
+    fn fast_view<'s, T>(
+        &'s self,
+        mut f: impl FnMut(View<SharedMem<'s>>) -> Result<T, Invalid>,
+    ) -> Result<T, Error> {
+        let m = self.current();
+        if let Some(hdr) = Header::load_live(m.mem(), m.len()) {
+            if let Ok(found) = f(View { mem: m.mem(), hdr }) {
+                if !m.guard.faulted() {
+                    return Ok(found);
+                }
+            }
+        }
+        self.with_view(f)
     }
 
     /// Looks many keys up at once, overlapping their cache misses: first every key's home
@@ -476,7 +495,7 @@ impl Table {
         let mut hashes = [0u64; BATCH];
         for chunk in keys.chunks(BATCH) {
             let start = out.len();
-            self.with_view(|view| {
+            self.fast_view(|view| {
                 out.truncate(start);
                 let mem = view.mem;
                 let mask = view.hdr.slot_count() - 1;
@@ -675,7 +694,7 @@ pub fn page_cache_residency(path: impl AsRef<Path>, evict: bool) -> Result<Resid
         if len == 0 {
             return Ok(0);
         }
-        let map = sys::map_untouched(file).map_err(io_err(path, "mmap"))?;
+        let map = sys::map_read_raw(file).map_err(io_err(path, "mmap"))?;
         Ok(sys::resident_pages(map.as_ptr(), map.len()).map_err(io_err(path, "mincore"))? as u64)
     };
     let before = count(&file)?;
@@ -1227,8 +1246,7 @@ impl TableMut {
     }
 
     /// Compacts first if storing `extra` more bytes would grow the file while more than half
-    /// of the arena is garbage. A compaction that finds no room on the disk is given up: the
-    /// write then tries to grow the file as usual.
+    /// of the arena is garbage.
     fn maybe_compact(&mut self, extra: u64) -> Result<(), Error> {
         let h = &self.hdr;
         let arena = h.arena_end - HEADER_LEN;
@@ -1241,10 +1259,14 @@ impl TableMut {
         {
             return Ok(());
         }
-        match self.compact() {
-            Ok(_) | Err(Error::NoSpace { .. }) => Ok(()),
-            Err(e) => Err(e),
+        // A compaction that fails leaves the table as it was (it fails before the rename or
+        // not at all): go on growing it as usual, and do not try again in this session (no
+        // room on the disk, an unwritable directory for the scratch file...). A bus error is
+        // still noticed by the write's own checks.
+        if self.compact().is_err() {
+            self.auto_compact = false;
         }
+        Ok(())
     }
 
     /// Inserts or replaces `key`. Returns whether an old value was replaced. When it returns,
