@@ -640,3 +640,43 @@ fn space_comes_back_after_many_overwrites_of_one_key() {
         Some(&b"value-299999"[..])
     );
 }
+
+#[test]
+fn a_reader_remaps_when_a_writer_grew_the_file_past_its_mapping() {
+    let d = tempdir("remap");
+    let path = d.path().join("t.tbl");
+    let mut w = TableMut::create(&path, 3).unwrap();
+    w.put(b"first", b"1").unwrap();
+    let t = Table::open(&path).unwrap();
+    let mapped = t.mapped_len();
+    for i in 0..20_000u64 {
+        w.put(&key(i), &value(i, 1)).unwrap();
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() > mapped * 16);
+    // The writer holds its lock all along; the reader maps the grown file on its own.
+    assert_eq!(t.get(&key(19_999)).unwrap(), Some(&value(19_999, 1)[..]));
+    assert_eq!(t.get(b"first").unwrap(), Some(&b"1"[..]));
+    assert!(t.mapped_len() > mapped);
+    assert_eq!(t.mappings(), 2);
+    w.close().unwrap();
+}
+
+#[test]
+fn get_many_answers_in_the_order_asked_with_absent_keys_as_none() {
+    let d = tempdir("get-many");
+    let path = d.path().join("t.tbl");
+    let kv = common::build(&path, 1000);
+    let t = Table::open(&path).unwrap();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for i in (0..1000).rev().step_by(7) {
+        keys.push(kv[i].0.clone());
+        keys.push(format!("absent-{i}").into_bytes());
+    }
+    let got = t.get_many(&keys).unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (k, v) in keys.iter().zip(&got) {
+        assert_eq!(*v, t.get(k).unwrap(), "{}", String::from_utf8_lossy(k));
+    }
+    assert_eq!(got.iter().filter(|v| v.is_some()).count(), keys.len() / 2);
+    assert!(t.get_many::<&[u8]>(&[]).unwrap().is_empty());
+}
