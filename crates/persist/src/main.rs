@@ -110,8 +110,11 @@ enum Cmd {
         #[arg(long)]
         echo: bool,
     },
-    /// Write a compacted copy (live entries only) and rename it over FILE, giving back the
-    /// space of overwritten and deleted entries. Readers are not disturbed.
+    /// Give back the space of overwritten and deleted entries (a compacted copy renamed over FILE)
+    ///
+    /// Copies the live entries into FILE.persist-compact, fsyncs it and renames it over FILE.
+    /// Readers that have the old file open keep reading it and move to the new one; a writer
+    /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost.
     Compact {
         file: PathBuf,
         /// Fail at once if another writer holds the lock, instead of waiting for it.
