@@ -291,6 +291,10 @@ pub struct Stats {
     pub sleeps: u64,
     /// `FUTEX_WAKE` calls made by this side.
     pub wakes: u64,
+    /// `FUTEX_WAIT` calls that ended by their timeout ([`Options::peer_check`]) rather than a
+    /// wake: a sleep nobody ended. With a live, busy peer these should be (close to) none; a
+    /// count near `sleeps` means wake-ups are lost.
+    pub timeouts: u64,
 }
 
 /// What leaving the ring did.
@@ -725,6 +729,9 @@ fn wait_until<T>(
         // Awake: withdraw the announcement (the waker may have cleared it already).
         word.store(0, Ordering::Relaxed);
         let outcome = outcome.map_err(io_err(&ring.path, "futex wait failed on"))?;
+        if outcome == sys::FutexWait::TimedOut {
+            stats.timeouts += 1;
+        }
         if outcome == sys::FutexWait::TimedOut || last_check.elapsed() >= opts.peer_check {
             alive(ring)?;
             last_check = Instant::now();
@@ -1504,6 +1511,59 @@ mod tests {
         assert!(stats.sleeps >= 1, "{stats:?}");
         assert_eq!(tx.stats().wakes, 1);
         assert_eq!(tx.ring.waiting(Role::Receiver).load(Ordering::SeqCst), 0);
+    }
+
+    /// A one-way stream with no spinning at all, so that each side sleeps whenever it gets
+    /// ahead of the other (the receiver on an empty ring, the sender on a full small one), on
+    /// two threads that may run on two CPUs. A lost wake-up would show as a sleep ended by the
+    /// liveness timeout instead of by the peer: counted by the ring itself, so nothing here
+    /// depends on timing. The timeout is 2 s, far beyond any scheduling delay, so a timeout is
+    /// a wake that never came (and the test still ends if one is lost).
+    #[test]
+    fn a_one_way_stream_without_spinning_loses_no_wake_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let spin0 = Options {
+            spin: Some(Duration::ZERO),
+            peer_check: Duration::from_secs(2),
+            ..opts(MIN_CAPACITY)
+        };
+        let mut rx = Receiver::open(&path, spin0).unwrap();
+        let mut tx = Sender::open(&path, spin0).unwrap();
+        const N: u32 = 20_000;
+        let sender = thread::spawn(move || {
+            for i in 0..N {
+                // 4 to 400 bytes: a 4 KiB ring fills within a few dozen messages.
+                let sent = tx.send(&i.to_le_bytes().repeat(1 + i as usize % 100));
+                if sent.is_err() || tx.stats().timeouts > 0 {
+                    break; // Lost already (or the receiver gave up): fail after one timeout.
+                }
+            }
+            let stats = tx.stats();
+            tx.close().unwrap();
+            stats
+        });
+        let mut n = 0u32;
+        while let Some(m) = rx.recv().unwrap() {
+            assert_eq!(&*m, &n.to_le_bytes().repeat(1 + n as usize % 100)[..]);
+            n += 1;
+            if m.rx.stats().timeouts > 0 {
+                break;
+            }
+        }
+        let got = rx.stats();
+        drop(rx);
+        let sent = sender.join().unwrap();
+        assert!(
+            sent.sleeps + got.sleeps > 0,
+            "nobody slept: {sent:?} {got:?}"
+        );
+        assert_eq!(
+            (sent.timeouts, got.timeouts),
+            (0, 0),
+            "sleeps ended by the timeout, not a wake: sender {sent:?}, receiver {got:?}"
+        );
+        assert_eq!(n, N);
     }
 
     #[test]

@@ -122,6 +122,40 @@ pub struct Row {
     pub msgs_per_s: f64,
     /// One-way: `msgs_per_s * size`.
     pub bytes_per_s: f64,
+    /// Ring transports: the cell's futex calls, runner and peer (round trips and one-way
+    /// together). `null` for the other transports, and in recordings made before these
+    /// counters existed. Required in the document (an absent key is an error, not `null`).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub futex: Option<Futex>,
+}
+
+/// One side's futex calls in one cell ([`crate::Stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FutexCounts {
+    /// `FUTEX_WAIT` calls.
+    pub sleeps: u64,
+    /// `FUTEX_WAKE` calls.
+    pub wakes: u64,
+    /// `FUTEX_WAIT` calls ended by their 100 ms liveness timeout, not by a wake. With a live
+    /// peer that keeps sending, any of these means a wake-up went missing or a side stalled.
+    pub timeouts: u64,
+}
+
+impl From<crate::Stats> for FutexCounts {
+    fn from(s: crate::Stats) -> FutexCounts {
+        FutexCounts {
+            sleeps: s.sleeps,
+            wakes: s.wakes,
+            timeouts: s.timeouts,
+        }
+    }
+}
+
+/// The futex calls of a ring cell: the runner's (the process that measures) and the peer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Futex {
+    pub runner: FutexCounts,
+    pub peer: FutexCounts,
 }
 
 /// The `channel bench --json` document.
@@ -573,6 +607,30 @@ pub fn render(report: &BenchReport) -> String {
          without copying it out (zero copy), while pipe and socket receivers get a copy from the \
          kernel.\n",
     );
+    let timeouts: Vec<String> = report
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let f = r.futex?;
+            let n = f.runner.timeouts + f.peer.timeouts;
+            (n > 0).then(|| {
+                format!(
+                    "  {} {} {}: {n} of {} futex sleeps ended by the 100 ms timeout, not a wake\n",
+                    r.transport.name(),
+                    r.placement.name(),
+                    fmt_size(r.size),
+                    f.runner.sleeps + f.peer.sleeps,
+                )
+            })
+        })
+        .collect();
+    if !timeouts.is_empty() {
+        out.push_str(
+            "\nsleeps nobody woke (a lost wake-up or a stalled side; these cells' numbers are \
+             suspect):\n",
+        );
+        timeouts.iter().for_each(|l| out.push_str(l));
+    }
     let goals = goals(report);
     if goals.iter().any(|g| g.met().is_some()) {
         out.push_str("\ngoals (computed from this run):\n");
@@ -605,6 +663,18 @@ mod tests {
             },
             msgs_per_s: bytes_per_s / size as f64,
             bytes_per_s,
+            futex: t.is_ring().then_some(Futex {
+                runner: FutexCounts {
+                    sleeps: 3,
+                    wakes: 2,
+                    timeouts: 0,
+                },
+                peer: FutexCounts {
+                    sleeps: 2,
+                    wakes: 3,
+                    timeouts: 0,
+                },
+            }),
         }
     }
 
@@ -704,6 +774,25 @@ mod tests {
         let without = text.replacen("\"msgs_per_s\"", "\"other\"", 1);
         let err = serde_json::from_str::<BenchReport>(&without).unwrap_err();
         assert!(err.to_string().contains("msgs_per_s"), "{err}");
+        // The futex counters: present on ring rows, `null` on the others, never left out.
+        assert!(
+            text.contains("\"futex\":{\"runner\":{\"sleeps\":3,\"wakes\":2,\"timeouts\":0}"),
+            "{text}"
+        );
+        assert!(text.contains("\"futex\":null"), "{text}");
+        for (key, renamed) in [
+            ("\"futex\":null", "\"other\":null"),
+            ("\"timeouts\"", "\"t\""),
+        ] {
+            let without = text.replacen(key, renamed, 1);
+            let err = serde_json::from_str::<BenchReport>(&without).unwrap_err();
+            let field = if key.contains("futex") {
+                "futex"
+            } else {
+                "timeouts"
+            };
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 
     #[test]

@@ -98,9 +98,10 @@ fn ring(
             CMD_QUIT => {
                 drop(msg);
                 let (r, t) = (rx.stats(), tx.stats());
-                let mut stats = [0u8; 16];
+                let mut stats = [0u8; 24];
                 stats[..8].copy_from_slice(&(r.sleeps + t.sleeps).to_le_bytes());
-                stats[8..].copy_from_slice(&(r.wakes + t.wakes).to_le_bytes());
+                stats[8..16].copy_from_slice(&(r.wakes + t.wakes).to_le_bytes());
+                stats[16..].copy_from_slice(&(r.timeouts + t.timeouts).to_le_bytes());
                 tx.send(&stats)?;
                 break;
             }

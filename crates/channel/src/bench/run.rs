@@ -2,11 +2,14 @@
 //! `channel` binary, hidden subcommand `bench-peer`), pin both, measure round trips
 //! (ping-pong) and one-way throughput, and return a [`BenchReport`].
 //!
-//! Iteration counts are sized by measured time: a cell first runs batches of 1, 2, 4, ...
-//! operations (which also warms caches and faults the ring's pages in) until a batch takes a
-//! tenth of the cell's time budget, then runs as many as fit in the budget. `--messages M` skips
-//! all of that and runs exactly M round trips, so `strace -f -c` counts system calls per
-//! message.
+//! Iteration counts are set by the clock: each phase first runs untimed for a tenth of the
+//! cell's budget (warming caches, faulting the ring's pages in, waking the peer), then runs until
+//! the budget has elapsed (and at least `min` operations), reading the clock only between
+//! chunks of operations that double in size. A count is never extrapolated from a first batch:
+//! one slow wake-up of a sleeping peer (milliseconds on a busy or virtual machine) would make
+//! that batch look slow and shrink the run to a handful of messages whose time is mostly that
+//! one wake-up. `--messages M` skips all of that and runs exactly M round trips, so
+//! `strace -f -c` counts system calls per message.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -22,7 +25,7 @@ use super::transport::{
     check_interrupt, command, read_message, set_command, spin_until, Mailbox, CMD_ECHO, CMD_ONEWAY,
     CMD_QUIT, CMD_READY, MAILBOX_EMPTY, MAILBOX_QUIT, MAILBOX_READY,
 };
-use super::{fmt_size, BenchReport, Machine, Placement, Row, Rtt, Transport};
+use super::{fmt_size, BenchReport, Futex, Machine, Placement, Row, Rtt, Transport};
 use crate::ring::{capacity_for, DEFAULT_SPIN};
 use crate::{Options, Receiver, Sender, Stats, Wait};
 
@@ -74,6 +77,8 @@ pub struct CellNote {
     pub sleeps: Option<(u64, u64)>,
     /// Ring transports: futex wakes (`FUTEX_WAKE`) of the runner and of the peer.
     pub wakes: Option<(u64, u64)>,
+    /// Ring transports: futex waits ended by their timeout, runner and peer.
+    pub timeouts: Option<(u64, u64)>,
 }
 
 /// A run's result: the report and how each cell was run.
@@ -283,6 +288,9 @@ pub fn describe(note: &CellNote, row: &Row) -> String {
             sl.0, sl.1, wk.0, wk.1
         ));
     }
+    if let Some(to) = note.timeouts {
+        s.push_str(&format!(", timeouts {}+{}", to.0, to.1));
+    }
     s.push_str(&format!(" -> rtt median {:.0} ns", row.rtt_ns.median));
     s
 }
@@ -426,9 +434,9 @@ impl Client {
                 tx.send(&quit)?;
                 let peer = {
                     let reply = rx.recv()?.context("the bench peer closed the ring")?;
-                    if reply.len() != 16 {
+                    if reply.len() != 24 {
                         bail!(
-                            "the bench peer's statistics are {} bytes, not 16",
+                            "the bench peer's statistics are {} bytes, not 24",
                             reply.len()
                         );
                     }
@@ -437,12 +445,14 @@ impl Client {
                     Stats {
                         sleeps: word(0),
                         wakes: word(8),
+                        timeouts: word(16),
                     }
                 };
                 let (t, r) = (tx.stats(), rx.stats());
                 let mine = Stats {
                     sleeps: t.sleeps + r.sleeps,
                     wakes: t.wakes + r.wakes,
+                    timeouts: t.timeouts + r.timeouts,
                 };
                 tx.close()?;
                 rx.close()?;
@@ -512,6 +522,7 @@ fn setup(config: &Config, cell: &Cell, dir: &Path) -> anyhow::Result<(Client, Pe
         spin_budget_ns: None,
         sleeps: None,
         wakes: None,
+        timeouts: None,
     };
     match cell.transport {
         Transport::RingSpin | Transport::RingWait => {
@@ -592,25 +603,50 @@ fn expect_ready(r: &mut impl Read) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Doubles a batch until it takes a tenth of the budget; returns the time per operation.
-fn calibrate(
+/// Runs `chunk_of(k)` (k operations) in chunks of 1, 2, 4, ... operations until `budget.target`
+/// has elapsed on `now` and at least `budget.min` operations ran, or `budget.max` did; returns
+/// the operations run. A chunk stops doubling once it takes a hundredth of the target (or
+/// reaches 4096), so the clock is read rarely and the run overshoots the target by little.
+/// `now` is the time since some origin (a parameter so that tests can pass a fake clock).
+fn run_for(
     budget: Budget,
-    mut batch_of: impl FnMut(u64) -> anyhow::Result<()>,
+    mut now: impl FnMut() -> Duration,
+    mut chunk_of: impl FnMut(u64) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let enough = budget.target / 10;
-    let mut batch = 1u64;
+    let start = now();
+    let mut chunk = 1u64;
     let mut done = 0u64;
     loop {
-        let t0 = Instant::now();
-        batch_of(batch)?;
-        let took = t0.elapsed();
-        done += batch;
-        if took >= enough || done >= budget.max {
-            let per_op = took.as_secs_f64() / batch as f64;
-            let n = (budget.target.as_secs_f64() / per_op.max(1e-9)) as u64;
-            return Ok(n.clamp(budget.min, budget.max));
+        let k = chunk.min(budget.max - done);
+        let t0 = now();
+        chunk_of(k)?;
+        let t1 = now();
+        done += k;
+        let elapsed = t1.saturating_sub(start);
+        if done >= budget.max || (done >= budget.min && elapsed >= budget.target) {
+            return Ok(done);
         }
-        batch *= 2;
+        if t1.saturating_sub(t0) < budget.target / 100 && chunk < 4096 {
+            chunk *= 2;
+        }
+    }
+}
+
+/// [`run_for`] on the monotonic clock.
+fn run_for_real(
+    budget: Budget,
+    chunk_of: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let origin = Instant::now();
+    run_for(budget, || origin.elapsed(), chunk_of)
+}
+
+/// The untimed warm-up before a phase: a tenth of its budget, at least one operation.
+fn warm_up(budget: Budget) -> Budget {
+    Budget {
+        target: budget.target / 10,
+        min: 1,
+        max: budget.max,
     }
 }
 
@@ -653,22 +689,30 @@ fn run_cell(
         .context("cannot remove the bench's temporary files")?;
     let mut msg = vec![0xA5u8; cell.size as usize];
 
-    let round_trips = match config.messages {
-        Some(m) => m,
-        None => calibrate(rtt_budget, |n| {
-            for _ in 0..n {
-                client.ping(&mut msg, &mut peer)?;
-            }
-            Ok(())
-        })?,
+    let mut samples = Vec::new();
+    let mut timed_pings = |n: u64, client: &mut Client, peer: &mut Peer, msg: &mut [u8]| {
+        for _ in 0..n {
+            let t0 = Instant::now();
+            client.ping(msg, peer)?;
+            samples.push(t0.elapsed().as_nanos() as u64);
+        }
+        Ok::<(), anyhow::Error>(())
     };
-    let mut samples = Vec::with_capacity(round_trips as usize);
     let start = Instant::now();
-    for _ in 0..round_trips {
-        let t0 = Instant::now();
-        client.ping(&mut msg, &mut peer)?;
-        samples.push(t0.elapsed().as_nanos() as u64);
-    }
+    let round_trips = match config.messages {
+        Some(m) => {
+            timed_pings(m, &mut client, &mut peer, &mut msg)?;
+            m
+        }
+        None => {
+            run_for_real(warm_up(rtt_budget), |n| {
+                (0..n).try_for_each(|_| client.ping(&mut msg, &mut peer))
+            })?;
+            run_for_real(rtt_budget, |n| {
+                timed_pings(n, &mut client, &mut peer, &mut msg)
+            })?
+        }
+    };
     let pingpong = start.elapsed();
     samples.sort_unstable();
     let rtt = Rtt {
@@ -680,25 +724,32 @@ fn run_cell(
         // One message each way per round trip: report round trips per second.
         Some(m) => m as f64 / pingpong.as_secs_f64(),
         None => {
-            let mut burst = |n: u64, client: &mut Client, msg: &mut [u8]| {
-                for _ in 0..n {
-                    client.oneway(msg, &mut peer)?;
-                }
-                // The echo comes back after the peer took every message before it.
-                client.ping(msg, &mut peer)
-            };
-            let n = calibrate(tput_budget, |n| burst(n, &mut client, &mut msg))?;
+            // Untimed: the peer is awake and its ring warm when the clock starts. The ping at
+            // the end of each part returns after the peer took every message before it.
+            run_for_real(warm_up(tput_budget), |k| {
+                (0..k).try_for_each(|_| client.oneway(&mut msg, &mut peer))
+            })?;
+            client.ping(&mut msg, &mut peer)?;
             let t0 = Instant::now();
-            burst(n, &mut client, &mut msg)?;
+            let n = run_for_real(tput_budget, |k| {
+                (0..k).try_for_each(|_| client.oneway(&mut msg, &mut peer))
+            })?;
+            client.ping(&mut msg, &mut peer)?;
             let took = t0.elapsed();
             note.one_way_messages = n;
             (n + 1) as f64 / took.as_secs_f64()
         }
     };
     note.round_trips = round_trips;
+    let mut futex = None;
     if let Some((mine, theirs)) = client.finish()? {
         note.sleeps = Some((mine.sleeps, theirs.sleeps));
         note.wakes = Some((mine.wakes, theirs.wakes));
+        note.timeouts = Some((mine.timeouts, theirs.timeouts));
+        futex = Some(Futex {
+            runner: mine.into(),
+            peer: theirs.into(),
+        });
     }
     peer.wait()?;
     let row = Row {
@@ -708,6 +759,7 @@ fn run_cell(
         rtt_ns: rtt,
         msgs_per_s,
         bytes_per_s: msgs_per_s * cell.size as f64,
+        futex,
     };
     Ok((row, note))
 }
@@ -732,19 +784,62 @@ mod tests {
         assert_eq!(count_cpu_list("x"), None);
     }
 
+    /// A fake clock: `chunk_of` advances it by a fixed cost per chunk plus a cost per operation.
+    fn fake_run(budget: Budget, first_chunk: Duration, per_op: Duration) -> (u64, u64) {
+        let clock = std::cell::Cell::new(Duration::ZERO);
+        let chunks = std::cell::Cell::new(0u64);
+        let n = run_for(
+            budget,
+            || clock.get(),
+            |k| {
+                let stall = if chunks.get() == 0 {
+                    first_chunk
+                } else {
+                    Duration::ZERO
+                };
+                chunks.set(chunks.get() + 1);
+                clock.set(clock.get() + stall + per_op * k as u32);
+                Ok(())
+            },
+        )
+        .unwrap();
+        (n, chunks.get())
+    }
+
     #[test]
-    fn calibration_sizes_by_time_within_bounds() {
+    fn a_slow_first_operation_does_not_shrink_the_run() {
+        let budget = Budget {
+            target: Duration::from_millis(25),
+            min: 10,
+            max: 1_000_000,
+        };
+        // The first message waits 4 ms for a sleeping peer to be scheduled, then each takes
+        // 50 ns. Sizing the run from that first batch (as the benchmark once did) gave the
+        // minimum of 10 messages, and a throughput of ~2,700 msgs/s; running to the deadline
+        // times about (25 - 4) ms / 50 ns of them.
+        let (n, chunks) = fake_run(budget, Duration::from_millis(4), Duration::from_nanos(50));
+        assert!((400_000..=430_000).contains(&n), "{n}");
+        assert!(
+            chunks < 200,
+            "the clock is read per chunk, not per message: {chunks}"
+        );
+        // Without the stall: the whole target.
+        let (n, _) = fake_run(budget, Duration::ZERO, Duration::from_nanos(50));
+        assert!((500_000..=520_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn runs_end_within_min_and_max() {
         let budget = Budget {
             target: Duration::from_millis(10),
             min: 5,
             max: 1000,
         };
-        // An operation of ~0.1 ms: about 100 fit in 10 ms.
-        let n = calibrate(budget, |n| {
-            std::thread::sleep(Duration::from_micros(100) * n as u32);
-            Ok(())
-        })
-        .unwrap();
-        assert!((5..=100).contains(&n), "{n}");
+        // Slow operations: the deadline passes after 2, the minimum still holds.
+        let (n, _) = fake_run(budget, Duration::ZERO, Duration::from_millis(6));
+        assert_eq!(n, 5);
+        // Fast operations: capped at max exactly.
+        let (n, _) = fake_run(budget, Duration::ZERO, Duration::from_nanos(1));
+        assert_eq!(n, 1000);
     }
 }

@@ -270,6 +270,7 @@ pub(crate) mod tests {
             },
             msgs_per_s: bytes_per_s / size as f64,
             bytes_per_s,
+            futex: None,
         }
     }
 
