@@ -485,7 +485,12 @@ mod tests {
             &dir.join("s1"),
         );
         assert!(good.is_ok(), "good page failed: {:#}", good.err().unwrap());
-        assert_eq!(good.unwrap().pictures, 5);
+        let drawn: usize = report
+            .sections
+            .iter()
+            .map(|s| s.pictures.iter().filter(|p| p.svg.is_ok()).count())
+            .sum();
+        assert_eq!(good.unwrap().pictures, drawn);
 
         let page = std::fs::read_to_string(&written.html).unwrap();
         // An empty picture: the step 1 chart with its data dots removed.
