@@ -604,33 +604,65 @@ impl<'a, M: Mem<'a>> View<M> {
         }
     }
 
-    /// Every live record in slot order, visiting only the slots in `ranges` (index ranges, see
-    /// [`slot_ranges`]; the others are known to be empty).
-    pub fn iter<'r>(
-        &self,
-        ranges: &'r [(u64, u64)],
-    ) -> impl Iterator<Item = Result<Record<'a>, Invalid>> + 'r
+    /// The slots in `ranges` read in one pass in index order (the slot array front to back),
+    /// with the live ones sorted by the offset of their record: the order the records lie in
+    /// the file. Memory: 8 bytes per live slot.
+    pub fn scan_slots(&self, ranges: &[(u64, u64)]) -> SlotScan {
+        let count = self.hdr.slot_count();
+        let mut scan = SlotScan {
+            live: Vec::new(),
+            deleted: 0,
+            first_empty: None,
+        };
+        // Slots outside `ranges` lie in holes: empty.
+        let mut next = 0;
+        for &(a, b) in ranges {
+            let (a, b) = (a.min(count), b.min(count));
+            if a > next && scan.first_empty.is_none() {
+                scan.first_empty = Some(next);
+            }
+            next = next.max(b);
+            for i in a..b {
+                match Slot::decode(self.slot_word(i)) {
+                    Slot::Empty => {
+                        scan.first_empty.get_or_insert(i);
+                    }
+                    Slot::Deleted => scan.deleted += 1,
+                    Slot::Full { offset, .. } => scan.live.push(LiveSlot::new(offset, i)),
+                }
+            }
+        }
+        if next < count {
+            scan.first_empty.get_or_insert(next);
+        }
+        scan.live.sort_unstable();
+        scan
+    }
+
+    /// Every live record in file order (ascending offset, so a scan reads the file front to
+    /// back once, whatever the hashes), visiting only the slots in `ranges` (index ranges, see
+    /// [`slot_ranges`]; the others are known to be empty). Each record is bounds-checked and
+    /// its check verified.
+    pub fn iter(&self, ranges: &[(u64, u64)]) -> impl Iterator<Item = Result<Record<'a>, Invalid>>
     where
-        'a: 'r,
-        M: 'r,
+        M: 'a,
     {
         let view = *self;
-        let count = self.hdr.slot_count();
-        ranges
-            .iter()
-            .flat_map(move |&(a, b)| a.min(count)..b.min(count))
-            .filter_map(move |i| match Slot::decode(view.slot_word(i)) {
-                Slot::Full { offset, .. } => Some(view.record(offset).and_then(|r| {
-                    if r.check_ok() {
-                        Ok(r)
-                    } else {
-                        Err(invalid!(
-                            "the record at offset {offset} fails its check (corrupted bytes)"
-                        ))
-                    }
-                })),
-                _ => None,
-            })
+        let live = self.scan_slots(ranges).live;
+        live.into_iter()
+            .map(move |slot| view.checked_record(slot.offset()))
+    }
+
+    /// The record at `offset` ([`View::record`]) whose check passes.
+    pub fn checked_record(&self, offset: u64) -> Result<Record<'a>, Invalid> {
+        let r = self.record(offset)?;
+        if r.check_ok() {
+            Ok(r)
+        } else {
+            Err(invalid!(
+                "the record at offset {offset} fails its check (corrupted bytes)"
+            ))
+        }
     }
 
     /// Counts the live and used (live + deleted) slots among `ranges`.
@@ -652,59 +684,151 @@ impl<'a, M: Mem<'a>> View<M> {
         (live, used)
     }
 
+    /// Step 2 of [`View::verify`]: the record slot `i` points at, in bounds, outside the slot
+    /// array, passing its check.
+    fn verify_record(&self, i: u64, offset: u64) -> Result<Record<'a>, Invalid> {
+        let rec = self.record(offset)?;
+        if offset < self.hdr.slots_end() && offset + rec.len > self.hdr.slots_off {
+            return Err(invalid!(
+                "slot {i} points at offset {offset}, inside the slot array"
+            ));
+        }
+        if !rec.check_ok() {
+            return Err(invalid!(
+                "the record at offset {offset} fails its check (corrupted bytes)"
+            ));
+        }
+        Ok(rec)
+    }
+
+    /// Step 3 of [`View::verify`]: the slots in probe order from the empty slot `start` (so
+    /// runs of full slots are whole), with `keyed` ([`LiveSlot::keyed`], sorted) giving each
+    /// full slot's key's home and tag.
+    fn verify_runs(
+        &self,
+        ranges: &[(u64, u64)],
+        start: u64,
+        keyed: &[LiveSlot],
+    ) -> Result<(), Invalid> {
+        let count = self.hdr.slot_count();
+        let mask = count - 1;
+        let mut keyed = keyed.iter().peekable();
+        // The run of full or deleted slots being walked: where it began (rotated position),
+        // and the (home, tag) of its keys, with their slots.
+        let mut run_start = 0u64;
+        let mut run: std::collections::HashMap<(u64, u32), u64> = Default::default();
+        let mut prev = None;
+        // The slots in [start, count) then [0, start), as (a, b) index ranges.
+        let parts = [(start, count), (0, start)];
+        let spans = parts.iter().flat_map(|&(lo, hi)| {
+            ranges
+                .iter()
+                .map(move |&(a, b)| (a.max(lo), b.min(hi)))
+                .filter(|&(a, b)| a < b)
+        });
+        for (a, b) in spans {
+            for i in a..b {
+                let pos = i.wrapping_sub(start) & mask;
+                if prev.map(|p: u64| p + 1) != Some(pos) {
+                    // A gap (a hole of the file: empty slots) ends the run.
+                    run.clear();
+                    run_start = pos;
+                }
+                prev = Some(pos);
+                let (tag, offset) = match Slot::decode(self.slot_word(i)) {
+                    Slot::Empty => {
+                        run.clear();
+                        run_start = pos + 1;
+                        continue;
+                    }
+                    Slot::Deleted => continue,
+                    Slot::Full { tag, offset } => (tag, offset),
+                };
+                let Some(k) = keyed.next().filter(|k| k.position() == pos) else {
+                    return Err(invalid!("slot {i} changed during the check"));
+                };
+                let home = k.home(tag);
+                let home_pos = home.wrapping_sub(start) & mask;
+                if home >= count || home_pos < run_start || home_pos > pos {
+                    return Err(self.unreachable(i, offset, tag));
+                }
+                if let Some(&j) = run.get(&(home, tag)) {
+                    // Same home and tag: the same key, or a 52-bit or longer hash collision.
+                    let rec = self.record(offset)?;
+                    let other = match Slot::decode(self.slot_word(j)) {
+                        Slot::Full { offset, .. } => self.record(offset)?,
+                        _ => return Err(invalid!("slot {j} changed during the check")),
+                    };
+                    if other.key == rec.key {
+                        return Err(invalid!(
+                            "slots {j} and {i} hold the same key {:?}",
+                            String::from_utf8_lossy(rec.key)
+                        ));
+                    }
+                }
+                run.insert((home, tag), i);
+            }
+        }
+        if keyed.next().is_some() {
+            return Err(invalid!("the slot array changed during the check"));
+        }
+        Ok(())
+    }
+
+    /// Why the key in slot `i` cannot be found: a tag that is not its key's, or a home slot
+    /// outside the run of full slots that holds it. (Only read when the check failed.)
+    fn unreachable(&self, i: u64, offset: u64, tag: u32) -> Invalid {
+        let rec = match self.record(offset) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let h = key_hash(rec.key);
+        if (h >> 32) as u32 != tag {
+            return invalid!(
+                "slot {i} has tag {tag:#x} but its key hashes to {:#x}",
+                h >> 32
+            );
+        }
+        invalid!(
+            "slot {i} holds key {:?} where a lookup cannot reach it",
+            String::from_utf8_lossy(rec.key)
+        )
+    }
+
     /// Checks everything: every slot's record is in bounds, outside the slot array, passes its
     /// check, has the slot's tag, is reachable by a lookup of its key and is the only slot for
     /// that key; the counts match unless a writer was killed (dirty).
     ///
     /// Only the slots in `ranges` are visited (the others lie in holes of the file and read as
     /// empty), so the work is bounded by what the file holds, not by what its header claims.
+    ///
+    /// The file is read in order, never at random, so that a table larger than the memory the
+    /// process may use is checked in one pass over it: (1) the slot array front to back,
+    /// collecting the live slots (8 bytes each), sorted by record offset; (2) the records in
+    /// file order, each checked and its key hashed, the 8 bytes becoming the slot's position
+    /// and its key's home slot and tag; (3) the slot array front to back again (from an empty
+    /// slot, so that no run of full slots is cut in two), checking that each key's home lies in
+    /// the run of full slots that holds it (so a lookup's probe reaches it: it stops only at an
+    /// empty slot), that the slot carries the key's tag, and that no earlier slot of the run
+    /// holds the same key.
     pub fn verify(&self, ranges: &[(u64, u64)]) -> Result<VerifyReport, Invalid> {
         let count = self.hdr.slot_count();
-        let slots_end = self.hdr.slots_end();
-        let (mut live, mut deleted, mut live_bytes) = (0u64, 0u64, 0u64);
-        let indices = ranges.iter().flat_map(|&(a, b)| a.min(count)..b.min(count));
-        for i in indices {
-            match Slot::decode(self.slot_word(i)) {
-                Slot::Empty => {}
-                Slot::Deleted => deleted += 1,
-                Slot::Full { tag, offset } => {
-                    let rec = self.record(offset)?;
-                    if offset < slots_end && offset + rec.len > self.hdr.slots_off {
-                        return Err(invalid!(
-                            "slot {i} points at offset {offset}, inside the slot array"
-                        ));
-                    }
-                    if !rec.check_ok() {
-                        return Err(invalid!(
-                            "the record at offset {offset} fails its check (corrupted bytes)"
-                        ));
-                    }
-                    let h = key_hash(rec.key);
-                    if (h >> 32) as u32 != tag {
-                        return Err(invalid!(
-                            "slot {i} has tag {tag:#x} but its key hashes to {:#x}",
-                            h >> 32
-                        ));
-                    }
-                    match self.probe(rec.key, h)? {
-                        Probe::Found { index } if index == i => {}
-                        Probe::Found { index } => {
-                            return Err(invalid!(
-                                "slots {index} and {i} hold the same key {:?}",
-                                String::from_utf8_lossy(rec.key)
-                            ))
-                        }
-                        Probe::Absent { .. } | Probe::Saturated => {
-                            return Err(invalid!(
-                                "slot {i} holds key {:?} where a lookup cannot reach it",
-                                String::from_utf8_lossy(rec.key)
-                            ))
-                        }
-                    }
-                    live += 1;
-                    live_bytes += rec.len;
-                }
-            }
+        let SlotScan {
+            live: mut slots,
+            deleted,
+            first_empty,
+        } = self.scan_slots(ranges);
+        let live = slots.len() as u64;
+        let start = first_empty.unwrap_or(0);
+        let mut live_bytes = 0u64;
+        for slot in &mut slots {
+            let rec = self.verify_record(slot.index(), slot.offset())?;
+            live_bytes += rec.len;
+            *slot = LiveSlot::keyed(start, count, slot.index(), key_hash(rec.key));
+        }
+        if first_empty.is_some() {
+            slots.sort_unstable();
+            self.verify_runs(ranges, start, &slots)?;
         }
         let counts_match = live == self.hdr.live && live + deleted == self.hdr.used;
         if !counts_match && !self.hdr.dirty() {
@@ -716,7 +840,7 @@ impl<'a, M: Mem<'a>> View<M> {
                 live + deleted
             ));
         }
-        if live + deleted >= count {
+        if live + deleted >= count || first_empty.is_none() {
             return Err(invalid!("the slot array has no empty slot"));
         }
         Ok(VerifyReport {
@@ -730,6 +854,71 @@ impl<'a, M: Mem<'a>> View<M> {
             counts_match,
         })
     }
+}
+
+/// A live slot a scan found: its record's offset / 8 in the high half and the slot's index in
+/// the low half of one word, so that sorting the words sorts by offset (file order). Both fit:
+/// a slot stores `offset / 8` in 32 bits, and an array has at most 2^32 slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LiveSlot(u64);
+
+impl LiveSlot {
+    fn new(offset: u64, index: u64) -> LiveSlot {
+        LiveSlot(((offset / 8) << 32) | (index & 0xffff_ffff))
+    }
+
+    /// The record's byte offset.
+    pub fn offset(self) -> u64 {
+        (self.0 >> 32) * 8
+    }
+
+    /// The slot's index.
+    pub fn index(self) -> u64 {
+        self.0 & 0xffff_ffff
+    }
+
+    /// For [`View::verify`]'s last pass: the slot's position counted from `start` in the
+    /// high half (so that sorting gives probe order), and in the low half the key's home slot
+    /// mixed with its tag: `home ^ mix(tag)`. [`LiveSlot::home`] recovers the home given the
+    /// slot's stored tag; a slot whose tag is not its key's yields a pseudo-random home that
+    /// fails the check except with probability (run length) / 2^32, the strength of the
+    /// record check itself. This keeps the pass at 8 bytes per entry.
+    fn keyed(start: u64, count: u64, index: u64, hash: u64) -> LiveSlot {
+        let position = index.wrapping_sub(start) & (count - 1);
+        let home = hash & (count - 1);
+        let tag = (hash >> 32) as u32;
+        LiveSlot((position << 32) | (home ^ u64::from(mix32(tag))) & 0xffff_ffff)
+    }
+
+    fn position(self) -> u64 {
+        self.0 >> 32
+    }
+
+    /// The key's home slot, if the slot's stored `tag` is its key's.
+    fn home(self, tag: u32) -> u64 {
+        (self.0 & 0xffff_ffff) ^ u64::from(mix32(tag))
+    }
+}
+
+/// MurmurHash3's 32-bit finaliser: a bijection that spreads every bit.
+fn mix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// What one pass over a slot array found ([`View::scan_slots`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotScan {
+    /// The live slots, in file order of their records.
+    pub live: Vec<LiveSlot>,
+    /// Deleted slots (tombstones).
+    pub deleted: u64,
+    /// The lowest index of an empty slot (`None`: the array is full, which only a damaged
+    /// file can be).
+    pub first_empty: Option<u64>,
 }
 
 /// What `verify` found.

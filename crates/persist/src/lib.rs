@@ -105,6 +105,14 @@
 //! file (`lseek(2)` `SEEK_DATA`/`SEEK_HOLE`; a hole reads as empty slots), so a header claiming
 //! 2^31 slots in a 4 KiB sparse file costs what the file holds, not what it claims.
 //!
+//! Whole-table scans (list, verify, compaction, rehash) read the file in order, never at
+//! random: the slot array front to back, collecting the live slots' record offsets (8 bytes
+//! each), then the records in ascending offset. A table much larger than the memory the
+//! process may use (a small memory cgroup) is so read once, as a `dd` of it would be, instead
+//! of page by page in hash order with each page dropped before its neighbours are used.
+//! Verify's reachability check reads the slot array a second time in order rather than
+//! probing (see `View::verify`).
+//!
 //! # Crash safety, locking and compaction
 //!
 //! Writers exclude each other with an exclusive `flock(2)` (a second waits, or with

@@ -27,7 +27,7 @@ Examples:
   persist get t.tbl hello                   # prints: world
   persist put --private t.tbl hello moon    # MAP_PRIVATE: the file keeps `world`
   printf 'a\\t1\\nb\\t2\\n' | persist load t.tbl  # KEY<TAB>VALUE lines
-  persist list t.tbl                        # KEY<TAB>VALUE, slot order
+  persist list t.tbl                        # KEY<TAB>VALUE, file order
   persist stats --json t.tbl                # header numbers, resident pages
   persist residency --evict t.tbl           # drop it from the page cache (fadvise)
   persist get t.tbl k1 k2 k3                # several keys: one batched lookup
@@ -95,7 +95,7 @@ enum Cmd {
         #[command(flatten)]
         flags: WriteFlags,
     },
-    /// Print every KEY<TAB>VALUE (slot order).
+    /// Print every KEY<TAB>VALUE (in file order: one pass over the file).
     List { file: PathBuf },
     /// Print the header's numbers and how many pages are resident (mincore).
     Stats { file: PathBuf },

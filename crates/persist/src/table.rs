@@ -258,6 +258,27 @@ impl Mapping {
         SharedMem::new(&self.map)
     }
 
+    /// For a scan that probes ([`Table::verify`]): with [`Access::Sequential`], gives the
+    /// current slot array back the kernel's normal read-around and page ageing. The records
+    /// are read in file order (sequential: the advice fits them), but probes read slots here
+    /// and there, and pages of a `MADV_SEQUENTIAL` range are the first reclaimed under memory
+    /// pressure: in a small memory cgroup the array would be read from disk again and again.
+    /// Advice only; a failure changes nothing but speed, so it is ignored.
+    fn advise_slot_array(&self, hdr: &Header, access: Access) {
+        if access != Access::Sequential {
+            return;
+        }
+        let page = sys::page_size() as u64;
+        let start = hdr.slots_off / page * page;
+        let end = hdr.slots_end().div_ceil(page) * page;
+        let end = end.min(self.len());
+        if start < end {
+            let _ = self
+                .map
+                .advise_range(Advice::Normal, start as usize, (end - start) as usize);
+        }
+    }
+
     fn len(&self) -> u64 {
         self.map.len() as u64
     }
@@ -526,38 +547,31 @@ impl Table {
         format::slot_ranges(&data, off, count)
     }
 
-    /// Calls `f` with every entry (slot order). Each record is copied out of the mapping and
-    /// checked (no bus error while copying) before `f` sees it, so a file truncated during the
-    /// scan never hands out zero bytes as an entry.
+    /// Calls `f` with every entry, in file order: the slot array is read front to back once
+    /// (collecting the live slots' record offsets, 8 bytes each), then the records in
+    /// ascending offset, so the scan reads the file in order however the keys hash. Each
+    /// record is copied out of the mapping and checked (no bus error while copying) before `f`
+    /// sees it, so a file truncated during the scan never hands out zero bytes as an entry.
     ///
     /// Takes no lock and is not a snapshot: an entry not written during the scan is seen
     /// exactly once, with its value; an entry overwritten during the scan is seen once, with
-    /// the old or the new value; one inserted or deleted during it may or may not be seen,
-    /// and one deleted and inserted again may be seen twice. The scan walks the slot array
-    /// current when it started (a rehash or compaction meanwhile leaves it intact).
+    /// the old or the new value (a published record is never written again, so the old one is
+    /// still there to read); one inserted or deleted during it may or may not be seen. The
+    /// scan walks the slot array current when it started (a rehash or compaction meanwhile
+    /// leaves it intact).
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Error> {
         let (mut m, hdr) = self.snapshot()?;
         let ranges = Table::slot_ranges(m, &hdr);
-        let count = hdr.slot_count();
+        let live = View { mem: m.mem(), hdr }.scan_slots(&ranges).live;
+        m.check(&self.path)?;
         let mut buf = Vec::new();
         let mut refreshes = 0;
-        for i in ranges.iter().flat_map(|&(a, b)| a.min(count)..b.min(count)) {
-            let Slot::Full { offset, .. } = Slot::decode(View { mem: m.mem(), hdr }.slot_word(i))
-            else {
-                continue;
-            };
+        for slot in live {
+            let offset = slot.offset();
             let rec = loop {
-                // The same slot array, seen through the newest mapping of this file: a record
-                // a writer published meanwhile may lie past the end of an older one.
-                let rec = View { mem: m.mem(), hdr }.record(offset).and_then(|r| {
-                    if r.check_ok() {
-                        Ok(r)
-                    } else {
-                        Err(invalid!(
-                            "the record at offset {offset} fails its check (corrupted bytes)"
-                        ))
-                    }
-                });
+                // A record a writer published after this mapping was made may lie past its
+                // end: read it through the newest mapping of this same file.
+                let rec = View { mem: m.mem(), hdr }.checked_record(offset);
                 m.check(&self.path)?;
                 match rec {
                     Ok(r) => break r,
@@ -600,6 +614,7 @@ impl Table {
                 Ok(hdr) if hdr.retired() && refreshes < MAX_REFRESH => None,
                 Ok(hdr) => {
                     let ranges = Table::slot_ranges(m, &hdr);
+                    m.advise_slot_array(&hdr, self.access);
                     let report = View { mem: m.mem(), hdr }.verify(&ranges);
                     Some(
                         m.check(&self.path)
@@ -666,7 +681,9 @@ pub enum Access {
     HugePages,
     /// `MADV_RANDOM`: a fault reads only its page (lookups).
     Random,
-    /// `MADV_SEQUENTIAL`: aggressive read-ahead (list, verify).
+    /// `MADV_SEQUENTIAL`: aggressive read-ahead, and pages reclaimed first (list, verify,
+    /// which read the file in order; verify gives its slot array, which it probes, normal
+    /// advice again).
     Sequential,
 }
 
@@ -1396,30 +1413,29 @@ impl TableMut {
         let (a0, a1) = (off as usize, (off + count * 8) as usize);
         self.map[a0..a1].fill(0); // the space may hold a killed writer's half-written record
         let mask = count - 1;
-        let old = self.hdr;
         let (mut moved, mut live_bytes) = (0u64, 0u64);
-        for &(a, b) in &ranges {
-            for i in a..b.min(old.slot_count()) {
-                let view = self.view();
-                let word = view.slot_word(i);
-                let Slot::Full { offset, .. } = Slot::decode(word) else {
-                    continue;
-                };
-                let rec = view.record(offset).map_err(invalid_err(&self.path))?;
-                let h = key_hash(rec.key);
-                live_bytes += rec.len;
-                let mut j = h & mask;
-                // Terminates: fewer than half the slots are taken.
-                loop {
-                    let at = a0 + (j * 8) as usize;
-                    if self.map[at..at + 8] == [0u8; 8] {
-                        self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
-                        break;
-                    }
-                    j = (j + 1) & mask;
+        // The records in file order (each key must be read to find its new home slot): the
+        // file is read front to back once, not in the order the keys hash.
+        let live = self.view().scan_slots(&ranges).live;
+        for slot in live {
+            let view = self.view();
+            let word = view.slot_word(slot.index());
+            let rec = view
+                .record(slot.offset())
+                .map_err(invalid_err(&self.path))?;
+            let h = key_hash(rec.key);
+            live_bytes += rec.len;
+            let mut j = h & mask;
+            // Terminates: fewer than half the slots are taken.
+            loop {
+                let at = a0 + (j * 8) as usize;
+                if self.map[at..at + 8] == [0u8; 8] {
+                    self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
+                    break;
                 }
-                moved += 1;
+                j = (j + 1) & mask;
             }
+            moved += 1;
         }
         self.check()?;
         self.publish_arena_end(off + count * 8);

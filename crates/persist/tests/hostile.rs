@@ -267,3 +267,50 @@ fn churn_reuses_the_slot_array_instead_of_doubling_it() {
     let report = Table::open(&p).unwrap().verify().unwrap();
     assert_eq!(report.entries, 5);
 }
+
+/// Verify reads the file in order (records by offset, then the slot array again) instead of
+/// probing at random: it must still catch every slot-level lie a probe would meet — a wrong
+/// tag, a key in two slots, and a key past an empty slot from its home — naming it.
+#[test]
+fn verify_names_a_wrong_tag_a_duplicate_and_an_unreachable_key() {
+    let d = tempdir("slots");
+    let p = d.path().join("t");
+    let mut w = TableMut::create(&p, 6).unwrap();
+    for i in 0..12 {
+        w.put(format!("k{i}").as_bytes(), b"v").unwrap();
+    }
+    w.close().unwrap();
+    let orig = std::fs::read(&p).unwrap();
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let desc = word(&orig, 24);
+    let (off, count) = (((desc >> 8) * 8) as usize, 1usize << (desc & 0xff));
+    let slot = |b: &[u8], i: usize| word(b, off + (i % count) * 8);
+    let set = |b: &mut Vec<u8>, i: usize, v: u64| {
+        let at = off + (i % count) * 8;
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    };
+    // A full slot followed by two empty ones (12 keys in 64 slots: there is one).
+    let i = (0..count)
+        .find(|&i| slot(&orig, i) > 1 && slot(&orig, i + 1) == 0 && slot(&orig, i + 2) == 0)
+        .expect("a full slot followed by two empty ones");
+    let full = slot(&orig, i);
+    let verify_err = |b: &[u8]| {
+        std::fs::write(&p, b).unwrap();
+        Table::open(&p).unwrap().verify().unwrap_err().to_string()
+    };
+    let mut b = orig.clone();
+    set(&mut b, i, full ^ (1 << 32));
+    let e = verify_err(&b);
+    assert!(e.contains(&format!("slot {i} has tag")), "{e}");
+    let mut b = orig.clone();
+    set(&mut b, i + 1, full);
+    let e = verify_err(&b);
+    assert!(e.contains("hold the same key"), "{e}");
+    let mut b = orig.clone();
+    set(&mut b, i, 0);
+    set(&mut b, i + 2, full);
+    let e = verify_err(&b);
+    assert!(e.contains("where a lookup cannot reach it"), "{e}");
+    std::fs::write(&p, &orig).unwrap();
+    assert_eq!(Table::open(&p).unwrap().verify().unwrap().entries, 12);
+}
