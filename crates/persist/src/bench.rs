@@ -55,6 +55,7 @@ pub struct Row {
     /// writes).
     pub readers: u32,
     /// For `get-during-load`: the same reader processes' rate just before the writer started.
+    #[serde(deserialize_with = "crate::doc::required")]
     pub alone_per_s: Option<f64>,
     /// How it was measured, in words (e.g. "commit per put, MDB_NOSYNC").
     pub note: String,
@@ -92,6 +93,7 @@ pub struct ColdStart {
 pub struct Goal {
     pub goal: String,
     /// The measured ratio (`None` if a row it needs is missing).
+    #[serde(deserialize_with = "crate::doc::required")]
     pub ratio: Option<f64>,
     pub target: f64,
     pub met: bool,

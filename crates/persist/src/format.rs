@@ -922,7 +922,7 @@ pub struct SlotScan {
 }
 
 /// What `verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub entries: u64,
     pub deleted: u64,

@@ -148,6 +148,7 @@
 
 pub mod bench;
 pub mod disktable;
+pub mod doc;
 mod format;
 #[doc(hidden)]
 pub mod fuzz;

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use persist::{Access, Faults, Table, TableMut, WriteOptions};
-use serde_json::json;
+use persist::doc::{self, FaultCount, Mode, WriteOp};
+use persist::{Access, Table, TableMut, WriteOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -161,8 +161,8 @@ macro_rules! outln {
     };
 }
 
-/// Prints one JSON document (and a newline) on stdout.
-fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+/// Prints one JSON document (and a newline) on stdout: one of the [`persist::doc`] types.
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(v).context("cannot encode JSON")?;
     text.push('\n');
     let mut out = io::stdout().lock();
@@ -175,9 +175,12 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn faults_since(start: Faults) -> serde_json::Value {
-    let now = persist::faults();
-    json!({"minor": now.minor - start.minor, "major": now.major - start.major})
+fn mode(private: bool) -> Mode {
+    if private {
+        Mode::Private
+    } else {
+        Mode::Shared
+    }
 }
 
 fn pages(bytes: u64) -> u64 {
@@ -239,7 +242,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stats = t.stats();
             t.close()?;
             if json {
-                print_json(&json!({"file": file, "created": true, "stats": stats}))?;
+                print_json(&doc::Created {
+                    file,
+                    created: true,
+                    stats,
+                })?;
             } else {
                 outln!(
                     "created {} ({} bytes, {} slots)",
@@ -276,21 +283,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Copy out only after every lookup, then confirm no truncation hit us meanwhile.
             let owned: Vec<Vec<u8>> = values.iter().map(|v| v.to_vec()).collect();
             t.check()?;
-            let faults = faults_since(start);
+            let faults = FaultCount::since(start);
             if json {
-                let results: Vec<_> = keys
+                let results = keys
                     .iter()
                     .zip(&owned)
-                    .map(|(k, v)| json!({"key": k, "value": text(v), "value_bytes": v.len()}))
+                    .map(|(k, v)| doc::GetResult {
+                        key: k.clone(),
+                        value: text(v),
+                        value_bytes: v.len() as u64,
+                    })
                     .collect();
-                print_json(&json!({
-                    "file": file,
-                    "lookups": keys.len(),
-                    "results": results,
-                    "faults": faults,
-                    "pages_total": pages(t.mapped_len()),
-                    "pages_resident_after": t.resident_pages()?,
-                }))?;
+                print_json(&doc::Got {
+                    file,
+                    lookups: keys.len() as u64,
+                    results,
+                    faults,
+                    pages_total: pages(t.mapped_len()),
+                    pages_resident_after: t.resident_pages()? as u64,
+                })?;
             } else {
                 let mut out = io::BufWriter::new(io::stdout().lock());
                 for v in &owned {
@@ -314,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
                 &file,
                 &t,
-                "put",
+                WriteOp::Put,
                 &key,
                 Some(replaced),
                 &readback,
@@ -327,15 +338,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !t.delete(key.as_bytes())? {
                 bail!("key not found: {key}");
             }
-            report_write(json, &file, &t, "del", &key, None, "", flags)?;
+            report_write(json, &file, &t, WriteOp::Del, &key, None, "", flags)?;
             finish_write(t, flags.sync)?;
         }
         Cmd::List { file } => {
             let t = open_read(&file, Access::Sequential)?;
             if json {
                 let mut entries = Vec::new();
-                t.for_each(|k, v| entries.push(json!({"key": text(k), "value": text(v)})))?;
-                print_json(&json!({"file": file, "count": entries.len(), "entries": entries}))?;
+                t.for_each(|k, v| {
+                    entries.push(doc::Entry {
+                        key: text(k),
+                        value: text(v),
+                    })
+                })?;
+                print_json(&doc::Listed {
+                    file,
+                    count: entries.len() as u64,
+                    entries,
+                })?;
             } else {
                 let mut out = io::BufWriter::new(io::stdout().lock());
                 let mut err = Ok(());
@@ -359,13 +379,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let resident = t.resident_pages()?;
             let total = pages(t.mapped_len());
             if json {
-                print_json(&json!({
-                    "file": file,
-                    "stats": stats,
-                    "pages_total": total,
-                    "pages_resident": resident,
-                    "faults": faults_since(start),
-                }))?;
+                print_json(&doc::StatsDoc {
+                    file,
+                    stats,
+                    pages_total: total,
+                    pages_resident: resident as u64,
+                    faults: FaultCount::since(start),
+                })?;
             } else {
                 outln!("file            {}", file.display());
                 outln!("file bytes      {}", stats.file_bytes);
@@ -391,9 +411,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let t = open_read(&file, Access::Sequential)?;
             let r = t.verify()?;
             if json {
-                print_json(&json!({
-                    "file": file, "valid": true, "report": r, "faults": faults_since(start),
-                }))?;
+                let faults = FaultCount::since(start);
+                print_json(&doc::Verified {
+                    file,
+                    valid: true,
+                    report: r,
+                    faults,
+                })?;
             } else {
                 outln!(
                     "{}: valid table: {} entries, {} deleted slots, {} slots, {} bytes{}",
@@ -453,12 +477,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let private = t.is_private();
             finish_write(t, flags.sync)?;
             if json {
-                print_json(&json!({
-                    "file": file, "op": "load", "puts": n,
-                    "mode": if private { "private" } else { "shared" },
-                    "synced": flags.sync && !private,
-                    "write_stats": ws, "stats": stats,
-                }))?;
+                print_json(&doc::Loaded {
+                    file,
+                    op: WriteOp::Load,
+                    puts: n,
+                    mode: mode(private),
+                    synced: flags.sync && !private,
+                    write_stats: ws,
+                    stats,
+                })?;
             } else if !echo {
                 outln!(
                     "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
@@ -482,9 +509,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let ws = t.write_stats();
             finish_write(t, false)?;
             if json {
-                print_json(
-                    &json!({"file": file, "op": "compact", "compact": c, "write_stats": ws}),
-                )?;
+                print_json(&doc::Compacted {
+                    file,
+                    op: WriteOp::Compact,
+                    compact: c,
+                    write_stats: ws,
+                })?;
             } else {
                 outln!(
                     "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes",
@@ -505,7 +535,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 e => e.into(),
             })?;
             if json {
-                print_json(&json!({"file": file, "residency": r}))?;
+                print_json(&doc::ResidencyDoc {
+                    file: file.clone(),
+                    residency: r.clone(),
+                })?;
             } else {
                 outln!(
                     "{}: {} of {} pages resident",
@@ -537,7 +570,7 @@ fn report_write(
     json: bool,
     file: &Path,
     t: &TableMut,
-    op: &str,
+    op: WriteOp,
     key: &str,
     replaced: Option<bool>,
     readback: &str,
@@ -545,17 +578,21 @@ fn report_write(
 ) -> anyhow::Result<()> {
     let private = t.is_private();
     if json {
-        print_json(&json!({
-            "file": file, "op": op, "key": key, "replaced": replaced,
-            "mode": if private { "private" } else { "shared" },
-            "synced": flags.sync && !private,
-            "readback": if op == "put" { Some(readback) } else { None },
-            "write_stats": t.write_stats(), "stats": t.stats(),
-        }))?;
+        print_json(&doc::Written {
+            file: file.to_path_buf(),
+            op,
+            key: key.to_string(),
+            replaced,
+            mode: mode(private),
+            synced: flags.sync && !private,
+            readback: (op == WriteOp::Put).then(|| readback.to_string()),
+            write_stats: t.write_stats(),
+            stats: t.stats(),
+        })?;
     } else {
         let what = match (op, replaced) {
-            ("put", Some(true)) => "replaced",
-            ("put", _) => "inserted",
+            (WriteOp::Put, Some(true)) => "replaced",
+            (WriteOp::Put, _) => "inserted",
             _ => "deleted",
         };
         if private {

@@ -71,7 +71,7 @@ pub enum Error {
 }
 
 /// What the write API did to the file, for showing the growth.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteStats {
     /// Times the file was grown (ftruncate + mremap).
     pub file_growths: u64,
@@ -82,7 +82,7 @@ pub struct WriteStats {
 }
 
 /// The header's numbers, for `stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub file_bytes: u64,
     pub entries: u64,
@@ -688,12 +688,12 @@ pub enum Access {
 }
 
 /// What [`page_cache_residency`] saw.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Residency {
     pub pages_total: u64,
     pub pages_resident_before: u64,
     /// `"fadvise"` if the eviction was asked for and the kernel accepted it, else `"none"`.
-    pub eviction: &'static str,
+    pub eviction: String,
     pub pages_resident_after: u64,
     /// Why the eviction did not happen, if it was asked for and failed.
     pub note: String,
@@ -715,10 +715,10 @@ pub fn page_cache_residency(path: impl AsRef<Path>, evict: bool) -> Result<Resid
         Ok(sys::resident_pages(map.as_ptr(), map.len()).map_err(io_err(path, "mincore"))? as u64)
     };
     let before = count(&file)?;
-    let (mut eviction, mut note) = ("none", String::new());
+    let (mut eviction, mut note) = ("none".to_string(), String::new());
     if evict {
         match file.sync_all().and_then(|_| sys::fadvise_dontneed(&file)) {
-            Ok(()) => eviction = "fadvise",
+            Ok(()) => eviction = "fadvise".into(),
             Err(e) => note = format!("fsync/posix_fadvise failed: {e}"),
         }
     }
@@ -815,7 +815,7 @@ pub fn compact_path(path: &Path) -> PathBuf {
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompactStats {
     pub entries: u64,
     pub file_bytes_before: u64,

@@ -6,14 +6,24 @@
 //! - [`fault`]: where a SIGSEGV/SIGBUS landed against the table's mapping and the file's end,
 //!   and the ftruncate + mremap growths of a trace.
 //! - [`program`]: `--program PATH [-- ARGS]`, someone else's reader or writer, judged.
-//! - [`wire`]: `persist --json` documents as xtask reads them.
+//! - [`parse_persist`]: a `persist --json` document read into its type in `persist::doc`.
 //! - The sample data both steps load into persist ([`sample_kv`], [`Rng`]).
 
 pub mod fault;
 pub mod program;
 pub mod run;
 pub mod table;
-pub mod wire;
+
+/// Reads a `persist --json` document into its type (`persist::doc`, defined where the binary
+/// prints it); the error names the command and the missing or wrong field.
+pub fn parse_persist<T: serde::de::DeserializeOwned>(
+    what: &str,
+    stdout: &str,
+) -> anyhow::Result<T> {
+    serde_json::from_str(stdout).map_err(|e| {
+        anyhow::anyhow!("persist --json {what} printed a document xtask cannot read: {e}")
+    })
+}
 
 /// A small deterministic PRNG (xorshift64*), seeded per run.
 pub struct Rng(u64);

@@ -2,14 +2,13 @@
 //! workspace, so LMDB's C code never slows `cargo test --workspace`) in release mode and runs
 //! it in a scratch directory. Without `--json` the benchmark prints its own table (lookups,
 //! loads, puts against LMDB, pread and an in-memory HashMap, with the goals); with `--json` its
-//! one JSON document is checked against the shape DESIGN.md gives (`{"keys", "machine",
-//! "rows": [{"method", "op", "per_s"}]}`, a missing field is an error naming it) and printed
-//! whole. `--quick` is passed through.
+//! one JSON document is read into `persist::bench::BenchReport` (the type the benchmark prints;
+//! a missing field is an error naming it) and printed. `--quick` is passed through.
 
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
-use serde::{Deserialize, Serialize};
+use persist::bench::BenchReport;
 
 use crate::model::Ctx;
 use crate::out;
@@ -21,24 +20,6 @@ pub struct Options {
     pub quick: bool,
     /// Print the benchmark's JSON document instead of its table.
     pub json: bool,
-}
-
-/// persist-bench's `--json` document (DESIGN.md, "persist as a store").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchDoc {
-    pub keys: u64,
-    /// The machine it ran on (kernel, CPU, cores, …), as the benchmark describes it.
-    pub machine: serde_json::Map<String, serde_json::Value>,
-    pub rows: Vec<BenchRow>,
-}
-
-/// One measurement: `method` (`persist-mmap`, `persist-mmap-batched`, `persist-pread`, `lmdb`,
-/// `hashmap`) doing `op` (`get`, `get-cold`, `load`, `put`, `get-during-load`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchRow {
-    pub method: String,
-    pub op: String,
-    pub per_s: f64,
 }
 
 /// Builds and runs the benchmark.
@@ -88,17 +69,12 @@ pub fn run(ctx: &Ctx, opts: Options) -> anyhow::Result<()> {
     if !output.status.success() {
         bail!("persist-bench failed ({})", output.status);
     }
-    parse(&output.stdout)?;
-    // Checked against the designed shape; printed whole, with the fields beyond it
-    // (readers, notes) that the benchmark adds.
-    let whole: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .context("persist-bench --json printed invalid JSON")?;
-    out::json(&whole)
+    out::json(&parse(&output.stdout)?)
 }
 
 /// Reads persist-bench's document; a missing field or a row without a rate is an error.
-pub fn parse(stdout: &[u8]) -> anyhow::Result<BenchDoc> {
-    let doc: BenchDoc = serde_json::from_slice(stdout).map_err(|e| {
+pub fn parse(stdout: &[u8]) -> anyhow::Result<BenchReport> {
+    let doc: BenchReport = serde_json::from_slice(stdout).map_err(|e| {
         anyhow::anyhow!("persist-bench --json printed a document xtask cannot read: {e}")
     })?;
     if let Some(row) = doc
@@ -107,7 +83,7 @@ pub fn parse(stdout: &[u8]) -> anyhow::Result<BenchDoc> {
         .find(|r| !r.per_s.is_finite() || r.per_s < 0.0)
     {
         bail!(
-            "persist-bench --json: {} {} has no valid rate ({})",
+            "persist-bench --json: {:?} {:?} has no valid rate ({})",
             row.method,
             row.op,
             row.per_s
@@ -119,24 +95,64 @@ pub fn parse(stdout: &[u8]) -> anyhow::Result<BenchDoc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use persist::bench::{Machine, Method, Op, Row, Setup};
+
+    fn report(per_s: f64) -> BenchReport {
+        let rows = vec![Row {
+            method: Method::Lmdb,
+            op: Op::Get,
+            per_s,
+            readers: 1,
+            alone_per_s: None,
+            note: String::new(),
+        }];
+        BenchReport {
+            keys: 1000,
+            machine: Machine {
+                cpu: "x".into(),
+                logical_cpus: 2,
+                mem_total_bytes: 1 << 30,
+                kernel: "6.1".into(),
+                page_size: 4096,
+                transparent_hugepage: "madvise".into(),
+                filesystem: "ext4".into(),
+                load_average_1m: 0.5,
+            },
+            goals: persist::bench::goals(&rows),
+            rows,
+            setup: Setup {
+                quick: true,
+                lookups: 10,
+                rounds: 1,
+                batch: 16,
+                cold_lookups: 10,
+                puts: 10,
+                table_bytes: 4096,
+                lmdb_bytes: 4096,
+                cold: Vec::new(),
+            },
+        }
+    }
 
     #[test]
-    fn the_document_has_the_designed_shape() {
-        let doc = parse(
-            br#"{"keys": 1000000, "machine": {"cpu": "x"},
-                 "rows": [{"method": "persist-mmap", "op": "get", "per_s": 5.1e6},
-                          {"method": "lmdb", "op": "get", "per_s": 2.0e6}]}"#,
-        )
-        .unwrap();
-        assert_eq!(doc.keys, 1_000_000);
-        assert_eq!(doc.rows[1].method, "lmdb");
-        let e = parse(br#"{"keys": 1, "machine": {}, "rows": [{"method": "lmdb", "op": "get"}]}"#)
+    fn the_document_is_the_benchmarks_own_type() {
+        let doc = parse(&serde_json::to_vec(&report(2.0e6)).unwrap()).unwrap();
+        assert_eq!(doc, report(2.0e6));
+        let mut v = serde_json::to_value(report(2.0e6)).unwrap();
+        v["rows"][0].as_object_mut().unwrap().remove("per_s");
+        let e = parse(&serde_json::to_vec(&v).unwrap())
             .unwrap_err()
             .to_string();
         assert!(e.contains("per_s"), "{e}");
-        let e = parse(br#"{"machine": {}, "rows": []}"#)
+        let mut v = serde_json::to_value(report(2.0e6)).unwrap();
+        v.as_object_mut().unwrap().remove("keys");
+        let e = parse(&serde_json::to_vec(&v).unwrap())
             .unwrap_err()
             .to_string();
         assert!(e.contains("keys"), "{e}");
+        let e = parse(&serde_json::to_vec(&report(-1.0)).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no valid rate"), "{e}");
     }
 }

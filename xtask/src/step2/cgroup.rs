@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::disktable_steps::run::{self, Ended, Spec};
-use crate::disktable_steps::{sample_kv, wire};
+use crate::disktable_steps::{parse_persist, sample_kv};
 use crate::model::{Block, Ctx};
 
 /// Which cgroup interface was used.
@@ -533,9 +533,11 @@ pub fn analyze(e: &Evidence) -> Findings {
             timed_out: c.ended.timed_out,
             seconds: c.seconds,
             entries_checked: match c.role {
-                Role::Scan if c.ended.success() => wire::parse::<wire::Verify>("verify", &c.stdout)
-                    .ok()
-                    .map(|v| v.report.entries),
+                Role::Scan if c.ended.success() => {
+                    parse_persist::<persist::doc::Verified>("verify", &c.stdout)
+                        .ok()
+                        .map(|v| v.report.entries)
+                }
                 Role::EveryKey if c.ended.success() => c.stdout.trim().parse().ok(),
                 _ => None,
             },

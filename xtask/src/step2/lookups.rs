@@ -13,8 +13,10 @@ use lab_trace::fds::{self, READ_CALLS};
 use serde::{Deserialize, Serialize};
 
 use crate::disktable_steps::run::{self, Spec, TracedRun};
-use crate::disktable_steps::{sample_kv, sample_tsv, wire, Rng};
+use crate::disktable_steps::{parse_persist, sample_kv, sample_tsv, Rng};
 use crate::model::{Block, Ctx};
+use persist::doc::{Got, Loaded, ResidencyDoc};
+use persist::Residency;
 
 /// The sample table's file name.
 pub const TABLE: &str = "sample.tbl";
@@ -23,20 +25,20 @@ pub const TABLE: &str = "sample.tbl";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evidence {
     /// `persist --json load` of the sample entries.
-    pub load: wire::Load,
+    pub load: Loaded,
     /// `persist --json residency --evict`.
-    pub evict: wire::Residency,
+    pub evict: Residency,
     /// The sample entries looked up (their keys and values follow from [`sample_kv`]).
     pub picked: Vec<u64>,
     /// `persist --json get FILE KEY...` under strace, and its document.
     pub get: TracedRun,
-    pub got: wire::Get,
+    pub got: Got,
     /// `persist --json residency` afterwards.
-    pub after: wire::Residency,
+    pub after: Residency,
 }
 
 /// Builds the sample table of `entries` entries at `dir/sample.tbl`.
-pub fn build_table(ctx: &Ctx, dir: &Path, entries: u64) -> anyhow::Result<wire::Load> {
+pub fn build_table(ctx: &Ctx, dir: &Path, entries: u64) -> anyhow::Result<Loaded> {
     let table = dir.join(TABLE);
     let t = table.to_string_lossy().into_owned();
     persist(ctx, dir, &["create", &t], None)?;
@@ -46,7 +48,7 @@ pub fn build_table(ctx: &Ctx, dir: &Path, entries: u64) -> anyhow::Result<wire::
     crate::out::progress(&format!("persist load: {entries} entries"));
     let out = persist(ctx, dir, &["--json", "load", &t], Some(&tsv))?;
     let _ = std::fs::remove_file(&tsv);
-    wire::parse("load", &out)
+    parse_persist("load", &out)
 }
 
 /// Evicts the table, looks `lookups` random keys up under strace, reads the residency.
@@ -54,11 +56,11 @@ pub fn measure(
     ctx: &Ctx,
     dir: &Path,
     traces: &Path,
-    load: wire::Load,
+    load: Loaded,
     lookups: u64,
 ) -> anyhow::Result<Evidence> {
     let t = dir.join(TABLE).to_string_lossy().into_owned();
-    let evict: wire::ResidencyDoc = wire::parse(
+    let evict: ResidencyDoc = parse_persist(
         "residency",
         &persist(ctx, dir, &["--json", "residency", "--evict", &t], None)?,
     )?;
@@ -83,8 +85,8 @@ pub fn measure(
             get.error_line()
         );
     }
-    let got: wire::Get = wire::parse("get", &stdout)?;
-    let after: wire::ResidencyDoc = wire::parse(
+    let got: Got = parse_persist("get", &stdout)?;
+    let after: ResidencyDoc = parse_persist(
         "residency",
         &persist(ctx, dir, &["--json", "residency", &t], None)?,
     )?;

@@ -13,9 +13,10 @@ use lab_trace::Syscall;
 use serde::{Deserialize, Serialize};
 
 use crate::disktable_steps::run::{self, Ended, Spec, TracedRun};
-use crate::disktable_steps::{excerpt, sample_tsv, wire, Rng};
+use crate::disktable_steps::{excerpt, parse_persist, sample_tsv, Rng};
 use crate::model::{Block, Ctx};
 use crate::step2::lookups::persist;
+use persist::doc::{Loaded, Written};
 
 const SHARED: &str = "shared.tbl";
 const GROW: &str = "grow.tbl";
@@ -24,7 +25,7 @@ const GROW: &str = "grow.tbl";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Write {
     pub run: TracedRun,
-    pub doc: wire::Put,
+    pub doc: Written,
     /// The new value was in the file (read with read(2)) before the write, and after it.
     pub in_file_before: bool,
     pub in_file_after: bool,
@@ -36,7 +37,7 @@ pub struct Load {
     pub n: u64,
     pub created_bytes: u64,
     pub run: TracedRun,
-    pub doc: wire::Load,
+    pub doc: Loaded,
     pub final_bytes: u64,
     /// `persist verify` of the grown table.
     pub verify: Ended,
@@ -94,7 +95,7 @@ pub fn measure(ctx: &Ctx, dir: &Path, traces: &Path, n: u64) -> anyhow::Result<E
             run.error_line()
         );
     }
-    let doc = wire::parse("load", &stdout)?;
+    let doc = parse_persist("load", &stdout)?;
     let (verify, out, err) = run::run_untraced(&Spec::new(&bin, &["verify", &g], dir))?;
     let load = Load {
         n,
@@ -147,7 +148,7 @@ fn traced_put(
         );
     }
     Ok(Write {
-        doc: wire::parse("put", &stdout)?,
+        doc: parse_persist("put", &stdout)?,
         run,
         in_file_before,
         in_file_after: file_contains(table, value.as_bytes())?,
