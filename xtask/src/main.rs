@@ -264,12 +264,12 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
 pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<model::StepReport> {
     out::heading(&format!("Step {step}"));
     let report = match step {
-        1 => step1::run(ctx),
-        2 => step2::run(ctx),
-        3 => step3::run(ctx),
-        4 => step4::run(ctx),
-        5 => step5::run(ctx),
-        6 => step6::run(ctx),
+        1 => model::run::<step1::Step1>(ctx),
+        2 => model::run::<step2::Step2>(ctx),
+        3 => model::run::<step3::Step3>(ctx),
+        4 => model::run::<step4::Step4>(ctx),
+        5 => model::run::<step5::Step5>(ctx),
+        6 => model::run::<step6::Step6>(ctx),
         _ => anyhow::bail!("there is no step {step}; steps are 1 to {STEPS}"),
     }?;
     out::render(&report);

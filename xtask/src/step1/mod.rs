@@ -27,7 +27,7 @@ pub mod wire;
 use lab_trace::Trace;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{self, Ctx, Explained, Step, StepReport};
+use crate::model::{Ctx, Explained, Step};
 
 pub use analyze::Findings;
 
@@ -51,11 +51,6 @@ impl Step for Step1 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Explained {
         explain::explain(findings, evidence)
     }
-}
-
-/// `cargo xtask run-step 1`.
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    model::run::<Step1>(ctx)
 }
 
 /// One environment variable.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::disktable_steps::program::{self, Role, TABLE_NAME};
 use crate::disktable_steps::{run, subdir, table};
-use crate::model::{self, Block, Ctx, Explained, Step, StepReport};
+use crate::model::{Block, Ctx, Explained, Step};
 use crate::report::charts::step2 as charts;
 
 /// Step 2 in the measure → analyze → explain shape.
@@ -88,11 +88,6 @@ impl Step for Step2 {
             pictures: charts::pictures(f, e),
         }
     }
-}
-
-/// `cargo xtask run-step 2`.
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    model::run::<Step2>(ctx)
 }
 
 fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {

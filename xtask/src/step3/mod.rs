@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::disktable_steps::program::{self, Role, TABLE_NAME};
 use crate::disktable_steps::table::{self, TableSource};
 use crate::disktable_steps::{run, subdir};
-use crate::model::{self, Block, Ctx, Explained, Step, StepReport};
+use crate::model::{Block, Ctx, Explained, Step};
 use crate::report::charts::step3 as charts;
 
 /// Step 3 in the measure → analyze → explain shape.
@@ -85,11 +85,6 @@ impl Step for Step3 {
             pictures: charts::pictures(f, e),
         }
     }
-}
-
-/// `cargo xtask run-step 3`.
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    model::run::<Step3>(ctx)
 }
 
 fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {

@@ -44,7 +44,7 @@ mod running;
 pub use analyze::{ClientFinding, Findings};
 pub use evidence::Evidence;
 
-use crate::model::{Ctx, Explained, Step, StepReport};
+use crate::model::{Ctx, Explained, Step};
 
 /// The library's symbols the step looks for in `.dynsym`.
 pub const SYMBOLS: [&str; 4] = ["setbaz", "getbaz", "baz", "bazaddr"];
@@ -72,9 +72,5 @@ impl Step for Step4 {
 }
 
 /// Runs step 4 (or explains recorded evidence of it).
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    crate::model::run::<Step4>(ctx)
-}
-
 #[cfg(test)]
 pub(crate) mod tests;

@@ -34,7 +34,7 @@ use lab_trace::procstat::{CpuTimes, ProcessStat};
 use lab_trace::Syscall;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{self, Ctx, Explained, Step, StepReport};
+use crate::model::{Ctx, Explained, Step};
 
 pub use analyze::Findings;
 pub use bench::bench;
@@ -59,11 +59,6 @@ impl Step for Step5 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Explained {
         explain::explain(findings, evidence)
     }
-}
-
-/// `cargo xtask run-step 5`.
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    model::run::<Step5>(ctx)
 }
 
 /// The name of the race file every racer of the course uses, in its working directory.

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use channel::bench::{BenchReport, Placement, Transport};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{self, Ctx, Explained, Step, StepReport};
+use crate::model::{Ctx, Explained, Step};
 
 pub use analyze::Findings;
 
@@ -56,11 +56,6 @@ impl Step for Step6 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Explained {
         explain::explain(findings, evidence)
     }
-}
-
-/// `cargo xtask run-step 6`.
-pub fn run(ctx: &Ctx) -> anyhow::Result<StepReport> {
-    model::run::<Step6>(ctx)
 }
 
 /// Everything step 6 read from the machine.
