@@ -29,8 +29,9 @@
 //!   raises SIGBUS; past the end of the mapping it raises SIGSEGV. The fix is what `append`
 //!   does: make the file long enough first (ftruncate), then make the mapping cover it (mremap).
 //! - A file cut short by another process while it is mapped raises SIGBUS on the next access
-//!   to a page past its new end. A handler (in `sys`) maps a zero page over the hole so the
-//!   access completes, and the operation reports [`Reason::ShrankWhileMapped`].
+//!   to a page past its new end. The crate's one SIGBUS handler (`crate::sys::SigbusGuard`,
+//!   which [`crate::Table`] uses too) maps a zero page over the hole so the access completes,
+//!   and the operation reports [`Reason::ShrankWhileMapped`].
 //!
 //! Run it: `disktable create --course table.bin; disktable print table.bin; disktable append
 //! table.bin`, or `cargo xtask run-step 2` / `run-step 3`, which trace it.
@@ -327,7 +328,7 @@ pub fn create(path: impl AsRef<Path>, shape: Shape) -> Result<CreateReport, Erro
 }
 
 fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Error> {
-    sys::flock(file.as_fd(), true).map_err(io_err(path, "flock"))?;
+    sys::flock(file, true, true).map_err(io_err(path, "flock"))?;
     sys::ftruncate(file.as_fd(), shape.file_bytes).map_err(io_err(path, "ftruncate"))?;
     let len = usize::try_from(shape.file_bytes).expect("64-bit");
     let map = sys::Map::file(file.as_fd(), len, true).map_err(io_err(path, "mmap"))?;
@@ -368,7 +369,7 @@ pub fn evict(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| open_err(path, e))?;
     sys::fsync(file.as_fd()).map_err(io_err(path, "fsync"))?;
-    sys::fadvise_dontneed(file.as_fd()).map_err(io_err(path, "posix_fadvise"))
+    sys::fadvise_dontneed(&file).map_err(io_err(path, "posix_fadvise"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ impl Table {
     pub fn open_read(path: impl AsRef<Path>, advice: Advice) -> Result<Table, Error> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| open_err(path, e))?;
-        sys::flock(file.as_fd(), false).map_err(io_err(path, "flock"))?;
+        sys::flock(&file, false, true).map_err(io_err(path, "flock"))?;
         Table::map(path, file, false, advice)
     }
 
@@ -406,7 +407,7 @@ impl Table {
             .write(true)
             .open(path)
             .map_err(|e| open_err(path, e))?;
-        sys::flock(file.as_fd(), true).map_err(io_err(path, "flock"))?;
+        sys::flock(&file, true, true).map_err(io_err(path, "flock"))?;
         Table::map(path, file, true, Advice::Normal)
     }
 
@@ -755,6 +756,41 @@ mod tests {
         assert!(e.contains("raised SIGBUS, caught"), "{e}");
         // The second page is the first wholly past the new end.
         assert!(e.contains("byte 4096 "), "{e}");
+    }
+
+    /// The crate has one SIGBUS handler: a disktable mapping and a persist table mapping in the
+    /// same process both turn a truncation into an error (two handlers would replace each
+    /// other's sigaction, and one of them would die of SIGBUS).
+    #[test]
+    fn a_disktable_and_a_persist_table_in_one_process_share_the_sigbus_guard() {
+        let d = dir();
+        let dt = d.path().join("t.bin");
+        create(&dt, Shape::new(5000, None, Some(6 * 4096)).unwrap()).unwrap();
+        let pt = d.path().join("t.tbl");
+        let mut w = crate::TableMut::create(&pt, 10).unwrap();
+        let keys: Vec<Vec<u8>> = (0..2000).map(|i| format!("key{i}").into_bytes()).collect();
+        for k in &keys {
+            w.put(k, &[7u8; 100]).unwrap();
+        }
+        w.close().unwrap();
+        let disk = Table::open_read(&dt, Advice::Normal).unwrap();
+        let table = crate::Table::open(&pt).unwrap();
+        for p in [&dt, &pt] {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(4096)
+                .unwrap();
+        }
+        let e = disk.values().unwrap_err().to_string();
+        assert!(e.contains("raised SIGBUS, caught"), "{e}");
+        let e = keys
+            .iter()
+            .find_map(|k| table.get(k).err())
+            .expect("a key past the cut")
+            .to_string();
+        assert!(e.contains("truncated it to 4096 bytes"), "{e}");
     }
 
     #[test]

@@ -123,14 +123,20 @@ pub fn data_ranges(file: &impl AsRawFd, start: u64, end: u64) -> Vec<(u64, u64)>
     out
 }
 
-/// The system page size, `sysconf(3)` `_SC_PAGESIZE`.
+/// The system page size, `sysconf(3)` `_SC_PAGESIZE`, cached after the first call: the SIGBUS
+/// handler needs it, and sysconf is not async-signal-safe (the handler's installer calls this
+/// first, so the handler only ever loads the cached value).
 pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory arguments and no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no memory arguments and no preconditions.
+            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let n = if n > 0 { n as usize } else { 4096 };
+            PAGE.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
     }
 }
 
@@ -279,21 +285,35 @@ pub fn publish_u64(map: &mut [u8], offset: usize, value: u64) {
 // ---------------------------------------------------------------------------------------------
 // SIGBUS: a mapped file truncated by another process.
 // ---------------------------------------------------------------------------------------------
+//
+// The one SIGBUS handler of the process, serving the table's mappings and the disktable's
+// (`disktable::sys::Map`) alike: a second handler would replace this one's sigaction.
+//
+// Why a zero page and not sigsetjmp/siglongjmp: jumping out of a signal handler across Rust
+// frames skips their destructors and is undefined behaviour in Rust. Instead the handler makes
+// the faulting access *succeed*: it maps an anonymous zero page over the faulting page with
+// MAP_FIXED (that page's file bytes no longer exist, so nothing is lost) and returns; the load
+// re-executes and reads 0, or the store lands in the private page and is discarded. It records
+// the first fault address in the mapping's slot, and the operation checks the slot before
+// trusting what it read and reports a clear error. The handler does only async-signal-safe
+// work: atomic loads and stores, mmap(2) and sigaction(2).
 
 const GUARD_SLOTS: usize = 256;
 
 struct GuardSlot {
     start: AtomicUsize,
     len: AtomicUsize,
-    hit: AtomicBool,
+    /// The first faulting address inside the range, 0 for none (a registered range never
+    /// starts at address 0, so a fault inside it is never at 0).
+    fault_addr: AtomicUsize,
     in_use: AtomicBool,
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
+#[allow(clippy::declare_interior_mutable_const)] // used only as the array initialiser below
 const EMPTY_SLOT: GuardSlot = GuardSlot {
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
-    hit: AtomicBool::new(false),
+    fault_addr: AtomicUsize::new(0),
     in_use: AtomicBool::new(false),
 };
 
@@ -306,11 +326,15 @@ static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUni
 
 /// Registers a mapped range with the SIGBUS handler. A bus error inside the range (the file was
 /// truncated under the mapping) no longer kills the process: the handler maps an anonymous zero
-/// page over the faulting page, so the access completes and reads zeros, and sets a flag that
-/// [`SigbusGuard::faulted`] reports. The operation then turns the flag into a clear error.
+/// page over the faulting page, so the access completes and reads zeros, and records the
+/// faulting address, which [`SigbusGuard::faulted`] and [`SigbusGuard::fault_addr`] report.
+/// The operation then turns it into a clear error.
 ///
 /// A fault outside every registered range restores the previous action and returns, so the
 /// access faults again and gets the default behaviour (a core dump), as it would without us.
+///
+/// Drop the guard before unmapping the range: a registered range that is no longer ours would
+/// have its faults patched over.
 pub struct SigbusGuard {
     slot: Option<usize>,
 }
@@ -329,7 +353,7 @@ impl SigbusGuard {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                g.hit.store(false, Ordering::Relaxed);
+                g.fault_addr.store(0, Ordering::Relaxed);
                 g.len.store(len, Ordering::Relaxed);
                 g.start.store(start as usize, Ordering::Release);
                 return SigbusGuard { slot: Some(i) };
@@ -349,8 +373,13 @@ impl SigbusGuard {
 
     /// Whether a bus error hit the registered range since registration.
     pub fn faulted(&self) -> bool {
-        self.slot
-            .is_some_and(|i| GUARDS[i].hit.load(Ordering::Acquire))
+        self.fault_addr().is_some()
+    }
+
+    /// The address of the first bus error in the registered range since registration, if any.
+    pub fn fault_addr(&self) -> Option<usize> {
+        let addr = GUARDS[self.slot?].fault_addr.load(Ordering::Acquire);
+        (addr != 0).then_some(addr)
     }
 }
 
@@ -366,8 +395,8 @@ impl Drop for SigbusGuard {
 
 /// `sigaction(2)`: installs [`on_sigbus`] with `SA_SIGINFO`, saving the previous action.
 fn install_handler() {
-    warm_up();
-    // SAFETY: a zeroed sigaction is a valid "no handler, no flags, empty mask" value.
+    page_size(); // cache it now: the handler cannot call sysconf
+                 // SAFETY: a zeroed sigaction is a valid "no handler, no flags, empty mask" value.
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = on_sigbus as *const () as usize;
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
@@ -382,23 +411,26 @@ fn install_handler() {
     INSTALLED_OK.store(rc == 0, Ordering::Release);
 }
 
-/// The SIGBUS handler. Only async-signal-safe work: atomics, `mmap(2)`, `sigaction(2)`.
+/// The SIGBUS handler. Only async-signal-safe work: atomics, `mmap(2)`, `sigaction(2)` (the
+/// page size was cached by [`install_handler`], so [`page_size`] only loads an atomic here).
 extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo_t for a handler installed with SA_SIGINFO;
     // si_addr is the faulting address for SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
+    let page = page_size();
     for g in GUARDS.iter() {
         let start = g.start.load(Ordering::Acquire);
         let len = g.len.load(Ordering::Relaxed);
         if start != 0 && addr >= start && addr < start.saturating_add(len) {
-            let page = addr & !(page_size_in_handler() - 1);
-            // SAFETY: `page` lies inside a mapping that a live SigbusGuard registered (it is
-            // unregistered before the mapping is unmapped), so MAP_FIXED replaces only pages of
-            // that mapping, whose file bytes are gone anyway. The new page is private and zero.
+            let page_addr = addr & !(page - 1);
+            // SAFETY: `page_addr` lies inside a mapping that a live SigbusGuard registered (it
+            // is unregistered before the mapping is unmapped), so MAP_FIXED replaces only one
+            // page of that mapping, whose file bytes are gone anyway. The new page is private
+            // and zero.
             let p = unsafe {
                 libc::mmap(
-                    page as *mut libc::c_void,
-                    page_size_in_handler(),
+                    page_addr as *mut libc::c_void,
+                    page,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
                     -1,
@@ -406,7 +438,9 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
                 )
             };
             if p != libc::MAP_FAILED {
-                g.hit.store(true, Ordering::Release);
+                let _ = g
+                    .fault_addr
+                    .compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed);
                 return;
             }
             break;
@@ -420,25 +454,6 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
         let prev = (*std::ptr::addr_of!(PREVIOUS)).as_ptr();
         libc::sigaction(libc::SIGBUS, prev, std::ptr::null_mut());
     }
-}
-
-static PAGE_SIZE_CACHE: AtomicUsize = AtomicUsize::new(0);
-
-fn page_size_in_handler() -> usize {
-    match PAGE_SIZE_CACHE.load(Ordering::Relaxed) {
-        0 => {
-            let p = page_size();
-            PAGE_SIZE_CACHE.store(p, Ordering::Relaxed);
-            p
-        }
-        p => p,
-    }
-}
-
-/// Makes sure the page size is cached before a handler may need it (sysconf is not on the
-/// async-signal-safe list).
-fn warm_up() {
-    page_size_in_handler();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,32 +1,20 @@
 //! Every raw libc call of [`crate::disktable`], each wrapped safely and citing its man page.
 //!
-//! The rest of the module calls these wrappers and never `libc` directly. Two parts are
-//! delicate: [`Map`] (a file mapping reached only through atomics, because another process may
-//! write or truncate the file while it is mapped) and the SIGBUS guard that turns "the file was
-//! truncated under the mapping" into an error instead of a death (see [`Map`]'s docs and
-//! `on_sigbus`). [`store_i32_may_fault`] is the naive writer's store, which is meant to fault.
+//! The rest of the module calls these wrappers and never `libc` directly. Wrappers the crate
+//! already has (`page_size`, `flock`, `fadvise_dontneed`) are re-exported from [`crate::sys`]
+//! rather than written twice. The delicate part is [`Map`]: a file mapping reached only through
+//! atomics, because another process may write or truncate the file while it is mapped; it
+//! registers with the crate's one SIGBUS guard ([`crate::sys::SigbusGuard`]), which turns "the
+//! file was truncated under the mapping" into an error instead of a death.
+//! [`store_i32_may_fault`] is the naive writer's store, which is meant to fault.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
-/// The system page size, `sysconf(3)` `_SC_PAGESIZE` (cached: the SIGBUS handler needs it and
-/// sysconf is not async-signal-safe).
-pub fn page_size() -> usize {
-    static PAGE: AtomicUsize = AtomicUsize::new(0);
-    match PAGE.load(Ordering::Relaxed) {
-        0 => {
-            // SAFETY: sysconf has no memory arguments and no preconditions.
-            let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            let n = if n > 0 { n as usize } else { 4096 };
-            PAGE.store(n, Ordering::Relaxed);
-            n
-        }
-        n => n,
-    }
-}
+use crate::sys::SigbusGuard;
+pub use crate::sys::{fadvise_dontneed, flock, page_size};
 
 /// What `fstat(2)` says about an open file: its length and whether it is a regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,45 +57,12 @@ pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     }
 }
 
-/// `flock(2)`: an exclusive (`LOCK_EX`) or shared (`LOCK_SH`) lock on the whole file, waiting
-/// for it. Released when the descriptor is closed.
-pub fn flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
-    let op = if exclusive {
-        libc::LOCK_EX
-    } else {
-        libc::LOCK_SH
-    };
-    loop {
-        // SAFETY: integer arguments on an open descriptor; no memory is passed.
-        let rc = unsafe { libc::flock(fd.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
 /// `fsync(2)`: writes the file's dirty pages back (allowed on a read-only descriptor).
 pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: an integer argument on an open descriptor; no memory is passed.
     let rc = unsafe { libc::fsync(fd.as_raw_fd()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `posix_fadvise(2)` `POSIX_FADV_DONTNEED`: drop the file's clean pages from the page cache, so
-/// that `mincore(2)` afterwards shows what a program reads in. Needs no privilege; pages of
-/// tmpfs files cannot be dropped (they are the file), dirty pages are not dropped.
-pub fn fadvise_dontneed(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: integer arguments on an open descriptor; no memory is passed.
-    let rc = unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
 }
@@ -152,6 +107,26 @@ pub enum Advice {
     Sequential,
 }
 
+/// `mmap(2)` `len` bytes of `fd` from offset 0, `MAP_SHARED`, at an address the kernel picks.
+fn mmap_shared(fd: BorrowedFd<'_>, len: usize, prot: libc::c_int) -> io::Result<*mut libc::c_void> {
+    // SAFETY: a fresh mapping at an address the kernel picks (no MAP_FIXED), so no existing
+    // memory is replaced; the descriptor is open. The result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Map: a shared file mapping reached only through atomics.
 // ---------------------------------------------------------------------------------------------
@@ -164,19 +139,20 @@ pub enum Advice {
 /// or `i64`, which is defined even while another process writes.
 ///
 /// A file can also be cut short by another process while mapped; touching a page that lies
-/// wholly past the new end raises SIGBUS. Every `Map` registers its range with this module's
-/// SIGBUS handler, which maps a zero page over the faulting page (so the access completes and
+/// wholly past the new end raises SIGBUS. Every `Map` registers its range with the crate's
+/// SIGBUS guard ([`SigbusGuard`]), whose handler maps a zero page over the faulting page (so the access completes and
 /// reads zeros) and records the fault; [`Map::fault`] reports it and callers turn it into an
 /// error. Accessors are bounds-checked: an index outside the mapping panics (a bug, not input).
 pub struct Map {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
-    slot: Option<usize>,
+    /// `None` only during drop, which unregisters it before unmapping.
+    guard: Option<SigbusGuard>,
 }
 
 // SAFETY: Map owns its mapping exclusively (the pointer is never shared outside it except
-// through the atomic accessors), and the guard slot is a global atomic registry. Moving it to
+// through the atomic accessors), and the guard is a slot in a global atomic registry. Moving it to
 // another thread is fine; the SIGBUS handler runs on whichever thread touches the memory.
 unsafe impl Send for Map {}
 
@@ -195,28 +171,14 @@ impl Map {
         } else {
             libc::PROT_READ
         };
-        // SAFETY: a fresh mapping at an address the kernel picks (no MAP_FIXED), so no existing
-        // memory is replaced; the descriptor is open. The result is checked against MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let p = mmap_shared(fd, len, prot)?;
         let ptr = NonNull::new(p.cast::<u8>()).expect("mmap returned NULL without MAP_FIXED");
-        let slot = guard_register(ptr.as_ptr() as usize, len);
+        let guard = Some(SigbusGuard::register(ptr.as_ptr(), len));
         Ok(Map {
             ptr,
             len,
             writable,
-            slot,
+            guard,
         })
     }
 
@@ -240,8 +202,8 @@ impl Map {
         }
         self.ptr = NonNull::new(p.cast::<u8>()).expect("mremap returned NULL");
         self.len = new_len;
-        if let Some(i) = self.slot {
-            guard_update(i, self.ptr.as_ptr() as usize, new_len);
+        if let Some(guard) = &self.guard {
+            guard.update(self.ptr.as_ptr(), new_len);
         }
         Ok(())
     }
@@ -274,23 +236,15 @@ impl Map {
 
     /// `mincore(2)`: how many of the mapping's pages are resident in the page cache.
     pub fn resident_pages(&self) -> io::Result<usize> {
-        let pages = self.len.div_ceil(page_size());
-        let mut vec = vec![0u8; pages];
-        // SAFETY: the range is this Map's live, page-aligned mapping; mincore writes one byte
-        // per page into `vec`, which has exactly that many, and never touches the mapping.
-        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vec.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(vec.iter().filter(|b| **b & 1 != 0).count())
+        // The range is this Map's live mapping, as `resident_pages` requires.
+        crate::sys::resident_pages(self.ptr.as_ptr(), self.len)
     }
 
     /// The byte offset of the first SIGBUS caught in this mapping (the file was truncated
     /// under it), if any.
     pub fn fault(&self) -> Option<usize> {
-        let i = self.slot?;
-        let addr = GUARDS[i].fault_addr.load(Ordering::Acquire);
-        (addr != 0).then(|| addr.wrapping_sub(self.addr()))
+        let addr = self.guard.as_ref()?.fault_addr()?;
+        Some(addr.wrapping_sub(self.addr()))
     }
 
     fn cell<T>(&self, offset: usize) -> *mut T {
@@ -341,11 +295,10 @@ impl Map {
 
 impl Drop for Map {
     fn drop(&mut self) {
-        if let Some(i) = self.slot.take() {
-            guard_unregister(i);
-        }
+        // Unregister first: a registered range that is no longer ours must not be patched.
+        drop(self.guard.take());
         // SAFETY: the range is the mapping this Map owns; no pointer into it survives (the
-        // accessors return values), and the guard slot was released first.
+        // accessors return values), and the guard was unregistered first.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -370,21 +323,7 @@ pub fn map_naive(
     let rounded = len.div_ceil(page) * page;
     let prot = libc::PROT_READ | libc::PROT_WRITE;
     if !keep_next_page_unmapped {
-        // SAFETY: a fresh mapping at a kernel-chosen address replaces nothing.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        return Ok(p as usize);
+        return mmap_shared(fd, len, prot).map(|p| p as usize);
     }
     // SAFETY: a fresh anonymous PROT_NONE reservation at a kernel-chosen address.
     let r = unsafe {
@@ -461,166 +400,5 @@ pub unsafe fn store_i32_may_fault(addr: usize, value: i32) {
     // SAFETY: as above; a volatile store is not elided or merged.
     unsafe {
         std::ptr::write_volatile(addr as *mut i32, value);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The SIGBUS guard.
-// ---------------------------------------------------------------------------------------------
-//
-// Why a zero page and not sigsetjmp/siglongjmp: jumping out of a signal handler across Rust
-// frames skips their destructors and is undefined behaviour in Rust. Instead the handler makes
-// the faulting access *succeed*: it maps an anonymous zero page over the faulting page with
-// MAP_FIXED (that page's file bytes no longer exist, so nothing is lost) and returns; the load
-// re-executes and reads 0, or the store lands in the private page and is discarded. It records
-// the fault address in the mapping's slot, and the operation checks the slot before trusting
-// what it read and reports a clear error. The handler does only async-signal-safe work: atomic
-// loads and stores, mmap(2) and sigaction(2).
-
-const GUARD_SLOTS: usize = 64;
-
-struct GuardSlot {
-    start: AtomicUsize,
-    len: AtomicUsize,
-    fault_addr: AtomicUsize,
-    in_use: AtomicBool,
-}
-
-#[allow(clippy::declare_interior_mutable_const)] // used only as the array initialiser below
-const EMPTY_SLOT: GuardSlot = GuardSlot {
-    start: AtomicUsize::new(0),
-    len: AtomicUsize::new(0),
-    fault_addr: AtomicUsize::new(0),
-    in_use: AtomicBool::new(false),
-};
-
-static GUARDS: [GuardSlot; GUARD_SLOTS] = [EMPTY_SLOT; GUARD_SLOTS];
-static INSTALL: Once = Once::new();
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-
-/// The SIGBUS action in place before ours (Rust's runtime installs one that detects stack
-/// overflows), called for faults outside every registered range.
-struct Previous(libc::sigaction);
-// SAFETY: a sigaction is plain data (a handler address, a mask, flags), written once before our
-// handler is installed and only read afterwards.
-unsafe impl Sync for Previous {}
-// SAFETY: as above.
-unsafe impl Send for Previous {}
-static PREVIOUS: OnceLock<Previous> = OnceLock::new();
-
-/// Registers `[start, start+len)`; `None` (no protection, a truncation kills the process as it
-/// would without us) if the handler could not be installed or all slots are busy.
-fn guard_register(start: usize, len: usize) -> Option<usize> {
-    INSTALL.call_once(install_handler);
-    if !INSTALLED.load(Ordering::Acquire) {
-        return None;
-    }
-    for (i, g) in GUARDS.iter().enumerate() {
-        if g.in_use
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            g.fault_addr.store(0, Ordering::Relaxed);
-            g.len.store(len, Ordering::Relaxed);
-            g.start.store(start, Ordering::Release);
-            return Some(i);
-        }
-    }
-    None
-}
-
-fn guard_update(i: usize, start: usize, len: usize) {
-    GUARDS[i].start.store(0, Ordering::Release);
-    GUARDS[i].len.store(len, Ordering::Relaxed);
-    GUARDS[i].start.store(start, Ordering::Release);
-}
-
-fn guard_unregister(i: usize) {
-    GUARDS[i].start.store(0, Ordering::Release);
-    GUARDS[i].len.store(0, Ordering::Relaxed);
-    GUARDS[i].in_use.store(false, Ordering::Release);
-}
-
-/// `sigaction(2)`: saves the current SIGBUS action, then installs [`on_sigbus`].
-fn install_handler() {
-    page_size(); // cache it now: the handler cannot call sysconf
-                 // SAFETY: a zeroed sigaction is a valid "default action, no flags, empty mask" value.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; `old` is writable storage for one sigaction.
-    if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
-        return;
-    }
-    if PREVIOUS.set(Previous(old)).is_err() {
-        return;
-    }
-    // SAFETY: as above.
-    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-    sa.sa_sigaction = on_sigbus as *const () as usize;
-    sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // SAFETY: `sa.sa_mask` is a sigset_t we own.
-    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
-    // SAFETY: `sa` is fully initialised and its handler has the SA_SIGINFO signature.
-    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) };
-    INSTALLED.store(rc == 0, Ordering::Release);
-}
-
-extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler; for SIGBUS si_addr
-    // is the faulting address.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    let page = page_size();
-    for g in GUARDS.iter() {
-        let start = g.start.load(Ordering::Acquire);
-        let len = g.len.load(Ordering::Relaxed);
-        if start == 0 || addr < start || addr >= start.saturating_add(len) {
-            continue;
-        }
-        let page_addr = addr & !(page - 1);
-        // SAFETY: `page_addr` lies in a mapping a live Map registered (a Map unregisters before
-        // it unmaps), so MAP_FIXED replaces one page of that mapping, whose file bytes are gone
-        // (that is why it faulted). The new page is private, anonymous and zero.
-        let p = unsafe {
-            libc::mmap(
-                page_addr as *mut libc::c_void,
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        if p != libc::MAP_FAILED {
-            let _ = g
-                .fault_addr
-                .compare_exchange(0, addr, Ordering::AcqRel, Ordering::Relaxed);
-            return;
-        }
-        break;
-    }
-    // Not ours (or we could not patch it): hand it to the previous action.
-    let Some(Previous(prev)) = PREVIOUS.get() else {
-        return;
-    };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // Restore the default and return: the access faults again and ends the process with
-        // SIGBUS, as it would have without us.
-        // SAFETY: a zeroed sigaction with SIG_DFL (0) is the default action; sigaction is
-        // async-signal-safe.
-        unsafe {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
-        }
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: an SA_SIGINFO action's handler has this signature; we pass the arguments the
-        // kernel gave us.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler takes the signal number.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
     }
 }
