@@ -16,7 +16,7 @@ use lab_trace::maps::Maps;
 use super::evidence::{
     Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample, Source,
 };
-use super::running::{self, Launch, Running, WAIT};
+use super::running::{Launch, Running, WAIT};
 use super::{client, SYMBOLS};
 use crate::model::Ctx;
 use crate::{out, sys};
@@ -323,7 +323,7 @@ fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow
         if library.is_none() {
             library = maps.as_ref().and_then(|m| finder.library(m));
         }
-        let (state, _) = running::read_stat(r.pid)?;
+        let (state, _) = r.stat("loading a library that exports baz")?;
         let ms = t0.elapsed().as_millis() as u64;
         // Asleep without the library: it has reached its loop and will not load one.
         if library.is_none() && state == 'S' {
@@ -347,7 +347,7 @@ fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow
             }
         }
         if let (Some(ready), Some(library)) = (ready, &library) {
-            let (_, faults) = running::read_stat(r.pid)?;
+            let (_, faults) = r.stat("loading a library that exports baz")?;
             return Ok(Started {
                 ready,
                 faults,
@@ -411,8 +411,8 @@ fn sample(
             r.drain_events()?;
         }
     }
-    for ((r, _, _), snap) in runs.iter().zip(&mut snapshots) {
-        snap.faults_end = running::read_stat(r.pid)?.1;
+    for ((r, _, _), snap) in runs.iter_mut().zip(&mut snapshots) {
+        snap.faults_end = r.stat("the lab finished reading it")?.1;
     }
     Ok((samples, snapshots))
 }

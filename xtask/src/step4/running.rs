@@ -179,6 +179,22 @@ impl Running {
         )
     }
 
+    /// Reads the program's /proc/PID/stat. If it is gone from /proc, the program has ended and
+    /// strace reaped it: waits (bounded) for strace to end too, and fails with what the program
+    /// said (the loader's "cannot open shared object file"), not with the missing /proc file.
+    pub fn stat(&mut self, waiting_for: &str) -> anyhow::Result<(char, Faults)> {
+        let err = match read_stat(self.pid) {
+            Ok(stat) => return Ok(stat),
+            Err(e) => e,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.check_alive(waiting_for)?;
+        Err(err)
+    }
+
     /// Takes in the JSON events our programs printed so far, without waiting.
     pub fn drain_events(&mut self) -> anyhow::Result<()> {
         while let Some(line) = self.lines.as_ref().and_then(|l| l.try_recv().ok()) {
@@ -379,7 +395,7 @@ pub fn parse_stat(text: &str) -> Option<(char, Faults)> {
 }
 
 /// Reads /proc/PID/stat.
-pub fn read_stat(pid: u32) -> anyhow::Result<(char, Faults)> {
+fn read_stat(pid: u32) -> anyhow::Result<(char, Faults)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
     parse_stat(&text).with_context(|| format!("/proc/{pid}/stat is not as proc(5) says: {text}"))
