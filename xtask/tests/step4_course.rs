@@ -31,7 +31,12 @@ fn tools_present(test: &str) -> bool {
                 std::env::var_os("CI").is_none(),
                 "{tool} is missing (CI must have it)"
             );
-            eprintln!("skipped: {test} needs {tool}; install it with `{install}`");
+            use std::io::Write as _;
+            // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test} needs {tool}; install it with `{install}`"
+            );
             return false;
         }
     }

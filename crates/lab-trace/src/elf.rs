@@ -199,7 +199,12 @@ mod tests {
             "libx.so",
         ]) {
             Err(_) if std::env::var_os("CI").is_none() => {
-                eprintln!("skipped: no C compiler (apt-get install gcc)");
+                use std::io::Write as _;
+                // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: no C compiler (apt-get install gcc)"
+                );
                 return;
             }
             r => assert!(r.unwrap().success()),

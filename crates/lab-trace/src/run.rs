@@ -159,7 +159,12 @@ mod tests {
             dir.path(),
         ) {
             Err(TraceError::Missing) if std::env::var_os("CI").is_none() => {
-                eprintln!("skipped: strace is not installed (apt-get install strace)");
+                use std::io::Write as _;
+                // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: strace is not installed (apt-get install strace)"
+                );
                 return;
             }
             other => other.expect("strace runs (CI installs it)"),
@@ -186,7 +191,12 @@ mod tests {
             dir.path(),
         ) {
             Err(TraceError::Missing) if std::env::var_os("CI").is_none() => {
-                eprintln!("skipped: strace is not installed (apt-get install strace)");
+                use std::io::Write as _;
+                // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: strace is not installed (apt-get install strace)"
+                );
                 return;
             }
             other => other.expect("strace runs (CI installs it)"),

@@ -100,7 +100,9 @@ fn compile(dir: &Path, name: &str, src: &str) -> Option<PathBuf> {
     let required = std::env::var_os("CI").is_some();
     if let Err(e) = lab_trace::run::check() {
         assert!(!required, "strace is required under CI: {e}");
-        eprintln!("skipped: {e}");
+        use std::io::Write as _;
+        // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+        let _ = writeln!(std::io::stderr(), "skipped: {e}");
         return None;
     }
     let c = dir.join(format!("{name}.c"));
@@ -117,7 +119,12 @@ fn compile(dir: &Path, name: &str, src: &str) -> Option<PathBuf> {
         Ok(s) => panic!("cc {name}.c failed: {s}"),
         Err(e) => {
             assert!(!required, "cc is required under CI: {e}");
-            eprintln!("skipped: cc is not installed (apt-get install gcc): {e}");
+            use std::io::Write as _;
+            // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: cc is not installed (apt-get install gcc): {e}"
+            );
             None
         }
     }

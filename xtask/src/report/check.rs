@@ -466,7 +466,10 @@ mod tests {
                 panic!("{e:#} (CI and MMAP_LAB_REQUIRE_BROWSER=1 require it)")
             }
             Err(_) => {
-                eprintln!(
+                use std::io::Write as _;
+                // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "skipped: chromium_passes_a_good_page_and_fails_broken_ones needs Chromium; \
                      install it with `apt-get install chromium` (or set MMAP_LAB_REQUIRE_BROWSER=1 \
                      to make its absence a failure)"
