@@ -414,6 +414,14 @@ fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), String> {
 }
 
 impl Ring {
+    /// The damaged-ring error for this file.
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0 && offset + 8 <= self.map.len());
         // SAFETY: the pointer is inside the live mapping owned by `self` (bounds asserted
@@ -791,10 +799,9 @@ fn recover_tail(ring: &Ring, head: u64) -> Result<u64, Error> {
     while let Some((len, padding)) = published(ring, tail) {
         let step = if padding { len } else { record_len(len) };
         if step == 0 || (tail & (cap - 1)) + step > cap || tail + step > head + cap {
-            return Err(Error::Corrupt {
-                path: ring.path.clone(),
-                reason: format!("a record of {len} bytes at position {tail} does not fit"),
-            });
+            return Err(ring.corrupt(format!(
+                "a record of {len} bytes at position {tail} does not fit"
+            )));
         }
         tail += step;
     }
@@ -878,17 +885,10 @@ impl Sender {
         self.ring.peer_present(Role::Sender)
     }
 
-    fn corrupt(&self, reason: String) -> Error {
-        Error::Corrupt {
-            path: self.ring.path.clone(),
-            reason,
-        }
-    }
-
     /// Free bytes according to `head`, or a damaged-ring error.
     fn free(&self, head: u64) -> Result<u64, Error> {
         if head > self.tail || self.tail - head > self.ring.capacity || head % 8 != 0 {
-            return Err(self.corrupt(format!(
+            return Err(self.ring.corrupt(format!(
                 "the receiver's head {head} is inconsistent with tail {}",
                 self.tail
             )));
@@ -1112,13 +1112,6 @@ impl Receiver {
         self.ring.closed().load(Ordering::Acquire) != 0
     }
 
-    fn corrupt(&self, reason: String) -> Error {
-        Error::Corrupt {
-            path: self.ring.path.clone(),
-            reason,
-        }
-    }
-
     /// The next published record, skipping padding; `None` when the ring is empty.
     fn next_record(&mut self) -> Result<Option<Record>, Error> {
         let cap = self.ring.capacity;
@@ -1129,7 +1122,7 @@ impl Receiver {
             let offset = self.head & (cap - 1);
             if padding {
                 if len != cap - offset {
-                    return Err(self.corrupt(format!(
+                    return Err(self.ring.corrupt(format!(
                         "padding of {len} bytes at offset {offset} does not reach the end"
                     )));
                 }
@@ -1138,7 +1131,7 @@ impl Receiver {
             }
             let rec = record_len(len);
             if len > max_message(cap) || offset + rec > cap {
-                return Err(self.corrupt(format!(
+                return Err(self.ring.corrupt(format!(
                     "a record of {len} bytes at offset {offset} does not fit"
                 )));
             }
@@ -1219,15 +1212,12 @@ impl Receiver {
                 // damaged (a stalled receiver would otherwise wait forever).
                 let tail = ring.tail().load(Ordering::Acquire);
                 if tail > head && published(ring, head).is_none() {
-                    return Err(Error::Corrupt {
-                        path: ring.path.clone(),
-                        reason: format!(
-                            "tail {tail} says a record starts at {head}, but its header {:#018x} \
-                             is not one",
-                            ring.record_header(head & (ring.capacity - 1))
-                                .load(Ordering::Acquire)
-                        ),
-                    });
+                    return Err(ring.corrupt(format!(
+                        "tail {tail} says a record starts at {head}, but its header {:#018x} \
+                         is not one",
+                        ring.record_header(head & (ring.capacity - 1))
+                            .load(Ordering::Acquire)
+                    )));
                 }
                 let peer = ring.peer_status(Role::Receiver)?;
                 if peer.present || peer.closed || peer.pid == 0 {
