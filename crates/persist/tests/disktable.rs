@@ -8,6 +8,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use lab_trace::fds::{file_calls, READ_CALLS, WRITE_CALLS};
+use lab_trace::Syscall;
 use persist::disktable::{AppendReport, CreateReport, NaivePlan, PrintReport};
 use tempfile::TempDir;
 
@@ -474,18 +476,11 @@ fn traced(dir: &TempDir, syscalls: &str, args: &[&str]) -> (Output, String) {
     (out, std::fs::read_to_string(&log).unwrap())
 }
 
-/// `si_addr` of the first `--- SIG… {…} ---` line of a trace, with its signal and code.
+/// The first fault signal of a trace (lab-trace's parser): its name, `si_code` and `si_addr`.
 fn signal_line(trace: &str) -> Option<(String, String, u64)> {
-    let line = trace.lines().find(|l| l.starts_with("--- SIG"))?;
-    let sig = line[4..].split_whitespace().next()?.to_string();
-    let code = line
-        .split("si_code=")
-        .nth(1)?
-        .split(',')
-        .next()?
-        .to_string();
-    let addr = line.split("si_addr=").nth(1)?.split(['}', ' ']).next()?;
-    Some((sig, code, hex(addr)))
+    let trace = lab_trace::strace::parse_trace(trace);
+    let fault = trace.fault()?;
+    Some((fault.name.clone(), fault.code.clone()?, fault.addr?))
 }
 
 fn naive(args: &[&str]) -> (Output, NaivePlan) {
@@ -658,48 +653,21 @@ fn run_92_of_the_naive_writer_is_the_one_that_crashes() {
 // System calls: mmap only on the table.
 // ---------------------------------------------------------------------------------------------
 
-/// For a trace, the calls made on descriptors opened on `path`: (name, line) pairs.
-fn calls_on(trace: &str, path: &Path) -> Vec<(String, String)> {
-    let quoted = format!("\"{}\"", path.display());
-    let mut fds: Vec<String> = Vec::new();
-    let mut calls = Vec::new();
-    for line in trace.lines() {
-        let Some((name, rest)) = line.split_once('(') else {
-            continue;
-        };
-        if name == "openat" && rest.contains(&quoted) {
-            if let Some(fd) = line.rsplit("= ").next() {
-                fds.push(fd.trim().to_string());
-            }
-            continue;
-        }
-        let args: Vec<&str> = rest.split([',', ')']).map(str::trim).collect();
-        // The descriptor is the first argument, except for mmap (the fifth).
-        let fd_arg = if name == "mmap" {
-            args.get(4)
-        } else {
-            args.first()
-        };
-        if let Some(fd) = fd_arg {
-            if let Some(i) = fds.iter().position(|f| f == fd) {
-                calls.push((name.to_string(), line.to_string()));
-                if name == "close" {
-                    fds.remove(i);
-                }
-            }
-        }
-    }
-    calls
+/// For a trace, the calls on the file at `path` (lab-trace follows its descriptor and mapping).
+fn calls_on(trace: &str, path: &Path) -> Vec<Syscall> {
+    let calls = lab_trace::strace::parse(trace);
+    let path = path.to_str().unwrap();
+    file_calls(&calls, |p| p == path)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 const TRACED: &str = "openat,close,read,pread64,readv,preadv,write,pwrite64,writev,pwritev,\
                       mmap,mremap,munmap,ftruncate,fstat,newfstatat,flock,fadvise64,madvise";
 
-fn count(calls: &[(String, String)], names: &[&str]) -> usize {
-    calls
-        .iter()
-        .filter(|(n, _)| names.contains(&n.as_str()))
-        .count()
+fn count(calls: &[Syscall], names: &[&str]) -> usize {
+    lab_trace::fds::count(&calls.iter().collect::<Vec<_>>(), names)
 }
 
 #[test]
@@ -709,9 +677,7 @@ fn print_append_and_create_touch_the_table_only_through_mmap() {
     }
     let d = tempdir("strace");
     let p = d.path().join("t.bin");
-    let io = [
-        "read", "pread64", "readv", "preadv", "write", "pwrite64", "writev", "pwritev",
-    ];
+    let io = [READ_CALLS, WRITE_CALLS].concat();
 
     let (out, trace) = traced(&d, TRACED, &["create", "--course", s(&p)]);
     assert!(out.status.success());
@@ -724,10 +690,10 @@ fn print_append_and_create_touch_the_table_only_through_mmap() {
     assert!(out.status.success());
     let calls = calls_on(&trace, &p);
     assert_eq!(count(&calls, &io), 0, "{calls:?}");
-    let mmaps: Vec<_> = calls.iter().filter(|(n, _)| n == "mmap").collect();
+    let mmaps: Vec<_> = calls.iter().filter(|c| c.name == "mmap").collect();
     assert_eq!(mmaps.len(), 1, "{calls:?}");
     assert!(
-        mmaps[0].1.contains("114340, PROT_READ, MAP_SHARED"),
+        mmaps[0].raw.contains("114340, PROT_READ, MAP_SHARED"),
         "{mmaps:?}"
     );
     // The length came from fstat (glibc's fstat is the newfstatat system call).
@@ -751,8 +717,8 @@ fn print_append_and_create_touch_the_table_only_through_mmap() {
     assert_eq!(count(&calls, &io), 0, "{calls:?}");
     let grow: Vec<_> = calls
         .iter()
-        .filter(|(n, _)| n == "ftruncate")
-        .map(|(_, l)| l.as_str())
+        .filter(|c| c.name == "ftruncate")
+        .map(|c| c.raw.as_str())
         .collect();
     assert_eq!(grow.len(), 1, "{calls:?}");
     assert!(grow[0].contains(", 229376)"), "{grow:?}");
