@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fails, ok, persist, tempdir, BIN};
+use lab_trace::fds::{file_calls, READ_CALLS, WRITE_CALLS};
+use lab_trace::Syscall;
 
 #[test]
 fn create_put_get_list_del_round_trip() {
@@ -162,8 +164,8 @@ fn private_put_does_not_reach_the_file() {
     assert_eq!(ok(&["get", ts, "k"]), "shared-value\n");
 }
 
-/// Runs `persist ARGS` under strace; returns the trace lines and the exit status.
-fn strace(dir: &Path, args: &[&str], stdin: &[u8]) -> (Vec<String>, std::process::ExitStatus) {
+/// Runs `persist ARGS` under strace; returns the calls (lab-trace's parser) and the exit status.
+fn strace(dir: &Path, args: &[&str], stdin: &[u8]) -> (Vec<Syscall>, std::process::ExitStatus) {
     use std::io::Write;
     let out = dir.join(format!("trace-{}", args.join("-").len()));
     let mut child = Command::new("strace")
@@ -188,43 +190,24 @@ fn strace(dir: &Path, args: &[&str], stdin: &[u8]) -> (Vec<String>, std::process
     let status = child.wait().unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
     let _ = std::fs::remove_file(&out);
-    (text.lines().map(String::from).collect(), status)
+    (lab_trace::strace::parse(&text), status)
 }
 
-/// The trace lines that use the descriptor `openat` returned for `path` (until it is closed).
-fn on_table_fd(lines: &[String], path: &str) -> Vec<String> {
-    let mut fd: Option<String> = None;
-    let mut out = Vec::new();
-    for l in lines {
-        if l.starts_with("openat(") && l.contains(&format!("\"{path}\"")) {
-            fd = l.rsplit("= ").next().map(|s| s.trim().to_string());
-            out.push(l.clone());
-            continue;
-        }
-        let Some(f) = &fd else { continue };
-        let first_arg = l
-            .split_once('(')
-            .map(|(_, r)| r.split([',', ')']).next().unwrap_or(""));
-        let mmap_fd = l.starts_with("mmap(") && l.contains(&format!(", {f}, "));
-        if first_arg == Some(f.as_str()) || mmap_fd {
-            out.push(l.clone());
-            if l.starts_with("close(") {
-                fd = None;
-            }
-        }
-    }
-    out
+/// The calls on the table at `path`: its descriptor and its mapping (lab-trace follows both).
+fn on_table_fd<'a>(calls: &'a [Syscall], path: &str) -> Vec<&'a Syscall> {
+    file_calls(calls, |p| p == path)
 }
 
-fn count(lines: &[String], names: &[&str]) -> usize {
-    lines
-        .iter()
-        .filter(|l| names.iter().any(|n| l.starts_with(&format!("{n}("))))
+/// How many of `calls` are among `names`.
+fn count<'a>(calls: impl IntoIterator<Item = &'a Syscall>, names: &[&str]) -> usize {
+    calls
+        .into_iter()
+        .filter(|c| names.contains(&c.name.as_str()))
         .count()
 }
 
-const READS: &[&str] = &["read", "pread64", "readv", "preadv"];
-const WRITES: &[&str] = &["write", "pwrite64", "writev", "pwritev"];
+const READS: &[&str] = READ_CALLS;
+const WRITES: &[&str] = WRITE_CALLS;
 
 #[test]
 fn reads_go_through_the_mapping_only() {
@@ -237,17 +220,21 @@ fn reads_go_through_the_mapping_only() {
         vec!["list", ts],
         vec!["verify", ts],
     ] {
-        let (lines, status) = strace(d.path(), &args, b"");
+        let (calls, status) = strace(d.path(), &args, b"");
         assert!(status.success(), "{args:?}");
-        let mine = on_table_fd(&lines, ts);
-        assert_eq!(count(&mine, &["mmap"]), 1, "{args:?}: one mmap: {mine:#?}");
+        let mine = on_table_fd(&calls, ts);
         assert_eq!(
-            count(&mine, READS),
+            count(mine.iter().copied(), &["mmap"]),
+            1,
+            "{args:?}: one mmap: {mine:#?}"
+        );
+        assert_eq!(
+            count(mine.iter().copied(), READS),
             0,
             "{args:?}: no read of the table: {mine:#?}"
         );
         assert!(
-            count(&lines, &["write"]) >= 1,
+            count(&calls, &["write"]) >= 1,
             "the output itself is written"
         );
     }
@@ -259,47 +246,48 @@ fn writes_go_through_map_shared_only_and_another_process_reads_them() {
     let t = d.path().join("t.tbl");
     let ts = t.to_str().unwrap();
     ok(&["create", ts]);
-    let (lines, status) = strace(
+    let (calls, status) = strace(
         d.path(),
         &["put", "--sync", ts, "needle-key", "needle-value"],
         b"",
     );
     assert!(status.success());
-    let mine = on_table_fd(&lines, ts);
-    assert_eq!(count(&mine, WRITES), 0, "no write of the table: {mine:#?}");
+    let mine = on_table_fd(&calls, ts);
+    assert_eq!(
+        count(mine.iter().copied(), WRITES),
+        0,
+        "no write of the table: {mine:#?}"
+    );
     assert!(mine
         .iter()
-        .any(|l| l.starts_with("mmap(") && l.contains("MAP_SHARED")));
-    assert!(
-        lines.iter().any(|l| l.starts_with("msync(")),
-        "--sync msyncs"
-    );
+        .any(|c| c.name == "mmap" && c.raw.contains("MAP_SHARED")));
+    assert!(calls.iter().any(|c| c.name == "msync"), "--sync msyncs");
     // A separate process reading with plain read(2) sees the bytes.
     let cat = Command::new("cat").arg(&t).output().unwrap();
     assert!(cat.stdout.windows(12).any(|w| w == b"needle-value"));
 
     // Growth: thousands of keys into a fresh table, still no write, many ftruncate+mremap.
     let tsv: String = (0..5000).map(|i| format!("key{i}\tvalue{i}\n")).collect();
-    let (lines, status) = strace(d.path(), &["load", ts], tsv.as_bytes());
+    let (calls, status) = strace(d.path(), &["load", ts], tsv.as_bytes());
     assert!(status.success());
-    let mine = on_table_fd(&lines, ts);
-    assert_eq!(count(&mine, WRITES), 0);
-    let ftruncates = count(&mine, &["ftruncate"]);
+    let mine = on_table_fd(&calls, ts);
+    assert_eq!(count(mine.iter().copied(), WRITES), 0);
+    let ftruncates = count(mine.iter().copied(), &["ftruncate"]);
     assert!(ftruncates >= 5, "grew {ftruncates} times: {mine:#?}");
-    assert_eq!(count(&lines, &["mremap"]), ftruncates, "each growth remaps");
+    assert_eq!(count(&calls, &["mremap"]), ftruncates, "each growth remaps");
     assert_eq!(ok(&["get", ts, "key4999"]), "value4999\n");
 
     // MAP_PRIVATE: no write either, and the bytes never reach the file.
-    let (lines, status) = strace(
+    let (calls, status) = strace(
         d.path(),
         &["put", "--private", ts, "pk", "private-bytes"],
         b"",
     );
     assert!(status.success());
-    assert!(lines
+    assert!(calls
         .iter()
-        .any(|l| l.starts_with("mmap(") && l.contains("MAP_PRIVATE")));
-    assert_eq!(count(&on_table_fd(&lines, ts), WRITES), 0);
+        .any(|c| c.name == "mmap" && c.raw.contains("MAP_PRIVATE")));
+    assert_eq!(count(on_table_fd(&calls, ts), WRITES), 0);
     let cat = Command::new("cat").arg(&t).output().unwrap();
     assert!(!cat.stdout.windows(13).any(|w| w == b"private-bytes"));
 }
