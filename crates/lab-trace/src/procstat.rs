@@ -144,31 +144,15 @@ impl ProcessStat {
     /// Parses one `/proc/PID/stat` line. The command name may hold spaces and parentheses, so
     /// it runs from the first `(` to the last `)`.
     pub fn parse(text: &str) -> Result<ProcessStat, ParseError> {
-        let line = text.trim_end();
-        let open = line.find('(').ok_or_else(|| bad("no (comm)", line))?;
-        let close = line.rfind(')').ok_or_else(|| bad("no (comm)", line))?;
-        if close < open {
-            return Err(bad("no (comm)", line));
-        }
-        let pid = line[..open]
-            .trim()
-            .parse()
-            .map_err(|_| bad("odd pid", line))?;
-        let comm = line[open + 1..close].to_string();
-        // Field 3 onwards; rest[0] is field 3.
-        let rest: Vec<&str> = line[close + 1..].split_whitespace().collect();
+        let (line, pid, comm, rest) = split_process_stat(text)?;
         let field = |n: usize| rest.get(n - 3).copied();
-        let num = |n: usize| -> Result<u64, ParseError> {
-            field(n)
-                .and_then(|f| f.parse().ok())
-                .ok_or_else(|| bad(&format!("field {n} missing or not a number"), line))
-        };
+        let num = |n: usize| number(&rest, n, line);
         let state = field(3)
             .and_then(|s| s.chars().next())
             .ok_or_else(|| bad("no state", line))?;
         Ok(ProcessStat {
             pid,
-            comm,
+            comm: comm.to_string(),
             state,
             ppid: num(4)? as u32,
             utime: num(14)?,
@@ -195,6 +179,54 @@ impl ProcessStat {
     /// Exited, waiting for its parent to reap it (its times are final).
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z'
+    }
+}
+
+/// A `/proc/PID/stat` line split after the command name, which may hold spaces and
+/// parentheses (it runs from the first `(` to the last `)`): the trimmed line, the pid, the
+/// name, and fields 3 onwards (`rest[0]` is field 3).
+fn split_process_stat(text: &str) -> Result<(&str, u32, &str, Vec<&str>), ParseError> {
+    let line = text.trim_end();
+    let open = line.find('(').ok_or_else(|| bad("no (comm)", line))?;
+    let close = line.rfind(')').ok_or_else(|| bad("no (comm)", line))?;
+    if close < open {
+        return Err(bad("no (comm)", line));
+    }
+    let pid = line[..open]
+        .trim()
+        .parse()
+        .map_err(|_| bad("odd pid", line))?;
+    Ok((
+        line,
+        pid,
+        &line[open + 1..close],
+        line[close + 1..].split_whitespace().collect(),
+    ))
+}
+
+/// Field `n` (numbered as in `proc(5)`, 3 or more) of a split stat line, as a number.
+fn number(rest: &[&str], n: usize, line: &str) -> Result<u64, ParseError> {
+    rest.get(n - 3)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| bad(&format!("field {n} missing or not a number"), line))
+}
+
+/// The page-fault counters of `/proc/PID/stat`: (10) `minflt`, faults served without I/O, and
+/// (12) `majflt`, faults that read the page from disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageFaults {
+    pub minflt: u64,
+    pub majflt: u64,
+}
+
+impl PageFaults {
+    /// Parses them from one `/proc/PID/stat` line.
+    pub fn parse(text: &str) -> Result<PageFaults, ParseError> {
+        let (line, _, _, rest) = split_process_stat(text)?;
+        Ok(PageFaults {
+            minflt: number(&rest, 10, line)?,
+            majflt: number(&rest, 12, line)?,
+        })
     }
 }
 
@@ -283,6 +315,25 @@ btime 1700000000
         assert!(parse_stat("intr 1\n").is_err());
         // An old kernel's four columns are enough.
         assert_eq!(parse_stat("cpu 1 2 3 4\n").unwrap()[0].idle, 4);
+    }
+
+    #[test]
+    fn page_faults_after_an_odd_command_name() {
+        let text = "4242 (a (b) c) S 4200 4242 4200 0 -1 4194560 123 0 7 0 1 2 0 0 20 0 1 0 \
+                    100 2000 50\n";
+        assert_eq!(
+            PageFaults::parse(text).unwrap(),
+            PageFaults {
+                minflt: 123,
+                majflt: 7
+            }
+        );
+        let s = ProcessStat::parse(text).unwrap();
+        assert_eq!((s.comm.as_str(), s.state, s.ppid), ("a (b) c", 'S', 4200));
+        assert!(PageFaults::parse("garbage").is_err());
+        assert!(PageFaults::parse("1 (x) S 0 0").is_err());
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(PageFaults::parse(&own).unwrap().minflt > 0);
     }
 
     #[test]

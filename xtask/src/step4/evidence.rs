@@ -117,11 +117,7 @@ pub enum Ready {
 }
 
 /// `minflt` and `majflt` of `/proc/PID/stat` (`proc(5)`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Faults {
-    pub minflt: u64,
-    pub majflt: u64,
-}
+pub type Faults = lab_trace::procstat::PageFaults;
 
 /// The library that exports `baz`, as one process mapped it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use foobar_events::Event;
 
 use super::evidence::{Faults, Printed, PrintedSymbol};
 use crate::sys;
+use lab_trace::procstat::ProcessStat;
 
 /// What strace records: enough to see the loader at work (its reads of the ELF headers too).
 pub const FILTER: &str = "openat,read,pread64,mmap,mprotect,munmap,close";
@@ -366,39 +367,17 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The fields of /proc/PID/stat after the command name (which may hold spaces and parens).
-fn stat_fields(text: &str) -> Option<Vec<&str>> {
-    Some(
-        text.get(text.rfind(')')? + 1..)?
-            .split_whitespace()
-            .collect(),
-    )
-}
-
 /// `ppid` from /proc/PID/stat.
 fn parent_of(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&text)?.get(1)?.parse().ok()
+    ProcessStat::read(pid).ok().map(|s| s.ppid)
 }
 
-/// The state letter and the fault counters of /proc/PID/stat text (`proc(5)`: field 3 is the
-/// state, 10 `minflt`, 12 `majflt`).
-pub fn parse_stat(text: &str) -> Option<(char, Faults)> {
-    let f = stat_fields(text)?;
-    Some((
-        f.first()?.chars().next()?,
-        Faults {
-            minflt: f.get(7)?.parse().ok()?,
-            majflt: f.get(9)?.parse().ok()?,
-        },
-    ))
-}
-
-/// Reads /proc/PID/stat.
+/// The state letter and the fault counters of /proc/PID/stat (`proc(5)`).
 fn read_stat(pid: u32) -> anyhow::Result<(char, Faults)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
-    parse_stat(&text).with_context(|| format!("/proc/{pid}/stat is not as proc(5) says: {text}"))
+    let stat = ProcessStat::parse(&text)?;
+    Ok((stat.state, Faults::parse(&text)?))
 }
 
 #[cfg(test)]
@@ -406,21 +385,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_with_an_odd_command_name() {
-        let text = "4242 (a (b) c) S 4200 4242 4200 0 -1 4194560 123 0 7 0 1 2 0 0 20 0 1 0 \
-                    100 2000 50\n";
-        let (state, faults) = parse_stat(text).unwrap();
-        assert_eq!(state, 'S');
-        assert_eq!(
-            faults,
-            Faults {
-                minflt: 123,
-                majflt: 7
-            }
-        );
-        assert_eq!(stat_fields(text).unwrap()[1], "4200");
-        assert_eq!(parse_stat("garbage"), None);
-        let (_, own) = read_stat(std::process::id()).unwrap();
+    fn our_own_stat_has_a_state_faults_and_a_parent() {
+        let (state, own) = read_stat(std::process::id()).unwrap();
+        assert!(state.is_ascii_alphabetic(), "{state}");
         assert!(own.minflt > 0);
+        assert!(parent_of(std::process::id()).is_some_and(|p| p > 0));
     }
 }
