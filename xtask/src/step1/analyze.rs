@@ -365,8 +365,8 @@ pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
     let edge = page_edge(&m.page_edge, page).context("cannot pair the page-edge mallocs")?;
     let mut mmap_lengths = mmap_lengths_of(&m.sweep, page)?;
     mmap_lengths.extend(mmap_lengths_of(&m.page_edge, page)?);
-    let free_bit = free_bit_run(&m.free_bit, &evidence.environment);
-    let free_bit_no_tcache = free_bit_run(&m.free_bit_no_tcache, &evidence.environment);
+    let free_bit = free_bit_run(&m.free_bit, &evidence.environment)?;
+    let free_bit_no_tcache = free_bit_run(&m.free_bit_no_tcache, &evidence.environment)?;
     let (threshold_request, threshold_chunk_size, effects) = threshold(m);
     Ok(Findings {
         allocator: Some(m.sweep.doc.allocator.clone()),
@@ -614,8 +614,13 @@ fn tunables(env: &[EnvVar]) -> Option<String> {
 }
 
 /// One `free-bit` run: the in-use bit, where the first change came, where each chunk went.
-fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> FreeBit {
-    let attempts: Vec<Freed> = run.doc.attempts.iter().map(freed).collect();
+fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> anyhow::Result<FreeBit> {
+    let attempts: Vec<Freed> = run
+        .doc
+        .attempts
+        .iter()
+        .map(freed)
+        .collect::<anyhow::Result<_>>()?;
     let changed: Vec<&Freed> = attempts
         .iter()
         .filter(|a| !a.b_changed_bits.is_empty())
@@ -645,8 +650,8 @@ fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> FreeBit {
         .then(|| seconds[0].to_string());
     // The run's own GLIBC_TUNABLES replaces the inherited one.
     let env: Vec<EnvVar> = environment.iter().chain(&run.env).cloned().collect();
-    FreeBit {
-        large_malloc: large_malloc(&run.doc.large_malloc, prev_inuse_bit),
+    Ok(FreeBit {
+        large_malloc: large_malloc(&run.doc.large_malloc, prev_inuse_bit)?,
         tunables: tunables(&env),
         prev_inuse_bit,
         first_change: first.map(|i| (attempts[i].request, attempts[i].chunk_size)),
@@ -659,7 +664,7 @@ fn free_bit_run(run: &Run<FreeBitReport>, environment: &[EnvVar]) -> FreeBit {
             .count(),
         shared_second_word,
         attempts,
-    }
+    })
 }
 
 /// Where free put A: a real bin when B's tag changed; else the tcache when free wrote A's
@@ -676,9 +681,13 @@ fn freed_into(b_changed: bool, before: &[String; 2], after: &[String; 2]) -> Fre
     }
 }
 
-fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> LargeMalloc {
-    let hex = |s: &str| parse_hex(s).unwrap_or(0);
-    let tag_b = [&l.tag_b_before, &l.tag_b_after_free, &l.tag_b_after_malloc].map(|t| hex(t));
+fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> anyhow::Result<LargeMalloc> {
+    let hex = |s: &str, what: &str| hex_field(s, what, l.request_a);
+    let tag_b = [
+        hex(&l.tag_b_before, "tag_b_before")?,
+        hex(&l.tag_b_after_free, "tag_b_after_free")?,
+        hex(&l.tag_b_after_malloc, "tag_b_after_malloc")?,
+    ];
     let set = |tag: u64, b: u32| (tag >> b) & 1 == 1;
     let outcome = match bit {
         Some(b) if set(tag_b[0], b) && !set(tag_b[1], b) => LargeMallocOutcome::ClearedByFree,
@@ -704,7 +713,7 @@ fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> LargeMalloc {
         (Some(a), Some(b), Some(c)) => Some([a, b, c]),
         _ => None,
     };
-    LargeMalloc {
+    Ok(LargeMalloc {
         request: l.request_a as u64,
         chunk_size: l.chunk_size_a,
         large_request: l.large_request as u64,
@@ -717,7 +726,7 @@ fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> LargeMalloc {
         tag_b,
         changed_by_free: l.b_changed_bits_by_free.clone(),
         changed_by_malloc: l.b_changed_bits_by_malloc.clone(),
-        prev_size_after_malloc: hex(&l.b_prev_size_after_malloc),
+        prev_size_after_malloc: hex(&l.b_prev_size_after_malloc, "b_prev_size_after_malloc")?,
         prev_size_is_a_after_malloc: parse_hex(&l.b_prev_size_after_malloc) == Some(l.chunk_size_a),
         fastbins_emptied_by_malloc: fastbin_chunks.map(|[_, free, malloc]| free > 0 && malloc == 0),
         fastbin_chunks,
@@ -725,24 +734,29 @@ fn large_malloc(l: &LargeMallocAttempt, bit: Option<u32>) -> LargeMalloc {
         second_word_after_malloc: l.a_words_after_malloc[1].clone(),
         second_word_after_malloc_points_into: l.a_word1_after_malloc_points_into.clone(),
         outcome,
-    }
+    })
 }
 
-fn freed(a: &FreeAttempt) -> Freed {
-    let hex = |s: &str| parse_hex(s).unwrap_or(0);
+/// A `0x…` field of free-bit's document; anything else is an error that names it.
+fn hex_field(s: &str, what: &str, request: usize) -> anyhow::Result<u64> {
+    parse_hex(s).with_context(|| format!("free-bit's {what} {s:?} (malloc({request})) is not hex"))
+}
+
+fn freed(a: &FreeAttempt) -> anyhow::Result<Freed> {
+    let hex = |s: &str, what: &str| hex_field(s, what, a.request_a);
     let changed = !a.b_changed_bits.is_empty();
     let freed_into = freed_into(changed, &a.a_words_before, &a.a_words_after);
-    Freed {
+    Ok(Freed {
         request: a.request_a as u64,
         chunk_size: a.chunk_size_a,
-        tag_b_before: hex(&a.tag_b_before),
-        tag_b_after: hex(&a.tag_b_after),
+        tag_b_before: hex(&a.tag_b_before, "tag_b_before")?,
+        tag_b_after: hex(&a.tag_b_after, "tag_b_after")?,
         b_changed_bits: a.b_changed_bits.clone(),
         prev_size_written: parse_hex(&a.b_prev_size_after) == Some(a.chunk_size_a),
         freed_into,
         second_word_after: a.a_words_after[1].clone(),
         second_word_points_into: a.a_word1_points_into.clone(),
-    }
+    })
 }
 
 fn compare(default: &FreeBit, no_tcache: &FreeBit) -> TcacheComparison {

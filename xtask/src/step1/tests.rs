@@ -376,6 +376,30 @@ fn a_missing_field_in_recorded_evidence_is_named() {
 }
 
 #[test]
+fn an_odd_tag_in_the_free_bit_document_is_an_error_naming_it_not_a_zero() {
+    let mut ev = evidence("glibc-2.36-default");
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    m.free_bit.doc.attempts[0].tag_b_after = "garbage".into();
+    let e = analyze(&ev).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("free-bit's tag_b_after \"garbage\""),
+        "{e:#}"
+    );
+    let mut ev = evidence("glibc-2.36-default");
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    m.free_bit_no_tcache.doc.large_malloc.tag_b_after_malloc = "0xzz".into();
+    let e = analyze(&ev).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("tag_b_after_malloc \"0xzz\""),
+        "{e:#}"
+    );
+}
+
+#[test]
 fn a_trace_that_does_not_match_the_allocations_is_an_error() {
     let mut ev = evidence("glibc-2.36-default");
     let Outcome::Measured(m) = &mut ev.outcome else {
