@@ -32,3 +32,20 @@ pub mod smaps;
 pub mod strace;
 
 pub use strace::{Exit, Signal, Syscall, Trace};
+
+/// An address or tag as the lab's programs print it in their `--json` (`0x` then hex digits);
+/// `None` for anything else.
+pub fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_parses_only_hex() {
+        assert_eq!(super::parse_hex("0x21002"), Some(0x21002));
+        assert_eq!(super::parse_hex(" 0x7f00 "), Some(0x7f00));
+        assert_eq!(super::parse_hex("21002"), None);
+        assert_eq!(super::parse_hex("0xzz"), None);
+    }
+}

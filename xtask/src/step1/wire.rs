@@ -38,9 +38,7 @@ where
 }
 
 /// A tag or address as the probe prints it ("0x…").
-pub fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
-}
+pub use lab_trace::parse_hex;
 
 #[cfg(test)]
 mod tests {
@@ -58,12 +56,5 @@ mod tests {
         assert_eq!(p.status, None);
         let e = serde_json::from_str::<Probe>("{}").unwrap_err();
         assert!(e.to_string().contains("missing field `status`"), "{e}");
-    }
-
-    #[test]
-    fn hex_parses_only_hex() {
-        assert_eq!(parse_hex("0x21002"), Some(0x21002));
-        assert_eq!(parse_hex("21002"), None);
-        assert_eq!(parse_hex("0xzz"), None);
     }
 }

@@ -591,7 +591,7 @@ fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]
     let index = PageIndex {
         bases: programs
             .iter()
-            .map(|p| super::running::parse_hex(&p.base).unwrap_or(0))
+            .map(|p| lab_trace::parse_hex(&p.base).unwrap_or(0))
             .collect(),
         entries: ev
             .programs
@@ -623,7 +623,7 @@ fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]
     let baz_entries: Vec<Option<PageEntry>> = programs[0]
         .symbols
         .get("baz")
-        .and_then(|s| super::running::parse_hex(&s.address))
+        .and_then(|s| lab_trace::parse_hex(&s.address))
         .map_or(vec![None; index.bases.len()], |a| {
             index.at((a - index.bases[0]) / page * page)
         });
@@ -691,7 +691,7 @@ fn frame_row(
             .symbols
             .iter()
             .filter(|(_, s)| {
-                super::running::parse_hex(&s.address).is_some_and(|a| start <= a && a < end)
+                lab_trace::parse_hex(&s.address).is_some_and(|a| start <= a && a < end)
             })
             .map(|(n, _)| n.clone())
             .collect(),
@@ -805,8 +805,8 @@ fn client(ev: &Evidence) -> ClientFinding {
     };
     let maps_text = out.split_once("\nmaps:\n").map_or("", |(_, m)| m);
     let maps = lab_trace::maps::Maps::parse(maps_text);
-    let baz = field("baz: ").and_then(super::running::parse_hex);
-    let getbaz = field("getbaz: ").and_then(super::running::parse_hex);
+    let baz = field("baz: ").and_then(lab_trace::parse_hex);
+    let getbaz = field("getbaz: ").and_then(lab_trace::parse_hex);
     let in_library = |a: Option<u64>| {
         a.and_then(|a| maps.find(a))
             .is_some_and(|m| loader::file_name(&m.path) == loader::file_name(&run.library))

@@ -347,10 +347,6 @@ fn first_lines(text: &str) -> String {
     out
 }
 
-pub fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
-}
-
 /// The children of `pid` (`/proc/PID/task/PID/children`, else a scan of /proc).
 fn children_of(pid: u32) -> Vec<u32> {
     if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {

@@ -61,7 +61,7 @@ pub struct Row {
 
 impl Step4Picture {
     pub fn from_findings(f: &Findings) -> Step4Picture {
-        let parse = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        let parse = lab_trace::parse_hex;
         let first = &f.programs[0];
         let base0 = parse(&first.base).unwrap_or(0);
         let rows = f
