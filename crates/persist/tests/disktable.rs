@@ -288,17 +288,56 @@ fn damaged_tables_are_one_line_errors_naming_the_reason() {
         }
         assert_eq!(&std::fs::read(p).unwrap(), &before, "{}", p.display());
     }
-    fails(
-        &["print", s(d.path())],
-        1,
-        "is not a valid disktable: it is not a regular file",
-    );
-    fails(&["print", "/dev/null"], 1, "it is not a regular file");
-    fails(
-        &["append", s(&d.path().join("missing.bin"))],
-        1,
-        "cannot open",
-    );
+}
+
+/// Every failure to open names the user's path once and the OS cause once (issue 22: "Is a
+/// directory (os error 21): Is a directory (os error 21)").
+#[test]
+fn open_errors_name_the_path_and_the_cause_once() {
+    let d = tempdir("open-errors");
+    let dir = s(d.path());
+    let missing = d.path().join("missing.bin");
+    let nowhere = d.path().join("no/such/dir/t.bin");
+    let enoent = "No such file or directory (os error 2)";
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["append", dir],
+            format!("error: {dir} is a directory, not a table file"),
+        ),
+        (
+            vec!["print", dir],
+            format!("error: {dir} is a directory, not a table file"),
+        ),
+        (
+            vec!["print", "/dev/null"],
+            "error: /dev/null is a character device, not a table file".into(),
+        ),
+        (
+            vec!["print", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["print", "--json", "--evict", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["append", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["append", "--naive", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["create", s(&nowhere)],
+            format!("error: cannot open {}: {enoent}", nowhere.display()),
+        ),
+    ];
+    for (args, expect) in cases {
+        let line = fails(&args, 1, "");
+        assert_eq!(line.trim_end(), expect, "{args:?}");
+    }
+    assert!(!missing.exists());
 }
 
 #[test]

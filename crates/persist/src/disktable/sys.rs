@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use crate::sys::SigbusGuard;
 pub use crate::sys::{fadvise_dontneed, flock, page_size};
 
-/// What `fstat(2)` says about an open file: its length and whether it is a regular file.
+/// What `fstat(2)` says about an open file: its length. (Whether it is a regular file was
+/// settled when it was opened: [`crate::sys::open_regular`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub len: u64,
-    pub regular: bool,
 }
 
 /// `fstat(2)`. (std's `File::metadata` calls `statx(2)`; the course asks for fstat, and a trace
@@ -36,7 +36,6 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let st = unsafe { st.assume_init() };
     Ok(Stat {
         len: u64::try_from(st.st_size).unwrap_or(0),
-        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
     })
 }
 
