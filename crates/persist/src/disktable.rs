@@ -241,6 +241,26 @@ pub struct PrintReport {
     pub resident_pages_after: u64,
 }
 
+impl PrintReport {
+    /// This document as `serde_json` pretty-prints it, cut around the values: the text up to
+    /// and including `"values": [`, and from the `]` that closes them. A printer streams the
+    /// values between the two (one per line, indented 4, comma-separated, as the pretty printer
+    /// would) instead of collecting them: a table of 2^33 values would need 34 GB in memory.
+    /// `values` must be empty; the fields after `values` (`resident_pages_after`) are measured
+    /// after the values are read, so take the tail from a report filled in then.
+    pub fn json_around_values(&self) -> (String, String) {
+        const OPEN: &str = "\"values\": [";
+        assert!(
+            self.values.is_empty(),
+            "json_around_values streams the values itself"
+        );
+        let text = serde_json::to_string_pretty(self).expect("numbers and strings encode");
+        // Only a string could contain the marker, and the one string is a `0x…` address.
+        let at = text.find(OPEN).expect("the document has values") + OPEN.len();
+        (text[..at].to_string(), text[at..].to_string())
+    }
+}
+
 /// `disktable append --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -532,9 +552,10 @@ impl Table {
         Ok(())
     }
 
-    /// value\[0..count), checked as in [`Table::for_each_chunk`].
+    /// value\[0..count) collected, checked as in [`Table::for_each_chunk`]. Only for tables
+    /// known to be small: `disktable print` streams through `for_each_chunk` instead.
     pub fn values(&self) -> Result<Vec<i32>, Error> {
-        let mut all = Vec::with_capacity(self.count as usize);
+        let mut all = Vec::new();
         self.for_each_chunk(|chunk| {
             all.extend_from_slice(chunk);
             Ok::<(), Error>(())

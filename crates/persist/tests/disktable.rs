@@ -3,7 +3,9 @@
 //! system calls (under strace, when it is installed), C programs reading and extending our
 //! files, and output errors.
 
-use std::io::{BufRead, BufReader, Write};
+mod bounded;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -931,4 +933,95 @@ fn a_closed_stdout_ends_print_quietly() {
         text(&out.stderr)
     );
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+/// A sparse table: `count` in the first 8 bytes, the file exactly as long as the count needs
+/// (ftruncate; nothing else written, so it takes no space).
+fn sparse(dir: &TempDir, name: &str, count: u64) -> PathBuf {
+    let p = dir.path().join(name);
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(8 + 4 * count).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &count.to_le_bytes(), 0).unwrap();
+    p
+}
+
+/// Takes the first `n` bytes of `disktable ARGS`'s stdout, then closes the pipe: the command
+/// must end by itself (bounded), cleanly, as `| head -c N` would make it. Returns the bytes.
+fn first_bytes_then_close(args: &[&str], n: usize) -> Vec<u8> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = bounded::drain(child.stderr.take());
+    let mut first = vec![0u8; n];
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let status = bounded::wait_bounded(&mut child, &format!("disktable {args:?}"));
+    let err = text(&err.join().unwrap());
+    assert_eq!(status.signal(), None, "{args:?}: {status:?} {err}");
+    assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+    assert!(err.is_empty(), "{args:?}: {err}");
+    first
+}
+
+/// Issue 22: `--json print` of a table of count 2^33 collected every value first and died of a
+/// 34 GB allocation (SIGABRT). Both prints stream, and end quietly when the reader goes away.
+#[test]
+fn print_streams_a_table_of_2_pow_33_values_and_stops_at_a_closed_pipe() {
+    let d = tempdir("sparse");
+    let count = 1u64 << 33;
+    let p = sparse(&d, "t.bin", count);
+    let json = first_bytes_then_close(&["--json", "print", s(&p)], 1 << 20);
+    let head = format!(
+        "{{\n  \"count\": {count},\n  \"capacity\": {count},\n  \"values\": [\n    0,\n    0,\n"
+    );
+    assert!(json.starts_with(head.as_bytes()), "{}", text(&json[..200]));
+    let plain = first_bytes_then_close(&["print", s(&p)], 1 << 20);
+    assert!(
+        plain.iter().all(|b| b"0\n".contains(b)),
+        "sparse: all zeros"
+    );
+
+    // A count the file cannot hold is a damaged table, before anything is printed.
+    let short = raw(&d, "short.bin", count as i64, 4096);
+    for args in [vec!["--json", "print", s(&short)], vec!["print", s(&short)]] {
+        let line = fails(&args, 1, "");
+        assert_eq!(
+            line.trim_end(),
+            format!(
+                "error: {} is not a valid disktable: count {count} needs {} bytes but the file \
+                 has 4096 (room for 1022 values)",
+                short.display(),
+                8 + 4 * count
+            )
+        );
+    }
+}
+
+/// The streamed JSON is the document `PrintReport` describes, byte for byte as serde_json
+/// pretty-prints it, for an empty table, a one-value table and the course's.
+#[test]
+fn the_streamed_json_is_the_print_report_exactly() {
+    let d = tempdir("json-exact");
+    let empty = d.path().join("empty.bin");
+    ok(&["create", s(&empty)]);
+    let one = d.path().join("one.bin");
+    ok(&["create", "--count", "1", s(&one)]);
+    let course = course(&d, "course.bin");
+    for p in [&empty, &one, &course] {
+        let out = ok(&["--json", "print", s(p)]);
+        let report: PrintReport =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(report.values.len() as u64, report.count);
+        assert!(report
+            .values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == i as i32));
+        assert_eq!(out, serde_json::to_string_pretty(&report).unwrap() + "\n");
+    }
 }

@@ -5,20 +5,18 @@
 //! Each command runs as a real process with a deadline: if a regression makes it block, the
 //! test kills it and fails instead of hanging.
 
+mod bounded;
+
 use std::ffi::CString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
+use bounded::run_bounded;
 use tempfile::TempDir;
 
 const PERSIST: &str = env!("CARGO_BIN_EXE_persist");
 const DISKTABLE: &str = env!("CARGO_BIN_EXE_disktable");
-/// Far longer than any of these commands needs; reached only when one blocks.
-const DEADLINE: Duration = Duration::from_secs(10);
 
 fn tempdir() -> TempDir {
     tempfile::Builder::new()
@@ -33,54 +31,6 @@ fn mkfifo(path: &Path) {
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
     assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
-}
-
-/// Reads a child's pipe to its end on a thread (so a chatty child never blocks on a full pipe).
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-/// Waits for `child` until DEADLINE; past it, kills it (SIGKILL) and fails the test.
-fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} was still running after {DEADLINE:?} (blocked?); killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `bin args` with stdin from /dev/null, bounded by DEADLINE: status and stderr.
-fn run_bounded(bin: &str, args: &[&str]) -> (ExitStatus, String) {
-    let what = format!(
-        "{} {args:?}",
-        Path::new(bin).file_name().unwrap().to_string_lossy()
-    );
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let status = wait_bounded(&mut child, &what);
-    let _ = out.join();
-    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    (status, err)
 }
 
 /// The commands of both programs that open an existing table, for `file`.
