@@ -166,6 +166,26 @@ pub enum Error {
     TooMany { path: PathBuf, n: u64, why: String },
     #[error("{what}")]
     Shape { what: String },
+    /// `fallocate(2)` (or, where it is not supported, touching the pages) found no room for
+    /// the bytes a command was about to store. `what`: for what, and what was left.
+    #[error("{}: no space left on device: cannot reserve {bytes} bytes for {what}", path.display())]
+    NoSpace {
+        path: PathBuf,
+        bytes: u64,
+        what: String,
+    },
+    /// A SIGBUS (caught) at an offset the file still covers: not a truncation, the file system
+    /// could not provide the page.
+    #[error(
+        "{}: the access at byte {offset} raised SIGBUS (caught) though the file is {len} bytes: \
+         the file system could not provide the page (it may be full or failing)",
+        path.display()
+    )]
+    Unbacked {
+        path: PathBuf,
+        offset: usize,
+        len: u64,
+    },
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -363,8 +383,23 @@ pub fn create(path: impl AsRef<Path>, shape: Shape) -> Result<CreateReport, Erro
 fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Error> {
     sys::flock(file, true, true).map_err(io_err(path, "flock"))?;
     sys::ftruncate(file.as_fd(), shape.file_bytes).map_err(io_err(path, "ftruncate"))?;
+    let no_space = || Error::NoSpace {
+        path: path.to_path_buf(),
+        bytes: shape.file_bytes,
+        what: "the new table; it was removed".into(),
+    };
+    let reserved = reserve(file, 0, shape.file_bytes).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC) => no_space(),
+        _ => io_err(path, "fallocate")(e),
+    })?;
     let len = usize::try_from(shape.file_bytes).expect("64-bit");
     let map = sys::Map::file(file.as_fd(), len, true).map_err(io_err(path, "mmap"))?;
+    if !reserved {
+        map.prefault(0, len);
+        if map.fault().is_some() {
+            return Err(no_space());
+        }
+    }
     for i in 0..shape.fill {
         map.store_i32(value_offset(i) as usize, i as i32);
     }
@@ -380,9 +415,32 @@ fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Erro
     })
 }
 
-/// The error for a file that another process cut short while we had it mapped.
+/// Reserves `[start, end)` of the file for the stores a command is about to make through its
+/// mapping, with `fallocate(2)`: a store into a page a full file system cannot provide raises
+/// SIGBUS, so the space is claimed first, where running out is a plain `ENOSPC`. `Ok(false)`
+/// where the file system cannot allocate ahead (`EOPNOTSUPP`): the caller then touches the
+/// pages through its mapping ([`sys::Map::prefault`]) before storing anything, which finds a
+/// full disk as a caught SIGBUS instead.
+fn reserve(file: &File, start: u64, end: u64) -> io::Result<bool> {
+    match sys::fallocate(file, start, end.saturating_sub(start)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error for a SIGBUS (or a length check) that says the mapping lost its file: another
+/// process cut the file short, or — when the file still covers the faulting offset — the file
+/// system could not provide the page.
 fn shrank(path: &Path, file: &File, count: i64, offset: Option<usize>) -> Error {
     let len_now = sys::fstat(file.as_fd()).map(|s| s.len).unwrap_or(0);
+    if let Some(offset) = offset.filter(|o| (*o as u64) < len_now) {
+        return Error::Unbacked {
+            path: path.to_path_buf(),
+            offset,
+            len: len_now,
+        };
+    }
     Error::Invalid {
         path: path.to_path_buf(),
         reason: Reason::ShrankWhileMapped {
@@ -563,10 +621,79 @@ impl Table {
         Ok(all)
     }
 
+    /// The part of [`Table::append`] that can fail half-way: grows the file to `new_len` if
+    /// that is longer, reserves the bytes the values will take (and the grown part), maps
+    /// them, stores value\[before..after). The count is not touched.
+    fn grow_and_store(&mut self, before: u64, after: u64, new_len: u64) -> Result<(), Error> {
+        let path = &self.path;
+        let grew = new_len > self.file_bytes;
+        if grew {
+            sys::ftruncate(self.file.as_fd(), new_len).map_err(io_err(path, "ftruncate"))?;
+        }
+        // The values' bytes and, when growing, the whole new capacity: a reader may trust it.
+        let start = value_offset(before);
+        let end = if grew {
+            new_len
+        } else {
+            bytes_needed(after).expect("after <= 2^31")
+        };
+        let no_space = || Error::NoSpace {
+            path: path.clone(),
+            bytes: end - start,
+            what: format!(
+                "{} more values; the table is unchanged (count {before})",
+                after - before
+            ),
+        };
+        let reserved = reserve(&self.file, start, end).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC) => no_space(),
+            _ => io_err(path, "fallocate")(e),
+        })?;
+        if grew {
+            let new_len_usize = usize::try_from(new_len).expect("64-bit");
+            self.map
+                .remap(new_len_usize)
+                .map_err(io_err(path, "mremap"))?;
+            self.file_bytes = new_len;
+        }
+        if !reserved {
+            self.map.prefault(start as usize, end as usize);
+            if self.map.fault().is_some() {
+                return Err(no_space());
+            }
+        }
+        for i in before..after {
+            self.map.store_i32(value_offset(i) as usize, i as i32);
+        }
+        if let Some(offset) = self.map.fault() {
+            return Err(shrank(path, &self.file, before as i64, Some(offset)));
+        }
+        Ok(())
+    }
+
+    /// After a failed [`Table::grow_and_store`]: gives back what it grew (the file to
+    /// `old_len` again, if it is still the `new_len` we made it; the mapping too), so that the
+    /// table is as it was — the count was never changed.
+    fn roll_back(&mut self, old_len: u64, new_len: u64) {
+        if new_len <= old_len {
+            return;
+        }
+        if sys::fstat(self.file.as_fd()).is_ok_and(|st| st.len == new_len) {
+            let _ = sys::ftruncate(self.file.as_fd(), old_len);
+        }
+        if self.map.len() as u64 > old_len {
+            let _ = self.map.remap(old_len as usize);
+        }
+        self.file_bytes = old_len;
+    }
+
     /// Appends value\[i\] = i for i in count..count+n through the mapping, and then publishes
     /// count+n (one release store, so a crash in between leaves the old count, a valid table).
     /// Grows only when the capacity runs out: `ftruncate` to max(what is needed, twice the
-    /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`.
+    /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`. Before any store the
+    /// bytes the values take (and, when growing, the whole new capacity) are reserved with
+    /// `fallocate(2)`: a full disk is [`Error::NoSpace`], and the file is cut back to its old
+    /// length, so a failed append leaves the table as it was.
     pub fn append(&mut self, n: u64) -> Result<AppendReport, Error> {
         let too_many = |why: String| Error::TooMany {
             path: self.path.clone(),
@@ -586,23 +713,16 @@ impl Table {
         let file_bytes_before = self.file_bytes;
         let address_before = self.map.addr() as u64;
         let grew = after > capacity(self.file_bytes);
-        if grew {
+        let new_len = if grew {
             let needs = bytes_needed(after).expect("after <= 2^31");
             let page = page_size() as u64;
-            let target = needs.max(self.file_bytes.saturating_mul(2));
-            let new_len = target.div_ceil(page) * page;
-            sys::ftruncate(self.file.as_fd(), new_len).map_err(io_err(&self.path, "ftruncate"))?;
-            let new_len_usize = usize::try_from(new_len).expect("64-bit");
-            self.map
-                .remap(new_len_usize)
-                .map_err(io_err(&self.path, "mremap"))?;
-            self.file_bytes = new_len;
-        }
-        for i in before..after {
-            self.map.store_i32(value_offset(i) as usize, i as i32);
-        }
-        if let Some(offset) = self.map.fault() {
-            return Err(shrank(&self.path, &self.file, before as i64, Some(offset)));
+            needs.max(self.file_bytes.saturating_mul(2)).div_ceil(page) * page
+        } else {
+            self.file_bytes
+        };
+        if let Err(e) = self.grow_and_store(before, after, new_len) {
+            self.roll_back(file_bytes_before, new_len);
+            return Err(e);
         }
         self.map.store_i64(0, after as i64);
         self.count = after;
@@ -838,6 +958,43 @@ mod tests {
             e.contains("shrank while mapped (now 100 bytes; count 1000 needs 4008)"),
             "{e}"
         );
+    }
+
+    /// The fallback where fallocate(2) is not supported: touching each page changes no byte,
+    /// and a page that cannot be had raises SIGBUS, caught, at that page.
+    #[test]
+    fn prefault_changes_no_byte_and_finds_the_first_page_that_cannot_be_had() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        create(&p, Shape::new(5000, None, Some(6 * 4096)).unwrap()).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let t = Table::open_write(&p).unwrap();
+        t.map.prefault(0, 6 * 4096);
+        assert_eq!(t.map.fault(), None);
+        drop(t);
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+
+        let t = Table::open_write(&p).unwrap();
+        let cut = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        cut.set_len(4096 + 100).unwrap();
+        t.map.prefault(8, 6 * 4096);
+        assert_eq!(
+            t.map.fault(),
+            Some(8192),
+            "the first page wholly past the end"
+        );
+        // A fault inside what the file still covers is not blamed on a truncation.
+        let e = shrank(&p, &t.file, 5000, Some(4096)).to_string();
+        assert!(
+            e.contains("raised SIGBUS (caught) though the file is 4196 bytes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the file system could not provide the page"),
+            "{e}"
+        );
+        let e = shrank(&p, &t.file, 5000, Some(8192)).to_string();
+        assert!(e.contains("shrank while mapped (now 4196 bytes"), "{e}");
     }
 
     #[test]

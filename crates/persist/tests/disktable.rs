@@ -4,6 +4,7 @@
 //! files, and output errors.
 
 mod bounded;
+mod tmpfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -935,12 +936,12 @@ fn a_closed_stdout_ends_print_quietly() {
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
 
-/// A sparse table: `count` in the first 8 bytes, the file exactly as long as the count needs
-/// (ftruncate; nothing else written, so it takes no space).
-fn sparse(dir: &TempDir, name: &str, count: u64) -> PathBuf {
-    let p = dir.path().join(name);
+/// A sparse table in `dir`: `count` in the first 8 bytes, room for `capacity` values
+/// (ftruncate; nothing else written, so it takes almost no space).
+fn sparse(dir: &Path, name: &str, count: u64, capacity: u64) -> PathBuf {
+    let p = dir.join(name);
     let f = std::fs::File::create(&p).unwrap();
-    f.set_len(8 + 4 * count).unwrap();
+    f.set_len(8 + 4 * capacity).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &count.to_le_bytes(), 0).unwrap();
     p
 }
@@ -974,7 +975,7 @@ fn first_bytes_then_close(args: &[&str], n: usize) -> Vec<u8> {
 fn print_streams_a_table_of_2_pow_33_values_and_stops_at_a_closed_pipe() {
     let d = tempdir("sparse");
     let count = 1u64 << 33;
-    let p = sparse(&d, "t.bin", count);
+    let p = sparse(d.path(), "t.bin", count, count);
     let json = first_bytes_then_close(&["--json", "print", s(&p)], 1 << 20);
     let head = format!(
         "{{\n  \"count\": {count},\n  \"capacity\": {count},\n  \"values\": [\n    0,\n    0,\n"
@@ -1024,4 +1025,83 @@ fn the_streamed_json_is_the_print_report_exactly() {
             .all(|(i, v)| *v == i as i32));
         assert_eq!(out, serde_json::to_string_pretty(&report).unwrap() + "\n");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full file system.
+// ---------------------------------------------------------------------------------------------
+
+/// Fills the file system of `dir` with a file `filler` until a write fails for lack of space.
+fn fill_up(dir: &Path) {
+    let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+    while filler.write_all(&[7u8; 4096]).is_ok() {}
+}
+
+/// Issue 22: on a full file system `create` and `append` said "the file shrank while mapped"
+/// (their stores into unallocated pages raised SIGBUS). They reserve the space first, name the
+/// full disk, and leave nothing behind: create's new file is gone, append's table is as it was.
+#[test]
+fn a_full_disk_is_named_and_leaves_no_file_and_no_change() {
+    let fs = match tmpfs::Tmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => return tmpfs::skip_unless_ci("disktable on a full disk", &why),
+    };
+    let dir = fs.path();
+
+    // create: more than the file system holds, values or room for them.
+    let new = dir.join("new.bin");
+    for (args, bytes) in [
+        (["--count", "300000"], 1_200_128),
+        (["--capacity", "1000000"], 4_000_008),
+    ] {
+        let line = fails(&["create", args[0], args[1], s(&new)], 1, "");
+        assert_eq!(
+            line.trim_end(),
+            format!(
+                "error: {}: no space left on device: cannot reserve {bytes} bytes for the new \
+                 table; it was removed",
+                new.display()
+            )
+        );
+        assert!(!new.exists());
+    }
+
+    // append that must grow: a half-size table, the rest filled.
+    let t = dir.join("t.bin");
+    ok(&["create", "--count", "1000", "--capacity", "100000", s(&t)]);
+    fill_up(dir);
+    let before = std::fs::read(&t).unwrap();
+    let line = fails(&["append", s(&t), "200000"], 1, "");
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "error: {}: no space left on device: cannot reserve 802904 bytes for 200000 more \
+             values; the table is unchanged (count 1000)",
+            t.display()
+        )
+    );
+    assert_eq!(std::fs::read(&t).unwrap(), before, "the table is as it was");
+    assert_eq!(ok(&["print", s(&t)]).lines().count(), 1000);
+
+    // append into a sparse table's hole (no growth): the stores would land in pages the full
+    // file system cannot give.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let holes = sparse(dir, "holes.bin", 0, 100_000);
+    fill_up(dir);
+    let before = std::fs::read(&holes).unwrap();
+    let line = fails(&["append", s(&holes), "50000"], 1, "");
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "error: {}: no space left on device: cannot reserve 200000 bytes for 50000 more \
+             values; the table is unchanged (count 0)",
+            holes.display()
+        )
+    );
+    assert_eq!(std::fs::read(&holes).unwrap(), before);
+
+    // Once there is room again, the same appends work.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    ok(&["append", s(&holes), "50000"]);
+    assert_eq!(ok(&["print", s(&holes)]).lines().count(), 50_000);
 }
