@@ -32,6 +32,10 @@
 //!   to a page past its new end. The crate's one SIGBUS handler (`crate::sys::SigbusGuard`,
 //!   which [`crate::Table`] uses too) maps a zero page over the hole so the access completes,
 //!   and the operation reports [`Reason::ShrankWhileMapped`].
+//! - Every open of an existing table goes through `crate::sys::open_regular`: a FIFO, directory,
+//!   device or socket is refused before anything can block on it. `create` and `append`
+//!   reserve the bytes they will store (`fallocate(2)`) before storing, so a full disk is
+//!   [`Error::NoSpace`] and not a SIGBUS; what a failed command made is removed or cut back.
 //!
 //! Run it: `disktable create --course table.bin; disktable print table.bin; disktable append
 //! table.bin`, or `cargo xtask run-step 2` / `run-step 3`, which trace it.

@@ -142,3 +142,43 @@ fn creating_over_a_fifo_is_refused_and_leaves_it() {
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+/// persist's open errors (through the same helper) name the user's path once and the OS cause
+/// once.
+#[test]
+fn persist_open_errors_name_the_path_and_the_cause_once() {
+    let d = tempdir();
+    let missing = d.path().join("missing.tbl");
+    let nowhere = d.path().join("no/such/dir/t.tbl");
+    let file = d.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let through_file = file.join("t.tbl");
+    let (m, n, t) = (
+        missing.to_str().unwrap(),
+        nowhere.to_str().unwrap(),
+        through_file.to_str().unwrap(),
+    );
+    for (args, expect) in [
+        (
+            vec!["get", m, "k"],
+            format!("error: cannot open {m}: no such file; create it with `persist create {m}`"),
+        ),
+        (
+            vec!["create", n],
+            format!("error: cannot open {n}: No such file or directory (os error 2)"),
+        ),
+        (
+            vec!["list", t],
+            format!("error: cannot open {t}: Not a directory (os error 20)"),
+        ),
+        (
+            vec!["put", t, "k", "v"],
+            format!("error: cannot open {t}: Not a directory (os error 20)"),
+        ),
+    ] {
+        let (status, err) = run_bounded(PERSIST, &args);
+        assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), expect, "{args:?}");
+    }
+    assert!(!missing.exists());
+}

@@ -35,7 +35,12 @@ Examples:
   disktable append --naive table.bin      # the first attempt: stores past the file's end
   strace -e trace=openat,fstat,mmap,mremap,ftruncate,read,write disktable append table.bin
 
-Exit status: 0 success; 1 runtime failure (not a valid disktable, I/O); 2 usage error.
+A FIFO, directory, device or socket is refused at once (exit 1). create and append reserve
+their space first (fallocate): on a full disk they say so and leave nothing behind (create
+removes its file; append leaves the table as it was). print streams, whatever the count.
+
+Exit status: 0 success; 1 runtime failure (not a valid disktable, not a regular file, no space
+left, I/O); 2 usage error.
 The naive writer dies of SIGSEGV or SIGBUS on purpose when its stores leave the file.";
 
 const APPEND_EXAMPLES: &str = "\
