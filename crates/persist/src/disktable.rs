@@ -627,21 +627,34 @@ impl Table {
 
     /// The part of [`Table::append`] that can fail half-way: grows the file to `new_len` if
     /// that is longer, reserves the bytes the values will take (and the grown part), maps
-    /// them, stores value\[before..after). The count is not touched.
+    /// them, stores value\[before..after). The count is not touched. When twice the length
+    /// does not fit on the disk but what the values need does, it grows by that much only.
     fn grow_and_store(&mut self, before: u64, after: u64, new_len: u64) -> Result<(), Error> {
-        let path = &self.path;
-        let grew = new_len > self.file_bytes;
-        if grew {
-            sys::ftruncate(self.file.as_fd(), new_len).map_err(io_err(path, "ftruncate"))?;
-        }
+        let old_len = self.file_bytes;
+        let needs = bytes_needed(after).expect("after <= 2^31");
+        let grow_to = |table: &mut Table, len: u64| -> Result<(), Error> {
+            sys::ftruncate(table.file.as_fd(), len).map_err(io_err(&table.path, "ftruncate"))?;
+            table.file_bytes = len;
+            Ok(())
+        };
         // The values' bytes and, when growing, the whole new capacity: a reader may trust it.
         let start = value_offset(before);
-        let end = if grew {
-            new_len
-        } else {
-            bytes_needed(after).expect("after <= 2^31")
-        };
-        let no_space = || Error::NoSpace {
+        let mut end = needs;
+        if new_len > old_len {
+            grow_to(self, new_len)?;
+            end = new_len;
+        }
+        let mut reserved = reserve(&self.file, start, end);
+        let page = page_size() as u64;
+        let least = needs.div_ceil(page) * page;
+        let no_space = |e: &io::Error| e.raw_os_error() == Some(libc::ENOSPC);
+        if reserved.as_ref().is_err_and(no_space) && new_len > old_len && least < new_len {
+            grow_to(self, least)?;
+            end = least;
+            reserved = reserve(&self.file, start, end);
+        }
+        let path = &self.path;
+        let no_space_err = || Error::NoSpace {
             path: path.clone(),
             bytes: end - start,
             what: format!(
@@ -649,21 +662,21 @@ impl Table {
                 after - before
             ),
         };
-        let reserved = reserve(&self.file, start, end).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOSPC) => no_space(),
-            _ => io_err(path, "fallocate")(e),
+        let reserved = reserved.map_err(|e| {
+            if no_space(&e) {
+                no_space_err()
+            } else {
+                io_err(path, "fallocate")(e)
+            }
         })?;
-        if grew {
-            let new_len_usize = usize::try_from(new_len).expect("64-bit");
-            self.map
-                .remap(new_len_usize)
-                .map_err(io_err(path, "mremap"))?;
-            self.file_bytes = new_len;
+        if self.file_bytes > old_len {
+            let len = usize::try_from(self.file_bytes).expect("64-bit");
+            self.map.remap(len).map_err(io_err(path, "mremap"))?;
         }
         if !reserved {
             self.map.prefault(start as usize, end as usize);
             if self.map.fault().is_some() {
-                return Err(no_space());
+                return Err(no_space_err());
             }
         }
         for i in before..after {
@@ -676,13 +689,13 @@ impl Table {
     }
 
     /// After a failed [`Table::grow_and_store`]: gives back what it grew (the file to
-    /// `old_len` again, if it is still the `new_len` we made it; the mapping too), so that the
+    /// `old_len` again, if it is still the length we made it; the mapping too), so that the
     /// table is as it was — the count was never changed.
-    fn roll_back(&mut self, old_len: u64, new_len: u64) {
-        if new_len <= old_len {
+    fn roll_back(&mut self, old_len: u64) {
+        if self.file_bytes <= old_len {
             return;
         }
-        if sys::fstat(self.file.as_fd()).is_ok_and(|st| st.len == new_len) {
+        if sys::fstat(self.file.as_fd()).is_ok_and(|st| st.len == self.file_bytes) {
             let _ = sys::ftruncate(self.file.as_fd(), old_len);
         }
         if self.map.len() as u64 > old_len {
@@ -696,7 +709,8 @@ impl Table {
     /// Grows only when the capacity runs out: `ftruncate` to max(what is needed, twice the
     /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`. Before any store the
     /// bytes the values take (and, when growing, the whole new capacity) are reserved with
-    /// `fallocate(2)`: a full disk is [`Error::NoSpace`], and the file is cut back to its old
+    /// `fallocate(2)`; when twice the length does not fit, the file grows only by what the
+    /// values need. A full disk is [`Error::NoSpace`], and the file is cut back to its old
     /// length, so a failed append leaves the table as it was.
     pub fn append(&mut self, n: u64) -> Result<AppendReport, Error> {
         let too_many = |why: String| Error::TooMany {
@@ -725,7 +739,7 @@ impl Table {
             self.file_bytes
         };
         if let Err(e) = self.grow_and_store(before, after, new_len) {
-            self.roll_back(file_bytes_before, new_len);
+            self.roll_back(file_bytes_before);
             return Err(e);
         }
         self.map.store_i64(0, after as i64);

@@ -1105,3 +1105,26 @@ fn a_full_disk_is_named_and_leaves_no_file_and_no_change() {
     ok(&["append", s(&holes), "50000"]);
     assert_eq!(ok(&["print", s(&holes)]).lines().count(), 50_000);
 }
+
+/// Where twice the length does not fit but what the values need does, append grows by that.
+#[test]
+fn an_append_that_cannot_double_on_a_nearly_full_disk_grows_by_what_it_needs() {
+    let fs = match tmpfs::Tmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => return tmpfs::skip_unless_ci("disktable on a nearly full disk", &why),
+    };
+    let t = fs.path().join("t.bin");
+    ok(&["create", "--count", "1000", "--capacity", "100000", s(&t)]); // 400008 bytes
+    std::fs::write(fs.path().join("filler"), vec![7u8; 500 << 10]).unwrap();
+    let r: AppendReport = json(&["append", "--json", s(&t), "99500"]);
+    assert_eq!(
+        (r.count_before, r.count_after, r.grew),
+        (1000, 100_500, true)
+    );
+    // 8 + 4 x 100500 = 402008 bytes, in whole pages; doubling would have needed 802816.
+    assert_eq!(r.file_bytes, 405_504);
+    assert_eq!(std::fs::metadata(&t).unwrap().len(), 405_504);
+    let printed = ok(&["print", s(&t)]);
+    assert_eq!(printed.lines().count(), 100_500);
+    assert_eq!(printed.lines().last(), Some("100499"));
+}
