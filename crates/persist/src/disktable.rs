@@ -32,6 +32,10 @@
 //!   to a page past its new end. The crate's one SIGBUS handler (`crate::sys::SigbusGuard`,
 //!   which [`crate::Table`] uses too) maps a zero page over the hole so the access completes,
 //!   and the operation reports [`Reason::ShrankWhileMapped`].
+//! - Every open of an existing table goes through `crate::sys::open_regular`: a FIFO, directory,
+//!   device or socket is refused before anything can block on it. `create` and `append`
+//!   reserve the bytes they will store (`fallocate(2)`) before storing, so a full disk is
+//!   [`Error::NoSpace`] and not a SIGBUS; what a failed command made is removed or cut back.
 //!
 //! Run it: `disktable create --course table.bin; disktable print table.bin; disktable append
 //! table.bin`, or `cargo xtask run-step 2` / `run-step 3`, which trace it.
@@ -93,8 +97,6 @@ pub fn bytes_needed(count: u64) -> Option<u64> {
 /// Why a file is not a valid disktable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reason {
-    #[error("it is not a regular file")]
-    NotRegular,
     #[error("the file is {len} bytes, shorter than the 8-byte count")]
     TooShort { len: u64 },
     #[error("the file is {len} bytes, more than this machine can map")]
@@ -144,45 +146,80 @@ pub fn check(len: u64, count: i64) -> Result<u64, Reason> {
 }
 
 /// Everything that can go wrong; each message names the file.
+///
+/// An underlying `io::Error` is part of the message, not a `source()`: `anyhow`'s `{:#}` would
+/// otherwise print it twice ("Is a directory (os error 21): Is a directory (os error 21)").
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open {}: {source}", path.display())]
-    Open { path: PathBuf, source: io::Error },
+    #[error("cannot open {}: {error}", path.display())]
+    Open { path: PathBuf, error: io::Error },
+    /// A FIFO, directory, device or socket: refused before anything could block on it.
+    #[error(transparent)]
+    NotRegular(#[from] crate::sys::NotRegular),
     #[error("{} is not a valid disktable: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Reason },
     #[error("{} already exists; remove it or choose another name", path.display())]
     Exists { path: PathBuf },
-    #[error("{}: {op} failed: {source}", path.display())]
+    #[error("{}: {op} failed: {error}", path.display())]
     Io {
         path: PathBuf,
         op: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("{}: cannot append {n} values: {why}", path.display())]
     TooMany { path: PathBuf, n: u64, why: String },
     #[error("{what}")]
     Shape { what: String },
+    /// `fallocate(2)` (or, where it is not supported, touching the pages) found no room for
+    /// the bytes a command was about to store. `what`: for what, and what was left.
+    #[error("{}: no space left on device: cannot reserve {bytes} bytes for {what}", path.display())]
+    NoSpace {
+        path: PathBuf,
+        bytes: u64,
+        what: String,
+    },
+    /// A SIGBUS (caught) at an offset the file still covers: not a truncation, the file system
+    /// could not provide the page.
+    #[error(
+        "{}: the access at byte {offset} raised SIGBUS (caught) though the file is {len} bytes: \
+         the file system could not provide the page (it may be full or failing)",
+        path.display()
+    )]
+    Unbacked {
+        path: PathBuf,
+        offset: usize,
+        len: u64,
+    },
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_path_buf(),
         op,
-        source,
+        error,
     }
 }
 
-fn open_err(path: &Path, source: io::Error) -> Error {
-    if source.kind() == io::ErrorKind::AlreadyExists {
+fn open_err(path: &Path, error: io::Error) -> Error {
+    if error.kind() == io::ErrorKind::AlreadyExists {
         Error::Exists {
             path: path.to_path_buf(),
         }
     } else {
         Error::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
+}
+
+/// Opens an existing table, read-only or read-write, through [`crate::sys::open_regular`]: a
+/// FIFO, directory, device or socket is refused before anything can block on it.
+fn open_existing(path: &Path, write: bool) -> Result<File, Error> {
+    crate::sys::open_regular(path, write).map_err(|failure| match failure {
+        crate::sys::OpenFailure::NotRegular(e) => Error::NotRegular(e),
+        crate::sys::OpenFailure::Os(error) => open_err(path, error),
+    })
 }
 
 /// The `0x…` form used for addresses in every JSON document.
@@ -226,6 +263,26 @@ pub struct PrintReport {
     /// and after all values were read.
     pub resident_pages_before: u64,
     pub resident_pages_after: u64,
+}
+
+impl PrintReport {
+    /// This document as `serde_json` pretty-prints it, cut around the values: the text up to
+    /// and including `"values": [`, and from the `]` that closes them. A printer streams the
+    /// values between the two (one per line, indented 4, comma-separated, as the pretty printer
+    /// would) instead of collecting them: a table of 2^33 values would need 34 GB in memory.
+    /// `values` must be empty; the fields after `values` (`resident_pages_after`) are measured
+    /// after the values are read, so take the tail from a report filled in then.
+    pub fn json_around_values(&self) -> (String, String) {
+        const OPEN: &str = "\"values\": [";
+        assert!(
+            self.values.is_empty(),
+            "json_around_values streams the values itself"
+        );
+        let text = serde_json::to_string_pretty(self).expect("numbers and strings encode");
+        // Only a string could contain the marker, and the one string is a `0x…` address.
+        let at = text.find(OPEN).expect("the document has values") + OPEN.len();
+        (text[..at].to_string(), text[at..].to_string())
+    }
 }
 
 /// `disktable append --json`.
@@ -330,8 +387,23 @@ pub fn create(path: impl AsRef<Path>, shape: Shape) -> Result<CreateReport, Erro
 fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Error> {
     sys::flock(file, true, true).map_err(io_err(path, "flock"))?;
     sys::ftruncate(file.as_fd(), shape.file_bytes).map_err(io_err(path, "ftruncate"))?;
+    let no_space = || Error::NoSpace {
+        path: path.to_path_buf(),
+        bytes: shape.file_bytes,
+        what: "the new table; it was removed".into(),
+    };
+    let reserved = reserve(file, 0, shape.file_bytes).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSPC) => no_space(),
+        _ => io_err(path, "fallocate")(e),
+    })?;
     let len = usize::try_from(shape.file_bytes).expect("64-bit");
     let map = sys::Map::file(file.as_fd(), len, true).map_err(io_err(path, "mmap"))?;
+    if !reserved {
+        map.prefault(0, len);
+        if map.fault().is_some() {
+            return Err(no_space());
+        }
+    }
     for i in 0..shape.fill {
         map.store_i32(value_offset(i) as usize, i as i32);
     }
@@ -347,9 +419,32 @@ fn fill_new(path: &Path, file: &File, shape: Shape) -> Result<CreateReport, Erro
     })
 }
 
-/// The error for a file that another process cut short while we had it mapped.
+/// Reserves `[start, end)` of the file for the stores a command is about to make through its
+/// mapping, with `fallocate(2)`: a store into a page a full file system cannot provide raises
+/// SIGBUS, so the space is claimed first, where running out is a plain `ENOSPC`. `Ok(false)`
+/// where the file system cannot allocate ahead (`EOPNOTSUPP`): the caller then touches the
+/// pages through its mapping ([`sys::Map::prefault`]) before storing anything, which finds a
+/// full disk as a caught SIGBUS instead.
+fn reserve(file: &File, start: u64, end: u64) -> io::Result<bool> {
+    match sys::fallocate(file, start, end.saturating_sub(start)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error for a SIGBUS (or a length check) that says the mapping lost its file: another
+/// process cut the file short, or — when the file still covers the faulting offset — the file
+/// system could not provide the page.
 fn shrank(path: &Path, file: &File, count: i64, offset: Option<usize>) -> Error {
     let len_now = sys::fstat(file.as_fd()).map(|s| s.len).unwrap_or(0);
+    if let Some(offset) = offset.filter(|o| (*o as u64) < len_now) {
+        return Error::Unbacked {
+            path: path.to_path_buf(),
+            offset,
+            len: len_now,
+        };
+    }
     Error::Invalid {
         path: path.to_path_buf(),
         reason: Reason::ShrankWhileMapped {
@@ -367,7 +462,7 @@ fn shrank(path: &Path, file: &File, count: i64, offset: Option<usize>) -> Error 
 /// `posix_fadvise(POSIX_FADV_DONTNEED)`. No effect on tmpfs, whose pages are the file.
 pub fn evict(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| open_err(path, e))?;
+    let file = open_existing(path, false)?;
     sys::fsync(file.as_fd()).map_err(io_err(path, "fsync"))?;
     sys::fadvise_dontneed(&file).map_err(io_err(path, "posix_fadvise"))
 }
@@ -393,7 +488,7 @@ impl Table {
     /// `advice` is not `Normal`, then the count is loaded and checked. Nothing is ever written.
     pub fn open_read(path: impl AsRef<Path>, advice: Advice) -> Result<Table, Error> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| open_err(path, e))?;
+        let file = open_existing(path, false)?;
         sys::flock(&file, false, true).map_err(io_err(path, "flock"))?;
         Table::map(path, file, false, advice)
     }
@@ -402,11 +497,7 @@ impl Table {
     /// PROT_WRITE` `MAP_SHARED`, count loaded and checked.
     pub fn open_write(path: impl AsRef<Path>) -> Result<Table, Error> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| open_err(path, e))?;
+        let file = open_existing(path, true)?;
         sys::flock(&file, true, true).map_err(io_err(path, "flock"))?;
         Table::map(path, file, true, Advice::Normal)
     }
@@ -417,9 +508,6 @@ impl Table {
             reason,
         };
         let st = sys::fstat(file.as_fd()).map_err(io_err(path, "fstat"))?;
-        if !st.regular {
-            return Err(invalid(Reason::NotRegular));
-        }
         if st.len < COUNT_BYTES {
             return Err(invalid(Reason::TooShort { len: st.len }));
         }
@@ -526,9 +614,10 @@ impl Table {
         Ok(())
     }
 
-    /// value\[0..count), checked as in [`Table::for_each_chunk`].
+    /// value\[0..count) collected, checked as in [`Table::for_each_chunk`]. Only for tables
+    /// known to be small: `disktable print` streams through `for_each_chunk` instead.
     pub fn values(&self) -> Result<Vec<i32>, Error> {
-        let mut all = Vec::with_capacity(self.count as usize);
+        let mut all = Vec::new();
         self.for_each_chunk(|chunk| {
             all.extend_from_slice(chunk);
             Ok::<(), Error>(())
@@ -536,10 +625,93 @@ impl Table {
         Ok(all)
     }
 
+    /// The part of [`Table::append`] that can fail half-way: grows the file to `new_len` if
+    /// that is longer, reserves the bytes the values will take (and the grown part), maps
+    /// them, stores value\[before..after). The count is not touched. When twice the length
+    /// does not fit on the disk but what the values need does, it grows by that much only.
+    fn grow_and_store(&mut self, before: u64, after: u64, new_len: u64) -> Result<(), Error> {
+        let old_len = self.file_bytes;
+        let needs = bytes_needed(after).expect("after <= 2^31");
+        let grow_to = |table: &mut Table, len: u64| -> Result<(), Error> {
+            sys::ftruncate(table.file.as_fd(), len).map_err(io_err(&table.path, "ftruncate"))?;
+            table.file_bytes = len;
+            Ok(())
+        };
+        // The values' bytes and, when growing, the whole new capacity: a reader may trust it.
+        let start = value_offset(before);
+        let mut end = needs;
+        if new_len > old_len {
+            grow_to(self, new_len)?;
+            end = new_len;
+        }
+        let mut reserved = reserve(&self.file, start, end);
+        let page = page_size() as u64;
+        let least = needs.div_ceil(page) * page;
+        let no_space = |e: &io::Error| e.raw_os_error() == Some(libc::ENOSPC);
+        if reserved.as_ref().is_err_and(no_space) && new_len > old_len && least < new_len {
+            grow_to(self, least)?;
+            end = least;
+            reserved = reserve(&self.file, start, end);
+        }
+        let path = &self.path;
+        let no_space_err = || Error::NoSpace {
+            path: path.clone(),
+            bytes: end - start,
+            what: format!(
+                "{} more values; the table is unchanged (count {before})",
+                after - before
+            ),
+        };
+        let reserved = reserved.map_err(|e| {
+            if no_space(&e) {
+                no_space_err()
+            } else {
+                io_err(path, "fallocate")(e)
+            }
+        })?;
+        if self.file_bytes > old_len {
+            let len = usize::try_from(self.file_bytes).expect("64-bit");
+            self.map.remap(len).map_err(io_err(path, "mremap"))?;
+        }
+        if !reserved {
+            self.map.prefault(start as usize, end as usize);
+            if self.map.fault().is_some() {
+                return Err(no_space_err());
+            }
+        }
+        for i in before..after {
+            self.map.store_i32(value_offset(i) as usize, i as i32);
+        }
+        if let Some(offset) = self.map.fault() {
+            return Err(shrank(path, &self.file, before as i64, Some(offset)));
+        }
+        Ok(())
+    }
+
+    /// After a failed [`Table::grow_and_store`]: gives back what it grew (the file to
+    /// `old_len` again, if it is still the length we made it; the mapping too), so that the
+    /// table is as it was — the count was never changed.
+    fn roll_back(&mut self, old_len: u64) {
+        if self.file_bytes <= old_len {
+            return;
+        }
+        if sys::fstat(self.file.as_fd()).is_ok_and(|st| st.len == self.file_bytes) {
+            let _ = sys::ftruncate(self.file.as_fd(), old_len);
+        }
+        if self.map.len() as u64 > old_len {
+            let _ = self.map.remap(old_len as usize);
+        }
+        self.file_bytes = old_len;
+    }
+
     /// Appends value\[i\] = i for i in count..count+n through the mapping, and then publishes
     /// count+n (one release store, so a crash in between leaves the old count, a valid table).
     /// Grows only when the capacity runs out: `ftruncate` to max(what is needed, twice the
-    /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`.
+    /// length), rounded up to whole pages, then `mremap(MREMAP_MAYMOVE)`. Before any store the
+    /// bytes the values take (and, when growing, the whole new capacity) are reserved with
+    /// `fallocate(2)`; when twice the length does not fit, the file grows only by what the
+    /// values need. A full disk is [`Error::NoSpace`], and the file is cut back to its old
+    /// length, so a failed append leaves the table as it was.
     pub fn append(&mut self, n: u64) -> Result<AppendReport, Error> {
         let too_many = |why: String| Error::TooMany {
             path: self.path.clone(),
@@ -559,23 +731,16 @@ impl Table {
         let file_bytes_before = self.file_bytes;
         let address_before = self.map.addr() as u64;
         let grew = after > capacity(self.file_bytes);
-        if grew {
+        let new_len = if grew {
             let needs = bytes_needed(after).expect("after <= 2^31");
             let page = page_size() as u64;
-            let target = needs.max(self.file_bytes.saturating_mul(2));
-            let new_len = target.div_ceil(page) * page;
-            sys::ftruncate(self.file.as_fd(), new_len).map_err(io_err(&self.path, "ftruncate"))?;
-            let new_len_usize = usize::try_from(new_len).expect("64-bit");
-            self.map
-                .remap(new_len_usize)
-                .map_err(io_err(&self.path, "mremap"))?;
-            self.file_bytes = new_len;
-        }
-        for i in before..after {
-            self.map.store_i32(value_offset(i) as usize, i as i32);
-        }
-        if let Some(offset) = self.map.fault() {
-            return Err(shrank(&self.path, &self.file, before as i64, Some(offset)));
+            needs.max(self.file_bytes.saturating_mul(2)).div_ceil(page) * page
+        } else {
+            self.file_bytes
+        };
+        if let Err(e) = self.grow_and_store(before, after, new_len) {
+            self.roll_back(file_bytes_before);
+            return Err(e);
         }
         self.map.store_i64(0, after as i64);
         self.count = after;
@@ -732,9 +897,9 @@ mod tests {
             }
         }
         let e = Table::open_read(d.path(), Advice::Normal).err().unwrap();
-        assert!(
-            e.to_string().contains("not a regular file") || e.to_string().contains("directory"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            format!("{} is a directory, not a table file", d.path().display())
         );
     }
 
@@ -811,6 +976,43 @@ mod tests {
             e.contains("shrank while mapped (now 100 bytes; count 1000 needs 4008)"),
             "{e}"
         );
+    }
+
+    /// The fallback where fallocate(2) is not supported: touching each page changes no byte,
+    /// and a page that cannot be had raises SIGBUS, caught, at that page.
+    #[test]
+    fn prefault_changes_no_byte_and_finds_the_first_page_that_cannot_be_had() {
+        let d = dir();
+        let p = d.path().join("t.bin");
+        create(&p, Shape::new(5000, None, Some(6 * 4096)).unwrap()).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let t = Table::open_write(&p).unwrap();
+        t.map.prefault(0, 6 * 4096);
+        assert_eq!(t.map.fault(), None);
+        drop(t);
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+
+        let t = Table::open_write(&p).unwrap();
+        let cut = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        cut.set_len(4096 + 100).unwrap();
+        t.map.prefault(8, 6 * 4096);
+        assert_eq!(
+            t.map.fault(),
+            Some(8192),
+            "the first page wholly past the end"
+        );
+        // A fault inside what the file still covers is not blamed on a truncation.
+        let e = shrank(&p, &t.file, 5000, Some(4096)).to_string();
+        assert!(
+            e.contains("raised SIGBUS (caught) though the file is 4196 bytes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the file system could not provide the page"),
+            "{e}"
+        );
+        let e = shrank(&p, &t.file, 5000, Some(8192)).to_string();
+        assert!(e.contains("shrank while mapped (now 4196 bytes"), "{e}");
     }
 
     #[test]

@@ -26,8 +26,9 @@ use crate::sys::{self, SharedMem, SigbusGuard};
 pub enum Error {
     #[error("cannot open {}: {error}", path.display())]
     Open { path: PathBuf, error: io::Error },
-    #[error("cannot open {}: it is a directory, not a table", path.display())]
-    Directory { path: PathBuf },
+    /// A FIFO, directory, device or socket: refused before anything could block on it.
+    #[error(transparent)]
+    NotRegular(#[from] sys::NotRegular),
     #[error("{} is not a valid table: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Invalid },
     #[error("{} already exists; remove it or choose another name", path.display())]
@@ -164,26 +165,13 @@ fn short_file(len: u64) -> Invalid {
 }
 
 fn open_file(path: &Path, write: bool) -> Result<File, Error> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::EISDIR) => Error::Directory {
-                path: path.to_path_buf(),
-            },
-            _ => Error::Open {
-                path: path.to_path_buf(),
-                error,
-            },
-        })?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(Error::Directory {
+    sys::open_regular(path, write).map_err(|failure| match failure {
+        sys::OpenFailure::NotRegular(e) => Error::NotRegular(e),
+        sys::OpenFailure::Os(error) => Error::Open {
             path: path.to_path_buf(),
-        });
-    }
-    Ok(file)
+            error,
+        },
+    })
 }
 
 fn file_len(path: &Path, file: &File) -> Result<u64, Error> {

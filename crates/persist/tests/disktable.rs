@@ -3,7 +3,10 @@
 //! system calls (under strace, when it is installed), C programs reading and extending our
 //! files, and output errors.
 
-use std::io::{BufRead, BufReader, Write};
+mod bounded;
+mod tmpfs;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -288,17 +291,56 @@ fn damaged_tables_are_one_line_errors_naming_the_reason() {
         }
         assert_eq!(&std::fs::read(p).unwrap(), &before, "{}", p.display());
     }
-    fails(
-        &["print", s(d.path())],
-        1,
-        "is not a valid disktable: it is not a regular file",
-    );
-    fails(&["print", "/dev/null"], 1, "it is not a regular file");
-    fails(
-        &["append", s(&d.path().join("missing.bin"))],
-        1,
-        "cannot open",
-    );
+}
+
+/// Every failure to open names the user's path once and the OS cause once (issue 22: "Is a
+/// directory (os error 21): Is a directory (os error 21)").
+#[test]
+fn open_errors_name_the_path_and_the_cause_once() {
+    let d = tempdir("open-errors");
+    let dir = s(d.path());
+    let missing = d.path().join("missing.bin");
+    let nowhere = d.path().join("no/such/dir/t.bin");
+    let enoent = "No such file or directory (os error 2)";
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["append", dir],
+            format!("error: {dir} is a directory, not a table file"),
+        ),
+        (
+            vec!["print", dir],
+            format!("error: {dir} is a directory, not a table file"),
+        ),
+        (
+            vec!["print", "/dev/null"],
+            "error: /dev/null is a character device, not a table file".into(),
+        ),
+        (
+            vec!["print", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["print", "--json", "--evict", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["append", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["append", "--naive", s(&missing)],
+            format!("error: cannot open {}: {enoent}", missing.display()),
+        ),
+        (
+            vec!["create", s(&nowhere)],
+            format!("error: cannot open {}: {enoent}", nowhere.display()),
+        ),
+    ];
+    for (args, expect) in cases {
+        let line = fails(&args, 1, "");
+        assert_eq!(line.trim_end(), expect, "{args:?}");
+    }
+    assert!(!missing.exists());
 }
 
 #[test]
@@ -892,4 +934,197 @@ fn a_closed_stdout_ends_print_quietly() {
         text(&out.stderr)
     );
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+/// A sparse table in `dir`: `count` in the first 8 bytes, room for `capacity` values
+/// (ftruncate; nothing else written, so it takes almost no space).
+fn sparse(dir: &Path, name: &str, count: u64, capacity: u64) -> PathBuf {
+    let p = dir.join(name);
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(8 + 4 * capacity).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &count.to_le_bytes(), 0).unwrap();
+    p
+}
+
+/// Takes the first `n` bytes of `disktable ARGS`'s stdout, then closes the pipe: the command
+/// must end by itself (bounded), cleanly, as `| head -c N` would make it. Returns the bytes.
+fn first_bytes_then_close(args: &[&str], n: usize) -> Vec<u8> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = bounded::drain(child.stderr.take());
+    let mut first = vec![0u8; n];
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let status = bounded::wait_bounded(&mut child, &format!("disktable {args:?}"));
+    let err = text(&err.join().unwrap());
+    assert_eq!(status.signal(), None, "{args:?}: {status:?} {err}");
+    assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+    assert!(err.is_empty(), "{args:?}: {err}");
+    first
+}
+
+/// Issue 22: `--json print` of a table of count 2^33 collected every value first and died of a
+/// 34 GB allocation (SIGABRT). Both prints stream, and end quietly when the reader goes away.
+#[test]
+fn print_streams_a_table_of_2_pow_33_values_and_stops_at_a_closed_pipe() {
+    let d = tempdir("sparse");
+    let count = 1u64 << 33;
+    let p = sparse(d.path(), "t.bin", count, count);
+    let json = first_bytes_then_close(&["--json", "print", s(&p)], 1 << 20);
+    let head = format!(
+        "{{\n  \"count\": {count},\n  \"capacity\": {count},\n  \"values\": [\n    0,\n    0,\n"
+    );
+    assert!(json.starts_with(head.as_bytes()), "{}", text(&json[..200]));
+    let plain = first_bytes_then_close(&["print", s(&p)], 1 << 20);
+    assert!(
+        plain.iter().all(|b| b"0\n".contains(b)),
+        "sparse: all zeros"
+    );
+
+    // A count the file cannot hold is a damaged table, before anything is printed.
+    let short = raw(&d, "short.bin", count as i64, 4096);
+    for args in [vec!["--json", "print", s(&short)], vec!["print", s(&short)]] {
+        let line = fails(&args, 1, "");
+        assert_eq!(
+            line.trim_end(),
+            format!(
+                "error: {} is not a valid disktable: count {count} needs {} bytes but the file \
+                 has 4096 (room for 1022 values)",
+                short.display(),
+                8 + 4 * count
+            )
+        );
+    }
+}
+
+/// The streamed JSON is the document `PrintReport` describes, byte for byte as serde_json
+/// pretty-prints it, for an empty table, a one-value table and the course's.
+#[test]
+fn the_streamed_json_is_the_print_report_exactly() {
+    let d = tempdir("json-exact");
+    let empty = d.path().join("empty.bin");
+    ok(&["create", s(&empty)]);
+    let one = d.path().join("one.bin");
+    ok(&["create", "--count", "1", s(&one)]);
+    let course = course(&d, "course.bin");
+    for p in [&empty, &one, &course] {
+        let out = ok(&["--json", "print", s(p)]);
+        let report: PrintReport =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(report.values.len() as u64, report.count);
+        assert!(report
+            .values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == i as i32));
+        assert_eq!(out, serde_json::to_string_pretty(&report).unwrap() + "\n");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full file system.
+// ---------------------------------------------------------------------------------------------
+
+/// Fills the file system of `dir` with a file `filler` until a write fails for lack of space.
+fn fill_up(dir: &Path) {
+    let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+    while filler.write_all(&[7u8; 4096]).is_ok() {}
+}
+
+/// Issue 22: on a full file system `create` and `append` said "the file shrank while mapped"
+/// (their stores into unallocated pages raised SIGBUS). They reserve the space first, name the
+/// full disk, and leave nothing behind: create's new file is gone, append's table is as it was.
+#[test]
+fn a_full_disk_is_named_and_leaves_no_file_and_no_change() {
+    let fs = match tmpfs::Tmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => return tmpfs::skip_unless_ci("disktable on a full disk", &why),
+    };
+    let dir = fs.path();
+
+    // create: more than the file system holds, values or room for them.
+    let new = dir.join("new.bin");
+    for (args, bytes) in [
+        (["--count", "300000"], 1_200_128),
+        (["--capacity", "1000000"], 4_000_008),
+    ] {
+        let line = fails(&["create", args[0], args[1], s(&new)], 1, "");
+        assert_eq!(
+            line.trim_end(),
+            format!(
+                "error: {}: no space left on device: cannot reserve {bytes} bytes for the new \
+                 table; it was removed",
+                new.display()
+            )
+        );
+        assert!(!new.exists());
+    }
+
+    // append that must grow: a half-size table, the rest filled.
+    let t = dir.join("t.bin");
+    ok(&["create", "--count", "1000", "--capacity", "100000", s(&t)]);
+    fill_up(dir);
+    let before = std::fs::read(&t).unwrap();
+    let line = fails(&["append", s(&t), "200000"], 1, "");
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "error: {}: no space left on device: cannot reserve 802904 bytes for 200000 more \
+             values; the table is unchanged (count 1000)",
+            t.display()
+        )
+    );
+    assert_eq!(std::fs::read(&t).unwrap(), before, "the table is as it was");
+    assert_eq!(ok(&["print", s(&t)]).lines().count(), 1000);
+
+    // append into a sparse table's hole (no growth): the stores would land in pages the full
+    // file system cannot give.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let holes = sparse(dir, "holes.bin", 0, 100_000);
+    fill_up(dir);
+    let before = std::fs::read(&holes).unwrap();
+    let line = fails(&["append", s(&holes), "50000"], 1, "");
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "error: {}: no space left on device: cannot reserve 200000 bytes for 50000 more \
+             values; the table is unchanged (count 0)",
+            holes.display()
+        )
+    );
+    assert_eq!(std::fs::read(&holes).unwrap(), before);
+
+    // Once there is room again, the same appends work.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    ok(&["append", s(&holes), "50000"]);
+    assert_eq!(ok(&["print", s(&holes)]).lines().count(), 50_000);
+}
+
+/// Where twice the length does not fit but what the values need does, append grows by that.
+#[test]
+fn an_append_that_cannot_double_on_a_nearly_full_disk_grows_by_what_it_needs() {
+    let fs = match tmpfs::Tmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => return tmpfs::skip_unless_ci("disktable on a nearly full disk", &why),
+    };
+    let t = fs.path().join("t.bin");
+    ok(&["create", "--count", "1000", "--capacity", "100000", s(&t)]); // 400008 bytes
+    std::fs::write(fs.path().join("filler"), vec![7u8; 500 << 10]).unwrap();
+    let r: AppendReport = json(&["append", "--json", s(&t), "99500"]);
+    assert_eq!(
+        (r.count_before, r.count_after, r.grew),
+        (1000, 100_500, true)
+    );
+    // 8 + 4 x 100500 = 402008 bytes, in whole pages; doubling would have needed 802816.
+    assert_eq!(r.file_bytes, 405_504);
+    assert_eq!(std::fs::metadata(&t).unwrap().len(), 405_504);
+    let printed = ok(&["print", s(&t)]);
+    assert_eq!(printed.lines().count(), 100_500);
+    assert_eq!(printed.lines().last(), Some("100499"));
 }

@@ -35,7 +35,12 @@ Examples:
   disktable append --naive table.bin      # the first attempt: stores past the file's end
   strace -e trace=openat,fstat,mmap,mremap,ftruncate,read,write disktable append table.bin
 
-Exit status: 0 success; 1 runtime failure (not a valid disktable, I/O); 2 usage error.
+A FIFO, directory, device or socket is refused at once (exit 1). create and append reserve
+their space first (fallocate): on a full disk they say so and leave nothing behind (create
+removes its file; append leaves the table as it was). print streams, whatever the count.
+
+Exit status: 0 success; 1 runtime failure (not a valid disktable, not a regular file, no space
+left, I/O); 2 usage error.
 The naive writer dies of SIGSEGV or SIGBUS on purpose when its stores leave the file.";
 
 const APPEND_EXAMPLES: &str = "\
@@ -234,19 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("cannot read stdin")?;
             }
             if cli.json {
-                let values = table.values()?;
-                let report = PrintReport {
-                    count: table.count(),
-                    capacity: table.capacity(),
-                    values,
-                    file_bytes: table.file_bytes(),
-                    map_address: disktable::fmt_hex(table.map_address()),
-                    map_len: table.map_len(),
-                    pages: table.map_len().div_ceil(disktable::page_size() as u64),
-                    resident_pages_before: table.resident_pages_at_map(),
-                    resident_pages_after: table.resident_pages()?,
-                };
-                print_json(&report)?;
+                print_values_json(&table)?;
             } else {
                 print_values(&table)?;
             }
@@ -380,22 +373,74 @@ fn appended(r: &AppendReport) -> String {
     s
 }
 
-fn print_values(table: &Table) -> anyhow::Result<()> {
+/// Streams what `write` writes to stdout through a 64 KiB buffer. If `write` fails (the table
+/// shrank under the mapping, stdout closed), what is still buffered is dropped, not flushed: a
+/// print that fails early prints nothing, one that fails late stops mid-way (its JSON is then
+/// not a complete document), and in both cases the exit status says so.
+fn stream_stdout(
+    write: impl FnOnce(&mut BufWriter<io::StdoutLock<'static>>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    table.for_each_chunk(|chunk| {
-        for v in chunk {
-            writeln!(out, "{v}").context("cannot write to stdout")?;
+    let done = write(&mut out).and_then(|()| out.flush().context(WRITE_ERR));
+    if done.is_err() {
+        let _ = out.into_parts();
+    }
+    done
+}
+
+const WRITE_ERR: &str = "cannot write to stdout";
+
+/// `print`: value\[0..count), one per line, streamed chunk by chunk from the mapping.
+fn print_values(table: &Table) -> anyhow::Result<()> {
+    stream_stdout(|out| {
+        table.for_each_chunk(|chunk| {
+            for v in chunk {
+                writeln!(out, "{v}").context(WRITE_ERR)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// `print --json`: the [`PrintReport`] document, its values streamed as [`print_values`] streams
+/// the text (never collected: a count of 2^33 would need 34 GB).
+fn print_values_json(table: &Table) -> anyhow::Result<()> {
+    let report = |resident_pages_after| PrintReport {
+        count: table.count(),
+        capacity: table.capacity(),
+        values: Vec::new(),
+        file_bytes: table.file_bytes(),
+        map_address: disktable::fmt_hex(table.map_address()),
+        map_len: table.map_len(),
+        pages: table.map_len().div_ceil(disktable::page_size() as u64),
+        resident_pages_before: table.resident_pages_at_map(),
+        resident_pages_after,
+    };
+    stream_stdout(|out| {
+        let (head, _) = report(0).json_around_values();
+        out.write_all(head.as_bytes()).context(WRITE_ERR)?;
+        let mut sep = "\n    ";
+        table.for_each_chunk(|chunk| {
+            for v in chunk {
+                write!(out, "{sep}{v}").context(WRITE_ERR)?;
+                sep = ",\n    ";
+            }
+            Ok::<(), anyhow::Error>(())
+        })?;
+        if table.count() > 0 {
+            out.write_all(b"\n  ").context(WRITE_ERR)?;
         }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    out.flush().context("cannot write to stdout")
+        let (_, tail) = report(table.resident_pages()?).json_around_values();
+        out.write_all(tail.as_bytes()).context(WRITE_ERR)?;
+        out.write_all(b"\n").context(WRITE_ERR)
+    })
 }
 
 fn print_text(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
-        .context("cannot write to stdout")
+        .context(WRITE_ERR)
 }
 
 /// Prints one JSON document (and a newline) on stdout, flushed.

@@ -16,7 +16,6 @@
 //!   read-only mapping gives SIGSEGV too, a writable one is silently overwritten. We reserve
 //!   the page after the mapping and release it, so it is certainly unmapped.)
 
-use std::fs::OpenOptions;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
@@ -24,7 +23,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::sys;
-use super::{capacity, check, fmt_hex, io_err, open_err, value_offset, Error, Reason};
+use super::{capacity, check, fmt_hex, io_err, open_existing, value_offset, Error, Reason};
 
 /// How the naive writer maps the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,15 +134,8 @@ pub fn naive_append<E: From<Error>>(
         reason,
     };
     // O_RDWR, no lock: a first attempt takes none.
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| open_err(path, e))?;
+    let file = open_existing(path, true)?;
     let st = sys::fstat(file.as_fd()).map_err(io_err(path, "fstat"))?;
-    if !st.regular {
-        return Err(invalid(Reason::NotRegular).into());
-    }
     if st.len < super::COUNT_BYTES {
         return Err(invalid(Reason::TooShort { len: st.len }).into());
     }

@@ -14,13 +14,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
 use crate::sys::SigbusGuard;
-pub use crate::sys::{fadvise_dontneed, flock, page_size};
+pub use crate::sys::{fadvise_dontneed, fallocate, flock, page_size};
 
-/// What `fstat(2)` says about an open file: its length and whether it is a regular file.
+/// What `fstat(2)` says about an open file: its length. (Whether it is a regular file was
+/// settled when it was opened: [`crate::sys::open_regular`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub len: u64,
-    pub regular: bool,
 }
 
 /// `fstat(2)`. (std's `File::metadata` calls `statx(2)`; the course asks for fstat, and a trace
@@ -36,7 +36,6 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
     let st = unsafe { st.assume_init() };
     Ok(Stat {
         len: u64::try_from(st.st_size).unwrap_or(0),
-        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
     })
 }
 
@@ -273,6 +272,25 @@ impl Map {
         let p = self.cell::<i32>(offset);
         // SAFETY: as in `load_i64`, with 4-byte alignment.
         unsafe { AtomicI32::from_ptr(p) }.load(Ordering::Relaxed)
+    }
+
+    /// Touches every page of `[start, end)` for writing without changing a byte: an atomic add
+    /// of 0 to one aligned `i32` in each page. A page the file system cannot provide (a full
+    /// disk, where `fallocate(2)` could not reserve ahead) raises SIGBUS there, which the
+    /// guard catches: check [`Map::fault`] afterwards. Panics on a read-only mapping.
+    pub fn prefault(&self, start: usize, end: usize) {
+        assert!(self.writable, "prefault of a read-only mapping");
+        let page = page_size();
+        let end = end.min(self.len);
+        let mut at = start.next_multiple_of(4);
+        while at + 4 <= end {
+            let p = self.cell::<i32>(at);
+            // SAFETY: as in `load_i32`; the mapping is PROT_WRITE (checked above). An atomic
+            // read-modify-write of 0 leaves the value as it is even if another process stores
+            // to it at the same time.
+            unsafe { AtomicI32::from_ptr(p) }.fetch_add(0, Ordering::Relaxed);
+            at = (at / page + 1) * page;
+        }
     }
 
     /// Stores the `i32` at byte `offset`. Panics on a read-only mapping.
