@@ -11,51 +11,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{build, fails, ok, persist, tempdir, BIN};
+use common::{build, fails, ok, persist, skip, tempdir, Tmpfs, BIN};
 use persist::{Table, TableMut, WriteOptions};
-use tempfile::TempDir;
-
-/// Writes a skip notice straight to the terminal: libtest captures `eprintln!` of passing
-/// tests, but not writes to the stderr handle.
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
-}
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Tmpfs, String> {
-        let dir = tempdir("tmpfs");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed (needs root): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// Runs `persist load --echo FILE` on `tsv` through `sh -c` with `prefix` (e.g. a ulimit);
 /// returns the keys echoed (their puts returned), the exit code and stderr.

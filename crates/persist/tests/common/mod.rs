@@ -110,3 +110,56 @@ pub fn build(path: &Path, n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     t.close().unwrap();
     kv
 }
+
+/// Says on the terminal that `test` could not run and why: written straight to the stderr
+/// handle, since libtest captures `eprintln!` of passing tests. Under `CI=true` (where every
+/// test must run: CI runs as root with the tools installed) it fails instead.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI=true: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
+}
+
+/// Whether the tests run as root (needed to mount a tmpfs, or to give a file away).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
+pub struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Result<Tmpfs, String> {
+        let dir = tempdir("tmpfs");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed (needs root): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
