@@ -133,8 +133,12 @@
 //! into `FILE.persist-compact`, fsyncs it, renames it over `FILE`, then sets RETIRED in the old
 //! file. Readers of the old file keep a valid mapping and move over on their next lookup; a
 //! writer that was waiting for the old file's lock compares the inode its path names with the
-//! one it locked and opens the path again. Killed before the rename, the old file is whole (the
-//! next writer removes the scratch file); after it, the new one is. (Killed between the rename
+//! one it locked and opens the path again. The new file keeps the old one's identity: a path
+//! that is a symlink is followed (link after link) and the file it names is replaced, the
+//! scratch file made beside it, so a link stays a link; owner, group and mode are copied to
+//! the scratch file (`fchown`, `fchmod`) before the rename, or the compaction fails. Killed
+//! before the rename, the old file is whole (the next writer removes the scratch file); after
+//! it, the new one is. (Killed between the rename
 //! and RETIRED, readers that had the old file open go on reading it as it was at the rename
 //! until they open the table again.)
 //!

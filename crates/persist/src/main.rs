@@ -113,8 +113,12 @@ enum Cmd {
     /// Give back the space of overwritten and deleted entries (a compacted copy renamed over FILE)
     ///
     /// Copies the live entries into FILE.persist-compact, fsyncs it and renames it over FILE.
+    /// When FILE is a symlink (or a chain of them), the file it points to is compacted, in its
+    /// own directory, and the link stays a link. The new file keeps the owner, group and mode
+    /// of the old (an error, and no compaction, when that is not allowed).
     /// Readers that have the old file open keep reading it and move to the new one; a writer
-    /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost.
+    /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
+    /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
     Compact {
         file: PathBuf,
         /// Fail at once if another writer holds the lock, instead of waiting for it.
