@@ -75,7 +75,9 @@
 //! one, which stays as it was. So a lookup that races with any write — a put, an overwrite, a
 //! delete, a growth, a rehash, a compaction — returns, for its key, the value before or the
 //! value after that write: never a torn record, a wrong value or an error. A reader whose
-//! mapping is shorter than a file a writer grew maps it again; one whose file was compacted
+//! mapping is shorter than a file a writer grew maps it again (a header recording more than
+//! the mapping holds is never called a truncation before that remap: `verify`, which waits
+//! for a writer's lock, remaps after the wait); one whose file was compacted
 //! away (RETIRED) opens the path again; older mappings stay mapped until the reader is dropped,
 //! so values it returned stay valid. Nothing ever shrinks a table's file.
 //!

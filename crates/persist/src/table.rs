@@ -607,9 +607,20 @@ impl Table {
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         let mut refreshes = 0;
         loop {
-            let (m, _) = self.snapshot()?;
-            sys::flock(&m.file, false, true).map_err(io_err(&self.path, "flock"))?;
-            let locked = m.header(&self.path);
+            let (locked_map, _) = self.snapshot()?;
+            sys::flock(&locked_map.file, false, true).map_err(io_err(&self.path, "flock"))?;
+            // A writer may have grown the file past this mapping while we waited for the lock:
+            // a header recording more than the mapping holds is first mapped again (the lock
+            // now keeps writers out, so one remap sees the final length). Only a file still
+            // shorter than its header after that was truncated.
+            let mut m = locked_map;
+            let mut locked = m.header(&self.path);
+            let mut grown = 0;
+            while locked.is_err() && grown < MAX_REFRESH && self.refresh(m, None)? {
+                grown += 1;
+                m = self.current();
+                locked = m.header(&self.path);
+            }
             let result = match locked {
                 Ok(hdr) if hdr.retired() && refreshes < MAX_REFRESH => None,
                 Ok(hdr) => {
@@ -623,7 +634,7 @@ impl Table {
                 }
                 Err(e) => Some(Err(e)),
             };
-            let _ = sys::unlock(&m.file);
+            let _ = sys::unlock(&locked_map.file);
             match result {
                 Some(r) => return r,
                 None => {

@@ -1,12 +1,17 @@
 //! The edges of issue 22, each reproduced with real files, links and processes: compaction
-//! keeps the file's identity (the path through symlinks, mode, owner, group).
+//! keeps the file's identity (the path through symlinks, mode, owner, group); readers during a
+//! writer's growth never call a valid table truncated.
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use common::{is_root, ok, persist, skip, tempdir, Tmpfs};
+use common::{fails, is_root, ok, persist, skip, tempdir, Tmpfs, BIN};
 use persist::doc::Loaded;
 use persist::{Table, TableMut, WriteOptions};
 
@@ -223,6 +228,136 @@ fn compaction_keeps_the_files_mode_owner_and_group() {
             );
             holds_all(&path, &what);
         }
+    }
+}
+
+/// What one kind of reader saw while a writer grew the table.
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    failures: Vec<String>,
+}
+
+/// Runs `persist ARGS` with stdout discarded; its exit status and stderr.
+fn quiet(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn readers_during_a_writers_growth_never_call_the_table_truncated() {
+    let d = tempdir("growth");
+    let tsv = d.path().join("in.tsv");
+    let mut text = Vec::new();
+    for i in 0..30_000 {
+        text.extend_from_slice(format!("k{i}\tvalue-{i}-{}\n", "v".repeat(40)).as_bytes());
+    }
+    std::fs::write(&tsv, text).unwrap();
+    // Two verifies: each waits for the load's lock, so one alone checks once per load.
+    let readers: [&[&str]; 5] = [
+        &["verify"],
+        &["verify"],
+        &["stats"],
+        &["list"],
+        &["get", "probe"],
+    ];
+    let mut tallies: Vec<Tally> = readers.iter().map(|_| Tally::default()).collect();
+    let start = Instant::now();
+    let mut rounds = 0;
+    while rounds < 2 || start.elapsed() < Duration::from_secs(3) {
+        let table = d.path().join(format!("t{rounds}.tbl"));
+        let ts = s(&table);
+        ok(&["create", ts]); // one page: every load grows it a dozen times
+        ok(&["put", ts, "probe", "here"]);
+        let mut load = Command::new(BIN)
+            .args(["load", ts])
+            .stdin(std::fs::File::open(&tsv).unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for (args, tally) in readers.iter().zip(tallies.iter_mut()) {
+                let done = &done;
+                scope.spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        let mut full = vec![args[0], ts];
+                        full.extend_from_slice(&args[1..]);
+                        let out = quiet(&full);
+                        tally.runs += 1;
+                        if !out.status.success() {
+                            tally
+                                .failures
+                                .push(String::from_utf8_lossy(&out.stderr).into_owned());
+                        }
+                    }
+                });
+            }
+            let status = load.wait().unwrap();
+            done.store(true, Ordering::Relaxed);
+            assert!(status.success(), "the load failed");
+        });
+        let st = Table::open(&table).unwrap().stats().unwrap();
+        assert!(st.file_bytes > 1 << 20, "the load grew the table");
+        rounds += 1;
+    }
+    let mut report = String::new();
+    for (args, t) in readers.iter().zip(&tallies) {
+        report += &format!(
+            "{}: {} of {} runs failed{}\n",
+            args[0],
+            t.failures.len(),
+            t.runs,
+            t.failures
+                .first()
+                .map(|f| format!(" (first: {})", f.trim()))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "during growth, {rounds} loads:\n{report}"
+    );
+    assert!(
+        tallies.iter().all(|t| t.failures.is_empty()),
+        "readers called a growing table damaged:\n{report}"
+    );
+    assert!(tallies.iter().all(|t| t.runs > 0), "{report}");
+}
+
+#[test]
+fn a_table_that_really_is_truncated_is_still_reported() {
+    let d = tempdir("truncated");
+    let path = d.path().join("t.tbl");
+    let ps = s(&path);
+    ok(&["create", ps]);
+    let mut tsv = Vec::new();
+    for i in 0..3000 {
+        tsv.extend_from_slice(format!("k{i}\t{i}\n").as_bytes());
+    }
+    assert!(persist(&["load", ps], &tsv).status.success());
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 4096);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let want = format!("the file is 4096 bytes but its header records {len}: it was truncated");
+    for args in [
+        &["verify", ps][..],
+        &["stats", ps],
+        &["list", ps],
+        &["get", ps, "k1"],
+    ] {
+        fails(args, 1, &want);
     }
 }
 
