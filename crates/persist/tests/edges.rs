@@ -1,9 +1,10 @@
 //! The edges of issue 22, each reproduced with real files, links and processes: compaction
 //! keeps the file's identity (the path through symlinks, mode, owner, group); readers during a
-//! writer's growth never call a valid table truncated.
+//! writer's growth never call a valid table truncated; `list | load` round-trips any bytes.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{fails, is_root, ok, persist, skip, tempdir, Tmpfs, BIN};
+use common::{fails, is_root, ok, persist, skip, tempdir, Rng, Tmpfs, BIN};
 use persist::doc::Loaded;
 use persist::{Table, TableMut, WriteOptions};
 
@@ -358,6 +359,156 @@ fn a_table_that_really_is_truncated_is_still_reported() {
         &["get", ps, "k1"],
     ] {
         fails(args, 1, &want);
+    }
+}
+
+/// Random bytes, most of them the ones a TSV line gives a meaning to.
+fn tricky_bytes(rng: &mut Rng, max_len: u64) -> Vec<u8> {
+    const SPECIAL: &[u8] = b"\r\n\t\\\0\xff\x80\xc3antr ";
+    (0..rng.below(max_len + 1))
+        .map(|_| match rng.below(4) {
+            0 => rng.next() as u8,
+            _ => SPECIAL[rng.below(SPECIAL.len() as u64) as usize],
+        })
+        .collect()
+}
+
+/// Every entry of the table at `path`, through the library.
+fn entries(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut all = BTreeMap::new();
+    Table::open(path)
+        .unwrap()
+        .for_each(|k, v| {
+            all.insert(k.to_vec(), v.to_vec());
+        })
+        .unwrap();
+    all
+}
+
+#[test]
+fn list_then_load_round_trips_any_bytes() {
+    let d = tempdir("tsv");
+    let mut rng = Rng(common::seed());
+    for round in 0..12 {
+        let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for _ in 0..150 {
+            want.insert(tricky_bytes(&mut rng, 12), tricky_bytes(&mut rng, 40));
+        }
+        // And these, whatever random key they replace.
+        for (k, v) in [
+            (&b""[..], &b"empty key"[..]),
+            (b"cr", b"abc\r"),
+            (b"crlf", b"abc\r\n"),
+            (b"backslash", b"\\"),
+            (b"escape-like", b"\\t\\n\\r\\\\"),
+            (b"empty", b""),
+            (b"tab\tin key", b"tab\tin value"),
+            (b"\\", b"key is a backslash"),
+            (b"nul\0", b"\0"),
+        ] {
+            want.insert(k.to_vec(), v.to_vec());
+        }
+        let a = d.path().join(format!("a{round}.tbl"));
+        let b = d.path().join(format!("b{round}.tbl"));
+        let mut t = TableMut::create(&a, 3).unwrap();
+        for (k, v) in &want {
+            t.put(k, v).unwrap();
+        }
+        t.close().unwrap();
+        let listed = persist(&["list", s(&a)], b"");
+        assert!(listed.status.success());
+        assert_eq!(
+            listed.stdout.iter().filter(|b| **b == b'\n').count(),
+            want.len(),
+            "round {round}: one line per entry"
+        );
+        ok(&["create", s(&b)]);
+        let loaded = persist(&["load", s(&b)], &listed.stdout);
+        assert!(
+            loaded.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        assert!(
+            entries(&b) == want,
+            "round {round}: list | load changed an entry"
+        );
+    }
+    // `get` prints the raw value; `list` the escaped one.
+    let a = d.path().join("a0.tbl");
+    assert_eq!(persist(&["get", s(&a), "cr"], b"").stdout, b"abc\r\n");
+    let listed = persist(&["list", s(&a)], b"").stdout;
+    let lines: Vec<&[u8]> = listed.split(|b| *b == b'\n').collect();
+    for line in [
+        &b"cr\tabc\\r"[..],
+        b"crlf\tabc\\r\\n",
+        b"backslash\t\\\\",
+        b"escape-like\t\\\\t\\\\n\\\\r\\\\\\\\",
+        b"tab\\tin key\ttab\\tin value",
+        b"\\\\\tkey is a backslash",
+        b"\tempty key",
+    ] {
+        assert!(
+            lines.contains(&line),
+            "list prints {:?}",
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+#[test]
+fn load_reads_plain_tsv_as_before_and_refuses_an_unknown_escape() {
+    let d = tempdir("tsv-compat");
+    let path = d.path().join("t.tbl");
+    let ps = s(&path);
+    ok(&["create", ps]);
+    // No backslashes: as before. CRLF line ends; a tab in the value; an empty value.
+    let out = persist(&["load", ps], b"a\t1\r\nb\t2\tmore\nc\t\n\nd\tx\ry\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: BTreeMap<Vec<u8>, Vec<u8>> = [
+        (&b"a"[..], &b"1"[..]),
+        (b"b", b"2\tmore"),
+        (b"c", b""),
+        (b"d", b"x\ry"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+    .collect();
+    assert!(entries(&path) == want);
+
+    for (input, needle) in [
+        (
+            &b"ok\t1\nwin\tC:\\dir\n"[..],
+            "stdin line 2: the value has an unknown escape \\d",
+        ),
+        (
+            b"ok\t1\nend\tvalue\\\n",
+            "stdin line 2: the value has a backslash at its end",
+        ),
+        (
+            b"k\\x\tv\n",
+            "stdin line 1: the key has an unknown escape \\x",
+        ),
+    ] {
+        let out = persist(&["load", ps], input);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // The lines before the bad one were stored, and nothing else changed.
+    assert_eq!(ok(&["get", ps, "ok"]), "1\n");
+    assert_eq!(ok(&["get", ps, "a"]), "1\n");
+
+    for cmd in ["list", "load"] {
+        let help = ok(&[cmd, "--help"]);
+        for needle in ["\\\\", "\\t", "\\n", "\\r"] {
+            assert!(help.contains(needle), "{cmd} --help names {needle}: {help}");
+        }
     }
 }
 
