@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{CompactStats, Residency, Stats, VerifyReport, WriteStats};
+use crate::{CompactStats, Residency, Scratch, Stats, VerifyReport, WriteStats};
 
 /// For `Option` fields (`#[serde(deserialize_with = "required")]`): present, as `null` or a
 /// value, or an error naming the field (serde's default would read a missing one as `None`).
@@ -131,6 +131,10 @@ pub struct StatsDoc {
     pub pages_total: u64,
     pub pages_resident: u64,
     pub faults: FaultCount,
+    /// `FILE.persist-compact` beside the table, if there: left by an interrupted compaction
+    /// (or, as `stats` takes no lock, made by one running now); the next writer removes it.
+    #[serde(deserialize_with = "required")]
+    pub compact_scratch: Option<Scratch>,
 }
 
 /// `persist --json verify FILE` (an invalid table is an error, exit 1, no document).
@@ -140,6 +144,10 @@ pub struct Verified {
     pub valid: bool,
     pub report: VerifyReport,
     pub faults: FaultCount,
+    /// `FILE.persist-compact` beside the table, if there: left by an interrupted compaction
+    /// (`verify` looks while holding the lock, so none is running); the next writer removes it.
+    #[serde(deserialize_with = "required")]
+    pub compact_scratch: Option<Scratch>,
 }
 
 /// `persist --json load FILE`.

@@ -139,8 +139,8 @@
 //! that is a symlink is followed (link after link) and the file it names is replaced, the
 //! scratch file made beside it, so a link stays a link; owner, group and mode are copied to
 //! the scratch file (`fchown`, `fchmod`) before the rename, or the compaction fails. Killed
-//! before the rename, the old file is whole (the next writer removes the scratch file); after
-//! it, the new one is. (Killed between the rename
+//! before the rename, the old file is whole (the next writer removes the scratch file, which
+//! `verify` and `stats` report until then); after it, the new one is. (Killed between the rename
 //! and RETIRED, readers that had the old file open go on reading it as it was at the rename
 //! until they open the table again.)
 //!
@@ -165,6 +165,6 @@ mod table;
 pub use format::{key_hash, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION};
 pub use sys::{faults, page_size, Faults};
 pub use table::{
-    compact_path, page_cache_residency, Access, CompactStats, Error, Residency, Stats, Table,
-    TableMut, WriteOptions, WriteStats, DEFAULT_SLOTS_LOG2,
+    compact_path, compact_scratch, page_cache_residency, Access, CompactStats, Error, Residency,
+    Scratch, Stats, Table, TableMut, WriteOptions, WriteStats, DEFAULT_SLOTS_LOG2,
 };

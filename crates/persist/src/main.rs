@@ -104,8 +104,16 @@ enum Cmd {
     /// prints values raw.
     List { file: PathBuf },
     /// Print the header's numbers and how many pages are resident (mincore).
+    ///
+    /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
+    /// compaction that was interrupted (or, as stats takes no lock, one running now). Readers
+    /// leave it; the next writer removes it.
     Stats { file: PathBuf },
     /// Check every slot and record; exit 1 with the reason if anything is wrong.
+    ///
+    /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
+    /// compaction that was interrupted (verify holds the lock, so none is running). The table
+    /// does not need it; the next writer removes it.
     Verify { file: PathBuf },
     /// Put every KEY<TAB>VALUE line of stdin (the format `persist list` prints)
     ///
@@ -469,6 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stats = t.stats()?;
             let resident = t.resident_pages()?;
             let total = pages(t.mapped_len());
+            let scratch = persist::compact_scratch(&file);
             if json {
                 print_json(&doc::StatsDoc {
                     file,
@@ -476,6 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     pages_total: total,
                     pages_resident: resident as u64,
                     faults: FaultCount::since(start),
+                    compact_scratch: scratch,
                 })?;
             } else {
                 outln!("file            {}", file.display());
@@ -495,12 +505,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 outln!("dirty           {}", stats.dirty);
                 outln!("pages resident  {resident} of {total} (mincore)");
+                if let Some(sc) = scratch {
+                    outln!(
+                        "compact scratch {}: {} bytes left by an interrupted compaction (or made \
+                         by one running now); the next writer removes it",
+                        sc.path.display(),
+                        sc.bytes
+                    );
+                }
             }
         }
         Cmd::Verify { file } => {
             let start = persist::faults();
             let t = open_read(&file, Access::Sequential)?;
-            let r = t.verify()?;
+            let (r, scratch) = t.verify_noting_scratch()?;
             if json {
                 let faults = FaultCount::since(start);
                 print_json(&doc::Verified {
@@ -508,6 +526,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     valid: true,
                     report: r,
                     faults,
+                    compact_scratch: scratch,
                 })?;
             } else {
                 outln!(
@@ -523,6 +542,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                if let Some(sc) = scratch {
+                    outln!(
+                        "{}: {} bytes left by an interrupted compaction (the table does not need \
+                         it; the next writer removes it)",
+                        sc.path.display(),
+                        sc.bytes
+                    );
+                }
             }
         }
         Cmd::Load { file, flags, echo } => {

@@ -605,6 +605,13 @@ impl Table {
     /// Unlike lookups, this checks the table at one instant, so it takes the writers' lock
     /// (shared: several verifies run together) and waits while a writer writes.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
+        Ok(self.verify_noting_scratch()?.0)
+    }
+
+    /// [`Table::verify`], and the scratch file an interrupted compaction left beside the table,
+    /// if any: looked for while the lock keeps writers out, so no compaction is running and a
+    /// scratch file there was left by one that was killed.
+    pub fn verify_noting_scratch(&self) -> Result<(VerifyReport, Option<Scratch>), Error> {
         let mut refreshes = 0;
         loop {
             let (locked_map, _) = self.snapshot()?;
@@ -627,9 +634,11 @@ impl Table {
                     let ranges = Table::slot_ranges(m, &hdr);
                     m.advise_slot_array(&hdr, self.access);
                     let report = View { mem: m.mem(), hdr }.verify(&ranges);
+                    let scratch = compact_scratch(&self.path);
                     Some(
                         m.check(&self.path)
-                            .and(report.map_err(invalid_err(&self.path))),
+                            .and(report.map_err(invalid_err(&self.path)))
+                            .map(|r| (r, scratch)),
                     )
                 }
                 Err(e) => Some(Err(e)),
@@ -852,6 +861,27 @@ fn resolve_links(path: &Path) -> io::Result<PathBuf> {
         };
     }
     Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+/// A scratch file beside a table (`FILE.persist-compact`): what a compaction killed before its
+/// rename leaves until the next writer removes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scratch {
+    /// Its path (beside the file the table's path names, links followed).
+    pub path: PathBuf,
+    /// Its length in bytes (up to the size of the table it was a copy of).
+    pub bytes: u64,
+}
+
+/// The scratch file beside the table `path` names, if there is one. Looked at, never removed:
+/// only a writer, holding the lock, knows that no compaction is running.
+pub fn compact_scratch(path: &Path) -> Option<Scratch> {
+    let path = compact_path(path);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    Some(Scratch {
+        path,
+        bytes: meta.len(),
+    })
 }
 
 /// Gives the compacted copy `new` the owner, group and mode of the table `old` it replaces

@@ -1,6 +1,7 @@
 //! The edges of issue 22, each reproduced with real files, links and processes: compaction
 //! keeps the file's identity (the path through symlinks, mode, owner, group); readers during a
-//! writer's growth never call a valid table truncated; `list | load` round-trips any bytes.
+//! writer's growth never call a valid table truncated; `list | load` round-trips any bytes;
+//! `verify` and `stats` name the scratch file an interrupted compaction left.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{fails, is_root, ok, persist, skip, tempdir, Rng, Tmpfs, BIN};
-use persist::doc::Loaded;
+use persist::doc::{Loaded, StatsDoc, Verified};
 use persist::{Table, TableMut, WriteOptions};
 
 fn s(p: &Path) -> &str {
@@ -512,3 +513,78 @@ fn load_reads_plain_tsv_as_before_and_refuses_an_unknown_escape() {
     }
 }
 
+/// Kills `persist compact FILE` once its scratch file exists; whether the scratch was left.
+fn kill_mid_compaction(path: &Path, scratch: &Path) -> bool {
+    let mut child = Command::new(BIN)
+        .args(["compact", s(path)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let limit = Instant::now() + Duration::from_secs(20);
+    while !scratch.exists() && child.try_wait().unwrap().is_none() && Instant::now() < limit {
+        std::thread::yield_now();
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    scratch.exists()
+}
+
+#[test]
+fn verify_and_stats_name_the_scratch_file_an_interrupted_compaction_left() {
+    let d = tempdir("scratch");
+    let base = d.path().join("base.tbl");
+    garbage_table(&base);
+    let bytes = std::fs::read(&base).unwrap();
+    let path = d.path().join("t.tbl");
+    let scratch = d.path().join("t.tbl.persist-compact");
+    let ps = s(&path);
+    let mut kills = 0;
+    loop {
+        std::fs::write(&path, &bytes).unwrap();
+        kills += 1;
+        if kill_mid_compaction(&path, &scratch) {
+            break;
+        }
+        assert!(kills < 20, "no kill landed while the scratch file existed");
+    }
+    let size = std::fs::symlink_metadata(&scratch).unwrap().len();
+    // Through the path and through a link to it (the scratch lies beside the target).
+    let links = d.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    let link = links.join("t.tbl");
+    symlink("../t.tbl", &link).unwrap();
+    for p in [ps, s(&link)] {
+        for cmd in ["verify", "stats"] {
+            let text = ok(&[cmd, p]);
+            let line = text
+                .lines()
+                .find(|l| l.contains("t.tbl.persist-compact"))
+                .unwrap_or_else(|| panic!("{cmd} {p} names the scratch file: {text}"));
+            assert!(
+                line.contains(&format!("{size} bytes"))
+                    && line.contains("interrupted compaction")
+                    && line.contains("the next writer removes it"),
+                "{cmd}: {line}"
+            );
+        }
+        let v: Verified = serde_json::from_str(&ok(&["--json", "verify", p])).unwrap();
+        let st: StatsDoc = serde_json::from_str(&ok(&["--json", "stats", p])).unwrap();
+        for found in [v.compact_scratch, st.compact_scratch] {
+            let found = found.expect("the JSON names the scratch file");
+            let real = |p: &Path| std::fs::canonicalize(p).unwrap();
+            assert_eq!((real(&found.path), found.bytes), (real(&scratch), size));
+        }
+    }
+    holds_all(&path, "after a killed compaction");
+    assert!(scratch.exists(), "readers never remove it");
+    // The next writer removes it; then nothing is said.
+    ok(&["put", s(&link), "after", "ok"]);
+    assert!(!scratch.exists());
+    for cmd in ["verify", "stats"] {
+        let text = ok(&[cmd, ps]);
+        assert!(!text.contains("persist-compact"), "{text}");
+    }
+    let v: Verified = serde_json::from_str(&ok(&["--json", "verify", ps])).unwrap();
+    assert!(v.compact_scratch.is_none());
+}
