@@ -1,13 +1,15 @@
 //! The `--json` documents of the `persist` command, one type per command, defined once here so
 //! that the binary prints them and `cargo xtask` reads them with the same types. Every field is
 //! required when reading: a missing one is an error naming it, never a default (an `Option` is
-//! present, as `null` or a value).
+//! present, as `null` or a value). The one exception is `compact_scratch` (added later to
+//! `verify` and `stats`): documents recorded before it existed, such as the lab's recorded
+//! evidence, read as "no scratch file", which is what that persist would have had to say.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{CompactStats, Residency, Stats, VerifyReport, WriteStats};
+use crate::{CompactStats, Residency, Scratch, Stats, VerifyReport, WriteStats};
 
 /// For `Option` fields (`#[serde(deserialize_with = "required")]`): present, as `null` or a
 /// value, or an error naming the field (serde's default would read a missing one as `None`).
@@ -131,6 +133,11 @@ pub struct StatsDoc {
     pub pages_total: u64,
     pub pages_resident: u64,
     pub faults: FaultCount,
+    /// `FILE.persist-compact` beside the table, if there: left by an interrupted compaction
+    /// (or, as `stats` takes no lock, made by one running now); the next writer removes it.
+    /// Missing in documents older than the field: read as `None` (see the module docs).
+    #[serde(default)]
+    pub compact_scratch: Option<Scratch>,
 }
 
 /// `persist --json verify FILE` (an invalid table is an error, exit 1, no document).
@@ -140,6 +147,11 @@ pub struct Verified {
     pub valid: bool,
     pub report: VerifyReport,
     pub faults: FaultCount,
+    /// `FILE.persist-compact` beside the table, if there: left by an interrupted compaction
+    /// (`verify` looks while holding the lock, so none is running); the next writer removes it.
+    /// Missing in documents older than the field: read as `None` (see the module docs).
+    #[serde(default)]
+    pub compact_scratch: Option<Scratch>,
 }
 
 /// `persist --json load FILE`.
@@ -193,5 +205,28 @@ mod tests {
         let e = serde_json::from_str::<Stats>(&stats.replace(r#""dirty": false"#, r#""x": 1"#))
             .unwrap_err();
         assert!(e.to_string().contains("dirty"), "{e}");
+    }
+
+    #[test]
+    fn a_verify_document_recorded_before_compact_scratch_reads_as_none() {
+        let doc = |scratch: &str| {
+            format!(
+                r#"{{"file": "t", "valid": true, "report": {{"entries": 1, "deleted": 0,
+                "slot_count": 64, "file_len": 4096, "arena_end": 600, "live_record_bytes": 24,
+                "dirty": false, "counts_match": true}}, "faults": {{"minor": 1, "major": 0}}
+                {scratch}}}"#
+            )
+        };
+        let old: Verified = serde_json::from_str(&doc("")).unwrap();
+        assert_eq!(old.compact_scratch, None);
+        let new: Verified = serde_json::from_str(&doc(
+            r#", "compact_scratch": {"path": "t.persist-compact", "bytes": 9}"#,
+        ))
+        .unwrap();
+        assert_eq!(new.compact_scratch.map(|s| s.bytes), Some(9));
+        // Everything else is still required.
+        let e = serde_json::from_str::<Verified>(&doc("").replace(r#""valid": true,"#, ""))
+            .unwrap_err();
+        assert!(e.to_string().contains("valid"), "{e}");
     }
 }

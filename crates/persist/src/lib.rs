@@ -75,7 +75,9 @@
 //! one, which stays as it was. So a lookup that races with any write — a put, an overwrite, a
 //! delete, a growth, a rehash, a compaction — returns, for its key, the value before or the
 //! value after that write: never a torn record, a wrong value or an error. A reader whose
-//! mapping is shorter than a file a writer grew maps it again; one whose file was compacted
+//! mapping is shorter than a file a writer grew maps it again (a header recording more than
+//! the mapping holds is never called a truncation before that remap: `verify`, which waits
+//! for a writer's lock, remaps after the wait); one whose file was compacted
 //! away (RETIRED) opens the path again; older mappings stay mapped until the reader is dropped,
 //! so values it returned stay valid. Nothing ever shrinks a table's file.
 //!
@@ -133,8 +135,12 @@
 //! into `FILE.persist-compact`, fsyncs it, renames it over `FILE`, then sets RETIRED in the old
 //! file. Readers of the old file keep a valid mapping and move over on their next lookup; a
 //! writer that was waiting for the old file's lock compares the inode its path names with the
-//! one it locked and opens the path again. Killed before the rename, the old file is whole (the
-//! next writer removes the scratch file); after it, the new one is. (Killed between the rename
+//! one it locked and opens the path again. The new file keeps the old one's identity: a path
+//! that is a symlink is followed (link after link) and the file it names is replaced, the
+//! scratch file made beside it, so a link stays a link; owner, group and mode are copied to
+//! the scratch file (`fchown`, `fchmod`) before the rename, or the compaction fails. Killed
+//! before the rename, the old file is whole (the next writer removes the scratch file, which
+//! `verify` and `stats` report until then); after it, the new one is. (Killed between the rename
 //! and RETIRED, readers that had the old file open go on reading it as it was at the rename
 //! until they open the table again.)
 //!
@@ -159,6 +165,6 @@ mod table;
 pub use format::{key_hash, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION};
 pub use sys::{faults, page_size, Faults};
 pub use table::{
-    compact_path, page_cache_residency, Access, CompactStats, Error, Residency, Stats, Table,
-    TableMut, WriteOptions, WriteStats, DEFAULT_SLOTS_LOG2,
+    compact_path, compact_scratch, page_cache_residency, Access, CompactStats, Error, Residency,
+    Scratch, Stats, Table, TableMut, WriteOptions, WriteStats, DEFAULT_SLOTS_LOG2,
 };

@@ -8,8 +8,9 @@
 //!
 //! Readers (`get`, `list`, `stats`) take no lock and never wait for a writer; writers (`put`,
 //! `del`, `load`, `compact`) exclude each other with `flock`; `verify` waits for a writer to
-//! finish. A production tool would add backups (a consistent copy under the writers' lock) and
-//! an escape format for keys with tabs and newlines in `load`/`list`.
+//! finish. `list` and `load` share a TSV format with four escapes (`\\`, `\t`, `\n`, `\r`), so
+//! any bytes round-trip (the `tsv` module below). A production tool would add backups (a
+//! consistent copy under the writers' lock).
 
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -95,13 +96,33 @@ enum Cmd {
         #[command(flatten)]
         flags: WriteFlags,
     },
-    /// Print every KEY<TAB>VALUE (in file order: one pass over the file).
+    /// Print every KEY<TAB>VALUE line (in file order: one pass over the file).
+    ///
+    /// Escaped, so that any bytes make one line and `persist load` reads them back exactly: in
+    /// keys and values a backslash is written \\, a tab \t, a newline \n and a carriage return
+    /// \r; every other byte as it is (NUL and bytes that are not UTF-8 included). `persist get`
+    /// prints values raw.
     List { file: PathBuf },
     /// Print the header's numbers and how many pages are resident (mincore).
+    ///
+    /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
+    /// compaction that was interrupted (or, as stats takes no lock, one running now). Readers
+    /// leave it; the next writer removes it.
     Stats { file: PathBuf },
     /// Check every slot and record; exit 1 with the reason if anything is wrong.
+    ///
+    /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
+    /// compaction that was interrupted (verify holds the lock, so none is running). The table
+    /// does not need it; the next writer removes it.
     Verify { file: PathBuf },
-    /// Put every KEY<TAB>VALUE line of stdin (the key ends at the first tab).
+    /// Put every KEY<TAB>VALUE line of stdin (the format `persist list` prints)
+    ///
+    /// The key ends at the first tab. In keys and values \\ is a backslash, \t a tab, \n a
+    /// newline and \r a carriage return; any other byte stands for itself, so a plain TSV
+    /// without backslashes loads as it reads. A backslash followed by anything else (\x) is an
+    /// error naming the line, as is a line without a tab; the lines before it are stored.
+    /// Lines end in \n or \r\n (a carriage return that is data is written \r); empty lines
+    /// are skipped.
     Load {
         file: PathBuf,
         #[command(flatten)]
@@ -113,8 +134,12 @@ enum Cmd {
     /// Give back the space of overwritten and deleted entries (a compacted copy renamed over FILE)
     ///
     /// Copies the live entries into FILE.persist-compact, fsyncs it and renames it over FILE.
+    /// When FILE is a symlink (or a chain of them), the file it points to is compacted, in its
+    /// own directory, and the link stays a link. The new file keeps the owner, group and mode
+    /// of the old (an error, and no compaction, when that is not allowed).
     /// Readers that have the old file open keep reading it and move to the new one; a writer
-    /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost.
+    /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
+    /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
     Compact {
         file: PathBuf,
         /// Fail at once if another writer holds the lock, instead of waiting for it.
@@ -180,6 +205,78 @@ fn mode(private: bool) -> Mode {
         Mode::Private
     } else {
         Mode::Shared
+    }
+}
+
+/// The TSV of `list` and `load`: one `KEY<TAB>VALUE` line per entry, with a backslash, a tab,
+/// a newline and a carriage return in keys and values written `\\`, `\t`, `\n`, `\r`. Every
+/// other byte stands for itself, so a TSV with no backslashes reads as it did before there were
+/// escapes, and a line of `list` is always one entry whatever bytes it holds.
+mod tsv {
+    /// Appends `bytes` to `out`, escaped.
+    pub fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+    }
+
+    /// Replaces `out` with `field` unescaped. For an escape that is not one of the four, what
+    /// the field has ("an unknown escape \\x", "a backslash at its end").
+    pub fn unescape_into(out: &mut Vec<u8>, field: &[u8]) -> Result<(), String> {
+        out.clear();
+        let mut bytes = field.iter();
+        while let Some(&b) = bytes.next() {
+            if b != b'\\' {
+                out.push(b);
+                continue;
+            }
+            out.push(match bytes.next() {
+                Some(b'\\') => b'\\',
+                Some(b't') => b'\t',
+                Some(b'n') => b'\n',
+                Some(b'r') => b'\r',
+                Some(&c) => {
+                    let shown = if c.is_ascii_graphic() || c == b' ' {
+                        format!("\\{}", c as char)
+                    } else {
+                        format!("\\ followed by byte {c:#04x}")
+                    };
+                    return Err(format!("an unknown escape {shown}"));
+                }
+                None => return Err("a backslash at its end".into()),
+            });
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_byte_round_trips_and_unknown_escapes_are_refused() {
+            let all: Vec<u8> = (0..=255u8).chain(*b"\\\\t\r\n\\").collect();
+            let mut escaped = Vec::new();
+            escape_into(&mut escaped, &all);
+            assert!(!escaped.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r')));
+            let mut back = Vec::new();
+            unescape_into(&mut back, &escaped).unwrap();
+            assert_eq!(back, all);
+            unescape_into(&mut back, b"plain text, no escapes").unwrap();
+            assert_eq!(back, b"plain text, no escapes");
+            let e = unescape_into(&mut back, b"C:\\dir").unwrap_err();
+            assert_eq!(e, "an unknown escape \\d");
+            let e = unescape_into(&mut back, b"\\\xff").unwrap_err();
+            assert!(e.contains("byte 0xff"), "{e}");
+            let e = unescape_into(&mut back, b"end\\").unwrap_err();
+            assert_eq!(e, "a backslash at its end");
+        }
     }
 }
 
@@ -359,13 +456,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 let mut out = io::BufWriter::new(io::stdout().lock());
                 let mut err = Ok(());
+                let mut line = Vec::new();
                 t.for_each(|k, v| {
                     if err.is_ok() {
-                        err = out
-                            .write_all(k)
-                            .and_then(|_| out.write_all(b"\t"))
-                            .and_then(|_| out.write_all(v))
-                            .and_then(|_| out.write_all(b"\n"));
+                        line.clear();
+                        tsv::escape_into(&mut line, k);
+                        line.push(b'\t');
+                        tsv::escape_into(&mut line, v);
+                        line.push(b'\n');
+                        err = out.write_all(&line);
                     }
                 })?;
                 err.context("cannot write to stdout")?;
@@ -378,6 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stats = t.stats()?;
             let resident = t.resident_pages()?;
             let total = pages(t.mapped_len());
+            let scratch = persist::compact_scratch(&file);
             if json {
                 print_json(&doc::StatsDoc {
                     file,
@@ -385,6 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     pages_total: total,
                     pages_resident: resident as u64,
                     faults: FaultCount::since(start),
+                    compact_scratch: scratch,
                 })?;
             } else {
                 outln!("file            {}", file.display());
@@ -404,12 +505,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 outln!("dirty           {}", stats.dirty);
                 outln!("pages resident  {resident} of {total} (mincore)");
+                if let Some(sc) = scratch {
+                    outln!(
+                        "compact scratch {}: {} bytes left by an interrupted compaction (or made \
+                         by one running now); the next writer removes it",
+                        sc.path.display(),
+                        sc.bytes
+                    );
+                }
             }
         }
         Cmd::Verify { file } => {
             let start = persist::faults();
             let t = open_read(&file, Access::Sequential)?;
-            let r = t.verify()?;
+            let (r, scratch) = t.verify_noting_scratch()?;
             if json {
                 let faults = FaultCount::since(start);
                 print_json(&doc::Verified {
@@ -417,6 +526,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     valid: true,
                     report: r,
                     faults,
+                    compact_scratch: scratch,
                 })?;
             } else {
                 outln!(
@@ -432,13 +542,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                if let Some(sc) = scratch {
+                    outln!(
+                        "{}: {} bytes left by an interrupted compaction (the table does not need \
+                         it; the next writer removes it)",
+                        sc.path.display(),
+                        sc.bytes
+                    );
+                }
             }
         }
         Cmd::Load { file, flags, echo } => {
             let mut t = open_write(&file, flags, true)?;
             let stdin = io::stdin();
             let mut input = stdin.lock();
-            let mut line = Vec::new();
+            let (mut line, mut key, mut value) = (Vec::new(), Vec::new(), Vec::new());
             let (mut n, mut lineno) = (0u64, 0u64);
             let mut out = io::stdout().lock();
             loop {
@@ -451,6 +569,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     break;
                 }
                 lineno += 1;
+                // A CRLF line end; a carriage return that is data is escaped (\r).
                 let l = line.strip_suffix(b"\n").unwrap_or(&line);
                 let l = l.strip_suffix(b"\r").unwrap_or(l);
                 if l.is_empty() {
@@ -462,7 +581,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                          ({n} lines before it were stored)"
                     );
                 };
-                t.put(&l[..tab], &l[tab + 1..])?;
+                let field = |bytes: &[u8], buf: &mut Vec<u8>, what: &str| {
+                    tsv::unescape_into(buf, bytes).map_err(|e| {
+                        anyhow::anyhow!(
+                            "stdin line {lineno}: the {what} has {e}; the escapes are \\\\ \\t \\n \
+                             \\r (a backslash itself is \\\\) ({n} lines before it were stored)"
+                        )
+                    })
+                };
+                field(&l[..tab], &mut key, "key")?;
+                field(&l[tab + 1..], &mut value, "value")?;
+                t.put(&key, &value)?;
                 n += 1;
                 if echo {
                     out.write_all(&l[..tab])

@@ -593,25 +593,45 @@ impl Table {
     /// Unlike lookups, this checks the table at one instant, so it takes the writers' lock
     /// (shared: several verifies run together) and waits while a writer writes.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
+        Ok(self.verify_noting_scratch()?.0)
+    }
+
+    /// [`Table::verify`], and the scratch file an interrupted compaction left beside the table,
+    /// if any: looked for while the lock keeps writers out, so no compaction is running and a
+    /// scratch file there was left by one that was killed.
+    pub fn verify_noting_scratch(&self) -> Result<(VerifyReport, Option<Scratch>), Error> {
         let mut refreshes = 0;
         loop {
-            let (m, _) = self.snapshot()?;
-            sys::flock(&m.file, false, true).map_err(io_err(&self.path, "flock"))?;
-            let locked = m.header(&self.path);
+            let (locked_map, _) = self.snapshot()?;
+            sys::flock(&locked_map.file, false, true).map_err(io_err(&self.path, "flock"))?;
+            // A writer may have grown the file past this mapping while we waited for the lock:
+            // a header recording more than the mapping holds is first mapped again (the lock
+            // now keeps writers out, so one remap sees the final length). Only a file still
+            // shorter than its header after that was truncated.
+            let mut m = locked_map;
+            let mut locked = m.header(&self.path);
+            let mut grown = 0;
+            while locked.is_err() && grown < MAX_REFRESH && self.refresh(m, None)? {
+                grown += 1;
+                m = self.current();
+                locked = m.header(&self.path);
+            }
             let result = match locked {
                 Ok(hdr) if hdr.retired() && refreshes < MAX_REFRESH => None,
                 Ok(hdr) => {
                     let ranges = Table::slot_ranges(m, &hdr);
                     m.advise_slot_array(&hdr, self.access);
                     let report = View { mem: m.mem(), hdr }.verify(&ranges);
+                    let scratch = compact_scratch(&self.path);
                     Some(
                         m.check(&self.path)
-                            .and(report.map_err(invalid_err(&self.path))),
+                            .and(report.map_err(invalid_err(&self.path)))
+                            .map(|r| (r, scratch)),
                     )
                 }
                 Err(e) => Some(Err(e)),
             };
-            let _ = sys::unlock(&m.file);
+            let _ = sys::unlock(&locked_map.file);
             match result {
                 Some(r) => return r,
                 None => {
@@ -793,13 +813,77 @@ const RESERVE_CHUNK: u64 = 1 << 20;
 /// garbage is not worth a new file).
 const AUTO_COMPACT_MIN: u64 = 1 << 20;
 
-/// The scratch file a compaction builds before renaming it over `path`: `PATH.persist-compact`.
-/// One left by a killed compactor is removed by the next writer (which holds the lock, so no
-/// compaction can be running).
+/// The scratch file a compaction of the table `path` names builds before renaming it over the
+/// table: `FILE.persist-compact` beside the file itself, `FILE` being `path` with its symlinks
+/// followed ([`resolve_links`]; `path` as it is when they cannot be). One left by a killed
+/// compactor is removed by the next writer (which holds the lock, so no compaction can be
+/// running).
 pub fn compact_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    scratch_beside(&resolve_links(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// `FILE.persist-compact` for the file (not a link) `file`.
+fn scratch_beside(file: &Path) -> PathBuf {
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
     name.push(".persist-compact");
-    path.with_file_name(name)
+    file.with_file_name(name)
+}
+
+/// The path of the file `path` names, its last component's symlinks followed one after the
+/// other (a relative link's target is taken from the link's directory), so that a
+/// compaction renames its new file over the file a link points to, in that file's directory,
+/// and never over the link. Directories on the way are left to the kernel (joined, never
+/// normalised: `..` after a linked directory means what the kernel says it means). A path that
+/// is not a link comes back as it is.
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    // The kernel's own limit on links followed in one lookup (ELOOP past it).
+    for _ in 0..40 {
+        if !std::fs::symlink_metadata(&p)?.file_type().is_symlink() {
+            return Ok(p);
+        }
+        let target = std::fs::read_link(&p)?;
+        p = match p.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+/// A scratch file beside a table (`FILE.persist-compact`): what a compaction killed before its
+/// rename leaves until the next writer removes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scratch {
+    /// Its path (beside the file the table's path names, links followed).
+    pub path: PathBuf,
+    /// Its length in bytes (up to the size of the table it was a copy of).
+    pub bytes: u64,
+}
+
+/// The scratch file beside the table `path` names, if there is one. Looked at, never removed:
+/// only a writer, holding the lock, knows that no compaction is running.
+pub fn compact_scratch(path: &Path) -> Option<Scratch> {
+    let path = compact_path(path);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    Some(Scratch {
+        path,
+        bytes: meta.len(),
+    })
+}
+
+/// Gives the compacted copy `new` the owner, group and mode of the table `old` it replaces
+/// (`fchown(2)` first, which may clear set-id bits, then `fchmod(2)`), so that a compaction
+/// changes who may read and write the table in no way. Not being allowed to (a user who is not
+/// root compacting a table whose owner or group is not theirs) is an error: the compaction is
+/// abandoned and the table left as it was.
+fn keep_identity(old: &File, new: &File) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (was, is) = (old.metadata()?, new.metadata()?);
+    if (was.uid(), was.gid()) != (is.uid(), is.gid()) {
+        std::os::unix::fs::fchown(new, Some(was.uid()), Some(was.gid()))?;
+    }
+    new.set_permissions(std::fs::Permissions::from_mode(was.mode() & 0o7777))
 }
 
 /// What a compaction did.
@@ -1470,7 +1554,10 @@ impl TableMut {
             log2 += 1;
         }
         let need = HEADER_LEN + (8u64 << log2) + bytes;
-        let tmp = compact_path(&self.path);
+        // The new file replaces the file the path names, links followed, in that file's
+        // directory: renamed over a link, it would make the link a second table.
+        let target = self.compaction_target()?;
+        let tmp = scratch_beside(&target);
         let _ = std::fs::remove_file(&tmp);
         let opts = WriteOptions {
             private: false,
@@ -1480,6 +1567,10 @@ impl TableMut {
         };
         let built =
             TableMut::create_with_len(&tmp, log2, opts, need + need / 4).and_then(|mut new| {
+                keep_identity(&self.file, &new.file).map_err(io_err(
+                    &target,
+                    "keeping its owner, group and mode on the compacted copy (fchown/fchmod)",
+                ))?;
                 for rec in self.view().iter(&ranges) {
                     let rec = rec.map_err(invalid_err(&self.path))?;
                     new.put(rec.key, rec.value)?;
@@ -1488,7 +1579,7 @@ impl TableMut {
                 // Durable before it replaces the old file: a power loss must not leave the path
                 // naming a file whose data never reached the disk.
                 new.file.sync_all().map_err(io_err(&tmp, "fsync"))?;
-                std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path, "rename"))?;
+                std::fs::rename(&tmp, &target).map_err(io_err(&target, "rename"))?;
                 Ok(new)
             });
         let mut new = match built {
@@ -1498,7 +1589,7 @@ impl TableMut {
                 return Err(e);
             }
         };
-        if let Some(dir) = self.path.parent() {
+        if let Some(dir) = target.parent() {
             // The rename itself durable too (best effort: some file systems refuse).
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -1525,6 +1616,20 @@ impl TableMut {
             arena_bytes_before: before.arena_end - HEADER_LEN,
             arena_bytes_after: after.arena_end - HEADER_LEN,
         })
+    }
+
+    /// The file this writer's path names, links followed: what a compaction replaces. An
+    /// error if that is not the file this writer holds (a link changed since it was opened).
+    fn compaction_target(&self) -> Result<PathBuf, Error> {
+        let target = resolve_links(&self.path).map_err(io_err(&self.path, "readlink"))?;
+        if !still_named(&target, &self.file)? {
+            return Err(io_err(&self.path, "compact")(io::Error::other(format!(
+                "{} no longer names the table this writer opened (a link was changed); \
+                 nothing was compacted",
+                target.display()
+            ))));
+        }
+        Ok(target)
     }
 
     /// `msync(2)` with `MS_SYNC`: waits until the mapping's dirty pages are on disk.

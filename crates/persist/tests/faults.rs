@@ -6,21 +6,13 @@
 //! terminal when it cannot run (never skipping silently).
 
 mod common;
-mod tmpfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{build, fails, ok, persist, tempdir, BIN};
+use common::{build, fails, ok, persist, skip, tempdir, Tmpfs, BIN};
 use persist::{Table, TableMut, WriteOptions};
-use tmpfs::Tmpfs;
-
-/// Writes a skip notice straight to the terminal: libtest captures `eprintln!` of passing
-/// tests, but not writes to the stderr handle.
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
-}
 
 /// Runs `persist load --echo FILE` on `tsv` through `sh -c` with `prefix` (e.g. a ulimit);
 /// returns the keys echoed (their puts returned), the exit code and stderr.

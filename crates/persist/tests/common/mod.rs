@@ -8,6 +8,11 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+#[path = "../tmpfs/mod.rs"]
+mod tmpfs;
+#[allow(unused_imports)]
+pub use tmpfs::{skip_unless_ci as skip, Tmpfs};
+
 /// A fresh directory removed (with its contents) when dropped, also when the test fails.
 pub fn tempdir(name: &str) -> TempDir {
     tempfile::Builder::new()
@@ -109,4 +114,10 @@ pub fn build(path: &Path, n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     t.close().unwrap();
     kv
+}
+
+/// Whether the tests run as root (needed to mount a tmpfs, or to give a file away).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
