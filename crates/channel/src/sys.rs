@@ -3,7 +3,8 @@
 //! `sched_setaffinity(2)`/`sched_getaffinity(2)`, and `sigaction(2)` handlers that turn Ctrl-C
 //! into a flag the waiting loops poll (and SIGBUS into a one-line error).
 //!
-//! Everything else (open, ftruncate, link, mmap) goes through `std` and `memmap2`.
+//! `posix_fallocate(3)` reserves a new ring's blocks. Everything else (open, ftruncate, link,
+//! mmap) goes through `std` and `memmap2`.
 
 use std::fs::File;
 use std::io;
@@ -141,6 +142,28 @@ pub fn byte_locked_by_other(file: &File, byte: u64) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// `posix_fallocate(3)`: gives `file` a length of at least `len` bytes with every block
+/// allocated, so that later stores through a mapping cannot fail for lack of space (a SIGBUS).
+/// A full file system is `ENOSPC` here. glibc falls back to writing a byte per block where
+/// `fallocate(2)` is not supported; where even that fails (`EOPNOTSUPP`, `EINVAL`), the file
+/// is sized with `ftruncate(2)` instead, and space is only claimed as pages are first written.
+pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let off_len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: posix_fallocate takes a descriptor owned by `file` and two integers; it
+        // touches no memory of ours.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL => return file.set_len(len),
+            // It returns the error number instead of setting errno.
+            _ => return Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
 /// `sched_getaffinity(2)` for this process: the CPUs it may run on, in increasing order.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
@@ -244,7 +267,8 @@ extern "C" fn on_interrupt(sig: libc::c_int) {
 
 extern "C" fn on_sigbus(_sig: libc::c_int) {
     write_stderr(
-        b"error: the ring file was truncated while mapped (SIGBUS); remove it and start again\n",
+        b"error: the ring file was truncated while mapped, or its file system could not back \
+          it (SIGBUS); remove it and start again\n",
     );
     // SAFETY: _exit(2) is async-signal-safe and never returns.
     unsafe { libc::_exit(1) }
