@@ -40,6 +40,13 @@
 //! (moving past records a killed sender published without storing `tail`), and `unread`
 //! counts come from it.
 //!
+//! A receiver that copies messages out (as `channel recv` does, into stdout) keeps them
+//! ([`Message::keep`]) instead of releasing each one, and releases the batch
+//! ([`Receiver::release`]) only after the copy reached its destination: a receiver killed in
+//! between leaves the messages in the ring for the next one. At the end of a closed stream
+//! `head` (all that was read) must equal `tail` (all that was sent); anything else is a
+//! damaged ring, reported and kept.
+//!
 //! The receiver releases a record with a release store of `head`; the sender acquire-loads
 //! `head` (only when its cached copy says the ring is full) before reusing those bytes. Each
 //! field has one writer: no read-modify-write races, nothing lost (compare step 5, where every
@@ -85,11 +92,14 @@
 //!
 //! # Who creates and who removes the file
 //!
-//! Whichever side comes first creates it: a temporary file beside it is sized and initialised,
-//! then `link(2)`ed into place, which fails if the name exists. So the name only ever refers
-//! to a complete ring, and two sides starting at once agree on one file. The last side to
-//! leave removes it, unless unread messages remain (a sender that finished before any receiver
-//! came leaves its messages for the next receiver).
+//! Whichever side comes first creates it: a temporary file beside it is sized (every block
+//! reserved with `posix_fallocate(3)`, so a full disk is an error here and not a SIGBUS at the
+//! first message) and initialised, then `link(2)`ed into place, which fails if the name
+//! exists. So the name only ever refers to a complete ring, and two sides starting at once
+//! agree on one file. The last side to leave removes it when `head == tail` (a sender that
+//! finished before any receiver came leaves its messages for the next receiver). Only regular
+//! files are rings: an existing name is opened with `O_NONBLOCK` (a FIFO does not block) and
+//! refused unless `fstat` says it is a regular file.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -939,19 +949,58 @@ fn end_of_stream(ring: &Ring, head: u64) -> Result<(), Error> {
     unpublished_record(ring, head)
 }
 
+/// A published record, checked against the ring.
+struct Published {
+    len: u64,
+    padding: bool,
+    /// The bytes it takes: header and padded payload, or (padding) up to the end of the data
+    /// area. A multiple of 8, so positions stay 8-aligned.
+    step: u64,
+}
+
+/// The record published at `position`, if any, checked so that whatever the file says, no
+/// offset outside the data area is ever derived from it: padding reaches exactly the end of
+/// the data area, a message fits before it and within [`max_message`]. Anything else is a
+/// damaged ring. The receiver reads with it and a joining sender recovers `tail` with it.
+fn checked_record(ring: &Ring, position: u64) -> Result<Option<Published>, Error> {
+    let Some((len, padding)) = published(ring, position) else {
+        return Ok(None);
+    };
+    let cap = ring.capacity;
+    let offset = position & (cap - 1);
+    let step = if padding {
+        if len != cap - offset {
+            return Err(ring.corrupt(format!(
+                "padding of {len} bytes at offset {offset} does not reach the end"
+            )));
+        }
+        len
+    } else {
+        let rec = record_len(len);
+        if len > max_message(cap) || offset + rec > cap {
+            return Err(ring.corrupt(format!(
+                "a record of {len} bytes at offset {offset} does not fit"
+            )));
+        }
+        rec
+    };
+    Ok(Some(Published { len, padding, step }))
+}
+
 /// Where a joining sender continues: the stored `tail`, moved past any record a previous sender
 /// published before dying between the header and the `tail` store.
 fn recover_tail(ring: &Ring, head: u64) -> Result<u64, Error> {
     let cap = ring.capacity;
     let mut tail = ring.tail().load(Ordering::Acquire);
-    while let Some((len, padding)) = published(ring, tail) {
-        let step = if padding { len } else { record_len(len) };
-        if step == 0 || (tail & (cap - 1)) + step > cap || tail + step > head + cap {
+    while let Some(r) = checked_record(ring, tail)? {
+        if tail + r.step > head + cap {
             return Err(ring.corrupt(format!(
-                "a record of {len} bytes at position {tail} does not fit"
+                "a record of {} bytes at position {tail} runs past head {head} plus the \
+                 capacity",
+                r.len
             )));
         }
-        tail += step;
+        tail += r.step;
     }
     ring.tail().store(tail, Ordering::Release);
     Ok(tail)
@@ -1282,31 +1331,18 @@ impl Receiver {
 
     /// The next published record, skipping padding; `None` when the ring is empty.
     fn next_record(&mut self) -> Result<Option<Record>, Error> {
-        let cap = self.ring.capacity;
         loop {
-            let Some((len, padding)) = published(&self.ring, self.read) else {
+            let Some(r) = checked_record(&self.ring, self.read)? else {
                 return Ok(None);
             };
-            let offset = self.read & (cap - 1);
-            if padding {
-                if len != cap - offset {
-                    return Err(self.ring.corrupt(format!(
-                        "padding of {len} bytes at offset {offset} does not reach the end"
-                    )));
-                }
-                self.read += len;
+            if r.padding {
+                self.read += r.step;
                 continue;
             }
-            let rec = record_len(len);
-            if len > max_message(cap) || offset + rec > cap {
-                return Err(self.ring.corrupt(format!(
-                    "a record of {len} bytes at offset {offset} does not fit"
-                )));
-            }
             return Ok(Some(Record {
-                offset,
-                len,
-                end: self.read + rec,
+                offset: self.read & (self.ring.capacity - 1),
+                len: r.len,
+                end: self.read + r.step,
             }));
         }
     }
