@@ -68,6 +68,7 @@ Examples:
   channel recv --json demo          # one JSON object per message, then {\"end\":{...}}
   seq 1000000 | channel send --file ./ring.bin & channel recv --file ./ring.bin | tail -1
 
+A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
 Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy, stdout not writable),
 2 usage, 130 Ctrl-C.";
 
