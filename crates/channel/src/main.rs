@@ -551,13 +551,22 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         // Copy what is there into `pending`, keeping each message in the ring, until the ring
         // is empty or a batch is full; write the batch, then release its messages. A kill
         // before the release leaves them for the next receiver (repeated, never lost).
-        let got = match rx.try_recv()? {
-            Some(m) => {
+        let next = match rx.try_recv() {
+            Ok(Some(m)) => {
                 format(&mut pending, &m)?;
                 m.keep();
-                true
+                Ok(true)
             }
-            None => false,
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        let got = match next {
+            Ok(got) => got,
+            Err(e) => {
+                // A damaged record: print every good message before it, then say so.
+                write_then_release(&mut out, &mut pending, &mut rx)?;
+                return Err(e.into());
+            }
         };
         if got {
             if pending.len() >= RECV_BATCH {

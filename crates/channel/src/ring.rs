@@ -466,6 +466,17 @@ fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
+/// Why `path` did not open: a dangling symbolic link is named as one.
+fn open_error(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound && is_symlink(path) {
+        return Error::DanglingLink {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path).unwrap_or_default(),
+        };
+    }
+    io_err(path, "cannot open")(e)
+}
+
 /// What a non-regular file is, for the one-line refusal.
 fn file_kind(t: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
@@ -703,20 +714,14 @@ impl Ring {
         for _attempt in 0..100 {
             let file = match open_ring_file(path, true) {
                 Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && is_symlink(path) => {
-                    // link(2) would never replace the link: say so instead of retrying.
-                    return Err(Error::DanglingLink {
-                        path: path.to_path_buf(),
-                        target: std::fs::read_link(path).unwrap_or_default(),
-                    });
-                }
-                Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                // A dangling link: link(2) would never replace it, so do not retry creating.
+                Err(e) if create && e.kind() == io::ErrorKind::NotFound && !is_symlink(path) => {
                     match Ring::create(path, capacity)? {
                         Some(f) => f,
                         None => continue, // Someone else created it first: open theirs.
                     }
                 }
-                Err(e) => return Err(io_err(path, "cannot open")(e)),
+                Err(e) => return Err(open_error(path, e)),
             };
             let ring = Ring::map(path, file)?;
             sys::lock_byte(&ring.file, LOCK_MEMBERSHIP).map_err(io_err(path, "cannot lock"))?;
@@ -1469,7 +1474,7 @@ impl Drop for Receiver {
 
 /// Reads a ring file's header without joining it (nothing is written).
 pub fn inspect(path: &Path) -> Result<Info, Error> {
-    let file = open_ring_file(path, false).map_err(io_err(path, "cannot open"))?;
+    let file = open_ring_file(path, false).map_err(|e| open_error(path, e))?;
     let (capacity, _) = read_header(path, &file)?;
     let mut fields = [0u8; 4096];
     file.read_exact_at(&mut fields, 0)

@@ -627,25 +627,32 @@ fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::Ex
 
 /// `channel ARGS...` with no stdin, stdout to `stdout`, bounded by `limit`; stderr collected.
 fn run_bounded(args: &[&std::ffi::OsStr], stdout: Stdio, limit: Duration) -> Output {
-    let mut child = Command::new(CHANNEL)
+    let child = Command::new(CHANNEL)
         .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let what = format!("channel {args:?}");
-    let status = wait_exit(&mut child, limit, &what);
-    let mut stderr = Vec::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
+    collect(child, limit, &format!("channel {args:?}"))
+}
+
+/// Waits for `child` to exit (bounded, see [`wait_exit`]), then reads what it left in its
+/// piped stdout and stderr (small outputs: a pipe holds 64 KiB).
+fn collect(mut child: Child, limit: Duration, what: &str) -> Output {
+    let status = wait_exit(&mut child, limit, what);
+    let read = |pipe: Option<&mut dyn Read>| {
+        let mut bytes = Vec::new();
+        if let Some(p) = pipe {
+            p.read_to_end(&mut bytes).unwrap();
+        }
+        bytes
+    };
+    let stdout = read(child.stdout.as_mut().map(|p| p as &mut dyn Read));
+    let stderr = read(child.stderr.as_mut().map(|p| p as &mut dyn Read));
     Output {
         status,
-        stdout: Vec::new(),
+        stdout,
         stderr,
     }
 }
@@ -986,7 +993,7 @@ fn a_dangling_symlink_is_one_clear_line_at_once() {
     let link = dir.tmp.path().join("link");
     let target = dir.tmp.path().join("gone");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    for cmd in ["send", "recv"] {
+    for cmd in ["send", "recv", "info"] {
         let mut args = os(&[cmd, "--file"]);
         args.push(link.clone().into());
         let started = Instant::now();
@@ -1105,19 +1112,7 @@ fn a_full_file_system_is_named_and_nothing_is_left_behind() {
         let input: String = (0..20_000).map(|i| format!("{i:09}\n")).collect();
         let _ = stdin.write_all(input.as_bytes()); // The sender may be gone already.
     }
-    let status = wait_exit(&mut child, Duration::from_secs(10), "send on a full disk");
-    let mut stderr = Vec::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    let out = Output {
-        status,
-        stdout: Vec::new(),
-        stderr,
-    };
+    let out = collect(child, Duration::from_secs(10), "send on a full disk");
     assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
     assert_eq!(
         the_error_line(&out),
@@ -1130,4 +1125,29 @@ fn a_full_file_system_is_named_and_nothing_is_left_behind() {
     );
     let left: Vec<_> = std::fs::read_dir(fs.dir.path()).unwrap().collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn recv_prints_the_messages_before_a_damaged_record_then_reports_it() {
+    let dir = Dir::new("damaged-record");
+    let ring = dir.tmp.path().join("ring");
+    closed_ring(&ring);
+    // The second record (at data offset 16) claims 2 GiB: stamp of position 16, huge length.
+    poke_u64(&ring, 4096 + 16, (0x8000_0002u64 << 32) | 0x7fff_fff0);
+    let mut args = os(&["recv", "--file"]);
+    args.push(ring.clone().into());
+    let out = run_channel(&args, Stdio::piped());
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+    assert_eq!(out.stdout, b"one");
+    let line = the_error_line(&out);
+    assert!(
+        line.ends_with("is damaged: a record of 2147483632 bytes at offset 16 does not fit"),
+        "{line}"
+    );
+    let info = channel::inspect(&ring).unwrap();
+    assert_eq!(
+        (info.head, info.tail),
+        (16, 32),
+        "only the printed message was released"
+    );
 }
