@@ -55,9 +55,9 @@ Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 1
 const RECV_NOTES: &str = "\
 Nothing is lost if recv is killed (even by SIGKILL): a message leaves the ring only after its
 bytes were written to stdout, so the next recv starts with the first message not yet written.
-A kill between a write to stdout and the release of the messages it carried (up to 16 KiB of
-them) makes the next recv print those messages again, and a kill in the middle of a write may
-leave its last line cut short before they are printed again.
+A kill between a write to stdout and the release of the messages it carried (a batch of at
+most 16 KiB, or one longer message) makes the next recv print those messages again, and a kill
+in the middle of a write may leave its last line cut short before they are printed again.
 
 At the end of the stream (the sender closed the channel and everything was received) the
 ring's head must equal its tail; anything else is a damaged ring: one error line, exit 1, and
@@ -628,7 +628,8 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
     })
 }
 
-/// The most `recv` copies out of the ring before writing it to stdout.
+/// The most `recv` copies out of the ring before writing it to stdout (one longer message
+/// makes a batch of its own): the most a kill can make the next `recv` print twice.
 const RECV_BATCH: usize = 16 * 1024;
 
 /// Writes the batch to stdout, then releases the messages it carried (and clears it).
