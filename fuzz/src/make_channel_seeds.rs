@@ -126,7 +126,11 @@ fn main() {
     seeds.push(("issue22-unstamped-at-head", unstamped));
     // A record header claiming a huge length.
     let mut huge = two.clone();
-    put_u64(&mut huge, DATA, (get_u64(&two, DATA) & !0xffff_ffff) | 0x7fff_fff0);
+    put_u64(
+        &mut huge,
+        DATA,
+        (get_u64(&two, DATA) & !0xffff_ffff) | 0x7fff_fff0,
+    );
     seeds.push(("record-length-huge", huge));
     // Positions near the end of u64.
     let mut far = two.clone();
