@@ -53,6 +53,7 @@
 //! at once; and backpressure policies other than "block the sender".
 
 pub mod bench;
+pub mod fuzz;
 pub mod ring;
 mod sys;
 

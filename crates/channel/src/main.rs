@@ -52,6 +52,26 @@ Each line is one message; a line longer than the ring takes (half its capacity) 
 pieces, which recv prints back to back, so recv's output is send's input byte for byte.
 Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 130 Ctrl-C.";
 
+const RECV_NOTES: &str = "\
+Nothing is lost if recv is killed (even by SIGKILL): a message leaves the ring only after its
+bytes were written to stdout, so the next recv starts with the first message not yet written.
+A kill between a write to stdout and the release of the messages it carried (a batch of at
+most 16 KiB, or one longer message) makes the next recv print those messages again, and a kill
+in the middle of a write may leave its last line cut short before they are printed again.
+
+At the end of the stream (the sender closed the channel and everything was received) the
+ring's head must equal its tail; anything else is a damaged ring: one error line, exit 1, and
+the file is kept.
+
+Examples:
+  channel recv demo                 # print messages from /dev/shm/demo until the sender closes
+  channel recv --json demo          # one JSON object per message, then {\"end\":{...}}
+  seq 1000000 | channel send --file ./ring.bin & channel recv --file ./ring.bin | tail -1
+
+A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
+Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy, stdout not writable),
+2 usage, 130 Ctrl-C.";
+
 /// Two processes passing messages through a ring in shared memory, and a benchmark.
 #[derive(Parser)]
 #[command(name = "channel", version, after_help = EXAMPLES)]
@@ -67,20 +87,20 @@ enum Cmd {
     Send {
         #[command(flatten)]
         ring: RingArgs,
-        /// Data-area size if this side creates the ring (power of two, e.g. 64K, 1M).
-        #[arg(long, value_parser = parse_size, default_value = "1M")]
+        /// Data-area size if this side creates the ring (power of two, 4K to 1G, e.g. 64K, 1M).
+        #[arg(long, value_parser = parse_capacity, default_value = "1M")]
         capacity: u64,
         /// Print one JSON document on stdout when done: {"file","messages","bytes",...}.
         #[arg(long)]
         json: bool,
     },
     /// Print the messages that arrive, until the sender closes the channel.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = RECV_NOTES)]
     Recv {
         #[command(flatten)]
         ring: RingArgs,
-        /// Data-area size if this side creates the ring (power of two, e.g. 64K, 1M).
-        #[arg(long, value_parser = parse_size, default_value = "1M")]
+        /// Data-area size if this side creates the ring (power of two, 4K to 1G, e.g. 64K, 1M).
+        #[arg(long, value_parser = parse_capacity, default_value = "1M")]
         capacity: u64,
         /// One JSON object per line: {"message":{"seq","bytes","text"}} ... {"end":{...}}.
         #[arg(long)]
@@ -230,6 +250,31 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("'{s}' is not a size (e.g. 64, 4K, 1M)"))?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// A ring's data-area size: a size (see [`parse_size`]) that is a power of two from 4 KiB to
+/// 1 GiB, checked here so that a bad value is a usage error whether or not the ring exists.
+fn parse_capacity(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    let range = channel::ring::MIN_CAPACITY..=channel::ring::MAX_CAPACITY;
+    if !n.is_power_of_two() || !range.contains(&n) {
+        return Err(format!(
+            "'{s}' is not a power of two between 4K and 1G (e.g. 4K, 64K, 1M)"
+        ));
+    }
+    Ok(n)
+}
+
+/// How every stdout failure reads (`/dev/full`, a closed pipe): "cannot write to stdout: No
+/// space left on device (os error 28)", exit 1.
+const STDOUT_ERROR: &str = "cannot write to stdout";
+
+/// Writes `text` to stdout and flushes it; an error instead of `println!`'s panic.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context(STDOUT_ERROR)
 }
 
 /// A line on stderr; a closed stderr is not worth a panic.
@@ -456,7 +501,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         }
     );
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        print_stdout(&format!("{}\n", serde_json::to_string(&report)?))?;
     }
     Ok(if was_interrupted {
         ExitCode::from(INTERRUPTED)
@@ -475,42 +520,67 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // A raw descriptor, no std buffer: when `write_all` returns, the bytes are in the kernel
+    // (the pipe, the file), and only then are their messages released.
+    let mut out = std::fs::File::from(
+        std::os::fd::AsFd::as_fd(&std::io::stdout())
+            .try_clone_to_owned()
+            .context("cannot duplicate stdout")?,
+    );
+    let mut pending: Vec<u8> = Vec::with_capacity(RECV_BATCH);
     let (mut messages, mut bytes) = (0u64, 0u64);
-    let mut emit =
-        |out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>, msg: &[u8]| -> anyhow::Result<()> {
-            messages += 1;
-            bytes += msg.len() as u64;
-            if json {
-                let text = String::from_utf8_lossy(msg.strip_suffix(b"\n").unwrap_or(msg));
-                let line = RecvLine::Message {
-                    seq: messages,
-                    bytes: msg.len() as u64,
-                    text: text.into_owned(),
-                };
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
-            } else {
-                out.write_all(msg)?;
-            }
-            Ok(())
-        };
+    let mut format = |pending: &mut Vec<u8>, msg: &[u8]| -> anyhow::Result<()> {
+        messages += 1;
+        bytes += msg.len() as u64;
+        if json {
+            let text = String::from_utf8_lossy(msg.strip_suffix(b"\n").unwrap_or(msg));
+            let line = RecvLine::Message {
+                seq: messages,
+                bytes: msg.len() as u64,
+                text: text.into_owned(),
+            };
+            serde_json::to_writer(&mut *pending, &line)?;
+            pending.push(b'\n');
+        } else {
+            pending.extend_from_slice(msg);
+        }
+        Ok(())
+    };
     let mut reason = "closed";
     loop {
-        let got = match rx.try_recv()? {
-            Some(m) => {
-                emit(&mut out, &m).context("cannot write stdout")?;
-                true
+        // Copy what is there into `pending`, keeping each message in the ring, until the ring
+        // is empty or a batch is full; write the batch, then release its messages. A kill
+        // before the release leaves them for the next receiver (repeated, never lost).
+        let next = match rx.try_recv() {
+            Ok(Some(m)) => {
+                format(&mut pending, &m)?;
+                m.keep();
+                Ok(true)
             }
-            None => false,
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        let got = match next {
+            Ok(got) => got,
+            Err(e) => {
+                // A damaged record: print every good message before it, then say so.
+                write_then_release(&mut out, &mut pending, &mut rx)?;
+                return Err(e.into());
+            }
         };
         if got {
+            if pending.len() >= RECV_BATCH {
+                write_then_release(&mut out, &mut pending, &mut rx)?;
+            }
             continue;
         }
-        // Nothing more for now: show what we have before waiting.
-        out.flush().context("cannot write stdout")?;
+        // Nothing more for now: show what we have (and free its room) before waiting.
+        write_then_release(&mut out, &mut pending, &mut rx)?;
         match rx.recv() {
-            Ok(Some(m)) => emit(&mut out, &m).context("cannot write stdout")?,
+            Ok(Some(m)) => {
+                format(&mut pending, &m)?;
+                m.keep();
+            }
             Ok(None) => break,
             Err(Error::Interrupted) => {
                 reason = "interrupted";
@@ -519,6 +589,7 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             Err(e) => return Err(e.into()),
         }
     }
+    write_then_release(&mut out, &mut pending, &mut rx)?;
     let leave = rx.close()?;
     if json {
         let end = RecvLine::End {
@@ -527,10 +598,10 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             bytes,
             removed: leave.removed,
         };
-        serde_json::to_writer(&mut out, &end)?;
-        out.write_all(b"\n")?;
+        let mut line = serde_json::to_vec(&end)?;
+        line.push(b'\n');
+        out.write_all(&line).context(STDOUT_ERROR)?;
     }
-    out.flush().context("cannot write stdout")?;
     note!(
         "channel: {}; received {messages} messages ({bytes} bytes){}",
         if reason == "closed" {
@@ -557,24 +628,45 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
     })
 }
 
+/// The most `recv` copies out of the ring before writing it to stdout (one longer message
+/// makes a batch of its own): the most a kill can make the next `recv` print twice.
+const RECV_BATCH: usize = 16 * 1024;
+
+/// Writes the batch to stdout, then releases the messages it carried (and clears it).
+fn write_then_release(
+    out: &mut std::fs::File,
+    pending: &mut Vec<u8>,
+    rx: &mut Receiver,
+) -> anyhow::Result<()> {
+    out.write_all(pending).context(STDOUT_ERROR)?;
+    pending.clear();
+    rx.release();
+    Ok(())
+}
+
 fn info(args: &RingArgs, json: bool) -> anyhow::Result<ExitCode> {
     let path = args.path()?;
     let i = channel::inspect(&path)?;
     if json {
-        println!("{}", serde_json::to_string(&i)?);
+        print_stdout(&format!("{}\n", serde_json::to_string(&i)?))?;
         return Ok(ExitCode::SUCCESS);
     }
+    print_stdout(&render_info(&i))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `channel info`'s text.
+fn render_info(i: &channel::Info) -> String {
     let who = |pid: Option<u32>| match pid {
         Some(p) => format!("pid {p}"),
         None => "none".into(),
     };
-    println!("{}: channel ring", i.path.display());
-    println!(
-        "capacity {} bytes (messages up to {} bytes)",
-        i.capacity, i.max_message
-    );
-    println!(
-        "head {} tail {}: {} bytes unread{}",
+    let mut text = format!(
+        "{}: channel ring\ncapacity {} bytes (messages up to {} bytes)\n\
+         head {} tail {}: {} bytes unread{}\nsender: {}\nreceiver: {}\n",
+        i.path.display(),
+        i.capacity,
+        i.max_message,
         i.head,
         i.tail,
         i.unread,
@@ -582,14 +674,14 @@ fn info(args: &RingArgs, json: bool) -> anyhow::Result<ExitCode> {
             "; the sender closed the stream"
         } else {
             ""
-        }
+        },
+        who(i.sender),
+        who(i.receiver)
     );
-    println!("sender: {}", who(i.sender));
-    println!("receiver: {}", who(i.receiver));
     if let Some(p) = i.dead_sender {
-        println!("a sender (pid {p}) died without closing the stream");
+        text += &format!("a sender (pid {p}) died without closing the stream\n");
     }
-    Ok(ExitCode::SUCCESS)
+    text
 }
 
 fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
@@ -635,12 +727,13 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         note!("channel bench: skipped {s}");
     }
     if args.json {
-        println!("{}", serde_json::to_string(&outcome.report)?);
+        print_stdout(&format!("{}\n", serde_json::to_string(&outcome.report)?))?;
     } else {
-        print!("{}", bench::render(&outcome.report));
+        let mut text = bench::render(&outcome.report);
         for s in &outcome.skipped {
-            println!("skipped {s}");
+            text += &format!("skipped {s}\n");
         }
+        print_stdout(&text)?;
     }
     Ok(ExitCode::SUCCESS)
 }

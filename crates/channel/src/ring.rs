@@ -40,6 +40,13 @@
 //! (moving past records a killed sender published without storing `tail`), and `unread`
 //! counts come from it.
 //!
+//! A receiver that copies messages out (as `channel recv` does, into stdout) keeps them
+//! ([`Message::keep`]) instead of releasing each one, and releases the batch
+//! ([`Receiver::release`]) only after the copy reached its destination: a receiver killed in
+//! between leaves the messages in the ring for the next one. At the end of a closed stream
+//! `head` (all that was read) must equal `tail` (all that was sent); anything else is a
+//! damaged ring, reported and kept.
+//!
 //! The receiver releases a record with a release store of `head`; the sender acquire-loads
 //! `head` (only when its cached copy says the ring is full) before reusing those bytes. Each
 //! field has one writer: no read-modify-write races, nothing lost (compare step 5, where every
@@ -85,11 +92,14 @@
 //!
 //! # Who creates and who removes the file
 //!
-//! Whichever side comes first creates it: a temporary file beside it is sized and initialised,
-//! then `link(2)`ed into place, which fails if the name exists. So the name only ever refers
-//! to a complete ring, and two sides starting at once agree on one file. The last side to
-//! leave removes it, unless unread messages remain (a sender that finished before any receiver
-//! came leaves its messages for the next receiver).
+//! Whichever side comes first creates it: a temporary file beside it is sized (every block
+//! reserved with `posix_fallocate(3)`, so a full disk is an error here and not a SIGBUS at the
+//! first message) and initialised, then `link(2)`ed into place, which fails if the name
+//! exists. So the name only ever refers to a complete ring, and two sides starting at once
+//! agree on one file. The last side to leave removes it when `head == tail` (a sender that
+//! finished before any receiver came leaves its messages for the next receiver). Only regular
+//! files are rings: an existing name is opened with `O_NONBLOCK` (a FIFO does not block) and
+//! refused unless `fstat` says it is a regular file.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -191,12 +201,30 @@ impl Role {
 /// Everything that can go wrong. Messages name the file and the reason, on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{what} {}: {source}", path.display())]
+    /// The OS error is part of this message and deliberately not a `source()`: a caller that
+    /// prints the chain (`anyhow`'s `{:#}`) would print it twice.
+    #[error("{what} {}: {cause}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
+    #[error(
+        "cannot create {}: no space left on {} (a ring of capacity {capacity} needs {needs} \
+         bytes)", path.display(), mount.display()
+    )]
+    NoSpace {
+        path: PathBuf,
+        /// The mount point of the full file system.
+        mount: PathBuf,
+        capacity: u64,
+        needs: u64,
+    },
+    #[error(
+        "{} is a symbolic link to {}, which does not exist; remove the link or name the ring \
+         file itself", path.display(), target.display()
+    )]
+    DanglingLink { path: PathBuf, target: PathBuf },
     #[error("{} is not a valid channel ring: {reason}", path.display())]
     NotARing { path: PathBuf, reason: String },
     #[error("{} is damaged: {reason}", path.display())]
@@ -334,10 +362,10 @@ struct Ring {
 }
 
 fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         path: path.to_path_buf(),
         what,
-        source,
+        cause,
     }
 }
 
@@ -398,10 +426,19 @@ pub fn check_header(bytes: &[u8], file_len: u64) -> Result<u64, String> {
     Ok(capacity)
 }
 
+/// The largest `head` or `tail` a ring may hold: 2^62 bytes, centuries of sending, and far
+/// enough from `u64::MAX` that no position arithmetic of a record or a lap overflows.
+pub const MAX_POSITION: u64 = 1 << 62;
+
 /// Checks head and tail as read from the file.
 fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), String> {
     if head % 8 != 0 || tail % 8 != 0 {
         return Err(format!("head {head} or tail {tail} is not a multiple of 8"));
+    }
+    if head > MAX_POSITION || tail > MAX_POSITION {
+        return Err(format!(
+            "head {head} or tail {tail} is beyond {MAX_POSITION} (2^62) bytes"
+        ));
     }
     // `tail` may trail `head` by what a sender killed between publishing a record and storing
     // `tail` left behind (the receiver goes by the records themselves); never by a lap.
@@ -411,6 +448,95 @@ fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Opens an existing ring file without ever blocking: `O_NONBLOCK` so that a FIFO given as a
+/// ring does not wait for a writer, `O_NOCTTY` so that a terminal device does not become our
+/// controlling terminal (`open(2)`). Neither flag changes how a regular file behaves; callers
+/// refuse anything else ([`read_header`]).
+fn open_ring_file(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Why `path` did not open: a dangling symbolic link is named as one.
+fn open_error(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound && is_symlink(path) {
+        return Error::DanglingLink {
+            path: path.to_path_buf(),
+            target: std::fs::read_link(path).unwrap_or_default(),
+        };
+    }
+    io_err(path, "cannot open")(e)
+}
+
+/// What a non-regular file is, for the one-line refusal.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Checks that an open file is a regular file with a valid fixed header (`fstat(2)`, one
+/// `pread(2)`); returns the capacity and the file's length.
+fn read_header(path: &Path, file: &File) -> Result<(u64, u64), Error> {
+    let not_a_ring = |reason: String| Error::NotARing {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = file.metadata().map_err(io_err(path, "cannot stat"))?;
+    if !meta.file_type().is_file() {
+        return Err(not_a_ring(format!(
+            "it is {}, not a regular file",
+            file_kind(meta.file_type())
+        )));
+    }
+    let len = meta.len();
+    let mut header = [0u8; 24];
+    if len >= HEADER_LEN {
+        file.read_exact_at(&mut header, 0)
+            .map_err(io_err(path, "cannot read"))?;
+    }
+    let capacity = check_header(&header, len).map_err(not_a_ring)?;
+    Ok((capacity, len))
+}
+
+/// The mount point of the file system `path` would be created on: the highest ancestor of
+/// its directory on the same device (`stat(2)`), for naming a full disk.
+fn mount_point(path: &Path) -> PathBuf {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    let Ok(dev) = std::fs::metadata(&dir).map(|m| m.dev()) else {
+        return dir;
+    };
+    while let Some(up) = dir.parent() {
+        if std::fs::metadata(up).map(|m| m.dev()).ok() != Some(dev) {
+            break;
+        }
+        dir = up.to_path_buf();
+    }
+    dir
 }
 
 impl Ring {
@@ -494,17 +620,11 @@ impl Ring {
 
     /// Maps an open file after checking its header; nothing is written.
     fn map(path: &Path, file: File) -> Result<Ring, Error> {
-        let len = file.metadata().map_err(io_err(path, "cannot stat"))?.len();
-        let mut header = [0u8; 24];
+        let (capacity, len) = read_header(path, &file)?;
         let not_a_ring = |reason: String| Error::NotARing {
             path: path.to_path_buf(),
             reason,
         };
-        if len >= HEADER_LEN {
-            file.read_exact_at(&mut header, 0)
-                .map_err(io_err(path, "cannot read"))?;
-        }
-        let capacity = check_header(&header, len).map_err(not_a_ring)?;
         let map = MmapOptions::new()
             .len(len as usize)
             .map_raw(&file)
@@ -546,16 +666,30 @@ impl Ring {
             std::process::id(),
             CREATIONS.fetch_add(1, Ordering::Relaxed)
         ));
+        // Errors name the user's path, not the temporary one (which is gone when they read it).
+        let no_space = |e: io::Error| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace {
+                    path: path.to_path_buf(),
+                    mount: mount_point(path),
+                    capacity,
+                    needs: HEADER_LEN + capacity,
+                }
+            } else {
+                io_err(path, "cannot create")(e)
+            }
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(io_err(&tmp, "cannot create"))?;
+            .map_err(no_space)?;
         let result = (|| {
-            file.set_len(HEADER_LEN + capacity)
-                .map_err(io_err(&tmp, "cannot size"))?;
+            // Every block reserved now: a full file system is an error here, not a SIGBUS at
+            // the first store into a page the file system cannot back.
+            sys::reserve(&file, HEADER_LEN + capacity).map_err(no_space)?;
             let mut header = [0u8; 24];
             header[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
             header[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
@@ -563,8 +697,7 @@ impl Ring {
                 .copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
             header[off::CAPACITY..off::CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
             // Nobody else can see the file yet: a plain write is fine here.
-            file.write_all_at(&header, 0)
-                .map_err(io_err(&tmp, "cannot write"))?;
+            file.write_all_at(&header, 0).map_err(no_space)?;
             match std::fs::hard_link(&tmp, path) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -579,15 +712,16 @@ impl Ring {
     /// on return.
     fn join(path: &Path, role: Role, capacity: u64, create: bool) -> Result<Ring, Error> {
         for _attempt in 0..100 {
-            let file = match OpenOptions::new().read(true).write(true).open(path) {
+            let file = match open_ring_file(path, true) {
                 Ok(f) => f,
-                Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                // A dangling link: link(2) would never replace it, so do not retry creating.
+                Err(e) if create && e.kind() == io::ErrorKind::NotFound && !is_symlink(path) => {
                     match Ring::create(path, capacity)? {
                         Some(f) => f,
                         None => continue, // Someone else created it first: open theirs.
                     }
                 }
-                Err(e) => return Err(io_err(path, "cannot open")(e)),
+                Err(e) => return Err(open_error(path, e)),
             };
             let ring = Ring::map(path, file)?;
             sys::lock_byte(&ring.file, LOCK_MEMBERSHIP).map_err(io_err(path, "cannot lock"))?;
@@ -622,7 +756,7 @@ impl Ring {
         Err(Error::Io {
             path: path.to_path_buf(),
             what: "gave up joining (created and removed again and again)",
-            source: io::Error::from(io::ErrorKind::TimedOut),
+            cause: io::Error::from(io::ErrorKind::TimedOut),
         })
     }
 
@@ -649,7 +783,10 @@ impl Ring {
             .load(Ordering::Acquire)
             .saturating_sub(self.head().load(Ordering::Acquire));
         let mut removed = false;
-        if !peer_present && unread == 0 {
+        // Exactly equal: a `head` past `tail` is no empty ring but a damaged one (or one a
+        // killed sender left before storing `tail`), kept for a look.
+        let drained = self.tail().load(Ordering::Acquire) == self.head().load(Ordering::Acquire);
+        if !peer_present && drained {
             removed = self.remove_if_still_linked()?;
         }
         self.unlock_membership()?;
@@ -791,19 +928,84 @@ fn published(ring: &Ring, position: u64) -> Option<(u64, bool)> {
     ))
 }
 
+/// Fails when `tail` says a record starts at `head` but none is published there.
+fn unpublished_record(ring: &Ring, head: u64) -> Result<(), Error> {
+    let tail = ring.tail().load(Ordering::Acquire);
+    if tail > head && published(ring, head).is_none() {
+        return Err(ring.corrupt(format!(
+            "tail {tail} says a record starts at {head}, but its header {:#018x} is not one",
+            ring.record_header(head & (ring.capacity - 1))
+                .load(Ordering::Acquire)
+        )));
+    }
+    Ok(())
+}
+
+/// At the end of a closed stream `head` (all the receiver read) must equal `tail` (all the
+/// sender wrote): a `head` past `tail` released bytes never sent; a `tail` past it holds
+/// bytes no record at `head` leads to. Either way the ring is damaged, not drained.
+fn end_of_stream(ring: &Ring, head: u64) -> Result<(), Error> {
+    let tail = ring.tail().load(Ordering::Acquire);
+    if head > tail {
+        return Err(ring.corrupt(format!(
+            "at the end of the stream head {head} is past tail {tail}"
+        )));
+    }
+    unpublished_record(ring, head)
+}
+
+/// A published record, checked against the ring.
+struct Published {
+    len: u64,
+    padding: bool,
+    /// The bytes it takes: header and padded payload, or (padding) up to the end of the data
+    /// area. A multiple of 8, so positions stay 8-aligned.
+    step: u64,
+}
+
+/// The record published at `position`, if any, checked so that whatever the file says, no
+/// offset outside the data area is ever derived from it: padding reaches exactly the end of
+/// the data area, a message fits before it and within [`max_message`]. Anything else is a
+/// damaged ring. The receiver reads with it and a joining sender recovers `tail` with it.
+fn checked_record(ring: &Ring, position: u64) -> Result<Option<Published>, Error> {
+    let Some((len, padding)) = published(ring, position) else {
+        return Ok(None);
+    };
+    let cap = ring.capacity;
+    let offset = position & (cap - 1);
+    let step = if padding {
+        if len != cap - offset {
+            return Err(ring.corrupt(format!(
+                "padding of {len} bytes at offset {offset} does not reach the end"
+            )));
+        }
+        len
+    } else {
+        let rec = record_len(len);
+        if len > max_message(cap) || offset + rec > cap {
+            return Err(ring.corrupt(format!(
+                "a record of {len} bytes at offset {offset} does not fit"
+            )));
+        }
+        rec
+    };
+    Ok(Some(Published { len, padding, step }))
+}
+
 /// Where a joining sender continues: the stored `tail`, moved past any record a previous sender
 /// published before dying between the header and the `tail` store.
 fn recover_tail(ring: &Ring, head: u64) -> Result<u64, Error> {
     let cap = ring.capacity;
     let mut tail = ring.tail().load(Ordering::Acquire);
-    while let Some((len, padding)) = published(ring, tail) {
-        let step = if padding { len } else { record_len(len) };
-        if step == 0 || (tail & (cap - 1)) + step > cap || tail + step > head + cap {
+    while let Some(r) = checked_record(ring, tail)? {
+        if tail + r.step > head + cap {
             return Err(ring.corrupt(format!(
-                "a record of {len} bytes at position {tail} does not fit"
+                "a record of {} bytes at position {tail} runs past head {head} plus the \
+                 capacity",
+                r.len
             )));
         }
-        tail += step;
+        tail += r.step;
     }
     ring.tail().store(tail, Ordering::Release);
     Ok(tail)
@@ -1023,19 +1225,22 @@ pub struct Receiver {
     ring: Ring,
     opts: Options,
     spin: Duration,
-    /// Our copy of `head`, including padding skipped but not yet published.
-    head: u64,
+    /// Where the next record starts: past every message received, including padding skipped
+    /// and messages kept ([`Message::keep`]) but not yet released.
+    read: u64,
     stats: Stats,
     left: bool,
 }
 
-/// A message borrowed from the mapping: no copy was made. Dropping it releases its bytes to
-/// the sender. See the module docs for why the borrow is sound.
+/// A message borrowed from the mapping: no copy was made. Dropping it releases its bytes
+/// (and those of every message kept before it) to the sender; [`Message::keep`] ends the
+/// borrow without releasing. See the module docs for why the borrow is sound.
 pub struct Message<'a> {
     rx: &'a mut Receiver,
     ptr: *const u8,
     len: usize,
     end: u64,
+    keep: bool,
 }
 
 impl Deref for Message<'_> {
@@ -1050,9 +1255,26 @@ impl Deref for Message<'_> {
     }
 }
 
+impl Message<'_> {
+    /// Ends the borrow without releasing the message: the receiver moves past it, but its
+    /// bytes stay reserved (the sender does not reuse them, and a receiver that dies before
+    /// [`Receiver::release`] leaves it in the ring for the next one). Copy what you need first.
+    /// `channel recv` keeps each message until its bytes were written to stdout.
+    ///
+    /// Release before [`Receiver::recv`] waits: a ring full of kept messages leaves the sender
+    /// no room for the next one.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.rx.release(self.end);
+        if self.keep {
+            self.rx.read = self.end;
+        } else {
+            self.rx.release_to(self.end);
+        }
     }
 }
 
@@ -1071,12 +1293,12 @@ impl Receiver {
         ring.sessions(Role::Receiver)
             .fetch_add(1, Ordering::Relaxed);
         ring.unlock_membership()?;
-        let head = ring.head().load(Ordering::Relaxed);
+        let read = ring.head().load(Ordering::Relaxed);
         Ok(Receiver {
             ring,
             spin: opts.effective_spin(),
             opts,
-            head,
+            read,
             stats: Stats::default(),
             left: false,
         })
@@ -1114,31 +1336,18 @@ impl Receiver {
 
     /// The next published record, skipping padding; `None` when the ring is empty.
     fn next_record(&mut self) -> Result<Option<Record>, Error> {
-        let cap = self.ring.capacity;
         loop {
-            let Some((len, padding)) = published(&self.ring, self.head) else {
+            let Some(r) = checked_record(&self.ring, self.read)? else {
                 return Ok(None);
             };
-            let offset = self.head & (cap - 1);
-            if padding {
-                if len != cap - offset {
-                    return Err(self.ring.corrupt(format!(
-                        "padding of {len} bytes at offset {offset} does not reach the end"
-                    )));
-                }
-                self.head += len;
+            if r.padding {
+                self.read += r.step;
                 continue;
             }
-            let rec = record_len(len);
-            if len > max_message(cap) || offset + rec > cap {
-                return Err(self.ring.corrupt(format!(
-                    "a record of {len} bytes at offset {offset} does not fit"
-                )));
-            }
             return Ok(Some(Record {
-                offset,
-                len,
-                end: self.head + rec,
+                offset: self.read & (self.ring.capacity - 1),
+                len: r.len,
+                end: self.read + r.step,
             }));
         }
     }
@@ -1150,16 +1359,31 @@ impl Receiver {
             ptr,
             len: r.len as usize,
             end: r.end,
+            keep: false,
         }
     }
 
-    fn release(&mut self, end: u64) {
-        self.head = end;
+    /// Releases everything up to `end` (a record's end, at or past `read`).
+    fn release_to(&mut self, end: u64) {
+        self.read = end;
         self.ring.head().store(end, Ordering::Release);
         fence(Ordering::SeqCst);
         // A failed wake (it cannot fail with a valid address) would be seen by the sender's
         // periodic check; Drop cannot return it.
         let _ = self.ring.wake_if_waiting(Role::Sender, &mut self.stats);
+    }
+
+    /// Releases every message kept ([`Message::keep`]) since the last release, in one store
+    /// of `head`.
+    pub fn release(&mut self) {
+        if self.kept() > 0 {
+            self.release_to(self.read);
+        }
+    }
+
+    /// Bytes of the ring received but kept, not yet released (records and padding).
+    pub fn kept(&self) -> u64 {
+        self.read - self.ring.head().load(Ordering::Relaxed)
     }
 
     /// The next message if one is published, without waiting.
@@ -1182,7 +1406,7 @@ impl Receiver {
 
     /// Waits until `tail` moves (`true`) or the stream ended (`false`).
     fn wait_for_data(&mut self) -> Result<bool, Error> {
-        let head = self.head;
+        let head = self.read;
         let Receiver {
             ring,
             opts,
@@ -1202,7 +1426,13 @@ impl Receiver {
                 }
                 if ring.closed().load(Ordering::Acquire) != 0 {
                     // The sender publishes before it closes: one more look.
-                    return Ok(Some(published(ring, head).is_some()));
+                    if published(ring, head).is_some() {
+                        return Ok(Some(true));
+                    }
+                    // The end: a closing sender stored `tail` after its last record, so
+                    // anything but `head == tail` means bytes the receiver cannot account for.
+                    end_of_stream(ring, head)?;
+                    return Ok(Some(false));
                 }
                 Ok(None)
             },
@@ -1210,14 +1440,8 @@ impl Receiver {
                 // The sender stores `tail` after publishing the records before it: if `tail`
                 // says there is more and the header at `head` still does not, the file was
                 // damaged (a stalled receiver would otherwise wait forever).
-                let tail = ring.tail().load(Ordering::Acquire);
-                if tail > head && published(ring, head).is_none() {
-                    return Err(ring.corrupt(format!(
-                        "tail {tail} says a record starts at {head}, but its header {:#018x} \
-                         is not one",
-                        ring.record_header(head & (ring.capacity - 1))
-                            .load(Ordering::Acquire)
-                    )));
+                if ring.tail().load(Ordering::Acquire) > head {
+                    unpublished_record(ring, head)?;
                 }
                 let peer = ring.peer_status(Role::Receiver)?;
                 if peer.present || peer.closed || peer.pid == 0 {
@@ -1250,17 +1474,8 @@ impl Drop for Receiver {
 
 /// Reads a ring file's header without joining it (nothing is written).
 pub fn inspect(path: &Path) -> Result<Info, Error> {
-    let file = File::open(path).map_err(io_err(path, "cannot open"))?;
-    let len = file.metadata().map_err(io_err(path, "cannot stat"))?.len();
-    let mut header = [0u8; 24];
-    if len >= HEADER_LEN {
-        file.read_exact_at(&mut header, 0)
-            .map_err(io_err(path, "cannot read"))?;
-    }
-    let capacity = check_header(&header, len).map_err(|reason| Error::NotARing {
-        path: path.to_path_buf(),
-        reason,
-    })?;
+    let file = open_ring_file(path, false).map_err(|e| open_error(path, e))?;
+    let (capacity, _) = read_header(path, &file)?;
     let mut fields = [0u8; 4096];
     file.read_exact_at(&mut fields, 0)
         .map_err(io_err(path, "cannot read"))?;

@@ -3,7 +3,8 @@
 //! `sched_setaffinity(2)`/`sched_getaffinity(2)`, and `sigaction(2)` handlers that turn Ctrl-C
 //! into a flag the waiting loops poll (and SIGBUS into a one-line error).
 //!
-//! Everything else (open, ftruncate, link, mmap) goes through `std` and `memmap2`.
+//! `posix_fallocate(3)` reserves a new ring's blocks. Everything else (open, ftruncate, link,
+//! mmap) goes through `std` and `memmap2`.
 
 use std::fs::File;
 use std::io;
@@ -141,6 +142,41 @@ pub fn byte_locked_by_other(file: &File, byte: u64) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// `posix_fallocate(3)`: gives `file` a length of at least `len` bytes with every block
+/// allocated, so that later stores through a mapping cannot fail for lack of space (a SIGBUS).
+/// A full file system is `ENOSPC` here. glibc falls back to writing a byte per block where
+/// `fallocate(2)` is not supported; where even that fails (`EOPNOTSUPP`, `EINVAL`), zeros are
+/// written over the whole length (`pwrite(2)`), so a full disk is still `ENOSPC` here.
+pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let off_len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: posix_fallocate takes a descriptor owned by `file` and two integers; it
+        // touches no memory of ours.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL => return write_zeros(file, len),
+            // It returns the error number instead of setting errno.
+            _ => return Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
+/// Allocates `len` bytes of `file` the slow way: zeros written over all of it.
+fn write_zeros(file: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = [0u8; 64 * 1024];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// `sched_getaffinity(2)` for this process: the CPUs it may run on, in increasing order.
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: an all-zero cpu_set_t is the empty set.
@@ -244,7 +280,8 @@ extern "C" fn on_interrupt(sig: libc::c_int) {
 
 extern "C" fn on_sigbus(_sig: libc::c_int) {
     write_stderr(
-        b"error: the ring file was truncated while mapped (SIGBUS); remove it and start again\n",
+        b"error: the ring file was truncated while mapped, or its file system could not back \
+          it (SIGBUS); remove it and start again\n",
     );
     // SAFETY: _exit(2) is async-signal-safe and never returns.
     unsafe { libc::_exit(1) }
@@ -310,6 +347,35 @@ mod tests {
             FutexWait::TimedOut
         );
         assert_eq!(futex_wake(&word, 1).unwrap(), 0);
+    }
+
+    #[test]
+    fn reserve_and_its_fallback_allocate_every_block() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, fallback) in [("posix_fallocate", false), ("zeros", true)] {
+            let path = dir.path().join(name);
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .unwrap();
+            let len = 200 * 1024 + 8;
+            if fallback {
+                write_zeros(&file, len).unwrap();
+            } else {
+                reserve(&file, len).unwrap();
+            }
+            let meta = file.metadata().unwrap();
+            assert_eq!(meta.len(), len, "{name}");
+            // st_blocks counts 512-byte units actually allocated: not a sparse file.
+            assert!(
+                meta.blocks() * 512 >= len,
+                "{name}: {} blocks",
+                meta.blocks()
+            );
+        }
     }
 
     #[test]

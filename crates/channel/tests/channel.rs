@@ -38,12 +38,17 @@ impl Dir {
 
     /// `channel ARGS... --file RING` with piped stdio, started.
     fn start(&mut self, args: &[&str]) -> usize {
+        self.start_with_stdout(args, Stdio::piped())
+    }
+
+    /// `channel ARGS... --file RING` with piped stdin and stderr, started.
+    fn start_with_stdout(&mut self, args: &[&str], stdout: Stdio) -> usize {
         let child = Command::new(CHANNEL)
             .args(args)
             .arg("--file")
             .arg(self.ring())
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -404,13 +409,10 @@ fn usage_errors_are_one_line_with_status_2() {
     }
 }
 
+/// (A bad `--capacity` was a runtime error too until issue 22 made it a usage error: see
+/// `a_capacity_that_is_no_power_of_two_is_a_usage_error`.)
 #[test]
-fn a_bad_capacity_and_a_cacheline_of_64_bytes_are_runtime_errors() {
-    let mut dir = Dir::new("bad-capacity");
-    let send = dir.start(&["send", "--capacity", "5000"]);
-    let (out, _) = dir.finish(send);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(the_error_line(&out).contains("not a power of two"));
+fn a_cacheline_of_64_bytes_is_a_runtime_error() {
     let out = Command::new(CHANNEL)
         .args(["bench", "--only", "cacheline", "--size", "64"])
         .output()
@@ -552,4 +554,600 @@ fn ctrl_c_stops_the_bench_and_leaves_no_file_behind() {
     assert!(rest.contains("channel: interrupted"), "{rest}");
     let left: Vec<_> = std::fs::read_dir(dir.tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+// ---- Issue 22: nothing lost at the edges ----
+
+/// xorshift64*: reproducible pseudo-random delays and amounts (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn from_clock() -> Rng {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(nanos | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// A line on stderr that `cargo test` shows even for a passing test.
+fn notice(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+fn sigkill(child: &Child) {
+    // SAFETY: kill(2) with a pid of a child we started and have not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+}
+
+/// A pipe whose buffer holds one page (`pipe2(2)`, `fcntl(2)` `F_SETPIPE_SZ`), so that a
+/// writer blocks after 4 KiB instead of 64 KiB: (read end, write end).
+fn one_page_pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+    let rc = unsafe { libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 4096) };
+    assert_eq!(rc, 4096, "F_SETPIPE_SZ");
+    (read, write)
+}
+
+/// Waits for `child` to exit, killing it (and failing) after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `channel ARGS...` with no stdin, stdout to `stdout`, bounded by `limit`; stderr collected.
+fn run_bounded(args: &[&std::ffi::OsStr], stdout: Stdio, limit: Duration) -> Output {
+    let child = Command::new(CHANNEL)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    collect(child, limit, &format!("channel {args:?}"))
+}
+
+/// Waits for `child` to exit (bounded, see [`wait_exit`]), then reads what it left in its
+/// piped stdout and stderr (small outputs: a pipe holds 64 KiB).
+fn collect(mut child: Child, limit: Duration, what: &str) -> Output {
+    let status = wait_exit(&mut child, limit, what);
+    let read = |pipe: Option<&mut dyn Read>| {
+        let mut bytes = Vec::new();
+        if let Some(p) = pipe {
+            p.read_to_end(&mut bytes).unwrap();
+        }
+        bytes
+    };
+    let stdout = read(child.stdout.as_mut().map(|p| p as &mut dyn Read));
+    let stderr = read(child.stderr.as_mut().map(|p| p as &mut dyn Read));
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(Into::into).collect()
+}
+
+fn run_channel(args: &[std::ffi::OsString], stdout: Stdio) -> Output {
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    run_bounded(&refs, stdout, Duration::from_secs(10))
+}
+
+/// What one receiver printed before it was killed (or ended), split into whole lines and a
+/// final partial line (a write the kill cut short).
+struct Segment {
+    lines: Vec<u64>,
+    partial: Vec<u8>,
+}
+
+fn parse_segment(out: &[u8]) -> Segment {
+    let cut = out.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let lines = out[..cut]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).unwrap().parse().unwrap())
+        .collect();
+    Segment {
+        lines,
+        partial: out[cut..].to_vec(),
+    }
+}
+
+/// Checks the concatenated output of successive receivers: within a receiver the lines run
+/// on one by one; the next receiver starts at most one past where the previous one stopped (a
+/// later start is a gap: lines lost), and may repeat a span before it. Returns (lines lost,
+/// lines repeated).
+fn gaps_and_repeats(segments: &[Segment], total: u64) -> (u64, u64) {
+    let (mut lost, mut repeated) = (0, 0);
+    let mut next = 1u64; // The first line nobody printed yet.
+    for (k, s) in segments.iter().enumerate() {
+        for pair in s.lines.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "receiver {k} skipped within its output"
+            );
+        }
+        if let Some(&first) = s.lines.first() {
+            if first > next {
+                lost += first - next;
+            }
+            let last = *s.lines.last().unwrap();
+            repeated += (next.min(last + 1)).saturating_sub(first);
+            next = next.max(last + 1);
+        }
+        // A write cut short by the kill: a prefix of the line that follows.
+        let after = s.lines.last().map_or(1, |l| l + 1);
+        let expected = format!("{after:07}\n");
+        assert!(
+            expected.as_bytes().starts_with(&s.partial),
+            "receiver {k} ended with {:?}, not a prefix of line {after}",
+            String::from_utf8_lossy(&s.partial)
+        );
+    }
+    assert!(
+        next > total,
+        "the last receiver stopped at line {next} of {total}"
+    );
+    (lost, repeated)
+}
+
+/// Issue 22: `recv` killed by SIGKILL must lose nothing. A closed stream of numbered lines
+/// waits in the ring; receivers are started one after the other, their stdout a one-page pipe
+/// that this test reads a random amount from before killing them (so most kills hit a
+/// receiver blocked in write(2), the rest one busy copying); the last one runs to the end.
+#[test]
+fn a_receiver_killed_at_any_instant_loses_no_message() {
+    const LINES: u64 = 60_000; // 16-byte records: 960,000 bytes, inside a 1 MiB ring.
+    const KILLS: usize = 20;
+    let mut dir = Dir::new("kill-recv");
+    let send = dir.start(&["send", "--capacity", "1M"]);
+    {
+        let mut stdin = dir.child(send).stdin.take().unwrap();
+        let input: String = (1..=LINES).map(|i| format!("{i:07}\n")).collect();
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let (sent, _) = dir.finish(send);
+    assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    let mut rng = Rng::from_clock();
+    notice(&format!("kill-recv: seed {}", rng.0));
+    let mut segments = Vec::new();
+    let started = Instant::now();
+    for k in 0..=KILLS {
+        let (mut stdout, write_end) = one_page_pipe();
+        let recv = dir.start_with_stdout(&["recv"], Stdio::from(write_end));
+        let child = dir.child(recv);
+        let mut out = Vec::new();
+        if k < KILLS {
+            // Read a random amount (0 to 24 KiB) of what it prints: a real condition, the
+            // output growing; then a random moment (up to 2 ms) and SIGKILL.
+            let want = rng.below(24 * 1024) as usize;
+            let mut buf = [0u8; 1024];
+            while out.len() < want {
+                let n = stdout
+                    .read(&mut buf[..(want - out.len()).min(1024)])
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            let delay = rng.below(2000);
+            if delay > 0 {
+                std::thread::sleep(Duration::from_micros(delay));
+            }
+            sigkill(child);
+        }
+        // What is in the pipe reached stdout: read it to the end.
+        stdout.read_to_end(&mut out).unwrap();
+        let status = wait_exit(child, TIMEOUT, "a receiver");
+        if k == KILLS {
+            assert!(status.success(), "the last receiver failed");
+        }
+        segments.push(parse_segment(&out));
+    }
+    let (lost, repeated) = gaps_and_repeats(&segments, LINES);
+    notice(&format!(
+        "kill-recv: {KILLS} SIGKILLs in {:?}: {lost} of {LINES} lines lost, {repeated} repeated",
+        started.elapsed()
+    ));
+    assert_eq!(lost, 0, "lines lost across {KILLS} killed receivers");
+    assert!(
+        !dir.ring().exists(),
+        "the last receiver removes the drained ring"
+    );
+}
+
+/// Writes `value` at `offset` of a ring file (as a damaged or hostile file would have it).
+fn poke_u64(path: &Path, offset: u64, value: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&value.to_le_bytes(), offset).unwrap();
+}
+
+/// A closed ring of two messages (32 bytes of records), made by the library.
+fn closed_ring(path: &Path) {
+    let mut tx = channel::Sender::open(
+        path,
+        channel::Options {
+            capacity: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    tx.close().unwrap();
+}
+
+#[test]
+fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
+    const HEAD: u64 = 256;
+    const DATA: u64 = 4096;
+    let dir = Dir::new("end-damaged");
+    // head passed tail: as if released bytes were never sent.
+    let passed = dir.tmp.path().join("passed");
+    closed_ring(&passed);
+    poke_u64(&passed, HEAD, 48);
+    // tail says two records are there, but the stamp at head is wrong.
+    let unstamped = dir.tmp.path().join("unstamped");
+    closed_ring(&unstamped);
+    poke_u64(&unstamped, DATA, 0x1234);
+    for (path, reason) in [
+        (&passed, "head 48 is past tail 32"),
+        (&unstamped, "tail 32 says a record starts at 0"),
+    ] {
+        let before = std::fs::read(path).unwrap();
+        let mut args = os(&["recv", "--file"]);
+        args.push(path.into());
+        let out = run_channel(&args, Stdio::null());
+        assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+        let line = the_error_line(&out);
+        assert!(line.contains(" is damaged: "), "{line}");
+        assert!(line.contains(reason), "{line}");
+        assert!(path.exists(), "the damaged ring was removed: {line}");
+        // Kept as it was: head, tail and the records (joining wrote only the receiver's pid
+        // and session count).
+        let after = std::fs::read(path).unwrap();
+        let (head, tail, data) = (256..264, 128..136, 4096..);
+        assert!(
+            after[head.clone()] == before[head]
+                && after[tail.clone()] == before[tail]
+                && after[data.clone()] == before[data],
+            "{line}: the ring's positions or records changed"
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_stdout_is_one_line_and_exit_1_for_every_command() {
+    let dir = Dir::new("dev-full");
+    let ring = dir.tmp.path().join("ring");
+    closed_ring(&ring);
+    let ring_arg = |cmd: &[&str]| {
+        let mut a = os(cmd);
+        a.push("--file".into());
+        a.push(ring.clone().into());
+        a
+    };
+    let fresh = dir.tmp.path().join("fresh");
+    let mut send_json = os(&["send", "--json", "--file"]);
+    send_json.push(fresh.clone().into());
+    let cases = [
+        ring_arg(&["info"]),
+        ring_arg(&["info", "--json"]),
+        send_json,
+        os(&[
+            "bench",
+            "--only",
+            "pipe",
+            "--size",
+            "64",
+            "--placement",
+            "one-cpu",
+            "--messages",
+            "10",
+        ]),
+        os(&[
+            "bench",
+            "--only",
+            "pipe",
+            "--size",
+            "64",
+            "--placement",
+            "one-cpu",
+            "--messages",
+            "10",
+            "--json",
+        ]),
+        ring_arg(&["recv"]),
+    ];
+    for args in &cases {
+        let full = std::fs::File::create("/dev/full").unwrap();
+        let out = run_channel(args, Stdio::from(full));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {:?}",
+            stderr_lines(&out)
+        );
+        let line = the_error_line(&out);
+        assert_eq!(
+            line, "error: cannot write to stdout: No space left on device (os error 28)",
+            "{args:?}"
+        );
+    }
+    // recv released nothing it could not write: both messages are still there.
+    let info = channel::inspect(&ring).unwrap();
+    assert_eq!(info.unread, 32, "{info:?}");
+    assert!(!fresh.exists(), "send removed its empty ring");
+}
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_at_once() {
+    let dir = Dir::new("fifo");
+    let fifo = dir.tmp.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for cmd in ["info", "recv", "send"] {
+        let mut args = os(&[cmd, "--file"]);
+        args.push(fifo.clone().into());
+        let out = run_channel(&args, Stdio::null());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{cmd}: {:?}",
+            stderr_lines(&out)
+        );
+        assert_eq!(
+            the_error_line(&out),
+            format!(
+                "error: {} is not a valid channel ring: it is a FIFO, not a regular file",
+                fifo.display()
+            ),
+            "{cmd}"
+        );
+    }
+    let d = dir.tmp.path();
+    let mut args = os(&["info", "--file"]);
+    args.push(d.into());
+    let out = run_channel(&args, Stdio::null());
+    assert_eq!(
+        the_error_line(&out),
+        format!(
+            "error: {} is not a valid channel ring: it is a directory, not a regular file",
+            d.display()
+        )
+    );
+}
+
+/// OS errors name their cause once, and the user's path, never an internal temporary name.
+#[test]
+fn io_errors_print_the_cause_once_and_the_users_path() {
+    let dir = Dir::new("io-errors");
+    let d = dir.tmp.path();
+    for cmd in ["send", "recv"] {
+        let mut args = os(&[cmd, "--file"]);
+        args.push(d.into());
+        let out = run_channel(&args, Stdio::null());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            the_error_line(&out),
+            format!(
+                "error: cannot open {}: Is a directory (os error 21)",
+                d.display()
+            )
+        );
+    }
+    let missing = d.join("no/such/dir/x");
+    let mut args = os(&["send", "--file"]);
+    args.push(missing.clone().into());
+    let out = run_channel(&args, Stdio::null());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        the_error_line(&out),
+        format!(
+            "error: cannot create {}: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn a_dangling_symlink_is_one_clear_line_at_once() {
+    let dir = Dir::new("dangling");
+    let link = dir.tmp.path().join("link");
+    let target = dir.tmp.path().join("gone");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for cmd in ["send", "recv", "info"] {
+        let mut args = os(&[cmd, "--file"]);
+        args.push(link.clone().into());
+        let started = Instant::now();
+        let out = run_channel(&args, Stdio::null());
+        eprintln!("{cmd} answered after {:?}", started.elapsed());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            the_error_line(&out),
+            format!(
+                "error: {} is a symbolic link to {}, which does not exist; remove the link or \
+                 name the ring file itself",
+                link.display(),
+                target.display()
+            ),
+            "{cmd}"
+        );
+    }
+    let mut left: Vec<_> = std::fs::read_dir(dir.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["link"], "files left behind");
+}
+
+#[test]
+fn a_capacity_that_is_no_power_of_two_is_a_usage_error() {
+    let dir = Dir::new("capacity");
+    let ring = dir.tmp.path().join("new");
+    for (cmd, value) in [
+        ("recv", "3000"),
+        ("send", "3000"),
+        ("recv", "2K"),
+        ("send", "2G"),
+    ] {
+        let mut args = os(&[cmd, "--capacity", value, "--file"]);
+        args.push(ring.clone().into());
+        let out = run_channel(&args, Stdio::null());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{cmd} {value}: {:?}",
+            stderr_lines(&out)
+        );
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(&format!(
+                "'{value}' is not a power of two between 4K and 1G (e.g. 4K, 64K, 1M)"
+            )),
+            "{text}"
+        );
+        assert!(!ring.exists());
+    }
+}
+
+/// A small tmpfs mounted in a temporary directory, unmounted when dropped (on every path).
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// `None` (with a notice) when this process may not mount; fails under CI=true.
+    fn mount(size: &str) -> Option<SmallFs> {
+        let dir = tempfile::Builder::new()
+            .prefix("channel-test-tmpfs-")
+            .tempdir()
+            .unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallFs { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true but a tmpfs cannot be mounted: {why}"
+                );
+                notice(&format!(
+                    "skipped: cannot mount a small tmpfs (needs root): {why}"
+                ));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_file_system_is_named_and_nothing_is_left_behind() {
+    let Some(fs) = SmallFs::mount("64k") else {
+        return;
+    };
+    let ring = fs.dir.path().join("ring");
+    let mut child = Command::new(CHANNEL)
+        .args(["send", "--capacity", "1M", "--file"])
+        .arg(&ring)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        // 200 KB of lines: more than the file system holds, less than the ring.
+        let mut stdin = child.stdin.take().unwrap();
+        let input: String = (0..20_000).map(|i| format!("{i:09}\n")).collect();
+        let _ = stdin.write_all(input.as_bytes()); // The sender may be gone already.
+    }
+    let out = collect(child, Duration::from_secs(10), "send on a full disk");
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+    assert_eq!(
+        the_error_line(&out),
+        format!(
+            "error: cannot create {}: no space left on {} (a ring of capacity 1048576 needs \
+             1052672 bytes)",
+            ring.display(),
+            fs.dir.path().display()
+        )
+    );
+    let left: Vec<_> = std::fs::read_dir(fs.dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn recv_prints_the_messages_before_a_damaged_record_then_reports_it() {
+    let dir = Dir::new("damaged-record");
+    let ring = dir.tmp.path().join("ring");
+    closed_ring(&ring);
+    // The second record (at data offset 16) claims 2 GiB: stamp of position 16, huge length.
+    poke_u64(&ring, 4096 + 16, (0x8000_0002u64 << 32) | 0x7fff_fff0);
+    let mut args = os(&["recv", "--file"]);
+    args.push(ring.clone().into());
+    let out = run_channel(&args, Stdio::piped());
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+    assert_eq!(out.stdout, b"one");
+    let line = the_error_line(&out);
+    assert!(
+        line.ends_with("is damaged: a record of 2147483632 bytes at offset 16 does not fit"),
+        "{line}"
+    );
+    let info = channel::inspect(&ring).unwrap();
+    assert_eq!(
+        (info.head, info.tail),
+        (16, 32),
+        "only the printed message was released"
+    );
 }
