@@ -109,7 +109,7 @@ fn in_a_small_cgroup_reading_the_file_into_memory_is_oom_killed() {
 
 #[test]
 fn without_a_writable_cgroup_the_demonstration_says_why_it_was_skipped() {
-    let e = fixture("no-cgroup-hand-edited");
+    let e = fixture("cgroup-not-writable");
     let f = Step2::analyze(&e).unwrap();
     let cgroup::Findings::Skipped { reason } = &f.cgroup else {
         panic!("skipped");

@@ -126,7 +126,7 @@ fn the_courses_programs_found_through_dt_needed_and_ld_library_path() {
 /// so the code's sharing shows in Shared_Dirty and in Pss ≈ Rss/2, not in Shared_Clean.
 #[test]
 fn dirty_library_pages_show_sharing_in_shared_dirty_and_pss() {
-    let ev = fixture("foobar-dirty-library-hand-edited");
+    let ev = fixture("foobar-library-pages-dirty");
     let f = analyze(&ev).unwrap();
     for p in &f.programs {
         let c = &p.sharing.code;

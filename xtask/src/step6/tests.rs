@@ -159,7 +159,7 @@ fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
 /// worse than ring-wait on one CPU, the one-CPU goal is not met, and the timeouts are named.
 #[test]
 fn unwoken_ring_wait_is_reported_not_explained_away() {
-    let (ev, f) = recorded("ring-wait-unwoken-hand-edited");
+    let (ev, f) = recorded("ring-wait-wakes-never-came");
     let c = cell(&f, Transport::RingWait, Placement::OneCpu);
     assert_eq!(c.timeouts, Timeouts::Most);
     assert!(c.waits_timed_out > 1000 && c.wakes <= 2, "{c:?}");
@@ -201,7 +201,7 @@ fn every_recording_is_explained_with_its_pictures() {
     for (name, dots) in [
         ("channel-two-cpus", 42),
         ("one-cpu-taskset", 13),
-        ("ring-wait-unwoken-hand-edited", 26),
+        ("ring-wait-wakes-never-came", 26),
     ] {
         let (ev, f) = recorded(name);
         let ex = Step6::explain(&f, &ev);
