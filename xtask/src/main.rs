@@ -16,7 +16,10 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod charts;
+
 mod disktable_steps;
+mod evidence;
 mod model;
 mod out;
 mod report;
@@ -194,9 +197,9 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             options,
         } => {
             let ctx = context(&common, options.into())?;
-            let report = run_step(&ctx, step)?;
+            let shown = run_step(&ctx, step)?;
             if common.json {
-                out::json(&report)?;
+                out::json(&shown.report)?;
             }
             Ok(())
         }
@@ -204,7 +207,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let ctx = context(&common, model::StepOptions::default())?;
             let mut reports = Vec::new();
             for step in 1..=STEPS {
-                reports.push(run_step(&ctx, step)?);
+                reports.push(run_step(&ctx, step)?.report);
             }
             if common.json {
                 out::json(&serde_json::json!({ "steps": reports }))?;
@@ -261,17 +264,17 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
 }
 
 /// Runs one step, printing its human explanation, and returns its structured result.
-pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<model::StepReport> {
+pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<charts::Shown> {
     out::heading(&format!("Step {step}"));
     let report = match step {
-        1 => model::run::<step1::Step1>(ctx),
-        2 => model::run::<step2::Step2>(ctx),
-        3 => model::run::<step3::Step3>(ctx),
-        4 => model::run::<step4::Step4>(ctx),
-        5 => model::run::<step5::Step5>(ctx),
-        6 => model::run::<step6::Step6>(ctx),
+        1 => model::run::<lab_analysis::step1::Step1>(ctx),
+        2 => model::run::<lab_analysis::step2::Step2>(ctx),
+        3 => model::run::<lab_analysis::step3::Step3>(ctx),
+        4 => model::run::<lab_analysis::step4::Step4>(ctx),
+        5 => model::run::<lab_analysis::step5::Step5>(ctx),
+        6 => model::run::<lab_analysis::step6::Step6>(ctx),
         _ => anyhow::bail!("there is no step {step}; steps are 1 to {STEPS}"),
     }?;
-    out::render(&report);
+    out::render(&report.report);
     Ok(report)
 }

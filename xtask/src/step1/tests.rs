@@ -16,11 +16,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::analyze::{analyze, glibc_mmap_len, mmap_lengths_of, FreedInto, LargeMallocOutcome};
-use super::explain::{explain, flag_names};
-use super::measure::{self, malloc_environment, tunable_value, with_tunable, Probe};
-use super::{wire, EnvVar, Evidence, Findings, Outcome, Traced};
-use crate::model::{self, Block};
+use super::measure::{self, malloc_environment, with_tunable, Probe};
+use lab_analysis::step1::analyze::{
+    analyze, glibc_mmap_len, mmap_lengths_of, tunable_value, FreedInto, LargeMallocOutcome,
+};
+use lab_analysis::step1::explain::flag_names;
+use lab_analysis::step1::Step1;
+use lab_analysis::step1::{wire, EnvVar, Evidence, Findings, Outcome, Traced};
+use lab_analysis::Block;
 
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +32,7 @@ fn fixture_dir(name: &str) -> PathBuf {
 }
 
 fn evidence(name: &str) -> Evidence {
-    model::load_evidence(&fixture_dir(name), 1).unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+    crate::evidence::load(&fixture_dir(name), 1).unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
 }
 
 fn findings(name: &str) -> Findings {
@@ -170,7 +173,7 @@ fn a_foreign_malloc_is_refused_and_nothing_is_concluded() {
     assert_eq!(f.is_mmapped_bit, None);
     assert_eq!(f.threshold_request, None);
     assert!(f.mmap_lengths.is_empty());
-    let x = explain(&f, &ev);
+    let x = crate::model::tests::explained::<Step1>(&f, &ev);
     assert!(x.pictures.is_empty());
     let a = answers(&f, &ev);
     assert_eq!(a.len(), 6);
@@ -178,7 +181,7 @@ fn a_foreign_malloc_is_refused_and_nothing_is_concluded() {
 }
 
 fn answers(f: &Findings, ev: &Evidence) -> Vec<String> {
-    explain(f, ev)
+    crate::model::tests::explained::<Step1>(f, ev)
         .blocks
         .into_iter()
         .filter_map(|b| match b {
@@ -193,7 +196,7 @@ fn every_fixture_is_explained_with_six_answers_and_its_pictures() {
     for name in FIXTURES {
         let ev = evidence(name);
         let f = analyze(&ev).unwrap();
-        let x = explain(&f, &ev);
+        let x = crate::model::tests::explained::<Step1>(&f, &ev);
         let n = x
             .blocks
             .iter()
@@ -224,7 +227,7 @@ fn default_answers_quote_this_run() {
         "Requests 24, 100 (chunks 32, 112) still change nothing: free put them on a fastbin"
     ));
     assert!(a[5].contains("B's tag went 0x21 -> 0x20"));
-    let x = explain(&f, &ev);
+    let x = crate::model::tests::explained::<Step1>(&f, &ev);
     let pics: Vec<&str> = x.pictures.iter().map(|p| p.file.as_str()).collect();
     assert_eq!(pics, ["step1-chunks.svg", "step1-free-bit.svg"]);
     assert_eq!(x.pictures[0].marks, ("circle", 79));
@@ -368,7 +371,7 @@ fn a_missing_field_in_recorded_evidence_is_named() {
     let row = &mut doc["evidence"]["outcome"]["sweep"]["doc"]["allocations"][3];
     row.as_object_mut().unwrap().remove("mapped_length");
     std::fs::write(tmp.path().join("step1.json"), doc.to_string()).unwrap();
-    let e = model::load_evidence::<Evidence>(tmp.path(), 1).unwrap_err();
+    let e = crate::evidence::load::<Evidence>(tmp.path(), 1).unwrap_err();
     assert!(
         format!("{e:#}").contains("missing field `mapped_length`"),
         "{e:#}"

@@ -2,17 +2,18 @@
 
 use std::path::Path;
 
-use super::cgroup::{self, Role as CgRole};
-use super::lookups::Eviction;
-use super::{Evidence, Findings, Step2};
-use crate::model::{Block, Step as _};
+use lab_analysis::step2::cgroup::{self, Role as CgRole};
+use lab_analysis::step2::lookups::Eviction;
+use lab_analysis::step2::{Evidence, Findings, Step2};
+use lab_analysis::Block;
+use lab_analysis::Step as _;
 
 /// Recorded evidence of step 2 from `xtask/tests/evidence/NAME`.
 pub(crate) fn fixture(name: &str) -> Evidence {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/evidence")
         .join(name);
-    crate::model::load_evidence(&dir, 2).unwrap()
+    crate::evidence::load(&dir, 2).unwrap()
 }
 
 fn findings(name: &str) -> Findings {
@@ -96,7 +97,7 @@ fn in_a_small_cgroup_reading_the_file_into_memory_is_oom_killed() {
     assert_eq!(scan.entries_checked, Some(100_000));
     assert_eq!(scan.peak_within_limit, Some(true));
     assert!(r.demonstrated);
-    let answer = super::cgroup::explain(
+    let answer = lab_analysis::step2::cgroup::explain(
         &findings("course-table").cgroup,
         &fixture("course-table").cgroup,
     );
@@ -171,7 +172,7 @@ fn a_c_reader_that_uses_read_is_judged_from_its_trace_and_output() {
     }
     assert_eq!(program["mapped_table"], false);
     assert_eq!(program["signal"], serde_json::Value::Null);
-    let t = text(&Step2::explain(&f, &e).blocks);
+    let t = text(&crate::model::tests::explained::<Step2>(&f, &e).blocks);
     assert!(t.contains("It did NOT map table.bin: 1084 read"), "{t}");
 }
 
@@ -179,7 +180,7 @@ fn a_c_reader_that_uses_read_is_judged_from_its_trace_and_output() {
 fn explain_and_pictures_come_from_the_findings() {
     let e = fixture("course-table");
     let f = Step2::analyze(&e).unwrap();
-    let x = Step2::explain(&f, &e);
+    let x = crate::model::tests::explained::<Step2>(&f, &e);
     let t = text(&x.blocks);
     assert!(
         t.contains("fstat gave the length (114340 bytes) before mmap"),

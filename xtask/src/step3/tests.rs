@@ -4,17 +4,17 @@ use std::path::Path;
 
 use persist::disktable::NaiveMode;
 
-use super::appends::Purpose;
-use super::{Evidence, Findings, Step3};
-use crate::disktable_steps::fault::Region;
-use crate::model::Step as _;
+use lab_analysis::disktable::fault::Region;
+use lab_analysis::step3::appends::Purpose;
+use lab_analysis::step3::{Evidence, Findings, Step3};
+use lab_analysis::Step as _;
 
 /// Recorded evidence of step 3 from `xtask/tests/evidence/NAME`.
 pub(crate) fn fixture(name: &str) -> Evidence {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/evidence")
         .join(name);
-    crate::model::load_evidence(&dir, 3).unwrap()
+    crate::evidence::load(&dir, 3).unwrap()
 }
 
 fn findings(name: &str) -> Findings {
@@ -22,7 +22,7 @@ fn findings(name: &str) -> Findings {
 }
 
 fn text(e: &Evidence, f: &Findings) -> String {
-    Step3::explain(f, e)
+    crate::model::tests::explained::<Step3>(f, e)
         .blocks
         .iter()
         .map(|b| format!("{b:?}\n"))
@@ -183,7 +183,7 @@ fn persist_writes_reach_the_file_only_through_a_shared_mapping() {
 fn the_picture_marks_each_fault_and_the_fix() {
     let e = fixture("course-table");
     let f = Step3::analyze(&e).unwrap();
-    let p = crate::report::charts::step3::naive_layout(&f, &e).unwrap();
+    let p = crate::charts::step3::naive_layout(&f, &e).unwrap();
     // file (SIGSEGV), beyond (SIGBUS), tail (no signal, values past EOF), the grown file.
     assert_eq!(p.rows.len(), 4);
     assert_eq!(p.rows[0].fault.as_ref().map(|x| x.0), Some(114_688));
@@ -195,7 +195,7 @@ fn the_picture_marks_each_fault_and_the_fix() {
     assert!(p
         .caption
         .contains("SIGSEGV (file) 0 bytes past the mapping's end"));
-    let pics = crate::report::charts::step3::pictures(&f, &e);
+    let pics = crate::charts::step3::pictures(&f, &e);
     assert!(pics[0]
         .svg
         .as_ref()

@@ -6,16 +6,16 @@ use std::path::Path;
 use lab_trace::pagemap::PageEntry;
 use lab_trace::smaps::Sharing;
 
-use super::analyze::{analyze, ClientFinding};
-use super::evidence::{Eviction, Evidence, Source};
 use super::Step4;
-use crate::model::{load_evidence, Block, Step};
+use lab_analysis::step4::analyze::{analyze, ClientFinding};
+use lab_analysis::step4::evidence::{Eviction, Evidence, Source};
+use lab_analysis::Block;
 
 pub(crate) fn fixture(name: &str) -> Evidence {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/evidence")
         .join(name);
-    load_evidence(&dir, 4).unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    crate::evidence::load(&dir, 4).unwrap_or_else(|e| panic!("{name}: {e:#}"))
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn a_missing_field_is_an_error_naming_it() {
         .remove("faults_ready");
     let tmp = crate::report::tests::tempdir("step4-missing");
     std::fs::write(tmp.path().join("step4.json"), doc.to_string()).unwrap();
-    let e = load_evidence::<Evidence>(tmp.path(), 4).unwrap_err();
+    let e = crate::evidence::load::<Evidence>(tmp.path(), 4).unwrap_err();
     assert!(
         format!("{e:#}").contains("missing field `faults_ready`"),
         "{e:#}"
@@ -281,7 +281,7 @@ fn a_missing_field_is_an_error_naming_it() {
 fn explain_answers_every_question_and_draws_the_frames() {
     let ev = fixture("foobar-ours-root");
     let f = analyze(&ev).unwrap();
-    let explained = Step4::explain(&f, &ev);
+    let explained = crate::model::tests::explained::<Step4>(&f, &ev);
     let answers = explained
         .blocks
         .iter()
@@ -294,7 +294,7 @@ fn explain_answers_every_question_and_draws_the_frames() {
 
 fn explain_answers(ev: &Evidence) -> Vec<(String, String)> {
     let f = analyze(ev).unwrap();
-    Step4::explain(&f, ev)
+    crate::model::tests::explained::<Step4>(&f, ev)
         .blocks
         .into_iter()
         .filter_map(|b| match b {

@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::analyze::{analyze, Cause, Findings, Outcome};
 use super::launch::{self, Bounds, Launch};
-use super::{End, Evidence, Mode, Observation, Step5, COURSE_FILE};
-use crate::model::{self, Block, Step};
+use lab_analysis::step5::analyze::{analyze, Cause, Findings, Outcome};
+use lab_analysis::step5::{End, Evidence, Mode, Observation, Step5, COURSE_FILE};
+use lab_analysis::Block;
 
 fn recorded(name: &str) -> (Evidence, Findings) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/evidence")
         .join(name);
-    let ev: Evidence = model::load_evidence(&dir, 5).unwrap();
+    let ev: Evidence = crate::evidence::load(&dir, 5).unwrap();
     let f = analyze(&ev).unwrap();
     (ev, f)
 }
@@ -145,7 +145,7 @@ fn course_racer_follows_the_course_protocol() {
 fn every_recording_explains() {
     for name in ["one-cpu-taskset", "two-cpus-one-busy", "course-racer"] {
         let (ev, f) = recorded(name);
-        let e = Step5::explain(&f, &ev);
+        let e = crate::model::tests::explained::<Step5>(&f, &ev);
         let answers = e
             .blocks
             .iter()

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use channel::bench::{GoalId, Placement, Transport};
 
-use super::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
-use super::{stream, Evidence, Step6};
-use crate::model::{self, Block, Step};
+use super::stream;
+use lab_analysis::step6::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
+use lab_analysis::step6::{Evidence, Step6};
+use lab_analysis::Block;
 
 fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +18,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 pub(crate) fn fixture(name: &str) -> Evidence {
-    model::load_evidence(&dir(name), 6).unwrap()
+    crate::evidence::load(&dir(name), 6).unwrap()
 }
 
 fn recorded(name: &str) -> (Evidence, Findings) {
@@ -174,7 +175,7 @@ fn unwoken_ring_wait_is_reported_not_explained_away() {
         .find(|r| r.numerator.transport == Transport::RingWait)
         .unwrap();
     assert!(wait.ratio < 2.0, "{wait:?}");
-    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    let text = blocks_text(&crate::model::tests::explained::<Step6>(&f, &ev).blocks);
     assert!(
         text.contains("not woken when the message arrived"),
         "{text}"
@@ -204,7 +205,7 @@ fn every_recording_is_explained_with_its_pictures() {
         ("ring-wait-wakes-never-came", 26),
     ] {
         let (ev, f) = recorded(name);
-        let ex = Step6::explain(&f, &ev);
+        let ex = crate::model::tests::explained::<Step6>(&f, &ev);
         let answers = ex
             .blocks
             .iter()
@@ -231,10 +232,10 @@ fn every_recording_is_explained_with_its_pictures() {
 #[test]
 fn recorded_evidence_with_a_missing_field_is_an_error_naming_it() {
     let tmp = crate::report::tests::tempdir("step6-evidence");
-    let text = std::fs::read_to_string(model::evidence_file(&dir("one-cpu-taskset"), 6)).unwrap();
+    let text = std::fs::read_to_string(crate::evidence::file(&dir("one-cpu-taskset"), 6)).unwrap();
     let broken = text.replacen("\"bytes_per_s\"", "\"bytes_per_sec\"", 1);
-    std::fs::write(model::evidence_file(tmp.path(), 6), broken).unwrap();
-    let err = model::load_evidence::<Evidence>(tmp.path(), 6).unwrap_err();
+    std::fs::write(crate::evidence::file(tmp.path(), 6), broken).unwrap();
+    let err = crate::evidence::load::<Evidence>(tmp.path(), 6).unwrap_err();
     assert!(format!("{err:#}").contains("bytes_per_s"), "{err:#}");
 }
 
@@ -293,12 +294,12 @@ fn a_failing_or_lying_channel_is_an_error_naming_it() {
 #[test]
 fn without_strace_the_counts_are_missing_with_the_reason() {
     let mut ev = fixture("one-cpu-taskset");
-    ev.traces = super::Traces::Unavailable {
+    ev.traces = lab_analysis::step6::Traces::Unavailable {
         reason: "strace is not installed; install it with `apt-get install strace`".into(),
     };
     let f = analyze(&ev).unwrap();
     assert!(matches!(f.syscalls, Syscalls::Unavailable { .. }));
-    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    let text = blocks_text(&crate::model::tests::explained::<Step6>(&f, &ev).blocks);
     assert!(text.contains("Not measured: strace could not run (strace is not installed"));
     assert!(f.integrity.all_intact_in_order);
     assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 
 use super::analyze::{Findings, LoopFinding, Outcome, ProtocolFinding, RaceFinding};
-use super::{answers, Evidence, Mode, Racer, COURSE_FILE};
-use crate::model::{Block, Explained};
-use crate::report::charts::step5 as charts;
+use super::answers::{self, cpu_list, racer_name};
+use super::{Evidence, Mode, COURSE_FILE};
+use crate::Block;
 
-pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
+pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     let mut blocks = Vec::new();
     protocol(&mut blocks, f, ev);
     sizing(&mut blocks, f, ev);
@@ -16,10 +16,7 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
     loops(&mut blocks, f, ev);
     blocks.push(Block::heading("Answers, from the measurements above"));
     blocks.extend(answers::answers(f, ev));
-    Explained {
-        blocks,
-        pictures: charts::pictures(&charts::Data::from_findings(f)),
-    }
+    blocks
 }
 
 fn protocol(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
@@ -158,13 +155,6 @@ fn opt(v: Option<i64>) -> String {
     v.map_or("-".to_string(), |v| v.to_string())
 }
 
-pub fn racer_name(ev: &Evidence) -> String {
-    match &ev.racer {
-        Racer::Ours { .. } => "race".to_string(),
-        Racer::Theirs { program, .. } => program.display().to_string(),
-    }
-}
-
 fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     let counts: Vec<String> = {
         let mut c: Vec<usize> = f.races.iter().map(|r| r.participants).collect();
@@ -265,28 +255,6 @@ fn failures(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
             ),
             text,
         ));
-    }
-}
-
-pub fn cpu_list(cpus: &[u32]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        parts.push(if j > i {
-            format!("{}-{}", cpus[i], cpus[j])
-        } else {
-            cpus[i].to_string()
-        });
-        i = j + 1;
-    }
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(",")
     }
 }
 

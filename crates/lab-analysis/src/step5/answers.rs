@@ -4,9 +4,8 @@
 use std::fmt::Write as _;
 
 use super::analyze::{of_mode, Cause, Findings, RuntimeTrend};
-use super::explain::{cpu_list, racer_name};
-use super::{Evidence, Mode};
-use crate::model::Block;
+use super::{Evidence, Mode, Racer};
+use crate::Block;
 
 pub fn answers(f: &Findings, ev: &Evidence) -> Vec<Block> {
     vec![
@@ -551,4 +550,33 @@ fn atomic(f: &Findings, ev: &Evidence) -> String {
         );
     }
     s.trim().to_string()
+}
+
+pub fn racer_name(ev: &Evidence) -> String {
+    match &ev.racer {
+        Racer::Ours { .. } => "race".to_string(),
+        Racer::Theirs { program, .. } => program.display().to_string(),
+    }
+}
+
+pub fn cpu_list(cpus: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}-{}", cpus[i], cpus[j])
+        } else {
+            cpus[i].to_string()
+        });
+        i = j + 1;
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(",")
+    }
 }

@@ -7,12 +7,25 @@ use anyhow::Context as _;
 use lab_trace::markers::{self, Segment};
 use serde::Serialize;
 
-use super::measure::{tunable_value, MMAP_THRESHOLD_TUNABLE};
 use super::wire::{
     self, parse_hex, Allocations, Fastbins, FreeAttempt, FreeBitReport, LargeMallocAttempt,
     ThresholdReport,
 };
 use super::{EnvVar, Evidence, Measured, Outcome, Run, Traced};
+
+/// The tunable that sets glibc's mmap threshold (mallopt(3) `M_MMAP_THRESHOLD`). Set through
+/// `GLIBC_TUNABLES` because that wins over `MALLOC_MMAP_THRESHOLD_` (and a later entry of
+/// `GLIBC_TUNABLES` over an earlier one), so the setting holds whatever the environment has.
+pub const MMAP_THRESHOLD_TUNABLE: &str = "glibc.malloc.mmap_threshold";
+
+/// The value `GLIBC_TUNABLES=tunables` gives `name` (its last entry), if any.
+pub fn tunable_value<'a>(tunables: &'a str, name: &str) -> Option<&'a str> {
+    tunables
+        .split(':')
+        .filter_map(|t| t.split_once('='))
+        .rfind(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
 
 /// Chunk sizes step by this many bytes (glibc's MALLOC_ALIGNMENT on x86-64): the next chunk size
 /// after a heap chunk of `s` bytes is `s + 16`.
@@ -524,7 +537,7 @@ pub fn glibc_mmap_len(x: u64, page: u64) -> u64 {
 }
 
 /// The x → L pairs of a traced run: every allocation paired with an anonymous mmap.
-pub(super) fn mmap_lengths_of<D: Allocations>(
+pub fn mmap_lengths_of<D: Allocations>(
     run: &Traced<D>,
     page: u64,
 ) -> anyhow::Result<Vec<MmapLength>> {

@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{bytes, err, render, Picture, FONT, HEAP, MMAP, MMAP_LEN};
-use crate::step2::{Evidence, Findings};
+use lab_analysis::step2::{Evidence, Findings};
 
 /// One file and its mapping, drawn as a row of bars over byte offsets.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,7 @@ pub fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
         before: f.lookups.pages_resident_before,
         after: f.lookups.pages_resident_after,
         lookups: f.lookups.lookups,
-        evicted: f.lookups.eviction == crate::step2::lookups::Eviction::Fadvise,
+        evicted: f.lookups.eviction == lab_analysis::step2::lookups::Eviction::Fadvise,
     }));
     out
 }
@@ -323,17 +323,18 @@ pub fn residency(p: &ResidencyPicture) -> Picture {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Step as _, StepReport};
-    use crate::step2::Step2;
+
+    use lab_analysis::step2::Step2;
+    use lab_analysis::Step as _;
 
     /// The report's sample section for step 2: a recorded run's findings and its first
     /// picture (the report's own tests count one picture for this section).
-    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
-        let e = crate::step2::tests::fixture("course-table");
+    pub(crate) fn sample_report(mut report: lab_analysis::StepReport) -> super::super::Shown {
+        let e = crate::evidence::tests::fixture::<lab_analysis::step2::Evidence>("course-table", 2);
         let f = Step2::analyze(&e).unwrap();
         report.findings = serde_json::to_value(&f).unwrap();
-        report.pictures = pictures(&f, &e).into_iter().take(1).collect();
-        report
+        let pictures = pictures(&f, &e).into_iter().take(1).collect();
+        super::super::Shown { report, pictures }
     }
 
     fn count(svg: &str, tag: &str) -> usize {

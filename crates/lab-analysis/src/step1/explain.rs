@@ -8,17 +8,13 @@ use super::analyze::{
     TcacheComparison, ThresholdEffects, FLAG_NAMES,
 };
 use super::{Evidence, Outcome};
-use crate::model::{Block, Explained};
-use crate::report::charts::step1 as charts;
+use crate::Block;
 
-pub fn explain(f: &Findings, evidence: &Evidence) -> Explained {
+pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
     let mut blocks = vec![Block::text(setting(f, evidence))];
     if let Some(error) = &f.foreign_allocator {
         blocks.extend(refusal(error));
-        return Explained {
-            blocks,
-            pictures: Vec::new(),
-        };
+        return blocks;
     }
     if let Some(s) = &f.sweep {
         blocks.extend(sweep_blocks(f, s));
@@ -62,10 +58,7 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Explained {
     blocks.push(Block::answer(Q_LENGTH, answer_length(f)));
     blocks.push(Block::answer(Q_TCACHE, answer_tcache(f)));
     blocks.push(Block::answer(Q_HINT, answer_hint(f)));
-    Explained {
-        blocks,
-        pictures: charts::pictures(f),
-    }
+    blocks
 }
 
 const Q_FREE: &str = "Which bit (and value) corresponds to free/in-use?";

@@ -12,6 +12,12 @@ pub mod step4;
 pub mod step5;
 pub mod step6;
 
+/// A step's report with its pictures, as the terminal and the HTML report show it.
+pub struct Shown {
+    pub report: lab_analysis::StepReport,
+    pub pictures: Vec<Picture>,
+}
+
 /// One picture: the SVG, or why there is none.
 pub struct Picture {
     /// The file name the Markdown twin links (`step1-chunks.svg`).

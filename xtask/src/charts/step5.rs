@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 
 use super::{err, render, Picture, FONT, HEAP, MMAP, OTHER_MODES};
-use crate::step5::Findings;
+use lab_analysis::step5::Findings;
 
 /// What the pictures show, one row per race.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,7 +217,7 @@ pub(crate) mod tests {
     }
 
     /// A report's step 5 section with the sample's pictures and findings in the `--json` shape.
-    pub(crate) fn sample_report(mut report: crate::model::StepReport) -> crate::model::StepReport {
+    pub(crate) fn sample_report(mut report: lab_analysis::StepReport) -> super::super::Shown {
         let d = sample();
         report.findings = serde_json::json!({
             "races": d.rows.iter().map(|r| serde_json::json!({
@@ -225,8 +225,8 @@ pub(crate) mod tests {
                 "ns_per_increment": r.ns_per_increment,
             })).collect::<Vec<_>>(),
         });
-        report.pictures = pictures(&d);
-        report
+        let pictures = pictures(&d);
+        super::super::Shown { report, pictures }
     }
 
     fn count(svg: &str, tag: &str) -> usize {

@@ -299,14 +299,14 @@ pub(crate) mod tests {
     }
 
     /// A report's step 6 section: the sample's pictures, and findings in the `--json` shape.
-    pub(crate) fn sample_report(mut report: crate::model::StepReport) -> crate::model::StepReport {
+    pub(crate) fn sample_report(mut report: lab_analysis::StepReport) -> super::super::Shown {
         let b = sample();
         report.findings = serde_json::json!({
             "goals": channel::bench::goals(&b),
             "ratios": channel::bench::ratios(&b),
         });
-        report.pictures = pictures(&Data::from_report(&b));
-        report
+        let pictures = pictures(&Data::from_report(&b));
+        super::super::Shown { report, pictures }
     }
 
     fn count(svg: &str, tag: &str) -> usize {

@@ -9,7 +9,7 @@
 use plotters::prelude::*;
 
 use super::{bytes, clip, err, render, Picture, FONT, MARK, MMAP};
-use crate::step4::Findings;
+use lab_analysis::step4::Findings;
 
 /// What the picture draws.
 #[derive(Debug, Clone)]
@@ -114,7 +114,7 @@ impl Step4Picture {
             baz_frames: f.frames.baz_frames.clone(),
             values: f.programs.iter().map(|p| p.baz_values.clone()).collect(),
             client: match &f.client {
-                crate::step4::ClientFinding::Ran {
+                lab_analysis::step4::ClientFinding::Ran {
                     baz_address,
                     inside_library,
                     relocation,
@@ -125,7 +125,7 @@ impl Step4Picture {
                     if *inside_library { "inside" } else { "outside" },
                     relocation.as_deref().unwrap_or("none")
                 )),
-                crate::step4::ClientFinding::Skipped { .. } => None,
+                lab_analysis::step4::ClientFinding::Skipped { .. } => None,
             },
         }
     }
@@ -461,23 +461,24 @@ fn caption(p: &Step4Picture) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::StepReport;
-    use crate::step4::Step4;
+
+    use lab_analysis::step4::Step4;
 
     fn picture(name: &str) -> Step4Picture {
-        use crate::model::Step as _;
-        let ev = crate::step4::tests::fixture(name);
+        use lab_analysis::Step as _;
+        let ev = crate::evidence::tests::fixture::<lab_analysis::step4::Evidence>(name, 4);
         Step4Picture::from_findings(&Step4::analyze(&ev).unwrap())
     }
 
     /// The report's sample step 4: findings and picture from recorded evidence.
-    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
-        use crate::model::Step as _;
-        let ev = crate::step4::tests::fixture("foobar-ours-root");
+    pub(crate) fn sample_report(mut report: lab_analysis::StepReport) -> super::super::Shown {
+        use lab_analysis::Step as _;
+        let ev =
+            crate::evidence::tests::fixture::<lab_analysis::step4::Evidence>("foobar-ours-root", 4);
         let f = Step4::analyze(&ev).unwrap();
         report.findings = serde_json::to_value(&f).unwrap();
-        report.pictures = vec![draw(&Step4Picture::from_findings(&f))];
-        report
+        let pictures = vec![draw(&Step4Picture::from_findings(&f))];
+        super::super::Shown { report, pictures }
     }
 
     fn count(svg: &str, tag: &str) -> usize {

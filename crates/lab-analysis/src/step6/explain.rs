@@ -7,10 +7,9 @@ use channel::bench::{
 
 use super::analyze::{CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE};
 use super::{Evidence, Traces};
-use crate::model::{Block, Explained};
-use crate::report::charts::step6 as charts;
+use crate::Block;
 
-pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
+pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     let mut blocks = Vec::new();
     syscalls(&mut blocks, f, ev);
     table(&mut blocks, f, ev);
@@ -37,10 +36,7 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
         integrity_answer(&f.integrity),
     ));
     goals(&mut blocks, f);
-    Explained {
-        blocks,
-        pictures: charts::pictures(&charts::Data::from_report(&ev.bench)),
-    }
+    blocks
 }
 
 fn place(p: Placement) -> &'static str {

@@ -5,8 +5,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
-use crate::step1::analyze::{FreedInto, LargeMalloc, LargeMallocOutcome, SyscallMade};
-use crate::step1::Findings;
+use lab_analysis::step1::analyze::{FreedInto, LargeMalloc, LargeMallocOutcome, SyscallMade};
+use lab_analysis::step1::Findings;
 
 /// The pictures of step 1: the chunk chart when the sweep ran, the free-bit comparison when
 /// both free-bit runs did.
@@ -442,7 +442,6 @@ fn or_none(v: &[String]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::StepReport;
 
     /// The sweep of the report's sample: eight requests, the threshold at 131049.
     pub(crate) fn sample_picture() -> ChunksPicture {
@@ -482,7 +481,7 @@ pub(crate) mod tests {
 
     /// Step 1's entry in the report's sample: the shared synthetic narrative `report`, with
     /// findings and the chunk picture from typed data.
-    pub(crate) fn sample_report(mut report: StepReport) -> StepReport {
+    pub(crate) fn sample_report(mut report: lab_analysis::StepReport) -> super::super::Shown {
         let p = sample_picture();
         report.findings = serde_json::json!({
             "threshold_request": p.threshold_request,
@@ -490,8 +489,8 @@ pub(crate) mod tests {
             "prev_inuse_bit": 0,
             "is_mmapped_bit": 1,
         });
-        report.pictures = vec![chunks(&p)];
-        report
+        let pictures = vec![chunks(&p)];
+        super::super::Shown { report, pictures }
     }
 
     fn count(svg: &str, tag: &str) -> usize {

@@ -10,10 +10,9 @@ use super::analyze::{
     ClientFinding, CounterSummary, Findings, MapCall, ProgramFindings, Role, StartCost,
 };
 use super::evidence::{Eviction, Evidence, Ready, Source};
-use crate::model::{Block, Explained};
-use crate::report::charts::step4 as chart;
+use crate::Block;
 
-pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
+pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     let mut blocks = vec![Block::text(intro(f))];
     for p in &f.programs {
         blocks.extend(program_blocks(p));
@@ -74,10 +73,7 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Explained {
         "Where does baz live for a C client that refers to it directly?",
         client(f),
     ));
-    Explained {
-        blocks,
-        pictures: vec![chart::draw(&chart::Step4Picture::from_findings(f))],
-    }
+    blocks
 }
 
 fn intro(f: &Findings) -> String {
@@ -108,7 +104,7 @@ fn intro(f: &Findings) -> String {
          baz that /proc/PID/maps shows; setbaz, getbaz and baz are placed from its dynamic \
          symbols (.dynsym) plus its load address, and baz's value is read from each process's \
          memory, not from what the programs print.",
-        super::running::FILTER,
+        super::FILTER,
         how(&f.programs[0]),
         how(&f.programs[1])
     )

@@ -4,8 +4,8 @@
 
 use super::step2::{layout, LayoutPicture, LayoutRow};
 use super::Picture;
-use crate::disktable_steps::program::relative;
-use crate::step3::{Evidence, Findings};
+use lab_analysis::disktable::program::relative;
+use lab_analysis::step3::{Evidence, Findings};
 
 /// The pictures of step 3.
 pub fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
