@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name)
 }
 
 /// Every (evidence set, step) pair recorded under `tests/evidence`.
@@ -76,5 +78,9 @@ fn every_recorded_evidence_set_replays_to_the_recorded_report() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every expected file belongs to a recorded set (none is left over from a removed one).
     let expected = std::fs::read_dir(dir("replay")).unwrap().count();
-    assert_eq!(expected, 2 * sets.len(), "tests/replay has files of no recorded set");
+    assert_eq!(
+        expected,
+        2 * sets.len(),
+        "tests/replay has files of no recorded set"
+    );
 }
