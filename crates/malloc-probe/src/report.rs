@@ -4,21 +4,11 @@
 //! Every field is required when deserialising. `Option` fields that have no value in a run
 //! (`top_size` when the top chunk could not be located, `is_mmapped_bit` when no bit follows the
 //! region, ...) are written as `null` and must be present: serde would otherwise read a missing
-//! `Option` as `None` silently, so they carry `deserialize_with = "nullable"`.
+//! `Option` as `None` silently, so they carry `deserialize_with = "lab_trace::nullable"`.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::tag::Tag;
-
-/// Deserialises an `Option` that must be present (possibly `null`): a field with its own
-/// `deserialize_with` is required by serde, unlike a plain `Option`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d)
-}
 
 /// Which malloc this process uses, and the settings that move the threshold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +20,7 @@ pub struct Allocator {
     pub glibc_version: String,
     pub page_size: usize,
     /// `GLIBC_TUNABLES=…mmap_threshold…` or `MALLOC_MMAP_THRESHOLD_=…` as set, else `null`.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub explicit_threshold: Option<String>,
 }
 
@@ -52,15 +42,15 @@ pub struct Row {
     /// "heap" or "mmap", from /proc/self/maps (never inferred from the bit); "other" else.
     pub region: String,
     /// The top chunk's size right after this malloc, when located.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_size: Option<u64>,
     /// How far this malloc moved the program break.
     pub brk_growth: usize,
     /// For a chunk in an mmap region: the length of its mapping (chunk size plus offset).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub mapped_length: Option<u64>,
     /// For a chunk in an mmap region: whether the chunk starts on a page boundary.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub page_aligned: Option<bool>,
     /// Whether the chunk was carved from the top chunk.
     pub from_top: bool,
@@ -131,13 +121,13 @@ pub struct SweepReport {
 #[serde(deny_unknown_fields)]
 pub struct SweepFindings {
     /// The one tag bit set in every mmap row and clear in every heap row (`null` if not one).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub is_mmapped_bit: Option<u32>,
     /// Every low bit that follows the region.
     pub bits_following_region: Vec<u32>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub largest_heap_request: Option<usize>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub smallest_mmap_request: Option<usize>,
     pub mapped_lengths: Vec<MappedLength>,
 }
@@ -211,11 +201,11 @@ pub struct LargeMallocAttempt {
     pub large_region: String,
     /// The fastbins before free(A), after it, and after the large malloc (`null` without
     /// mallinfo2, glibc < 2.33).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_before_free: Option<Fastbins>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_after_free: Option<Fastbins>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_after_malloc: Option<Fastbins>,
 }
 
@@ -253,21 +243,21 @@ pub struct FreeBitReport {
 pub struct FreeBitFindings {
     /// The bit of the NEXT chunk's tag that freeing A cleared (`null`: no attempt changed
     /// exactly one bit).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub prev_inuse_bit: Option<u32>,
     /// The bit's value while A is in use (1) and once it is free (0), when the bit was found.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub in_use_value: Option<u8>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub free_value: Option<u8>,
     /// The largest chunk whose free changed no bit (tcache and fastbins keep it "in use").
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub largest_chunk_freed_without_change: Option<u64>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub first_request_that_changed_the_bit: Option<usize>,
     /// Whether the large malloc cleared that bit in B's tag after free(A) had left it set
     /// (`null` when the bit was not found, or free(A) had already cleared it).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub large_malloc_cleared_the_bit: Option<bool>,
 }
 
@@ -285,12 +275,12 @@ pub struct Drain {
 #[serde(deny_unknown_fields)]
 pub struct ChildOut {
     /// The mmapped block allocated and freed first (`--free-first`), before freeing.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub freed_first: Option<Row>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub drain: Option<Drain>,
     /// The block allocated to grow the heap first (`--grow-first`).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub grow: Option<Row>,
     /// The request under test.
     pub row: Row,
@@ -313,7 +303,7 @@ pub struct Threshold {
     /// Effect 3: after freeing an mmapped block.
     pub dynamic: Dynamic,
     /// GLIBC_TUNABLES / MALLOC_MMAP_THRESHOLD_ as set in the environment.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub explicit_setting: Option<String>,
 }
 
@@ -322,7 +312,7 @@ pub struct Threshold {
 #[serde(deny_unknown_fields)]
 pub struct Dynamic {
     pub freed_request: usize,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub freed_mapped_length: Option<u64>,
     /// The threshold request, asked again after the free (drained top).
     pub same_request_after_free: ChildOut,
@@ -350,10 +340,10 @@ pub struct ThresholdFindings {
     pub threshold_chunk_size: u64,
     pub largest_heap_request: usize,
     /// The top chunk left after draining it, in the first drained probe.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_after_drain: Option<u64>,
     /// The top chunk right after a heap growth (effect 2).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_after_growth: Option<u64>,
     /// Where `threshold_request` landed right after that growth: "heap" or "mmap".
     pub with_room_region: String,

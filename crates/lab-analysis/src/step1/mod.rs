@@ -127,7 +127,7 @@ pub struct Traced<D> {
 pub struct Refusal {
     pub args: Vec<String>,
     /// The probe's exit status.
-    #[serde(deserialize_with = "wire::required")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub status: Option<i32>,
     /// Its one-line error, as printed.
     pub error: String,

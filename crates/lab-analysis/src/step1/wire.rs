@@ -3,8 +3,6 @@
 //! value) and an unknown field is an error, so a document that does not fit is an error that
 //! names the field, never a silent default.
 
-use serde::{Deserialize, Deserializer};
-
 pub use malloc_probe::{
     AllocReport, Allocator, ChildOut, Dynamic, Fastbins, FreeAttempt, FreeBitReport,
     LargeMallocAttempt, Row, SweepReport, ThresholdReport,
@@ -27,26 +25,15 @@ impl Allocations for SweepReport {
     }
 }
 
-/// For this step's own `Option` fields: present (`null` or a value) or an error naming the
-/// field (serde reads a missing plain `Option` as `None`).
-pub(crate) fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d)
-}
-
 /// A tag or address as the probe prints it ("0x…").
 pub use lab_trace::parse_hex;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, serde::Deserialize)]
     struct Probe {
-        #[serde(deserialize_with = "required")]
+        #[serde(deserialize_with = "lab_trace::nullable")]
         status: Option<i32>,
     }
 
