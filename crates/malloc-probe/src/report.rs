@@ -63,15 +63,15 @@ pub struct Row {
     pub phase: Option<String>,
 }
 
-/// A tag as the probe writes it (`0x…`); 0 if the string is not hex, which the probe never
-/// writes.
-fn hex_tag(s: &str) -> Tag {
-    Tag(u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0))
+/// A tag as the probe writes it (`0x…`); `None` for anything else (a document edited or made
+/// by another program), never a made-up 0.
+fn hex_tag(s: &str) -> Option<Tag> {
+    lab_trace::parse_hex(s).map(Tag)
 }
 
 impl Row {
-    /// The raw tag as a number.
-    pub fn tag_value(&self) -> Tag {
+    /// The raw tag as a number (`None` if the document's tag is not `0x…` hex).
+    pub fn tag_value(&self) -> Option<Tag> {
         hex_tag(&self.tag)
     }
 }
@@ -210,8 +210,9 @@ pub struct LargeMallocAttempt {
 }
 
 impl LargeMallocAttempt {
-    /// B's tag while A is in use, after free(A), after the large malloc.
-    pub fn tags_b(&self) -> [Tag; 3] {
+    /// B's tag while A is in use, after free(A), after the large malloc (`None` where the
+    /// document's tag is not `0x…` hex).
+    pub fn tags_b(&self) -> [Option<Tag>; 3] {
         [
             hex_tag(&self.tag_b_before),
             hex_tag(&self.tag_b_after_free),
@@ -220,9 +221,12 @@ impl LargeMallocAttempt {
     }
 
     /// Whether the large malloc cleared `bit` of B's tag after free(A) had left it set (`None`
-    /// when free(A) had already cleared it: then there is nothing left to clear).
+    /// when free(A) had already cleared it: then there is nothing left to clear; `None` too when
+    /// a tag is not hex: then nothing can be said).
     pub fn malloc_cleared(&self, bit: u32) -> Option<bool> {
-        let [_, after_free, after_malloc] = self.tags_b();
+        let [_, Some(after_free), Some(after_malloc)] = self.tags_b() else {
+            return None;
+        };
         after_free.bit(bit).then(|| !after_malloc.bit(bit))
     }
 }
@@ -422,7 +426,7 @@ mod tests {
         assert!(text.contains(r#""explicit_threshold":null"#), "{text}");
         assert!(!text.contains("phase"), "alloc rows have no phase: {text}");
         assert_eq!(serde_json::from_str::<AllocReport>(&text).unwrap(), r);
-        assert_eq!(r.allocations[0].tag_value().chunk_size(), 0x31000);
+        assert_eq!(r.allocations[0].tag_value().unwrap().chunk_size(), 0x31000);
     }
 
     #[test]
@@ -493,6 +497,22 @@ mod tests {
                 large_malloc_cleared_the_bit: Some(true),
             },
         }
+    }
+
+    #[test]
+    fn a_tag_that_is_not_hex_is_no_tag_not_zero() {
+        assert_eq!(hex_tag("0x21"), Some(Tag(0x21)));
+        assert_eq!(hex_tag("zz"), None);
+        assert_eq!(hex_tag(""), None);
+        let mut l = free_bit_report().large_malloc;
+        assert_eq!(l.malloc_cleared(0), Some(true));
+        l.tag_b_after_malloc = "not a tag".into();
+        assert_eq!(l.tags_b()[2], None);
+        assert_eq!(
+            l.malloc_cleared(0),
+            None,
+            "nothing can be said from a broken tag"
+        );
     }
 
     #[test]
