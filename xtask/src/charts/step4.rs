@@ -63,7 +63,7 @@ impl Step4Picture {
     pub fn from_findings(f: &Findings) -> Step4Picture {
         let parse = lab_trace::parse_hex;
         let first = &f.programs[0];
-        let base0 = parse(&first.base).unwrap_or(0);
+        let base0 = first.base;
         let rows = f
             .frames
             .rows
@@ -103,7 +103,7 @@ impl Step4Picture {
                 .map(|p| Program {
                     name: p.name.clone(),
                     pid: p.pid,
-                    base: parse(&p.base).unwrap_or(0),
+                    base: p.base,
                     library: p.library.clone(),
                 })
                 .collect(),

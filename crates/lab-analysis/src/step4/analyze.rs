@@ -64,8 +64,10 @@ pub struct ProgramFindings {
     pub open: Option<String>,
     pub failed_opens: usize,
     pub fd: Option<i64>,
-    /// The load bias, from the trace's reservation (else from /proc/PID/maps).
-    pub base: String,
+    /// The load bias, from the trace's reservation (else from /proc/PID/maps). A number here;
+    /// `--json` prints it as `"0x…"`, like every address in the findings.
+    #[serde(serialize_with = "as_hex")]
+    pub base: u64,
     pub maps: Vec<MapCall>,
     pub mprotects: Vec<Mprotect>,
     pub sharing: SmapsReading,
@@ -338,6 +340,11 @@ fn hex(v: u64) -> String {
     format!("{v:#x}")
 }
 
+/// Serialises an address as the findings print addresses: `"0x…"`.
+fn as_hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(*v))
+}
+
 /// The load of the library in the program's trace: the one whose reservation is where
 /// /proc/PID/maps shows the library, else the one of the same file name.
 fn load_of(p: &ProgramRun, page: u64) -> Option<LibLoad> {
@@ -447,7 +454,7 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         open: load.map(|l| strip_pid(&l.open.raw)),
         failed_opens: load.map_or(0, |l| l.failed_opens.len()),
         fd: load.map(|l| l.fd),
-        base: hex(base),
+        base,
         mprotects: load.map_or(Vec::new(), |l| {
             l.mprotects
                 .iter()
@@ -589,10 +596,7 @@ impl PageIndex {
 fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]) -> Frames {
     let page = ev.page_size;
     let index = PageIndex {
-        bases: programs
-            .iter()
-            .map(|p| lab_trace::parse_hex(&p.base).unwrap_or(0))
-            .collect(),
+        bases: programs.iter().map(|p| p.base).collect(),
         entries: ev
             .programs
             .iter()

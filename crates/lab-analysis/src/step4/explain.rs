@@ -272,7 +272,11 @@ fn how_many(f: &Findings) -> String {
             );
         }
     }
-    let bases: Vec<&str> = f.programs.iter().map(|p| p.base.as_str()).collect();
+    let bases: Vec<String> = f
+        .programs
+        .iter()
+        .map(|p| format!("{:#x}", p.base))
+        .collect();
     let _ = write!(
         s,
         "Yes, more than one per program: one per loadable segment, because each segment needs \
