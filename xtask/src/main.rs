@@ -4,14 +4,16 @@
 //! Run `cargo xtask run-step N` (N = 1..=6), `cargo xtask run-all`, either with `--quick` for the
 //! short version CI runs, and `cargo xtask bench NAME` for the benchmarks.
 //!
-//! Every step has the shape of [`model::Step`]: *measure* (run, trace, read /proc into typed
-//! Evidence), *analyze* (pure: Evidence → Findings), *explain* (Findings → the narrative and the
-//! pictures), so `--save-evidence DIR` / `--evidence DIR` record a run and explain it again
-//! without running anything. The evidence readers (strace, /proc, ELF) live in
-//! `crates/lab-trace`; the binaries' `--json` documents are types of their own crates.
+//! Every step is *measure* (here: run, trace, read /proc into typed Evidence, [`model::Measure`]),
+//! then `lab_analysis`'s *analyze* (pure: Evidence → Findings) and *explain* (Findings → the
+//! narrative), then the rendering here (terminal, report, pictures drawn from the Findings), so
+//! `--save-evidence DIR` / `--evidence DIR` record a run and explain it again without running
+//! anything. The evidence readers (strace, /proc, ELF) live in `crates/lab-trace`; the binaries'
+//! `--json` documents are types of their own crates.
 //!
-//! Modules: one per step (`step1` … `step6`); `build` (cargo, target dir, binaries), `model`
-//! (the Step shape, Ctx, StepReport), `out` (the terminal rendering), `report` (HTML/Markdown).
+//! Modules: one per step (`step1` … `step6`, measuring); `build` (cargo, target dir, binaries),
+//! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
+//! (the pictures), `report` (HTML/Markdown).
 
 #![forbid(unsafe_code)]
 

@@ -7,7 +7,7 @@
 //!   `DIR/stepN.json`, `--evidence DIR` reads it back and runs nothing.
 //! - *analyze* and *explain* are `lab_analysis::Step`'s: pure, from the evidence alone.
 //! - The terminal ([`crate::out::render`]) and `cargo xtask report` render the same
-//!   [`StepReport`]; `--json` prints it, with its `findings` object.
+//!   [`lab_analysis::StepReport`]; `--json` prints it, with its `findings` object.
 
 use std::path::{Path, PathBuf};
 

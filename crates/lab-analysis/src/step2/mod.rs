@@ -5,7 +5,7 @@
 //! printed by `disktable print` through one mapping under strace, with mincore showing which
 //! pages the print read in ([`course`]). `--program PATH [-- ARGS]` runs someone else's reader
 //! next to a copy of the table and judges it from its trace and output
-//! ([`crate::disktable_steps::program`]). Then the lab's extension, `persist`, a hash table in a
+//! ([`crate::disktable::program`]). Then the lab's extension, `persist`, a hash table in a
 //! file: random lookups through one read-only mapping after the file was evicted from the page
 //! cache ([`lookups`]), and the same table used through its mapping inside a memory cgroup
 //! smaller than it, while reading the whole file into memory there is killed ([`cgroup`]).

@@ -6,7 +6,7 @@
 //! capacity runs out ([`appends`]); the naive writer that crashes after a few runs, run in a
 //! child under strace, with the signal and the fault address located against the mapping's and
 //! the file's end ([`naive`]); and `--program PATH [-- ARGS]`, someone else's writer, judged
-//! ([`crate::disktable_steps::program`]). Then the lab's extension, `persist`: a put through a
+//! ([`crate::disktable::program`]). Then the lab's extension, `persist`: a put through a
 //! `MAP_SHARED` mapping seen by a plain read, a load that grows the file, and the `MAP_PRIVATE`
 //! contrast ([`writes`]).
 //!

@@ -9,7 +9,7 @@
 //!
 //! The signal and `si_addr` come from strace's signal line; where the address lies (against the
 //! mapping's end and the file's end) from the trace's mmap calls and the file's length
-//! ([`crate::disktable_steps::fault`]). The naive writer's own prediction, printed before its
+//! ([`crate::disktable::fault`]). The naive writer's own prediction, printed before its
 //! first store, is checked against what happened.
 
 use persist::disktable::{NaiveMode, NaivePlan};

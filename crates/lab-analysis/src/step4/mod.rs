@@ -6,7 +6,7 @@
 //! foobar.c -o foobar.so`, `gcc -g foo.c foobar.so -o foo`: DT_NEEDED foobar.so, no RUNPATH; the
 //! lab runs them with their directory on LD_LIBRARY_PATH, as the course's `LD_LIBRARY_PATH=.`).
 //!
-//! - [`measure`](measure::measure) finds the library the first program will load (DT_NEEDED
+//! - xtask's `step4::measure` finds the library the first program will load (DT_NEEDED
 //!   along ld.so's search path), evicts it from the page cache (fsync + POSIX_FADV_DONTNEED,
 //!   mincore to count), starts foo under `strace -f -e trace=openat,read,pread64,mmap,mprotect,munmap,close`,
 //!   waits until it has loaded the library and reached its loop, records its faults and the

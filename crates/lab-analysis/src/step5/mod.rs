@@ -150,7 +150,7 @@ pub struct RaceRecord {
     pub run: RaceRun,
 }
 
-/// What [`launch::race`] saw of one race.
+/// What xtask's `launch::race` saw of one race.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RaceRun {
     /// In the order started (the first alone, the rest once it had set up the file).
