@@ -58,3 +58,27 @@ pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<(S::Findings, S
     };
     Ok((findings, report))
 }
+
+/// The recorded evidence the tests read: `xtask/tests/evidence/NAME/stepN.json`, each written
+/// by `cargo xtask run-step N --save-evidence DIR` (a step, a version, the evidence).
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::path::Path;
+
+    /// The xtask crate's directory, where the recordings live.
+    pub const XTASK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask");
+
+    /// Step `n`'s evidence recorded in `dir`.
+    pub fn load<E: serde::de::DeserializeOwned>(dir: &Path, n: u8) -> anyhow::Result<E> {
+        let path = dir.join(format!("step{n}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut doc: serde_json::Value = serde_json::from_str(&text)?;
+        anyhow::ensure!(
+            doc["step"] == n && doc["version"] == 1,
+            "{}: not step {n}",
+            path.display()
+        );
+        Ok(serde_json::from_value(doc["evidence"].take())?)
+    }
+}

@@ -77,3 +77,6 @@ impl Step for Step2 {
         blocks
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -75,3 +75,6 @@ impl Step for Step3 {
         blocks
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,3 +66,6 @@ impl Step for Step4 {
         explain::explain(findings, evidence)
     }
 }
+
+#[cfg(test)]
+mod tests;

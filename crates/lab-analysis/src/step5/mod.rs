@@ -273,3 +273,6 @@ pub enum Listing {
     Text { binary: PathBuf, text: String },
     Unavailable { reason: String },
 }
+
+#[cfg(test)]
+mod tests;

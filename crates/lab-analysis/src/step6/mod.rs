@@ -102,3 +102,6 @@ pub struct TracedRun {
     /// that makes no call per message; always none for the short run).
     pub sample: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests;
