@@ -21,8 +21,12 @@ use crate::evidence;
 pub trait Measure: lab_analysis::Step {
     /// Runs, traces and reads the machine. Progress goes to stderr ([`crate::out::progress`]).
     fn measure(ctx: &Ctx) -> anyhow::Result<Self::Evidence>;
-    /// The step's pictures, drawn from its findings (and the evidence they came from).
-    fn pictures(findings: &Self::Findings, evidence: &Self::Evidence) -> Vec<Picture>;
+    /// The step's pictures, drawn from its picture data (or its findings and evidence).
+    fn draw(
+        pictures: &Self::Pictures,
+        findings: &Self::Findings,
+        evidence: &Self::Evidence,
+    ) -> Vec<Picture>;
 }
 
 /// Runs a step: measures (or loads recorded evidence), saves the evidence if asked, analyzes
@@ -35,9 +39,12 @@ pub fn run<S: Measure>(ctx: &Ctx) -> anyhow::Result<Shown> {
     if let Some(dir) = &ctx.save {
         evidence::save(dir, S::NUMBER, &evidence)?;
     }
-    let (findings, report) = lab_analysis::report::<S>(&evidence)?;
-    let pictures = S::pictures(&findings, &evidence);
-    Ok(Shown { report, pictures })
+    let explained = lab_analysis::report::<S>(&evidence)?;
+    let pictures = S::draw(&explained.pictures, &explained.findings, &evidence);
+    Ok(Shown {
+        report: explained.report,
+        pictures,
+    })
 }
 
 /// Options that point a step at someone else's programs and files, and size it.
@@ -146,7 +153,7 @@ pub(crate) mod tests {
     pub fn explained<S: Measure>(f: &S::Findings, e: &S::Evidence) -> Explained {
         Explained {
             blocks: S::explain(f, e),
-            pictures: S::pictures(f, e),
+            pictures: S::draw(&S::pictures(f, e), f, e),
         }
     }
 }

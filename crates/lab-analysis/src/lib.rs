@@ -41,14 +41,27 @@ pub trait Step {
     type Findings: Serialize;
     /// Decides, from the evidence alone. No I/O.
     fn analyze(evidence: &Self::Evidence) -> anyhow::Result<Self::Findings>;
+    /// The typed data the step's pictures are drawn from (xtask draws them; nothing here knows
+    /// how a picture looks).
+    type Pictures;
     /// The narrative: text, evidence excerpts, the assignment's questions with their answers.
     fn explain(findings: &Self::Findings, evidence: &Self::Evidence) -> Vec<Block>;
+    /// The picture data, built from the findings (and the evidence they came from).
+    fn pictures(findings: &Self::Findings, evidence: &Self::Evidence) -> Self::Pictures;
 }
 
-/// Analyzes and explains one step's evidence: its findings (for the pictures) and its report.
-pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<(S::Findings, StepReport)> {
+/// A step analyzed and explained: its findings, its report and the data of its pictures.
+pub struct Explained<S: Step> {
+    pub findings: S::Findings,
+    pub report: StepReport,
+    pub pictures: S::Pictures,
+}
+
+/// Analyzes and explains one step's evidence: its findings, its report and its picture data.
+pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<Explained<S>> {
     let findings = S::analyze(evidence)?;
     let blocks = S::explain(&findings, evidence);
+    let pictures = S::pictures(&findings, evidence);
     let report = StepReport {
         step: S::NUMBER,
         title: S::TITLE.to_string(),
@@ -56,7 +69,11 @@ pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<(S::Findings, S
         findings: serde_json::to_value(&findings)
             .map_err(|e| anyhow::anyhow!("cannot serialise the findings: {e}"))?,
     };
-    Ok((findings, report))
+    Ok(Explained {
+        findings,
+        report,
+        pictures,
+    })
 }
 
 /// The recorded evidence the tests read: `xtask/tests/evidence/NAME/stepN.json`, each written

@@ -4,6 +4,7 @@
 
 mod measure;
 
+use lab_analysis::step1::picture::Pictures;
 use lab_analysis::step1::{Evidence, Findings, Step1};
 
 use crate::charts::{self, Picture};
@@ -14,12 +15,8 @@ impl Measure for Step1 {
         measure::measure(ctx)
     }
 
-    /// The chunk pictures; none when the probe refused a malloc that is not glibc's.
-    fn pictures(f: &Findings, _: &Evidence) -> Vec<Picture> {
-        if f.foreign_allocator.is_some() {
-            return Vec::new();
-        }
-        charts::step1::pictures(f)
+    fn draw(p: &Pictures, _: &Findings, _: &Evidence) -> Vec<Picture> {
+        charts::step1::pictures(p)
     }
 }
 

@@ -22,7 +22,7 @@ impl Measure for Step2 {
         measure(ctx)
     }
 
-    fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
+    fn draw(_: &(), f: &Findings, e: &Evidence) -> Vec<Picture> {
         charts::step2::pictures(f, e)
     }
 }

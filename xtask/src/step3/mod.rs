@@ -20,7 +20,7 @@ impl Measure for Step3 {
         measure(ctx)
     }
 
-    fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
+    fn draw(_: &(), f: &Findings, e: &Evidence) -> Vec<Picture> {
         charts::step3::pictures(f, e)
     }
 }

@@ -20,7 +20,7 @@ impl Measure for Step4 {
     }
 
     /// Where each symbol's mapping sits in each program, from the findings.
-    fn pictures(f: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(_: &(), f: &Findings, _: &Evidence) -> Vec<Picture> {
         vec![charts::step4::draw(
             &charts::step4::Step4Picture::from_findings(f),
         )]

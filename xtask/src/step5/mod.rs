@@ -21,7 +21,7 @@ impl Measure for Step5 {
     }
 
     /// Lost updates and time per increment by participants and mode, from the findings.
-    fn pictures(f: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(_: &(), f: &Findings, _: &Evidence) -> Vec<Picture> {
         charts::step5::pictures(&charts::step5::Data::from_findings(f))
     }
 }

@@ -16,7 +16,7 @@ impl Measure for Step6 {
     }
 
     /// Latency and throughput against message size, from the benchmark's report.
-    fn pictures(_: &Findings, e: &Evidence) -> Vec<Picture> {
+    fn draw(_: &(), _: &Findings, e: &Evidence) -> Vec<Picture> {
         charts::step6::pictures(&charts::step6::Data::from_report(&e.bench))
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod analyze;
 pub mod explain;
+pub mod picture;
 pub mod wire;
 
 use lab_trace::Trace;
@@ -38,6 +39,7 @@ impl Step for Step1 {
     const TITLE: &'static str = "Find the cut-off for a large memory allocation";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = picture::Pictures;
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -45,6 +47,10 @@ impl Step for Step1 {
 
     fn explain(findings: &Findings, evidence: &Evidence) -> Vec<Block> {
         explain::explain(findings, evidence)
+    }
+
+    fn pictures(findings: &Findings, _: &Evidence) -> picture::Pictures {
+        picture::pictures(findings)
     }
 }
 

@@ -51,6 +51,7 @@ impl Step for Step2 {
     const TITLE: &'static str = "Read a persistent data structure from a file with mmap";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = ();
 
     fn analyze(e: &Evidence) -> anyhow::Result<Findings> {
         Ok(Findings {
@@ -76,6 +77,8 @@ impl Step for Step2 {
         }
         blocks
     }
+
+    fn pictures(_: &Findings, _: &Evidence) {}
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ impl Step for Step3 {
     const TITLE: &'static str = "Write to a persistent data structure with mmap";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = ();
 
     fn analyze(e: &Evidence) -> anyhow::Result<Findings> {
         Ok(Findings {
@@ -74,6 +75,8 @@ impl Step for Step3 {
         blocks.extend(writes::explain(&f.writes, &e.writes));
         blocks
     }
+
+    fn pictures(_: &Findings, _: &Evidence) {}
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ impl Step for Step4 {
     const TITLE: &'static str = "Observe the operation of a shared library";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = ();
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -65,6 +66,8 @@ impl Step for Step4 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Vec<Block> {
         explain::explain(findings, evidence)
     }
+
+    fn pictures(_: &Findings, _: &Evidence) {}
 }
 
 #[cfg(test)]

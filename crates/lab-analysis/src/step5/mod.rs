@@ -43,6 +43,7 @@ impl Step for Step5 {
     const TITLE: &'static str = "Inter-process communication through a shared mapping: the race";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = ();
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -51,6 +52,8 @@ impl Step for Step5 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Vec<Block> {
         explain::explain(findings, evidence)
     }
+
+    fn pictures(_: &Findings, _: &Evidence) {}
 }
 
 /// The name of the race file every racer of the course uses, in its working directory.

@@ -44,6 +44,7 @@ impl Step for Step6 {
         "Shared memory done right: a channel between two processes, against pipes and sockets";
     type Evidence = Evidence;
     type Findings = Findings;
+    type Pictures = ();
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -52,6 +53,8 @@ impl Step for Step6 {
     fn explain(findings: &Findings, evidence: &Evidence) -> Vec<Block> {
         explain::explain(findings, evidence)
     }
+
+    fn pictures(_: &Findings, _: &Evidence) {}
 }
 
 /// Everything step 6 read from the machine.
