@@ -5,41 +5,7 @@
 use plotters::prelude::*;
 
 use super::{err, render, Picture, FONT, HEAP, MMAP, OTHER_MODES};
-use lab_analysis::step5::Findings;
-
-/// What the pictures show, one row per race.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Data {
-    pub rows: Vec<Row>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub participants: usize,
-    /// `racy`, `atomic` or `racer`.
-    pub mode: String,
-    /// Lost updates over increments made (0..1).
-    pub lost_share: Option<f64>,
-    /// The final participant's runtime per increment of total, ns.
-    pub ns_per_increment: Option<f64>,
-}
-
-impl Data {
-    pub fn from_findings(f: &Findings) -> Data {
-        Data {
-            rows: f
-                .races
-                .iter()
-                .map(|r| Row {
-                    participants: r.participants,
-                    mode: r.mode.name().to_string(),
-                    lost_share: r.lost_share,
-                    ns_per_increment: r.ns_per_increment,
-                })
-                .collect(),
-        }
-    }
-}
+use lab_analysis::step5::picture::Data;
 
 /// Both pictures.
 pub fn pictures(data: &Data) -> Vec<Picture> {
@@ -195,6 +161,7 @@ fn caption(series: &Series, which: Which) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use lab_analysis::step5::picture::Row;
 
     /// Four participant counts in two modes: racy loses 10% more per extra racer.
     pub(crate) fn sample() -> Data {

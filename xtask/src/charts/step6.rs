@@ -2,60 +2,12 @@
 //! median round trip and the one-way throughput against message size, one line per transport,
 //! log scales on both axes. Two CPUs solid with filled dots, one CPU dashed with open dots.
 
-use channel::bench::{fmt_ns, fmt_rate, BenchReport, Placement, Transport};
+use channel::bench::{fmt_ns, fmt_rate, Placement, Transport};
+use lab_analysis::step6::picture::{Data, Line, Point};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
-
-/// What the pictures show: one line per transport and placement.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Data {
-    pub lines: Vec<Line>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub transport: Transport,
-    pub placement: Placement,
-    /// By increasing size.
-    pub points: Vec<Point>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Point {
-    pub size: u64,
-    pub rtt_median_ns: f64,
-    pub bytes_per_s: f64,
-}
-
-impl Data {
-    pub fn from_report(report: &BenchReport) -> Data {
-        let mut lines: Vec<Line> = Vec::new();
-        for r in &report.rows {
-            let point = Point {
-                size: r.size,
-                rtt_median_ns: r.rtt_ns.median,
-                bytes_per_s: r.bytes_per_s,
-            };
-            match lines
-                .iter_mut()
-                .find(|l| l.transport == r.transport && l.placement == r.placement)
-            {
-                Some(l) => l.points.push(point),
-                None => lines.push(Line {
-                    transport: r.transport,
-                    placement: r.placement,
-                    points: vec![point],
-                }),
-            }
-        }
-        for l in &mut lines {
-            l.points.sort_by_key(|p| p.size);
-        }
-        Data { lines }
-    }
-}
 
 /// Both pictures.
 pub fn pictures(data: &Data) -> Vec<Picture> {
@@ -257,7 +209,7 @@ fn caption(series: &[(&Line, Vec<(f64, f64)>)], which: Which) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use channel::bench::{Machine, Row, Rtt};
+    use channel::bench::{BenchReport, Machine, Row, Rtt};
 
     fn row(t: Transport, p: Placement, size: u64, median: f64, bytes_per_s: f64) -> Row {
         Row {

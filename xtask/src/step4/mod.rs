@@ -9,6 +9,7 @@ mod client;
 mod measure;
 mod running;
 
+use lab_analysis::step4::picture::Step4Picture;
 use lab_analysis::step4::{Evidence, Findings, Step4};
 
 use crate::charts::{self, Picture};
@@ -19,11 +20,9 @@ impl Measure for Step4 {
         measure::measure(ctx)
     }
 
-    /// Where each symbol's mapping sits in each program, from the findings.
-    fn draw(_: &(), f: &Findings, _: &Evidence) -> Vec<Picture> {
-        vec![charts::step4::draw(
-            &charts::step4::Step4Picture::from_findings(f),
-        )]
+    /// Where each symbol's mapping sits in each program, and the frames they map.
+    fn draw(p: &Step4Picture, _: &Findings, _: &Evidence) -> Vec<Picture> {
+        vec![charts::step4::draw(p)]
     }
 }
 

@@ -8,6 +8,7 @@ mod launch;
 mod measure;
 mod objdump;
 
+use lab_analysis::step5::picture::Data;
 use lab_analysis::step5::{Evidence, Findings, Step5};
 
 use crate::charts::{self, Picture};
@@ -21,8 +22,8 @@ impl Measure for Step5 {
     }
 
     /// Lost updates and time per increment by participants and mode, from the findings.
-    fn draw(_: &(), f: &Findings, _: &Evidence) -> Vec<Picture> {
-        charts::step5::pictures(&charts::step5::Data::from_findings(f))
+    fn draw(p: &Data, _: &Findings, _: &Evidence) -> Vec<Picture> {
+        charts::step5::pictures(p)
     }
 }
 

@@ -5,6 +5,7 @@
 mod measure;
 pub mod stream;
 
+use lab_analysis::step6::picture::Data;
 use lab_analysis::step6::{Evidence, Findings, Step6};
 
 use crate::charts::{self, Picture};
@@ -16,8 +17,8 @@ impl Measure for Step6 {
     }
 
     /// Latency and throughput against message size, from the benchmark's report.
-    fn draw(_: &(), _: &Findings, e: &Evidence) -> Vec<Picture> {
-        charts::step6::pictures(&charts::step6::Data::from_report(&e.bench))
+    fn draw(p: &Data, _: &Findings, _: &Evidence) -> Vec<Picture> {
+        charts::step6::pictures(p)
     }
 }
 

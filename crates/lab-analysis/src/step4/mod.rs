@@ -37,6 +37,7 @@
 pub mod analyze;
 pub mod evidence;
 pub mod explain;
+pub mod picture;
 
 pub use analyze::{ClientFinding, Findings};
 pub use evidence::Evidence;
@@ -57,7 +58,7 @@ impl Step for Step4 {
     const TITLE: &'static str = "Observe the operation of a shared library";
     type Evidence = Evidence;
     type Findings = Findings;
-    type Pictures = ();
+    type Pictures = picture::Step4Picture;
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -67,7 +68,9 @@ impl Step for Step4 {
         explain::explain(findings, evidence)
     }
 
-    fn pictures(_: &Findings, _: &Evidence) {}
+    fn pictures(findings: &Findings, _: &Evidence) -> picture::Step4Picture {
+        picture::Step4Picture::from_findings(findings)
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod analyze;
 mod answers;
 pub mod disasm;
 pub mod explain;
+pub mod picture;
 
 use std::path::PathBuf;
 
@@ -43,7 +44,7 @@ impl Step for Step5 {
     const TITLE: &'static str = "Inter-process communication through a shared mapping: the race";
     type Evidence = Evidence;
     type Findings = Findings;
-    type Pictures = ();
+    type Pictures = picture::Data;
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -53,7 +54,9 @@ impl Step for Step5 {
         explain::explain(findings, evidence)
     }
 
-    fn pictures(_: &Findings, _: &Evidence) {}
+    fn pictures(findings: &Findings, _: &Evidence) -> picture::Data {
+        picture::Data::from_findings(findings)
+    }
 }
 
 /// The name of the race file every racer of the course uses, in its working directory.

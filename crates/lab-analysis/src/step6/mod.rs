@@ -24,6 +24,7 @@
 pub mod analyze;
 pub mod calls;
 pub mod explain;
+pub mod picture;
 pub mod stream;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ impl Step for Step6 {
         "Shared memory done right: a channel between two processes, against pipes and sockets";
     type Evidence = Evidence;
     type Findings = Findings;
-    type Pictures = ();
+    type Pictures = picture::Data;
 
     fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         analyze::analyze(evidence)
@@ -54,7 +55,9 @@ impl Step for Step6 {
         explain::explain(findings, evidence)
     }
 
-    fn pictures(_: &Findings, _: &Evidence) {}
+    fn pictures(_: &Findings, evidence: &Evidence) -> picture::Data {
+        picture::Data::from_report(&evidence.bench)
+    }
 }
 
 /// Everything step 6 read from the machine.
