@@ -21,12 +21,8 @@ use crate::evidence;
 pub trait Measure: lab_analysis::Step {
     /// Runs, traces and reads the machine. Progress goes to stderr ([`crate::out::progress`]).
     fn measure(ctx: &Ctx) -> anyhow::Result<Self::Evidence>;
-    /// The step's pictures, drawn from its picture data (or its findings and evidence).
-    fn draw(
-        pictures: &Self::Pictures,
-        findings: &Self::Findings,
-        evidence: &Self::Evidence,
-    ) -> Vec<Picture>;
+    /// The step's pictures, drawn from the picture data `lab_analysis` built from the findings.
+    fn draw(pictures: &Self::Pictures) -> Vec<Picture>;
 }
 
 /// Runs a step: measures (or loads recorded evidence), saves the evidence if asked, analyzes
@@ -40,7 +36,7 @@ pub fn run<S: Measure>(ctx: &Ctx) -> anyhow::Result<Shown> {
         evidence::save(dir, S::NUMBER, &evidence)?;
     }
     let explained = lab_analysis::report::<S>(&evidence)?;
-    let pictures = S::draw(&explained.pictures, &explained.findings, &evidence);
+    let pictures = S::draw(&explained.pictures);
     Ok(Shown {
         report: explained.report,
         pictures,
@@ -153,7 +149,7 @@ pub(crate) mod tests {
     pub fn explained<S: Measure>(f: &S::Findings, e: &S::Evidence) -> Explained {
         Explained {
             blocks: S::explain(f, e),
-            pictures: S::draw(&S::pictures(f, e), f, e),
+            pictures: S::draw(&S::pictures(f, e)),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The lab's analysis, as a library: for every step, the typed [`Step::Evidence`] a run
-//! recorded, the pure [`Step::analyze`] (Evidence → Findings) and [`Step::explain`] (Findings
-//! → the narrative: [`Block`]s of text, evidence excerpts and the assignment's answers).
+//! recorded, the pure [`Step::analyze`] (Evidence → Findings), [`Step::explain`] (Findings
+//! → the narrative: [`Block`]s of text, evidence excerpts and the assignment's answers) and
+//! [`Step::pictures`] (Findings → the typed data the pictures are drawn from).
 //!
 //! Data flows one way: `xtask` measures (runs the programs, traces them, reads /proc) into an
 //! Evidence, this crate analyzes and explains it, and `xtask` renders the [`StepReport`] (the
-//! terminal, the HTML/Markdown report) and draws the pictures from the Findings. Nothing here
+//! terminal, the HTML/Markdown report) and draws the pictures from their data. Nothing here
 //! runs a program or reads a file: an Evidence recorded on one machine is explained the same
 //! on another. The evidence readers (strace, /proc, ELF) are `lab-trace`'s; the programs'
 //! `--json` documents are their own crates' types.

@@ -1,5 +1,5 @@
-//! The report's pictures, drawn as SVG with `plotters` from a step's `data` (the shapes are
-//! documented in each step's module). A missing or odd field gives "no picture" with the reason,
+//! The report's pictures, drawn as SVG with `plotters` from a step's picture data (built by
+//! `lab_analysis::stepN::picture` from the findings; nothing here decides anything). A missing or odd field gives "no picture" with the reason,
 //! never a panic.
 
 use plotters::coord::Shift;

@@ -1,4 +1,4 @@
-//! Step 2's pictures, drawn from typed data built from the step's findings: the course's table
+//! Step 2's pictures, drawn from their typed data (`lab_analysis::step2::picture`): the course's table
 //! file (count, capacity, the mapping, the pages the print read in) and the persist table's
 //! pages resident before and after the lookups. [`layout`] also draws step 3's naive writers.
 
@@ -6,95 +6,17 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{bytes, err, render, Picture, FONT, HEAP, MMAP, MMAP_LEN};
-use lab_analysis::step2::{Evidence, Findings};
+use lab_analysis::disktable::picture::{LayoutPicture, LayoutRow};
+use lab_analysis::step2::picture::{Pictures, ResidencyPicture};
 
-/// One file and its mapping, drawn as a row of bars over byte offsets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayoutRow {
-    pub label: String,
-    /// The file's length.
-    pub file_bytes: u64,
-    /// Bytes count and value\[0..count) take (8 + 4 x count), at most the file.
-    pub used_bytes: u64,
-    /// The mapping's length (mmap's argument), if the file was mapped.
-    pub map_len: Option<u64>,
-    /// Pages found resident (mincore), by index.
-    pub resident_pages: Vec<u64>,
-    /// Where a store faulted: offset from the mapping's start, and the signal.
-    pub fault: Option<(u64, String)>,
-}
-
-/// Files and mappings over byte offsets, page boundaries marked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayoutPicture {
-    pub file: String,
-    pub title: String,
-    pub caption: String,
-    pub page_size: u64,
-    pub rows: Vec<LayoutRow>,
-}
-
-/// The persist table's pages resident before and after the lookups.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResidencyPicture {
-    pub pages_total: u64,
-    pub before: u64,
-    pub after: u64,
-    pub lookups: u64,
-    pub evicted: bool,
-}
-
-/// Both pictures of step 2.
-pub fn pictures(f: &Findings, e: &Evidence) -> Vec<Picture> {
+/// Both pictures of step 2, drawn from their data.
+pub fn pictures(p: &Pictures) -> Vec<Picture> {
     let mut out = Vec::new();
-    if let Some(p) = course_layout(f, e) {
-        out.push(layout(&p));
+    if let Some(t) = &p.table {
+        out.push(layout(t));
     }
-    out.push(residency(&ResidencyPicture {
-        pages_total: f.lookups.pages_total,
-        before: f.lookups.pages_resident_before,
-        after: f.lookups.pages_resident_after,
-        lookups: f.lookups.lookups,
-        evicted: f.lookups.eviction == lab_analysis::step2::lookups::Eviction::Fadvise,
-    }));
+    out.push(residency(&p.residency));
     out
-}
-
-fn course_layout(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
-    let c = &f.course;
-    let count = c.count?;
-    Some(LayoutPicture {
-        file: "step2-table.svg".into(),
-        title: "table.bin: count, capacity, the mapping, the pages printing read in".into(),
-        caption: format!(
-            "The file is {} bytes: the 8-byte count ({count}) and value[0..{count}) take {} \
-             bytes, room for {} more values follows. disktable print mapped {} bytes and \
-             read in {} of its {} pages (mincore): {}.",
-            c.file_bytes,
-            c.count_needs_bytes.unwrap_or(0),
-            c.spare_values.unwrap_or(0),
-            c.print.map_len.unwrap_or(0),
-            c.print.resident_pages.len(),
-            c.print.pages.unwrap_or(0),
-            if c.print.resident_pages.is_empty() {
-                "none".to_string()
-            } else {
-                format!("pages {:?}", c.print.resident_pages)
-            }
-        ),
-        page_size: e.page_size,
-        rows: vec![LayoutRow {
-            label: format!("table.bin, count {count}"),
-            file_bytes: c.file_bytes,
-            used_bytes: c
-                .count_needs_bytes
-                .unwrap_or(c.file_bytes)
-                .min(c.file_bytes),
-            map_len: c.print.map_len,
-            resident_pages: c.print.resident_pages.clone(),
-            fault: None,
-        }],
-    })
 }
 
 const FILE_GREY: RGBColor = RGBColor(200, 200, 200);
@@ -333,7 +255,10 @@ pub(crate) mod tests {
         let e = crate::evidence::tests::fixture::<lab_analysis::step2::Evidence>("course-table", 2);
         let f = Step2::analyze(&e).unwrap();
         report.findings = serde_json::to_value(&f).unwrap();
-        let pictures = pictures(&f, &e).into_iter().take(1).collect();
+        let pictures = pictures(&lab_analysis::step2::picture::pictures(&f, &e))
+            .into_iter()
+            .take(1)
+            .collect();
         super::super::Shown { report, pictures }
     }
 

@@ -5,7 +5,7 @@
 mod measure;
 
 use lab_analysis::step1::picture::Pictures;
-use lab_analysis::step1::{Evidence, Findings, Step1};
+use lab_analysis::step1::{Evidence, Step1};
 
 use crate::charts::{self, Picture};
 use crate::model::{Ctx, Measure};
@@ -15,7 +15,7 @@ impl Measure for Step1 {
         measure::measure(ctx)
     }
 
-    fn draw(p: &Pictures, _: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(p: &Pictures) -> Vec<Picture> {
         charts::step1::pictures(p)
     }
 }

@@ -8,7 +8,8 @@ mod course;
 pub mod lookups;
 
 use lab_analysis::disktable::program::{Role, TABLE_NAME};
-use lab_analysis::step2::{Evidence, Findings, Step2};
+use lab_analysis::step2::picture::Pictures;
+use lab_analysis::step2::{Evidence, Step2};
 
 use crate::charts::{self, Picture};
 use crate::disktable_steps::program;
@@ -22,8 +23,8 @@ impl Measure for Step2 {
         measure(ctx)
     }
 
-    fn draw(_: &(), f: &Findings, e: &Evidence) -> Vec<Picture> {
-        charts::step2::pictures(f, e)
+    fn draw(p: &Pictures) -> Vec<Picture> {
+        charts::step2::pictures(p)
     }
 }
 

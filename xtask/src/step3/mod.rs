@@ -5,8 +5,9 @@ mod appends;
 mod naive;
 mod writes;
 
+use lab_analysis::disktable::picture::LayoutPicture;
 use lab_analysis::disktable::program::{Role, TABLE_NAME};
-use lab_analysis::step3::{Evidence, Findings, Step3};
+use lab_analysis::step3::{Evidence, Step3};
 
 use crate::charts::{self, Picture};
 use crate::disktable_steps::program;
@@ -20,8 +21,8 @@ impl Measure for Step3 {
         measure(ctx)
     }
 
-    fn draw(_: &(), f: &Findings, e: &Evidence) -> Vec<Picture> {
-        charts::step3::pictures(f, e)
+    fn draw(p: &Option<LayoutPicture>) -> Vec<Picture> {
+        charts::step3::pictures(p)
     }
 }
 

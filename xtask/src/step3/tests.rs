@@ -20,7 +20,7 @@ pub(crate) fn fixture(name: &str) -> Evidence {
 fn the_picture_marks_each_fault_and_the_fix() {
     let e = fixture("course-table");
     let f = Step3::analyze(&e).unwrap();
-    let p = crate::charts::step3::naive_layout(&f, &e).unwrap();
+    let p = lab_analysis::step3::picture::naive_layout(&f, &e).unwrap();
     // file (SIGSEGV), beyond (SIGBUS), tail (no signal, values past EOF), the grown file.
     assert_eq!(p.rows.len(), 4);
     assert_eq!(p.rows[0].fault.as_ref().map(|x| x.0), Some(114_688));
@@ -32,7 +32,7 @@ fn the_picture_marks_each_fault_and_the_fix() {
     assert!(p
         .caption
         .contains("SIGSEGV (file) 0 bytes past the mapping's end"));
-    let pics = crate::charts::step3::pictures(&f, &e);
+    let pics = crate::charts::step3::pictures(&lab_analysis::step3::picture::naive_layout(&f, &e));
     assert!(pics[0]
         .svg
         .as_ref()

@@ -10,7 +10,7 @@ mod measure;
 mod running;
 
 use lab_analysis::step4::picture::Step4Picture;
-use lab_analysis::step4::{Evidence, Findings, Step4};
+use lab_analysis::step4::{Evidence, Step4};
 
 use crate::charts::{self, Picture};
 use crate::model::{Ctx, Measure};
@@ -21,7 +21,7 @@ impl Measure for Step4 {
     }
 
     /// Where each symbol's mapping sits in each program, and the frames they map.
-    fn draw(p: &Step4Picture, _: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(p: &Step4Picture) -> Vec<Picture> {
         vec![charts::step4::draw(p)]
     }
 }

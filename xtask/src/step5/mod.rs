@@ -9,7 +9,7 @@ mod measure;
 mod objdump;
 
 use lab_analysis::step5::picture::Data;
-use lab_analysis::step5::{Evidence, Findings, Step5};
+use lab_analysis::step5::{Evidence, Step5};
 
 use crate::charts::{self, Picture};
 use crate::model::{Ctx, Measure};
@@ -22,7 +22,7 @@ impl Measure for Step5 {
     }
 
     /// Lost updates and time per increment by participants and mode, from the findings.
-    fn draw(p: &Data, _: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(p: &Data) -> Vec<Picture> {
         charts::step5::pictures(p)
     }
 }

@@ -6,7 +6,7 @@ mod measure;
 pub mod stream;
 
 use lab_analysis::step6::picture::Data;
-use lab_analysis::step6::{Evidence, Findings, Step6};
+use lab_analysis::step6::{Evidence, Step6};
 
 use crate::charts::{self, Picture};
 use crate::model::{Ctx, Measure};
@@ -17,7 +17,7 @@ impl Measure for Step6 {
     }
 
     /// Latency and throughput against message size, from the benchmark's report.
-    fn draw(p: &Data, _: &Findings, _: &Evidence) -> Vec<Picture> {
+    fn draw(p: &Data) -> Vec<Picture> {
         charts::step6::pictures(p)
     }
 }

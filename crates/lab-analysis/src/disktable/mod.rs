@@ -9,6 +9,7 @@
 //! - [`sample_kv`]: the sample data both steps load into persist, checked against.
 
 pub mod fault;
+pub mod picture;
 pub mod program;
 pub mod table;
 pub mod traced;

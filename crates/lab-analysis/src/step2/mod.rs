@@ -22,6 +22,7 @@ use crate::{Block, Step};
 pub mod cgroup;
 pub mod course;
 pub mod lookups;
+pub mod picture;
 
 /// Step 2 in the measure → analyze → explain shape.
 pub struct Step2;
@@ -51,7 +52,7 @@ impl Step for Step2 {
     const TITLE: &'static str = "Read a persistent data structure from a file with mmap";
     type Evidence = Evidence;
     type Findings = Findings;
-    type Pictures = ();
+    type Pictures = picture::Pictures;
 
     fn analyze(e: &Evidence) -> anyhow::Result<Findings> {
         Ok(Findings {
@@ -78,7 +79,9 @@ impl Step for Step2 {
         blocks
     }
 
-    fn pictures(_: &Findings, _: &Evidence) {}
+    fn pictures(f: &Findings, e: &Evidence) -> picture::Pictures {
+        picture::pictures(f, e)
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@
 //! survive a power cut, and would not let a reader hold a pointer across a remap.
 use serde::{Deserialize, Serialize};
 
+use crate::disktable::picture::LayoutPicture;
 use crate::disktable::program::{self};
 use crate::disktable::table::TableSource;
 use crate::{Block, Step};
 pub mod appends;
 pub mod naive;
+pub mod picture;
 pub mod writes;
 
 /// Step 3 in the measure → analyze → explain shape.
@@ -50,7 +52,7 @@ impl Step for Step3 {
     const TITLE: &'static str = "Write to a persistent data structure with mmap";
     type Evidence = Evidence;
     type Findings = Findings;
-    type Pictures = ();
+    type Pictures = Option<LayoutPicture>;
 
     fn analyze(e: &Evidence) -> anyhow::Result<Findings> {
         Ok(Findings {
@@ -76,7 +78,9 @@ impl Step for Step3 {
         blocks
     }
 
-    fn pictures(_: &Findings, _: &Evidence) {}
+    fn pictures(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
+        picture::naive_layout(f, e)
+    }
 }
 
 #[cfg(test)]
