@@ -4,19 +4,24 @@
 //! Run `cargo xtask run-step N` (N = 1..=6), `cargo xtask run-all`, either with `--quick` for the
 //! short version CI runs, and `cargo xtask bench NAME` for the benchmarks.
 //!
-//! Every step has the shape of [`model::Step`]: *measure* (run, trace, read /proc into typed
-//! Evidence), *analyze* (pure: Evidence → Findings), *explain* (Findings → the narrative and the
-//! pictures), so `--save-evidence DIR` / `--evidence DIR` record a run and explain it again
-//! without running anything. The evidence readers (strace, /proc, ELF) live in
-//! `crates/lab-trace`; the binaries' `--json` documents are types of their own crates.
+//! Every step is *measure* (here: run, trace, read /proc into typed Evidence, [`model::Measure`]),
+//! then `lab_analysis`'s *analyze* (pure: Evidence → Findings) and *explain* (Findings → the
+//! narrative), then the rendering here (terminal, report, pictures drawn from the Findings), so
+//! `--save-evidence DIR` / `--evidence DIR` record a run and explain it again without running
+//! anything. The evidence readers (strace, /proc, ELF) live in `crates/lab-trace`; the binaries'
+//! `--json` documents are types of their own crates.
 //!
-//! Modules: one per step (`step1` … `step6`); `build` (cargo, target dir, binaries), `model`
-//! (the Step shape, Ctx, StepReport), `out` (the terminal rendering), `report` (HTML/Markdown).
+//! Modules: one per step (`step1` … `step6`, measuring); `build` (cargo, target dir, binaries),
+//! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
+//! (the pictures), `report` (HTML/Markdown).
 
 #![forbid(unsafe_code)]
 
 mod build;
+mod charts;
+
 mod disktable_steps;
+mod evidence;
 mod model;
 mod out;
 mod report;
@@ -194,9 +199,9 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             options,
         } => {
             let ctx = context(&common, options.into())?;
-            let report = run_step(&ctx, step)?;
+            let shown = run_step(&ctx, step)?;
             if common.json {
-                out::json(&report)?;
+                out::json(&shown.report)?;
             }
             Ok(())
         }
@@ -204,7 +209,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let ctx = context(&common, model::StepOptions::default())?;
             let mut reports = Vec::new();
             for step in 1..=STEPS {
-                reports.push(run_step(&ctx, step)?);
+                reports.push(run_step(&ctx, step)?.report);
             }
             if common.json {
                 out::json(&serde_json::json!({ "steps": reports }))?;
@@ -261,17 +266,17 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
 }
 
 /// Runs one step, printing its human explanation, and returns its structured result.
-pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<model::StepReport> {
+pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<charts::Shown> {
     out::heading(&format!("Step {step}"));
     let report = match step {
-        1 => model::run::<step1::Step1>(ctx),
-        2 => model::run::<step2::Step2>(ctx),
-        3 => model::run::<step3::Step3>(ctx),
-        4 => model::run::<step4::Step4>(ctx),
-        5 => model::run::<step5::Step5>(ctx),
-        6 => model::run::<step6::Step6>(ctx),
+        1 => model::run::<lab_analysis::step1::Step1>(ctx),
+        2 => model::run::<lab_analysis::step2::Step2>(ctx),
+        3 => model::run::<lab_analysis::step3::Step3>(ctx),
+        4 => model::run::<lab_analysis::step4::Step4>(ctx),
+        5 => model::run::<lab_analysis::step5::Step5>(ctx),
+        6 => model::run::<lab_analysis::step6::Step6>(ctx),
         _ => anyhow::bail!("there is no step {step}; steps are 1 to {STEPS}"),
     }?;
-    out::render(&report);
+    out::render(&report.report);
     Ok(report)
 }

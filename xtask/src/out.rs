@@ -63,8 +63,8 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Prints a step's narrative: headings, prose, evidence excerpts (indented), and each question
 /// of the assignment with this run's answer.
-pub fn render(report: &crate::model::StepReport) {
-    use crate::model::Block;
+pub fn render(report: &lab_analysis::StepReport) {
+    use lab_analysis::Block;
     for block in &report.blocks {
         match block {
             Block::Heading { title } => subheading(title),

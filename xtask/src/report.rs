@@ -24,7 +24,6 @@
 //! re-measuring), sign or hash the evidence, and check the page with a browser automation protocol
 //! (CDP/WebDriver) rather than scraping `--dump-dom`.
 
-pub mod charts;
 mod check;
 mod html;
 mod machine;
@@ -35,8 +34,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::model::{Ctx, StepReport};
+use crate::charts;
+use crate::charts::Shown;
+use crate::model::Ctx;
 use crate::out;
+use lab_analysis::StepReport;
 
 /// What the assignment calls each step; used when a step failed before it could name itself.
 const STEP_TITLES: [&str; crate::STEPS as usize] = [
@@ -109,14 +111,14 @@ impl Report {
 
 impl Section {
     /// Builds a section from a step's outcome, drawing its pictures.
-    pub fn new(step: u8, seconds: f64, result: anyhow::Result<StepReport>) -> Section {
+    pub fn new(step: u8, seconds: f64, result: anyhow::Result<Shown>) -> Section {
         let default_title = STEP_TITLES
             .get(usize::from(step).wrapping_sub(1))
             .copied()
             .unwrap_or("Unknown step")
             .to_string();
         match result {
-            Ok(mut report) => Section {
+            Ok(Shown { report, pictures }) => Section {
                 step,
                 title: if report.title.trim().is_empty() {
                     default_title
@@ -124,7 +126,7 @@ impl Section {
                     report.title.clone()
                 },
                 seconds,
-                pictures: std::mem::take(&mut report.pictures),
+                pictures,
                 outcome: Outcome::Done(report),
             },
             Err(e) => Section {
@@ -283,7 +285,7 @@ fn json(report: &Report) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::Block;
+    use lab_analysis::Block;
     use serde_json::json;
 
     /// A report with synthetic step results in the shapes the step modules promise, including
@@ -305,7 +307,6 @@ pub(crate) mod tests {
                 ),
             ],
             findings: json!({}),
-            pictures: Vec::new(),
         }
         };
         let sections = vec![

@@ -14,17 +14,7 @@
 // foo, bar and baz are the assignment's names, not placeholders.
 #![allow(clippy::disallowed_names)]
 
-use serde::{Deserialize, Deserializer, Serialize};
-
-/// Deserialises an `Option` that must be present (possibly `null`): a field with its own
-/// `deserialize_with` is required by serde, unlike a plain `Option`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d)
-}
+use serde::{Deserialize, Serialize};
 
 /// One line of `foo --json` or `bar --json`: `{"event": "start"|"observation"|"stop", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +78,7 @@ pub struct Symbol {
     /// `0x…`.
     pub address: String,
     /// The `/proc/self/maps` line holding the address (`null` if none does).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub map: Option<MapLine>,
 }
 

@@ -39,8 +39,35 @@ pub fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.trim().strip_prefix("0x")?, 16).ok()
 }
 
+/// For an `Option` field of a `--json` document that must be present, as `null` or a value
+/// (`#[serde(deserialize_with = "lab_trace::nullable")]`): serde reads a missing plain `Option`
+/// as `None`, while a field with its own `deserialize_with` is required, so a document that
+/// lacks it is an error naming the field, never a silent default.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d)
+}
+
 #[cfg(test)]
 mod tests {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Doc {
+        #[serde(deserialize_with = "super::nullable")]
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn nullable_fields_must_be_present() {
+        let read = |text: &str| serde_json::from_str::<Doc>(text);
+        assert_eq!(read(r#"{"n": null}"#).unwrap(), Doc { n: None });
+        assert_eq!(read(r#"{"n": 3}"#).unwrap(), Doc { n: Some(3) });
+        let e = read("{}").unwrap_err().to_string();
+        assert!(e.contains("missing field `n`"), "{e}");
+    }
+
     #[test]
     fn hex_parses_only_hex() {
         assert_eq!(super::parse_hex("0x21002"), Some(0x21002));

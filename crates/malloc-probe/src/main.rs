@@ -216,108 +216,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut p = Prober::new(cli.mark, blocks)?;
     match cli.cmd {
-        Cmd::Alloc { sizes } => {
-            if sizes.len() > 100_000 {
-                return Err(Usage(format!(
-                    "{} sizes is too many; give at most 100000",
-                    sizes.len()
-                ))
-                .into());
-            }
-            let rows = probe::alloc(&mut p, &sizes)?;
-            let lens = probe::mapped_lengths(&rows, p.page);
-            if cli.json {
-                return emit(&AllocReport {
-                    allocator: allocator(&p),
-                    allocations: rows,
-                    findings: AllocFindings {
-                        mapped_lengths: lens,
-                    },
-                });
-            }
-            print_header(&p);
-            print_rows(&rows);
-            print_mapped(&lens);
-        }
-        Cmd::Sweep { max } => {
-            if max < 16 {
-                return Err(Usage(format!(
-                    "--max {max} is below the first request of 16 bytes; use e.g. --max 4MiB"
-                ))
-                .into());
-            }
-            let rows = probe::sweep(&mut p, max)?;
-            let lens = probe::mapped_lengths(&rows, p.page);
-            let (bit, candidates) = probe::mmapped_bit(&rows);
-            let last_heap = rows
-                .iter()
-                .filter(|r| r.region == "heap")
-                .map(|r| r.request)
-                .max();
-            let first_mmap = rows
-                .iter()
-                .filter(|r| r.region == "mmap")
-                .map(|r| r.request)
-                .min();
-            if cli.json {
-                return emit(&SweepReport {
-                    allocator: allocator(&p),
-                    allocations: rows,
-                    findings: SweepFindings {
-                        is_mmapped_bit: bit,
-                        bits_following_region: candidates,
-                        largest_heap_request: last_heap,
-                        smallest_mmap_request: first_mmap,
-                        mapped_lengths: lens,
-                    },
-                });
-            }
-            print_header(&p);
-            print_rows(&rows);
-            say!();
-            match bit {
-                Some(b) => say!(
-                    "Finding: bit {b} (value {:#x}, {}) is set in every row whose region is mmap \
-                     and clear in every heap row: it is the mmap bit.",
-                    1u64 << b,
-                    tag::FLAG_NAMES[b as usize]
-                ),
-                None => say!(
-                    "Finding: no single low bit follows the region in this run (bits that do: \
-                     {candidates:?}); this contradicts glibc's IS_MMAPPED = bit 1."
-                ),
-            }
-            if let (Some(h), Some(m)) = (last_heap, first_mmap) {
-                say!(
-                    "In this one process the largest heap request was {h} and the smallest mmap \
-                     request {m}: these overlap or blur because the top chunk serves large \
-                     requests while it has room (see the top column); `malloc-probe threshold` \
-                     separates that effect."
-                );
-            }
-            print_mapped(&lens);
-        }
-        Cmd::FreeBit => run_free_bit(&mut p, cli.json)?,
-        Cmd::Threshold => {
-            if !cli.json {
-                print_header(&p);
-            }
-            drop(p);
-            let t = threshold::measure(&|m| {
-                if !cli.json {
-                    note!("[malloc-probe] {m}");
-                }
-            })?;
-            if cli.json {
-                let probe = Prober::new(false, 0)?;
-                return emit(&ThresholdReport {
-                    allocator: allocator(&probe),
-                    findings: ThresholdFindings::of(&t),
-                    threshold: t,
-                });
-            }
-            print_threshold(&t);
-        }
+        Cmd::Alloc { sizes } => run_alloc(&mut p, &sizes, cli.json),
+        Cmd::Sweep { max } => run_sweep(&mut p, max, cli.json),
+        Cmd::FreeBit => run_free_bit(&mut p, cli.json),
+        Cmd::Threshold => run_threshold(p, cli.json),
         Cmd::ProbeOne {
             request,
             free_first,
@@ -333,9 +235,118 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     grow_first,
                 },
             )?;
-            return emit(&out);
+            emit(&out)
         }
     }
+}
+
+/// `alloc SIZE...`: each request's tag, region and mapped length.
+fn run_alloc(p: &mut Prober, sizes: &[usize], json: bool) -> anyhow::Result<()> {
+    if sizes.len() > 100_000 {
+        return Err(Usage(format!(
+            "{} sizes is too many; give at most 100000",
+            sizes.len()
+        ))
+        .into());
+    }
+    let rows = probe::alloc(p, sizes)?;
+    let lens = probe::mapped_lengths(&rows, p.page);
+    if json {
+        return emit(&AllocReport {
+            allocator: allocator(p),
+            allocations: rows,
+            findings: AllocFindings {
+                mapped_lengths: lens,
+            },
+        });
+    }
+    print_header(p);
+    print_rows(&rows);
+    print_mapped(&lens);
+    Ok(())
+}
+
+/// `sweep --max N`: growing requests, then a fine sweep around the switch to mmap.
+fn run_sweep(p: &mut Prober, max: usize, json: bool) -> anyhow::Result<()> {
+    if max < 16 {
+        return Err(Usage(format!(
+            "--max {max} is below the first request of 16 bytes; use e.g. --max 4MiB"
+        ))
+        .into());
+    }
+    let rows = probe::sweep(p, max)?;
+    let lens = probe::mapped_lengths(&rows, p.page);
+    let (bit, candidates) = probe::mmapped_bit(&rows);
+    let last_heap = rows
+        .iter()
+        .filter(|r| r.region == "heap")
+        .map(|r| r.request)
+        .max();
+    let first_mmap = rows
+        .iter()
+        .filter(|r| r.region == "mmap")
+        .map(|r| r.request)
+        .min();
+    if json {
+        return emit(&SweepReport {
+            allocator: allocator(p),
+            allocations: rows,
+            findings: SweepFindings {
+                is_mmapped_bit: bit,
+                bits_following_region: candidates,
+                largest_heap_request: last_heap,
+                smallest_mmap_request: first_mmap,
+                mapped_lengths: lens,
+            },
+        });
+    }
+    print_header(p);
+    print_rows(&rows);
+    say!();
+    match bit {
+        Some(b) => say!(
+            "Finding: bit {b} (value {:#x}, {}) is set in every row whose region is mmap \
+             and clear in every heap row: it is the mmap bit.",
+            1u64 << b,
+            tag::FLAG_NAMES[b as usize]
+        ),
+        None => say!(
+            "Finding: no single low bit follows the region in this run (bits that do: \
+             {candidates:?}); this contradicts glibc's IS_MMAPPED = bit 1."
+        ),
+    }
+    if let (Some(h), Some(m)) = (last_heap, first_mmap) {
+        say!(
+            "In this one process the largest heap request was {h} and the smallest mmap \
+             request {m}: these overlap or blur because the top chunk serves large \
+             requests while it has room (see the top column); `malloc-probe threshold` \
+             separates that effect."
+        );
+    }
+    print_mapped(&lens);
+    Ok(())
+}
+
+/// `threshold`: the bisection in fresh processes (this process's prober is dropped first).
+fn run_threshold(p: Prober, json: bool) -> anyhow::Result<()> {
+    if !json {
+        print_header(&p);
+    }
+    drop(p);
+    let t = threshold::measure(&|m| {
+        if !json {
+            note!("[malloc-probe] {m}");
+        }
+    })?;
+    if json {
+        let probe = Prober::new(false, 0)?;
+        return emit(&ThresholdReport {
+            allocator: allocator(&probe),
+            findings: ThresholdFindings::of(&t),
+            threshold: t,
+        });
+    }
+    print_threshold(&t);
     Ok(())
 }
 
@@ -452,6 +463,14 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
             findings,
         });
     }
+    print_attempts(p, &attempts);
+    print_free_bit_findings(&attempts, first, bit, largest_silent);
+    print_large_malloc(&large_malloc, bit);
+    Ok(())
+}
+
+/// free-bit's table of attempts and what the naive one (a small block) showed.
+fn print_attempts(p: &Prober, attempts: &[malloc_probe::FreeAttempt]) {
     print_header(p);
     say!(
         "\nEach attempt: A = malloc(x) and B = malloc(24), both carved from the top chunk so B \
@@ -467,7 +486,7 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
         "after",
         "B.prev_size"
     );
-    for a in &attempts {
+    for a in attempts {
         say!(
             "{:>6} {:>7}  {:>8} -> {:<8}  {:>8} -> {:<8}  {:>12}  {} ({})",
             a.request_a,
@@ -495,6 +514,16 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
             "something changed, unlike what tcache predicts"
         }
     );
+}
+
+/// Why the small frees changed nothing, and what the first free that changed B's tag shows.
+fn print_free_bit_findings(
+    attempts: &[malloc_probe::FreeAttempt],
+    first: Option<usize>,
+    bit: Option<u32>,
+    largest_silent: Option<u64>,
+) {
+    let naive = &attempts[0];
     // The second word of a freed chunk: a tcache entry's `key`, or a bin's `bk` pointer.
     let silent: Vec<&malloc_probe::FreeAttempt> = attempts
         .iter()
@@ -564,8 +593,6 @@ fn run_free_bit(p: &mut Prober, json_out: bool) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         ),
     }
-    print_large_malloc(&large_malloc, bit);
-    Ok(())
 }
 
 /// The second half of the course's hint, as measured.
@@ -696,6 +723,12 @@ fn print_threshold(t: &malloc_probe::Threshold) {
         t.threshold_chunk_size,
         t.largest_heap_chunk_size
     );
+    print_with_room(t);
+    print_dynamic(t);
+}
+
+/// Part 2 of `threshold`: the same request right after the heap grew.
+fn print_with_room(t: &malloc_probe::Threshold) {
     let w = &t.with_room;
     say!("\n2. The same request right after the heap grew (top padding):");
     if let Some(g) = &w.grow {
@@ -741,6 +774,10 @@ fn print_threshold(t: &malloc_probe::Threshold) {
             t.threshold_chunk_size
         );
     }
+}
+
+/// Part 3 of `threshold`: freeing an mmapped chunk moves the threshold.
+fn print_dynamic(t: &malloc_probe::Threshold) {
     let d = &t.dynamic;
     say!(
         "\n3. The dynamic threshold: malloc({}) (mmapped), free it, then:",

@@ -360,7 +360,10 @@ pub fn mmapped_bit(rows: &[Row]) -> (Option<u32>, Vec<u32>) {
         .filter(|&b| {
             rows.iter()
                 .filter(|r| r.region == "heap" || r.region == "mmap")
-                .all(|r| r.tag_value().bit(b) == (r.region == "mmap"))
+                .all(|r| {
+                    r.tag_value()
+                        .is_some_and(|t| t.bit(b) == (r.region == "mmap"))
+                })
         })
         .collect();
     let bit = (candidates.len() == 1).then(|| candidates[0]);

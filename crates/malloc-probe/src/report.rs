@@ -4,21 +4,11 @@
 //! Every field is required when deserialising. `Option` fields that have no value in a run
 //! (`top_size` when the top chunk could not be located, `is_mmapped_bit` when no bit follows the
 //! region, ...) are written as `null` and must be present: serde would otherwise read a missing
-//! `Option` as `None` silently, so they carry `deserialize_with = "nullable"`.
+//! `Option` as `None` silently, so they carry `deserialize_with = "lab_trace::nullable"`.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::tag::Tag;
-
-/// Deserialises an `Option` that must be present (possibly `null`): a field with its own
-/// `deserialize_with` is required by serde, unlike a plain `Option`.
-fn nullable<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d)
-}
 
 /// Which malloc this process uses, and the settings that move the threshold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +20,7 @@ pub struct Allocator {
     pub glibc_version: String,
     pub page_size: usize,
     /// `GLIBC_TUNABLES=…mmap_threshold…` or `MALLOC_MMAP_THRESHOLD_=…` as set, else `null`.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub explicit_threshold: Option<String>,
 }
 
@@ -52,15 +42,15 @@ pub struct Row {
     /// "heap" or "mmap", from /proc/self/maps (never inferred from the bit); "other" else.
     pub region: String,
     /// The top chunk's size right after this malloc, when located.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_size: Option<u64>,
     /// How far this malloc moved the program break.
     pub brk_growth: usize,
     /// For a chunk in an mmap region: the length of its mapping (chunk size plus offset).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub mapped_length: Option<u64>,
     /// For a chunk in an mmap region: whether the chunk starts on a page boundary.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub page_aligned: Option<bool>,
     /// Whether the chunk was carved from the top chunk.
     pub from_top: bool,
@@ -73,15 +63,15 @@ pub struct Row {
     pub phase: Option<String>,
 }
 
-/// A tag as the probe writes it (`0x…`); 0 if the string is not hex, which the probe never
-/// writes.
-fn hex_tag(s: &str) -> Tag {
-    Tag(u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0))
+/// A tag as the probe writes it (`0x…`); `None` for anything else (a document edited or made
+/// by another program), never a made-up 0.
+fn hex_tag(s: &str) -> Option<Tag> {
+    lab_trace::parse_hex(s).map(Tag)
 }
 
 impl Row {
-    /// The raw tag as a number.
-    pub fn tag_value(&self) -> Tag {
+    /// The raw tag as a number (`None` if the document's tag is not `0x…` hex).
+    pub fn tag_value(&self) -> Option<Tag> {
         hex_tag(&self.tag)
     }
 }
@@ -131,13 +121,13 @@ pub struct SweepReport {
 #[serde(deny_unknown_fields)]
 pub struct SweepFindings {
     /// The one tag bit set in every mmap row and clear in every heap row (`null` if not one).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub is_mmapped_bit: Option<u32>,
     /// Every low bit that follows the region.
     pub bits_following_region: Vec<u32>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub largest_heap_request: Option<usize>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub smallest_mmap_request: Option<usize>,
     pub mapped_lengths: Vec<MappedLength>,
 }
@@ -211,17 +201,18 @@ pub struct LargeMallocAttempt {
     pub large_region: String,
     /// The fastbins before free(A), after it, and after the large malloc (`null` without
     /// mallinfo2, glibc < 2.33).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_before_free: Option<Fastbins>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_after_free: Option<Fastbins>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub fastbins_after_malloc: Option<Fastbins>,
 }
 
 impl LargeMallocAttempt {
-    /// B's tag while A is in use, after free(A), after the large malloc.
-    pub fn tags_b(&self) -> [Tag; 3] {
+    /// B's tag while A is in use, after free(A), after the large malloc (`None` where the
+    /// document's tag is not `0x…` hex).
+    pub fn tags_b(&self) -> [Option<Tag>; 3] {
         [
             hex_tag(&self.tag_b_before),
             hex_tag(&self.tag_b_after_free),
@@ -230,9 +221,12 @@ impl LargeMallocAttempt {
     }
 
     /// Whether the large malloc cleared `bit` of B's tag after free(A) had left it set (`None`
-    /// when free(A) had already cleared it: then there is nothing left to clear).
+    /// when free(A) had already cleared it: then there is nothing left to clear; `None` too when
+    /// a tag is not hex: then nothing can be said).
     pub fn malloc_cleared(&self, bit: u32) -> Option<bool> {
-        let [_, after_free, after_malloc] = self.tags_b();
+        let [_, Some(after_free), Some(after_malloc)] = self.tags_b() else {
+            return None;
+        };
         after_free.bit(bit).then(|| !after_malloc.bit(bit))
     }
 }
@@ -253,21 +247,21 @@ pub struct FreeBitReport {
 pub struct FreeBitFindings {
     /// The bit of the NEXT chunk's tag that freeing A cleared (`null`: no attempt changed
     /// exactly one bit).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub prev_inuse_bit: Option<u32>,
     /// The bit's value while A is in use (1) and once it is free (0), when the bit was found.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub in_use_value: Option<u8>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub free_value: Option<u8>,
     /// The largest chunk whose free changed no bit (tcache and fastbins keep it "in use").
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub largest_chunk_freed_without_change: Option<u64>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub first_request_that_changed_the_bit: Option<usize>,
     /// Whether the large malloc cleared that bit in B's tag after free(A) had left it set
     /// (`null` when the bit was not found, or free(A) had already cleared it).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub large_malloc_cleared_the_bit: Option<bool>,
 }
 
@@ -285,12 +279,12 @@ pub struct Drain {
 #[serde(deny_unknown_fields)]
 pub struct ChildOut {
     /// The mmapped block allocated and freed first (`--free-first`), before freeing.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub freed_first: Option<Row>,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub drain: Option<Drain>,
     /// The block allocated to grow the heap first (`--grow-first`).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub grow: Option<Row>,
     /// The request under test.
     pub row: Row,
@@ -313,7 +307,7 @@ pub struct Threshold {
     /// Effect 3: after freeing an mmapped block.
     pub dynamic: Dynamic,
     /// GLIBC_TUNABLES / MALLOC_MMAP_THRESHOLD_ as set in the environment.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub explicit_setting: Option<String>,
 }
 
@@ -322,7 +316,7 @@ pub struct Threshold {
 #[serde(deny_unknown_fields)]
 pub struct Dynamic {
     pub freed_request: usize,
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub freed_mapped_length: Option<u64>,
     /// The threshold request, asked again after the free (drained top).
     pub same_request_after_free: ChildOut,
@@ -350,10 +344,10 @@ pub struct ThresholdFindings {
     pub threshold_chunk_size: u64,
     pub largest_heap_request: usize,
     /// The top chunk left after draining it, in the first drained probe.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_after_drain: Option<u64>,
     /// The top chunk right after a heap growth (effect 2).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub top_after_growth: Option<u64>,
     /// Where `threshold_request` landed right after that growth: "heap" or "mmap".
     pub with_room_region: String,
@@ -432,7 +426,7 @@ mod tests {
         assert!(text.contains(r#""explicit_threshold":null"#), "{text}");
         assert!(!text.contains("phase"), "alloc rows have no phase: {text}");
         assert_eq!(serde_json::from_str::<AllocReport>(&text).unwrap(), r);
-        assert_eq!(r.allocations[0].tag_value().chunk_size(), 0x31000);
+        assert_eq!(r.allocations[0].tag_value().unwrap().chunk_size(), 0x31000);
     }
 
     #[test]
@@ -503,6 +497,22 @@ mod tests {
                 large_malloc_cleared_the_bit: Some(true),
             },
         }
+    }
+
+    #[test]
+    fn a_tag_that_is_not_hex_is_no_tag_not_zero() {
+        assert_eq!(hex_tag("0x21"), Some(Tag(0x21)));
+        assert_eq!(hex_tag("zz"), None);
+        assert_eq!(hex_tag(""), None);
+        let mut l = free_bit_report().large_malloc;
+        assert_eq!(l.malloc_cleared(0), Some(true));
+        l.tag_b_after_malloc = "not a tag".into();
+        assert_eq!(l.tags_b()[2], None);
+        assert_eq!(
+            l.malloc_cleared(0),
+            None,
+            "nothing can be said from a broken tag"
+        );
     }
 
     #[test]

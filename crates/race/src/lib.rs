@@ -485,67 +485,8 @@ impl Course {
                 course = Some(Course::map(path, f, Role::Joiner, n)?);
             }
             if let Some(c) = course.as_mut() {
-                let p = c.participants().load(Ordering::Acquire);
-                let total = c.total().load(Ordering::Relaxed);
-                if !(0..=MAX_PARTICIPANTS).contains(&p) {
-                    return Err(RaceError::Foreign {
-                        path: path.to_path_buf(),
-                        participants: p,
-                    });
-                }
-                // Every verdict that refuses the file rests on a fresh look.
-                let mut alive = look(&mut seen, &c.file, &c.key, false)
-                    .map_err(io_err)?
-                    .alive();
-                if !alive {
-                    alive = look(&mut seen, &c.file, &c.key, true)
-                        .map_err(io_err)?
-                        .alive();
-                }
-                match (total != 0, alive, p) {
-                    (true, true, _) => {
-                        return Err(RaceError::UnderWay {
-                            path: path.to_path_buf(),
-                            total,
-                        })
-                    }
-                    (true, false, _) => {
-                        return Err(RaceError::StaleFinished {
-                            path: path.to_path_buf(),
-                            total,
-                        })
-                    }
-                    (false, false, 0) => {
-                        return Err(RaceError::StaleEmpty {
-                            path: path.to_path_buf(),
-                        })
-                    }
-                    (false, false, p) => {
-                        return Err(RaceError::StaleWaiting {
-                            path: path.to_path_buf(),
-                            participants: p,
-                        })
-                    }
-                    // p == 0 while one of our racers holds its lock: they set the count before
-                    // locking, so everyone is there.
-                    (false, true, 0) if matches!(seen, Some((_, Liveness::Locked))) => {
-                        return Err(RaceError::Full {
-                            path: path.to_path_buf(),
-                        })
-                    }
-                    // p == 0 with someone there: a course racer between `ftruncate` and setting
-                    // the count, or a full race of course racers about to start. Wait and see.
-                    (false, true, 0) => {}
-                    (false, true, _) => {
-                        if sys::try_lock_shared(&c.file).map_err(io_err)? == sys::Lock::Acquired {
-                            if let Some(id) = c.take_id() {
-                                c.id = id;
-                                return Ok(course);
-                            }
-                            // Everyone arrived between our load and our swap: the race is on.
-                            sys::unlock(&c.file).map_err(io_err)?;
-                        }
-                    }
+                if Course::try_join(c, path, &mut seen)? {
+                    return Ok(course);
                 }
             }
             if Instant::now() >= deadline {
@@ -562,6 +503,75 @@ impl Course {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// A joiner's verdict on the mapped file: an error that refuses it, `true` when it took a
+    /// participant id (joined), `false` to wait and look again.
+    fn try_join(
+        c: &mut Course,
+        path: &Path,
+        seen: &mut Option<(Instant, Liveness)>,
+    ) -> Result<bool, RaceError> {
+        let io_err = |e| RaceError::io(path, e);
+        let p = c.participants().load(Ordering::Acquire);
+        let total = c.total().load(Ordering::Relaxed);
+        if !(0..=MAX_PARTICIPANTS).contains(&p) {
+            return Err(RaceError::Foreign {
+                path: path.to_path_buf(),
+                participants: p,
+            });
+        }
+        // Every verdict that refuses the file rests on a fresh look.
+        let mut alive = look(seen, &c.file, &c.key, false).map_err(io_err)?.alive();
+        if !alive {
+            alive = look(seen, &c.file, &c.key, true).map_err(io_err)?.alive();
+        }
+        match (total != 0, alive, p) {
+            (true, true, _) => {
+                return Err(RaceError::UnderWay {
+                    path: path.to_path_buf(),
+                    total,
+                })
+            }
+            (true, false, _) => {
+                return Err(RaceError::StaleFinished {
+                    path: path.to_path_buf(),
+                    total,
+                })
+            }
+            (false, false, 0) => {
+                return Err(RaceError::StaleEmpty {
+                    path: path.to_path_buf(),
+                })
+            }
+            (false, false, p) => {
+                return Err(RaceError::StaleWaiting {
+                    path: path.to_path_buf(),
+                    participants: p,
+                })
+            }
+            // p == 0 while one of our racers holds its lock: they set the count before
+            // locking, so everyone is there.
+            (false, true, 0) if matches!(seen, Some((_, Liveness::Locked))) => {
+                return Err(RaceError::Full {
+                    path: path.to_path_buf(),
+                })
+            }
+            // p == 0 with someone there: a course racer between `ftruncate` and setting
+            // the count, or a full race of course racers about to start. Wait and see.
+            (false, true, 0) => {}
+            (false, true, _) => {
+                if sys::try_lock_shared(&c.file).map_err(io_err)? == sys::Lock::Acquired {
+                    if let Some(id) = c.take_id() {
+                        c.id = id;
+                        return Ok(true);
+                    }
+                    // Everyone arrived between our load and our swap: the race is on.
+                    sys::unlock(&c.file).map_err(io_err)?;
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The other processes that map the file read-write (or have it open for writing, not yet

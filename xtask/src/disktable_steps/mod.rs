@@ -1,28 +1,35 @@
-//! What steps 2 and 3 share: the course's table (`disktable`) and the lab's `persist` table.
+//! What steps 2 and 3 share when they measure: the course's table (`disktable`) and the lab's
+//! `persist` table. (Analyzing them is `lab_analysis::disktable`'s.)
 //!
 //! - [`run`]: a program under `strace -f` with a deadline, in a working directory.
-//! - [`table`]: the table file observed from outside (length, count, value\[i\] = i), and
+//! - [`table`]: the table file read from outside (length, count, value\[i\] = i), and
 //!   where the step's table comes from (`--table FILE` or `disktable create --course`).
-//! - [`fault`]: where a SIGSEGV/SIGBUS landed against the table's mapping and the file's end,
-//!   and the ftruncate + mremap growths of a trace.
-//! - [`program`]: `--program PATH [-- ARGS]`, someone else's reader or writer, judged.
-//! - [`parse_persist`]: a `persist --json` document read into its type in `persist::doc`.
-//! - The sample data both steps load into persist ([`sample_kv`], [`Rng`]).
+//! - [`program`]: `--program PATH [-- ARGS]`, someone else's reader or writer, run.
+//! - [`check_options`]: `--table` and `--program` checked before anything runs.
+//! - The sample data both steps load into persist ([`sample_tsv`], [`Rng`]).
 
-pub mod fault;
+pub use lab_analysis::disktable::{parse_persist, sample_kv};
+
 pub mod program;
 pub mod run;
 pub mod table;
 
-/// Reads a `persist --json` document into its type (`persist::doc`, defined where the binary
-/// prints it); the error names the command and the missing or wrong field.
-pub fn parse_persist<T: serde::de::DeserializeOwned>(
-    what: &str,
-    stdout: &str,
-) -> anyhow::Result<T> {
-    serde_json::from_str(stdout).map_err(|e| {
-        anyhow::anyhow!("persist --json {what} printed a document xtask cannot read: {e}")
-    })
+/// Checks the options that name files (`--table`, `--program`) before anything runs.
+pub fn check_options(options: &crate::model::StepOptions) -> anyhow::Result<()> {
+    if let Some(table) = &options.table {
+        match std::fs::metadata(table) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => anyhow::bail!("--table {}: not a regular file", table.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("--table {}: no such file", table.display())
+            }
+            Err(e) => anyhow::bail!("--table {}: {e}", table.display()),
+        }
+    }
+    if let Some(program) = &options.program {
+        program::resolve(program)?;
+    }
+    Ok(())
 }
 
 /// A small deterministic PRNG (xorshift64*), seeded per run.
@@ -53,14 +60,6 @@ impl Rng {
     }
 }
 
-/// The sample table's key and value for entry `i`.
-pub fn sample_kv(i: u64) -> (String, String) {
-    (
-        format!("key-{i:07}"),
-        format!("value-{i}-{:08x}", i.wrapping_mul(2_654_435_761) as u32),
-    )
-}
-
 /// Tab-separated `KEY\tVALUE\n` lines for entries `0..n`.
 pub fn sample_tsv(n: u64) -> Vec<u8> {
     let mut s = Vec::with_capacity(n as usize * 32);
@@ -82,24 +81,6 @@ pub fn subdir(scratch: &std::path::Path, name: &str) -> anyhow::Result<std::path
     Ok(dir)
 }
 
-/// Up to `limit` lines, then how many more there were.
-pub fn excerpt<'a>(lines: impl IntoIterator<Item = &'a str>, limit: usize) -> String {
-    let mut out = String::new();
-    let mut more = 0usize;
-    for (i, l) in lines.into_iter().enumerate() {
-        if i < limit {
-            out.push_str(l);
-            out.push('\n');
-        } else {
-            more += 1;
-        }
-    }
-    if more > 0 {
-        out.push_str(&format!("... {more} more\n"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests;
 
@@ -113,11 +94,5 @@ mod unit_tests {
         let tsv = sample_tsv(3);
         assert_eq!(tsv.iter().filter(|b| **b == b'\n').count(), 3);
         assert!(tsv.starts_with(b"key-0000000\tvalue-0-"));
-    }
-
-    #[test]
-    fn excerpts_say_how_much_was_left_out() {
-        assert_eq!(excerpt(["a", "b", "c"], 2), "a\nb\n... 1 more\n");
-        assert_eq!(excerpt(["a"], 2), "a\n");
     }
 }

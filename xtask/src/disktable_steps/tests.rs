@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::program::{self, Role, TABLE_NAME};
+use crate::disktable_steps::program;
+use lab_analysis::disktable::program::Role;
+use lab_analysis::disktable::program::TABLE_NAME;
 
 const HEADER: &str = r#"
 #define _GNU_SOURCE
@@ -136,7 +138,10 @@ fn judge(
     args: &[&str],
     role: Role,
     table: (i64, usize, usize),
-) -> (program::Findings, program::Evidence) {
+) -> (
+    lab_analysis::disktable::program::Findings,
+    lab_analysis::disktable::program::Evidence,
+) {
     let tmp = crate::report::tests::tempdir("program");
     let dir = tmp.path().join("run");
     std::fs::create_dir(&dir).unwrap();
@@ -144,7 +149,7 @@ fn judge(
     let traces = super::run::traces_dir(tmp.path()).unwrap();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let e = program::measure(role, exe, &args, &dir, &traces).unwrap();
-    (program::analyze(&e), e)
+    (lab_analysis::disktable::program::analyze(&e), e)
 }
 
 const COURSE: (i64, usize, usize) = (1083, 2083, 114_340);
@@ -216,7 +221,10 @@ fn a_naive_writer_dies_of_sigbus_in_a_page_past_the_file() {
     let (f, e) = judge(&exe, &[], Role::Writer, (28_583, 28_583, 114_340));
     assert_eq!(f.signal.as_deref(), Some("SIGBUS"), "{f:?}");
     let fault = f.fault.as_ref().expect("the fault located");
-    assert_eq!(fault.region, super::fault::Region::MappedPastEof);
+    assert_eq!(
+        fault.region,
+        lab_analysis::disktable::fault::Region::MappedPastEof
+    );
     assert!(fault.as_expected);
     // The first store with no file page behind it: the page after the file's last page.
     assert_eq!(fault.offset, Some(114_688));
@@ -227,7 +235,7 @@ fn a_naive_writer_dies_of_sigbus_in_a_page_past_the_file() {
     assert_eq!(f.count_grew_by, Some(87));
     assert!(!f.values_ok && !f.appended_300);
     assert_eq!(f.file_bytes_after, f.file_bytes_before);
-    let text: String = program::explain(&f, &e)
+    let text: String = lab_analysis::disktable::program::explain(&f, &e)
         .iter()
         .map(|b| format!("{b:?}"))
         .collect();

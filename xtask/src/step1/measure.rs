@@ -8,21 +8,17 @@ use std::process::{Command, ExitStatus, Stdio};
 use anyhow::{bail, Context as _};
 use serde::de::DeserializeOwned;
 
-use super::wire::{SweepReport, ThresholdReport};
-use super::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
 use crate::model::Ctx;
 use crate::out;
+use lab_analysis::step1::analyze::{tunable_value, MMAP_THRESHOLD_TUNABLE};
+use lab_analysis::step1::wire::{SweepReport, ThresholdReport};
+use lab_analysis::step1::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
 
 /// The strace filter: the allocator's system calls, plus `write` for the probe's markers.
 pub const FILTER: &str = "brk,mmap,munmap,write";
 
 /// The course runs step 1 with this tunable ("to more easily observe malloc").
 pub const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
-
-/// The tunable that sets glibc's mmap threshold (mallopt(3) `M_MMAP_THRESHOLD`). Set through
-/// `GLIBC_TUNABLES` because that wins over `MALLOC_MMAP_THRESHOLD_` (and a later entry of
-/// `GLIBC_TUNABLES` over an earlier one), so the setting holds whatever the environment has.
-pub const MMAP_THRESHOLD_TUNABLE: &str = "glibc.malloc.mmap_threshold";
 
 pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
     ctx.build_release(&["malloc-probe"])?;
@@ -58,15 +54,6 @@ pub fn with_tunable(environment: &[EnvVar], tunable: &str) -> EnvVar {
         }
         _ => EnvVar::new("GLIBC_TUNABLES", tunable),
     }
-}
-
-/// The value `GLIBC_TUNABLES=tunables` gives `name` (its last entry), if any.
-pub fn tunable_value<'a>(tunables: &'a str, name: &str) -> Option<&'a str> {
-    tunables
-        .split(':')
-        .filter_map(|t| t.split_once('='))
-        .rfind(|(n, _)| *n == name)
-        .map(|(_, v)| v)
 }
 
 /// Two requests 8 bytes apart on either side of `x + 24 = k pages`, above the threshold chunk

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::evidence::{Client, ClientRun};
+use lab_analysis::step4::evidence::{Client, ClientRun};
 
 /// The client. It declares what it uses itself (the course's ABI), so it builds against any
 /// library that exports `baz`, `getbaz` and `setbaz`; it prints the addresses, two checks that

@@ -13,13 +13,14 @@ use lab_trace::elf::ElfInfo;
 use lab_trace::loader;
 use lab_trace::maps::Maps;
 
-use super::evidence::{
-    Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample, Source,
-};
+use super::client;
 use super::running::{Launch, Running, WAIT};
-use super::{client, SYMBOLS};
 use crate::model::Ctx;
 use crate::{out, sys};
+use lab_analysis::step4::evidence::{
+    Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample, Source,
+};
+use lab_analysis::step4::SYMBOLS;
 
 /// How often the lab polls /proc while it waits for a program to load its library.
 const POLL: Duration = Duration::from_millis(5);

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use foobar_events::Event;
 
-use super::evidence::{Faults, Printed, PrintedSymbol};
 use crate::sys;
+use lab_analysis::step4::evidence::{Faults, Printed, PrintedSymbol};
 use lab_trace::procstat::ProcessStat;
 
 /// What strace records: enough to see the loader at work (its reads of the ELF headers too).
-pub const FILTER: &str = "openat,read,pread64,mmap,mprotect,munmap,close";
+pub use lab_analysis::step4::FILTER;
 /// How long a program may take to start, to load its library or to stop.
 pub const WAIT: Duration = Duration::from_secs(30);
 /// How often /proc is polled while waiting for a condition.

@@ -9,9 +9,10 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 
 use super::launch::{self, Bounds, Launch};
-use super::{disasm, End, Listing, Mode};
+use super::objdump;
 use crate::model::Ctx;
 use crate::{out, say};
+use lab_analysis::step5::{disasm, End, Listing, Mode};
 
 /// The benchmark's target (every cell, both languages).
 const BENCH_TARGET: i64 = 100_000_000;
@@ -208,7 +209,7 @@ pub fn bench(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Prints `race_racy` of `exe` and where its loop lies in 64-byte lines.
 fn show_loop(exe: &Path) {
-    match disasm::functions(exe, &["race_racy"]).pop() {
+    match objdump::functions(exe, &["race_racy"]).pop() {
         Some(Listing::Text { text, .. }) => {
             say!("{text}");
             let insns = disasm::parse(&text);

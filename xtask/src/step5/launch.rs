@@ -23,8 +23,8 @@ use anyhow::Context as _;
 use lab_trace::procstat::{self, CpuTimes, ProcessStat};
 use lab_trace::shared::SharedView;
 
-use super::{Counters, CpuWindow, End, Instance, Observation, RaceRun, COURSE_FILE};
 use crate::sys;
+use lab_analysis::step5::{Counters, CpuWindow, End, Instance, Observation, RaceRun, COURSE_FILE};
 
 /// `sizeof(struct RaceCourse)`.
 const COURSE_SIZE: usize = 96;

@@ -8,12 +8,13 @@ use lab_trace::procstat;
 use lab_trace::Syscall;
 
 use super::launch::{self, Bounds, Launch};
-use super::{
-    disasm, CalibrationRun, Disassembly, Evidence, Machine, Mode, RaceRecord, RaceRun, Racer,
-    Sizing, Traced, COURSE_FILE,
-};
+use super::objdump;
 use crate::model::Ctx;
 use crate::out;
+use lab_analysis::step5::{
+    CalibrationRun, Disassembly, Evidence, Machine, Mode, RaceRecord, RaceRun, Racer, Sizing,
+    Traced, COURSE_FILE,
+};
 
 /// How long a race of one should last: a full run, and `--quick`.
 const GOAL_SECONDS: f64 = 1.0;
@@ -80,11 +81,11 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
             )
         }
     };
-    let mut loops = disasm::functions(&race, &["race_racy", "race_atomic"]).into_iter();
+    let mut loops = objdump::functions(&race, &["race_racy", "race_atomic"]).into_iter();
     let disassembly = Disassembly {
         racy: loops.next().context("no listing")?,
         atomic: loops.next().context("no listing")?,
-        theirs: theirs.as_deref().map(disasm::locked_instructions),
+        theirs: theirs.as_deref().map(objdump::locked_instructions),
     };
     Ok(Evidence {
         machine,
@@ -172,7 +173,7 @@ fn run_one(
 /// Our racer's `--json` documents, into the instances (a missing field is an error naming it).
 fn with_reports(mut run: RaceRun) -> anyhow::Result<RaceRun> {
     for i in &mut run.instances {
-        if i.end == (super::End::Exited { code: 0 }) {
+        if i.end == (lab_analysis::step5::End::Exited { code: 0 }) {
             let report: race::Report =
                 serde_json::from_str(i.stdout.trim()).with_context(|| {
                     format!(
@@ -311,7 +312,7 @@ fn trace_protocol(program: &Path, args: &[String], scratch: &Path) -> anyhow::Re
         args.join(" ")
     );
     if let Some(i) = run.instances.first() {
-        if !matches!(i.end, super::End::Exited { code: 0 }) {
+        if !matches!(i.end, lab_analysis::step5::End::Exited { code: 0 }) {
             return Ok(Traced::Unavailable {
                 reason: format!(
                     "`{command}` under strace ended with {:?}: {}",

@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use channel::bench::{BenchReport, Placement, Transport};
 
-use super::{calls, stream, Evidence, TracedCell, TracedRun, Traces};
+use super::stream;
 use crate::model::Ctx;
 use crate::out;
+use lab_analysis::step6::stream::CAPACITY;
+use lab_analysis::step6::{calls, Evidence, TracedCell, TracedRun, Traces};
 
 /// The message size of the traced cells (the goals' size).
 const TRACED_SIZE: u64 = 64;
@@ -64,7 +66,7 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
     };
     out::progress(&format!(
         "streaming {lines} numbered lines through a {} B ring (channel send | channel recv)",
-        stream::CAPACITY
+        CAPACITY
     ));
     let stream = stream::run(&program, scratch.path(), lines, STREAM_BOUND)?;
     Ok(Evidence {

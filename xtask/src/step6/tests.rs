@@ -1,14 +1,19 @@
 //! Step 6's findings on recorded evidence (`xtask/tests/evidence/*/step6.json`, made with
 //! `--save-evidence`), and the stream runner against programs that hang or fail.
+//!
+//! Here: what xtask adds (the pictures, the measurement, live runs, reading recorded files);
+//! the Findings and the narrative alone are asserted in `lab_analysis::step6`'s tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use channel::bench::{GoalId, Placement, Transport};
 
-use super::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
-use super::{stream, Evidence, Step6};
-use crate::model::{self, Block, Step};
+use super::stream;
+
+use lab_analysis::step6::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
+use lab_analysis::step6::{Evidence, Step6};
+use lab_analysis::Block;
 
 fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +22,7 @@ fn dir(name: &str) -> PathBuf {
 }
 
 pub(crate) fn fixture(name: &str) -> Evidence {
-    model::load_evidence(&dir(name), 6).unwrap()
+    crate::evidence::load(&dir(name), 6).unwrap()
 }
 
 fn recorded(name: &str) -> (Evidence, Findings) {
@@ -44,112 +49,26 @@ fn goal(f: &Findings, id: GoalId) -> Option<bool> {
     f.goals.iter().find(|g| g.id() == id).unwrap().met()
 }
 
-fn rate(c: &CellCalls, key: &str) -> f64 {
-    c.per_message
+fn blocks_text(blocks: &[Block]) -> String {
+    blocks
         .iter()
-        .find(|r| r.key == key)
-        .map_or(0.0, |r| r.per_message)
-}
-
-/// `cargo xtask run-step 6 --save-evidence` on two CPUs (full run): spinning costs no call,
-/// a pipe a write and a read per message, ring-wait sleeps only on one CPU; the ring beats
-/// pipe and socket by far; 1.70x the floor (the goal of 1.5x not met in this recording).
-#[test]
-fn two_cpus_no_call_while_spinning_and_the_ring_far_ahead() {
-    let (_, f) = recorded("channel-two-cpus");
-    let Syscalls::Counted {
-        spinning_makes_none,
-        pipe_write_read,
-        ..
-    } = &f.syscalls
-    else {
-        panic!("not traced")
-    };
-    assert_eq!(*spinning_makes_none, Some(true));
-    let (w, r) = pipe_write_read.unwrap();
-    assert!((w - 1.0).abs() < 0.01 && (r - 1.0).abs() < 0.01, "{w} {r}");
-    let sock = cell(&f, Transport::UnixSocket, Placement::TwoCpus);
-    assert!((rate(sock, "sendto") - 1.0).abs() < 0.01);
-    assert!((rate(sock, "recvfrom") - 1.0).abs() < 0.01);
-    // Per message, split by side: the runner sends once and receives once per round trip.
-    let pipe = cell(&f, Transport::Pipe, Placement::TwoCpus);
-    let write = pipe.per_message.iter().find(|r| r.key == "write").unwrap();
-    assert!((write.runner - 0.5).abs() < 0.01 && (write.peer - 0.5).abs() < 0.01);
-
-    let awake = cell(&f, Transport::RingWait, Placement::TwoCpus);
-    assert!(!awake.slept && awake.none_per_message, "{awake:?}");
-    let asleep = cell(&f, Transport::RingWait, Placement::OneCpu);
-    assert!(asleep.slept && !asleep.none_per_message);
-    assert!(asleep.futex_waits_per_message > 0.3);
-    assert!(asleep.wakes_within_waits);
-    assert_eq!(asleep.timeouts, Timeouts::None);
-    // A wake that found nobody asleep pairs with a wait that returned EAGAIN.
-    assert!(asleep.wakes_woke_none.abs_diff(asleep.waits_changed) <= 10);
-
-    assert_eq!(f.primary, Placement::TwoCpus);
-    assert_eq!(f.placements, vec![Placement::TwoCpus, Placement::OneCpu]);
-    assert_eq!(f.faster.len(), 4);
-    assert!(f.faster.iter().all(|r| r.ratio > 100.0), "{:?}", f.faster);
-    let floor = f.floor.as_ref().unwrap();
-    let spin = floor.spin.unwrap();
-    assert!((spin.ratio - 1.7).abs() < 0.01, "{spin:?}");
-    assert_eq!(goal(&f, GoalId::SpinNearFloor), Some(false));
-    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(true));
-    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
-    assert_eq!(goal(&f, GoalId::ThroughputVsPipe), Some(true));
-    assert!(f.throughput.iter().all(|r| r.numerator.size == 1 << 20));
-
-    let one = f.one_cpu.as_ref().unwrap();
-    assert_eq!(one.spin_worse_than_wait, Some(true));
-    assert!(one.spin_over_wait.unwrap().ratio > 100.0);
-    assert_eq!(one.faster_on_one, [Transport::Pipe, Transport::UnixSocket]);
-    assert_eq!(one.slowdown.len(), 5);
-
-    let i = &f.integrity;
-    assert!(i.all_intact_in_order);
-    assert_eq!(
-        (i.lines, i.sent, i.received, i.matched, i.lost),
-        (50_000, 50_000, 50_000, 50_000, 0)
-    );
-    assert_eq!(i.end_reason.as_deref(), Some("closed"));
-    assert!(i.laps > 1000.0);
-}
-
-/// `taskset -c 0 cargo xtask run-step 6 --quick`: one CPU only. No floor, comparisons on one
-/// CPU, where the spinning ring is thousands of times slower than a pipe (the goals against
-/// pipe and socket not met) and ring-wait about a pipe's equal.
-#[test]
-fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
-    let (_, f) = recorded("one-cpu-taskset");
-    assert_eq!(f.placements, vec![Placement::OneCpu]);
-    assert_eq!(f.primary, Placement::OneCpu);
-    assert!(f.floor.is_none());
-    assert_eq!(goal(&f, GoalId::SpinNearFloor), None);
-    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(false));
-    assert_eq!(goal(&f, GoalId::SpinVsSocket), Some(false));
-    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
-    let spin_vs_pipe = f
-        .faster
-        .iter()
-        .find(|r| {
-            r.denominator.transport == Transport::RingSpin
-                && r.numerator.transport == Transport::Pipe
+        .map(|b| match b {
+            Block::Heading { title } => title.clone(),
+            Block::Text { text } => text.clone(),
+            Block::Evidence(e) => format!("{}\n{}", e.title, e.text),
+            Block::Answer(a) => format!("{}\n{}", a.question, a.answer),
         })
-        .unwrap();
-    assert!(spin_vs_pipe.ratio < 0.01, "{spin_vs_pipe:?}");
-    let one = f.one_cpu.as_ref().unwrap();
-    assert_eq!(one.spin_worse_than_wait, Some(true));
-    assert!(one.wait_over_pipe.unwrap().ratio < 2.0);
-    assert!(one.slowdown.is_empty() && one.faster_on_one.is_empty());
-    // Traced on one CPU: the spinners with few round trips, and still no call per message.
-    assert!(cells(&f).iter().all(|c| c.placement == Placement::OneCpu));
-    assert_eq!(
-        cell(&f, Transport::RingSpin, Placement::OneCpu).round_trips,
-        [2, 12]
-    );
-    assert!(cell(&f, Transport::RingSpin, Placement::OneCpu).none_per_message);
-    assert!(cell(&f, Transport::RingWait, Placement::OneCpu).slept);
-    assert!(f.integrity.all_intact_in_order);
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A stand-in for `channel` written as a shell script in the test's directory.
+fn script(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-channel");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// Hand-edited (the machine cannot produce it now): the benchmark is a real run of a
@@ -159,7 +78,7 @@ fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
 /// worse than ring-wait on one CPU, the one-CPU goal is not met, and the timeouts are named.
 #[test]
 fn unwoken_ring_wait_is_reported_not_explained_away() {
-    let (ev, f) = recorded("ring-wait-unwoken-hand-edited");
+    let (ev, f) = recorded("ring-wait-wakes-never-came");
     let c = cell(&f, Transport::RingWait, Placement::OneCpu);
     assert_eq!(c.timeouts, Timeouts::Most);
     assert!(c.waits_timed_out > 1000 && c.wakes <= 2, "{c:?}");
@@ -174,25 +93,12 @@ fn unwoken_ring_wait_is_reported_not_explained_away() {
         .find(|r| r.numerator.transport == Transport::RingWait)
         .unwrap();
     assert!(wait.ratio < 2.0, "{wait:?}");
-    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    let text = blocks_text(&crate::model::tests::explained::<Step6>(&f, &ev).blocks);
     assert!(
         text.contains("not woken when the message arrived"),
         "{text}"
     );
     assert!(text.contains("did not do its job"), "{text}");
-}
-
-fn blocks_text(blocks: &[Block]) -> String {
-    blocks
-        .iter()
-        .map(|b| match b {
-            Block::Heading { title } => title.clone(),
-            Block::Text { text } => text.clone(),
-            Block::Evidence(e) => format!("{}\n{}", e.title, e.text),
-            Block::Answer(a) => format!("{}\n{}", a.question, a.answer),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every recording explains the five questions, the goals and both pictures.
@@ -201,10 +107,10 @@ fn every_recording_is_explained_with_its_pictures() {
     for (name, dots) in [
         ("channel-two-cpus", 42),
         ("one-cpu-taskset", 13),
-        ("ring-wait-unwoken-hand-edited", 26),
+        ("ring-wait-wakes-never-came", 26),
     ] {
         let (ev, f) = recorded(name);
-        let ex = Step6::explain(&f, &ev);
+        let ex = crate::model::tests::explained::<Step6>(&f, &ev);
         let answers = ex
             .blocks
             .iter()
@@ -231,20 +137,11 @@ fn every_recording_is_explained_with_its_pictures() {
 #[test]
 fn recorded_evidence_with_a_missing_field_is_an_error_naming_it() {
     let tmp = crate::report::tests::tempdir("step6-evidence");
-    let text = std::fs::read_to_string(model::evidence_file(&dir("one-cpu-taskset"), 6)).unwrap();
+    let text = std::fs::read_to_string(crate::evidence::file(&dir("one-cpu-taskset"), 6)).unwrap();
     let broken = text.replacen("\"bytes_per_s\"", "\"bytes_per_sec\"", 1);
-    std::fs::write(model::evidence_file(tmp.path(), 6), broken).unwrap();
-    let err = model::load_evidence::<Evidence>(tmp.path(), 6).unwrap_err();
+    std::fs::write(crate::evidence::file(tmp.path(), 6), broken).unwrap();
+    let err = crate::evidence::load::<Evidence>(tmp.path(), 6).unwrap_err();
     assert!(format!("{err:#}").contains("bytes_per_s"), "{err:#}");
-}
-
-/// A stand-in for `channel` written as a shell script in the test's directory.
-fn script(dir: &Path, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("fake-channel");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 #[test]
@@ -293,12 +190,12 @@ fn a_failing_or_lying_channel_is_an_error_naming_it() {
 #[test]
 fn without_strace_the_counts_are_missing_with_the_reason() {
     let mut ev = fixture("one-cpu-taskset");
-    ev.traces = super::Traces::Unavailable {
+    ev.traces = lab_analysis::step6::Traces::Unavailable {
         reason: "strace is not installed; install it with `apt-get install strace`".into(),
     };
     let f = analyze(&ev).unwrap();
     assert!(matches!(f.syscalls, Syscalls::Unavailable { .. }));
-    let text = blocks_text(&Step6::explain(&f, &ev).blocks);
+    let text = blocks_text(&crate::model::tests::explained::<Step6>(&f, &ev).blocks);
     assert!(text.contains("Not measured: strace could not run (strace is not installed"));
     assert!(f.integrity.all_intact_in_order);
     assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));

@@ -313,48 +313,40 @@ const MIB: u64 = 1024 * 1024;
 
 /// Evaluates the goals on a report. Pure.
 pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
+    let has_two = report
+        .rows
+        .iter()
+        .any(|r| r.placement == Placement::TwoCpus);
+    let primary = if has_two {
+        Placement::TwoCpus
+    } else {
+        Placement::OneCpu
+    };
+    goal_specs(primary)
+        .into_iter()
+        .map(|s| evaluate(report, has_two, s))
+        .collect()
+}
+
+/// One goal before it is measured: the ratio num / den of a metric, and its bound.
+struct GoalSpec {
+    id: GoalId,
+    statement: String,
+    num: (Transport, Placement, Option<u64>),
+    den: (Transport, Placement, Option<u64>),
+    metric: Metric,
+    bound: Bound,
+    target: f64,
+    needs_two: bool,
+}
+
+/// The goals; `primary` is the placement the cross-transport goals are read at.
+fn goal_specs(primary: Placement) -> [GoalSpec; 5] {
     use Placement::*;
     use Transport::*;
-    let has_two = report.rows.iter().any(|r| r.placement == TwoCpus);
-    let primary = if has_two { TwoCpus } else { OneCpu };
-    let value = |t: Transport, p: Placement, size: Option<u64>, metric: Metric| {
-        let row = match size {
-            Some(s) => report.row(t, p, s),
-            None => report.floor(p),
-        }?;
-        Some(CellValue {
-            transport: t,
-            placement: p,
-            size: row.size,
-            metric,
-            value: match metric {
-                Metric::RttMedianNs => row.rtt_ns.median,
-                Metric::BytesPerS => row.bytes_per_s,
-            },
-        })
-    };
-    let missing = |c: Transport, p: Placement, size: Option<u64>| match size {
-        Some(s) => format!(
-            "no {} {} {} row in this run",
-            c.name(),
-            p.name(),
-            fmt_size(s)
-        ),
-        None => format!("no {} {} row in this run", c.name(), p.name()),
-    };
-    struct Spec {
-        id: GoalId,
-        statement: String,
-        num: (Transport, Placement, Option<u64>),
-        den: (Transport, Placement, Option<u64>),
-        metric: Metric,
-        bound: Bound,
-        target: f64,
-        needs_two: bool,
-    }
     let rtt = Metric::RttMedianNs;
-    let specs = [
-        Spec {
+    [
+        GoalSpec {
             id: GoalId::SpinNearFloor,
             statement: "ring-spin 64 B round trip within 1.5x of the cache-line floor (two CPUs)"
                 .into(),
@@ -365,7 +357,7 @@ pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
             target: 1.5,
             needs_two: true,
         },
-        Spec {
+        GoalSpec {
             id: GoalId::SpinVsPipe,
             statement: format!(
                 "ring-spin 64 B round trip at least 10x faster than a pipe's ({})",
@@ -378,7 +370,7 @@ pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
             target: 10.0,
             needs_two: false,
         },
-        Spec {
+        GoalSpec {
             id: GoalId::SpinVsSocket,
             statement: format!(
                 "ring-spin 64 B round trip at least 10x faster than a Unix socket's ({})",
@@ -391,7 +383,7 @@ pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
             target: 10.0,
             needs_two: false,
         },
-        Spec {
+        GoalSpec {
             id: GoalId::OneCpuVsPipe,
             statement: "on one CPU, ring-wait's 64 B round trip at most 2x a pipe's".into(),
             num: (RingWait, OneCpu, Some(64)),
@@ -401,7 +393,7 @@ pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
             target: 2.0,
             needs_two: false,
         },
-        Spec {
+        GoalSpec {
             id: GoalId::ThroughputVsPipe,
             statement: format!(
                 "ring-wait's 1 MiB one-way throughput at least 2x a pipe's ({})",
@@ -414,47 +406,83 @@ pub fn goals(report: &BenchReport) -> Vec<GoalOutcome> {
             target: 2.0,
             needs_two: false,
         },
-    ];
-    specs
-        .into_iter()
-        .map(|s| {
-            if s.needs_two && !has_two {
-                return GoalOutcome::NotMeasured {
-                    id: s.id,
-                    statement: s.statement,
-                    reason: "needs two CPUs; this run measured one CPU only".into(),
-                };
+    ]
+}
+
+/// A cell's value of `metric` (`size` None: the cache-line floor).
+fn cell_value(
+    report: &BenchReport,
+    t: Transport,
+    p: Placement,
+    size: Option<u64>,
+    metric: Metric,
+) -> Option<CellValue> {
+    let row = match size {
+        Some(s) => report.row(t, p, s),
+        None => report.floor(p),
+    }?;
+    Some(CellValue {
+        transport: t,
+        placement: p,
+        size: row.size,
+        metric,
+        value: match metric {
+            Metric::RttMedianNs => row.rtt_ns.median,
+            Metric::BytesPerS => row.bytes_per_s,
+        },
+    })
+}
+
+/// Why a goal has no ratio: the row it needs is not in the run.
+fn missing(c: Transport, p: Placement, size: Option<u64>) -> String {
+    match size {
+        Some(s) => format!(
+            "no {} {} {} row in this run",
+            c.name(),
+            p.name(),
+            fmt_size(s)
+        ),
+        None => format!("no {} {} row in this run", c.name(), p.name()),
+    }
+}
+
+/// One goal measured against the report, or why it could not be.
+fn evaluate(report: &BenchReport, has_two: bool, s: GoalSpec) -> GoalOutcome {
+    if s.needs_two && !has_two {
+        return GoalOutcome::NotMeasured {
+            id: s.id,
+            statement: s.statement,
+            reason: "needs two CPUs; this run measured one CPU only".into(),
+        };
+    }
+    let num = cell_value(report, s.num.0, s.num.1, s.num.2, s.metric);
+    let den = cell_value(report, s.den.0, s.den.1, s.den.2, s.metric);
+    match (num, den) {
+        (Some(n), Some(d)) if d.value > 0.0 => {
+            let r = n.value / d.value;
+            GoalOutcome::Measured(Goal {
+                id: s.id,
+                statement: s.statement,
+                numerator: n,
+                denominator: d,
+                ratio: r,
+                bound: s.bound,
+                target: s.target,
+                met: match s.bound {
+                    Bound::AtMost => r <= s.target,
+                    Bound::AtLeast => r >= s.target,
+                },
+            })
+        }
+        (n, _) => {
+            let (t, p, size) = if n.is_none() { s.num } else { s.den };
+            GoalOutcome::NotMeasured {
+                id: s.id,
+                statement: s.statement,
+                reason: missing(t, p, size),
             }
-            let num = value(s.num.0, s.num.1, s.num.2, s.metric);
-            let den = value(s.den.0, s.den.1, s.den.2, s.metric);
-            match (num, den) {
-                (Some(n), Some(d)) if d.value > 0.0 => {
-                    let r = n.value / d.value;
-                    GoalOutcome::Measured(Goal {
-                        id: s.id,
-                        statement: s.statement,
-                        numerator: n,
-                        denominator: d,
-                        ratio: r,
-                        bound: s.bound,
-                        target: s.target,
-                        met: match s.bound {
-                            Bound::AtMost => r <= s.target,
-                            Bound::AtLeast => r >= s.target,
-                        },
-                    })
-                }
-                (n, _) => {
-                    let (t, p, size) = if n.is_none() { s.num } else { s.den };
-                    GoalOutcome::NotMeasured {
-                        id: s.id,
-                        statement: s.statement,
-                        reason: missing(t, p, size),
-                    }
-                }
-            }
-        })
-        .collect()
+        }
+    }
 }
 
 /// "64 B", "4 KiB", "1 MiB".

@@ -1,0 +1,102 @@
+//! The lab's analysis, as a library: for every step, the typed [`Step::Evidence`] a run
+//! recorded, the pure [`Step::analyze`] (Evidence → Findings), [`Step::explain`] (Findings
+//! → the narrative: [`Block`]s of text, evidence excerpts and the assignment's answers) and
+//! [`Step::pictures`] (Findings → the typed data the pictures are drawn from).
+//!
+//! Data flows one way: `xtask` measures (runs the programs, traces them, reads /proc) into an
+//! Evidence, this crate analyzes and explains it, and `xtask` renders the [`StepReport`] (the
+//! terminal, the HTML/Markdown report) and draws the pictures from their data. Nothing here
+//! runs a program or reads a file: an Evidence recorded on one machine is explained the same
+//! on another. The evidence readers (strace, /proc, ELF) are `lab-trace`'s; the programs'
+//! `--json` documents are their own crates' types.
+//!
+//! Modules: one per step (`step1` … `step6`), `disktable` (what steps 2 and 3 share: the
+//! course's table, faults, someone else's program), `report` (the narrative's types).
+
+#![forbid(unsafe_code)]
+
+pub mod disktable;
+pub mod report;
+pub mod step1;
+pub mod step2;
+pub mod step3;
+pub mod step4;
+pub mod step5;
+pub mod step6;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use report::{Answer, Block, Excerpt, StepReport};
+
+/// One step of the lab, after its measurement: the typed evidence, what it establishes and
+/// how that reads.
+pub trait Step {
+    /// 1 to 6.
+    const NUMBER: u8;
+    /// The assignment's name for the step.
+    const TITLE: &'static str;
+    /// Everything read from the run (serialisable: recorded runs are replayed).
+    type Evidence: Serialize + DeserializeOwned;
+    /// What the evidence establishes (`--json`'s `findings`).
+    type Findings: Serialize;
+    /// Decides, from the evidence alone. No I/O.
+    fn analyze(evidence: &Self::Evidence) -> anyhow::Result<Self::Findings>;
+    /// The typed data the step's pictures are drawn from (xtask draws them; nothing here knows
+    /// how a picture looks).
+    type Pictures;
+    /// The narrative: text, evidence excerpts, the assignment's questions with their answers.
+    fn explain(findings: &Self::Findings, evidence: &Self::Evidence) -> Vec<Block>;
+    /// The picture data, built from the findings (and the evidence they came from).
+    fn pictures(findings: &Self::Findings, evidence: &Self::Evidence) -> Self::Pictures;
+}
+
+/// A step analyzed and explained: its findings, its report and the data of its pictures.
+pub struct Explained<S: Step> {
+    pub findings: S::Findings,
+    pub report: StepReport,
+    pub pictures: S::Pictures,
+}
+
+/// Analyzes and explains one step's evidence: its findings, its report and its picture data.
+pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<Explained<S>> {
+    let findings = S::analyze(evidence)?;
+    let blocks = S::explain(&findings, evidence);
+    let pictures = S::pictures(&findings, evidence);
+    let report = StepReport {
+        step: S::NUMBER,
+        title: S::TITLE.to_string(),
+        blocks,
+        findings: serde_json::to_value(&findings)
+            .map_err(|e| anyhow::anyhow!("cannot serialise the findings: {e}"))?,
+    };
+    Ok(Explained {
+        findings,
+        report,
+        pictures,
+    })
+}
+
+/// The recorded evidence the tests read: `xtask/tests/evidence/NAME/stepN.json`, each written
+/// by `cargo xtask run-step N --save-evidence DIR` (a step, a version, the evidence).
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::path::Path;
+
+    /// The xtask crate's directory, where the recordings live.
+    pub const XTASK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask");
+
+    /// Step `n`'s evidence recorded in `dir`.
+    pub fn load<E: serde::de::DeserializeOwned>(dir: &Path, n: u8) -> anyhow::Result<E> {
+        let path = dir.join(format!("step{n}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut doc: serde_json::Value = serde_json::from_str(&text)?;
+        anyhow::ensure!(
+            doc["step"] == n && doc["version"] == 1,
+            "{}: not step {n}",
+            path.display()
+        );
+        Ok(serde_json::from_value(doc["evidence"].take())?)
+    }
+}

@@ -1,0 +1,151 @@
+//! Step 1: where glibc malloc switches from the heap to mmap, read from boundary tags and strace.
+//!
+//! - xtask's `step1::measure` runs `malloc-probe --mark sweep` under
+//!   `strace -e trace=brk,mmap,munmap,write` (the probe writes `write(-1, "malloc N")` before each
+//!   malloc, so [`lab_trace::markers`] pairs every brk/mmap with its malloc), then `free-bit`
+//!   twice — as the environment has it and under the course's
+//!   `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` — then `threshold` (each probe in a fresh
+//!   process), `threshold` again with a tuned `MALLOC_MMAP_THRESHOLD_`, and two requests at a page
+//!   edge, traced. Everything goes into [`Evidence`]: the probe's JSON documents, the traces, and
+//!   the environment each run had. A malloc that is not glibc's is refused by the probe; that
+//!   refusal is evidence too.
+//! - [`analyze`](analyze::analyze) decides, from the evidence alone: the in-use bit, the mmap
+//!   bit, the threshold (as a request and a chunk size), each request's system call and mapped
+//!   length and how the length follows from the request, and what `tcache_count=0` changed.
+//! - [`explain`](explain::explain) formats those findings: the assignment's four questions and
+//!   the course's hints, with the evidence tables.
+//!
+//! Run it with `cargo xtask run-step 1` (`--quick` for a shorter sweep). A production program
+//! would not read malloc's metadata: it would tune with `mallopt(3)` and measure with
+//! `malloc_info(3)` or heaptrack.
+
+pub mod analyze;
+pub mod explain;
+pub mod picture;
+pub mod wire;
+
+use lab_trace::Trace;
+use serde::{Deserialize, Serialize};
+
+use crate::{Block, Step};
+
+pub use analyze::Findings;
+
+/// Step 1 in the measure → analyze → explain shape.
+pub struct Step1;
+
+impl Step for Step1 {
+    const NUMBER: u8 = 1;
+    const TITLE: &'static str = "Find the cut-off for a large memory allocation";
+    type Evidence = Evidence;
+    type Findings = Findings;
+    type Pictures = picture::Pictures;
+
+    fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
+        analyze::analyze(evidence)
+    }
+
+    fn explain(findings: &Findings, evidence: &Evidence) -> Vec<Block> {
+        explain::explain(findings, evidence)
+    }
+
+    fn pictures(findings: &Findings, _: &Evidence) -> picture::Pictures {
+        picture::pictures(findings)
+    }
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl EnvVar {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
+/// Everything step 1 read from the machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The malloc settings every probe run inherited (`GLIBC_TUNABLES`, `MALLOC_*`,
+    /// `LD_PRELOAD`); empty when none was set.
+    pub environment: Vec<EnvVar>,
+    pub outcome: Outcome,
+}
+
+/// What the probe did: measured, or refused a malloc that is not glibc's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Measured(Box<Measured>),
+    Refused(Refusal),
+}
+
+/// The probe's runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measured {
+    /// `--mark sweep` under strace: growing requests, then a fine sweep around the switch.
+    pub sweep: Traced<wire::SweepReport>,
+    /// `free-bit` in the inherited environment.
+    pub free_bit: Run<wire::FreeBitReport>,
+    /// `free-bit` with `glibc.malloc.tcache_count=0` added to `GLIBC_TUNABLES`.
+    pub free_bit_no_tcache: Run<wire::FreeBitReport>,
+    /// `threshold`: the bisection in fresh processes, the top chunk and the dynamic threshold.
+    pub threshold: Run<wire::ThresholdReport>,
+    /// `threshold` with `MALLOC_MMAP_THRESHOLD_` set to half the measured threshold chunk.
+    pub tuned_threshold: Run<wire::ThresholdReport>,
+    /// `--mark alloc` of two requests 8 bytes apart at a page edge, under strace.
+    pub page_edge: Traced<wire::AllocReport>,
+}
+
+/// One probe run: its arguments, the variables set for it on top of [`Evidence::environment`],
+/// and its JSON document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run<D> {
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub doc: D,
+}
+
+/// A probe run under `strace -f -e trace=brk,mmap,munmap,write`, with its trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Traced<D> {
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub doc: D,
+    pub trace: Trace,
+}
+
+/// The probe refused to read tags: malloc in its process is not glibc's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    pub args: Vec<String>,
+    /// The probe's exit status.
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub status: Option<i32>,
+    /// Its one-line error, as printed.
+    pub error: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malloc-probe refused: {}", self.error)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! The race loops as the CPU executes them: the pure reading of `objdump -d`'s listing (xtask
+//! captures it): the loop (from the last backward jump), its locked instructions, and
+//! its accesses to `total` (the loops' first argument, `%rdi` in the x86-64 System V ABI).
+
+use serde::Serialize;
+
+/// The listing of the first function whose symbol contains `name`, from objdump's output.
+pub fn function_in(objdump: &str, name: &str) -> Option<String> {
+    let mut lines = objdump
+        .lines()
+        .skip_while(|l| !(l.ends_with(">:") && l.contains(name)));
+    let head = lines.next()?;
+    let body: Vec<&str> = lines
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("int3"))
+        .collect();
+    Some(format!("{head}\n{}", body.join("\n")))
+}
+
+/// Every lock-prefixed instruction in objdump's output, each after its function's header line.
+pub fn locked_in(objdump: &str) -> String {
+    let mut out = String::new();
+    let mut head = "";
+    for line in objdump.lines() {
+        if line.ends_with(">:") {
+            head = line;
+        } else if line.contains("\tlock ") {
+            if !head.is_empty() {
+                out.push_str(head);
+                out.push('\n');
+                head = "";
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One instruction of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Insn {
+    pub address: u64,
+    /// Mnemonic and operands (`lock xadd %rax,(%rdi)`), the symbolic target dropped.
+    pub text: String,
+}
+
+impl Insn {
+    pub fn is_locked(&self) -> bool {
+        self.text.starts_with("lock ")
+    }
+
+    /// Whether it reads or writes memory at `(%rdi)`: `total` in the race loops.
+    pub fn touches_first_argument(&self) -> bool {
+        self.text.contains("(%rdi)")
+    }
+}
+
+/// The instructions of a listing (`  5ae90:\tincq   (%rsi)`), in order.
+pub fn parse(listing: &str) -> Vec<Insn> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let (addr, rest) = l.trim().split_once(':')?;
+            let address = u64::from_str_radix(addr.trim(), 16).ok()?;
+            let text = rest
+                .split('<')
+                .next()?
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            if text.is_empty() {
+                return None;
+            }
+            Some(Insn {
+                address,
+                text: text.join(" "),
+            })
+        })
+        .collect()
+}
+
+/// The function's name: the symbol in its header line (`0000… <_ZN4race11race_atomic17h…E>:`).
+pub fn symbol(listing: &str) -> Option<&str> {
+    let head = listing.lines().next()?;
+    head.split_once('<')?.1.strip_suffix(">:")
+}
+
+/// The loop: from the target of the last backward jump through that jump.
+pub fn loop_body(insns: &[Insn]) -> Option<&[Insn]> {
+    let (at, target) = insns.iter().enumerate().rev().find_map(|(i, insn)| {
+        let mut parts = insn.text.split_whitespace();
+        let op = parts.next()?;
+        let target = u64::from_str_radix(parts.next()?, 16).ok()?;
+        (op.starts_with('j') && target < insn.address).then_some((i, target))
+    })?;
+    let from = insns.iter().position(|i| i.address == target)?;
+    insns.get(from..=at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded: `objdump -d --no-show-raw-insn target/release/race` (rustc 1.95, x86-64).
+    pub const ATOMIC: &str = "000000000005ae80 <_ZN4race11race_atomic17h33cc7d830b521e8eE>:
+   5ae80:\tmov    $0x1,%eax
+   5ae85:\tlock xadd %rax,(%rdi)
+   5ae8a:\tcmp    %rdx,%rax
+   5ae8d:\tjge    5aea2 <_ZN4race11race_atomic17h33cc7d830b521e8eE+0x22>
+   5ae8f:\tnop
+   5ae90:\tincq   (%rsi)
+   5ae93:\tmov    $0x1,%eax
+   5ae98:\tlock xadd %rax,(%rdi)
+   5ae9d:\tcmp    %rdx,%rax
+   5aea0:\tjl     5ae90 <_ZN4race11race_atomic17h33cc7d830b521e8eE+0x10>
+   5aea2:\tlock decq (%rdi)
+   5aea6:\tret";
+
+    #[test]
+    fn the_atomic_loop_has_one_locked_instruction() {
+        let insns = parse(ATOMIC);
+        assert_eq!(insns.len(), 12);
+        assert_eq!(insns[1].text, "lock xadd %rax,(%rdi)");
+        assert_eq!(insns[3].text, "jge 5aea2");
+        let body = loop_body(&insns).unwrap();
+        assert_eq!(body.first().unwrap().address, 0x5ae90);
+        assert_eq!(body.last().unwrap().address, 0x5aea0);
+        let locked: Vec<&Insn> = body.iter().filter(|i| i.is_locked()).collect();
+        assert_eq!(locked.len(), 1);
+        assert!(locked[0].touches_first_argument());
+        assert_eq!(
+            symbol(ATOMIC),
+            Some("_ZN4race11race_atomic17h33cc7d830b521e8eE")
+        );
+    }
+
+    #[test]
+    fn no_backward_jump_no_loop() {
+        assert_eq!(loop_body(&parse("  1dc0:\tret")), None);
+        assert_eq!(parse("garbage\n\n"), vec![]);
+    }
+
+    #[test]
+    fn picks_functions_and_locked_lines_from_objdump_output() {
+        let text = format!(
+            "\nDisassembly of section .text:\n\n0000000000001000 <main>:\n    1000:\tlock incq (%rax)\n    \
+             1004:\tret\n\n{ATOMIC}\n   5aea7:\tint3\n\n0000000000060000 <other>:\n   60000:\tret\n"
+        );
+        let f = function_in(&text, "race_atomic").unwrap();
+        assert!(f.starts_with("000000000005ae80 <_ZN4race11race_atomic"));
+        assert!(f.ends_with("5aea6:\tret"), "{f}");
+        assert!(function_in(&text, "race_racy").is_none());
+        let locked = locked_in(&text);
+        assert_eq!(locked.lines().count(), 6, "{locked}");
+        assert!(locked.starts_with("0000000000001000 <main>:\n    1000:\tlock incq (%rax)\n"));
+        assert_eq!(parse(&locked).iter().filter(|i| i.is_locked()).count(), 4);
+    }
+}

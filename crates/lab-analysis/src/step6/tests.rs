@@ -1,0 +1,154 @@
+//! Step 6's findings on recorded evidence (`xtask/tests/evidence/*/step6.json`, made with
+//! `--save-evidence`), and the stream runner against programs that hang or fail.
+//!
+//! Here: the Findings and the narrative; the pictures, the measurement and live runs are
+//! tested in xtask's `step6::tests`.
+
+use std::path::{Path, PathBuf};
+
+use channel::bench::{GoalId, Placement, Transport};
+
+use crate::step6::analyze::{analyze, CellCalls, Findings, Syscalls, Timeouts};
+use crate::step6::Evidence;
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(crate::testkit::XTASK_DIR)
+        .join("tests/evidence")
+        .join(name)
+}
+
+pub(crate) fn fixture(name: &str) -> Evidence {
+    crate::testkit::load(&dir(name), 6).unwrap()
+}
+
+fn recorded(name: &str) -> (Evidence, Findings) {
+    let ev = fixture(name);
+    let f = analyze(&ev).unwrap();
+    (ev, f)
+}
+
+fn cells(f: &Findings) -> &[CellCalls] {
+    match &f.syscalls {
+        Syscalls::Counted { cells, .. } => cells,
+        Syscalls::Unavailable { reason } => panic!("not traced: {reason}"),
+    }
+}
+
+fn cell(f: &Findings, t: Transport, p: Placement) -> &CellCalls {
+    cells(f)
+        .iter()
+        .find(|c| c.transport == t && c.placement == p)
+        .unwrap_or_else(|| panic!("no {t:?} {p:?} cell"))
+}
+
+fn goal(f: &Findings, id: GoalId) -> Option<bool> {
+    f.goals.iter().find(|g| g.id() == id).unwrap().met()
+}
+
+fn rate(c: &CellCalls, key: &str) -> f64 {
+    c.per_message
+        .iter()
+        .find(|r| r.key == key)
+        .map_or(0.0, |r| r.per_message)
+}
+
+/// `cargo xtask run-step 6 --save-evidence` on two CPUs (full run): spinning costs no call,
+/// a pipe a write and a read per message, ring-wait sleeps only on one CPU; the ring beats
+/// pipe and socket by far; 1.70x the floor (the goal of 1.5x not met in this recording).
+#[test]
+fn two_cpus_no_call_while_spinning_and_the_ring_far_ahead() {
+    let (_, f) = recorded("channel-two-cpus");
+    let Syscalls::Counted {
+        spinning_makes_none,
+        pipe_write_read,
+        ..
+    } = &f.syscalls
+    else {
+        panic!("not traced")
+    };
+    assert_eq!(*spinning_makes_none, Some(true));
+    let (w, r) = pipe_write_read.unwrap();
+    assert!((w - 1.0).abs() < 0.01 && (r - 1.0).abs() < 0.01, "{w} {r}");
+    let sock = cell(&f, Transport::UnixSocket, Placement::TwoCpus);
+    assert!((rate(sock, "sendto") - 1.0).abs() < 0.01);
+    assert!((rate(sock, "recvfrom") - 1.0).abs() < 0.01);
+    // Per message, split by side: the runner sends once and receives once per round trip.
+    let pipe = cell(&f, Transport::Pipe, Placement::TwoCpus);
+    let write = pipe.per_message.iter().find(|r| r.key == "write").unwrap();
+    assert!((write.runner - 0.5).abs() < 0.01 && (write.peer - 0.5).abs() < 0.01);
+
+    let awake = cell(&f, Transport::RingWait, Placement::TwoCpus);
+    assert!(!awake.slept && awake.none_per_message, "{awake:?}");
+    let asleep = cell(&f, Transport::RingWait, Placement::OneCpu);
+    assert!(asleep.slept && !asleep.none_per_message);
+    assert!(asleep.futex_waits_per_message > 0.3);
+    assert!(asleep.wakes_within_waits);
+    assert_eq!(asleep.timeouts, Timeouts::None);
+    // A wake that found nobody asleep pairs with a wait that returned EAGAIN.
+    assert!(asleep.wakes_woke_none.abs_diff(asleep.waits_changed) <= 10);
+
+    assert_eq!(f.primary, Placement::TwoCpus);
+    assert_eq!(f.placements, vec![Placement::TwoCpus, Placement::OneCpu]);
+    assert_eq!(f.faster.len(), 4);
+    assert!(f.faster.iter().all(|r| r.ratio > 100.0), "{:?}", f.faster);
+    let floor = f.floor.as_ref().unwrap();
+    let spin = floor.spin.unwrap();
+    assert!((spin.ratio - 1.7).abs() < 0.01, "{spin:?}");
+    assert_eq!(goal(&f, GoalId::SpinNearFloor), Some(false));
+    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(true));
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
+    assert_eq!(goal(&f, GoalId::ThroughputVsPipe), Some(true));
+    assert!(f.throughput.iter().all(|r| r.numerator.size == 1 << 20));
+
+    let one = f.one_cpu.as_ref().unwrap();
+    assert_eq!(one.spin_worse_than_wait, Some(true));
+    assert!(one.spin_over_wait.unwrap().ratio > 100.0);
+    assert_eq!(one.faster_on_one, [Transport::Pipe, Transport::UnixSocket]);
+    assert_eq!(one.slowdown.len(), 5);
+
+    let i = &f.integrity;
+    assert!(i.all_intact_in_order);
+    assert_eq!(
+        (i.lines, i.sent, i.received, i.matched, i.lost),
+        (50_000, 50_000, 50_000, 50_000, 0)
+    );
+    assert_eq!(i.end_reason.as_deref(), Some("closed"));
+    assert!(i.laps > 1000.0);
+}
+
+/// `taskset -c 0 cargo xtask run-step 6 --quick`: one CPU only. No floor, comparisons on one
+/// CPU, where the spinning ring is thousands of times slower than a pipe (the goals against
+/// pipe and socket not met) and ring-wait about a pipe's equal.
+#[test]
+fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
+    let (_, f) = recorded("one-cpu-taskset");
+    assert_eq!(f.placements, vec![Placement::OneCpu]);
+    assert_eq!(f.primary, Placement::OneCpu);
+    assert!(f.floor.is_none());
+    assert_eq!(goal(&f, GoalId::SpinNearFloor), None);
+    assert_eq!(goal(&f, GoalId::SpinVsPipe), Some(false));
+    assert_eq!(goal(&f, GoalId::SpinVsSocket), Some(false));
+    assert_eq!(goal(&f, GoalId::OneCpuVsPipe), Some(true));
+    let spin_vs_pipe = f
+        .faster
+        .iter()
+        .find(|r| {
+            r.denominator.transport == Transport::RingSpin
+                && r.numerator.transport == Transport::Pipe
+        })
+        .unwrap();
+    assert!(spin_vs_pipe.ratio < 0.01, "{spin_vs_pipe:?}");
+    let one = f.one_cpu.as_ref().unwrap();
+    assert_eq!(one.spin_worse_than_wait, Some(true));
+    assert!(one.wait_over_pipe.unwrap().ratio < 2.0);
+    assert!(one.slowdown.is_empty() && one.faster_on_one.is_empty());
+    // Traced on one CPU: the spinners with few round trips, and still no call per message.
+    assert!(cells(&f).iter().all(|c| c.placement == Placement::OneCpu));
+    assert_eq!(
+        cell(&f, Transport::RingSpin, Placement::OneCpu).round_trips,
+        [2, 12]
+    );
+    assert!(cell(&f, Transport::RingSpin, Placement::OneCpu).none_per_message);
+    assert!(cell(&f, Transport::RingWait, Placement::OneCpu).slept);
+    assert!(f.integrity.all_intact_in_order);
+}
