@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use race::{
-    Arrivals, Course, Mode, Report, Role, Summary, Waits, DEFAULT_TARGET, FINISH_STALL,
+    Arrivals, Course, Departure, Mode, Report, Role, Summary, Waits, DEFAULT_TARGET, FINISH_STALL,
     MAX_PARTICIPANTS,
 };
 
@@ -43,7 +43,7 @@ Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, tim
 #[command(name = "race", version, after_help = EXAMPLES)]
 struct Cli {
     /// Number of participants, 1 to 10 (used by the first instance; joiners take the file's).
-    #[arg(value_parser = clap::value_parser!(i32).range(1..=MAX_PARTICIPANTS as i64))]
+    #[arg(value_parser = parse_participants, allow_negative_numbers = true)]
     participants: i32,
     /// The race file.
     #[arg(long, default_value = "racecourse.bin")]
@@ -51,9 +51,9 @@ struct Cli {
     /// racy: load then store (the C program's total++, loses updates); atomic: fetch_add.
     #[arg(long, value_enum, default_value_t = ModeArg::Racy)]
     mode: ModeArg,
-    /// Race until total reaches this.
-    #[arg(long, default_value_t = DEFAULT_TARGET,
-          value_parser = clap::value_parser!(i64).range(1..=i64::MAX / 2))]
+    /// Race until total reaches this (a whole number from 1 to 4611686018427387903).
+    #[arg(long, default_value_t = DEFAULT_TARGET, value_parser = parse_target,
+          allow_negative_numbers = true)]
     target: i64,
     /// Give up when the others have not all arrived after this many seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -65,6 +65,30 @@ struct Cli {
     /// Print one JSON document on stdout: {"id","total","winnings",...,"summary"?}.
     #[arg(long)]
     json: bool,
+}
+
+/// `participants`: the same sentence for `0`, `11`, `-1` and `abc`, naming the rule.
+fn parse_participants(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(n) if (1..=MAX_PARTICIPANTS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "participants must be a number from 1 to {MAX_PARTICIPANTS}"
+        )),
+    }
+}
+
+/// The largest `--target`: total never overflows, even with ten racers' stale stores past it.
+const MAX_TARGET: i64 = i64::MAX / 2;
+
+/// `--target`: a negative or zero target is a value that breaks the rule, said as such (not
+/// clap's advice to write `-- -3`, which would make it a participant count).
+fn parse_target(text: &str) -> Result<i64, String> {
+    match text.trim().parse::<i64>() {
+        Ok(t) if (1..=MAX_TARGET).contains(&t) => Ok(t),
+        _ => Err(format!(
+            "the target must be a whole number of increments from 1 to {MAX_TARGET}"
+        )),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,8 +131,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let file = cli.file.display();
     match role {
         Role::First => note!(
-            "race: created {file} for {} participants; I am id {id}",
-            cli.participants
+            "race: created {file} for {}; I am id {id}",
+            race::participants_text(cli.participants, false)
         ),
         Role::Joiner => note!("race: joined the race in {file}; I am id {id}"),
     }
@@ -116,29 +140,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         join: Duration::from_secs(cli.join_timeout),
         arrival: Duration::from_secs(cli.arrival_timeout),
     };
-    course.wait_for_start(waits, |a: Arrivals| match a.expected {
-        Some(n) => {
-            let ids: Vec<String> = ((a.waiting_for + 1)..=n)
-                .rev()
-                .map(|i| i.to_string())
-                .collect();
-            note!(
-                "race: {} of {n} arrived (ids {}); waiting for {} more",
-                n - a.waiting_for,
-                ids.join(", "),
-                a.waiting_for
-            );
-        }
-        None => note!("race: waiting for {} more participants", a.waiting_for),
-    })?;
+    course.wait_for_start(waits, |a: Arrivals| note!("{}", waiting_line(&a)))?;
     note!(
         "race: everyone is here; id {id} racing to {} ({})",
         cli.target,
         mode.name()
     );
-    let outcome = course.race(mode, cli.target);
+    let target = cli.target;
+    let outcome = course.race(mode, target, &|d: &Departure| {
+        note!("race: {}", departure_text(d, target));
+    });
     let summary = if role == Role::First {
-        let s = course.wait_for_end(cli.target, FINISH_STALL);
+        let mut s = course.wait_for_end(cli.target, FINISH_STALL);
+        s.ended_early = outcome.departures.clone();
         if !s.still_held_by.is_empty() {
             note!(
                 "race: nothing moved for {} s while process(es) {:?} still mapped {file}: \
@@ -181,6 +195,46 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `racer id 2 (pid 812) ended before the race finished (total 5000 of 100000; its winnings
+/// stopped at 1700)`.
+fn departure_text(d: &Departure, target: i64) -> String {
+    let who = match d.id {
+        Some(id) => format!("racer id {id} (pid {})", d.pid),
+        None => format!("racer pid {} (id unknown)", d.pid),
+    };
+    let winnings = d
+        .winnings
+        .map_or(String::new(), |w| format!("; its winnings stopped at {w}"));
+    format!(
+        "{who} ended before the race finished (total {} of {target}{winnings})",
+        d.total
+    )
+}
+
+/// `race: 2 of 3 arrived (ids 3, 2); waiting for 1 more participant`, after `id 2 left; ` when
+/// one gave its place back.
+fn waiting_line(a: &Arrivals) -> String {
+    let list = |ids: &[i32]| {
+        let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
+        ids.join(", ")
+    };
+    let left = match a.left.len() {
+        0 => String::new(),
+        1 => format!("id {} left; ", a.left[0]),
+        _ => format!("ids {} left; ", list(&a.left)),
+    };
+    let arrived = match a.arrived.len() {
+        1 => format!("id {}", a.arrived[0]),
+        _ => format!("ids {}", list(&a.arrived)),
+    };
+    format!(
+        "race: {left}{} of {} arrived ({arrived}); waiting for {}",
+        a.arrived.len(),
+        a.expected,
+        race::participants_text(a.waiting_for, true)
+    )
+}
+
 fn human(r: &Report) -> String {
     let mut s = format!(
         "id {}: total {}, winnings {} ({:.3} s, {} mode)\n",
@@ -191,17 +245,21 @@ fn human(r: &Report) -> String {
         r.mode.name()
     );
     if let Some(sum) = &r.summary {
-        s += &summary_lines(sum);
+        s += &summary_lines(sum, r.target);
     }
     s
 }
 
-fn summary_lines(s: &Summary) -> String {
+fn summary_lines(s: &Summary, target: i64) -> String {
+    let early = |id: usize| s.ended_early.iter().any(|d| d.id == Some(id as i32));
     let by_id: Vec<String> = s
         .winnings
         .iter()
         .enumerate()
-        .map(|(i, w)| format!("id {}: {w}", i + 1))
+        .map(|(i, w)| {
+            let note = if early(i + 1) { " (ended early)" } else { "" };
+            format!("id {}: {w}{note}", i + 1)
+        })
         .collect();
     let mut out = format!("winnings by id: {}\n", by_id.join(", "));
     out += &format!(
@@ -214,6 +272,12 @@ fn summary_lines(s: &Summary) -> String {
         s.sum_of_winnings,
         s.participants
     );
+    for d in &s.ended_early {
+        out += &format!(
+            "{}: what it made is in the sum, but it did not finish the race\n",
+            departure_text(d, target)
+        );
+    }
     if !s.still_held_by.is_empty() {
         out += &format!(
             "(taken while process(es) {:?} still mapped the file: their last increments may be \

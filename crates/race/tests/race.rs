@@ -445,7 +445,7 @@ fn waiting_is_bounded_by_the_join_timeout() {
     assert_eq!(out.status.code(), Some(1));
     let err = rest(&lrx);
     assert!(
-        err.contains("still waits for 1 more participants after 1 s"),
+        err.contains("still waits for 1 more participant after 1 s"),
         "{err}"
     );
     assert!(
