@@ -33,10 +33,14 @@
 //!    `total != 0`). A course racer's plain decrement can overwrite ours (or another's), and then
 //!    the count never reaches zero: when nothing has arrived for a while and as many racers as
 //!    expected map the file, we say so ([`RaceError::LostArrival`]) instead of spinning forever.
+//!    A racer that leaves while waiting (Ctrl-C, SIGTERM, an error) gives its place back: the
+//!    count goes up again and its id is free for the next arrival ([`place`]).
 //! 3. Race to the target. Nobody writes `participants` again: a course racer still spinning
 //!    would read a count going back up as "not everyone is here" and never start. The first
 //!    instance learns that the race is over from `total` reaching the target and from who still
 //!    maps the file ([`holders`]), and summarises without waiting for racers that never leave.
+//!    During its loop each racer watches the others ([`watch`]): one that stops mapping the file
+//!    before the target was reached ended early, and is reported, not counted as a finisher.
 //!
 //! Liveness (is a file a live race or a stale one left by a crash?) is who has it open or mapped,
 //! read from `/proc` as `fuser` and `lsof` do ([`holders`]); the shared `flock` our racers hold is
@@ -52,7 +56,7 @@ pub mod holders;
 pub mod place;
 pub mod report;
 mod sys;
-mod watch;
+pub mod watch;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};

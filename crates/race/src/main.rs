@@ -33,9 +33,13 @@ Examples:
   ./racer 2 & race 2         # with the course's own C racer: it creates racecourse.bin, race
                              # joins (either may come first; both race to 1,000,000,000)
 
-The first instance removes the file when the race ends, or when interrupted (Ctrl-C). A race
-whose count never reaches 0 although everyone is there (the course's racer decrements
-participants without a lock and can lose an arrival) is reported after --arrival-timeout.
+While waiting, each instance shows who has arrived (ids 3, 2 of 3). One stopped while waiting
+(Ctrl-C, SIGTERM) gives its place back: the count goes up again, the race still waits for N,
+and the next one to join takes that id. One that ends mid-race (killed) is reported by the
+others and in the summary ('racer id K (pid P) ended before the race finished'). The first
+instance removes the file when the race ends, or when interrupted (Ctrl-C). A race whose count
+never reaches 0 although everyone is there (the course's racer decrements participants
+without a lock and can lose an arrival) is reported after --arrival-timeout.
 Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, timeout), 2 usage.";
 
 /// Race N processes on counters in a shared, memory-mapped file (struct RaceCourse).

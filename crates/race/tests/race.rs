@@ -229,7 +229,10 @@ fn help_has_examples() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("Examples:") && text.contains("race 2 --mode atomic"),
+        text.contains("Examples:")
+            && text.contains("race 2 --mode atomic")
+            && text.contains("gives its place back")
+            && text.contains("ended before the race finished"),
         "{text}"
     );
 }
