@@ -34,7 +34,8 @@
 //!    the count never reaches zero: when nothing has arrived for a while and as many racers as
 //!    expected map the file, we say so ([`RaceError::LostArrival`]) instead of spinning forever.
 //!    A racer that leaves while waiting (Ctrl-C, SIGTERM, an error) gives its place back: the
-//!    count goes up again and its id is free for the next arrival ([`place`]).
+//!    count goes up again and its id is free for the next arrival ([`place`]). The first
+//!    instance leaving while others wait hands over ([`Course::leave`], [`Course::take_over`]).
 //! 3. Race to the target. Nobody writes `participants` again: a course racer still spinning
 //!    would read a count going back up as "not everyone is here" and never start. The first
 //!    instance learns that the race is over from `total` reaching the target and from who still
@@ -195,6 +196,10 @@ pub enum RaceError {
         pids: String,
         secs: u64,
     },
+    /// SIGINT, SIGTERM or SIGHUP arrived while waiting for the others: the caller leaves
+    /// ([`Course::leave`]).
+    #[error("interrupted by signal {sig} while waiting for the others")]
+    Interrupted { sig: i32 },
     #[error(
         "{path} was removed while waiting for the others: the first instance gave up (see its \
          message) or was interrupted; start a new race"
@@ -232,6 +237,18 @@ pub fn participants_text(n: i32, more: bool) -> String {
     let more = if more { " more" } else { "" };
     let s = if n == 1 { "" } else { "s" };
     format!("{n}{more} participant{s}")
+}
+
+/// What leaving before the start did ([`Course::leave`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Gave its place back; the others keep waiting.
+    GaveBack,
+    /// Gave its place back and nobody else was there: removed the file.
+    Removed,
+    /// The creator gave its place back while others waited: the file stays, and the first of
+    /// them to finish the race sums up and removes it.
+    HandedOver,
 }
 
 /// Whether this instance created the race or joined it.
@@ -302,6 +319,9 @@ pub struct Course {
     removed: bool,
     /// It holds an id and the race has not started: leaving now gives the place back.
     waiting: AtomicBool,
+    /// A joiner that took the creator's duties over (or the last to leave a race whose creator
+    /// left): it removes the file.
+    summariser: bool,
 }
 
 /// Whether anyone else has the file: a flock held by one of our racers, or else `/proc`.
@@ -478,6 +498,7 @@ impl Course {
             expected,
             removed: false,
             waiting: AtomicBool::new(false),
+            summariser: false,
         })
     }
 
@@ -709,7 +730,22 @@ impl Course {
     /// no one has arrived for `waits.arrival` and as many racers as expected map the file, an
     /// arrival was lost and the race can never start ([`RaceError::LostArrival`]). A joiner also
     /// stops if the file it mapped is removed or replaced (our first instance gave up).
+    ///
+    /// SIGINT, SIGTERM and SIGHUP are deferred meanwhile: one ends the wait with
+    /// [`RaceError::Interrupted`], for the caller to [`Course::leave`].
     pub fn wait_for_start(
+        &self,
+        waits: Waits,
+        show: impl FnMut(Arrivals),
+    ) -> Result<(), RaceError> {
+        sys::defer_interrupts(true);
+        let r = self.await_everyone(waits, show);
+        // One that arrives from now on (or arrived as the race started) acts at once.
+        sys::defer_interrupts(false);
+        r
+    }
+
+    fn await_everyone(
         &self,
         waits: Waits,
         mut show: impl FnMut(Arrivals),
@@ -752,6 +788,9 @@ impl Course {
                     });
                 }
                 std::hint::spin_loop();
+            }
+            if let Some(sig) = sys::pending_interrupt() {
+                return Err(RaceError::Interrupted { sig });
             }
             let now = Instant::now();
             if now.duration_since(last_check) >= Duration::from_millis(100) {
@@ -883,9 +922,49 @@ impl Course {
         }
     }
 
-    /// The first instance removes the file (if the path still names it).
+    /// Leaves before the start (interrupted while waiting): gives the place back; the file is
+    /// removed if nobody else is there and this instance created it (or its creator left
+    /// already), else a creator hands its duties over to the others.
+    pub fn leave(&mut self) -> io::Result<Left> {
+        self.give_back();
+        let creator = self.role == Role::First;
+        if creator {
+            // Marked before looking, so that a racer still there sees it.
+            place::mark_creator_left(self.head());
+        }
+        let alone = self.other_racers().is_empty();
+        if alone && (creator || self.marks().creator_left) {
+            self.summariser = true;
+            self.remove()?;
+            return Ok(Left::Removed);
+        }
+        if creator {
+            sys::forget_created(sys::Slot::Published);
+            self.removed = true;
+            return Ok(Left::HandedOver);
+        }
+        Ok(Left::GaveBack)
+    }
+
+    /// After its race, a joiner takes the creator's duties over if the creator left before the
+    /// start and nobody took them yet: then it sums up ([`Course::wait_for_end`]) and removes
+    /// the file. `true` for the one that does.
+    pub fn take_over(&mut self) -> bool {
+        if self.role == Role::First || !self.marks().creator_left {
+            return false;
+        }
+        if !place::take_over(self.head()) {
+            return false;
+        }
+        self.summariser = true;
+        sys::remember_created(sys::Slot::Published, &self.path);
+        true
+    }
+
+    /// The first instance (or the one that took its duties over) removes the file, if the path
+    /// still names it.
     pub fn remove(&mut self) -> io::Result<()> {
-        if self.role != Role::First || self.removed {
+        if !(self.role == Role::First || self.summariser) || self.removed {
             return Ok(());
         }
         sys::forget_created(sys::Slot::Published);

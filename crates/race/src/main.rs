@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use race::{
-    Arrivals, Course, Departure, Mode, Report, Role, Summary, Waits, DEFAULT_TARGET, FINISH_STALL,
-    MAX_PARTICIPANTS,
+    Arrivals, Course, Departure, Left, Mode, RaceError, Report, Role, Summary, Waits,
+    DEFAULT_TARGET, FINISH_STALL, MAX_PARTICIPANTS,
 };
 
 const EXAMPLES: &str = "\
@@ -37,7 +37,9 @@ While waiting, each instance shows who has arrived (ids 3, 2 of 3). One stopped 
 (Ctrl-C, SIGTERM) gives its place back: the count goes up again, the race still waits for N,
 and the next one to join takes that id. One that ends mid-race (killed) is reported by the
 others and in the summary ('racer id K (pid P) ended before the race finished'). The first
-instance removes the file when the race ends, or when interrupted (Ctrl-C). A race whose count
+instance removes the file when the race ends, or when interrupted (Ctrl-C) alone or mid-race;
+interrupted while others wait, it hands over: the first of them to finish sums up and removes
+the file. A race whose count
 never reaches 0 although everyone is there (the course's racer decrements participants
 without a lock and can lose an arrival) is reported after --arrival-timeout.
 Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, timeout), 2 usage.";
@@ -115,7 +117,7 @@ fn main() -> ExitCode {
         Err(status) => return status,
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(e) => {
             note!("error: {e:#}");
             ExitCode::FAILURE
@@ -123,7 +125,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Interrupted while waiting: leave (give the place back, remove or hand over the file), say
+/// what was done, and end with status 128 + the signal.
+fn leave(course: &mut Course, sig: i32) -> anyhow::Result<ExitCode> {
+    let id = course.id();
+    let file = course.path().display().to_string();
+    let left = course
+        .leave()
+        .with_context(|| format!("cannot remove {file}"))?;
+    match left {
+        Left::GaveBack => note!("race: interrupted while waiting; gave back place id {id}"),
+        Left::Removed if course.role() == Role::First => {
+            note!("race: interrupted; removed the race file this instance created")
+        }
+        Left::Removed => note!(
+            "race: interrupted while waiting; gave back place id {id}; nobody else was there \
+             and the creator had left: removed {file}"
+        ),
+        Left::HandedOver => note!(
+            "race: interrupted while waiting; gave back place id {id}; the others are still \
+             there: the race goes on without its creator, and the first of them to finish sums \
+             up and removes {file}"
+        ),
+    }
+    Ok(ExitCode::from(128 + sig as u8))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     race::install_handlers().context("cannot install signal handlers")?;
     let mode = match cli.mode {
         ModeArg::Racy => Mode::Racy,
@@ -144,7 +172,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         join: Duration::from_secs(cli.join_timeout),
         arrival: Duration::from_secs(cli.arrival_timeout),
     };
-    course.wait_for_start(waits, |a: Arrivals| note!("{}", waiting_line(&a)))?;
+    match course.wait_for_start(waits, |a: Arrivals| note!("{}", waiting_line(&a))) {
+        Ok(()) => {}
+        Err(RaceError::Interrupted { sig }) => return leave(&mut course, sig),
+        Err(e) => return Err(e.into()),
+    }
     note!(
         "race: everyone is here; id {id} racing to {} ({})",
         cli.target,
@@ -154,7 +186,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let outcome = course.race(mode, target, &|d: &Departure| {
         note!("race: {}", departure_text(d, target));
     });
-    let summary = if role == Role::First {
+    let summary = if role == Role::First || course.take_over() {
         let mut s = course.wait_for_end(cli.target, FINISH_STALL);
         s.ended_early = outcome.departures.clone();
         if !s.still_held_by.is_empty() {
@@ -197,6 +229,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("cannot write the result to stdout"),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 /// `racer id 2 (pid 812) ended before the race finished (total 5000 of 100000; its winnings

@@ -27,6 +27,11 @@ const VACANT: u32 = (1 << 10) - 1;
 /// Set by the first of our racers that sees `total` reach the target: from then on a racer that
 /// leaves ended normally.
 const REACHED: u32 = 1 << 31;
+/// Set by our first instance when it leaves before the start while others wait: the race goes
+/// on without its creator, and one of the others summarises and removes the file.
+const CREATOR_LEFT: u32 = 1 << 30;
+/// Set by the one racer that took the creator's duties over.
+const TAKEN_OVER: u32 = 1 << 29;
 
 /// `(participants, marks)` from the word.
 fn unpack(word: u64) -> (i32, u32) {
@@ -76,6 +81,8 @@ pub struct Marks {
     vacant: u32,
     /// Some racer saw `total` reach the target.
     pub reached: bool,
+    /// The creator left before the start; someone must summarise and remove the file.
+    pub creator_left: bool,
 }
 
 impl Marks {
@@ -86,6 +93,7 @@ impl Marks {
             waiting_for: p,
             vacant: m & VACANT,
             reached: m & REACHED != 0,
+            creator_left: m & CREATOR_LEFT != 0,
         }
     }
 
@@ -147,6 +155,28 @@ pub fn give_back(word: &AtomicU64, id: i32) -> bool {
 /// Sets `participants` (the first instance, before anyone can join), clearing the marks.
 pub fn start_count(word: &AtomicU64, n: i32) {
     word.store(pack(n, 0), Ordering::Release);
+}
+
+/// Records that the creator left before the start (see [`CREATOR_LEFT`]).
+pub fn mark_creator_left(word: &AtomicU64) {
+    word.fetch_or(pack(0, CREATOR_LEFT), Ordering::AcqRel);
+}
+
+/// Takes the creator's duties over (summarise, remove the file): `true` for exactly one caller,
+/// and only once the creator left.
+pub fn take_over(word: &AtomicU64) -> bool {
+    let mut w = word.load(Ordering::Acquire);
+    loop {
+        let (p, marks) = unpack(w);
+        if marks & CREATOR_LEFT == 0 || marks & TAKEN_OVER != 0 {
+            return false;
+        }
+        let new = pack(p, marks | TAKEN_OVER);
+        match word.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(now) => w = now,
+        }
+    }
 }
 
 /// Records that `total` reached the target.
@@ -233,6 +263,17 @@ mod tests {
         assert!(m.reached);
         assert_eq!(m.waiting_for, 1);
         assert_eq!(take(&w, || true), None, "started");
+    }
+
+    #[test]
+    fn one_racer_takes_over_once_the_creator_left() {
+        let w = word(3);
+        assert!(!take_over(&w), "the creator is still there");
+        mark_creator_left(&w);
+        assert!(Marks::read(&w).creator_left);
+        assert!(take_over(&w));
+        assert!(!take_over(&w), "only one");
+        assert_eq!(Marks::read(&w).waiting_for, 3, "the count is untouched");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 
 use crate::place;
 
@@ -20,6 +20,31 @@ use crate::place;
 /// id: what the signal handler needs to give the place back.
 static SEAT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static SEAT_ID: AtomicI32 = AtomicI32::new(0);
+
+/// While set, SIGINT, SIGTERM and SIGHUP are only recorded (in [`PENDING`]) for the waiting loop
+/// to act on: leaving while waiting needs /proc (who else is there), which a handler cannot read.
+static DEFER: AtomicBool = AtomicBool::new(false);
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// Turns deferral of interrupts on or off. Turned off with one pending, the interrupt is acted
+/// on at once as if it had just arrived.
+pub fn defer_interrupts(on: bool) {
+    DEFER.store(on, Ordering::SeqCst);
+    if !on {
+        let sig = PENDING.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            on_signal(sig);
+        }
+    }
+}
+
+/// The interrupt that arrived while deferred, if any (taken: it is reported once).
+pub fn pending_interrupt() -> Option<i32> {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
 
 /// Remembers that this instance holds place `id` in the race course mapped at `base`, so that an
 /// interrupt before the start gives it back.
@@ -166,6 +191,10 @@ fn write_stderr(msg: &[u8]) {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    if sig != libc::SIGBUS && DEFER.load(Ordering::SeqCst) {
+        PENDING.store(sig, Ordering::SeqCst);
+        return;
+    }
     // The place first, so the others see the count go up before the file (if ours) goes. Not on
     // SIGBUS: the mapping is what faulted.
     let gave_back = if sig == libc::SIGBUS {

@@ -136,6 +136,75 @@ fn an_earlier_arrival_leaving_leaves_a_place_the_next_one_takes() {
 }
 
 #[test]
+fn the_first_interrupted_while_others_wait_hands_the_race_over() {
+    let mut dir = Dir::new("handover");
+    let target = 2_000_000;
+    let (first, frx, _) = arrive(&mut dir, 3, target);
+    let (stayer, srx, id) = arrive(&mut dir, 3, target);
+    assert_eq!(id, 2);
+    wait_line(&frx, "2 of 3 arrived (ids 3, 2)");
+    kill(dir.pid(first), libc::SIGINT);
+    assert_eq!(dir.wait(first).status.code(), Some(130));
+    let said = rest(&frx);
+    assert!(
+        said.contains("gave back place id 3")
+            && said.contains("the race goes on without its creator"),
+        "{said}"
+    );
+    // The file stays, the count is up again, and the joiner says who left.
+    wait_line(
+        &srx,
+        "race: id 3 left; 1 of 3 arrived (id 2); waiting for 2 more participants",
+    );
+    assert_eq!(header(&dir.file()), Some((2, 0)));
+    let (c, _, id) = arrive(&mut dir, 3, target);
+    assert_eq!(id, 3, "the creator's place, given back");
+    let (d, _, id) = arrive(&mut dir, 3, target);
+    assert_eq!(id, 1);
+    let reports: Vec<Report> = [stayer, c, d]
+        .into_iter()
+        .map(|i| {
+            let out = dir.wait(i);
+            assert!(out.status.success(), "racer {i}: {:?}", out.status);
+            report(&out)
+        })
+        .collect();
+    assert!(reports.iter().all(|r| !r.first), "the creator is gone");
+    let summaries: Vec<_> = reports.iter().filter_map(|r| r.summary.as_ref()).collect();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "exactly one took the creator's duties over"
+    );
+    let s = summaries[0];
+    assert_eq!(s.participants, 3);
+    assert_eq!((s.total, s.sum_of_winnings), (target, target));
+    for r in &reports {
+        assert_eq!(s.winnings[r.id as usize - 1], r.winnings, "id {}", r.id);
+    }
+    assert!(
+        !dir.file().exists(),
+        "the one that summed up removed the file"
+    );
+}
+
+#[test]
+fn the_last_to_leave_a_race_whose_creator_left_removes_the_file() {
+    let mut dir = Dir::new("last-leaves");
+    let (first, frx, _) = arrive(&mut dir, 3, 1000);
+    let (joiner, jrx, _) = arrive(&mut dir, 3, 1000);
+    wait_line(&frx, "2 of 3 arrived (ids 3, 2)");
+    kill(dir.pid(first), libc::SIGTERM);
+    assert_eq!(dir.wait(first).status.code(), Some(143));
+    wait_line(&jrx, "id 3 left");
+    assert!(dir.file().exists());
+    kill(dir.pid(joiner), libc::SIGINT);
+    assert_eq!(dir.wait(joiner).status.code(), Some(130));
+    assert!(rest(&jrx).contains("nobody else was there and the creator had left: removed"));
+    assert!(!dir.file().exists(), "no file left behind");
+}
+
+#[test]
 fn the_first_interrupted_alone_removes_the_file() {
     let mut dir = Dir::new("first-alone");
     let (first, frx, _) = arrive(&mut dir, 2, 1000);

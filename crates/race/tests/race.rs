@@ -437,30 +437,6 @@ fn joining_a_race_under_way_is_refused() {
 }
 
 #[test]
-fn ctrl_c_while_waiting_removes_the_file_and_the_joiner_notices() {
-    let mut dir = Dir::new("ctrlc");
-    let mut a = dir.race();
-    a.args(["3", "--target", "1000"]);
-    let (leader, lrx) = dir.spawn(a);
-    wait_line(&lrx, "waiting for 2 more");
-    let mut b = dir.race();
-    b.args(["3", "--target", "1000"]);
-    let (joiner, jrx) = dir.spawn(b);
-    wait_line(&jrx, "waiting for 1 more");
-    wait_line(&lrx, "(ids 3, 2)"); // the first shows who has arrived
-    kill(dir.pid(leader), libc::SIGINT);
-    assert_eq!(dir.wait(leader).status.code(), Some(130));
-    assert!(rest(&lrx).contains("removed the race file"));
-    assert!(
-        !dir.file().exists(),
-        "Ctrl-C of the first instance removes the file"
-    );
-    let jo = dir.wait(joiner);
-    assert_eq!(jo.status.code(), Some(1));
-    assert!(rest(&jrx).contains("was removed while waiting"));
-}
-
-#[test]
 fn waiting_is_bounded_by_the_join_timeout() {
     let mut dir = Dir::new("timeout");
     let mut a = dir.race();
