@@ -153,6 +153,16 @@ pub fn pid_maps_writable(pid: u32, key: &FileKey) -> bool {
         && maps_hold(&buf, key) == Some(true)
 }
 
+/// Whether process `pid` runs the same program as this one (`/proc/PID/exe` and
+/// `/proc/self/exe` lead to the same file): one of our racers, not the course's.
+pub fn same_program(pid: u32) -> bool {
+    let exe = |p: &str| std::fs::metadata(format!("/proc/{p}/exe")).ok();
+    match (exe(&pid.to_string()), exe("self")) {
+        (Some(a), Some(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Whether the process at `base` (`/proc/PID`) has a descriptor on the file, and whether one of
 /// them may write.
 fn fds_holding(base: &Path, key: &FileKey, buf: &mut String) -> (bool, bool) {

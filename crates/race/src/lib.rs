@@ -847,7 +847,11 @@ impl Course {
         let win = self.winnings(index);
         let stop = AtomicBool::new(false);
         // The others, listed before this racer's loop starts (a racer killed at once is on it).
-        let racing: Vec<u32> = self.other_racers().iter().map(|h| h.pid).collect();
+        let racing: Vec<(u32, bool)> = self
+            .other_racers()
+            .iter()
+            .map(|h| (h.pid, holders::same_program(h.pid)))
+            .collect();
         std::thread::scope(|s| {
             let watcher = s.spawn(|| self.watch(racing, target, &stop, departed));
             let start = Instant::now();

@@ -11,7 +11,10 @@
 //! say it unambiguously, the id is left unknown rather than guessed.
 //!
 //! A racer whose stale store pushed `total` back below the target after someone saw it reached
-//! is not a departure (that is the lost update of racy mode, not a death): hence the mark.
+//! is not a departure (that is the lost update of racy mode, not a death): hence the mark. Our
+//! racers set it before they leave; the course's racer cannot, so one of those (told apart by
+//! `/proc/PID/exe`) is reported only when even the sum of winnings, which never goes back, is
+//! short of the target: certain, but blind to a course racer killed late in a racy race.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -42,11 +45,12 @@ impl Course {
             .collect()
     }
 
-    /// Watches the other racers (`racing`, their pids) until `stop`; calls `report` for each
-    /// that ends before the race finished (once its id is worked out) and returns them all.
+    /// Watches the other racers (`racing`: their pids, and whether each is one of ours) until
+    /// `stop`; calls `report` for each that ends before the race finished (once its id is
+    /// worked out) and returns them all.
     pub(crate) fn watch(
         &self,
-        mut racing: Vec<u32>,
+        mut racing: Vec<(u32, bool)>,
         target: i64,
         stop: &AtomicBool,
         report: &(dyn Fn(&Departure) + Sync),
@@ -80,19 +84,29 @@ impl Course {
                 report(&p.departure);
                 done.push(p.departure);
             }
-            let (gone, alive): (Vec<u32>, Vec<u32>) = racing
+            let (gone, alive): (Vec<_>, Vec<_>) = racing
                 .into_iter()
-                .partition(|&pid| !holders::pid_maps_writable(pid, &self.key));
+                .partition(|&(pid, _)| !holders::pid_maps_writable(pid, &self.key));
             racing = alive;
+            // Ours mark REACHED before they leave normally. Another racer (the course's) may have
+            // seen total at the target and left although total is lower now (a stale store of
+            // racy mode moved it back): it surely left early only if even the sum of winnings,
+            // which never goes back and stays above total less the racers between their two
+            // increments, is short of the target.
+            let sum: i64 = now.iter().sum();
+            let early = |ours: bool| ours || sum + (n as i64) < target;
             if !reached {
-                pending.extend(gone.into_iter().map(|pid| Pending {
+                // Slots read after it was seen gone: its own is final.
+                let after = self.winnings_now(n);
+                let gone = gone.into_iter().filter(|&(_, ours)| early(ours));
+                pending.extend(gone.map(|(pid, _)| Pending {
                     departure: Departure {
                         pid,
                         id: None,
                         total,
                         winnings: None,
                     },
-                    at: now.clone(),
+                    at: after.clone(),
                     ticks: 0,
                 }));
             }

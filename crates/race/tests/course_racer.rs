@@ -89,6 +89,10 @@ fn our_leader(name: &str, order: &[bool]) {
         s.still_held_by.is_empty(),
         "every course racer had left: {s:?}"
     );
+    assert!(
+        s.ended_early.is_empty(),
+        "a course racer that finished is not reported as ending early: {s:?}"
+    );
     let mut ids = vec![leader.id];
     for (out, &is_ours) in outs.iter().zip(order).skip(1) {
         let (id, total, winnings) = if is_ours {

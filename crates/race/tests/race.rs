@@ -41,6 +41,7 @@ fn race_all(
     assert_eq!(s.participants, n as i32);
     assert_eq!(s.total, target, "the race ends with total at the target");
     assert!(s.still_held_by.is_empty(), "everyone left: {s:?}");
+    assert!(s.ended_early.is_empty(), "nobody ended early: {s:?}");
     for r in &reports {
         assert!(r.total >= target);
         assert_eq!(
