@@ -581,3 +581,22 @@ fn a_file_that_cannot_be_sized_is_named_by_its_own_name_and_nothing_is_left() {
         "nothing left behind"
     );
 }
+
+#[test]
+fn a_directory_as_the_race_file_is_one_line_naming_it_and_the_cause_once() {
+    let dir = Dir::new("is-dir");
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let out = dir.race().args(["2", "--file", "d"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: cannot open race file d: Is a directory (os error 21)"
+    );
+    let out = dir.race().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no participant count is a usage error"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
