@@ -853,7 +853,9 @@ impl Course {
             .map(|h| (h.pid, holders::same_program(h.pid)))
             .collect();
         std::thread::scope(|s| {
-            let watcher = s.spawn(|| self.watch(racing, target, &stop, departed));
+            // Alone, there is nobody to watch: no thread.
+            let watcher = (!racing.is_empty())
+                .then(|| s.spawn(|| self.watch(racing, target, &stop, departed)));
             let start = Instant::now();
             let cpu_start = sys::thread_cpu_time();
             let total_seen = match mode {
@@ -869,7 +871,9 @@ impl Course {
                 winnings: win.load(Ordering::Relaxed),
                 seconds,
                 cpu_seconds,
-                departures: watcher.join().unwrap_or_default(),
+                departures: watcher
+                    .map(|w| w.join().unwrap_or_default())
+                    .unwrap_or_default(),
             }
         })
     }
