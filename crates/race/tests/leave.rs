@@ -115,6 +115,10 @@ fn an_earlier_arrival_leaving_leaves_a_place_the_next_one_takes() {
         &frx,
         "3 of 4 arrived (ids 4, 3, 2); waiting for 1 more participant",
     );
+    wait_line(
+        &krx,
+        "3 of 4 arrived (ids 4, 3, 2); waiting for 1 more participant",
+    );
     // id 3 leaves (SIGTERM) while id 2, who came after it, stays: its place is vacant.
     kill(dir.pid(quitter), libc::SIGTERM);
     assert_eq!(dir.wait(quitter).status.code(), Some(143));
@@ -127,7 +131,7 @@ fn an_earlier_arrival_leaving_leaves_a_place_the_next_one_takes() {
     assert_eq!(id, 3, "the next one takes the vacant place, not a held one");
     wait_line(
         &krx,
-        "3 of 4 arrived (ids 4, 3, 2); waiting for 1 more participant",
+        "race: 3 of 4 arrived (ids 4, 3, 2); waiting for 1 more participant",
     );
     let (last, _, id) = arrive(&mut dir, 4, target);
     assert_eq!(id, 1);
@@ -142,7 +146,9 @@ fn the_first_interrupted_while_others_wait_hands_the_race_over() {
     let (first, frx, _) = arrive(&mut dir, 3, target);
     let (stayer, srx, id) = arrive(&mut dir, 3, target);
     assert_eq!(id, 2);
+    // Both have shown the two arrivals (so the joiner's next line reports a change).
     wait_line(&frx, "2 of 3 arrived (ids 3, 2)");
+    wait_line(&srx, "2 of 3 arrived (ids 3, 2)");
     kill(dir.pid(first), libc::SIGINT);
     assert_eq!(dir.wait(first).status.code(), Some(130));
     let said = rest(&frx);
@@ -194,6 +200,7 @@ fn the_last_to_leave_a_race_whose_creator_left_removes_the_file() {
     let (first, frx, _) = arrive(&mut dir, 3, 1000);
     let (joiner, jrx, _) = arrive(&mut dir, 3, 1000);
     wait_line(&frx, "2 of 3 arrived (ids 3, 2)");
+    wait_line(&jrx, "2 of 3 arrived (ids 3, 2)");
     kill(dir.pid(first), libc::SIGTERM);
     assert_eq!(dir.wait(first).status.code(), Some(143));
     wait_line(&jrx, "id 3 left");
