@@ -41,7 +41,7 @@ pub struct Report {
     pub first: bool,
     /// How long its race loop ran, wall clock.
     pub seconds: f64,
-    /// The CPU time this process spent in its race loop.
+    /// The CPU time its race loop took (the loop thread's own: not the watcher's).
     pub cpu_seconds: f64,
     /// The first instance's view of the whole race, once it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
