@@ -169,6 +169,11 @@ pub fn check_start_event(start: &Value, program: &str, live_pid: Option<i32>) {
             hex(&map["start"]) <= addr && addr < hex(&map["end"]),
             "{sym}"
         );
+        assert_eq!(
+            hex(&sym["file_offset"]),
+            addr - hex(&map["start"]) + hex(&map["offset"]),
+            "the place in the file is address - start + offset: {sym}"
+        );
         if let Some(maps) = &maps {
             let live = maps
                 .iter()
@@ -177,6 +182,57 @@ pub fn check_start_event(start: &Value, program: &str, live_pid: Option<i32>) {
             assert_eq!(live.2, want, "live mapping of {}", sym["name"]);
             assert!(live.3.ends_with("/libfoobar.so"), "live mapping {live:?}");
         }
+    }
+}
+
+/// `name -> libfoobar.so+0x…` offset, from a start event.
+pub fn places(start: &Value) -> Vec<(String, u64)> {
+    start["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                hex(&s["file_offset"]),
+            )
+        })
+        .collect()
+}
+
+/// Where the library's own `.dynsym` says `name` is in the file: its value (an address relative
+/// to the load base) turned into a file offset through the PT_LOAD segment that holds it
+/// (`value - p_vaddr + p_offset`). With GNU ld's layout the two are often equal; lld (rustc's
+/// default linker on x86-64 Linux) places the code segment a page above its file offset.
+pub fn dynsym_file_offset(library: &Path, name: &str) -> u64 {
+    use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
+    let data = std::fs::read(library).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let value = file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(name) && s.is_definition())
+        .unwrap_or_else(|| panic!("{name} is not defined in {}", library.display()))
+        .address();
+    let segment = file
+        .segments()
+        .find(|s| s.address() <= value && value < s.address() + s.size())
+        .unwrap_or_else(|| panic!("{name} at {value:#x} is in no PT_LOAD segment"));
+    value - segment.address() + segment.file_range().0
+}
+
+/// Two start events (two processes) name the same places in libfoobar.so, whatever their
+/// addresses, and each place is where the library's dynamic symbol table puts the symbol.
+pub fn check_same_places(a: &Value, b: &Value) {
+    let (pa, pb) = (places(a), places(b));
+    assert_eq!(pa, pb, "the same place in the file in both processes");
+    let library = a["symbols"][0]["map"]["path"].as_str().unwrap();
+    for (name, offset) in &pa {
+        let symbol = if name == "bazaddr" { "baz" } else { name };
+        assert_eq!(
+            *offset,
+            dynsym_file_offset(Path::new(library), symbol),
+            "{name}: printed libfoobar.so+{offset:#x}"
+        );
     }
 }
 
@@ -309,6 +365,21 @@ pub fn check_text_run(exe: &Path, program: &str, expected: &[i64]) {
         .unwrap()
         .parse::<u32>()
         .is_ok());
+    let offset_of = |line: &str| {
+        let place = line.split_whitespace().nth(2).unwrap_or("");
+        let hex = place
+            .strip_prefix("libfoobar.so+0x")
+            .unwrap_or_else(|| panic!("{line}"));
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let library = lines[1].rsplit(' ').next().unwrap();
+    for (line, name) in lines[1..4].iter().zip(["setbaz", "getbaz", "baz"]) {
+        assert_eq!(
+            offset_of(line),
+            dynsym_file_offset(Path::new(library), name),
+            "{line}"
+        );
+    }
     for (line, (name, perms)) in lines[1..5].iter().zip([
         ("setbaz", "r-xp"),
         ("getbaz", "r-xp"),

@@ -58,3 +58,22 @@ fn a_full_stdout_is_an_error_not_a_panic() {
 fn a_full_stderr_is_no_panic() {
     testkit::check_full_stderr(Path::new(EXE), "foo");
 }
+
+#[test]
+fn two_runs_print_the_same_places_in_the_file_wherever_the_library_is_loaded() {
+    let dir = testkit::tempdir("foo-places");
+    let start = || {
+        let out = testkit::command(Path::new(EXE), &dir)
+            .args(["--json", "--count", "1", "--interval-ms", "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = text.lines().next().unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&first).unwrap()
+    };
+    let (a, b) = (start(), start());
+    assert_ne!(a["pid"], b["pid"], "two processes");
+    testkit::check_start_event(&a, "foo", None);
+    testkit::check_same_places(&a, &b);
+}

@@ -66,13 +66,15 @@ impl Role {
                 "Sets baz in libfoobar.so to 17, then keeps observing it and prints every value \
                  (run bar beside it: does foo ever see bar's values?). First prints the pid, the addresses of \
                  setbaz, getbaz and baz, and what bazaddr() returns, each with the /proc/self/maps \
-                 line it lies in."
+                 line it lies in and its place in the file (libfoobar.so+0x…, the same in every \
+                 process)."
             }
             Role::Bar => {
                 "Sets baz in libfoobar.so to 1, then increments it periodically and prints every \
                  value (run foo beside it: does foo see these?). First prints the pid, the addresses of \
                  setbaz, getbaz and baz, and what bazaddr() returns, each with the /proc/self/maps \
-                 line it lies in."
+                 line it lies in and its place in the file (libfoobar.so+0x…, the same in every \
+                 process)."
             }
         }
     }
@@ -88,7 +90,10 @@ impl Role {
              see the loader map libfoobar.so\n\n\
              Output: `pid: N`, then `setbaz: 0x…`, `getbaz: 0x…`, `baz: 0x…` and `bazaddr: 0x…`\n\
              (what the library's bazaddr() returns: where its own code finds baz), each followed\n\
-             by its /proc/self/maps line, then one `baz = VALUE` line per observation.\n\
+             by its place in the file, `libfoobar.so+0x…` (address - start + offset of its\n\
+             mapping: the same in every process, wherever the library is loaded, so equal\n\
+             places in foo and bar are the same code or variable of the same file) and its\n\
+             /proc/self/maps line, then one `baz = VALUE` line per observation.\n\
              Ctrl-C (SIGINT), SIGTERM or SIGHUP stops it cleanly with exit status 0; usage errors\n\
              exit 2; a failed write to stdout (a full disk) exits 1."
         )
@@ -189,6 +194,7 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
             name: name.to_string(),
             address: format!("{addr:#x}"),
             map: maps::find(&maps_text, addr),
+            file_offset: maps::file_offset(&maps_text, addr).map(|o| format!("{o:#x}")),
         })
         .collect();
     let start = Event::Start {
@@ -206,7 +212,8 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
                 .map
                 .as_ref()
                 .map_or("(in no mapping of /proc/self/maps)", |m| m.line.as_str());
-            s.push_str(&format!("\n{}: {}  {line}", sym.name, sym.address));
+            let place = sym.place().unwrap_or_else(|| "(in no file)".to_string());
+            s.push_str(&format!("\n{}: {}  {place}  {line}", sym.name, sym.address));
         }
         s
     })?;
@@ -268,7 +275,8 @@ fn run(role: Role, opts: &Opts) -> Result<(), Out> {
         )?;
     } else {
         note!(
-            "{program}: stopped after {n} observations ({})",
+            "{program}: stopped after {n} observation{} ({})",
+            if n == 1 { "" } else { "s" },
             reason.name()
         );
     }

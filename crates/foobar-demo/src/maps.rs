@@ -1,5 +1,6 @@
-//! Which mapping of `/proc/self/maps` (`proc(5)`) an address lies in, as foo and bar's start
-//! event prints it. The lines are parsed by `lab_trace::maps`, the lab's one maps reader.
+//! Which mapping of `/proc/self/maps` (`proc(5)`) an address lies in, and the address's place in
+//! the mapped file, as foo and bar's start event prints them. The lines are parsed by
+//! `lab_trace::maps`, the lab's one maps reader.
 
 use foobar_events::MapLine;
 use lab_trace::maps::MapsLine;
@@ -16,6 +17,18 @@ pub fn find(maps: &str, addr: usize) -> Option<MapLine> {
             path: m.path.to_string(),
             line: text.trim_end().to_string(),
         })
+    })
+}
+
+/// The place of `addr` in the file mapped there: `addr - start + offset` of the maps line that
+/// holds it. The loader maps each segment of a library at some address, but always from the
+/// same offset in the file, so this is the same in every process. `None` for an address in no
+/// file's mapping (anonymous memory, `[heap]`, `[stack]`: inode 0).
+pub fn file_offset(maps: &str, addr: usize) -> Option<u64> {
+    maps.lines().find_map(|text| {
+        let m = MapsLine::parse(text)?;
+        let addr = addr as u64;
+        (m.contains(addr) && m.inode != 0).then(|| addr - m.start + m.offset)
     })
 }
 
@@ -51,6 +64,17 @@ mod tests {
         );
         assert_eq!(find(MAPS, 0x7ffd1a2c0000).unwrap().path, "[stack]");
         assert_eq!(find(MAPS, 0x7ffd1a2f0000).unwrap().path, "");
+    }
+
+    #[test]
+    fn the_place_in_the_file_is_the_offset_into_the_mapping_plus_its_file_offset() {
+        assert_eq!(file_offset(MAPS, 0x7f3b2c6d3120), Some(0x1120));
+        assert_eq!(file_offset(MAPS, 0x7f3b2c6d6008), Some(0x2008));
+        assert_eq!(file_offset(MAPS, 0x55d0c8a00010), Some(0x10));
+        // No file: the stack, anonymous memory, or no mapping at all.
+        assert_eq!(file_offset(MAPS, 0x7ffd1a2c0000), None);
+        assert_eq!(file_offset(MAPS, 0x7ffd1a2f0000), None);
+        assert_eq!(file_offset(MAPS, 0x10), None);
     }
 
     #[test]

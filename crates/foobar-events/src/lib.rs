@@ -80,12 +80,26 @@ pub struct Symbol {
     /// The `/proc/self/maps` line holding the address (`null` if none does).
     #[serde(deserialize_with = "lab_trace::nullable")]
     pub map: Option<MapLine>,
+    /// Its place in the mapped file, `0x…`: address − start of the mapping + the mapping's file
+    /// offset. The same in every process that maps the file, wherever it is loaded (`null`
+    /// when the address is in no file's mapping). Printed as `libfoobar.so+0x…`.
+    #[serde(deserialize_with = "nullable")]
+    pub file_offset: Option<String>,
 }
 
 impl Symbol {
     /// The address as a number (`None` if it is not `0x…` hex, which the programs never print).
     pub fn address_value(&self) -> Option<u64> {
         u64::from_str_radix(self.address.strip_prefix("0x")?, 16).ok()
+    }
+
+    /// `libfoobar.so+0x10d40`: the mapped file's name and the place in it, if the address is in
+    /// a file's mapping.
+    pub fn place(&self) -> Option<String> {
+        let offset = self.file_offset.as_ref()?;
+        let map = self.map.as_ref()?;
+        let name = map.path.rsplit('/').next().unwrap_or(&map.path);
+        Some(format!("{name}+{offset}"))
     }
 }
 
@@ -111,7 +125,7 @@ pub struct MapLine {
 mod tests {
     use super::*;
 
-    const START: &str = r#"{"event":"start","program":"foo","pid":42,"symbols":[{"name":"baz","address":"0x7f00000010","map":{"start":"0x7f00000000","end":"0x7f00001000","perms":"rw-p","offset":"0x4b000","path":"/t/libfoobar.so","line":"7f00000000-7f00001000 rw-p 0004b000 fe:00 5 /t/libfoobar.so"}},{"name":"bazaddr","address":"0x10","map":null}]}"#;
+    const START: &str = r#"{"event":"start","program":"foo","pid":42,"symbols":[{"name":"baz","address":"0x7f00000010","map":{"start":"0x7f00000000","end":"0x7f00001000","perms":"rw-p","offset":"0x4b000","path":"/t/libfoobar.so","line":"7f00000000-7f00001000 rw-p 0004b000 fe:00 5 /t/libfoobar.so"},"file_offset":"0x4b010"},{"name":"bazaddr","address":"0x10","map":null,"file_offset":null}]}"#;
 
     #[test]
     fn reads_each_event_the_programs_print() {
@@ -123,6 +137,8 @@ mod tests {
         assert_eq!(symbols[0].address_value(), Some(0x7f00000010));
         assert_eq!(symbols[0].map.as_ref().unwrap().perms, "rw-p");
         assert_eq!(symbols[1].map, None);
+        assert_eq!(symbols[0].place().as_deref(), Some("libfoobar.so+0x4b010"));
+        assert_eq!(symbols[1].place(), None);
         assert_eq!(serde_json::to_string(&e).unwrap(), START, "round trip");
         let obs: Event = serde_json::from_str(
             r#"{"event":"observation","program":"bar","pid":7,"n":3,"baz":3}"#,

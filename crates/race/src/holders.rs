@@ -145,6 +145,24 @@ pub fn scan(key: &FileKey) -> Vec<Holder> {
     found
 }
 
+/// Whether process `pid` maps the file shared and writable (is still a racer in it). A process
+/// that has ended (or is a zombie, whose maps are empty) does not.
+pub fn pid_maps_writable(pid: u32, key: &FileKey) -> bool {
+    let mut buf = String::new();
+    read_into(&PathBuf::from(format!("/proc/{pid}/maps")), &mut buf).is_ok()
+        && maps_hold(&buf, key) == Some(true)
+}
+
+/// Whether process `pid` runs the same program as this one (`/proc/PID/exe` and
+/// `/proc/self/exe` lead to the same file): one of our racers, not the course's.
+pub fn same_program(pid: u32) -> bool {
+    let exe = |p: &str| std::fs::metadata(format!("/proc/{p}/exe")).ok();
+    match (exe(&pid.to_string()), exe("self")) {
+        (Some(a), Some(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Whether the process at `base` (`/proc/PID`) has a descriptor on the file, and whether one of
 /// them may write.
 fn fds_holding(base: &Path, key: &FileKey, buf: &mut String) -> (bool, bool) {

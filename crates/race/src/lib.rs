@@ -33,10 +33,15 @@
 //!    `total != 0`). A course racer's plain decrement can overwrite ours (or another's), and then
 //!    the count never reaches zero: when nothing has arrived for a while and as many racers as
 //!    expected map the file, we say so ([`RaceError::LostArrival`]) instead of spinning forever.
+//!    A racer that leaves while waiting (Ctrl-C, SIGTERM, an error) gives its place back: the
+//!    count goes up again and its id is free for the next arrival ([`place`]). The first
+//!    instance leaving while others wait hands over ([`Course::leave`], [`Course::take_over`]).
 //! 3. Race to the target. Nobody writes `participants` again: a course racer still spinning
 //!    would read a count going back up as "not everyone is here" and never start. The first
 //!    instance learns that the race is over from `total` reaching the target and from who still
 //!    maps the file ([`holders`]), and summarises without waiting for racers that never leave.
+//!    During its loop each racer watches the others ([`watch`]): one that stops mapping the file
+//!    before the target was reached ended early, and is reported, not counted as a finisher.
 //!
 //! Liveness (is a file a live race or a stale one left by a crash?) is who has it open or mapped,
 //! read from `/proc` as `fuser` and `lsof` do ([`holders`]); the shared `flock` our racers hold is
@@ -49,20 +54,22 @@
 //! shared header rather than infer liveness from `/proc`.
 
 pub mod holders;
+pub mod place;
 pub mod report;
 mod sys;
+pub mod watch;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use holders::{FileKey, Holder};
-pub use report::{Mode, Report, Summary};
+pub use report::{Departure, Mode, Report, Summary};
 pub use sys::install_handlers;
 
 /// The shared struct, exactly as the assignment's C declares it. It is never instantiated over
@@ -97,13 +104,13 @@ const _: () = {
 /// Why a race could not be entered or finished. Every message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RaceError {
-    #[error("a race has 1 to {MAX_PARTICIPANTS} participants, not {n}")]
+    #[error("participants must be a number from 1 to {MAX_PARTICIPANTS}, not {n}")]
     Participants { n: i32 },
-    #[error("cannot create race file {path}: {source}")]
+    #[error("cannot create race file {path}")]
     Create { path: PathBuf, source: io::Error },
-    #[error("cannot open race file {path}: {source}")]
+    #[error("cannot open race file {path}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot size, lock or map race file {path}: {source}")]
+    #[error("cannot size, lock or map race file {path}")]
     Io { path: PathBuf, source: io::Error },
     #[error(
         "{path} is a symbolic link to {target}, which does not exist; remove the link or point \
@@ -126,8 +133,9 @@ pub enum RaceError {
     )]
     Foreign { path: PathBuf, participants: i32 },
     #[error(
-        "{path} is a stale race file: it waits for {participants} more participants but no \
-         process has it open or mapped (a previous run crashed?); remove {path} and start again"
+        "{path} is a stale race file: it waits for {} but no process has it open or \
+         mapped (a previous run crashed?); remove {path} and start again",
+        participants_text(*participants, true)
     )]
     StaleWaiting { path: PathBuf, participants: i32 },
     #[error(
@@ -162,8 +170,8 @@ pub enum RaceError {
         secs: u64,
     },
     #[error(
-        "{path} still waits for {missing} more participants after {secs} s ({present} racer(s) \
-         have it mapped); start the others sooner, or raise --join-timeout"
+        "{path} still waits for {} after {secs} s ({present} racer(s) have it mapped); \
+         start the others sooner, or raise --join-timeout", participants_text(*missing, true)
     )]
     JoinTimeout {
         path: PathBuf,
@@ -188,6 +196,10 @@ pub enum RaceError {
         pids: String,
         secs: u64,
     },
+    /// SIGINT, SIGTERM or SIGHUP arrived while waiting for the others: the caller leaves
+    /// ([`Course::leave`]).
+    #[error("interrupted by signal {sig} while waiting for the others")]
+    Interrupted { sig: i32 },
     #[error(
         "{path} was removed while waiting for the others: the first instance gave up (see its \
          message) or was interrupted; start a new race"
@@ -196,12 +208,47 @@ pub enum RaceError {
 }
 
 impl RaceError {
+    /// The same error, naming `path` (the race file's real name) instead of the temporary name
+    /// it was prepared under: a user never sees the temporary name.
+    fn at(self, path: &Path) -> RaceError {
+        match self {
+            RaceError::Io { source, .. } => RaceError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            RaceError::UnderWay { total, .. } => RaceError::UnderWay {
+                path: path.to_path_buf(),
+                total,
+            },
+            other => other,
+        }
+    }
+
     fn io(path: &Path, source: io::Error) -> RaceError {
         RaceError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
+}
+
+/// `1 participant`, `2 participants`; with `more`, `1 more participant`.
+pub fn participants_text(n: i32, more: bool) -> String {
+    let more = if more { " more" } else { "" };
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n}{more} participant{s}")
+}
+
+/// What leaving before the start did ([`Course::leave`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Gave its place back; the others keep waiting.
+    GaveBack,
+    /// Gave its place back and nobody else was there: removed the file.
+    Removed,
+    /// The creator gave its place back while others waited: the file stays, and the first of
+    /// them to finish the race sums up and removes it.
+    HandedOver,
 }
 
 /// Whether this instance created the race or joined it.
@@ -212,16 +259,21 @@ pub enum Role {
 }
 
 /// Progress while waiting for the others, for the caller to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrivals {
     /// How many participants the race still waits for (`participants` in the file).
     pub waiting_for: i32,
-    /// For the first instance, the N it created the race with; joiners do not know it.
-    pub expected: Option<i32>,
+    /// The race's N: the first instance's own; a joiner's is its command line's (or its id, if
+    /// higher), since the file does not record N.
+    pub expected: i32,
+    /// The ids that have arrived, highest first (this instance's among them).
+    pub arrived: Vec<i32>,
+    /// The ids that arrived and left since the last report (they gave their place back).
+    pub left: Vec<i32>,
 }
 
 /// What one instance's race produced.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The value of `total` this instance saw when it stopped (at least the target).
     pub total_seen: i64,
@@ -229,8 +281,11 @@ pub struct Outcome {
     pub winnings: i64,
     /// How long its race loop ran (wall clock).
     pub seconds: f64,
-    /// The CPU time this process spent in its race loop (excludes time other processes ran).
+    /// The CPU time its race loop took (this thread's: excludes the watcher and the time other
+    /// processes ran).
     pub cpu_seconds: f64,
+    /// The other racers it saw end before the race finished.
+    pub departures: Vec<Departure>,
 }
 
 /// How long to wait for things that take a few system calls in a racer: a joiner waits this
@@ -262,6 +317,11 @@ pub struct Course {
     /// The N this instance was started with: the race's for the first, a hint for a joiner.
     expected: i32,
     removed: bool,
+    /// It holds an id and the race has not started: leaving now gives the place back.
+    waiting: AtomicBool,
+    /// A joiner that took the creator's duties over (or the last to leave a race whose creator
+    /// left): it removes the file.
+    summariser: bool,
 }
 
 /// Whether anyone else has the file: a flock held by one of our racers, or else `/proc`.
@@ -353,9 +413,10 @@ impl Course {
             Err(e) => return Err(create_err(e)),
         };
         sys::remember_created(sys::Slot::Temporary, &tmp);
-        let course = Course::prepare(&tmp, file, n).inspect_err(|_| {
+        let course = Course::prepare(&tmp, file, n).map_err(|e| {
             sys::forget_created(sys::Slot::Temporary);
             let _ = std::fs::remove_file(&tmp);
+            e.at(path)
         })?;
         // Publish: link(2) fails with EEXIST if the name appeared meanwhile. SIGINT between the
         // link and remembering the name would leave the file behind: hold the signals off.
@@ -409,7 +470,7 @@ impl Course {
             .map_err(io_err)?;
         w.write_all(&[0]).map_err(io_err)?;
         let mut course = Course::map(path, file, Role::First, n)?;
-        course.participants().store(n, Ordering::Release);
+        place::start_count(course.head(), n);
         course.id = course.take_id().ok_or_else(|| RaceError::UnderWay {
             path: path.to_path_buf(),
             total: course.total().load(Ordering::Relaxed),
@@ -436,6 +497,8 @@ impl Course {
             id: 0,
             expected,
             removed: false,
+            waiting: AtomicBool::new(false),
+            summariser: false,
         })
     }
 
@@ -490,9 +553,7 @@ impl Course {
                 }
             }
             if Instant::now() >= deadline {
-                let participants = course
-                    .as_ref()
-                    .map_or(0, |c| c.participants().load(Ordering::Acquire));
+                let participants = course.as_ref().map_or(0, |c| c.participants());
                 let pids = seen.as_ref().map_or_else(String::new, |(_, l)| l.pids());
                 return Err(RaceError::NotJoinable {
                     path: path.to_path_buf(),
@@ -513,7 +574,7 @@ impl Course {
         seen: &mut Option<(Instant, Liveness)>,
     ) -> Result<bool, RaceError> {
         let io_err = |e| RaceError::io(path, e);
-        let p = c.participants().load(Ordering::Acquire);
+        let p = c.participants();
         let total = c.total().load(Ordering::Relaxed);
         if !(0..=MAX_PARTICIPANTS).contains(&p) {
             return Err(RaceError::Foreign {
@@ -582,18 +643,28 @@ impl Course {
         h
     }
 
-    /// The count-down: `id = participants; participants -= 1`, atomically, never below 1 → 0.
+    /// The count-down: `id = participants; participants -= 1` (or a vacant id, see [`place`]),
+    /// atomically, never below 1 → 0. Once it holds an id, this instance gives it back if it
+    /// leaves before the start (Ctrl-C, SIGTERM, an error): [`sys::take_seat`].
     fn take_id(&self) -> Option<i32> {
-        let p = self.participants();
-        let mut cur = p.load(Ordering::Acquire);
-        loop {
-            if cur <= 0 || self.total().load(Ordering::Relaxed) != 0 {
-                return None;
-            }
-            match p.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(cur),
-                Err(now) => cur = now,
-            }
+        let id = place::take(self.head(), || self.total().load(Ordering::Relaxed) != 0)?;
+        self.waiting.store(true, Ordering::SeqCst);
+        sys::take_seat(self.map.as_mut_ptr(), id);
+        Some(id)
+    }
+
+    /// The race started: leaving is no longer giving a place back.
+    fn seated(&self) {
+        self.waiting.store(false, Ordering::SeqCst);
+        sys::leave_seat(self.map.as_mut_ptr());
+    }
+
+    /// Leaves before the start (an error while waiting): gives the place back, so the race still
+    /// waits for N. Nothing happens once the race started.
+    fn give_back(&self) {
+        sys::leave_seat(self.map.as_mut_ptr());
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            place::give_back(self.head(), self.id);
         }
     }
 
@@ -604,13 +675,25 @@ impl Course {
         unsafe { self.map.as_mut_ptr().add(offset) }
     }
 
-    /// `participants`, as an atomic over the shared mapping.
-    pub fn participants(&self) -> &AtomicI32 {
+    /// `participants` and the padding after it, as one 64-bit atomic over the shared mapping
+    /// (see [`place`]). Every access to these 8 bytes in this process goes through it, so no
+    /// two atomics of different sizes overlap.
+    fn head(&self) -> &AtomicU64 {
         let ptr = self.ptr(std::mem::offset_of!(RaceCourse, participants));
         // SAFETY: the pointer is page-aligned (offset 0 of the mapping), valid for reads and
         // writes for as long as `self.map` lives (the borrow of self), and every access to these
         // bytes in this process is atomic (a C racer's plain accesses are its own business).
-        unsafe { AtomicI32::from_ptr(ptr.cast()) }
+        unsafe { AtomicU64::from_ptr(ptr.cast()) }
+    }
+
+    /// `participants`: how many the race still waits for.
+    pub fn participants(&self) -> i32 {
+        place::Marks::read(self.head()).waiting_for
+    }
+
+    /// The count-down as it stands: who is still awaited, who gave a place back.
+    pub fn marks(&self) -> place::Marks {
+        place::Marks::read(self.head())
     }
 
     /// `total`, as an atomic over the shared mapping.
@@ -647,13 +730,30 @@ impl Course {
     /// no one has arrived for `waits.arrival` and as many racers as expected map the file, an
     /// arrival was lost and the race can never start ([`RaceError::LostArrival`]). A joiner also
     /// stops if the file it mapped is removed or replaced (our first instance gave up).
+    ///
+    /// SIGINT, SIGTERM and SIGHUP are deferred meanwhile: one ends the wait with
+    /// [`RaceError::Interrupted`], for the caller to [`Course::leave`].
     pub fn wait_for_start(
+        &self,
+        waits: Waits,
+        show: impl FnMut(Arrivals),
+    ) -> Result<(), RaceError> {
+        sys::defer_interrupts(true);
+        let r = self.await_everyone(waits, show);
+        // One that arrives from now on (or arrived as the race started) acts at once.
+        sys::defer_interrupts(false);
+        r
+    }
+
+    fn await_everyone(
         &self,
         waits: Waits,
         mut show: impl FnMut(Arrivals),
     ) -> Result<(), RaceError> {
         let start = Instant::now();
         let mut last = i32::MIN;
+        let mut last_marks: Option<place::Marks> = None;
+        let expected = self.expected.max(self.id);
         let mut last_arrival = start;
         let mut last_check = start;
         let mut last_scan = start;
@@ -662,19 +762,35 @@ impl Course {
             // Spin briefly (the assignment's while loop), then sleep a little: ten racers share
             // two cores here, and waiters that never sleep would slow the ones that still start.
             for _ in 0..2000 {
-                let p = self.participants().load(Ordering::Acquire);
+                let marks = self.marks();
+                let p = marks.waiting_for;
                 if p <= 0 || self.total().load(Ordering::Relaxed) != 0 {
+                    self.seated();
                     return Ok(());
                 }
-                if p != last {
+                if Some(marks) != last_marks {
                     last = p;
                     last_arrival = Instant::now();
+                    let arrived = marks.arrived(expected);
+                    let left = last_marks.map_or_else(Vec::new, |m| {
+                        let before = m.arrived(expected);
+                        before
+                            .into_iter()
+                            .filter(|id| !arrived.contains(id))
+                            .collect()
+                    });
+                    last_marks = Some(marks);
                     show(Arrivals {
                         waiting_for: p,
-                        expected: (self.role == Role::First).then_some(self.expected),
+                        expected,
+                        arrived,
+                        left,
                     });
                 }
                 std::hint::spin_loop();
+            }
+            if let Some(sig) = sys::pending_interrupt() {
+                return Err(RaceError::Interrupted { sig });
             }
             let now = Instant::now();
             if now.duration_since(last_check) >= Duration::from_millis(100) {
@@ -721,25 +837,45 @@ impl Course {
         }
     }
 
-    /// Races to `target`. Writes only `total` and `winnings[id-1]`: never `participants`.
-    pub fn race(&self, mode: Mode, target: i64) -> Outcome {
+    /// Races to `target`. Writes only `total` and `winnings[id-1]` (and, at the end, the mark
+    /// that the target was reached): never `participants`. Meanwhile a second thread watches
+    /// the other racers and calls `departed` for each that ends before the race finished
+    /// ([`watch`]).
+    pub fn race(&self, mode: Mode, target: i64, departed: &(dyn Fn(&Departure) + Sync)) -> Outcome {
         let index = (self.id - 1) as usize;
         let total = self.total();
         let win = self.winnings(index);
-        let start = Instant::now();
-        let cpu_start = sys::process_cpu_time();
-        let total_seen = match mode {
-            Mode::Racy => race_racy(total, win, target),
-            Mode::Atomic => race_atomic(total, win, target),
-        };
-        let seconds = start.elapsed().as_secs_f64();
-        let cpu_seconds = (sys::process_cpu_time().saturating_sub(cpu_start)).as_secs_f64();
-        Outcome {
-            total_seen,
-            winnings: win.load(Ordering::Relaxed),
-            seconds,
-            cpu_seconds,
-        }
+        let stop = AtomicBool::new(false);
+        // The others, listed before this racer's loop starts (a racer killed at once is on it).
+        let racing: Vec<(u32, bool)> = self
+            .other_racers()
+            .iter()
+            .map(|h| (h.pid, holders::same_program(h.pid)))
+            .collect();
+        std::thread::scope(|s| {
+            // Alone, there is nobody to watch: no thread.
+            let watcher = (!racing.is_empty())
+                .then(|| s.spawn(|| self.watch(racing, target, &stop, departed)));
+            let start = Instant::now();
+            let cpu_start = sys::thread_cpu_time();
+            let total_seen = match mode {
+                Mode::Racy => race_racy(total, win, target),
+                Mode::Atomic => race_atomic(total, win, target),
+            };
+            let seconds = start.elapsed().as_secs_f64();
+            let cpu_seconds = (sys::thread_cpu_time().saturating_sub(cpu_start)).as_secs_f64();
+            place::mark_reached(self.head());
+            stop.store(true, Ordering::Release);
+            Outcome {
+                total_seen,
+                winnings: win.load(Ordering::Relaxed),
+                seconds,
+                cpu_seconds,
+                departures: watcher
+                    .map(|w| w.join().unwrap_or_default())
+                    .unwrap_or_default(),
+            }
+        })
     }
 
     /// The first instance, after its own race: waits until no other racer maps the file (each
@@ -794,9 +930,49 @@ impl Course {
         }
     }
 
-    /// The first instance removes the file (if the path still names it).
+    /// Leaves before the start (interrupted while waiting): gives the place back; the file is
+    /// removed if nobody else is there and this instance created it (or its creator left
+    /// already), else a creator hands its duties over to the others.
+    pub fn leave(&mut self) -> io::Result<Left> {
+        self.give_back();
+        let creator = self.role == Role::First;
+        if creator {
+            // Marked before looking, so that a racer still there sees it.
+            place::mark_creator_left(self.head());
+        }
+        let alone = self.other_racers().is_empty();
+        if alone && (creator || self.marks().creator_left) {
+            self.summariser = true;
+            self.remove()?;
+            return Ok(Left::Removed);
+        }
+        if creator {
+            sys::forget_created(sys::Slot::Published);
+            self.removed = true;
+            return Ok(Left::HandedOver);
+        }
+        Ok(Left::GaveBack)
+    }
+
+    /// After its race, a joiner takes the creator's duties over if the creator left before the
+    /// start and nobody took them yet: then it sums up ([`Course::wait_for_end`]) and removes
+    /// the file. `true` for the one that does.
+    pub fn take_over(&mut self) -> bool {
+        if self.role == Role::First || !self.marks().creator_left {
+            return false;
+        }
+        if !place::take_over(self.head()) {
+            return false;
+        }
+        self.summariser = true;
+        sys::remember_created(sys::Slot::Published, &self.path);
+        true
+    }
+
+    /// The first instance (or the one that took its duties over) removes the file, if the path
+    /// still names it.
     pub fn remove(&mut self) -> io::Result<()> {
-        if self.role != Role::First || self.removed {
+        if !(self.role == Role::First || self.summariser) || self.removed {
             return Ok(());
         }
         sys::forget_created(sys::Slot::Published);
@@ -809,8 +985,10 @@ impl Course {
 }
 
 impl Drop for Course {
-    /// A first instance that fails after creating the file removes it (no file left behind).
+    /// One that leaves before the start gives its place back; a first instance that fails after
+    /// creating the file removes it (no file left behind).
     fn drop(&mut self) {
+        self.give_back();
         let _ = self.remove();
     }
 }
@@ -944,10 +1122,10 @@ mod tests {
         let mut first = Course::enter(&path, 2).unwrap();
         assert_eq!((first.role(), first.id()), (Role::First, 2));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 96);
-        assert_eq!(first.participants().load(Ordering::SeqCst), 1);
+        assert_eq!(first.participants(), 1);
         let second = Course::enter(&path, 2).unwrap();
         assert_eq!((second.role(), second.id()), (Role::Joiner, 1));
-        assert_eq!(first.participants().load(Ordering::SeqCst), 0);
+        assert_eq!(first.participants(), 0);
         // A third finds the race gathered and is turned away at once (total is still 0).
         let third = Course::enter(&path, 2);
         assert!(
@@ -961,11 +1139,11 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 second.wait_for_start(waits, |_| {}).unwrap();
-                second.race(Mode::Atomic, 10_000);
+                second.race(Mode::Atomic, 10_000, &|_| {});
                 drop(second); // leaves: unmaps, closes, unlocks
             });
             first.wait_for_start(waits, |_| {}).unwrap();
-            first.race(Mode::Atomic, 10_000);
+            first.race(Mode::Atomic, 10_000, &|_| {});
         });
         let summary = first.wait_for_end(10_000, Duration::from_secs(30));
         assert_eq!(summary.total, 10_000);
@@ -973,7 +1151,7 @@ mod tests {
         assert_eq!(summary.lost_updates, 0);
         assert_eq!(summary.still_held_by, Vec::<u32>::new());
         assert_eq!(
-            first.participants().load(Ordering::SeqCst),
+            first.participants(),
             0,
             "nobody writes participants after the start"
         );

@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use race::{
-    Arrivals, Course, Mode, Report, Role, Summary, Waits, DEFAULT_TARGET, FINISH_STALL,
-    MAX_PARTICIPANTS,
+    Arrivals, Course, Departure, Left, Mode, RaceError, Report, Role, Summary, Waits,
+    DEFAULT_TARGET, FINISH_STALL, MAX_PARTICIPANTS,
 };
 
 const EXAMPLES: &str = "\
@@ -33,9 +33,15 @@ Examples:
   ./racer 2 & race 2         # with the course's own C racer: it creates racecourse.bin, race
                              # joins (either may come first; both race to 1,000,000,000)
 
-The first instance removes the file when the race ends, or when interrupted (Ctrl-C). A race
-whose count never reaches 0 although everyone is there (the course's racer decrements
-participants without a lock and can lose an arrival) is reported after --arrival-timeout.
+While waiting, each instance shows who has arrived (ids 3, 2 of 3). One stopped while waiting
+(Ctrl-C, SIGTERM) gives its place back: the count goes up again, the race still waits for N,
+and the next one to join takes that id. One that ends mid-race (killed) is reported by the
+others and in the summary ('racer id K (pid P) ended before the race finished'). The first
+instance removes the file when the race ends, or when interrupted (Ctrl-C) alone or mid-race;
+interrupted while others wait, it hands over: the first of them to finish sums up and removes
+the file. A race whose count
+never reaches 0 although everyone is there (the course's racer decrements participants
+without a lock and can lose an arrival) is reported after --arrival-timeout.
 Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, timeout), 2 usage.";
 
 /// Race N processes on counters in a shared, memory-mapped file (struct RaceCourse).
@@ -43,7 +49,7 @@ Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, tim
 #[command(name = "race", version, after_help = EXAMPLES)]
 struct Cli {
     /// Number of participants, 1 to 10 (used by the first instance; joiners take the file's).
-    #[arg(value_parser = clap::value_parser!(i32).range(1..=MAX_PARTICIPANTS as i64))]
+    #[arg(value_parser = parse_participants, allow_negative_numbers = true)]
     participants: i32,
     /// The race file.
     #[arg(long, default_value = "racecourse.bin")]
@@ -51,9 +57,9 @@ struct Cli {
     /// racy: load then store (the C program's total++, loses updates); atomic: fetch_add.
     #[arg(long, value_enum, default_value_t = ModeArg::Racy)]
     mode: ModeArg,
-    /// Race until total reaches this.
-    #[arg(long, default_value_t = DEFAULT_TARGET,
-          value_parser = clap::value_parser!(i64).range(1..=i64::MAX / 2))]
+    /// Race until total reaches this (a whole number from 1 to 4611686018427387903).
+    #[arg(long, default_value_t = DEFAULT_TARGET, value_parser = parse_target,
+          allow_negative_numbers = true)]
     target: i64,
     /// Give up when the others have not all arrived after this many seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -65,6 +71,30 @@ struct Cli {
     /// Print one JSON document on stdout: {"id","total","winnings",...,"summary"?}.
     #[arg(long)]
     json: bool,
+}
+
+/// `participants`: the same sentence for `0`, `11`, `-1` and `abc`, naming the rule.
+fn parse_participants(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(n) if (1..=MAX_PARTICIPANTS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "participants must be a number from 1 to {MAX_PARTICIPANTS}"
+        )),
+    }
+}
+
+/// The largest `--target`: total never overflows, even with ten racers' stale stores past it.
+const MAX_TARGET: i64 = i64::MAX / 2;
+
+/// `--target`: a negative or zero target is a value that breaks the rule, said as such (not
+/// clap's advice to write `-- -3`, which would make it a participant count).
+fn parse_target(text: &str) -> Result<i64, String> {
+    match text.trim().parse::<i64>() {
+        Ok(t) if (1..=MAX_TARGET).contains(&t) => Ok(t),
+        _ => Err(format!(
+            "the target must be a whole number of increments from 1 to {MAX_TARGET}"
+        )),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -87,7 +117,7 @@ fn main() -> ExitCode {
         Err(status) => return status,
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(e) => {
             note!("error: {e:#}");
             ExitCode::FAILURE
@@ -95,7 +125,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Interrupted while waiting: leave (give the place back, remove or hand over the file), say
+/// what was done, and end with status 128 + the signal.
+fn leave(course: &mut Course, sig: i32) -> anyhow::Result<ExitCode> {
+    let id = course.id();
+    let file = course.path().display().to_string();
+    let left = course
+        .leave()
+        .with_context(|| format!("cannot remove {file}"))?;
+    match left {
+        Left::GaveBack => note!("race: interrupted while waiting; gave back place id {id}"),
+        Left::Removed if course.role() == Role::First => {
+            note!("race: interrupted; removed the race file this instance created")
+        }
+        Left::Removed => note!(
+            "race: interrupted while waiting; gave back place id {id}; nobody else was there \
+             and the creator had left: removed {file}"
+        ),
+        Left::HandedOver => note!(
+            "race: interrupted while waiting; gave back place id {id}; the others are still \
+             there: the race goes on without its creator, and the first of them to finish sums \
+             up and removes {file}"
+        ),
+    }
+    Ok(ExitCode::from(128 + sig as u8))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     race::install_handlers().context("cannot install signal handlers")?;
     let mode = match cli.mode {
         ModeArg::Racy => Mode::Racy,
@@ -107,8 +163,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let file = cli.file.display();
     match role {
         Role::First => note!(
-            "race: created {file} for {} participants; I am id {id}",
-            cli.participants
+            "race: created {file} for {}; I am id {id}",
+            race::participants_text(cli.participants, false)
         ),
         Role::Joiner => note!("race: joined the race in {file}; I am id {id}"),
     }
@@ -116,29 +172,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         join: Duration::from_secs(cli.join_timeout),
         arrival: Duration::from_secs(cli.arrival_timeout),
     };
-    course.wait_for_start(waits, |a: Arrivals| match a.expected {
-        Some(n) => {
-            let ids: Vec<String> = ((a.waiting_for + 1)..=n)
-                .rev()
-                .map(|i| i.to_string())
-                .collect();
-            note!(
-                "race: {} of {n} arrived (ids {}); waiting for {} more",
-                n - a.waiting_for,
-                ids.join(", "),
-                a.waiting_for
-            );
-        }
-        None => note!("race: waiting for {} more participants", a.waiting_for),
-    })?;
+    match course.wait_for_start(waits, |a: Arrivals| note!("{}", waiting_line(&a))) {
+        Ok(()) => {}
+        Err(RaceError::Interrupted { sig }) => return leave(&mut course, sig),
+        Err(e) => return Err(e.into()),
+    }
     note!(
         "race: everyone is here; id {id} racing to {} ({})",
         cli.target,
         mode.name()
     );
-    let outcome = course.race(mode, cli.target);
-    let summary = if role == Role::First {
-        let s = course.wait_for_end(cli.target, FINISH_STALL);
+    let target = cli.target;
+    let outcome = course.race(mode, target, &|d: &Departure| {
+        note!("race: {}", departure_text(d, target));
+    });
+    let summary = if role == Role::First || course.take_over() {
+        let mut s = course.wait_for_end(cli.target, FINISH_STALL);
+        s.ended_early = outcome.departures.clone();
         if !s.still_held_by.is_empty() {
             note!(
                 "race: nothing moved for {} s while process(es) {:?} still mapped {file}: \
@@ -179,6 +229,47 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.context("cannot write the result to stdout"),
     }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+/// `racer id 2 (pid 812) ended before the race finished (total 5000 of 100000; its winnings
+/// stopped at 1700)`.
+fn departure_text(d: &Departure, target: i64) -> String {
+    let who = match d.id {
+        Some(id) => format!("racer id {id} (pid {})", d.pid),
+        None => format!("racer pid {} (id unknown)", d.pid),
+    };
+    let winnings = d
+        .winnings
+        .map_or(String::new(), |w| format!("; its winnings stopped at {w}"));
+    format!(
+        "{who} ended before the race finished (total {} of {target}{winnings})",
+        d.total
+    )
+}
+
+/// `race: 2 of 3 arrived (ids 3, 2); waiting for 1 more participant`, after `id 2 left; ` when
+/// one gave its place back.
+fn waiting_line(a: &Arrivals) -> String {
+    let list = |ids: &[i32]| {
+        let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
+        ids.join(", ")
+    };
+    let left = match a.left.len() {
+        0 => String::new(),
+        1 => format!("id {} left; ", a.left[0]),
+        _ => format!("ids {} left; ", list(&a.left)),
+    };
+    let arrived = match a.arrived.len() {
+        1 => format!("id {}", a.arrived[0]),
+        _ => format!("ids {}", list(&a.arrived)),
+    };
+    format!(
+        "race: {left}{} of {} arrived ({arrived}); waiting for {}",
+        a.arrived.len(),
+        a.expected,
+        race::participants_text(a.waiting_for, true)
+    )
 }
 
 fn human(r: &Report) -> String {
@@ -191,17 +282,21 @@ fn human(r: &Report) -> String {
         r.mode.name()
     );
     if let Some(sum) = &r.summary {
-        s += &summary_lines(sum);
+        s += &summary_lines(sum, r.target);
     }
     s
 }
 
-fn summary_lines(s: &Summary) -> String {
+fn summary_lines(s: &Summary, target: i64) -> String {
+    let early = |id: usize| s.ended_early.iter().any(|d| d.id == Some(id as i32));
     let by_id: Vec<String> = s
         .winnings
         .iter()
         .enumerate()
-        .map(|(i, w)| format!("id {}: {w}", i + 1))
+        .map(|(i, w)| {
+            let note = if early(i + 1) { " (ended early)" } else { "" };
+            format!("id {}: {w}{note}", i + 1)
+        })
         .collect();
     let mut out = format!("winnings by id: {}\n", by_id.join(", "));
     out += &format!(
@@ -214,6 +309,12 @@ fn summary_lines(s: &Summary) -> String {
         s.sum_of_winnings,
         s.participants
     );
+    for d in &s.ended_early {
+        out += &format!(
+            "{}: what it made is in the sum, but it did not finish the race\n",
+            departure_text(d, target)
+        );
+    }
     if !s.still_held_by.is_empty() {
         out += &format!(
             "(taken while process(es) {:?} still mapped the file: their last increments may be \

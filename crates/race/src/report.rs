@@ -41,7 +41,7 @@ pub struct Report {
     pub first: bool,
     /// How long its race loop ran, wall clock.
     pub seconds: f64,
-    /// The CPU time this process spent in its race loop.
+    /// The CPU time its race loop took (the loop thread's own: not the watcher's).
     pub cpu_seconds: f64,
     /// The first instance's view of the whole race, once it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +64,23 @@ pub struct Summary {
     /// had moved for a while): racers that never left, whose last increments may be missing.
     /// Empty when every other participant had left.
     pub still_held_by: Vec<u32>,
+    /// Racers that stopped holding the file before the race finished (killed, crashed): their
+    /// `winnings` are what they made before, not a result. Absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended_early: Vec<Departure>,
+}
+
+/// A racer that stopped holding the race file before the race finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Departure {
+    pub pid: u32,
+    /// Its id, when one `winnings` slot alone stopped moving when it left.
+    pub id: Option<i32>,
+    /// `total` when the watcher saw it gone.
+    pub total: i64,
+    /// Its `winnings[id-1]` as it left them, when the id is known.
+    pub winnings: Option<i64>,
 }
 
 impl Summary {
@@ -77,6 +94,7 @@ impl Summary {
             lost_updates: sum_of_winnings - total,
             winnings,
             still_held_by,
+            ended_early: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The raw libc calls of this crate, each behind a safe wrapper: `flock(2)` for liveness, and
-//! `sigaction(2)` handlers that remove the race file this instance created when it is interrupted
-//! (SIGINT, SIGTERM, SIGHUP) or when the file is truncated under the mapping (SIGBUS).
+//! `sigaction(2)` handlers for an interrupt (SIGINT, SIGTERM, SIGHUP) or a file truncated under
+//! the mapping (SIGBUS): a racer still waiting for the start gives its place back
+//! ([`crate::place::give_back`]), and the race file this instance created is removed.
 //!
 //! Everything else (open with `O_CREAT|O_EXCL`, `lseek(2)`, `write(2)`, `mmap(2)`) goes through
 //! `std` and `memmap2`, which need no unsafe code here.
@@ -11,7 +12,73 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+
+use crate::place;
+
+/// The mapping of the race course this instance waits in (null when it is not waiting), and its
+/// id: what the signal handler needs to give the place back.
+static SEAT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static SEAT_ID: AtomicI32 = AtomicI32::new(0);
+
+/// While set, SIGINT, SIGTERM and SIGHUP are only recorded (in [`PENDING`]) for the waiting loop
+/// to act on: leaving while waiting needs /proc (who else is there), which a handler cannot read.
+static DEFER: AtomicBool = AtomicBool::new(false);
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// Turns deferral of interrupts on or off. Turned off with one pending, the interrupt is acted
+/// on at once as if it had just arrived.
+pub fn defer_interrupts(on: bool) {
+    DEFER.store(on, Ordering::SeqCst);
+    if !on {
+        let sig = PENDING.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            on_signal(sig);
+        }
+    }
+}
+
+/// The interrupt that arrived while deferred, if any (taken: it is reported once).
+pub fn pending_interrupt() -> Option<i32> {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Remembers that this instance holds place `id` in the race course mapped at `base`, so that an
+/// interrupt before the start gives it back.
+///
+/// The caller must call [`leave_seat`] before `base` is unmapped.
+pub fn take_seat(base: *mut u8, id: i32) {
+    SEAT_ID.store(id, Ordering::SeqCst);
+    SEAT.store(base, Ordering::SeqCst);
+}
+
+/// Forgets the place taken at `base` (the race started, or the mapping is about to go). A signal
+/// handled after this does not touch the mapping.
+pub fn leave_seat(base: *mut u8) {
+    let _ = SEAT.compare_exchange(
+        base,
+        std::ptr::null_mut(),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+}
+
+/// Gives the remembered place back, if any and if the race has not started. Async-signal-safe.
+fn give_back_seat() -> Option<i32> {
+    let base = SEAT.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    if base.is_null() {
+        return None;
+    }
+    let id = SEAT_ID.load(Ordering::SeqCst);
+    // SAFETY: `base` is the start of a live 96-byte shared mapping (page-aligned): take_seat's
+    // caller clears the seat before unmapping it, and this process only reaches these 8 bytes
+    // through 64-bit atomics.
+    let head = unsafe { AtomicU64::from_ptr(base.cast()) };
+    place::give_back(head, id).then_some(id)
+}
 
 /// The outcome of a non-blocking `flock(2)` attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +191,18 @@ fn write_stderr(msg: &[u8]) {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    if sig != libc::SIGBUS && DEFER.load(Ordering::SeqCst) {
+        PENDING.store(sig, Ordering::SeqCst);
+        return;
+    }
+    // The place first, so the others see the count go up before the file (if ours) goes. Not on
+    // SIGBUS: the mapping is what faulted.
+    let gave_back = if sig == libc::SIGBUS {
+        SEAT.store(std::ptr::null_mut(), Ordering::SeqCst);
+        None
+    } else {
+        give_back_seat()
+    };
     let mut removed = false;
     for slot in &CREATED {
         let path = slot.swap(std::ptr::null_mut(), Ordering::SeqCst);
@@ -141,9 +220,17 @@ extern "C" fn on_signal(sig: libc::c_int) {
         (libc::SIGBUS, true) => BUS_REMOVED,
         (libc::SIGBUS, false) => BUS_KEPT,
         (_, true) => b"race: interrupted; removed the race file this instance created\n",
+        (_, false) if gave_back.is_some() => {
+            b"race: interrupted while waiting; gave back place id "
+        }
         (_, false) => b"race: interrupted\n",
     };
     write_stderr(msg);
+    if let (Some(id), false) = (gave_back, removed) {
+        // "10\n" at most: ids are 1 to 10.
+        let digits = [b'0' + (id / 10) as u8, b'0' + (id % 10) as u8, b'\n'];
+        write_stderr(if id >= 10 { &digits } else { &digits[1..] });
+    }
     let status = if sig == libc::SIGBUS { 1 } else { 128 + sig };
     // SAFETY: _exit(2) is async-signal-safe and never returns.
     unsafe { libc::_exit(status) }
@@ -168,15 +255,16 @@ pub fn install_handlers() -> io::Result<()> {
     Ok(())
 }
 
-/// This process's CPU time (`clock_gettime(2)` with `CLOCK_PROCESS_CPUTIME_ID`): unlike the wall
-/// clock, it does not count the time other processes had the CPU.
-pub fn process_cpu_time() -> std::time::Duration {
+/// The calling thread's CPU time (`clock_gettime(2)` with `CLOCK_THREAD_CPUTIME_ID`): unlike the
+/// wall clock, it does not count the time other processes had the CPU, nor this process's other
+/// threads (the watcher).
+pub fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime(2) writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
         return std::time::Duration::ZERO; // Cannot fail for this clock on Linux.
     }

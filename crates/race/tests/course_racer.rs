@@ -26,6 +26,14 @@ fn wait_count(dir: &Dir, p: i32) {
     });
 }
 
+/// Our racer in an N-racer atomic race to `target`.
+fn ours_to(dir: &Dir, n: usize, target: i64) -> std::process::Command {
+    let mut c = dir.race();
+    c.args([&n.to_string(), "--json", "--mode", "atomic", "--target"])
+        .arg(target.to_string());
+    c
+}
+
 /// Our racer as a participant of an N-racer race to [`TARGET`].
 fn ours(dir: &Dir, n: usize, mode: &str) -> std::process::Command {
     let mut c = dir.race();
@@ -88,6 +96,10 @@ fn our_leader(name: &str, order: &[bool]) {
     assert!(
         s.still_held_by.is_empty(),
         "every course racer had left: {s:?}"
+    );
+    assert!(
+        s.ended_early.is_empty(),
+        "a course racer that finished is not reported as ending early: {s:?}"
     );
     let mut ids = vec![leader.id];
     for (out, &is_ours) in outs.iter().zip(order).skip(1) {
@@ -345,4 +357,42 @@ fn a_course_racers_file_being_set_up_is_not_stale() {
     assert!(out.status.success(), "{:?}", out.status);
     let r = report(&out);
     assert_eq!((r.id, r.winnings, r.first), (1, TARGET, false));
+}
+
+#[test]
+fn a_course_racer_killed_mid_race_is_reported_by_ours() {
+    let mut dir = Dir::new("course-killed");
+    let target = 60_000_000;
+    let (ours_i, orx) = dir.spawn(ours_to(&dir, 2, target));
+    wait_count(&dir, 1);
+    let mut c = dir.course_racer(target, &["-DATOMIC"]);
+    c.arg("2");
+    let (course_i, _) = dir.spawn(c);
+    // Both in their loops (each slot moves), then frozen, and the course racer killed.
+    let file = File::open(dir.file()).unwrap();
+    wait_until("both racing", || {
+        course_of(&file).2[..2].iter().all(|&w| w > 0)
+    });
+    for i in [ours_i, course_i] {
+        kill(dir.pid(i), libc::SIGSTOP);
+    }
+    let (_, total, w) = course_of(&file);
+    assert!(w[0] + w[1] < target && total < target, "frozen too late");
+    let victim = dir.pid(course_i) as u32;
+    kill(victim as i32, libc::SIGKILL);
+    assert_eq!(dir.wait(course_i).status.code(), None);
+    kill(dir.pid(ours_i), libc::SIGCONT);
+    wait_line(
+        &orx,
+        &format!("racer id 1 (pid {victim}) ended before the race finished"),
+    );
+    let out = dir.wait(ours_i);
+    assert!(out.status.success());
+    let s = report(&out).summary.expect("our first instance sums up");
+    assert_eq!(s.ended_early.len(), 1, "{s:?}");
+    assert_eq!(
+        (s.ended_early[0].pid, s.ended_early[0].id),
+        (victim, Some(1))
+    );
+    assert!(!dir.file().exists());
 }
