@@ -83,7 +83,7 @@ pub struct Symbol {
     /// Its place in the mapped file, `0x…`: address − start of the mapping + the mapping's file
     /// offset. The same in every process that maps the file, wherever it is loaded (`null`
     /// when the address is in no file's mapping). Printed as `libfoobar.so+0x…`.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(deserialize_with = "lab_trace::nullable")]
     pub file_offset: Option<String>,
 }
 
