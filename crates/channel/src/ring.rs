@@ -945,11 +945,15 @@ fn unpublished_record(ring: &Ring, head: u64) -> Result<(), Error> {
 /// sender wrote): a `head` past `tail` released bytes never sent; a `tail` past it holds
 /// bytes no record at `head` leads to. Either way the ring is damaged, not drained.
 fn end_of_stream(ring: &Ring, head: u64) -> Result<(), Error> {
+    head_leads_to_tail(ring, head, "at the end of the stream ")
+}
+
+/// `head` must not be past `tail`, and when `tail` is past it a record must start at it:
+/// otherwise no receiver can ever reach what lies before `tail`. `when` prefixes the reason.
+fn head_leads_to_tail(ring: &Ring, head: u64, when: &str) -> Result<(), Error> {
     let tail = ring.tail().load(Ordering::Acquire);
     if head > tail {
-        return Err(ring.corrupt(format!(
-            "at the end of the stream head {head} is past tail {tail}"
-        )));
+        return Err(ring.corrupt(format!("{when}head {head} is past tail {tail}")));
     }
     unpublished_record(ring, head)
 }
@@ -1044,6 +1048,9 @@ impl Sender {
         unlocked?;
         let head_cached = ring.head().load(Ordering::Acquire);
         let tail = recover_tail(&ring, head_cached)?;
+        // A message sent behind a `head` that leads nowhere would never be received, yet be
+        // reported sent: refuse the damaged ring before writing a byte of it.
+        head_leads_to_tail(&ring, head_cached, "")?;
         Ok(Sender {
             ring,
             spin: opts.effective_spin(),

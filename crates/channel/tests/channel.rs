@@ -1151,3 +1151,58 @@ fn recv_prints_the_messages_before_a_damaged_record_then_reports_it() {
         "only the printed message was released"
     );
 }
+
+// ---- Issue 22 review: the neighbours of the edges above ----
+
+/// `channel send ARGS... --file RING` fed `input` on stdin, bounded.
+fn send_lines(ring: &Path, input: &[u8]) -> Output {
+    let mut child = Command::new(CHANNEL)
+        .args(["send", "--file"])
+        .arg(ring)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input); // It may refuse before reading.
+    collect(child, Duration::from_secs(10), "channel send")
+}
+
+/// A sender joining a damaged ring refuses it before sending anything: a message put behind
+/// a `head` no record starts at could never be received, yet the sender would report it sent.
+#[test]
+fn a_sender_refuses_a_damaged_ring_instead_of_sending_into_it() {
+    const HEAD: u64 = 256;
+    let dir = Dir::new("send-damaged");
+    // head 8 is inside the first record: tail says records follow, no stamp is there.
+    let inside = dir.tmp.path().join("inside");
+    closed_ring(&inside);
+    poke_u64(&inside, HEAD, 8);
+    // head 48 passed tail 32: bytes released that were never sent.
+    let passed = dir.tmp.path().join("passed");
+    closed_ring(&passed);
+    poke_u64(&passed, HEAD, 48);
+    for (ring, reason) in [
+        (&inside, "tail 32 says a record starts at 8"),
+        (&passed, "head 48 is past tail 32"),
+    ] {
+        let before = std::fs::read(ring).unwrap();
+        for input in [&b""[..], b"three\nfour\n"] {
+            let out = send_lines(ring, input);
+            assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+            let line = the_error_line(&out);
+            assert!(
+                line.contains(" is damaged: ") && line.contains(reason),
+                "{line}"
+            );
+            let after = std::fs::read(ring).unwrap();
+            let (head, tail, data) = (256..264, 128..136, 4096..);
+            assert!(
+                after[head.clone()] == before[head]
+                    && after[tail.clone()] == before[tail]
+                    && after[data.clone()] == before[data],
+                "{line}: the damaged ring was written to"
+            );
+        }
+    }
+}
