@@ -800,6 +800,12 @@ impl Ring {
     /// Unlinks the path if it still names this file (another ring may have been created there
     /// after a user removed ours).
     fn remove_if_still_linked(&self) -> Result<bool, Error> {
+        // Reached through a symbolic link: unlinking the path would remove the user's link
+        // (the name the others find the ring by) and leave the ring behind it. Both stay; the
+        // drained ring is ready for the next session.
+        if is_symlink(&self.path) {
+            return Ok(false);
+        }
         let mine = self
             .file
             .metadata()

@@ -1206,3 +1206,35 @@ fn a_sender_refuses_a_damaged_ring_instead_of_sending_into_it() {
         }
     }
 }
+
+/// A ring reached through a symbolic link: leaving never removes the user's link (and with it
+/// the only name by which the others find the ring), nor leaves the link's target behind
+/// while removing the link. Both stay; the drained ring is ready for the next session.
+#[test]
+fn a_ring_reached_through_a_symlink_keeps_the_link_and_the_ring() {
+    let dir = Dir::new("ring-link");
+    let real = dir.tmp.path().join("real");
+    let link = dir.tmp.path().join("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    closed_ring(&real);
+    for round in 0..2 {
+        let out = send_lines(&link, format!("a{round}\nb{round}\n").as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+        let mut args = os(&["recv", "--file"]);
+        args.push(link.clone().into());
+        let out = run_channel(&args, Stdio::piped());
+        assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+        let first = if round == 0 { "onetwo" } else { "" };
+        assert_eq!(
+            out.stdout,
+            format!("{first}a{round}\nb{round}\n").as_bytes()
+        );
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()),
+            "round {round}: the link was removed: {:?}",
+            stderr_lines(&out)
+        );
+        let info = channel::inspect(&real).unwrap();
+        assert_eq!(info.unread, 0, "round {round}: {info:?}");
+    }
+}
