@@ -466,7 +466,8 @@ fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Why `path` did not open: a dangling symbolic link is named as one.
+/// Why `path` did not open: a dangling symbolic link is named as one, and so is what is no
+/// regular file (a directory fails with `EISDIR`, a socket with `ENXIO`: both say less).
 fn open_error(path: &Path, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound && is_symlink(path) {
         return Error::DanglingLink {
@@ -474,7 +475,13 @@ fn open_error(path: &Path, e: io::Error) -> Error {
             target: std::fs::read_link(path).unwrap_or_default(),
         };
     }
-    io_err(path, "cannot open")(e)
+    match std::fs::metadata(path) {
+        Ok(m) if !m.file_type().is_file() => Error::NotARing {
+            path: path.to_path_buf(),
+            reason: format!("it is {}, not a regular file", file_kind(m.file_type())),
+        },
+        _ => io_err(path, "cannot open")(e),
+    }
 }
 
 /// What a non-regular file is, for the one-line refusal.

@@ -968,7 +968,7 @@ fn io_errors_print_the_cause_once_and_the_users_path() {
         assert_eq!(
             the_error_line(&out),
             format!(
-                "error: cannot open {}: Is a directory (os error 21)",
+                "error: {} is not a valid channel ring: it is a directory, not a regular file",
                 d.display()
             )
         );
@@ -1236,5 +1236,36 @@ fn a_ring_reached_through_a_symlink_keeps_the_link_and_the_ring() {
         );
         let info = channel::inspect(&real).unwrap();
         assert_eq!(info.unread, 0, "round {round}: {info:?}");
+    }
+}
+
+/// A socket or a directory given to send or recv is named as such, as `info` names it.
+#[test]
+fn a_socket_or_a_directory_is_named_by_every_command() {
+    let dir = Dir::new("socket");
+    let sock = dir.tmp.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let d = dir.tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    for (path, kind) in [(&sock, "a socket"), (&d, "a directory")] {
+        for cmd in ["send", "recv", "info"] {
+            let mut args = os(&[cmd, "--file"]);
+            args.push(path.into());
+            let out = run_channel(&args, Stdio::null());
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{cmd}: {:?}",
+                stderr_lines(&out)
+            );
+            assert_eq!(
+                the_error_line(&out),
+                format!(
+                    "error: {} is not a valid channel ring: it is {kind}, not a regular file",
+                    path.display()
+                ),
+                "{cmd}"
+            );
+        }
     }
 }
