@@ -92,11 +92,12 @@
 //!
 //! # Who creates and who removes the file
 //!
-//! Whichever side comes first creates it: a temporary file beside it is sized (every block
-//! reserved with `posix_fallocate(3)`, so a full disk is an error here and not a SIGBUS at the
-//! first message) and initialised, then `link(2)`ed into place, which fails if the name
-//! exists. So the name only ever refers to a complete ring, and two sides starting at once
-//! agree on one file. The last side to leave removes it when `head == tail` (a sender that
+//! Whichever side comes first creates it: a file without a name in its directory
+//! (`O_TMPFILE`) is sized (every block reserved with `posix_fallocate(3)`, so a full disk is an
+//! error here and not a SIGBUS at the first message) and initialised, then `linkat(2)`ed into
+//! place, which fails if the name exists. So the name only ever refers to a complete ring, two
+//! sides starting at once agree on one file, and a creator killed at any instant leaves
+//! nothing (file systems without `O_TMPFILE` use a temporary name beside it instead). The last side to leave removes it when `head == tail` (a sender that
 //! finished before any receiver came leaves its messages for the next receiver). Only regular
 //! files are rings: an existing name is opened with `O_NONBLOCK` (a FIFO does not block) and
 //! refused unless `fstat` says it is a regular file.
@@ -546,6 +547,58 @@ fn mount_point(path: &Path) -> PathBuf {
     dir
 }
 
+/// A new file without a name in the directory `path` would be created in (`O_TMPFILE`,
+/// `open(2)`), readable and writable by its owner only.
+fn open_unnamed(path: &Path) -> io::Result<File> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// `O_TMPFILE` is not there: a file system (or kernel) without it.
+fn unnamed_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
+}
+
+/// A failure to create the ring at `path`: a full file system named with what the ring needs,
+/// anything else with the user's path (never a temporary name, gone when they read it).
+fn creation_error(path: &Path, capacity: u64, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        Error::NoSpace {
+            path: path.to_path_buf(),
+            mount: mount_point(path),
+            capacity,
+            needs: HEADER_LEN + capacity,
+        }
+    } else {
+        io_err(path, "cannot create")(e)
+    }
+}
+
+/// Reserves every block of a new ring (a full file system is `ENOSPC` here, not a SIGBUS at the
+/// first store into a page it cannot back) and writes its fixed header.
+fn fill_new_ring(file: &File, capacity: u64) -> io::Result<()> {
+    sys::reserve(file, HEADER_LEN + capacity)?;
+    let mut header = [0u8; 24];
+    header[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
+    header[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+    header[off::HEADER_LEN..off::HEADER_LEN + 4]
+        .copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    header[off::CAPACITY..off::CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
+    // Nobody else can see the file yet: a plain write is fine here.
+    file.write_all_at(&header, 0)
+}
+
 impl Ring {
     /// The damaged-ring error for this file.
     fn corrupt(&self, reason: String) -> Error {
@@ -650,8 +703,9 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Creates a complete ring under a temporary name beside `path` and links it into place.
-    /// Returns `None` when `path` appeared meanwhile.
+    /// Creates a complete ring without a name and links it into place at `path` (where the file
+    /// system cannot, under a temporary name: [`Ring::create_named`]). Returns `None` when
+    /// `path` appeared meanwhile.
     fn create(path: &Path, capacity: u64) -> Result<Option<File>, Error> {
         if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             return Err(Error::NotARing {
@@ -662,6 +716,28 @@ impl Ring {
                 ),
             });
         }
+        let no_space = |e| creation_error(path, capacity, e);
+        let linked = |e: io::Error| match e.kind() {
+            io::ErrorKind::AlreadyExists => Ok(false),
+            _ => Err(io_err(path, "cannot link the new ring to")(e)),
+        };
+        // Without a name until it is complete (`O_TMPFILE`): a creator killed at any instant,
+        // even while reserving a gigabyte, leaves nothing behind.
+        let file = match open_unnamed(path) {
+            Ok(file) if Path::new("/proc/self/fd").is_dir() => file,
+            Ok(_) => return Ring::create_named(path, capacity),
+            Err(e) if unnamed_unsupported(&e) => return Ring::create_named(path, capacity),
+            Err(e) => return Err(no_space(e)),
+        };
+        fill_new_ring(&file, capacity).map_err(no_space)?;
+        let created = sys::link_unnamed(&file, path).map_or_else(linked, |()| Ok(true))?;
+        Ok(created.then_some(file))
+    }
+
+    /// [`Ring::create`] where the file system has no `O_TMPFILE`: the ring is made under a
+    /// temporary name beside `path` and linked into place. Only a kill (SIGKILL) between the
+    /// two leaves the temporary name behind.
+    fn create_named(path: &Path, capacity: u64) -> Result<Option<File>, Error> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -673,19 +749,7 @@ impl Ring {
             std::process::id(),
             CREATIONS.fetch_add(1, Ordering::Relaxed)
         ));
-        // Errors name the user's path, not the temporary one (which is gone when they read it).
-        let no_space = |e: io::Error| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace {
-                    path: path.to_path_buf(),
-                    mount: mount_point(path),
-                    capacity,
-                    needs: HEADER_LEN + capacity,
-                }
-            } else {
-                io_err(path, "cannot create")(e)
-            }
-        };
+        let no_space = |e| creation_error(path, capacity, e);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -694,17 +758,7 @@ impl Ring {
             .open(&tmp)
             .map_err(no_space)?;
         let result = (|| {
-            // Every block reserved now: a full file system is an error here, not a SIGBUS at
-            // the first store into a page the file system cannot back.
-            sys::reserve(&file, HEADER_LEN + capacity).map_err(no_space)?;
-            let mut header = [0u8; 24];
-            header[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
-            header[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
-            header[off::HEADER_LEN..off::HEADER_LEN + 4]
-                .copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-            header[off::CAPACITY..off::CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
-            // Nobody else can see the file yet: a plain write is fine here.
-            file.write_all_at(&header, 0).map_err(no_space)?;
+            fill_new_ring(&file, capacity).map_err(no_space)?;
             match std::fs::hard_link(&tmp, path) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),

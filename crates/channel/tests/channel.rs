@@ -1269,3 +1269,68 @@ fn a_socket_or_a_directory_is_named_by_every_command() {
         }
     }
 }
+
+/// A creator killed at any instant leaves no half-made file: the ring has no name until it is
+/// complete (`O_TMPFILE`, then `linkat(2)`), so a kill leaves either nothing or a whole ring.
+/// Each round kills the sender as soon as anything appears in the directory (before the fix,
+/// the temporary `.ring.PID.N.creating` appeared first and stayed), or at a random instant.
+#[test]
+fn a_creator_killed_at_any_instant_leaves_nothing_half_made() {
+    // On tmpfs, reserving 64 MiB takes tens of milliseconds: a wide window to kill in.
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("channel-test-kill-create-")
+        .tempdir_in(base)
+        .unwrap();
+    let ring = dir.path().join("ring");
+    let entries = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut rng = Rng::from_clock();
+    notice(&format!("creator kills: seed {}", rng.0));
+    let (mut complete, mut empty) = (0, 0);
+    for round in 0..12 {
+        let mut child = Command::new(CHANNEL)
+            .args(["send", "--capacity", "64M", "--file"])
+            .arg(&ring)
+            .stdin(Stdio::piped()) // Held open: the sender stays until killed.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let limit = Duration::from_micros(rng.below(40_000));
+        let start = Instant::now();
+        // Odd rounds: as soon as a name appears; even rounds: at a random instant.
+        while start.elapsed() < limit || round % 2 == 1 {
+            if round % 2 == 1 && !entries().is_empty() {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() || start.elapsed() > TIMEOUT {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        sigkill(&child);
+        let _ = child.wait();
+        match entries().as_slice() {
+            [] => empty += 1,
+            [name] if name == "ring" => {
+                let info = channel::inspect(&ring).unwrap();
+                assert_eq!(info.capacity, 64 << 20, "round {round}");
+                std::fs::remove_file(&ring).unwrap();
+                complete += 1;
+            }
+            left => panic!("round {round}: a killed creator left {left:?}"),
+        }
+    }
+    notice(&format!(
+        "creator kills: {empty} left nothing, {complete} a complete ring"
+    ));
+}
