@@ -29,6 +29,9 @@ pub enum Error {
     /// A FIFO, directory, device or socket: refused before anything could block on it.
     #[error(transparent)]
     NotRegular(#[from] sys::NotRegular),
+    /// A symbolic link to nothing.
+    #[error(transparent)]
+    Dangling(#[from] sys::DanglingLink),
     #[error("{} is not a valid table: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Invalid },
     #[error("{} already exists; remove it or choose another name", path.display())]
@@ -167,6 +170,7 @@ fn short_file(len: u64) -> Invalid {
 fn open_file(path: &Path, write: bool) -> Result<File, Error> {
     sys::open_regular(path, write).map_err(|failure| match failure {
         sys::OpenFailure::NotRegular(e) => Error::NotRegular(e),
+        sys::OpenFailure::Dangling(e) => Error::Dangling(e),
         sys::OpenFailure::Os(error) => Error::Open {
             path: path.to_path_buf(),
             error,
@@ -386,7 +390,7 @@ impl Table {
                 }
                 // The path is gone or names this same file: keep reading this one (it stays
                 // valid: a retired file is never written again).
-                Ok(_) | Err(Error::Open { .. }) => Ok(false),
+                Ok(_) | Err(Error::Open { .. } | Error::Dangling(_)) => Ok(false),
                 Err(e) => Err(e),
             };
         }
@@ -919,8 +923,11 @@ impl TableMut {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|error| match error.kind() {
-                io::ErrorKind::AlreadyExists => Error::Exists {
-                    path: path.to_path_buf(),
+                io::ErrorKind::AlreadyExists => match sys::dangling_link(path) {
+                    Some(d) => Error::Dangling(d),
+                    None => Error::Exists {
+                        path: path.to_path_buf(),
+                    },
                 },
                 _ => Error::Open {
                     path: path.to_path_buf(),
