@@ -638,23 +638,29 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         } else {
             "stopped by Ctrl-C"
         },
-        if leave.removed {
-            format!("; removed {}", path.display())
-        } else if leave.unread > 0 {
-            format!(
-                "; {} unread bytes stay in {} for the next receiver",
-                leave.unread,
-                path.display()
-            )
-        } else {
-            String::new()
-        }
+        receiver_left(&path, &leave)
     );
     Ok(if reason == "closed" {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(INTERRUPTED)
     })
+}
+
+/// How a receiver's leaving reads: the file removed, unread bytes kept for the next
+/// receiver, or nothing to say.
+fn receiver_left(path: &Path, leave: &channel::Leave) -> String {
+    if leave.removed {
+        format!("; removed {}", path.display())
+    } else if leave.unread > 0 {
+        format!(
+            "; {} unread bytes stay in {} for the next receiver",
+            leave.unread,
+            path.display()
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The most `recv` copies out of the ring before writing it to stdout (one longer message
