@@ -231,8 +231,11 @@ struct PeerCli {
 /// Parses "64", "4K", "4KiB", "1M", "1MiB", "1G".
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    let not_a_size = || format!("'{s}' is not a size (e.g. 64, 4K, 1M)");
     let (digits, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
         None => (t, 1),
+        // No digits before it (a sign, a letter): not a number with a unit.
+        Some(0) => return Err(not_a_size()),
         Some(i) => {
             let unit = t[i..].trim().to_ascii_lowercase();
             let mult = match unit.as_str() {
@@ -245,9 +248,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
             (&t[..i], mult)
         }
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 64, 4K, 1M)"))?;
+    let n: u64 = digits.parse().map_err(|_| not_a_size())?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
 }
@@ -784,5 +785,12 @@ mod tests {
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("abc").is_err());
+        // A sign is no unit: '-1' is not a size at all.
+        for bad in ["-1", "+4K", "-4K"] {
+            assert_eq!(
+                parse_size(bad),
+                Err(format!("'{bad}' is not a size (e.g. 64, 4K, 1M)"))
+            );
+        }
     }
 }
