@@ -813,6 +813,19 @@ fn closed_ring(path: &Path) {
     tx.close().unwrap();
 }
 
+/// The ring at `path` still has the `head`, `tail` and records it had as `before` (the
+/// fields a joining side writes, its pid and session count, may differ).
+fn assert_positions_and_records_kept(before: &[u8], path: &Path, what: &str) {
+    let after = std::fs::read(path).unwrap();
+    let (head, tail, data) = (256..264, 128..136, 4096..);
+    assert!(
+        after[head.clone()] == before[head]
+            && after[tail.clone()] == before[tail]
+            && after[data.clone()] == before[data],
+        "{what}: the ring's positions or records changed"
+    );
+}
+
 #[test]
 fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
     const HEAD: u64 = 256;
@@ -841,14 +854,7 @@ fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
         assert!(path.exists(), "the damaged ring was removed: {line}");
         // Kept as it was: head, tail and the records (joining wrote only the receiver's pid
         // and session count).
-        let after = std::fs::read(path).unwrap();
-        let (head, tail, data) = (256..264, 128..136, 4096..);
-        assert!(
-            after[head.clone()] == before[head]
-                && after[tail.clone()] == before[tail]
-                && after[data.clone()] == before[data],
-            "{line}: the ring's positions or records changed"
-        );
+        assert_positions_and_records_kept(&before, path, &line);
     }
 }
 
@@ -1195,14 +1201,7 @@ fn a_sender_refuses_a_damaged_ring_instead_of_sending_into_it() {
                 line.contains(" is damaged: ") && line.contains(reason),
                 "{line}"
             );
-            let after = std::fs::read(ring).unwrap();
-            let (head, tail, data) = (256..264, 128..136, 4096..);
-            assert!(
-                after[head.clone()] == before[head]
-                    && after[tail.clone()] == before[tail]
-                    && after[data.clone()] == before[data],
-                "{line}: the damaged ring was written to"
-            );
+            assert_positions_and_records_kept(&before, ring, &line);
         }
     }
 }
