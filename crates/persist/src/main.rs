@@ -136,7 +136,8 @@ enum Cmd {
     /// Copies the live entries into FILE.persist-compact, fsyncs it and renames it over FILE.
     /// When FILE is a symlink (or a chain of them), the file it points to is compacted, in its
     /// own directory, and the link stays a link. The new file keeps the owner, group and mode
-    /// of the old (an error, and no compaction, when that is not allowed).
+    /// of the old (an error, and no compaction, when that is not allowed). A table with more
+    /// than one hard link is not compacted (an error): the other names would keep the old file.
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
     /// kill before the rename leaves FILE.persist-compact, which the next writer removes.

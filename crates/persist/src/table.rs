@@ -1626,8 +1626,22 @@ impl TableMut {
     }
 
     /// The file this writer's path names, links followed: what a compaction replaces. An
-    /// error if that is not the file this writer holds (a link changed since it was opened).
+    /// error if that is not the file this writer holds (a link changed since it was opened),
+    /// or if the file has other hard links: the new file would take one name and leave the
+    /// others on the old file, two tables from then on.
     fn compaction_target(&self) -> Result<PathBuf, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let links = self
+            .file
+            .metadata()
+            .map_err(io_err(&self.path, "fstat"))?
+            .nlink();
+        if links > 1 {
+            return Err(io_err(&self.path, "compact")(io::Error::other(format!(
+                "the table has {links} hard links, and a compaction would leave all but one \
+                 on the old file; nothing was compacted (remove the other links first)"
+            ))));
+        }
         let target = resolve_links(&self.path).map_err(io_err(&self.path, "readlink"))?;
         if !still_named(&target, &self.file)? {
             return Err(io_err(&self.path, "compact")(io::Error::other(format!(
