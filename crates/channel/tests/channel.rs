@@ -813,6 +813,14 @@ fn closed_ring(path: &Path) {
     tx.close().unwrap();
 }
 
+/// A [`closed_ring`] named `name` in `dir`, then damaged: `value` stored at file `offset`.
+fn damaged_ring(dir: &Path, name: &str, offset: u64, value: u64) -> PathBuf {
+    let path = dir.join(name);
+    closed_ring(&path);
+    poke_u64(&path, offset, value);
+    path
+}
+
 /// The ring at `path` still has the `head`, `tail` and records it had as `before` (the
 /// fields a joining side writes, its pid and session count, may differ).
 fn assert_positions_and_records_kept(before: &[u8], path: &Path, what: &str) {
@@ -832,13 +840,9 @@ fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
     const DATA: u64 = 4096;
     let dir = Dir::new("end-damaged");
     // head passed tail: as if released bytes were never sent.
-    let passed = dir.tmp.path().join("passed");
-    closed_ring(&passed);
-    poke_u64(&passed, HEAD, 48);
+    let passed = damaged_ring(dir.tmp.path(), "passed", HEAD, 48);
     // tail says two records are there, but the stamp at head is wrong.
-    let unstamped = dir.tmp.path().join("unstamped");
-    closed_ring(&unstamped);
-    poke_u64(&unstamped, DATA, 0x1234);
+    let unstamped = damaged_ring(dir.tmp.path(), "unstamped", DATA, 0x1234);
     for (path, reason) in [
         (&passed, "head 48 is past tail 32"),
         (&unstamped, "tail 32 says a record starts at 0"),
@@ -1181,13 +1185,9 @@ fn a_sender_refuses_a_damaged_ring_instead_of_sending_into_it() {
     const HEAD: u64 = 256;
     let dir = Dir::new("send-damaged");
     // head 8 is inside the first record: tail says records follow, no stamp is there.
-    let inside = dir.tmp.path().join("inside");
-    closed_ring(&inside);
-    poke_u64(&inside, HEAD, 8);
+    let inside = damaged_ring(dir.tmp.path(), "inside", HEAD, 8);
     // head 48 passed tail 32: bytes released that were never sent.
-    let passed = dir.tmp.path().join("passed");
-    closed_ring(&passed);
-    poke_u64(&passed, HEAD, 48);
+    let passed = damaged_ring(dir.tmp.path(), "passed", HEAD, 48);
     for (ring, reason) in [
         (&inside, "tail 32 says a record starts at 8"),
         (&passed, "head 48 is past tail 32"),
