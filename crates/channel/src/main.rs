@@ -231,8 +231,11 @@ struct PeerCli {
 /// Parses "64", "4K", "4KiB", "1M", "1MiB", "1G".
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
+    let not_a_size = || format!("'{s}' is not a size (e.g. 64, 4K, 1M)");
     let (digits, mult) = match t.find(|c: char| !c.is_ascii_digit()) {
         None => (t, 1),
+        // No digits before it (a sign, a letter): not a number with a unit.
+        Some(0) => return Err(not_a_size()),
         Some(i) => {
             let unit = t[i..].trim().to_ascii_lowercase();
             let mult = match unit.as_str() {
@@ -245,9 +248,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
             (&t[..i], mult)
         }
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 64, 4K, 1M)"))?;
+    let n: u64 = digits.parse().map_err(|_| not_a_size())?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
 }
@@ -391,6 +392,53 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
+    let sent = send_stdin(&mut tx)?;
+    let leave = tx.close()?;
+    let Sent {
+        messages,
+        bytes,
+        interrupted,
+    } = sent;
+    let report = SendReport {
+        file: path.clone(),
+        messages,
+        bytes,
+        interrupted,
+        unread: leave.unread,
+        removed: leave.removed,
+    };
+    note!(
+        "channel: sent {messages} messages ({bytes} bytes){}; {}",
+        if interrupted {
+            ", stopped by Ctrl-C"
+        } else {
+            ""
+        },
+        sender_left(&path, &leave)
+    );
+    if json {
+        print_stdout(&format!("{}\n", serde_json::to_string(&report)?))?;
+    }
+    Ok(if interrupted {
+        ExitCode::from(INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `send` took from stdin.
+#[derive(Default)]
+struct Sent {
+    messages: u64,
+    bytes: u64,
+    /// Ctrl-C stopped it (what was read but not yet sent is dropped).
+    interrupted: bool,
+}
+
+/// Sends stdin's lines into the ring, one message each (a line longer than a message goes in
+/// full-size pieces, and a last line without a newline as it is), until the end of stdin or
+/// Ctrl-C.
+fn send_stdin(tx: &mut Sender) -> anyhow::Result<Sent> {
     // A raw descriptor (no BufReader): poll(2) then sees every byte that is not yet read.
     let mut stdin = std::fs::File::from(
         std::os::fd::AsFd::as_fd(&std::io::stdin())
@@ -399,13 +447,14 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
     );
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut sent = Sent::default();
     let mut send_chunk = |tx: &mut Sender, chunk: &[u8]| -> Result<(), Error> {
         tx.send(chunk)?;
-        messages += 1;
-        bytes += chunk.len() as u64;
+        sent.messages += 1;
+        sent.bytes += chunk.len() as u64;
         Ok(())
     };
+    let max = tx.max_message();
     let mut was_interrupted = false;
     loop {
         // Wait for input in slices of 100 ms, so that Ctrl-C is seen even if it arrives just
@@ -438,7 +487,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
             let line_end = start + pos + 1;
             for chunk in pending[start..line_end].chunks(max) {
-                match send_chunk(&mut tx, chunk) {
+                match send_chunk(tx, chunk) {
                     Err(Error::Interrupted) => {
                         was_interrupted = true;
                     }
@@ -454,7 +503,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         // A line longer than a message: send what we have in full-size pieces.
         while pending.len() >= max && !was_interrupted {
             let rest = pending.split_off(max);
-            match send_chunk(&mut tx, &pending) {
+            match send_chunk(tx, &pending) {
                 Err(Error::Interrupted) => was_interrupted = true,
                 other => other?,
             }
@@ -466,48 +515,29 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         }
     }
     if !pending.is_empty() && !was_interrupted {
-        send_chunk(&mut tx, &pending)?;
+        send_chunk(tx, &pending)?;
     }
-    let leave = tx.close()?;
-    let report = SendReport {
-        file: path.clone(),
-        messages,
-        bytes,
-        interrupted: was_interrupted,
-        unread: leave.unread,
-        removed: leave.removed,
-    };
-    note!(
-        "channel: sent {messages} messages ({bytes} bytes){}; {}",
-        if was_interrupted {
-            ", stopped by Ctrl-C"
-        } else {
-            ""
-        },
-        if leave.removed {
-            format!("removed {}", path.display())
-        } else if leave.peer_present && leave.unread > 0 {
-            format!("the receiver has {} bytes still to read", leave.unread)
-        } else if leave.peer_present {
-            "the receiver is still attached; it sees the end of the stream".to_string()
-        } else if leave.unread > 0 {
-            format!(
-                "{} unread bytes stay in {} for a receiver",
-                leave.unread,
-                path.display()
-            )
-        } else {
-            format!("{} stays", path.display())
-        }
-    );
-    if json {
-        print_stdout(&format!("{}\n", serde_json::to_string(&report)?))?;
-    }
-    Ok(if was_interrupted {
-        ExitCode::from(INTERRUPTED)
+    sent.interrupted = was_interrupted;
+    Ok(sent)
+}
+
+/// How a sender's leaving reads: removed, left for the receiver attached or to come, or kept.
+fn sender_left(path: &Path, leave: &channel::Leave) -> String {
+    if leave.removed {
+        format!("removed {}", path.display())
+    } else if leave.peer_present && leave.unread > 0 {
+        format!("the receiver has {} bytes still to read", leave.unread)
+    } else if leave.peer_present {
+        "the receiver is still attached; it sees the end of the stream".to_string()
+    } else if leave.unread > 0 {
+        format!(
+            "{} unread bytes stay in {} for a receiver",
+            leave.unread,
+            path.display()
+        )
     } else {
-        ExitCode::SUCCESS
-    })
+        format!("{} stays", path.display())
+    }
 }
 
 fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> {
@@ -609,23 +639,29 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         } else {
             "stopped by Ctrl-C"
         },
-        if leave.removed {
-            format!("; removed {}", path.display())
-        } else if leave.unread > 0 {
-            format!(
-                "; {} unread bytes stay in {} for the next receiver",
-                leave.unread,
-                path.display()
-            )
-        } else {
-            String::new()
-        }
+        receiver_left(&path, &leave)
     );
     Ok(if reason == "closed" {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(INTERRUPTED)
     })
+}
+
+/// How a receiver's leaving reads: the file removed, unread bytes kept for the next
+/// receiver, or nothing to say.
+fn receiver_left(path: &Path, leave: &channel::Leave) -> String {
+    if leave.removed {
+        format!("; removed {}", path.display())
+    } else if leave.unread > 0 {
+        format!(
+            "; {} unread bytes stay in {} for the next receiver",
+            leave.unread,
+            path.display()
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The most `recv` copies out of the ring before writing it to stdout (one longer message
@@ -749,5 +785,12 @@ mod tests {
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("abc").is_err());
+        // A sign is no unit: '-1' is not a size at all.
+        for bad in ["-1", "+4K", "-4K"] {
+            assert_eq!(
+                parse_size(bad),
+                Err(format!("'{bad}' is not a size (e.g. 64, 4K, 1M)"))
+            );
+        }
     }
 }

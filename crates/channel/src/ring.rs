@@ -92,11 +92,12 @@
 //!
 //! # Who creates and who removes the file
 //!
-//! Whichever side comes first creates it: a temporary file beside it is sized (every block
-//! reserved with `posix_fallocate(3)`, so a full disk is an error here and not a SIGBUS at the
-//! first message) and initialised, then `link(2)`ed into place, which fails if the name
-//! exists. So the name only ever refers to a complete ring, and two sides starting at once
-//! agree on one file. The last side to leave removes it when `head == tail` (a sender that
+//! Whichever side comes first creates it: a file without a name in its directory
+//! (`O_TMPFILE`) is sized (every block reserved with `posix_fallocate(3)`, so a full disk is an
+//! error here and not a SIGBUS at the first message) and initialised, then `linkat(2)`ed into
+//! place, which fails if the name exists. So the name only ever refers to a complete ring, two
+//! sides starting at once agree on one file, and a creator killed at any instant leaves
+//! nothing (file systems without `O_TMPFILE` use a temporary name beside it instead). The last side to leave removes it when `head == tail` (a sender that
 //! finished before any receiver came leaves its messages for the next receiver). Only regular
 //! files are rings: an existing name is opened with `O_NONBLOCK` (a FIFO does not block) and
 //! refused unless `fstat` says it is a regular file.
@@ -466,7 +467,8 @@ fn is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// Why `path` did not open: a dangling symbolic link is named as one.
+/// Why `path` did not open: a dangling symbolic link is named as one, and so is what is no
+/// regular file (a directory fails with `EISDIR`, a socket with `ENXIO`: both say less).
 fn open_error(path: &Path, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound && is_symlink(path) {
         return Error::DanglingLink {
@@ -474,7 +476,13 @@ fn open_error(path: &Path, e: io::Error) -> Error {
             target: std::fs::read_link(path).unwrap_or_default(),
         };
     }
-    io_err(path, "cannot open")(e)
+    match std::fs::metadata(path) {
+        Ok(m) if !m.file_type().is_file() => Error::NotARing {
+            path: path.to_path_buf(),
+            reason: format!("it is {}, not a regular file", file_kind(m.file_type())),
+        },
+        _ => io_err(path, "cannot open")(e),
+    }
 }
 
 /// What a non-regular file is, for the one-line refusal.
@@ -537,6 +545,58 @@ fn mount_point(path: &Path) -> PathBuf {
         dir = up.to_path_buf();
     }
     dir
+}
+
+/// A new file without a name in the directory `path` would be created in (`O_TMPFILE`,
+/// `open(2)`), readable and writable by its owner only.
+fn open_unnamed(path: &Path) -> io::Result<File> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// `O_TMPFILE` is not there: a file system (or kernel) without it.
+fn unnamed_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
+}
+
+/// A failure to create the ring at `path`: a full file system named with what the ring needs,
+/// anything else with the user's path (never a temporary name, gone when they read it).
+fn creation_error(path: &Path, capacity: u64, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        Error::NoSpace {
+            path: path.to_path_buf(),
+            mount: mount_point(path),
+            capacity,
+            needs: HEADER_LEN + capacity,
+        }
+    } else {
+        io_err(path, "cannot create")(e)
+    }
+}
+
+/// Reserves every block of a new ring (a full file system is `ENOSPC` here, not a SIGBUS at the
+/// first store into a page it cannot back) and writes its fixed header.
+fn fill_new_ring(file: &File, capacity: u64) -> io::Result<()> {
+    sys::reserve(file, HEADER_LEN + capacity)?;
+    let mut header = [0u8; 24];
+    header[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
+    header[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+    header[off::HEADER_LEN..off::HEADER_LEN + 4]
+        .copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    header[off::CAPACITY..off::CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
+    // Nobody else can see the file yet: a plain write is fine here.
+    file.write_all_at(&header, 0)
 }
 
 impl Ring {
@@ -643,8 +703,9 @@ impl Ring {
         Ok(ring)
     }
 
-    /// Creates a complete ring under a temporary name beside `path` and links it into place.
-    /// Returns `None` when `path` appeared meanwhile.
+    /// Creates a complete ring without a name and links it into place at `path` (where the file
+    /// system cannot, under a temporary name: [`Ring::create_named`]). Returns `None` when
+    /// `path` appeared meanwhile.
     fn create(path: &Path, capacity: u64) -> Result<Option<File>, Error> {
         if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
             return Err(Error::NotARing {
@@ -655,6 +716,28 @@ impl Ring {
                 ),
             });
         }
+        let no_space = |e| creation_error(path, capacity, e);
+        let linked = |e: io::Error| match e.kind() {
+            io::ErrorKind::AlreadyExists => Ok(false),
+            _ => Err(io_err(path, "cannot link the new ring to")(e)),
+        };
+        // Without a name until it is complete (`O_TMPFILE`): a creator killed at any instant,
+        // even while reserving a gigabyte, leaves nothing behind.
+        let file = match open_unnamed(path) {
+            Ok(file) if Path::new("/proc/self/fd").is_dir() => file,
+            Ok(_) => return Ring::create_named(path, capacity),
+            Err(e) if unnamed_unsupported(&e) => return Ring::create_named(path, capacity),
+            Err(e) => return Err(no_space(e)),
+        };
+        fill_new_ring(&file, capacity).map_err(no_space)?;
+        let created = sys::link_unnamed(&file, path).map_or_else(linked, |()| Ok(true))?;
+        Ok(created.then_some(file))
+    }
+
+    /// [`Ring::create`] where the file system has no `O_TMPFILE`: the ring is made under a
+    /// temporary name beside `path` and linked into place. Only a kill (SIGKILL) between the
+    /// two leaves the temporary name behind.
+    fn create_named(path: &Path, capacity: u64) -> Result<Option<File>, Error> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -666,19 +749,7 @@ impl Ring {
             std::process::id(),
             CREATIONS.fetch_add(1, Ordering::Relaxed)
         ));
-        // Errors name the user's path, not the temporary one (which is gone when they read it).
-        let no_space = |e: io::Error| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace {
-                    path: path.to_path_buf(),
-                    mount: mount_point(path),
-                    capacity,
-                    needs: HEADER_LEN + capacity,
-                }
-            } else {
-                io_err(path, "cannot create")(e)
-            }
-        };
+        let no_space = |e| creation_error(path, capacity, e);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -687,17 +758,7 @@ impl Ring {
             .open(&tmp)
             .map_err(no_space)?;
         let result = (|| {
-            // Every block reserved now: a full file system is an error here, not a SIGBUS at
-            // the first store into a page the file system cannot back.
-            sys::reserve(&file, HEADER_LEN + capacity).map_err(no_space)?;
-            let mut header = [0u8; 24];
-            header[off::MAGIC..off::MAGIC + 8].copy_from_slice(&MAGIC.to_le_bytes());
-            header[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
-            header[off::HEADER_LEN..off::HEADER_LEN + 4]
-                .copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-            header[off::CAPACITY..off::CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
-            // Nobody else can see the file yet: a plain write is fine here.
-            file.write_all_at(&header, 0).map_err(no_space)?;
+            fill_new_ring(&file, capacity).map_err(no_space)?;
             match std::fs::hard_link(&tmp, path) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -800,6 +861,12 @@ impl Ring {
     /// Unlinks the path if it still names this file (another ring may have been created there
     /// after a user removed ours).
     fn remove_if_still_linked(&self) -> Result<bool, Error> {
+        // Reached through a symbolic link: unlinking the path would remove the user's link
+        // (the name the others find the ring by) and leave the ring behind it. Both stay; the
+        // drained ring is ready for the next session.
+        if is_symlink(&self.path) {
+            return Ok(false);
+        }
         let mine = self
             .file
             .metadata()
@@ -945,11 +1012,15 @@ fn unpublished_record(ring: &Ring, head: u64) -> Result<(), Error> {
 /// sender wrote): a `head` past `tail` released bytes never sent; a `tail` past it holds
 /// bytes no record at `head` leads to. Either way the ring is damaged, not drained.
 fn end_of_stream(ring: &Ring, head: u64) -> Result<(), Error> {
+    head_leads_to_tail(ring, head, "at the end of the stream ")
+}
+
+/// `head` must not be past `tail`, and when `tail` is past it a record must start at it:
+/// otherwise no receiver can ever reach what lies before `tail`. `when` prefixes the reason.
+fn head_leads_to_tail(ring: &Ring, head: u64, when: &str) -> Result<(), Error> {
     let tail = ring.tail().load(Ordering::Acquire);
     if head > tail {
-        return Err(ring.corrupt(format!(
-            "at the end of the stream head {head} is past tail {tail}"
-        )));
+        return Err(ring.corrupt(format!("{when}head {head} is past tail {tail}")));
     }
     unpublished_record(ring, head)
 }
@@ -1044,6 +1115,9 @@ impl Sender {
         unlocked?;
         let head_cached = ring.head().load(Ordering::Acquire);
         let tail = recover_tail(&ring, head_cached)?;
+        // A message sent behind a `head` that leads nowhere would never be received, yet be
+        // reported sent: refuse the damaged ring before writing a byte of it.
+        head_leads_to_tail(&ring, head_cached, "")?;
         Ok(Sender {
             ring,
             spin: opts.effective_spin(),

@@ -3,8 +3,9 @@
 //! `sched_setaffinity(2)`/`sched_getaffinity(2)`, and `sigaction(2)` handlers that turn Ctrl-C
 //! into a flag the waiting loops poll (and SIGBUS into a one-line error).
 //!
-//! `posix_fallocate(3)` reserves a new ring's blocks. Everything else (open, ftruncate, link,
-//! mmap) goes through `std` and `memmap2`.
+//! `posix_fallocate(3)` reserves a new ring's blocks and `linkat(2)` names a ring made without
+//! a name (`O_TMPFILE`). Everything else (open, ftruncate, link, mmap) goes through `std` and
+//! `memmap2`.
 
 use std::fs::File;
 use std::io;
@@ -161,6 +162,32 @@ pub fn reserve(file: &File, len: u64) -> io::Result<()> {
             // It returns the error number instead of setting errno.
             _ => return Err(io::Error::from_raw_os_error(rc)),
         }
+    }
+}
+
+/// `linkat(2)` with `AT_SYMLINK_FOLLOW` from `/proc/self/fd/N`: gives the file `file`, opened
+/// with `O_TMPFILE` and so without a name, the name `path`. Fails with `EEXIST` if `path`
+/// exists (a link never replaces anything), so two creators racing get one ring.
+pub fn link_unnamed(file: &File, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; linkat(2) only reads them.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

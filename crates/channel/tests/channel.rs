@@ -813,19 +813,36 @@ fn closed_ring(path: &Path) {
     tx.close().unwrap();
 }
 
+/// A [`closed_ring`] named `name` in `dir`, then damaged: `value` stored at file `offset`.
+fn damaged_ring(dir: &Path, name: &str, offset: u64, value: u64) -> PathBuf {
+    let path = dir.join(name);
+    closed_ring(&path);
+    poke_u64(&path, offset, value);
+    path
+}
+
+/// The ring at `path` still has the `head`, `tail` and records it had as `before` (the
+/// fields a joining side writes, its pid and session count, may differ).
+fn assert_positions_and_records_kept(before: &[u8], path: &Path, what: &str) {
+    let after = std::fs::read(path).unwrap();
+    let (head, tail, data) = (256..264, 128..136, 4096..);
+    assert!(
+        after[head.clone()] == before[head]
+            && after[tail.clone()] == before[tail]
+            && after[data.clone()] == before[data],
+        "{what}: the ring's positions or records changed"
+    );
+}
+
 #[test]
 fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
     const HEAD: u64 = 256;
     const DATA: u64 = 4096;
     let dir = Dir::new("end-damaged");
     // head passed tail: as if released bytes were never sent.
-    let passed = dir.tmp.path().join("passed");
-    closed_ring(&passed);
-    poke_u64(&passed, HEAD, 48);
+    let passed = damaged_ring(dir.tmp.path(), "passed", HEAD, 48);
     // tail says two records are there, but the stamp at head is wrong.
-    let unstamped = dir.tmp.path().join("unstamped");
-    closed_ring(&unstamped);
-    poke_u64(&unstamped, DATA, 0x1234);
+    let unstamped = damaged_ring(dir.tmp.path(), "unstamped", DATA, 0x1234);
     for (path, reason) in [
         (&passed, "head 48 is past tail 32"),
         (&unstamped, "tail 32 says a record starts at 0"),
@@ -841,14 +858,7 @@ fn a_damaged_ring_at_the_end_of_a_stream_is_kept_and_reported() {
         assert!(path.exists(), "the damaged ring was removed: {line}");
         // Kept as it was: head, tail and the records (joining wrote only the receiver's pid
         // and session count).
-        let after = std::fs::read(path).unwrap();
-        let (head, tail, data) = (256..264, 128..136, 4096..);
-        assert!(
-            after[head.clone()] == before[head]
-                && after[tail.clone()] == before[tail]
-                && after[data.clone()] == before[data],
-            "{line}: the ring's positions or records changed"
-        );
+        assert_positions_and_records_kept(&before, path, &line);
     }
 }
 
@@ -968,7 +978,7 @@ fn io_errors_print_the_cause_once_and_the_users_path() {
         assert_eq!(
             the_error_line(&out),
             format!(
-                "error: cannot open {}: Is a directory (os error 21)",
+                "error: {} is not a valid channel ring: it is a directory, not a regular file",
                 d.display()
             )
         );
@@ -1150,4 +1160,176 @@ fn recv_prints_the_messages_before_a_damaged_record_then_reports_it() {
         (16, 32),
         "only the printed message was released"
     );
+}
+
+// ---- Issue 22 review: the neighbours of the edges above ----
+
+/// `channel send ARGS... --file RING` fed `input` on stdin, bounded.
+fn send_lines(ring: &Path, input: &[u8]) -> Output {
+    let mut child = Command::new(CHANNEL)
+        .args(["send", "--file"])
+        .arg(ring)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input); // It may refuse before reading.
+    collect(child, Duration::from_secs(10), "channel send")
+}
+
+/// A sender joining a damaged ring refuses it before sending anything: a message put behind
+/// a `head` no record starts at could never be received, yet the sender would report it sent.
+#[test]
+fn a_sender_refuses_a_damaged_ring_instead_of_sending_into_it() {
+    const HEAD: u64 = 256;
+    let dir = Dir::new("send-damaged");
+    // head 8 is inside the first record: tail says records follow, no stamp is there.
+    let inside = damaged_ring(dir.tmp.path(), "inside", HEAD, 8);
+    // head 48 passed tail 32: bytes released that were never sent.
+    let passed = damaged_ring(dir.tmp.path(), "passed", HEAD, 48);
+    for (ring, reason) in [
+        (&inside, "tail 32 says a record starts at 8"),
+        (&passed, "head 48 is past tail 32"),
+    ] {
+        let before = std::fs::read(ring).unwrap();
+        for input in [&b""[..], b"three\nfour\n"] {
+            let out = send_lines(ring, input);
+            assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+            let line = the_error_line(&out);
+            assert!(
+                line.contains(" is damaged: ") && line.contains(reason),
+                "{line}"
+            );
+            assert_positions_and_records_kept(&before, ring, &line);
+        }
+    }
+}
+
+/// A ring reached through a symbolic link: leaving never removes the user's link (and with it
+/// the only name by which the others find the ring), nor leaves the link's target behind
+/// while removing the link. Both stay; the drained ring is ready for the next session.
+#[test]
+fn a_ring_reached_through_a_symlink_keeps_the_link_and_the_ring() {
+    let dir = Dir::new("ring-link");
+    let real = dir.tmp.path().join("real");
+    let link = dir.tmp.path().join("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    closed_ring(&real);
+    for round in 0..2 {
+        let out = send_lines(&link, format!("a{round}\nb{round}\n").as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+        let mut args = os(&["recv", "--file"]);
+        args.push(link.clone().into());
+        let out = run_channel(&args, Stdio::piped());
+        assert_eq!(out.status.code(), Some(0), "{:?}", stderr_lines(&out));
+        let first = if round == 0 { "onetwo" } else { "" };
+        assert_eq!(
+            out.stdout,
+            format!("{first}a{round}\nb{round}\n").as_bytes()
+        );
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()),
+            "round {round}: the link was removed: {:?}",
+            stderr_lines(&out)
+        );
+        let info = channel::inspect(&real).unwrap();
+        assert_eq!(info.unread, 0, "round {round}: {info:?}");
+    }
+}
+
+/// A socket or a directory given to send or recv is named as such, as `info` names it.
+#[test]
+fn a_socket_or_a_directory_is_named_by_every_command() {
+    let dir = Dir::new("socket");
+    let sock = dir.tmp.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let d = dir.tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    for (path, kind) in [(&sock, "a socket"), (&d, "a directory")] {
+        for cmd in ["send", "recv", "info"] {
+            let mut args = os(&[cmd, "--file"]);
+            args.push(path.into());
+            let out = run_channel(&args, Stdio::null());
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{cmd}: {:?}",
+                stderr_lines(&out)
+            );
+            assert_eq!(
+                the_error_line(&out),
+                format!(
+                    "error: {} is not a valid channel ring: it is {kind}, not a regular file",
+                    path.display()
+                ),
+                "{cmd}"
+            );
+        }
+    }
+}
+
+/// A creator killed at any instant leaves no half-made file: the ring has no name until it is
+/// complete (`O_TMPFILE`, then `linkat(2)`), so a kill leaves either nothing or a whole ring.
+/// Each round kills the sender as soon as anything appears in the directory (before the fix,
+/// the temporary `.ring.PID.N.creating` appeared first and stayed), or at a random instant.
+#[test]
+fn a_creator_killed_at_any_instant_leaves_nothing_half_made() {
+    // On tmpfs, reserving 64 MiB takes tens of milliseconds: a wide window to kill in.
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("channel-test-kill-create-")
+        .tempdir_in(base)
+        .unwrap();
+    let ring = dir.path().join("ring");
+    let entries = || -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut rng = Rng::from_clock();
+    notice(&format!("creator kills: seed {}", rng.0));
+    let (mut complete, mut empty) = (0, 0);
+    for round in 0..12 {
+        let mut child = Command::new(CHANNEL)
+            .args(["send", "--capacity", "64M", "--file"])
+            .arg(&ring)
+            .stdin(Stdio::piped()) // Held open: the sender stays until killed.
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let limit = Duration::from_micros(rng.below(40_000));
+        let start = Instant::now();
+        // Odd rounds: as soon as a name appears; even rounds: at a random instant.
+        while start.elapsed() < limit || round % 2 == 1 {
+            if round % 2 == 1 && !entries().is_empty() {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() || start.elapsed() > TIMEOUT {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        sigkill(&child);
+        let _ = child.wait();
+        match entries().as_slice() {
+            [] => empty += 1,
+            [name] if name == "ring" => {
+                let info = channel::inspect(&ring).unwrap();
+                assert_eq!(info.capacity, 64 << 20, "round {round}");
+                std::fs::remove_file(&ring).unwrap();
+                complete += 1;
+            }
+            left => panic!("round {round}: a killed creator left {left:?}"),
+        }
+    }
+    notice(&format!(
+        "creator kills: {empty} left nothing, {complete} a complete ring"
+    ));
 }

@@ -156,6 +156,9 @@ pub enum Error {
     /// A FIFO, directory, device or socket: refused before anything could block on it.
     #[error(transparent)]
     NotRegular(#[from] crate::sys::NotRegular),
+    /// A symbolic link to nothing.
+    #[error(transparent)]
+    Dangling(#[from] crate::sys::DanglingLink),
     #[error("{} is not a valid disktable: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Reason },
     #[error("{} already exists; remove it or choose another name", path.display())]
@@ -202,8 +205,11 @@ fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> Err
 
 fn open_err(path: &Path, error: io::Error) -> Error {
     if error.kind() == io::ErrorKind::AlreadyExists {
-        Error::Exists {
-            path: path.to_path_buf(),
+        match crate::sys::dangling_link(path) {
+            Some(d) => Error::Dangling(d),
+            None => Error::Exists {
+                path: path.to_path_buf(),
+            },
         }
     } else {
         Error::Open {
@@ -218,6 +224,7 @@ fn open_err(path: &Path, error: io::Error) -> Error {
 fn open_existing(path: &Path, write: bool) -> Result<File, Error> {
     crate::sys::open_regular(path, write).map_err(|failure| match failure {
         crate::sys::OpenFailure::NotRegular(e) => Error::NotRegular(e),
+        crate::sys::OpenFailure::Dangling(e) => Error::Dangling(e),
         crate::sys::OpenFailure::Os(error) => open_err(path, error),
     })
 }

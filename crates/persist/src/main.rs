@@ -136,7 +136,8 @@ enum Cmd {
     /// Copies the live entries into FILE.persist-compact, fsyncs it and renames it over FILE.
     /// When FILE is a symlink (or a chain of them), the file it points to is compacted, in its
     /// own directory, and the link stays a link. The new file keeps the owner, group and mode
-    /// of the old (an error, and no compaction, when that is not allowed).
+    /// of the old (an error, and no compaction, when that is not allowed). A table with more
+    /// than one hard link is not compacted (an error): the other names would keep the old file.
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
     /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
@@ -333,364 +334,410 @@ fn finish_write(t: TableMut, sync: bool) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.cmd {
-        Cmd::Create { file, slots } => {
-            let log2 = slots.next_power_of_two().trailing_zeros();
-            let t = TableMut::create(&file, log2)?;
-            let stats = t.stats();
-            t.close()?;
-            if json {
-                print_json(&doc::Created {
-                    file,
-                    created: true,
-                    stats,
-                })?;
-            } else {
-                outln!(
-                    "created {} ({} bytes, {} slots)",
-                    file.display(),
-                    stats.file_bytes,
-                    stats.slot_count
-                );
-            }
-        }
+        Cmd::Create { file, slots } => create(json, file, slots),
         Cmd::Get {
             file,
             keys,
             pause_after_map,
-        } => {
-            let start = persist::faults();
-            let t = open_read(&file, Access::Random)?;
-            if pause_after_map {
-                let _ = writeln!(io::stderr(), "mapped");
-                let mut line = String::new();
-                io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("cannot read stdin")?;
-            }
-            // One batched lookup (Table::get_many overlaps the cache misses of the keys).
-            let found = t.get_many(&keys)?;
-            let mut values = Vec::with_capacity(keys.len());
-            for (key, v) in keys.iter().zip(found) {
-                match v {
-                    Some(v) => values.push(v),
-                    None => bail!("key not found: {key}"),
-                }
-            }
-            // Copy out only after every lookup, then confirm no truncation hit us meanwhile.
-            let owned: Vec<Vec<u8>> = values.iter().map(|v| v.to_vec()).collect();
-            t.check()?;
-            let faults = FaultCount::since(start);
-            if json {
-                let results = keys
-                    .iter()
-                    .zip(&owned)
-                    .map(|(k, v)| doc::GetResult {
-                        key: k.clone(),
-                        value: text(v),
-                        value_bytes: v.len() as u64,
-                    })
-                    .collect();
-                print_json(&doc::Got {
-                    file,
-                    lookups: keys.len() as u64,
-                    results,
-                    faults,
-                    pages_total: pages(t.mapped_len()),
-                    pages_resident_after: t.resident_pages()? as u64,
-                })?;
-            } else {
-                let mut out = io::BufWriter::new(io::stdout().lock());
-                for v in &owned {
-                    out.write_all(v)
-                        .and_then(|_| out.write_all(b"\n"))
-                        .context("cannot write to stdout")?;
-                }
-                out.flush().context("cannot write to stdout")?;
-            }
-        }
+        } => get(json, file, keys, pause_after_map),
         Cmd::Put {
             file,
             key,
             value,
             flags,
-        } => {
-            let mut t = open_write(&file, flags, false)?;
-            let replaced = t.put(key.as_bytes(), value.as_bytes())?;
-            let readback = text(t.get(key.as_bytes())?.unwrap_or_default());
-            report_write(
-                json,
-                &file,
-                &t,
-                WriteOp::Put,
-                &key,
-                Some(replaced),
-                &readback,
-                flags,
-            )?;
-            finish_write(t, flags.sync)?;
-        }
-        Cmd::Del { file, key, flags } => {
-            let mut t = open_write(&file, flags, false)?;
-            if !t.delete(key.as_bytes())? {
-                bail!("key not found: {key}");
-            }
-            report_write(json, &file, &t, WriteOp::Del, &key, None, "", flags)?;
-            finish_write(t, flags.sync)?;
-        }
-        Cmd::List { file } => {
-            let t = open_read(&file, Access::Sequential)?;
-            if json {
-                let mut entries = Vec::new();
-                t.for_each(|k, v| {
-                    entries.push(doc::Entry {
-                        key: text(k),
-                        value: text(v),
-                    })
-                })?;
-                print_json(&doc::Listed {
-                    file,
-                    count: entries.len() as u64,
-                    entries,
-                })?;
-            } else {
-                let mut out = io::BufWriter::new(io::stdout().lock());
-                let mut err = Ok(());
-                let mut line = Vec::new();
-                t.for_each(|k, v| {
-                    if err.is_ok() {
-                        line.clear();
-                        tsv::escape_into(&mut line, k);
-                        line.push(b'\t');
-                        tsv::escape_into(&mut line, v);
-                        line.push(b'\n');
-                        err = out.write_all(&line);
-                    }
-                })?;
-                err.context("cannot write to stdout")?;
-                out.flush().context("cannot write to stdout")?;
-            }
-        }
-        Cmd::Stats { file } => {
-            let start = persist::faults();
-            let t = open_read(&file, Access::Random)?;
-            let stats = t.stats()?;
-            let resident = t.resident_pages()?;
-            let total = pages(t.mapped_len());
-            let scratch = persist::compact_scratch(&file);
-            if json {
-                print_json(&doc::StatsDoc {
-                    file,
-                    stats,
-                    pages_total: total,
-                    pages_resident: resident as u64,
-                    faults: FaultCount::since(start),
-                    compact_scratch: scratch,
-                })?;
-            } else {
-                outln!("file            {}", file.display());
-                outln!("file bytes      {}", stats.file_bytes);
-                outln!("entries         {}", stats.entries);
-                outln!(
-                    "slots           {} used of {} (array at offset {})",
-                    stats.used_slots,
-                    stats.slot_count,
-                    stats.slots_offset
-                );
-                outln!("arena end       {}", stats.arena_end);
-                outln!(
-                    "live records    {} bytes; garbage {} bytes (persist compact gives it back)",
-                    stats.live_record_bytes,
-                    stats.garbage_bytes
-                );
-                outln!("dirty           {}", stats.dirty);
-                outln!("pages resident  {resident} of {total} (mincore)");
-                if let Some(sc) = scratch {
-                    outln!(
-                        "compact scratch {}: {} bytes left by an interrupted compaction (or made \
-                         by one running now); the next writer removes it",
-                        sc.path.display(),
-                        sc.bytes
-                    );
-                }
-            }
-        }
-        Cmd::Verify { file } => {
-            let start = persist::faults();
-            let t = open_read(&file, Access::Sequential)?;
-            let (r, scratch) = t.verify_noting_scratch()?;
-            if json {
-                let faults = FaultCount::since(start);
-                print_json(&doc::Verified {
-                    file,
-                    valid: true,
-                    report: r,
-                    faults,
-                    compact_scratch: scratch,
-                })?;
-            } else {
-                outln!(
-                    "{}: valid table: {} entries, {} deleted slots, {} slots, {} bytes{}",
-                    file.display(),
-                    r.entries,
-                    r.deleted,
-                    r.slot_count,
-                    r.file_len,
-                    if r.dirty {
-                        " (a writer was killed before closing it; the next writer recounts)"
-                    } else {
-                        ""
-                    }
-                );
-                if let Some(sc) = scratch {
-                    outln!(
-                        "{}: {} bytes left by an interrupted compaction (the table does not need \
-                         it; the next writer removes it)",
-                        sc.path.display(),
-                        sc.bytes
-                    );
-                }
-            }
-        }
-        Cmd::Load { file, flags, echo } => {
-            let mut t = open_write(&file, flags, true)?;
-            let stdin = io::stdin();
-            let mut input = stdin.lock();
-            let (mut line, mut key, mut value) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut n, mut lineno) = (0u64, 0u64);
-            let mut out = io::stdout().lock();
-            loop {
-                line.clear();
-                if input
-                    .read_until(b'\n', &mut line)
-                    .context("cannot read stdin")?
-                    == 0
-                {
-                    break;
-                }
-                lineno += 1;
-                // A CRLF line end; a carriage return that is data is escaped (\r).
-                let l = line.strip_suffix(b"\n").unwrap_or(&line);
-                let l = l.strip_suffix(b"\r").unwrap_or(l);
-                if l.is_empty() {
-                    continue;
-                }
-                let Some(tab) = l.iter().position(|b| *b == b'\t') else {
-                    bail!(
-                        "stdin line {lineno} has no tab: expected KEY<TAB>VALUE \
-                         ({n} lines before it were stored)"
-                    );
-                };
-                let field = |bytes: &[u8], buf: &mut Vec<u8>, what: &str| {
-                    tsv::unescape_into(buf, bytes).map_err(|e| {
-                        anyhow::anyhow!(
-                            "stdin line {lineno}: the {what} has {e}; the escapes are \\\\ \\t \\n \
-                             \\r (a backslash itself is \\\\) ({n} lines before it were stored)"
-                        )
-                    })
-                };
-                field(&l[..tab], &mut key, "key")?;
-                field(&l[tab + 1..], &mut value, "value")?;
-                t.put(&key, &value)?;
-                n += 1;
-                if echo {
-                    out.write_all(&l[..tab])
-                        .and_then(|_| out.write_all(b"\n"))
-                        .and_then(|_| out.flush())
-                        .context("cannot write to stdout")?;
-                }
-            }
-            drop(out);
-            let ws = t.write_stats();
-            let stats = t.stats();
-            let private = t.is_private();
-            finish_write(t, flags.sync)?;
-            if json {
-                print_json(&doc::Loaded {
-                    file,
-                    op: WriteOp::Load,
-                    puts: n,
-                    mode: mode(private),
-                    synced: flags.sync && !private,
-                    write_stats: ws,
-                    stats,
-                })?;
-            } else if !echo {
-                outln!(
-                    "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
-                     the slot array {} times)",
-                    file.display(),
-                    stats.entries,
-                    stats.file_bytes,
-                    ws.file_growths,
-                    ws.rehashes
-                );
-            }
-        }
-        Cmd::Compact { file, no_wait } => {
-            let flags = WriteFlags {
-                private: false,
-                sync: false,
-                no_wait,
-            };
-            let mut t = open_write(&file, flags, true)?;
-            let c = t.compact()?;
-            let ws = t.write_stats();
-            finish_write(t, false)?;
-            if json {
-                print_json(&doc::Compacted {
-                    file,
-                    op: WriteOp::Compact,
-                    compact: c,
-                    write_stats: ws,
-                })?;
-            } else {
-                outln!(
-                    "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes",
-                    file.display(),
-                    c.entries,
-                    c.file_bytes_before,
-                    c.file_bytes_after,
-                    c.arena_bytes_before,
-                    c.arena_bytes_after
-                );
-            }
-        }
-        Cmd::Residency { file, evict } => {
-            let r = persist::page_cache_residency(&file, evict).map_err(|e| match e {
-                persist::Error::Open { error, .. } if error.kind() == io::ErrorKind::NotFound => {
-                    anyhow::anyhow!("cannot open {}: no such file", file.display())
-                }
-                e => e.into(),
-            })?;
-            if json {
-                print_json(&doc::ResidencyDoc {
-                    file: file.clone(),
-                    residency: r.clone(),
-                })?;
-            } else {
-                outln!(
-                    "{}: {} of {} pages resident",
-                    file.display(),
-                    r.pages_resident_before,
-                    r.pages_total
-                );
-                if evict {
-                    outln!(
-                        "after fsync + posix_fadvise(DONTNEED): {} of {} pages resident{}",
-                        r.pages_resident_after,
-                        r.pages_total,
-                        if r.note.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", r.note)
-                        }
-                    );
-                }
-            }
+        } => put(json, file, key, value, flags),
+        Cmd::Del { file, key, flags } => del(json, file, key, flags),
+        Cmd::List { file } => list(json, file),
+        Cmd::Stats { file } => stats(json, file),
+        Cmd::Verify { file } => verify(json, file),
+        Cmd::Load { file, flags, echo } => load(json, file, flags, echo),
+        Cmd::Compact { file, no_wait } => compact(json, file, no_wait),
+        Cmd::Residency { file, evict } => residency(json, file, evict),
+    }?;
+    io::stdout().flush().context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// `persist create`: a new, empty table.
+fn create(json: bool, file: PathBuf, slots: u64) -> anyhow::Result<()> {
+    let log2 = slots.next_power_of_two().trailing_zeros();
+    let t = TableMut::create(&file, log2)?;
+    let stats = t.stats();
+    t.close()?;
+    if json {
+        print_json(&doc::Created {
+            file,
+            created: true,
+            stats,
+        })?;
+    } else {
+        outln!(
+            "created {} ({} bytes, {} slots)",
+            file.display(),
+            stats.file_bytes,
+            stats.slot_count
+        );
+    }
+    Ok(())
+}
+
+/// `persist get`: the values of the keys, looked up in one batch.
+fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> anyhow::Result<()> {
+    let start = persist::faults();
+    let t = open_read(&file, Access::Random)?;
+    if pause_after_map {
+        let _ = writeln!(io::stderr(), "mapped");
+        let mut line = String::new();
+        io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read stdin")?;
+    }
+    // One batched lookup (Table::get_many overlaps the cache misses of the keys).
+    let found = t.get_many(&keys)?;
+    let mut values = Vec::with_capacity(keys.len());
+    for (key, v) in keys.iter().zip(found) {
+        match v {
+            Some(v) => values.push(v),
+            None => bail!("key not found: {key}"),
         }
     }
-    io::stdout().flush().context("cannot write to stdout")?;
+    // Copy out only after every lookup, then confirm no truncation hit us meanwhile.
+    let owned: Vec<Vec<u8>> = values.iter().map(|v| v.to_vec()).collect();
+    t.check()?;
+    let faults = FaultCount::since(start);
+    if json {
+        let results = keys
+            .iter()
+            .zip(&owned)
+            .map(|(k, v)| doc::GetResult {
+                key: k.clone(),
+                value: text(v),
+                value_bytes: v.len() as u64,
+            })
+            .collect();
+        print_json(&doc::Got {
+            file,
+            lookups: keys.len() as u64,
+            results,
+            faults,
+            pages_total: pages(t.mapped_len()),
+            pages_resident_after: t.resident_pages()? as u64,
+        })?;
+    } else {
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        for v in &owned {
+            out.write_all(v)
+                .and_then(|_| out.write_all(b"\n"))
+                .context("cannot write to stdout")?;
+        }
+        out.flush().context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+/// `persist put`: stores one value.
+fn put(
+    json: bool,
+    file: PathBuf,
+    key: String,
+    value: String,
+    flags: WriteFlags,
+) -> anyhow::Result<()> {
+    let mut t = open_write(&file, flags, false)?;
+    let replaced = t.put(key.as_bytes(), value.as_bytes())?;
+    let readback = text(t.get(key.as_bytes())?.unwrap_or_default());
+    report_write(
+        json,
+        &file,
+        &t,
+        WriteOp::Put,
+        &key,
+        Some(replaced),
+        &readback,
+        flags,
+    )?;
+    finish_write(t, flags.sync)?;
+    Ok(())
+}
+
+/// `persist del`: deletes one key (its absence is an error).
+fn del(json: bool, file: PathBuf, key: String, flags: WriteFlags) -> anyhow::Result<()> {
+    let mut t = open_write(&file, flags, false)?;
+    if !t.delete(key.as_bytes())? {
+        bail!("key not found: {key}");
+    }
+    report_write(json, &file, &t, WriteOp::Del, &key, None, "", flags)?;
+    finish_write(t, flags.sync)?;
+    Ok(())
+}
+
+/// `persist list`: every entry, as escaped TSV (or JSON).
+fn list(json: bool, file: PathBuf) -> anyhow::Result<()> {
+    let t = open_read(&file, Access::Sequential)?;
+    if json {
+        let mut entries = Vec::new();
+        t.for_each(|k, v| {
+            entries.push(doc::Entry {
+                key: text(k),
+                value: text(v),
+            })
+        })?;
+        print_json(&doc::Listed {
+            file,
+            count: entries.len() as u64,
+            entries,
+        })?;
+    } else {
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        let mut err = Ok(());
+        let mut line = Vec::new();
+        t.for_each(|k, v| {
+            if err.is_ok() {
+                line.clear();
+                tsv::escape_into(&mut line, k);
+                line.push(b'\t');
+                tsv::escape_into(&mut line, v);
+                line.push(b'\n');
+                err = out.write_all(&line);
+            }
+        })?;
+        err.context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+/// `persist stats`: the table's sizes, residency and any scratch file left.
+fn stats(json: bool, file: PathBuf) -> anyhow::Result<()> {
+    let start = persist::faults();
+    let t = open_read(&file, Access::Random)?;
+    let stats = t.stats()?;
+    let resident = t.resident_pages()?;
+    let total = pages(t.mapped_len());
+    let scratch = persist::compact_scratch(&file);
+    if json {
+        print_json(&doc::StatsDoc {
+            file,
+            stats,
+            pages_total: total,
+            pages_resident: resident as u64,
+            faults: FaultCount::since(start),
+            compact_scratch: scratch,
+        })?;
+    } else {
+        outln!("file            {}", file.display());
+        outln!("file bytes      {}", stats.file_bytes);
+        outln!("entries         {}", stats.entries);
+        outln!(
+            "slots           {} used of {} (array at offset {})",
+            stats.used_slots,
+            stats.slot_count,
+            stats.slots_offset
+        );
+        outln!("arena end       {}", stats.arena_end);
+        outln!(
+            "live records    {} bytes; garbage {} bytes (persist compact gives it back)",
+            stats.live_record_bytes,
+            stats.garbage_bytes
+        );
+        outln!("dirty           {}", stats.dirty);
+        outln!("pages resident  {resident} of {total} (mincore)");
+        if let Some(sc) = scratch {
+            outln!(
+                "compact scratch {}: {} bytes left by an interrupted compaction (or made \
+                 by one running now); the next writer removes it",
+                sc.path.display(),
+                sc.bytes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `persist verify`: checks the whole table.
+fn verify(json: bool, file: PathBuf) -> anyhow::Result<()> {
+    let start = persist::faults();
+    let t = open_read(&file, Access::Sequential)?;
+    let (r, scratch) = t.verify_noting_scratch()?;
+    if json {
+        let faults = FaultCount::since(start);
+        print_json(&doc::Verified {
+            file,
+            valid: true,
+            report: r,
+            faults,
+            compact_scratch: scratch,
+        })?;
+    } else {
+        outln!(
+            "{}: valid table: {} entries, {} deleted slots, {} slots, {} bytes{}",
+            file.display(),
+            r.entries,
+            r.deleted,
+            r.slot_count,
+            r.file_len,
+            if r.dirty {
+                " (a writer was killed before closing it; the next writer recounts)"
+            } else {
+                ""
+            }
+        );
+        if let Some(sc) = scratch {
+            outln!(
+                "{}: {} bytes left by an interrupted compaction (the table does not need \
+                 it; the next writer removes it)",
+                sc.path.display(),
+                sc.bytes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `persist load`: puts every `KEY<TAB>VALUE` line of stdin (the escapes undone).
+fn load(json: bool, file: PathBuf, flags: WriteFlags, echo: bool) -> anyhow::Result<()> {
+    let mut t = open_write(&file, flags, true)?;
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let (mut line, mut key, mut value) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut n, mut lineno) = (0u64, 0u64);
+    let mut out = io::stdout().lock();
+    loop {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("cannot read stdin")?
+            == 0
+        {
+            break;
+        }
+        lineno += 1;
+        // A CRLF line end; a carriage return that is data is escaped (\r).
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if l.is_empty() {
+            continue;
+        }
+        let Some(tab) = l.iter().position(|b| *b == b'\t') else {
+            bail!(
+                "stdin line {lineno} has no tab: expected KEY<TAB>VALUE \
+                 ({n} lines before it were stored)"
+            );
+        };
+        let field = |bytes: &[u8], buf: &mut Vec<u8>, what: &str| {
+            tsv::unescape_into(buf, bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "stdin line {lineno}: the {what} has {e}; the escapes are \\\\ \\t \\n \
+                     \\r (a backslash itself is \\\\) ({n} lines before it were stored)"
+                )
+            })
+        };
+        field(&l[..tab], &mut key, "key")?;
+        field(&l[tab + 1..], &mut value, "value")?;
+        t.put(&key, &value)?;
+        n += 1;
+        if echo {
+            out.write_all(&l[..tab])
+                .and_then(|_| out.write_all(b"\n"))
+                .and_then(|_| out.flush())
+                .context("cannot write to stdout")?;
+        }
+    }
+    drop(out);
+    let ws = t.write_stats();
+    let stats = t.stats();
+    let private = t.is_private();
+    finish_write(t, flags.sync)?;
+    if json {
+        print_json(&doc::Loaded {
+            file,
+            op: WriteOp::Load,
+            puts: n,
+            mode: mode(private),
+            synced: flags.sync && !private,
+            write_stats: ws,
+            stats,
+        })?;
+    } else if !echo {
+        outln!(
+            "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
+             the slot array {} times)",
+            file.display(),
+            stats.entries,
+            stats.file_bytes,
+            ws.file_growths,
+            ws.rehashes
+        );
+    }
+    Ok(())
+}
+
+/// `persist compact`: rewrites the table without its garbage.
+fn compact(json: bool, file: PathBuf, no_wait: bool) -> anyhow::Result<()> {
+    let flags = WriteFlags {
+        private: false,
+        sync: false,
+        no_wait,
+    };
+    let mut t = open_write(&file, flags, true)?;
+    let c = t.compact()?;
+    let ws = t.write_stats();
+    finish_write(t, false)?;
+    if json {
+        print_json(&doc::Compacted {
+            file,
+            op: WriteOp::Compact,
+            compact: c,
+            write_stats: ws,
+        })?;
+    } else {
+        outln!(
+            "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes",
+            file.display(),
+            c.entries,
+            c.file_bytes_before,
+            c.file_bytes_after,
+            c.arena_bytes_before,
+            c.arena_bytes_after
+        );
+    }
+    Ok(())
+}
+
+/// `persist residency`: the table's pages in the page cache (and evicts them with --evict).
+fn residency(json: bool, file: PathBuf, evict: bool) -> anyhow::Result<()> {
+    let r = persist::page_cache_residency(&file, evict).map_err(|e| match e {
+        persist::Error::Open { error, .. } if error.kind() == io::ErrorKind::NotFound => {
+            anyhow::anyhow!("cannot open {}: no such file", file.display())
+        }
+        e => e.into(),
+    })?;
+    if json {
+        print_json(&doc::ResidencyDoc {
+            file: file.clone(),
+            residency: r.clone(),
+        })?;
+    } else {
+        outln!(
+            "{}: {} of {} pages resident",
+            file.display(),
+            r.pages_resident_before,
+            r.pages_total
+        );
+        if evict {
+            outln!(
+                "after fsync + posix_fadvise(DONTNEED): {} of {} pages resident{}",
+                r.pages_resident_after,
+                r.pages_total,
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.note)
+                }
+            );
+        }
+    }
     Ok(())
 }
 

@@ -64,11 +64,47 @@ pub struct NotRegular {
     pub kind: FileKind,
 }
 
+/// A table path that is a symbolic link to nothing. Every command, `create` included, says so
+/// (`create` would otherwise say the name exists and every other command that it does not).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is a symbolic link to {}, which does not exist; create the table there (or remove the \
+     link)",
+    path.display(),
+    target.display()
+)]
+pub struct DanglingLink {
+    pub path: PathBuf,
+    /// Where the link points, joined to the link's directory when relative.
+    pub target: PathBuf,
+}
+
+/// `Some` when `path` is a symbolic link whose target does not exist.
+pub fn dangling_link(path: &Path) -> Option<DanglingLink> {
+    let is_link = std::fs::symlink_metadata(path)
+        .ok()?
+        .file_type()
+        .is_symlink();
+    if !is_link || std::fs::metadata(path).is_ok() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    Some(DanglingLink {
+        target: match path.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        },
+        path: path.to_path_buf(),
+    })
+}
+
 /// Why [`open_regular`] failed.
 #[derive(Debug)]
 pub enum OpenFailure {
     /// The path names a FIFO, directory, device or socket.
     NotRegular(NotRegular),
+    /// The path is a symbolic link to nothing.
+    Dangling(DanglingLink),
     /// `open(2)` failed for any other reason (the caller names the path).
     Os(io::Error),
 }
@@ -97,6 +133,11 @@ pub fn open_regular(path: &Path, write: bool) -> Result<File, OpenFailure> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
         .map_err(|error| {
+            if error.kind() == io::ErrorKind::NotFound {
+                if let Some(d) = dangling_link(path) {
+                    return OpenFailure::Dangling(d);
+                }
+            }
             match std::fs::metadata(path)
                 .ok()
                 .and_then(|m| FileKind::of_mode(m.mode()))

@@ -29,6 +29,9 @@ pub enum Error {
     /// A FIFO, directory, device or socket: refused before anything could block on it.
     #[error(transparent)]
     NotRegular(#[from] sys::NotRegular),
+    /// A symbolic link to nothing.
+    #[error(transparent)]
+    Dangling(#[from] sys::DanglingLink),
     #[error("{} is not a valid table: {reason}", path.display())]
     Invalid { path: PathBuf, reason: Invalid },
     #[error("{} already exists; remove it or choose another name", path.display())]
@@ -167,6 +170,7 @@ fn short_file(len: u64) -> Invalid {
 fn open_file(path: &Path, write: bool) -> Result<File, Error> {
     sys::open_regular(path, write).map_err(|failure| match failure {
         sys::OpenFailure::NotRegular(e) => Error::NotRegular(e),
+        sys::OpenFailure::Dangling(e) => Error::Dangling(e),
         sys::OpenFailure::Os(error) => Error::Open {
             path: path.to_path_buf(),
             error,
@@ -386,7 +390,7 @@ impl Table {
                 }
                 // The path is gone or names this same file: keep reading this one (it stays
                 // valid: a retired file is never written again).
-                Ok(_) | Err(Error::Open { .. }) => Ok(false),
+                Ok(_) | Err(Error::Open { .. } | Error::Dangling(_)) => Ok(false),
                 Err(e) => Err(e),
             };
         }
@@ -919,8 +923,11 @@ impl TableMut {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|error| match error.kind() {
-                io::ErrorKind::AlreadyExists => Error::Exists {
-                    path: path.to_path_buf(),
+                io::ErrorKind::AlreadyExists => match sys::dangling_link(path) {
+                    Some(d) => Error::Dangling(d),
+                    None => Error::Exists {
+                        path: path.to_path_buf(),
+                    },
                 },
                 _ => Error::Open {
                     path: path.to_path_buf(),
@@ -1619,8 +1626,22 @@ impl TableMut {
     }
 
     /// The file this writer's path names, links followed: what a compaction replaces. An
-    /// error if that is not the file this writer holds (a link changed since it was opened).
+    /// error if that is not the file this writer holds (a link changed since it was opened),
+    /// or if the file has other hard links: the new file would take one name and leave the
+    /// others on the old file, two tables from then on.
     fn compaction_target(&self) -> Result<PathBuf, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let links = self
+            .file
+            .metadata()
+            .map_err(io_err(&self.path, "fstat"))?
+            .nlink();
+        if links > 1 {
+            return Err(io_err(&self.path, "compact")(io::Error::other(format!(
+                "the table has {links} hard links, and a compaction would leave all but one \
+                 on the old file; nothing was compacted (remove the other links first)"
+            ))));
+        }
         let target = resolve_links(&self.path).map_err(io_err(&self.path, "readlink"))?;
         if !still_named(&target, &self.file)? {
             return Err(io_err(&self.path, "compact")(io::Error::other(format!(

@@ -182,3 +182,33 @@ fn persist_open_errors_name_the_path_and_the_cause_once() {
     }
     assert!(!missing.exists());
 }
+
+/// A dangling symbolic link is named as one by every command, `create` included: `create`
+/// used to say it "already exists" while every other command said "no such file; create it
+/// first", sending the user round in a circle.
+#[test]
+fn a_dangling_symlink_is_named_by_every_command_and_by_create() {
+    let d = tempdir();
+    let link = d.path().join("link");
+    let target = d.path().join("gone.tbl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (l, t) = (link.to_str().unwrap(), target.to_str().unwrap());
+    let expect = format!(
+        "error: {l} is a symbolic link to {t}, which does not exist; create the table there \
+         (or remove the link)"
+    );
+    let mut all = commands(l);
+    all.push((PERSIST, vec!["create".into(), l.into()]));
+    all.push((DISKTABLE, vec!["create".into(), l.into()]));
+    for (bin, args) in all {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, err) = run_bounded(bin, &args);
+        assert_eq!(status.code(), Some(1), "{bin} {args:?}: {err}");
+        assert_eq!(err.trim_end(), expect, "{bin} {args:?}");
+    }
+    assert!(!target.exists());
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "the link was removed"
+    );
+}
