@@ -22,15 +22,6 @@ use std::path::{Path, PathBuf};
 /// The longest a function may be, in lines.
 const MAX_FUNCTION_LINES: usize = 120;
 
-/// Over-long functions in files other work owned when this check was written (issue 18:
-/// persist's CLI and channel's CLI were being changed at the same time); the lead splits them
-/// after merging and removes them from here. Every other function must fit, and a function
-/// listed here that fits fails the check too, so the list only shrinks.
-const PENDING: [(&str, &str); 2] = [
-    ("crates/persist/src/main.rs", "run"),
-    ("crates/channel/src/main.rs", "send"),
-];
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -709,10 +700,9 @@ fn no_function_is_longer_than_the_limit() {
         all.len(),
         longest.join("\n")
     );
-    let pending = |f: &Function| PENDING.contains(&(f.file.as_str(), f.name.as_str()));
     let over: Vec<String> = all
         .iter()
-        .filter(|f| f.lines > MAX_FUNCTION_LINES && !pending(f))
+        .filter(|f| f.lines > MAX_FUNCTION_LINES)
         .map(|f| format!("{}:{} {} is {} lines", f.file, f.line, f.name, f.lines))
         .collect();
     assert!(
@@ -720,15 +710,6 @@ fn no_function_is_longer_than_the_limit() {
         "functions over {MAX_FUNCTION_LINES} lines:\n{}",
         over.join("\n")
     );
-    for (file, name) in PENDING {
-        let still_long = all
-            .iter()
-            .any(|f| f.file == file && f.name == name && f.lines > MAX_FUNCTION_LINES);
-        assert!(
-            still_long,
-            "{file} {name} fits in {MAX_FUNCTION_LINES} lines now: remove it from PENDING"
-        );
-    }
 }
 
 #[test]
