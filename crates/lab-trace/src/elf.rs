@@ -292,9 +292,8 @@ mod tests {
         assert_eq!(main.relocation_against("baz"), Some("R_X86_64_COPY"));
     }
 
-    /// `readelf -SW`'s SHF_ALLOC sections of non-zero size (not .tbss), as (name, addr, offset,
-    /// size, nobits).
-    fn readelf_loaded(path: &Path) -> Option<Vec<(String, u64, u64, u64, bool)>> {
+    /// `readelf -SW`'s SHF_ALLOC sections of non-zero size (not .tbss).
+    fn readelf_loaded(path: &Path) -> Option<Vec<LoadedSection>> {
         let out = std::process::Command::new("readelf")
             .arg("-SW")
             .arg(path)
@@ -317,7 +316,13 @@ mod tests {
             if size == 0 || (nobits && f[6].contains('T')) {
                 continue;
             }
-            found.push((f[0].to_string(), hex(f[2]), hex(f[3]), size, nobits));
+            found.push(LoadedSection {
+                name: f[0].to_string(),
+                addr: hex(f[2]),
+                offset: hex(f[3]),
+                size,
+                nobits,
+            });
         }
         Some(found)
     }
@@ -353,15 +358,10 @@ mod tests {
             return;
         };
         let info = ElfInfo::read(&lib).unwrap();
-        let got: Vec<_> = info
-            .sections
-            .loaded
-            .iter()
-            .map(|s| (s.name.clone(), s.addr, s.offset, s.size, s.nobits))
-            .collect();
-        assert_eq!(got, expected);
-        assert!(got.iter().any(|s| s.0 == ".eh_frame" && !s.4));
-        assert!(got.iter().any(|s| s.0 == ".bss" && s.4));
+        let got = &info.sections.loaded;
+        assert_eq!(got, &expected);
+        assert!(got.iter().any(|s| s.name == ".eh_frame" && !s.nobits));
+        assert!(got.iter().any(|s| s.name == ".bss" && s.nobits));
         // An ELF64 header (64 bytes), then the program headers right after it.
         assert!(info.sections.header_bytes > 64, "{:?}", info.sections);
     }
