@@ -2,7 +2,10 @@
 //! machine did, computed from this run's measurements.
 //!
 //! Run `cargo xtask run-step N` (N = 1..=6), `cargo xtask run-all`, either with `--quick` for the
-//! short version CI runs, and `cargo xtask bench NAME` for the benchmarks.
+//! short version CI runs, and `cargo xtask bench NAME` for the benchmarks. `cargo xtask install`
+//! installs the lab as `mmap-lab` ([`install`]): the same commands, from any directory, with no
+//! cargo and no source tree ([`build::Layout`]). Path arguments are the caller's: relative to the
+//! directory the command was run in, made absolute as the command line is parsed ([`CallerPath`]).
 //!
 //! Every step is *measure* (here: run, trace, read /proc into typed Evidence, [`model::Measure`]),
 //! then `lab_analysis`'s *analyze* (pure: Evidence → Findings) and *explain* (Findings → the
@@ -11,7 +14,8 @@
 //! anything. The evidence readers (strace, /proc, ELF) live in `crates/lab-trace`; the binaries'
 //! `--json` documents are types of their own crates.
 //!
-//! Modules: one per step (`step1` … `step6`, measuring); `build` (cargo, target dir, binaries),
+//! Modules: one per step (`step1` … `step6`, measuring); `build` (where the programs are: cargo's
+//! target dir or beside an installed `mmap-lab`; building them), `install`,
 //! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
 //! (the pictures), `report` (HTML/Markdown).
 
@@ -22,6 +26,7 @@ mod charts;
 
 mod disktable_steps;
 mod evidence;
+mod install;
 mod model;
 mod out;
 mod report;
@@ -33,7 +38,8 @@ mod step5;
 mod step6;
 mod sys;
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -56,7 +62,10 @@ pub const STEPS: u8 = 6;
   cargo xtask run-step 1 --save-evidence ev/       record what was measured
   cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
   cargo xtask bench persist --json    persist vs LMDB, pread, HashMap (one JSON document)
-  cargo xtask report --quick --check  the lab report, checked in headless Chromium"
+  cargo xtask report --quick --check  the lab report, checked in headless Chromium
+  cargo xtask install                 mmap-lab (and the programs it runs) into ~/.cargo
+
+Relative paths are relative to the directory the command runs in."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -73,10 +82,10 @@ struct Common {
     #[arg(long)]
     json: bool,
     /// Write what was measured to DIR/stepN.json.
-    #[arg(long, value_name = "DIR", conflicts_with = "evidence")]
+    #[arg(long, value_name = "DIR", conflicts_with = "evidence", value_parser = CallerPath)]
     save_evidence: Option<PathBuf>,
     /// Explain the evidence recorded in DIR (by --save-evidence); run nothing.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = CallerPath)]
     evidence: Option<PathBuf>,
 }
 
@@ -87,20 +96,20 @@ struct Options {
     #[arg(long, value_name = "N")]
     target: Option<i64>,
     /// Step 4: the first program to explain (with --bar), instead of our foo.
-    #[arg(long, value_name = "PATH", requires = "bar")]
+    #[arg(long, value_name = "PATH", requires = "bar", value_parser = CallerPath)]
     foo: Option<PathBuf>,
     /// Step 4: the second program to explain (with --foo), instead of our bar.
-    #[arg(long, value_name = "PATH", requires = "foo")]
+    #[arg(long, value_name = "PATH", requires = "foo", value_parser = CallerPath)]
     bar: Option<PathBuf>,
     /// Step 5: race someone else's racer (its first argument is the participant count;
     /// arguments after `--` follow it).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = CallerPath)]
     racer: Option<PathBuf>,
     /// Steps 2–3: use this disktable (a copy, for step 3) instead of a generated one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = CallerPath)]
     table: Option<PathBuf>,
     /// Steps 2–3: run someone else's reader/writer next to table.bin, under strace.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = CallerPath)]
     program: Option<PathBuf>,
     /// Arguments for --racer or --program.
     #[arg(last = true, value_name = "ARGS")]
@@ -158,16 +167,97 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Build the lab in release mode and install it as DIR/bin/mmap-lab, the programs it runs in
+    /// DIR/lib/mmap-lab; `mmap-lab` then does what `cargo xtask` does, from any directory.
+    Install {
+        /// The install root (default as `cargo install`: $CARGO_INSTALL_ROOT, $CARGO_HOME or
+        /// ~/.cargo).
+        #[arg(long, value_name = "DIR", value_parser = CallerPath)]
+        root: Option<PathBuf>,
+        /// Install the dev profile's builds instead of release ones (as `cargo install --debug`).
+        #[arg(long)]
+        debug: bool,
+    },
+}
+
+/// A path argument as the caller meant it: relative to the directory the command was run in,
+/// made absolute as the command line is parsed, so that nothing run later from another
+/// directory (a scratch directory, a program's own) can read it differently.
+#[derive(Clone, Copy, Debug)]
+pub struct CallerPath;
+
+impl clap::builder::TypedValueParser for CallerPath {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        let flag = arg.map_or_else(|| "a path".to_string(), ToString::to_string);
+        let invalid = |what: String| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, what + "\n").with_cmd(cmd)
+        };
+        if value.is_empty() {
+            return Err(invalid(format!("{flag} is an empty path")));
+        }
+        std::path::absolute(value).map_err(|e| {
+            invalid(format!(
+                "cannot resolve {flag} {}: {e}",
+                Path::new(value).display()
+            ))
+        })
+    }
+}
+
+/// The name the lab answers to: `mmap-lab` when installed, `cargo xtask` otherwise.
+fn program_name() -> &'static str {
+    let installed = std::env::current_exe()
+        .is_ok_and(|exe| exe.file_name() == Some(OsStr::new(build::INSTALLED_NAME)));
+    if installed {
+        build::INSTALLED_NAME
+    } else {
+        "cargo xtask"
+    }
+}
+
+/// Parses the command line under the lab's name (lab_cli's one-line usage errors).
+fn parse(name: &'static str) -> Result<Cli, ExitCode> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut cmd = Cli::command();
+    if name != "cargo xtask" {
+        // The examples, as the installed lab takes them (benchmarks build from the sources).
+        let examples = cmd.get_after_help().map(|help| {
+            help.to_string()
+                .lines()
+                .filter(|line| !line.contains(" bench ") && !line.contains(" install "))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("cargo xtask", name)
+        });
+        cmd = cmd
+            .name(name)
+            .bin_name(name)
+            .mut_subcommand("install", |install| install.hide(true));
+        if let Some(examples) = examples {
+            cmd = cmd.after_help(examples);
+        }
+    }
+    cmd.try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+        .map_err(|e| lab_cli::report(&e, name))
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = match lab_cli::parse() {
+    let name = program_name();
+    let cli = match parse(name) {
         Ok(cli) => cli,
         Err(status) => return status,
     };
     if let Cmd::RunStep { step, options, .. } = &cli.cmd {
         if let Err(problem) = check_options(*step, options) {
-            out::error(&format!("{problem} (see 'cargo xtask run-step --help')"));
+            out::error(&format!("{problem} (see '{name} run-step --help')"));
             return ExitCode::from(2);
         }
     }
@@ -229,6 +319,14 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
         }
         Cmd::Report { quick, check } => report::run(quick, check),
+        Cmd::Install { root, debug } => {
+            let profile = if debug {
+                build::Profile::Debug
+            } else {
+                build::Profile::Release
+            };
+            install::run(root, profile)
+        }
     }
 }
 

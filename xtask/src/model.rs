@@ -61,13 +61,12 @@ pub struct StepOptions {
     pub args: Vec<String>,
 }
 
-/// What a step needs: where the workspace and the binaries are, how long to run, and where
-/// evidence is saved to or replayed from.
+/// What a step needs: where the programs are, how long to run, and where evidence is saved to
+/// or replayed from.
 pub struct Ctx {
-    /// The workspace root.
-    pub root: PathBuf,
-    /// Cargo's target directory (honours `CARGO_TARGET_DIR`, from `cargo metadata`).
-    pub target_dir: PathBuf,
+    /// Where the programs are and where the lab writes: the workspace (`cargo xtask`) or an
+    /// installed `mmap-lab` ([`build::Layout`]).
+    pub layout: build::Layout,
     /// The short version: small targets, few iterations.
     pub quick: bool,
     /// `--save-evidence DIR`.
@@ -79,11 +78,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(quick: bool) -> anyhow::Result<Ctx> {
-        let root = build::workspace_root();
-        let target_dir = build::target_dir(&root)?;
         Ok(Ctx {
-            root,
-            target_dir,
+            layout: build::Layout::detect()?,
             quick,
             save: None,
             replay: None,
@@ -91,25 +87,35 @@ impl Ctx {
         })
     }
 
-    /// Builds these packages in release mode (with their binaries); use [`Ctx::bin`] for paths.
+    /// Makes these packages' programs ready (in the workspace: builds them in release mode);
+    /// use [`Ctx::bin`] for their paths.
     pub fn build_release(&self, packages: &[&str]) -> anyhow::Result<()> {
-        build::cargo_build_release(&self.root, packages)
+        self.layout.build_release(packages)
     }
 
-    /// The path of a release binary built by [`Ctx::build_release`].
+    /// The path of a program made ready by [`Ctx::build_release`].
     pub fn bin(&self, name: &str) -> PathBuf {
-        self.target_dir.join("release").join(name)
+        self.layout.program(name)
     }
 
-    /// A fresh scratch directory under the target directory, removed when dropped.
+    /// Where the lab writes its own files: cargo's target directory (`cargo xtask`) or the
+    /// installed lab's work directory.
+    pub fn work_dir(&self) -> &Path {
+        self.layout.work_dir()
+    }
+
+    /// A fresh scratch directory under the work directory, removed when dropped.
     pub fn scratch(&self, what: &str) -> anyhow::Result<Scratch> {
-        Scratch::new(&self.target_dir.join("xtask-scratch"), what)
+        Scratch::new(&self.work_dir().join("xtask-scratch"), what)
     }
 }
 
 /// A scratch directory that is removed (with everything in it) when dropped.
 pub struct Scratch {
     path: PathBuf,
+    /// The directories above it that creating it made (an installed lab's work directory is
+    /// made on demand), removed after it when they are left empty, innermost first.
+    prune: Vec<PathBuf>,
 }
 
 impl Scratch {
@@ -119,9 +125,23 @@ impl Scratch {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!("{what}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create scratch directory {}", path.display()))?;
-        Ok(Scratch { path })
+        let prune = parent
+            .ancestors()
+            .take_while(|dir| !dir.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        // Another scratch's drop may remove an empty parent between create_dir_all's steps.
+        let mut created = std::fs::create_dir_all(&path);
+        for _ in 0..3 {
+            match &created {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    created = std::fs::create_dir_all(&path);
+                }
+                _ => break,
+            }
+        }
+        created.with_context(|| format!("cannot create scratch directory {}", path.display()))?;
+        Ok(Scratch { path, prune })
     }
 
     pub fn path(&self) -> &Path {
@@ -132,6 +152,10 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        // remove_dir fails on a directory another run is using: only empty ones go.
+        for dir in &self.prune {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

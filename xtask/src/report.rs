@@ -180,7 +180,7 @@ pub fn run(quick: bool, check: bool) -> anyhow::Result<()> {
         machine,
         sections,
     };
-    let dir = ctx.target_dir.join(REPORT_DIR);
+    let dir = ctx.work_dir().join(REPORT_DIR);
     let written = write(&report, &dir)?;
     {
         // The path is the command's result; a closed stdout (`| head`) must not panic.

@@ -1,9 +1,12 @@
 //! What the dynamic loader reads from an ELF file (`elf(5)`): DT_NEEDED, RUNPATH/RPATH, SONAME,
 //! the dynamic symbols (where `setbaz` and `baz` lie relative to the load address) and the
-//! dynamic relocations (a C client's `R_X86_64_COPY` of `baz` against Rust's `GLOB_DAT`).
+//! dynamic relocations (a C client's `R_X86_64_COPY` of `baz` against Rust's `GLOB_DAT`), and
+//! what the loader maps: the `SHF_ALLOC` sections with their addresses and file ranges
+//! ([`Sections`]), which name what each mapping of the file holds.
 
 use std::path::Path;
 
+use object::read::elf::SectionHeader as _;
 use object::read::elf::{Dyn as _, ElfFile64, FileHeader as _};
 use object::{elf, Object as _, ObjectSymbol as _, ObjectSymbolTable as _};
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,29 @@ pub struct DynReloc {
     pub symbol: String,
 }
 
+/// A section the loader maps (`SHF_ALLOC`, not empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedSection {
+    pub name: String,
+    /// Its virtual address (relative to the load base, for a shared object).
+    pub addr: u64,
+    /// Its offset in the file (`sh_offset`).
+    pub offset: u64,
+    pub size: u64,
+    /// `SHT_NOBITS` (.bss): memory only, no bytes in the file.
+    pub nobits: bool,
+}
+
+/// What of an ELF file is loaded, from its own headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sections {
+    /// The bytes at the start of the file that the ELF header and the program headers take.
+    pub header_bytes: u64,
+    /// The `SHF_ALLOC` sections of non-zero size, in section-header order (`.tbss` left out:
+    /// it takes no room in a segment, only a template for each thread's copy).
+    pub loaded: Vec<LoadedSection>,
+}
+
 /// The dynamic-linking facts of one ELF file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElfInfo {
@@ -51,6 +77,9 @@ pub struct ElfInfo {
     pub soname: Option<String>,
     pub symbols: Vec<DynSymbol>,
     pub relocations: Vec<DynReloc>,
+    /// Its loaded sections.
+    #[serde(default)]
+    pub sections: Sections,
 }
 
 impl ElfInfo {
@@ -72,6 +101,7 @@ impl ElfInfo {
         let endian = file.endian();
         let mut info = ElfInfo::default();
         let sections = file.elf_header().sections(endian, data)?;
+        info.sections = loaded_sections(file.elf_header(), &sections, endian)?;
         if let Some((dyns, link)) = sections.dynamic(endian, data)? {
             let strings = sections.strings(endian, data, link)?;
             for d in dyns {
@@ -137,6 +167,43 @@ impl ElfInfo {
             .find(|r| r.symbol == name)
             .map(|r| r.kind.as_str())
     }
+}
+
+fn loaded_sections(
+    header: &elf::FileHeader64<object::Endianness>,
+    sections: &object::read::elf::SectionTable<'_, elf::FileHeader64<object::Endianness>>,
+    endian: object::Endianness,
+) -> object::Result<Sections> {
+    let ehsize = u64::from(header.e_ehsize(endian));
+    let phoff = header.e_phoff(endian);
+    let phdrs = u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
+    let header_bytes = if phoff == 0 {
+        ehsize
+    } else {
+        ehsize.max(phoff + phdrs)
+    };
+    let mut loaded = Vec::new();
+    for section in sections.iter() {
+        let flags = section.sh_flags(endian);
+        let nobits = section.sh_type(endian) == elf::SHT_NOBITS;
+        let tls = flags & u64::from(elf::SHF_TLS) != 0;
+        if flags & u64::from(elf::SHF_ALLOC) == 0 || section.sh_size(endian) == 0 || (nobits && tls)
+        {
+            continue;
+        }
+        let name = sections.section_name(endian, section)?;
+        loaded.push(LoadedSection {
+            name: String::from_utf8_lossy(name).into_owned(),
+            addr: section.sh_addr(endian),
+            offset: section.sh_offset(endian),
+            size: section.sh_size(endian),
+            nobits,
+        });
+    }
+    Ok(Sections {
+        header_bytes,
+        loaded,
+    })
 }
 
 fn reloc_name(arch: object::Architecture, r_type: u32) -> String {
@@ -223,6 +290,80 @@ mod tests {
         assert!(main.needed.contains(&"libx.so".to_string()));
         assert_eq!(main.runpath.as_deref(), Some("$ORIGIN"));
         assert_eq!(main.relocation_against("baz"), Some("R_X86_64_COPY"));
+    }
+
+    /// `readelf -SW`'s SHF_ALLOC sections of non-zero size (not .tbss).
+    fn readelf_loaded(path: &Path) -> Option<Vec<LoadedSection>> {
+        let out = std::process::Command::new("readelf")
+            .arg("-SW")
+            .arg(path)
+            .output()
+            .ok()?;
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+        let mut found = Vec::new();
+        for line in text.lines() {
+            // `  [ 1] .note.gnu.build-id NOTE  0000000000000238 000238 000024 00   A  0   0  4`
+            let Some((_, rest)) = line.split_once(']') else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.len() < 7 || f[0] == "Name" || !f[6].contains('A') {
+                continue;
+            }
+            let (nobits, size) = (f[1] == "NOBITS", hex(f[4]));
+            if size == 0 || (nobits && f[6].contains('T')) {
+                continue;
+            }
+            found.push(LoadedSection {
+                name: f[0].to_string(),
+                addr: hex(f[2]),
+                offset: hex(f[3]),
+                size,
+                nobits,
+            });
+        }
+        Some(found)
+    }
+
+    #[test]
+    fn loaded_sections_are_readelfs_alloc_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("foobar.c"),
+            "int baz;\nint getbaz() { return baz; }\n",
+        )
+        .unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-g", "-shared", "-fPIC", "foobar.c", "-o", "foobar.so"])
+            .current_dir(d)
+            .status();
+        let lib = d.join("foobar.so");
+        let expected = match built {
+            Ok(status) if status.success() => readelf_loaded(&lib),
+            _ => None,
+        };
+        let Some(expected) = expected else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cc and readelf are needed in CI"
+            );
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: needs cc and readelf (apt-get install gcc binutils)"
+            );
+            return;
+        };
+        let info = ElfInfo::read(&lib).unwrap();
+        let got = &info.sections.loaded;
+        assert_eq!(got, &expected);
+        assert!(got.iter().any(|s| s.name == ".eh_frame" && !s.nobits));
+        assert!(got.iter().any(|s| s.name == ".bss" && s.nobits));
+        // An ELF64 header (64 bytes), then the program headers right after it.
+        assert!(info.sections.header_bytes > 64, "{:?}", info.sections);
     }
 
     #[test]

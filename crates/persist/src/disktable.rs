@@ -72,10 +72,10 @@ pub const VALUE_BYTES: u64 = 4;
 pub const COURSE_COUNT: u64 = 1083;
 /// its length in bytes (room for 28,583 values),
 pub const COURSE_FILE_BYTES: u64 = 114_340;
-/// and how many values `create --course` fills with value\[i\] = i (the course's file has
-/// "more values" after count, then zeros; how many is not given, so we store 1000 more). A
-/// correct reader prints `count` values whatever this is.
-pub const COURSE_FILL: u64 = 2083;
+/// and how many values `create --course` fills with value\[i\] = i: the course's file continues
+/// past the count up to value\[7999\] = 7999, then zeros. A correct reader prints `count`
+/// values whatever this is.
+pub const COURSE_FILL: u64 = 8000;
 /// Values one `append` adds unless told otherwise (the course's 300).
 pub const DEFAULT_APPEND: u64 = 300;
 
@@ -852,8 +852,8 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(i64::from_le_bytes(bytes[..8].try_into().unwrap()), 1083);
         let at = |i: usize| i32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap());
-        assert_eq!(at(2082), 2082);
-        assert_eq!(at(2083), 0);
+        assert_eq!(at(7999), 7999);
+        assert_eq!(at(8000), 0);
         assert_eq!(at(28_582), 0);
 
         let r = append(&p, 300).unwrap();

@@ -115,15 +115,15 @@ fn the_course_table_has_its_shape_and_print_trusts_count() {
         CreateReport {
             count: 1083,
             capacity: 28_583,
-            filled: 2083,
+            filled: 8000,
             file_bytes: COURSE_BYTES
         }
     );
     let b = Bytes::of(&p);
     assert_eq!(b.0.len() as u64, COURSE_BYTES);
     assert_eq!(b.count(), 1083);
-    assert!((0..2083).all(|i| b.value(i) == i as i32));
-    assert!((2083..28_583).all(|i| b.value(i) == 0));
+    assert!((0..8000).all(|i| b.value(i) == i as i32));
+    assert!((8000..28_583).all(|i| b.value(i) == 0));
 
     let lines = ok(&["print", s(&p)]);
     let printed: Vec<i32> = lines.lines().map(|l| l.parse().unwrap()).collect();

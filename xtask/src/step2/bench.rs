@@ -27,15 +27,16 @@ pub fn run(ctx: &Ctx, opts: Options) -> anyhow::Result<()> {
     if !opts.json {
         out::heading("Benchmark: persist against LMDB, pread and an in-memory HashMap");
     }
-    let manifest = ctx.root.join("bench/persist-bench/Cargo.toml");
-    let target = ctx.target_dir.join("persist-bench");
+    let root = ctx.layout.source_root("bench persist")?;
+    let manifest = root.join("bench/persist-bench/Cargo.toml");
+    let target = ctx.work_dir().join("persist-bench");
     out::progress("building bench/persist-bench (release; the first build compiles LMDB)");
     let status = crate::build::cargo()
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target)
-        .current_dir(&ctx.root)
+        .current_dir(root)
         // Cargo's chatter must not reach a `--json` stdout.
         .stdout(Stdio::null())
         .status()

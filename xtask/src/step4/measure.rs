@@ -301,6 +301,7 @@ impl Finder {
             baz_relocation: info.relocation_against("baz").map(str::to_string),
             // The lowest mapping is the reservation: the first PT_LOAD, at base + its vaddr.
             base: first.start.checked_sub(first_load_vaddr / page * page)?,
+            sections: Some(info.sections.clone()),
         })
     }
 }

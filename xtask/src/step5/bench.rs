@@ -146,10 +146,11 @@ fn cell(
 
 /// `cargo xtask bench race`.
 pub fn bench(ctx: &Ctx) -> anyhow::Result<()> {
+    let root = ctx.layout.source_root("bench race")?;
     ctx.build_release(&["race"])?;
     let race = ctx.bin("race");
     let scratch = ctx.scratch("bench-race")?;
-    let c_exe = build_c_racer(&ctx.root, scratch.path())?;
+    let c_exe = build_c_racer(root, scratch.path())?;
     out::heading("Benchmark: the Rust racer against the C racer (cc -O2)");
     say!(
         "target {BENCH_TARGET}, median of {BENCH_RUNS} runs per cell, the two languages \

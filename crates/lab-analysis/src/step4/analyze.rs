@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::bail;
 use serde::Serialize;
 
+use lab_trace::elf::Sections;
 use lab_trace::loader::{self, LibLoad};
 use lab_trace::pagemap::PageEntry;
 use lab_trace::smaps::{self, Counters, Sharing};
@@ -111,19 +112,33 @@ pub struct MapCall {
     pub private: bool,
     /// The symbols it finally holds.
     pub holds: Vec<String>,
+    /// What of the library it finally holds, from the library's own headers (`null`: the
+    /// evidence did not record the library's sections).
+    pub contents: Option<Contents>,
 }
 
-/// What a mapping holds, read off its protection and flags.
+/// What of the library's file one mapping finally holds: the parts that the loader's later
+/// MAP_FIXED maps did not replace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contents {
+    /// The ELF header and the program headers (the file's first bytes).
+    pub headers: bool,
+    /// The sections (`SHF_ALLOC`) whose addresses lie in it, in the library's order; a
+    /// section two mappings share (.bss: the file's last page, then anonymous) is in both.
+    pub sections: Vec<String>,
+}
+
+/// The kind of mapping, read off its protection and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// read+execute: .text, .plt.
+    /// read+execute (code).
     Code,
-    /// read-only: ELF headers, .dynsym, .rodata.
+    /// read-only.
     ReadOnly,
-    /// read+write from the file: .data, .got, the start of .bss.
+    /// read+write, from the file.
     Data,
-    /// anonymous: the rest of .bss.
+    /// anonymous: memory the file has no bytes for (the rest of .bss).
     Bss,
 }
 
@@ -418,7 +433,9 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
             },
         );
     }
-    let maps = load.map_or(Vec::new(), |l| map_calls(l, &symbols, page));
+    let maps = load.map_or(Vec::new(), |l| {
+        map_calls(l, &symbols, page, lib.sections.as_ref(), base)
+    });
     let printed_agrees = (!p.printed.symbols.is_empty()).then(|| {
         symbols.iter().all(|(name, place)| {
             p.printed
@@ -513,7 +530,14 @@ fn strip_pid(raw: &str) -> String {
     }
 }
 
-fn map_calls(l: &LibLoad, symbols: &BTreeMap<String, SymbolPlace>, page: u64) -> Vec<MapCall> {
+fn map_calls(
+    l: &LibLoad,
+    symbols: &BTreeMap<String, SymbolPlace>,
+    page: u64,
+    sections: Option<&Sections>,
+    base: u64,
+) -> Vec<MapCall> {
+    let contents = sections.map(|s| contents_of(l, s, base, page));
     l.all_maps()
         .iter()
         .enumerate()
@@ -539,9 +563,47 @@ fn map_calls(l: &LibLoad, symbols: &BTreeMap<String, SymbolPlace>, page: u64) ->
                     .filter(|(_, s)| s.mmap == Some(k + 1))
                     .map(|(n, _)| n.clone())
                     .collect(),
+                contents: contents.as_ref().map(|c| c[k].clone()),
             }
         })
         .collect()
+}
+
+/// What each of the load's mappings finally holds: a section goes to every mapping that
+/// finally holds one of its pages ([`LibLoad::holder_of`]); the headers to the file-backed
+/// mapping of offset 0 that still holds its own first page.
+fn contents_of(l: &LibLoad, sections: &Sections, base: u64, page: u64) -> Vec<Contents> {
+    let maps = l.all_maps();
+    let mut contents: Vec<Contents> = maps
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let file_backed = !m.arg_flags(3).contains(&"MAP_ANONYMOUS");
+            let start = loader::range(m, page).map(|(s, _)| s);
+            Contents {
+                headers: file_backed
+                    && m.arg_u64(5) == Some(0)
+                    && m.arg_u64(1).is_some_and(|len| len >= sections.header_bytes)
+                    && start.is_some_and(|s| l.holder_of(s, page) == Some(k)),
+                sections: Vec::new(),
+            }
+        })
+        .collect();
+    for section in &sections.loaded {
+        let (first, end) = (base + section.addr, base + section.addr + section.size);
+        // Its first byte, then the start of each further page it reaches.
+        let pages = std::iter::successors(Some(first), |a| Some((a / page + 1) * page))
+            .take_while(|a| *a < end);
+        let mut holders: Vec<usize> = pages.filter_map(|a| l.holder_of(a, page)).collect();
+        holders.sort_unstable();
+        holders.dedup();
+        for k in holders {
+            if let Some(c) = contents.get_mut(k) {
+                c.sections.push(section.name.clone());
+            }
+        }
+    }
+    contents
 }
 
 fn summary(c: &Counters) -> CounterSummary {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use lab_trace::elf::DynSymbol;
+use lab_trace::elf::{DynSymbol, Sections};
 use lab_trace::maps::Maps;
 use lab_trace::pagemap::PageEntry;
 use lab_trace::smaps::SmapsEntry;
@@ -134,6 +134,10 @@ pub struct Library {
     pub baz_relocation: Option<String>,
     /// The load bias read from /proc/PID/maps, which the samples of baz used.
     pub base: u64,
+    /// Its loaded sections, from its own section headers: what each mapping holds. Absent in
+    /// evidence recorded before the lab read them (then: "sections not recorded").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sections: Option<Sections>,
 }
 
 /// One page of a pagemap read.

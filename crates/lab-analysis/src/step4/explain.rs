@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use lab_trace::smaps::Sharing;
 
 use super::analyze::{
-    ClientFinding, CounterSummary, Findings, MapCall, ProgramFindings, Role, StartCost,
+    ClientFinding, Contents, CounterSummary, Findings, MapCall, ProgramFindings, Role, StartCost,
 };
 use super::evidence::{Eviction, Evidence, Ready, Source};
 use crate::Block;
@@ -111,18 +111,16 @@ fn intro(f: &Findings) -> String {
 }
 
 fn role_text(m: &MapCall) -> String {
-    let mut s = match m.role {
-        Role::Bss => {
-            "zero-filled anonymous memory: the rest of .bss, which has no bytes in the file"
-        }
-        Role::Code => "code (.text, .plt): read+execute, never written, so it can be shared",
+    let kind = match m.role {
+        Role::Bss => "zero-filled anonymous memory, for what has no bytes in the file",
+        Role::Code => "code: read+execute, never written, so it can be shared",
         Role::Data => {
-            "data (.data, .bss, .got, …): read+write, and MAP_PRIVATE makes a write copy the \
-             page for this process only (copy-on-write)"
+            "data: read+write, and MAP_PRIVATE makes a write copy the page for this process \
+             only (copy-on-write)"
         }
-        Role::ReadOnly => "read-only data (ELF headers, .dynsym, .rodata, …)",
-    }
-    .to_string();
+        Role::ReadOnly => "read-only",
+    };
+    let mut s = format!("{kind}; {}", contents_text(m.contents.as_ref()));
     if m.reservation {
         s = format!(
             "the reservation: the kernel picks the address and the length spans the whole \
@@ -133,6 +131,23 @@ fn role_text(m: &MapCall) -> String {
         s.push_str("; MAP_FIXED: placed at an exact address inside the reservation");
     }
     s
+}
+
+/// What a mapping holds, named from the library's own headers.
+fn contents_text(contents: Option<&Contents>) -> String {
+    let Some(c) = contents else {
+        return "which sections it holds: not recorded with this evidence".into();
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    if c.headers {
+        parts.push("the ELF and program headers");
+    }
+    parts.extend(c.sections.iter().map(String::as_str));
+    if parts.is_empty() {
+        "holds no section of the library".into()
+    } else {
+        format!("holds {} (the library's section headers)", parts.join(", "))
+    }
 }
 
 fn program_blocks(p: &ProgramFindings) -> Vec<Block> {

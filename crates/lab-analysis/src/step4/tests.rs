@@ -280,3 +280,68 @@ fn json_findings_have_the_documented_shape() {
         }
     }
 }
+
+/// A section of the recorded course library, at its virtual address (the mappings of
+/// `foobar-course-c`: #1 at 0, #2 code at 0x1000, #3 read-only at 0x2000, #4 data at 0x3000,
+/// baz at 0x400c).
+fn section(name: &str, addr: u64, size: u64, nobits: bool) -> lab_trace::elf::LoadedSection {
+    lab_trace::elf::LoadedSection {
+        name: name.into(),
+        addr,
+        offset: if nobits { addr - 0x1000 } else { addr },
+        size,
+        nobits,
+    }
+}
+
+#[test]
+fn each_mapping_is_named_from_the_librarys_sections_or_said_not_recorded() {
+    let mut ev = fixture("foobar-course-c");
+    let f = analyze(&ev).unwrap();
+    // Recorded before the lab read section headers: honest, not prose.
+    assert!(f.programs[0].maps.iter().all(|m| m.contents.is_none()));
+    let text = format!("{:?}", Step4::explain(&f, &ev));
+    assert!(text.contains("which sections it holds: not recorded with this evidence"));
+    assert!(!text.contains(".rodata"), "{text}");
+
+    let sections = lab_trace::elf::Sections {
+        header_bytes: 0x238,
+        loaded: vec![
+            section(".dynsym", 0x2f0, 0x90, false),
+            section(".text", 0x1040, 0xd0, false),
+            section(".eh_frame_hdr", 0x2000, 0x2c, false),
+            section(".eh_frame", 0x2030, 0x9c, false),
+            section(".got", 0x3fd8, 0x28, false),
+            section(".bss", 0x400c, 4, true),
+        ],
+    };
+    for p in &mut ev.programs {
+        p.library.sections = Some(sections.clone());
+    }
+    let f = analyze(&ev).unwrap();
+    for p in &f.programs {
+        let got: Vec<(bool, Vec<String>)> = p
+            .maps
+            .iter()
+            .map(|m| {
+                let c = m.contents.clone().unwrap();
+                (c.headers, c.sections)
+            })
+            .collect();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            [
+                (true, names(&[".dynsym"])),
+                (false, names(&[".text"])),
+                (false, names(&[".eh_frame_hdr", ".eh_frame"])),
+                (false, names(&[".got", ".bss"])),
+            ]
+        );
+    }
+    let text = format!("{:?}", Step4::explain(&f, &ev));
+    assert!(
+        text.contains("read-only; holds .eh_frame_hdr, .eh_frame (the library's section headers)"),
+        "{text}"
+    );
+}

@@ -87,7 +87,7 @@ enum Cmd {
     /// Create a new table (the file must not exist), written through a MAP_SHARED mapping.
     ///
     /// Without options: count 0 in one page.
-    /// --course: like the course's table.bin (count 1083, value[i] = i for i < 2083, then
+    /// --course: like the course's table.bin (count 1083, value[i] = i for i < 8000, then
     /// zeros; 114340 bytes, room for 28583 values).
     #[command(verbatim_doc_comment)]
     Create {
