@@ -26,6 +26,9 @@ pub fn pictures(p: &Pictures) -> Vec<Picture> {
     out
 }
 
+/// The shade of the zoomed window on the whole sweep.
+const ZOOM: RGBColor = RGBColor(255, 236, 179);
+
 /// How many bytes malloc took beyond the request: the mapping's length (or, without one, the
 /// chunk size) minus the request; negative if odd data says less.
 fn over(r: &ChunkRow) -> f64 {
@@ -105,84 +108,17 @@ pub fn chunks(p: &ChunksPicture) -> Picture {
         if let Some(w) = zoom {
             panels.push((right, w, "zoomed on the threshold"));
         }
-        for (i, (area, (x0, x1), what)) in panels.iter().enumerate() {
-            let unit = byte_unit(*x1);
-            let xt = round_ticks(*x0, *x1, unit, 6);
-            let yt = round_ticks(ymin, ymax, byte_unit(ymax), 6);
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("{what} (linear)"), (FONT, 16))
-                .margin(12)
-                .x_label_area_size(48)
-                .y_label_area_size(if i == 0 { 70 } else { 60 })
-                .build_cartesian_2d(ticked(*x0, *x1, xt), ticked(ymin, ymax, yt))
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("request x passed to malloc")
-                .y_desc("L − x (bytes beyond the request)")
-                .x_label_formatter(&|v| bytes(*v))
-                .y_label_formatter(&|v| bytes(*v))
-                .light_line_style(RGBColor(240, 240, 240))
-                .bold_line_style(RGBColor(225, 225, 225))
-                .label_style((FONT, 14))
-                .axis_desc_style((FONT, 14))
-                .draw()
-                .map_err(err)?;
-            if let (0, Some(w)) = (i, zoom) {
-                chart
-                    .draw_series([Rectangle::new(
-                        [(w.0, ymin), (w.1, ymax)],
-                        RGBColor(255, 236, 179).mix(0.6).filled(),
-                    )])
-                    .map_err(err)?;
-            }
-            if let Some(t) = threshold {
-                chart
-                    .draw_series(LineSeries::new(
-                        [(t, ymin), (t, ymax)],
-                        MARK.stroke_width(2),
-                    ))
-                    .map_err(err)?;
-            }
-            let shown: Vec<&&ChunkRow> = rows
-                .iter()
-                .filter(|r| {
-                    let x = r.request as f64;
-                    x >= *x0 && x <= *x1
-                })
-                .collect();
-            let size = if i == 0 { 4 } else { 3 };
-            for r in &shown {
-                let at = (r.request as f64, over(r));
-                let colour = if r.mmapped { MMAP } else { HEAP };
-                chart
-                    .draw_series([Circle::new(at, size, colour.filled())])
-                    .map_err(err)?;
-                if i == 0 {
-                    marks_px.push(dot_mark(chart.backend_coord(&at), 6.0));
-                }
-            }
+        for (i, (area, window, what)) in panels.iter().enumerate() {
+            let panel = Panel {
+                window: *window,
+                y: (ymin, ymax),
+                threshold,
+                // The whole sweep shows where the zoom is, and holds the legend.
+                zoom: zoom.filter(|_| i == 0),
+            };
+            let plot = panel.draw(area, what, &rows, &mut marks_px)?;
             if i == 0 {
-                if let Some(t) = threshold {
-                    let (a, b) = (
-                        chart.backend_coord(&(t, ymin)),
-                        chart.backend_coord(&(t, ymax)),
-                    );
-                    marks_px.extend(line_marks(&[a, b], 2.0));
-                }
-                if let Some(w) = zoom {
-                    let (a, b) = (
-                        chart.backend_coord(&(w.0, ymax)),
-                        chart.backend_coord(&(w.1, ymin)),
-                    );
-                    marks_px.push((
-                        f64::from(a.0),
-                        f64::from(a.1),
-                        f64::from(b.0),
-                        f64::from(b.1),
-                    ));
-                }
-                legend_at = Some(plot_rect(&chart));
+                legend_at = Some(plot);
             }
         }
         let mut legend = Legend::new(13.0)
@@ -192,7 +128,7 @@ pub fn chunks(p: &ChunksPicture) -> Picture {
             legend = legend.add(Swatch::Line(MARK), format!("threshold: x = {t} B"));
         }
         if zoom.is_some() {
-            legend = legend.add(Swatch::Fill(RGBColor(255, 236, 179)), "zoomed on the right");
+            legend = legend.add(Swatch::Fill(ZOOM), "zoomed on the right");
         }
         let at = place_legend(
             legend_at.unwrap_or((0.0, 0.0, 500.0, 400.0)),
@@ -207,6 +143,94 @@ pub fn chunks(p: &ChunksPicture) -> Picture {
         caption: chunks_caption(p, &rows, skipped, zoomed),
         svg,
         marks: ("circle", rows.len()),
+    }
+}
+
+/// One panel of the chunk chart: L − x over a window of requests.
+struct Panel {
+    window: (f64, f64),
+    y: (f64, f64),
+    threshold: Option<f64>,
+    /// The zoom window to shade; set on the panel that holds the legend, whose marks are
+    /// collected for placing it.
+    zoom: Option<(f64, f64)>,
+}
+
+impl Panel {
+    /// Draws the panel; returns its plotting area, and adds what it drew to `marks` when it
+    /// holds the legend.
+    fn draw(
+        &self,
+        area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+        what: &str,
+        rows: &[&ChunkRow],
+        marks: &mut Vec<super::Rect>,
+    ) -> Result<super::Rect, String> {
+        let ((x0, x1), (ymin, ymax)) = (self.window, self.y);
+        let whole = self.zoom.is_some();
+        let xt = round_ticks(x0, x1, byte_unit(x1), 6);
+        let yt = round_ticks(ymin, ymax, byte_unit(ymax), 6);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{what} (linear)"), (FONT, 16))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(if whole { 70 } else { 60 })
+            .build_cartesian_2d(ticked(x0, x1, xt), ticked(ymin, ymax, yt))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("request x passed to malloc")
+            .y_desc("L − x (bytes beyond the request)")
+            .x_label_formatter(&|v| bytes(*v))
+            .y_label_formatter(&|v| bytes(*v))
+            .bold_line_style(RGBColor(225, 225, 225))
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        let px = |chart: &plotters::chart::ChartContext<'_, _, _>, a: (f64, f64), b: (f64, f64)| {
+            let (a, b): ((i32, i32), (i32, i32)) =
+                (chart.backend_coord(&a), chart.backend_coord(&b));
+            (a, b)
+        };
+        if let Some(w) = self.zoom {
+            chart
+                .draw_series([Rectangle::new(
+                    [(w.0, ymin), (w.1, ymax)],
+                    ZOOM.mix(0.6).filled(),
+                )])
+                .map_err(err)?;
+            let (a, b) = px(&chart, (w.0, ymax), (w.1, ymin));
+            let f = f64::from;
+            marks.push((f(a.0), f(a.1), f(b.0), f(b.1)));
+        }
+        if let Some(t) = self.threshold {
+            chart
+                .draw_series(LineSeries::new(
+                    [(t, ymin), (t, ymax)],
+                    MARK.stroke_width(2),
+                ))
+                .map_err(err)?;
+            if whole {
+                let (a, b) = px(&chart, (t, ymin), (t, ymax));
+                marks.extend(line_marks(&[a, b], 2.0));
+            }
+        }
+        let size = if whole { 4 } else { 3 };
+        for r in rows {
+            let at = (r.request as f64, over(r));
+            if at.0 < x0 || at.0 > x1 {
+                continue;
+            }
+            let colour = if r.mmapped { MMAP } else { HEAP };
+            chart
+                .draw_series([Circle::new(at, size, colour.filled())])
+                .map_err(err)?;
+            if whole {
+                marks.push(dot_mark(chart.backend_coord(&at), 6.0));
+            }
+        }
+        Ok(plot_rect(&chart))
     }
 }
 

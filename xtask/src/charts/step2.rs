@@ -63,23 +63,7 @@ pub fn layout(p: &LayoutPicture) -> Picture {
         _ => (0.0, end),
     };
     let rows = p.rows.len();
-    let mut marks = 0usize;
-    for r in &p.rows {
-        let visible = |a: f64, b: f64| b > lo && a < hi;
-        marks += usize::from(visible(0.0, r.file_bytes as f64));
-        marks += usize::from(r.used_bytes > 0 && visible(0.0, r.used_bytes as f64));
-        marks += r
-            .resident_pages
-            .iter()
-            .filter(|pg| visible(**pg as f64 * page, (**pg + 1) as f64 * page))
-            .count();
-        marks += usize::from(r.map_len.is_some_and(|l| visible(0.0, l as f64)));
-        marks += usize::from(
-            r.fault
-                .as_ref()
-                .is_some_and(|f| visible(f.0 as f64, f.0 as f64 + 1.0)),
-        );
-    }
+    let marks = p.rows.iter().map(|r| row_marks(r, page, (lo, hi))).sum();
     let signals: Vec<&str> = {
         let mut v: Vec<&str> = p
             .rows
@@ -160,6 +144,23 @@ pub fn layout(p: &LayoutPicture) -> Picture {
         svg,
         marks: ("rect", marks),
     }
+}
+
+/// How many of a row's rectangles lie (partly) inside the window.
+fn row_marks(r: &LayoutRow, page: f64, (lo, hi): (f64, f64)) -> usize {
+    let visible = |a: f64, b: f64| b > lo && a < hi;
+    usize::from(visible(0.0, r.file_bytes as f64))
+        + usize::from(r.used_bytes > 0 && visible(0.0, r.used_bytes as f64))
+        + r.resident_pages
+            .iter()
+            .filter(|pg| visible(**pg as f64 * page, (**pg + 1) as f64 * page))
+            .count()
+        + usize::from(r.map_len.is_some_and(|l| visible(0.0, l as f64)))
+        + usize::from(
+            r.fault
+                .as_ref()
+                .is_some_and(|f| visible(f.0 as f64, f.0 as f64 + 1.0)),
+        )
 }
 
 type Chart<'a, 'b> = ChartContext<

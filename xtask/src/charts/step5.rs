@@ -143,6 +143,14 @@ fn colour(mode: &str, i: usize) -> RGBColor {
     }
 }
 
+fn participants(n: f64) -> String {
+    if n == 1.0 {
+        "1 participant".to_string()
+    } else {
+        format!("{n:.0} participants")
+    }
+}
+
 /// One sentence on what to notice: per mode, the value at the fewest and the most
 /// participants (or that it lost none).
 fn caption(series: &Series, which: Which) -> String {
@@ -161,16 +169,16 @@ fn caption(series: &Series, which: Which) -> String {
                     format!("{mode} loses none")
                 }
                 Which::LostShare => format!(
-                    "{mode} loses {} with {:.0} participant(s) and {} with {:.0}",
+                    "{mode} loses {} with {} and {} with {:.0}",
                     fmt(first.1),
-                    first.0,
+                    participants(first.0),
                     fmt(last.1),
                     last.0
                 ),
                 Which::Runtime => format!(
-                    "{mode}: {} with {:.0} participant(s), {} with {:.0}",
+                    "{mode}: {} with {}, {} with {:.0}",
                     fmt(first.1),
-                    first.0,
+                    participants(first.0),
                     fmt(last.1),
                     last.0
                 ),
@@ -239,12 +247,12 @@ pub(crate) mod tests {
         assert_eq!(pics[0].marks, ("circle", 8));
         assert_eq!(
             pics[0].caption,
-            "More participants lose more updates: racy loses 0.0% with 1 participant(s) and \
+            "More participants lose more updates: racy loses 0.0% with 1 participant and \
              30.0% with 4; atomic loses none."
         );
         assert!(pics[1]
             .caption
-            .contains("atomic: 2.00 ns with 1 participant(s), 8.00 ns with 4"));
+            .contains("atomic: 2.00 ns with 1 participant, 8.00 ns with 4"));
         // One line per mode, and the legend's two strokes.
         assert!(count(lost, "polyline") >= 2);
         let legend = &lost[lost.find("<g class=\"legend\">").unwrap()..];
