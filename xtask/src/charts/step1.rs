@@ -4,7 +4,10 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
+use super::{
+    byte_unit, bytes, dot_mark, err, line_marks, place_legend, plot_rect, render, round_ticks,
+    ticked, Legend, Picture, Swatch, FONT, HEAP, MARK, MMAP, OTHER_MODES,
+};
 use lab_analysis::step1::analyze::FreedInto;
 use lab_analysis::step1::picture::{
     ChunkRow, ChunksPicture, FreeBitColumn, FreeBitPicture, Pictures,
@@ -23,12 +26,42 @@ pub fn pictures(p: &Pictures) -> Vec<Picture> {
     out
 }
 
-/// Step 1: request size (x) against chunk size and mmap length (y), both log scale; heap chunks
-/// and mmapped chunks coloured, the threshold marked.
+/// The shade of the zoomed window on the whole sweep.
+const ZOOM: RGBColor = RGBColor(255, 236, 179);
+
+/// How many bytes malloc took beyond the request: the mapping's length (or, without one, the
+/// chunk size) minus the request; negative if odd data says less.
+fn over(r: &ChunkRow) -> f64 {
+    let taken = if r.mmapped {
+        r.mmap_len.unwrap_or(r.chunk_size)
+    } else {
+        r.chunk_size
+    };
+    taken as f64 - r.request as f64
+}
+
+/// A byte count near a round KiB: `128 KiB − 23 B`, `64 KiB + 8 B`, `4 KiB`.
+fn near_kib(v: u64) -> String {
+    let k = ((v as f64 / 1024.0).round() as u64).max(1) * 1024;
+    match v.cmp(&k) {
+        std::cmp::Ordering::Equal => bytes(k as f64),
+        std::cmp::Ordering::Less => format!("{} − {} B", bytes(k as f64), k - v),
+        std::cmp::Ordering::Greater => format!("{} + {} B", bytes(k as f64), v - k),
+    }
+}
+
+/// The zoomed panel's window: 1 KiB before the threshold to 7 KiB after it, where the fine
+/// sweep lies.
+fn zoom_window(t: f64) -> (f64, f64) {
+    ((t - 1024.0).max(0.0), t + 7.0 * 1024.0)
+}
+
+/// Step 1: what malloc took beyond the request (L − x, linear) against the request, over the
+/// whole sweep and zoomed on the threshold where the fine sweep lies; heap and mmapped chunks
+/// coloured, the threshold marked.
 pub fn chunks(p: &ChunksPicture) -> Picture {
     const FILE: &str = "step1-chunks.svg";
-    const TITLE: &str = "Request size against chunk size and mmap length";
-    // A log scale needs positive values.
+    const TITLE: &str = "What malloc takes beyond the request: L − x against the request x";
     let rows: Vec<&ChunkRow> = p
         .rows
         .iter()
@@ -43,135 +76,208 @@ pub fn chunks(p: &ChunksPicture) -> Picture {
     }
     let skipped = p.skipped + p.rows.len() - rows.len();
     let threshold = p.threshold_request.map(|t| t as f64);
-    let heap = rows.iter().filter(|r| !r.mmapped).count();
-    let mapped = rows.len() - heap;
-    let lens = rows.iter().filter(|r| r.mmap_len.is_some()).count();
-    let xs = rows.iter().map(|r| r.request as f64).chain(threshold);
-    let ys = rows
+    let xmax = rows
         .iter()
-        .flat_map(|r| [Some(r.chunk_size), r.mmap_len, Some(r.request)])
-        .flatten()
-        .map(|v| v as f64);
-    let ((xmin, xmax), (ymin, ymax)) = (bounds(xs), bounds(ys));
-    let svg = render((900, 560), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Step 1: malloc request vs chunk size and mmap length",
-                (FONT, 20),
-            )
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(
-                (xmin / 1.6..xmax * 1.6).log_scale().base(4.0),
-                (ymin / 1.6..ymax * 1.6).log_scale().base(4.0),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("request passed to malloc (bytes, log scale)")
-            .y_desc("bytes (log scale)")
-            .x_label_formatter(&|v| bytes(*v))
-            .y_label_formatter(&|v| bytes(*v))
-            .light_line_style(RGBColor(235, 235, 235))
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 16))
-            .draw()
-            .map_err(err)?;
-        let grey = RGBColor(160, 160, 160);
-        chart
-            .draw_series(LineSeries::new([(xmin, xmin), (xmax, xmax)], grey))
-            .map_err(err)?
-            .label("size = request")
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
-        chart
-            .draw_series(rows.iter().filter_map(|r| {
-                r.mmap_len.map(|l| {
-                    TriangleMarker::new((r.request as f64, l as f64), 9, MMAP_LEN.stroke_width(2))
-                })
-            }))
-            .map_err(err)?
-            .label(format!("length passed to mmap ({lens})"))
-            .legend(|(x, y)| TriangleMarker::new((x + 8, y), 7, MMAP_LEN.stroke_width(2)));
-        for (mmapped, colour, what, n) in
-            [(false, HEAP, "heap", heap), (true, MMAP, "mmapped", mapped)]
-        {
-            chart
-                .draw_series(rows.iter().filter(|r| r.mmapped == mmapped).map(|r| {
-                    Circle::new((r.request as f64, r.chunk_size as f64), 4, colour.filled())
-                }))
-                .map_err(err)?
-                .label(format!("chunk size, {what} chunk ({n})"))
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        .map(|r| r.request as f64)
+        .chain(threshold)
+        .fold(1.0, f64::max)
+        * 1.04;
+    let ymax = rows.iter().map(|r| over(r)).fold(16.0, f64::max) * 1.25;
+    let ymin = rows.iter().map(|r| over(r)).fold(0.0, f64::min);
+    let zoom = threshold.map(zoom_window);
+    let in_zoom = |r: &&ChunkRow, (lo, hi): (f64, f64)| {
+        let x = r.request as f64;
+        x >= lo && x <= hi
+    };
+    let zoomed = zoom.map_or(0, |w| rows.iter().filter(|r| in_zoom(r, w)).count());
+    let svg = render((1100, 520), |root| {
+        root.draw(&Text::new(
+            "Step 1: bytes malloc takes beyond the request (mmap length or chunk size − request)",
+            (20, 10),
+            (FONT, 19).into_font(),
+        ))
+        .map_err(err)?;
+        let body = root.margin(30, 0, 0, 0);
+        let (left, right) = match zoom {
+            Some(_) => body.split_horizontally(560),
+            None => (body.clone(), body.margin(0, 0, 0, 1100)),
+        };
+        let mut legend_at = None;
+        let mut marks_px = Vec::new();
+        let mut panels = vec![(left, (0.0, xmax), "the whole sweep")];
+        if let Some(w) = zoom {
+            panels.push((right, w, "zoomed on the threshold"));
         }
-        if let Some(t) = threshold {
-            chart
-                .draw_series(LineSeries::new(
-                    [(t, ymin / 1.5), (t, ymax * 1.5)],
-                    MARK.stroke_width(2),
-                ))
-                .map_err(err)?;
-            let (label, x, anchor) = threshold_label(t, p.threshold_chunk_size, (xmin, xmax));
-            let style = (FONT, 17)
-                .into_font()
-                .color(&MARK)
-                .pos(Pos::new(anchor, VPos::Bottom));
-            chart
-                .draw_series([Text::new(label, (x, ymin * 1.1), style)])
-                .map_err(err)?;
+        for (i, (area, window, what)) in panels.iter().enumerate() {
+            let panel = Panel {
+                window: *window,
+                y: (ymin, ymax),
+                threshold,
+                // The whole sweep shows where the zoom is, and holds the legend.
+                zoom: zoom.filter(|_| i == 0),
+            };
+            let plot = panel.draw(area, what, &rows, &mut marks_px)?;
+            if i == 0 {
+                legend_at = Some(plot);
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font((FONT, 15))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        let mut legend = Legend::new(13.0)
+            .add(Swatch::Dot(HEAP), "heap chunk: chunk size − x")
+            .add(Swatch::Dot(MMAP), "mmapped: mmap length − x");
+        if let Some(t) = p.threshold_request {
+            legend = legend.add(Swatch::Line(MARK), format!("threshold: x = {t} B"));
+        }
+        if zoom.is_some() {
+            legend = legend.add(Swatch::Fill(ZOOM), "zoomed on the right");
+        }
+        let at = place_legend(
+            legend_at.unwrap_or((0.0, 0.0, 500.0, 400.0)),
+            legend.size(),
+            &marks_px,
+        );
+        Ok(legend.svg(at))
     });
     Picture {
         file: FILE.into(),
         title: TITLE.into(),
-        caption: chunks_caption(p, &rows, skipped),
+        caption: chunks_caption(p, &rows, skipped, zoomed),
         svg,
         marks: ("circle", rows.len()),
     }
 }
 
-/// The threshold line's label and where it goes: right of the line in the left half of the
-/// picture, left of it otherwise.
-fn threshold_label(t: f64, chunk: Option<u64>, (xmin, xmax): (f64, f64)) -> (String, f64, HPos) {
-    let label = match chunk {
-        Some(c) => format!("threshold: request {t:.0} B (chunk {c} B)"),
-        None => format!("threshold: request {t:.0} B"),
-    };
-    let right_half = t.ln() - (xmin / 1.6).ln() > ((xmax * 1.6).ln() - (xmin / 1.6).ln()) / 2.0;
-    if right_half {
-        (label, t / 1.05, HPos::Right)
-    } else {
-        (label, t * 1.05, HPos::Left)
+/// One panel of the chunk chart: L − x over a window of requests.
+struct Panel {
+    window: (f64, f64),
+    y: (f64, f64),
+    threshold: Option<f64>,
+    /// The zoom window to shade; set on the panel that holds the legend, whose marks are
+    /// collected for placing it.
+    zoom: Option<(f64, f64)>,
+}
+
+impl Panel {
+    /// Draws the panel; returns its plotting area, and adds what it drew to `marks` when it
+    /// holds the legend.
+    fn draw(
+        &self,
+        area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+        what: &str,
+        rows: &[&ChunkRow],
+        marks: &mut Vec<super::Rect>,
+    ) -> Result<super::Rect, String> {
+        let ((x0, x1), (ymin, ymax)) = (self.window, self.y);
+        let whole = self.zoom.is_some();
+        let xt = round_ticks(x0, x1, byte_unit(x1), 6);
+        let yt = round_ticks(ymin, ymax, byte_unit(ymax), 6);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{what} (linear)"), (FONT, 16))
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(if whole { 70 } else { 60 })
+            .build_cartesian_2d(ticked(x0, x1, xt), ticked(ymin, ymax, yt))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("request x passed to malloc")
+            .y_desc("L − x (bytes beyond the request)")
+            .x_label_formatter(&|v| bytes(*v))
+            .y_label_formatter(&|v| bytes(*v))
+            .bold_line_style(RGBColor(225, 225, 225))
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        let px = |chart: &plotters::chart::ChartContext<'_, _, _>, a: (f64, f64), b: (f64, f64)| {
+            let (a, b): ((i32, i32), (i32, i32)) =
+                (chart.backend_coord(&a), chart.backend_coord(&b));
+            (a, b)
+        };
+        if let Some(w) = self.zoom {
+            chart
+                .draw_series([Rectangle::new(
+                    [(w.0, ymin), (w.1, ymax)],
+                    ZOOM.mix(0.6).filled(),
+                )])
+                .map_err(err)?;
+            let (a, b) = px(&chart, (w.0, ymax), (w.1, ymin));
+            let f = f64::from;
+            marks.push((f(a.0), f(a.1), f(b.0), f(b.1)));
+        }
+        if let Some(t) = self.threshold {
+            chart
+                .draw_series(LineSeries::new(
+                    [(t, ymin), (t, ymax)],
+                    MARK.stroke_width(2),
+                ))
+                .map_err(err)?;
+            if whole {
+                let (a, b) = px(&chart, (t, ymin), (t, ymax));
+                marks.extend(line_marks(&[a, b], 2.0));
+            }
+        }
+        let size = if whole { 4 } else { 3 };
+        for r in rows {
+            let at = (r.request as f64, over(r));
+            if at.0 < x0 || at.0 > x1 {
+                continue;
+            }
+            let colour = if r.mmapped { MMAP } else { HEAP };
+            chart
+                .draw_series([Circle::new(at, size, colour.filled())])
+                .map_err(err)?;
+            if whole {
+                marks.push(dot_mark(chart.backend_coord(&at), 6.0));
+            }
+        }
+        Ok(plot_rect(&chart))
     }
 }
 
-fn chunks_caption(p: &ChunksPicture, rows: &[&ChunkRow], skipped: usize) -> String {
-    let heap = rows.iter().filter(|r| !r.mmapped).count();
-    let lens = rows.iter().filter(|r| r.mmap_len.is_some()).count();
-    let mut caption = format!(
-        "{} allocations: {heap} from the heap (blue), {} mmapped (red); {lens} with the length \
-         malloc passed to mmap (orange triangles, around the red dot when the chunk size equals \
-         it), paired from the strace.",
-        rows.len(),
-        rows.len() - heap
-    );
-    match p.threshold_request {
-        Some(t) => caption.push_str(&format!(
-            " The black line marks this run's threshold: a request of {t} bytes{}.",
-            p.threshold_chunk_size
-                .map(|c| format!(" (chunk size {c})"))
+/// One sentence on what to notice, from the data: where the switch happens and what each side
+/// takes beyond the request.
+fn chunks_caption(p: &ChunksPicture, rows: &[&ChunkRow], skipped: usize, zoomed: usize) -> String {
+    let range = |mmapped: bool| {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.mmapped == mmapped)
+            .map(|r| over(r))
+            .collect();
+        let lo = v.iter().copied().fold(f64::MAX, f64::min);
+        let hi = v.iter().copied().fold(f64::MIN, f64::max);
+        (!v.is_empty()).then_some((lo, hi))
+    };
+    let span = |(lo, hi): (f64, f64)| {
+        if lo == hi {
+            bytes(lo)
+        } else {
+            format!("{} to {}", bytes(lo), bytes(hi))
+        }
+    };
+    let heap = range(false);
+    let mapped = range(true);
+    let mut caption = match (p.threshold_request, mapped) {
+        (Some(t), Some(m)) => format!(
+            "The switch to mmap happens at a request of {t} B ({}): from there malloc maps the \
+             request plus its header rounded up to whole pages, so the mapping exceeds the \
+             request by {} in a saw-tooth that falls as x grows within a page{}.",
+            near_kib(t),
+            span(m),
+            heap.map(|h| format!(", while a heap chunk takes only {} more", span(h)))
                 .unwrap_or_default()
-        )),
-        None => caption.push_str(" This run's data gives no threshold, so none is marked."),
+        ),
+        (None, Some(m)) => format!(
+            "No threshold was measured; the mmapped chunks take {} beyond the request.",
+            span(m)
+        ),
+        (_, None) => "No request was mmapped in this sweep, so the switch to mmap was not \
+                      measured here."
+            .to_string(),
+    };
+    if zoomed > 0 {
+        caption.push_str(&format!(
+            " Right: the {zoomed} requests within 1 KiB before and 7 KiB after the threshold."
+        ));
     }
     if skipped > 0 {
         caption.push_str(&format!(
@@ -219,8 +325,9 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
         ),
         None => "request x (chunk size)".to_string(),
     };
-    let svg = render((1000, 300), |root| {
-        let mut chart = ChartBuilder::on(root)
+    let svg = render((1100, 300), |root| {
+        let (plot, side) = root.split_horizontally(890);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(TITLE, (FONT, 20))
             .margin(15)
             .x_label_area_size(45)
@@ -248,7 +355,7 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
                 },
             )
             .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
+            .axis_desc_style((FONT, 14))
             .draw()
             .map_err(err)?;
         for (i, c) in p.columns.iter().enumerate() {
@@ -263,7 +370,7 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
                 chart
                     .draw_series([Circle::new((x, y), 9, style)])
                     .map_err(err)?;
-                let label_style = (FONT, 13)
+                let label_style = (FONT, 14)
                     .into_font()
                     .color(&colour)
                     .pos(Pos::new(HPos::Center, VPos::Top));
@@ -272,7 +379,23 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
                     .map_err(err)?;
             }
         }
-        Ok(())
+        let mut legend = Legend::new(13.0)
+            .add(Swatch::Dot(MARK), "in-use bit cleared")
+            .add(Swatch::Ring(MARK), "bit unchanged");
+        for into in [FreedInto::Tcache, FreedInto::Fastbin, FreedInto::Bin] {
+            let used = p
+                .columns
+                .iter()
+                .any(|c| c.default.1 == into || c.no_tcache.1 == into);
+            if used {
+                legend = legend.add(
+                    Swatch::Fill(into_colour(into)),
+                    format!("A went to: {}", into_label(into)),
+                );
+            }
+        }
+        let (xs, _) = side.get_pixel_range();
+        Ok(legend.svg((f64::from(xs.start) + 4.0, 40.0)))
     });
     let caption = free_bit_caption(p);
     Picture {
@@ -284,46 +407,35 @@ pub fn free_bit(p: &FreeBitPicture) -> Picture {
     }
 }
 
-/// What the free-bit picture shows, with the requests whose free changed the bit in each run.
+/// One sentence on what to notice: from which request free cleared the bit in each run.
 fn free_bit_caption(p: &FreeBitPicture) -> String {
-    let changed = |row: fn(&FreeBitColumn) -> (bool, FreedInto)| -> Vec<String> {
+    let first = |row: fn(&FreeBitColumn) -> (bool, FreedInto)| -> Option<u64> {
         p.columns
             .iter()
             .filter(|c| c.then_malloc.is_none() && row(c).0)
-            .map(|c| c.request.to_string())
-            .collect()
+            .map(|c| c.request)
+            .min()
     };
+    let from = |v: Option<u64>| v.map_or("for no request".to_string(), |x| format!("from x = {x}"));
     let mut caption = format!(
-        "A filled dot: free(malloc(x)) cleared A's in-use bit (PREV_INUSE in the next chunk's \
-         tag); a ring: it changed nothing. The word under each dot says where free put A, \
-         judged from what free wrote into A. Default run: the bit changed for x = {}; with \
-         GLIBC_TUNABLES={}: for x = {}.",
-        or_none(&changed(|c| c.default)),
+        "free(A) clears A's in-use bit only when A goes to a bin: with the tcache {}, with \
+         {} {}; below that A sits in the tcache or a fastbin and keeps its bit set.",
+        from(first(|c| c.default)),
         p.tunables,
-        or_none(&changed(|c| c.no_tcache))
+        from(first(|c| c.no_tcache))
     );
     if let Some(c) = p.columns.iter().find(|c| c.then_malloc.is_some()) {
         let state = |(cleared, _): (bool, FreedInto)| if cleared { "cleared" } else { "still set" };
         caption.push_str(&format!(
-            " Last column: A = malloc({}) freed, then malloc({}); the dot shows A's bit after \
-             that malloc and the word where A was then — default run: {}; with GLIBC_TUNABLES={}: \
-             {}.",
+            " Last column: after free(malloc({})) and then malloc({}), A's bit is {} with the \
+             tcache and {} without.",
             c.request,
             c.then_malloc.unwrap_or(0),
             state(c.default),
-            p.tunables,
             state(c.no_tcache)
         ));
     }
     caption
-}
-
-fn or_none(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.join(", ")
-    }
 }
 
 #[cfg(test)]
@@ -389,14 +501,46 @@ pub(crate) mod tests {
         let p = chunks(&sample_picture());
         let svg = p.svg.as_ref().unwrap();
         assert!(svg.starts_with("<svg"));
-        // 8 rows plus the two legend dots (heap, mmap; the triangle legend is a polygon).
-        assert_eq!(count(svg, "circle"), 8 + 2);
-        // 3 mmapped rows with a length, plus the legend's triangle.
-        assert_eq!(count(svg, "polygon"), 3 + 1);
-        assert!(svg.contains("threshold: request 131049 B (chunk 131072 B)"));
-        assert!(p.caption.contains("5 from the heap"));
-        assert!(p.caption.contains("3 mmapped"));
+        // 8 rows on the whole sweep, the 3 within the zoom window again, 2 legend dots.
+        assert_eq!(count(svg, "circle"), 8 + 3 + 2);
+        assert!(svg.contains("threshold: x = 131049 B"));
+        assert!(svg.contains("<g class=\"legend\">"));
+        // Linear, round ticks: the whole sweep in 200 KiB steps, the zoom in 2 KiB steps.
+        for tick in [
+            "\n200 KiB\n",
+            "\n1000 KiB\n",
+            "\n128 KiB\n",
+            "\n130 KiB\n",
+            "\n4 KiB\n",
+        ] {
+            assert!(svg.contains(tick), "{tick:?}");
+        }
+        assert!(!svg.contains("log scale"));
+        assert!(p
+            .caption
+            .starts_with("The switch to mmap happens at a request of 131049 B (128 KiB − 23 B)"));
+        // The range comes from the data: the sample's mmapped rows take 23 B (131049 in a
+        // 128 KiB chunk) to 4 KiB (1 MiB + 16, rounded up) more.
+        assert!(
+            p.caption.contains("exceeds the request by 23 B to 4 KiB"),
+            "{}",
+            p.caption
+        );
+        assert!(
+            p.caption
+                .contains("a heap chunk takes only 8 B to 16 B more"),
+            "{}",
+            p.caption
+        );
+        assert!(p.caption.contains("the 3 requests within 1 KiB before"));
         assert_eq!(p.marks, ("circle", 8));
+    }
+
+    #[test]
+    fn near_kib_names_the_offset() {
+        assert_eq!(near_kib(131_049), "128 KiB − 23 B");
+        assert_eq!(near_kib(65_544), "64 KiB + 8 B");
+        assert_eq!(near_kib(4096), "4 KiB");
     }
 
     #[test]
@@ -413,8 +557,16 @@ pub(crate) mod tests {
         let p = chunks(&d);
         let svg = p.svg.as_ref().unwrap();
         assert!(!svg.contains("threshold"));
-        assert!(p.caption.contains("gives no threshold"));
+        assert!(p.caption.starts_with("No threshold was measured"));
         assert!(p.caption.contains("2 rows are not drawn"));
+        // No mmapped row: the switch was not measured, said as such.
+        d.rows.retain(|r| !r.mmapped);
+        let p = chunks(&d);
+        assert!(
+            p.caption.contains("switch to mmap was not measured"),
+            "{}",
+            p.caption
+        );
     }
 
     #[test]
@@ -466,14 +618,18 @@ pub(crate) mod tests {
         });
         let svg = p.svg.as_ref().unwrap();
         assert_eq!(p.marks, ("circle", 8));
-        assert_eq!(count(svg, "circle"), 8);
+        // 8 dots and the legend's two (filled, ring).
+        assert_eq!(count(svg, "circle"), 8 + 2);
         assert!(svg.contains(">\n24 + 10000\n<"), "{svg}");
         assert!(svg.contains("free(malloc(24)), then malloc(10000)"));
-        assert!(p.caption.contains(
-            "Last column: A = malloc(24) freed, then malloc(10000); the dot shows A's bit after \
-             that malloc and the word where A was then — default run: still set; with \
-             GLIBC_TUNABLES=glibc.malloc.tcache_count=0: cleared."
-        ));
+        assert!(svg.contains("A went to: fastbin</text>"));
+        assert_eq!(
+            p.caption,
+            "free(A) clears A's in-use bit only when A goes to a bin: with the tcache from x = \
+             1048, with glibc.malloc.tcache_count=0 from x = 1000; below that A sits in the \
+             tcache or a fastbin and keeps its bit set. Last column: after free(malloc(24)) and \
+             then malloc(10000), A's bit is still set with the tcache and cleared without."
+        );
         for word in [
             "\nfastbin\n",
             "\ntcache\n",
@@ -484,8 +640,5 @@ pub(crate) mod tests {
             assert!(svg.contains(word), "{word:?}");
         }
         assert!(svg.contains("1000 (1008)"));
-        assert!(p
-            .caption
-            .contains("Default run: the bit changed for x = 1048; with GLIBC_TUNABLES=glibc.malloc.tcache_count=0: for x = 1000, 1048."));
     }
 }

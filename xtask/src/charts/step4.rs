@@ -8,28 +8,33 @@
 
 use plotters::prelude::*;
 
-use super::{bytes, clip, err, render, Picture, FONT, MARK, MMAP};
+use super::{bytes, err, render, text_width, Legend, Picture, Swatch, FONT, MARK, MMAP};
 use lab_analysis::step4::picture::{Program, Row, Step4Picture};
 
 const FILE: &str = "step4-frames.svg";
 const TITLE: &str = "The library's pages in foo and bar, and the physical frames they map";
-const ROW: i32 = 86;
+/// Every text's size as asked of plotters, which draws it at [`DRAWN`] times that: 12 px at
+/// the picture's natural width, above the 11 px a reader needs.
+const TEXT: f64 = 15.0;
+/// How plotters scales a font size into the SVG's `font-size` (15 → 12.1).
+const DRAWN: f64 = 0.81;
+const LINE: i32 = 20;
 const TOP: i32 = 92;
-const BOX_W: i32 = 400;
-const MID_X: i32 = 520;
-const MID_W: i32 = 300;
-const RIGHT_X: i32 = MID_X + MID_W + 100;
+const GAP: i32 = 90;
 const SHARED: RGBColor = RGBColor(255, 204, 140);
 const PRIVATE: RGBColor = RGBColor(170, 220, 170);
 const ALONE: RGBColor = RGBColor(225, 225, 225);
+const CODE: RGBColor = RGBColor(255, 224, 180);
+const DATA: RGBColor = RGBColor(200, 235, 200);
+const READ_ONLY: RGBColor = RGBColor(205, 222, 245);
 
 fn perms_color(perms: &str) -> RGBColor {
     if perms.starts_with("r-x") {
-        RGBColor(255, 224, 180)
+        CODE
     } else if perms.starts_with("rw") {
-        RGBColor(200, 235, 200)
+        DATA
     } else if perms.starts_with("r--") {
-        RGBColor(205, 222, 245)
+        READ_ONLY
     } else {
         RGBColor(235, 235, 235)
     }
@@ -94,8 +99,108 @@ fn frame_boxes(p: &Step4Picture, r: &Row) -> Vec<FrameBox> {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-/// The x of each program's column (foo left, bar right).
-const XS: [i32; 2] = [20, RIGHT_X];
+/// One program's lines for one mapping: its addresses, the mmap that made it, its pages, then
+/// its symbols two to a line (never cut).
+fn pages_lines(r: &Row, prog: &Program, k: usize) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "{} {:#x}-{:#x} (+{:#x}, {})",
+            r.perms,
+            prog.base + r.start,
+            prog.base + r.end,
+            r.start,
+            bytes((r.end - r.start) as f64)
+        ),
+        r.mmap
+            .clone()
+            .unwrap_or_else(|| "anonymous, or no traced mmap".into()),
+        format!("{} pages, {} not resident", r.pages, r.not_resident[k]),
+    ];
+    let symbols: Vec<String> = r
+        .symbols
+        .iter()
+        .map(|(n, a)| format!("{n} {:#x}", prog.base + a))
+        .collect();
+    for pair in symbols.chunks(2) {
+        lines.push(pair.join(", "));
+    }
+    lines
+}
+
+/// Where everything goes, sized from the conservative width of the texts it must hold.
+struct Layout {
+    box_w: i32,
+    mid_x: i32,
+    mid_w: i32,
+    right_x: i32,
+    /// Per row: its top and height.
+    rows: Vec<(i32, i32)>,
+    width: i32,
+}
+
+impl Layout {
+    fn xs(&self) -> [i32; 2] {
+        [20, self.right_x]
+    }
+}
+
+/// The width of a text plotters draws at `px` (asked), conservatively.
+fn width_of(s: &str, px: f64) -> i32 {
+    text_width(s, px * DRAWN).ceil() as i32
+}
+
+fn layout(p: &Step4Picture, boxes: &[Vec<FrameBox>], footer: &[String]) -> Layout {
+    let mut box_w = 0;
+    let mut rows = Vec::new();
+    let mut y = TOP;
+    for (i, r) in p.rows.iter().enumerate() {
+        let mut lines = 0;
+        for (k, prog) in p.programs.iter().enumerate() {
+            let l = pages_lines(r, prog, k);
+            lines = lines.max(l.len() as i32);
+            box_w = l.iter().map(|s| width_of(s, TEXT)).fold(box_w, i32::max);
+        }
+        let frames = boxes[i].len().max(1) as i32;
+        let h = (10 + LINE * lines).max(frames * (LINE + 8) + 4);
+        rows.push((y, h));
+        y += h + 10;
+    }
+    for prog in &p.programs {
+        box_w = box_w.max(width_of(&header_label(prog), 17.0));
+    }
+    let box_w = box_w + 14;
+    let mid_w = boxes
+        .iter()
+        .flatten()
+        .map(|b| width_of(&b.label, TEXT))
+        .fold(
+            width_of("physical frames: hidden (not root)", 17.0),
+            i32::max,
+        )
+        + 14;
+    let mid_x = 20 + box_w + GAP;
+    let right_x = mid_x + mid_w + GAP;
+    let footer_w = footer
+        .iter()
+        .map(|l| width_of(l, TEXT) + 40)
+        .chain([width_of(&p.programs[0].library, TEXT) + 40])
+        .fold(0, i32::max);
+    Layout {
+        box_w,
+        mid_x,
+        mid_w,
+        right_x,
+        rows,
+        width: (right_x + box_w + 20).max(footer_w),
+    }
+}
+
+fn header_label(prog: &Program) -> String {
+    format!(
+        "{} (pid {}): loaded at {:#x}",
+        prog.name, prog.pid, prog.base
+    )
+}
 
 pub fn draw(p: &Step4Picture) -> Picture {
     if p.programs.len() != 2 || p.rows.is_empty() {
@@ -109,33 +214,37 @@ pub fn draw(p: &Step4Picture) -> Picture {
             ),
         );
     }
-    let rows = p.rows.len() as i32;
     let boxes: Vec<Vec<FrameBox>> = p.rows.iter().map(|r| frame_boxes(p, r)).collect();
     // The background, then per row a filled and an outlined box per program and per frame box.
     let rects = 1 + boxes
         .iter()
         .map(|b| 2 * p.programs.len() + 2 * b.len())
         .sum::<usize>();
+    let footer = footer(p);
+    let lay = layout(p, &boxes, &footer);
+    let legend = legend(p);
+    let body_end = lay.rows.last().map_or(TOP, |(y, h)| y + h);
+    let legend_y = body_end + 12 + LINE * footer.len() as i32 + 10;
     let size = (
-        (RIGHT_X + BOX_W + 20) as u32,
-        (TOP + rows * ROW + 70) as u32,
+        lay.width as u32,
+        (legend_y as f64 + legend.size().1 + 16.0) as u32,
     );
     let svg = render(size, |root| {
-        header(root, p)?;
+        header(root, p, &lay)?;
         for (i, (r, bx)) in p.rows.iter().zip(&boxes).enumerate() {
-            let y0 = TOP + ROW * i as i32;
+            let (y0, h) = lay.rows[i];
             for (k, prog) in p.programs.iter().enumerate() {
-                pages_box(root, r, prog, k, y0)?;
+                pages_box(root, r, prog, k, (y0, h), &lay)?;
             }
-            frames_column(root, bx, y0)?;
+            frames_column(root, bx, (y0, h), &lay)?;
         }
-        let small = (FONT, 14).into_font();
-        for (j, line) in footer(p).iter().enumerate() {
-            let y = TOP + rows * ROW + 4 + 20 * j as i32;
-            root.draw(&Text::new(clip(line, 170), (20, y), small.clone()))
+        let small = (FONT, TEXT as u32).into_font();
+        for (j, line) in footer.iter().enumerate() {
+            let y = body_end + 12 + LINE * j as i32;
+            root.draw(&Text::new(line.clone(), (20, y), small.clone()))
                 .map_err(err)?;
         }
-        Ok(())
+        Ok(legend.svg((20.0, f64::from(legend_y))))
     });
     Picture {
         file: FILE.into(),
@@ -146,7 +255,26 @@ pub fn draw(p: &Step4Picture) -> Picture {
     }
 }
 
-fn header(root: &Area<'_>, p: &Step4Picture) -> Result<(), String> {
+fn legend(p: &Step4Picture) -> Legend {
+    let mut l = Legend::new(13.0)
+        .add(Swatch::Fill(CODE), "code pages (r-x)")
+        .add(Swatch::Fill(READ_ONLY), "read-only pages (r--)")
+        .add(Swatch::Fill(DATA), "writable pages (rw-)")
+        .add(Swatch::Fill(SHARED), "frame both programs map")
+        .add(
+            Swatch::Fill(PRIVATE),
+            "a program's own frame (a written page)",
+        );
+    if p.rows.iter().any(|r| r.alone.iter().any(|n| *n > 0)) {
+        l = l.add(Swatch::Fill(ALONE), "frame only one program has resident");
+    }
+    if p.baz_private.is_some() {
+        l = l.add(Swatch::Outline(MMAP), "the frame holding baz");
+    }
+    l
+}
+
+fn header(root: &Area<'_>, p: &Step4Picture, lay: &Layout) -> Result<(), String> {
     let bold = (FONT, 17).into_font();
     root.draw(&Text::new(
         "Step 4: the library's pages (left: foo, right: bar) and the RAM frames they map \
@@ -155,12 +283,8 @@ fn header(root: &Area<'_>, p: &Step4Picture) -> Result<(), String> {
         (FONT, 20).into_font(),
     ))
     .map_err(err)?;
-    for (x, prog) in XS.iter().zip(&p.programs) {
-        let label = format!(
-            "{} (pid {}): loaded at {:#x}",
-            prog.name, prog.pid, prog.base
-        );
-        root.draw(&Text::new(label, (*x, 44), bold.clone()))
+    for (x, prog) in lay.xs().iter().zip(&p.programs) {
+        root.draw(&Text::new(header_label(prog), (*x, 44), bold.clone()))
             .map_err(err)?;
     }
     let middle = if p.frames_readable {
@@ -168,21 +292,28 @@ fn header(root: &Area<'_>, p: &Step4Picture) -> Result<(), String> {
     } else {
         "physical frames: hidden (not root)"
     };
-    root.draw(&Text::new(middle, (MID_X, 44), bold))
+    root.draw(&Text::new(middle, (lay.mid_x, 44), bold))
         .map_err(err)?;
     root.draw(&Text::new(
-        clip(&p.programs[0].library, 150),
+        p.programs[0].library.clone(),
         (20, 66),
-        (FONT, 14).into_font(),
+        (FONT, TEXT as u32).into_font(),
     ))
     .map_err(err)?;
     Ok(())
 }
 
 /// One program's box for one mapping: its addresses, the mmap that made it, its symbols.
-fn pages_box(root: &Area<'_>, r: &Row, prog: &Program, k: usize, y0: i32) -> Result<(), String> {
-    let (x0, y1) = (XS[k], y0 + ROW - 10);
-    let corners = [(x0, y0), (x0 + BOX_W, y1)];
+fn pages_box(
+    root: &Area<'_>,
+    r: &Row,
+    prog: &Program,
+    k: usize,
+    (y0, h): (i32, i32),
+    lay: &Layout,
+) -> Result<(), String> {
+    let x0 = lay.xs()[k];
+    let corners = [(x0, y0), (x0 + lay.box_w, y0 + h)];
     root.draw(&Rectangle::new(corners, perms_color(&r.perms).filled()))
         .map_err(err)?;
     root.draw(&Rectangle::new(
@@ -190,54 +321,35 @@ fn pages_box(root: &Area<'_>, r: &Row, prog: &Program, k: usize, y0: i32) -> Res
         RGBColor(90, 90, 90).stroke_width(1),
     ))
     .map_err(err)?;
-    let symbols: Vec<String> = r
-        .symbols
-        .iter()
-        .map(|(n, a)| format!("{n} {:#x}", prog.base + a))
-        .collect();
-    let lines = [
-        format!(
-            "{} {:#x}-{:#x} (+{:#x}, {})",
-            r.perms,
-            prog.base + r.start,
-            prog.base + r.end,
-            r.start,
-            bytes((r.end - r.start) as f64)
-        ),
-        r.mmap
-            .clone()
-            .unwrap_or_else(|| "anonymous, or no traced mmap".into()),
-        format!(
-            "{} pages, {} not resident{}{}",
-            r.pages,
-            r.not_resident[k],
-            if symbols.is_empty() { "" } else { "; " },
-            symbols.join(", ")
-        ),
-    ];
-    let small = (FONT, 14).into_font();
-    for (j, line) in lines.iter().enumerate() {
-        let at = (x0 + 6, y0 + 5 + 19 * j as i32);
-        root.draw(&Text::new(clip(line, 58), at, small.clone()))
+    let small = (FONT, TEXT as u32).into_font();
+    for (j, line) in pages_lines(r, prog, k).into_iter().enumerate() {
+        let at = (x0 + 6, y0 + 5 + LINE * j as i32);
+        root.draw(&Text::new(line, at, small.clone()))
             .map_err(err)?;
     }
     Ok(())
 }
 
 /// The frame boxes of one row, stacked, each joined to the program(s) that map its frames.
-fn frames_column(root: &Area<'_>, bx: &[FrameBox], y0: i32) -> Result<(), String> {
-    let y1 = y0 + ROW - 10;
-    let small = (FONT, 14).into_font();
+fn frames_column(
+    root: &Area<'_>,
+    bx: &[FrameBox],
+    (y0, h): (i32, i32),
+    lay: &Layout,
+) -> Result<(), String> {
+    let y1 = y0 + h;
+    let small = (FONT, TEXT as u32).into_font();
+    let (mid_x, mid_w) = (lay.mid_x, lay.mid_w);
     if bx.is_empty() {
-        let at = (MID_X + 6, y0 + 28);
+        let at = (mid_x + 6, y0 + h / 2 - 8);
         root.draw(&Text::new("no frame resident in both", at, small))
             .map_err(err)?;
         return Ok(());
     }
-    let slot = (y1 - y0) / bx.len() as i32;
+    let slot = h / bx.len() as i32;
     for (j, b) in bx.iter().enumerate() {
         let (by0, by1) = (y0 + slot * j as i32 + 2, y0 + slot * (j as i32 + 1) - 2);
-        let corners = [(MID_X, by0), (MID_X + MID_W, by1)];
+        let corners = [(mid_x, by0), (mid_x + mid_w, by1)];
         root.draw(&Rectangle::new(corners, b.color.filled()))
             .map_err(err)?;
         let outline = if b.baz {
@@ -248,16 +360,16 @@ fn frames_column(root: &Area<'_>, bx: &[FrameBox], y0: i32) -> Result<(), String
         root.draw(&Rectangle::new(corners, outline)).map_err(err)?;
         let ym = (by0 + by1) / 2;
         root.draw(&Text::new(
-            clip(&b.label, 44),
-            (MID_X + 5, ym - 8),
+            b.label.clone(),
+            (mid_x + 6, ym - 8),
             small.clone(),
         ))
         .map_err(err)?;
         for &k in &b.from {
             let (xa, xb) = if k == 0 {
-                (XS[0] + BOX_W, MID_X)
+                (lay.xs()[0] + lay.box_w, mid_x)
             } else {
-                (RIGHT_X, MID_X + MID_W)
+                (lay.right_x, mid_x + mid_w)
             };
             root.draw(&PathElement::new(
                 [(xa, (y0 + y1) / 2), (xb, ym)],
@@ -293,49 +405,34 @@ fn footer(p: &Step4Picture) -> Vec<String> {
     lines
 }
 
+/// One sentence on what to notice: the code shared, baz's page private (or what was not
+/// measured).
 fn caption(p: &Step4Picture) -> String {
-    let mut s = format!(
-        "{} mappings of the library per program, at the same offsets from each load address. ",
-        p.rows.len()
-    );
-    let shared: usize = p
-        .rows
-        .iter()
-        .filter(|r| r.perms == "r-xp")
-        .map(|r| r.same.len())
-        .sum();
-    s.push_str(&match p.code_shared {
-        Some(true) => format!(
-            "Code: all {shared} pages resident in both map the same physical frames (orange). "
-        ),
-        Some(false) => "Code: some pages resident in both map DIFFERENT frames. ".into(),
-        None if !p.frames_readable => {
-            "Frame numbers read as 0 (not root), so frames cannot be compared. ".into()
+    let names: Vec<&str> = p.programs.iter().map(|x| x.name.as_str()).collect();
+    let both = names.join(" and ");
+    let code = match p.code_shared {
+        Some(true) => {
+            format!("Both programs ({both}) map the library's code to the same physical frames")
         }
-        None => "No code page was resident in both. ".into(),
-    });
-    let f: Vec<String> = p
-        .programs
-        .iter()
-        .zip(&p.baz_frames)
-        .map(|(prog, fr)| {
-            format!(
-                "{} in {}",
-                fr.map_or("?".into(), |x| format!("{x:#x}")),
-                prog.name
-            )
-        })
-        .collect();
-    s.push_str(&match p.baz_private {
-        Some(true) => format!("baz: two private frames ({}, red outline). ", f.join(", ")),
-        Some(false) => format!("baz: the SAME frame ({}). ", f.join(", ")),
-        None => "baz's frames unreadable. ".into(),
-    });
-    s.push_str(
-        "Orange: frames both map; green: each program's own copies (written pages); grey: \
-         frames only one program has resident.",
-    );
-    s
+        Some(false) => {
+            format!("Both programs ({both}) map some of the library's code to DIFFERENT frames")
+        }
+        None if !p.frames_readable => {
+            "The frame numbers are hidden (not root), so sharing was not measured".to_string()
+        }
+        None => "No code page was resident in both, so sharing was not measured".to_string(),
+    };
+    let baz = match (p.baz_private, &p.baz_frames[..]) {
+        (Some(true), [Some(a), Some(b)]) => format!(
+            ", but each has its own frame for the page holding baz ({a:#x} in {}, {b:#x} in \
+             {}, red outline): writing baz copied that page",
+            names[0], names[1]
+        ),
+        (Some(true), _) => ", but each has its own frame for the page holding baz".to_string(),
+        (Some(false), _) => ", and the page holding baz is the SAME frame in both".to_string(),
+        (None, _) => String::new(),
+    };
+    format!("{code}{baz}.")
 }
 
 #[cfg(test)]
@@ -370,7 +467,8 @@ pub(crate) mod tests {
         let p = picture("foobar-course-c");
         let pic = draw(&p);
         let svg = pic.svg.as_ref().unwrap();
-        assert_eq!(pic.marks, ("rect", count(svg, "rect")));
+        let drawing = &svg[..svg.find("<g class=\"legend\">").unwrap()];
+        assert_eq!(pic.marks, ("rect", count(drawing, "rect")));
         // The course's foobar.so: header, code, rodata, RELRO, data.
         assert_eq!(p.rows.len(), 5);
         assert!(svg.contains("1 shared frame(s)"));
@@ -380,12 +478,32 @@ pub(crate) mod tests {
         assert!(svg.contains(&format!("foo: 1 private frame(s) {a:#x} (baz)")));
         assert!(svg.contains(&format!("bar: 1 private frame(s) {b:#x} (baz)")));
         assert!(svg.contains("mmap #2 READ|EXEC, PRIVATE|FIXED|DENYWRITE"));
-        assert!(pic
-            .caption
-            .contains("Code: all 1 pages resident in both map the same"));
-        assert!(pic.caption.contains(&format!(
-            "baz: two private frames ({a:#x} in foo, {b:#x} in bar"
-        )));
+        assert_eq!(
+            pic.caption,
+            format!(
+                "Both programs (foo and bar) map the library's code to the same physical \
+                 frames, but each has its own frame for the page holding baz ({a:#x} in foo, \
+                 {b:#x} in bar, red outline): writing baz copied that page."
+            )
+        );
+        // Readable at its natural size: no text under 11 px.
+        let sizes: Vec<f64> = svg
+            .split("font-size=\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+            .collect();
+        assert!(sizes.len() > 40);
+        assert!(sizes.iter().all(|px| *px >= 11.0), "{sizes:?}");
+        // Nothing cut: every symbol is drawn whole, in a box sized from its text.
+        assert!(svg.contains("setbaz 0x"));
+        assert!(!svg.contains('…'));
+        let boxes: Vec<Vec<FrameBox>> = p.rows.iter().map(|r| frame_boxes(&p, r)).collect();
+        let lay = layout(&p, &boxes, &footer(&p));
+        for (r, prog) in p.rows.iter().zip(p.programs.iter().cycle()) {
+            for line in pages_lines(r, prog, 0) {
+                assert!(width_of(&line, TEXT) + 12 <= lay.box_w, "{line}");
+            }
+        }
         // plotters escapes the apostrophe.
         assert!(svg.contains("foo&apos;s baz: 17, 17, 17"), "{svg}");
     }
@@ -401,7 +519,9 @@ pub(crate) mod tests {
             .as_ref()
             .unwrap()
             .contains("physical frames: hidden (not root)"));
-        assert!(pic.caption.contains("Frame numbers read as 0 (not root)"));
+        assert!(pic
+            .caption
+            .starts_with("The frame numbers are hidden (not root), so sharing was not measured"));
         p.rows.clear();
         let none = draw(&p);
         assert!(none

@@ -4,7 +4,10 @@
 
 use plotters::prelude::*;
 
-use super::{err, render, Picture, FONT, HEAP, MMAP, OTHER_MODES};
+use super::{
+    dot_mark, err, line_marks, place_legend, plot_rect, render, Legend, Picture, Swatch, FONT,
+    HEAP, MMAP, OTHER_MODES,
+};
 use lab_analysis::step5::picture::Data;
 
 /// Both pictures.
@@ -97,65 +100,101 @@ fn chart(data: &Data, which: Which) -> Picture {
             .map_err(err)?;
         // Earlier series drawn wider, so that lines lying on top of each other stay visible.
         let n = series.len();
+        let mut marks_px = Vec::new();
+        let mut legend = Legend::new(14.0);
         for (i, (mode, pts)) in series.iter().enumerate() {
             let wider = 2 * (n - 1 - i) as u32;
-            let color = match mode.as_str() {
-                "racy" => MMAP,
-                "atomic" => HEAP,
-                _ => OTHER_MODES[i % OTHER_MODES.len()],
-            };
+            let color = colour(mode, i);
             chart
                 .draw_series(LineSeries::new(
                     pts.iter().copied(),
                     color.stroke_width(2 + wider),
                 ))
-                .map_err(err)?
-                .label(mode.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .map_err(err)?;
             chart
                 .draw_series(
                     pts.iter()
                         .map(|p| Circle::new(*p, 4 + wider, color.filled())),
                 )
                 .map_err(err)?;
+            let px: Vec<(i32, i32)> = pts.iter().map(|p| chart.backend_coord(p)).collect();
+            marks_px.extend(line_marks(&px, 3.0 + f64::from(wider)));
+            marks_px.extend(px.iter().map(|p| dot_mark(*p, 7.0 + f64::from(wider))));
+            legend = legend.add(Swatch::Line(color), mode.clone());
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font((FONT, 15))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        let at = place_legend(plot_rect(&chart), legend.size(), &marks_px);
+        Ok(legend.svg(at))
     });
     Picture {
         file: file.into(),
         title: title.into(),
-        caption: format!("Measured ({desc}): {}.", caption(&series, which)),
+        caption: caption(&series, which),
         svg,
         // One dot per measurement.
         marks: ("circle", points),
     }
 }
 
+fn colour(mode: &str, i: usize) -> RGBColor {
+    match mode {
+        "racy" => MMAP,
+        "atomic" => HEAP,
+        _ => OTHER_MODES[i % OTHER_MODES.len()],
+    }
+}
+
+fn participants(n: f64) -> String {
+    if n == 1.0 {
+        "1 participant".to_string()
+    } else {
+        format!("{n:.0} participants")
+    }
+}
+
+/// One sentence on what to notice: per mode, the value at the fewest and the most
+/// participants (or that it lost none).
 fn caption(series: &Series, which: Which) -> String {
-    series
+    let fmt = |v: f64| match which {
+        Which::LostShare => format!("{v:.1}%"),
+        Which::Runtime => format!("{v:.2} ns"),
+    };
+    let mut grows = false;
+    let parts: Vec<String> = series
         .iter()
-        .map(|(mode, pts)| {
-            let vals: Vec<String> = pts
-                .iter()
-                .map(|(n, v)| match which {
-                    Which::LostShare => format!("{n:.0}: {v:.1}%"),
-                    Which::Runtime => format!("{n:.0}: {v:.2} ns"),
-                })
-                .collect();
-            format!("{mode} — {}", vals.join(", "))
+        .filter_map(|(mode, pts)| {
+            let (first, last) = (pts.first()?, pts.last()?);
+            grows |= last.1 > first.1 && last.0 > first.0;
+            Some(match which {
+                Which::LostShare if pts.iter().all(|p| p.1 == 0.0) => {
+                    format!("{mode} loses none")
+                }
+                Which::LostShare => format!(
+                    "{mode} loses {} with {} and {} with {:.0}",
+                    fmt(first.1),
+                    participants(first.0),
+                    fmt(last.1),
+                    last.0
+                ),
+                Which::Runtime => format!(
+                    "{mode}: {} with {}, {} with {:.0}",
+                    fmt(first.1),
+                    participants(first.0),
+                    fmt(last.1),
+                    last.0
+                ),
+            })
         })
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    let lead = match (which, grows) {
+        (Which::LostShare, true) => "More participants lose more updates",
+        (Which::LostShare, false) => "Lost updates",
+        (Which::Runtime, true) => {
+            "With more participants each increment of the total takes longer (ns per increment \
+             of total)"
+        }
+        (Which::Runtime, false) => "ns per increment of total",
+    };
+    format!("{lead}: {}.", parts.join("; "))
 }
 
 #[cfg(test)]
@@ -205,14 +244,20 @@ pub(crate) mod tests {
         let pics = pictures(&sample());
         assert_eq!(pics.len(), 2);
         let lost = pics[0].svg.as_ref().unwrap();
-        assert!(lost.contains("\nracy\n") && lost.contains("\natomic\n"));
         assert_eq!(pics[0].marks, ("circle", 8));
-        assert!(pics[0]
+        assert_eq!(
+            pics[0].caption,
+            "More participants lose more updates: racy loses 0.0% with 1 participant and \
+             30.0% with 4; atomic loses none."
+        );
+        assert!(pics[1]
             .caption
-            .contains("racy — 1: 0.0%, 2: 10.0%, 3: 20.0%, 4: 30.0%"));
-        assert!(pics[1].caption.contains("atomic — 1: 2.00 ns, 2: 4.00 ns"));
-        // Two lines (one per mode) plus the two legend strokes.
-        assert!(count(lost, "polyline") >= 4);
+            .contains("atomic: 2.00 ns with 1 participant, 8.00 ns with 4"));
+        // One line per mode, and the legend's two strokes.
+        assert!(count(lost, "polyline") >= 2);
+        let legend = &lost[lost.find("<g class=\"legend\">").unwrap()..];
+        assert_eq!(legend.matches("<line ").count(), 2);
+        assert!(lost.contains(">racy</text>") && lost.contains(">atomic</text>"));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 use channel::bench::{fmt_ns, fmt_rate, Placement, Transport};
 use lab_analysis::step6::picture::{Data, Line, Point};
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bounds, bytes, err, render, Picture, FONT, HEAP, MARK, MMAP, MMAP_LEN, OTHER_MODES};
+use super::{
+    bounds, bytes, err, render, Legend, Picture, Swatch, FONT, HEAP, MARK, MMAP, MMAP_LEN,
+    OTHER_MODES,
+};
 
 /// Both pictures.
 pub fn pictures(data: &Data) -> Vec<Picture> {
@@ -143,7 +145,7 @@ fn chart(data: &Data, which: Which) -> Picture {
     Picture {
         file: file.into(),
         title: title.into(),
-        caption: format!("Measured ({desc}): {}.", caption(&series, which)),
+        caption: caption(&series, which),
         svg,
         // One dot per measured cell.
         marks: ("circle", points),
@@ -155,55 +157,94 @@ fn legend(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     transports: &[Transport],
     one_cpu: bool,
-) -> Result<(), String> {
-    let font = (FONT, 14).into_font();
-    let mut y = 60;
-    let entry = |y: i32, text: &str, line: &dyn Fn(i32) -> Result<(), String>| {
-        line(y)?;
-        area.draw(&Text::new(text.to_string(), (34, y - 8), font.clone()))
-            .map_err(err)
-    };
+) -> Result<String, String> {
+    let grey = RGBColor(110, 110, 110);
+    let mut legend = Legend::new(14.0);
     for &t in transports {
-        let style = colour(t).stroke_width(3);
-        entry(y, t.name(), &|y| {
-            area.draw(&PathElement::new([(4, y), (26, y)], style))
-                .map_err(err)
-        })?;
-        y += 24;
+        legend = legend.add(Swatch::Line(colour(t)), t.name());
     }
-    let grey = RGBColor(110, 110, 110).stroke_width(2);
-    y += 10;
-    entry(y, "two CPUs", &|y| {
-        area.draw(&PathElement::new([(4, y), (26, y)], grey))
-            .map_err(err)
-    })?;
+    legend = legend.add(Swatch::Line(grey), "two CPUs");
     if one_cpu {
-        y += 24;
-        entry(y, "one CPU", &|y| {
-            area.draw(&DashedPathElement::new([(4, y), (26, y)], 4, 3, grey))
-                .map_err(err)
-        })?;
+        legend = legend.add(Swatch::Dashed(grey), "one CPU");
     }
-    Ok(())
+    let (xs, _) = area.get_pixel_range();
+    Ok(legend.svg((f64::from(xs.start) + 2.0, 45.0)))
 }
 
+/// One sentence on what to notice: at the smallest size (round trip) or the largest
+/// (throughput), the best and the worst transport of the first placement measured.
 fn caption(series: &[(&Line, Vec<(f64, f64)>)], which: Which) -> String {
-    series
+    let Some(placement) = series.first().map(|(l, _)| l.placement) else {
+        return String::new();
+    };
+    let lines: Vec<&(&Line, Vec<(f64, f64)>)> = series
         .iter()
-        .map(|(l, pts)| {
-            let vals: Vec<String> = pts
-                .iter()
-                .map(|(s, v)| format!("{} {}", bytes(*s), which.fmt(*v)))
-                .collect();
-            format!(
-                "{} {} — {}",
-                l.transport.name(),
-                l.placement.name(),
-                vals.join(", ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+        .filter(|(l, _)| l.placement == placement)
+        .collect();
+    // The smallest size (round trip) or the largest (throughput) that two or more transports
+    // were measured at, else any.
+    let mut sizes: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    if which == Which::Throughput {
+        sizes.reverse();
+    }
+    let at_size = |size: f64| -> Vec<(&Line, f64)> {
+        lines
+            .iter()
+            .filter_map(|(l, p)| Some((*l, p.iter().find(|q| q.0 == size)?.1)))
+            .collect()
+    };
+    let Some(size) = sizes
+        .iter()
+        .copied()
+        .find(|s| at_size(*s).len() >= 2)
+        .or(sizes.first().copied())
+    else {
+        return String::new();
+    };
+    let at = at_size(size);
+    // Best: the shortest round trip, the highest throughput.
+    let better = |a: f64, b: f64| match which {
+        Which::Latency => a < b,
+        Which::Throughput => a > b,
+    };
+    let best = at.iter().fold(None, |m: Option<&(&Line, f64)>, x| match m {
+        Some(m) if !better(x.1, m.1) => Some(m),
+        _ => Some(x),
+    });
+    let worst = at.iter().fold(None, |m: Option<&(&Line, f64)>, x| match m {
+        Some(m) if !better(m.1, x.1) => Some(m),
+        _ => Some(x),
+    });
+    let (Some(best), Some(worst)) = (best, worst) else {
+        return String::new();
+    };
+    let verb = match which {
+        Which::Latency => "answers in",
+        Which::Throughput => "moves",
+    };
+    let ratio = match which {
+        Which::Latency => worst.1 / best.1,
+        Which::Throughput => best.1 / worst.1,
+    };
+    format!(
+        "At {} on {}, {} {verb} {} where {} {verb} {} ({ratio:.0}× apart){}.",
+        bytes(size),
+        placement.name().replace('-', " "),
+        best.0.transport.name(),
+        which.fmt(best.1),
+        worst.0.transport.name(),
+        which.fmt(worst.1),
+        if series.iter().any(|(l, _)| l.placement != placement) {
+            "; the other lines: the same transports placed otherwise (see the legend)"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]
@@ -280,10 +321,22 @@ pub(crate) mod tests {
         // 1 + 4 * 3 dots.
         assert_eq!(pics[0].marks, ("circle", 13));
         assert_eq!(pics[1].marks, ("circle", 13));
-        assert!(pics[0]
-            .caption
-            .contains("ring-spin two-cpus — 64 B 500 ns, 4 KiB 5.0 µs"));
-        assert!(pics[1].caption.contains("pipe one-cpu — 64 B 50.00 MB/s"));
+        assert!(
+            pics[0].caption.starts_with(
+                "At 64 B on two cpus, ring-spin answers in 500 ns where pipe answers in 30.0 µs \
+                 (60× apart)"
+            ),
+            "{}",
+            pics[0].caption
+        );
+        assert!(
+            pics[1]
+                .caption
+                .starts_with("At 1 MiB on two cpus, ring-spin moves"),
+            "{}",
+            pics[1].caption
+        );
+        assert!(lat.contains("<g class=\"legend\">"));
         // Solid lines for two CPUs, dashes (many short segments) for one.
         assert!(count(lat, "polyline") >= 3);
     }

@@ -3,9 +3,11 @@
 //!
 //! Three browser runs, each with a fresh profile and a time limit (the whole process group is
 //! killed past it):
-//! 1. `--dump-dom` with console logging on stderr: the page's own script has by then checked
-//!    every picture and written its verdict into `<body data-check>` and `#check-verdict`;
-//!    uncaught errors also show as `CONSOLE` lines on stderr.
+//! 1. `--dump-dom` with console logging on stderr, on a copy of the page with [`PICTURE_CHECK`]
+//!    added: the page's own script has by then checked every picture and written its verdict
+//!    into `<body data-check>` and `#check-verdict`, and the picture check has added what it
+//!    found (text over text, a picture without its legend, text too small to read at the size
+//!    the picture is shown); uncaught errors also show as `CONSOLE` lines on stderr.
 //! 2. `--screenshot` of the report.
 //! 3. `--screenshot` of a blank page of the same size, as the reference for "blank": PNG
 //!    compresses a uniform image to almost nothing, so a report screenshot that is not several
@@ -52,6 +54,73 @@ pub fn find_browser() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The smallest text, in CSS pixels as shown, a picture may hold.
+pub const MIN_FONT_PX: f64 = 11.0;
+
+/// Run on `load` after the page's own check: for every picture, its text elements' boxes (from
+/// the DOM) must not overlap one another, it must hold a legend (`g.legend`), and its smallest
+/// text, at the size the picture is shown, must be at least [`MIN_FONT_PX`]. Problems are added
+/// to the page's verdict, which then fails.
+pub const PICTURE_CHECK: &str = r#"
+(function () {
+  function text(t) { return t.textContent.trim(); }
+  function check() {
+    var problems = [];
+    var figs = document.querySelectorAll('figure.chart');
+    for (var i = 0; i < figs.length; i++) {
+      var name = figs[i].getAttribute('data-name');
+      var svg = figs[i].querySelector('svg');
+      if (!svg) { continue; }
+      if (!svg.querySelector('g.legend')) { problems.push(name + ': no legend inside the picture'); }
+      var texts = Array.prototype.filter.call(svg.querySelectorAll('text'), function (t) { return text(t); });
+      var boxes = texts.map(function (t) { return t.getBoundingClientRect(); });
+      var overlaps = 0;
+      for (var a = 0; a < boxes.length; a++) {
+        for (var b = a + 1; b < boxes.length; b++) {
+          var p = boxes[a], q = boxes[b];
+          // One pixel of slack: glyph boxes of neighbouring lines may touch.
+          if (p.left < q.right - 1 && q.left < p.right - 1 && p.top < q.bottom - 1 && q.top < p.bottom - 1) {
+            if (overlaps++ < 3) {
+              problems.push(name + ': text "' + text(texts[a]) + '" overlaps "' + text(texts[b]) + '"');
+            }
+          }
+        }
+      }
+      var scale = svg.getBoundingClientRect().width / svg.width.baseVal.value;
+      var smallest = Infinity, which = '';
+      texts.forEach(function (t) {
+        var px = parseFloat(getComputedStyle(t).fontSize) * scale;
+        if (px < smallest) { smallest = px; which = text(t); }
+      });
+      if (smallest < MIN_FONT_PX) {
+        problems.push(name + ': text "' + which + '" is ' + smallest.toFixed(1) +
+          ' px as shown, less than MIN_FONT_PX px');
+      }
+    }
+    if (!problems.length) { return; }
+    var verdict = document.getElementById('check-verdict');
+    if (document.body.getAttribute('data-check') !== 'fail') {
+      verdict.textContent = 'Browser self-check FAILED:';
+    }
+    document.body.setAttribute('data-check', 'fail');
+    verdict.textContent += '\n' + problems.join('\n');
+  }
+  window.addEventListener('load', check);
+})();
+"#;
+
+/// The page with [`PICTURE_CHECK`] added at the end of its body.
+pub fn with_picture_check(page: &str) -> String {
+    let script = format!(
+        "<script>{}</script>\n",
+        PICTURE_CHECK.replace("MIN_FONT_PX", &MIN_FONT_PX.to_string())
+    );
+    match page.rfind("</body>") {
+        Some(at) => format!("{}{script}{}", &page[..at], &page[at..]),
+        None => format!("{page}{script}"),
+    }
+}
+
 /// What a successful check measured.
 pub struct Checked {
     pub pictures: usize,
@@ -69,10 +138,17 @@ pub fn check(
 ) -> anyhow::Result<Checked> {
     let url = file_url(html)?;
     crate::out::progress("report: rendering the page in headless Chromium (DOM and console)");
+    let page =
+        std::fs::read_to_string(html).with_context(|| format!("cannot read {}", html.display()))?;
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let checked = scratch.join("checked.html");
+    std::fs::write(&checked, with_picture_check(&page))
+        .with_context(|| format!("cannot write {}", checked.display()))?;
     let dom = run_browser(
         browser,
         &["--dump-dom", "--enable-logging=stderr", "--v=0"],
-        &url,
+        &file_url(&checked)?,
         &scratch.join("profile-dom"),
     )?;
     let mut problems = Vec::new();
@@ -511,6 +587,33 @@ mod tests {
             msg.contains("step1-chunks.svg: 0 data marks drawn inside the picture, expected 8"),
             "{msg}"
         );
+
+        // Step 4's picture without its legend; two tiny texts laid over each other in step 5's.
+        let figure = |page: &str, name: &str| {
+            let at = page.find(&format!("data-name=\"{name}\"")).unwrap();
+            (at, at + page[at..].find("</figure>").unwrap())
+        };
+        let (a, b) = figure(&page, "step4-frames.svg");
+        let no_legend = page[a..b].replace("<g class=\"legend\">", "<g>");
+        let bad = format!("{}{}{}", &page[..a], no_legend, &page[b..]);
+        let (a, b) = figure(&bad, "step5-lost-updates.svg");
+        let tiny = "<text x=\"40\" y=\"40\" font-size=\"5\">tiny</text>";
+        let crowded = bad[a..b].replace("</svg>", &format!("{tiny}{tiny}</svg>"));
+        let bad = format!("{}{}{}", &bad[..a], crowded, &bad[b..]);
+        let bad_path = dir.join("bad-pictures.html");
+        std::fs::write(&bad_path, bad).unwrap();
+        let e = check(&browser, &bad_path, &dir.join("p.png"), &dir.join("s4"))
+            .err()
+            .expect("a page with unreadable pictures passed");
+        let msg = format!("{e:#}");
+        for want in [
+            "step4-frames.svg: no legend inside the picture",
+            "step5-lost-updates.svg: text \"tiny\" overlaps \"tiny\"",
+            "step5-lost-updates.svg: text \"tiny\" is 5.0 px as shown, less than 11 px",
+        ] {
+            assert!(msg.contains(want), "{want}: {msg}");
+        }
+        assert!(!msg.contains("step1-chunks.svg"), "{msg}");
 
         // A script error on the page.
         let broken = page.replace("</body>", "<script>undefinedFunction();</script></body>");

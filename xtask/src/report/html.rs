@@ -52,6 +52,7 @@ th { background: #f4f4f6; }
 dt { font-weight: 600; margin-top: 10px; } dd { margin: 2px 0 8px 18px; white-space: pre-wrap; }
 .pics { display: flex; flex-wrap: wrap; gap: 0 24px; align-items: flex-start; }
 figure { margin: 12px 0; flex: 0 1 auto; max-width: 100%; } figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure .scroll { overflow-x: auto; max-width: 100%; } figure .scroll svg { max-width: none; }
 code { background: #f1f1f4; padding: 0 3px; border-radius: 3px; font-size: 0.92em; }
 figcaption { color: #444; font-size: 0.92em; }
 .nopic { color: #8a5a00; background: #fff7e0; padding: 6px 10px; }
@@ -226,12 +227,13 @@ fn section(h: &mut String, s: &Section, machine: &str) {
                 let _ = write!(
                     h,
                     "<figure class=\"chart\" data-name=\"{}\" data-marks=\"{}\" \
-                     data-min-marks=\"{}\"{}>\n{svg}\n<figcaption><b>{}.</b> {}</figcaption>\n\
+                     data-min-marks=\"{}\"{}>\n<div class=\"scroll\">\n{svg}\n</div>\n<figcaption><b>{}.</b> {}</figcaption>\n\
                      </figure>\n",
                     escape(&p.file),
                     escape(p.marks.0),
                     p.marks.1,
-                    // As wide as its picture, so that the caption wraps under it.
+                    // As wide as its picture, so that the caption wraps under it; the picture
+                    // keeps its natural size and scrolls in a narrower window.
                     svg_width(svg)
                         .map(|w| format!(" style=\"width: {w}px\""))
                         .unwrap_or_default(),
@@ -363,7 +365,7 @@ mod tests {
         );
         // The numbers table holds the step's scalar data.
         assert!(page.contains("<tr><th>threshold_request</th><td>131049</td></tr>"));
-        assert!(page.contains("data-marks=\"circle\" data-min-marks=\"8\" style=\"width: 900px\""));
+        assert!(page.contains("data-marks=\"circle\" data-min-marks=\"8\" style=\"width: 1100px\""));
     }
 
     #[test]

@@ -29,9 +29,14 @@ fn the_picture_marks_each_fault_and_the_fix() {
         Some("SIGBUS")
     );
     assert_eq!(p.rows[3].file_bytes, 229_376);
-    assert!(p
-        .caption
-        .contains("SIGSEGV (file) 0 bytes past the mapping's end"));
+    assert!(p.caption.contains(
+        "--naive=file stores past its mapping's last page and gets SIGSEGV, --naive=beyond \
+         stores inside its mapping on a page the file does not reach and gets SIGBUS"
+    ));
+    // The fix row's count bar reaches past the old end of the file, where the naive writer
+    // faulted; the picture is zoomed on the pages around that end.
+    assert!(p.rows[3].used_bytes > p.rows[0].file_bytes);
+    assert_eq!(p.window, Some((25 * 4096, 31 * 4096)));
     let pics = crate::charts::step3::pictures(&lab_analysis::step3::picture::naive_layout(&f, &e));
     assert!(pics[0]
         .svg

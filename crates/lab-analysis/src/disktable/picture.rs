@@ -25,4 +25,7 @@ pub struct LayoutPicture {
     pub caption: String,
     pub page_size: u64,
     pub rows: Vec<LayoutRow>,
+    /// The byte range to draw (bars clipped to it), when the interesting part is a few pages
+    /// of a long file; `None` draws from offset 0 to past the longest row.
+    pub window: Option<(u64, u64)>,
 }

@@ -23,6 +23,7 @@ pub fn pictures(f: &Findings, e: &Evidence) -> Pictures {
             after: f.lookups.pages_resident_after,
             lookups: f.lookups.lookups,
             evicted: f.lookups.eviction == Eviction::Fadvise,
+            page_size: e.page_size,
         },
     }
 }
@@ -35,6 +36,8 @@ pub struct ResidencyPicture {
     pub after: u64,
     pub lookups: u64,
     pub evicted: bool,
+    /// Bytes per page, for the axis.
+    pub page_size: u64,
 }
 
 /// The course's table: its count, its capacity, the mapping and the pages the print read in.
@@ -44,22 +47,24 @@ fn course_layout(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
     Some(LayoutPicture {
         file: "step2-table.svg".into(),
         title: "table.bin: count, capacity, the mapping, the pages printing read in".into(),
-        caption: format!(
-            "The file is {} bytes: the 8-byte count ({count}) and value[0..{count}) take {} \
-             bytes, room for {} more values follows. disktable print mapped {} bytes and \
-             read in {} of its {} pages (mincore): {}.",
-            c.file_bytes,
-            c.count_needs_bytes.unwrap_or(0),
-            c.spare_values.unwrap_or(0),
-            c.print.map_len.unwrap_or(0),
-            c.print.resident_pages.len(),
-            c.print.pages.unwrap_or(0),
-            if c.print.resident_pages.is_empty() {
-                "none".to_string()
-            } else {
-                format!("pages {:?}", c.print.resident_pages)
-            }
-        ),
+        caption: {
+            let used_pages = c.count_needs_bytes.map(|b| b.div_ceil(e.page_size.max(1)));
+            let touched_only =
+                used_pages.is_some_and(|u| c.print.resident_pages.iter().all(|p| *p < u));
+            format!(
+                "Printing the table through its mapping read in {} of its {} pages{}; the \
+                 rest of the {}-byte file is room for {} more values.",
+                c.print.resident_pages.len(),
+                c.print.pages.unwrap_or(0),
+                if touched_only {
+                    format!(", only those holding the count and its {count} values")
+                } else {
+                    String::new()
+                },
+                c.file_bytes,
+                c.spare_values.unwrap_or(0),
+            )
+        },
         page_size: e.page_size,
         rows: vec![LayoutRow {
             label: format!("table.bin, count {count}"),
@@ -72,5 +77,6 @@ fn course_layout(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
             resident_pages: c.print.resident_pages.clone(),
             fault: None,
         }],
+        window: None,
     })
 }
