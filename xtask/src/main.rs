@@ -149,8 +149,8 @@ enum Cmd {
     },
     /// Run a benchmark: `persist` (against LMDB, pread, a HashMap) or `race` (Rust vs C racer).
     Bench {
-        /// What to benchmark: persist or race.
-        name: String,
+        /// What to benchmark.
+        name: Bench,
         /// A short run (fewer keys and rounds).
         #[arg(long)]
         quick: bool,
@@ -178,6 +178,15 @@ enum Cmd {
         #[arg(long)]
         debug: bool,
     },
+}
+
+/// The benchmarks `cargo xtask bench` knows; any other name is a usage error (exit 2).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Bench {
+    /// persist against LMDB, pread and a HashMap.
+    Persist,
+    /// The Rust racer against the C racer.
+    Race,
 }
 
 /// A path argument as the caller meant it: relative to the directory the command was run in,
@@ -311,11 +320,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 out::to_stderr();
             }
             let ctx = model::Ctx::new(quick)?;
-            match name.as_str() {
-                "persist" => step2::bench::run(&ctx, step2::bench::Options { quick, json }),
-                "race" if json => anyhow::bail!("--json is for `bench persist` only"),
-                "race" => step5::bench(&ctx),
-                other => anyhow::bail!("unknown benchmark {other:?}; try `persist` or `race`"),
+            match name {
+                Bench::Persist => step2::bench::run(&ctx, step2::bench::Options { quick, json }),
+                Bench::Race if json => anyhow::bail!("--json is for `bench persist` only"),
+                Bench::Race => step5::bench(&ctx),
             }
         }
         Cmd::Report { quick, check } => report::run(quick, check),

@@ -48,6 +48,14 @@ fn steps_out_of_range_and_half_pairs_are_usage_errors() {
 }
 
 #[test]
+fn an_unknown_benchmark_is_a_usage_error_naming_the_choices() {
+    let out = xtask(&["bench", "foo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = one_line_error(&out);
+    assert!(e.contains("'foo'") && e.contains("persist, race"), "{e}");
+}
+
+#[test]
 fn replaying_missing_evidence_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = xtask(&["run-step", "1", "--evidence", dir.path().to_str().unwrap()]);
