@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod check;
 mod disktable_steps;
 mod model;
 mod out;
@@ -51,7 +52,8 @@ pub const STEPS: u8 = 6;
   cargo xtask run-step 1 --save-evidence ev/       record what was measured
   cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
   cargo xtask bench persist --json    persist vs LMDB, pread, HashMap (one JSON document)
-  cargo xtask report --quick --check  the lab report, checked in headless Chromium"
+  cargo xtask report --quick --check  the lab report, checked in headless Chromium
+  cargo xtask check ~/student42       judge a student's submission (exit 1 if a check failed)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -153,6 +155,21 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// A TA's check of a student's submission: copy DIR to a scratch directory, build it with
+    /// its Makefile, and judge its reader, writer, racers (pass / fail / not-tested, with the
+    /// reason and the evidence). Exit 0 when no check failed, 1 when one did, 2 for usage.
+    #[command(
+        after_help = "Programs are found by name in DIR after make (reader, writer, racer,
+racer_atomic, probe) unless a flag names them. Each runs confined (its own cgroup when root,
+rlimits otherwise), killed with everything it started at its deadline. DIR is never written;
+nothing is written in the current directory except --markdown FILE.
+
+Examples:
+  cargo xtask check ~/student42
+  cargo xtask check ~/student42 --json > verdicts.json
+  cargo xtask check . --racer bin/racer --atomic-racer bin/racer_lock --markdown check.md"
+    )]
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +177,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    if let Cmd::Check(args) = cli.cmd {
+        return check::main(args);
+    }
     if let Cmd::RunStep { step, options, .. } = &cli.cmd {
         if let Err(problem) = check_options(*step, options) {
             out::error(&format!("{problem} (see 'cargo xtask run-step --help')"));
@@ -224,6 +244,11 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
         }
         Cmd::Report { quick, check } => report::run(quick, check),
+        Cmd::Check(args) => {
+            // main() runs it for its own exit statuses; this is the same run.
+            let _ = check::main(args);
+            Ok(())
+        }
     }
 }
 
