@@ -341,9 +341,9 @@ pub struct ReaderRun {
 impl ReaderRun {
     fn table(&self) -> String {
         format!(
-            "the table of count {} ({}, {} bytes)",
-            thousands(self.count.max(0) as u64),
+            "the \"{}\" table (count {}, {} bytes)",
             self.label,
+            thousands(self.count.max(0) as u64),
             thousands(self.file_bytes)
         )
     }
@@ -372,7 +372,8 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
                 .map(|(i, _)| i)
                 .take(16)
                 .collect(),
-            None => vec![seq.len().min(HEADER_NUMBERS)],
+            // Nothing to line up: everything it printed counts.
+            None => vec![0],
         };
         for p in starts {
             let matched = seq[p..]
@@ -437,30 +438,39 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         return Some(format!("{why} on {table}{hint}"));
     }
     if !r.access.opened {
-        return Some(format!("never opened table.bin ({table})"));
+        return Some(format!("never opened table.bin, on {table}"));
     }
     if r.access.reads > 0 {
         return Some(format!(
-            "read the table with {} instead of mapping it ({table})",
+            "read the table with {} instead of mapping it, on {table}",
             plural(r.access.reads as u64, "read() call")
         ));
     }
     match r.access.mmap_lengths.len() {
-        0 => return Some(format!("never mapped the table ({table})")),
+        0 => return Some(format!("never mapped the table, on {table}")),
         1 => {}
         n => {
             return Some(format!(
-                "mapped the table {n} times; one mmap is enough ({table})"
+                "mapped the table {n} times; one mmap is enough, on {table}"
             ))
         }
     }
     let count = r.count.max(0) as usize;
     let p = line_up(&r.stdout, &r.values);
-    if p.matched == count && p.from_start == count && p.before <= HEADER_NUMBERS {
+    let exact = match count {
+        // At most a header (`count = 0`).
+        0 => p.from_start <= HEADER_NUMBERS,
+        _ => p.matched == count && p.from_start == count && p.before <= HEADER_NUMBERS,
+    };
+    if exact {
         return None;
     }
     let cap = capacity(r.file_bytes) as usize;
-    let why = if p.from_start == cap && cap != count && p.matched == count.min(cap) {
+    let trusts_size = match count {
+        0 => (cap..=cap + HEADER_NUMBERS).contains(&p.from_start) && cap > HEADER_NUMBERS,
+        _ => p.from_start == cap && cap != count && p.matched == count.min(cap),
+    };
+    let why = if trusts_size {
         ": it trusts the file size, not count"
     } else if p.from_start == COURSE_COUNT as usize && r.count != COURSE_COUNT {
         ": the course's count 1083 is hard-coded"
@@ -636,10 +646,12 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     let cap = capacity(r.after.file_bytes) as i64;
     if after > cap {
         return Err(format!(
-            "count says {} but the file holds only {} values after {at}: the values past the \
-             file's end were stored past it and are lost (grow the file with ftruncate first)",
+            "count says {} but the file holds only {} values after {at}: it stored {} values \
+             past the file's end (lost, or into memory the table's mapping does not cover) \
+             instead of growing the file with ftruncate + mremap",
             thousands(after as u64),
-            thousands(cap as u64)
+            thousands(cap as u64),
+            thousands((after - cap) as u64)
         ));
     }
     if let Some(i) =

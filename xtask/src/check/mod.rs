@@ -117,10 +117,25 @@ pub fn main(args: CheckArgs) -> ExitCode {
         }
         Err(e) => {
             crate::out::error(&format!("{e:#}"));
-            ExitCode::FAILURE
+            match e.downcast_ref::<Usage>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
+
+/// A usage error found only once the submission was built (a flag naming no program).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 fn usage(args: &CheckArgs) -> Result<(), String> {
     match std::fs::metadata(&args.dir) {
@@ -130,6 +145,28 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
             return Err(format!("{}: no such directory", args.dir.display()))
         }
         Err(e) => return Err(format!("{}: {e}", args.dir.display())),
+    }
+    // A program a flag names must be in DIR or here, unless make may still build it.
+    let has_makefile = ["Makefile", "makefile", "GNUmakefile"]
+        .iter()
+        .any(|m| args.dir.join(m).is_file());
+    let flags = [
+        ("--reader", &args.reader),
+        ("--writer", &args.writer),
+        ("--racer", &args.racer),
+        ("--atomic-racer", &args.atomic_racer),
+        ("--probe", &args.probe),
+    ];
+    for (option, flag) in flags {
+        if let Some(p) = flag {
+            if !has_makefile && !p.is_file() && !args.dir.join(p).is_file() {
+                return Err(format!(
+                    "{option} {}: no such program (neither in {} nor here)",
+                    p.display(),
+                    args.dir.display()
+                ));
+            }
+        }
     }
     if let Some(md) = &args.markdown {
         if md.is_dir() {
@@ -144,6 +181,10 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> anyhow::Result<Scratch> {
+        // What a check that was killed left behind.
+        for stale in sandbox::stale(&std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(stale);
+        }
         let path = std::env::temp_dir().join(format!("{}{}", sandbox::PREFIX, std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
@@ -185,6 +226,11 @@ fn run(args: &CheckArgs) -> anyhow::Result<Report> {
     for ((id, name), flag) in NAMES.iter().zip(flags) {
         let program = match find(&sub, name, flag.as_deref()) {
             Ok(p) => p,
+            // A program the TA named must be there: a usage error.
+            Err(why) if flag.is_some() => {
+                let option = id.split('.').nth(1).unwrap_or(id);
+                return Err(Usage(format!("--{option} {why}")).into());
+            }
             Err(why) => {
                 checks.push(Check::not_tested(id, None, why));
                 continue;
@@ -297,7 +343,7 @@ fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> 
     }
     Err(match flag {
         Some(p) => format!(
-            "{}: no such program (in the submission after make, or here)",
+            "{}: no such program (neither in the submission after make nor here)",
             p.display()
         ),
         None => format!("no program named {name} in the submission (after make)"),

@@ -150,9 +150,13 @@ impl Sandbox {
             .env("TMPDIR", self.scratch.join("tmp"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        use std::os::unix::process::CommandExt as _;
+            .stderr(Stdio::piped());
+        if cgroup.is_none() {
+            // Without a cgroup, its process group is how the lab reaches every process. With
+            // one, it stays in the lab's group, so a Ctrl-C of the lab reaches it too.
+            use std::os::unix::process::CommandExt as _;
+            cmd.process_group(0);
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
@@ -238,8 +242,12 @@ impl Job {
     pub fn kill(&mut self) -> Option<usize> {
         let killed = self.cgroup.as_ref().map(Cgroup::kill_all);
         if self.status.is_none() {
-            // Our unreaped child leads its process group, so its id still names the group.
-            let _ = sys::kill_group(self.child.id());
+            if self.cgroup.is_none() {
+                // Our unreaped child leads its process group, so its id still names the group.
+                let _ = sys::kill_group(self.child.id());
+            } else {
+                let _ = self.child.kill();
+            }
             self.status = self.child.wait().ok();
         }
         // strace itself is in the cgroup too: it is not one of the program's processes.
@@ -452,10 +460,11 @@ fn find_place() -> Place {
         let control = parent.join("cgroup.subtree_control");
         let enabled = std::fs::read_to_string(&control).unwrap_or_default();
         let has = |c: &str| enabled.split_whitespace().any(|x| x == c);
-        if (has("pids") && has("memory")) || std::fs::write(&control, "+pids +memory").is_ok() {
-            if usable(&parent) {
-                return Place::V2 { parent };
-            }
+        let enabled =
+            (has("pids") && has("memory")) || std::fs::write(&control, "+pids +memory").is_ok();
+        if enabled && usable(&parent) {
+            remove_stale(&parent, true);
+            return Place::V2 { parent };
         }
         return Place::Rlimits {
             why: format!(
@@ -467,6 +476,37 @@ fn find_place() -> Place {
     Place::Rlimits {
         why: "no cgroup hierarchy with a pids controller".into(),
     }
+}
+
+/// Empties and removes the cgroups a check that was killed left in `parent` (named after a pid
+/// that no longer runs).
+fn remove_stale(parent: &Path, v2: bool) {
+    for dir in stale(parent) {
+        drop(Cgroup {
+            dirs: vec![dir],
+            v2,
+        });
+    }
+}
+
+/// The entries of `dir` named `PREFIX{pid}…` whose pid no longer runs.
+pub fn stale(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// The mount point of the cgroup v1 hierarchy holding `controller`, from mountinfo text.

@@ -79,7 +79,7 @@ fn a_hard_coded_count_or_size_is_named() {
     let c = judge_reader(None, &[crashed]);
     assert!(
         c.reason
-            .starts_with("was killed by SIGBUS on the table of count 0"),
+            .starts_with("was killed by SIGBUS on the \"t\" table (count 0, 8 bytes)"),
         "{}",
         c.reason
     );
@@ -199,7 +199,7 @@ fn a_writer_run_that_grows_with_ftruncate_and_mremap_passes() {
         failed: None,
     };
     assert_eq!(
-        judge_writer(None, &[start.clone()], 2).verdict,
+        judge_writer(None, std::slice::from_ref(&start), 2).verdict,
         Verdict::Pass
     );
     let once = WriterStart {
