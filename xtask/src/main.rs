@@ -11,7 +11,8 @@
 //! `crates/lab-trace`; the binaries' `--json` documents are types of their own crates.
 //!
 //! Modules: one per step (`step1` … `step6`); `build` (cargo, target dir, binaries), `model`
-//! (the Step shape, Ctx, StepReport), `out` (the terminal rendering), `report` (HTML/Markdown).
+//! (the Step shape, Ctx, StepReport), `out` (the terminal rendering), `report` (HTML/Markdown),
+//! `check` (`check DIR`: a TA's check of a student's submission).
 
 #![forbid(unsafe_code)]
 
