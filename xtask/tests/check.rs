@@ -348,6 +348,32 @@ fn a_reader_that_floods_or_writes_outside_its_directory_fails() {
 }
 
 #[test]
+fn a_program_the_makefile_does_not_build_fails_the_check() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("reader_ok", "reader")]);
+    std::fs::write(sub.path().join("writer.c"), "int main(void) { return 0 }\n").unwrap();
+    let c = check(sub.path(), &[], &[]);
+    assert_eq!(c.status, Some(1), "{}", c.doc);
+    assert_eq!(c.doc["build"]["ran"], true);
+    assert_ne!(c.doc["build"]["status"], 0);
+    assert!(c.doc["build"]["log_tail"]
+        .as_str()
+        .unwrap()
+        .contains("error"));
+    let (verdict, reason) = c.verdict("step3.writer");
+    assert_eq!(verdict, "fail");
+    assert!(reason.contains(": make failed with status"), "{reason}");
+    // Built before make stopped: judged as usual.
+    assert_eq!(c.verdict("step2.reader").0, "pass");
+    // Missing after a failed build fails too: make may have stopped before building it.
+    assert_eq!(c.verdict("step5.racer").0, "fail");
+    // The probe is optional: never failed for being absent.
+    assert_eq!(c.verdict("step1.probe").0, "not-tested");
+}
+
+#[test]
 fn a_missing_or_wrong_dir_is_a_one_line_usage_error() {
     let file = tempfile::NamedTempFile::new().unwrap();
     for dir in [Path::new("/nonexistent/submission"), file.path()] {
@@ -366,8 +392,22 @@ fn a_missing_or_wrong_dir_is_a_one_line_usage_error() {
         );
         assert!(out.stdout.is_empty());
     }
-    // A flag that names no program in DIR nor here.
+    // A flag that names no program in DIR nor here; a Markdown copy that cannot be written.
     let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("check")
+        .arg(dir.path())
+        .args(["--markdown", "/nonexistent/dir/check.md"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--markdown /nonexistent/dir/check.md"),
+        "{stderr}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("check")
         .arg(dir.path())

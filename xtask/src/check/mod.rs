@@ -172,6 +172,10 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
         if md.is_dir() {
             return Err(format!("--markdown {}: is a directory", md.display()));
         }
+        let parent = md.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !p.is_dir()) {
+            return Err(format!("--markdown {}: no such directory", md.display()));
+        }
     }
     Ok(())
 }
@@ -230,6 +234,22 @@ fn run(args: &CheckArgs) -> anyhow::Result<Report> {
             Err(why) if flag.is_some() => {
                 let option = id.split('.').nth(1).unwrap_or(id);
                 return Err(Usage(format!("--{option} {why}")).into());
+            }
+            // The submission's Makefile did not build it: that is the submission's failure.
+            Err(why) if *id != "step1.probe" && build.ran && build.status != Some(0) => {
+                checks.push(Check {
+                    id: id.to_string(),
+                    program: None,
+                    verdict: judge::Verdict::Fail,
+                    reason: format!(
+                        "{why}: make {}",
+                        build.status.map_or("was killed".to_string(), |s| format!(
+                            "failed with status {s}"
+                        ))
+                    ),
+                    evidence: build.log_tail.lines().map(str::to_string).collect(),
+                });
+                continue;
             }
             Err(why) => {
                 checks.push(Check::not_tested(id, None, why));
@@ -429,6 +449,11 @@ fn ending(trace: &Trace, finished: &sandbox::Finished) -> Ending {
         Stop::TraceFlooded { bytes } => Ending::TraceFlooded { bytes: *bytes },
         Stop::Ended => match exit {
             Some(e) => match (&e.killed_by, e.code) {
+                (Some(sig), _) if sig == "SIGKILL" && finished.oom_kills.unwrap_or(0) > 0 => {
+                    Ending::Signalled {
+                        signal: "SIGKILL (the OOM killer, at the run's 1 GiB memory limit)".into(),
+                    }
+                }
                 (Some(sig), _) => Ending::Signalled {
                     signal: sig.clone(),
                 },

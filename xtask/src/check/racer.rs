@@ -133,6 +133,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     let mut last = view.as_ref().and_then(counters);
     let mut moved = Instant::now();
     let mut hung = None;
+    let mut flooded = None;
     while no_race.is_none() && poll(&mut instances)? > 0 {
         let now = view.as_ref().and_then(counters);
         if now != last {
@@ -141,6 +142,13 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         }
         if moved.elapsed() > STALL {
             hung = Some(moved.elapsed().as_secs_f64());
+            break;
+        }
+        if let Some(i) = instances
+            .iter()
+            .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64)
+        {
+            flooded = Some(i);
             break;
         }
         std::thread::sleep(POLL);
@@ -158,11 +166,17 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         outside_writes.extend(judge::outside_writes(&trace, &scratch, &cwd));
         let _ = std::fs::remove_file(&i.trace);
     }
-    let failed = instances
-        .iter()
-        .filter_map(|i| i.ended.as_ref())
-        .find(|(_, how)| how != "exited with status 0")
-        .map(|(_, how)| how.clone());
+    let failed = match flooded {
+        Some(i) => Some(format!(
+            "(the {}th started) flooded its output and was killed",
+            i + 1
+        )),
+        None => instances
+            .iter()
+            .filter_map(|i| i.ended.as_ref())
+            .find(|(_, how)| how != "exited with status 0")
+            .map(|(_, how)| how.clone()),
+    };
     let outcome = match (no_race, hung, failed) {
         (Some(reason), _, _) => RaceOutcome::NoRace {
             reason: reason.into(),

@@ -283,6 +283,7 @@ impl Job {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        let oom_kills = self.cgroup.as_ref().and_then(Cgroup::oom_kills);
         let killed = self.kill();
         if let Stop::TimedOut { killed: k, .. } = &mut stop {
             *k = killed;
@@ -291,6 +292,7 @@ impl Job {
         let stderr = self.stderr.take();
         Ok(Finished {
             status: self.status,
+            oom_kills,
             stop,
             stdout,
             stderr,
@@ -325,6 +327,8 @@ pub enum Stop {
 #[derive(Debug)]
 pub struct Finished {
     pub status: Option<ExitStatus>,
+    /// Processes of the run the OOM killer ended at the memory limit (`None`: not counted).
+    pub oom_kills: Option<u64>,
     pub stop: Stop,
     pub stdout: String,
     pub stderr: String,
@@ -375,6 +379,17 @@ impl Cgroup {
             }
         }
         Ok(cg)
+    }
+
+    /// How many of its processes the kernel's OOM killer ended (`None`: no memory controller).
+    fn oom_kills(&self) -> Option<u64> {
+        let (dir, file) = match (self.v2, self.dirs.get(1)) {
+            (true, _) => (&self.dirs[0], "memory.events"),
+            (false, Some(memory)) => (memory, "memory.oom_control"),
+            (false, None) => return None,
+        };
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        crate::step2::cgroup::keyed(&text, "oom_kill")
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {
