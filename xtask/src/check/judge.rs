@@ -364,7 +364,7 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
     let values: Vec<i64> = values.iter().map(|v| i64::from(*v)).collect();
     let mut best: Option<Printed> = None;
     for seq in printed_numbers(stdout) {
-        let starts: Vec<usize> = match values.first() {
+        let mut starts: Vec<usize> = match values.first() {
             Some(v0) => seq
                 .iter()
                 .enumerate()
@@ -372,9 +372,12 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
                 .map(|(i, _)| i)
                 .take(16)
                 .collect(),
-            // Nothing to line up: everything it printed counts.
-            None => vec![0],
+            None => Vec::new(),
         };
+        if starts.is_empty() {
+            // Nothing lines up (or nothing to line up): everything it printed counts.
+            starts.push(0);
+        }
         for p in starts {
             let matched = seq[p..]
                 .iter()
@@ -398,13 +401,6 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
                     this
                 }
                 Some(b) => b,
-            });
-        }
-        if values.is_empty() && best.is_none() {
-            best = Some(Printed {
-                from_start: seq.len(),
-                matched: 0,
-                before: 0,
             });
         }
     }
@@ -1041,8 +1037,21 @@ pub fn judge_racer(
     let losses: Vec<(usize, i64)> = contested
         .iter()
         .filter_map(|r| Some((r.participants, r.lost()?)))
-        .filter(|(_, l)| *l != 0)
+        .filter(|(_, l)| *l > 0)
         .collect();
+    // More in total than the winnings account for: two racers took one id, or a racer's
+    // winnings were overwritten. Not the course's race.
+    if let Some(r) = races.iter().find(|r| r.lost().is_some_and(|l| l < 0)) {
+        return fail(
+            format!(
+                "the winnings of the race of {} add up to {} less than total: two racers shared \
+                 an id, or winnings were overwritten",
+                plural(r.participants as u64, "participant"),
+                thousands(r.lost().unwrap_or(0).unsigned_abs())
+            ),
+            evidence,
+        );
+    }
     let runtimes = races
         .iter()
         .map(|r| {

@@ -367,3 +367,31 @@ fn numbers_read_with_thousands_separators() {
     assert_eq!(thousands(114_340), "114,340");
     assert_eq!(thousands(1_000_000), "1,000,000");
 }
+
+#[test]
+fn a_reader_printing_none_of_the_values_is_counted_whole() {
+    let t = reader_trace(428, 0);
+    let mut run = reader_run(3, 100, "7\n8\n9\n10\n", &t);
+    run.values = vec![1, 2, 3];
+    let c = judge_reader(None, &[run]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "printed 4 values for a table of count 3 (value[0] is 1, it printed something else there)"
+    );
+}
+
+#[test]
+fn winnings_short_of_total_fail_both_racers() {
+    let races = [race(1, 100, vec![100]), race(2, 100, vec![40, 40])];
+    for kind in [RacerKind::Racy, RacerKind::Atomic] {
+        let c = judge_racer(None, kind, &races, Ok(&[]));
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.reason
+                .starts_with("the winnings of the race of 2 participants add up to 20 less"),
+            "{}",
+            c.reason
+        );
+    }
+}
