@@ -93,7 +93,7 @@ const MAX_SUBMISSION_BYTES: u64 = 256 << 20;
 /// could not run, 2 for usage errors.
 pub fn main(args: CheckArgs) -> ExitCode {
     if let Err(problem) = usage(&args) {
-        crate::out::error(&format!("{problem} (see 'check --help')"));
+        crate::out::error(&format!("{problem} (see 'cargo xtask check --help')"));
         return ExitCode::from(2);
     }
     if args.json {
