@@ -158,11 +158,11 @@ enum Cmd {
     },
     /// A TA's check of a student's submission: pass / fail / not-tested per "Demonstrate".
     ///
-    /// Copies DIR to a scratch directory, builds it with its Makefile, and judges its reader
-    /// (step2.reader), writer (step3.writer) and racers (step5.racer, step5.atomic-racer) on
-    /// tables and races made fresh for this check, each with a one-line reason and the evidence
-    /// that decided it (step1.probe is not judged yet). Exit 0 when no check failed, 1 when one
-    /// did, 2 for usage.
+    /// Copies DIR to a scratch directory, builds it with its Makefile, and judges its probe
+    /// (step1.probe), reader (step2.reader), writer (step3.writer) and racers (step5.racer,
+    /// step5.atomic-racer) on tables and races made fresh for this check, each with a one-line
+    /// reason and the evidence that decided it. Exit 0 when no check failed, 1 when one did, 2
+    /// for usage.
     #[command(
         after_help = "Programs are found by name in DIR after make (reader, writer, racer,
 racer_atomic, probe) unless a flag names them. Each runs confined (its own cgroup when root,

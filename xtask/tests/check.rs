@@ -159,6 +159,7 @@ fn a_correct_submission_passes_every_check_and_is_not_changed() {
         ("writer_ok", "writer"),
         ("racer_racy", "racer"),
         ("racer_lock", "racer_atomic"),
+        ("probe_ok", "probe"),
     ]);
     let before = contents(sub.path());
     let records = tempfile::tempdir().unwrap();
@@ -170,6 +171,7 @@ fn a_correct_submission_passes_every_check_and_is_not_changed() {
     assert_eq!(c.doc["build"]["ran"], true);
     assert_eq!(c.doc["build"]["status"], 0);
     for id in [
+        "step1.probe",
         "step2.reader",
         "step3.writer",
         "step5.racer",
@@ -182,7 +184,6 @@ fn a_correct_submission_passes_every_check_and_is_not_changed() {
             .unwrap()
             .starts_with(sub.path().to_str().unwrap()));
     }
-    assert_eq!(c.verdict("step1.probe").0, "not-tested");
     let keys: Vec<&String> = c
         .check("step2.reader")
         .as_object()
@@ -285,6 +286,19 @@ fn racers_passed_as_the_other_kind_and_a_skeleton_fail() {
     let (verdict, reason) = c.verdict("step5.racer");
     assert_eq!(verdict, "fail");
     assert!(reason.starts_with("total stayed 0"), "{reason}");
+}
+
+#[test]
+fn a_probe_that_prints_the_wrong_word_fails() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("probe_wrong_word", "probe")]);
+    let c = check(sub.path(), &[], &[]);
+    assert_eq!(c.status, Some(1), "{}", c.doc);
+    let (verdict, reason) = c.verdict("step1.probe");
+    assert_eq!(verdict, "fail");
+    assert!(reason.contains("does not hold its tag"), "{reason}");
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! `crates/lab-analysis` as it is.
 
 use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
-use lab_trace::Trace;
+use lab_trace::{Syscall, Trace};
 use serde::Serialize;
 
 use crate::disktable_steps::fault;
@@ -1143,6 +1143,223 @@ pub fn judge_racer(
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// step1.probe
+
+/// One run of the step-1 probe: what it printed and its trace (mmap, munmap, brk).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeRun {
+    pub stdout: String,
+    pub trace: Trace,
+    pub ending: Ending,
+    pub outside_writes: Vec<String>,
+}
+
+/// A chunk the probe printed, placed by the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Its address is 16 bytes past an anonymous mmap of `len` bytes: an mmapped chunk, whose
+    /// tag must be `len | IS_MMAPPED`.
+    Mmapped {
+        address: u64,
+        len: u64,
+        tag_ok: bool,
+    },
+    /// Its address is inside the heap (brk); `tag_ok`: the line holds a tag with IS_MMAPPED clear.
+    Heap { address: u64, tag_ok: bool },
+}
+
+/// glibc's IS_MMAPPED bit of a boundary tag.
+const IS_MMAPPED: u64 = 0x2;
+
+/// The hex numbers of a line (`0x5555…`, `%x`'s `21002`): addresses (≥ 4 GiB on x86-64 PIE
+/// programs) first, then the rest (tags, or sizes printed in decimal, which read as hex too).
+fn hex_tokens(line: &str) -> (Vec<u64>, Vec<u64>) {
+    let mut addresses = Vec::new();
+    let mut others = Vec::new();
+    for token in line.split(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == 'X')) {
+        let digits = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
+        if digits.is_empty() || digits.len() > 16 {
+            continue;
+        }
+        if let Ok(v) = u64::from_str_radix(digits, 16) {
+            if v >= 1 << 32 {
+                addresses.push(v);
+            } else {
+                others.push(v);
+            }
+        }
+    }
+    (addresses, others)
+}
+
+fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
+    let anonymous: Vec<(u64, u64)> = run
+        .trace
+        .calls
+        .iter()
+        .filter(|c| c.name == "mmap" && c.ok())
+        .filter(|c| c.arg_flags(3).contains(&"MAP_ANONYMOUS"))
+        .filter_map(|c| Some((c.ret_u64()?, c.arg_u64(1)?)))
+        .collect();
+    let brk: Vec<u64> = run
+        .trace
+        .calls
+        .iter()
+        .filter(|c| c.name == "brk" && c.ok())
+        .filter_map(Syscall::ret_u64)
+        .collect();
+    let heap = (brk.iter().min().copied(), brk.iter().max().copied());
+    let mut chunks = Vec::new();
+    for line in run.stdout.lines() {
+        let (addresses, tags) = hex_tokens(line);
+        let Some(&address) = addresses.first() else {
+            continue;
+        };
+        if let Some(&(_, len)) = anonymous.iter().find(|(start, _)| start + 16 == address) {
+            chunks.push(Chunk::Mmapped {
+                address,
+                len,
+                tag_ok: tags.contains(&(len | IS_MMAPPED)),
+            });
+        } else if let (Some(lo), Some(hi)) = heap {
+            if (lo..hi).contains(&address) {
+                chunks.push(Chunk::Heap {
+                    address,
+                    tag_ok: tags
+                        .iter()
+                        .any(|t| t & IS_MMAPPED == 0 && t & !7 >= 32 && t & 8 == 0),
+                });
+            }
+        }
+    }
+    chunks
+}
+
+/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
+/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
+/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear.
+pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
+    let chunks = probe_chunks(run);
+    let mut evidence: Vec<String> = chunks
+        .iter()
+        .take(40)
+        .map(|c| match c {
+            Chunk::Mmapped {
+                address,
+                len,
+                tag_ok,
+            } => format!(
+                "{address:#x}: mmapped ({} bytes from mmap), tag {:#x} {}",
+                thousands(*len),
+                len | IS_MMAPPED,
+                if *tag_ok { "printed" } else { "NOT printed" }
+            ),
+            Chunk::Heap { address, tag_ok } => format!(
+                "{address:#x}: heap chunk, {}",
+                if *tag_ok {
+                    "a tag with IS_MMAPPED clear printed"
+                } else {
+                    "NO tag with IS_MMAPPED clear printed"
+                }
+            ),
+        })
+        .collect();
+    if chunks.len() > 40 {
+        evidence.push(format!("… {} more", chunks.len() - 40));
+    }
+    let check = |verdict, reason: String, evidence| Check {
+        id: "step1.probe".into(),
+        program: program.clone(),
+        verdict,
+        reason,
+        evidence,
+    };
+    if let Some(line) = run.outside_writes.first() {
+        return check(
+            Verdict::Fail,
+            format!("wrote outside its scratch directory: {line}"),
+            evidence,
+        );
+    }
+    if let Some(why) = run.ending.failure() {
+        return check(Verdict::Fail, format!("it {why}"), evidence);
+    }
+    let mmapped: Vec<&Chunk> = chunks
+        .iter()
+        .filter(|c| matches!(c, Chunk::Mmapped { .. }))
+        .collect();
+    let heap = chunks.len() - mmapped.len();
+    if chunks.is_empty() {
+        return check(
+            Verdict::Fail,
+            "printed no address that malloc returned (print each chunk's address with %p)".into(),
+            evidence,
+        );
+    }
+    if mmapped.is_empty() {
+        return check(
+            Verdict::Fail,
+            format!(
+                "printed {} but none from mmap: its allocations never grew past malloc's switch",
+                plural(heap as u64, "heap chunk")
+            ),
+            evidence,
+        );
+    }
+    if heap == 0 {
+        return check(
+            Verdict::Fail,
+            "printed only mmapped chunks: no heap chunk to set them against".into(),
+            evidence,
+        );
+    }
+    if let Some(Chunk::Mmapped { address, len, .. }) = mmapped
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return check(
+            Verdict::Fail,
+            format!(
+                "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap \
+                 length {} | IS_MMAPPED): it prints something else than the 8 bytes before the \
+                 pointer",
+                len | IS_MMAPPED,
+                thousands(*len)
+            ),
+            evidence,
+        );
+    }
+    if let Some(Chunk::Heap { address, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
+    {
+        return check(
+            Verdict::Fail,
+            format!("the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear"),
+            evidence,
+        );
+    }
+    let Some(Chunk::Mmapped { len, .. }) = mmapped.first() else {
+        return check(Verdict::NotTested, "no mmapped chunk".into(), evidence);
+    };
+    check(
+        Verdict::Pass,
+        format!(
+            "printed {} and {}; each mmapped chunk's tag is its mmap length with IS_MMAPPED set, \
+             as strace shows (first: {:#x} for {} bytes)",
+            plural(heap as u64, "heap chunk"),
+            plural(mmapped.len() as u64, "mmapped chunk"),
+            len | IS_MMAPPED,
+            thousands(*len)
+        ),
+        evidence,
+    )
 }
 
 #[cfg(test)]

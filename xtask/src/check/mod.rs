@@ -9,6 +9,7 @@
 //! lines, `--json`, `--markdown FILE`).
 
 pub mod judge;
+mod probe;
 mod racer;
 mod reader;
 mod render;
@@ -259,11 +260,7 @@ fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         let shown = Some(shown_path(&program, &sub, &args.dir));
         crate::out::progress(&format!("{id}: {}", program.display()));
         let check = match *id {
-            "step1.probe" => Check::not_tested(
-                id,
-                shown,
-                "step1.probe is not judged by this version of the check",
-            ),
+            "step1.probe" => probe::check(&sandbox, &program, shown)?,
             "step2.reader" => reader::check(&sandbox, &program, shown)?,
             "step3.writer" => writer::check(&sandbox, &program, shown)?,
             "step5.racer" => racer::check(&sandbox, &program, shown, judge::RacerKind::Racy)?,
@@ -317,7 +314,7 @@ fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
         });
     }
     crate::out::progress("running make in the scratch copy");
-    let job = sandbox.spawn(Path::new("make"), &[], sub, None)?;
+    let job = sandbox.spawn(Path::new("make"), &[], sub, None, &[])?;
     let finished = job.wait(MAKE_DEADLINE, None)?;
     let mut log = format!("{}{}", finished.stdout, finished.stderr);
     match &finished.stop {
@@ -386,14 +383,20 @@ pub struct TracedRun {
     pub outside_writes: Vec<String>,
 }
 
-/// The system calls a run is traced for: the table's (as run-step traces them) and every call
-/// that writes a path.
-fn filter() -> String {
+/// The system calls a reader or writer run is traced for: the table's (as run-step traces them)
+/// and every call that writes a path.
+fn table_filter() -> String {
     format!(
         "{},{}",
         crate::disktable_steps::run::FILTER,
         judge::PATH_WRITE_FILTER
     )
+}
+
+/// What a run is traced for, and its environment beyond the sandbox's.
+struct Tracing<'a> {
+    filter: &'a str,
+    env: &'a [(&'a str, &'a str)],
 }
 
 /// Runs `program args` in `cwd` under strace, confined, killed at `deadline`.
@@ -403,10 +406,16 @@ fn run_traced(
     args: &[String],
     cwd: &Path,
     deadline: Duration,
+    tracing: Tracing<'_>,
 ) -> anyhow::Result<TracedRun> {
     let trace_file = sandbox.trace_file();
-    let filter = filter();
-    let job = sandbox.spawn(program, args, cwd, Some((&filter, &trace_file)))?;
+    let job = sandbox.spawn(
+        program,
+        args,
+        cwd,
+        Some((tracing.filter, &trace_file)),
+        tracing.env,
+    )?;
     let finished = job.wait(deadline, Some(&trace_file))?;
     let trace = match finished.stop {
         // A flooded trace is not read back.

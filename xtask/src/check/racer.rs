@@ -86,7 +86,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     let filter = filter();
     let start = |instances: &mut Vec<Instance>| -> anyhow::Result<()> {
         let trace = sandbox.trace_file();
-        let job = sandbox.spawn(program, &args, &dir, Some((&filter, &trace)))?;
+        let job = sandbox.spawn(program, &args, &dir, Some((&filter, &trace)), &[])?;
         instances.push(Instance {
             job,
             trace,

@@ -15,12 +15,23 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow::Result<Check> {
     let mut rng = Rng::seeded_from_clock();
+    let filter = super::table_filter();
     let mut runs = Vec::new();
     for (i, table) in tables::reader_tables(&mut rng).into_iter().enumerate() {
         let dir = sandbox.scratch().join(format!("reader-{i}"));
         std::fs::create_dir_all(&dir)?;
         table.write(&dir.join(TABLE_NAME))?;
-        let run = super::run_traced(sandbox, program, &[TABLE_NAME.to_string()], &dir, DEADLINE)?;
+        let run = super::run_traced(
+            sandbox,
+            program,
+            &[TABLE_NAME.to_string()],
+            &dir,
+            DEADLINE,
+            super::Tracing {
+                filter: &filter,
+                env: &[],
+            },
+        )?;
         let _ = std::fs::remove_dir_all(&dir);
         let r = ReaderRun {
             label: table.label.clone(),

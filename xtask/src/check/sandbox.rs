@@ -114,6 +114,7 @@ impl Sandbox {
         args: &[String],
         cwd: &Path,
         trace: Option<(&str, &Path)>,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Job> {
         let cgroup = match &self.place {
             Place::Rlimits { .. } => None,
@@ -148,6 +149,7 @@ impl Sandbox {
             .current_dir(cwd)
             .env("HOME", self.scratch.join("home"))
             .env("TMPDIR", self.scratch.join("tmp"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -591,6 +593,7 @@ mod tests {
                 ],
                 &scratch,
                 None,
+                &[],
             )
             .unwrap();
         let finished = job.wait(Duration::from_millis(500), None).unwrap();

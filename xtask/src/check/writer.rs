@@ -59,11 +59,22 @@ fn from(
         runs: Vec::new(),
         failed: None,
     };
+    let filter = super::table_filter();
     let began = Instant::now();
     let mut before = tables::snapshot(&path)?;
     while start.growths() < GROWTHS && start.runs.len() < MAX_RUNS && began.elapsed() < MAX_TIME {
         let n = start.runs.len() + 1;
-        let run = super::run_traced(sandbox, program, &[TABLE_NAME.to_string()], &dir, DEADLINE)?;
+        let run = super::run_traced(
+            sandbox,
+            program,
+            &[TABLE_NAME.to_string()],
+            &dir,
+            DEADLINE,
+            super::Tracing {
+                filter: &filter,
+                env: &[],
+            },
+        )?;
         let after = tables::snapshot(&path)?;
         let evidence = WriterRun {
             start: table.label.clone(),

@@ -395,3 +395,45 @@ fn winnings_short_of_total_fail_both_racers() {
         );
     }
 }
+
+const PROBE_TRACE: &str = "\
+9 brk(NULL) = 0x555555559000
+9 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7fb0000
+9 brk(0x55555557a000) = 0x55555557a000
+9 mmap(NULL, 266240, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7d9e000
+9 +++ exited with 0 +++
+";
+
+fn probe(stdout: &str) -> ProbeRun {
+    ProbeRun {
+        stdout: stdout.into(),
+        trace: parse_trace(PROBE_TRACE),
+        ending: Ending::Exited { code: 0 },
+        outside_writes: Vec::new(),
+    }
+}
+
+#[test]
+fn a_probe_is_judged_against_the_mmaps_strace_saw() {
+    let ok = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 41002\n";
+    let c = judge_probe(None, &probe(ok));
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.reason.contains("(first: 0x41002 for 266,240 bytes)"),
+        "{}",
+        c.reason
+    );
+    let wrong = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 0\n";
+    let c = judge_probe(None, &probe(wrong));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.contains("does not hold its tag 0x41002"),
+        "{}",
+        c.reason
+    );
+    let small = "malloc(16) = 0x5555555592a0, tag 21\n";
+    let c = judge_probe(None, &probe(small));
+    assert!(c.reason.contains("none from mmap"), "{}", c.reason);
+    let c = judge_probe(None, &probe("hello\n"));
+    assert!(c.reason.starts_with("printed no address"), "{}", c.reason);
+}
