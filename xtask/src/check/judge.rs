@@ -200,8 +200,8 @@ pub const PATH_WRITE_FILTER: &str = "creat,truncate,unlink,unlinkat,rmdir,mkdir,
                                      fchmodat,chown,fchownat";
 
 /// Successful calls of `trace` that opened for writing, created, changed or removed a path
-/// outside `scratch` (relative paths are taken from `cwd`; `/dev/null`, terminals and /proc of
-/// the program itself are allowed). Each is the strace line.
+/// outside `scratch` (relative paths are taken from `cwd`; `/dev/null`, its own standard streams,
+/// terminals and /proc of the program itself are allowed). Each is the strace line.
 pub fn outside_writes(trace: &Trace, scratch: &str, cwd: &str) -> Vec<String> {
     let inside = |path: &str| -> bool {
         let full = if path.starts_with('/') {
@@ -211,8 +211,12 @@ pub fn outside_writes(trace: &Trace, scratch: &str, cwd: &str) -> Vec<String> {
         };
         full == scratch
             || full.starts_with(&format!("{scratch}/"))
-            || matches!(full.as_str(), "/dev/null" | "/dev/tty" | "/dev/zero")
+            || matches!(
+                full.as_str(),
+                "/dev/null" | "/dev/tty" | "/dev/zero" | "/dev/stdout" | "/dev/stderr"
+            )
             || full.starts_with("/dev/pts/")
+            || full.starts_with("/dev/fd/")
             || full.starts_with("/proc/self/")
     };
     let mut out = Vec::new();
