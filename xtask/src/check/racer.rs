@@ -158,6 +158,17 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         i.ended = Some((Instant::now(), "was killed".into()));
     }
     let end = view.as_ref().and_then(counters);
+    // What a failed instance said last on stderr (`usage: racer N`).
+    for i in instances.iter_mut() {
+        let said = i.job.stderr();
+        let last = said.lines().rev().find(|l| !l.trim().is_empty());
+        if let (Some((_, how)), Some(last)) = (i.ended.as_mut(), last) {
+            if how != "exited with status 0" {
+                let last: String = last.trim().chars().take(120).collect();
+                how.push_str(&format!(" (stderr: {last:?})"));
+            }
+        }
+    }
     let scratch = sandbox.scratch().display().to_string();
     let cwd = dir.display().to_string();
     let mut outside_writes = Vec::new();
@@ -179,7 +190,10 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     };
     let outcome = match (no_race, hung, failed) {
         (Some(reason), _, _) => RaceOutcome::NoRace {
-            reason: reason.into(),
+            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
+                Some((_, how)) => format!("{reason} (it {how})"),
+                None => reason.to_string(),
+            },
         },
         (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
         (None, None, Some(how)) => RaceOutcome::Failed { how },

@@ -256,6 +256,12 @@ impl Job {
         killed.map(|n| n.saturating_sub(usize::from(self.traced)))
     }
 
+    /// Kills what is left of it and returns what it printed on stderr (at most [`KEEP_BYTES`]).
+    pub fn stderr(&mut self) -> String {
+        self.kill();
+        self.stderr.take()
+    }
+
     /// Waits for its end: killed at `deadline`, or when its output passes [`KEEP_BYTES`], or
     /// when `trace` grows past [`TRACE_BYTES`]. Then every process left is killed.
     pub fn wait(mut self, deadline: Duration, trace: Option<&Path>) -> anyhow::Result<Finished> {
