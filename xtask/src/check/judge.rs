@@ -966,7 +966,10 @@ pub fn judge_racer(
                     RaceOutcome::Failed { how } => how.clone(),
                     RaceOutcome::NoRace { reason } => reason.clone(),
                 },
-                r.total.map_or("?".into(), signed_thousands),
+                r.total.map_or(
+                    "not seen (it ended before the lab mapped the file)".into(),
+                    signed_thousands
+                ),
                 r.total
                     .map_or("?".into(), |_| signed_thousands(r.winnings.iter().sum())),
                 r.lost().map_or("?".into(), signed_thousands),

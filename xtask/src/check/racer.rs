@@ -113,7 +113,14 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
             break;
         }
         if poll(&mut instances)? == 0 {
-            if view.is_none() {
+            // Alone, a racer may finish before the lab maps its file: a race it did not see,
+            // not a failure (the races of 2 and 3 wait for each other, and are seen).
+            let quick_and_fine = n == 1
+                && instances[0]
+                    .ended
+                    .as_ref()
+                    .is_some_and(|(_, how)| how == "exited with status 0");
+            if view.is_none() && !quick_and_fine {
                 no_race = Some("the first instance ended without setting up racecourse.bin");
             }
             break;
