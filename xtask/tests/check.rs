@@ -1,6 +1,6 @@
 //! `cargo xtask check DIR` on submissions written the course's way (C, built by a Makefile):
 //! the fixtures in `tests/submissions/` are copied into a fresh DIR under the course's program
-//! names, and each is judged as it should be. Racers race to 10,000,000 (`TARGET` in the
+//! names, and each is judged as it should be. Racers race to 50,000,000 (`TARGET` in the
 //! Makefile) so the races are short.
 
 use std::collections::BTreeMap;
@@ -272,8 +272,11 @@ fn racers_passed_as_the_other_kind_and_a_skeleton_fail() {
     assert_eq!(c.status, Some(1), "{}", c.doc);
     let (verdict, reason) = c.verdict("step5.atomic-racer");
     assert_eq!(verdict, "fail");
+    // It loses updates; on a loaded machine its instances may not overlap, and then its code
+    // (no locked instruction) is what fails it.
     assert!(
-        reason.contains("total is not incremented atomically"),
+        reason.contains("total is not incremented atomically")
+            || reason.contains("no locked instruction on total"),
         "{reason}"
     );
     let (verdict, reason) = c.verdict("step5.racer");

@@ -54,6 +54,17 @@ pub fn check(
             break;
         }
     }
+    // A racy racer whose instances happened not to overlap (a loaded machine) gets a second
+    // chance to show its losses; the atomic one is judged on every race it ran.
+    let finished = races.len() == 3 && races.iter().all(|r| r.outcome == RaceOutcome::Finished);
+    let lost = races
+        .iter()
+        .any(|r| r.participants >= 2 && r.lost().is_some_and(|l| l > 0));
+    if kind == RacerKind::Racy && finished && !lost {
+        for n in 2..=3 {
+            races.push(race(sandbox, program, n)?);
+        }
+    }
     let locked = disassemble(program).map(|text| judge::locked_instructions(&text));
     Ok(judge::judge_racer(
         shown,
