@@ -1,0 +1,297 @@
+//! `step5.racer` / `step5.atomic-racer`: the racer raced with 1, 2 and 3 participants, each race
+//! in a fresh directory, every instance confined and traced (its calls that write paths only, so
+//! the race loop runs at full speed).
+//!
+//! The first instance is started alone: with the course's protocol it is the one for which
+//! `stat("racecourse.bin")` fails, and it creates the file without `O_EXCL`, so instances
+//! started at the very same moment could all lead. Once the lab can map the file (read-only, as
+//! an observer) and it holds a count, the others are started back to back. The race is bounded
+//! by its progress, not by wall time: when nothing in the file moves for [`STALL`], every
+//! instance is killed. A race whose instances hang before it began, with participants left
+//! (a plain `participants -= 1` lost an arrival: the course's own protocol), is run once more.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab_trace::shared::SharedView;
+
+use super::judge::{self, Check, Race, RaceOutcome, RacerKind};
+use super::sandbox::{Job, Sandbox};
+
+/// The course's race file.
+const COURSE_FILE: &str = "racecourse.bin";
+/// `sizeof(struct RaceCourse)`.
+const COURSE_SIZE: usize = 96;
+/// Nothing in the race file moved for this long: the racers are hung.
+const STALL: Duration = Duration::from_secs(10);
+/// The first instance must have set up the race file within this long.
+const APPEAR: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(2);
+/// The calls each instance is traced for: those that write a path (rare, so the race loop runs
+/// at full speed).
+fn filter() -> String {
+    format!("open,openat,{}", judge::PATH_WRITE_FILTER)
+}
+
+pub fn check(
+    sandbox: &Sandbox,
+    program: &Path,
+    shown: Option<String>,
+    kind: RacerKind,
+) -> anyhow::Result<Check> {
+    let mut races = Vec::new();
+    for n in 1..=3 {
+        let mut one = race(sandbox, program, n)?;
+        let lost_arrival = matches!(one.outcome, RaceOutcome::Hung { .. })
+            && one.total == Some(0)
+            && one.participants_left.is_some_and(|p| p > 0);
+        if lost_arrival {
+            one = race(sandbox, program, n)?;
+        }
+        let stop = one.outcome != RaceOutcome::Finished || one.total == Some(0);
+        races.push(one);
+        if stop {
+            break;
+        }
+    }
+    // A racy racer whose instances happened not to overlap (a loaded machine) gets a second
+    // chance to show its losses; the atomic one is judged on every race it ran.
+    let finished = races.len() == 3 && races.iter().all(|r| r.outcome == RaceOutcome::Finished);
+    let lost = races
+        .iter()
+        .any(|r| r.participants >= 2 && r.lost().is_some_and(|l| l > 0));
+    if kind == RacerKind::Racy && finished && !lost {
+        for n in 2..=3 {
+            races.push(race(sandbox, program, n)?);
+        }
+    }
+    let locked = disassemble(program).map(|text| judge::locked_instructions(&text));
+    Ok(judge::judge_racer(
+        shown,
+        kind,
+        &races,
+        match &locked {
+            Ok(l) => Ok(l.as_slice()),
+            Err(why) => Err(why.as_str()),
+        },
+    ))
+}
+
+/// One instance while it runs.
+struct Instance {
+    job: Job,
+    trace: std::path::PathBuf,
+    started: Instant,
+    ended: Option<(Instant, String)>,
+}
+
+fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static RACE: AtomicU32 = AtomicU32::new(0);
+    let dir = sandbox
+        .scratch()
+        .join(format!("race-{}", RACE.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir)?;
+    let course = dir.join(COURSE_FILE);
+    let args = [n.to_string()];
+    let filter = filter();
+    let start = |instances: &mut Vec<Instance>| -> anyhow::Result<()> {
+        let trace = sandbox.trace_file();
+        let job = sandbox.spawn(program, &args, &dir, Some((&filter, &trace)), &[])?;
+        instances.push(Instance {
+            job,
+            trace,
+            started: Instant::now(),
+            ended: None,
+        });
+        Ok(())
+    };
+    let mut instances = Vec::new();
+    start(&mut instances)?;
+    let t0 = Instant::now();
+    // The first instance alone, until the lab can map the file and it holds a count.
+    let mut view = None;
+    let mut no_race = None;
+    loop {
+        if view.is_none() {
+            view = SharedView::open(&course, COURSE_SIZE).ok();
+        }
+        if view
+            .as_ref()
+            .and_then(counters)
+            .is_some_and(|(p, t, _)| p != 0 || t != 0)
+        {
+            break;
+        }
+        if poll(&mut instances)? == 0 {
+            // Alone, a racer may finish before the lab maps its file: a race it did not see,
+            // not a failure (the races of 2 and 3 wait for each other, and are seen).
+            let quick_and_fine = n == 1
+                && instances[0]
+                    .ended
+                    .as_ref()
+                    .is_some_and(|(_, how)| how == "exited with status 0");
+            if view.is_none() && !quick_and_fine {
+                no_race = Some("the first instance ended without setting up racecourse.bin");
+            }
+            break;
+        }
+        if t0.elapsed() > APPEAR {
+            no_race = Some("the first instance did not set up racecourse.bin within 10 s");
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    if no_race.is_none() && poll(&mut instances)? > 0 {
+        for _ in 1..n {
+            start(&mut instances)?;
+        }
+    }
+    // Watch until every instance has ended, or nothing moves for STALL.
+    let mut last = view.as_ref().and_then(counters);
+    let mut moved = Instant::now();
+    let mut hung = None;
+    let mut flooded = None;
+    while no_race.is_none() && poll(&mut instances)? > 0 {
+        let now = view.as_ref().and_then(counters);
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        }
+        if moved.elapsed() > STALL {
+            hung = Some(moved.elapsed().as_secs_f64());
+            break;
+        }
+        if let Some(i) = instances
+            .iter()
+            .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64)
+        {
+            flooded = Some(i);
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    for i in instances.iter_mut().filter(|i| i.ended.is_none()) {
+        i.job.kill();
+        i.ended = Some((Instant::now(), "was killed".into()));
+    }
+    let end = view.as_ref().and_then(counters);
+    // What a failed instance said last on stderr (`usage: racer N`).
+    for i in instances.iter_mut() {
+        let said = i.job.stderr();
+        let last = said.lines().rev().find(|l| !l.trim().is_empty());
+        if let (Some((_, how)), Some(last)) = (i.ended.as_mut(), last) {
+            if how != "exited with status 0" {
+                let last: String = last.trim().chars().take(120).collect();
+                how.push_str(&format!(" (stderr: {last:?})"));
+            }
+        }
+    }
+    let scratch = sandbox.scratch().display().to_string();
+    let cwd = dir.display().to_string();
+    let mut outside_writes = Vec::new();
+    for i in &instances {
+        let trace = lab_trace::run::parse_file(&i.trace).unwrap_or_default();
+        outside_writes.extend(judge::outside_writes(&trace, &scratch, &cwd));
+        let _ = std::fs::remove_file(&i.trace);
+    }
+    let failed = match flooded {
+        Some(i) => Some(format!(
+            "(the {}th started) flooded its output and was killed",
+            i + 1
+        )),
+        None => instances
+            .iter()
+            .filter_map(|i| i.ended.as_ref())
+            .find(|(_, how)| how != "exited with status 0")
+            .map(|(_, how)| how.clone()),
+    };
+    let outcome = match (no_race, hung, failed) {
+        (Some(reason), _, _) => RaceOutcome::NoRace {
+            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
+                Some((_, how)) => format!("{reason} (it {how})"),
+                None => reason.to_string(),
+            },
+        },
+        (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
+        (None, None, Some(how)) => RaceOutcome::Failed { how },
+        (None, None, None) => RaceOutcome::Finished,
+    };
+    let final_participant_seconds = instances
+        .last()
+        .filter(|_| outcome == RaceOutcome::Finished)
+        .and_then(|i| {
+            i.ended
+                .as_ref()
+                .map(|(at, _)| (*at - i.started).as_secs_f64())
+        });
+    drop(view);
+    drop(instances);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Race {
+        participants: n,
+        outcome,
+        participants_left: end.as_ref().map(|c| c.0),
+        total: end.as_ref().map(|c| c.1),
+        winnings: end.map(|c| c.2[..n].to_vec()).unwrap_or_default(),
+        final_participant_seconds,
+        outside_writes,
+    })
+}
+
+/// Notes the instances that ended since the last call; returns how many still run.
+fn poll(instances: &mut [Instance]) -> anyhow::Result<usize> {
+    let mut running = 0;
+    for i in instances.iter_mut().filter(|i| i.ended.is_none()) {
+        match i.job.try_wait()? {
+            Some(status) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                let how = match (status.code(), status.signal()) {
+                    (Some(c), _) => format!("exited with status {c}"),
+                    (None, Some(s)) => format!(
+                        "was killed by {}",
+                        crate::disktable_steps::run::signal_name(s)
+                    ),
+                    (None, None) => "ended".into(),
+                };
+                i.ended = Some((Instant::now(), how));
+            }
+            None => running += 1,
+        }
+    }
+    Ok(running)
+}
+
+/// participants, total, winnings\[0..10) of the mapped race file.
+fn counters(view: &SharedView) -> Option<(i32, i64, Vec<i64>)> {
+    Some((
+        view.load_i32(0)?,
+        view.load_i64(8)?,
+        (0..10)
+            .map(|i| view.load_i64(16 + 8 * i))
+            .collect::<Option<_>>()?,
+    ))
+}
+
+/// `objdump -d --no-show-raw-insn PROGRAM`, or why it cannot be had.
+fn disassemble(program: &Path) -> Result<String, String> {
+    let out = std::process::Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(program)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "objdump is not installed (apt-get install binutils)".to_string()
+            } else {
+                format!("cannot run objdump: {e}")
+            }
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "objdump -d failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
