@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod disktable;
 pub mod report;
 pub mod step1;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::judge::{self, Check, ReaderRun, TableAccess};
 use super::sandbox::Sandbox;
 use super::tables;
-use crate::disktable_steps::program::TABLE_NAME;
 use crate::disktable_steps::Rng;
+use lab_analysis::disktable::program::TABLE_NAME;
 
 /// A reader still running after this long is killed.
 const DEADLINE: Duration = Duration::from_secs(10);

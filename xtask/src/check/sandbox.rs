@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::step2::cgroup::{own_path, parse_mounts};
+use crate::step2::cgroup::{join, keyed, own_path, parse_mounts, v1_mount};
 use crate::sys;
 
 /// At most this much of each of a program's stdout and stderr is kept.
@@ -397,7 +397,7 @@ impl Cgroup {
             (false, None) => return None,
         };
         let text = std::fs::read_to_string(dir.join(file)).ok()?;
-        crate::step2::cgroup::keyed(&text, "oom_kill")
+        keyed(&text, "oom_kill")
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {
@@ -460,7 +460,6 @@ fn find_place() -> Place {
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let join = |root: &Path, path: &str| root.join(path.trim_start_matches('/'));
     let usable = |dir: &Path| {
         let probe = dir.join(format!("{PREFIX}probe-{}", std::process::id()));
         let ok = std::fs::create_dir(&probe).is_ok();
@@ -514,34 +513,7 @@ fn remove_stale(parent: &Path, v2: bool) {
 
 /// The entries of `dir` named `PREFIX{pid}…` whose pid no longer runs.
 pub fn stale(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix(PREFIX)
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-                .is_some_and(|pid| {
-                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-                })
-        })
-        .map(|e| e.path())
-        .collect()
-}
-
-/// The mount point of the cgroup v1 hierarchy holding `controller`, from mountinfo text.
-fn v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let mountpoint = left.split_whitespace().nth(4)?;
-        let mut right = right.split_whitespace();
-        let (fstype, options) = (right.next()?, right.nth(1)?);
-        (fstype == "cgroup" && options.split(',').any(|o| o == controller))
-            .then(|| PathBuf::from(mountpoint))
-    })
+    crate::step2::cgroup::stale(dir, PREFIX)
 }
 
 /// How many processes this user runs now (RLIMIT_NPROC counts them all).

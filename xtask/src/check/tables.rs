@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use super::judge::{capacity, TableSnapshot, COURSE_COUNT, COURSE_FILE_BYTES};
-use crate::disktable_steps::table::{read_values, TableState};
+use crate::disktable_steps::table::read_table;
 use crate::disktable_steps::Rng;
 
 /// The course's table: value\[i\] = i continues past count up to this index, then zeros.
@@ -123,11 +123,11 @@ pub fn nearly_full(rng: &mut Rng, page: u64) -> Table {
 
 /// The table at `path` as it is now (plain reads).
 pub fn snapshot(path: &Path) -> anyhow::Result<TableSnapshot> {
-    let state = TableState::read(path)?;
+    let (file_bytes, count, values) = read_table(path)?;
     Ok(TableSnapshot {
-        file_bytes: state.file_bytes,
-        count: state.count,
-        values: read_values(path)?,
+        file_bytes,
+        count,
+        values,
     })
 }
 

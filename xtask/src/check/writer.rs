@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::judge::{self, Check, WriterRun, WriterStart};
 use super::sandbox::Sandbox;
 use super::tables::{self, Table};
-use crate::disktable_steps::program::TABLE_NAME;
 use crate::disktable_steps::Rng;
+use lab_analysis::disktable::program::TABLE_NAME;
 
 /// A writer run still running after this long is killed.
 const DEADLINE: Duration = Duration::from_secs(10);

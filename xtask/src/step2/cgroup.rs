@@ -199,7 +199,8 @@ fn find_place() -> Result<Place, String> {
     Err(why.join("; "))
 }
 
-fn join(root: &Path, path: &str) -> PathBuf {
+/// `root/path`, for a cgroup path of /proc/self/cgroup (which starts with `/`).
+pub fn join(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
@@ -212,31 +213,33 @@ pub struct Mounts {
 
 /// Reads the cgroup2 mount and the v1 mount with the memory controller from mountinfo text.
 pub fn parse_mounts(mountinfo: &str) -> Mounts {
-    let mut m = Mounts::default();
-    for line in mountinfo.lines() {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split_whitespace().collect();
-        let right: Vec<&str> = right.split_whitespace().collect();
-        let (Some(mountpoint), Some(fstype)) = (fields.get(4), right.first()) else {
-            continue;
-        };
-        match *fstype {
-            "cgroup2" if m.v2.is_none() => m.v2 = Some(PathBuf::from(mountpoint)),
-            "cgroup"
-                if m.v1_memory.is_none()
-                    && right
-                        .get(2)
-                        .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
-            {
-                m.v1_memory = Some(PathBuf::from(mountpoint))
-            }
-            _ => {}
-        }
+    Mounts {
+        v2: mounts(mountinfo)
+            .find(|(fstype, _, _)| *fstype == "cgroup2")
+            .map(|(_, mountpoint, _)| PathBuf::from(mountpoint)),
+        v1_memory: v1_mount(mountinfo, "memory"),
     }
-    m
+}
+
+/// The mount point of the cgroup v1 hierarchy holding `controller`, from mountinfo text.
+pub fn v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    mounts(mountinfo)
+        .find(|(fstype, _, options)| {
+            *fstype == "cgroup" && options.split(',').any(|o| o == controller)
+        })
+        .map(|(_, mountpoint, _)| PathBuf::from(mountpoint))
+}
+
+/// (fstype, mount point, super options) of each mountinfo line.
+fn mounts(mountinfo: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        let (left, right) = line.split_once(" - ")?;
+        let mountpoint = left.split_whitespace().nth(4)?;
+        let mut right = right.split_whitespace();
+        let fstype = right.next()?;
+        Some((fstype, mountpoint, right.nth(1).unwrap_or("")))
+    })
 }
 
 /// Our cgroup's path from /proc/self/cgroup text: the v2 line (`0::/path`) for `None`, the v1
@@ -255,22 +258,29 @@ pub fn own_path(proc_cgroup: &str, controller: Option<&str>) -> Option<String> {
 
 /// Removes `mmap-lab-PID-N` cgroups whose process is gone (rmdir only removes empty ones).
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir(entry.path());
-        }
+    for dir in stale(parent, PREFIX) {
+        let _ = std::fs::remove_dir(dir);
     }
+}
+
+/// The entries of `dir` named `{prefix}{pid}…` whose pid is not ours and no longer runs.
+pub fn stale(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(prefix)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// A memory cgroup of ours, removed when dropped.

@@ -3,16 +3,15 @@
 //! the evidence lines that decided it. No I/O here, so recorded evidence tests every rule and
 //! `run-step 2|3 --program` / `run-step 5 --racer` can call the same functions.
 //!
-//! Imports only what lives beside the analysis (lab-trace, and the pure trace readers of
-//! `disktable_steps`: `printed_numbers`, `is_table`, `fault::locate`), so the module moves into
-//! `crates/lab-analysis` as it is.
+//! Imports only lab-trace and the pure trace readers of [`crate::disktable`]
+//! (`printed_numbers`, `is_table`, `fault::locate`).
 
 use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
 use lab_trace::{Syscall, Trace};
 use serde::Serialize;
 
-use crate::disktable_steps::fault;
-use crate::disktable_steps::program::{is_table, printed_numbers};
+use crate::disktable::fault;
+use crate::disktable::program::{is_table, printed_numbers};
 
 /// What the course's writer must add per run.
 pub const APPEND: i64 = 300;
