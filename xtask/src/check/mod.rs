@@ -439,15 +439,7 @@ fn run_traced(
 
 /// How the program (the first process of the trace) ended.
 fn ending(trace: &Trace, finished: &sandbox::Finished) -> Ending {
-    let first_pid = trace
-        .calls
-        .first()
-        .and_then(|c| c.pid)
-        .or_else(|| trace.exits.first().and_then(|e| e.pid));
-    let exit = trace
-        .exits
-        .iter()
-        .find(|e| first_pid.is_none() || e.pid == first_pid);
+    let exit = crate::disktable_steps::run::main_exit(trace);
     match &finished.stop {
         Stop::TimedOut { seconds, killed } => Ending::TimedOut {
             seconds: *seconds,

@@ -17,6 +17,7 @@ use lab_trace::shared::SharedView;
 
 use super::judge::{self, Check, Race, RaceOutcome, RacerKind};
 use super::sandbox::{Job, Sandbox};
+use crate::step5::launch::counters;
 
 /// The course's race file.
 const COURSE_FILE: &str = "racecourse.bin";
@@ -65,7 +66,8 @@ pub fn check(
             races.push(race(sandbox, program, n)?);
         }
     }
-    let locked = disassemble(program).map(|text| judge::locked_instructions(&text));
+    let locked =
+        crate::step5::objdump::objdump(program).map(|text| judge::locked_instructions(&text));
     Ok(judge::judge_racer(
         shown,
         kind,
@@ -108,69 +110,16 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     };
     let mut instances = Vec::new();
     start(&mut instances)?;
-    let t0 = Instant::now();
-    // The first instance alone, until the lab can map the file and it holds a count.
-    let mut view = None;
-    let mut no_race = None;
-    loop {
-        if view.is_none() {
-            view = SharedView::open(&course, COURSE_SIZE).ok();
-        }
-        if view
-            .as_ref()
-            .and_then(counters)
-            .is_some_and(|(p, t, _)| p != 0 || t != 0)
-        {
-            break;
-        }
-        if poll(&mut instances)? == 0 {
-            // Alone, a racer may finish before the lab maps its file: a race it did not see,
-            // not a failure (the races of 2 and 3 wait for each other, and are seen).
-            let quick_and_fine = n == 1
-                && instances[0]
-                    .ended
-                    .as_ref()
-                    .is_some_and(|(_, how)| how == "exited with status 0");
-            if view.is_none() && !quick_and_fine {
-                no_race = Some("the first instance ended without setting up racecourse.bin");
-            }
-            break;
-        }
-        if t0.elapsed() > APPEAR {
-            no_race = Some("the first instance did not set up racecourse.bin within 10 s");
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    let (view, no_race) = first_alone(&mut instances, &course, n)?;
     if no_race.is_none() && poll(&mut instances)? > 0 {
         for _ in 1..n {
             start(&mut instances)?;
         }
     }
-    // Watch until every instance has ended, or nothing moves for STALL.
-    let mut last = view.as_ref().and_then(counters);
-    let mut moved = Instant::now();
-    let mut hung = None;
-    let mut flooded = None;
-    while no_race.is_none() && poll(&mut instances)? > 0 {
-        let now = view.as_ref().and_then(counters);
-        if now != last {
-            last = now;
-            moved = Instant::now();
-        }
-        if moved.elapsed() > STALL {
-            hung = Some(moved.elapsed().as_secs_f64());
-            break;
-        }
-        if let Some(i) = instances
-            .iter()
-            .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64)
-        {
-            flooded = Some(i);
-            break;
-        }
-        std::thread::sleep(POLL);
-    }
+    let (hung, flooded) = match no_race {
+        None => watch(&mut instances, view.as_ref())?,
+        Some(_) => (None, None),
+    };
     for i in instances.iter_mut().filter(|i| i.ended.is_none()) {
         i.job.kill();
         i.ended = Some((Instant::now(), "was killed".into()));
@@ -231,12 +180,88 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     Ok(Race {
         participants: n,
         outcome,
-        participants_left: end.as_ref().map(|c| c.0),
-        total: end.as_ref().map(|c| c.1),
-        winnings: end.map(|c| c.2[..n].to_vec()).unwrap_or_default(),
+        participants_left: end.as_ref().map(|c| c.participants),
+        total: end.as_ref().map(|c| c.total),
+        winnings: end.map(|c| c.winnings[..n].to_vec()).unwrap_or_default(),
         final_participant_seconds,
         outside_writes,
     })
+}
+
+/// Polls the first instance alone until the lab can map `course` and it holds a count; returns
+/// the lab's mapping and, when no race can follow, why.
+fn first_alone(
+    instances: &mut [Instance],
+    course: &Path,
+    n: usize,
+) -> anyhow::Result<(Option<SharedView>, Option<&'static str>)> {
+    let t0 = Instant::now();
+    // The first instance alone, until the lab can map the file and it holds a count.
+    let mut view = None;
+    let mut no_race = None;
+    loop {
+        if view.is_none() {
+            view = SharedView::open(course, COURSE_SIZE).ok();
+        }
+        if view
+            .as_ref()
+            .and_then(counters)
+            .is_some_and(|c| c.participants != 0 || c.total != 0)
+        {
+            break;
+        }
+        if poll(instances)? == 0 {
+            // Alone, a racer may finish before the lab maps its file: a race it did not see,
+            // not a failure (the races of 2 and 3 wait for each other, and are seen).
+            let quick_and_fine = n == 1
+                && instances[0]
+                    .ended
+                    .as_ref()
+                    .is_some_and(|(_, how)| how == "exited with status 0");
+            if view.is_none() && !quick_and_fine {
+                no_race = Some("the first instance ended without setting up racecourse.bin");
+            }
+            break;
+        }
+        if t0.elapsed() > APPEAR {
+            no_race = Some("the first instance did not set up racecourse.bin within 10 s");
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok((view, no_race))
+}
+
+/// Watches the race until every instance has ended; returns how long nothing moved when it
+/// stalled for [`STALL`], and which instance flooded its output.
+fn watch(
+    instances: &mut [Instance],
+    view: Option<&SharedView>,
+) -> anyhow::Result<(Option<f64>, Option<usize>)> {
+    let mut last = view.and_then(counters);
+    let mut moved = Instant::now();
+    let mut hung = None;
+    let mut flooded = None;
+    while poll(instances)? > 0 {
+        let now = view.and_then(counters);
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        }
+        if moved.elapsed() > STALL {
+            hung = Some(moved.elapsed().as_secs_f64());
+            break;
+        }
+        if let Some(i) = instances
+            .iter()
+            .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64)
+        {
+            flooded = Some(i);
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok((hung, flooded))
 }
 
 /// Notes the instances that ended since the last call; returns how many still run.
@@ -260,38 +285,4 @@ fn poll(instances: &mut [Instance]) -> anyhow::Result<usize> {
         }
     }
     Ok(running)
-}
-
-/// participants, total, winnings\[0..10) of the mapped race file.
-fn counters(view: &SharedView) -> Option<(i32, i64, Vec<i64>)> {
-    Some((
-        view.load_i32(0)?,
-        view.load_i64(8)?,
-        (0..10)
-            .map(|i| view.load_i64(16 + 8 * i))
-            .collect::<Option<_>>()?,
-    ))
-}
-
-/// `objdump -d --no-show-raw-insn PROGRAM`, or why it cannot be had.
-fn disassemble(program: &Path) -> Result<String, String> {
-    let out = std::process::Command::new("objdump")
-        .args(["-d", "--no-show-raw-insn"])
-        .arg(program)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "objdump is not installed (apt-get install binutils)".to_string()
-            } else {
-                format!("cannot run objdump: {e}")
-            }
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "objdump -d failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -165,16 +165,7 @@ fn wait_until(
 /// How the traced program (the first process of the trace) ended: its `+++` line, or strace's
 /// own status (strace exits with the tracee's status and re-raises its fatal signal).
 fn ended(trace: &Trace, status: std::process::ExitStatus, timed_out: bool) -> Ended {
-    let first_pid = trace
-        .calls
-        .first()
-        .and_then(|c| c.pid)
-        .or_else(|| trace.exits.first().and_then(|e| e.pid));
-    let exit = trace
-        .exits
-        .iter()
-        .find(|e| first_pid.is_none() || e.pid == first_pid);
-    match exit {
+    match main_exit(trace) {
         Some(e) if !timed_out => Ended {
             code: e.code,
             signal: e.killed_by.clone(),
@@ -186,6 +177,19 @@ fn ended(trace: &Trace, status: std::process::ExitStatus, timed_out: bool) -> En
             timed_out,
         },
     }
+}
+
+/// The `+++` line of the traced program itself (the first process of the trace), if it has one.
+pub fn main_exit(trace: &Trace) -> Option<&lab_trace::Exit> {
+    let first_pid = trace
+        .calls
+        .first()
+        .and_then(|c| c.pid)
+        .or_else(|| trace.exits.first().and_then(|e| e.pid));
+    trace
+        .exits
+        .iter()
+        .find(|e| first_pid.is_none() || e.pid == first_pid)
 }
 
 /// The name of a Linux signal number (x86-64 numbering).

@@ -269,7 +269,7 @@ fn start(launch: &Launch<'_>, index: usize, at: f64) -> anyhow::Result<Running> 
 }
 
 /// The counters of the mapped race file.
-fn counters(view: &SharedView) -> Option<Counters> {
+pub(crate) fn counters(view: &SharedView) -> Option<Counters> {
     Some(Counters {
         participants: view.load_i32(0)?,
         total: view.load_i64(8)?,

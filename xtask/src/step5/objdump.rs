@@ -8,10 +8,11 @@ use lab_analysis::step5::disasm::{function_in, locked_in};
 use lab_analysis::step5::Listing;
 
 /// `objdump -d --no-show-raw-insn BINARY`, or why it cannot be had.
-fn objdump(binary: &Path) -> Result<String, String> {
+pub(crate) fn objdump(binary: &Path) -> Result<String, String> {
     let out = Command::new("objdump")
         .args(["-d", "--no-show-raw-insn"])
         .arg(binary)
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

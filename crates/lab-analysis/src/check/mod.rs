@@ -19,8 +19,6 @@ pub const APPEND: i64 = 300;
 pub const COURSE_COUNT: i64 = 1083;
 /// The course's file size, the length a hard-coded reader maps whatever the table.
 pub const COURSE_FILE_BYTES: u64 = 114_340;
-/// `offsetof(struct RaceCourse, total)`.
-const TOTAL_OFFSET: &str = "0x8";
 /// Numbers a reader may print before the values (a header such as `count = 1083`).
 const HEADER_NUMBERS: usize = 4;
 
@@ -873,71 +871,7 @@ pub enum RacerKind {
     Atomic,
 }
 
-/// A lock-prefixed instruction of the racer's own code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LockedInsn {
-    pub function: String,
-    pub text: String,
-    /// Between a backward jump and its target.
-    pub in_loop: bool,
-    /// Its memory operand is `0x8(%reg)` (total's offset) or `(%reg)`.
-    pub on_total: bool,
-}
-
-/// The lock-prefixed instructions of `objdump -d --no-show-raw-insn` output, with whether each
-/// lies in a loop of its function (from a backward jump to the jump) and aims at total.
-pub fn locked_instructions(objdump: &str) -> Vec<LockedInsn> {
-    let mut out = Vec::new();
-    let mut function = String::new();
-    let mut body: Vec<(u64, String)> = Vec::new();
-    let mut flush = |function: &str, body: &mut Vec<(u64, String)>| {
-        let loops: Vec<(u64, u64)> = body
-            .iter()
-            .filter_map(|(addr, text)| {
-                let mut parts = text.split_whitespace();
-                let op = parts.next()?;
-                let target = u64::from_str_radix(parts.next()?, 16).ok()?;
-                (op.starts_with('j') && target <= *addr).then_some((target, *addr))
-            })
-            .collect();
-        for (addr, text) in body.iter().filter(|(_, t)| t.starts_with("lock ")) {
-            let operand = text.rsplit(',').next().unwrap_or("").trim();
-            let operand = operand.rsplit(' ').next().unwrap_or(operand);
-            out.push(LockedInsn {
-                function: function.to_string(),
-                text: text.clone(),
-                in_loop: loops.iter().any(|(from, to)| from <= addr && addr <= to),
-                on_total: operand.starts_with(&format!("{TOTAL_OFFSET}(%"))
-                    || operand.starts_with("(%"),
-            });
-        }
-        body.clear();
-    };
-    for line in objdump.lines() {
-        if let Some(head) = line.strip_suffix(">:") {
-            flush(&function, &mut body);
-            function = head.split_once('<').map_or("?", |(_, f)| f).to_string();
-            continue;
-        }
-        let Some((addr, rest)) = line.trim().split_once(':') else {
-            continue;
-        };
-        let Ok(address) = u64::from_str_radix(addr.trim(), 16) else {
-            continue;
-        };
-        let text: Vec<&str> = rest
-            .split('<')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if !text.is_empty() {
-            body.push((address, text.join(" ")));
-        }
-    }
-    flush(&function, &mut body);
-    out
-}
+pub use crate::step5::disasm::{locked_instructions, LockedInsn};
 
 /// `step5.racer` (`kind` Racy) or `step5.atomic-racer` (Atomic): races with 1, 2 and 3
 /// participants, and for the atomic one its locked instructions (`Err`: why none could be read).
@@ -951,32 +885,7 @@ pub fn judge_racer(
         RacerKind::Racy => "step5.racer",
         RacerKind::Atomic => "step5.atomic-racer",
     };
-    let mut evidence: Vec<String> = races
-        .iter()
-        .map(|r| {
-            format!(
-                "{}: {}; total {}, sum of winnings {}, lost {}; final participant {}",
-                plural(r.participants as u64, "participant"),
-                match &r.outcome {
-                    RaceOutcome::Finished => "finished".to_string(),
-                    RaceOutcome::Hung { stalled_seconds } => {
-                        format!("no progress for {stalled_seconds:.0} s, killed")
-                    }
-                    RaceOutcome::Failed { how } => how.clone(),
-                    RaceOutcome::NoRace { reason } => reason.clone(),
-                },
-                r.total.map_or(
-                    "not seen (it ended before the lab mapped the file)".into(),
-                    signed_thousands
-                ),
-                r.total
-                    .map_or("?".into(), |_| signed_thousands(r.winnings.iter().sum())),
-                r.lost().map_or("?".into(), signed_thousands),
-                r.final_participant_seconds
-                    .map_or("not timed".into(), |s| format!("{s:.3} s")),
-            )
-        })
-        .collect();
+    let mut evidence = race_lines(races);
     let fail = |reason: String, evidence: Vec<String>| Check {
         id: id.into(),
         program: program.clone(),
@@ -984,51 +893,8 @@ pub fn judge_racer(
         reason,
         evidence,
     };
-    for r in races {
-        let n = plural(r.participants as u64, "participant");
-        if let Some(line) = r.outside_writes.first() {
-            return fail(
-                format!("wrote outside its scratch directory (race of {n}): {line}"),
-                evidence,
-            );
-        }
-        match &r.outcome {
-            RaceOutcome::Finished => {}
-            RaceOutcome::Hung { stalled_seconds }
-                if r.total == Some(0) && r.participants_left == Some(0) =>
-            {
-                return fail(
-                    format!(
-                        "total stayed 0 for {stalled_seconds:.0} s with {n}: the race loop never \
-                         increments total"
-                    ),
-                    evidence,
-                )
-            }
-            RaceOutcome::Hung { stalled_seconds } => {
-                return fail(
-                    format!(
-                        "the race of {n} made no progress for {stalled_seconds:.0} s (participants \
-                         {}, total {}) and was killed",
-                        r.participants_left.map_or("?".into(), |p| p.to_string()),
-                        r.total.map_or("?".into(), signed_thousands)
-                    ),
-                    evidence,
-                )
-            }
-            RaceOutcome::Failed { how } => {
-                return fail(format!("an instance {how} in the race of {n}"), evidence)
-            }
-            RaceOutcome::NoRace { reason } => {
-                return fail(format!("no race with {n}: {reason}"), evidence)
-            }
-        }
-        if r.total == Some(0) {
-            return fail(
-                format!("total stayed 0 with {n}: the race loop never increments total"),
-                evidence,
-            );
-        }
+    if let Some(reason) = race_failure(races) {
+        return fail(reason, evidence);
     }
     let contested: Vec<&Race> = races.iter().filter(|r| r.participants >= 2).collect();
     if races.is_empty() || contested.is_empty() {
@@ -1097,58 +963,139 @@ pub fn judge_racer(
             ),
         },
         RacerKind::Atomic => {
-            if let Some((n, l)) = losses.first() {
-                return fail(
-                    format!(
-                        "lost {} updates with {n} participants: total is not incremented \
-                         atomically",
-                        signed_thousands(*l)
-                    ),
-                    evidence,
-                );
-            }
-            let locked = match locked {
-                Ok(l) => l,
-                Err(why) => {
-                    return Check {
-                        id: id.into(),
-                        program,
-                        verdict: Verdict::NotTested,
-                        reason: format!("lost no update, but its code could not be read: {why}"),
-                        evidence,
-                    }
-                }
-            };
-            for l in locked {
-                evidence.push(format!(
-                    "objdump: <{}> {}{}{}",
-                    l.function,
-                    l.text,
-                    if l.in_loop { " (in a loop)" } else { "" },
-                    if l.on_total { " (on total)" } else { "" }
-                ));
-            }
-            match locked.iter().find(|l| l.in_loop && l.on_total) {
-                Some(l) => Check {
-                    id: id.into(),
-                    program,
-                    verdict: Verdict::Pass,
-                    reason: format!(
-                        "lost no update with 2 and 3 participants, and its loop increments total \
-                         with `{}`",
-                        l.text
-                    ),
-                    evidence,
-                },
-                None => fail(
-                    "lost no update, but its code has no locked instruction on total in a loop: \
-                     the race was not contested enough to show it, and nothing makes it atomic"
-                        .into(),
-                    evidence,
-                ),
+            let (verdict, reason) = atomic_verdict(&losses, locked, &mut evidence);
+            Check {
+                id: id.into(),
+                program,
+                verdict,
+                reason,
+                evidence,
             }
         }
     }
+}
+
+/// The atomic racer's verdict once every race finished: no loss, and a locked instruction on
+/// total in a loop of its code (the lines of `locked` join the evidence).
+fn atomic_verdict(
+    losses: &[(usize, i64)],
+    locked: Result<&[LockedInsn], &str>,
+    evidence: &mut Vec<String>,
+) -> (Verdict, String) {
+    if let Some((n, l)) = losses.first() {
+        return (
+            Verdict::Fail,
+            format!(
+                "lost {} updates with {n} participants: total is not incremented atomically",
+                signed_thousands(*l)
+            ),
+        );
+    }
+    let locked = match locked {
+        Ok(l) => l,
+        Err(why) => {
+            return (
+                Verdict::NotTested,
+                format!("lost no update, but its code could not be read: {why}"),
+            )
+        }
+    };
+    for l in locked {
+        evidence.push(format!(
+            "objdump: <{}> {}{}{}",
+            l.function,
+            l.text,
+            if l.in_loop { " (in a loop)" } else { "" },
+            if l.on_total { " (on total)" } else { "" }
+        ));
+    }
+    match locked.iter().find(|l| l.in_loop && l.on_total) {
+        Some(l) => (
+            Verdict::Pass,
+            format!(
+                "lost no update with 2 and 3 participants, and its loop increments total with `{}`",
+                l.text
+            ),
+        ),
+        None => (
+            Verdict::Fail,
+            "lost no update, but its code has no locked instruction on total in a loop: the race \
+             was not contested enough to show it, and nothing makes it atomic"
+                .into(),
+        ),
+    }
+}
+
+/// One evidence line per race: how it ended, total against the winnings, the final runtime.
+fn race_lines(races: &[Race]) -> Vec<String> {
+    races
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {}; total {}, sum of winnings {}, lost {}; final participant {}",
+                plural(r.participants as u64, "participant"),
+                match &r.outcome {
+                    RaceOutcome::Finished => "finished".to_string(),
+                    RaceOutcome::Hung { stalled_seconds } => {
+                        format!("no progress for {stalled_seconds:.0} s, killed")
+                    }
+                    RaceOutcome::Failed { how } => how.clone(),
+                    RaceOutcome::NoRace { reason } => reason.clone(),
+                },
+                r.total.map_or(
+                    "not seen (it ended before the lab mapped the file)".into(),
+                    signed_thousands
+                ),
+                r.total
+                    .map_or("?".into(), |_| signed_thousands(r.winnings.iter().sum())),
+                r.lost().map_or("?".into(), signed_thousands),
+                r.final_participant_seconds
+                    .map_or("not timed".into(), |s| format!("{s:.3} s")),
+            )
+        })
+        .collect()
+}
+
+/// Why the races fail the check whatever the racer's kind: it wrote outside its directory, one
+/// hung, failed or never raced, or total never moved.
+fn race_failure(races: &[Race]) -> Option<String> {
+    for r in races {
+        let n = plural(r.participants as u64, "participant");
+        if let Some(line) = r.outside_writes.first() {
+            return Some(format!(
+                "wrote outside its scratch directory (race of {n}): {line}"
+            ));
+        }
+        match &r.outcome {
+            RaceOutcome::Finished => {}
+            RaceOutcome::Hung { stalled_seconds }
+                if r.total == Some(0) && r.participants_left == Some(0) =>
+            {
+                return Some(format!(
+                    "total stayed 0 for {stalled_seconds:.0} s with {n}: the race loop never \
+                         increments total"
+                ))
+            }
+            RaceOutcome::Hung { stalled_seconds } => {
+                return Some(format!(
+                    "the race of {n} made no progress for {stalled_seconds:.0} s (participants \
+                         {}, total {}) and was killed",
+                    r.participants_left.map_or("?".into(), |p| p.to_string()),
+                    r.total.map_or("?".into(), signed_thousands)
+                ))
+            }
+            RaceOutcome::Failed { how } => {
+                return Some(format!("an instance {how} in the race of {n}"))
+            }
+            RaceOutcome::NoRace { reason } => return Some(format!("no race with {n}: {reason}")),
+        }
+        if r.total == Some(0) {
+            return Some(format!(
+                "total stayed 0 with {n}: the race loop never increments total"
+            ));
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
