@@ -13,9 +13,9 @@ mod probe;
 mod racer;
 mod reader;
 mod render;
-mod sandbox;
+pub(crate) mod sandbox;
 mod tables;
-mod writer;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -14,15 +14,14 @@
 //! HOME and TMPDIR point into the scratch directory, so the usual places a program writes stay
 //! in it; writes elsewhere are found in the trace ([`super::judge::outside_writes`]).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::disktable_steps::run::Drain;
 use crate::step2::cgroup::{join, keyed, own_path, parse_mounts, v1_mount};
 use crate::sys;
 
@@ -162,8 +161,8 @@ impl Sandbox {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
-        let stdout = Drain::start(child.stdout.take());
-        let stderr = Drain::start(child.stderr.take());
+        let stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
+        let stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
         Ok(Job {
             child,
             cgroup,
@@ -173,44 +172,6 @@ impl Sandbox {
             status: None,
             traced: trace.is_some(),
         })
-    }
-}
-
-/// A pipe read to its end on a thread: the first [`KEEP_BYTES`] kept, all bytes counted.
-struct Drain {
-    bytes: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
-}
-
-impl Drain {
-    fn start(pipe: Option<impl Read + Send + 'static>) -> Drain {
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&bytes);
-        let thread = pipe.map(|mut pipe| {
-            std::thread::spawn(move || {
-                let mut kept = Vec::new();
-                let mut buf = [0u8; 1 << 16];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                    let room = KEEP_BYTES.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                kept
-            })
-        });
-        Drain { bytes, thread }
-    }
-
-    fn take(&mut self) -> String {
-        let kept = self
-            .thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        String::from_utf8_lossy(&kept).into_owned()
     }
 }
 
@@ -236,7 +197,7 @@ impl Job {
 
     /// Bytes it wrote to stdout and stderr so far.
     pub fn output_bytes(&self) -> u64 {
-        self.stdout.bytes.load(Ordering::Relaxed) + self.stderr.bytes.load(Ordering::Relaxed)
+        self.stdout.bytes() + self.stderr.bytes()
     }
 
     /// Kills every process of the run and reaps the first; returns how many of the program's

@@ -50,25 +50,51 @@ fn from(
 ) -> anyhow::Result<WriterStart> {
     let dir = sandbox.scratch().join(format!("writer-{index}"));
     std::fs::create_dir_all(&dir)?;
+    table.write(&dir.join(TABLE_NAME))?;
+    let start = runs(
+        sandbox,
+        program,
+        &[TABLE_NAME.to_string()],
+        &dir,
+        &table.label,
+        GROWTHS,
+        page,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    start
+}
+
+/// Runs `program args` again and again in `dir` (which holds the table as `table.bin`, labelled
+/// `label`), each run judged as it ends, until the file has grown `growths` times, a run fails,
+/// or the bounds ([`MAX_RUNS`], [`MAX_TIME`]) are reached. `run-step 3 --program` runs its
+/// writer through this too.
+pub fn runs(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    label: &str,
+    growths: usize,
+    page: u64,
+) -> anyhow::Result<WriterStart> {
     let path = dir.join(TABLE_NAME);
-    table.write(&path)?;
+    let mut before = tables::snapshot(&path)?;
     let mut start = WriterStart {
-        label: table.label.clone(),
-        count_before: table.count,
-        file_bytes_before: table.file_bytes,
+        label: label.to_string(),
+        count_before: before.count.unwrap_or(0),
+        file_bytes_before: before.file_bytes,
         runs: Vec::new(),
         failed: None,
     };
     let filter = super::table_filter();
     let began = Instant::now();
-    let mut before = tables::snapshot(&path)?;
-    while start.growths() < GROWTHS && start.runs.len() < MAX_RUNS && began.elapsed() < MAX_TIME {
+    while start.growths() < growths && start.runs.len() < MAX_RUNS && began.elapsed() < MAX_TIME {
         let n = start.runs.len() + 1;
         let run = super::run_traced(
             sandbox,
             program,
-            &[TABLE_NAME.to_string()],
-            &dir,
+            args,
+            dir,
             DEADLINE,
             super::Tracing {
                 filter: &filter,
@@ -77,7 +103,7 @@ fn from(
         )?;
         let after = tables::snapshot(&path)?;
         let evidence = WriterRun {
-            start: table.label.clone(),
+            start: label.to_string(),
             run: n,
             before,
             after: after.clone(),
@@ -95,6 +121,5 @@ fn from(
         }
         before = after;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(start)
 }

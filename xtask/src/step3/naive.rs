@@ -19,7 +19,11 @@ pub fn measure(bin: &Path, base: &Path, scratch: &Path, traces: &Path) -> anyhow
     let Some(count) = start.count.filter(|_| start.check().is_ok()) else {
         return Ok(Vec::new());
     };
-    let cross = (start.capacity() - count as u64) + 300;
+    // Past the file's end, stores still land up to the end of its last page (no signal): to
+    // cross into the next page, go 300 values past the values that page still holds.
+    let page = crate::sys::page_size();
+    let page_end = start.file_bytes.div_ceil(page) * page;
+    let cross = (persist::disktable::capacity(page_end) - count as u64) + 300;
     let mut runs = Vec::new();
     for (i, (mode, n)) in [
         (NaiveMode::File, 300),

@@ -87,6 +87,10 @@ pub struct Findings {
     pub fault_address: Option<String>,
     /// The fault against the table's mapping and the file's end.
     pub fault: Option<Fault>,
+    /// The judgment the TA's check makes of such a program (steps 2, 3: filled in by the step
+    /// from its further runs; `None` when they were not recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::verdict::Check>,
 }
 
 /// Decides, from the evidence alone.
@@ -144,6 +148,7 @@ pub fn analyze(e: &Evidence) -> Findings {
         signal: e.run.ended.signal.clone(),
         fault_address: fault.as_ref().map(|f| format!("{:#x}", f.address)),
         fault,
+        verdict: None,
     }
 }
 
@@ -269,9 +274,14 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     if f.role == Role::Writer {
         let grew = match f.count_grew_by {
             Some(d) => format!(
-                "count {count_before} -> {} ({d:+}); value[i] = i for every i < count: {}; \
+                "count {count_before} -> {} ({d:+}); {}: {}; \
                  the file {} -> {} bytes ({} ftruncate, {} mremap).{}",
                 f.count_after.map_or("?".into(), |c| c.to_string()),
+                if f.verdict.is_some() {
+                    "the values it added equal their index and earlier values are unchanged"
+                } else {
+                    "value[i] = i for every i < count"
+                },
                 if f.values_ok { "yes" } else { "NO" },
                 f.file_bytes_before,
                 f.file_bytes_after,
@@ -291,6 +301,21 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         ));
     }
     blocks.push(Block::answer("Did it crash?", crash_answer(f)));
+    if let Some(v) = &f.verdict {
+        blocks.push(Block::answer(
+            "Verdict (the TA's check of this program)",
+            format!("{}: {}", v.verdict.name().to_uppercase(), v.reason),
+        ));
+        if !v.evidence.is_empty() {
+            blocks.push(Block::evidence(
+                "What decided it",
+                v.evidence
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>(),
+            ));
+        }
+    }
     blocks
 }
 

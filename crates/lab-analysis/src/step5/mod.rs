@@ -24,6 +24,7 @@ pub mod analyze;
 mod answers;
 pub mod disasm;
 pub mod explain;
+pub mod judge;
 pub mod picture;
 
 use std::path::PathBuf;
