@@ -763,11 +763,10 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
         program,
         verdict: Verdict::Pass,
         reason: format!(
-            "{} from {} tables each added 300 values equal to their index, left earlier \
-             values alone, grew the file {} with ftruncate and a new mapping, no write() and \
-             no signal",
+            "{} from {} each added 300 values equal to their index, left earlier values \
+             alone, grew the file {} with ftruncate and a new mapping, no write() and no signal",
             plural(runs as u64, "run"),
-            starts.len(),
+            plural(starts.len() as u64, "table"),
             plural(growths as u64, "time")
         ),
         evidence,

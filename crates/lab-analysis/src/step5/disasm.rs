@@ -2,7 +2,7 @@
 //! captures it): the loop (from the last backward jump), its locked instructions, and
 //! its accesses to `total` (the loops' first argument, `%rdi` in the x86-64 System V ABI).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The listing of the first function whose symbol contains `name`, from objdump's output.
 pub fn function_in(objdump: &str, name: &str) -> Option<String> {
@@ -108,7 +108,7 @@ fn backward_target(insn: &Insn) -> Option<u64> {
 const TOTAL_OFFSET: &str = "0x8";
 
 /// A lock-prefixed instruction of a program's own code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedInsn {
     pub function: String,
     pub text: String,

@@ -281,3 +281,111 @@ fn race_failure(races: &[Race]) -> Option<String> {
     }
     None
 }
+
+/// What the lab makes of someone else's racer (`run-step 5 --racer`): the check's verdict on
+/// the races it ran, as the atomic racer when its code has a locked instruction on total in a
+/// loop, as the racy one otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RacerJudgment {
+    pub kind: RacerKind,
+    /// The locked instruction on total in a loop (`lock incq 0x8(%rax)`), if it has one.
+    pub locked_on_total: Option<String>,
+    /// total stayed 0 in a race it ran: its loop never increments total.
+    pub never_incremented: bool,
+    pub check: Check,
+}
+
+/// Judges `records` (races of someone else's racer) and its locked instructions (`None`: its
+/// code could not be read) with [`judge_racer`].
+pub fn judge_their_racer(
+    program: &str,
+    records: &[super::RaceRecord],
+    locked: Option<&[LockedInsn]>,
+) -> RacerJudgment {
+    let races: Vec<Race> = records.iter().map(race_of).collect();
+    let locked_on_total = locked
+        .into_iter()
+        .flatten()
+        .find(|l| l.in_loop && l.on_total)
+        .map(|l| l.text.clone());
+    let kind = match locked_on_total {
+        Some(_) => RacerKind::Atomic,
+        None => RacerKind::Racy,
+    };
+    let check = judge_racer(
+        Some(program.to_string()),
+        kind,
+        &races,
+        locked.ok_or("objdump could not read its code"),
+    );
+    RacerJudgment {
+        kind,
+        locked_on_total,
+        never_incremented: races.iter().any(|r| r.total == Some(0)),
+        check,
+    }
+}
+
+/// One race of the step's sweep, as the check sees a race.
+fn race_of(record: &super::RaceRecord) -> Race {
+    use super::{End, Observation};
+    let run = &record.run;
+    let hung = run.instances.iter().find_map(|i| match i.end {
+        End::Hung { stalled_seconds } => Some(stalled_seconds),
+        _ => None,
+    });
+    let failed = run.instances.iter().find_map(|i| match i.end {
+        End::Exited { code: 0 } | End::Hung { .. } => None,
+        End::Exited { code } => Some(format!("exited with status {code}")),
+        End::Signalled { signal } => Some(format!("was killed by signal {signal}")),
+    });
+    let last = match &run.observer {
+        Observation::Mapped { last, .. } => Some(last),
+        Observation::Missed { .. } => None,
+    };
+    let outcome = match (hung, failed, &run.observer) {
+        (Some(stalled_seconds), _, _) => RaceOutcome::Hung { stalled_seconds },
+        (None, Some(how), _) => RaceOutcome::Failed { how },
+        (None, None, Observation::Missed { reason }) if record.participants > 1 => {
+            RaceOutcome::NoRace {
+                reason: reason.clone(),
+            }
+        }
+        _ => RaceOutcome::Finished,
+    };
+    let n = record.participants;
+    Race {
+        participants: n,
+        final_participant_seconds: run
+            .instances
+            .last()
+            .filter(|_| outcome == RaceOutcome::Finished)
+            .map(|i| i.ended - i.started),
+        outcome,
+        participants_left: last.map(|c| c.participants),
+        total: last.map(|c| c.total),
+        winnings: last
+            .map(|c| c.winnings.iter().take(n).copied().collect())
+            .unwrap_or_default(),
+        outside_writes: Vec::new(),
+    }
+}
+
+/// The verdict on someone else's racer, as the check words it, and what decided it.
+pub fn blocks(j: &RacerJudgment) -> Vec<crate::Block> {
+    let c = &j.check;
+    let mut blocks = vec![crate::Block::answer(
+        format!("Verdict (the TA's check of this racer as {})", c.id),
+        format!("{}: {}", c.verdict.name().to_uppercase(), c.reason),
+    )];
+    if !c.evidence.is_empty() {
+        blocks.push(crate::Block::evidence(
+            "What decided it",
+            c.evidence
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        ));
+    }
+    blocks
+}
