@@ -11,10 +11,10 @@
 pub use lab_analysis::check as judge;
 mod probe;
 mod racer;
-mod reader;
+pub(crate) mod reader;
 mod render;
 pub(crate) mod sandbox;
-mod tables;
+pub(crate) mod tables;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

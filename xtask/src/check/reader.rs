@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::judge::{self, Check, ReaderRun, TableAccess};
 use super::sandbox::Sandbox;
-use super::tables;
+use super::tables::{self, Table};
 use crate::disktable_steps::Rng;
 use lab_analysis::disktable::program::TABLE_NAME;
 
@@ -15,34 +15,9 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow::Result<Check> {
     let mut rng = Rng::seeded_from_clock();
-    let filter = super::table_filter();
     let mut runs = Vec::new();
     for (i, table) in tables::reader_tables(&mut rng).into_iter().enumerate() {
-        let dir = sandbox.scratch().join(format!("reader-{i}"));
-        std::fs::create_dir_all(&dir)?;
-        table.write(&dir.join(TABLE_NAME))?;
-        let run = super::run_traced(
-            sandbox,
-            program,
-            &[TABLE_NAME.to_string()],
-            &dir,
-            DEADLINE,
-            super::Tracing {
-                filter: &filter,
-                env: &[],
-            },
-        )?;
-        let _ = std::fs::remove_dir_all(&dir);
-        let r = ReaderRun {
-            label: table.label.clone(),
-            count: table.count,
-            file_bytes: table.file_bytes,
-            values: table.counted().to_vec(),
-            stdout: run.stdout,
-            access: TableAccess::of(&run.trace),
-            ending: run.ending,
-            outside_writes: run.outside_writes,
-        };
+        let r = run_on(sandbox, program, &[TABLE_NAME.to_string()], &table, i)?;
         // A reader that hangs or floods on one table is not run on the others.
         let stop = matches!(
             r.ending,
@@ -56,4 +31,41 @@ pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow
         }
     }
     Ok(judge::judge_reader(shown, &runs))
+}
+
+/// Runs `program args` once under strace in a fresh directory holding `table` as `table.bin`
+/// (`reader-INDEX` in the sandbox's scratch, removed after). `run-step 2 --program` runs its
+/// reader through this too.
+pub fn run_on(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[String],
+    table: &Table,
+    index: usize,
+) -> anyhow::Result<ReaderRun> {
+    let dir = sandbox.scratch().join(format!("reader-{index}"));
+    std::fs::create_dir_all(&dir)?;
+    table.write(&dir.join(TABLE_NAME))?;
+    let run = super::run_traced(
+        sandbox,
+        program,
+        args,
+        &dir,
+        DEADLINE,
+        super::Tracing {
+            filter: &super::table_filter(),
+            env: &[],
+        },
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ReaderRun {
+        label: table.label.clone(),
+        count: table.count,
+        file_bytes: table.file_bytes,
+        values: table.counted().to_vec(),
+        stdout: run.stdout,
+        access: TableAccess::of(&run.trace),
+        ending: run.ending,
+        outside_writes: run.outside_writes,
+    })
 }

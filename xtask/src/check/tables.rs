@@ -48,6 +48,20 @@ impl Table {
         Table::new("writer.c's output (values {3, 6, 1})", COURSE_COUNT, values)
     }
 
+    /// The table in the file at `path` (its count and every whole int after it).
+    pub fn read(path: &Path, label: &str) -> anyhow::Result<Table> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let Some((count, rest)) = bytes.split_first_chunk::<8>() else {
+            anyhow::bail!("{} is shorter than its 8-byte count", path.display());
+        };
+        let values = rest
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Table::new(label, i64::from_le_bytes(*count), values))
+    }
+
     /// value\[0..count).
     pub fn counted(&self) -> &[i32] {
         &self.values[..(self.count.max(0) as usize).min(self.values.len())]
@@ -93,14 +107,20 @@ pub fn reader_tables(rng: &mut Rng) -> Vec<Table> {
     let mut values: Vec<i32> = (0..count as i32).collect();
     values.extend(random_values(rng, cap - count, 1 << 20));
     tables.push(Table::new("a much larger file", count as i64, values));
+    tables.push(random_table(rng));
+    tables
+}
+
+/// A table of a random count (2 to 3,001) and size, its values not their indexes: what a
+/// hard-coded count or size gets wrong.
+pub fn random_table(rng: &mut Rng) -> Table {
     let count = 2 + rng.below(3000);
     let cap = count + rng.below(20_000);
-    tables.push(Table::new(
+    Table::new(
         "a random count and size",
         count as i64,
         random_values(rng, cap, 1 << 30),
-    ));
-    tables
+    )
 }
 
 /// A table whose last page is nearly full: its file ends a few ints before a page boundary, and

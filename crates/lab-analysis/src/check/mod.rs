@@ -27,7 +27,7 @@ pub const COURSE_FILE_BYTES: u64 = 114_340;
 const HEADER_NUMBERS: usize = 4;
 
 /// How one run of a submitted program ended, as the sandbox saw it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ending {
     Exited {
@@ -199,7 +199,7 @@ fn normalise(path: &str) -> String {
 // The table's calls
 
 /// How a run reached `table.bin`, from its trace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableAccess {
     pub opened: bool,
     /// The length of each successful mmap of the table's descriptor.
@@ -255,7 +255,7 @@ impl TableAccess {
 // step2.reader
 
 /// One table the reader was given: what the lab wrote, and what the run showed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReaderRun {
     /// What kind of table (`count 0`, `the course's shape`, …).
     pub label: String,

@@ -247,16 +247,27 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     };
     blocks.push(Block::answer("How did it reach the table?", access));
     let count_before = f.count_before.map_or("?".into(), |c| c.to_string());
-    let printed = if f.printed_all_values {
+    let failed = f
+        .verdict
+        .as_ref()
+        .filter(|v| v.verdict == crate::verdict::Verdict::Fail);
+    let printed = if f.printed_past_count {
+        format!(
+            "No: the {count_before} values of the file appear in order among the {} numbers it \
+             printed, and it went on past count: it trusted the file's size, not count.",
+            f.printed_numbers
+        )
+    } else if let (true, Some(v)) = (f.printed_all_values, failed) {
+        format!(
+            "On this table yes (the {count_before} values appear in order among the {} numbers \
+             it printed), but not on every table: {}.",
+            f.printed_numbers, v.reason
+        )
+    } else if f.printed_all_values {
         format!(
             "Yes: the {count_before} values of the file appear in order among the {} numbers it \
-             printed{}.",
-            f.printed_numbers,
-            if f.printed_past_count {
-                ", and it went on past count: it trusted the file's size, not count"
-            } else {
-                ""
-            }
+             printed.",
+            f.printed_numbers
         )
     } else {
         format!(
