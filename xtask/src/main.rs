@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod cgroupfs;
 mod charts;
 mod check;
 mod disktable_steps;

@@ -35,6 +35,27 @@ pub struct Check {
 }
 
 impl Check {
+    /// The verdict as the step's narrative shows it: `Verdict (the TA's check of WHAT): PASS:
+    /// reason` and the evidence that decided it.
+    pub fn blocks(&self, what: &str) -> Vec<crate::Block> {
+        let mut blocks = vec![crate::Block::text(format!(
+            "Verdict (the TA's check of {what}, {}): {}: {}",
+            self.id,
+            self.verdict.name().to_uppercase(),
+            self.reason
+        ))];
+        if !self.evidence.is_empty() {
+            blocks.push(crate::Block::evidence(
+                "What decided it",
+                self.evidence
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>(),
+            ));
+        }
+        blocks
+    }
+
     pub fn not_tested(id: &str, program: Option<String>, reason: impl Into<String>) -> Check {
         Check {
             id: id.to_string(),

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::cgroupfs::{join, keyed, own_path, parse_mounts, v1_mount};
 use crate::disktable_steps::run::Drain;
-use crate::step2::cgroup::{join, keyed, own_path, parse_mounts, v1_mount};
 use crate::sys;
 
 /// At most this much of each of a program's stdout and stderr is kept.
@@ -474,7 +474,7 @@ fn remove_stale(parent: &Path, v2: bool) {
 
 /// The entries of `dir` named `PREFIX{pid}…` whose pid no longer runs.
 pub fn stale(dir: &Path) -> Vec<PathBuf> {
-    crate::step2::cgroup::stale(dir, PREFIX)
+    crate::cgroupfs::stale(dir, PREFIX)
 }
 
 /// How many processes this user runs now (RLIMIT_NPROC counts them all).

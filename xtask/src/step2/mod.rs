@@ -3,7 +3,7 @@
 //! are `lab_analysis::step2`'s.
 
 pub mod bench;
-pub(crate) mod cgroup;
+mod cgroup;
 mod course;
 pub mod lookups;
 

@@ -247,35 +247,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     };
     blocks.push(Block::answer("How did it reach the table?", access));
     let count_before = f.count_before.map_or("?".into(), |c| c.to_string());
-    let failed = f
-        .verdict
-        .as_ref()
-        .filter(|v| v.verdict == crate::verdict::Verdict::Fail);
-    let printed = if f.printed_past_count {
-        format!(
-            "No: the {count_before} values of the file appear in order among the {} numbers it \
-             printed, and it went on past count: it trusted the file's size, not count.",
-            f.printed_numbers
-        )
-    } else if let (true, Some(v)) = (f.printed_all_values, failed) {
-        format!(
-            "On this table yes (the {count_before} values appear in order among the {} numbers \
-             it printed), but not on every table: {}.",
-            f.printed_numbers, v.reason
-        )
-    } else if f.printed_all_values {
-        format!(
-            "Yes: the {count_before} values of the file appear in order among the {} numbers it \
-             printed.",
-            f.printed_numbers
-        )
-    } else {
-        format!(
-            "No: it printed {} numbers; value[0..{count_before}) of the file does not appear \
-             among them in order.",
-            f.printed_numbers
-        )
-    };
+    let printed = printed_answer(f);
     if f.role == Role::Reader {
         blocks.push(Block::answer(
             "Did it print every value of the table?",
@@ -313,21 +285,44 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     }
     blocks.push(Block::answer("Did it crash?", crash_answer(f)));
     if let Some(v) = &f.verdict {
-        blocks.push(Block::answer(
-            "Verdict (the TA's check of this program)",
-            format!("{}: {}", v.verdict.name().to_uppercase(), v.reason),
-        ));
-        if !v.evidence.is_empty() {
-            blocks.push(Block::evidence(
-                "What decided it",
-                v.evidence
-                    .iter()
-                    .map(|l| format!("{l}\n"))
-                    .collect::<String>(),
-            ));
-        }
+        blocks.extend(v.blocks("this program"));
     }
     blocks
+}
+
+/// "Did it print every value of the table?": a reader that went on past count, or that the
+/// check failed on another table, is not a plain yes.
+fn printed_answer(f: &Findings) -> String {
+    let count_before = f.count_before.map_or("?".into(), |c| c.to_string());
+    let failed = f
+        .verdict
+        .as_ref()
+        .filter(|v| v.verdict == crate::verdict::Verdict::Fail);
+    if f.printed_past_count {
+        format!(
+            "No: the {count_before} values of the file appear in order among the {} numbers it \
+             printed, and it went on past count: it trusted the file's size, not count.",
+            f.printed_numbers
+        )
+    } else if let (true, Some(v)) = (f.printed_all_values, failed) {
+        format!(
+            "On this table yes (the {count_before} values appear in order among the {} numbers \
+             it printed), but not on every table: {}.",
+            f.printed_numbers, v.reason
+        )
+    } else if f.printed_all_values {
+        format!(
+            "Yes: the {count_before} values of the file appear in order among the {} numbers it \
+             printed.",
+            f.printed_numbers
+        )
+    } else {
+        format!(
+            "No: it printed {} numbers; value[0..{count_before}) of the file does not appear \
+             among them in order.",
+            f.printed_numbers
+        )
+    }
 }
 
 fn crash_answer(f: &Findings) -> String {

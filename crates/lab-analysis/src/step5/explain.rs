@@ -15,7 +15,7 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     observer(&mut blocks, f);
     loops(&mut blocks, f, ev);
     if let Some(j) = &f.racer {
-        blocks.extend(super::judge::blocks(j));
+        blocks.extend(j.check.blocks("this racer"));
     }
     blocks.push(Block::heading("Answers, from the measurements above"));
     blocks.extend(answers::answers(f, ev));

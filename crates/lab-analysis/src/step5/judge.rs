@@ -370,22 +370,3 @@ fn race_of(record: &super::RaceRecord) -> Race {
         outside_writes: Vec::new(),
     }
 }
-
-/// The verdict on someone else's racer, as the check words it, and what decided it.
-pub fn blocks(j: &RacerJudgment) -> Vec<crate::Block> {
-    let c = &j.check;
-    let mut blocks = vec![crate::Block::answer(
-        format!("Verdict (the TA's check of this racer as {})", c.id),
-        format!("{}: {}", c.verdict.name().to_uppercase(), c.reason),
-    )];
-    if !c.evidence.is_empty() {
-        blocks.push(crate::Block::evidence(
-            "What decided it",
-            c.evidence
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>(),
-        ));
-    }
-    blocks
-}
