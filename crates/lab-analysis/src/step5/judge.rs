@@ -370,3 +370,50 @@ fn race_of(record: &super::RaceRecord) -> Race {
         outside_writes: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step5::Evidence;
+
+    fn course_racer() -> Evidence {
+        let dir =
+            std::path::Path::new(crate::testkit::XTASK_DIR).join("tests/evidence/course-racer");
+        crate::testkit::load(&dir, 5).unwrap()
+    }
+
+    /// The recorded course racer (a plain total++) lost updates with 2 and 3: the racy racer's
+    /// pass; the same races with a locked instruction on total in its loop are the atomic
+    /// racer's fail (it lost updates), and one whose total stayed 0 never increments.
+    #[test]
+    fn their_racer_is_judged_by_its_races_and_its_locked_instructions() {
+        let mut ev = course_racer();
+        let j = judge_their_racer("racer", &ev.races, Some(&[]));
+        assert_eq!((j.kind, j.check.verdict), (RacerKind::Racy, Verdict::Pass));
+        assert!(
+            j.check.reason.starts_with("lost updates with two or more"),
+            "{j:?}"
+        );
+        assert!(!j.never_incremented);
+        let lock = LockedInsn {
+            function: "main".into(),
+            text: "lock incq 0x8(%rax)".into(),
+            in_loop: true,
+            on_total: true,
+        };
+        let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&lock)));
+        assert_eq!(j.kind, RacerKind::Atomic);
+        assert_eq!(j.locked_on_total.as_deref(), Some("lock incq 0x8(%rax)"));
+        assert_eq!(j.check.verdict, Verdict::Fail);
+        for r in &mut ev.races {
+            if let crate::step5::Observation::Mapped { last, .. } = &mut r.run.observer {
+                last.total = 0;
+                last.winnings.iter_mut().for_each(|w| *w = 0);
+            }
+        }
+        let j = judge_their_racer("racer", &ev.races, None);
+        assert!(j.never_incremented);
+        assert_eq!(j.check.verdict, Verdict::Fail);
+        assert!(j.check.reason.contains("total stayed 0"), "{j:?}");
+    }
+}
