@@ -566,3 +566,29 @@ fn run_step_5_names_the_lock_of_an_atomic_racer_and_a_skeleton_that_never_increm
         "{skeleton_text}"
     );
 }
+
+#[test]
+fn run_step_2_names_a_hard_coded_reader_and_one_that_prints_past_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(hard), Some(past)) = (
+        build(dir.path(), "reader_hardcoded"),
+        build(dir.path(), "reader_trusts_size"),
+    ) else {
+        return;
+    };
+    let ((hard, hard_text), (past, past_text)) = both(
+        || run_step("2", "--program", &hard),
+        || run_step("2", "--program", &past),
+    );
+    let v = &hard["program"]["verdict"];
+    assert_eq!(v["verdict"], "fail", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("hard-coded"), "{v}");
+    assert!(hard_text.contains("A: On this table yes"), "{hard_text}");
+    let v = &past["program"]["verdict"];
+    assert_eq!(v["verdict"], "fail", "{v}");
+    assert_eq!(past["program"]["printed_past_count"], true);
+    assert!(
+        past_text.contains("A: No: the 1083 values of the file appear"),
+        "{past_text}"
+    );
+}
