@@ -13,21 +13,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab_trace::shared::SharedView;
-
 use super::judge::{self, Check, Race, RaceOutcome, RacerKind};
 use super::sandbox::{Job, Sandbox};
-use crate::step5::launch::counters;
+use crate::step5::launch::{counters, wait_for_setup, watch, Missed};
+use lab_analysis::step5::COURSE_FILE;
 
-/// The course's race file.
-const COURSE_FILE: &str = "racecourse.bin";
-/// `sizeof(struct RaceCourse)`.
-const COURSE_SIZE: usize = 96;
 /// Nothing in the race file moved for this long: the racers are hung.
 const STALL: Duration = Duration::from_secs(10);
 /// The first instance must have set up the race file within this long.
 const APPEAR: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(2);
 /// The calls each instance is traced for: those that write a path (rare, so the race loop runs
 /// at full speed).
 fn filter() -> String {
@@ -110,15 +104,47 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     };
     let mut instances = Vec::new();
     start(&mut instances)?;
-    let (view, no_race) = first_alone(&mut instances, &course, n)?;
+    // The first instance alone, until the lab can map the file and it holds a count.
+    let t0 = Instant::now();
+    let setup = wait_for_setup(&course, APPEAR, t0, || poll(&mut instances))?;
+    let view = setup.view;
+    let no_race = match setup.missed {
+        Some(Missed::TimedOut) => {
+            Some("the first instance did not set up racecourse.bin within 10 s")
+        }
+        // Alone, a racer may finish before the lab maps its file: a race it did not see, not a
+        // failure (the races of 2 and 3 wait for each other, and are seen).
+        Some(Missed::Ended)
+            if view.is_none()
+                && !(n == 1
+                    && instances[0]
+                        .ended
+                        .as_ref()
+                        .is_some_and(|(_, how)| how == "exited with status 0")) =>
+        {
+            Some("the first instance ended without setting up racecourse.bin")
+        }
+        _ => None,
+    };
     if no_race.is_none() && poll(&mut instances)? > 0 {
         for _ in 1..n {
             start(&mut instances)?;
         }
     }
-    let (hung, flooded) = match no_race {
-        None => watch(&mut instances, view.as_ref())?,
-        Some(_) => (None, None),
+    // Watch until every instance has ended, nothing moves for STALL, or one floods.
+    let mut flooded = None;
+    let hung = match no_race {
+        None => {
+            let watched = watch(view.as_ref(), STALL, Duration::MAX, t0, || {
+                let running = poll(&mut instances)?;
+                flooded = instances
+                    .iter()
+                    .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64);
+                Ok((running, flooded.is_some()))
+            })?;
+            watched.quiet
+        }
+        Some(_) => None,
     };
     for i in instances.iter_mut().filter(|i| i.ended.is_none()) {
         i.job.kill();
@@ -186,82 +212,6 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         final_participant_seconds,
         outside_writes,
     })
-}
-
-/// Polls the first instance alone until the lab can map `course` and it holds a count; returns
-/// the lab's mapping and, when no race can follow, why.
-fn first_alone(
-    instances: &mut [Instance],
-    course: &Path,
-    n: usize,
-) -> anyhow::Result<(Option<SharedView>, Option<&'static str>)> {
-    let t0 = Instant::now();
-    // The first instance alone, until the lab can map the file and it holds a count.
-    let mut view = None;
-    let mut no_race = None;
-    loop {
-        if view.is_none() {
-            view = SharedView::open(course, COURSE_SIZE).ok();
-        }
-        if view
-            .as_ref()
-            .and_then(counters)
-            .is_some_and(|c| c.participants != 0 || c.total != 0)
-        {
-            break;
-        }
-        if poll(instances)? == 0 {
-            // Alone, a racer may finish before the lab maps its file: a race it did not see,
-            // not a failure (the races of 2 and 3 wait for each other, and are seen).
-            let quick_and_fine = n == 1
-                && instances[0]
-                    .ended
-                    .as_ref()
-                    .is_some_and(|(_, how)| how == "exited with status 0");
-            if view.is_none() && !quick_and_fine {
-                no_race = Some("the first instance ended without setting up racecourse.bin");
-            }
-            break;
-        }
-        if t0.elapsed() > APPEAR {
-            no_race = Some("the first instance did not set up racecourse.bin within 10 s");
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    Ok((view, no_race))
-}
-
-/// Watches the race until every instance has ended; returns how long nothing moved when it
-/// stalled for [`STALL`], and which instance flooded its output.
-fn watch(
-    instances: &mut [Instance],
-    view: Option<&SharedView>,
-) -> anyhow::Result<(Option<f64>, Option<usize>)> {
-    let mut last = view.and_then(counters);
-    let mut moved = Instant::now();
-    let mut hung = None;
-    let mut flooded = None;
-    while poll(instances)? > 0 {
-        let now = view.and_then(counters);
-        if now != last {
-            last = now;
-            moved = Instant::now();
-        }
-        if moved.elapsed() > STALL {
-            hung = Some(moved.elapsed().as_secs_f64());
-            break;
-        }
-        if let Some(i) = instances
-            .iter()
-            .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64)
-        {
-            flooded = Some(i);
-            break;
-        }
-        std::thread::sleep(POLL);
-    }
-    Ok((hung, flooded))
 }
 
 /// Notes the instances that ended since the last call; returns how many still run.
