@@ -306,16 +306,25 @@ fn a_probe_that_prints_the_wrong_word_fails() {
     assert!(reason.contains("does not hold its tag"), "{reason}");
 }
 
+/// `fixture` handed in alone as the reader (with `env`): the check fails `step2.reader`; its
+/// reason (`None`: the tools are missing). `check` asserts no process of the check survives it.
+fn reader_fails(fixture: &str, env: &[(&str, &str)]) -> Option<String> {
+    if !can_build() {
+        return None;
+    }
+    let sub = submission(&[(fixture, "reader")]);
+    let c = check(sub.path(), &[], env);
+    assert_eq!(c.status, Some(1), "{fixture}: {}", c.doc);
+    let (verdict, reason) = c.verdict("step2.reader");
+    assert_eq!(verdict, "fail", "{fixture}");
+    Some(reason)
+}
+
 #[test]
 fn a_reader_that_hangs_is_killed_and_fails() {
-    if !can_build() {
+    let Some(reason) = reader_fails("reader_hangs", &[]) else {
         return;
-    }
-    let sub = submission(&[("reader_hangs", "reader")]);
-    let c = check(sub.path(), &[], &[]);
-    assert_eq!(c.status, Some(1));
-    let (verdict, reason) = c.verdict("step2.reader");
-    assert_eq!(verdict, "fail");
+    };
     assert!(
         reason.starts_with("was still running after 10 s and was killed"),
         "{reason}"
@@ -324,15 +333,9 @@ fn a_reader_that_hangs_is_killed_and_fails() {
 
 #[test]
 fn a_reader_that_forks_sleepers_fails_and_they_are_all_killed() {
-    if !can_build() {
+    let Some(reason) = reader_fails("reader_forks", &[]) else {
         return;
-    }
-    let sub = submission(&[("reader_forks", "reader")]);
-    // check() asserts that no process of the check survives it.
-    let c = check(sub.path(), &[], &[]);
-    assert_eq!(c.status, Some(1));
-    let (verdict, reason) = c.verdict("step2.reader");
-    assert_eq!(verdict, "fail");
+    };
     // With a cgroup the lab counts them; without one (not root) it cannot.
     assert!(
         reason.starts_with("exited but left 50 processes running")
@@ -343,23 +346,14 @@ fn a_reader_that_forks_sleepers_fails_and_they_are_all_killed() {
 
 #[test]
 fn a_reader_that_floods_or_writes_outside_its_directory_fails() {
-    if !can_build() {
+    let Some(reason) = reader_fails("reader_floods", &[]) else {
         return;
-    }
-    let sub = submission(&[("reader_floods", "reader")]);
-    let c = check(sub.path(), &[], &[]);
-    assert_eq!(c.status, Some(1));
-    let (verdict, reason) = c.verdict("step2.reader");
-    assert_eq!(verdict, "fail");
+    };
     assert!(reason.starts_with("flooded its output"), "{reason}");
-
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("planted");
-    let sub = submission(&[("reader_outside", "reader")]);
-    let c = check(sub.path(), &[], &[("OUTSIDE", target.to_str().unwrap())]);
-    assert_eq!(c.status, Some(1));
-    let (verdict, reason) = c.verdict("step2.reader");
-    assert_eq!(verdict, "fail");
+    let env = [("OUTSIDE", target.to_str().unwrap())];
+    let reason = reader_fails("reader_outside", &env).unwrap();
     assert!(
         reason.starts_with("wrote outside its scratch directory") && reason.contains("planted"),
         "{reason}"
