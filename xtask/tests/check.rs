@@ -474,28 +474,25 @@ fn run_step(step: &str, flag: &str, program: &Path) -> (Value, String) {
     (report["findings"].clone(), stderr)
 }
 
-/// Runs `a` and `b` at once (each a run-step of its own).
-fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    std::thread::scope(|s| {
-        let a = s.spawn(a);
-        let b = s.spawn(b);
-        (a.join().unwrap(), b.join().unwrap())
-    })
+/// Builds the fixtures `a` and `b` and runs `run-step STEP --quick --json FLAG` on each, both at
+/// once: their (findings, text), or `None` when the tools are missing.
+fn run_pair(step: &str, flag: &str, a: &str, b: &str) -> Option<[(Value, String); 2]> {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (build(dir.path(), a)?, build(dir.path(), b)?);
+    Some(std::thread::scope(|s| {
+        let a = s.spawn(|| run_step(step, flag, &a));
+        let b = s.spawn(|| run_step(step, flag, &b));
+        [a.join().unwrap(), b.join().unwrap()]
+    }))
 }
 
 #[test]
 fn run_step_3_runs_a_writer_until_the_file_grew_and_fails_the_naive_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let (Some(naive), Some(ok)) = (
-        build(dir.path(), "writer_naive"),
-        build(dir.path(), "writer_ok"),
-    ) else {
+    let Some([(naive, naive_text), (ok, _)]) =
+        run_pair("3", "--program", "writer_naive", "writer_ok")
+    else {
         return;
     };
-    let ((naive, naive_text), (ok, _)) = both(
-        || run_step("3", "--program", &naive),
-        || run_step("3", "--program", &ok),
-    );
     let v = &naive["program"]["verdict"];
     assert_eq!(v["verdict"], "fail", "{v}");
     let reason = v["reason"].as_str().unwrap();
@@ -517,17 +514,11 @@ fn run_step_3_runs_a_writer_until_the_file_grew_and_fails_the_naive_one() {
 
 #[test]
 fn run_step_5_names_the_lock_of_an_atomic_racer_and_a_skeleton_that_never_increments() {
-    let dir = tempfile::tempdir().unwrap();
-    let (Some(lock), Some(skeleton)) = (
-        build(dir.path(), "racer_lock"),
-        build(dir.path(), "racer_skeleton"),
-    ) else {
+    let Some([(lock, lock_text), (skeleton, skeleton_text)]) =
+        run_pair("5", "--racer", "racer_lock", "racer_skeleton")
+    else {
         return;
     };
-    let ((lock, lock_text), (skeleton, skeleton_text)) = both(
-        || run_step("5", "--racer", &lock),
-        || run_step("5", "--racer", &skeleton),
-    );
     let j = &lock["racer"];
     assert_eq!(j["check"]["verdict"], "pass", "{j}");
     assert_eq!(j["check"]["id"], "step5.atomic-racer");
@@ -565,17 +556,11 @@ fn run_step_5_names_the_lock_of_an_atomic_racer_and_a_skeleton_that_never_increm
 
 #[test]
 fn run_step_2_names_a_hard_coded_reader_and_one_that_prints_past_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let (Some(hard), Some(past)) = (
-        build(dir.path(), "reader_hardcoded"),
-        build(dir.path(), "reader_trusts_size"),
-    ) else {
+    let Some([(hard, hard_text), (past, past_text)]) =
+        run_pair("2", "--program", "reader_hardcoded", "reader_trusts_size")
+    else {
         return;
     };
-    let ((hard, hard_text), (past, past_text)) = both(
-        || run_step("2", "--program", &hard),
-        || run_step("2", "--program", &past),
-    );
     let v = &hard["program"]["verdict"];
     assert_eq!(v["verdict"], "fail", "{v}");
     assert!(v["reason"].as_str().unwrap().contains("hard-coded"), "{v}");
