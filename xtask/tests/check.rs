@@ -386,51 +386,44 @@ fn a_program_the_makefile_does_not_build_fails_the_check() {
     assert_eq!(c.verdict("step1.probe").0, "not-tested");
 }
 
+/// `xtask check ARGS`: a usage error (exit 2) of one line on stderr, nothing on stdout; the line.
+fn usage_error(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("check")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty());
+    stderr
+}
+
 #[test]
 fn a_missing_or_wrong_dir_is_a_one_line_usage_error() {
     let file = tempfile::NamedTempFile::new().unwrap();
     for dir in [Path::new("/nonexistent/submission"), file.path()] {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("check")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stderr = usage_error(&[dir.as_os_str()]);
         assert!(
             stderr.starts_with("error: ") && stderr.contains(dir.to_str().unwrap()),
             "{stderr}"
         );
-        assert!(out.stdout.is_empty());
     }
     // A flag that names no program in DIR nor here; a Markdown copy that cannot be written.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .arg(dir.path())
-        .args(["--markdown", "/nonexistent/dir/check.md"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let d = dir.path().as_os_str();
+    let stderr = usage_error(&[
+        d,
+        "--markdown".as_ref(),
+        "/nonexistent/dir/check.md".as_ref(),
+    ]);
     assert!(
         stderr.contains("--markdown /nonexistent/dir/check.md"),
         "{stderr}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .arg(dir.path())
-        .args(["--atomic-racer", "no/such/racer"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = usage_error(&[d, "--atomic-racer".as_ref(), "no/such/racer".as_ref()]);
     assert!(
         stderr.starts_with("error: --atomic-racer no/such/racer: no such program"),
         "{stderr}"
