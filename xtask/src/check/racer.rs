@@ -151,25 +151,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         i.ended = Some((Instant::now(), "was killed".into()));
     }
     let end = view.as_ref().and_then(counters);
-    // What a failed instance said last on stderr (`usage: racer N`).
-    for i in instances.iter_mut() {
-        let said = i.job.stderr();
-        let last = said.lines().rev().find(|l| !l.trim().is_empty());
-        if let (Some((_, how)), Some(last)) = (i.ended.as_mut(), last) {
-            if how != "exited with status 0" {
-                let last: String = last.trim().chars().take(120).collect();
-                how.push_str(&format!(" (stderr: {last:?})"));
-            }
-        }
-    }
-    let scratch = sandbox.scratch().display().to_string();
-    let cwd = dir.display().to_string();
-    let mut outside_writes = Vec::new();
-    for i in &instances {
-        let trace = lab_trace::run::parse_file(&i.trace).unwrap_or_default();
-        outside_writes.extend(judge::outside_writes(&trace, &scratch, &cwd));
-        let _ = std::fs::remove_file(&i.trace);
-    }
+    let outside_writes = wrap_up(&mut instances, sandbox, &dir);
     let failed = match flooded {
         Some(i) => Some(format!(
             "(the {}th started) flooded its output and was killed",
@@ -212,6 +194,31 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         final_participant_seconds,
         outside_writes,
     })
+}
+
+/// Notes on each failed instance what it said last on stderr (`usage: racer N`), and returns
+/// what the instances wrote outside the scratch directory (their traces are removed).
+fn wrap_up(instances: &mut [Instance], sandbox: &Sandbox, dir: &Path) -> Vec<String> {
+    // What a failed instance said last on stderr (`usage: racer N`).
+    for i in instances.iter_mut() {
+        let said = i.job.stderr();
+        let last = said.lines().rev().find(|l| !l.trim().is_empty());
+        if let (Some((_, how)), Some(last)) = (i.ended.as_mut(), last) {
+            if how != "exited with status 0" {
+                let last: String = last.trim().chars().take(120).collect();
+                how.push_str(&format!(" (stderr: {last:?})"));
+            }
+        }
+    }
+    let scratch = sandbox.scratch().display().to_string();
+    let cwd = dir.display().to_string();
+    let mut outside_writes = Vec::new();
+    for i in instances.iter() {
+        let trace = lab_trace::run::parse_file(&i.trace).unwrap_or_default();
+        outside_writes.extend(judge::outside_writes(&trace, &scratch, &cwd));
+        let _ = std::fs::remove_file(&i.trace);
+    }
+    outside_writes
 }
 
 /// Notes the instances that ended since the last call; returns how many still run.
