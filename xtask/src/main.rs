@@ -17,13 +17,15 @@
 //! Modules: one per step (`step1` … `step6`, measuring); `build` (where the programs are: cargo's
 //! target dir or beside an installed `mmap-lab`; building them), `install`,
 //! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
-//! (the pictures), `report` (HTML/Markdown).
+//! (the pictures), `report` (HTML/Markdown), `check` (`check DIR`: a TA's check of a student's
+//! submission).
 
 #![forbid(unsafe_code)]
 
 mod build;
+mod cgroupfs;
 mod charts;
-
+mod check;
 mod disktable_steps;
 mod evidence;
 mod install;
@@ -63,6 +65,7 @@ pub const STEPS: u8 = 6;
   cargo xtask run-step 1 --evidence ev/            explain it again, running nothing
   cargo xtask bench persist --json    persist vs LMDB, pread, HashMap (one JSON document)
   cargo xtask report --quick --check  the lab report, checked in headless Chromium
+  cargo xtask check ~/student42       judge a student's submission (exit 1 if a check failed)
   cargo xtask install                 mmap-lab (and the programs it runs) into ~/.cargo
 
 Relative paths are relative to the directory the command runs in."
@@ -167,6 +170,25 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// A TA's check of a student's submission: pass / fail / not-tested per "Demonstrate".
+    ///
+    /// Copies DIR to a scratch directory, builds it with its Makefile, and judges its probe
+    /// (step1.probe), reader (step2.reader), writer (step3.writer) and racers (step5.racer,
+    /// step5.atomic-racer) on tables and races made fresh for this check, each with a one-line
+    /// reason and the evidence that decided it. Exit 0 when no check failed, 1 when one did, 2
+    /// for usage.
+    #[command(
+        after_help = "Programs are found by name in DIR after make (reader, writer, racer,
+racer_atomic, probe) unless a flag names them. Each runs confined (its own cgroup when root,
+rlimits otherwise), killed with everything it started at its deadline. DIR is never written;
+nothing is written in the current directory except --markdown FILE.
+
+Examples:
+  cargo xtask check ~/student42
+  cargo xtask check ~/student42 --json > verdicts.json
+  cargo xtask check . --racer bin/racer --atomic-racer bin/racer_lock --markdown check.md"
+    )]
+    Check(check::CheckArgs),
     /// Build the lab in release mode and install it as DIR/bin/mmap-lab, the programs it runs in
     /// DIR/lib/mmap-lab; `mmap-lab` then does what `cargo xtask` does, from any directory.
     Install {
@@ -264,6 +286,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    if let Cmd::Check(args) = cli.cmd {
+        return check::main(args);
+    }
     if let Cmd::RunStep { step, options, .. } = &cli.cmd {
         if let Err(problem) = check_options(*step, options) {
             out::error(&format!("{problem} (see '{name} run-step --help')"));
@@ -335,6 +360,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             };
             install::run(root, profile)
         }
+        // main() runs it, for its own exit statuses (1: a check failed, 2: usage).
+        Cmd::Check(_) => anyhow::bail!("check is run by main, not here"),
     }
 }
 

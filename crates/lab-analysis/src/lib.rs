@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod disktable;
 pub mod report;
 pub mod step1;
@@ -23,6 +24,7 @@ pub mod step3;
 pub mod step4;
 pub mod step5;
 pub mod step6;
+pub mod verdict;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -7,7 +7,8 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -75,11 +76,10 @@ pub fn run(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run strace on {}", spec.program.display()))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
+    let mut stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
+    let mut stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
     let (status, timed_out) = wait_until(&mut child, spec.deadline)?;
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    let (stdout, stderr) = (stdout.take(), stderr.take());
     let trace = lab_trace::run::parse_file(&trace_file)?;
     let _ = std::fs::remove_file(&trace_file);
     let mut argv = vec![spec.program.display().to_string()];
@@ -112,34 +112,55 @@ pub fn run_untraced(spec: &Spec<'_>) -> anyhow::Result<(Ended, String, String)> 
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}", spec.program.display()))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
+    let mut stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
+    let mut stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
     let (status, timed_out) = wait_until(&mut child, spec.deadline)?;
     let ended = ended(&Trace::default(), status, timed_out);
-    Ok((
-        ended,
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    ))
+    Ok((ended, stdout.take(), stderr.take()))
 }
 
-/// Reads a pipe to its end on a thread, keeping the first [`KEEP_BYTES`].
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let Some(mut pipe) = pipe else {
-            return String::new();
-        };
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 1 << 16];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            let room = KEEP_BYTES.saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
-        }
+/// A pipe read to its end on a thread: the first `keep` bytes kept, all bytes counted.
+pub struct Drain {
+    bytes: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Drain {
+    pub fn start(pipe: Option<impl Read + Send + 'static>, keep: usize) -> Drain {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&bytes);
+        let thread = pipe.map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 1 << 16];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                    let room = keep.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                kept
+            })
+        });
+        Drain { bytes, thread }
+    }
+
+    /// How many bytes it has read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// What it kept, once the pipe has ended.
+    pub fn take(&mut self) -> String {
+        let kept = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
         String::from_utf8_lossy(&kept).into_owned()
-    })
+    }
 }
 
 /// Waits for `child`, killing its process group at the deadline.
@@ -165,16 +186,7 @@ fn wait_until(
 /// How the traced program (the first process of the trace) ended: its `+++` line, or strace's
 /// own status (strace exits with the tracee's status and re-raises its fatal signal).
 fn ended(trace: &Trace, status: std::process::ExitStatus, timed_out: bool) -> Ended {
-    let first_pid = trace
-        .calls
-        .first()
-        .and_then(|c| c.pid)
-        .or_else(|| trace.exits.first().and_then(|e| e.pid));
-    let exit = trace
-        .exits
-        .iter()
-        .find(|e| first_pid.is_none() || e.pid == first_pid);
-    match exit {
+    match main_exit(trace) {
         Some(e) if !timed_out => Ended {
             code: e.code,
             signal: e.killed_by.clone(),
@@ -186,6 +198,19 @@ fn ended(trace: &Trace, status: std::process::ExitStatus, timed_out: bool) -> En
             timed_out,
         },
     }
+}
+
+/// The `+++` line of the traced program itself (the first process of the trace), if it has one.
+pub fn main_exit(trace: &Trace) -> Option<&lab_trace::Exit> {
+    let first_pid = trace
+        .calls
+        .first()
+        .and_then(|c| c.pid)
+        .or_else(|| trace.exits.first().and_then(|e| e.pid));
+    trace
+        .exits
+        .iter()
+        .find(|e| first_pid.is_none() || e.pid == first_pid)
 }
 
 /// The name of a Linux signal number (x86-64 numbering).

@@ -32,7 +32,8 @@ pub fn read_values(path: &Path) -> anyhow::Result<Vec<i32>> {
     Ok(read_table(path)?.2)
 }
 
-fn read_table(path: &Path) -> anyhow::Result<(u64, Option<i64>, Vec<i32>)> {
+/// (file length, count, value\[0..min(count, capacity))) of the table at `path`.
+pub fn read_table(path: &Path) -> anyhow::Result<(u64, Option<i64>, Vec<i32>)> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_bytes = file

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::cgroupfs::{join, keyed, own_path, parse_mounts, stale};
 use crate::disktable_steps::run;
 use crate::disktable_steps::run::Spec;
 use crate::disktable_steps::sample_kv;
@@ -199,77 +200,10 @@ fn find_place() -> Result<Place, String> {
     Err(why.join("; "))
 }
 
-fn join(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
-}
-
-/// The cgroup mounts of /proc/self/mountinfo.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Mounts {
-    pub v2: Option<PathBuf>,
-    pub v1_memory: Option<PathBuf>,
-}
-
-/// Reads the cgroup2 mount and the v1 mount with the memory controller from mountinfo text.
-pub fn parse_mounts(mountinfo: &str) -> Mounts {
-    let mut m = Mounts::default();
-    for line in mountinfo.lines() {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split_whitespace().collect();
-        let right: Vec<&str> = right.split_whitespace().collect();
-        let (Some(mountpoint), Some(fstype)) = (fields.get(4), right.first()) else {
-            continue;
-        };
-        match *fstype {
-            "cgroup2" if m.v2.is_none() => m.v2 = Some(PathBuf::from(mountpoint)),
-            "cgroup"
-                if m.v1_memory.is_none()
-                    && right
-                        .get(2)
-                        .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
-            {
-                m.v1_memory = Some(PathBuf::from(mountpoint))
-            }
-            _ => {}
-        }
-    }
-    m
-}
-
-/// Our cgroup's path from /proc/self/cgroup text: the v2 line (`0::/path`) for `None`, the v1
-/// line listing `controller` otherwise.
-pub fn own_path(proc_cgroup: &str, controller: Option<&str>) -> Option<String> {
-    proc_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = match controller {
-            None => id == "0" && controllers.is_empty(),
-            Some(c) => controllers.split(',').any(|x| x == c),
-        };
-        hit.then(|| path.to_string())
-    })
-}
-
 /// Removes `mmap-lab-PID-N` cgroups whose process is gone (rmdir only removes empty ones).
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir(entry.path());
-        }
+    for dir in stale(parent, PREFIX) {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -373,14 +307,6 @@ fn swap_total() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("SwapTotal:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `KEY N` lines (memory.stat, memory.events, memory.oom_control).
-pub fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,17 @@ use lab_analysis::disktable::program::{Role, TABLE_NAME};
 use lab_analysis::step2::picture::Pictures;
 use lab_analysis::step2::{Evidence, Step2};
 
+use lab_analysis::check::ReaderRun;
+
 use crate::charts::{self, Picture};
+use crate::check::reader;
+use crate::check::sandbox::Sandbox;
+use crate::check::tables::{self, Table};
 use crate::disktable_steps::program;
 use crate::disktable_steps::run;
 use crate::disktable_steps::subdir;
 use crate::disktable_steps::table;
+use crate::disktable_steps::Rng;
 use crate::model::{Ctx, Measure};
 
 impl Measure for Step2 {
@@ -51,6 +57,10 @@ fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         }
         None => None,
     };
+    let program_runs = match &ctx.options.program {
+        Some(path) => program_runs(ctx, path, &course_dir.join(TABLE_NAME), scratch.path())?,
+        None => Vec::new(),
+    };
     let (entries, lookups) = if ctx.quick {
         (100_000, 10)
     } else {
@@ -70,9 +80,37 @@ fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         page_size: crate::sys::page_size(),
         course,
         program,
+        program_runs,
         lookups,
         cgroup,
     })
+}
+
+/// `--program`'s reader run as the TA's check runs it, on the step's table and on a table of
+/// another count and size (a hard-coded count or size shows there).
+fn program_runs(
+    ctx: &Ctx,
+    path: &std::path::Path,
+    table: &std::path::Path,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Vec<ReaderRun>> {
+    let sandbox = Sandbox::new(&subdir(scratch, "program-runs")?)?;
+    let program = program::resolve(path)?;
+    let tables = [
+        Table::read(table, "the step's table")?,
+        tables::random_table(&mut Rng::seeded_from_clock()),
+    ];
+    let mut runs = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        crate::out::progress(&format!(
+            "running {} on {} (count {})",
+            path.display(),
+            t.label,
+            t.count
+        ));
+        runs.push(reader::run_on(&sandbox, &program, &ctx.options.args, t, i)?);
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@ mod appends;
 mod naive;
 mod writes;
 
+use lab_analysis::check::WriterSeries;
 use lab_analysis::disktable::picture::LayoutPicture;
 use lab_analysis::disktable::program::{Role, TABLE_NAME};
 use lab_analysis::step3::{Evidence, Step3};
+
+use crate::check::sandbox::Sandbox;
+use crate::check::writer;
 
 use crate::charts::{self, Picture};
 use crate::disktable_steps::program;
@@ -55,6 +59,10 @@ fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         }
         None => None,
     };
+    let program_runs = match &ctx.options.program {
+        Some(path) => Some(program_runs(ctx, path, &base, scratch.path())?),
+        None => None,
+    };
     let persist_dir = subdir(scratch.path(), "persist")?;
     let n = if ctx.quick { 20_000 } else { 50_000 };
     let writes = writes::measure(ctx, &persist_dir, &traces, n)?;
@@ -64,8 +72,38 @@ fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         appends,
         naive,
         program,
+        program_runs,
         writes,
     })
+}
+
+/// `--program`'s writer run again and again from a copy of the table, each run judged as the
+/// TA's check judges it, until the file has had to grow (once with `--quick`, twice otherwise).
+fn program_runs(
+    ctx: &Ctx,
+    path: &std::path::Path,
+    base: &std::path::Path,
+    scratch: &std::path::Path,
+) -> anyhow::Result<WriterSeries> {
+    let growths = if ctx.quick { 1 } else { 2 };
+    let sandbox_dir = subdir(scratch, "program-runs")?;
+    let dir = subdir(&sandbox_dir, "table")?;
+    table::copy(base, &dir.join(TABLE_NAME))?;
+    let sandbox = Sandbox::new(&sandbox_dir)?;
+    crate::out::progress(&format!(
+        "running {} again and again until the file has grown {growths} time(s)",
+        path.display()
+    ));
+    let start = writer::runs(
+        &sandbox,
+        &program::resolve(path)?,
+        &ctx.options.args,
+        &dir,
+        "the step's table",
+        growths,
+        crate::sys::page_size(),
+    )?;
+    Ok(WriterSeries { growths, start })
 }
 
 #[cfg(test)]

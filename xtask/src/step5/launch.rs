@@ -103,14 +103,29 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
     let t0 = Instant::now();
     let mut instances = Instances(Vec::with_capacity(launch.participants));
     instances.0.push(start(launch, 0, 0.0)?);
-    let setup = wait_for_setup(launch, &course, &mut instances, t0)?;
+    let setup = wait_for_setup(&course, launch.bounds.appear, t0, || {
+        poll_ends(&mut instances, t0)
+    })?;
+    if setup.missed == Some(Missed::TimedOut) {
+        kill_all(&mut instances, t0, launch.bounds.appear.as_secs_f64())?;
+    }
     if setup.missed.is_none() {
         for i in 1..launch.participants {
             let at = t0.elapsed().as_secs_f64();
             instances.0.push(start(launch, i, at)?);
         }
     }
-    let race_started_at = watch(launch, &mut instances, setup.view.as_ref(), t0)?;
+    let watched = watch(
+        setup.view.as_ref(),
+        launch.bounds.stall,
+        launch.bounds.limit,
+        t0,
+        || Ok((poll_ends(&mut instances, t0)?, false)),
+    )?;
+    if let Some(quiet) = watched.quiet {
+        kill_all(&mut instances, t0, quiet)?;
+    }
+    let race_started_at = watched.race_started_at;
     let stat_after = procstat::read_stat().context("cannot read /proc/stat")?;
     let lab_ticks = own_ticks()?.saturating_sub(lab_before);
 
@@ -123,9 +138,14 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
             maps_line: own_maps_line(v.address()),
         },
         (None, reason) => Observation::Missed {
-            reason: reason
-                .unwrap_or("racecourse.bin never appeared with its 96 bytes")
-                .to_string(),
+            reason: match reason {
+                Some(Missed::Ended) => "the first instance ended before the lab could map the file",
+                Some(Missed::TimedOut) => {
+                    "the first instance did not set up racecourse.bin in time"
+                }
+                None => "racecourse.bin never appeared with its 96 bytes",
+            }
+            .to_string(),
         },
     };
     let file_left = course.exists();
@@ -156,21 +176,32 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
 }
 
 /// What the lab had once the first instance set the race up (or failed to).
-struct Setup {
+pub(crate) struct Setup {
     /// The lab's mapping of the race file.
-    view: Option<SharedView>,
+    pub view: Option<SharedView>,
     /// When it was mapped, seconds after the first start.
-    mapped_at: f64,
+    pub mapped_at: f64,
     /// Why the other instances must not be started.
-    missed: Option<&'static str>,
+    pub missed: Option<Missed>,
 }
 
-/// The first instance alone, until the file holds a count (or the race began).
-fn wait_for_setup(
-    launch: &Launch<'_>,
+/// How the first instance failed to set the race up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missed {
+    /// It ended before the file held a count.
+    Ended,
+    /// It was still running after the bound, the file without a count.
+    TimedOut,
+}
+
+/// The first instance alone, until the file holds a count (or the race began). `poll` notes
+/// the instances that ended and returns how many still run. Shared by run-step 5's races and
+/// the check's.
+pub(crate) fn wait_for_setup(
     course: &Path,
-    instances: &mut Instances,
+    appear: Duration,
     t0: Instant,
+    mut poll: impl FnMut() -> anyhow::Result<usize>,
 ) -> anyhow::Result<Setup> {
     let mut setup = Setup {
         view: None,
@@ -189,54 +220,74 @@ fn wait_for_setup(
                 return Ok(setup);
             }
         }
-        if poll_ends(instances, t0)? == 0 {
-            setup.missed = Some("the first instance ended before the lab could map the file");
+        if poll()? == 0 {
+            setup.missed = Some(Missed::Ended);
             return Ok(setup);
         }
-        if t0.elapsed() > launch.bounds.appear {
-            kill_all(instances, t0, launch.bounds.appear.as_secs_f64())?;
-            setup.missed = Some("the first instance did not set up racecourse.bin in time");
+        if t0.elapsed() > appear {
+            setup.missed = Some(Missed::TimedOut);
             return Ok(setup);
         }
         std::thread::sleep(Duration::from_micros(100));
     }
 }
 
-/// Watches until every instance has ended, killing them all if nothing in the file moves for
-/// the stall bound (or the race passes its limit). Returns when `total` was first non-zero.
-fn watch(
-    launch: &Launch<'_>,
-    instances: &mut Instances,
+/// How watching a race ended.
+pub(crate) struct Watched {
+    /// When `total` was first seen non-zero, seconds after `t0`.
+    pub race_started_at: Option<f64>,
+    /// Nothing in the file moved for this long (more than the stall bound), or the race passed
+    /// its overall limit (`over_limit`); the instances still run (the caller kills them).
+    pub quiet: Option<f64>,
+    pub over_limit: bool,
+}
+
+/// Watches until every instance has ended (`poll` returns how many still run, and whether to
+/// stop now), or nothing in the file moved for `stall`, or the race passed `limit`. Shared by
+/// run-step 5's races and the check's.
+pub(crate) fn watch(
     view: Option<&SharedView>,
+    stall: Duration,
+    limit: Duration,
     t0: Instant,
-) -> anyhow::Result<Option<f64>> {
-    let mut race_started_at = None;
+    mut poll: impl FnMut() -> anyhow::Result<(usize, bool)>,
+) -> anyhow::Result<Watched> {
+    let mut watched = Watched {
+        race_started_at: None,
+        quiet: None,
+        over_limit: false,
+    };
     let mut last_seen = view.and_then(counters);
     let mut moved = Instant::now();
-    while poll_ends(instances, t0)? > 0 {
+    loop {
+        let (running, stop) = poll()?;
+        if running == 0 {
+            return Ok(watched);
+        }
         if let Some(v) = view {
             let now = counters(v);
-            if race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
-                race_started_at = Some(t0.elapsed().as_secs_f64());
+            if watched.race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
+                watched.race_started_at = Some(t0.elapsed().as_secs_f64());
             }
             if now != last_seen {
                 last_seen = now;
                 moved = Instant::now();
             }
         }
-        let stalled = view.is_some() && moved.elapsed() > launch.bounds.stall;
-        if stalled || t0.elapsed() > launch.bounds.limit {
-            let quiet = if stalled {
-                moved.elapsed()
-            } else {
-                t0.elapsed()
-            };
-            kill_all(instances, t0, quiet.as_secs_f64())?;
-            break;
+        if view.is_some() && moved.elapsed() > stall {
+            watched.quiet = Some(moved.elapsed().as_secs_f64());
+            return Ok(watched);
+        }
+        if t0.elapsed() > limit {
+            watched.quiet = Some(t0.elapsed().as_secs_f64());
+            watched.over_limit = true;
+            return Ok(watched);
+        }
+        if stop {
+            return Ok(watched);
         }
         std::thread::sleep(POLL);
     }
-    Ok(race_started_at)
 }
 
 /// Starts instance `index` (in its own process group, so that killing it kills what it started).
@@ -269,7 +320,7 @@ fn start(launch: &Launch<'_>, index: usize, at: f64) -> anyhow::Result<Running> 
 }
 
 /// The counters of the mapped race file.
-fn counters(view: &SharedView) -> Option<Counters> {
+pub(crate) fn counters(view: &SharedView) -> Option<Counters> {
     Some(Counters {
         participants: view.load_i32(0)?,
         total: view.load_i64(8)?,

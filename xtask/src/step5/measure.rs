@@ -82,10 +82,15 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         }
     };
     let mut loops = objdump::functions(&race, &["race_racy", "race_atomic"]).into_iter();
+    let (their_listing, their_locked) = match theirs.as_deref().map(objdump::locked_instructions) {
+        Some((listing, locked)) => (Some(listing), locked),
+        None => (None, None),
+    };
     let disassembly = Disassembly {
         racy: loops.next().context("no listing")?,
         atomic: loops.next().context("no listing")?,
-        theirs: theirs.as_deref().map(objdump::locked_instructions),
+        theirs: their_listing,
+        their_locked,
     };
     Ok(Evidence {
         machine,

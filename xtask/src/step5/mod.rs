@@ -4,9 +4,9 @@
 //! evidence, its analysis and its narrative are `lab_analysis::step5`'s.
 
 mod bench;
-mod launch;
+pub(crate) mod launch;
 mod measure;
-mod objdump;
+pub(crate) mod objdump;
 
 use lab_analysis::step5::picture::Data;
 use lab_analysis::step5::{Evidence, Step5};

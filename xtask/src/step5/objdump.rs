@@ -4,14 +4,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use lab_analysis::step5::disasm::{function_in, locked_in};
+use lab_analysis::step5::disasm::{self, function_in, locked_in, LockedInsn};
 use lab_analysis::step5::Listing;
 
 /// `objdump -d --no-show-raw-insn BINARY`, or why it cannot be had.
-fn objdump(binary: &Path) -> Result<String, String> {
+pub(crate) fn objdump(binary: &Path) -> Result<String, String> {
     let out = Command::new("objdump")
         .args(["-d", "--no-show-raw-insn"])
         .arg(binary)
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -58,13 +59,17 @@ pub fn functions(binary: &Path, names: &[&str]) -> Vec<Listing> {
         .collect()
 }
 
-/// Every lock-prefixed instruction of `binary`, each after its function's header line.
-pub fn locked_instructions(binary: &Path) -> Listing {
+/// Every lock-prefixed instruction of `binary`, each after its function's header line, and
+/// the same instructions read as the check reads them (in a loop? on total?).
+pub fn locked_instructions(binary: &Path) -> (Listing, Option<Vec<LockedInsn>>) {
     match objdump(binary) {
-        Ok(text) => Listing::Text {
-            binary: binary.to_path_buf(),
-            text: locked_in(&text),
-        },
-        Err(reason) => Listing::Unavailable { reason },
+        Ok(text) => (
+            Listing::Text {
+                binary: binary.to_path_buf(),
+                text: locked_in(&text),
+            },
+            Some(disasm::locked_instructions(&text)),
+        ),
+        Err(reason) => (Listing::Unavailable { reason }, None),
     }
 }

@@ -87,6 +87,10 @@ pub struct Findings {
     pub fault_address: Option<String>,
     /// The fault against the table's mapping and the file's end.
     pub fault: Option<Fault>,
+    /// The judgment the TA's check makes of such a program (steps 2, 3: filled in by the step
+    /// from its further runs; `None` when they were not recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<crate::verdict::Check>,
 }
 
 /// Decides, from the evidence alone.
@@ -144,6 +148,7 @@ pub fn analyze(e: &Evidence) -> Findings {
         signal: e.run.ended.signal.clone(),
         fault_address: fault.as_ref().map(|f| format!("{:#x}", f.address)),
         fault,
+        verdict: None,
     }
 }
 
@@ -242,24 +247,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     };
     blocks.push(Block::answer("How did it reach the table?", access));
     let count_before = f.count_before.map_or("?".into(), |c| c.to_string());
-    let printed = if f.printed_all_values {
-        format!(
-            "Yes: the {count_before} values of the file appear in order among the {} numbers it \
-             printed{}.",
-            f.printed_numbers,
-            if f.printed_past_count {
-                ", and it went on past count: it trusted the file's size, not count"
-            } else {
-                ""
-            }
-        )
-    } else {
-        format!(
-            "No: it printed {} numbers; value[0..{count_before}) of the file does not appear \
-             among them in order.",
-            f.printed_numbers
-        )
-    };
+    let printed = printed_answer(f);
     if f.role == Role::Reader {
         blocks.push(Block::answer(
             "Did it print every value of the table?",
@@ -269,9 +257,14 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     if f.role == Role::Writer {
         let grew = match f.count_grew_by {
             Some(d) => format!(
-                "count {count_before} -> {} ({d:+}); value[i] = i for every i < count: {}; \
+                "count {count_before} -> {} ({d:+}); {}: {}; \
                  the file {} -> {} bytes ({} ftruncate, {} mremap).{}",
                 f.count_after.map_or("?".into(), |c| c.to_string()),
+                if f.verdict.is_some() {
+                    "the values it added equal their index and earlier values are unchanged"
+                } else {
+                    "value[i] = i for every i < count"
+                },
                 if f.values_ok { "yes" } else { "NO" },
                 f.file_bytes_before,
                 f.file_bytes_after,
@@ -291,7 +284,45 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         ));
     }
     blocks.push(Block::answer("Did it crash?", crash_answer(f)));
+    if let Some(v) = &f.verdict {
+        blocks.extend(v.blocks("this program"));
+    }
     blocks
+}
+
+/// "Did it print every value of the table?": a reader that went on past count, or that the
+/// check failed on another table, is not a plain yes.
+fn printed_answer(f: &Findings) -> String {
+    let count_before = f.count_before.map_or("?".into(), |c| c.to_string());
+    let failed = f
+        .verdict
+        .as_ref()
+        .filter(|v| v.verdict == crate::verdict::Verdict::Fail);
+    if f.printed_past_count {
+        format!(
+            "No: the {count_before} values of the file appear in order among the {} numbers it \
+             printed, and it went on past count: it trusted the file's size, not count.",
+            f.printed_numbers
+        )
+    } else if let (true, Some(v)) = (f.printed_all_values, failed) {
+        format!(
+            "On this table yes (the {count_before} values appear in order among the {} numbers \
+             it printed), but not on every table: {}.",
+            f.printed_numbers, v.reason
+        )
+    } else if f.printed_all_values {
+        format!(
+            "Yes: the {count_before} values of the file appear in order among the {} numbers it \
+             printed.",
+            f.printed_numbers
+        )
+    } else {
+        format!(
+            "No: it printed {} numbers; value[0..{count_before}) of the file does not appear \
+             among them in order.",
+            f.printed_numbers
+        )
+    }
 }
 
 fn crash_answer(f: &Findings) -> String {

@@ -14,6 +14,7 @@
 //! survive a power cut, and would not let a reader hold a pointer across a remap.
 use serde::{Deserialize, Serialize};
 
+use crate::check::WriterSeries;
 use crate::disktable::picture::LayoutPicture;
 use crate::disktable::program::{self};
 use crate::disktable::table::TableSource;
@@ -22,6 +23,19 @@ pub mod appends;
 pub mod naive;
 pub mod picture;
 pub mod writes;
+
+/// The writer's findings, with the check's verdict on its runs when they were recorded: then
+/// `values_ok` speaks of the values the first run added (and the earlier ones it left alone),
+/// not of every value of the table.
+fn judged(pe: &program::Evidence, runs: Option<&WriterSeries>) -> program::Findings {
+    let mut f = program::analyze(pe);
+    if let Some(runs) = runs {
+        f.values_ok = runs.first_run_ok();
+        f.appended_300 = f.count_grew_by == Some(program::APPEND) && f.values_ok;
+        f.verdict = Some(runs.judge(&pe.path));
+    }
+    f
+}
 
 /// Step 3 in the measure → analyze → explain shape.
 pub struct Step3;
@@ -35,6 +49,10 @@ pub struct Evidence {
     pub naive: Vec<naive::Run>,
     /// `--program`: someone else's writer.
     pub program: Option<program::Evidence>,
+    /// `--program`: the writer run again and again from a copy of the table until the file
+    /// had to grow (absent in recordings made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_runs: Option<WriterSeries>,
     pub writes: writes::Evidence,
 }
 
@@ -58,7 +76,10 @@ impl Step for Step3 {
         Ok(Findings {
             appends: appends::analyze(&e.appends),
             naive: naive::analyze(&e.naive, e.page_size),
-            program: e.program.as_ref().map(program::analyze),
+            program: e
+                .program
+                .as_ref()
+                .map(|pe| judged(pe, e.program_runs.as_ref())),
             writes: writes::analyze(&e.writes),
         })
     }

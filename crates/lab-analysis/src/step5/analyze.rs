@@ -31,6 +31,9 @@ pub struct Findings {
     pub racy_loop: Option<LoopFinding>,
     /// Someone else's racer: its lock-prefixed instructions (`None`: ours ran, or no objdump).
     pub their_locked: Option<Vec<String>>,
+    /// Someone else's racer judged as the TA's check judges it (`None`: ours ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub racer: Option<super::judge::RacerJudgment>,
     pub cache_line: Option<CacheLineFinding>,
 }
 
@@ -281,6 +284,14 @@ pub fn analyze(ev: &Evidence) -> anyhow::Result<Findings> {
                     .collect(),
             ),
             _ => None,
+        },
+        racer: match &ev.racer {
+            super::Racer::Theirs { program, .. } => Some(super::judge::judge_their_racer(
+                &program.display().to_string(),
+                &ev.races,
+                ev.disassembly.their_locked.as_deref(),
+            )),
+            super::Racer::Ours { .. } => None,
         },
         cache_line: ev.machine.cache_line.map(cache_line),
         mask,

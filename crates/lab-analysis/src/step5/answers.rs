@@ -125,10 +125,21 @@ fn sum_vs_total(f: &Findings) -> String {
         );
     }
     if l.multi_lossy < l.multi {
+        let why = match &f.racer {
+            Some(j) if j.never_incremented => {
+                "total stayed 0: the racer never increments total, so there was nothing to lose"
+                    .to_string()
+            }
+            Some(j) if j.locked_on_total.is_some() => format!(
+                "its loop increments total with `{}`, one locked read-modify-write: no other \
+                 racer can come between its load and its store",
+                j.locked_on_total.as_deref().unwrap_or_default()
+            ),
+            _ => "no two racers stood between their load and their store at the same time".into(),
+        };
         let _ = write!(
             s,
-            "In {} of {} race(s) of 2 or more {mode} no update was lost: no two racers stood \
-             between their load and their store at the same time. ",
+            "In {} of {} race(s) of 2 or more {mode} no update was lost: {why}. ",
             l.multi - l.multi_lossy,
             l.multi
         );
@@ -475,6 +486,15 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
 
 fn atomic(f: &Findings, ev: &Evidence) -> String {
     let mut s = String::new();
+    let given = f.racer.as_ref().and_then(|j| j.locked_on_total.as_deref());
+    if let (Some(insn), Some(t)) = (given, f.runtime.iter().find(|t| t.mode == Mode::Racer)) {
+        let _ = write!(
+            s,
+            "{} increments total with `{insn}`: by participants, {}. ",
+            racer_name(ev),
+            trend_text(t, f.mask.len())
+        );
+    }
     if !f.atomic_vs_racy.is_empty() {
         let pairs: Vec<String> = f
             .atomic_vs_racy

@@ -2,7 +2,7 @@
 //! captures it): the loop (from the last backward jump), its locked instructions, and
 //! its accesses to `total` (the loops' first argument, `%rdi` in the x86-64 System V ABI).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The listing of the first function whose symbol contains `name`, from objdump's output.
 pub fn function_in(objdump: &str, name: &str) -> Option<String> {
@@ -87,14 +87,75 @@ pub fn symbol(listing: &str) -> Option<&str> {
 
 /// The loop: from the target of the last backward jump through that jump.
 pub fn loop_body(insns: &[Insn]) -> Option<&[Insn]> {
-    let (at, target) = insns.iter().enumerate().rev().find_map(|(i, insn)| {
-        let mut parts = insn.text.split_whitespace();
-        let op = parts.next()?;
-        let target = u64::from_str_radix(parts.next()?, 16).ok()?;
-        (op.starts_with('j') && target < insn.address).then_some((i, target))
-    })?;
+    let (at, target) = insns
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, insn)| Some((i, backward_target(insn)?)))?;
     let from = insns.iter().position(|i| i.address == target)?;
     insns.get(from..=at)
+}
+
+/// Where a jump back (to itself or before it) goes: the top of a loop it closes.
+fn backward_target(insn: &Insn) -> Option<u64> {
+    let mut parts = insn.text.split_whitespace();
+    let op = parts.next()?;
+    let target = u64::from_str_radix(parts.next()?, 16).ok()?;
+    (op.starts_with('j') && target <= insn.address).then_some(target)
+}
+
+/// `offsetof(struct RaceCourse, total)`.
+const TOTAL_OFFSET: &str = "0x8";
+
+/// A lock-prefixed instruction of a program's own code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedInsn {
+    pub function: String,
+    pub text: String,
+    /// Between a backward jump and its target (any loop of its function).
+    pub in_loop: bool,
+    /// Its memory operand is `0x8(%reg)` (total's offset) or `(%reg)`.
+    pub on_total: bool,
+}
+
+/// The lock-prefixed instructions of `objdump -d --no-show-raw-insn` output, with whether each
+/// lies in a loop of its function (from a backward jump's target to the jump) and aims at total.
+pub fn locked_instructions(objdump: &str) -> Vec<LockedInsn> {
+    let mut out = Vec::new();
+    let mut function = "";
+    let mut chunk = String::new();
+    let mut flush = |function: &str, chunk: &mut String| {
+        let insns = parse(chunk);
+        let loops: Vec<(u64, u64)> = insns
+            .iter()
+            .filter_map(|i| Some((backward_target(i)?, i.address)))
+            .collect();
+        for insn in insns.iter().filter(|i| i.is_locked()) {
+            let operand = insn.text.rsplit(',').next().unwrap_or("").trim();
+            let operand = operand.rsplit(' ').next().unwrap_or(operand);
+            out.push(LockedInsn {
+                function: function.to_string(),
+                text: insn.text.clone(),
+                in_loop: loops
+                    .iter()
+                    .any(|(from, to)| *from <= insn.address && insn.address <= *to),
+                on_total: operand.starts_with(&format!("{TOTAL_OFFSET}(%"))
+                    || operand.starts_with("(%"),
+            });
+        }
+        chunk.clear();
+    };
+    for line in objdump.lines() {
+        if let Some(head) = line.strip_suffix(">:") {
+            flush(function, &mut chunk);
+            function = head.split_once('<').map_or("?", |(_, f)| f);
+        } else {
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+    }
+    flush(function, &mut chunk);
+    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     sweep(&mut blocks, f, ev);
     observer(&mut blocks, f);
     loops(&mut blocks, f, ev);
+    if let Some(j) = &f.racer {
+        blocks.extend(j.check.blocks("this racer"));
+    }
     blocks.push(Block::heading("Answers, from the measurements above"));
     blocks.extend(answers::answers(f, ev));
     blocks

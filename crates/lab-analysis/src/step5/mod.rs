@@ -24,6 +24,7 @@ pub mod analyze;
 mod answers;
 pub mod disasm;
 pub mod explain;
+pub mod judge;
 pub mod picture;
 
 use std::path::PathBuf;
@@ -270,6 +271,10 @@ pub struct Disassembly {
     pub atomic: Listing,
     /// Someone else's racer: every lock-prefixed instruction in it, with its function.
     pub theirs: Option<Listing>,
+    /// Someone else's racer: its lock-prefixed instructions, each with whether it lies in a loop
+    /// and aims at total (absent in recordings made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub their_locked: Option<Vec<disasm::LockedInsn>>,
 }
 
 /// Lines of `objdump -d --no-show-raw-insn` output, or why there are none.

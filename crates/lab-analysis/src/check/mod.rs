@@ -1,0 +1,996 @@
+//! The check's judgments: pure functions from typed evidence (tables before and after, traces,
+//! how each run ended, the race counters, a disassembly) to a verdict with a one-line reason and
+//! the evidence lines that decided it. No I/O here, so recorded evidence tests every rule and
+//! `run-step 2|3 --program` / `run-step 5 --racer` can call the same functions.
+//!
+//! Imports only lab-trace and the pure trace readers of [`crate::disktable`]
+//! (`printed_numbers`, `is_table`, `fault::locate`).
+
+use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::{Syscall, Trace};
+use serde::{Deserialize, Serialize};
+
+pub use crate::step5::disasm::{locked_instructions, LockedInsn};
+use crate::verdict::{plural, signed_thousands};
+pub use crate::verdict::{thousands, Check, Verdict};
+
+use crate::disktable::fault;
+use crate::disktable::program::{is_table, printed_numbers};
+
+/// What the course's writer must add per run.
+pub const APPEND: i64 = 300;
+/// The course's count, the number a hard-coded reader prints whatever the table.
+pub const COURSE_COUNT: i64 = 1083;
+/// The course's file size, the length a hard-coded reader maps whatever the table.
+pub const COURSE_FILE_BYTES: u64 = 114_340;
+/// Numbers a reader may print before the values (a header such as `count = 1083`).
+const HEADER_NUMBERS: usize = 4;
+
+/// How one run of a submitted program ended, as the sandbox saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ending {
+    Exited {
+        code: i32,
+    },
+    /// Killed by a signal it raised or was sent (not by the lab).
+    Signalled {
+        signal: String,
+    },
+    /// Still running at its deadline; killed with everything it started.
+    TimedOut {
+        seconds: f64,
+        /// Its first process had exited, but processes it started still ran.
+        main_exited: bool,
+        /// How many of its processes the lab killed then (`None`: not counted).
+        killed: Option<usize>,
+    },
+    /// Printed more than the lab keeps; killed.
+    Flooded {
+        bytes: u64,
+    },
+    /// Its system calls filled the trace beyond the lab's bound; killed.
+    TraceFlooded {
+        bytes: u64,
+    },
+}
+
+impl Ending {
+    /// Why the run is a failure by itself, if it is.
+    fn failure(&self) -> Option<String> {
+        match self {
+            Ending::Exited { code: 0 } => None,
+            Ending::Exited { code } => Some(format!("exited with status {code}")),
+            Ending::Signalled { signal } => Some(format!("was killed by {signal}")),
+            Ending::TimedOut {
+                seconds,
+                main_exited: true,
+                killed,
+            } => Some(format!(
+                "exited but left {} running; killed after {seconds:.0} s",
+                killed.map_or("processes".to_string(), |n| plural(n as u64, "process"))
+            )),
+            Ending::TimedOut {
+                seconds, killed, ..
+            } => Some(format!(
+                "was still running after {seconds:.0} s and was killed{}",
+                killed.filter(|n| *n > 1).map_or(String::new(), |n| format!(
+                    " ({})",
+                    plural(n as u64, "process")
+                ))
+            )),
+            Ending::Flooded { bytes } => Some(format!(
+                "flooded its output ({} bytes, more than the lab keeps) and was killed",
+                thousands(*bytes)
+            )),
+            Ending::TraceFlooded { bytes } => Some(format!(
+                "made so many system calls that its trace passed {} bytes; killed",
+                thousands(*bytes)
+            )),
+        }
+    }
+}
+
+/// How many ints a file of this length holds after the 8-byte count.
+pub fn capacity(file_bytes: u64) -> u64 {
+    file_bytes.saturating_sub(8) / 4
+}
+
+// ---------------------------------------------------------------------------------------------
+// System calls outside the scratch directory
+
+/// Calls that create, change or remove a path (and the argument index of each path).
+const PATH_WRITES: &[(&str, &[usize])] = &[
+    ("creat", &[0]),
+    ("truncate", &[0]),
+    ("unlink", &[0]),
+    ("unlinkat", &[1]),
+    ("rmdir", &[0]),
+    ("mkdir", &[0]),
+    ("mkdirat", &[1]),
+    ("rename", &[0, 1]),
+    ("renameat", &[1, 3]),
+    ("renameat2", &[1, 3]),
+    ("link", &[1]),
+    ("linkat", &[3]),
+    ("symlink", &[1]),
+    ("symlinkat", &[2]),
+    ("chmod", &[0]),
+    ("fchmodat", &[1]),
+    ("chown", &[0]),
+    ("fchownat", &[1]),
+];
+
+/// The strace filter that sees every call [`outside_writes`] looks for.
+pub const PATH_WRITE_FILTER: &str = "creat,truncate,unlink,unlinkat,rmdir,mkdir,mkdirat,rename,\
+                                     renameat,renameat2,link,linkat,symlink,symlinkat,chmod,\
+                                     fchmodat,chown,fchownat";
+
+/// Successful calls of `trace` that opened for writing, created, changed or removed a path
+/// outside `scratch` (relative paths are taken from `cwd`; `/dev/null`, its own standard streams,
+/// terminals and /proc of the program itself are allowed). Each is the strace line.
+pub fn outside_writes(trace: &Trace, scratch: &str, cwd: &str) -> Vec<String> {
+    let inside = |path: &str| -> bool {
+        let full = if path.starts_with('/') {
+            normalise(path)
+        } else {
+            normalise(&format!("{cwd}/{path}"))
+        };
+        full == scratch
+            || full.starts_with(&format!("{scratch}/"))
+            || matches!(
+                full.as_str(),
+                "/dev/null" | "/dev/tty" | "/dev/zero" | "/dev/stdout" | "/dev/stderr"
+            )
+            || full.starts_with("/dev/pts/")
+            || full.starts_with("/dev/fd/")
+            || full.starts_with("/proc/self/")
+    };
+    let mut out = Vec::new();
+    for c in trace.calls.iter().filter(|c| c.ok()) {
+        let paths: Vec<&str> = match c.name.as_str() {
+            "open" | "openat" => {
+                let (path_at, flags_at) = if c.name == "openat" { (1, 2) } else { (0, 1) };
+                let writes = c.arg_flags(flags_at).iter().any(|f| {
+                    matches!(
+                        *f,
+                        "O_WRONLY" | "O_RDWR" | "O_CREAT" | "O_TRUNC" | "O_APPEND"
+                    )
+                });
+                // openat relative to a descriptor other than the cwd: its directory is unknown.
+                let dir_known = c.name == "open"
+                    || c.args.first().is_some_and(|a| a.trim() == "AT_FDCWD")
+                    || c.arg_str(path_at).is_some_and(|p| p.starts_with('/'));
+                if writes && dir_known {
+                    c.arg_str(path_at).into_iter().collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            name => PATH_WRITES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, at)| at.iter().filter_map(|i| c.arg_str(*i)).collect())
+                .unwrap_or_default(),
+        };
+        if paths.iter().any(|p| !inside(p)) {
+            out.push(c.raw.clone());
+        }
+    }
+    out
+}
+
+/// `/a/./b/../c` → `/a/c`, lexically.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table's calls
+
+/// How a run reached `table.bin`, from its trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableAccess {
+    pub opened: bool,
+    /// The length of each successful mmap of the table's descriptor.
+    pub mmap_lengths: Vec<u64>,
+    pub reads: usize,
+    pub writes: usize,
+    pub ftruncates: usize,
+    pub mremaps: usize,
+}
+
+impl TableAccess {
+    pub fn of(trace: &Trace) -> TableAccess {
+        let calls = fds::file_calls(&trace.calls, is_table);
+        let ok = |name: &str| calls.iter().filter(|c| c.name == name && c.ok()).count();
+        TableAccess {
+            opened: calls
+                .iter()
+                .any(|c| matches!(c.name.as_str(), "open" | "openat" | "creat") && c.ok()),
+            mmap_lengths: calls
+                .iter()
+                .filter(|c| c.name == "mmap" && c.ok())
+                .filter_map(|c| c.arg_u64(1))
+                .collect(),
+            reads: fds::count(&calls, READ_CALLS),
+            writes: fds::count(&calls, WRITE_CALLS),
+            ftruncates: ok("ftruncate") + ok("fallocate"),
+            mremaps: ok("mremap"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}), {} read(), {} write(), {} ftruncate, {} mremap",
+            plural(self.mmap_lengths.len() as u64, "mmap"),
+            if self.mmap_lengths.is_empty() {
+                "none".to_string()
+            } else {
+                self.mmap_lengths
+                    .iter()
+                    .map(|l| format!("{} bytes", thousands(*l)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            self.reads,
+            self.writes,
+            self.ftruncates,
+            self.mremaps
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// step2.reader
+
+/// One table the reader was given: what the lab wrote, and what the run showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderRun {
+    /// What kind of table (`count 0`, `the course's shape`, …).
+    pub label: String,
+    pub count: i64,
+    pub file_bytes: u64,
+    /// value\[0..count) as the lab wrote them.
+    pub values: Vec<i32>,
+    pub stdout: String,
+    pub access: TableAccess,
+    pub ending: Ending,
+    pub outside_writes: Vec<String>,
+}
+
+impl ReaderRun {
+    fn table(&self) -> String {
+        format!(
+            "the \"{}\" table (count {}, {} bytes)",
+            self.label,
+            thousands(self.count.max(0) as u64),
+            thousands(self.file_bytes)
+        )
+    }
+}
+
+/// How a reader's output lines up with the table's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Printed {
+    /// Numbers printed from where the values start (or all it printed, if they never start).
+    from_start: usize,
+    /// How many of value\[0..count), in order from value\[0\], it printed.
+    matched: usize,
+    /// Numbers printed before the values (a header).
+    before: usize,
+}
+
+fn line_up(stdout: &str, values: &[i32]) -> Printed {
+    let values: Vec<i64> = values.iter().map(|v| i64::from(*v)).collect();
+    let mut best: Option<Printed> = None;
+    for seq in printed_numbers(stdout) {
+        let mut starts: Vec<usize> = match values.first() {
+            Some(v0) => seq
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == v0)
+                .map(|(i, _)| i)
+                .take(16)
+                .collect(),
+            None => Vec::new(),
+        };
+        if starts.is_empty() {
+            // Nothing lines up (or nothing to line up): everything it printed counts.
+            starts.push(0);
+        }
+        for p in starts {
+            let matched = seq[p..]
+                .iter()
+                .zip(&values)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let this = Printed {
+                from_start: seq.len() - p,
+                matched,
+                before: p,
+            };
+            let exact = |x: &Printed| x.matched == values.len() && x.from_start == values.len();
+            best = Some(match best {
+                None => this,
+                Some(b) if exact(&b) => b,
+                Some(_) if exact(&this) => this,
+                Some(b)
+                    if (this.matched, usize::MAX - this.before)
+                        > (b.matched, usize::MAX - b.before) =>
+                {
+                    this
+                }
+                Some(b) => b,
+            });
+        }
+    }
+    best.unwrap_or(Printed {
+        from_start: 0,
+        matched: 0,
+        before: 0,
+    })
+}
+
+/// Why one reader run fails, if it does.
+fn reader_run_failure(r: &ReaderRun) -> Option<String> {
+    let table = r.table();
+    if let Some(line) = r.outside_writes.first() {
+        return Some(format!("wrote outside its scratch directory: {line}"));
+    }
+    let hard_size = r
+        .access
+        .mmap_lengths
+        .iter()
+        .any(|l| *l == COURSE_FILE_BYTES && r.file_bytes != COURSE_FILE_BYTES);
+    if let Some(why) = r.ending.failure() {
+        let hint = if hard_size {
+            format!(
+                ": it maps {} bytes whatever the file's size (a hard-coded size)",
+                thousands(COURSE_FILE_BYTES)
+            )
+        } else {
+            String::new()
+        };
+        return Some(format!("{why} on {table}{hint}"));
+    }
+    if !r.access.opened {
+        return Some(format!("never opened table.bin, on {table}"));
+    }
+    if r.access.reads > 0 {
+        return Some(format!(
+            "read the table with {} instead of mapping it, on {table}",
+            plural(r.access.reads as u64, "read() call")
+        ));
+    }
+    match r.access.mmap_lengths.len() {
+        0 => return Some(format!("never mapped the table, on {table}")),
+        1 => {}
+        n => {
+            return Some(format!(
+                "mapped the table {n} times; one mmap is enough, on {table}"
+            ))
+        }
+    }
+    let count = r.count.max(0) as usize;
+    let p = line_up(&r.stdout, &r.values);
+    let exact = match count {
+        // At most a header (`count = 0`).
+        0 => p.from_start <= HEADER_NUMBERS,
+        _ => p.matched == count && p.from_start == count && p.before <= HEADER_NUMBERS,
+    };
+    if exact {
+        return None;
+    }
+    let cap = capacity(r.file_bytes) as usize;
+    let trusts_size = match count {
+        0 => (cap..=cap + HEADER_NUMBERS).contains(&p.from_start) && cap > HEADER_NUMBERS,
+        _ => p.from_start == cap && cap != count && p.matched == count.min(cap),
+    };
+    let why = if trusts_size {
+        ": it trusts the file size, not count"
+    } else if p.from_start == COURSE_COUNT as usize && r.count != COURSE_COUNT {
+        ": the course's count 1083 is hard-coded"
+    } else if hard_size {
+        ": it maps 114,340 bytes whatever the file's size (a hard-coded size)"
+    } else {
+        ""
+    };
+    let mismatch = if p.matched < count && p.matched < p.from_start {
+        format!(
+            " (value[{}] is {}, it printed something else there)",
+            p.matched, r.values[p.matched]
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "printed {} for a table of count {}{why}{mismatch}",
+        plural(p.from_start as u64, "value"),
+        thousands(count as u64),
+    ))
+}
+
+/// `step2.reader`: every table printed exactly (value\[0..count)), through one mmap, no read().
+pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
+    let mut evidence = Vec::new();
+    let mut failure = None;
+    for r in runs {
+        let p = line_up(&r.stdout, &r.values);
+        let verdict = reader_run_failure(r);
+        evidence.push(format!(
+            "{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}; {}",
+            r.label,
+            thousands(r.count.max(0) as u64),
+            thousands(r.file_bytes),
+            thousands(p.from_start as u64),
+            thousands(p.matched as u64),
+            r.access.describe(),
+            verdict
+                .as_deref()
+                .map_or("ok".to_string(), |w| format!("FAIL: {w}")),
+        ));
+        for line in &r.outside_writes {
+            evidence.push(format!("  strace: {line}"));
+        }
+        if failure.is_none() {
+            failure = verdict;
+        }
+    }
+    match (failure, runs.is_empty()) {
+        (_, true) => Check {
+            id: "step2.reader".into(),
+            program,
+            verdict: Verdict::NotTested,
+            reason: "no table was run".into(),
+            evidence,
+        },
+        (Some(reason), _) => Check {
+            id: "step2.reader".into(),
+            program,
+            verdict: Verdict::Fail,
+            reason,
+            evidence,
+        },
+        (None, _) => Check {
+            id: "step2.reader".into(),
+            program,
+            verdict: Verdict::Pass,
+            reason: format!(
+                "printed exactly value[0..count) of {}, each through one mmap with no read()",
+                plural(runs.len() as u64, "table")
+            ),
+            evidence,
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// step3.writer
+
+/// A table file at one moment, as the lab read it with plain read(2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableSnapshot {
+    pub file_bytes: u64,
+    /// The 8-byte count (`None`: the file is shorter than 8 bytes).
+    pub count: Option<i64>,
+    /// value\[0..min(count, capacity)).
+    pub values: Vec<i32>,
+}
+
+/// One run of the writer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriterRun {
+    /// Which starting table (`the course's shape`, …) and which run from it (1, 2, …).
+    pub start: String,
+    pub run: usize,
+    pub before: TableSnapshot,
+    pub after: TableSnapshot,
+    pub trace: Trace,
+    pub ending: Ending,
+    pub outside_writes: Vec<String>,
+    pub page_size: u64,
+}
+
+/// What a run that passed did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterRunOk {
+    pub count_after: i64,
+    /// The file grew (`Some((from, to))` bytes).
+    pub grew: Option<(u64, u64)>,
+    /// It had to: count + 300 did not fit before.
+    pub had_to_grow: bool,
+    /// It grew by mremap (else by a fresh mmap).
+    pub mremap: bool,
+}
+
+/// Judges one writer run: `Ok` with what it did, or the one-line reason it fails.
+pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
+    let at = format!("run {} from {}", r.run, r.start);
+    if let Some(line) = r.outside_writes.first() {
+        return Err(format!(
+            "wrote outside its scratch directory in {at}: {line}"
+        ));
+    }
+    let access = TableAccess::of(&r.trace);
+    if let Ending::Signalled { signal } = &r.ending {
+        let place = fault::locate(&r.trace, is_table, r.before.file_bytes, r.page_size)
+            .map(|f| {
+                let rel = |d: Option<i64>, what: &str| match d {
+                    Some(d) if d >= 0 => format!("{} bytes past {what}", thousands(d as u64)),
+                    Some(d) => format!("{} bytes before {what}", thousands(d.unsigned_abs())),
+                    None => format!("? from {what}"),
+                };
+                format!(
+                    " (a store at {:#x}, {} and {}): it stores past the mapping instead of \
+                     growing the file with ftruncate + mremap",
+                    f.address,
+                    rel(f.past_map_end, "the mapping's end"),
+                    rel(f.past_file_end, "the file's end")
+                )
+            })
+            .unwrap_or_default();
+        return Err(format!("killed by {signal} in {at}{place}"));
+    }
+    if let Some(why) = r.ending.failure() {
+        return Err(format!("{why} in {at}"));
+    }
+    if access.writes > 0 {
+        return Err(format!(
+            "made {} on the table in {at}: it must store through the mapping",
+            plural(access.writes as u64, "write() call")
+        ));
+    }
+    if access.mmap_lengths.is_empty() {
+        return Err(format!("never mapped the table in {at}"));
+    }
+    let (Some(before), Some(after)) = (r.before.count, r.after.count) else {
+        return Err(format!("left a file shorter than its 8-byte count in {at}"));
+    };
+    if after == before {
+        return Err(format!(
+            "count stayed {} in {at}: it forgets to update count",
+            signed_thousands(before)
+        ));
+    }
+    if after != before + APPEND {
+        return Err(format!(
+            "count went from {} to {} in {at}, not +300",
+            signed_thousands(before),
+            signed_thousands(after)
+        ));
+    }
+    let cap = capacity(r.after.file_bytes) as i64;
+    if after > cap {
+        return Err(format!(
+            "count says {} but the file holds only {} values after {at}: it stored {} values \
+             past the file's end (lost, or into memory the table's mapping does not cover) \
+             instead of growing the file with ftruncate + mremap",
+            thousands(after as u64),
+            thousands(cap as u64),
+            thousands((after - cap) as u64)
+        ));
+    }
+    if let Some(i) =
+        (0..r.before.values.len()).find(|&i| r.after.values.get(i) != r.before.values.get(i))
+    {
+        return Err(format!(
+            "changed value[{i}] from {} to {} in {at}: earlier values must stay as they were",
+            r.before.values[i],
+            r.after.values.get(i).map_or("?".into(), |v| v.to_string())
+        ));
+    }
+    if let Some(i) =
+        (before..after).find(|&i| r.after.values.get(i as usize).map(|v| i64::from(*v)) != Some(i))
+    {
+        return Err(format!(
+            "value[{i}] is {} after {at}, not {i}: each added value must equal its index",
+            r.after
+                .values
+                .get(i as usize)
+                .map_or("?".into(), |v| v.to_string())
+        ));
+    }
+    let grew = (r.after.file_bytes > r.before.file_bytes)
+        .then_some((r.before.file_bytes, r.after.file_bytes));
+    let mut mremap = false;
+    if grew.is_some() {
+        if access.ftruncates == 0 {
+            return Err(format!(
+                "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
+            ));
+        }
+        mremap = access.mremaps > 0;
+        if !mremap && access.mmap_lengths.len() < 2 {
+            return Err(format!(
+                "the file grew in {at} but the table was neither remapped (mremap) nor mapped again"
+            ));
+        }
+    } else if r.after.file_bytes < r.before.file_bytes {
+        return Err(format!(
+            "the file shrank from {} to {} bytes in {at}",
+            thousands(r.before.file_bytes),
+            thousands(r.after.file_bytes)
+        ));
+    }
+    Ok(WriterRunOk {
+        count_after: after,
+        grew,
+        had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
+        mremap,
+    })
+}
+
+/// The runs from one starting table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterStart {
+    pub label: String,
+    pub count_before: i64,
+    pub file_bytes_before: u64,
+    /// The runs that passed, in order.
+    pub runs: Vec<WriterRunOk>,
+    /// The run that failed and why.
+    pub failed: Option<(usize, String)>,
+}
+
+impl WriterStart {
+    pub fn growths(&self) -> usize {
+        self.runs.iter().filter(|r| r.grew.is_some()).count()
+    }
+}
+
+/// A writer run again and again from one table until the file had to grow `growths` times
+/// (`run-step 3 --program`'s evidence; each run was judged by [`judge_writer_run`] as it ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterSeries {
+    pub growths: usize,
+    pub start: WriterStart,
+}
+
+impl WriterSeries {
+    /// Its first run passed every rule of [`judge_writer_run`]: +300 values equal to their
+    /// index, earlier values unchanged.
+    pub fn first_run_ok(&self) -> bool {
+        !self.start.runs.is_empty()
+    }
+
+    /// The verdict on the whole series.
+    pub fn judge(&self, program: &str) -> Check {
+        judge_writer(
+            Some(program.to_string()),
+            std::slice::from_ref(&self.start),
+            self.growths,
+        )
+    }
+}
+
+/// `step3.writer`: the starting tables' runs, each judged by [`judge_writer_run`]. Passes when no
+/// run failed and every start saw the file grow at least twice (`min_growths`).
+pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths: usize) -> Check {
+    let mut evidence = Vec::new();
+    let mut failure = None;
+    let mut short = Vec::new();
+    for s in starts {
+        let grown: Vec<String> = s
+            .runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.grew.map(|(a, b)| {
+                    format!(
+                        "run {}: {} -> {} bytes{}",
+                        i + 1,
+                        thousands(a),
+                        thousands(b),
+                        if r.mremap {
+                            " (ftruncate + mremap)"
+                        } else {
+                            " (ftruncate + mmap)"
+                        }
+                    )
+                })
+            })
+            .collect();
+        evidence.push(format!(
+            "{}: count {} in {} bytes; {} passed (count {}); grew {}{}",
+            s.label,
+            signed_thousands(s.count_before),
+            thousands(s.file_bytes_before),
+            plural(s.runs.len() as u64, "run"),
+            s.runs
+                .last()
+                .map_or("unchanged".to_string(), |r| signed_thousands(r.count_after)),
+            plural(grown.len() as u64, "time"),
+            if grown.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", grown.join("; "))
+            }
+        ));
+        if let Some((run, why)) = &s.failed {
+            evidence.push(format!("  run {run}: FAIL: {why}"));
+            failure.get_or_insert_with(|| why.clone());
+        } else if s.growths() < min_growths {
+            short.push(s.label.clone());
+        }
+    }
+    let id = "step3.writer".to_string();
+    if let Some(reason) = failure {
+        return Check {
+            id,
+            program,
+            verdict: Verdict::Fail,
+            reason,
+            evidence,
+        };
+    }
+    if starts.is_empty() {
+        return Check {
+            id,
+            program,
+            verdict: Verdict::NotTested,
+            reason: "no table was run".into(),
+            evidence,
+        };
+    }
+    let runs: usize = starts.iter().map(|s| s.runs.len()).sum();
+    let growths: usize = starts.iter().map(WriterStart::growths).sum();
+    if !short.is_empty() {
+        return Check {
+            id,
+            program,
+            verdict: Verdict::NotTested,
+            reason: format!(
+                "every run was right, but the file did not grow {min_growths} times within the \
+                 lab's run bound from {}",
+                short.join(", ")
+            ),
+            evidence,
+        };
+    }
+    Check {
+        id,
+        program,
+        verdict: Verdict::Pass,
+        reason: format!(
+            "{} from {} each added 300 values equal to their index, left earlier values \
+             alone, grew the file {} with ftruncate and a new mapping, no write() and no signal",
+            plural(runs as u64, "run"),
+            plural(starts.len() as u64, "table"),
+            plural(growths as u64, "time")
+        ),
+        evidence,
+    }
+}
+
+pub use crate::step5::judge::{judge_racer, Race, RaceOutcome, RacerKind};
+
+// ---------------------------------------------------------------------------------------------
+// step1.probe
+
+/// One run of the step-1 probe: what it printed and its trace (mmap, munmap, brk).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeRun {
+    pub stdout: String,
+    pub trace: Trace,
+    pub ending: Ending,
+    pub outside_writes: Vec<String>,
+}
+
+/// A chunk the probe printed, placed by the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Its address is 16 bytes past an anonymous mmap of `len` bytes: an mmapped chunk, whose
+    /// tag must be `len | IS_MMAPPED`.
+    Mmapped {
+        address: u64,
+        len: u64,
+        tag_ok: bool,
+    },
+    /// Its address is inside the heap (brk); `tag_ok`: the line holds a tag with IS_MMAPPED clear.
+    Heap { address: u64, tag_ok: bool },
+}
+
+/// glibc's IS_MMAPPED bit of a boundary tag.
+const IS_MMAPPED: u64 = 0x2;
+
+/// The hex numbers of a line (`0x5555…`, `%x`'s `21002`): addresses (≥ 4 GiB on x86-64 PIE
+/// programs) first, then the rest (tags, or sizes printed in decimal, which read as hex too).
+fn hex_tokens(line: &str) -> (Vec<u64>, Vec<u64>) {
+    let mut addresses = Vec::new();
+    let mut others = Vec::new();
+    for token in line.split(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == 'X')) {
+        let digits = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
+        if digits.is_empty() || digits.len() > 16 {
+            continue;
+        }
+        if let Ok(v) = u64::from_str_radix(digits, 16) {
+            if v >= 1 << 32 {
+                addresses.push(v);
+            } else {
+                others.push(v);
+            }
+        }
+    }
+    (addresses, others)
+}
+
+fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
+    let anonymous: Vec<(u64, u64)> = run
+        .trace
+        .calls
+        .iter()
+        .filter(|c| c.name == "mmap" && c.ok())
+        .filter(|c| c.arg_flags(3).contains(&"MAP_ANONYMOUS"))
+        .filter_map(|c| Some((c.ret_u64()?, c.arg_u64(1)?)))
+        .collect();
+    let brk: Vec<u64> = run
+        .trace
+        .calls
+        .iter()
+        .filter(|c| c.name == "brk" && c.ok())
+        .filter_map(Syscall::ret_u64)
+        .collect();
+    let heap = (brk.iter().min().copied(), brk.iter().max().copied());
+    let mut chunks = Vec::new();
+    for line in run.stdout.lines() {
+        let (addresses, tags) = hex_tokens(line);
+        let Some(&address) = addresses.first() else {
+            continue;
+        };
+        if let Some(&(_, len)) = anonymous.iter().find(|(start, _)| start + 16 == address) {
+            chunks.push(Chunk::Mmapped {
+                address,
+                len,
+                tag_ok: tags.contains(&(len | IS_MMAPPED)),
+            });
+        } else if let (Some(lo), Some(hi)) = heap {
+            if (lo..hi).contains(&address) {
+                chunks.push(Chunk::Heap {
+                    address,
+                    tag_ok: tags
+                        .iter()
+                        .any(|t| t & IS_MMAPPED == 0 && t & !7 >= 32 && t & 8 == 0),
+                });
+            }
+        }
+    }
+    chunks
+}
+
+/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
+/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
+/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear.
+pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
+    let chunks = probe_chunks(run);
+    let mut evidence: Vec<String> = chunks
+        .iter()
+        .take(40)
+        .map(|c| match c {
+            Chunk::Mmapped {
+                address,
+                len,
+                tag_ok,
+            } => format!(
+                "{address:#x}: mmapped ({} bytes from mmap), tag {:#x} {}",
+                thousands(*len),
+                len | IS_MMAPPED,
+                if *tag_ok { "printed" } else { "NOT printed" }
+            ),
+            Chunk::Heap { address, tag_ok } => format!(
+                "{address:#x}: heap chunk, {}",
+                if *tag_ok {
+                    "a tag with IS_MMAPPED clear printed"
+                } else {
+                    "NO tag with IS_MMAPPED clear printed"
+                }
+            ),
+        })
+        .collect();
+    if chunks.len() > 40 {
+        evidence.push(format!("… {} more", chunks.len() - 40));
+    }
+    let check = |verdict, reason: String, evidence| Check {
+        id: "step1.probe".into(),
+        program: program.clone(),
+        verdict,
+        reason,
+        evidence,
+    };
+    if let Some(line) = run.outside_writes.first() {
+        return check(
+            Verdict::Fail,
+            format!("wrote outside its scratch directory: {line}"),
+            evidence,
+        );
+    }
+    if let Some(why) = run.ending.failure() {
+        return check(Verdict::Fail, format!("it {why}"), evidence);
+    }
+    let mmapped: Vec<&Chunk> = chunks
+        .iter()
+        .filter(|c| matches!(c, Chunk::Mmapped { .. }))
+        .collect();
+    let heap = chunks.len() - mmapped.len();
+    if chunks.is_empty() {
+        return check(
+            Verdict::Fail,
+            "printed no address that malloc returned (print each chunk's address with %p)".into(),
+            evidence,
+        );
+    }
+    if mmapped.is_empty() {
+        return check(
+            Verdict::Fail,
+            format!(
+                "printed {} but none from mmap: its allocations never grew past malloc's switch",
+                plural(heap as u64, "heap chunk")
+            ),
+            evidence,
+        );
+    }
+    if heap == 0 {
+        return check(
+            Verdict::Fail,
+            "printed only mmapped chunks: no heap chunk to set them against".into(),
+            evidence,
+        );
+    }
+    if let Some(Chunk::Mmapped { address, len, .. }) = mmapped
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return check(
+            Verdict::Fail,
+            format!(
+                "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap \
+                 length {} | IS_MMAPPED): it prints something else than the 8 bytes before the \
+                 pointer",
+                len | IS_MMAPPED,
+                thousands(*len)
+            ),
+            evidence,
+        );
+    }
+    if let Some(Chunk::Heap { address, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
+    {
+        return check(
+            Verdict::Fail,
+            format!("the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear"),
+            evidence,
+        );
+    }
+    let Some(Chunk::Mmapped { len, .. }) = mmapped.first() else {
+        return check(Verdict::NotTested, "no mmapped chunk".into(), evidence);
+    };
+    check(
+        Verdict::Pass,
+        format!(
+            "printed {} and {}; each mmapped chunk's tag is its mmap length with IS_MMAPPED set, \
+             as strace shows (first: {:#x} for {} bytes)",
+            plural(heap as u64, "heap chunk"),
+            plural(mmapped.len() as u64, "mmapped chunk"),
+            len | IS_MMAPPED,
+            thousands(*len)
+        ),
+        evidence,
+    )
+}
+
+#[cfg(test)]
+mod tests;

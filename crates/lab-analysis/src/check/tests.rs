@@ -1,0 +1,440 @@
+use super::*;
+use lab_trace::strace::parse_trace;
+
+/// A reader's trace: opens table.bin, maps `len` bytes of it, and makes `reads` read() calls.
+fn reader_trace(len: u64, reads: usize) -> Trace {
+    let mut text = String::from(
+        "7 openat(AT_FDCWD, \"table.bin\", O_RDONLY) = 3\n\
+         7 fstat(3, {st_mode=S_IFREG|0644, st_size=100, ...}) = 0\n",
+    );
+    if len > 0 {
+        text.push_str(&format!(
+            "7 mmap(NULL, {len}, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n"
+        ));
+    }
+    for _ in 0..reads {
+        text.push_str("7 read(3, \"\\0\\0\\0\\0\", 4) = 4\n");
+    }
+    text.push_str("7 write(1, \"0\\n\", 2) = 2\n7 +++ exited with 0 +++\n");
+    parse_trace(&text)
+}
+
+fn reader_run(count: i64, cap: usize, stdout: &str, trace: &Trace) -> ReaderRun {
+    ReaderRun {
+        label: "t".into(),
+        count,
+        file_bytes: 8 + 4 * cap as u64,
+        values: (0..count as i32).collect(),
+        stdout: stdout.into(),
+        access: TableAccess::of(trace),
+        ending: Ending::Exited { code: 0 },
+        outside_writes: Vec::new(),
+    }
+}
+
+fn lines(n: usize) -> String {
+    (0..n).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn a_reader_that_prints_exactly_count_values_through_one_mmap_passes() {
+    let t = reader_trace(428, 0);
+    let runs = [
+        reader_run(5, 105, &format!("count = 5\n{}", lines(5)), &t),
+        reader_run(0, 10, "count = 0\n", &t),
+        reader_run(3, 3, "value[0] = 0\nvalue[1] = 1\nvalue[2] = 2\n", &t),
+    ];
+    let c = judge_reader(Some("r".into()), &runs);
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert_eq!(c.evidence.len(), 3);
+}
+
+#[test]
+fn a_reader_that_trusts_the_file_size_is_named() {
+    let t = reader_trace(114_340, 0);
+    let mut run = reader_run(1083, 28_583, &lines(28_583), &t);
+    run.values = (0..1083).collect();
+    let c = judge_reader(None, &[run]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "printed 28,583 values for a table of count 1,083: it trusts the file size, not count"
+    );
+}
+
+#[test]
+fn a_hard_coded_count_or_size_is_named() {
+    let t = reader_trace(114_340, 0);
+    let c = judge_reader(None, &[reader_run(5, 400, &lines(1083), &t)]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.ends_with("the course's count 1083 is hard-coded"),
+        "{}",
+        c.reason
+    );
+    let mut crashed = reader_run(0, 0, "", &t);
+    crashed.ending = Ending::Signalled {
+        signal: "SIGBUS".into(),
+    };
+    let c = judge_reader(None, &[crashed]);
+    assert!(
+        c.reason
+            .starts_with("was killed by SIGBUS on the \"t\" table (count 0, 8 bytes)"),
+        "{}",
+        c.reason
+    );
+    assert!(c.reason.contains("hard-coded size"), "{}", c.reason);
+}
+
+#[test]
+fn read_calls_and_extra_mmaps_fail() {
+    let c = judge_reader(None, &[reader_run(3, 3, &lines(3), &reader_trace(0, 4))]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.starts_with("read the table with 4 read() calls"),
+        "{}",
+        c.reason
+    );
+    let mut t = reader_trace(20, 0);
+    t.calls.push(t.calls[2].clone());
+    let c = judge_reader(None, &[reader_run(3, 3, &lines(3), &t)]);
+    assert!(
+        c.reason.starts_with("mapped the table 2 times"),
+        "{}",
+        c.reason
+    );
+}
+
+#[test]
+fn a_hang_a_flood_and_a_write_outside_fail_with_their_reason() {
+    let t = reader_trace(20, 0);
+    let mut run = reader_run(3, 3, &lines(3), &t);
+    run.ending = Ending::TimedOut {
+        seconds: 10.0,
+        main_exited: true,
+        killed: Some(50),
+    };
+    let c = judge_reader(None, &[run.clone()]);
+    assert!(
+        c.reason.starts_with("exited but left 50 processes running"),
+        "{}",
+        c.reason
+    );
+    run.ending = Ending::Flooded { bytes: 20 << 20 };
+    assert!(judge_reader(None, &[run.clone()])
+        .reason
+        .starts_with("flooded its output"));
+    run.ending = Ending::Exited { code: 0 };
+    run.outside_writes = vec!["7 openat(AT_FDCWD, \"/etc/x\", O_WRONLY|O_CREAT, 0644) = 4".into()];
+    assert!(judge_reader(None, &[run])
+        .reason
+        .starts_with("wrote outside its scratch directory"));
+}
+
+#[test]
+fn writes_outside_the_scratch_directory_are_found() {
+    let trace = parse_trace(
+        "\
+1 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+1 openat(AT_FDCWD, \"/etc/ld.so.cache\", O_RDONLY|O_CLOEXEC) = 3
+1 openat(AT_FDCWD, \"/dev/null\", O_WRONLY) = 4
+1 openat(AT_FDCWD, \"/dev/stdout\", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 4
+1 openat(AT_FDCWD, \"../../../home/x\", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 5
+1 openat(AT_FDCWD, \"/s/tmp/f\", O_WRONLY|O_CREAT, 0644) = 6
+1 unlink(\"racecourse.bin\") = 0
+1 unlink(\"/etc/passwd\") = -1 EACCES (Permission denied)
+1 rename(\"a\", \"/var/b\") = 0
+1 mkdirat(AT_FDCWD, \"/s/run/../../outside\", 0755) = 0
+",
+    );
+    let found = outside_writes(&trace, "/s", "/s/run");
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].contains("../../../home/x"));
+    assert!(found[1].starts_with("1 rename"));
+    assert!(found[2].contains("/s/run/../../outside"));
+}
+
+fn snapshot(count: i64, values: Vec<i32>, cap: u64) -> TableSnapshot {
+    TableSnapshot {
+        file_bytes: 8 + 4 * cap,
+        count: Some(count),
+        values,
+    }
+}
+
+fn writer_run(before: TableSnapshot, after: TableSnapshot, trace: &str) -> WriterRun {
+    WriterRun {
+        start: "the course's shape".into(),
+        run: 3,
+        before,
+        after,
+        trace: parse_trace(trace),
+        ending: Ending::Exited { code: 0 },
+        outside_writes: Vec::new(),
+        page_size: 4096,
+    }
+}
+
+const GROW: &str = "\
+7 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+7 mmap(NULL, 4340, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0) = 0x7f0000000000
+7 ftruncate(3, 5540) = 0
+7 mremap(0x7f0000000000, 4340, 5540, MREMAP_MAYMOVE) = 0x7f1000000000
+7 +++ exited with 0 +++
+";
+
+#[test]
+fn a_writer_run_that_grows_with_ftruncate_and_mremap_passes() {
+    let old = [3, 6, 1].repeat(361);
+    let mut new = old.clone();
+    new.extend(1083..1383);
+    let r = writer_run(snapshot(1083, old, 1083), snapshot(1383, new, 1383), GROW);
+    let ok = judge_writer_run(&r).unwrap();
+    assert_eq!(ok.grew, Some((4340, 5540)));
+    assert!(ok.had_to_grow && ok.mremap);
+    let start = WriterStart {
+        label: "w".into(),
+        count_before: 1083,
+        file_bytes_before: 4340,
+        runs: vec![ok, ok],
+        failed: None,
+    };
+    assert_eq!(
+        judge_writer(None, std::slice::from_ref(&start), 2).verdict,
+        Verdict::Pass
+    );
+    let once = WriterStart {
+        runs: vec![ok],
+        ..start
+    };
+    assert_eq!(judge_writer(None, &[once], 2).verdict, Verdict::NotTested);
+}
+
+#[test]
+fn a_writer_that_rewrites_forgets_or_writes_fails_with_its_reason() {
+    let old = [3, 6, 1].repeat(361);
+    let mut rewritten: Vec<i32> = (0..1383).collect();
+    let r = writer_run(
+        snapshot(1083, old.clone(), 1083),
+        snapshot(1383, rewritten.clone(), 1383),
+        GROW,
+    );
+    assert_eq!(
+        judge_writer_run(&r).unwrap_err(),
+        "changed value[0] from 3 to 0 in run 3 from the course's shape: earlier values must \
+         stay as they were"
+    );
+    rewritten.truncate(1083);
+    let r = writer_run(
+        snapshot(1083, old.clone(), 1083),
+        snapshot(1083, old.clone(), 1383),
+        GROW,
+    );
+    assert!(judge_writer_run(&r)
+        .unwrap_err()
+        .starts_with("count stayed 1,083 in run 3"));
+    let r = writer_run(
+        snapshot(1083, old.clone(), 1083),
+        snapshot(1383, old.clone(), 1383),
+        &GROW.replace("7 ftruncate", "7 write(3, \"\\0\", 4) = 4\n7 ftruncate"),
+    );
+    assert!(judge_writer_run(&r)
+        .unwrap_err()
+        .starts_with("made 1 write() call on the table"));
+}
+
+#[test]
+fn a_naive_writer_is_named_with_its_signal_and_run() {
+    let trace = "\
+7 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+7 mmap(NULL, 114340, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0) = 0x7f0000000000
+7 --- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=0x7f000001c000} ---
+7 +++ killed by SIGSEGV +++
+";
+    let mut r = writer_run(
+        snapshot(28_383, Vec::new(), 28_583),
+        snapshot(28_383, Vec::new(), 28_583),
+        trace,
+    );
+    r.run = 92;
+    r.ending = Ending::Signalled {
+        signal: "SIGSEGV".into(),
+    };
+    let why = judge_writer_run(&r).unwrap_err();
+    assert!(
+        why.starts_with("killed by SIGSEGV in run 92 from the course's shape (a store at 0x7f000001c000, 0 bytes past the mapping's end"),
+        "{why}"
+    );
+    assert!(
+        why.ends_with("instead of growing the file with ftruncate + mremap"),
+        "{why}"
+    );
+    // Stores past the file's end that did not fault: count outruns the file.
+    let r = writer_run(
+        snapshot(100, (0..100).collect(), 200),
+        snapshot(400, (0..200).collect(), 200),
+        GROW.replace("7 ftruncate(3, 5540) = 0\n7 mremap(0x7f0000000000, 4340, 5540, MREMAP_MAYMOVE) = 0x7f1000000000\n", "").as_str(),
+    );
+    assert!(judge_writer_run(&r)
+        .unwrap_err()
+        .starts_with("count says 400 but the file holds only 200 values"));
+}
+
+fn race(participants: usize, total: i64, winnings: Vec<i64>) -> Race {
+    Race {
+        participants,
+        outcome: RaceOutcome::Finished,
+        participants_left: Some(0),
+        total: Some(total),
+        winnings,
+        final_participant_seconds: Some(0.5),
+        outside_writes: Vec::new(),
+    }
+}
+
+const LOCKED: &str = "\
+0000000000001040 <main>:
+    1040:\tpush   %rbx
+    10a0:\tcmpq   $0x98967f,0x8(%rax)
+    10a8:\tjg     10c0 <main+0x80>
+    10b0:\tlock incq 0x8(%rax)
+    10b5:\taddq   $0x1,0x10(%rax,%rdx,8)
+    10bb:\tcmpq   $0x98967f,0x8(%rax)
+    10be:\tjle    10b0 <main+0x70>
+    10c0:\tlock decl (%rbx)
+    10c3:\tret
+";
+
+#[test]
+fn locked_instructions_are_found_in_loops() {
+    let l = locked_instructions(LOCKED);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].text, "lock incq 0x8(%rax)");
+    assert!(l[0].in_loop && l[0].on_total);
+    assert_eq!(l[0].function, "main");
+    assert!(!l[1].in_loop);
+}
+
+#[test]
+fn racers_are_judged_by_their_losses_and_their_code() {
+    let racy = [
+        race(1, 100, vec![100]),
+        race(2, 100, vec![80, 70]),
+        race(3, 100, vec![50, 50, 50]),
+    ];
+    let atomic = [
+        race(1, 100, vec![100]),
+        race(2, 100, vec![60, 40]),
+        race(3, 101, vec![50, 30, 21]),
+    ];
+    let locks = locked_instructions(LOCKED);
+    let c = judge_racer(None, RacerKind::Racy, &racy, Ok(&[]));
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(c.reason.contains("50 with 2"), "{}", c.reason);
+    let c = judge_racer(None, RacerKind::Atomic, &racy, Ok(&locks));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "lost 50 updates with 2 participants: total is not incremented atomically"
+    );
+    let c = judge_racer(None, RacerKind::Atomic, &atomic, Ok(&locks));
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    let c = judge_racer(None, RacerKind::Atomic, &atomic, Ok(&[]));
+    assert_eq!(c.verdict, Verdict::Fail);
+    let c = judge_racer(None, RacerKind::Racy, &atomic, Ok(&locks));
+    assert!(
+        c.reason.starts_with("lost no update with 2 or 3"),
+        "{}",
+        c.reason
+    );
+    let c = judge_racer(None, RacerKind::Atomic, &atomic, Err("no objdump"));
+    assert_eq!(c.verdict, Verdict::NotTested);
+    let skeleton = [race(1, 0, vec![0])];
+    let c = judge_racer(None, RacerKind::Racy, &skeleton, Ok(&[]));
+    assert_eq!(
+        c.reason,
+        "total stayed 0 with 1 participant: the race loop never increments total"
+    );
+    assert!(c
+        .evidence
+        .iter()
+        .any(|e| e.starts_with("1 participant: finished; total 0")));
+}
+
+#[test]
+fn numbers_read_with_thousands_separators() {
+    assert_eq!(thousands(0), "0");
+    assert_eq!(thousands(1083), "1,083");
+    assert_eq!(thousands(114_340), "114,340");
+    assert_eq!(thousands(1_000_000), "1,000,000");
+}
+
+#[test]
+fn a_reader_printing_none_of_the_values_is_counted_whole() {
+    let t = reader_trace(428, 0);
+    let mut run = reader_run(3, 100, "7\n8\n9\n10\n", &t);
+    run.values = vec![1, 2, 3];
+    let c = judge_reader(None, &[run]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "printed 4 values for a table of count 3 (value[0] is 1, it printed something else there)"
+    );
+}
+
+#[test]
+fn winnings_short_of_total_fail_both_racers() {
+    let races = [race(1, 100, vec![100]), race(2, 100, vec![40, 40])];
+    for kind in [RacerKind::Racy, RacerKind::Atomic] {
+        let c = judge_racer(None, kind, &races, Ok(&[]));
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.reason
+                .starts_with("the winnings of the race of 2 participants add up to 20 less"),
+            "{}",
+            c.reason
+        );
+    }
+}
+
+const PROBE_TRACE: &str = "\
+9 brk(NULL) = 0x555555559000
+9 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7fb0000
+9 brk(0x55555557a000) = 0x55555557a000
+9 mmap(NULL, 266240, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7d9e000
+9 +++ exited with 0 +++
+";
+
+fn probe(stdout: &str) -> ProbeRun {
+    ProbeRun {
+        stdout: stdout.into(),
+        trace: parse_trace(PROBE_TRACE),
+        ending: Ending::Exited { code: 0 },
+        outside_writes: Vec::new(),
+    }
+}
+
+#[test]
+fn a_probe_is_judged_against_the_mmaps_strace_saw() {
+    let ok = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 41002\n";
+    let c = judge_probe(None, &probe(ok));
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.reason.contains("(first: 0x41002 for 266,240 bytes)"),
+        "{}",
+        c.reason
+    );
+    let wrong = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 0\n";
+    let c = judge_probe(None, &probe(wrong));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.contains("does not hold its tag 0x41002"),
+        "{}",
+        c.reason
+    );
+    let small = "malloc(16) = 0x5555555592a0, tag 21\n";
+    let c = judge_probe(None, &probe(small));
+    assert!(c.reason.contains("none from mmap"), "{}", c.reason);
+    let c = judge_probe(None, &probe("hello\n"));
+    assert!(c.reason.starts_with("printed no address"), "{}", c.reason);
+}

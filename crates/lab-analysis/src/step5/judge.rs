@@ -1,0 +1,419 @@
+//! The judgment of a racer: `step5.racer` (racy, must lose updates) or `step5.atomic-racer`
+//! (must lose none, with a locked instruction on total in its loop), from the races the lab
+//! watched and the racer's locked instructions. The TA's check (`crate::check`) and
+//! `run-step 5 --racer` use the same function.
+
+use serde::Serialize;
+
+use super::disasm::LockedInsn;
+use crate::verdict::{plural, signed_thousands, thousands, Check, Verdict};
+
+/// How a race ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RaceOutcome {
+    Finished,
+    /// Nothing in the race file moved for `stalled_seconds`; every instance was killed.
+    Hung {
+        stalled_seconds: f64,
+    },
+    /// An instance failed (`how`: `exit status 1`, `killed by SIGSEGV`, …).
+    Failed {
+        how: String,
+    },
+    /// The race file never appeared (`reason`).
+    NoRace {
+        reason: String,
+    },
+}
+
+/// One race of the submitted racer, as the lab's read-only mapping saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Race {
+    pub participants: usize,
+    pub outcome: RaceOutcome,
+    /// `participants` and `total` at the end (`None`: the lab never mapped the file).
+    pub participants_left: Option<i32>,
+    pub total: Option<i64>,
+    /// winnings\[0..participants).
+    pub winnings: Vec<i64>,
+    /// The last instance started, from its start to its end.
+    pub final_participant_seconds: Option<f64>,
+    pub outside_writes: Vec<String>,
+}
+
+impl Race {
+    pub fn lost(&self) -> Option<i64> {
+        self.total.map(|t| self.winnings.iter().sum::<i64>() - t)
+    }
+}
+
+/// Which racer the check expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RacerKind {
+    /// `total++`: loses updates with two or more participants.
+    Racy,
+    /// `lock incq` on total: loses none.
+    Atomic,
+}
+
+/// `step5.racer` (`kind` Racy) or `step5.atomic-racer` (Atomic): races with 1, 2 and 3
+/// participants, and for the atomic one its locked instructions (`Err`: why none could be read).
+pub fn judge_racer(
+    program: Option<String>,
+    kind: RacerKind,
+    races: &[Race],
+    locked: Result<&[LockedInsn], &str>,
+) -> Check {
+    let id = match kind {
+        RacerKind::Racy => "step5.racer",
+        RacerKind::Atomic => "step5.atomic-racer",
+    };
+    let mut evidence = race_lines(races);
+    let fail = |reason: String, evidence: Vec<String>| Check {
+        id: id.into(),
+        program: program.clone(),
+        verdict: Verdict::Fail,
+        reason,
+        evidence,
+    };
+    if let Some(reason) = race_failure(races) {
+        return fail(reason, evidence);
+    }
+    let contested: Vec<&Race> = races.iter().filter(|r| r.participants >= 2).collect();
+    if races.is_empty() || contested.is_empty() {
+        return Check {
+            id: id.into(),
+            program,
+            verdict: Verdict::NotTested,
+            reason: "no race with two or more participants ran".into(),
+            evidence,
+        };
+    }
+    let losses: Vec<(usize, i64)> = contested
+        .iter()
+        .filter_map(|r| Some((r.participants, r.lost()?)))
+        .filter(|(_, l)| *l > 0)
+        .collect();
+    // More in total than the winnings account for: two racers took one id, or a racer's
+    // winnings were overwritten. Not the course's race.
+    if let Some(r) = races.iter().find(|r| r.lost().is_some_and(|l| l < 0)) {
+        return fail(
+            format!(
+                "the winnings of the race of {} add up to {} less than total: two racers shared \
+                 an id, or winnings were overwritten",
+                plural(r.participants as u64, "participant"),
+                thousands(r.lost().unwrap_or(0).unsigned_abs())
+            ),
+            evidence,
+        );
+    }
+    let runtimes = races
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r.participants,
+                r.final_participant_seconds
+                    .map_or("?".into(), |s| format!("{s:.2} s"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    evidence.push(format!(
+        "final participant's runtime by participants: {runtimes}"
+    ));
+    match kind {
+        RacerKind::Racy => match losses.first() {
+            Some(_) => Check {
+                id: id.into(),
+                program,
+                verdict: Verdict::Pass,
+                reason: format!(
+                    "lost updates with two or more participants ({}): a plain total++ races",
+                    losses
+                        .iter()
+                        .map(|(n, l)| format!("{} with {n}", signed_thousands(*l)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                evidence,
+            },
+            None => fail(
+                "lost no update with 2 or 3 participants: total is not incremented the racy way \
+                 (a load and a separate store)"
+                    .into(),
+                evidence,
+            ),
+        },
+        RacerKind::Atomic => {
+            let (verdict, reason) = atomic_verdict(&losses, locked, &mut evidence);
+            Check {
+                id: id.into(),
+                program,
+                verdict,
+                reason,
+                evidence,
+            }
+        }
+    }
+}
+
+/// The atomic racer's verdict once every race finished: no loss, and a locked instruction on
+/// total in a loop of its code (the lines of `locked` join the evidence).
+fn atomic_verdict(
+    losses: &[(usize, i64)],
+    locked: Result<&[LockedInsn], &str>,
+    evidence: &mut Vec<String>,
+) -> (Verdict, String) {
+    if let Some((n, l)) = losses.first() {
+        return (
+            Verdict::Fail,
+            format!(
+                "lost {} updates with {n} participants: total is not incremented atomically",
+                signed_thousands(*l)
+            ),
+        );
+    }
+    let locked = match locked {
+        Ok(l) => l,
+        Err(why) => {
+            return (
+                Verdict::NotTested,
+                format!("lost no update, but its code could not be read: {why}"),
+            )
+        }
+    };
+    for l in locked {
+        evidence.push(format!(
+            "objdump: <{}> {}{}{}",
+            l.function,
+            l.text,
+            if l.in_loop { " (in a loop)" } else { "" },
+            if l.on_total { " (on total)" } else { "" }
+        ));
+    }
+    match locked.iter().find(|l| l.in_loop && l.on_total) {
+        Some(l) => (
+            Verdict::Pass,
+            format!(
+                "lost no update with 2 and 3 participants, and its loop increments total with `{}`",
+                l.text
+            ),
+        ),
+        None => (
+            Verdict::Fail,
+            "lost no update, but its code has no locked instruction on total in a loop: the race \
+             was not contested enough to show it, and nothing makes it atomic"
+                .into(),
+        ),
+    }
+}
+
+/// One evidence line per race: how it ended, total against the winnings, the final runtime.
+fn race_lines(races: &[Race]) -> Vec<String> {
+    races
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {}; total {}, sum of winnings {}, lost {}; final participant {}",
+                plural(r.participants as u64, "participant"),
+                match &r.outcome {
+                    RaceOutcome::Finished => "finished".to_string(),
+                    RaceOutcome::Hung { stalled_seconds } => {
+                        format!("no progress for {stalled_seconds:.0} s, killed")
+                    }
+                    RaceOutcome::Failed { how } => how.clone(),
+                    RaceOutcome::NoRace { reason } => reason.clone(),
+                },
+                r.total.map_or(
+                    "not seen (it ended before the lab mapped the file)".into(),
+                    signed_thousands
+                ),
+                r.total
+                    .map_or("?".into(), |_| signed_thousands(r.winnings.iter().sum())),
+                r.lost().map_or("?".into(), signed_thousands),
+                r.final_participant_seconds
+                    .map_or("not timed".into(), |s| format!("{s:.3} s")),
+            )
+        })
+        .collect()
+}
+
+/// Why the races fail the check whatever the racer's kind: it wrote outside its directory, one
+/// hung, failed or never raced, or total never moved.
+fn race_failure(races: &[Race]) -> Option<String> {
+    for r in races {
+        let n = plural(r.participants as u64, "participant");
+        if let Some(line) = r.outside_writes.first() {
+            return Some(format!(
+                "wrote outside its scratch directory (race of {n}): {line}"
+            ));
+        }
+        match &r.outcome {
+            RaceOutcome::Finished => {}
+            RaceOutcome::Hung { stalled_seconds }
+                if r.total == Some(0) && r.participants_left == Some(0) =>
+            {
+                return Some(format!(
+                    "total stayed 0 for {stalled_seconds:.0} s with {n}: the race loop never \
+                         increments total"
+                ))
+            }
+            RaceOutcome::Hung { stalled_seconds } => {
+                return Some(format!(
+                    "the race of {n} made no progress for {stalled_seconds:.0} s (participants \
+                         {}, total {}) and was killed",
+                    r.participants_left.map_or("?".into(), |p| p.to_string()),
+                    r.total.map_or("?".into(), signed_thousands)
+                ))
+            }
+            RaceOutcome::Failed { how } => {
+                return Some(format!("an instance {how} in the race of {n}"))
+            }
+            RaceOutcome::NoRace { reason } => return Some(format!("no race with {n}: {reason}")),
+        }
+        if r.total == Some(0) {
+            return Some(format!(
+                "total stayed 0 with {n}: the race loop never increments total"
+            ));
+        }
+    }
+    None
+}
+
+/// What the lab makes of someone else's racer (`run-step 5 --racer`): the check's verdict on
+/// the races it ran, as the atomic racer when its code has a locked instruction on total in a
+/// loop, as the racy one otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RacerJudgment {
+    pub kind: RacerKind,
+    /// The locked instruction on total in a loop (`lock incq 0x8(%rax)`), if it has one.
+    pub locked_on_total: Option<String>,
+    /// total stayed 0 in a race it ran: its loop never increments total.
+    pub never_incremented: bool,
+    pub check: Check,
+}
+
+/// Judges `records` (races of someone else's racer) and its locked instructions (`None`: its
+/// code could not be read) with [`judge_racer`].
+pub fn judge_their_racer(
+    program: &str,
+    records: &[super::RaceRecord],
+    locked: Option<&[LockedInsn]>,
+) -> RacerJudgment {
+    let races: Vec<Race> = records.iter().map(race_of).collect();
+    let locked_on_total = locked
+        .into_iter()
+        .flatten()
+        .find(|l| l.in_loop && l.on_total)
+        .map(|l| l.text.clone());
+    let kind = match locked_on_total {
+        Some(_) => RacerKind::Atomic,
+        None => RacerKind::Racy,
+    };
+    let check = judge_racer(
+        Some(program.to_string()),
+        kind,
+        &races,
+        locked.ok_or("objdump could not read its code"),
+    );
+    RacerJudgment {
+        kind,
+        locked_on_total,
+        never_incremented: races.iter().any(|r| r.total == Some(0)),
+        check,
+    }
+}
+
+/// One race of the step's sweep, as the check sees a race.
+fn race_of(record: &super::RaceRecord) -> Race {
+    use super::{End, Observation};
+    let run = &record.run;
+    let hung = run.instances.iter().find_map(|i| match i.end {
+        End::Hung { stalled_seconds } => Some(stalled_seconds),
+        _ => None,
+    });
+    let failed = run.instances.iter().find_map(|i| match i.end {
+        End::Exited { code: 0 } | End::Hung { .. } => None,
+        End::Exited { code } => Some(format!("exited with status {code}")),
+        End::Signalled { signal } => Some(format!("was killed by signal {signal}")),
+    });
+    let last = match &run.observer {
+        Observation::Mapped { last, .. } => Some(last),
+        Observation::Missed { .. } => None,
+    };
+    let outcome = match (hung, failed, &run.observer) {
+        (Some(stalled_seconds), _, _) => RaceOutcome::Hung { stalled_seconds },
+        (None, Some(how), _) => RaceOutcome::Failed { how },
+        (None, None, Observation::Missed { reason }) if record.participants > 1 => {
+            RaceOutcome::NoRace {
+                reason: reason.clone(),
+            }
+        }
+        _ => RaceOutcome::Finished,
+    };
+    let n = record.participants;
+    Race {
+        participants: n,
+        final_participant_seconds: run
+            .instances
+            .last()
+            .filter(|_| outcome == RaceOutcome::Finished)
+            .map(|i| i.ended - i.started),
+        outcome,
+        participants_left: last.map(|c| c.participants),
+        total: last.map(|c| c.total),
+        winnings: last
+            .map(|c| c.winnings.iter().take(n).copied().collect())
+            .unwrap_or_default(),
+        outside_writes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::step5::Evidence;
+
+    fn course_racer() -> Evidence {
+        let dir =
+            std::path::Path::new(crate::testkit::XTASK_DIR).join("tests/evidence/course-racer");
+        crate::testkit::load(&dir, 5).unwrap()
+    }
+
+    /// The recorded course racer (a plain total++) lost updates with 2 and 3: the racy racer's
+    /// pass; the same races with a locked instruction on total in its loop are the atomic
+    /// racer's fail (it lost updates), and one whose total stayed 0 never increments.
+    #[test]
+    fn their_racer_is_judged_by_its_races_and_its_locked_instructions() {
+        let mut ev = course_racer();
+        let j = judge_their_racer("racer", &ev.races, Some(&[]));
+        assert_eq!((j.kind, j.check.verdict), (RacerKind::Racy, Verdict::Pass));
+        assert!(
+            j.check.reason.starts_with("lost updates with two or more"),
+            "{j:?}"
+        );
+        assert!(!j.never_incremented);
+        let lock = LockedInsn {
+            function: "main".into(),
+            text: "lock incq 0x8(%rax)".into(),
+            in_loop: true,
+            on_total: true,
+        };
+        let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&lock)));
+        assert_eq!(j.kind, RacerKind::Atomic);
+        assert_eq!(j.locked_on_total.as_deref(), Some("lock incq 0x8(%rax)"));
+        assert_eq!(j.check.verdict, Verdict::Fail);
+        for r in &mut ev.races {
+            if let crate::step5::Observation::Mapped { last, .. } = &mut r.run.observer {
+                last.total = 0;
+                last.winnings.iter_mut().for_each(|w| *w = 0);
+            }
+        }
+        let j = judge_their_racer("racer", &ev.races, None);
+        assert!(j.never_incremented);
+        assert_eq!(j.check.verdict, Verdict::Fail);
+        assert!(j.check.reason.contains("total stayed 0"), "{j:?}");
+    }
+}

@@ -1,0 +1,482 @@
+//! `check DIR`: a TA's check of a student's submission.
+//!
+//! DIR is copied to a scratch directory (DIR itself is never written), built there with `make`
+//! when it has a Makefile, and its programs (`reader`, `writer`, `racer`, `racer_atomic`, or the
+//! ones the flags name) are judged with hidden variation: tables made fresh for every check with
+//! random counts, sizes and values ([`reader`], [`writer`]), races with 1, 2 and 3 participants
+//! ([`racer`]). Every program runs confined ([`sandbox`]); the verdicts come from
+//! [`judge`]'s pure functions over what the runs showed, and are printed for the TA ([`render`]:
+//! lines, `--json`, `--markdown FILE`).
+
+pub use lab_analysis::check as judge;
+mod probe;
+mod racer;
+pub(crate) mod reader;
+mod render;
+pub(crate) mod sandbox;
+pub(crate) mod tables;
+pub(crate) mod writer;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use lab_trace::Trace;
+use serde::Serialize;
+
+use judge::{Check, Ending};
+use sandbox::{Sandbox, Stop};
+
+/// `check DIR [--reader P] [--writer P] [--racer P] [--atomic-racer P] [--probe P] [--json]
+/// [--markdown FILE]`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The submission: a directory with the student's sources (and a Makefile) or programs.
+    #[arg(value_name = "DIR", value_parser = crate::CallerPath)]
+    pub dir: PathBuf,
+    /// The step-2 reader (default: `reader` in DIR after make).
+    #[arg(long, value_name = "P")]
+    pub reader: Option<PathBuf>,
+    /// The step-3 writer (default: `writer`).
+    #[arg(long, value_name = "P")]
+    pub writer: Option<PathBuf>,
+    /// The step-5 racer, `total++` (default: `racer`).
+    #[arg(long, value_name = "P")]
+    pub racer: Option<PathBuf>,
+    /// The step-5 racer with `lock incq` on total (default: `racer_atomic`).
+    #[arg(long, value_name = "P")]
+    pub atomic_racer: Option<PathBuf>,
+    /// The step-1 probe (default: `probe`).
+    #[arg(long, value_name = "P")]
+    pub probe: Option<PathBuf>,
+    /// Print one JSON document on stdout: {"submission", "build", "checks"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the result as Markdown to FILE (for the TA's records).
+    #[arg(long, value_name = "FILE", value_parser = crate::CallerPath)]
+    pub markdown: Option<PathBuf>,
+}
+
+/// What `make` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Build {
+    pub ran: bool,
+    /// Its exit status (`None`: not run, or killed).
+    pub status: Option<i32>,
+    /// The last lines of its output.
+    pub log_tail: String,
+}
+
+/// The whole result (the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub submission: String,
+    pub build: Build,
+    pub checks: Vec<Check>,
+}
+
+/// `make` is killed after this long.
+const MAKE_DEADLINE: Duration = Duration::from_secs(120);
+/// The programs' names in a submission, by check.
+const NAMES: [(&str, &str); 5] = [
+    ("step1.probe", "probe"),
+    ("step2.reader", "reader"),
+    ("step3.writer", "writer"),
+    ("step5.racer", "racer"),
+    ("step5.atomic-racer", "racer_atomic"),
+];
+/// A submission larger than this is not copied.
+const MAX_SUBMISSION_BYTES: u64 = 256 << 20;
+
+/// Runs the check; the exit status is 0 when nothing failed, 1 when a check failed or the lab
+/// could not run, 2 for usage errors.
+pub fn main(args: CheckArgs) -> ExitCode {
+    if let Err(problem) = usage(&args) {
+        crate::out::error(&format!(
+            "{problem} (see '{} check --help')",
+            crate::program_name()
+        ));
+        return ExitCode::from(2);
+    }
+    if args.json {
+        crate::out::to_stderr();
+    }
+    match run(&args) {
+        Ok(report) => {
+            if let Err(e) = render::emit(&report, &args) {
+                crate::out::error(&format!("{e:#}"));
+                return ExitCode::FAILURE;
+            }
+            if report
+                .checks
+                .iter()
+                .any(|c| c.verdict == judge::Verdict::Fail)
+            {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            crate::out::error(&format!("{e:#}"));
+            match e.downcast_ref::<Usage>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// A usage error found only once the submission was built (a flag naming no program).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(args: &CheckArgs) -> Result<(), String> {
+    match std::fs::metadata(&args.dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{} is not a directory", args.dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: no such directory", args.dir.display()))
+        }
+        Err(e) => return Err(format!("{}: {e}", args.dir.display())),
+    }
+    // A program a flag names must be in DIR or here, unless make may still build it.
+    let has_makefile = ["Makefile", "makefile", "GNUmakefile"]
+        .iter()
+        .any(|m| args.dir.join(m).is_file());
+    let flags = [
+        ("--reader", &args.reader),
+        ("--writer", &args.writer),
+        ("--racer", &args.racer),
+        ("--atomic-racer", &args.atomic_racer),
+        ("--probe", &args.probe),
+    ];
+    for (option, flag) in flags {
+        if let Some(p) = flag {
+            if !has_makefile && !p.is_file() && !args.dir.join(p).is_file() {
+                return Err(format!(
+                    "{option} {}: no such program (neither in {} nor here)",
+                    p.display(),
+                    args.dir.display()
+                ));
+            }
+        }
+    }
+    if let Some(md) = &args.markdown {
+        if md.is_dir() {
+            return Err(format!("--markdown {}: is a directory", md.display()));
+        }
+        let parent = md.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !p.is_dir()) {
+            return Err(format!("--markdown {}: no such directory", md.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The scratch directory of one check, removed (with everything in it) when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        // What a check that was killed left behind.
+        for stale in sandbox::stale(&std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(stale);
+        }
+        let path = std::env::temp_dir().join(format!("{}{}", sandbox::PREFIX, std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create scratch directory {}", path.display()))?;
+        // Canonical, so the paths in traces compare with it.
+        let path = std::fs::canonicalize(&path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &CheckArgs) -> anyhow::Result<Report> {
+    lab_trace::run::check()?;
+    let scratch = Scratch::new()?;
+    let sandbox = Sandbox::new(&scratch.0)?;
+    let sub = scratch.0.join("submission");
+    copy_tree(&args.dir, &sub, &mut 0)
+        .with_context(|| format!("cannot copy {} to a scratch directory", args.dir.display()))?;
+    crate::out::progress(&format!(
+        "checking {} ({})",
+        args.dir.display(),
+        sandbox.describe()
+    ));
+    let build = make(&sandbox, &sub)?;
+    let mut checks = Vec::new();
+    let flags = [
+        &args.probe,
+        &args.reader,
+        &args.writer,
+        &args.racer,
+        &args.atomic_racer,
+    ];
+    for ((id, name), flag) in NAMES.iter().zip(flags) {
+        let program = match find(&sub, name, flag.as_deref()) {
+            Ok(p) => p,
+            // A program the TA named must be there: a usage error.
+            Err(why) if flag.is_some() => {
+                let option = id.split('.').nth(1).unwrap_or(id);
+                return Err(Usage(format!("--{option} {why}")).into());
+            }
+            // The submission's Makefile did not build it: that is the submission's failure.
+            Err(why) if *id != "step1.probe" && build.ran && build.status != Some(0) => {
+                checks.push(Check {
+                    id: id.to_string(),
+                    program: None,
+                    verdict: judge::Verdict::Fail,
+                    reason: format!(
+                        "{why}: make {}",
+                        build.status.map_or("was killed".to_string(), |s| format!(
+                            "failed with status {s}"
+                        ))
+                    ),
+                    evidence: build.log_tail.lines().map(str::to_string).collect(),
+                });
+                continue;
+            }
+            Err(why) => {
+                checks.push(Check::not_tested(id, None, why));
+                continue;
+            }
+        };
+        let shown = Some(shown_path(&program, &sub, &args.dir));
+        crate::out::progress(&format!("{id}: {}", program.display()));
+        let check = match *id {
+            "step1.probe" => probe::check(&sandbox, &program, shown)?,
+            "step2.reader" => reader::check(&sandbox, &program, shown)?,
+            "step3.writer" => writer::check(&sandbox, &program, shown)?,
+            "step5.racer" => racer::check(&sandbox, &program, shown, judge::RacerKind::Racy)?,
+            _ => racer::check(&sandbox, &program, shown, judge::RacerKind::Atomic)?,
+        };
+        checks.push(check);
+    }
+    Ok(Report {
+        submission: args.dir.display().to_string(),
+        build,
+        checks,
+    })
+}
+
+/// Copies `from` into `to` (files, directories, symbolic links as links), bounded in size.
+fn copy_tree(from: &Path, to: &Path, bytes: &mut u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+        let kind = entry.file_type()?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src)?;
+            std::os::unix::fs::symlink(&target, &dst)
+                .with_context(|| format!("cannot copy the link {}", src.display()))?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst, bytes)?;
+        } else if kind.is_file() {
+            *bytes += entry.metadata()?.len();
+            if *bytes > MAX_SUBMISSION_BYTES {
+                anyhow::bail!("the submission is larger than 256 MiB");
+            }
+            std::fs::copy(&src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `make` in the copy when it has a Makefile (confined and bounded, as any of its code).
+fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
+    if !["Makefile", "makefile", "GNUmakefile"]
+        .iter()
+        .any(|m| sub.join(m).is_file())
+    {
+        return Ok(Build {
+            ran: false,
+            status: None,
+            log_tail: String::new(),
+        });
+    }
+    crate::out::progress("running make in the scratch copy");
+    let job = sandbox.spawn(Path::new("make"), &[], sub, None, &[])?;
+    let finished = job.wait(MAKE_DEADLINE, None)?;
+    let mut log = format!("{}{}", finished.stdout, finished.stderr);
+    match &finished.stop {
+        Stop::Ended => {}
+        Stop::TimedOut { seconds, .. } => log.push_str(&format!(
+            "\n(make was still running after {seconds:.0} s and was killed)"
+        )),
+        Stop::Flooded { bytes } | Stop::TraceFlooded { bytes } => {
+            log.push_str(&format!("\n(make printed {bytes} bytes and was killed)"))
+        }
+    }
+    let lines: Vec<&str> = log.trim_end().lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    Ok(Build {
+        ran: true,
+        status: match finished.stop {
+            Stop::Ended => finished.status.and_then(|s| s.code()),
+            _ => None,
+        },
+        log_tail: tail,
+    })
+}
+
+/// The program for a check: the flag's path (in the copy of DIR, else from the current
+/// directory), or `name` in the copy. `Err`: why there is none.
+fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = match flag {
+        Some(p) if p.is_absolute() => vec![p.to_path_buf()],
+        Some(p) => vec![sub.join(p), p.to_path_buf()],
+        None => vec![sub.join(name)],
+    };
+    for c in &candidates {
+        if c.is_file() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(c)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            if mode & 0o111 == 0 {
+                return Err(format!("{} is not executable", c.display()));
+            }
+            return std::fs::canonicalize(c).map_err(|e| format!("{}: {e}", c.display()));
+        }
+    }
+    Err(match flag {
+        Some(p) => format!(
+            "{}: no such program (neither in the submission after make nor here)",
+            p.display()
+        ),
+        None => format!("no program named {name} in the submission (after make)"),
+    })
+}
+
+/// A program as the TA knows it: its path in DIR, or as given.
+fn shown_path(program: &Path, sub: &Path, dir: &Path) -> String {
+    match program.strip_prefix(sub) {
+        Ok(rel) => dir.join(rel).display().to_string(),
+        Err(_) => program.display().to_string(),
+    }
+}
+
+/// One traced run of a submitted program: how it ended, its trace, what it printed.
+pub struct TracedRun {
+    pub ending: Ending,
+    pub trace: Trace,
+    pub stdout: String,
+    pub outside_writes: Vec<String>,
+}
+
+/// The system calls a reader or writer run is traced for: the table's (as run-step traces them)
+/// and every call that writes a path.
+fn table_filter() -> String {
+    format!(
+        "{},{}",
+        crate::disktable_steps::run::FILTER,
+        judge::PATH_WRITE_FILTER
+    )
+}
+
+/// What a run is traced for, and its environment beyond the sandbox's.
+struct Tracing<'a> {
+    filter: &'a str,
+    env: &'a [(&'a str, &'a str)],
+}
+
+/// Runs `program args` in `cwd` under strace, confined, killed at `deadline`.
+fn run_traced(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    deadline: Duration,
+    tracing: Tracing<'_>,
+) -> anyhow::Result<TracedRun> {
+    let trace_file = sandbox.trace_file();
+    let job = sandbox.spawn(
+        program,
+        args,
+        cwd,
+        Some((tracing.filter, &trace_file)),
+        tracing.env,
+    )?;
+    let finished = job.wait(deadline, Some(&trace_file))?;
+    let trace = match finished.stop {
+        // A flooded trace is not read back.
+        Stop::TraceFlooded { .. } => Trace::default(),
+        _ => lab_trace::run::parse_file(&trace_file).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(&trace_file);
+    let ending = ending(&trace, &finished);
+    let outside_writes = judge::outside_writes(
+        &trace,
+        &sandbox.scratch().display().to_string(),
+        &cwd.display().to_string(),
+    );
+    Ok(TracedRun {
+        ending,
+        trace,
+        stdout: finished.stdout,
+        outside_writes,
+    })
+}
+
+/// How the program (the first process of the trace) ended.
+fn ending(trace: &Trace, finished: &sandbox::Finished) -> Ending {
+    let exit = crate::disktable_steps::run::main_exit(trace);
+    match &finished.stop {
+        Stop::TimedOut { seconds, killed } => Ending::TimedOut {
+            seconds: *seconds,
+            main_exited: exit.is_some(),
+            killed: *killed,
+        },
+        Stop::Flooded { bytes } => Ending::Flooded { bytes: *bytes },
+        Stop::TraceFlooded { bytes } => Ending::TraceFlooded { bytes: *bytes },
+        Stop::Ended => match exit {
+            Some(e) => match (&e.killed_by, e.code) {
+                (Some(sig), _) if sig == "SIGKILL" && finished.oom_kills.unwrap_or(0) > 0 => {
+                    Ending::Signalled {
+                        signal: "SIGKILL (the OOM killer, at the run's 1 GiB memory limit)".into(),
+                    }
+                }
+                (Some(sig), _) => Ending::Signalled {
+                    signal: sig.clone(),
+                },
+                (None, code) => Ending::Exited {
+                    code: code.unwrap_or(-1),
+                },
+            },
+            None => {
+                use std::os::unix::process::ExitStatusExt as _;
+                match finished.status {
+                    Some(s) if s.signal().is_some() => Ending::Signalled {
+                        signal: crate::disktable_steps::run::signal_name(s.signal().unwrap_or(0)),
+                    },
+                    Some(s) => Ending::Exited {
+                        code: s.code().unwrap_or(-1),
+                    },
+                    None => Ending::Exited { code: -1 },
+                }
+            }
+        },
+    }
+}

@@ -1,0 +1,12 @@
+/* A step-1 probe: allocations of growing size, each printed with %p and its boundary tag
+ * (the 8 bytes before the pointer) with %lx. */
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(void) {
+    for (size_t size = 16; size <= (1 << 20); size *= 2) {
+        char *p = malloc(size);
+        printf("malloc(%zu) = %p, tag %lx\n", size, (void *)p, ((unsigned long *)p)[-1]);
+    }
+    return 0;
+}

@@ -1,0 +1,12 @@
+/* Prints every int the file holds: it trusts the file size, not count. */
+#include "table.h"
+
+int main(int argc, char **argv) {
+    int fd = open_table(argc, argv, O_RDONLY);
+    struct stat st;
+    fstat(fd, &st);
+    struct disktable *t = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    for (long i = 0; i < (long)((st.st_size - 8) / 4); i++)
+        printf("%d\n", t->value[i]);
+    return 0;
+}
