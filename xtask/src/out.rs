@@ -4,6 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static TO_STDERR: AtomicBool = AtomicBool::new(false);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Shows raw material (every strace line, every table row, JSON lines) from now on.
+pub fn verbose() {
+    VERBOSE.store(true, Ordering::Relaxed);
+}
 
 /// Sends all later [`say!`] output to stderr instead of stdout.
 pub fn to_stderr() {
@@ -61,24 +67,50 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot write the JSON report to stdout: {e}"))
 }
 
-/// Prints a step's narrative: headings, prose, evidence excerpts (indented), and each question
-/// of the assignment with this run's answer.
+/// Prints a step's narrative: the answers first (each question with this run's answer), then
+/// the evidence that decides them; raw excerpts only with `--verbose` (otherwise one line says
+/// what they hold).
 pub fn render(report: &lab_analysis::StepReport) {
+    for line in lines(report, VERBOSE.load(Ordering::Relaxed)) {
+        write_line(format_args!("{line}"));
+    }
+}
+
+/// The lines [`render`] prints.
+pub fn lines(report: &lab_analysis::StepReport, verbose: bool) -> Vec<String> {
     use lab_analysis::Block;
+    let mut out = Vec::new();
+    let mut hidden = Vec::new();
     for block in &report.blocks {
         match block {
-            Block::Heading { title } => subheading(title),
-            Block::Text { text } => write_line(format_args!("{text}")),
+            Block::Heading { title } => out.push(format!("\n-- {title}")),
+            Block::Text { text } => out.extend(text.lines().map(str::to_string)),
+            Block::Evidence(e) if e.raw && !verbose => {
+                hidden.push(format!("{} ({} lines)", e.title, e.text.lines().count()));
+            }
             Block::Evidence(e) => {
-                write_line(format_args!("{}:", e.title));
-                for line in e.text.lines() {
-                    write_line(format_args!("    {line}"));
-                }
+                out.push(format!("{}:", e.title));
+                out.extend(e.text.lines().map(|l| format!("    {l}")));
             }
             Block::Answer(a) => {
-                write_line(format_args!("\nQ: {}", a.question));
-                write_line(format_args!("A: {}", a.answer));
+                out.push(format!("\nQ: {}", a.question));
+                out.push(format!("A: {}", a.answer));
             }
         }
+    }
+    if !hidden.is_empty() {
+        out.push(format!(
+            "\n(--verbose adds the raw material: {})",
+            hidden.join("; ")
+        ));
+    }
+    out
+}
+
+/// Prints `== Answers at a glance`: one line per course question.
+pub fn glance(lines: &[lab_analysis::Glance]) {
+    heading("Answers at a glance");
+    for g in lines {
+        write_line(format_args!("{}", g.line()));
     }
 }

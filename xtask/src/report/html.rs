@@ -147,6 +147,13 @@ pub fn render(report: &Report) -> String {
         },
         escape(&report.generated)
     );
+    h.push_str("<section id=\"glance\">\n<h2>Answers at a glance</h2>\n<ul class=\"glance\">\n");
+    for g in report.glance() {
+        let line = g.line();
+        let rest = line.strip_prefix(g.number.as_str()).unwrap_or(&line);
+        let _ = writeln!(h, "<li><b>{}</b>{}</li>", escape(&g.number), escape(rest));
+    }
+    h.push_str("</ul>\n</section>\n");
     h.push_str("<div class=\"top\">\n<div>\n<h2 id=\"summary\">Steps</h2>\n<table>\n");
     h.push_str("<tr><th>Step</th><th>Title</th><th>Result</th><th>Time</th></tr>\n");
     for s in &report.sections {
@@ -264,11 +271,19 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         h.push_str("<h3>Evidence</h3>\n");
     }
     for e in report.evidence() {
+        // Raw material (every strace line, every table row) is folded away, as the terminal
+        // shows it only with --verbose.
+        let (open, close) = if e.raw {
+            ("<details><summary>", "</summary>")
+        } else {
+            ("<h4>", "</h4>")
+        };
         let _ = write!(
             h,
-            "<h4>{}</h4>\n<pre>{}</pre>\n",
+            "{open}{}{close}\n<pre>{}</pre>\n{}",
             escape(&e.title),
-            escape(&e.text)
+            escape(&e.text),
+            if e.raw { "</details>\n" } else { "" }
         );
     }
     let _ = write!(
@@ -364,6 +379,21 @@ mod tests {
         // The numbers table holds the step's scalar data.
         assert!(page.contains("<tr><th>threshold_request</th><td>131049</td></tr>"));
         assert!(page.contains("data-marks=\"circle\" data-min-marks=\"8\" style=\"width: 900px\""));
+    }
+
+    #[test]
+    fn the_page_starts_with_the_answers_at_a_glance() {
+        let r = super::super::tests::sample();
+        let page = render(&r);
+        let glance = page
+            .find("<h2>Answers at a glance</h2>")
+            .expect("no glance block");
+        assert!(glance < page.find("id=\"summary\"").unwrap());
+        assert!(glance < page.find("<section id=\"step-1\"").unwrap());
+        let items = page.matches("<li><b>").count();
+        assert_eq!(items, lab_analysis::report::QUESTIONS.len());
+        // Step 3 failed: its questions say so instead of showing an answer.
+        assert!(page.contains("<li><b>3.2</b> naive writer: not measured: step 3 did not run</li>"));
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
                 ),
             }
         )),
-        Block::evidence(
+        Block::raw(
             format!(
                 "strace of persist get ({} keys): the table's descriptor and mapping",
                 f.lookups
@@ -216,7 +216,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.read_calls_on_table_fd,
             f.read_calls_elsewhere
         )),
-        Block::evidence(
+        Block::raw(
             "persist --json get: faults (getrusage) and residency (mincore)",
             format!(
                 "lookups {}\nfaults: minor {}, major {}\npages_total {}\npages_resident_after {}\n",

@@ -153,7 +153,7 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
             shown.push_str(&format!("{}\n", e.raw));
         }
     }
-    blocks.push(Block::evidence(
+    blocks.push(Block::raw(
         "strace of each naive run (a fresh copy each)",
         shown,
     ));

@@ -26,7 +26,7 @@ fn protocol(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 "The protocol's system calls on {COURSE_FILE} (strace of `{command}`)"
             )));
             let lines: Vec<&str> = calls.iter().map(|c| c.raw.as_str()).collect();
-            blocks.push(Block::evidence(
+            blocks.push(Block::raw(
                 format!("strace of `{command}`: the calls on the race file"),
                 lines.join("\n"),
             ));
@@ -203,10 +203,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 .join(" ")
         );
     }
-    blocks.push(Block::evidence(
-        "Winnings by id and runtimes, per race",
-        by_id,
-    ));
+    blocks.push(Block::raw("Winnings by id and runtimes, per race", by_id));
     failures(blocks, f, ev);
     if let Some(r) = ev
         .races
@@ -215,7 +212,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
         .max_by_key(|r| r.participants)
     {
         let lines: Vec<&str> = r.run.instances.iter().map(|i| i.stdout.trim()).collect();
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             format!("The {} racy racers' own --json lines", r.participants),
             lines.join("\n"),
         ));
@@ -321,7 +318,7 @@ fn observer(blocks: &mut Vec<Block>, f: &Findings) {
     }
     blocks.push(Block::text(t));
     if let Some(line) = &o.deleted_line {
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             "The lab's /proc/self/maps line of its mapping after the unlink",
             line.clone(),
         ));
@@ -342,7 +339,7 @@ fn loops(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     ] {
         match listing {
             super::Listing::Text { text, binary } => {
-                blocks.push(Block::evidence(
+                blocks.push(Block::raw(
                     format!("{name} in {}", binary.display()),
                     text.clone(),
                 ));

@@ -24,6 +24,7 @@ pub mod analyze;
 mod answers;
 pub mod disasm;
 pub mod explain;
+pub mod glance;
 pub mod picture;
 
 use std::path::PathBuf;
@@ -56,6 +57,10 @@ impl Step for Step5 {
 
     fn pictures(findings: &Findings, _: &Evidence) -> picture::Data {
         picture::Data::from_findings(findings)
+    }
+
+    fn glance(findings: &Findings) -> Vec<crate::Glance> {
+        glance::glance(findings)
     }
 }
 

@@ -104,7 +104,7 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     ));
     for cell in traced {
         if let Some(long) = cell.runs.last().filter(|r| !r.sample.is_empty()) {
-            blocks.push(Block::evidence(
+            blocks.push(Block::raw(
                 format!("from the middle of `{}`", long.command),
                 long.sample.join("\n"),
             ));
