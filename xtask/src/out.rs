@@ -81,13 +81,26 @@ pub fn lines(report: &lab_analysis::StepReport, verbose: bool) -> Vec<String> {
     use lab_analysis::Block;
     let mut out = Vec::new();
     let mut hidden = Vec::new();
+    // A heading is printed with the first block under it that is shown: a section whose only
+    // content is raw material disappears without --verbose.
+    let mut heading: Option<&str> = None;
     for block in &report.blocks {
-        match block {
-            Block::Heading { title } => out.push(format!("\n-- {title}")),
-            Block::Text { text } => out.extend(text.lines().map(str::to_string)),
-            Block::Evidence(e) if e.raw && !verbose => {
+        if let Block::Heading { title } = block {
+            heading = Some(title);
+            continue;
+        }
+        if block.is_raw() && !verbose {
+            if let Block::Evidence(e) = block {
                 hidden.push(format!("{} ({} lines)", e.title, e.text.lines().count()));
             }
+            continue;
+        }
+        if let Some(title) = heading.take() {
+            out.push(format!("\n-- {title}"));
+        }
+        match block {
+            Block::Heading { .. } => {}
+            Block::Text { text } => out.extend(text.lines().map(str::to_string)),
             Block::Evidence(e) => {
                 out.push(format!("{}:", e.title));
                 out.extend(e.text.lines().map(|l| format!("    {l}")));

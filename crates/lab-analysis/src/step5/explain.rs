@@ -8,7 +8,7 @@ use super::{Evidence, Mode, COURSE_FILE};
 use crate::Block;
 
 pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Block> = busy(f).map(Block::text).into_iter().collect();
     protocol(&mut blocks, f, ev);
     sizing(&mut blocks, f, ev);
     sweep(&mut blocks, f, ev);
@@ -151,6 +151,34 @@ fn sizing(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     blocks.push(Block::text(t));
 }
 
+/// A busy machine, said before the answers: the races whose racers other processes (or the
+/// hypervisor) kept from CPU they could have used.
+fn busy(f: &Findings) -> Option<String> {
+    let busy: Vec<String> = f
+        .shortages
+        .iter()
+        .filter(|s| s.cause != super::analyze::Cause::Unexplained)
+        .map(|s| format!("{} {}", s.participants, s.mode.name()))
+        .collect();
+    if busy.is_empty() {
+        return None;
+    }
+    let most = f
+        .shortages
+        .iter()
+        .map(|s| s.cpu.others.max(s.cpu.steal))
+        .fold(0.0, f64::max);
+    Some(format!(
+        "Busy machine: in {} of {} races ({}) other processes (or the hypervisor) took CPU the \
+         racers could have used, up to {most:.2} CPU of the {} allowed. Their runtimes (marked * \
+         below) reflect the busy machine, and their lost shares include losses by preemption.",
+        busy.len(),
+        f.races.len(),
+        busy.join(", "),
+        f.mask.len()
+    ))
+}
+
 fn opt(v: Option<i64>) -> String {
     v.map_or("-".to_string(), |v| v.to_string())
 }
@@ -185,7 +213,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     )));
     blocks.push(Block::evidence(
         "The races (final s: the last instance started, from its start to its end, as `time` \
-         would report it)",
+         would report it; ns/total: ns per increment of total, final s over the target)",
         table(&f.races),
     ));
     let mut by_id = String::new();
@@ -266,7 +294,7 @@ fn table(races: &[RaceFinding]) -> String {
         "lost",
         "lost %",
         "final s",
-        "ns/incr",
+        "ns/total",
         "racers",
         "others",
         "outcome"
@@ -368,7 +396,7 @@ fn loop_text(l: &LoopFinding) -> String {
     format!(
         "The loop of {} runs from {:#x} to {:#x}: {} instructions, {} locked ({}); the ones that \
          touch total (the first argument, %rdi): {}.",
-        l.symbol,
+        super::disasm::demangle(&l.symbol),
         l.start,
         l.end,
         l.instructions.len(),
