@@ -25,6 +25,8 @@ pub mod step3;
 pub mod step4;
 pub mod step5;
 pub mod step6;
+#[cfg(test)]
+mod text_tests;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -180,7 +180,8 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.pages_total,
             match f.eviction {
                 Eviction::Fadvise => format!(
-                    "fsync + posix_fadvise(POSIX_FADV_DONTNEED) (drop_caches needs root) left {}.",
+                    "fsync + posix_fadvise(POSIX_FADV_DONTNEED) (which evicts one file, as any user \
+                     may) left {}.",
                     f.pages_resident_before
                 ),
                 Eviction::None => format!(

@@ -496,13 +496,24 @@ fn frames_table(f: &Findings) -> String {
             } else {
                 format!(", holds {}", r.symbols.join(", "))
             },
-            if r.same.is_empty() {
+            if !f.frames.readable {
+                // Hidden frames compare equal to nothing: that is not "none shared".
+                "not measured, frames hidden (needs root)".into()
+            } else if r.same.is_empty() {
                 "none".into()
             } else {
                 frames_list(&r.same)
             }
         );
         for (p, side) in f.programs.iter().zip(&r.sides) {
+            if !f.frames.readable {
+                let _ = writeln!(
+                    s,
+                    "    {}: anonymous {}, not resident {}, frame hidden {}",
+                    p.name, side.anonymous, side.not_resident, side.hidden
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "    {}: own frames {}{}; only here {}; anonymous {}, not resident {}, frame \
@@ -533,7 +544,11 @@ fn frames_table(f: &Findings) -> String {
             )
         })
         .collect();
-    let _ = writeln!(s, "frame of baz's page: {}", baz.join(", "));
+    if f.frames.readable {
+        let _ = writeln!(s, "frame of baz's page: {}", baz.join(", "));
+    } else {
+        let _ = writeln!(s, "frame of baz's page: hidden (needs root)");
+    }
     s
 }
 
