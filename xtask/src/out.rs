@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static TO_STDERR: AtomicBool = AtomicBool::new(false);
 static VERBOSE: AtomicBool = AtomicBool::new(false);
+/// The glossary's terms already explained in this run (each is explained at its first use).
+static EXPLAINED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
 
 /// Shows raw material (every strace line, every table row, JSON lines) from now on.
 pub fn verbose() {
@@ -71,13 +73,30 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 /// the evidence that decides them; raw excerpts only with `--verbose` (otherwise one line says
 /// what they hold).
 pub fn render(report: &lab_analysis::StepReport) {
-    for line in lines(report, VERBOSE.load(Ordering::Relaxed)) {
+    let mut seen = EXPLAINED.lock().unwrap_or_else(|e| e.into_inner());
+    for line in lines(report, VERBOSE.load(Ordering::Relaxed), &mut seen) {
         write_line(format_args!("{line}"));
     }
 }
 
+/// The line that explains the glossary's terms first used in `line`, if any.
+fn explain_terms(line: &str, seen: &mut Vec<&'static str>) -> Option<String> {
+    let terms = lab_analysis::glossary::first_uses(line, seen);
+    (!terms.is_empty()).then(|| {
+        let each: Vec<String> = terms
+            .iter()
+            .map(|t| format!("{}: {}", t.term, t.meaning))
+            .collect();
+        format!("   ({})", each.join("; "))
+    })
+}
+
 /// The lines [`render`] prints.
-pub fn lines(report: &lab_analysis::StepReport, verbose: bool) -> Vec<String> {
+pub fn lines(
+    report: &lab_analysis::StepReport,
+    verbose: bool,
+    seen: &mut Vec<&'static str>,
+) -> Vec<String> {
     use lab_analysis::Block;
     let mut out = Vec::new();
     let mut hidden = Vec::new();
@@ -98,16 +117,30 @@ pub fn lines(report: &lab_analysis::StepReport, verbose: bool) -> Vec<String> {
         if let Some(title) = heading.take() {
             out.push(format!("\n-- {title}"));
         }
+        // Each glossary term is explained after the first line that uses it (prose, a
+        // question, an answer, an excerpt's title; not inside raw lines).
+        let mut said = |out: &mut Vec<String>, line: String| {
+            let terms = explain_terms(&line, seen);
+            out.push(line);
+            out.extend(terms);
+        };
         match block {
             Block::Heading { .. } => {}
-            Block::Text { text } => out.extend(text.lines().map(str::to_string)),
+            Block::Text { text } => {
+                for line in text.lines() {
+                    said(&mut out, line.to_string());
+                }
+            }
             Block::Evidence(e) => {
-                out.push(format!("{}:", e.title));
+                said(&mut out, format!("{}:", e.title));
                 out.extend(e.text.lines().map(|l| format!("    {l}")));
             }
             Block::Answer(a) => {
-                out.push(format!("\nQ: {}", a.question));
-                out.push(format!("A: {}", a.answer));
+                said(&mut out, format!("\nQ: {}", a.question));
+                for (i, line) in a.answer.lines().enumerate() {
+                    let prefix = if i == 0 { "A: " } else { "" };
+                    said(&mut out, format!("{prefix}{line}"));
+                }
             }
         }
     }

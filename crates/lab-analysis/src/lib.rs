@@ -18,6 +18,7 @@
 pub mod disktable;
 #[cfg(test)]
 mod glance_tests;
+pub mod glossary;
 pub mod report;
 pub mod step1;
 pub mod step2;

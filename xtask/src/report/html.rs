@@ -180,6 +180,16 @@ pub fn render(report: &Report) -> String {
     for s in &report.sections {
         section(&mut h, s, &machine_line);
     }
+    h.push_str("<section id=\"glossary\">\n<h2>Glossary</h2>\n<dl class=\"glossary\">\n");
+    for t in lab_analysis::glossary::TERMS {
+        let _ = writeln!(
+            h,
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(t.term),
+            escape(t.meaning)
+        );
+    }
+    h.push_str("</dl>\n</section>\n");
     h.push_str(
         "<hr>\n<p id=\"check-verdict\">Browser self-check has not run.</p>\n</body>\n</html>\n",
     );
@@ -394,6 +404,25 @@ mod tests {
         assert_eq!(items, lab_analysis::report::QUESTIONS.len());
         // Step 3 failed: its questions say so instead of showing an answer.
         assert!(page.contains("<li><b>3.2</b> naive writer: not measured: step 3 did not run</li>"));
+    }
+
+    #[test]
+    fn the_page_ends_with_a_glossary_of_every_term() {
+        let page = render(&super::super::tests::sample());
+        let glossary = &page[page.find("<section id=\"glossary\">").expect("no glossary")..];
+        for t in lab_analysis::glossary::TERMS {
+            assert!(
+                glossary.contains(&format!(
+                    "<dt>{}</dt><dd>{}</dd>",
+                    escape(t.term),
+                    escape(t.meaning)
+                )),
+                "{} missing",
+                t.term
+            );
+        }
+        assert!(glossary.contains("<dt>COPY relocation</dt>"));
+        assert!(glossary.contains("<dt>futex</dt>"));
     }
 
     #[test]

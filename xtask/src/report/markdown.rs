@@ -172,6 +172,15 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    m.push_str("\n## Glossary\n\n");
+    for t in lab_analysis::glossary::TERMS {
+        let _ = writeln!(
+            m,
+            "- **{}**: {}",
+            escape_inline(t.term),
+            escape_inline(t.meaning)
+        );
+    }
     m
 }
 
