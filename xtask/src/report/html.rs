@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{Outcome, Report, Section};
+use lab_analysis::Block;
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -221,6 +222,17 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         }
         Outcome::Done(r) => r,
     };
+    // What the answers rest on (the setting, a busy machine) comes before them, as on the
+    // terminal.
+    for b in report
+        .blocks
+        .iter()
+        .take_while(|b| !matches!(b, Block::Heading { .. }))
+    {
+        if let Block::Text { text } = b {
+            let _ = writeln!(h, "<p class=\"lead\">{}</p>", with_code(text));
+        }
+    }
     h.push_str("<h3>Questions and answers</h3>\n<dl>\n");
     if report.answers().next().is_none() {
         h.push_str("<dt>(this step reported no answers)</dt>\n");

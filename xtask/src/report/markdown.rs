@@ -71,10 +71,7 @@ pub fn render(report: &Report) -> String {
         },
         escape_inline(&report.generated)
     );
-    m.push_str("\n## Answers at a glance\n\n");
-    for g in report.glance() {
-        let _ = writeln!(m, "- {}", escape_inline(&g.line()));
-    }
+    glance(&mut m, report);
     m.push_str("\n## Machine\n\n| | |\n|---|---|\n");
     for (k, v) in &report.machine {
         let _ = writeln!(m, "| {} | {} |", escape_inline(k), escape_inline(v));
@@ -172,6 +169,20 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    glossary(&mut m);
+    m
+}
+
+/// `## Answers at a glance`: one line per course question.
+fn glance(m: &mut String, report: &Report) {
+    m.push_str("\n## Answers at a glance\n\n");
+    for g in report.glance() {
+        let _ = writeln!(m, "- {}", escape_inline(&g.line()));
+    }
+}
+
+/// `## Glossary`: the terms the answers use.
+fn glossary(m: &mut String) {
     m.push_str("\n## Glossary\n\n");
     for t in lab_analysis::glossary::TERMS {
         let _ = writeln!(
@@ -181,7 +192,6 @@ pub fn render(report: &Report) -> String {
             escape_inline(t.meaning)
         );
     }
-    m
 }
 
 #[cfg(test)]

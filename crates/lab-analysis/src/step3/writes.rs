@@ -219,7 +219,7 @@ fn load_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
             "Growth: persist load of {} keys into a tiny table",
             f.load_keys
         )),
-        Block::evidence(
+        Block::raw(
             "strace of persist load: ftruncate, then mremap",
             growth_calls,
         ),

@@ -267,9 +267,21 @@ fn how_many(f: &Findings) -> String {
             "."
         }
     );
-    for p in &f.programs {
-        let _ = writeln!(s, "{}: {} maps.", p.name, p.mmaps);
+    for (k, p) in f.programs.iter().enumerate() {
+        if k > 0 && f.same_calls {
+            // The same calls: only where its symbols landed differs.
+            let _ = writeln!(
+                s,
+                "{}: the same {} maps at its own load address.",
+                p.name, p.mmaps
+            );
+        } else {
+            let _ = writeln!(s, "{}: {} maps.", p.name, p.mmaps);
+        }
         for (i, m) in p.maps.iter().enumerate() {
+            if k > 0 && f.same_calls {
+                break;
+            }
             let _ = writeln!(
                 s,
                 "  #{} {}-{} {} {}{}",

@@ -196,7 +196,13 @@ fn table(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 opt(q.throughput_vs_pipe),
             ));
         }
-        blocks.push(Block::evidence(
+        // The primary placement's table decides the answers; the other one is raw material.
+        let block = if *placement == f.primary {
+            Block::evidence
+        } else {
+            Block::raw
+        };
+        blocks.push(block(
             format!(
                 "{}: the two processes on {} (vs pipe: the pipe's median round trip over this \
                  one; vs floor: this one over the cache line's)",
@@ -275,7 +281,7 @@ fn per_message_answer(f: &Findings) -> String {
                 .iter()
                 .filter(spinning)
                 .filter(|c| noise(c))
-                .map(|c| name(c))
+                .map(name)
                 .collect();
             if !calls.is_empty() {
                 s.push(format!(
