@@ -94,6 +94,11 @@ pub const TERMS: &[Term] = &[
                   file's end",
     },
     Term {
+        term: "EOF",
+        marks: &["EOF"],
+        meaning: "end of file: the file's length; a mapping may reach past it, the file does not",
+    },
+    Term {
         term: "MAP_SHARED",
         marks: &["MAP_SHARED"],
         meaning: "writes go to the file (page cache) and every process mapping it sees them",

@@ -64,7 +64,7 @@ fn naive(f: &Findings) -> Glance {
         }
         let place = match fault.region {
             Region::PastMapping => "past the mapping",
-            Region::MappedPastEof => "in a mapped page past the file's end",
+            Region::MappedPastEof => "in a mapped page past EOF",
             Region::InsideFile => "inside the file (unexpected)",
             Region::Elsewhere => "outside the table's mapping",
         };
@@ -73,13 +73,13 @@ fn naive(f: &Findings) -> Glance {
             .map_or(String::new(), |o| format!(" (offset {o})"));
         parts.push((
             fault.signal.clone(),
-            format!("{} on a store {place}{at}", fault.signal),
+            format!("{} {place}{at}", fault.signal),
         ));
     }
     let text = match parts.first() {
         None => "not measured: no naive run was killed by a signal".to_string(),
         Some(_) => format!(
-            "it stores past the end of a {} B file without growing it: {}",
+            "it stores past the end of the {} B file, never grown: {}",
             f.naive.runs.first().map_or(0, |r| r.file_bytes_before),
             parts
                 .iter()
