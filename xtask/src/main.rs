@@ -55,7 +55,8 @@ pub const STEPS: u8 = 6;
     name = "cargo xtask",
     bin_name = "cargo xtask",
     after_help = "Examples:
-  cargo xtask run-all                 every step, explained from this run
+  cargo xtask run-all                 every step, explained from this run, ending with
+                                      the answers at a glance (--verbose: the raw evidence too)
   cargo xtask run-step 1              malloc's switch to mmap, under strace
   cargo xtask run-step 5 --quick      the race, short version (what CI runs)
   cargo xtask run-step 4 --foo ./foo --bar ./bar   explain someone else's foo and bar
@@ -90,6 +91,9 @@ struct Common {
     /// Explain the evidence recorded in DIR (by --save-evidence); run nothing.
     #[arg(long, value_name = "DIR", value_parser = CallerPath)]
     evidence: Option<PathBuf>,
+    /// Also print the raw material: every strace line, every table row, the programs' JSON.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 /// Flags that point a step at someone else's programs and files, or size it.
@@ -308,6 +312,9 @@ fn context(common: &Common, options: model::StepOptions) -> anyhow::Result<model
     if common.json {
         out::to_stderr();
     }
+    if common.verbose {
+        out::verbose();
+    }
     let mut ctx = model::Ctx::new(common.quick)?;
     ctx.save = common.save_evidence.clone();
     ctx.replay = common.evidence.clone();
@@ -335,8 +342,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             for step in 1..=STEPS {
                 reports.push(run_step(&ctx, step)?.report);
             }
+            let glance = lab_analysis::at_a_glance(&reports.iter().collect::<Vec<_>>());
+            out::glance(&glance);
             if common.json {
-                out::json(&serde_json::json!({ "steps": reports }))?;
+                out::json(&serde_json::json!({ "steps": reports, "glance": glance }))?;
             }
             Ok(())
         }

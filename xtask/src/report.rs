@@ -81,6 +81,19 @@ pub enum Outcome {
 }
 
 impl Report {
+    /// `== Answers at a glance` for the steps that ran: one line per course question.
+    pub fn glance(&self) -> Vec<lab_analysis::Glance> {
+        let done: Vec<&StepReport> = self
+            .sections
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                Outcome::Done(r) => Some(r),
+                Outcome::Failed(_) => None,
+            })
+            .collect();
+        lab_analysis::at_a_glance(&done)
+    }
+
     /// The steps that failed.
     pub fn failed_steps(&self) -> Vec<u8> {
         self.sections
@@ -307,6 +320,7 @@ pub(crate) mod tests {
                 ),
             ],
             findings: json!({}),
+            glance: Vec::new(),
         }
         };
         let sections = vec![

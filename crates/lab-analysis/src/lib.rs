@@ -17,6 +17,9 @@
 
 pub mod check;
 pub mod disktable;
+#[cfg(test)]
+mod glance_tests;
+pub mod glossary;
 pub mod report;
 pub mod step1;
 pub mod step2;
@@ -25,11 +28,13 @@ pub mod step4;
 pub mod step5;
 pub mod step6;
 pub mod verdict;
+#[cfg(test)]
+mod text_tests;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use report::{Answer, Block, Excerpt, StepReport};
+pub use report::{at_a_glance, Answer, Block, Excerpt, Glance, StepReport};
 
 /// One step of the lab, after its measurement: the typed evidence, what it establishes and
 /// how that reads.
@@ -51,6 +56,11 @@ pub trait Step {
     fn explain(findings: &Self::Findings, evidence: &Self::Evidence) -> Vec<Block>;
     /// The picture data, built from the findings (and the evidence they came from).
     fn pictures(findings: &Self::Findings, evidence: &Self::Evidence) -> Self::Pictures;
+    /// This step's lines of `== Answers at a glance`, from its findings (none by default: step
+    /// 6 answers no course question).
+    fn glance(_findings: &Self::Findings) -> Vec<Glance> {
+        Vec::new()
+    }
 }
 
 /// A step analyzed and explained: its findings, its report and the data of its pictures.
@@ -63,7 +73,8 @@ pub struct Explained<S: Step> {
 /// Analyzes and explains one step's evidence: its findings, its report and its picture data.
 pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<Explained<S>> {
     let findings = S::analyze(evidence)?;
-    let blocks = S::explain(&findings, evidence);
+    let blocks = answers_first(S::explain(&findings, evidence));
+    let glance = S::glance(&findings);
     let pictures = S::pictures(&findings, evidence);
     let report = StepReport {
         step: S::NUMBER,
@@ -71,12 +82,44 @@ pub fn report<S: Step>(evidence: &S::Evidence) -> anyhow::Result<Explained<S>> {
         blocks,
         findings: serde_json::to_value(&findings)
             .map_err(|e| anyhow::anyhow!("cannot serialise the findings: {e}"))?,
+        glance,
     };
     Ok(Explained {
         findings,
         report,
         pictures,
     })
+}
+
+/// The narrative in the order a student reads it: what comes before the first heading (the
+/// setting, a busy machine) first, then every answer, then the evidence that decides them.
+/// Headings left with nothing under them (an "Answers" heading whose answers moved up) go.
+pub fn answers_first(blocks: Vec<Block>) -> Vec<Block> {
+    let lead = blocks
+        .iter()
+        .position(|b| matches!(b, Block::Heading { .. }))
+        .unwrap_or(blocks.len());
+    let (mut out, mut answers, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, b) in blocks.into_iter().enumerate() {
+        match b {
+            Block::Answer(_) => answers.push(b),
+            _ if i < lead => out.push(b),
+            _ => rest.push(b),
+        }
+    }
+    if !answers.is_empty() {
+        out.push(Block::heading("Answers"));
+        out.append(&mut answers);
+    }
+    let n = rest.len();
+    for i in 0..n {
+        let empty_heading = matches!(rest[i], Block::Heading { .. })
+            && (i + 1 == n || matches!(rest[i + 1], Block::Heading { .. }));
+        if !empty_heading {
+            out.push(rest[i].clone());
+        }
+    }
+    out
 }
 
 /// The recorded evidence the tests read: `xtask/tests/evidence/NAME/stepN.json`, each written

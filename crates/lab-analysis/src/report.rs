@@ -12,6 +12,8 @@ pub struct StepReport {
     pub blocks: Vec<Block>,
     /// The step's typed findings, serialised.
     pub findings: serde_json::Value,
+    /// This step's lines of `== Answers at a glance` (course questions it answers).
+    pub glance: Vec<Glance>,
 }
 
 impl StepReport {
@@ -61,7 +63,23 @@ impl Block {
         Block::Evidence(Excerpt {
             title: title.into(),
             text: text.into(),
+            raw: false,
         })
+    }
+
+    /// Raw material (every strace line, every table row, JSON lines): shown with `--verbose`
+    /// only; by default one line says it is there.
+    pub fn raw(title: impl Into<String>, text: impl Into<String>) -> Block {
+        Block::Evidence(Excerpt {
+            title: title.into(),
+            text: text.into(),
+            raw: true,
+        })
+    }
+
+    /// Whether this block is raw material (shown with `--verbose` only).
+    pub fn is_raw(&self) -> bool {
+        matches!(self, Block::Evidence(e) if e.raw)
     }
 
     pub fn answer(question: impl Into<String>, answer: impl Into<String>) -> Block {
@@ -84,4 +102,77 @@ pub struct Answer {
 pub struct Excerpt {
     pub title: String,
     pub text: String,
+    /// Raw material: rendered only with `--verbose`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
+}
+
+/// The course's questions, numbered as `== Answers at a glance` lists them, with the step that
+/// answers each.
+pub const QUESTIONS: [(&str, u8, &str); 17] = [
+    ("1.1", 1, "free/in-use bit"),
+    ("1.2", 1, "heap/mmap bit"),
+    ("1.3", 1, "switch to mmap"),
+    ("1.4", 1, "x vs mmap length"),
+    ("2.1", 2, "table via mmap"),
+    ("3.1", 3, "+300 persisted"),
+    ("3.2", 3, "naive writer"),
+    ("3.3", 3, "the fix"),
+    ("4.1", 4, "mmaps of the library"),
+    ("4.2", 4, "which holds what"),
+    ("4.3", 4, "flags and why"),
+    ("5.1", 5, "winnings vs total"),
+    ("5.2", 5, "by participants"),
+    ("5.3", 5, "final runtime"),
+    ("5.4", 5, "why they differ"),
+    ("5.5", 5, "with lock incq"),
+    ("5.6", 5, "lock incq by participants"),
+];
+
+/// The longest line `== Answers at a glance` prints, number and label included.
+pub const GLANCE_MAX: usize = 200;
+
+/// One line of `== Answers at a glance`: a course question's number and this run's answer,
+/// with its figures (computed from the step's findings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Glance {
+    pub number: String,
+    pub text: String,
+}
+
+impl Glance {
+    pub fn new(number: &str, text: impl Into<String>) -> Glance {
+        Glance {
+            number: number.to_string(),
+            text: text.into(),
+        }
+    }
+
+    /// The line as printed: `1.3 switch to mmap: …`.
+    pub fn line(&self) -> String {
+        let label = QUESTIONS
+            .iter()
+            .find(|(n, _, _)| *n == self.number)
+            .map_or("", |(_, _, label)| label);
+        format!("{} {label}: {}", self.number, self.text)
+    }
+}
+
+/// `== Answers at a glance` for these steps' reports: one line per course question, in order;
+/// a question whose step did not run, or whose figure this run did not measure, says so.
+pub fn at_a_glance(reports: &[&StepReport]) -> Vec<Glance> {
+    QUESTIONS
+        .iter()
+        .map(
+            |(number, step, _)| match reports.iter().find(|r| r.step == *step) {
+                None => Glance::new(number, format!("not measured: step {step} did not run")),
+                Some(r) => r
+                    .glance
+                    .iter()
+                    .find(|g| g.number == *number)
+                    .cloned()
+                    .unwrap_or_else(|| Glance::new(number, "not measured in this run")),
+            },
+        )
+        .collect()
 }

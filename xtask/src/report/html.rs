@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{Outcome, Report, Section};
+use lab_analysis::Block;
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -148,6 +149,13 @@ pub fn render(report: &Report) -> String {
         },
         escape(&report.generated)
     );
+    h.push_str("<section id=\"glance\">\n<h2>Answers at a glance</h2>\n<ul class=\"glance\">\n");
+    for g in report.glance() {
+        let line = g.line();
+        let rest = line.strip_prefix(g.number.as_str()).unwrap_or(&line);
+        let _ = writeln!(h, "<li><b>{}</b>{}</li>", escape(&g.number), escape(rest));
+    }
+    h.push_str("</ul>\n</section>\n");
     h.push_str("<div class=\"top\">\n<div>\n<h2 id=\"summary\">Steps</h2>\n<table>\n");
     h.push_str("<tr><th>Step</th><th>Title</th><th>Result</th><th>Time</th></tr>\n");
     for s in &report.sections {
@@ -174,6 +182,16 @@ pub fn render(report: &Report) -> String {
     for s in &report.sections {
         section(&mut h, s, &machine_line);
     }
+    h.push_str("<section id=\"glossary\">\n<h2>Glossary</h2>\n<dl class=\"glossary\">\n");
+    for t in lab_analysis::glossary::TERMS {
+        let _ = writeln!(
+            h,
+            "<dt>{}</dt><dd>{}</dd>",
+            escape(t.term),
+            escape(t.meaning)
+        );
+    }
+    h.push_str("</dl>\n</section>\n");
     h.push_str(
         "<hr>\n<p id=\"check-verdict\">Browser self-check has not run.</p>\n</body>\n</html>\n",
     );
@@ -205,6 +223,17 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         }
         Outcome::Done(r) => r,
     };
+    // What the answers rest on (the setting, a busy machine) comes before them, as on the
+    // terminal.
+    for b in report
+        .blocks
+        .iter()
+        .take_while(|b| !matches!(b, Block::Heading { .. }))
+    {
+        if let Block::Text { text } = b {
+            let _ = writeln!(h, "<p class=\"lead\">{}</p>", with_code(text));
+        }
+    }
     h.push_str("<h3>Questions and answers</h3>\n<dl>\n");
     if report.answers().next().is_none() {
         h.push_str("<dt>(this step reported no answers)</dt>\n");
@@ -266,11 +295,19 @@ fn section(h: &mut String, s: &Section, machine: &str) {
         h.push_str("<h3>Evidence</h3>\n");
     }
     for e in report.evidence() {
+        // Raw material (every strace line, every table row) is folded away, as the terminal
+        // shows it only with --verbose.
+        let (open, close) = if e.raw {
+            ("<details><summary>", "</summary>")
+        } else {
+            ("<h4>", "</h4>")
+        };
         let _ = write!(
             h,
-            "<h4>{}</h4>\n<pre>{}</pre>\n",
+            "{open}{}{close}\n<pre>{}</pre>\n{}",
             escape(&e.title),
-            escape(&e.text)
+            escape(&e.text),
+            if e.raw { "</details>\n" } else { "" }
         );
     }
     let _ = write!(
@@ -366,6 +403,40 @@ mod tests {
         // The numbers table holds the step's scalar data.
         assert!(page.contains("<tr><th>threshold_request</th><td>131049</td></tr>"));
         assert!(page.contains("data-marks=\"circle\" data-min-marks=\"8\" style=\"width: 1100px\""));
+    }
+
+    #[test]
+    fn the_page_starts_with_the_answers_at_a_glance() {
+        let r = super::super::tests::sample();
+        let page = render(&r);
+        let glance = page
+            .find("<h2>Answers at a glance</h2>")
+            .expect("no glance block");
+        assert!(glance < page.find("id=\"summary\"").unwrap());
+        assert!(glance < page.find("<section id=\"step-1\"").unwrap());
+        let items = page.matches("<li><b>").count();
+        assert_eq!(items, lab_analysis::report::QUESTIONS.len());
+        // Step 3 failed: its questions say so instead of showing an answer.
+        assert!(page.contains("<li><b>3.2</b> naive writer: not measured: step 3 did not run</li>"));
+    }
+
+    #[test]
+    fn the_page_ends_with_a_glossary_of_every_term() {
+        let page = render(&super::super::tests::sample());
+        let glossary = &page[page.find("<section id=\"glossary\">").expect("no glossary")..];
+        for t in lab_analysis::glossary::TERMS {
+            assert!(
+                glossary.contains(&format!(
+                    "<dt>{}</dt><dd>{}</dd>",
+                    escape(t.term),
+                    escape(t.meaning)
+                )),
+                "{} missing",
+                t.term
+            );
+        }
+        assert!(glossary.contains("<dt>COPY relocation</dt>"));
+        assert!(glossary.contains("<dt>futex</dt>"));
     }
 
     #[test]

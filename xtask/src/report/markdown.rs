@@ -63,8 +63,7 @@ pub fn render(report: &Report) -> String {
     let _ = write!(
         m,
         "# mmap-lab report\n\nHomework 6: mmap and shared memory. Every answer below was computed \
-         from this run's measurements on the machine described here ({}, generated {}).\n\n\
-         ## Machine\n\n| | |\n|---|---|\n",
+         from this run's measurements on the machine described here ({}, generated {}).\n",
         if report.quick {
             "short run, `--quick`"
         } else {
@@ -72,6 +71,8 @@ pub fn render(report: &Report) -> String {
         },
         escape_inline(&report.generated)
     );
+    glance(&mut m, report);
+    m.push_str("\n## Machine\n\n| | |\n|---|---|\n");
     for (k, v) in &report.machine {
         let _ = writeln!(m, "| {} | {} |", escape_inline(k), escape_inline(v));
     }
@@ -168,7 +169,29 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    glossary(&mut m);
     m
+}
+
+/// `## Answers at a glance`: one line per course question.
+fn glance(m: &mut String, report: &Report) {
+    m.push_str("\n## Answers at a glance\n\n");
+    for g in report.glance() {
+        let _ = writeln!(m, "- {}", escape_inline(&g.line()));
+    }
+}
+
+/// `## Glossary`: the terms the answers use.
+fn glossary(m: &mut String) {
+    m.push_str("\n## Glossary\n\n");
+    for t in lab_analysis::glossary::TERMS {
+        let _ = writeln!(
+            m,
+            "- **{}**: {}",
+            escape_inline(t.term),
+            escape_inline(t.meaning)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
     }
     if let Some(fb) = &f.free_bit {
         blocks.push(Block::heading("malloc-probe free-bit"));
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             "free-bit: A = malloc(x), B = malloc(24) carved right after it; free(A); tags before \
              -> after",
             free_bit_table(fb),
@@ -182,11 +182,11 @@ fn sweep_blocks(f: &Findings, s: &Sweep) -> Vec<Block> {
     }
     let mut blocks = vec![
         Block::heading("malloc-probe --mark sweep, under strace -e trace=brk,mmap,munmap,write"),
-        Block::evidence(
+        Block::raw(
             "Sweep: request -> syscall -> length (paired through write(-1) markers)",
             table,
         ),
-        Block::evidence("Raw strace lines, per malloc", raw),
+        Block::raw("Raw strace lines, per malloc", raw),
     ];
     if let Some(m) = &s.marker_example {
         blocks.push(Block::text(format!("(a marker line looks like: {m})")));
@@ -420,6 +420,18 @@ fn answer_mmap_bit(f: &Findings) -> String {
     let Some(s) = &f.sweep else {
         return "The sweep did not run.".to_string();
     };
+    if s.mmap_rows == 0 || s.heap_rows == 0 {
+        let (what, of) = if s.mmap_rows == 0 {
+            ("no request of the sweep was mmapped", "the threshold")
+        } else {
+            ("no request of the sweep came from the heap", "the heap")
+        };
+        return format!(
+            "Not measured in the sweep: {what} ({} heap rows, {} mmap rows), so no bit can be \
+             seen to follow the region; the sweep ended before {of} (see 1.3's probes).",
+            s.heap_rows, s.mmap_rows
+        );
+    }
     match f.is_mmapped_bit {
         Some(b) => format!(
             "Bit {b} (value {:#x}, {}): it is set in all {} allocations that /proc/self/maps \

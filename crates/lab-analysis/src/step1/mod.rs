@@ -21,6 +21,7 @@
 
 pub mod analyze;
 pub mod explain;
+pub mod glance;
 pub mod picture;
 pub mod wire;
 
@@ -51,6 +52,10 @@ impl Step for Step1 {
 
     fn pictures(findings: &Findings, _: &Evidence) -> picture::Pictures {
         picture::pictures(findings)
+    }
+
+    fn glance(findings: &Findings) -> Vec<crate::Glance> {
+        glance::glance(findings)
     }
 }
 

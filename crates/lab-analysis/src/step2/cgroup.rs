@@ -207,6 +207,15 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         }
     };
     blocks.push(counters_block(r, ev));
+    let commands: Vec<String> = ev
+        .children
+        .iter()
+        .map(|c| format!("{}: {}", role_name(c.role), c.argv.join(" ")))
+        .collect();
+    blocks.push(Block::raw(
+        "the children's command lines",
+        commands.join("\n"),
+    ));
     blocks.push(Block::answer(
         "Does mmap help with files too big for memory?",
         answer(r),
@@ -243,9 +252,6 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
             opt(c.major_faults),
         ));
     }
-    for c in &ev.children {
-        table.push_str(&format!("{}: {}\n", role_name(c.role), c.argv.join(" ")));
-    }
     Block::evidence(
         format!(
             "cgroup {} under {}: limit {} ({} bytes), the table {} — one fresh cgroup per child, \
@@ -280,6 +286,11 @@ fn answer(r: &RanFindings) -> String {
                         "did NOT finish before its deadline ({} major faults: pages it needed \
                          were dropped under the limit before it used them)",
                         c.major_faults.map_or("?".into(), |n| n.to_string())
+                    )
+                } else if c.oom_killed {
+                    format!(
+                        "was killed by the OOM killer (SIGKILL; the cgroup counted {} OOM kill)",
+                        c.oom_kills.unwrap_or(0)
                     )
                 } else {
                     format!("FAILED ({})", c.signal.as_deref().unwrap_or("exit status"))
@@ -338,7 +349,46 @@ fn answer(r: &RanFindings) -> String {
                                which part differed."
                 .to_string(),
         }
-    )
+    ) + &killed_through_map(r)
+}
+
+/// A child that read through the mapping and was OOM-killed anyway: named, and what the
+/// conclusion rests on instead.
+fn killed_through_map(r: &RanFindings) -> String {
+    let through = [Role::Lookups, Role::EveryKey, Role::Scan];
+    let of = |c: &&ChildFindings| through.contains(&c.role);
+    let killed: Vec<&str> = r
+        .children
+        .iter()
+        .filter(of)
+        .filter(|c| c.oom_killed)
+        .map(|c| role_name(c.role))
+        .collect();
+    if killed.is_empty() {
+        return String::new();
+    }
+    let lived: Vec<&str> = r
+        .children
+        .iter()
+        .filter(of)
+        .filter(|c| c.completed && c.entries_checked.is_some())
+        .map(|c| role_name(c.role))
+        .collect();
+    if r.demonstrated && !lived.is_empty() {
+        format!(
+            " The {} child was OOM-killed this time although it read through the mapping (its \
+             own buffers, or pages the kernel could not drop fast enough); the conclusion rests \
+             on {}, which read every entry and lived.",
+            killed.join(" and "),
+            lived.join(" and ")
+        )
+    } else {
+        format!(
+            " The {} child was OOM-killed although it read through the mapping: this run does \
+             not show that a mapping survives at the limit.",
+            killed.join(" and ")
+        )
+    }
 }
 
 fn role_name(role: Role) -> &'static str {

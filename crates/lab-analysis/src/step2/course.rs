@@ -193,7 +193,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         )),
     ];
     let calls = fds::file_calls(&e.print.trace.calls, is_table);
-    blocks.push(Block::evidence(
+    blocks.push(Block::raw(
         format!(
             "strace of {}: the table's descriptor and mapping",
             e.print.command()

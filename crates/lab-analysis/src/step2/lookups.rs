@@ -180,7 +180,8 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.pages_total,
             match f.eviction {
                 Eviction::Fadvise => format!(
-                    "fsync + posix_fadvise(POSIX_FADV_DONTNEED) (drop_caches needs root) left {}.",
+                    "fsync + posix_fadvise(POSIX_FADV_DONTNEED) (which evicts one file, as any user \
+                     may) left {}.",
                     f.pages_resident_before
                 ),
                 Eviction::None => format!(
@@ -195,7 +196,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
                 ),
             }
         )),
-        Block::evidence(
+        Block::raw(
             format!(
                 "strace of persist get ({} keys): the table's descriptor and mapping",
                 f.lookups
@@ -216,7 +217,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.read_calls_on_table_fd,
             f.read_calls_elsewhere
         )),
-        Block::evidence(
+        Block::raw(
             "persist --json get: faults (getrusage) and residency (mincore)",
             format!(
                 "lookups {}\nfaults: minor {}, major {}\npages_total {}\npages_resident_after {}\n",

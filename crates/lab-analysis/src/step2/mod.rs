@@ -22,6 +22,7 @@ use crate::disktable::program::{self};
 use crate::{Block, Step};
 pub mod cgroup;
 pub mod course;
+pub mod glance;
 pub mod lookups;
 pub mod picture;
 
@@ -92,6 +93,10 @@ impl Step for Step2 {
 
     fn pictures(f: &Findings, e: &Evidence) -> picture::Pictures {
         picture::pictures(f, e)
+    }
+
+    fn glance(f: &Findings) -> Vec<crate::Glance> {
+        glance::glance(f)
     }
 }
 

@@ -145,7 +145,7 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
         .find(|(_, r)| !fault::growths(&fds::file_calls(&r.run.trace.calls, is_table)).is_empty())
     {
         let calls = fds::file_calls(&r.run.trace.calls, is_table);
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             format!(
                 "strace of run {} ({}): the table's descriptor and mapping",
                 i + 1,

@@ -20,6 +20,7 @@ use crate::disktable::program::{self};
 use crate::disktable::table::TableSource;
 use crate::{Block, Step};
 pub mod appends;
+pub mod glance;
 pub mod naive;
 pub mod picture;
 pub mod writes;
@@ -101,6 +102,10 @@ impl Step for Step3 {
 
     fn pictures(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
         picture::naive_layout(f, e)
+    }
+
+    fn glance(f: &Findings) -> Vec<crate::Glance> {
+        glance::glance(f)
     }
 }
 

@@ -153,13 +153,16 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
             shown.push_str(&format!("{}\n", e.raw));
         }
     }
-    blocks.push(Block::evidence(
+    blocks.push(Block::raw(
         "strace of each naive run (a fresh copy each)",
         shown,
     ));
-    for r in &f.runs {
-        blocks.push(Block::text(describe_run(r)));
-    }
+    // Each run in full (the answer says what the signals were and why).
+    let runs: Vec<String> = f.runs.iter().map(describe_run).collect();
+    blocks.push(Block::raw(
+        "each naive run, where it faulted",
+        runs.join("\n"),
+    ));
     let contradicted = f
         .runs
         .iter()

@@ -182,7 +182,7 @@ fn shown(run: &TracedRun, table: &str, limit: usize) -> String {
 fn put_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
     vec![
         Block::heading("persist put --sync: stores into a MAP_SHARED mapping"),
-        Block::evidence(
+        Block::raw(
             "strace of persist put --sync: the table's descriptor and mapping",
             shown(&e.put.run, SHARED, 40),
         ),
@@ -219,7 +219,7 @@ fn load_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
             "Growth: persist load of {} keys into a tiny table",
             f.load_keys
         )),
-        Block::evidence(
+        Block::raw(
             "strace of persist load: ftruncate, then mremap",
             growth_calls,
         ),
@@ -241,7 +241,7 @@ fn load_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
 fn private_blocks(f: &Findings, e: &Evidence) -> Vec<Block> {
     vec![
         Block::heading("persist put --private: the MAP_PRIVATE contrast"),
-        Block::evidence(
+        Block::raw(
             "strace of persist put --private",
             shown(&e.private.run, SHARED, 12),
         ),

@@ -34,11 +34,11 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
         flags(f),
     ));
     blocks.push(Block::heading("Code shared in RAM, baz private"));
-    blocks.push(Block::evidence(
+    blocks.push(Block::raw(
         "baz read from each process's memory (/proc/PID/mem) at the same moments",
         samples_table(f, ev),
     ));
-    blocks.push(Block::evidence(
+    blocks.push(Block::raw(
         "/proc/PID/smaps of the library",
         smaps_table(ev),
     ));
@@ -162,7 +162,7 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
             p.library
         )));
     } else {
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             format!("strace of {} (pid {}): loading the library", p.name, p.pid),
             p.trace.join("\n"),
         ));
@@ -208,18 +208,26 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
             m.prot
         );
     }
+    // The same mappings are the answers' (how many, which holds what, the flags): here in full,
+    // with the maps lines, for --verbose only.
+    blocks.push(Block::raw(
+        format!(
+            "{}: each mmap, what it holds, the symbols' /proc/{}/maps lines",
+            p.name, p.pid
+        ),
+        text.trim_end(),
+    ));
     match p.printed_agrees {
-        Some(true) => text.push_str(&format!(
-            "{} printed the same addresses for setbaz, getbaz and baz.\n",
+        Some(true) => blocks.push(Block::text(format!(
+            "{} printed the same addresses for setbaz, getbaz and baz.",
             p.name
-        )),
-        Some(false) => text.push_str(&format!(
-            "{} printed DIFFERENT addresses from these: compare its start line.\n",
+        ))),
+        Some(false) => blocks.push(Block::text(format!(
+            "{} printed DIFFERENT addresses from these: compare its start line.",
             p.name
-        )),
+        ))),
         None => {}
     }
-    blocks.push(Block::text(text.trim_end()));
     blocks
 }
 
@@ -257,10 +265,38 @@ fn which_calls(f: &Findings) -> String {
 }
 
 fn how_many(f: &Findings) -> String {
-    let mut s = String::new();
-    for p in &f.programs {
-        let _ = writeln!(s, "{}: {} maps.", p.name, p.mmaps);
+    let counts: Vec<String> = f
+        .programs
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.mmaps))
+        .collect();
+    let more = f.programs.iter().all(|p| p.mmaps > 1);
+    let mut s = format!(
+        "{}: mmaps of the library per program: {}{}\n",
+        if more { "Yes" } else { "No" },
+        counts.join(", "),
+        if more {
+            " — one per loadable segment, because each segment needs different permissions and \
+             mmap gives one protection per mapping."
+        } else {
+            "."
+        }
+    );
+    for (k, p) in f.programs.iter().enumerate() {
+        if k > 0 && f.same_calls {
+            // The same calls: only where its symbols landed differs.
+            let _ = writeln!(
+                s,
+                "{}: the same {} maps at its own load address.",
+                p.name, p.mmaps
+            );
+        } else {
+            let _ = writeln!(s, "{}: {} maps.", p.name, p.mmaps);
+        }
         for (i, m) in p.maps.iter().enumerate() {
+            if k > 0 && f.same_calls {
+                break;
+            }
             let _ = writeln!(
                 s,
                 "  #{} {}-{} {} {}{}",
@@ -294,9 +330,7 @@ fn how_many(f: &Findings) -> String {
         .collect();
     let _ = write!(
         s,
-        "Yes, more than one per program: one per loadable segment, because each segment needs \
-         different permissions and mmap gives one protection per mapping. {} made {} (lengths, \
-         protections, flags, file offsets) at {} load addresses ({}){}.",
+        "{} made {} (lengths, protections, flags, file offsets) at {} load addresses ({}){}.",
         names(f),
         if f.same_calls {
             "the same sequence of calls"
@@ -489,13 +523,24 @@ fn frames_table(f: &Findings) -> String {
             } else {
                 format!(", holds {}", r.symbols.join(", "))
             },
-            if r.same.is_empty() {
+            if !f.frames.readable {
+                // Hidden frames compare equal to nothing: that is not "none shared".
+                "not measured, frames hidden (needs root)".into()
+            } else if r.same.is_empty() {
                 "none".into()
             } else {
                 frames_list(&r.same)
             }
         );
         for (p, side) in f.programs.iter().zip(&r.sides) {
+            if !f.frames.readable {
+                let _ = writeln!(
+                    s,
+                    "    {}: anonymous {}, not resident {}, frame hidden {}",
+                    p.name, side.anonymous, side.not_resident, side.hidden
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "    {}: own frames {}{}; only here {}; anonymous {}, not resident {}, frame \
@@ -526,7 +571,11 @@ fn frames_table(f: &Findings) -> String {
             )
         })
         .collect();
-    let _ = writeln!(s, "frame of baz's page: {}", baz.join(", "));
+    if f.frames.readable {
+        let _ = writeln!(s, "frame of baz's page: {}", baz.join(", "));
+    } else {
+        let _ = writeln!(s, "frame of baz's page: hidden (needs root)");
+    }
     s
 }
 

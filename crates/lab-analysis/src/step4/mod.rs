@@ -37,6 +37,7 @@
 pub mod analyze;
 pub mod evidence;
 pub mod explain;
+pub mod glance;
 pub mod picture;
 
 pub use analyze::{ClientFinding, Findings};
@@ -70,6 +71,9 @@ impl Step for Step4 {
 
     fn pictures(findings: &Findings, _: &Evidence) -> picture::Step4Picture {
         picture::Step4Picture::from_findings(findings)
+    }
+    fn glance(findings: &Findings) -> Vec<crate::Glance> {
+        glance::glance(findings)
     }
 }
 

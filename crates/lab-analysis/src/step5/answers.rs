@@ -444,8 +444,8 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
     ) {
         let _ = write!(
             s,
-            ". With 2, the racers made {work:.2} increments per increment of total{}, and each \
-             cost {two:.2} ns against {one:.2} alone",
+            ". With 2, the racers made {work:.2} increments per increment of total{}, at \
+             {two:.2} ns per increment made against {one:.2} alone",
             if work > 1.005 {
                 " (lost ones are made again)"
             } else {
@@ -457,27 +457,49 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
 }
 
 fn runtime(f: &Findings, ev: &Evidence) -> String {
-    if f.runtime.is_empty() {
-        return "No race finished, so there is no runtime to compare.".to_string();
-    }
-    let allowed = f.mask.len();
-    let trends: Vec<String> = f.runtime.iter().map(|t| trend_text(t, allowed)).collect();
-    let starred = f
+    // The atomic races' runtimes are the next answer's: each printed once.
+    let shown: Vec<&RuntimeTrend> = f
         .runtime
         .iter()
+        .filter(|t| t.mode != Mode::Atomic)
+        .collect();
+    if shown.is_empty() {
+        return "Not measured: no racy race finished, so there is no runtime to compare."
+            .to_string();
+    }
+    let allowed = f.mask.len();
+    let trends: Vec<String> = shown.iter().map(|t| trend_text(t, allowed)).collect();
+    let starred = shown
+        .iter()
         .any(|t| t.points.iter().any(|p| p.short_of_cpu));
+    // "The race runs at the speed of N CPUs however many join" only when two or more races
+    // beyond the CPUs, none short of CPU, took about the same time.
+    let flat_beyond = shown.iter().all(|t| {
+        let beyond: Vec<_> = t
+            .points
+            .iter()
+            .filter(|p| p.participants > allowed)
+            .collect();
+        beyond.len() >= 2
+            && beyond.iter().all(|p| !p.short_of_cpu)
+            && matches!(t.beyond_cpus, Some((lo, hi)) if lo > 0.0 && hi / lo <= 1.25)
+    });
     format!(
-        "The final participant is the last instance of {} the lab started; its runtime is from \
-         its start to its end, as `time` reports it. {}.{} Racers beyond the allowed CPUs take \
-         turns, so the race runs at the speed of {allowed} CPU(s) however many join; the cost of \
-         each increment is set by whether the line holding total moves between CPUs. ns/incr in \
-         the table is the runtime per increment of total: the seconds a race to the course's \
-         1,000,000,000 would take.",
-        racer_name(ev),
+        "The final participant's runtime, {}. It is the last instance of {} the lab started, \
+         from its start to its end, as `time` reports it.{}{}",
         trends.join(". "),
+        racer_name(ev),
+        if flat_beyond {
+            format!(
+                " Racers beyond the {allowed} allowed CPU(s) take turns: the races beyond them \
+                 took about the same time, the speed of {allowed} CPU(s)."
+            )
+        } else {
+            String::new()
+        },
         if starred {
-            " (*: its racers had at least 0.3 CPU less than they could have used, measured: \
-             that runtime is longer than the machine's.)"
+            " (*: other processes took at least 0.3 CPU its racers could have used: that \
+             runtime reflects the busy machine, not the race alone.)"
         } else {
             ""
         }
@@ -528,14 +550,15 @@ fn atomic(f: &Findings, ev: &Evidence) -> String {
                  holding the cache line for its duration — the course's `lock incq` is the same \
                  kind (xadd also returns the old value, which the loop needs to stop at the \
                  target). ",
-                l.symbol, l.locked[0]
+                super::disasm::demangle(&l.symbol),
+                l.locked[0]
             );
         }
         Some(l) => {
             let _ = write!(
                 s,
                 "Our atomic loop ({}) has {} locked instructions: {:?}. ",
-                l.symbol,
+                super::disasm::demangle(&l.symbol),
                 l.locked.len(),
                 l.locked
             );

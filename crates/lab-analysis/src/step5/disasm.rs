@@ -79,6 +79,41 @@ pub fn parse(listing: &str) -> Vec<Insn> {
         .collect()
 }
 
+/// A Rust symbol as a reader writes it: `_ZN4race11race_atomic17he24556813dddd656E` (the
+/// legacy mangling: `_ZN`, then length-prefixed path parts, then `E`) becomes
+/// `race::race_atomic`, the `17h<16 hex digits>` hash part dropped. Anything else is returned
+/// as it is (a C symbol, a v0-mangled `_R…` one).
+pub fn demangle(symbol: &str) -> String {
+    let Some(mut rest) = symbol.strip_prefix("_ZN") else {
+        return symbol.to_string();
+    };
+    let mut parts = Vec::new();
+    while !rest.starts_with('E') {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(len) = rest[..digits].parse::<usize>().ok().filter(|_| digits > 0) else {
+            return symbol.to_string();
+        };
+        let Some(part) = rest.get(digits..digits + len) else {
+            return symbol.to_string();
+        };
+        rest = &rest[digits + len..];
+        let is_hash = part.len() == 17
+            && part.starts_with('h')
+            && part[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_hash {
+            parts.push(
+                part.replace("$LT$", "<")
+                    .replace("$GT$", ">")
+                    .replace("..", "::"),
+            );
+        }
+    }
+    if rest != "E" || parts.is_empty() {
+        return symbol.to_string();
+    }
+    parts.join("::")
+}
+
 /// The function's name: the symbol in its header line (`0000… <_ZN4race11race_atomic17h…E>:`).
 pub fn symbol(listing: &str) -> Option<&str> {
     let head = listing.lines().next()?;
@@ -215,5 +250,26 @@ mod tests {
         assert_eq!(locked.lines().count(), 6, "{locked}");
         assert!(locked.starts_with("0000000000001000 <main>:\n    1000:\tlock incq (%rax)\n"));
         assert_eq!(parse(&locked).iter().filter(|i| i.is_locked()).count(), 4);
+    }
+
+    #[test]
+    fn rust_symbols_are_demangled_without_their_hash() {
+        use super::demangle;
+        assert_eq!(
+            demangle("_ZN4race11race_atomic17he24556813dddd656E"),
+            "race::race_atomic"
+        );
+        assert_eq!(
+            demangle("_ZN4race9race_racy17h99dd0f98146c8318E"),
+            "race::race_racy"
+        );
+        assert_eq!(
+            demangle("_ZN3std2io5stdio6_print17h0123456789abcdefE"),
+            "std::io::stdio::_print"
+        );
+        // Not the legacy mangling, or damaged: as it is.
+        assert_eq!(demangle("race_racy"), "race_racy");
+        assert_eq!(demangle("_ZN4race99toolongE"), "_ZN4race99toolongE");
+        assert_eq!(demangle("_ZN4race9race_racy"), "_ZN4race9race_racy");
     }
 }

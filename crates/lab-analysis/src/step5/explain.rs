@@ -8,7 +8,7 @@ use super::{Evidence, Mode, COURSE_FILE};
 use crate::Block;
 
 pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Block> = busy(f).map(Block::text).into_iter().collect();
     protocol(&mut blocks, f, ev);
     sizing(&mut blocks, f, ev);
     sweep(&mut blocks, f, ev);
@@ -29,7 +29,7 @@ fn protocol(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 "The protocol's system calls on {COURSE_FILE} (strace of `{command}`)"
             )));
             let lines: Vec<&str> = calls.iter().map(|c| c.raw.as_str()).collect();
-            blocks.push(Block::evidence(
+            blocks.push(Block::raw(
                 format!("strace of `{command}`: the calls on the race file"),
                 lines.join("\n"),
             ));
@@ -154,6 +154,34 @@ fn sizing(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     blocks.push(Block::text(t));
 }
 
+/// A busy machine, said before the answers: the races whose racers other processes (or the
+/// hypervisor) kept from CPU they could have used.
+fn busy(f: &Findings) -> Option<String> {
+    let busy: Vec<String> = f
+        .shortages
+        .iter()
+        .filter(|s| s.cause != super::analyze::Cause::Unexplained)
+        .map(|s| format!("{} {}", s.participants, s.mode.name()))
+        .collect();
+    if busy.is_empty() {
+        return None;
+    }
+    let most = f
+        .shortages
+        .iter()
+        .map(|s| s.cpu.others.max(s.cpu.steal))
+        .fold(0.0, f64::max);
+    Some(format!(
+        "Busy machine: in {} of {} races ({}) other processes (or the hypervisor) took CPU the \
+         racers could have used, up to {most:.2} CPU of the {} allowed. Their runtimes (marked * \
+         below) reflect the busy machine, and their lost shares include losses by preemption.",
+        busy.len(),
+        f.races.len(),
+        busy.join(", "),
+        f.mask.len()
+    ))
+}
+
 fn opt(v: Option<i64>) -> String {
     v.map_or("-".to_string(), |v| v.to_string())
 }
@@ -188,7 +216,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     )));
     blocks.push(Block::evidence(
         "The races (final s: the last instance started, from its start to its end, as `time` \
-         would report it)",
+         would report it; ns/total: ns per increment of total, final s over the target)",
         table(&f.races),
     ));
     let mut by_id = String::new();
@@ -206,10 +234,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 .join(" ")
         );
     }
-    blocks.push(Block::evidence(
-        "Winnings by id and runtimes, per race",
-        by_id,
-    ));
+    blocks.push(Block::raw("Winnings by id and runtimes, per race", by_id));
     failures(blocks, f, ev);
     if let Some(r) = ev
         .races
@@ -218,7 +243,7 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
         .max_by_key(|r| r.participants)
     {
         let lines: Vec<&str> = r.run.instances.iter().map(|i| i.stdout.trim()).collect();
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             format!("The {} racy racers' own --json lines", r.participants),
             lines.join("\n"),
         ));
@@ -272,7 +297,7 @@ fn table(races: &[RaceFinding]) -> String {
         "lost",
         "lost %",
         "final s",
-        "ns/incr",
+        "ns/total",
         "racers",
         "others",
         "outcome"
@@ -324,7 +349,7 @@ fn observer(blocks: &mut Vec<Block>, f: &Findings) {
     }
     blocks.push(Block::text(t));
     if let Some(line) = &o.deleted_line {
-        blocks.push(Block::evidence(
+        blocks.push(Block::raw(
             "The lab's /proc/self/maps line of its mapping after the unlink",
             line.clone(),
         ));
@@ -345,7 +370,7 @@ fn loops(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     ] {
         match listing {
             super::Listing::Text { text, binary } => {
-                blocks.push(Block::evidence(
+                blocks.push(Block::raw(
                     format!("{name} in {}", binary.display()),
                     text.clone(),
                 ));
@@ -374,7 +399,7 @@ fn loop_text(l: &LoopFinding) -> String {
     format!(
         "The loop of {} runs from {:#x} to {:#x}: {} instructions, {} locked ({}); the ones that \
          touch total (the first argument, %rdi): {}.",
-        l.symbol,
+        super::disasm::demangle(&l.symbol),
         l.start,
         l.end,
         l.instructions.len(),

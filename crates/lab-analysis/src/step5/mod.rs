@@ -25,6 +25,7 @@ mod answers;
 pub mod disasm;
 pub mod explain;
 pub mod judge;
+pub mod glance;
 pub mod picture;
 
 use std::path::PathBuf;
@@ -57,6 +58,10 @@ impl Step for Step5 {
 
     fn pictures(findings: &Findings, _: &Evidence) -> picture::Data {
         picture::Data::from_findings(findings)
+    }
+
+    fn glance(findings: &Findings) -> Vec<crate::Glance> {
+        glance::glance(findings)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Step 6's narrative: formats the findings (every number comes from [`super::analyze`]).
 
 use channel::bench::{
-    fmt_ns, fmt_rate, fmt_ratio, fmt_size, render_goal, render_machine, CellValue, Metric,
-    Placement, Transport,
+    fmt_ns, fmt_rate, fmt_ratio, fmt_size, render_goal, render_machine, CellValue, GoalId,
+    GoalOutcome, Metric, Placement, Transport,
 };
 
 use super::analyze::{CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE};
@@ -84,11 +84,23 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
         "transport", "placement", "round trips", "per msg"
     )];
     for c in cells {
+        let round_trips = format!("{}, {}", c.round_trips[0], c.round_trips[1]);
+        if noise(c) {
+            lines.push(format!(
+                "{:<12} {:<9} {:>13} {:>9}  not measured: the long run made fewer calls than the \
+                 short one (noise)",
+                c.transport.name(),
+                c.placement.name(),
+                round_trips,
+                "-"
+            ));
+            continue;
+        }
         lines.push(format!(
             "{:<12} {:<9} {:>13} {:>9.3}  {}",
             c.transport.name(),
             c.placement.name(),
-            format!("{}, {}", c.round_trips[0], c.round_trips[1]),
+            round_trips,
             // A difference of counts: -0.0004 is none, not "-0.000".
             if c.total_per_message.abs() < 0.0005 {
                 0.0
@@ -104,12 +116,18 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     ));
     for cell in traced {
         if let Some(long) = cell.runs.last().filter(|r| !r.sample.is_empty()) {
-            blocks.push(Block::evidence(
+            blocks.push(Block::raw(
                 format!("from the middle of `{}`", long.command),
                 long.sample.join("\n"),
             ));
         }
     }
+}
+
+/// A cell whose long run made fewer calls than its short one: the difference measured noise
+/// (a call count cannot shrink with more messages), not a cost per message.
+fn noise(c: &CellCalls) -> bool {
+    c.total_per_message <= -0.0005 || c.per_message.iter().any(|r| r.per_message <= -0.005)
 }
 
 /// "write 1.00 + read 1.00", or "none".
@@ -146,6 +164,9 @@ fn table(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
          constants.",
         render_machine(&f.machine)
     )));
+    // On one CPU the spinning "floor" waits for the scheduler, and an implausible two-CPU floor
+    // bounds nothing: no row is compared with either.
+    let floor_ok = |p: Placement| p == Placement::TwoCpus && implausible_floor(f).is_none();
     for placement in &f.placements {
         let mut lines = vec![format!(
             "{:<12} {:>7} {:>10} {:>10} {:>8} {:>9} {:>11} {:>9}",
@@ -170,12 +191,18 @@ fn table(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
                 fmt_ns(r.rtt_ns.median),
                 fmt_ns(r.rtt_ns.p99),
                 opt(q.rtt_speedup_vs_pipe),
-                opt(q.rtt_vs_floor),
+                opt(q.rtt_vs_floor.filter(|_| floor_ok(*placement))),
                 format!("{}B/s", fmt_rate(r.bytes_per_s)),
                 opt(q.throughput_vs_pipe),
             ));
         }
-        blocks.push(Block::evidence(
+        // The primary placement's table decides the answers; the other one is raw material.
+        let block = if *placement == f.primary {
+            Block::evidence
+        } else {
+            Block::raw
+        };
+        blocks.push(block(
             format!(
                 "{}: the two processes on {} (vs pipe: the pipe's median round trip over this \
                  one; vs floor: this one over the cache line's)",
@@ -238,21 +265,38 @@ fn per_message_answer(f: &Findings) -> String {
              operations the kernel never sees."
                 .to_string(),
         ),
-        Some(false) => s.push(format!(
-            "A spinning cell made system calls per message, contrary to the design: {}.",
-            cells
+        Some(false) => {
+            let spinning = |c: &&CellCalls| {
+                matches!(c.transport, Transport::Cacheline | Transport::RingSpin)
+                    && !c.none_per_message
+            };
+            let name = |c: &CellCalls| format!("{} on {}", c.transport.name(), place(c.placement));
+            let calls: Vec<String> = cells
                 .iter()
-                .filter(|c| matches!(c.transport, Transport::Cacheline | Transport::RingSpin))
-                .filter(|c| !c.none_per_message)
-                .map(|c| format!(
-                    "{} on {}: {}",
-                    c.transport.name(),
-                    place(c.placement),
-                    rates(c)
-                ))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+                .filter(spinning)
+                .filter(|c| !noise(c))
+                .map(|c| format!("{}: {}", name(c), rates(c)))
+                .collect();
+            let unmeasured: Vec<String> = cells
+                .iter()
+                .filter(spinning)
+                .filter(|c| noise(c))
+                .map(name)
+                .collect();
+            if !calls.is_empty() {
+                s.push(format!(
+                    "A spinning cell made system calls per message, contrary to the design: {}.",
+                    calls.join("; ")
+                ));
+            }
+            if !unmeasured.is_empty() {
+                s.push(format!(
+                    "Not measured for {}: its long run made fewer calls than its short one, so \
+                     the difference is noise, not a cost per message.",
+                    unmeasured.join(", ")
+                ));
+            }
+        }
         None => {}
     }
     if let Some((w, r)) = pipe {
@@ -393,6 +437,9 @@ fn floor_answer(f: &Findings) -> String {
     let Some(spin) = &floor.spin else {
         return "Not measured: no ring-spin row at the compared size on two CPUs.".to_string();
     };
+    if let Some(why) = implausible_floor(f) {
+        return format!("Not measured: {why}.");
+    }
     let mut s = format!(
         "The floor — one 8-byte word passed back and forth on one cache line — is {} per round \
          trip on two CPUs. ring-spin's {} round trip is {} = {} the floor ({} more)",
@@ -415,6 +462,35 @@ fn floor_answer(f: &Findings) -> String {
         ));
     }
     s
+}
+
+/// Why this run's "floor" (one word on one cache line, two CPUs) is not a floor, if it is not:
+/// slower than the ring it should bound from below, or than a pipe's round trip through the
+/// kernel. Then nothing is compared with it (the goal included).
+fn implausible_floor(f: &Findings) -> Option<String> {
+    let floor = f.floor.as_ref()?;
+    let spin = floor.spin.as_ref()?;
+    let floor_ns = spin.denominator.value;
+    if spin.ratio < 1.0 {
+        return Some(format!(
+            "the measured floor ({}) was slower than ring-spin's {} round trip ({}), so it bounds \
+             nothing (another process likely held a CPU while it ran)",
+            value(&spin.denominator),
+            fmt_size(spin.numerator.size),
+            value(&spin.numerator)
+        ));
+    }
+    let pipe = f.faster.iter().find(|r| {
+        r.numerator.transport == Transport::Pipe && r.numerator.placement == Placement::TwoCpus
+    })?;
+    (pipe.numerator.value <= floor_ns).then(|| {
+        format!(
+            "the measured floor ({}) was slower than a pipe's round trip ({}), which goes \
+             through the kernel: it bounds nothing (another process likely held a CPU)",
+            value(&spin.denominator),
+            value(&pipe.numerator)
+        )
+    })
 }
 
 fn one_cpu_answer(f: &Findings) -> String {
@@ -554,12 +630,34 @@ fn integrity_answer(i: &Integrity) -> String {
 
 fn goals(blocks: &mut Vec<Block>, f: &Findings) {
     blocks.push(Block::heading(
-        "Goals (issue 13), computed from this run's numbers",
+        "The channel's goals, computed from this run's numbers",
     ));
-    let lines: Vec<String> = f.goals.iter().map(render_goal).collect();
+    // A goal against an implausible floor is not measured, whatever the benchmark's verdict.
+    let floor_why = implausible_floor(f);
+    let against_floor = |g: &GoalOutcome| g.id() == GoalId::SpinNearFloor && floor_why.is_some();
+    let lines: Vec<String> = f
+        .goals
+        .iter()
+        .map(|g| match g {
+            GoalOutcome::Measured(goal) if against_floor(g) => format!(
+                "[not measured] {}: {}",
+                goal.statement,
+                floor_why.as_deref().unwrap_or_default()
+            ),
+            _ => render_goal(g),
+        })
+        .collect();
     blocks.push(Block::evidence("goals", lines.join("\n")));
-    let met = f.goals.iter().filter(|g| g.met() == Some(true)).count();
-    let measured = f.goals.iter().filter(|g| g.met().is_some()).count();
+    let met = f
+        .goals
+        .iter()
+        .filter(|g| !against_floor(g) && g.met() == Some(true))
+        .count();
+    let measured = f
+        .goals
+        .iter()
+        .filter(|g| !against_floor(g) && g.met().is_some())
+        .count();
     blocks.push(Block::text(format!(
         "{met} of {measured} measured goals met ({} not measurable in this run). Goals are \
          printed, never asserted: a busy or slower machine prints \"not met\" with its own \

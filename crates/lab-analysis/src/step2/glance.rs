@@ -1,0 +1,31 @@
+//! Step 2's line of `== Answers at a glance` (2.1), from the findings alone.
+
+use super::Findings;
+use crate::report::Glance;
+
+/// 2.1: the table printed through mmap, its size from fstat and its count from the file.
+pub fn glance(f: &Findings) -> Vec<Glance> {
+    let c = &f.course;
+    let p = &c.print;
+    let text = if !p.succeeded {
+        let error =
+            crate::step3::glance::shorten(p.error.as_deref().unwrap_or("no error line"), 110);
+        format!("not measured: the print failed ({error})")
+    } else {
+        let size = match (p.fstat_before_mmap, p.fstat_size) {
+            (true, Some(s)) => format!("length {s} B from fstat"),
+            _ => "no fstat before mmap".into(),
+        };
+        format!(
+            "{} values printed (count {}, read from the file), {size}, {} mmap of {} B ({}), {} \
+             read calls",
+            p.values_printed.map_or("?".into(), |v| v.to_string()),
+            c.count.map_or("?".into(), |v| v.to_string()),
+            p.mmap_calls,
+            p.map_len.map_or("?".into(), |v| v.to_string()),
+            p.map_flags.as_deref().unwrap_or("?"),
+            p.read_calls_on_table
+        )
+    };
+    vec![Glance::new("2.1", text)]
+}
