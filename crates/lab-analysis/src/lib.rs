@@ -27,9 +27,9 @@ pub mod step3;
 pub mod step4;
 pub mod step5;
 pub mod step6;
-pub mod verdict;
 #[cfg(test)]
 mod text_tests;
+pub mod verdict;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

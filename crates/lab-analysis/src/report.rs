@@ -132,6 +132,16 @@ pub const QUESTIONS: [(&str, u8, &str); 17] = [
 /// The longest line `== Answers at a glance` prints, number and label included.
 pub const GLANCE_MAX: usize = 200;
 
+/// At most `max` characters, an ellipsis marking the cut.
+pub(crate) fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// One line of `== Answers at a glance`: a course question's number and this run's answer,
 /// with its figures (computed from the step's findings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

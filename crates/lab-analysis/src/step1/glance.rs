@@ -6,7 +6,7 @@ use crate::report::Glance;
 /// 1.1 the free/in-use bit, 1.2 the heap/mmap bit, 1.3 the switch, 1.4 x against L.
 pub fn glance(f: &Findings) -> Vec<Glance> {
     if let Some(why) = &f.foreign_allocator {
-        let why = crate::step3::glance::shorten(why, 100);
+        let why = crate::report::shorten(why, 100);
         return ["1.1", "1.2", "1.3", "1.4"]
             .iter()
             .map(|n| {

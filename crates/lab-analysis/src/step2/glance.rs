@@ -8,8 +8,7 @@ pub fn glance(f: &Findings) -> Vec<Glance> {
     let c = &f.course;
     let p = &c.print;
     let text = if !p.succeeded {
-        let error =
-            crate::step3::glance::shorten(p.error.as_deref().unwrap_or("no error line"), 110);
+        let error = crate::report::shorten(p.error.as_deref().unwrap_or("no error line"), 110);
         format!("not measured: the print failed ({error})")
     } else {
         let size = match (p.fstat_before_mmap, p.fstat_size) {

@@ -46,7 +46,7 @@ fn persisted(f: &Findings) -> Glance {
                 "NOT +300 each time"
             },
             runs.len(),
-            shorten(&counts.join(", then "), 90)
+            crate::report::shorten(&counts.join(", then "), 90)
         )
     };
     Glance::new("3.1", text)
@@ -88,7 +88,7 @@ fn naive(f: &Findings) -> Glance {
                 .join("; ")
         ),
     };
-    Glance::new("3.2", shorten(&text, 180))
+    Glance::new("3.2", crate::report::shorten(&text, 180))
 }
 
 fn fix(f: &Findings) -> Glance {
@@ -108,14 +108,4 @@ fn fix(f: &Findings) -> Glance {
         ),
     };
     Glance::new("3.3", text)
-}
-
-/// At most `max` characters, an ellipsis marking the cut.
-pub(crate) fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max - 1).collect();
-    out.push('…');
-    out
 }

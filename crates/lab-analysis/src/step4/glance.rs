@@ -127,5 +127,5 @@ fn flags(p: &ProgramFindings) -> Glance {
         text.push_str("; ");
         text.push_str(&r);
     }
-    Glance::new("4.3", crate::step3::glance::shorten(&text, 185))
+    Glance::new("4.3", crate::report::shorten(&text, 185))
 }

@@ -161,7 +161,10 @@ fn busy(f: &Findings) -> Option<String> {
         .shortages
         .iter()
         .filter(|s| s.cause != super::analyze::Cause::Unexplained)
-        .map(|s| format!("{} {}", s.participants, s.mode.name()))
+        .map(|s| match s.mode {
+            Mode::Racer => format!("{} racers", s.participants),
+            mode => format!("{} {}", s.participants, mode.name()),
+        })
         .collect();
     if busy.is_empty() {
         return None;

@@ -129,7 +129,7 @@ fn why(f: &Findings) -> Glance {
         ),
         None => "not measured: the race loop was not disassembled".into(),
     };
-    Glance::new("5.4", crate::step3::glance::shorten(&text, 185))
+    Glance::new("5.4", crate::report::shorten(&text, 185))
 }
 
 fn atomic_trend(f: &Findings) -> Glance {

@@ -24,8 +24,8 @@ pub mod analyze;
 mod answers;
 pub mod disasm;
 pub mod explain;
-pub mod judge;
 pub mod glance;
+pub mod judge;
 pub mod picture;
 
 use std::path::PathBuf;
