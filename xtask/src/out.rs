@@ -110,7 +110,9 @@ pub fn lines(
         }
         if block.is_raw() && !verbose {
             if let Block::Evidence(e) = block {
-                hidden.push(format!("{} ({} lines)", e.title, e.text.lines().count()));
+                let n = e.text.lines().count();
+                let lines = if n == 1 { "line" } else { "lines" };
+                hidden.push(format!("{} ({n} {lines})", e.title));
             }
             continue;
         }

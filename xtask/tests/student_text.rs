@@ -95,6 +95,7 @@ fn each_step_prints_its_answers_first_and_keeps_the_raw_material_for_verbose() {
             short.contains("(--verbose adds the raw material: "),
             "step {step}"
         );
+        assert!(!short.contains("(1 lines)"), "step {step}: {short}");
         // The answers come before the evidence.
         let answers = short.find("\nQ: ").expect("no answer");
         if let Some(evidence) = short.find("\n    ") {
