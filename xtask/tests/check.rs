@@ -37,14 +37,14 @@ fn can_build() -> bool {
     ok
 }
 
-/// A submission directory holding the Makefile, table.h and `fixture.c` as `name.c` for each
-/// pair.
+/// A submission directory holding the Makefile, the headers (table.h, racer.h) and
+/// `fixture.c` as `name.c` for each pair.
 fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("xtask-check-sub-")
         .tempdir()
         .unwrap();
-    for f in ["Makefile", "table.h"] {
+    for f in ["Makefile", "table.h", "racer.h"] {
         std::fs::copy(Path::new(FIXTURES).join(f), dir.path().join(f)).unwrap();
     }
     for (fixture, name) in programs {

@@ -6,68 +6,21 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The course's racer, as its files behave.
-const COURSE_RACER: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#ifndef TARGET
-#define TARGET 1000000000L
-#endif
-
-struct RaceCourse {
-    int participants;
-    long total;
-    long winnings[10];
-};
-
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: racer N\n");
-        return 2;
-    }
-    int n = atoi(argv[1]);
-    struct stat st;
-    int first = stat("racecourse.bin", &st) != 0;
-    int fd = open("racecourse.bin", O_CREAT | O_RDWR, 0755);
-    if (first)
-        ftruncate(fd, sizeof(struct RaceCourse));
-    volatile struct RaceCourse *rc =
-        mmap(NULL, sizeof(struct RaceCourse), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (first)
-        rc->participants = n;
-    int id = rc->participants;
-    rc->participants -= 1;
-    while (rc->participants > 0)
-        ;
-    while (rc->total < TARGET) {
-        rc->total++;
-        rc->winnings[id - 1]++;
-    }
-    printf("id %d: total %ld, winnings %ld\n", id, rc->total, rc->winnings[id - 1]);
-    if (first)
-        unlink("racecourse.bin");
-    return 0;
-}
-"#;
+/// The course's racer, as its files behave: the check's racy fixture (racer.h's protocol, then
+/// `total++`).
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
 
 const TARGET: i64 = 20_000_000;
 
 /// Builds the course's racer with `cc -O2 -DTARGET=…`, or `None` (with a notice) without cc.
 fn build_racer(dir: &Path) -> Option<PathBuf> {
-    let src = dir.join("racer.c");
-    std::fs::write(&src, COURSE_RACER).unwrap();
     let exe = dir.join("racer");
     match Command::new("cc")
         .arg("-O2")
         .arg(format!("-DTARGET={TARGET}L"))
-        .arg("-o")
+        .args(["-I", FIXTURES, "-o"])
         .arg(&exe)
-        .arg(&src)
+        .arg(Path::new(FIXTURES).join("racer_racy.c"))
         .status()
     {
         Ok(s) if s.success() => Some(exe),
