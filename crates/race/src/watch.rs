@@ -37,6 +37,19 @@ struct Pending {
     ticks: u32,
 }
 
+impl Pending {
+    /// The departure, with its id and final winnings when exactly one slot not yet `named` has
+    /// stayed still since it was seen gone (that id is then named); the id unknown otherwise.
+    fn settle(mut self, now: &[i64], named: &mut Vec<i32>) -> Departure {
+        if let [id] = still_slots(&self.at, now, named)[..] {
+            named.push(id);
+            self.departure.id = Some(id);
+            self.departure.winnings = Some(now[id as usize - 1]);
+        }
+        self.departure
+    }
+}
+
 impl Course {
     /// The winnings of ids 1..=n.
     fn winnings_now(&self, n: usize) -> Vec<i64> {
@@ -75,14 +88,10 @@ impl Course {
                     p.ticks >= ATTRIBUTION_TICKS || still_slots(&p.at, &now, &named).len() <= 1
                 });
             pending = waiting;
-            for mut p in ready {
-                if let [id] = still_slots(&p.at, &now, &named)[..] {
-                    named.push(id);
-                    p.departure.id = Some(id);
-                    p.departure.winnings = Some(now[id as usize - 1]);
-                }
-                report(&p.departure);
-                done.push(p.departure);
+            for p in ready {
+                let departure = p.settle(&now, &mut named);
+                report(&departure);
+                done.push(departure);
             }
             let (gone, alive): (Vec<_>, Vec<_>) = racing
                 .into_iter()
@@ -113,14 +122,10 @@ impl Course {
         }
         // Those still being worked out when our loop ended: report them, id unknown if need be.
         let now = self.winnings_now(n);
-        for mut p in pending {
-            if let [id] = still_slots(&p.at, &now, &named)[..] {
-                named.push(id);
-                p.departure.id = Some(id);
-                p.departure.winnings = Some(now[id as usize - 1]);
-            }
-            report(&p.departure);
-            done.push(p.departure);
+        for p in pending {
+            let departure = p.settle(&now, &mut named);
+            report(&departure);
+            done.push(departure);
         }
         done
     }
