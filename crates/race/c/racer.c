@@ -116,8 +116,11 @@ static int take_id(struct RaceCourse *rc) {
  * addresses as arguments, like the Rust ones, so both compilers address them the same way.
  * aligned(64): with the function at a 16-byte boundary GCC's 19-byte loop straddled a 64-byte
  * line and ran at half speed (measured: ~1.5 ns per increment instead of ~0.77); at a 64-byte
- * boundary it sits in one line, as LLVM placed Rust's. `cargo xtask bench race` prints where
- * each loop lies.
+ * boundary it sits in one line in every build, whatever code the linker puts before it, as the
+ * Rust loops do (crates/race: race_racy starts with a `.p2align 6`). Both loops also lie in
+ * one line (race_atomic's is not rotated by GCC: it runs from the function's first byte to its
+ * `jmp`). `cargo xtask bench race` prints where each loop lies; xtask's test
+ * both_racers_loops_each_lie_in_one_64_byte_line checks it on the binaries the bench builds.
  */
 __attribute__((noinline, aligned(64))) static long race_racy(long *total, long *mine, long target) {
     for (;;) {

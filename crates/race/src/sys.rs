@@ -3,6 +3,9 @@
 //! the mapping (SIGBUS): a racer still waiting for the start gives its place back
 //! ([`crate::place::give_back`]), and the race file this instance created is removed.
 //!
+//! One assembler directive lives here too: [`align_code_to_cache_line`], which places the race
+//! loops.
+//!
 //! Everything else (open with `O_CREAT|O_EXCL`, `lseek(2)`, `write(2)`, `mmap(2)`) goes through
 //! `std` and `memmap2`, which need no unsafe code here.
 
@@ -269,6 +272,24 @@ pub fn thread_cpu_time() -> std::time::Duration {
         return std::time::Duration::ZERO; // Cannot fail for this clock on Linux.
     }
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Starts the machine code that follows at a 64-byte boundary, so that a short loop right after
+/// it lies in one 64-byte line of the instruction cache whatever code the linker put before its
+/// function. Called first in a function that is never inlined, it aligns the function itself:
+/// the assembler raises the alignment of the function's section (rustc gives each function its
+/// own) to 64 and pads with NOPs only if the compiler put instructions before it. This is what
+/// `__attribute__((aligned(64)))` does for the C racer; Rust's `#[repr(align)]` on functions is
+/// not stable, and cargo cannot give one crate `-C llvm-args=-align-loops=64`.
+#[inline(always)]
+pub fn align_code_to_cache_line() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `.p2align 6` is an assembler directive, not an instruction: at most the NOPs it
+    // pads with run, which read and write no register, flag, stack or memory. (Not declared
+    // `nomem`, so that the compiler keeps the function's first load after it, not before it.)
+    unsafe {
+        std::arch::asm!(".p2align 6", options(nostack, preserves_flags));
+    }
 }
 
 #[cfg(test)]
