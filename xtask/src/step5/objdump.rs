@@ -73,3 +73,122 @@ pub fn locked_instructions(binary: &Path) -> (Listing, Option<Vec<LockedInsn>>) 
         Err(reason) => (Listing::Unavailable { reason }, None),
     }
 }
+
+/// The size of a line of the instruction cache, the unit a loop's placement is judged in.
+pub const CODE_LINE: u64 = 64;
+
+/// Where a function and its loop lie in a binary (addresses from `objdump -d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopPlacement {
+    /// The function's first byte.
+    pub function: u64,
+    /// The loop's first byte (the target of its backward jump).
+    pub start: u64,
+    /// One past the loop's last byte (the instruction after its backward jump).
+    pub end: u64,
+}
+
+impl LoopPlacement {
+    /// The loop's length in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// How many [`CODE_LINE`]-byte lines the loop touches.
+    pub fn lines(&self) -> u64 {
+        (self.end - 1) / CODE_LINE - self.start / CODE_LINE + 1
+    }
+
+    /// `loop 0x65f10..0x65f21, 17 bytes, 1 64-byte line (function at 0x65f00)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "loop {:#x}..{:#x}, {} bytes, {} {CODE_LINE}-byte line{} (function at {:#x}, \
+             {CODE_LINE}-byte aligned: {})",
+            self.start,
+            self.end,
+            self.bytes(),
+            self.lines(),
+            if self.lines() == 1 { "" } else { "s" },
+            self.function,
+            if self.function % CODE_LINE == 0 {
+                "yes"
+            } else {
+                "no"
+            },
+        )
+    }
+}
+
+/// The placement of the loop of one function's listing ([`functions`]): the loop is read as
+/// [`disasm::loop_body`] reads it; `None` when the listing has no loop, or its backward jump
+/// is the listing's last instruction (its end is then unknown without the raw bytes).
+pub fn loop_placement(listing: &str) -> Option<LoopPlacement> {
+    let head = listing.lines().next()?;
+    let function = u64::from_str_radix(head.split_whitespace().next()?, 16).ok()?;
+    let insns = disasm::parse(listing);
+    let body = disasm::loop_body(&insns)?;
+    let last = body.last()?.address;
+    let end = insns.iter().find(|i| i.address > last)?.address;
+    Some(LoopPlacement {
+        function,
+        start: body.first()?.address,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust racy loop placed as on the issue's Intel machine (a function 16 bytes but not 64
+    /// bytes aligned, its 17-byte loop across the line at 0x5aec0), and as it lies when the
+    /// function is 64-byte aligned.
+    #[test]
+    fn a_loop_across_a_line_boundary_touches_two_lines() {
+        let split = "000000000005aea0 <_ZN4race9race_racy17h0E>:
+   5aea0:\tmov    (%rdi),%rax
+   5aea3:\tcmp    %rdx,%rax
+   5aea6:\tjge    5aec1 <_ZN4race9race_racy17h0E+0x21>
+   5aea8:\tnopl   0x0(%rax,%rax,1)
+   5aeb0:\tinc    %rax
+   5aeb3:\tmov    %rax,(%rdi)
+   5aeb6:\tincq   (%rsi)
+   5aeb9:\tmov    (%rdi),%rax
+   5aebc:\tcmp    %rdx,%rax
+   5aebf:\tjl     5aeb0 <_ZN4race9race_racy17h0E+0x10>
+   5aec1:\tret";
+        let p = loop_placement(split).unwrap();
+        assert_eq!((p.function, p.start, p.end), (0x5aea0, 0x5aeb0, 0x5aec1));
+        assert_eq!((p.bytes(), p.lines()), (17, 2));
+        assert!(p
+            .describe()
+            .contains("2 64-byte lines (function at 0x5aea0, 64-byte aligned: no)"));
+        let aligned = "0000000000065f00 <_ZN4race9race_racy17h0E>:
+   65f00:\tmov    (%rdi),%rax
+   65f03:\tcmp    %rdx,%rax
+   65f06:\tjge    65f21 <_ZN4race9race_racy17h0E+0x21>
+   65f08:\tnopl   0x0(%rax,%rax,1)
+   65f10:\tinc    %rax
+   65f13:\tmov    %rax,(%rdi)
+   65f16:\tincq   (%rsi)
+   65f19:\tmov    (%rdi),%rax
+   65f1c:\tcmp    %rdx,%rax
+   65f1f:\tjl     65f10 <_ZN4race9race_racy17h0E+0x10>
+   65f21:\tret";
+        let p = loop_placement(aligned).unwrap();
+        assert_eq!((p.function, p.start, p.end), (0x65f00, 0x65f10, 0x65f21));
+        assert_eq!((p.bytes(), p.lines()), (17, 1));
+        assert!(p
+            .describe()
+            .contains("1 64-byte line (function at 0x65f00, 64-byte aligned: yes)"));
+    }
+
+    /// No backward jump, or one with nothing after it: no placement rather than a guess.
+    #[test]
+    fn no_loop_or_no_end_gives_no_placement() {
+        let straight = "0000000000001000 <f>:\n    1000:\tmov    (%rdi),%rax\n    1003:\tret";
+        assert_eq!(loop_placement(straight), None);
+        let last = "0000000000001000 <f>:\n    1000:\tincq   (%rsi)\n    1003:\tjmp    1000 <f>";
+        assert_eq!(loop_placement(last), None);
+    }
+}
