@@ -1060,8 +1060,8 @@ fn lock_shared(file: &File) -> io::Result<()> {
 ///
 /// The function starts at a 64-byte boundary ([`sys::align_code_to_cache_line`]), so its
 /// 17-byte loop lies in one 64-byte line whatever code comes before it in the binary: split
-/// over two lines, the same loop ran at 0.86 ns per increment instead of 0.48 (AMD EPYC), and
-/// was the whole of a 1.67x gap to the C racer on an Intel Xeon. `cargo xtask bench race`
+/// over two lines, the same loop ran 1.4-1.8x slower per increment (AMD EPYC), and made a
+/// 1.67x gap to the C racer on an Intel Xeon. `cargo xtask bench race`
 /// prints where the loops lie, and xtask's tests check it on the release build.
 #[inline(never)]
 pub fn race_racy(total: &AtomicI64, win: &AtomicI64, target: i64) -> i64 {
