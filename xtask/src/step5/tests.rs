@@ -194,7 +194,7 @@ fn have_tool(tool: &str, install: &str) -> bool {
 /// Both racers as `cargo xtask bench race` builds them (ours in release mode, the C one with
 /// `cc -O2`): each function's race loop lies in one 64-byte line, and the function starts at a
 /// 64-byte boundary, which is what keeps it there in any build. Split over two lines the loop
-/// ran 1.6-1.8x slower (racy, one racer, AMD EPYC; 1.67x on an Intel Xeon).
+/// ran 1.4-1.8x slower (racy, one racer, AMD EPYC; 1.67x the C loop on an Intel Xeon).
 #[test]
 fn both_racers_loops_each_lie_in_one_64_byte_line() {
     if !have_tool("objdump", "apt-get install binutils") || !have_tool("cc", "apt-get install gcc")
