@@ -191,3 +191,29 @@ pub fn mark(msg: &[u8]) {
     // SAFETY: `msg` is valid for `msg.len()` bytes; fd -1 is never open, so nothing is written.
     let _ = unsafe { libc::write(-1, msg.as_ptr().cast::<c_void>(), msg.len()) };
 }
+
+/// The process's `malloc`, whoever provides it (glibc, or an allocator preloaded with
+/// `--allocator`): only malloc(3) and free(3), never a read of allocator metadata, so it needs
+/// no [`Glibc`] token.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyMalloc;
+
+impl AnyMalloc {
+    /// malloc(3). `None` when it returns NULL.
+    pub fn malloc(self, size: usize) -> Option<Block> {
+        // SAFETY: malloc(3) has no preconditions; a NULL result is handled.
+        let p = unsafe { libc::malloc(size) };
+        NonNull::new(p.cast::<u8>()).map(|ptr| Block { ptr })
+    }
+
+    /// free(3); consumes the block so it cannot be freed twice.
+    pub fn free(self, block: Block) {
+        // SAFETY: `block` came from this process's malloc and, being moved in, was not freed.
+        unsafe { libc::free(block.ptr.as_ptr().cast::<c_void>()) }
+    }
+
+    /// The object `malloc` resolves to (`dladdr(3)`): the preloaded allocator when it took over.
+    pub fn object(self) -> String {
+        object_of(libc::malloc as *const c_void).unwrap_or_else(|| "an unknown object".into())
+    }
+}

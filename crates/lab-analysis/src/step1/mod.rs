@@ -19,7 +19,9 @@
 //! would not read malloc's metadata: it would tune with `mallopt(3)` and measure with
 //! `malloc_info(3)` or heaptrack.
 
+pub mod allocator;
 pub mod analyze;
+pub mod beyond;
 pub mod explain;
 pub mod glance;
 pub mod picture;
@@ -88,6 +90,13 @@ pub struct Evidence {
     /// `LD_PRELOAD`); empty when none was set.
     pub environment: Vec<EnvVar>,
     pub outcome: Outcome,
+    /// `malloc-probe thread-arena`: a chunk from a second thread and its arena's heap. Evidence
+    /// recorded before it existed has none: it loads as "not measured".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_arena: Option<Run<wire::ThreadArenaReport>>,
+    /// `--allocator PATH`: the allocator's traced ladders; absent when not asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<allocator::AllocatorEvidence>,
 }
 
 /// What the probe did: measured, or refused a malloc that is not glibc's.
