@@ -39,22 +39,19 @@ pub fn is_preloaded(allocator: &Path) -> bool {
 pub fn run_preloaded(allocator: &Path) -> anyhow::Result<u8> {
     let me = std::env::current_exe().context("cannot find malloc-probe's own executable")?;
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let status = Command::new(&me)
-        .args(&args)
+    let mut cmd = Command::new(&me);
+    cmd.args(&args)
         .env("LD_PRELOAD", allocator)
-        .env(PRELOADED_ENV, allocator)
+        .env(PRELOADED_ENV, allocator);
+    sys::without_core_dumps(&mut cmd);
+    let status = cmd
         .status()
         .with_context(|| format!("cannot run {} again under LD_PRELOAD", me.display()))?;
     if let Some(signal) = status.signal() {
         bail!(
-            "the probe died of {} under LD_PRELOAD={} (the allocator crashed it{})",
+            "the probe died of {} under LD_PRELOAD={} (the allocator crashed it)",
             signal_name(signal),
-            allocator.display(),
-            if status.core_dumped() {
-                "; core dumped"
-            } else {
-                ""
-            }
+            allocator.display()
         );
     }
     Ok(status.code().map_or(1, |c| c.clamp(0, 255) as u8))

@@ -217,3 +217,24 @@ impl AnyMalloc {
         object_of(libc::malloc as *const c_void).unwrap_or_else(|| "an unknown object".into())
     }
 }
+
+/// Makes `cmd`'s process start with no core dump allowed (`RLIMIT_CORE` 0, setrlimit(2)): an
+/// allocator that crashes the probe must not leave a core file in the caller's directory.
+pub fn without_core_dumps(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed; it makes one setrlimit(2) call (async-signal-safe) on a limit value on
+    // its stack, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &none) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

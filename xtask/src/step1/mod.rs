@@ -22,3 +22,6 @@ impl Measure for Step1 {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod beyond_tests;

@@ -99,7 +99,9 @@ fn answer_thread(doc: &ThreadArenaReport) -> String {
 }
 
 fn thread_text(doc: &ThreadArenaReport) -> String {
-    let flags = |t: &str| parse_hex(t).map_or_else(|| "?".into(), super::explain::flag_names);
+    let flags = |t: &str| {
+        parse_hex(t).map_or_else(|| "?".into(), |v| malloc_probe::tag::Tag(v).flag_names())
+    };
     let mut s = format!(
         "{:<14} {:<16} {:>8}  flags\n",
         "thread", "malloc returned", "tag"
