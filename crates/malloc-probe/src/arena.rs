@@ -41,7 +41,12 @@ pub fn measure(p: &Prober) -> anyhow::Result<ThreadArenaReport> {
         tag: format!("{:#x}", tag.0),
     };
     Ok(ThreadArenaReport {
-        findings: ThreadArenaFindings::of(main_chunk.1, thread_chunk.1, thread_chunk.0 as u64, &maps),
+        findings: ThreadArenaFindings::of(
+            main_chunk.1,
+            thread_chunk.1,
+            thread_chunk.0 as u64,
+            &maps,
+        ),
         allocator: crate::allocator(p),
         request: REQUEST,
         main_chunk: chunk(main_chunk),

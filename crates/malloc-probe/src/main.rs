@@ -211,7 +211,11 @@ struct Exited(u8);
 
 impl std::fmt::Display for Exited {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the probe under LD_PRELOAD exited with status {}", self.0)
+        write!(
+            f,
+            "the probe under LD_PRELOAD exited with status {}",
+            self.0
+        )
     }
 }
 

@@ -62,7 +62,6 @@ fn native_machine() -> u16 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +85,4 @@ mod tests {
             "{r:?}"
         );
     }
-
 }

@@ -97,7 +97,12 @@ fn an_allocator_that_crashes_at_load_is_named_with_its_signal() {
         "cc builds the crashing allocator (Rust needs cc to link anyway)"
     );
     let out = Command::new(BIN)
-        .args(["--json", "--allocator", lib.to_str().unwrap(), "kernel-calls"])
+        .args([
+            "--json",
+            "--allocator",
+            lib.to_str().unwrap(),
+            "kernel-calls",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -117,7 +122,14 @@ fn an_allocator_that_crashes_at_load_is_named_with_its_signal() {
 
 #[test]
 fn kernel_calls_under_glibc_lists_every_malloc() {
-    let out = probe(&["--json", "kernel-calls", "--sizes", "1K,200K", "--repeat", "2"]);
+    let out = probe(&[
+        "--json",
+        "kernel-calls",
+        "--sizes",
+        "1K,200K",
+        "--repeat",
+        "2",
+    ]);
     assert!(out.status.success());
     let r: malloc_probe::KernelCallsReport = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r.preloaded, None);

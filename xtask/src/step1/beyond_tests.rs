@@ -13,10 +13,14 @@ use lab_analysis::step1::Traced;
 
 use super::measure::{self, Probe};
 use super::tests::{probe_binary, strace_or_skip};
+use lab_analysis::step1::Step1;
 
 /// Says on stderr that `test` skipped and why; under CI a skip is a failure.
 fn skip(test: &str, why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "{test}: {why} (CI must have it)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {why} (CI must have it)"
+    );
     use std::io::Write as _;
     // Straight to stderr: libtest hides what eprintln! prints in a passing test.
     let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
@@ -103,7 +107,9 @@ fn live_allocator(test: &str, prefix: &str, name: &str, package: &str) {
     assert!(f.syscall.is_some(), "{name}: {f:?}");
     assert!(f.returned_on_free.is_some(), "{name}: {f:?}");
     assert!(
-        f.mapped_per_request.first().is_some_and(|m| m.request == switch),
+        f.mapped_per_request
+            .first()
+            .is_some_and(|m| m.request == switch),
         "{name}: {f:?}"
     );
     // A kernel call that made room for the whole request asks for at least the request.
@@ -112,12 +118,21 @@ fn live_allocator(test: &str, prefix: &str, name: &str, package: &str) {
     }
     assert!(f.documented.contains(name), "{}", f.documented);
     // A finer round ran and its sizes lie in the coarse bracket.
-    assert!(e.rounds.len() >= 2, "{name}: only {} round(s)", e.rounds.len());
+    assert!(
+        e.rounds.len() >= 2,
+        "{name}: only {} round(s)",
+        e.rounds.len()
+    );
 }
 
 #[test]
 fn live_jemalloc() {
-    live_allocator("live_jemalloc", "libjemalloc.so", "jemalloc", "libjemalloc2");
+    live_allocator(
+        "live_jemalloc",
+        "libjemalloc.so",
+        "jemalloc",
+        "libjemalloc2",
+    );
 }
 
 #[test]
@@ -132,7 +147,12 @@ fn live_tcmalloc() {
 
 #[test]
 fn live_mimalloc() {
-    live_allocator("live_mimalloc", "libmimalloc.so", "mimalloc", "libmimalloc2.0");
+    live_allocator(
+        "live_mimalloc",
+        "libmimalloc.so",
+        "mimalloc",
+        "libmimalloc2.0",
+    );
 }
 
 /// An allocator serving every request from static buffers: small ones from one pool (so the
@@ -304,7 +324,25 @@ fn live_musl_through_the_same_analysis() {
     // at or below the first ladder size above it (smaller size classes may be mapped one by one
     // too: mallocng maps a new group for them while few are in use).
     assert!(switch <= 131072, "{f:?}");
-    assert!(f.mapped_per_request.iter().all(|m| m.bytes >= m.request), "{f:?}");
+    assert!(
+        f.mapped_per_request.iter().all(|m| m.bytes >= m.request),
+        "{f:?}"
+    );
     assert_eq!(f.syscall, Some(KernelCall::Mmap));
     assert_eq!(f.returned_on_free, Some(Returned::Munmap));
+}
+
+#[test]
+fn the_recorded_thread_heap_is_drawn() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/evidence/glibc-2.36-jemalloc-thread-arena");
+    let ev: lab_analysis::step1::Evidence = crate::evidence::load(&dir, 1).unwrap();
+    let f = lab_analysis::step1::analyze::analyze(&ev).unwrap();
+    let x = crate::model::tests::explained::<Step1>(&f, &ev);
+    assert_eq!(x.pictures.len(), 3);
+    let heap = &x.pictures[2];
+    assert_eq!(heap.file, "step1-thread-heap.svg");
+    let svg = heap.svg.as_ref().unwrap();
+    assert!(svg.matches("<rect").count() >= 3, "{svg}");
+    assert!(heap.caption.contains("0x7f9b34000000"), "{}", heap.caption);
 }

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::Ctx;
 use crate::out;
-use lab_analysis::step1::analyze::{tunable_value, MMAP_THRESHOLD_TUNABLE};
 use lab_analysis::step1::allocator::{self, AllocatorEvidence};
+use lab_analysis::step1::analyze::{tunable_value, MMAP_THRESHOLD_TUNABLE};
 use lab_analysis::step1::wire::{KernelCallsReport, SweepReport, ThresholdReport};
 use lab_analysis::step1::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
 

@@ -191,7 +191,10 @@ pub fn ladder(run: &Traced<KernelCallsReport>) -> anyhow::Result<Vec<LadderStep>
         let returned_null = m.address.as_deref().and_then(parse_hex).is_none();
         let free = if returned_null { None } else { frees.next() };
         let mut raw: Vec<String> = seg.calls.iter().map(|c| c.raw.clone()).collect();
-        raw.extend(free.iter().flat_map(|f| f.calls.iter().map(|c| c.raw.clone())));
+        raw.extend(
+            free.iter()
+                .flat_map(|f| f.calls.iter().map(|c| c.raw.clone())),
+        );
         let call = LadderCall {
             request: seg.n,
             call: kernel_call(seg),
@@ -431,7 +434,10 @@ mod tests {
 
     fn marker(word: &str, n: u64) -> String {
         let text = format!("{word} {n}");
-        format!("write(-1, \"{text}\", {}) = -1 EBADF (Bad file descriptor)\n", text.len())
+        format!(
+            "write(-1, \"{text}\", {}) = -1 EBADF (Bad file descriptor)\n",
+            text.len()
+        )
     }
 
     #[test]
@@ -455,7 +461,12 @@ mod tests {
             path: "/x/libtest.so".into(),
             name: "test".into(),
             rounds: vec![run(
-                &[(4096, false), (4096, false), (8388608, false), (8388608, false)],
+                &[
+                    (4096, false),
+                    (4096, false),
+                    (8388608, false),
+                    (8388608, false),
+                ],
                 &t,
             )],
         };
@@ -489,7 +500,12 @@ mod tests {
             path: "/x/libstatic.so".into(),
             name: "static".into(),
             rounds: vec![run(
-                &[(1024, false), (1024, false), (67108864, true), (67108864, true)],
+                &[
+                    (1024, false),
+                    (1024, false),
+                    (67108864, true),
+                    (67108864, true),
+                ],
                 &t,
             )],
         };

@@ -7,11 +7,11 @@ use anyhow::Context as _;
 use lab_trace::markers::{self, Segment};
 use serde::Serialize;
 
+use super::allocator::{self, AllocatorFindings};
 use super::wire::{
     self, parse_hex, Allocations, Fastbins, FreeAttempt, FreeBitReport, LargeMallocAttempt,
     ThresholdReport,
 };
-use super::allocator::{self, AllocatorFindings};
 use super::{EnvVar, Evidence, Measured, Outcome, Run, Traced};
 
 /// The tunable that sets glibc's mmap threshold (mallopt(3) `M_MMAP_THRESHOLD`). Set through
@@ -381,7 +381,10 @@ pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
             .map(allocator::analyze)
             .transpose()
             .context("cannot read the allocator's ladder")?,
-        thread_arena: evidence.thread_arena.as_ref().map(|r| r.doc.findings.clone()),
+        thread_arena: evidence
+            .thread_arena
+            .as_ref()
+            .map(|r| r.doc.findings.clone()),
     };
     let m = match &evidence.outcome {
         Outcome::Refused(r) => return Ok(refused(&r.error, beyond)),

@@ -32,7 +32,10 @@ pub fn blocks(f: &Findings, evidence: &Evidence) -> Vec<Block> {
             a.name
         )));
         blocks.push(Block::evidence(
-            format!("{}: each size, how many mallocs made their own kernel call", a.name),
+            format!(
+                "{}: each size, how many mallocs made their own kernel call",
+                a.name
+            ),
             ladder_table(e),
         ));
         blocks.push(Block::raw(
@@ -119,9 +122,7 @@ fn thread_text(doc: &ThreadArenaReport) -> String {
         let line = |start: u64| {
             doc.maps
                 .iter()
-                .find(|l| {
-                    lab_trace::maps::MapsLine::parse(l).is_some_and(|m| m.start == start)
-                })
+                .find(|l| lab_trace::maps::MapsLine::parse(l).is_some_and(|m| m.start == start))
                 .cloned()
                 .unwrap_or_default()
         };
