@@ -23,8 +23,8 @@ use super::Traced;
 pub const KEPT_CALLS: [&str; 5] = ["brk", "mmap", "munmap", "madvise", "mremap"];
 
 /// How many rounds at most (1 coarse, then fine ones), and the finest step a round goes to.
-pub const MAX_ROUNDS: usize = 3;
-pub const FINEST_STEP: u64 = 64;
+pub const MAX_ROUNDS: usize = 5;
+pub const FINEST_STEP: u64 = 16;
 /// Sizes tried per fine round.
 pub const FINE_SIZES: u64 = 16;
 
@@ -240,15 +240,27 @@ pub fn round_switch(steps: &[LadderStep]) -> Option<(Option<u64>, u64)> {
     Some((first.checked_sub(1).map(|i| steps[i].request), s.request))
 }
 
+/// The bracket after all rounds: the last size known not to switch (from this round, else from
+/// the rounds before) and the switch of the last round that found one.
+fn bracket(rounds: &[Vec<LadderStep>]) -> Option<(Option<u64>, u64)> {
+    let mut found: Option<(Option<u64>, u64)> = None;
+    for r in rounds {
+        if let Some((lo, hi)) = round_switch(r) {
+            let before = found.and_then(|(lo, _)| lo).filter(|&l| l < hi);
+            found = Some((lo.or(before), hi));
+        }
+    }
+    found
+}
+
 /// The sizes of the next, finer round, or `None` when the search is done: 16 sizes evenly spaced
 /// in (last size without the switch, first size with it], rounded to 16 bytes.
 pub fn next_round(rounds: &[Vec<LadderStep>]) -> Option<Vec<u64>> {
     if rounds.len() >= MAX_ROUNDS {
         return None;
     }
-    let (lo, hi) = match rounds.last().and_then(|r| round_switch(r)) {
-        Some((Some(lo), hi)) => (lo, hi),
-        _ => return None,
+    let (Some(lo), hi) = bracket(rounds)? else {
+        return None;
     };
     let step = (hi - lo) / FINE_SIZES;
     if step < FINEST_STEP {
@@ -266,11 +278,7 @@ pub fn next_round(rounds: &[Vec<LadderStep>]) -> Option<Vec<u64>> {
 /// The switch over all rounds: the last round that found one (a finer round that finds none,
 /// against the coarse one, leaves the coarser answer).
 fn switch_of(rounds: &[Vec<LadderStep>]) -> Option<u64> {
-    rounds
-        .iter()
-        .rev()
-        .find_map(|r| round_switch(r))
-        .map(|(_, hi)| hi)
+    bracket(rounds).map(|(_, hi)| hi)
 }
 
 /// The allocator's own documented figure, by name: context for the measured answer (the
@@ -375,6 +383,13 @@ fn most_common<T: Ord + Copy>(items: impl Iterator<Item = T>) -> Option<T> {
     }
     let best = counts.values().copied().max()?;
     counts.into_iter().find(|(_, n)| *n == best).map(|(k, _)| k)
+}
+
+/// The last size seen not to switch and the switch, over every round of the evidence: the
+/// switch lies in (that size, the switch].
+pub fn search_bracket(e: &AllocatorEvidence) -> Option<(Option<u64>, u64)> {
+    let rounds: Vec<Vec<LadderStep>> = e.rounds.iter().filter_map(|r| ladder(r).ok()).collect();
+    bracket(&rounds)
 }
 
 /// Why there is no switch, from the rounds (for the explanation).

@@ -166,10 +166,14 @@ fn answer_allocator(a: &AllocatorFindings, e: &AllocatorEvidence) -> String {
         a.name,
         sized(switch)
     );
+    let lo = allocator::search_bracket(e).and_then(|(lo, _)| lo);
+    if let Some(lo) = lo {
+        let _ = write!(s, " ({lo} did not: the switch lies in ({lo}, {switch}])");
+    }
     if let Some(first) = a.mapped_per_request.first() {
         let _ = write!(
             s,
-            " (malloc({}) asked for {})",
+            "; malloc({}) asked for {}",
             first.request,
             sized(first.bytes)
         );
@@ -183,17 +187,15 @@ fn answer_allocator(a: &AllocatorFindings, e: &AllocatorEvidence) -> String {
     }
     let _ = write!(s, ". Documented: {}", a.documented);
     match allocator::documented_threshold(&a.name) {
-        Some(d) if d == switch => s.push_str(" — the measurement agrees."),
+        Some(d) if lo.map_or(d == switch, |lo| (lo..=switch).contains(&d)) => {
+            let _ = write!(s, " — the measurement agrees with {}.", sized(d));
+        }
         Some(d) => {
             let _ = write!(
                 s,
-                " — the measured switch differs from the documented {} ({}).",
+                " — the measured switch differs from the documented {}: it is {} it.",
                 sized(d),
-                if switch > d {
-                    "above it: between the two, not every malloc made its own kernel call"
-                } else {
-                    "below it"
-                }
+                if switch > d { "above" } else { "below" }
             );
         }
         None => s.push('.'),
