@@ -199,7 +199,7 @@ pub fn ladder(run: &Traced<KernelCallsReport>) -> anyhow::Result<Vec<LadderStep>
             request: seg.n,
             call: kernel_call(seg),
             returned_null,
-            freed: free.map(|f| returned(f)),
+            freed: free.map(returned),
             raw,
         };
         match steps.last_mut() {
