@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use malloc_probe::{KernelCallsReport, LadderMalloc};
@@ -33,10 +34,10 @@ pub fn is_preloaded(allocator: &Path) -> bool {
     std::env::var_os(PRELOADED_ENV).is_some_and(|v| Path::new(&v) == allocator)
 }
 
-/// Runs this program again, with the same arguments, under `LD_PRELOAD=allocator`, and waits.
-/// Its stdout and stderr are ours. Returns its exit status; a death by signal is an error that
-/// names the signal.
-pub fn run_preloaded(allocator: &Path) -> anyhow::Result<u8> {
+/// Runs this program again, with the same arguments, under `LD_PRELOAD=allocator`, and waits
+/// at most `timeout` (an allocator that hangs at load is killed). Its stdout and stderr are ours.
+/// Returns its exit status; a death by signal is an error that names the signal.
+pub fn run_preloaded(allocator: &Path, timeout: Duration) -> anyhow::Result<u8> {
     let me = std::env::current_exe().context("cannot find malloc-probe's own executable")?;
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mut cmd = Command::new(&me);
@@ -44,9 +45,27 @@ pub fn run_preloaded(allocator: &Path) -> anyhow::Result<u8> {
         .env("LD_PRELOAD", allocator)
         .env(PRELOADED_ENV, allocator);
     sys::without_core_dumps(&mut cmd);
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("cannot run {} again under LD_PRELOAD", me.display()))?;
+    let deadline = Instant::now() + timeout;
+    // Polled: std has no wait with a timeout; the ladder itself takes well under a second.
+    let status = loop {
+        if let Some(status) = child.try_wait().context("cannot wait for the probe")? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the probe under LD_PRELOAD={} did not finish within {} s and was killed (the \
+                 allocator hangs)",
+                allocator.display(),
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     if let Some(signal) = status.signal() {
         bail!(
             "the probe died of {} under LD_PRELOAD={} (the allocator crashed it)",

@@ -116,6 +116,9 @@ struct Cli {
     /// read any.
     #[arg(long, global = true, value_name = "PATH.so")]
     allocator: Option<std::path::PathBuf>,
+    /// (testing) How long the probe under --allocator may run, in seconds, before it is killed.
+    #[arg(long, global = true, hide = true, default_value_t = 60)]
+    allocator_timeout: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -264,7 +267,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => {
             let path = malloc_probe::preload::check_shared_object(path).map_err(Usage)?;
             if !ladder::is_preloaded(&path) {
-                return match ladder::run_preloaded(&path)? {
+                let timeout = std::time::Duration::from_secs(cli.allocator_timeout);
+                return match ladder::run_preloaded(&path, timeout)? {
                     0 => Ok(()),
                     status => Err(Exited(status).into()),
                 };

@@ -25,6 +25,23 @@ fn one_line_error(out: &Output) -> String {
     err
 }
 
+/// Builds `lib{name}.so` from `source` with `cc` in `dir`.
+fn build_so(dir: &std::path::Path, name: &str, source: &str) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let lib = dir.join(format!("lib{name}.so"));
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status();
+    assert!(
+        built.is_ok_and(|s| s.success()),
+        "cc builds lib{name}.so (Rust needs cc to link anyway)"
+    );
+    lib
+}
+
 #[test]
 fn a_second_threads_chunk_has_non_main_arena_and_an_aligned_heap() {
     let out = probe(&["--json", "thread-arena"]);
@@ -78,23 +95,12 @@ fn an_allocator_path_that_is_no_shared_object_is_a_usage_error() {
 #[test]
 fn an_allocator_that_crashes_at_load_is_named_with_its_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("crash.c");
-    std::fs::write(
-        &src,
+    let lib = build_so(
+        dir.path(),
+        "crash",
         "#include <stdlib.h>\n\
          __attribute__((constructor)) static void crash_at_load(void) { abort(); }\n\
          void *malloc(unsigned long n) { (void)n; return 0; }\n",
-    )
-    .unwrap();
-    let lib = dir.path().join("libcrash.so");
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status();
-    assert!(
-        built.is_ok_and(|s| s.success()),
-        "cc builds the crashing allocator (Rust needs cc to link anyway)"
     );
     let out = Command::new(BIN)
         .args([
@@ -137,4 +143,25 @@ fn kernel_calls_under_glibc_lists_every_malloc() {
     let requests: Vec<usize> = r.mallocs.iter().map(|m| m.request).collect();
     assert_eq!(requests, [1024, 1024, 204_800, 204_800]);
     assert!(r.mallocs.iter().all(|m| m.address.is_some()));
+}
+
+#[test]
+fn an_allocator_that_hangs_at_load_is_killed_with_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = build_so(
+        dir.path(),
+        "hang",
+        "#include <unistd.h>\n\
+         __attribute__((constructor)) static void hang_at_load(void) { for (;;) pause(); }\n",
+    );
+    let out = probe(&[
+        "--allocator",
+        lib.to_str().unwrap(),
+        "--allocator-timeout",
+        "1",
+        "kernel-calls",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_line_error(&out);
+    assert!(err.contains("did not finish within 1 s"), "{err}");
 }
