@@ -29,6 +29,9 @@ pub fn pictures(p: &Pictures) -> Vec<Picture> {
     out
 }
 
+/// The shade of reserved, `PROT_NONE` address space.
+const RESERVED: RGBColor = RGBColor(210, 210, 210);
+
 /// A second thread's heap, to scale: its reservation as one bar, the read-write part in use at
 /// its start (drawn at least a few pixels wide so it can be seen) and the `---p` rest.
 pub fn thread_heap(p: &ThreadHeapPicture) -> Picture {
@@ -47,7 +50,7 @@ pub fn thread_heap(p: &ThreadHeapPicture) -> Picture {
     let (left, right, width) = (40i32, 1060i32, 1100u32);
     let span = f64::from(right - left);
     let rw_px = ((p.rw_bytes as f64 / p.reservation_bytes as f64) * span).max(4.0) as i32;
-    let svg = render((width, 230), |root| {
+    let svg = render((width, 260), |root| {
         let font = |px: f64| (FONT, px).into_font();
         root.draw(&Text::new(TITLE, (left, 12), font(20.0)))
             .map_err(err)?;
@@ -59,7 +62,7 @@ pub fn thread_heap(p: &ThreadHeapPicture) -> Picture {
         .map_err(err)?;
         root.draw(&Rectangle::new(
             [(left + rw_px, top), (right, bottom)],
-            RGBColor(220, 220, 220).filled(),
+            RESERVED.filled(),
         ))
         .map_err(err)?;
         root.draw(&Rectangle::new(
@@ -104,7 +107,13 @@ pub fn thread_heap(p: &ThreadHeapPicture) -> Picture {
             HPos::Left,
         ))
         .map_err(err)?;
-        Ok(String::new())
+        let legend = Legend::new(13.0)
+            .add(Swatch::Fill(HEAP), "rw-p: read-write, the heap in use")
+            .add(
+                Swatch::Fill(RESERVED),
+                "---p: reserved (PROT_NONE), not usable yet",
+            );
+        Ok(legend.svg((f64::from(left), f64::from(bottom) + 58.0)))
     });
     let caption = format!(
         "The second thread's arena lives in an mmapped heap of its own: {} read-write at {:#x}, \
