@@ -535,6 +535,37 @@ mod tests {
         assert_eq!(next_round(&[ladder(&e.rounds[0]).unwrap()]), None);
     }
 
+    /// A round where each size in `called` made its own mmap (both mallocs) and the others none.
+    fn round(sizes: &[(usize, bool)]) -> Vec<LadderStep> {
+        let mut t = String::new();
+        let mut mallocs = Vec::new();
+        for &(size, called) in sizes {
+            for _ in 0..2 {
+                t += &marker("malloc", size as u64);
+                if called {
+                    t += M;
+                }
+                mallocs.push((size, false));
+            }
+        }
+        ladder(&run(&mallocs, &t)).unwrap()
+    }
+
+    #[test]
+    fn a_fine_round_that_switches_at_once_keeps_the_coarse_lower_bound() {
+        let coarse = round(&[(1024, false), (8192, true)]);
+        let fine = round(&[(1536, true), (8192, true)]);
+        let rounds = vec![coarse, fine];
+        assert_eq!(bracket(&rounds), Some((Some(1024), 1536)));
+        let next = next_round(&rounds).unwrap();
+        assert_eq!(next.first(), Some(&1056));
+        assert_eq!(next.last(), Some(&1536));
+        // A round that finds no switch leaves the previous answer.
+        let mut rounds = rounds;
+        rounds.push(round(&[(1100, false), (1200, false)]));
+        assert_eq!(switch_of(&rounds), Some(1536));
+    }
+
     #[test]
     fn names_come_from_the_soname() {
         assert_eq!(name_of("libjemalloc.so.2"), "jemalloc");
