@@ -32,6 +32,10 @@ pub fn blocks(f: &Findings, evidence: &Evidence) -> Vec<Block> {
             a.name
         )));
         blocks.push(Block::evidence(
+            "allocator, threshold found, bytes mapped per request, returned on free, documented",
+            summary_table(a),
+        ));
+        blocks.push(Block::evidence(
             format!(
                 "{}: each size, how many mallocs made their own kernel call",
                 a.name
@@ -201,6 +205,33 @@ fn answer_allocator(a: &AllocatorFindings, e: &AllocatorEvidence) -> String {
         None => s.push('.'),
     }
     s
+}
+
+/// The table: one row per allocator measured.
+fn summary_table(a: &AllocatorFindings) -> String {
+    let threshold = a.switch_request.map_or("none found".to_string(), |t| {
+        format!("{t} ({})", a.syscall.map_or("?", |c| c.name()))
+    });
+    let mapped = match (a.mapped_per_request.first(), a.mapped_per_request.last()) {
+        (Some(f), Some(l)) if f != l => format!(
+            "{} -> {} .. {} -> {}",
+            f.request, f.bytes, l.request, l.bytes
+        ),
+        (Some(f), _) => format!("{} -> {}", f.request, f.bytes),
+        _ => "-".to_string(),
+    };
+    format!(
+        "{:<10} {:<20} {:<46} {:<8} documented\n{:<10} {:<20} {:<46} {:<8} {}",
+        "allocator",
+        "threshold found",
+        "bytes mapped per request (x -> bytes)",
+        "on free",
+        a.name,
+        threshold,
+        mapped,
+        a.returned_on_free.map_or("-", |r| r.name()),
+        a.documented
+    )
 }
 
 fn ladder_rounds(e: &AllocatorEvidence) -> Vec<Vec<LadderStep>> {
