@@ -58,6 +58,8 @@ pub const STEPS: u8 = 6;
   cargo xtask run-all                 every step, explained from this run, ending with
                                       the answers at a glance (--verbose: the raw evidence too)
   cargo xtask run-step 1              malloc's switch to mmap, under strace
+  cargo xtask run-step 1 --allocator /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+                                      ... and where jemalloc starts asking the kernel
   cargo xtask run-step 5 --quick      the race, short version (what CI runs)
   cargo xtask run-step 4 --foo ./foo --bar ./bar   explain someone else's foo and bar
   cargo xtask run-step 5 --racer ./racer           race someone else's racer
@@ -119,6 +121,10 @@ struct Options {
     /// Steps 2–3: run someone else's reader/writer next to table.bin, under strace.
     #[arg(long, value_name = "PATH", value_parser = CallerPath)]
     program: Option<PathBuf>,
+    /// Step 1: also measure this allocator (LD_PRELOAD; e.g. libjemalloc.so.2): where it
+    /// starts asking the kernel for each request, read from strace alone.
+    #[arg(long, value_name = "PATH.so", value_parser = CallerPath)]
+    allocator: Option<PathBuf>,
     /// Arguments for --racer or --program.
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -134,6 +140,7 @@ impl From<Options> for model::StepOptions {
             table: o.table,
             program: o.program,
             args: o.args,
+            allocator: o.allocator,
         }
     }
 }
@@ -388,6 +395,12 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
     }
     if o.racer.is_some() && step != 5 {
         return wrong("--racer", "5");
+    }
+    if o.allocator.is_some() && step != 1 {
+        return wrong("--allocator", "1");
+    }
+    if let Some(allocator) = &o.allocator {
+        malloc_probe::preload::check_shared_object(allocator)?;
     }
     if let Some(racer) = &o.racer {
         if o.target.is_some() {

@@ -59,6 +59,8 @@ pub struct StepOptions {
     pub program: Option<PathBuf>,
     /// Arguments after `--`, for `--racer` or `--program`.
     pub args: Vec<String>,
+    /// Step 1: another allocator to measure (an ELF shared object, preloaded).
+    pub allocator: Option<PathBuf>,
 }
 
 /// What a step needs: where the programs are, how long to run, and where evidence is saved to

@@ -31,6 +31,26 @@ fn a_flag_for_another_step_is_a_one_line_usage_error() {
     let out = xtask(&["run-step", "4", "--", "x"]);
     assert_eq!(out.status.code(), Some(2));
     one_line_error(&out);
+    let out = xtask(&["run-step", "2", "--allocator", "/lib/libc.so.6"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = one_line_error(&out);
+    assert!(e.contains("--allocator is for step 1, not step 2"), "{e}");
+}
+
+#[test]
+fn an_allocator_that_is_no_shared_object_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a library\n").unwrap();
+    for (path, says) in [
+        (text.as_path(), "not an ELF file"),
+        (dir.path(), "is a directory"),
+    ] {
+        let out = xtask(&["run-step", "1", "--allocator", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{path:?}");
+        let e = one_line_error(&out);
+        assert!(e.contains(says), "{e}");
+    }
 }
 
 #[test]

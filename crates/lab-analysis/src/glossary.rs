@@ -57,6 +57,24 @@ pub const TERMS: &[Term] = &[
         meaning: "one heap malloc manages (the main one grows with brk, others are mmapped)",
     },
     Term {
+        term: "NON_MAIN_ARENA",
+        marks: &["NON_MAIN_ARENA"],
+        meaning: "bit 2 of a chunk's size field: set when the chunk belongs to a thread arena, \
+                  not to the main arena that grows with brk",
+    },
+    Term {
+        term: "HEAP_MAX",
+        marks: &["HEAP_MAX"],
+        meaning: "glibc's HEAP_MAX_SIZE (64 MiB on 64-bit): a thread arena's heap reserves this \
+                  much address space, aligned to it, and makes only the used part read-write",
+    },
+    Term {
+        term: "LD_PRELOAD",
+        marks: &["LD_PRELOAD"],
+        meaning: "an environment variable naming shared objects the dynamic loader loads first, \
+                  so their malloc and free replace glibc's in the program",
+    },
+    Term {
         term: "brk",
         marks: &["brk"],
         meaning: "the system call that moves the end of the heap, making it larger or smaller",

@@ -11,6 +11,7 @@
 //! A production system would not read allocator metadata at all: it would ask the allocator
 //! (`malloc_usable_size(3)`, `mallinfo2(3)`, `malloc_info(3)`).
 
+pub mod preload;
 pub mod report;
 pub mod tag;
 

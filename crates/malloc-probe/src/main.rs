@@ -5,8 +5,11 @@
 //! size field glibc keeps in the 8 bytes before each pointer: the chunk size with three flag bits
 //! (`PREV_INUSE`, `IS_MMAPPED`, `NON_MAIN_ARENA`). Whether a block lies in the brk heap or in an
 //! mmap region is read from `/proc/self/maps`, never inferred from the bit. Subcommands:
-//! `alloc SIZE...`, `sweep`, `free-bit` and `threshold`; every one takes `--json`, and `--mark`
-//! writes a marker (`write(-1, "malloc N")`) before each malloc so strace can pair calls.
+//! `alloc SIZE...`, `sweep`, `free-bit`, `threshold` and `thread-arena` (a second thread's
+//! chunk carries NON_MAIN_ARENA and lives in an mmapped heap); every one takes `--json`, and
+//! `--mark` writes a marker (`write(-1, "malloc N")`) before each malloc so strace can pair calls.
+//! `--allocator PATH.so kernel-calls` runs a ladder of marked mallocs and frees under another
+//! allocator (LD_PRELOAD), reading no tag: what it asks the kernel for is for strace to see.
 //! Run `cargo run -p malloc-probe -- threshold`, or `cargo xtask run-step 1` for the traced tour.
 //!
 //! Measurements go into storage reserved beforehand and are printed afterwards, because Rust's
@@ -61,6 +64,8 @@ mod out {
     }
 }
 
+mod arena;
+mod ladder;
 mod maps;
 mod probe;
 mod sys;
@@ -86,7 +91,15 @@ Examples:
   malloc-probe free-bit                  # which bit says 'previous chunk in use'
   malloc-probe threshold                 # the exact switch, as a request and a chunk size
   MALLOC_MMAP_THRESHOLD_=65536 malloc-probe threshold   # a tuned threshold is found too
-  strace -e trace=brk,mmap,munmap,write malloc-probe --mark alloc 200000";
+  strace -e trace=brk,mmap,munmap,write malloc-probe --mark alloc 200000
+  malloc-probe thread-arena              # a second thread's chunk: NON_MAIN_ARENA, its heap
+  strace -f -e trace=mmap,munmap,madvise,brk,write \
+    malloc-probe --allocator /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 kernel-calls --json
+                                         # jemalloc's kernel calls, malloc by malloc
+
+Exit status: 0 done, 1 runtime failure (malloc failed, the allocator crashed the probe: the
+error names the signal), 2 usage (a bad size, an --allocator that does not exist or is not a
+64-bit shared object of this machine).";
 
 /// Reads glibc malloc's boundary tags to find the heap/mmap switch (lab step 1).
 #[derive(Parser)]
@@ -98,6 +111,14 @@ struct Cli {
     /// Write a marker `write(-1, "malloc N")` before each malloc, for strace.
     #[arg(long, global = true)]
     mark: bool,
+    /// Run under this allocator instead (LD_PRELOAD=PATH, an ELF shared object such as
+    /// libjemalloc.so.2). Subcommands that read glibc's tags then refuse; `kernel-calls` does not
+    /// read any.
+    #[arg(long, global = true, value_name = "PATH.so")]
+    allocator: Option<std::path::PathBuf>,
+    /// (testing) How long the probe under --allocator may run, in seconds, before it is killed.
+    #[arg(long, global = true, hide = true, default_value_t = 60)]
+    allocator_timeout: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -121,6 +142,19 @@ enum Cmd {
     FreeBit,
     /// Find the exact heap/mmap switch, separating the top chunk and the dynamic threshold.
     Threshold,
+    /// malloc a ladder of sizes (several times each), then free every block, with a marker
+    /// before each call and no tag read: under strace, the kernel calls of any allocator.
+    KernelCalls {
+        /// The sizes, ascending (default: 1KiB, 2KiB, ... 64MiB).
+        #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+        sizes: Option<Vec<usize>>,
+        /// How many mallocs of each size.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        repeat: u16,
+    },
+    /// malloc from the main thread and from a second thread: the second chunk's NON_MAIN_ARENA
+    /// bit and its arena's heap (an mmapped, aligned reservation) in /proc/self/maps.
+    ThreadArena,
     /// (internal) One measurement in a fresh process, for `threshold`.
     #[command(hide = true)]
     ProbeOne {
@@ -174,6 +208,22 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// The re-executed probe (under `--allocator`) failed with this status and said why itself.
+#[derive(Debug)]
+struct Exited(u8);
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the probe under LD_PRELOAD exited with status {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Exited {}
+
 fn main() -> ExitCode {
     let cli: Cli = match lab_cli::parse() {
         Ok(cli) => cli,
@@ -183,6 +233,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(Exited(status)) = e.downcast_ref::<Exited>() {
+                return ExitCode::from(*status);
+            }
             note!("error: {e:#}");
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
@@ -210,6 +263,31 @@ fn emit(doc: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let preloaded = match &cli.allocator {
+        Some(path) => {
+            let path = malloc_probe::preload::check_shared_object(path).map_err(Usage)?;
+            if !ladder::is_preloaded(&path) {
+                let timeout = std::time::Duration::from_secs(cli.allocator_timeout);
+                return match ladder::run_preloaded(&path, timeout)? {
+                    0 => Ok(()),
+                    status => Err(Exited(status).into()),
+                };
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    if let Cmd::KernelCalls { sizes, repeat } = &cli.cmd {
+        let sizes = sizes.clone().unwrap_or_else(ladder::default_ladder);
+        if sizes.is_empty() || sizes.len() > 4096 {
+            return Err(Usage("--sizes takes 1 to 4096 sizes".into()).into());
+        }
+        let report = ladder::kernel_calls(&sizes, usize::from(*repeat), preloaded.as_deref())?;
+        if cli.json {
+            return emit(&report);
+        }
+        return print_kernel_calls(&report);
+    }
     let blocks = match &cli.cmd {
         Cmd::Alloc { sizes } => sizes.len().min(100_000),
         _ => 0,
@@ -220,6 +298,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Sweep { max } => run_sweep(&mut p, max, cli.json),
         Cmd::FreeBit => run_free_bit(&mut p, cli.json),
         Cmd::Threshold => run_threshold(p, cli.json),
+        Cmd::ThreadArena => run_thread_arena(&p, cli.json),
+        Cmd::KernelCalls { .. } => unreachable!("kernel-calls runs before the prober exists"),
         Cmd::ProbeOne {
             request,
             free_first,
@@ -347,6 +427,68 @@ fn run_threshold(p: Prober, json: bool) -> anyhow::Result<()> {
         });
     }
     print_threshold(&t);
+    Ok(())
+}
+
+/// `kernel-calls` without `--json`: the ladder as run (the kernel calls are strace's to show).
+fn print_kernel_calls(r: &malloc_probe::KernelCallsReport) -> anyhow::Result<()> {
+    say!("malloc from {}, page size {}", r.malloc_object, r.page_size);
+    let nulls = r.mallocs.iter().filter(|m| m.address.is_none()).count();
+    say!(
+        "{} mallocs ({} of each size), then as many frees, each after a marker \
+         write(-1, \"malloc N\") / write(-1, \"free N\"); {nulls} returned NULL.",
+        r.mallocs.len(),
+        r.repeat
+    );
+    say!("Run it under strace -f -e trace=brk,mmap,munmap,madvise,write to see each call's.");
+    for m in &r.mallocs {
+        say!(
+            "{:>10}  {}",
+            m.request,
+            m.address.as_deref().unwrap_or("NULL")
+        );
+    }
+    Ok(())
+}
+
+/// `thread-arena`: the two tags and the thread's heap.
+fn run_thread_arena(p: &Prober, json: bool) -> anyhow::Result<()> {
+    let r = arena::measure(p)?;
+    if json {
+        return emit(&r);
+    }
+    let f = &r.findings;
+    let flags = |t: &str| {
+        lab_trace::parse_hex(t).map_or_else(|| "?".to_string(), |v| tag::Tag(v).flag_names())
+    };
+    say!(
+        "main thread:   malloc({}) = {}  tag {} ({})",
+        r.request,
+        r.main_chunk.address,
+        r.main_chunk.tag,
+        flags(&r.main_chunk.tag)
+    );
+    say!(
+        "second thread: malloc({}) = {}  tag {} ({})",
+        r.request,
+        r.thread_chunk.address,
+        r.thread_chunk.tag,
+        flags(&r.thread_chunk.tag)
+    );
+    say!(
+        "Finding: NON_MAIN_ARENA (bit 2, 0x4) is {} in the second thread's chunk and {} in the \
+         main thread's.",
+        if f.a_bit_thread { "set" } else { "clear" },
+        if f.a_bit_main { "set" } else { "clear" }
+    );
+    match (&f.heap_mapping, f.heap_reservation_bytes) {
+        (Some(m), Some(bytes)) => say!(
+            "The thread's chunk lies in the anonymous read-write mapping {m}; with the PROT_NONE \
+             (---p) rest after it, its heap reserves {bytes} bytes ({} MiB) of address space.",
+            bytes >> 20
+        ),
+        _ => say!("No anonymous read-write mapping holds the thread's chunk."),
+    }
     Ok(())
 }
 

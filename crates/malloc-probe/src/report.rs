@@ -553,3 +553,134 @@ mod tests {
         assert!(e.contains("unknown field `mapped_length`"), "{e}");
     }
 }
+
+/// `malloc-probe [--allocator PATH] --json kernel-calls`: the allocation ladder, run with
+/// whatever malloc the process has (under `--allocator`, the preloaded one) and never reading a
+/// tag. Every malloc is preceded by a `write(-1, "malloc N")` marker and every free by
+/// `write(-1, "free N")`, so the kernel calls each made are read from strace, not from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelCallsReport {
+    /// The `--allocator` path as preloaded (absolute), or `null` when malloc is the process's own.
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub preloaded: Option<String>,
+    /// The object `malloc` resolved to in the measuring process (`dladdr(3)`).
+    pub malloc_object: String,
+    /// How many mallocs of each size were made, one after another.
+    pub repeat: usize,
+    /// Every malloc, in order (all of them first, then every block freed in the same order).
+    pub mallocs: Vec<LadderMalloc>,
+    pub page_size: usize,
+}
+
+/// One malloc of the ladder and what it returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderMalloc {
+    pub request: usize,
+    /// The pointer returned, `0x…`, or `null` when malloc returned NULL (then nothing is freed).
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub address: Option<String>,
+}
+
+/// `malloc-probe --json thread-arena`: one block malloc'd by the main thread and one by a second
+/// thread, their tags, and `/proc/self/maps` read while both were alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadArenaReport {
+    pub allocator: Allocator,
+    pub request: usize,
+    pub main_chunk: ArenaChunk,
+    pub thread_chunk: ArenaChunk,
+    /// Every line of `/proc/self/maps`, read after the second thread's malloc.
+    pub maps: Vec<String>,
+    pub findings: ThreadArenaFindings,
+}
+
+/// One block and its boundary tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArenaChunk {
+    pub address: String,
+    pub tag: String,
+}
+
+/// What `thread-arena` established (DESIGN.md, "Beyond glibc's main arena").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadArenaFindings {
+    /// NON_MAIN_ARENA (bit 2, 0x4) in the second thread's chunk.
+    pub a_bit_thread: bool,
+    /// NON_MAIN_ARENA in the main thread's chunk.
+    pub a_bit_main: bool,
+    /// The read-write mapping that holds the thread's chunk, `0x…-0x…`.
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub heap_mapping: Option<String>,
+    /// That mapping plus the `---p` reservation right after it, within the alignment of its
+    /// start (see [`ThreadHeap::find`]): the whole reservation, in bytes.
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub heap_reservation_bytes: Option<u64>,
+}
+
+/// A thread arena's heap as `/proc/self/maps` shows it: the read-write part glibc has handed
+/// out, and the `PROT_NONE` rest of its reservation (`new_heap` in malloc/arena.c maps
+/// HEAP_MAX_SIZE aligned to HEAP_MAX_SIZE and `mprotect`s only what is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadHeap {
+    /// The read-write mapping holding the chunk.
+    pub rw: (u64, u64),
+    /// The `---p` mapping right after it, cut at the start's alignment, if there is one.
+    pub reserved: Option<(u64, u64)>,
+    /// The largest power of two dividing the heap's start.
+    pub start_alignment: u64,
+}
+
+impl ThreadHeap {
+    /// Finds the heap holding `addr` in the lines of `/proc/self/maps`. The reservation is the
+    /// read-write mapping plus the `---p` mapping that follows it without a gap; the kernel may
+    /// merge that with an unrelated `PROT_NONE` neighbour, so it is cut at the next multiple of
+    /// the start's alignment (what glibc aligned the heap to). `None` when no anonymous
+    /// read-write mapping holds `addr`.
+    pub fn find<'a>(maps: impl IntoIterator<Item = &'a str>, addr: u64) -> Option<ThreadHeap> {
+        let lines: Vec<lab_trace::maps::MapsLine<'a>> = maps
+            .into_iter()
+            .filter_map(lab_trace::maps::MapsLine::parse)
+            .collect();
+        let i = lines.iter().position(|m| m.contains(addr))?;
+        let rw = &lines[i];
+        if !rw.path.is_empty() || &rw.perms[..2] != b"rw" {
+            return None;
+        }
+        let start_alignment = 1u64 << rw.start.trailing_zeros().min(63);
+        let limit = rw.start.saturating_add(start_alignment);
+        let reserved = lines
+            .get(i + 1)
+            .filter(|n| n.start == rw.end && &n.perms == b"---p" && n.path.is_empty())
+            .map(|n| (n.start, n.end.min(limit)))
+            .filter(|(s, e)| e > s);
+        Some(ThreadHeap {
+            rw: (rw.start, rw.end),
+            reserved,
+            start_alignment,
+        })
+    }
+
+    /// The whole reservation: the read-write part and the `---p` rest.
+    pub fn reservation_bytes(&self) -> u64 {
+        self.reserved.map_or(self.rw.1, |r| r.1) - self.rw.0
+    }
+}
+
+impl ThreadArenaFindings {
+    /// The findings of a `thread-arena` measurement: the tags' NON_MAIN_ARENA bits and the heap
+    /// found in the recorded maps.
+    pub fn of(main_tag: Tag, thread_tag: Tag, thread_addr: u64, maps: &[String]) -> Self {
+        let heap = ThreadHeap::find(maps.iter().map(String::as_str), thread_addr);
+        ThreadArenaFindings {
+            a_bit_thread: thread_tag.non_main_arena(),
+            a_bit_main: main_tag.non_main_arena(),
+            heap_mapping: heap.map(|h| format!("{:#x}-{:#x}", h.rw.0, h.rw.1)),
+            heap_reservation_bytes: heap.map(|h| h.reservation_bytes()),
+        }
+    }
+}

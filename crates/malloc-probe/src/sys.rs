@@ -191,3 +191,50 @@ pub fn mark(msg: &[u8]) {
     // SAFETY: `msg` is valid for `msg.len()` bytes; fd -1 is never open, so nothing is written.
     let _ = unsafe { libc::write(-1, msg.as_ptr().cast::<c_void>(), msg.len()) };
 }
+
+/// The process's `malloc`, whoever provides it (glibc, or an allocator preloaded with
+/// `--allocator`): only malloc(3) and free(3), never a read of allocator metadata, so it needs
+/// no [`Glibc`] token.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyMalloc;
+
+impl AnyMalloc {
+    /// malloc(3). `None` when it returns NULL.
+    pub fn malloc(self, size: usize) -> Option<Block> {
+        // SAFETY: malloc(3) has no preconditions; a NULL result is handled.
+        let p = unsafe { libc::malloc(size) };
+        NonNull::new(p.cast::<u8>()).map(|ptr| Block { ptr })
+    }
+
+    /// free(3); consumes the block so it cannot be freed twice.
+    pub fn free(self, block: Block) {
+        // SAFETY: `block` came from this process's malloc and, being moved in, was not freed.
+        unsafe { libc::free(block.ptr.as_ptr().cast::<c_void>()) }
+    }
+
+    /// The object `malloc` resolves to (`dladdr(3)`): the preloaded allocator when it took over.
+    pub fn object(self) -> String {
+        object_of(libc::malloc as *const c_void).unwrap_or_else(|| "an unknown object".into())
+    }
+}
+
+/// Makes `cmd`'s process start with no core dump allowed (`RLIMIT_CORE` 0, setrlimit(2)): an
+/// allocator that crashes the probe must not leave a core file in the caller's directory.
+pub fn without_core_dumps(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed; it makes one setrlimit(2) call (async-signal-safe) on a limit value on
+    // its stack, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &none) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

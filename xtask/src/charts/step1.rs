@@ -10,7 +10,7 @@ use super::{
 };
 use lab_analysis::step1::analyze::FreedInto;
 use lab_analysis::step1::picture::{
-    ChunkRow, ChunksPicture, FreeBitColumn, FreeBitPicture, Pictures,
+    ChunkRow, ChunksPicture, FreeBitColumn, FreeBitPicture, Pictures, ThreadHeapPicture,
 };
 
 /// The pictures of step 1, drawn from their data: the chunk chart when the sweep ran, the
@@ -23,7 +23,114 @@ pub fn pictures(p: &Pictures) -> Vec<Picture> {
     if let Some(f) = &p.free_bit {
         out.push(free_bit(f));
     }
+    if let Some(t) = &p.thread_heap {
+        out.push(thread_heap(t));
+    }
     out
+}
+
+/// The shade of reserved, `PROT_NONE` address space.
+const RESERVED: RGBColor = RGBColor(210, 210, 210);
+
+/// A second thread's heap, to scale: its reservation as one bar, the read-write part in use at
+/// its start (drawn at least a few pixels wide so it can be seen) and the `---p` rest.
+pub fn thread_heap(p: &ThreadHeapPicture) -> Picture {
+    const FILE: &str = "step1-thread-heap.svg";
+    const TITLE: &str = "A second thread's heap: a small read-write part in a large reservation";
+    if p.reservation_bytes == 0 || p.rw_bytes > p.reservation_bytes {
+        return Picture::none(
+            FILE,
+            TITLE,
+            format!(
+                "the heap's read-write part ({} bytes) does not fit its reservation ({} bytes)",
+                p.rw_bytes, p.reservation_bytes
+            ),
+        );
+    }
+    let (left, right, width) = (40i32, 1060i32, 1100u32);
+    let span = f64::from(right - left);
+    let rw_px = ((p.rw_bytes as f64 / p.reservation_bytes as f64) * span).max(4.0) as i32;
+    let svg = render((width, 260), |root| {
+        let font = |px: f64| (FONT, px).into_font();
+        root.draw(&Text::new(TITLE, (left, 12), font(20.0)))
+            .map_err(err)?;
+        let (top, bottom) = (70, 130);
+        root.draw(&Rectangle::new(
+            [(left, top), (left + rw_px, bottom)],
+            HEAP.filled(),
+        ))
+        .map_err(err)?;
+        root.draw(&Rectangle::new(
+            [(left + rw_px, top), (right, bottom)],
+            RESERVED.filled(),
+        ))
+        .map_err(err)?;
+        root.draw(&Rectangle::new(
+            [(left, top), (right, bottom)],
+            MARK.stroke_width(1),
+        ))
+        .map_err(err)?;
+        let label = |text: String, x: i32, y: i32, h: HPos| {
+            Text::new(
+                text,
+                (x, y),
+                font(14.0).color(&MARK).pos(Pos::new(h, VPos::Top)),
+            )
+        };
+        root.draw(&label(
+            format!("{:#x}: rw-p, {} in use", p.start, bytes(p.rw_bytes as f64)),
+            left,
+            bottom + 8,
+            HPos::Left,
+        ))
+        .map_err(err)?;
+        root.draw(&label(
+            format!(
+                "---p: reserved, not usable yet — {} in all up to {:#x}",
+                bytes(p.reservation_bytes as f64),
+                p.start + p.reservation_bytes
+            ),
+            right,
+            bottom + 30,
+            HPos::Right,
+        ))
+        .map_err(err)?;
+        let bit = |set: bool| if set { "set" } else { "clear" };
+        root.draw(&label(
+            format!(
+                "NON_MAIN_ARENA: {} in the second thread's chunk, {} in the main thread's",
+                bit(p.a_bit_thread),
+                bit(p.a_bit_main)
+            ),
+            left,
+            top - 28,
+            HPos::Left,
+        ))
+        .map_err(err)?;
+        let legend = Legend::new(13.0)
+            .add(Swatch::Fill(HEAP), "rw-p: read-write, the heap in use")
+            .add(
+                Swatch::Fill(RESERVED),
+                "---p: reserved (PROT_NONE), not usable yet",
+            );
+        Ok(legend.svg((f64::from(left), f64::from(bottom) + 58.0)))
+    });
+    let caption = format!(
+        "The second thread's arena lives in an mmapped heap of its own: {} read-write at {:#x}, \
+         inside a reservation of {} ({:.2}% in use) that the kernel will not back until glibc \
+         makes more of it read-write.",
+        bytes(p.rw_bytes as f64),
+        p.start,
+        bytes(p.reservation_bytes as f64),
+        100.0 * p.rw_bytes as f64 / p.reservation_bytes as f64
+    );
+    Picture {
+        file: FILE.into(),
+        title: TITLE.into(),
+        caption,
+        svg,
+        marks: ("rect", 3),
+    }
 }
 
 /// The shade of the zoomed window on the whole sweep.

@@ -10,12 +10,16 @@ use serde::de::DeserializeOwned;
 
 use crate::model::Ctx;
 use crate::out;
+use lab_analysis::step1::allocator::{self, AllocatorEvidence};
 use lab_analysis::step1::analyze::{tunable_value, MMAP_THRESHOLD_TUNABLE};
-use lab_analysis::step1::wire::{SweepReport, ThresholdReport};
+use lab_analysis::step1::wire::{KernelCallsReport, SweepReport, ThresholdReport};
 use lab_analysis::step1::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
 
 /// The strace filter: the allocator's system calls, plus `write` for the probe's markers.
 pub const FILTER: &str = "brk,mmap,munmap,write";
+
+/// The filter for another allocator's ladder: also how it gives memory back on free.
+pub const ALLOCATOR_FILTER: &str = "brk,mmap,munmap,madvise,mremap,write";
 
 /// The course runs step 1 with this tunable ("to more easily observe malloc").
 pub const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
@@ -28,7 +32,55 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         path: ctx.bin("malloc-probe"),
         environment: malloc_environment(std::env::vars()),
     };
-    measure_with(&probe, ctx.quick, scratch.path())
+    let mut evidence = measure_with(&probe, ctx.quick, scratch.path())?;
+    if let Some(path) = &ctx.options.allocator {
+        evidence.allocator = Some(measure_allocator(&probe, path, scratch.path())?);
+    }
+    Ok(evidence)
+}
+
+/// `malloc-probe --allocator PATH kernel-calls` under strace: the coarse ladder, then finer
+/// rounds around the switch while [`allocator::next_round`] asks for one (each in a fresh
+/// process).
+pub fn measure_allocator(
+    probe: &Probe,
+    path: &Path,
+    scratch: &Path,
+) -> anyhow::Result<AllocatorEvidence> {
+    let shown = path.display().to_string();
+    let soname = lab_trace::elf::ElfInfo::read(path)
+        .ok()
+        .and_then(|elf| elf.soname);
+    let name = allocator::name_of(soname.as_deref().unwrap_or(&shown));
+    let mut rounds: Vec<Traced<KernelCallsReport>> = Vec::new();
+    let mut ladders = Vec::new();
+    let mut sizes: Option<String> = None;
+    loop {
+        let mut args = vec!["--json", "--allocator", &shown, "kernel-calls"];
+        if let Some(s) = &sizes {
+            args.extend(["--sizes", s]);
+        }
+        out::progress(&format!(
+            "step 1: malloc-probe --allocator {name} kernel-calls (round {}), under strace",
+            rounds.len() + 1
+        ));
+        let run: Traced<KernelCallsReport> =
+            probe.traced_with(ALLOCATOR_FILTER, &args, vec![], scratch)?;
+        ladders.push(allocator::ladder(&run).context("cannot pair the ladder with its trace")?);
+        rounds.push(run);
+        match allocator::next_round(&ladders) {
+            Some(next) => {
+                let next: Vec<String> = next.iter().map(u64::to_string).collect();
+                sizes = Some(next.join(","));
+            }
+            None => break,
+        }
+    }
+    Ok(AllocatorEvidence {
+        path: shown,
+        name,
+        rounds,
+    })
 }
 
 /// The variables of `vars` that change how malloc behaves or which malloc runs.
@@ -90,6 +142,8 @@ pub fn measure_with(probe: &Probe, quick: bool, scratch: &Path) -> anyhow::Resul
             return match e.downcast::<Refusal>() {
                 Ok(refusal) => Ok(Evidence {
                     environment,
+                    thread_arena: None,
+                    allocator: None,
                     outcome: Outcome::Refused(refusal),
                 }),
                 Err(e) => Err(e),
@@ -118,8 +172,12 @@ pub fn measure_with(probe: &Probe, quick: bool, scratch: &Path) -> anyhow::Resul
         vec![],
         scratch,
     )?;
+    out::progress("step 1: malloc-probe thread-arena");
+    let thread_arena = probe.run(&["--json", "thread-arena"], vec![])?;
     Ok(Evidence {
         environment,
+        thread_arena: Some(thread_arena),
+        allocator: None,
         outcome: Outcome::Measured(Box::new(Measured {
             sweep,
             free_bit,
@@ -172,7 +230,18 @@ impl Probe {
         extra: Vec<EnvVar>,
         scratch: &Path,
     ) -> anyhow::Result<Traced<D>> {
-        let t = lab_trace::run::run_command(&self.path, FILTER, scratch, |cmd| {
+        self.traced_with(FILTER, args, extra, scratch)
+    }
+
+    /// Like [`Probe::traced`], with another strace filter.
+    pub fn traced_with<D: DeserializeOwned>(
+        &self,
+        filter: &str,
+        args: &[&str],
+        extra: Vec<EnvVar>,
+        scratch: &Path,
+    ) -> anyhow::Result<Traced<D>> {
+        let t = lab_trace::run::run_command(&self.path, filter, scratch, |cmd| {
             cmd.args(args);
             self.apply(cmd, &extra);
         })?;

@@ -1,5 +1,6 @@
-//! Step 1's measurement: `malloc-probe` under strace, its free-bit, threshold and page-edge
-//! runs ([`measure`]), and the step's pictures. The evidence, its analysis and its narrative are
+//! Step 1's measurement: `malloc-probe` under strace, its free-bit, threshold, page-edge and
+//! thread-arena runs, and with `--allocator` the allocator's ladders ([`measure`]), and the
+//! step's pictures. The evidence, its analysis and its narrative are
 //! `lab_analysis::step1`'s.
 
 mod measure;
@@ -22,3 +23,6 @@ impl Measure for Step1 {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod beyond_tests;

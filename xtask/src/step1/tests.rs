@@ -57,7 +57,7 @@ fn answers(f: &Findings, ev: &Evidence) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Live: the real probe under the real strace.
 /// A debug malloc-probe built by cargo for these tests (once).
-fn probe_binary() -> PathBuf {
+pub(crate) fn probe_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = crate::build::workspace_root();
@@ -74,7 +74,7 @@ fn probe_binary() -> PathBuf {
 }
 
 /// Whether strace can run here; without it (outside CI) a live test says so and skips.
-fn strace_or_skip(test: &str) -> bool {
+pub(crate) fn strace_or_skip(test: &str) -> bool {
     match lab_trace::run::check() {
         Ok(()) => true,
         Err(e) if std::env::var_os("CI").is_none() => {

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use lab_trace::markers::{self, Segment};
 use serde::Serialize;
 
+use super::allocator::{self, AllocatorFindings};
 use super::wire::{
     self, parse_hex, Allocations, Fastbins, FreeAttempt, FreeBitReport, LargeMallocAttempt,
     ThresholdReport,
@@ -38,7 +39,7 @@ pub const FLAG_NAMES: [&str; 3] = ["PREV_INUSE", "IS_MMAPPED", "NON_MAIN_ARENA"]
 #[derive(Debug, Clone, Serialize)]
 pub struct Findings {
     /// Which malloc the probe read (glibc version, the object malloc came from, page size).
-    pub allocator: Option<wire::Allocator>,
+    pub glibc: Option<wire::Allocator>,
     /// The probe's refusal of a malloc that is not glibc's; then nothing else is known.
     pub foreign_allocator: Option<String>,
     /// The bit of the NEXT chunk's tag that says whether a chunk is in use (1) or free (0).
@@ -65,6 +66,10 @@ pub struct Findings {
     pub tcache_comparison: Option<TcacheComparison>,
     /// What blurs the threshold: the top chunk, heap growth, the dynamic threshold, a setting.
     pub threshold_effects: Option<ThresholdEffects>,
+    /// `--allocator PATH`: where that allocator starts asking the kernel for each request.
+    pub allocator: Option<AllocatorFindings>,
+    /// A second thread's chunk: NON_MAIN_ARENA and its arena's heap (`null`: not measured).
+    pub thread_arena: Option<wire::ThreadArenaFindings>,
 }
 
 /// The traced sweep.
@@ -369,8 +374,20 @@ pub struct Tuned {
 }
 
 pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
+    let beyond = Beyond {
+        allocator: evidence
+            .allocator
+            .as_ref()
+            .map(allocator::analyze)
+            .transpose()
+            .context("cannot read the allocator's ladder")?,
+        thread_arena: evidence
+            .thread_arena
+            .as_ref()
+            .map(|r| r.doc.findings.clone()),
+    };
     let m = match &evidence.outcome {
-        Outcome::Refused(r) => return Ok(refused(&r.error)),
+        Outcome::Refused(r) => return Ok(refused(&r.error, beyond)),
         Outcome::Measured(m) => m,
     };
     let page = (m.sweep.doc.allocator.page_size as u64).max(1);
@@ -382,7 +399,7 @@ pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
     let free_bit_no_tcache = free_bit_run(&m.free_bit_no_tcache, &evidence.environment)?;
     let (threshold_request, threshold_chunk_size, effects) = threshold(m);
     Ok(Findings {
-        allocator: Some(m.sweep.doc.allocator.clone()),
+        glibc: Some(m.sweep.doc.allocator.clone()),
         foreign_allocator: None,
         prev_inuse_bit: free_bit.prev_inuse_bit,
         is_mmapped_bit: match sweep.bits_following_region.as_slice() {
@@ -399,12 +416,22 @@ pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
         free_bit_no_tcache: Some(free_bit_no_tcache),
         threshold_effects: Some(effects),
         sweep: Some(sweep),
+        allocator: beyond.allocator,
+        thread_arena: beyond.thread_arena,
     })
 }
 
-fn refused(error: &str) -> Findings {
+/// What step 1 measures beyond glibc's main arena, when it was measured.
+struct Beyond {
+    allocator: Option<AllocatorFindings>,
+    thread_arena: Option<wire::ThreadArenaFindings>,
+}
+
+fn refused(error: &str, beyond: Beyond) -> Findings {
     Findings {
-        allocator: None,
+        glibc: None,
+        allocator: beyond.allocator,
+        thread_arena: beyond.thread_arena,
         foreign_allocator: Some(error.to_string()),
         prev_inuse_bit: None,
         is_mmapped_bit: None,

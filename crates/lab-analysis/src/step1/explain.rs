@@ -14,6 +14,7 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
     let mut blocks = vec![Block::text(setting(f, evidence))];
     if let Some(error) = &f.foreign_allocator {
         blocks.extend(refusal(error));
+        blocks.extend(super::beyond::blocks(f, evidence));
         return blocks;
     }
     if let Some(s) = &f.sweep {
@@ -58,6 +59,7 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
     blocks.push(Block::answer(Q_LENGTH, answer_length(f)));
     blocks.push(Block::answer(Q_TCACHE, answer_tcache(f)));
     blocks.push(Block::answer(Q_HINT, answer_hint(f)));
+    blocks.extend(super::beyond::blocks(f, evidence));
     blocks
 }
 
@@ -72,7 +74,7 @@ const Q_HINT: &str = "The course's hint: free a 1000-byte chunk, or malloc 10000
 
 /// Which malloc, and the environment the probe ran in.
 fn setting(f: &Findings, evidence: &Evidence) -> String {
-    let mut s = match &f.allocator {
+    let mut s = match &f.glibc {
         Some(a) => format!(
             "glibc {} (malloc from {}), page size {}.",
             a.glibc_version, a.malloc_object, a.page_size

@@ -6,20 +6,24 @@
 //!   twice — as the environment has it and under the course's
 //!   `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` — then `threshold` (each probe in a fresh
 //!   process), `threshold` again with a tuned `MALLOC_MMAP_THRESHOLD_`, and two requests at a page
-//!   edge, traced. Everything goes into [`Evidence`]: the probe's JSON documents, the traces, and
-//!   the environment each run had. A malloc that is not glibc's is refused by the probe; that
+//!   edge, traced, and `thread-arena` (a second thread's chunk and its heap); with
+//!   `--allocator PATH`, the [`allocator`] ladders under strace. Everything goes into
+//!   [`Evidence`]: the probe's JSON documents, the traces, and the environment each run had. A malloc that is not glibc's is refused by the probe; that
 //!   refusal is evidence too.
 //! - [`analyze`](analyze::analyze) decides, from the evidence alone: the in-use bit, the mmap
 //!   bit, the threshold (as a request and a chunk size), each request's system call and mapped
 //!   length and how the length follows from the request, and what `tcache_count=0` changed.
 //! - [`explain`](explain::explain) formats those findings: the assignment's four questions and
-//!   the course's hints, with the evidence tables.
+//!   the course's hints, with the evidence tables; [`beyond`] adds the thread arena and another
+//!   allocator's switch.
 //!
 //! Run it with `cargo xtask run-step 1` (`--quick` for a shorter sweep). A production program
 //! would not read malloc's metadata: it would tune with `mallopt(3)` and measure with
 //! `malloc_info(3)` or heaptrack.
 
+pub mod allocator;
 pub mod analyze;
+pub mod beyond;
 pub mod explain;
 pub mod glance;
 pub mod picture;
@@ -88,6 +92,13 @@ pub struct Evidence {
     /// `LD_PRELOAD`); empty when none was set.
     pub environment: Vec<EnvVar>,
     pub outcome: Outcome,
+    /// `malloc-probe thread-arena`: a chunk from a second thread and its arena's heap. Evidence
+    /// recorded before it existed has none: it loads as "not measured".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_arena: Option<Run<wire::ThreadArenaReport>>,
+    /// `--allocator PATH`: the allocator's traced ladders; absent when not asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<allocator::AllocatorEvidence>,
 }
 
 /// What the probe did: measured, or refused a malloc that is not glibc's.

@@ -1,8 +1,9 @@
 //! The data of step 1's pictures, built from the [`Findings`] (xtask draws them): request
-//! against chunk size and mmap length with the threshold marked, and what `tcache_count=0`
-//! changed in free-bit.
+//! against chunk size and mmap length with the threshold marked, what `tcache_count=0`
+//! changed in free-bit, and a second thread's heap inside its reservation.
 
 use super::analyze::{FreedInto, LargeMalloc, LargeMallocOutcome, SyscallMade};
+use super::wire::parse_hex;
 use super::Findings;
 
 /// Step 1's picture data: the chunk chart when the sweep ran, the free-bit comparison when both
@@ -11,6 +12,7 @@ use super::Findings;
 pub struct Pictures {
     pub chunks: Option<ChunksPicture>,
     pub free_bit: Option<FreeBitPicture>,
+    pub thread_heap: Option<ThreadHeapPicture>,
 }
 
 /// The picture data of these findings.
@@ -21,6 +23,33 @@ pub fn pictures(f: &Findings) -> Pictures {
     Pictures {
         chunks: ChunksPicture::from_findings(f),
         free_bit: FreeBitPicture::from_findings(f),
+        thread_heap: ThreadHeapPicture::from_findings(f),
+    }
+}
+
+/// A thread arena's heap: the read-write part in use at the start of its reservation, the
+/// `PROT_NONE` rest after it, and whether each thread's chunk had NON_MAIN_ARENA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadHeapPicture {
+    pub start: u64,
+    pub rw_bytes: u64,
+    pub reservation_bytes: u64,
+    pub a_bit_thread: bool,
+    pub a_bit_main: bool,
+}
+
+impl ThreadHeapPicture {
+    pub fn from_findings(f: &Findings) -> Option<ThreadHeapPicture> {
+        let t = f.thread_arena.as_ref()?;
+        let (start, end) = t.heap_mapping.as_deref()?.split_once('-')?;
+        let (start, end) = (parse_hex(start)?, parse_hex(end)?);
+        Some(ThreadHeapPicture {
+            start,
+            rw_bytes: end.checked_sub(start)?,
+            reservation_bytes: t.heap_reservation_bytes?,
+            a_bit_thread: t.a_bit_thread,
+            a_bit_main: t.a_bit_main,
+        })
     }
 }
 

@@ -8,6 +8,10 @@
 //! - `preloaded-malloc-shim`: run with `LD_PRELOAD` of a shim whose malloc/free/calloc/realloc
 //!   call glibc's `__libc_*` (built like [`SHIM`]): malloc is no longer glibc's symbol, so the
 //!   probe refuses.
+//! - `glibc-2.36-jemalloc-thread-arena`: run with
+//!   `--allocator /usr/lib/x86_64-linux-gnu/libjemalloc.so.2` (jemalloc 5.3, Debian 12), so it
+//!   has the thread arena and jemalloc's traced ladders; the others were recorded before either
+//!   existed and load them as "not measured".
 //!
 //! None was edited by hand. The three measured sets were recorded again (same commands) when
 //! `free-bit` gained its last attempt, a 24-byte chunk freed and then malloc(10000). The live
@@ -346,4 +350,65 @@ fn flags_are_named_like_heap_debuggers_do() {
     assert_eq!(flag_names(0x21002), "IS_MMAPPED");
     assert_eq!(flag_names(0x25), "PREV_INUSE | NON_MAIN_ARENA");
     assert_eq!(flag_names(0x50), "-");
+}
+
+#[test]
+fn evidence_recorded_before_the_thread_arena_loads_as_not_measured() {
+    for name in ["glibc-2.36-default", "preloaded-malloc-shim"] {
+        let ev = evidence(name);
+        assert!(
+            ev.thread_arena.is_none() && ev.allocator.is_none(),
+            "{name}"
+        );
+        let f = findings(name);
+        assert_eq!(f.thread_arena, None, "{name}");
+        assert_eq!(f.allocator, None, "{name}");
+    }
+}
+
+#[test]
+fn the_thread_arena_and_jemalloc_as_recorded() {
+    let ev = evidence("glibc-2.36-jemalloc-thread-arena");
+    let f = findings("glibc-2.36-jemalloc-thread-arena");
+    let t = f.thread_arena.as_ref().expect("measured");
+    assert!(t.a_bit_thread && !t.a_bit_main);
+    assert_eq!(
+        t.heap_mapping.as_deref(),
+        Some("0x7f9b34000000-0x7f9b34021000")
+    );
+    assert_eq!(t.heap_reservation_bytes, Some(64 << 20));
+    let a = f.allocator.as_ref().expect("measured");
+    assert_eq!(a.name, "jemalloc");
+    assert_eq!(a.switch_request, Some(8 << 20));
+    assert_eq!(a.syscall, Some(crate::step1::allocator::KernelCall::Mmap));
+    assert_eq!(
+        a.returned_on_free,
+        Some(crate::step1::allocator::Returned::Madvise)
+    );
+    assert_eq!(
+        a.mapped_per_request.first().map(|m| m.bytes),
+        Some(12 << 20)
+    );
+    let answers = answers(&f, &ev);
+    assert_eq!(answers.len(), 8);
+    assert!(
+        answers[6].starts_with("The second thread's malloc(1000) has NON_MAIN_ARENA"),
+        "{}",
+        answers[6]
+    );
+    assert!(
+        answers[6].contains("67108864 bytes (64 MiB)"),
+        "{}",
+        answers[6]
+    );
+    assert!(
+        answers[7].starts_with("jemalloc made its own mmap for every malloc from 8388608"),
+        "{}",
+        answers[7]
+    );
+    assert!(
+        answers[7].contains("the measurement agrees"),
+        "{}",
+        answers[7]
+    );
 }

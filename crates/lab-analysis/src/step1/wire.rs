@@ -4,8 +4,9 @@
 //! names the field, never a silent default.
 
 pub use malloc_probe::{
-    AllocReport, Allocator, ChildOut, Dynamic, Fastbins, FreeAttempt, FreeBitReport,
-    LargeMallocAttempt, Row, SweepReport, ThresholdReport,
+    AllocReport, Allocator, ArenaChunk, ChildOut, Dynamic, Fastbins, FreeAttempt, FreeBitReport,
+    KernelCallsReport, LadderMalloc, LargeMallocAttempt, Row, SweepReport, ThreadArenaFindings,
+    ThreadArenaReport, ThreadHeap, ThresholdReport,
 };
 
 /// The documents that list allocations: `alloc` and `sweep`.
