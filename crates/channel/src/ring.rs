@@ -1724,6 +1724,54 @@ mod tests {
         assert!(!path.exists());
     }
 
+    /// The receiver's fast path spins on the one header slot at `read`. When the sender wraps,
+    /// what appears there is padding (published after the message at offset 0): the receiver
+    /// must skip it and return the message, not take the padding for one or wait past it.
+    /// Lock-step, so that the receiver is already waiting on the slot when each record comes.
+    #[test]
+    fn a_receiver_spinning_on_the_header_slot_skips_padding_to_the_wrapped_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let spin = Options {
+            wait: Wait::Spin,
+            ..opts(MIN_CAPACITY)
+        };
+        let mut rx = Receiver::open(&path, spin).unwrap();
+        let mut tx = Sender::open(&path, spin).unwrap();
+        const N: u32 = 400;
+        let taken = std::sync::Arc::new(AtomicU32::new(0));
+        let taken2 = taken.clone();
+        let receiver = thread::spawn(move || {
+            let mut padding_seen = 0;
+            for i in 0..N {
+                let before = rx.read;
+                let m = rx.recv().unwrap().expect("a message");
+                assert_eq!(&*m, &message(i)[..], "message {i}");
+                let start = m.ptr as usize - m.rx.ring.data_ptr(0) as usize - 8;
+                if start as u64 != before & (MIN_CAPACITY - 1) {
+                    assert_eq!(start, 0, "only a wrap moves a message off the slot");
+                    padding_seen += 1;
+                }
+                drop(m);
+                taken2.store(i + 1, Ordering::Release);
+            }
+            padding_seen
+        });
+        // 300 to 1200 bytes: a 4 KiB ring wraps every few messages, at varying offsets.
+        fn message(i: u32) -> Vec<u8> {
+            let len = 300 + (i as usize * 97) % 900;
+            (0..len).map(|k| (k as u32 ^ i) as u8).collect()
+        }
+        for i in 0..N {
+            tx.send(&message(i)).unwrap();
+            wait_for("the receiver to take it", || {
+                taken.load(Ordering::Acquire) == i + 1
+            });
+        }
+        let padding_seen = receiver.join().unwrap();
+        assert!(padding_seen > 50, "only {padding_seen} wraps");
+    }
+
     #[test]
     fn messages_of_every_size_wrap_the_ring_intact() {
         let dir = tempfile::tempdir().unwrap();

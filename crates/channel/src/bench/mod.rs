@@ -1006,6 +1006,50 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_goal_with_alternated_runs_needs_every_run() {
+        let mut r = sample();
+        // The single cells say 1.4x; the runs decide.
+        r.floor_runs = [(100.0, 140.0), (120.0, 150.0), (100.0, 149.0)]
+            .map(|(f, s)| FloorRun::new(f, s))
+            .to_vec();
+        let floor = |r: &BenchReport| match goals(r).remove(0) {
+            GoalOutcome::Measured(g) => g,
+            other => panic!("{other:?}"),
+        };
+        let g = floor(&r);
+        assert!(g.met);
+        let runs = g.runs.unwrap();
+        assert_eq!((runs.runs, runs.met), (3, 3));
+        assert!((runs.min - 1.25).abs() < 1e-9 && (runs.max - 1.49).abs() < 1e-9);
+        assert!((runs.median - 1.4).abs() < 1e-9);
+
+        assert_eq!((g.numerator.value, g.denominator.value), (149.0, 100.0));
+        assert!(g.statement.contains("every one of 3 alternated runs"));
+        // One run over the target: not met, though the median is within it.
+        r.floor_runs.push(FloorRun::new(100.0, 151.0));
+        let g = floor(&r);
+        assert!(!g.met);
+        assert_eq!((g.runs.unwrap().runs, g.runs.unwrap().met), (4, 3));
+        let text = render(&r);
+        assert!(text.contains("3 of 4 runs within 1.50x"), "{text}");
+        assert!(text.contains("1.51x  [not met]"), "{text}");
+        assert!(text.contains("4 alternated runs on two CPUs"), "{text}");
+        // The document carries the runs; one from before them still parses.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains("\"floor_runs\":[{\"floor_ns\":100.0"),
+            "{json}"
+        );
+        let back: BenchReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let old = serde_json::to_string(&sample())
+            .unwrap()
+            .replace(",\"floor_runs\":[]", "");
+        assert!(!old.contains("floor_runs"));
+        assert_eq!(serde_json::from_str::<BenchReport>(&old).unwrap(), sample());
+    }
+
+    #[test]
     fn sizes_and_times_format() {
         assert_eq!(fmt_size(64), "64 B");
         assert_eq!(fmt_size(4096), "4 KiB");
