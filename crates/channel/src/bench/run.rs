@@ -196,33 +196,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Ou
     if only_cacheline && config.sizes.as_ref().is_some_and(|s| s != &[8]) {
         bail!("cacheline moves one 8-byte word; use --size 8 (or no --size)");
     }
-    let (rtt_budget, tput_budget) = if config.quick {
-        (
-            Budget {
-                target: Duration::from_millis(25),
-                min: 10,
-                max: 200_000,
-            },
-            Budget {
-                target: Duration::from_millis(25),
-                min: 10,
-                max: 1_000_000,
-            },
-        )
-    } else {
-        (
-            Budget {
-                target: Duration::from_millis(150),
-                min: 20,
-                max: 1_000_000,
-            },
-            Budget {
-                target: Duration::from_millis(150),
-                min: 20,
-                max: 10_000_000,
-            },
-        )
-    };
+    let (rtt_budget, tput_budget) = budgets(config.quick);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let mut floor_runs = Vec::new();
@@ -260,30 +234,15 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Ou
                 }
             }
         }
-        let repeat = match config.repeat {
-            Some(n) => n,
-            None if has_floor_cells(config, &placements, &sizes) => FLOOR_RUNS,
-            None => 0,
-        };
-        if repeat > 0 && !placements.contains(&Placement::TwoCpus) {
-            skipped.push(format!(
-                "the floor goal's {repeat} alternated runs: they need two CPUs (two-cpus)"
-            ));
-        } else if repeat > 0 {
-            let cpus = (original[0], original[1]);
-            for i in 1..=repeat {
-                let run = floor_run(config, cpus, rtt_budget)
-                    .with_context(|| format!("the floor goal's alternated run {i}"))?;
-                progress(&format!(
-                    "floor run {i}/{repeat}: cacheline 8 B {}, ring-spin 64 B {} -> {} [{}]",
-                    fmt_ns(run.floor_ns),
-                    fmt_ns(run.ring_spin_ns),
-                    fmt_ratio(run.ratio),
-                    if run.met { "met" } else { "not met" }
-                ));
-                floor_runs.push(run);
-            }
-        }
+        floor_runs = alternated_floor_runs(
+            config,
+            &original,
+            &placements,
+            &sizes,
+            rtt_budget,
+            progress,
+            &mut skipped,
+        )?;
         Ok::<(), anyhow::Error>(())
     })();
     // Back to where we started, whatever happened.
@@ -299,6 +258,79 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Ou
         notes,
         skipped,
     })
+}
+
+/// The floor goal's alternated runs ([`Config::repeat`]), each reported to `progress`; a note in
+/// `skipped` when they were asked for but the run has no two CPUs.
+fn alternated_floor_runs(
+    config: &Config,
+    original: &[usize],
+    placements: &[Placement],
+    sizes: &[u64],
+    rtt_budget: Budget,
+    progress: &mut dyn FnMut(&str),
+    skipped: &mut Vec<String>,
+) -> anyhow::Result<Vec<FloorRun>> {
+    let repeat = match config.repeat {
+        Some(n) => n,
+        None if has_floor_cells(config, placements, sizes) => FLOOR_RUNS,
+        None => 0,
+    };
+    let mut runs = Vec::new();
+    if repeat == 0 {
+        return Ok(runs);
+    }
+    if !placements.contains(&Placement::TwoCpus) {
+        skipped.push(format!(
+            "the floor goal's {repeat} alternated runs: they need two CPUs (two-cpus)"
+        ));
+        return Ok(runs);
+    }
+    let cpus = (original[0], original[1]);
+    for i in 1..=repeat {
+        let run = floor_run(config, cpus, rtt_budget)
+            .with_context(|| format!("the floor goal's alternated run {i}"))?;
+        progress(&format!(
+            "floor run {i}/{repeat}: cacheline 8 B {}, ring-spin 64 B {} -> {} [{}]",
+            fmt_ns(run.floor_ns),
+            fmt_ns(run.ring_spin_ns),
+            fmt_ratio(run.ratio),
+            if run.met { "met" } else { "not met" }
+        ));
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// The round-trip and one-way budgets of a cell.
+fn budgets(quick: bool) -> (Budget, Budget) {
+    if quick {
+        (
+            Budget {
+                target: Duration::from_millis(25),
+                min: 10,
+                max: 200_000,
+            },
+            Budget {
+                target: Duration::from_millis(25),
+                min: 10,
+                max: 1_000_000,
+            },
+        )
+    } else {
+        (
+            Budget {
+                target: Duration::from_millis(150),
+                min: 20,
+                max: 1_000_000,
+            },
+            Budget {
+                target: Duration::from_millis(150),
+                min: 20,
+                max: 10_000_000,
+            },
+        )
+    }
 }
 
 /// Does the run measure both cells of the floor goal (so it gets the alternated runs)?
