@@ -166,8 +166,9 @@ pub struct BenchReport {
     /// The floor goal's alternated runs (two CPUs): the cache-line floor and ring-spin 64 B
     /// measured back to back, again and again, so that a quiet or a busy moment of the machine
     /// falls on both. Empty when the run had none (`--repeat 0`, one CPU, or cells left out);
-    /// absent in documents from before it existed.
-    #[serde(default)]
+    /// absent in documents from before it existed, and left out when empty (so documents
+    /// without runs read as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floor_runs: Vec<FloorRun>,
 }
 
@@ -351,8 +352,8 @@ pub struct Goal {
     pub met: bool,
     /// The floor goal with alternated runs ([`BenchReport::floor_runs`]): their summary. The
     /// numerator and denominator are then the medians of the runs' values, and `met` means
-    /// every run met the target. `null` for the other goals and runs without repeats.
-    #[serde(default)]
+    /// every run met the target. Left out for the other goals and runs without repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<RunsSummary>,
 }
 
