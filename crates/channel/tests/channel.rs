@@ -400,6 +400,8 @@ fn usage_errors_are_one_line_with_status_2() {
         &["frobnicate"],
         &["send", "--capacity", "lots"],
         &["bench", "--only", "carrier-pigeon"],
+        &["bench", "--repeat", "100"],
+        &["bench", "--repeat", "-1"],
     ] {
         let out = Command::new(CHANNEL).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -521,6 +523,80 @@ fn bench_on_two_cpus_measures_the_floor_and_the_spinning_ring() {
         assert_eq!(report.rows.len(), 1);
         assert_eq!(report.rows[0].placement, Placement::TwoCpus);
     }
+}
+
+/// The floor goal's alternated runs: `--repeat N` runs the floor's cell and ring-spin 64 B's
+/// N times, whatever `--only` says, and the goal is decided by them; without two CPUs they
+/// are skipped with a note.
+#[test]
+fn bench_repeat_alternates_the_floor_and_ring_spin_runs() {
+    let cpus = channel::allowed_cpus().unwrap();
+    if cpus.len() < 2 {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: this process may run on one CPU only ({cpus:?}); the floor runs need two"
+        );
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI must run the two-CPU bench"
+        );
+        return;
+    }
+    let report = bench_json(&[
+        "--only",
+        "ring-spin",
+        "--size",
+        "64",
+        "--placement",
+        "two-cpus",
+        "--messages",
+        "200",
+        "--repeat",
+        "2",
+    ]);
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(report.floor_runs.len(), 2);
+    for run in &report.floor_runs {
+        assert!(run.floor_ns > 0.0 && run.ring_spin_ns > 0.0, "{run:?}");
+        assert!((run.ratio - run.ring_spin_ns / run.floor_ns).abs() < 1e-9);
+        assert_eq!(run.met, run.ratio <= 1.5);
+    }
+    let goal = channel::bench::goals(&report)
+        .into_iter()
+        .find(|g| g.id() == channel::bench::GoalId::SpinNearFloor)
+        .unwrap();
+    assert_eq!(
+        goal.met(),
+        Some(report.floor_runs.iter().all(|r| r.met)),
+        "{goal:?}"
+    );
+    // One CPU only: no runs, and a note that says why.
+    let out = Command::new(CHANNEL)
+        .args([
+            "bench",
+            "--only",
+            "pipe",
+            "--size",
+            "64",
+            "--placement",
+            "one-cpu",
+        ])
+        .args(["--messages", "20", "--repeat", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: BenchReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.floor_runs.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("they need two CPUs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -288,6 +288,7 @@ pub(crate) mod tests {
                 kernel: "Linux test".into(),
             },
             rows,
+            floor_runs: Vec::new(),
         }
     }
 

@@ -25,7 +25,10 @@ use super::transport::{
     check_interrupt, command, read_message, set_command, spin_until, Mailbox, CMD_ECHO, CMD_ONEWAY,
     CMD_QUIT, CMD_READY, MAILBOX_EMPTY, MAILBOX_QUIT, MAILBOX_READY,
 };
-use super::{fmt_size, BenchReport, Futex, Machine, Placement, Row, Rtt, Transport};
+use super::{
+    fmt_ns, fmt_ratio, fmt_size, BenchReport, FloorRun, Futex, Machine, Placement, Row, Rtt,
+    Transport,
+};
 use crate::ring::{capacity_for, DEFAULT_SPIN};
 use crate::{Options, Receiver, Sender, Stats, Wait};
 
@@ -33,6 +36,8 @@ use crate::{Options, Receiver, Sender, Stats, Wait};
 pub const SIZES: [u64; 5] = [8, 64, 4096, 65536, 1 << 20];
 /// `--quick` sizes: the ones the goals need.
 pub const QUICK_SIZES: [u64; 3] = [64, 4096, 1 << 20];
+/// The floor goal's alternated runs by default: the issue asks for 9 of 9.
+pub const FLOOR_RUNS: u32 = 9;
 /// The smallest ring the benchmark uses (bigger when a message needs it: 4 MiB for 1 MiB).
 pub const MIN_BENCH_CAPACITY: u64 = 256 * 1024;
 
@@ -52,6 +57,10 @@ pub struct Config {
     pub messages: Option<u64>,
     /// ring-wait's spin budget (`None`: 20 µs on two CPUs, 0 on one CPU).
     pub spin: Option<Duration>,
+    /// The floor goal's alternated runs ([`FloorRun`]): `None` runs [`FLOOR_RUNS`] of them
+    /// when the run has both of the goal's cells (cacheline and ring-spin 64 B on two CPUs, no
+    /// `--messages`), `Some(n)` exactly `n` whatever cells were chosen (0: none).
+    pub repeat: Option<u32>,
     /// The `channel` executable (for the peer process).
     pub exe: PathBuf,
     /// Where the ring and mailbox files go (a temporary directory is made inside).
@@ -187,7 +196,115 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Ou
     if only_cacheline && config.sizes.as_ref().is_some_and(|s| s != &[8]) {
         bail!("cacheline moves one 8-byte word; use --size 8 (or no --size)");
     }
-    let (rtt_budget, tput_budget) = if config.quick {
+    let (rtt_budget, tput_budget) = budgets(config.quick);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut floor_runs = Vec::new();
+    let result = (|| {
+        for &placement in &placements {
+            let cpus = match placement {
+                Placement::TwoCpus => (original[0], original[1]),
+                Placement::OneCpu => (original[0], original[0]),
+            };
+            for &transport in &config.transports {
+                let cell_sizes: Vec<u64> = if transport == Transport::Cacheline {
+                    vec![8]
+                } else {
+                    sizes.clone()
+                };
+                for size in cell_sizes {
+                    let cell = Cell {
+                        transport,
+                        placement,
+                        size,
+                        cpus,
+                    };
+                    let (row, note) = run_cell(config, &cell, rtt_budget, Some(tput_budget))
+                        .with_context(|| {
+                            format!(
+                                "{} {} {}",
+                                transport.name(),
+                                placement.name(),
+                                fmt_size(size)
+                            )
+                        })?;
+                    progress(&describe(&note, &row));
+                    rows.push(row);
+                    notes.push(note);
+                }
+            }
+        }
+        floor_runs = alternated_floor_runs(
+            config,
+            &original,
+            &placements,
+            &sizes,
+            rtt_budget,
+            progress,
+            &mut skipped,
+        )?;
+        Ok::<(), anyhow::Error>(())
+    })();
+    // Back to where we started, whatever happened.
+    let restored = crate::set_affinity(&original);
+    result?;
+    restored.context("cannot restore this process's CPU affinity")?;
+    Ok(Outcome {
+        report: BenchReport {
+            machine,
+            rows,
+            floor_runs,
+        },
+        notes,
+        skipped,
+    })
+}
+
+/// The floor goal's alternated runs ([`Config::repeat`]), each reported to `progress`; a note in
+/// `skipped` when they were asked for but the run has no two CPUs.
+fn alternated_floor_runs(
+    config: &Config,
+    original: &[usize],
+    placements: &[Placement],
+    sizes: &[u64],
+    rtt_budget: Budget,
+    progress: &mut dyn FnMut(&str),
+    skipped: &mut Vec<String>,
+) -> anyhow::Result<Vec<FloorRun>> {
+    let repeat = match config.repeat {
+        Some(n) => n,
+        None if has_floor_cells(config, placements, sizes) => FLOOR_RUNS,
+        None => 0,
+    };
+    let mut runs = Vec::new();
+    if repeat == 0 {
+        return Ok(runs);
+    }
+    if !placements.contains(&Placement::TwoCpus) {
+        skipped.push(format!(
+            "the floor goal's {repeat} alternated runs: they need two CPUs (two-cpus)"
+        ));
+        return Ok(runs);
+    }
+    let cpus = (original[0], original[1]);
+    for i in 1..=repeat {
+        let run = floor_run(config, cpus, rtt_budget)
+            .with_context(|| format!("the floor goal's alternated run {i}"))?;
+        progress(&format!(
+            "floor run {i}/{repeat}: cacheline 8 B {}, ring-spin 64 B {} -> {} [{}]",
+            fmt_ns(run.floor_ns),
+            fmt_ns(run.ring_spin_ns),
+            fmt_ratio(run.ratio),
+            if run.met { "met" } else { "not met" }
+        ));
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// The round-trip and one-way budgets of a cell.
+fn budgets(quick: bool) -> (Budget, Budget) {
+    if quick {
         (
             Budget {
                 target: Duration::from_millis(25),
@@ -213,54 +330,37 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Ou
                 max: 10_000_000,
             },
         )
+    }
+}
+
+/// Does the run measure both cells of the floor goal (so it gets the alternated runs)?
+fn has_floor_cells(config: &Config, placements: &[Placement], sizes: &[u64]) -> bool {
+    config.messages.is_none()
+        && placements.contains(&Placement::TwoCpus)
+        && config.transports.contains(&Transport::Cacheline)
+        && config.transports.contains(&Transport::RingSpin)
+        && sizes.contains(&64)
+}
+
+/// One alternated run of the floor goal: the cache-line floor's cell, then ring-spin 64 B's,
+/// round trips only (no one-way phase), each with its own peer process and warm-up.
+fn floor_run(
+    config: &Config,
+    cpus: (usize, usize),
+    rtt_budget: Budget,
+) -> anyhow::Result<FloorRun> {
+    let median = |transport, size| {
+        let cell = Cell {
+            transport,
+            placement: Placement::TwoCpus,
+            size,
+            cpus,
+        };
+        run_cell(config, &cell, rtt_budget, None).map(|(row, _)| row.rtt_ns.median)
     };
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    let result = (|| {
-        for &placement in &placements {
-            let cpus = match placement {
-                Placement::TwoCpus => (original[0], original[1]),
-                Placement::OneCpu => (original[0], original[0]),
-            };
-            for &transport in &config.transports {
-                let cell_sizes: Vec<u64> = if transport == Transport::Cacheline {
-                    vec![8]
-                } else {
-                    sizes.clone()
-                };
-                for size in cell_sizes {
-                    let cell = Cell {
-                        transport,
-                        placement,
-                        size,
-                        cpus,
-                    };
-                    let (row, note) = run_cell(config, &cell, rtt_budget, tput_budget)
-                        .with_context(|| {
-                            format!(
-                                "{} {} {}",
-                                transport.name(),
-                                placement.name(),
-                                fmt_size(size)
-                            )
-                        })?;
-                    progress(&describe(&note, &row));
-                    rows.push(row);
-                    notes.push(note);
-                }
-            }
-        }
-        Ok::<(), anyhow::Error>(())
-    })();
-    // Back to where we started, whatever happened.
-    let restored = crate::set_affinity(&original);
-    result?;
-    restored.context("cannot restore this process's CPU affinity")?;
-    Ok(Outcome {
-        report: BenchReport { machine, rows },
-        notes,
-        skipped,
-    })
+    let floor = median(Transport::Cacheline, 8)?;
+    let spin = median(Transport::RingSpin, 64)?;
+    Ok(FloorRun::new(floor, spin))
 }
 
 /// The progress line of one cell.
@@ -670,11 +770,12 @@ fn median(sorted: &[u64]) -> f64 {
     }
 }
 
+/// Runs one cell: round trips, then (with `tput_budget`) one-way throughput.
 fn run_cell(
     config: &Config,
     cell: &Cell,
     rtt_budget: Budget,
-    tput_budget: Budget,
+    tput_budget: Option<Budget>,
 ) -> anyhow::Result<(Row, CellNote)> {
     crate::set_affinity(&[cell.cpus.0])
         .with_context(|| format!("cannot pin the runner to CPU {}", cell.cpus.0))?;
@@ -720,10 +821,10 @@ fn run_cell(
         p99: percentile(&samples, 99.0),
     };
 
-    let msgs_per_s = match config.messages {
+    let msgs_per_s = match (config.messages, tput_budget) {
         // One message each way per round trip: report round trips per second.
-        Some(m) => m as f64 / pingpong.as_secs_f64(),
-        None => {
+        (Some(_), _) | (None, None) => round_trips as f64 / pingpong.as_secs_f64(),
+        (None, Some(tput_budget)) => {
             // Untimed: the peer is awake and its ring warm when the clock starts. The ping at
             // the end of each part returns after the peer took every message before it.
             run_for_real(warm_up(tput_budget), |k| {
