@@ -1,4 +1,4 @@
-//! The persist benchmark (issue 14): one run, the same N keys (default 1,000,000) in the same
+//! The persist benchmark (issues 14 and 25): one run, the same N keys (default 1,000,000) in the same
 //! random order for every method, measured against its peers:
 //!
 //! - `get`: random lookups with everything in memory — persist through the mapping, batched
@@ -12,9 +12,16 @@
 //! - `get-during-load`: 1 and 2 reader processes looking keys up, first alone, then while a
 //!   writer loads N new keys into the same store (persist: growth and rehash under them).
 //!
-//! It prints the machine, a table with ratios, and issue 14's goals as met or not met (never
-//! asserted); `--json` prints one document instead (`persist::bench::BenchReport`, which
-//! `cargo xtask bench persist` reads). Progress goes to stderr.
+//! - `limits`: the machine's bounds in the same run (`limits.rs`, `persist::bench::chase`): one
+//!   dependent load beyond the LLC and at the table's size, with 4 KiB and 2 MiB pages, the
+//!   memory-level parallelism, misses per get (perf_event_open, else the layout, else timing),
+//!   and from them each lookup's bound; the batch passed to `get_many_into` is sized by the MLP;
+//! - `files`: the persist table and LMDB's file right after the load.
+//!
+//! It prints issue 25's goals as met or not met (never asserted), each figure beside its bound,
+//! then the limits and the table (`persist::bench::render`); `--json` prints the one document
+//! instead (`persist::bench::BenchReport`, which `cargo xtask bench persist` reads). Progress
+//! goes to stderr.
 //!
 //! `cargo run --release --manifest-path bench/persist-bench/Cargo.toml -- DIR [--quick]`
 //!
