@@ -42,7 +42,8 @@ pub fn measure(args: &Args, table_bytes: u64, table_pages: PageKind, thp: &str) 
     };
     let beyond = llc_bytes.map_or(floor, |l| (factor * l).max(floor));
     let mut runs = Vec::new();
-    let mut mlp_curve = Vec::new();
+    // The table-size buffers stay mapped until the k chases have run over one of them.
+    let mut table_buffers = Vec::new();
     for (buffer, bytes) in [
         (BufferKind::BeyondLlc, beyond),
         (BufferKind::Table, table_bytes),
@@ -58,20 +59,27 @@ pub fn measure(args: &Args, table_bytes: u64, table_pages: PageKind, thp: &str) 
                 }
             ));
             let (run, buf) = chase::latency(buffer, bytes, pages, thp, timing);
-            if buffer == BufferKind::Table && pages == table_pages && run.ns_per_load.is_some() {
-                if let Some(mut buf) = buf {
-                    progress("limits: k interleaved chases (memory-level parallelism)");
-                    mlp_curve = chase::mlp_curve(&mut buf, timing);
-                }
+            if let (BufferKind::Table, Some(buf), Some(_)) = (buffer, buf, run.ns_per_load) {
+                table_buffers.push((pages, buf));
             }
             runs.push(run);
         }
     }
+    // k chases with the pages the table has; with the other kind if those were not obtained.
+    table_buffers.sort_by_key(|(pages, _)| *pages != table_pages);
+    let (mlp_pages, mlp_curve) = match table_buffers.first_mut() {
+        Some((pages, buf)) => {
+            progress("limits: k interleaved chases (memory-level parallelism)");
+            (*pages, chase::mlp_curve(buf, timing))
+        }
+        None => (table_pages, Vec::new()),
+    };
+    drop(table_buffers);
     Chases {
         llc_bytes,
         l2_hit_ns,
         runs,
-        mlp_pages: table_pages,
+        mlp_pages,
         mlp_curve,
         seconds: t0.elapsed().as_secs_f64(),
     }

@@ -322,6 +322,36 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_page_figure_is_not_measured_when_thp_is_off() {
+        let timing = Timing {
+            window: Duration::from_millis(1),
+            rounds: 1,
+        };
+        let thp = "always madvise [never]";
+        let (run, buf) = latency(
+            super::super::BufferKind::Table,
+            2 << 20,
+            PageKind::Huge,
+            thp,
+            timing,
+        );
+        assert!(buf.is_none());
+        assert_eq!(run.ns_per_load, None);
+        assert!(run.why_not.unwrap().contains("[never]"));
+        // 4 KiB pages need no THP: a figure, and no huge page in the buffer.
+        let (run, _) = latency(
+            super::super::BufferKind::Table,
+            2 << 20,
+            PageKind::Small,
+            thp,
+            timing,
+        );
+        assert!(run.ns_per_load.is_some_and(|ns| ns.is_finite() && ns > 0.0));
+        assert_eq!(run.huge_bytes, Some(0));
+        assert_eq!(run.why_not, None);
+    }
+
+    #[test]
     fn smaps_fields_are_read_from_the_mapping_holding_the_address() {
         let smaps = "\
 7f0000000000-7f0000400000 rw-p 00000000 00:00 0
