@@ -130,8 +130,8 @@ pub fn misses(
     let timing = table_latency_ns.map(|lat| ((get_ns - cached_get_ns) / lat).max(0.0));
     let timing_text = match timing {
         Some(m) => format!(
-            "by timing, ({get_ns:.0} ns per random get - {cached_get_ns:.0} ns per cached get) \
-             / the table-size latency = {m:.2}"
+            "by timing, ({get_ns:.0} CPU ns per random get - {cached_get_ns:.0} per cached \
+             get) / the table-size latency = {m:.2}"
         ),
         None => "by timing: not measured (no plausible table-size latency)".into(),
     };

@@ -301,6 +301,18 @@ fn rate(n: u64, f: impl FnOnce() -> Res<()>) -> Res<f64> {
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// Runs `f` (which does `n` operations); returns operations per second (wall clock) and this
+/// thread's CPU nanoseconds per operation (what the chases are timed in: a turn another process
+/// took on the CPU is not counted).
+fn rate_and_cpu(n: u64, f: impl FnOnce() -> Res<()>) -> Res<(f64, f64)> {
+    let cpu0 = bench::sys::thread_cpu_ns();
+    let per_s = rate(n, f)?;
+    Ok((
+        per_s,
+        (bench::sys::thread_cpu_ns() - cpu0) as f64 / n as f64,
+    ))
+}
+
 fn row(method: Method, op: Op, per_s: f64, readers: u32, note: &str) -> Row {
     Row {
         method,
@@ -383,9 +395,12 @@ struct HotExtras {
     /// LLC read misses per `Table::get` counted around the get loop (`perf_event_open`), or
     /// why they could not be.
     perf_misses_per_get: Result<f64, String>,
-    /// ns per `Table::get` of 64 keys looked up again and again (every line they touch stays
-    /// cached): the lookup's work without misses.
+    /// CPU ns per `Table::get` of 64 keys looked up again and again (every line they touch
+    /// stays cached): the lookup's work without misses.
     cached_get_ns: f64,
+    /// CPU ns per random `Table::get` and per key of `get_many_into` (best round).
+    get_cpu_ns: f64,
+    batched_cpu_ns: f64,
 }
 
 /// In-memory random lookups, every method on the same order, interleaved rounds, best kept.
@@ -425,6 +440,7 @@ fn hot_gets(
         Err(e) => format!("perf_event_open: {e}"),
     });
     let mut best = [0f64; 6];
+    let mut best_cpu = [f64::INFINITY; 6];
     for round in 0..args.rounds {
         progress(&format!(
             "get: round {}/{}, {} lookups per method",
@@ -436,7 +452,7 @@ fn hot_gets(
         let mut kb = [0u8; 11];
         let mut sum = 0usize;
         let r = [
-            rate(n, || {
+            rate_and_cpu(n, || {
                 if let Ok(c) = &counter {
                     c.start()?;
                 }
@@ -448,7 +464,7 @@ fn hot_gets(
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 let mut keys = vec![[0u8; 11]; batch];
                 let mut out = Vec::with_capacity(batch);
                 for chunk in order.chunks(batch) {
@@ -460,25 +476,25 @@ fn hot_gets(
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += pread.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += s.map.get(key_into(i, &mut kb)).map_or(0, Vec::len);
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &cached_order {
                     sum += table.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
@@ -486,8 +502,9 @@ fn hot_gets(
             })?,
         ];
         black_box(sum);
-        for (b, r) in best.iter_mut().zip(r) {
+        for ((b, c), (r, cpu)) in best.iter_mut().zip(best_cpu.iter_mut()).zip(r) {
             *b = b.max(r);
+            *c = c.min(cpu);
         }
     }
     table.check()?;
@@ -509,7 +526,9 @@ fn hot_gets(
     }
     Ok(HotExtras {
         perf_misses_per_get,
-        cached_get_ns: 1e9 / best[5],
+        cached_get_ns: best_cpu[5],
+        get_cpu_ns: best_cpu[0],
+        batched_cpu_ns: best_cpu[1],
     })
 }
 
@@ -990,17 +1009,13 @@ fn run(args: &Args) -> Res<BenchReport> {
         seconds: chases.seconds,
     };
     let table_latency = bench::limits(&limits_setup).one_miss_ns(&limits_setup);
-    let get_ns = rows
-        .iter()
-        .find(|r| r.method == Method::PersistMmap && r.op == Op::Get)
-        .map_or(f64::NAN, |r| 1e9 / r.per_s);
     let sample = random_order(LOOKUP_SEED, args.keys.min(10_000), args.keys);
     limits_setup.misses = limits::misses(
         &table,
         &stores.table,
         &sample,
         &hot.perf_misses_per_get,
-        get_ns,
+        hot.get_cpu_ns,
         hot.cached_get_ns,
         table_latency,
     )?;
@@ -1015,6 +1030,8 @@ fn run(args: &Args) -> Res<BenchReport> {
         files: &files,
         limits: &limits,
         one_miss_ns: limits.one_miss_ns(&limits_setup),
+        get_cpu_ns: Some(hot.get_cpu_ns),
+        batched_cpu_ns: Some(hot.batched_cpu_ns),
         cold: &cold,
         cold_lookups: args.cold_lookups,
     });
@@ -1034,6 +1051,8 @@ fn run(args: &Args) -> Res<BenchReport> {
             cold_lookups: args.cold_lookups,
             puts: args.puts,
             table_bytes,
+            get_cpu_ns: Some(hot.get_cpu_ns),
+            batched_cpu_ns: Some(hot.batched_cpu_ns),
             persist_allocated_bytes,
             lmdb_allocated_bytes,
             cold,
