@@ -161,8 +161,7 @@ pub fn misses(
             }
         }
     }
-    let why =
-        format!("{perf_why} (hardware events are not available on this machine, or not permitted)");
+    let why = perf_why;
     Ok(match walked {
         Ok(()) if !sample.is_empty() => {
             let m = total as f64 / sample.len() as f64;

@@ -437,7 +437,7 @@ fn hot_gets(
     let counter = bench::sys::Counter::open(bench::sys::CacheEvent::LastLevel);
     let mut perf_misses_per_get = Err(match &counter {
         Ok(_) => "no round counted".to_string(),
-        Err(e) => format!("perf_event_open: {e}"),
+        Err(e) => format!("perf_event_open: {}", bench::sys::describe_perf_error(e)),
     });
     let mut best = [0f64; 6];
     let mut best_cpu = [f64::INFINITY; 6];

@@ -255,9 +255,46 @@ impl Counter {
     }
 }
 
+/// Why [`Counter::open`] failed, in words: the kernel's errno read as "not supported here"
+/// (ENOENT, EOPNOTSUPP, ENODEV: no hardware PMU, as in most VMs) or "not permitted" (EACCES,
+/// EPERM: `perf_event_paranoid`), with the errno's name.
+pub fn describe_perf_error(e: &io::Error) -> String {
+    let paranoid = || {
+        std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+            .map_or("unreadable".into(), |s| s.trim().to_string())
+    };
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => "hardware events not supported on this machine (ENOENT)".into(),
+        Some(libc::EOPNOTSUPP) => {
+            "hardware events not supported on this machine (EOPNOTSUPP)".into()
+        }
+        Some(libc::ENODEV) => "hardware events not supported on this machine (ENODEV)".into(),
+        Some(libc::EACCES) => format!(
+            "not permitted (EACCES; /proc/sys/kernel/perf_event_paranoid = {})",
+            paranoid()
+        ),
+        Some(libc::EPERM) => format!(
+            "not permitted (EPERM; /proc/sys/kernel/perf_event_paranoid = {})",
+            paranoid()
+        ),
+        _ => format!("failed: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_perf_error_says_unsupported_or_not_permitted() {
+        let say = |errno| describe_perf_error(&io::Error::from_raw_os_error(errno));
+        assert_eq!(
+            say(libc::ENOENT),
+            "hardware events not supported on this machine (ENOENT)"
+        );
+        assert!(say(libc::EACCES).starts_with("not permitted (EACCES; "));
+        assert!(say(libc::EINVAL).starts_with("failed: "));
+    }
 
     #[test]
     fn an_anonymous_mapping_is_aligned_zeroed_and_writable() {
