@@ -24,7 +24,8 @@ pub struct Chases {
 /// Chases over half the L2 cache (the plausibility floor), over a buffer beyond the LLC (4x
 /// it, at least 256 MiB; `--quick`: 2x, at least 64 MiB) and over one the size of the table,
 /// each with 4 KiB and 2 MiB pages; then k interleaved chases over the table-size buffer with
-/// the pages the table is mapped with. One buffer is mapped at a time.
+/// the pages the table is mapped with (or the other kind, if those were not obtained). A
+/// beyond-LLC buffer is unmapped after its chase; the table-size ones after the k chases.
 pub fn measure(args: &Args, table_bytes: u64, table_pages: PageKind, thp: &str) -> Chases {
     let t0 = Instant::now();
     let (llc_bytes, l2_bytes) = chase::caches();
