@@ -1,4 +1,4 @@
-//! The persist benchmark (issue 14): one run, the same N keys (default 1,000,000) in the same
+//! The persist benchmark (issues 14 and 25): one run, the same N keys (default 1,000,000) in the same
 //! random order for every method, measured against its peers:
 //!
 //! - `get`: random lookups with everything in memory — persist through the mapping, batched
@@ -12,9 +12,16 @@
 //! - `get-during-load`: 1 and 2 reader processes looking keys up, first alone, then while a
 //!   writer loads N new keys into the same store (persist: growth and rehash under them).
 //!
-//! It prints the machine, a table with ratios, and issue 14's goals as met or not met (never
-//! asserted); `--json` prints one document instead (`persist::bench::BenchReport`, which
-//! `cargo xtask bench persist` reads). Progress goes to stderr.
+//! - `limits`: the machine's bounds in the same run (`limits.rs`, `persist::bench::chase`): one
+//!   dependent load beyond the LLC and at the table's size, with 4 KiB and 2 MiB pages, the
+//!   memory-level parallelism, misses per get (perf_event_open, else the layout, else timing),
+//!   and from them each lookup's bound; the batch passed to `get_many_into` is sized by the MLP;
+//! - `files`: the persist table and LMDB's file right after the load.
+//!
+//! It prints issue 25's goals as met or not met (never asserted), each figure beside its bound,
+//! then the limits and the table (`persist::bench::render`); `--json` prints the one document
+//! instead (`persist::bench::BenchReport`, which `cargo xtask bench persist` reads). Progress
+//! goes to stderr.
 //!
 //! `cargo run --release --manifest-path bench/persist-bench/Cargo.toml -- DIR [--quick]`
 //!
@@ -31,9 +38,13 @@ use std::time::{Duration, Instant};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
-use persist::bench::{self, BenchReport, ColdStart, Machine, Method, Op, Row, Setup};
+use persist::bench::{
+    self, chase, BenchReport, ColdStart, Files, GoalInputs, Machine, Method, Op, Row, Setup,
+};
 use persist::pread::PreadTable;
 use persist::{Access, Table, TableMut, WriteOptions};
+
+mod limits;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -60,11 +71,11 @@ struct Args {
     puts: u64,
     /// How long reader processes read alone before the writer starts.
     alone_window: Duration,
+    /// Each pointer chase of the machine's limits: the best of `rounds` windows of `window`.
+    chase: chase::Timing,
     quick: bool,
     json: bool,
 }
-
-const BATCH: usize = 64;
 
 fn parse_args(argv: &[String]) -> Result<Args, String> {
     let mut dir = None;
@@ -105,6 +116,10 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         cold_lookups: if quick { 2_000 } else { 10_000 }.min(keys),
         puts: if quick { 20_000 } else { 100_000 }.min(keys),
         alone_window: Duration::from_millis(if quick { 300 } else { 1000 }),
+        chase: chase::Timing {
+            window: Duration::from_millis(if quick { 10 } else { 100 }),
+            rounds: if quick { 3 } else { 5 },
+        },
         quick,
         json,
     })
@@ -286,6 +301,18 @@ fn rate(n: u64, f: impl FnOnce() -> Res<()>) -> Res<f64> {
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// Runs `f` (which does `n` operations); returns operations per second (wall clock) and this
+/// thread's CPU nanoseconds per operation (what the chases are timed in: a turn another process
+/// took on the CPU is not counted).
+fn rate_and_cpu(n: u64, f: impl FnOnce() -> Res<()>) -> Res<(f64, f64)> {
+    let cpu0 = bench::sys::thread_cpu_ns();
+    let per_s = rate(n, f)?;
+    Ok((
+        per_s,
+        (bench::sys::thread_cpu_ns() - cpu0) as f64 / n as f64,
+    ))
+}
+
 fn row(method: Method, op: Op, per_s: f64, readers: u32, note: &str) -> Row {
     Row {
         method,
@@ -293,6 +320,8 @@ fn row(method: Method, op: Op, per_s: f64, readers: u32, note: &str) -> Row {
         per_s,
         readers,
         alone_per_s: None,
+        per_cpu_s: None,
+        alone_per_cpu_s: None,
         note: note.into(),
     }
 }
@@ -361,9 +390,28 @@ fn load_all(args: &Args, run: &Path, rows: &mut Vec<Row>) -> Res<Stores> {
     Ok(Stores { table, lmdb, map })
 }
 
+/// What the in-memory lookups measured besides their rows, for the misses per get.
+struct HotExtras {
+    /// LLC read misses per `Table::get` counted around the get loop (`perf_event_open`), or
+    /// why they could not be.
+    perf_misses_per_get: Result<f64, String>,
+    /// CPU ns per `Table::get` of 64 keys looked up again and again (every line they touch
+    /// stays cached): the lookup's work without misses.
+    cached_get_ns: f64,
+    /// CPU ns per random `Table::get` and per key of `get_many_into` (best round).
+    get_cpu_ns: f64,
+    batched_cpu_ns: f64,
+}
+
 /// In-memory random lookups, every method on the same order, interleaved rounds, best kept.
-fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
-    let table = Table::open(&s.table)?;
+/// `table` is open with `Table::open` (the mapping whose huge pages the limits checked).
+fn hot_gets(
+    args: &Args,
+    s: &Stores,
+    table: &Table,
+    batch: usize,
+    rows: &mut Vec<Row>,
+) -> Res<HotExtras> {
     let mut pread = PreadTable::open(&s.table)?;
     let (env, db) = lmdb_open(&s.lmdb, true)?;
     let rtxn = env.read_txn()?;
@@ -379,7 +427,20 @@ fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
         }
     }
     let order = random_order(LOOKUP_SEED, args.lookups, args.keys);
-    let mut best = [0f64; 5];
+    let cached_order: Vec<u32> = order
+        .iter()
+        .take(64)
+        .copied()
+        .cycle()
+        .take(order.len())
+        .collect();
+    let counter = bench::sys::Counter::open(bench::sys::CacheEvent::LastLevel);
+    let mut perf_misses_per_get = Err(match &counter {
+        Ok(_) => "no round counted".to_string(),
+        Err(e) => format!("perf_event_open: {}", bench::sys::describe_perf_error(e)),
+    });
+    let mut best = [0f64; 6];
+    let mut best_cpu = [f64::INFINITY; 6];
     for round in 0..args.rounds {
         progress(&format!(
             "get: round {}/{}, {} lookups per method",
@@ -391,16 +452,22 @@ fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
         let mut kb = [0u8; 11];
         let mut sum = 0usize;
         let r = [
-            rate(n, || {
+            rate_and_cpu(n, || {
+                if let Ok(c) = &counter {
+                    c.start()?;
+                }
                 for &i in &order {
                     sum += table.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
+                if let Ok(c) = &counter {
+                    perf_misses_per_get = Ok(c.stop()? as f64 / n as f64);
+                }
                 Ok(())
             })?,
-            rate(n, || {
-                let mut keys = vec![[0u8; 11]; BATCH];
-                let mut out = Vec::with_capacity(BATCH);
-                for chunk in order.chunks(BATCH) {
+            rate_and_cpu(n, || {
+                let mut keys = vec![[0u8; 11]; batch];
+                let mut out = Vec::with_capacity(batch);
+                for chunk in order.chunks(batch) {
                     for (slot, &i) in keys.iter_mut().zip(chunk) {
                         key_into(i, slot);
                     }
@@ -409,28 +476,35 @@ fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += pread.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += db.get(&rtxn, key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                 }
                 Ok(())
             })?,
-            rate(n, || {
+            rate_and_cpu(n, || {
                 for &i in &order {
                     sum += s.map.get(key_into(i, &mut kb)).map_or(0, Vec::len);
                 }
                 Ok(())
             })?,
+            rate_and_cpu(n, || {
+                for &i in &cached_order {
+                    sum += table.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
+                }
+                Ok(())
+            })?,
         ];
         black_box(sum);
-        for (b, r) in best.iter_mut().zip(r) {
+        for ((b, c), (r, cpu)) in best.iter_mut().zip(best_cpu.iter_mut()).zip(r) {
             *b = b.max(r);
+            *c = c.min(cpu);
         }
     }
     table.check()?;
@@ -442,7 +516,7 @@ fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
         (
             Method::PersistMmapBatched,
             best[1],
-            "Table::get_many_into, batches of 64",
+            &format!("Table::get_many_into, batches of {batch}") as &str,
         ),
         (Method::PersistPread, best[2], "PreadTable::get, pread(2)"),
         (Method::Lmdb, best[3], "one read transaction"),
@@ -450,7 +524,12 @@ fn hot_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<()> {
     ] {
         rows.push(row(method, Op::Get, per_s, 1, &format!("{how}; {rounds}")));
     }
-    Ok(())
+    Ok(HotExtras {
+        perf_misses_per_get,
+        cached_get_ns: best_cpu[5],
+        get_cpu_ns: best_cpu[0],
+        batched_cpu_ns: best_cpu[1],
+    })
 }
 
 /// Single overwrites of existing keys.
@@ -500,7 +579,7 @@ fn puts(args: &Args, s: &mut Stores, rows: &mut Vec<Row>) -> Res<()> {
 }
 
 /// Lookups right after eviction from the page cache, checked with mincore.
-fn cold_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
+fn cold_gets(args: &Args, s: &Stores, batch: usize, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
     let order = random_order(LOOKUP_SEED ^ 0xc01d, args.cold_lookups, args.keys);
     let n = args.cold_lookups;
     let mut starts = Vec::new();
@@ -532,9 +611,9 @@ fn cold_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>
                             sum += t.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                         }
                     } else {
-                        let mut keys = vec![[0u8; 11]; BATCH];
+                        let mut keys = vec![[0u8; 11]; batch];
                         let mut out = Vec::new();
-                        for chunk in order.chunks(BATCH) {
+                        for chunk in order.chunks(batch) {
                             for (slot, &i) in keys.iter_mut().zip(chunk) {
                                 key_into(i, slot);
                             }
@@ -595,15 +674,17 @@ fn cold_gets(args: &Args, s: &Stores, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>
 /// A reader's lookups of a chunk of key indices; returns the bytes found (kept alive).
 type Lookup = Box<dyn FnMut(&[u32]) -> Res<usize>>;
 
-/// A reader process: `--reader METHOD PATH KEYS PHASE_DIR SEED`. Opens the store, warms up,
-/// prints `ready`, waits for a line on stdin, then counts lookups until `PHASE_DIR/during`
+/// A reader process: `--reader METHOD PATH KEYS PHASE_DIR SEED BATCH`. Opens the store, warms
+/// up, prints `ready`, waits for a line on stdin, then counts lookups until `PHASE_DIR/during`
 /// exists (alone) and again until `PHASE_DIR/stop` exists (during the load); prints
-/// `result ALONE_OPS ALONE_SECS DURING_OPS DURING_SECS`.
+/// `result ALONE_OPS ALONE_SECS ALONE_CPU_SECS DURING_OPS DURING_SECS DURING_CPU_SECS` (its own
+/// CPU time in each window, `CLOCK_PROCESS_CPUTIME_ID`: how much of a CPU it got).
 fn reader_main(argv: &[String]) -> Res<()> {
-    let [method, path, keys, phase, seed] = argv else {
-        return Err("usage: --reader METHOD PATH KEYS PHASE_DIR SEED".into());
+    let [method, path, keys, phase, seed, batch] = argv else {
+        return Err("usage: --reader METHOD PATH KEYS PHASE_DIR SEED BATCH".into());
     };
     let keys: u64 = keys.parse()?;
+    let batch: usize = batch.parse()?;
     let phase = PathBuf::from(phase);
     let order = random_order(seed.parse()?, 1 << 20, keys);
     let mut lookup: Lookup = match method.as_str() {
@@ -620,11 +701,11 @@ fn reader_main(argv: &[String]) -> Res<()> {
         }
         "persist-mmap-batched" => {
             let t: &'static Table = Box::leak(Box::new(Table::open(path)?));
-            let mut keys = vec![[0u8; 11]; BATCH];
-            let mut out = Vec::with_capacity(BATCH);
+            let mut keys = vec![[0u8; 11]; batch];
+            let mut out = Vec::with_capacity(batch);
             Box::new(move |ids: &[u32]| {
                 let mut sum = 0;
-                for chunk in ids.chunks(BATCH) {
+                for chunk in ids.chunks(batch) {
                     for (slot, &i) in keys.iter_mut().zip(chunk) {
                         key_into(i, slot);
                     }
@@ -661,8 +742,8 @@ fn reader_main(argv: &[String]) -> Res<()> {
     out.flush()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
-    let mut measure = |until: &Path| -> Res<(u64, f64)> {
-        let t0 = Instant::now();
+    let mut measure = |until: &Path| -> Res<(u64, f64, f64)> {
+        let (t0, cpu0) = (Instant::now(), bench::sys::process_cpu_seconds());
         let mut ops = 0u64;
         let mut chunks = order.chunks(CHUNK).cycle();
         while !until.exists() {
@@ -670,14 +751,15 @@ fn reader_main(argv: &[String]) -> Res<()> {
             sum += lookup(chunk)?;
             ops += chunk.len() as u64;
         }
-        Ok((ops, t0.elapsed().as_secs_f64()))
+        let cpu = bench::sys::process_cpu_seconds() - cpu0;
+        Ok((ops, t0.elapsed().as_secs_f64(), cpu))
     };
-    let (alone_ops, alone_secs) = measure(&phase.join("during"))?;
-    let (during_ops, during_secs) = measure(&phase.join("stop"))?;
+    let (alone_ops, alone_secs, alone_cpu) = measure(&phase.join("during"))?;
+    let (during_ops, during_secs, during_cpu) = measure(&phase.join("stop"))?;
     black_box(sum);
     writeln!(
         out,
-        "result {alone_ops} {alone_secs} {during_ops} {during_secs}"
+        "result {alone_ops} {alone_secs} {alone_cpu} {during_ops} {during_secs} {during_cpu}"
     )?;
     Ok(())
 }
@@ -706,7 +788,13 @@ impl ReaderProc {
 
 /// Reader processes read alone, then while this process loads `keys` new keys into the same
 /// store (a copy of it, so every measurement starts from the same table).
-fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -> Res<()> {
+fn reads_during_load(
+    args: &Args,
+    s: &Stores,
+    run: &Path,
+    batch: usize,
+    rows: &mut Vec<Row>,
+) -> Res<()> {
     let exe = std::env::current_exe()?;
     let new_keys = permutation(0x2e57, args.keys, 2 * args.keys);
     for method in [
@@ -752,6 +840,7 @@ fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -
                     .arg(args.keys.to_string())
                     .arg(&phase)
                     .arg((LOOKUP_SEED + u64::from(r)).to_string())
+                    .arg(batch.to_string())
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
@@ -801,6 +890,8 @@ fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -
             };
             std::fs::write(phase.join("stop"), b"")?;
             let (mut alone, mut during) = (0.0, 0.0);
+            let (mut alone_ops, mut alone_cpu, mut during_ops, mut during_cpu) =
+                (0.0, 0.0, 0.0, 0.0);
             for p in &mut procs {
                 let l = p.line()?;
                 let f: Vec<f64> = l
@@ -809,11 +900,13 @@ fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -
                     .split_whitespace()
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
-                let [a_ops, a_s, d_ops, d_s] = f[..] else {
+                let [a_ops, a_s, a_cpu, d_ops, d_s, d_cpu] = f[..] else {
                     return Err(format!("reader said {l:?}").into());
                 };
                 alone += a_ops / a_s;
                 during += d_ops / d_s;
+                (alone_ops, alone_cpu) = (alone_ops + a_ops, alone_cpu + a_cpu);
+                (during_ops, during_cpu) = (during_ops + d_ops, during_cpu + d_cpu);
             }
             drop(procs);
             let mut r = row(
@@ -834,12 +927,36 @@ fn reads_during_load(args: &Args, s: &Stores, run: &Path, rows: &mut Vec<Row>) -
                 ),
             );
             r.alone_per_s = Some(alone);
+            let per_cpu = |ops: f64, cpu: f64| (cpu > 0.0).then(|| ops / cpu);
+            r.per_cpu_s = per_cpu(during_ops, during_cpu);
+            r.alone_per_cpu_s = per_cpu(alone_ops, alone_cpu);
             rows.push(r);
             let _ = std::fs::remove_dir_all(&store);
             let _ = std::fs::remove_file(&store);
         }
     }
     Ok(())
+}
+
+/// The files right after the load (`st_size`) and the blocks allocated to them.
+fn files_after_load(s: &Stores) -> Res<(Files, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let persist = std::fs::metadata(&s.table)?;
+    let lmdb = std::fs::metadata(s.lmdb.join("data.mdb"))?;
+    Ok((
+        Files {
+            persist_bytes: persist.len(),
+            lmdb_bytes: lmdb.len(),
+        },
+        persist.blocks() * 512,
+        lmdb.blocks() * 512,
+    ))
+}
+
+/// Bytes of the table's mapping mapped with 2 MiB pages (`FilePmdMapped` in smaps).
+fn table_pmd_bytes(table: &Table) -> Option<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    chase::smaps_kib(&smaps, table.mapping_addr(), "FilePmdMapped").map(|k| k * 1024)
 }
 
 fn run(args: &Args) -> Res<BenchReport> {
@@ -849,145 +966,109 @@ fn run(args: &Args) -> Res<BenchReport> {
     let machine = machine(&run);
     let mut rows = Vec::new();
     let mut stores = load_all(args, &run, &mut rows)?;
-    hot_gets(args, &stores, &mut rows)?;
+    let (files, persist_allocated_bytes, lmdb_allocated_bytes) = files_after_load(&stores)?;
+    let table = Table::open(&stores.table)?;
+    progress("limits: warming the table's mapping (every key once)");
+    let mut kb = [0u8; 11];
+    for i in 0..args.keys as u32 {
+        black_box(table.get(key_into(i, &mut kb))?);
+    }
+    let pmd = table_pmd_bytes(&table);
+    let table_pages = match pmd {
+        // The MLP is measured with the pages most of the table has.
+        Some(b) if b > 0 && b * 2 >= table.mapped_len() => bench::PageKind::Huge,
+        _ => bench::PageKind::Small,
+    };
+    let chases = limits::measure(
+        args,
+        table.mapped_len(),
+        table_pages,
+        &machine.transparent_hugepage,
+    );
+    let (batch, batch_why) = limits::choose_batch(&chases.mlp_curve);
+    progress(&format!(
+        "limits: {:.1} s of chases; batch: {batch_why}",
+        chases.seconds
+    ));
+    let hot = hot_gets(args, &stores, &table, batch, &mut rows)?;
+    let mut limits_setup = bench::LimitsSetup {
+        llc_bytes: chases.llc_bytes,
+        l2_hit_ns: chases.l2_hit_ns,
+        window_ms: args.chase.window.as_millis() as u64,
+        rounds: args.chase.rounds,
+        runs: chases.runs,
+        mlp_pages: chases.mlp_pages,
+        mlp_curve: chases.mlp_curve,
+        table_pmd_bytes: table_pmd_bytes(&table).or(pmd),
+        table_mapped_bytes: table.mapped_len(),
+        misses: bench::MissCount {
+            method: None,
+            per_get: None,
+            detail: String::new(),
+        },
+        seconds: chases.seconds,
+    };
+    let table_latency = bench::limits(&limits_setup).one_miss_ns(&limits_setup);
+    let sample = random_order(LOOKUP_SEED, args.keys.min(10_000), args.keys);
+    limits_setup.misses = limits::misses(
+        &table,
+        &stores.table,
+        &sample,
+        &hot.perf_misses_per_get,
+        hot.get_cpu_ns,
+        hot.cached_get_ns,
+        table_latency,
+    )?;
+    drop(table);
     puts(args, &mut stores, &mut rows)?;
     let table_bytes = std::fs::metadata(&stores.table)?.len();
-    let lmdb_bytes = std::fs::metadata(stores.lmdb.join("data.mdb"))?.len();
-    let cold = cold_gets(args, &stores, &mut rows)?;
-    reads_during_load(args, &stores, &run, &mut rows)?;
-    let goals = bench::goals(&rows);
+    let cold = cold_gets(args, &stores, batch, &mut rows)?;
+    reads_during_load(args, &stores, &run, batch, &mut rows)?;
+    let limits = bench::limits(&limits_setup);
+    let goals = bench::goals(&GoalInputs {
+        rows: &rows,
+        files: &files,
+        limits: &limits,
+        one_miss_ns: limits.one_miss_ns(&limits_setup),
+        get_cpu_ns: Some(hot.get_cpu_ns),
+        batched_cpu_ns: Some(hot.batched_cpu_ns),
+        cold: &cold,
+        cold_lookups: args.cold_lookups,
+    });
     Ok(BenchReport {
         keys: args.keys,
         machine,
         rows,
+        files,
+        limits,
         goals,
         setup: Setup {
             quick: args.quick,
             lookups: args.lookups,
             rounds: args.rounds,
-            batch: BATCH as u32,
+            batch: batch as u32,
+            batch_why,
             cold_lookups: args.cold_lookups,
             puts: args.puts,
             table_bytes,
-            lmdb_bytes,
+            get_cpu_ns: Some(hot.get_cpu_ns),
+            batched_cpu_ns: Some(hot.batched_cpu_ns),
+            persist_allocated_bytes,
+            lmdb_allocated_bytes,
             cold,
+            limits: limits_setup,
         },
     })
 }
 
 // ----- output -----------------------------------------------------------------------------------
 
-fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Get => "get",
-        Op::GetCold => "get-cold",
-        Op::Load => "load",
-        Op::Put => "put",
-        Op::GetDuringLoad => "get-during-load",
-    }
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::PersistMmap => "persist-mmap",
-        Method::PersistMmapBatched => "persist-mmap-batched",
-        Method::PersistPread => "persist-pread",
-        Method::Lmdb => "lmdb",
-        Method::Hashmap => "hashmap",
-    }
-}
-
 fn print(args: &Args, r: &BenchReport) -> Res<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
-        return Ok(());
-    }
-    let m = &r.machine;
-    writeln!(
-        out,
-        "persist benchmark: {} keys; {} random lookups per round, best of {} rounds; {} \
-         cold lookups; {} puts{}",
-        r.keys,
-        r.setup.lookups,
-        r.setup.rounds,
-        r.setup.cold_lookups,
-        r.setup.puts,
-        if r.setup.quick { " (--quick)" } else { "" }
-    )?;
-    writeln!(
-        out,
-        "machine: {}, {} logical CPUs, {} MiB RAM, Linux {}, {}-byte pages, THP {}, {} \
-         (load average {:.2} at the start: numbers on a busy machine are noisy)",
-        m.cpu,
-        m.logical_cpus,
-        m.mem_total_bytes >> 20,
-        m.kernel,
-        m.page_size,
-        m.transparent_hugepage,
-        m.filesystem,
-        m.load_average_1m
-    )?;
-    writeln!(
-        out,
-        "files: persist table {} MiB, LMDB {} MiB",
-        r.setup.table_bytes >> 20,
-        r.setup.lmdb_bytes >> 20
-    )?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| op              | method               | readers |   per second | vs LMDB | note"
-    )?;
-    writeln!(
-        out,
-        "|-----------------|----------------------|--------:|-------------:|--------:|-----"
-    )?;
-    for row in &r.rows {
-        let lmdb = r.row(Method::Lmdb, row.op, row.readers).map(|l| l.per_s);
-        let vs = lmdb.map_or("".to_string(), |l| format!("{:.2}x", row.per_s / l));
-        let alone = row.alone_per_s.map_or(String::new(), |a| {
-            format!(" [alone {a:.0}/s: {:.2}x]", row.per_s / a)
-        });
-        writeln!(
-            out,
-            "| {:<15} | {:<20} | {:>7} | {:>12.0} | {:>7} | {}{}",
-            op_name(row.op),
-            method_name(row.method),
-            row.readers,
-            row.per_s,
-            vs,
-            row.note,
-            alone
-        )?;
-    }
-    writeln!(out)?;
-    for c in &r.setup.cold {
-        writeln!(
-            out,
-            "cold start {}: {} of {} pages resident before eviction, {} after (mincore); {} \
-             major faults during the lookups",
-            method_name(c.method),
-            c.pages_resident_before,
-            c.pages_total,
-            c.pages_resident_after,
-            c.major_faults
-        )?;
-    }
-    writeln!(out)?;
-    writeln!(
-        out,
-        "Goals of issue 14 (this run; printed, never asserted):"
-    )?;
-    for g in &r.goals {
-        writeln!(
-            out,
-            "  {}: {} -> {}",
-            g.goal,
-            g.ratio
-                .map_or("not measured".into(), |x| format!("{x:.2}x")),
-            if g.met { "met" } else { "NOT met" }
-        )?;
+    } else {
+        write!(out, "{}", bench::render(r))?;
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! `cargo xtask bench persist [--quick] [--json]`: builds `bench/persist-bench` (its own
 //! workspace, so LMDB's C code never slows `cargo test --workspace`) in release mode and runs
-//! it in a scratch directory. Without `--json` the benchmark prints its own table (lookups,
-//! loads, puts against LMDB, pread and an in-memory HashMap, with the goals); with `--json` its
-//! one JSON document is read into `persist::bench::BenchReport` (the type the benchmark prints;
-//! a missing field is an error naming it) and printed. `--quick` is passed through.
+//! it in a scratch directory with `--json`. Its one document is read into
+//! `persist::bench::BenchReport` (the type the benchmark prints; a missing field is an error
+//! naming it), then printed as it is (`--json`) or rendered by `persist::bench::render`: issue
+//! 25's goals met or not, each figure beside its bound, the machine's limits measured in the
+//! same run, the files, and every row against LMDB, pread and an in-memory HashMap. `--quick`
+//! is passed through.
 
 use std::process::{Command, Stdio};
 
@@ -53,16 +55,6 @@ pub fn run(ctx: &Ctx, opts: Options) -> anyhow::Result<()> {
     if opts.quick {
         cmd.arg("--quick");
     }
-    if !opts.json {
-        let status = cmd
-            .stdout(Stdio::inherit())
-            .status()
-            .with_context(|| format!("cannot run {}", bin.display()))?;
-        if !status.success() {
-            bail!("persist-bench failed ({status})");
-        }
-        return Ok(());
-    }
     let output = cmd
         .arg("--json")
         .output()
@@ -70,7 +62,12 @@ pub fn run(ctx: &Ctx, opts: Options) -> anyhow::Result<()> {
     if !output.status.success() {
         bail!("persist-bench failed ({})", output.status);
     }
-    out::json(&parse(&output.stdout)?)
+    let doc = parse(&output.stdout)?;
+    if opts.json {
+        return out::json(&doc);
+    }
+    crate::say!("{}", persist::bench::render(&doc).trim_end());
+    Ok(())
 }
 
 /// Reads persist-bench's document; a missing field or a row without a rate is an error.
@@ -96,7 +93,10 @@ pub fn parse(stdout: &[u8]) -> anyhow::Result<BenchReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use persist::bench::{Machine, Method, Op, Row, Setup};
+    use persist::bench::{
+        ChaseRun, Files, GoalInputs, LimitsSetup, Machine, Method, MissCount, Op, PageKind, Row,
+        Setup,
+    };
 
     fn report(per_s: f64) -> BenchReport {
         let rows = vec![Row {
@@ -105,8 +105,39 @@ mod tests {
             per_s,
             readers: 1,
             alone_per_s: None,
+            per_cpu_s: None,
+            alone_per_cpu_s: None,
             note: String::new(),
         }];
+        let limits_setup = LimitsSetup {
+            llc_bytes: Some(32 << 20),
+            l2_hit_ns: Some(4.0),
+            window_ms: 10,
+            rounds: 1,
+            runs: vec![ChaseRun {
+                buffer: persist::bench::BufferKind::BeyondLlc,
+                pages: PageKind::Small,
+                bytes: 256 << 20,
+                huge_bytes: Some(0),
+                ns_per_load: Some(150.0),
+                why_not: None,
+            }],
+            mlp_pages: PageKind::Small,
+            mlp_curve: Vec::new(),
+            table_pmd_bytes: None,
+            table_mapped_bytes: 4096,
+            misses: MissCount {
+                method: None,
+                per_get: None,
+                detail: "not counted".into(),
+            },
+            seconds: 1.0,
+        };
+        let limits = persist::bench::limits(&limits_setup);
+        let files = Files {
+            persist_bytes: 4096,
+            lmdb_bytes: 4096,
+        };
         BenchReport {
             keys: 1000,
             machine: Machine {
@@ -119,18 +150,34 @@ mod tests {
                 filesystem: "ext4".into(),
                 load_average_1m: 0.5,
             },
-            goals: persist::bench::goals(&rows),
+            goals: persist::bench::goals(&GoalInputs {
+                rows: &rows,
+                files: &files,
+                limits: &limits,
+                one_miss_ns: None,
+                get_cpu_ns: None,
+                batched_cpu_ns: None,
+                cold: &[],
+                cold_lookups: 0,
+            }),
             rows,
+            files,
+            limits,
             setup: Setup {
                 quick: true,
                 lookups: 10,
                 rounds: 1,
                 batch: 16,
+                batch_why: "not measured".into(),
                 cold_lookups: 10,
                 puts: 10,
                 table_bytes: 4096,
-                lmdb_bytes: 4096,
+                get_cpu_ns: None,
+                batched_cpu_ns: None,
+                persist_allocated_bytes: 4096,
+                lmdb_allocated_bytes: 4096,
                 cold: Vec::new(),
+                limits: limits_setup,
             },
         }
     }
@@ -155,5 +202,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no valid rate"), "{e}");
+        // The machine's limits are part of the document: without them it is refused.
+        let mut v = serde_json::to_value(report(2.0e6)).unwrap();
+        v["limits"].as_object_mut().unwrap().remove("mlp");
+        let e = parse(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mlp"), "{e}");
     }
 }
