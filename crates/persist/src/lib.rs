@@ -162,7 +162,9 @@ pub mod pread;
 mod sys;
 mod table;
 
-pub use format::{key_hash, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION};
+pub use format::{
+    key_hash, record_check, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION, VERSION_READ_ONLY,
+};
 pub use sys::{faults, page_size, Faults};
 pub use table::{
     compact_path, compact_scratch, page_cache_residency, Access, CompactStats, Error, Residency,

@@ -286,9 +286,21 @@ fn pages(bytes: u64) -> u64 {
 }
 
 /// Opens for writing; `bulk` (load) asks for huge pages, a single put or del does not (it
-/// touches two pages, and msync should write back no more than those).
+/// touches two pages, and msync should write back no more than those). A table of the
+/// previous format version is refused (it is read-only until compacted).
 fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<TableMut> {
-    let t = TableMut::open(
+    open_write_as(file, flags, bulk, |p, o| TableMut::open(p, o))
+}
+
+/// [`open_write`] with the opener: [`TableMut::open`], or for `compact`
+/// [`TableMut::open_to_upgrade`], which accepts the previous version too.
+fn open_write_as(
+    file: &Path,
+    flags: WriteFlags,
+    bulk: bool,
+    open: fn(&Path, WriteOptions) -> Result<TableMut, persist::Error>,
+) -> anyhow::Result<TableMut> {
+    let t = open(
         file,
         WriteOptions {
             private: flags.private,
@@ -527,6 +539,15 @@ fn stats(json: bool, file: PathBuf) -> anyhow::Result<()> {
         })?;
     } else {
         outln!("file            {}", file.display());
+        if stats.version == persist::VERSION {
+            outln!("version         {}", stats.version);
+        } else {
+            outln!(
+                "version         {} (read-only: `persist compact` upgrades it to version {})",
+                stats.version,
+                persist::VERSION
+            );
+        }
         outln!("file bytes      {}", stats.file_bytes);
         outln!("entries         {}", stats.entries);
         outln!(
@@ -680,7 +701,8 @@ fn compact(json: bool, file: PathBuf, no_wait: bool) -> anyhow::Result<()> {
         sync: false,
         no_wait,
     };
-    let mut t = open_write(&file, flags, true)?;
+    // Also the upgrade of a table of the previous version: the copy is written in this one.
+    let mut t = open_write_as(&file, flags, true, |p, o| TableMut::open_to_upgrade(p, o))?;
     let c = t.compact()?;
     let ws = t.write_stats();
     finish_write(t, false)?;
