@@ -47,6 +47,16 @@ fn main() {
             w.delete(b"k4").unwrap();
         }),
     ));
+    // Version 3's long record head (a value over 65,535 bytes) beside short ones, and a key
+    // longer than the 255 the slot's length byte holds.
+    seeds.push((
+        "long-head",
+        table(&dir, "long", 3, |w| {
+            w.put(b"short", b"v").unwrap();
+            w.put(&[b'k'; 300], &[0xa5; 66_000]).unwrap();
+            w.put(b"", b"the empty key").unwrap();
+        }),
+    ));
     seeds.push((
         "rehashed",
         table(&dir, "rehashed", 3, |w| {
