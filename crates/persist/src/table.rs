@@ -86,7 +86,7 @@ pub enum Error {
 pub struct WriteStats {
     /// Times the file was grown (ftruncate + mremap).
     pub file_growths: u64,
-    /// Times the slot array was doubled (rehash into a new array in the arena).
+    /// Times the slot array was rebuilt (rehash into a new, larger array in the arena).
     pub rehashes: u64,
     /// Times the table was compacted into a new file renamed over the old one.
     pub compactions: u64,
@@ -1640,10 +1640,11 @@ impl TableMut {
         }
     }
 
-    /// Builds a new slot array in the arena from the live entries (dropping tombstones): twice
-    /// the size, or the same size when tombstones rather than live keys filled it. Then switches
-    /// the header to it with one 8-byte store. Readers that loaded the old descriptor go on
-    /// probing the old array, which is never written again: they see the table as it was.
+    /// Builds a new slot array in the arena from the live entries (dropping tombstones): at load
+    /// 1/2, or the same size when tombstones rather than live keys filled it. Then switches the
+    /// header to it with one 8-byte store. Readers that loaded the old descriptor may go on
+    /// probing the old array; its space then takes new records ([`TableMut::put`]), which
+    /// such a reader notices before trusting a slot ([`View::stale`]) and looks again.
     ///
     /// Sized by the live slots it counts, never by the header's counts (which may lie), and
     /// scanning only the parts of the old array that hold data.
