@@ -107,9 +107,10 @@
 //! Mapping advice: [`Table::open`] and bulk writers ask for `MADV_HUGEPAGE`, so a big table's
 //! page cache comes in 2 MiB folios mapped with 2 MiB pages (fewer TLB misses on random
 //! lookups) where the file system gives it large folios; the `persist get` command opens with
-//! `MADV_RANDOM` instead ([`Access::Random`]), so that a cold lookup reads exactly the pages it
-//! touches and nothing around them, and asks `MADV_WILLNEED` for the current slot array (read
-//! in at once, in large reads), so that a cold lookup's one major fault is its record's page.
+//! `MADV_RANDOM` instead ([`Access::RandomPages`]), so that a cold lookup reads exactly the
+//! pages it touches and nothing around them. [`Access::Random`], for many cold lookups, also
+//! asks `MADV_WILLNEED` for the current slot array (read in at once, in large reads), so that
+//! a cold lookup's one major fault is its record's page.
 //!
 //! Batches: [`Table::get_many_into_depth`] is software-pipelined: while key `i` is finished,
 //! the record of key `i + d` and the home slot line of key `i + 2d` are prefetched, so about

@@ -396,7 +396,7 @@ fn create(json: bool, file: PathBuf, slots: u64) -> anyhow::Result<()> {
 /// `persist get`: the values of the keys, looked up in one batch.
 fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> anyhow::Result<()> {
     let start = persist::faults();
-    let t = open_read(&file, Access::Random)?;
+    let t = open_read(&file, Access::RandomPages)?;
     if pause_after_map {
         let _ = writeln!(io::stderr(), "mapped");
         let mut line = String::new();
@@ -523,7 +523,7 @@ fn list(json: bool, file: PathBuf) -> anyhow::Result<()> {
 /// `persist stats`: the table's sizes, residency and any scratch file left.
 fn stats(json: bool, file: PathBuf) -> anyhow::Result<()> {
     let start = persist::faults();
-    let t = open_read(&file, Access::Random)?;
+    let t = open_read(&file, Access::RandomPages)?;
     let stats = t.stats()?;
     let resident = t.resident_pages()?;
     let total = pages(t.mapped_len());

@@ -242,7 +242,7 @@ impl Mapping {
         let advice = match access {
             Access::Normal => None,
             Access::HugePages => Some(Advice::HugePage),
-            Access::Random => Some(Advice::Random),
+            Access::Random | Access::RandomPages => Some(Advice::Random),
             Access::Sequential => Some(Advice::Sequential),
         };
         if let Some(a) = advice {
@@ -778,8 +778,14 @@ pub enum Access {
     /// `MADV_HUGEPAGE`: map the page cache's 2 MiB folios with 2 MiB pages where it has them,
     /// so random lookups in a big table miss the TLB far less (the default of [`Table::open`]).
     HugePages,
-    /// `MADV_RANDOM`: a fault reads only its page (lookups).
+    /// `MADV_RANDOM` for many cold lookups: a fault reads only its page, and the current slot
+    /// array is read in at open (`MADV_WILLNEED`), so each cold lookup's one major fault is its
+    /// record's page.
     Random,
+    /// `MADV_RANDOM` alone: every page, the slot array's included, is read when a lookup first
+    /// touches it and nothing around it (`persist get` and `stats`: step 2 shows that a lookup
+    /// reads only the pages it touches).
+    RandomPages,
     /// `MADV_SEQUENTIAL`: aggressive read-ahead, and pages reclaimed first (list, verify,
     /// which read the file in order; verify gives its slot array, which it probes, normal
     /// advice again).

@@ -740,3 +740,43 @@ fn readers_probing_a_replaced_slot_array_never_see_a_wrong_or_missing_value() {
     w.close().unwrap();
     assert_eq!(Table::open(&path).unwrap().verify().unwrap().entries, n);
 }
+
+/// `Access::Random` reads the slot array in at open (`MADV_WILLNEED`), so cold lookups fault
+/// only on their records; `Access::RandomPages` (what `persist get` uses) reads nothing it
+/// does not touch. Measured with mincore after evicting the file.
+#[test]
+fn random_access_reads_the_slot_array_in_and_random_pages_does_not() {
+    let d = tempdir("willneed");
+    let path = d.path().join("t.tbl");
+    common::build(&path, 20_000);
+    let stats = Table::open(&path).unwrap().stats().unwrap();
+    let page = persist::page_size() as u64;
+    let array_pages = (stats.slot_count * 8).div_ceil(page);
+    assert!(array_pages >= 20, "{array_pages}");
+    let evict = || {
+        let r = persist::page_cache_residency(&path, true).unwrap();
+        r.pages_resident_after == 0
+    };
+    if !evict() {
+        return common::skip("willneed", "posix_fadvise(DONTNEED) evicts nothing here");
+    }
+    let t = Table::open_for(&path, persist::Access::RandomPages).unwrap();
+    t.stats().unwrap();
+    assert!(
+        (t.resident_pages().unwrap() as u64) < 4,
+        "RandomPages read around the header"
+    );
+    drop(t);
+    assert!(evict());
+    let t = Table::open_for(&path, persist::Access::Random).unwrap();
+    // The read-in is asynchronous: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (t.resident_pages().unwrap() as u64) < array_pages && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        t.resident_pages().unwrap() as u64 >= array_pages,
+        "{} of the slot array's {array_pages} pages resident",
+        t.resident_pages().unwrap()
+    );
+}
