@@ -105,6 +105,9 @@ enum Cmd {
     List { file: PathBuf },
     /// Print the header's numbers and how many pages are resident (mincore).
     ///
+    /// The first line after the file is the format version (3; a version 2 table is read-only
+    /// until `persist compact` upgrades it).
+    ///
     /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
     /// compaction that was interrupted (or, as stats takes no lock, one running now). Readers
     /// leave it; the next writer removes it.
@@ -141,6 +144,9 @@ enum Cmd {
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
     /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
+    ///
+    /// This is also the upgrade of a version 2 table (read-only in this build: every other
+    /// write refuses it): the copy is written in format version 3, every entry byte for byte.
     Compact {
         file: PathBuf,
         /// Fail at once if another writer holds the lock, instead of waiting for it.
