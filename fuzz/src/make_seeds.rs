@@ -47,6 +47,16 @@ fn main() {
             w.delete(b"k4").unwrap();
         }),
     ));
+    // Version 3's long record head (a value over 65,535 bytes) beside short ones, and a key
+    // longer than the 255 the slot's length byte holds.
+    seeds.push((
+        "long-head",
+        table(&dir, "long", 3, |w| {
+            w.put(b"short", b"v").unwrap();
+            w.put(&[b'k'; 300], &[0xa5; 66_000]).unwrap();
+            w.put(b"", b"the empty key").unwrap();
+        }),
+    ));
     seeds.push((
         "rehashed",
         table(&dir, "rehashed", 3, |w| {
@@ -77,8 +87,8 @@ fn main() {
     // Issue 10 item 3's sibling: every slot a tombstone, counts saying nothing is used.
     let mut tomb = table(&dir, "alltomb", 3, |_| {});
     let desc = u64::from_le_bytes(tomb[24..32].try_into().unwrap());
-    let off = ((desc >> 8) * 8) as usize;
-    for i in 0..(1usize << (desc & 0xff)) {
+    let off = ((desc >> 32) * 8) as usize;
+    for i in 0..(desc & 0xffff_ffff) as usize {
         put_u64(&mut tomb, off + 8 * i, 1);
     }
     seeds.push(("all-tombstones", tomb));
@@ -88,7 +98,7 @@ fn main() {
     seeds.push(("longer-than-header", longer));
     // Issue 10 item 4's header, in a file too short to hold what it claims.
     let mut claims = one.clone();
-    put_u64(&mut claims, 24, (64 / 8) << 8 | 31);
+    put_u64(&mut claims, 24, (64 / 8) << 32 | 1 << 31);
     put_u64(&mut claims, 40, 1 << 31);
     put_u64(&mut claims, 48, 1 << 31);
     seeds.push(("claims-2pow31-slots", claims));

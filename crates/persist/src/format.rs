@@ -9,21 +9,35 @@ use std::fmt;
 
 /// The first eight bytes of every table.
 pub const MAGIC: [u8; 8] = *b"DISKTBL\0";
-/// The format version this build reads and writes (2: `live_words` and the RETIRED flag).
-pub const VERSION: u32 = 2;
+/// The format version this build writes (3: fingerprint and key length in the slot, an 8-byte
+/// record head, any slot count). Version 2 tables are still read ([`VERSION_READ_ONLY`]).
+pub const VERSION: u32 = 3;
+/// The previous version, which this build opens read-only (`persist compact` upgrades it).
+pub const VERSION_READ_ONLY: u32 = 2;
 /// Length of the header; the arena starts right after it.
 pub const HEADER_LEN: u64 = 64;
-/// Length of a record's fixed part (key length, value length, check, reserved).
-pub const RECORD_HEAD: u64 = 16;
+/// Length of a version 2 record's fixed part (key length, value length, check, reserved).
+pub const RECORD_HEAD_V2: u64 = 16;
+/// Length of a version 3 record's short head (check, key length u16, value length u16).
+pub const RECORD_HEAD: u64 = 8;
+/// Length of a version 3 record's long head (check, 0xffff, 0xffff, key length u32, value
+/// length u32), for a key of 65,535 bytes or more or a value over 65,535 bytes.
+pub const RECORD_HEAD_LONG: u64 = 16;
+/// The short head's key length that marks a long head.
+pub const LONG_HEAD: u16 = 0xffff;
 /// Header flag: a writer has the table open (or was killed before closing it).
 pub const FLAG_DIRTY: u32 = 1;
 /// Header flag: this file was compacted into a new one renamed over its path; readers that
 /// still have it open reopen the path, and no writer writes it again.
 pub const FLAG_RETIRED: u32 = 2;
-/// The smallest slot array.
+/// The smallest slot array (version 2: 2^3; version 3: 8 slots).
 pub const MIN_SLOTS_LOG2: u32 = 3;
-/// The largest slot array (2^32 slots of 8 bytes = 32 GiB).
+/// The largest version 2 slot array (2^32 slots of 8 bytes = 32 GiB).
 pub const MAX_SLOTS_LOG2: u32 = 32;
+/// The smallest version 3 slot array.
+pub const MIN_SLOTS: u64 = 8;
+/// The largest version 3 slot array (the count is 32 bits of the slot descriptor).
+pub const MAX_SLOTS: u64 = u32::MAX as u64;
 /// Record offsets are stored divided by 8 in 32 bits: the arena ends below 32 GiB.
 pub const MAX_FILE_LEN: u64 = 8 * (u32::MAX as u64);
 /// The low half of a slot that marks a deleted entry (offset 8 lies inside the header).
@@ -105,23 +119,111 @@ pub fn align8(n: u64) -> Option<u64> {
     n.checked_add(7).map(|v| v & !7)
 }
 
-/// The bytes a record of this key and value takes in the arena (always a multiple of 8).
+/// The length of a version 3 record's head for these lengths: 8 bytes (short), or 16 (long)
+/// for a key of 65,535 bytes or more or a value over 65,535 bytes.
+pub fn record_head(key_len: usize, val_len: usize) -> u64 {
+    if key_len < usize::from(LONG_HEAD) && val_len <= usize::from(u16::MAX) {
+        RECORD_HEAD
+    } else {
+        RECORD_HEAD_LONG
+    }
+}
+
+/// The bytes a version 3 record of this key and value takes in the arena (a multiple of 8).
 pub fn record_len(key_len: usize, val_len: usize) -> Option<u64> {
-    RECORD_HEAD
+    record_head(key_len, val_len)
         .checked_add(key_len as u64)?
         .checked_add(val_len as u64)
         .and_then(align8)
 }
 
-/// Encodes the slot word for a record at `offset` (a multiple of 8) with this key hash.
-pub fn slot_word(hash: u64, offset: u64) -> u64 {
-    ((hash >> 32) << 32) | (offset / 8)
+/// Writes a whole version 3 record (head, key, value, zero padding) into `out`, which is
+/// exactly [`record_len`] bytes.
+pub fn encode_record(key: &[u8], value: &[u8], out: &mut [u8]) {
+    let check = record_check(key, value);
+    out[0..4].copy_from_slice(&check.to_le_bytes());
+    let k0 = if record_head(key.len(), value.len()) == RECORD_HEAD {
+        out[4..6].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        out[6..8].copy_from_slice(&(value.len() as u16).to_le_bytes());
+        RECORD_HEAD as usize
+    } else {
+        out[4..6].copy_from_slice(&LONG_HEAD.to_le_bytes());
+        out[6..8].copy_from_slice(&LONG_HEAD.to_le_bytes());
+        out[8..12].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        out[12..16].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        RECORD_HEAD_LONG as usize
+    };
+    out[k0..k0 + key.len()].copy_from_slice(key);
+    out[k0 + key.len()..k0 + key.len() + value.len()].copy_from_slice(value);
+    out[k0 + key.len() + value.len()..].fill(0);
 }
 
-/// Encodes the header's slot descriptor: the array's offset and log2 of its length, in one
-/// word so that a single 8-byte store switches to a new array.
-pub fn slots_desc(offset: u64, log2: u32) -> u64 {
-    ((offset / 8) << 8) | u64::from(log2)
+/// Decodes a record head of `version` from the bytes at its start: (head length, key length,
+/// value length, check), or `None` if `b` is shorter than the head it starts.
+pub fn decode_head(version: u32, b: &[u8]) -> Option<(u64, u64, u64, u32)> {
+    let w = |at| read_u32(b, at).map(u64::from);
+    let u16_at = |at: usize| {
+        Some(u64::from(u16::from_le_bytes([
+            *b.get(at)?,
+            *b.get(at + 1)?,
+        ])))
+    };
+    if version == VERSION_READ_ONLY {
+        Some((RECORD_HEAD_V2, w(0)?, w(4)?, w(8)? as u32))
+    } else if u16_at(4)? == u64::from(LONG_HEAD) {
+        Some((RECORD_HEAD_LONG, w(8)?, w(12)?, w(0)? as u32))
+    } else {
+        Some((RECORD_HEAD, u16_at(4)?, u16_at(6)?, w(0)? as u32))
+    }
+}
+
+/// Encodes the slot word for a record at `offset` (a multiple of 8) with this tag
+/// ([`Header::tag`]).
+pub fn slot_word(tag: u32, offset: u64) -> u64 {
+    (u64::from(tag) << 32) | (offset / 8)
+}
+
+/// Encodes a version 3 slot descriptor: the array's offset / 8 in the high half and its slot
+/// count in the low half, in one word so that a single 8-byte store switches to a new array.
+pub fn slots_desc(offset: u64, count: u64) -> u64 {
+    ((offset / 8) << 32) | (count & 0xffff_ffff)
+}
+
+/// Decodes a slot descriptor of `version` into (offset, count), or why it is out of range.
+fn decode_desc(version: u32, desc: u64) -> Result<(u64, u64), Invalid> {
+    if version == VERSION_READ_ONLY {
+        let log2 = (desc & 0xff) as u32;
+        if !(MIN_SLOTS_LOG2..=MAX_SLOTS_LOG2).contains(&log2) {
+            return Err(invalid!(
+                "slot array of 2^{log2} slots is out of range \
+                 (2^{MIN_SLOTS_LOG2}..=2^{MAX_SLOTS_LOG2})"
+            ));
+        }
+        Ok(((desc >> 8).saturating_mul(8), 1u64 << log2))
+    } else {
+        let count = desc & 0xffff_ffff;
+        if count < MIN_SLOTS {
+            return Err(invalid!(
+                "slot array of {count} slots is out of range ({MIN_SLOTS}..={MAX_SLOTS})"
+            ));
+        }
+        Ok(((desc >> 32) * 8, count))
+    }
+}
+
+/// The home slot of a version 3 key with hash `h` in an array of `count` slots: the high bits
+/// of `h` scaled to the count (Lemire's range reduction: a multiply, no division, any count).
+#[inline]
+pub fn home_v3(h: u64, count: u64) -> u64 {
+    ((u128::from(h) * u128::from(count)) >> 64) as u64
+}
+
+/// The tag of a version 3 slot: a 24-bit fingerprint (the low bits of the key's hash, which
+/// the home slot hardly depends on) over the key's length capped at 255. A probe for an absent
+/// key, or a fingerprint collision with a key of another length, is decided by the slot alone.
+#[inline]
+pub fn tag_v3(h: u64, key_len: usize) -> u32 {
+    ((h as u32) << 8) | key_len.min(255) as u32
 }
 
 /// Reads a little-endian u32 at `at`; `None` if out of bounds.
@@ -144,8 +246,14 @@ pub struct Header {
     /// The length of the table the last writer mapped and recorded; the file may be longer
     /// (free space past it), never shorter.
     pub file_len: u64,
+    /// The format version: [`VERSION`], or [`VERSION_READ_ONLY`] (no writer writes it).
+    pub version: u32,
+    /// The slot descriptor word as loaded (a reader compares it again before trusting a slot:
+    /// see [`View::stale`]).
+    pub desc: u64,
     pub slots_off: u64,
-    pub slots_log2: u32,
+    /// The number of slots (version 2: a power of two).
+    pub slots: u64,
     pub arena_end: u64,
     pub live: u64,
     pub used: u64,
@@ -155,9 +263,44 @@ pub struct Header {
 }
 
 impl Header {
-    /// Number of slots (a power of two).
+    /// Number of slots.
     pub fn slot_count(&self) -> u64 {
-        1u64 << self.slots_log2
+        self.slots
+    }
+
+    /// The home slot of a key with hash `h`.
+    #[inline]
+    pub fn home(&self, h: u64) -> u64 {
+        if self.version == VERSION_READ_ONLY {
+            h & (self.slots - 1)
+        } else {
+            home_v3(h, self.slots)
+        }
+    }
+
+    /// The tag a slot holding a key with hash `h` and length `key_len` carries.
+    #[inline]
+    pub fn tag(&self, h: u64, key_len: usize) -> u32 {
+        if self.version == VERSION_READ_ONLY {
+            (h >> 32) as u32
+        } else {
+            tag_v3(h, key_len)
+        }
+    }
+
+    /// The slot after `i` in probe order (wrapping round).
+    #[inline]
+    pub fn next(&self, i: u64) -> u64 {
+        if i + 1 >= self.slots {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// Slot `i`'s distance from slot `start` in probe order.
+    pub fn distance(&self, start: u64, i: u64) -> u64 {
+        (i + self.slots - start) % self.slots
     }
 
     /// Whether a writer has the table open or was killed before closing it.
@@ -208,9 +351,10 @@ impl Header {
         let field32 = |at| read_u32(b, at).unwrap_or(0);
         let field64 = |at| read_u64(b, at).unwrap_or(0);
         let version = field32(H_VERSION);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_READ_ONLY {
             return Err(invalid!(
-                "unsupported version {version} (this build reads version {VERSION})"
+                "unsupported version {version} (this build reads versions \
+                 {VERSION_READ_ONLY} and {VERSION})"
             ));
         }
         let header_len = field32(H_HEADER_LEN);
@@ -245,22 +389,13 @@ impl Header {
             ));
         }
         let desc = field64(H_SLOTS);
-        let slots_log2 = (desc & 0xff) as u32;
-        let slots_off = (desc >> 8).saturating_mul(8);
-        if !(MIN_SLOTS_LOG2..=MAX_SLOTS_LOG2).contains(&slots_log2) {
-            return Err(invalid!(
-                "slot array of 2^{slots_log2} slots is out of range \
-                 (2^{MIN_SLOTS_LOG2}..=2^{MAX_SLOTS_LOG2})"
-            ));
-        }
-        let slots_end = (1u64 << slots_log2)
-            .checked_mul(8)
-            .and_then(|n| n.checked_add(slots_off));
+        let (slots_off, slots) = decode_desc(version, desc)?;
+        let slots_end = slots.checked_mul(8).and_then(|n| n.checked_add(slots_off));
         match slots_end {
             Some(end) if slots_off >= HEADER_LEN && end <= arena_end => {}
             _ => {
                 return Err(invalid!(
-                    "slot array at offset {slots_off} with 2^{slots_log2} slots does not fit \
+                    "slot array at offset {slots_off} with {slots} slots does not fit \
                      in the arena (which ends at {arena_end})"
                 ))
             }
@@ -272,8 +407,10 @@ impl Header {
         let live_bytes = u64::from(field32(H_LIVE_WORDS)) * 8;
         Ok(Header {
             file_len,
+            version,
+            desc,
             slots_off,
-            slots_log2,
+            slots,
             arena_end,
             live,
             used,
@@ -288,14 +425,16 @@ impl Header {
     /// (retired, past the mapping, out of range): the caller then takes the full path.
     #[inline]
     pub fn load_live<'a, M: Mem<'a>>(mem: M, file_len: u64) -> Option<Header> {
+        let version = mem.word(H_VERSION as u64) as u32;
         let desc = mem.word(H_SLOTS as u64);
         let arena_end = mem.word(H_ARENA_END as u64);
         let flags = mem.word(H_FLAGS as u64);
-        let slots_log2 = (desc & 0xff) as u32;
-        let slots_off = (desc >> 8).checked_mul(8)?;
-        let slots_end = slots_off.checked_add(8u64.checked_shl(slots_log2)?)?;
-        let ok = (MIN_SLOTS_LOG2..=MAX_SLOTS_LOG2).contains(&slots_log2)
-            && slots_off >= HEADER_LEN
+        if version != VERSION && version != VERSION_READ_ONLY {
+            return None;
+        }
+        let (slots_off, slots) = decode_desc(version, desc).ok()?;
+        let slots_end = slots_off.checked_add(slots.checked_mul(8)?)?;
+        let ok = slots_off >= HEADER_LEN
             && slots_end <= arena_end
             && arena_end <= file_len
             && arena_end <= mem.len()
@@ -303,8 +442,10 @@ impl Header {
             && flags as u32 & !FLAG_DIRTY == 0;
         ok.then_some(Header {
             file_len,
+            version,
+            desc,
             slots_off,
-            slots_log2,
+            slots,
             arena_end,
             live: 0,
             used: 0,
@@ -337,13 +478,13 @@ impl Header {
         Header::parse(&b, actual_len)
     }
 
-    /// Encodes a fresh header into `b` (at least 64 bytes), magic included.
+    /// Encodes a fresh version 3 header into `b` (at least 64 bytes), magic included.
     pub fn encode(&self, b: &mut [u8]) {
         b[H_MAGIC..H_MAGIC + 8].copy_from_slice(&MAGIC);
         b[H_VERSION..H_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
         b[H_HEADER_LEN..H_HEADER_LEN + 4].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[H_FILE_LEN..H_FILE_LEN + 8].copy_from_slice(&self.file_len.to_le_bytes());
-        let desc = slots_desc(self.slots_off, self.slots_log2);
+        let desc = slots_desc(self.slots_off, self.slots);
         b[H_SLOTS..H_SLOTS + 8].copy_from_slice(&desc.to_le_bytes());
         b[H_ARENA_END..H_ARENA_END + 8].copy_from_slice(&self.arena_end.to_le_bytes());
         b[H_LIVE..H_LIVE + 8].copy_from_slice(&self.live.to_le_bytes());
@@ -445,8 +586,8 @@ pub struct View<M> {
 /// Where a probe for a key ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probe {
-    /// The key is in this slot.
-    Found { index: u64 },
+    /// The key is in this slot, its record at this offset.
+    Found { index: u64, offset: u64 },
     /// The key is absent; this is where it would be inserted (the first deleted slot on the
     /// probe path, else the empty slot that ended it), and whether that slot is empty.
     Absent { index: u64, empty: bool },
@@ -455,6 +596,16 @@ pub enum Probe {
     /// lied to its writer can be. A writer rehashes before inserting.
     Saturated,
 }
+
+/// The error of a lookup whose slot array was replaced under it ([`View::stale`]): the
+/// reader retries on the new array, so this never reaches a caller unless the array keeps
+/// being replaced.
+pub fn stale_view() -> Invalid {
+    invalid!("{STALE}")
+}
+
+/// The reason [`stale_view`] gives.
+pub const STALE: &str = "the slot array was replaced during the lookup, again and again";
 
 /// Converts the byte ranges of the file that hold data (see `sys::data_ranges`) into ranges
 /// of slot indices of the array at `slots_off` with `count` slots: slots outside them lie in
@@ -515,10 +666,31 @@ impl<'a, M: Mem<'a>> View<M> {
         let Some(head) = self.mem.bytes(offset, RECORD_HEAD) else {
             return Err(invalid!("the record at offset {offset} is out of bounds"));
         };
-        let kl = u64::from(read_u32(head, 0).unwrap_or(0));
-        let vl = u64::from(read_u32(head, 4).unwrap_or(0));
-        let check = read_u32(head, 8).unwrap_or(0);
-        let total = RECORD_HEAD + kl + vl; // at most 16 + 2^33: no overflow
+        let u16_at = |at: usize| u64::from(u16::from_le_bytes([head[at], head[at + 1]]));
+        let (head_len, kl, vl, check) =
+            if self.hdr.version == VERSION_READ_ONLY || u16_at(4) == u64::from(LONG_HEAD) {
+                // Version 2's head, or version 3's long head: 16 bytes.
+                let long_end = offset.saturating_add(RECORD_HEAD_LONG);
+                let long = match self.mem.bytes(offset, RECORD_HEAD_LONG) {
+                    Some(b) if long_end <= fresh_end(long_end) => b,
+                    _ => {
+                        return Err(invalid!(
+                            "the record at offset {offset} runs past the arena end {}",
+                            self.hdr.arena_end
+                        ))
+                    }
+                };
+                let w = |at| u64::from(read_u32(long, at).unwrap_or(0));
+                if self.hdr.version == VERSION_READ_ONLY {
+                    (RECORD_HEAD_V2, w(0), w(4), w(8) as u32)
+                } else {
+                    (RECORD_HEAD_LONG, w(8), w(12), w(0) as u32)
+                }
+            } else {
+                let check = read_u32(head, 0).unwrap_or(0);
+                (RECORD_HEAD, u16_at(4), u16_at(6), check)
+            };
+        let total = head_len + kl + vl; // at most 16 + 2^33: no overflow
         let end = fresh_end(offset + total);
         if offset + total > end {
             return Err(invalid!(
@@ -531,7 +703,7 @@ impl<'a, M: Mem<'a>> View<M> {
                 "the record at offset {offset} overlaps the slot array"
             ));
         }
-        let k0 = offset + RECORD_HEAD;
+        let k0 = offset + head_len;
         let (Some(key), Some(value)) = (self.mem.bytes(k0, kl), self.mem.bytes(k0 + kl, vl)) else {
             return Err(invalid!("the record at offset {offset} is out of bounds"));
         };
@@ -543,16 +715,51 @@ impl<'a, M: Mem<'a>> View<M> {
         })
     }
 
+    /// Whether the slot array this view probes was replaced since its descriptor was loaded.
+    ///
+    /// A writer reuses the space of a replaced array for records (version 3), so a slot word
+    /// read from it is trusted only if the descriptor is still the same when checked *after*
+    /// the word was loaded (an acquire load each; the writer stores the new descriptor before
+    /// any store into the old array, each a release store). A stale view's answer is thrown
+    /// away and the lookup runs again on the new array.
+    #[inline]
+    pub fn stale(&self) -> bool {
+        self.mem.word(H_SLOTS as u64) != self.hdr.desc
+    }
+
+    /// For prefetching: the record offset of the first slot from `h`'s home (within a few
+    /// slots, before an empty one) whose tag matches, if it lies in the bytes. Never trusted:
+    /// the lookup itself checks everything again.
+    #[inline]
+    pub fn candidate(&self, h: u64, key_len: usize) -> Option<u64> {
+        let tag = self.hdr.tag(h, key_len);
+        let mut i = self.hdr.home(h);
+        for _ in 0..8 {
+            let word = self.slot_word(i);
+            if word == 0 {
+                return None;
+            }
+            let offset = (word & 0xffff_ffff) * 8;
+            if (word >> 32) as u32 == tag && offset >= HEADER_LEN && offset < self.mem.len() {
+                return Some(offset);
+            }
+            i = self.hdr.next(i);
+        }
+        None
+    }
+
     /// Probes for `key` (with hash `h`). The loop is bounded by the slot count, so even a
     /// corrupt table with no empty slot cannot make it spin forever.
     pub fn probe(&self, key: &[u8], h: u64) -> Result<Probe, Invalid> {
-        let mask = self.hdr.slot_count() - 1;
-        let tag = (h >> 32) as u32;
-        let mut i = h & mask;
+        let tag = self.hdr.tag(h, key.len());
+        let mut i = self.hdr.home(h);
         let mut first_deleted = None;
         for _ in 0..self.hdr.slot_count() {
             match Slot::decode(self.slot_word(i)) {
                 Slot::Empty => {
+                    if self.stale() {
+                        return Err(stale_view());
+                    }
                     return Ok(match first_deleted {
                         Some(d) => Probe::Absent {
                             index: d,
@@ -562,20 +769,26 @@ impl<'a, M: Mem<'a>> View<M> {
                             index: i,
                             empty: true,
                         },
-                    })
+                    });
                 }
                 Slot::Deleted => {
                     first_deleted.get_or_insert(i);
                 }
                 Slot::Full { tag: t, offset } if t == tag => {
+                    if self.stale() {
+                        return Err(stale_view());
+                    }
                     let rec = self.record(offset)?;
                     if rec.key == key {
-                        return Ok(Probe::Found { index: i });
+                        return Ok(Probe::Found { index: i, offset });
                     }
                 }
                 Slot::Full { .. } => {}
             }
-            i = (i + 1) & mask;
+            i = self.hdr.next(i);
+        }
+        if self.stale() {
+            return Err(stale_view());
         }
         Ok(Probe::Saturated)
     }
@@ -585,23 +798,38 @@ impl<'a, M: Mem<'a>> View<M> {
         self.get_hashed(key, key_hash(key))
     }
 
-    /// [`View::get`] with the key's hash already computed.
+    /// [`View::get`] with the key's hash already computed: the home slot's line, where the
+    /// tag (fingerprint and key length) settles every slot but the key's, then the record.
+    #[inline]
     pub fn get_hashed(&self, key: &[u8], h: u64) -> Result<Option<&'a [u8]>, Invalid> {
-        match self.probe(key, h)? {
-            Probe::Found { index } => {
-                let Slot::Full { offset, .. } = Slot::decode(self.slot_word(index)) else {
-                    return Ok(None);
-                };
-                let rec = self.record(offset)?;
-                if !rec.check_ok() {
-                    return Err(invalid!(
-                        "the record at offset {offset} fails its check (corrupted bytes)"
-                    ));
-                }
-                Ok(Some(rec.value))
+        let tag = self.hdr.tag(h, key.len());
+        let mut i = self.hdr.home(h);
+        for _ in 0..self.hdr.slot_count() {
+            let word = self.slot_word(i);
+            if word == 0 {
+                break;
             }
-            Probe::Absent { .. } | Probe::Saturated => Ok(None),
+            if (word >> 32) as u32 == tag && word as u32 != TOMBSTONE {
+                if self.stale() {
+                    return Err(stale_view());
+                }
+                let offset = (word & 0xffff_ffff) * 8;
+                let rec = self.record(offset)?;
+                if rec.key == key {
+                    if !rec.check_ok() {
+                        return Err(invalid!(
+                            "the record at offset {offset} fails its check (corrupted bytes)"
+                        ));
+                    }
+                    return Ok(Some(rec.value));
+                }
+            }
+            i = self.hdr.next(i);
         }
+        if self.stale() {
+            return Err(stale_view());
+        }
+        Ok(None)
     }
 
     /// The slots in `ranges` read in one pass in index order (the slot array front to back),
@@ -711,7 +939,6 @@ impl<'a, M: Mem<'a>> View<M> {
         keyed: &[LiveSlot],
     ) -> Result<(), Invalid> {
         let count = self.hdr.slot_count();
-        let mask = count - 1;
         let mut keyed = keyed.iter().peekable();
         // The run of full or deleted slots being walked: where it began (rotated position),
         // and the (home, tag) of its keys, with their slots.
@@ -728,7 +955,7 @@ impl<'a, M: Mem<'a>> View<M> {
         });
         for (a, b) in spans {
             for i in a..b {
-                let pos = i.wrapping_sub(start) & mask;
+                let pos = self.hdr.distance(start, i);
                 if prev.map(|p: u64| p + 1) != Some(pos) {
                     // A gap (a hole of the file: empty slots) ends the run.
                     run.clear();
@@ -748,7 +975,11 @@ impl<'a, M: Mem<'a>> View<M> {
                     return Err(invalid!("slot {i} changed during the check"));
                 };
                 let home = k.home(tag);
-                let home_pos = home.wrapping_sub(start) & mask;
+                let home_pos = if home < count {
+                    self.hdr.distance(start, home)
+                } else {
+                    0
+                };
                 if home >= count || home_pos < run_start || home_pos > pos {
                     return Err(self.unreachable(i, offset, tag));
                 }
@@ -782,12 +1013,9 @@ impl<'a, M: Mem<'a>> View<M> {
             Ok(r) => r,
             Err(e) => return e,
         };
-        let h = key_hash(rec.key);
-        if (h >> 32) as u32 != tag {
-            return invalid!(
-                "slot {i} has tag {tag:#x} but its key hashes to {:#x}",
-                h >> 32
-            );
+        let want = self.hdr.tag(key_hash(rec.key), rec.key.len());
+        if want != tag {
+            return invalid!("slot {i} has tag {tag:#x} but its key hashes to {want:#x}");
         }
         invalid!(
             "slot {i} holds key {:?} where a lookup cannot reach it",
@@ -824,7 +1052,7 @@ impl<'a, M: Mem<'a>> View<M> {
         for slot in &mut slots {
             let rec = self.verify_record(slot.index(), slot.offset())?;
             live_bytes += rec.len;
-            *slot = LiveSlot::keyed(start, count, slot.index(), key_hash(rec.key));
+            *slot = LiveSlot::keyed(start, &self.hdr, slot.index(), rec.key);
         }
         if first_empty.is_some() {
             slots.sort_unstable();
@@ -883,10 +1111,11 @@ impl LiveSlot {
     /// slot's stored tag; a slot whose tag is not its key's yields a pseudo-random home that
     /// fails the check except with probability (run length) / 2^32, the strength of the
     /// record check itself. This keeps the pass at 8 bytes per entry.
-    fn keyed(start: u64, count: u64, index: u64, hash: u64) -> LiveSlot {
-        let position = index.wrapping_sub(start) & (count - 1);
-        let home = hash & (count - 1);
-        let tag = (hash >> 32) as u32;
+    fn keyed(start: u64, hdr: &Header, index: u64, key: &[u8]) -> LiveSlot {
+        let hash = key_hash(key);
+        let position = hdr.distance(start, index);
+        let home = hdr.home(hash);
+        let tag = hdr.tag(hash, key.len());
         LiveSlot((position << 32) | (home ^ u64::from(mix32(tag))) & 0xffff_ffff)
     }
 
@@ -961,9 +1190,8 @@ mod tests {
 
     #[test]
     fn slot_words_round_trip() {
-        let h = 0xdead_beef_0000_0000u64;
         assert_eq!(
-            Slot::decode(slot_word(h, 4096)),
+            Slot::decode(slot_word(0xdead_beef, 4096)),
             Slot::Full {
                 tag: 0xdead_beef,
                 offset: 4096
@@ -991,8 +1219,65 @@ mod tests {
 
     #[test]
     fn record_len_is_aligned() {
-        assert_eq!(record_len(0, 0), Some(16));
-        assert_eq!(record_len(1, 0), Some(24));
-        assert_eq!(record_len(8, 8), Some(32));
+        assert_eq!(record_len(0, 0), Some(8));
+        assert_eq!(record_len(1, 0), Some(16));
+        assert_eq!(record_len(8, 8), Some(24));
+        // The bench's records: an 11-byte key and a 21-byte value in 40 bytes (v2: 48).
+        assert_eq!(record_len(11, 21), Some(40));
+        assert_eq!(record_len(65_534, 65_535), Some(8 + 131_072));
+        assert_eq!(record_len(65_535, 0), Some(16 + 65_536));
+        assert_eq!(record_len(0, 65_536), Some(16 + 65_536));
+    }
+
+    #[test]
+    fn records_round_trip_short_and_long() {
+        for (kl, vl) in [
+            (0, 0),
+            (11, 21),
+            (300, 5),
+            (65_534, 65_535),
+            (65_535, 1),
+            (3, 70_000),
+        ] {
+            let key: Vec<u8> = (0..kl).map(|i| i as u8).collect();
+            let value: Vec<u8> = (0..vl).map(|i| (i * 7) as u8).collect();
+            let len = record_len(kl, vl).unwrap();
+            let mut file = vec![0u8; HEADER_LEN as usize + 8 * 8];
+            let mut hdr = Header {
+                file_len: 0,
+                version: VERSION,
+                desc: 0,
+                slots_off: HEADER_LEN,
+                slots: 8,
+                arena_end: 0,
+                live: 0,
+                used: 0,
+                live_bytes: 0,
+                flags: 0,
+            };
+            let at = file.len();
+            file.resize(at + len as usize, 0xaa);
+            encode_record(&key, &value, &mut file[at..]);
+            hdr.arena_end = file.len() as u64;
+            hdr.file_len = file.len() as u64;
+            let view = View {
+                mem: &file[..],
+                hdr,
+            };
+            let rec = view.record(at as u64).unwrap();
+            assert_eq!((rec.key, rec.value, rec.len), (&key[..], &value[..], len));
+            assert!(rec.check_ok());
+        }
+    }
+
+    #[test]
+    fn home_covers_any_count_and_tag_holds_the_length() {
+        for count in [8u64, 13, 1000, 1 << 20, u32::MAX as u64] {
+            assert_eq!(home_v3(0, count), 0);
+            assert_eq!(home_v3(u64::MAX, count), count - 1);
+        }
+        assert_eq!(tag_v3(0x1234_5678_9abc_def0, 11) & 0xff, 11);
+        assert_eq!(tag_v3(0x1234_5678_9abc_def0, 300) & 0xff, 255);
+        assert_eq!(tag_v3(0x1234_5678_9abc_def0, 11) >> 8, 0xbc_def0);
     }
 }

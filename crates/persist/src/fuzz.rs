@@ -49,7 +49,10 @@ impl Drop for Scratch {
 fn expected(e: &Error) -> bool {
     matches!(
         e,
-        Error::Invalid { .. } | Error::TooLarge { .. } | Error::NoSpace { .. }
+        Error::Invalid { .. }
+            | Error::TooLarge { .. }
+            | Error::NoSpace { .. }
+            | Error::OldVersion { .. }
     )
 }
 

@@ -105,6 +105,9 @@ enum Cmd {
     List { file: PathBuf },
     /// Print the header's numbers and how many pages are resident (mincore).
     ///
+    /// The first line after the file is the format version (3; a version 2 table is read-only
+    /// until `persist compact` upgrades it).
+    ///
     /// Also names FILE.persist-compact if one lies beside the table: the scratch copy of a
     /// compaction that was interrupted (or, as stats takes no lock, one running now). Readers
     /// leave it; the next writer removes it.
@@ -141,6 +144,9 @@ enum Cmd {
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
     /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
+    ///
+    /// This is also the upgrade of a version 2 table (read-only in this build: every other
+    /// write refuses it): the copy is written in format version 3, every entry byte for byte.
     Compact {
         file: PathBuf,
         /// Fail at once if another writer holds the lock, instead of waiting for it.
@@ -286,9 +292,21 @@ fn pages(bytes: u64) -> u64 {
 }
 
 /// Opens for writing; `bulk` (load) asks for huge pages, a single put or del does not (it
-/// touches two pages, and msync should write back no more than those).
+/// touches two pages, and msync should write back no more than those). A table of the
+/// previous format version is refused (it is read-only until compacted).
 fn open_write(file: &Path, flags: WriteFlags, bulk: bool) -> anyhow::Result<TableMut> {
-    let t = TableMut::open(
+    open_write_as(file, flags, bulk, |p, o| TableMut::open(p, o))
+}
+
+/// [`open_write`] with the opener: [`TableMut::open`], or for `compact`
+/// [`TableMut::open_to_upgrade`], which accepts the previous version too.
+fn open_write_as(
+    file: &Path,
+    flags: WriteFlags,
+    bulk: bool,
+    open: fn(&Path, WriteOptions) -> Result<TableMut, persist::Error>,
+) -> anyhow::Result<TableMut> {
+    let t = open(
         file,
         WriteOptions {
             private: flags.private,
@@ -384,7 +402,7 @@ fn create(json: bool, file: PathBuf, slots: u64) -> anyhow::Result<()> {
 /// `persist get`: the values of the keys, looked up in one batch.
 fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> anyhow::Result<()> {
     let start = persist::faults();
-    let t = open_read(&file, Access::Random)?;
+    let t = open_read(&file, Access::RandomPages)?;
     if pause_after_map {
         let _ = writeln!(io::stderr(), "mapped");
         let mut line = String::new();
@@ -511,7 +529,7 @@ fn list(json: bool, file: PathBuf) -> anyhow::Result<()> {
 /// `persist stats`: the table's sizes, residency and any scratch file left.
 fn stats(json: bool, file: PathBuf) -> anyhow::Result<()> {
     let start = persist::faults();
-    let t = open_read(&file, Access::Random)?;
+    let t = open_read(&file, Access::RandomPages)?;
     let stats = t.stats()?;
     let resident = t.resident_pages()?;
     let total = pages(t.mapped_len());
@@ -527,6 +545,15 @@ fn stats(json: bool, file: PathBuf) -> anyhow::Result<()> {
         })?;
     } else {
         outln!("file            {}", file.display());
+        if stats.version == persist::VERSION {
+            outln!("version         {}", stats.version);
+        } else {
+            outln!(
+                "version         {} (read-only: `persist compact` upgrades it to version {})",
+                stats.version,
+                persist::VERSION
+            );
+        }
         outln!("file bytes      {}", stats.file_bytes);
         outln!("entries         {}", stats.entries);
         outln!(
@@ -680,7 +707,8 @@ fn compact(json: bool, file: PathBuf, no_wait: bool) -> anyhow::Result<()> {
         sync: false,
         no_wait,
     };
-    let mut t = open_write(&file, flags, true)?;
+    // Also the upgrade of a table of the previous version: the copy is written in this one.
+    let mut t = open_write_as(&file, flags, true, |p, o| TableMut::open_to_upgrade(p, o))?;
     let c = t.compact()?;
     let ws = t.write_stats();
     finish_write(t, false)?;

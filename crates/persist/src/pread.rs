@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    invalid, key_hash, read_u32, read_u64, record_check, Header, Invalid, Slot, HEADER_LEN,
+    decode_head, invalid, key_hash, read_u64, record_check, Header, Invalid, Slot, HEADER_LEN,
     RECORD_HEAD,
 };
 use crate::table::Error;
@@ -75,9 +75,8 @@ impl PreadTable {
     /// Looks `key` up; the value is copied into an internal buffer and borrowed from it.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<&[u8]>, Error> {
         let h = key_hash(key);
-        let mask = self.hdr.slot_count() - 1;
-        let tag = (h >> 32) as u32;
-        let mut i = h & mask;
+        let tag = self.hdr.tag(h, key.len());
+        let mut i = self.hdr.home(h);
         for _ in 0..self.hdr.slot_count() {
             self.read_at(8, self.hdr.slots_off + i * 8)?;
             let word = read_u64(&self.buf, 0).unwrap_or(0);
@@ -85,23 +84,25 @@ impl PreadTable {
                 Slot::Empty => return Ok(None),
                 Slot::Full { tag: t, offset } if t == tag => {
                     let end = self.hdr.arena_end;
-                    if offset < HEADER_LEN || offset + RECORD_HEAD > end {
+                    if offset < HEADER_LEN || offset.saturating_add(RECORD_HEAD) > end {
                         return Err(self.bad(invalid!("a slot points outside the arena")));
                     }
                     // One pread for a small record (head, key and value), a second if larger.
                     let guess = (end - offset).min(128) as usize;
                     self.read_at(guess, offset)?;
-                    let kl = read_u32(&self.buf, 0).unwrap_or(0) as usize;
-                    let vl = read_u32(&self.buf, 4).unwrap_or(0) as usize;
-                    let check = read_u32(&self.buf, 8).unwrap_or(0);
-                    let total = RECORD_HEAD as usize + kl + vl;
-                    if offset + total as u64 > end {
+                    let Some((head, kl, vl, check)) =
+                        decode_head(self.hdr.version, &self.buf[..guess])
+                    else {
+                        return Err(self.bad(invalid!("a record runs past the arena end")));
+                    };
+                    let total = head + kl + vl;
+                    if offset + total > end {
                         return Err(self.bad(invalid!("a record runs past the arena end")));
                     }
+                    let (k0, kl, total) = (head as usize, kl as usize, total as usize);
                     if total > guess {
                         self.read_at(total, offset)?;
                     }
-                    let k0 = RECORD_HEAD as usize;
                     if &self.buf[k0..k0 + kl] == key {
                         let (k, v) = (&self.buf[k0..k0 + kl], &self.buf[k0 + kl..total]);
                         if record_check(k, v) != check {
@@ -112,7 +113,7 @@ impl PreadTable {
                 }
                 _ => {}
             }
-            i = (i + 1) & mask;
+            i = self.hdr.next(i);
         }
         Ok(None)
     }

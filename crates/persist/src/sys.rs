@@ -445,6 +445,17 @@ pub fn publish_u64(map: &mut [u8], offset: usize, value: u64) {
     cell.store(value, Ordering::Release);
 }
 
+/// Stores `bytes` (a multiple of 8 long) at `offset` of `map` as 8-byte release stores, for
+/// space that readers may still be loading words from (see `publish_u64`).
+pub fn publish_words(map: &mut [u8], offset: usize, bytes: &[u8]) {
+    assert!(bytes.len() % 8 == 0, "publish_words of a partial word");
+    for (i, w) in bytes.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        publish_u64(map, offset + i * 8, u64::from_le_bytes(word));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SIGBUS: a mapped file truncated by another process.
 // ---------------------------------------------------------------------------------------------

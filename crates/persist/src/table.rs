@@ -11,10 +11,9 @@ use std::sync::Mutex;
 use memmap2::{Advice, MmapMut, MmapRaw};
 
 use crate::format::{
-    self, invalid, key_hash, record_check, record_len, slot_word, slots_desc, Header, Invalid,
+    self, encode_record, invalid, key_hash, record_len, slot_word, slots_desc, Header, Invalid,
     Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN, H_ARENA_END, H_FILE_LEN,
-    H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS_LOG2, MIN_SLOTS_LOG2, RECORD_HEAD,
-    TOMBSTONE,
+    H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS, MIN_SLOTS, TOMBSTONE, VERSION,
 };
 use crate::sys::{self, SharedMem, SigbusGuard};
 
@@ -72,6 +71,14 @@ pub enum Error {
     PrivateCannotGrow { path: PathBuf },
     #[error("{}: {what} is too large for this format", path.display())]
     TooLarge { path: PathBuf, what: String },
+    /// A table of the previous format version: read-only until `persist compact` upgrades it.
+    #[error(
+        "{} is a version {version} table; run 'persist compact {}' to upgrade it (read-only \
+         until then)",
+        path.display(),
+        path.display()
+    )]
+    OldVersion { path: PathBuf, version: u32 },
 }
 
 /// What the write API did to the file, for showing the growth.
@@ -79,7 +86,7 @@ pub enum Error {
 pub struct WriteStats {
     /// Times the file was grown (ftruncate + mremap).
     pub file_growths: u64,
-    /// Times the slot array was doubled (rehash into a new array in the arena).
+    /// Times the slot array was rebuilt (rehash into a new, larger array in the arena).
     pub rehashes: u64,
     /// Times the table was compacted into a new file renamed over the old one.
     pub compactions: u64,
@@ -88,6 +95,9 @@ pub struct WriteStats {
 /// The header's numbers, for `stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
+    /// The format version (2: read-only, `persist compact` upgrades it; 3: this build's).
+    #[serde(default)]
+    pub version: u32,
     pub file_bytes: u64,
     pub entries: u64,
     pub used_slots: u64,
@@ -105,6 +115,7 @@ pub struct Stats {
 impl From<Header> for Stats {
     fn from(h: Header) -> Stats {
         Stats {
+            version: h.version,
             file_bytes: h.file_len,
             entries: h.live,
             used_slots: h.used,
@@ -231,19 +242,47 @@ impl Mapping {
         let advice = match access {
             Access::Normal => None,
             Access::HugePages => Some(Advice::HugePage),
-            Access::Random => Some(Advice::Random),
+            Access::Random | Access::RandomPages => Some(Advice::Random),
             Access::Sequential => Some(Advice::Sequential),
         };
         if let Some(a) = advice {
             map.advise(a).map_err(io_err(path, "madvise"))?;
         }
         let guard = SigbusGuard::register(map.as_ptr(), map.len());
-        Ok(Mapping {
+        let m = Mapping {
             guard,
             map,
             file,
             id: file_id(&meta),
-        })
+        };
+        if access == Access::Random {
+            m.keep_index_resident();
+        }
+        Ok(m)
+    }
+
+    /// For [`Access::Random`]: asks the kernel to read the current slot array in now
+    /// (`MADV_WILLNEED`, asynchronous: one large read instead of a 4 KiB fault per probe), so
+    /// that a cold lookup's only major fault is its record's page (`MADV_RANDOM` stays on the
+    /// rest). At most [`WILLNEED_MAX`] bytes, so a hostile header claiming a huge array in a
+    /// sparse file costs no more. Advice only: a failure changes nothing but speed.
+    fn keep_index_resident(&self) {
+        let Ok(hdr) = Header::load(self.mem(), self.len()) else {
+            return;
+        };
+        let page = sys::page_size() as u64;
+        let start = hdr.slots_off / page * page;
+        let end = hdr
+            .slots_end()
+            .min(start + WILLNEED_MAX)
+            .div_ceil(page)
+            .saturating_mul(page)
+            .min(self.len());
+        if start < end {
+            let _ = self
+                .map
+                .advise_range(Advice::WillNeed, start as usize, (end - start) as usize);
+        }
     }
 
     fn mem(&self) -> SharedMem<'_> {
@@ -322,6 +361,13 @@ pub struct Table {
 /// How many times one operation follows a growth or a compaction before giving up on the
 /// newest file (it then answers from the mapping it has, which is still valid).
 const MAX_REFRESH: usize = 8;
+
+/// How many times one lookup starts again because the slot array it probed was replaced
+/// (see [`View::stale`]); each time means a whole rehash ran meanwhile.
+const MAX_STALE: usize = 1000;
+
+/// The most of a slot array [`Access::Random`] asks the kernel to read in at open.
+const WILLNEED_MAX: u64 = 1 << 30;
 
 impl Table {
     /// Opens and validates a table for many lookups ([`Access::HugePages`]). Never waits: a
@@ -433,13 +479,16 @@ impl Table {
         &'s self,
         mut f: impl FnMut(View<SharedMem<'s>>) -> Result<T, Invalid>,
     ) -> Result<T, Error> {
-        let mut refreshes = 0;
+        let (mut refreshes, mut stale) = (0, 0);
         loop {
             let (m, hdr) = self.snapshot()?;
-            let result = f(View { mem: m.mem(), hdr });
+            let view = View { mem: m.mem(), hdr };
+            let result = f(view);
             m.check(&self.path)?;
             match result {
                 Ok(v) => return Ok(v),
+                // A rehash replaced the slot array meanwhile: start again on the new one.
+                Err(_) if view.stale() && stale < MAX_STALE => stale += 1,
                 Err(e) => {
                     refreshes += 1;
                     if refreshes > MAX_REFRESH || !self.refresh(m, None)? {
@@ -486,9 +535,9 @@ impl Table {
         self.with_view(f)
     }
 
-    /// Looks many keys up at once, overlapping their cache misses: first every key's home
-    /// slot is prefetched, then every record a matching slot points at, then the lookups run
-    /// (over cached lines). The values are slices of the mapping, in the order of `keys`.
+    /// Looks many keys up at once, overlapping their cache misses (software-pipelined: see
+    /// [`Table::get_many_into_depth`], at [`DEFAULT_DEPTH`]). The values are slices of the
+    /// mapping, in the order of `keys`.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<&[u8]>>, Error> {
         let mut out = Vec::with_capacity(keys.len());
         self.get_many_into(keys, &mut out)?;
@@ -501,31 +550,56 @@ impl Table {
         keys: &[K],
         out: &mut Vec<Option<&'s [u8]>>,
     ) -> Result<(), Error> {
-        /// Lookups in flight at once: enough to cover a memory latency, few enough that the
-        /// prefetched lines are still in L1/L2 when used.
-        const BATCH: usize = 16;
+        self.get_many_into_depth(keys, out, DEFAULT_DEPTH)
+    }
+
+    /// [`Table::get_many_into`] with `depth` lookups in flight (clamped to 1..=[`MAX_DEPTH`]):
+    /// while key `i` is finished, the record of key `i + depth` and the home slot line of key
+    /// `i + 2 * depth` are being fetched (prefetch instructions), so about `2 * depth` cache
+    /// misses overlap. Size it by the machine's memory-level parallelism: too few leaves the
+    /// memory idle, too many evicts prefetched lines before they are used.
+    pub fn get_many_into_depth<'s, K: AsRef<[u8]>>(
+        &'s self,
+        keys: &[K],
+        out: &mut Vec<Option<&'s [u8]>>,
+        depth: usize,
+    ) -> Result<(), Error> {
+        const RING: usize = 4 * MAX_DEPTH;
+        let d = depth.clamp(1, MAX_DEPTH);
         out.clear();
-        let mut hashes = [0u64; BATCH];
-        for chunk in keys.chunks(BATCH) {
+        // A ring of the hashes of keys i..i+2d (each hashed once).
+        let mut hashes = [0u64; RING];
+        for chunk in keys.chunks(PIPELINE_CHUNK) {
             let start = out.len();
             self.fast_view(|view| {
                 out.truncate(start);
-                let mem = view.mem;
-                let mask = view.hdr.slot_count() - 1;
-                for (h, k) in hashes.iter_mut().zip(chunk) {
-                    *h = key_hash(k.as_ref());
-                    sys::prefetch(mem.addr(view.slot_at(*h & mask)));
-                }
-                for h in &hashes[..chunk.len()] {
-                    if let Slot::Full { tag, offset } = Slot::decode(view.slot_word(h & mask)) {
-                        if tag == (h >> 32) as u32 {
-                            sys::prefetch(mem.addr(offset));
-                        }
+                let n = chunk.len();
+                let slot_line =
+                    |h: u64| sys::prefetch(view.mem.addr(view.slot_at(view.hdr.home(h))));
+                let record = |h: u64, key_len: usize| {
+                    if let Some(offset) = view.candidate(h, key_len) {
+                        sys::prefetch(view.mem.addr(offset));
                     }
+                };
+                for (j, k) in chunk.iter().enumerate().take(2 * d) {
+                    hashes[j % RING] = key_hash(k.as_ref());
+                    slot_line(hashes[j % RING]);
                 }
-                for (h, k) in hashes.iter().zip(chunk) {
-                    out.push(view.get_hashed(k.as_ref(), *h)?);
+                for (j, k) in chunk.iter().enumerate().take(d) {
+                    record(hashes[j % RING], k.as_ref().len());
                 }
+                for (i, k) in chunk.iter().enumerate() {
+                    if let Some(far) = chunk.get(i + 2 * d) {
+                        let h = key_hash(far.as_ref());
+                        hashes[(i + 2 * d) % RING] = h;
+                        slot_line(h);
+                    }
+                    if let Some(near) = chunk.get(i + d) {
+                        record(hashes[(i + d) % RING], near.as_ref().len());
+                    }
+                    out.push(view.get_hashed(k.as_ref(), hashes[i % RING])?);
+                }
+                debug_assert_eq!(out.len(), start + n);
                 Ok(())
             })?;
         }
@@ -552,10 +626,23 @@ impl Table {
     /// scan walks the slot array current when it started (a rehash or compaction meanwhile
     /// leaves it intact).
     pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), Error> {
-        let (mut m, hdr) = self.snapshot()?;
-        let ranges = Table::slot_ranges(m, &hdr);
-        let live = View { mem: m.mem(), hdr }.scan_slots(&ranges).live;
-        m.check(&self.path)?;
+        // The live slots of the current array, read while it was current: a writer reuses a
+        // replaced array's space for records, so a scan that straddled a rehash starts again.
+        let mut stale = 0;
+        let (mut m, hdr, live) = loop {
+            let (m, hdr) = self.snapshot()?;
+            let ranges = Table::slot_ranges(m, &hdr);
+            let view = View { mem: m.mem(), hdr };
+            let live = view.scan_slots(&ranges).live;
+            m.check(&self.path)?;
+            if !view.stale() {
+                break (m, hdr, live);
+            }
+            stale += 1;
+            if stale > MAX_STALE {
+                return Err(invalid_err(&self.path)(format::stale_view()));
+            }
+        };
         let mut buf = Vec::new();
         let mut refreshes = 0;
         for slot in live {
@@ -691,8 +778,14 @@ pub enum Access {
     /// `MADV_HUGEPAGE`: map the page cache's 2 MiB folios with 2 MiB pages where it has them,
     /// so random lookups in a big table miss the TLB far less (the default of [`Table::open`]).
     HugePages,
-    /// `MADV_RANDOM`: a fault reads only its page (lookups).
+    /// `MADV_RANDOM` for many cold lookups: a fault reads only its page, and the current slot
+    /// array is read in at open (`MADV_WILLNEED`), so each cold lookup's one major fault is its
+    /// record's page.
     Random,
+    /// `MADV_RANDOM` alone: every page, the slot array's included, is read when a lookup first
+    /// touches it and nothing around it (`persist get` and `stats`: step 2 shows that a lookup
+    /// reads only the pages it touches).
+    RandomPages,
     /// `MADV_SEQUENTIAL`: aggressive read-ahead, and pages reclaimed first (list, verify,
     /// which read the file in order; verify gives its slot array, which it probes, normal
     /// advice again).
@@ -805,7 +898,23 @@ pub struct TableMut {
     huge_pages: bool,
     /// Compact on growth when more than half the arena is garbage.
     auto_compact: bool,
+    /// The space of slot arrays a rehash of this session replaced, `(start, end)`, that new
+    /// records fill before the arena grows (readers still probing such an array notice: see
+    /// [`View::stale`]). Forgotten when the writer closes: garbage until a compaction.
+    free: Vec<(u64, u64)>,
+    /// A record being stored (reused so a put allocates nothing).
+    buf: Vec<u8>,
 }
+
+/// Lookups in flight in [`Table::get_many_into`] (see [`Table::get_many_into_depth`]).
+pub const DEFAULT_DEPTH: usize = 8;
+
+/// The most lookups [`Table::get_many_into_depth`] keeps in flight.
+pub const MAX_DEPTH: usize = 64;
+
+/// Keys looked up per view in [`Table::get_many_into_depth`] (a lookup that must start again,
+/// after a growth or a rehash, redoes at most this many).
+const PIPELINE_CHUNK: usize = 1024;
 
 /// Default size of a new table's slot array (2^6 = 64 slots): small, so growth is visible.
 pub const DEFAULT_SLOTS_LOG2: u32 = 6;
@@ -890,6 +999,20 @@ fn keep_identity(old: &File, new: &File) -> io::Result<()> {
     new.set_permissions(std::fs::Permissions::from_mode(was.mode() & 0o7777))
 }
 
+/// [`Error::OldVersion`] if `path` is a table of the previous format version (for a write
+/// command aimed at it, which must name the upgrade rather than only refuse).
+fn old_version(path: &Path) -> Option<Error> {
+    let version = Table::open_for(path, Access::Normal)
+        .ok()?
+        .stats()
+        .ok()?
+        .version;
+    (version != VERSION).then(|| Error::OldVersion {
+        path: path.to_path_buf(),
+        version,
+    })
+}
+
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompactStats {
@@ -914,7 +1037,7 @@ impl TableMut {
         opts: WriteOptions,
     ) -> Result<TableMut, Error> {
         let path = path.as_ref();
-        let log2 = slots_log2.clamp(MIN_SLOTS_LOG2, 30);
+        let count = 1u64 << slots_log2.clamp(3, 30);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -925,16 +1048,16 @@ impl TableMut {
             .map_err(|error| match error.kind() {
                 io::ErrorKind::AlreadyExists => match sys::dangling_link(path) {
                     Some(d) => Error::Dangling(d),
-                    None => Error::Exists {
+                    None => old_version(path).unwrap_or_else(|| Error::Exists {
                         path: path.to_path_buf(),
-                    },
+                    }),
                 },
                 _ => Error::Open {
                     path: path.to_path_buf(),
                     error,
                 },
             })?;
-        let made = Self::init(path, file, log2, opts, 0);
+        let made = Self::init(path, file, count, opts, 0);
         if made.is_err() {
             let _ = std::fs::remove_file(path);
         }
@@ -945,7 +1068,7 @@ impl TableMut {
     /// compaction that knows how much it will copy.
     fn create_with_len(
         path: &Path,
-        slots_log2: u32,
+        slots: u64,
         opts: WriteOptions,
         len: u64,
     ) -> Result<TableMut, Error> {
@@ -966,7 +1089,7 @@ impl TableMut {
                 what: format!("a table of {len} bytes (the limit is {MAX_FILE_LEN})"),
             });
         }
-        Self::init(path, file, slots_log2, opts, len)
+        Self::init(path, file, slots, opts, len)
     }
 
     /// Sizes and fills a new file: `min_len` bytes at least (a compaction sizes its file for
@@ -974,13 +1097,13 @@ impl TableMut {
     fn init(
         path: &Path,
         file: File,
-        log2: u32,
+        slots: u64,
         opts: WriteOptions,
         min_len: u64,
     ) -> Result<TableMut, Error> {
         let huge = opts.huge_pages;
         sys::flock(&file, true, true).map_err(io_err(path, "flock"))?;
-        let slots_bytes = (1u64 << log2) * 8;
+        let slots_bytes = slots * 8;
         let arena_end = HEADER_LEN + slots_bytes;
         let page = sys::page_size() as u64;
         let len = arena_end.max(min_len).div_ceil(page) * page;
@@ -1004,8 +1127,10 @@ impl TableMut {
         let guard = SigbusGuard::register(map.as_ptr(), map.len());
         let hdr = Header {
             file_len: len,
+            version: VERSION,
+            desc: slots_desc(HEADER_LEN, slots),
             slots_off: HEADER_LEN,
-            slots_log2: log2,
+            slots,
             arena_end,
             live: 0,
             used: 0,
@@ -1032,6 +1157,8 @@ impl TableMut {
             reserve_unsupported,
             huge_pages: huge,
             auto_compact: opts.auto_compact,
+            free: Vec::new(),
+            buf: Vec::new(),
         };
         t.check()?;
         Ok(t)
@@ -1043,8 +1170,20 @@ impl TableMut {
     /// one locked), it opens the path again. Recounts if the previous writer was killed or the
     /// header's counts are impossible, records the length of a file that a failed or killed
     /// growth left longer than the header says, and removes a killed compaction's scratch file.
+    ///
+    /// A table of the previous version ([`format::VERSION_READ_ONLY`]) is refused with
+    /// [`Error::OldVersion`] before anything is written: see [`TableMut::open_to_upgrade`].
     pub fn open(path: impl AsRef<Path>, opts: WriteOptions) -> Result<TableMut, Error> {
-        let path = path.as_ref();
+        Self::open_any(path.as_ref(), opts, false)
+    }
+
+    /// [`TableMut::open`], accepting a table of the previous version too, for
+    /// [`TableMut::compact`] to upgrade it (its `put` and `delete` refuse until then).
+    pub fn open_to_upgrade(path: impl AsRef<Path>, opts: WriteOptions) -> Result<TableMut, Error> {
+        Self::open_any(path.as_ref(), opts, true)
+    }
+
+    fn open_any(path: &Path, opts: WriteOptions, upgrade: bool) -> Result<TableMut, Error> {
         let mut renamed = 0;
         let file = loop {
             let file = open_file(path, !opts.private)?;
@@ -1089,6 +1228,12 @@ impl TableMut {
             return Err(bus_error(path, &file, len));
         }
         let hdr = parsed.map_err(invalid_err(path))?;
+        if hdr.version != VERSION && !upgrade {
+            return Err(Error::OldVersion {
+                path: path.to_path_buf(),
+                version: hdr.version,
+            });
+        }
         let mut t = TableMut {
             guard,
             map,
@@ -1105,6 +1250,8 @@ impl TableMut {
             reserve_unsupported: false,
             huge_pages: opts.huge_pages,
             auto_compact: opts.auto_compact,
+            free: Vec::new(),
+            buf: Vec::new(),
         };
         // The path names this file, so it is not retired (a flag left by a compactor killed
         // before... cannot be: it renames first, then marks the old file). Clear a stray one.
@@ -1268,7 +1415,8 @@ impl TableMut {
         }
         let page = sys::page_size() as u64;
         let old_len = self.hdr.file_len;
-        let grown = old_len.saturating_mul(2).min(old_len + (1 << 30));
+        // Steps of an eighth (16 KiB to 1 GiB): the file stays within an eighth of its data.
+        let grown = old_len + (old_len / 8).clamp(1 << 14, 1 << 30);
         let new_len = (end.max(grown).div_ceil(page) * page).min(MAX_FILE_LEN / page * page);
         if new_len > self.file_bytes {
             self.file
@@ -1316,10 +1464,14 @@ impl TableMut {
     /// Probes for a key the writer is about to insert; an over-full array (which only a file
     /// whose counts lied can have) is rehashed first.
     fn probe_for_insert(&mut self, key: &[u8], h: u64) -> Result<Probe, Error> {
-        let mut probe = self.view().probe(key, h).map_err(invalid_err(&self.path))?;
+        // A bus error first: a truncated file reads as zeros, which no probe makes sense of.
+        let probe = self.view().probe(key, h);
         self.check()?;
+        let mut probe = probe.map_err(invalid_err(&self.path))?;
         let needs_rehash = match probe {
-            Probe::Absent { empty: true, .. } => (self.hdr.used + 1) * 2 > self.hdr.slot_count(),
+            Probe::Absent { empty: true, .. } => {
+                (self.hdr.used + 1) * 5 > self.hdr.slot_count() * 4
+            }
             Probe::Absent { empty: false, .. } => false,
             Probe::Saturated => true,
             Probe::Found { .. } => false,
@@ -1370,6 +1522,7 @@ impl TableMut {
     /// this process, and across power loss only after [`Self::sync`]).
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
         self.check()?;
+        self.writable()?;
         if key.len() > u32::MAX as usize || value.len() > u32::MAX as usize {
             return Err(Error::TooLarge {
                 path: self.path.clone(),
@@ -1384,34 +1537,44 @@ impl TableMut {
         let h = key_hash(key);
         let probe = self.probe_for_insert(key, h)?;
         let old_len = match probe {
-            Probe::Found { index } => self.record_len_at(index),
+            Probe::Found { index, .. } => self.record_len_at(index),
             _ => 0,
         };
-        // Write the record into reserved free space, advance the arena end, then publish.
-        let off = self.alloc(rec_len)?;
-        let at = off as usize;
-        let rec = &mut self.map[at..at + rec_len as usize];
-        rec[0..4].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&(value.len() as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&record_check(key, value).to_le_bytes());
-        rec[12..16].fill(0);
-        let k0 = RECORD_HEAD as usize;
-        rec[k0..k0 + key.len()].copy_from_slice(key);
-        rec[k0 + key.len()..k0 + key.len() + value.len()].copy_from_slice(value);
-        rec[k0 + key.len() + value.len()..].fill(0);
+        // Write the record into free space (a replaced slot array's, else reserved space past
+        // the arena end, which is then advanced), then publish it.
+        let reused = self.take_free(rec_len);
+        let off = match reused {
+            Some(off) => off,
+            None => self.alloc(rec_len)?,
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(rec_len as usize, 0);
+        encode_record(key, value, &mut buf);
+        if reused.is_some() {
+            // Readers may still probe the replaced array here: word stores only (release, so
+            // that a reader who loads one sees the new slot descriptor after it).
+            sys::publish_words(&mut self.map, off as usize, &buf);
+        } else {
+            self.map[off as usize..(off + rec_len) as usize].copy_from_slice(&buf);
+        }
+        self.buf = buf;
         // A store that hit a bus error went into a zero page the handler put in its place,
         // not into the file: never publish it.
         self.check()?;
-        self.publish_arena_end(off + rec_len);
+        if reused.is_none() {
+            self.publish_arena_end(off + rec_len);
+        }
         self.hdr.live_bytes = (self.hdr.live_bytes + rec_len).saturating_sub(old_len);
+        let word = slot_word(self.hdr.tag(h, key.len()), off);
         let replaced = match probe {
-            Probe::Found { index } => {
-                self.publish_slot(index, slot_word(h, off));
+            Probe::Found { index, .. } => {
+                self.publish_slot(index, word);
                 self.write_flags();
                 true
             }
             Probe::Absent { index, empty } => {
-                self.publish_slot(index, slot_word(h, off));
+                self.publish_slot(index, word);
                 self.hdr.live += 1;
                 if empty {
                     self.hdr.used += 1;
@@ -1433,16 +1596,37 @@ impl TableMut {
         Ok(replaced)
     }
 
+    /// `len` bytes of the space of a replaced slot array, if one has that much left.
+    fn take_free(&mut self, len: u64) -> Option<u64> {
+        let i = self.free.iter().position(|&(a, b)| b - a >= len)?;
+        let (a, b) = self.free[i];
+        if b - a == len {
+            self.free.swap_remove(i);
+        } else {
+            self.free[i].0 = a + len;
+        }
+        Some(a)
+    }
+
+    /// An error unless this table is of the version this build writes.
+    fn writable(&self) -> Result<(), Error> {
+        if self.hdr.version != VERSION {
+            return Err(Error::OldVersion {
+                path: self.path.clone(),
+                version: self.hdr.version,
+            });
+        }
+        Ok(())
+    }
+
     /// Deletes `key` (one store of a tombstone into its slot). Returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
         self.check()?;
-        let probe = self
-            .view()
-            .probe(key, key_hash(key))
-            .map_err(invalid_err(&self.path))?;
+        self.writable()?;
+        let probe = self.view().probe(key, key_hash(key));
         self.check()?;
-        match probe {
-            Probe::Found { index } => {
+        match probe.map_err(invalid_err(&self.path))? {
+            Probe::Found { index, .. } => {
                 let old_len = self.record_len_at(index);
                 self.publish_slot(index, u64::from(TOMBSTONE));
                 self.hdr.live_bytes = self.hdr.live_bytes.saturating_sub(old_len);
@@ -1462,10 +1646,11 @@ impl TableMut {
         }
     }
 
-    /// Builds a new slot array in the arena from the live entries (dropping tombstones): twice
-    /// the size, or the same size when tombstones rather than live keys filled it. Then switches
-    /// the header to it with one 8-byte store. Readers that loaded the old descriptor go on
-    /// probing the old array, which is never written again: they see the table as it was.
+    /// Builds a new slot array in the arena from the live entries (dropping tombstones): at load
+    /// 1/2, or the same size when tombstones rather than live keys filled it. Then switches the
+    /// header to it with one 8-byte store. Readers that loaded the old descriptor may go on
+    /// probing the old array; its space then takes new records ([`TableMut::put`]), which
+    /// such a reader notices before trusting a slot ([`View::stale`]) and looks again.
     ///
     /// Sized by the live slots it counts, never by the header's counts (which may lie), and
     /// scanning only the parts of the old array that hold data.
@@ -1473,25 +1658,20 @@ impl TableMut {
         let ranges = self.slot_ranges();
         let (live, _) = self.view().count_slots(&ranges);
         self.check()?;
-        let mut log2 = if (live + 1) * 4 <= self.hdr.slot_count() {
-            self.hdr.slots_log2
-        } else {
-            self.hdr.slots_log2 + 1
-        };
-        while (live + 1) * 2 > 1u64 << log2 {
-            log2 += 1;
-        }
-        if log2 > MAX_SLOTS_LOG2 {
+        // Load 1/2 after the rehash (a step of about 1.6 from the 4/5 that calls it), or the
+        // same size when deleted slots rather than live keys filled the array.
+        let (old_off, old_count) = (self.hdr.slots_off, self.hdr.slot_count());
+        let want = (live + 1).saturating_mul(2).max(MIN_SLOTS);
+        let count = if want <= old_count { old_count } else { want };
+        if count > MAX_SLOTS {
             return Err(Error::TooLarge {
                 path: self.path.clone(),
                 what: "the slot array".into(),
             });
         }
-        let count = 1u64 << log2;
         let off = self.alloc(count * 8)?;
         let (a0, a1) = (off as usize, (off + count * 8) as usize);
         self.map[a0..a1].fill(0); // the space may hold a killed writer's half-written record
-        let mask = count - 1;
         let (mut moved, mut live_bytes) = (0u64, 0u64);
         // The records in file order (each key must be read to find its new home slot): the
         // file is read front to back once, not in the order the keys hash.
@@ -1504,7 +1684,7 @@ impl TableMut {
                 .map_err(invalid_err(&self.path))?;
             let h = key_hash(rec.key);
             live_bytes += rec.len;
-            let mut j = h & mask;
+            let mut j = format::home_v3(h, count);
             // Terminates: fewer than half the slots are taken.
             loop {
                 let at = a0 + (j * 8) as usize;
@@ -1512,15 +1692,20 @@ impl TableMut {
                     self.map[at..at + 8].copy_from_slice(&word.to_le_bytes());
                     break;
                 }
-                j = (j + 1) & mask;
+                j = if j + 1 == count { 0 } else { j + 1 };
             }
             moved += 1;
         }
         self.check()?;
         self.publish_arena_end(off + count * 8);
-        sys::publish_u64(&mut self.map, H_SLOTS, slots_desc(off, log2));
+        let desc = slots_desc(off, count);
+        sys::publish_u64(&mut self.map, H_SLOTS, desc);
+        self.hdr.desc = desc;
         self.hdr.slots_off = off;
-        self.hdr.slots_log2 = log2;
+        self.hdr.slots = count;
+        // From now on the old array is free space for records (after this store of the
+        // descriptor: a reader who sees a record word there sees the new descriptor too).
+        self.free.push((old_off, old_off + old_count * 8));
         self.hdr.live = moved;
         self.hdr.used = moved;
         self.hdr.live_bytes = live_bytes;
@@ -1555,12 +1740,16 @@ impl TableMut {
             bytes += rec.len;
         }
         self.check()?;
-        // Room to grow: slots at load <= 1/4, and a quarter more arena than the records need.
-        let mut log2 = MIN_SLOTS_LOG2;
-        while (live + 1) * 4 > 1u64 << log2 {
-            log2 += 1;
+        // Room to grow: slots at load 1/2 (the writer rehashes at 4/5), and an eighth more
+        // arena than the records need. (A version 2 table's records shrink by 8 bytes each.)
+        let slots = (live + 1).saturating_mul(2).max(MIN_SLOTS);
+        if slots > MAX_SLOTS {
+            return Err(Error::TooLarge {
+                path: self.path.clone(),
+                what: "the slot array".into(),
+            });
         }
-        let need = HEADER_LEN + (8u64 << log2) + bytes;
+        let need = HEADER_LEN + slots * 8 + bytes;
         // The new file replaces the file the path names, links followed, in that file's
         // directory: renamed over a link, it would make the link a second table.
         let target = self.compaction_target()?;
@@ -1573,7 +1762,7 @@ impl TableMut {
             auto_compact: self.auto_compact,
         };
         let built =
-            TableMut::create_with_len(&tmp, log2, opts, need + need / 4).and_then(|mut new| {
+            TableMut::create_with_len(&tmp, slots, opts, need + need / 8).and_then(|mut new| {
                 keep_identity(&self.file, &new.file).map_err(io_err(
                     &target,
                     "keeping its owner, group and mode on the compacted copy (fchown/fchmod)",

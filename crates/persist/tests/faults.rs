@@ -171,7 +171,7 @@ fn a_failed_mremap_leaves_a_table_the_next_command_opens() {
     ok(&["create", ts]);
     let tsv = d.path().join("in.tsv");
     let mut text = Vec::new();
-    for i in 0..700 {
+    for i in 0..1400 {
         let k = format!("a{i}");
         text.extend_from_slice(k.as_bytes());
         text.push(b'\t');
@@ -180,7 +180,7 @@ fn a_failed_mremap_leaves_a_table_the_next_command_opens() {
     }
     std::fs::write(&tsv, &text).unwrap();
     // Calibrate the address-space limit: what a persist process uses with a 32 MiB table
-    // mapped, plus 20 MiB. Growing the table to 64 MiB then needs an mremap the limit refuses.
+    // mapped, plus 20 MiB. Growing the table past 52 MiB (of 90) needs an mremap the limit refuses.
     let probe = d.path().join("probe.tbl");
     let mut w = TableMut::create(&probe, 3).unwrap();
     w.put(b"big", &vec![0u8; 31 << 20]).unwrap();
@@ -287,8 +287,7 @@ fn loading_into_an_all_tombstone_slot_array_repairs_it() {
     ok(&["create", "--slots", "8", ps]);
     // Every slot a tombstone, the header clean and claiming nothing is used.
     let b = std::fs::read(&p).unwrap();
-    let desc = u64::from_le_bytes(b[24..32].try_into().unwrap());
-    let (off, n) = (((desc >> 8) * 8) as usize, 1usize << (desc & 0xff));
+    let (off, n) = common::slot_array(&b);
     let mut b = b;
     for i in 0..n {
         b[off + 8 * i..off + 8 * i + 8].copy_from_slice(&1u64.to_le_bytes());
@@ -355,7 +354,7 @@ fn sparse_claim(path: &Path, log2: u32) {
     head[8..12].copy_from_slice(&persist::VERSION.to_le_bytes());
     head[12..16].copy_from_slice(&64u32.to_le_bytes());
     head[16..24].copy_from_slice(&file_len.to_le_bytes());
-    head[24..32].copy_from_slice(&((64 / 8) << 8 | u64::from(log2)).to_le_bytes());
+    head[24..32].copy_from_slice(&((64 / 8) << 32 | 1u64 << log2).to_le_bytes());
     head[32..40].copy_from_slice(&arena_end.to_le_bytes());
     head[40..48].copy_from_slice(&(1u64 << log2).to_le_bytes()); // live: every slot
     head[48..56].copy_from_slice(&(1u64 << log2).to_le_bytes()); // used: every slot

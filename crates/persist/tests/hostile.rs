@@ -77,8 +77,8 @@ fn truncated_at_every_length_is_rejected() {
     // Every length through the header and the first slots, then a stride, then each side of
     // the boundaries the header names (slot array, arena end, end of file).
     let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let slots_off = (field(24) >> 8) * 8;
-    let slots_end = slots_off + (8 << (field(24) & 0xff));
+    let (slots_off, count) = common::slot_array(&bytes);
+    let slots_end = slots_off + 8 * count;
     let mut lengths: Vec<usize> = (0..256).chain((256..bytes.len()).step_by(37)).collect();
     for b in [slots_off, slots_end, field(32), bytes.len()] {
         lengths.extend(
@@ -282,8 +282,7 @@ fn verify_names_a_wrong_tag_a_duplicate_and_an_unreachable_key() {
     w.close().unwrap();
     let orig = std::fs::read(&p).unwrap();
     let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let desc = word(&orig, 24);
-    let (off, count) = (((desc >> 8) * 8) as usize, 1usize << (desc & 0xff));
+    let (off, count) = common::slot_array(&orig);
     let slot = |b: &[u8], i: usize| word(b, off + (i % count) * 8);
     let set = |b: &mut Vec<u8>, i: usize, v: u64| {
         let at = off + (i % count) * 8;

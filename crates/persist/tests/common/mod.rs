@@ -121,3 +121,11 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// The slot array a version 3 table's header names: (byte offset, slot count). The descriptor
+/// at offset 24 holds the offset / 8 in its high half and the count in its low half.
+#[allow(dead_code)]
+pub fn slot_array(b: &[u8]) -> (usize, usize) {
+    let desc = u64::from_le_bytes(b[24..32].try_into().unwrap());
+    (((desc >> 32) * 8) as usize, (desc & 0xffff_ffff) as usize)
+}
