@@ -1,8 +1,6 @@
 //! The machine's limits, measured in the same run as the lookups (`persist::bench::chase`
 //! does the chasing), the batch size they suggest, and the misses one get takes.
 
-use std::fs::File;
-use std::path::Path;
 use std::time::Instant;
 
 use persist::bench::chase;
@@ -116,12 +114,11 @@ pub fn choose_batch(curve: &[MlpPoint]) -> (usize, String) {
 }
 
 /// Misses per `Table::get`: counted by `perf_event_open` when the machine allows it; else the
-/// distinct lines a lookup touches, walked in the file for a sample of the lookup order; else
+/// distinct lines a lookup touches, read by the table's own lookup for a sample of the lookup order; else
 /// (a layout this walk does not know) by timing: (random get ns - cached get ns) / the
 /// table-size latency. `detail` says which and why.
 pub fn misses(
     table: &Table,
-    path: &Path,
     sample: &[u32],
     perf: &Result<f64, String>,
     get_ns: f64,
@@ -149,12 +146,11 @@ pub fn misses(
         }
         Err(e) => e,
     };
-    let file = File::open(path)?;
     let mut kb = [0u8; 11];
     let mut total = 0u64;
     let mut walked = Ok(());
     for &i in sample {
-        match persist::bench::layout::lines_touched(table, &file, key_into(i, &mut kb)) {
+        match persist::bench::layout::lines_touched(table, key_into(i, &mut kb)) {
             Ok(n) => total += u64::from(n),
             Err(e) => {
                 walked = Err(e);

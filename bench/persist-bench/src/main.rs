@@ -1012,7 +1012,6 @@ fn run(args: &Args) -> Res<BenchReport> {
     let sample = random_order(LOOKUP_SEED, args.keys.min(10_000), args.keys);
     limits_setup.misses = limits::misses(
         &table,
-        &stores.table,
         &sample,
         &hot.perf_misses_per_get,
         hot.get_cpu_ns,

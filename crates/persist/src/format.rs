@@ -503,6 +503,8 @@ pub struct Record<'a> {
     pub check: u32,
     /// Bytes the record takes in the arena.
     pub len: u64,
+    /// Bytes of it a lookup reads: head, key and value, without the padding.
+    pub used: u64,
 }
 
 impl<'a> Record<'a> {
@@ -712,6 +714,7 @@ impl<'a, M: Mem<'a>> View<M> {
             value,
             check,
             len: align8(total).unwrap_or(total),
+            used: total,
         })
     }
 
@@ -791,6 +794,35 @@ impl<'a, M: Mem<'a>> View<M> {
             return Err(stale_view());
         }
         Ok(Probe::Saturated)
+    }
+
+    /// The distinct `line`-byte lines of the file that [`View::get_hashed`] reads for `key`
+    /// (the header's line, read by every lookup, not counted): the slots it probes from the
+    /// home slot to the one naming the key's record, and that record's bytes (head, key,
+    /// value). `None` when the key is absent. The benchmark's misses per get, from the layout.
+    pub fn lines_read(&self, key: &[u8], h: u64, line: u64) -> Result<Option<u32>, Invalid> {
+        let line = line.max(1);
+        let tag = self.hdr.tag(h, key.len());
+        let mut lines = std::collections::BTreeSet::new();
+        let mut i = self.hdr.home(h);
+        for _ in 0..self.hdr.slot_count() {
+            let word = self.slot_word(i);
+            lines.insert((self.hdr.slots_off + i * 8) / line);
+            if word == 0 {
+                break;
+            }
+            if (word >> 32) as u32 == tag && word as u32 != TOMBSTONE {
+                let offset = (word & 0xffff_ffff) * 8;
+                let rec = self.record(offset)?;
+                let end = offset + rec.used.max(1);
+                lines.extend(offset / line..=(end - 1) / line);
+                if rec.key == key {
+                    return Ok(Some(lines.len() as u32));
+                }
+            }
+            i = self.hdr.next(i);
+        }
+        Ok(None)
     }
 
     /// Looks `key` up; the value is borrowed from the bytes (zero copy) and its check verified.

@@ -516,6 +516,13 @@ impl Table {
         self.fast_view(|view| view.get(key))
     }
 
+    /// The distinct `line`-byte lines of the file a lookup of `key` reads (slots probed and
+    /// the record's head, key and value; the header's line not counted), or `None` when the
+    /// key is absent: the misses a cold-cache get takes, counted from the layout.
+    pub fn lines_read(&self, key: &[u8], line: u64) -> Result<Option<u32>, Error> {
+        self.with_view(|view| view.lines_read(key, key_hash(key), line))
+    }
+
     /// [`Table::with_view`] after trying the fast path: three header words loaded, no
     /// retries. Anything unusual (a grown or compacted file, a damaged one, a bus error) goes
     /// the careful way.
