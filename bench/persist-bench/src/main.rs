@@ -623,7 +623,7 @@ fn cold_gets(args: &Args, s: &Stores, batch: usize, rows: &mut Vec<Row>) -> Res<
                     }
                     Ok(())
                 })?;
-                (per_s, "fresh Table::open_for(Access::Random): MADV_RANDOM")
+                (per_s, "fresh Table::open_for(Access::Random): the slot array read in (MADV_WILLNEED), MADV_RANDOM for the rest")
             }
             Method::PersistPread => {
                 let mut p = PreadTable::open(&s.table)?;
