@@ -205,7 +205,7 @@ impl FloorRun {
 
     /// The floor was slower than the ring-spin round trip it bounds: not a measurement.
     pub fn implausible(&self) -> bool {
-        !(self.ratio >= 1.0)
+        self.ratio.is_nan() || self.ratio < 1.0
     }
 }
 
