@@ -274,3 +274,101 @@ fn damaged_v2_files_and_version_1_are_refused_cleanly() {
     );
     assert_eq!(std::fs::read(&p).unwrap(), v1);
 }
+
+/// Keys of 255, 256, 65,534, 65,535 and 65,536 bytes (the slot's length field caps at 255;
+/// the short head's key length tops out below 0xffff, which marks a long head) with values of
+/// 65,535 and 65,536 bytes (the short head's limit and one past it) survive the upgrade from
+/// version 2 byte for byte, and then put/get/list/load/compact in version 3.
+#[test]
+fn edge_lengths_survive_the_upgrade_and_every_v3_path() {
+    let d = tempdir("v2edges");
+    let p = d.path().join("t.tbl");
+    let ps = p.to_str().unwrap();
+    let mut kv = BTreeMap::new();
+    for (i, kl) in [255usize, 256, 65_534, 65_535, 65_536]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, vl) in [0usize, 65_535, 65_536].into_iter().enumerate() {
+            let mut k = vec![b'a' + i as u8; kl];
+            k[0] = b'0' + j as u8;
+            kv.insert(k, vec![b'v' + j as u8; vl]);
+        }
+    }
+    write_v2(&p, &kv);
+    ok(&["compact", ps]);
+    let t = Table::open(&p).unwrap();
+    assert_eq!(t.stats().unwrap().version, 3);
+    assert_eq!(entries(&t), kv);
+    for (k, v) in &kv {
+        assert_eq!(t.get(k).unwrap(), Some(&v[..]), "key of {} bytes", k.len());
+    }
+    drop(t);
+    // Through `list` and `load` into a fresh v3 table, and a compaction of that.
+    let listed = persist(&["list", ps], b"");
+    assert!(listed.status.success());
+    assert_eq!(parse_list(&listed.stdout), kv);
+    let q = d.path().join("q.tbl");
+    let qs = q.to_str().unwrap();
+    ok(&["create", "--slots", "8", qs]);
+    assert!(persist(&["load", qs], &listed.stdout).status.success());
+    ok(&["compact", qs]);
+    ok(&["verify", qs]);
+    assert_eq!(entries(&Table::open(&q).unwrap()), kv);
+}
+
+/// SIGKILL at random instants of `persist compact` of a version 2 table (the upgrade): after
+/// each kill the path holds the whole version 2 table or the whole version 3 one, `verify`
+/// accepts it and every entry is there; a scratch file left behind is removed by the next
+/// writer (the next compaction, which finishes the upgrade).
+#[test]
+fn sigkill_during_the_upgrade_leaves_the_whole_v2_or_the_whole_v3_table() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = tempdir("v2kill");
+    let mut rng = Rng(common::seed());
+    let mut kv = BTreeMap::new();
+    for i in 0..20_000u32 {
+        let v = format!("value-{i}-{}", "x".repeat((i % 37) as usize));
+        kv.insert(format!("key-{i}").into_bytes(), v.into_bytes());
+    }
+    let src = d.path().join("src.tbl");
+    write_v2(&src, &kv);
+    let (mut v2, mut v3) = (0, 0);
+    for round in 0..25 {
+        let p = d.path().join(format!("t{round}.tbl"));
+        std::fs::copy(&src, &p).unwrap();
+        let ps = p.to_str().unwrap();
+        let mut child = std::process::Command::new(common::BIN)
+            .args(["compact", ps])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A random instant of the compaction (this is the kill time, not a synchronisation).
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(40_000)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let t = Table::open(&p).unwrap();
+        match t.stats().unwrap().version {
+            2 => v2 += 1,
+            3 => v3 += 1,
+            other => panic!("version {other}"),
+        }
+        assert_eq!(t.verify().unwrap().entries, 20_000, "round {round}");
+        assert_eq!(entries(&t), kv, "round {round} ({status:?})");
+        drop(t);
+        ok(&["verify", ps]);
+        // The next writer finishes the job whatever the kill left.
+        ok(&["compact", ps]);
+        let t = Table::open(&p).unwrap();
+        assert_eq!(t.stats().unwrap().version, 3);
+        assert_eq!(entries(&t), kv);
+        assert!(persist::compact_scratch(&p).is_none(), "round {round}");
+        let _ = status.signal();
+    }
+    std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("upgrade kills: {v2} left version 2, {v3} version 3\n").as_bytes(),
+    )
+    .unwrap();
+}
