@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -36,9 +37,10 @@ fn absent(i: u64) -> Vec<u8> {
     }
 }
 
+const KNOWN: u64 = 400;
+
 #[test]
 fn readers_in_another_process_than_a_rehashing_writer_never_see_wrong_or_phantom_keys() {
-    const KNOWN: u64 = 400;
     const LOADED: u64 = 60_000;
     let d = tempdir("reuse-procs");
     let path = d.path().join("t.tbl");
@@ -73,67 +75,10 @@ fn readers_in_another_process_than_a_rehashing_writer_never_see_wrong_or_phantom
             let (path, finished) = (&path, &finished);
             let (gets, absents, scans) = (&gets, &absents, &scans);
             s.spawn(move || {
-                let t = Table::open(path).unwrap();
-                let mut rng = Rng(common::seed() ^ r);
-                let mut out = Vec::new();
-                let mut round = 0u64;
-                // At least one full pass after the load ended, so a reader started late still
-                // checks something.
-                let mut last = false;
-                while !last {
-                    last = finished.load(Ordering::Acquire);
-                    round += 1;
-                    let i = rng.below(KNOWN);
-                    let (k, v) = known(i);
-                    assert_eq!(t.get(&k).unwrap(), Some(&v[..]), "known key {i}");
-                    let a = absent(rng.next());
-                    assert_eq!(t.get(&a).unwrap(), None, "{}", String::from_utf8_lossy(&a));
-                    let mixed: Vec<Vec<u8>> = (0..32)
-                        .map(|j| {
-                            if j % 2 == 0 {
-                                known(rng.below(KNOWN)).0
-                            } else {
-                                absent(rng.next())
-                            }
-                        })
-                        .collect();
-                    t.get_many_into_depth(&mixed, &mut out, 1 + (round as usize % 16))
-                        .unwrap();
-                    for (j, (k, got)) in mixed.iter().zip(&out).enumerate() {
-                        let name = String::from_utf8_lossy(k);
-                        if j % 2 == 0 {
-                            let i: u64 = name["known-".len()..].parse().unwrap();
-                            assert_eq!(*got, Some(&known(i).1[..]), "batched {name}");
-                        } else {
-                            assert_eq!(*got, None, "batched absent {name}");
-                        }
-                    }
-                    gets.fetch_add(17, Ordering::Relaxed);
-                    absents.fetch_add(17, Ordering::Relaxed);
-                    if round % 200 == 0 || last {
-                        let mut seen = HashSet::new();
-                        t.for_each(|k, v| {
-                            let name = String::from_utf8_lossy(k).into_owned();
-                            let want = if let Some(i) = name.strip_prefix("known-") {
-                                known(i.parse().unwrap()).1
-                            } else if let Some(i) = name.strip_prefix("n-") {
-                                loaded(i.parse().unwrap()).1
-                            } else {
-                                panic!("a scan saw a key nobody stored: {name}");
-                            };
-                            assert_eq!(v, &want[..], "scan value of {name}");
-                            assert!(seen.insert(name.clone()), "a scan saw {name} twice");
-                        })
-                        .unwrap();
-                        for i in 0..KNOWN {
-                            assert!(
-                                seen.contains(&format!("known-{i}")),
-                                "scan missed known-{i}"
-                            );
-                        }
-                        scans.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                let (g, n) = read_until_finished(path, finished, common::seed() ^ r);
+                gets.fetch_add(g, Ordering::Relaxed);
+                absents.fetch_add(g, Ordering::Relaxed);
+                scans.fetch_add(n, Ordering::Relaxed);
             });
         }
         // Feed the writer in pieces, so the load (and its rehashes) spans the readers' work.
@@ -160,4 +105,71 @@ fn readers_in_another_process_than_a_rehashing_writer_never_see_wrong_or_phantom
         .write_all(format!("reuse: {g} known gets, {a} absent gets, {s} scans\n").as_bytes())
         .unwrap();
     assert!(g > 0 && s >= 2);
+}
+
+/// One reader: lookups of known and absent keys, batches of both, and scans, until the load
+/// has finished (and one pass more). Returns (lookups of each kind, scans).
+fn read_until_finished(path: &Path, finished: &AtomicBool, seed: u64) -> (u64, u64) {
+    let t = Table::open(path).unwrap();
+    let mut rng = Rng(seed);
+    let (mut g, mut n) = (0u64, 0u64);
+    let mut out = Vec::new();
+    let mut round = 0u64;
+    // At least one full pass after the load ended, so a reader started late still
+    // checks something.
+    let mut last = false;
+    while !last {
+        last = finished.load(Ordering::Acquire);
+        round += 1;
+        let i = rng.below(KNOWN);
+        let (k, v) = known(i);
+        assert_eq!(t.get(&k).unwrap(), Some(&v[..]), "known key {i}");
+        let a = absent(rng.next());
+        assert_eq!(t.get(&a).unwrap(), None, "{}", String::from_utf8_lossy(&a));
+        let mixed: Vec<Vec<u8>> = (0..32)
+            .map(|j| {
+                if j % 2 == 0 {
+                    known(rng.below(KNOWN)).0
+                } else {
+                    absent(rng.next())
+                }
+            })
+            .collect();
+        t.get_many_into_depth(&mixed, &mut out, 1 + (round as usize % 16))
+            .unwrap();
+        for (j, (k, got)) in mixed.iter().zip(&out).enumerate() {
+            let name = String::from_utf8_lossy(k);
+            if j % 2 == 0 {
+                let i: u64 = name["known-".len()..].parse().unwrap();
+                assert_eq!(*got, Some(&known(i).1[..]), "batched {name}");
+            } else {
+                assert_eq!(*got, None, "batched absent {name}");
+            }
+        }
+        g += 17;
+        if round % 200 == 0 || last {
+            let mut seen = HashSet::new();
+            t.for_each(|k, v| {
+                let name = String::from_utf8_lossy(k).into_owned();
+                let want = if let Some(i) = name.strip_prefix("known-") {
+                    known(i.parse().unwrap()).1
+                } else if let Some(i) = name.strip_prefix("n-") {
+                    loaded(i.parse().unwrap()).1
+                } else {
+                    panic!("a scan saw a key nobody stored: {name}");
+                };
+                assert_eq!(v, &want[..], "scan value of {name}");
+                assert!(seen.insert(name.clone()), "a scan saw {name} twice");
+            })
+            .unwrap();
+            for i in 0..KNOWN {
+                assert!(
+                    seen.contains(&format!("known-{i}")),
+                    "scan missed known-{i}"
+                );
+            }
+            n += 1;
+        }
+    }
+    (g, n)
 }
