@@ -333,7 +333,14 @@ fn sigkill_during_the_upgrade_leaves_the_whole_v2_or_the_whole_v3_table() {
     }
     let src = d.path().join("src.tbl");
     write_v2(&src, &kv);
-    let (mut v2, mut v3) = (0, 0);
+    // How long a whole upgrade takes here, so that the kills land all through one (process
+    // start included), with a few after it ended.
+    let timed = d.path().join("timed.tbl");
+    std::fs::copy(&src, &timed).unwrap();
+    let t0 = std::time::Instant::now();
+    ok(&["compact", timed.to_str().unwrap()]);
+    let whole = t0.elapsed().as_micros() as u64 + 1;
+    let (mut v2, mut v3, mut killed) = (0, 0, 0);
     for round in 0..25 {
         let p = d.path().join(format!("t{round}.tbl"));
         std::fs::copy(&src, &p).unwrap();
@@ -345,7 +352,7 @@ fn sigkill_during_the_upgrade_leaves_the_whole_v2_or_the_whole_v3_table() {
             .spawn()
             .unwrap();
         // A random instant of the compaction (this is the kill time, not a synchronisation).
-        std::thread::sleep(std::time::Duration::from_micros(rng.below(40_000)));
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(whole * 11 / 10)));
         let _ = child.kill();
         let status = child.wait().unwrap();
         let t = Table::open(&p).unwrap();
@@ -364,11 +371,14 @@ fn sigkill_during_the_upgrade_leaves_the_whole_v2_or_the_whole_v3_table() {
         assert_eq!(t.stats().unwrap().version, 3);
         assert_eq!(entries(&t), kv);
         assert!(persist::compact_scratch(&p).is_none(), "round {round}");
-        let _ = status.signal();
+        killed += usize::from(status.signal().is_some());
     }
     std::io::Write::write_all(
         &mut std::io::stderr(),
-        format!("upgrade kills: {v2} left version 2, {v3} version 3\n").as_bytes(),
+        format!(
+            "upgrade: {killed} of 25 compactions killed; {v2} left version 2, {v3} version 3\n"
+        )
+        .as_bytes(),
     )
     .unwrap();
 }
