@@ -1,6 +1,8 @@
 //! `cargo xtask bench race` from the outside: its usage errors, and `--quick --json`'s one
 //! document on stdout (DESIGN.md's shape) with the progress and the table on stderr.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -47,21 +49,10 @@ fn keys(v: &Value) -> Vec<&str> {
 /// verdict, the table and where the loops lie; the scratch directory is gone.
 #[test]
 fn quick_json_prints_one_document_of_the_designed_shape() {
-    let tools = ["cc", "objdump"];
-    if tools
-        .iter()
-        .any(|t| Command::new(t).arg("--version").output().is_err())
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "cc and objdump are needed under CI"
-        );
-        use std::io::Write as _;
-        // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: bench race needs cc and objdump (apt-get install gcc binutils)"
-        );
+    if !common::tools_present(
+        "quick_json_prints_one_document_of_the_designed_shape",
+        &[common::CC, common::OBJDUMP],
+    ) {
         return;
     }
     let (out, pid) = xtask(&["bench", "race", "--quick", "--json"]);

@@ -3,6 +3,8 @@
 //! names, and each is judged as it should be. Racers race to 50,000,000 (`TARGET` in the
 //! Makefile) so the races are short.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,30 +13,10 @@ use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
 
-/// Whether `cc` and `make` can build the fixtures; without them (outside CI) the test is
-/// skipped with a notice.
+/// Whether `cc`, `make` and `strace` are here to build and judge the fixtures; without them
+/// (outside CI) the test is skipped with a notice.
 fn can_build() -> bool {
-    let ok = ["cc", "make", "strace"].iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    });
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have cc, make and strace"
-        );
-        use std::io::Write as _;
-        // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: cc, make or strace missing (apt-get install gcc make strace)"
-        );
-    }
-    ok
+    common::tools_present("check", &[common::CC, common::MAKE, common::STRACE])
 }
 
 /// A submission directory holding the Makefile, the headers (table.h, racer.h) and

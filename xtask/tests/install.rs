@@ -7,6 +7,8 @@
 //! The install uses `--debug` (cargo install's flag): the dev-profile builds `cargo test` has
 //! made already, so the test does not spend minutes on a release build of the driver.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -40,20 +42,7 @@ fn ok(out: Output, what: &str) -> String {
 
 /// Whether strace runs here; outside CI a missing one skips the test with a notice.
 fn strace_present(test: &str) -> bool {
-    if Command::new("strace").arg("-V").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "strace is missing (CI must have it)"
-    );
-    use std::io::Write as _;
-    // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: {test} needs strace; install it with `apt-get install strace`"
-    );
-    false
+    common::tools_present(test, &[common::STRACE])
 }
 
 /// The course's table.bin, written byte by byte: count 1083, value[i] = i up to 7999, then

@@ -4,6 +4,8 @@
 //! headers, one for one with `readelf -lW`'s section-to-segment mapping), and its failure paths.
 //! Needs `cc`, `strace` and `readelf`: without them (outside CI) each test says it skipped.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,26 +25,7 @@ const IDLE_C: &str = "#include <unistd.h>\nint main() { for (;;) pause(); }\n";
 
 /// Whether cc, strace and readelf are here; outside CI a missing one skips the test with a notice.
 fn tools_present(test: &str) -> bool {
-    for (tool, arg, install) in [
-        ("cc", "--version", "apt-get install gcc"),
-        ("strace", "-V", "apt-get install strace"),
-        ("readelf", "--version", "apt-get install binutils"),
-    ] {
-        if Command::new(tool).arg(arg).output().is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{tool} is missing (CI must have it)"
-            );
-            use std::io::Write as _;
-            // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {test} needs {tool}; install it with `{install}`"
-            );
-            return false;
-        }
-    }
-    true
+    common::tools_present(test, &[common::CC, common::STRACE, common::READELF])
 }
 
 fn cc(dir: &Path, args: &[&str]) {

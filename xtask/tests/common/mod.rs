@@ -1,0 +1,43 @@
+//! What the xtask integration tests share: the check that the outside tools a test runs are
+//! here, skipping the test with a one-line notice when one is missing (outside CI only).
+
+// Each test binary compiles this module on its own and uses only the tools it needs.
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+
+/// A tool a test needs: its name, an argument that makes it print and exit, how to install it.
+pub type Tool = (&'static str, &'static str, &'static str);
+
+pub const CC: Tool = ("cc", "--version", "apt-get install gcc");
+pub const MAKE: Tool = ("make", "--version", "apt-get install make");
+pub const STRACE: Tool = ("strace", "-V", "apt-get install strace");
+pub const READELF: Tool = ("readelf", "--version", "apt-get install binutils");
+pub const OBJDUMP: Tool = ("objdump", "--version", "apt-get install binutils");
+
+/// Whether every one of `tools` runs here. Outside CI a missing one skips `test` with a
+/// notice naming it and how to install it; under `CI` a missing tool fails the test.
+pub fn tools_present(test: &str, tools: &[Tool]) -> bool {
+    for &(tool, arg, install) in tools {
+        let runs = Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !runs {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{tool} is missing (CI must have it)"
+            );
+            use std::io::Write as _;
+            // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test} needs {tool}; install it with `{install}`"
+            );
+            return false;
+        }
+    }
+    true
+}
