@@ -199,14 +199,19 @@ impl FloorRun {
             floor_ns,
             ring_spin_ns,
             ratio,
-            met: (1.0..=FLOOR_TARGET).contains(&ratio),
+            met: plausible(ratio) && ratio <= FLOOR_TARGET,
         }
     }
 
     /// The floor was slower than the ring-spin round trip it bounds: not a measurement.
     pub fn implausible(&self) -> bool {
-        self.ratio.is_nan() || self.ratio < 1.0
+        !plausible(self.ratio)
     }
+}
+
+/// A run's ratio bounds something only if the floor was not slower than the ring (NaN: no).
+fn plausible(ratio: f64) -> bool {
+    ratio >= 1.0
 }
 
 /// The alternated runs summed up: how many met the goal, and the spread of their ratios.
