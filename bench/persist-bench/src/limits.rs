@@ -114,9 +114,9 @@ pub fn choose_batch(curve: &[MlpPoint]) -> (usize, String) {
 }
 
 /// Misses per `Table::get`: counted by `perf_event_open` when the machine allows it; else the
-/// distinct lines a lookup touches, read by the table's own lookup for a sample of the lookup order; else
-/// (a layout this walk does not know) by timing: (random get ns - cached get ns) / the
-/// table-size latency. `detail` says which and why.
+/// distinct lines a lookup touches, as the table's own lookup reads them, for a sample of the
+/// lookup order; else (a key the lookup cannot find) by timing: (random get ns - cached get ns)
+/// / the table-size latency. `detail` says which and why.
 pub fn misses(
     table: &Table,
     sample: &[u32],
@@ -179,7 +179,7 @@ pub fn misses(
             method: timing.map(|_| MissMethod::Timing),
             per_get: timing,
             detail: format!(
-                "{why}; the layout walk failed ({}); {timing_text}",
+                "{why}; the layout count failed ({}); {timing_text}",
                 other.err().unwrap_or_else(|| "no keys".into())
             ),
         },

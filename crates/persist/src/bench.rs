@@ -194,7 +194,7 @@ pub struct MlpPoint {
 pub enum MissMethod {
     /// perf_event_open, last-level cache read misses around the get loop.
     PerfLastLevel,
-    /// Distinct 64-byte lines a lookup touches, walked in the file ([`layout`]).
+    /// Distinct 64-byte lines a lookup touches, as the table's own lookup reads them ([`layout`]).
     Layout,
     /// (random get ns - cached get ns) / the table-size latency.
     Timing,
