@@ -155,6 +155,29 @@ pub struct Map {
 // another thread is fine; the SIGBUS handler runs on whichever thread touches the memory.
 unsafe impl Send for Map {}
 
+/// Makes the page holding `p` writable and backed, changing no byte: an atomic `or` of 0, which
+/// leaves the value as it is even if another process stores to it at the same time.
+///
+/// Written as the instruction itself: `AtomicI32::fetch_add(0, Relaxed)` with its result unused
+/// is a no-op to the optimizer, which removed it in release builds (the page was never touched).
+fn touch_for_write(p: *mut i32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `p` is an aligned i32 inside a PROT_WRITE mapping (the caller's `cell` checks
+    // the bounds and alignment); `lock or` of 0 reads and writes it back unchanged, atomically.
+    unsafe {
+        std::arch::asm!("lock or dword ptr [{p}], 0", p = in(reg) p, options(nostack));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above; elsewhere the compare-exchange of a value with itself is a write that
+    // the optimizer keeps (its result is used).
+    unsafe {
+        let a = AtomicI32::from_ptr(p);
+        let v = a.load(Ordering::Relaxed);
+        let _ =
+            std::hint::black_box(a.compare_exchange(v, v, Ordering::Relaxed, Ordering::Relaxed));
+    }
+}
+
 impl Map {
     /// `mmap(2)` `len` bytes of `fd` from offset 0, `MAP_SHARED`, read-only or read-write.
     /// `len` must be > 0 (callers check the file's length first).
@@ -285,10 +308,7 @@ impl Map {
         let mut at = start.next_multiple_of(4);
         while at + 4 <= end {
             let p = self.cell::<i32>(at);
-            // SAFETY: as in `load_i32`; the mapping is PROT_WRITE (checked above). An atomic
-            // read-modify-write of 0 leaves the value as it is even if another process stores
-            // to it at the same time.
-            unsafe { AtomicI32::from_ptr(p) }.fetch_add(0, Ordering::Relaxed);
+            touch_for_write(p);
             at = (at / page + 1) * page;
         }
     }
