@@ -586,6 +586,10 @@ pub trait Mem<'a>: Copy {
     fn word(&self, at: u64) -> u64;
     /// `len` bytes at `at`, or `None` if out of bounds.
     fn bytes(&self, at: u64, len: u64) -> Option<&'a [u8]>;
+    /// Asks the CPU to start fetching the cache line holding byte `at` (a hint: nothing is
+    /// read, any `at` is allowed). Bytes that are not a mapping have nothing to fetch.
+    #[inline]
+    fn prefetch(&self, _at: u64) {}
 }
 
 impl<'a> Mem<'a> for &'a [u8] {
@@ -633,6 +637,11 @@ pub enum Probe {
 /// being replaced.
 pub fn stale_view() -> Invalid {
     invalid!("{STALE}")
+}
+
+/// A record whose check does not match its bytes.
+fn corrupted(offset: u64) -> Invalid {
+    invalid!("the record at offset {offset} fails its check (corrupted bytes)")
 }
 
 /// The reason [`stale_view`] gives.
@@ -759,6 +768,19 @@ impl<'a, M: Mem<'a>> View<M> {
         self.mem.word(H_SLOTS as u64) != self.hdr.desc
     }
 
+    /// For a batch: starts fetching the record at `offset`, its first line and, when it starts
+    /// in the second half of a line (where most records run on into the next), its second:
+    /// the value's length is in the head, so the value's loads would wait for the first line.
+    /// (Measured: a batch of 64 at depth 16 took 0.92-0.94x the time it took without the
+    /// second line's prefetch, in interleaved runs on the benchmark's table.)
+    #[inline]
+    pub fn prefetch_record(&self, offset: u64) {
+        self.mem.prefetch(offset);
+        if offset % 64 >= 32 {
+            self.mem.prefetch(offset + 64);
+        }
+    }
+
     /// For prefetching: the record offset of the first slot from `h`'s home (within a few
     /// slots, before an empty one) whose tag matches, if it lies in the bytes. Never trusted:
     /// the lookup itself checks everything again.
@@ -855,6 +877,10 @@ impl<'a, M: Mem<'a>> View<M> {
     }
 
     /// Looks `key` up; the value is borrowed from the bytes (zero copy) and its check verified.
+    ///
+    /// (Prefetching the line after the home slot's, or a record's second line, changed nothing
+    /// here for a single lookup — 1.00x in an interleaved A/B on the benchmark's table: the
+    /// core's own adjacent-line prefetch already fetches them — so only a batch prefetches.)
     pub fn get(&self, key: &[u8]) -> Result<Option<&'a [u8]>, Invalid> {
         self.get_hashed(key, key_hash(key))
     }
@@ -874,15 +900,8 @@ impl<'a, M: Mem<'a>> View<M> {
                 if self.stale() {
                     return Err(stale_view());
                 }
-                let offset = (word & 0xffff_ffff) * 8;
-                let rec = self.record(offset)?;
-                if rec.key == key {
-                    if !rec.check_ok() {
-                        return Err(invalid!(
-                            "the record at offset {offset} fails its check (corrupted bytes)"
-                        ));
-                    }
-                    return Ok(Some(rec.value));
+                if let Some(value) = self.record_value((word & 0xffff_ffff) * 8, key)? {
+                    return Ok(Some(value));
                 }
             }
             i = self.hdr.next(i);
@@ -891,6 +910,47 @@ impl<'a, M: Mem<'a>> View<M> {
             return Err(stale_view());
         }
         Ok(None)
+    }
+
+    /// The value of the record at `offset` if its key is `key` (its check verified), `None` if
+    /// it holds another key. The common case (a version 3 short head wholly inside the arena
+    /// end this view loaded) reads the head as one word and checks it here; anything else
+    /// (a long head, version 2, a record past that end, one overlapping the slot array) goes
+    /// through [`View::record`], which checks everything and names the damage.
+    #[inline]
+    fn record_value(&self, offset: u64, key: &[u8]) -> Result<Option<&'a [u8]>, Invalid> {
+        let short = self.hdr.version == VERSION
+            && offset >= HEADER_LEN
+            && offset % 8 == 0
+            && offset + RECORD_HEAD <= self.hdr.arena_end;
+        let head = if short { self.mem.word(offset) } else { 0 };
+        let (kl, vl) = ((head >> 32) & 0xffff, head >> 48);
+        let k0 = offset + RECORD_HEAD;
+        let end = k0 + kl + vl;
+        if !short
+            || kl == u64::from(LONG_HEAD)
+            || end > self.hdr.arena_end
+            || (offset < self.hdr.slots_end() && end > self.hdr.slots_off)
+        {
+            let rec = self.record(offset)?;
+            if rec.key != key {
+                return Ok(None);
+            }
+            return self.checked_record(offset).map(|r| Some(r.value));
+        }
+        if kl != key.len() as u64 {
+            return Ok(None);
+        }
+        let (Some(k), Some(value)) = (self.mem.bytes(k0, kl), self.mem.bytes(k0 + kl, vl)) else {
+            return Err(invalid!("the record at offset {offset} is out of bounds"));
+        };
+        if k != key {
+            return Ok(None);
+        }
+        if head as u32 != record_check(k, value) {
+            return Err(corrupted(offset));
+        }
+        Ok(Some(value))
     }
 
     /// The slots in `ranges` read in one pass in index order (the slot array front to back),
@@ -948,9 +1008,7 @@ impl<'a, M: Mem<'a>> View<M> {
         if r.check_ok() {
             Ok(r)
         } else {
-            Err(invalid!(
-                "the record at offset {offset} fails its check (corrupted bytes)"
-            ))
+            Err(corrupted(offset))
         }
     }
 
@@ -983,9 +1041,7 @@ impl<'a, M: Mem<'a>> View<M> {
             ));
         }
         if !rec.check_ok() {
-            return Err(invalid!(
-                "the record at offset {offset} fails its check (corrupted bytes)"
-            ));
+            return Err(corrupted(offset));
         }
         Ok(rec)
     }

@@ -410,6 +410,11 @@ impl<'a> crate::format::Mem<'a> for SharedMem<'a> {
     }
 
     #[inline]
+    fn prefetch(&self, at: u64) {
+        prefetch(self.addr(at));
+    }
+
+    #[inline]
     fn bytes(&self, at: u64, len: u64) -> Option<&'a [u8]> {
         let end = at.checked_add(len)?;
         if end > self.len {

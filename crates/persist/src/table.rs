@@ -12,8 +12,9 @@ use memmap2::{Advice, MmapMut, MmapRaw};
 
 use crate::format::{
     self, encode_record, invalid, key_hash, record_len, slot_word, slots_desc, Header, Invalid,
-    Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN, H_ARENA_END, H_FILE_LEN,
-    H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS, MIN_SLOTS, TOMBSTONE, VERSION,
+    Mem, Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN, H_ARENA_END,
+    H_FILE_LEN, H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS, MIN_SLOTS, TOMBSTONE,
+    VERSION,
 };
 use crate::sys::{self, SharedMem, SigbusGuard};
 
@@ -581,11 +582,10 @@ impl Table {
             self.fast_view(|view| {
                 out.truncate(start);
                 let n = chunk.len();
-                let slot_line =
-                    |h: u64| sys::prefetch(view.mem.addr(view.slot_at(view.hdr.home(h))));
+                let slot_line = |h: u64| view.mem.prefetch(view.slot_at(view.hdr.home(h)));
                 let record = |h: u64, key_len: usize| {
                     if let Some(offset) = view.candidate(h, key_len) {
-                        sys::prefetch(view.mem.addr(offset));
+                        view.prefetch_record(offset);
                     }
                 };
                 for (j, k) in chunk.iter().enumerate().take(2 * d) {
