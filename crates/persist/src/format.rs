@@ -998,8 +998,12 @@ impl<'a, M: Mem<'a>> View<M> {
     {
         let view = *self;
         let live = self.scan_slots(ranges).live;
-        live.into_iter()
-            .map(move |slot| view.checked_record(slot.offset()))
+        // Sorted by offset, two slots naming one record are neighbours.
+        let mut prev = None;
+        live.into_iter().map(move |slot| {
+            LiveSlot::distinct(prev.replace(slot), slot)?;
+            view.checked_record(slot.offset())
+        })
     }
 
     /// The record at `offset` ([`View::record`]) whose check passes.
@@ -1208,6 +1212,22 @@ impl<'a, M: Mem<'a>> View<M> {
 pub struct LiveSlot(u64);
 
 impl LiveSlot {
+    /// For a scan in offset order: an error if `slot` names the same record as the live slot
+    /// before it. Such a table lost the entry one of the two held (verify rejects it); a scan
+    /// must not pass the record twice, or a compaction would quietly write a table without the
+    /// lost entry.
+    pub fn distinct(prev: Option<LiveSlot>, slot: LiveSlot) -> Result<(), Invalid> {
+        match prev {
+            Some(p) if p.offset() == slot.offset() => Err(invalid!(
+                "slots {} and {} both name the record at offset {}",
+                p.index(),
+                slot.index(),
+                slot.offset()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn new(offset: u64, index: u64) -> LiveSlot {
         LiveSlot(((offset / 8) << 32) | (index & 0xffff_ffff))
     }

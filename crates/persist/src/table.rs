@@ -12,9 +12,9 @@ use memmap2::{Advice, MmapMut, MmapRaw};
 
 use crate::format::{
     self, encode_record, invalid, key_hash, record_len, slot_word, slots_desc, Header, Invalid,
-    Mem, Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN, H_ARENA_END,
-    H_FILE_LEN, H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS, MIN_SLOTS, TOMBSTONE,
-    VERSION,
+    LiveSlot, Mem, Probe, Slot, VerifyReport, View, FLAG_DIRTY, FLAG_RETIRED, HEADER_LEN,
+    H_ARENA_END, H_FILE_LEN, H_FLAGS, H_LIVE, H_SLOTS, H_USED, MAX_FILE_LEN, MAX_SLOTS, MIN_SLOTS,
+    TOMBSTONE, VERSION,
 };
 use crate::sys::{self, SharedMem, SigbusGuard};
 
@@ -652,7 +652,9 @@ impl Table {
         };
         let mut buf = Vec::new();
         let mut refreshes = 0;
+        let mut prev = None;
         for slot in live {
+            LiveSlot::distinct(prev.replace(slot), slot).map_err(invalid_err(&self.path))?;
             let offset = slot.offset();
             let rec = loop {
                 // A record a writer published after this mapping was made may lie past its

@@ -352,3 +352,51 @@ fn a_flipped_value_byte_fails_its_check_short_and_long_heads() {
         assert_eq!(t.get(b"other").unwrap(), Some(&b"left alone"[..]));
     }
 }
+
+/// Two slots naming one record (the entry the second slot held is lost: verify rejects the
+/// table) make every scan fail in one line — `for_each` and a compaction, which would otherwise
+/// write a clean-looking table without the lost entry — and the file is left as it was.
+#[test]
+fn two_slots_naming_one_record_fail_scans_and_compaction_leaves_the_file() {
+    let d = tempdir("dup-slot");
+    let p = d.path().join("t");
+    build(&p, 50);
+    let mut b = std::fs::read(&p).unwrap();
+    let desc = u64::from_le_bytes(b[24..32].try_into().unwrap());
+    let (off, count) = ((desc >> 32) as usize * 8, (desc & 0xffff_ffff) as usize);
+    let live: Vec<usize> = (0..count)
+        .map(|i| off + i * 8)
+        .filter(|&at| b[at..at + 8] != [0; 8])
+        .collect();
+    let (a, z) = (live[0], live[live.len() - 1]);
+    let word: [u8; 8] = b[a..a + 8].try_into().unwrap();
+    b[z..z + 8].copy_from_slice(&word);
+    std::fs::write(&p, &b).unwrap();
+
+    let t = Table::open(&p).unwrap();
+    assert!(t.verify().is_err(), "verify must reject it");
+    let e = t.for_each(|_, _| {}).unwrap_err();
+    assert_invalid(&e);
+    assert!(
+        e.to_string().contains("both name the record at offset"),
+        "{e}"
+    );
+    drop(t);
+    let mut w = TableMut::open(&p, WriteOptions::default()).unwrap();
+    let e = w.compact().unwrap_err();
+    assert_invalid(&e);
+    assert!(
+        e.to_string().contains("both name the record at offset"),
+        "{e}"
+    );
+    drop(w);
+    let after = std::fs::read(&p).unwrap();
+    assert_eq!(after.len(), b.len());
+    assert_eq!(
+        after[64..],
+        b[64..],
+        "the compaction changed the table's body"
+    );
+    let scratch: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(scratch.len(), 1, "a scratch file was left beside the table");
+}
