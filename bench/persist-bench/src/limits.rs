@@ -113,6 +113,53 @@ pub fn choose_batch(curve: &[MlpPoint]) -> (usize, String) {
     )
 }
 
+/// Lookups in flight per `get_many_into_depth` call ([`persist::Table::get_many_into_depth`]),
+/// chosen by measurement: each candidate depth looks up the same random keys in batches of
+/// `batch`, alternated over two rounds, timed in CPU time; the fastest wins (ties to the
+/// smaller). The text lists every depth's figure.
+pub fn choose_depth(table: &Table, keys: u64, batch: usize) -> Res<(usize, String)> {
+    const DEPTHS: [usize; 4] = [4, 8, 16, 32];
+    const LOOKUPS: usize = 200_000;
+    let order = crate::random_order(0xde9_7a5e, LOOKUPS as u64, keys);
+    let mut best = [f64::INFINITY; DEPTHS.len()];
+    let mut names = vec![[0u8; 11]; batch];
+    let mut out = Vec::with_capacity(batch);
+    for _round in 0..2 {
+        for (b, &depth) in best.iter_mut().zip(&DEPTHS) {
+            let cpu0 = persist::bench::sys::thread_cpu_ns();
+            for chunk in order.chunks(batch) {
+                for (name, &i) in names.iter_mut().zip(chunk) {
+                    key_into(i, name);
+                }
+                table.get_many_into_depth(&names[..chunk.len()], &mut out, depth)?;
+                std::hint::black_box(&out);
+            }
+            let ns = (persist::bench::sys::thread_cpu_ns() - cpu0) as f64 / LOOKUPS as f64;
+            *b = b.min(ns);
+        }
+    }
+    let mut pick = 0;
+    for (i, ns) in best.iter().enumerate() {
+        if *ns < best[pick] {
+            pick = i;
+        }
+    }
+    let each: Vec<String> = DEPTHS
+        .iter()
+        .zip(&best)
+        .map(|(d, ns)| format!("{d}: {ns:.0} ns"))
+        .collect();
+    Ok((
+        DEPTHS[pick],
+        format!(
+            "depth {} (lookups in flight; CPU ns per key, best of 2 alternated rounds of \
+             {LOOKUPS}: {})",
+            DEPTHS[pick],
+            each.join(", ")
+        ),
+    ))
+}
+
 /// Misses per `Table::get`: counted by `perf_event_open` when the machine allows it; else the
 /// distinct lines a lookup touches, as the table's own lookup reads them, for a sample of the
 /// lookup order; else (a key the lookup cannot find) by timing: (random get ns - cached get ns)

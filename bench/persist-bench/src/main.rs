@@ -2,7 +2,7 @@
 //! random order for every method, measured against its peers:
 //!
 //! - `get`: random lookups with everything in memory — persist through the mapping, batched
-//!   (`Table::get_many`), through `pread(2)` on the same file, LMDB (heed), and an in-memory
+//!   (`Table::get_many_into_depth`), through `pread(2)` on the same file, LMDB (heed), and an in-memory
 //!   `std::collections::HashMap<Vec<u8>, Vec<u8>>`;
 //! - `get-cold`: the same lookups right after the file was evicted from the page cache
 //!   (`fsync` + `posix_fadvise(DONTNEED)`, checked with `mincore`);
@@ -15,7 +15,8 @@
 //! - `limits`: the machine's bounds in the same run (`limits.rs`, `persist::bench::chase`): one
 //!   dependent load beyond the LLC and at the table's size, with 4 KiB and 2 MiB pages, the
 //!   memory-level parallelism, misses per get (perf_event_open, else the layout, else timing),
-//!   and from them each lookup's bound; the batch passed to `get_many_into` is sized by the MLP;
+//!   and from them each lookup's bound; the batched method's keys per call are sized by the
+//!   MLP, its lookups in flight (`get_many_into_depth`) by timing depths 4-32 on the table;
 //! - `files`: the persist table and LMDB's file right after the load.
 //!
 //! It prints issue 25's goals as met or not met (never asserted), each figure beside its bound,
@@ -157,6 +158,14 @@ fn main() {
     }
 }
 
+/// How the batched method looks keys up: `keys` per `get_many_into_depth` call (sized by the
+/// MLP curve), `depth` lookups in flight (chosen by measurement: `limits::choose_depth`).
+#[derive(Clone, Copy)]
+struct Batch {
+    keys: usize,
+    depth: usize,
+}
+
 fn progress(msg: &str) {
     let _ = writeln!(std::io::stderr(), "[persist-bench] {msg}");
 }
@@ -200,7 +209,7 @@ fn rng(mut s: u64) -> impl FnMut() -> u64 {
 }
 
 /// `n` random key indices below `keys`, from `seed`: the order every method follows.
-fn random_order(seed: u64, n: u64, keys: u64) -> Vec<u32> {
+pub fn random_order(seed: u64, n: u64, keys: u64) -> Vec<u32> {
     let mut next = rng(seed);
     (0..n).map(|_| (next() % keys) as u32).collect()
 }
@@ -409,7 +418,7 @@ fn hot_gets(
     args: &Args,
     s: &Stores,
     table: &Table,
-    batch: usize,
+    batch: Batch,
     rows: &mut Vec<Row>,
 ) -> Res<HotExtras> {
     let mut pread = PreadTable::open(&s.table)?;
@@ -465,13 +474,13 @@ fn hot_gets(
                 Ok(())
             })?,
             rate_and_cpu(n, || {
-                let mut keys = vec![[0u8; 11]; batch];
-                let mut out = Vec::with_capacity(batch);
-                for chunk in order.chunks(batch) {
+                let mut keys = vec![[0u8; 11]; batch.keys];
+                let mut out = Vec::with_capacity(batch.keys);
+                for chunk in order.chunks(batch.keys) {
                     for (slot, &i) in keys.iter_mut().zip(chunk) {
                         key_into(i, slot);
                     }
-                    table.get_many_into(&keys[..chunk.len()], &mut out)?;
+                    table.get_many_into_depth(&keys[..chunk.len()], &mut out, batch.depth)?;
                     sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
                 }
                 Ok(())
@@ -516,7 +525,10 @@ fn hot_gets(
         (
             Method::PersistMmapBatched,
             best[1],
-            &format!("Table::get_many_into, batches of {batch}") as &str,
+            &format!(
+                "Table::get_many_into_depth, batches of {}, depth {}",
+                batch.keys, batch.depth
+            ) as &str,
         ),
         (Method::PersistPread, best[2], "PreadTable::get, pread(2)"),
         (Method::Lmdb, best[3], "one read transaction"),
@@ -579,7 +591,7 @@ fn puts(args: &Args, s: &mut Stores, rows: &mut Vec<Row>) -> Res<()> {
 }
 
 /// Lookups right after eviction from the page cache, checked with mincore.
-fn cold_gets(args: &Args, s: &Stores, batch: usize, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
+fn cold_gets(args: &Args, s: &Stores, batch: Batch, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
     let order = random_order(LOOKUP_SEED ^ 0xc01d, args.cold_lookups, args.keys);
     let n = args.cold_lookups;
     let mut starts = Vec::new();
@@ -611,13 +623,13 @@ fn cold_gets(args: &Args, s: &Stores, batch: usize, rows: &mut Vec<Row>) -> Res<
                             sum += t.get(key_into(i, &mut kb))?.map_or(0, <[u8]>::len);
                         }
                     } else {
-                        let mut keys = vec![[0u8; 11]; batch];
+                        let mut keys = vec![[0u8; 11]; batch.keys];
                         let mut out = Vec::new();
-                        for chunk in order.chunks(batch) {
+                        for chunk in order.chunks(batch.keys) {
                             for (slot, &i) in keys.iter_mut().zip(chunk) {
                                 key_into(i, slot);
                             }
-                            t.get_many_into(&keys[..chunk.len()], &mut out)?;
+                            t.get_many_into_depth(&keys[..chunk.len()], &mut out, batch.depth)?;
                             sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
                         }
                     }
@@ -680,11 +692,14 @@ type Lookup = Box<dyn FnMut(&[u32]) -> Res<usize>>;
 /// `result ALONE_OPS ALONE_SECS ALONE_CPU_SECS DURING_OPS DURING_SECS DURING_CPU_SECS` (its own
 /// CPU time in each window, `CLOCK_PROCESS_CPUTIME_ID`: how much of a CPU it got).
 fn reader_main(argv: &[String]) -> Res<()> {
-    let [method, path, keys, phase, seed, batch] = argv else {
-        return Err("usage: --reader METHOD PATH KEYS PHASE_DIR SEED BATCH".into());
+    let [method, path, keys, phase, seed, batch, depth] = argv else {
+        return Err("usage: --reader METHOD PATH KEYS PHASE_DIR SEED BATCH DEPTH".into());
     };
     let keys: u64 = keys.parse()?;
-    let batch: usize = batch.parse()?;
+    let batch = Batch {
+        keys: batch.parse()?,
+        depth: depth.parse()?,
+    };
     let phase = PathBuf::from(phase);
     let order = random_order(seed.parse()?, 1 << 20, keys);
     let mut lookup: Lookup = match method.as_str() {
@@ -701,15 +716,15 @@ fn reader_main(argv: &[String]) -> Res<()> {
         }
         "persist-mmap-batched" => {
             let t: &'static Table = Box::leak(Box::new(Table::open(path)?));
-            let mut keys = vec![[0u8; 11]; batch];
-            let mut out = Vec::with_capacity(batch);
+            let mut keys = vec![[0u8; 11]; batch.keys];
+            let mut out = Vec::with_capacity(batch.keys);
             Box::new(move |ids: &[u32]| {
                 let mut sum = 0;
-                for chunk in ids.chunks(batch) {
+                for chunk in ids.chunks(batch.keys) {
                     for (slot, &i) in keys.iter_mut().zip(chunk) {
                         key_into(i, slot);
                     }
-                    t.get_many_into(&keys[..chunk.len()], &mut out)?;
+                    t.get_many_into_depth(&keys[..chunk.len()], &mut out, batch.depth)?;
                     sum += out.iter().map(|v| v.map_or(0, <[u8]>::len)).sum::<usize>();
                 }
                 Ok(sum)
@@ -792,7 +807,7 @@ fn reads_during_load(
     args: &Args,
     s: &Stores,
     run: &Path,
-    batch: usize,
+    batch: Batch,
     rows: &mut Vec<Row>,
 ) -> Res<()> {
     let exe = std::env::current_exe()?;
@@ -840,7 +855,8 @@ fn reads_during_load(
                     .arg(args.keys.to_string())
                     .arg(&phase)
                     .arg((LOOKUP_SEED + u64::from(r)).to_string())
-                    .arg(batch.to_string())
+                    .arg(batch.keys.to_string())
+                    .arg(batch.depth.to_string())
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
@@ -986,6 +1002,9 @@ fn run(args: &Args) -> Res<BenchReport> {
         &machine.transparent_hugepage,
     );
     let (batch, batch_why) = limits::choose_batch(&chases.mlp_curve);
+    let (depth, depth_why) = limits::choose_depth(&table, args.keys, batch)?;
+    let batch = Batch { keys: batch, depth };
+    let batch_why = format!("{batch_why}; {depth_why}");
     progress(&format!(
         "limits: {:.1} s of chases; batch: {batch_why}",
         chases.seconds
@@ -1045,7 +1064,7 @@ fn run(args: &Args) -> Res<BenchReport> {
             quick: args.quick,
             lookups: args.lookups,
             rounds: args.rounds,
-            batch: batch as u32,
+            batch: batch.keys as u32,
             batch_why,
             cold_lookups: args.cold_lookups,
             puts: args.puts,
