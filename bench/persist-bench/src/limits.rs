@@ -84,7 +84,7 @@ pub fn measure(args: &Args, table_bytes: u64, table_pages: PageKind, thp: &str) 
     }
 }
 
-/// Keys per `get_many_into` call: the smallest k whose interleaved chases come within 10% of
+/// Keys per `get_many_into_depth` call: the smallest k whose interleaved chases come within 10% of
 /// the best rate (the misses the core keeps in flight: a batch of that many keys has one miss
 /// per key in flight at each step of the lookup), at least 8; 64 when the MLP was not
 /// measured.
@@ -102,7 +102,7 @@ pub fn choose_batch(curve: &[MlpPoint]) -> (usize, String) {
     (
         batch,
         format!(
-            "{batch} keys per get_many_into: k = {knee} interleaved chases came within 10% of \
+            "{batch} keys per get_many_into_depth call: k = {knee} interleaved chases came within 10% of \
              the best rate ({best:.1} ns per load){}",
             if (knee as usize) < batch {
                 ", raised to 8"

@@ -450,7 +450,8 @@ pub struct Setup {
     pub lookups: u64,
     /// Rounds, interleaving the methods; the best round of each is kept.
     pub rounds: u32,
-    /// Keys per `get_many_into` call, chosen from the measured memory-level parallelism.
+    /// Keys per `get_many_into_depth` call, chosen from the measured memory-level parallelism
+    /// (the lookups in flight, chosen by timing, are in `batch_why`).
     pub batch: u32,
     /// Why that batch.
     pub batch_why: String,
@@ -458,7 +459,7 @@ pub struct Setup {
     pub puts: u64,
     /// The table after the puts (which append: overwritten records stay until a compaction).
     pub table_bytes: u64,
-    /// This thread's CPU ns per random `Table::get` and per key of `get_many_into` (best
+    /// This thread's CPU ns per random `Table::get` and per key of `get_many_into_depth` (best
     /// round): what the bounds are compared with, since the chases are timed in CPU time too.
     #[serde(deserialize_with = "crate::doc::required")]
     pub get_cpu_ns: Option<f64>,
