@@ -23,6 +23,55 @@ pub enum ElfError {
     Parse { path: String, reason: String },
 }
 
+/// What the ELF header at the start of a file says about preloading it (`LD_PRELOAD`): the
+/// dynamic loader uses only a shared object of its own class, byte order and machine, and
+/// merely warns about anything else (then runs the program without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreloadKind {
+    /// Not an ELF file (or shorter than an ELF header).
+    NotElf,
+    /// ELF, but not a 64-bit little-endian shared object (`ET_DYN`).
+    NotSharedObject,
+    /// A shared object built for another machine (its `e_machine`).
+    OtherMachine(u16),
+    /// A shared object this build's loader can preload.
+    Preloadable,
+}
+
+/// [`PreloadKind`] of the file whose first bytes are `head` (64 bytes hold the whole header).
+pub fn preload_kind(head: &[u8]) -> PreloadKind {
+    if head.len() < 4 || head[..4] != elf::ELFMAG {
+        return PreloadKind::NotElf;
+    }
+    let Ok(header) = elf::FileHeader64::<object::Endianness>::parse(head) else {
+        return PreloadKind::NotSharedObject;
+    };
+    let Ok(endian) = header.endian() else {
+        return PreloadKind::NotSharedObject;
+    };
+    if header.e_ident().data != elf::ELFDATA2LSB || header.e_type(endian) != elf::ET_DYN {
+        return PreloadKind::NotSharedObject;
+    }
+    let machine = header.e_machine(endian);
+    if machine != native_machine() {
+        return PreloadKind::OtherMachine(machine);
+    }
+    PreloadKind::Preloadable
+}
+
+/// This build's ELF `e_machine` (`EM_NONE` on an architecture not listed).
+fn native_machine() -> u16 {
+    if cfg!(target_arch = "x86_64") {
+        elf::EM_X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        elf::EM_AARCH64
+    } else if cfg!(target_arch = "riscv64") {
+        elf::EM_RISCV
+    } else {
+        elf::EM_NONE
+    }
+}
+
 /// A symbol of `.dynsym`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DynSymbol {
@@ -371,5 +420,61 @@ mod tests {
         assert!(ElfInfo::parse(b"not an elf file").is_err());
         let e = ElfInfo::read(Path::new("/nonexistent/x")).unwrap_err();
         assert!(e.to_string().starts_with("cannot read /nonexistent/x"));
+    }
+
+    /// A 64-byte ELF header: class, byte order, type and machine as given.
+    fn header(class: u8, data: u8, e_type: u16, machine: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(&elf::ELFMAG);
+        h[4] = class;
+        h[5] = data;
+        h[6] = elf::EV_CURRENT;
+        let put16 = |h: &mut Vec<u8>, at: usize, v: u16| {
+            let b = if data == elf::ELFDATA2MSB {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            h[at..at + 2].copy_from_slice(&b);
+        };
+        put16(&mut h, 16, e_type);
+        put16(&mut h, 18, machine);
+        h[20] = 1; // e_version
+        h[52] = 64; // e_ehsize
+        h
+    }
+
+    #[test]
+    fn only_a_native_64_bit_little_endian_shared_object_is_preloadable() {
+        let (lsb, msb, c64, c32) = (
+            elf::ELFDATA2LSB,
+            elf::ELFDATA2MSB,
+            elf::ELFCLASS64,
+            elf::ELFCLASS32,
+        );
+        let native = native_machine();
+        let other = if native == elf::EM_AARCH64 {
+            elf::EM_X86_64
+        } else {
+            elf::EM_AARCH64
+        };
+        assert_eq!(
+            preload_kind(&header(c64, lsb, elf::ET_DYN, native)),
+            PreloadKind::Preloadable
+        );
+        assert_eq!(preload_kind(b"not an elf file"), PreloadKind::NotElf);
+        assert_eq!(preload_kind(b"\x7fEL"), PreloadKind::NotElf);
+        for wrong in [
+            header(c32, lsb, elf::ET_DYN, native),
+            header(c64, msb, elf::ET_DYN, native),
+            header(c64, lsb, elf::ET_EXEC, native),
+            header(c64, lsb, elf::ET_DYN, native)[..40].to_vec(),
+        ] {
+            assert_eq!(preload_kind(&wrong), PreloadKind::NotSharedObject);
+        }
+        assert_eq!(
+            preload_kind(&header(c64, lsb, elf::ET_DYN, other)),
+            PreloadKind::OtherMachine(other)
+        );
     }
 }

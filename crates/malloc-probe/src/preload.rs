@@ -7,6 +7,8 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use lab_trace::elf::PreloadKind;
+
 /// Why `--allocator PATH` cannot be preloaded, checked before running anything (a usage error:
 /// the loader itself would only warn and run the program with its own malloc).
 pub fn check_shared_object(path: &Path) -> Result<PathBuf, String> {
@@ -23,43 +25,29 @@ pub fn check_shared_object(path: &Path) -> Result<PathBuf, String> {
             "--allocator {shown} is a directory, not a shared object (.so)"
         ));
     }
-    let mut head = [0u8; 20];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
+    let mut head = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64).read_to_end(&mut head))
         .map_err(|e| format!("--allocator {shown} cannot be read: {e}"))?;
-    if read < head.len() || &head[..4] != b"\x7fELF" {
-        return Err(format!(
-            "--allocator {shown} is not an ELF file, so not a shared object (.so)"
-        ));
-    }
-    // e_ident[EI_CLASS] = 2 (64-bit), EI_DATA = 1 (little-endian); e_type at 16, e_machine at 18
-    // (elf(5)). The loader skips a preload of the wrong class or machine with a mere warning.
-    let e_type = u16::from_le_bytes([head[16], head[17]]);
-    let e_machine = u16::from_le_bytes([head[18], head[19]]);
-    if head[4] != 2 || head[5] != 1 || e_type != 3 {
-        return Err(format!(
-            "--allocator {shown} is an ELF file but not a 64-bit little-endian shared object"
-        ));
-    }
-    if e_machine != native_machine() {
-        return Err(format!(
-            "--allocator {shown} is built for another machine (ELF e_machine {e_machine})"
-        ));
+    match lab_trace::elf::preload_kind(&head) {
+        PreloadKind::Preloadable => {}
+        PreloadKind::NotElf => {
+            return Err(format!(
+                "--allocator {shown} is not an ELF file, so not a shared object (.so)"
+            ))
+        }
+        PreloadKind::NotSharedObject => {
+            return Err(format!(
+                "--allocator {shown} is an ELF file but not a 64-bit little-endian shared object"
+            ))
+        }
+        PreloadKind::OtherMachine(m) => {
+            return Err(format!(
+                "--allocator {shown} is built for another machine (ELF e_machine {m})"
+            ))
+        }
     }
     std::fs::canonicalize(path).map_err(|e| format!("--allocator {shown}: {e}"))
-}
-
-/// This build's ELF `e_machine`.
-fn native_machine() -> u16 {
-    if cfg!(target_arch = "x86_64") {
-        62
-    } else if cfg!(target_arch = "aarch64") {
-        183
-    } else if cfg!(target_arch = "riscv64") {
-        243
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]
