@@ -933,10 +933,13 @@ impl<'a, M: Mem<'a>> View<M> {
             || (offset < self.hdr.slots_end() && end > self.hdr.slots_off)
         {
             let rec = self.record(offset)?;
-            if rec.key != key {
-                return Ok(None);
-            }
-            return self.checked_record(offset).map(|r| Some(r.value));
+            return if rec.key != key {
+                Ok(None)
+            } else if rec.check_ok() {
+                Ok(Some(rec.value))
+            } else {
+                Err(corrupted(offset))
+            };
         }
         if kl != key.len() as u64 {
             return Ok(None);
