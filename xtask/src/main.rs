@@ -39,6 +39,8 @@ mod step4;
 mod step5;
 mod step6;
 mod sys;
+#[cfg(test)]
+mod testing;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -13,18 +13,8 @@ use lab_analysis::step1::Traced;
 
 use super::measure::{self, Probe};
 use super::tests::{probe_binary, strace_or_skip};
+use crate::testing::skip;
 use lab_analysis::step1::Step1;
-
-/// Says on stderr that `test` skipped and why; under CI a skip is a failure.
-fn skip(test: &str, why: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: {why} (CI must have it)"
-    );
-    use std::io::Write as _;
-    // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
-}
 
 /// The library whose SONAME starts with `prefix` (`libjemalloc.so`), from `ldconfig -p`, else
 /// from the usual library directories of any distribution.
