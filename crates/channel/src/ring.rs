@@ -672,10 +672,21 @@ impl Ring {
             .map_err(io_err(&self.path, "cannot test the lock of"))
     }
 
-    /// Wakes the `role` side if its waiting word says it sleeps (see the module docs).
+    /// Wakes the `role` side if its waiting word says it sleeps (see the module docs). The
+    /// look is inline (one load on every message); the wake, rare, is not.
+    #[inline]
     fn wake_if_waiting(&self, role: Role, stats: &mut Stats) -> Result<(), Error> {
+        if self.waiting(role).load(Ordering::Relaxed) != 0 {
+            return self.wake(role, stats);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake(&self, role: Role, stats: &mut Stats) -> Result<(), Error> {
         let word = self.waiting(role);
-        if word.load(Ordering::Relaxed) != 0 && word.swap(0, Ordering::Relaxed) != 0 {
+        if word.swap(0, Ordering::Relaxed) != 0 {
             stats.wakes += 1;
             sys::futex_wake(word, 1).map_err(io_err(&self.path, "futex wake failed on"))?;
         }
@@ -1078,23 +1089,27 @@ fn checked_record(ring: &Ring, position: u64) -> Result<Option<Published>, Error
 fn check_record(ring: &Ring, position: u64, len: u64, padding: bool) -> Result<Published, Error> {
     let cap = ring.capacity;
     let offset = position & (cap - 1);
-    let step = if padding {
-        if len != cap - offset {
-            return Err(ring.corrupt(format!(
-                "padding of {len} bytes at offset {offset} does not reach the end"
-            )));
-        }
-        len
+    let step = if padding { len } else { record_len(len) };
+    let fits = if padding {
+        len == cap - offset
     } else {
-        let rec = record_len(len);
-        if len > max_message(cap) || offset + rec > cap {
-            return Err(ring.corrupt(format!(
-                "a record of {len} bytes at offset {offset} does not fit"
-            )));
-        }
-        rec
+        len <= max_message(cap) && offset + step <= cap
     };
+    if !fits {
+        return Err(bad_record(ring, offset, len, padding));
+    }
     Ok(Published { len, padding, step })
+}
+
+/// Why a record header [`check_record`] refused does not fit: out of the message path.
+#[cold]
+#[inline(never)]
+fn bad_record(ring: &Ring, offset: u64, len: u64, padding: bool) -> Error {
+    ring.corrupt(if padding {
+        format!("padding of {len} bytes at offset {offset} does not reach the end")
+    } else {
+        format!("a record of {len} bytes at offset {offset} does not fit")
+    })
 }
 
 /// Where a joining sender continues: the stored `tail`, moved past any record a previous sender
