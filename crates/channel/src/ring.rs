@@ -1131,6 +1131,17 @@ fn recover_tail(ring: &Ring, head: u64) -> Result<u64, Error> {
     Ok(tail)
 }
 
+/// The refusal of a message of `len` bytes, out of the message path.
+#[cold]
+#[inline(never)]
+fn too_large(len: usize, capacity: u64) -> Error {
+    Error::TooLarge {
+        len,
+        max: max_message(capacity) as usize,
+        capacity,
+    }
+}
+
 /// The sending end of a ring.
 pub struct Sender {
     ring: Ring,
@@ -1211,26 +1222,30 @@ impl Sender {
     }
 
     /// Free bytes according to `head`, or a damaged-ring error.
+    #[inline]
     fn free(&self, head: u64) -> Result<u64, Error> {
         if head > self.tail || self.tail - head > self.ring.capacity || head % 8 != 0 {
-            return Err(self.ring.corrupt(format!(
-                "the receiver's head {head} is inconsistent with tail {}",
-                self.tail
-            )));
+            return Err(self.inconsistent_head(head));
         }
         Ok(self.ring.capacity - (self.tail - head))
     }
 
+    #[cold]
+    #[inline(never)]
+    fn inconsistent_head(&self, head: u64) -> Error {
+        self.ring.corrupt(format!(
+            "the receiver's head {head} is inconsistent with tail {}",
+            self.tail
+        ))
+    }
+
     /// Sends one message, waiting for space if the ring is full.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         let cap = self.ring.capacity;
         let max = max_message(cap);
         if msg.len() as u64 > max {
-            return Err(Error::TooLarge {
-                len: msg.len(),
-                max: max as usize,
-                capacity: cap,
-            });
+            return Err(too_large(msg.len(), cap));
         }
         let rec = record_len(msg.len() as u64);
         let offset = self.tail & (cap - 1);
@@ -1275,6 +1290,7 @@ impl Sender {
         self.ring.wake_if_waiting(Role::Receiver, &mut self.stats)
     }
 
+    #[inline(never)]
     fn wait_for_space(&mut self, need: u64) -> Result<(), Error> {
         let Sender {
             ring,
@@ -1392,6 +1408,7 @@ impl Message<'_> {
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.keep {
             self.rx.read = self.end;
@@ -1487,6 +1504,7 @@ impl Receiver {
     }
 
     /// Releases everything up to `end` (a record's end, at or past `read`).
+    #[inline]
     fn release_to(&mut self, end: u64) {
         self.read = end;
         self.ring.head().store(end, Ordering::Release);
@@ -1516,10 +1534,17 @@ impl Receiver {
 
     /// The next message, waiting for one; `None` at the end of the stream (the sender closed
     /// the channel and everything it sent was received).
+    #[inline]
     pub fn recv(&mut self) -> Result<Option<Message<'_>>, Error> {
         if let Some(r) = self.spin_for_message()? {
             return Ok(Some(self.borrow(r)));
         }
+        self.recv_slow()
+    }
+
+    /// [`Receiver::recv`] once the fast path found nothing (or padding first).
+    #[inline(never)]
+    fn recv_slow(&mut self) -> Result<Option<Message<'_>>, Error> {
         loop {
             if let Some(r) = self.next_record()? {
                 return Ok(Some(self.borrow(r)));
