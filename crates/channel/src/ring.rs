@@ -1240,7 +1240,7 @@ impl Sender {
     }
 
     /// Sends one message, waiting for space if the ring is full.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         let cap = self.ring.capacity;
         let max = max_message(cap);
@@ -1408,7 +1408,7 @@ impl Message<'_> {
 }
 
 impl Drop for Message<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         if self.keep {
             self.rx.read = self.end;
@@ -1534,7 +1534,7 @@ impl Receiver {
 
     /// The next message, waiting for one; `None` at the end of the stream (the sender closed
     /// the channel and everything it sent was received).
-    #[inline]
+    #[inline(always)]
     pub fn recv(&mut self) -> Result<Option<Message<'_>>, Error> {
         if let Some(r) = self.spin_for_message()? {
             return Ok(Some(self.borrow(r)));
