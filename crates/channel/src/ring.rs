@@ -1367,6 +1367,8 @@ pub struct Receiver {
     /// Where the next record starts: past every message received, including padding skipped
     /// and messages kept ([`Message::keep`]) but not yet released.
     read: u64,
+    /// Where the record of the message borrowed last ends (its [`Message`] moves `read` there).
+    borrowed_end: u64,
     stats: Stats,
     left: bool,
 }
@@ -1378,8 +1380,6 @@ pub struct Message<'a> {
     rx: &'a mut Receiver,
     ptr: *const u8,
     len: usize,
-    end: u64,
-    keep: bool,
 }
 
 impl Deref for Message<'_> {
@@ -1402,19 +1402,18 @@ impl Message<'_> {
     ///
     /// Release before [`Receiver::recv`] waits: a ring full of kept messages leaves the sender
     /// no room for the next one.
-    pub fn keep(mut self) {
-        self.keep = true;
+    pub fn keep(self) {
+        self.rx.read = self.rx.borrowed_end;
+        // Not dropped: nothing is released (the borrow of the receiver ends here all the same).
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Message<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        if self.keep {
-            self.rx.read = self.end;
-        } else {
-            self.rx.release_to(self.end);
-        }
+        let end = self.rx.borrowed_end;
+        self.rx.release_to(end);
     }
 }
 
@@ -1439,6 +1438,7 @@ impl Receiver {
             spin: opts.effective_spin(),
             opts,
             read,
+            borrowed_end: read,
             stats: Stats::default(),
             left: false,
         })
@@ -1494,12 +1494,11 @@ impl Receiver {
 
     fn borrow(&mut self, r: Record) -> Message<'_> {
         let ptr = self.ring.data_ptr(r.offset + RECORD_HEADER);
+        self.borrowed_end = r.end;
         Message {
             rx: self,
             ptr,
             len: r.len as usize,
-            end: r.end,
-            keep: false,
         }
     }
 
