@@ -1857,6 +1857,42 @@ mod tests {
         );
     }
 
+    /// `keep` moves past a message without releasing it; `release` (or dropping a later
+    /// message) releases everything kept before it in one store of `head`.
+    #[test]
+    fn kept_messages_stay_reserved_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let mut tx = Sender::open(&path, opts(MIN_CAPACITY)).unwrap();
+        let mut rx = Receiver::open(&path, opts(MIN_CAPACITY)).unwrap();
+        for m in [&b"one"[..], b"two", b"three", b"four"] {
+            tx.send(m).unwrap();
+        }
+        let head = || rx_head(&path);
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"one");
+        m.keep();
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"two");
+        m.keep();
+        assert_eq!((rx.kept(), head()), (32, 0), "kept, not released");
+        rx.release();
+        assert_eq!((rx.kept(), head()), (0, 32));
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"three");
+        m.keep();
+        // Dropping the next message releases it and the kept one before it.
+        assert_eq!(&*rx.recv().unwrap().unwrap(), b"four");
+        assert_eq!((rx.kept(), head()), (0, 64));
+        drop(tx);
+        assert!(rx.recv().unwrap().is_none());
+    }
+
+    /// `head` as another process would read it from the file.
+    fn rx_head(path: &Path) -> u64 {
+        inspect(path).unwrap().head
+    }
+
     #[test]
     fn a_second_sender_or_receiver_is_refused_with_the_holders_pid() {
         let dir = tempfile::tempdir().unwrap();
