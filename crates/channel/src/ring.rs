@@ -141,11 +141,13 @@ const PADDING_BIT: u32 = 0x8000_0000;
 
 /// The stamp of a record that starts at `position`: differs from the stamp of any record that
 /// started at the same offset in an earlier lap (capacity / 8 < 2^31), and is never 0.
+#[inline]
 fn stamp(position: u64) -> u32 {
     STAMP_BIT | ((position >> 3) as u32 & !STAMP_BIT)
 }
 
 /// A record header: stamp in the high 32 bits, length (and the padding bit) in the low 32.
+#[inline]
 fn record_word(position: u64, len: u64, padding: bool) -> u64 {
     let len_word = len as u32 | if padding { PADDING_BIT } else { 0 };
     (u64::from(stamp(position)) << 32) | u64::from(len_word)
@@ -377,11 +379,13 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> E
 /// The largest payload a ring of `capacity` bytes takes: a record (header included) of at
 /// most half the capacity less 8 bytes, so that an empty ring always has room for it, the
 /// padding before it, and the zeroed header slot after it.
+#[inline]
 pub fn max_message(capacity: u64) -> u64 {
     capacity / 2 - 2 * RECORD_HEADER
 }
 
 /// The bytes a message of `len` takes in the ring (header plus payload padded to 8).
+#[inline]
 pub fn record_len(len: u64) -> u64 {
     RECORD_HEADER + len.div_ceil(8) * 8
 }
@@ -612,6 +616,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0 && offset + 8 <= self.map.len());
         // SAFETY: the pointer is inside the live mapping owned by `self` (bounds asserted
@@ -620,15 +625,18 @@ impl Ring {
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(offset % 4 == 0 && offset + 4 <= self.map.len());
         // SAFETY: as in `u64_at`, with 4-byte alignment.
         unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         self.u64_at(off::TAIL)
     }
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         self.u64_at(off::HEAD)
     }
@@ -647,6 +655,7 @@ impl Ring {
             Role::Receiver => off::RECEIVER_SESSIONS,
         })
     }
+    #[inline]
     fn waiting(&self, role: Role) -> &AtomicU32 {
         self.u32_at(match role {
             Role::Sender => off::SEND_WAITING,
@@ -655,12 +664,14 @@ impl Ring {
     }
 
     /// The header of the record at data offset `offset` (8-aligned, below the capacity).
+    #[inline]
     fn record_header(&self, offset: u64) -> &AtomicU64 {
         debug_assert!(offset % 8 == 0 && offset < self.capacity);
         self.u64_at((HEADER_LEN + offset) as usize)
     }
 
     /// A pointer to data offset `offset`.
+    #[inline]
     fn data_ptr(&self, offset: u64) -> *mut u8 {
         assert!(offset <= self.capacity);
         // SAFETY: HEADER_LEN + offset <= HEADER_LEN + capacity == the mapping's length.
@@ -1492,6 +1503,7 @@ impl Receiver {
         }
     }
 
+    #[inline]
     fn borrow(&mut self, r: Record) -> Message<'_> {
         let ptr = self.ring.data_ptr(r.offset + RECORD_HEADER);
         self.borrowed_end = r.end;
