@@ -141,11 +141,13 @@ const PADDING_BIT: u32 = 0x8000_0000;
 
 /// The stamp of a record that starts at `position`: differs from the stamp of any record that
 /// started at the same offset in an earlier lap (capacity / 8 < 2^31), and is never 0.
+#[inline]
 fn stamp(position: u64) -> u32 {
     STAMP_BIT | ((position >> 3) as u32 & !STAMP_BIT)
 }
 
 /// A record header: stamp in the high 32 bits, length (and the padding bit) in the low 32.
+#[inline]
 fn record_word(position: u64, len: u64, padding: bool) -> u64 {
     let len_word = len as u32 | if padding { PADDING_BIT } else { 0 };
     (u64::from(stamp(position)) << 32) | u64::from(len_word)
@@ -377,11 +379,13 @@ fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(io::Error) -> E
 /// The largest payload a ring of `capacity` bytes takes: a record (header included) of at
 /// most half the capacity less 8 bytes, so that an empty ring always has room for it, the
 /// padding before it, and the zeroed header slot after it.
+#[inline]
 pub fn max_message(capacity: u64) -> u64 {
     capacity / 2 - 2 * RECORD_HEADER
 }
 
 /// The bytes a message of `len` takes in the ring (header plus payload padded to 8).
+#[inline]
 pub fn record_len(len: u64) -> u64 {
     RECORD_HEADER + len.div_ceil(8) * 8
 }
@@ -612,6 +616,7 @@ impl Ring {
         }
     }
 
+    #[inline]
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(offset % 8 == 0 && offset + 8 <= self.map.len());
         // SAFETY: the pointer is inside the live mapping owned by `self` (bounds asserted
@@ -620,15 +625,18 @@ impl Ring {
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(offset % 4 == 0 && offset + 4 <= self.map.len());
         // SAFETY: as in `u64_at`, with 4-byte alignment.
         unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         self.u64_at(off::TAIL)
     }
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         self.u64_at(off::HEAD)
     }
@@ -647,6 +655,7 @@ impl Ring {
             Role::Receiver => off::RECEIVER_SESSIONS,
         })
     }
+    #[inline]
     fn waiting(&self, role: Role) -> &AtomicU32 {
         self.u32_at(match role {
             Role::Sender => off::SEND_WAITING,
@@ -655,12 +664,14 @@ impl Ring {
     }
 
     /// The header of the record at data offset `offset` (8-aligned, below the capacity).
+    #[inline]
     fn record_header(&self, offset: u64) -> &AtomicU64 {
         debug_assert!(offset % 8 == 0 && offset < self.capacity);
         self.u64_at((HEADER_LEN + offset) as usize)
     }
 
     /// A pointer to data offset `offset`.
+    #[inline]
     fn data_ptr(&self, offset: u64) -> *mut u8 {
         assert!(offset <= self.capacity);
         // SAFETY: HEADER_LEN + offset <= HEADER_LEN + capacity == the mapping's length.
@@ -672,10 +683,21 @@ impl Ring {
             .map_err(io_err(&self.path, "cannot test the lock of"))
     }
 
-    /// Wakes the `role` side if its waiting word says it sleeps (see the module docs).
+    /// Wakes the `role` side if its waiting word says it sleeps (see the module docs). The
+    /// look is inline (one load on every message); the wake, rare, is not.
+    #[inline]
     fn wake_if_waiting(&self, role: Role, stats: &mut Stats) -> Result<(), Error> {
+        if self.waiting(role).load(Ordering::Relaxed) != 0 {
+            return self.wake(role, stats);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake(&self, role: Role, stats: &mut Stats) -> Result<(), Error> {
         let word = self.waiting(role);
-        if word.load(Ordering::Relaxed) != 0 && word.swap(0, Ordering::Relaxed) != 0 {
+        if word.swap(0, Ordering::Relaxed) != 0 {
             stats.wakes += 1;
             sys::futex_wake(word, 1).map_err(io_err(&self.path, "futex wake failed on"))?;
         }
@@ -1078,23 +1100,27 @@ fn checked_record(ring: &Ring, position: u64) -> Result<Option<Published>, Error
 fn check_record(ring: &Ring, position: u64, len: u64, padding: bool) -> Result<Published, Error> {
     let cap = ring.capacity;
     let offset = position & (cap - 1);
-    let step = if padding {
-        if len != cap - offset {
-            return Err(ring.corrupt(format!(
-                "padding of {len} bytes at offset {offset} does not reach the end"
-            )));
-        }
-        len
+    let step = if padding { len } else { record_len(len) };
+    let fits = if padding {
+        len == cap - offset
     } else {
-        let rec = record_len(len);
-        if len > max_message(cap) || offset + rec > cap {
-            return Err(ring.corrupt(format!(
-                "a record of {len} bytes at offset {offset} does not fit"
-            )));
-        }
-        rec
+        len <= max_message(cap) && offset + step <= cap
     };
+    if !fits {
+        return Err(bad_record(ring, offset, len, padding));
+    }
     Ok(Published { len, padding, step })
+}
+
+/// Why a record header [`check_record`] refused does not fit: out of the message path.
+#[cold]
+#[inline(never)]
+fn bad_record(ring: &Ring, offset: u64, len: u64, padding: bool) -> Error {
+    ring.corrupt(if padding {
+        format!("padding of {len} bytes at offset {offset} does not reach the end")
+    } else {
+        format!("a record of {len} bytes at offset {offset} does not fit")
+    })
 }
 
 /// Where a joining sender continues: the stored `tail`, moved past any record a previous sender
@@ -1114,6 +1140,17 @@ fn recover_tail(ring: &Ring, head: u64) -> Result<u64, Error> {
     }
     ring.tail().store(tail, Ordering::Release);
     Ok(tail)
+}
+
+/// The refusal of a message of `len` bytes, out of the message path.
+#[cold]
+#[inline(never)]
+fn too_large(len: usize, capacity: u64) -> Error {
+    Error::TooLarge {
+        len,
+        max: max_message(capacity) as usize,
+        capacity,
+    }
 }
 
 /// The sending end of a ring.
@@ -1196,26 +1233,30 @@ impl Sender {
     }
 
     /// Free bytes according to `head`, or a damaged-ring error.
+    #[inline]
     fn free(&self, head: u64) -> Result<u64, Error> {
         if head > self.tail || self.tail - head > self.ring.capacity || head % 8 != 0 {
-            return Err(self.ring.corrupt(format!(
-                "the receiver's head {head} is inconsistent with tail {}",
-                self.tail
-            )));
+            return Err(self.inconsistent_head(head));
         }
         Ok(self.ring.capacity - (self.tail - head))
     }
 
+    #[cold]
+    #[inline(never)]
+    fn inconsistent_head(&self, head: u64) -> Error {
+        self.ring.corrupt(format!(
+            "the receiver's head {head} is inconsistent with tail {}",
+            self.tail
+        ))
+    }
+
     /// Sends one message, waiting for space if the ring is full.
+    #[inline(always)]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         let cap = self.ring.capacity;
         let max = max_message(cap);
         if msg.len() as u64 > max {
-            return Err(Error::TooLarge {
-                len: msg.len(),
-                max: max as usize,
-                capacity: cap,
-            });
+            return Err(too_large(msg.len(), cap));
         }
         let rec = record_len(msg.len() as u64);
         let offset = self.tail & (cap - 1);
@@ -1260,6 +1301,7 @@ impl Sender {
         self.ring.wake_if_waiting(Role::Receiver, &mut self.stats)
     }
 
+    #[inline(never)]
     fn wait_for_space(&mut self, need: u64) -> Result<(), Error> {
         let Sender {
             ring,
@@ -1336,6 +1378,8 @@ pub struct Receiver {
     /// Where the next record starts: past every message received, including padding skipped
     /// and messages kept ([`Message::keep`]) but not yet released.
     read: u64,
+    /// Where the record of the message borrowed last ends (its [`Message`] moves `read` there).
+    borrowed_end: u64,
     stats: Stats,
     left: bool,
 }
@@ -1347,8 +1391,6 @@ pub struct Message<'a> {
     rx: &'a mut Receiver,
     ptr: *const u8,
     len: usize,
-    end: u64,
-    keep: bool,
 }
 
 impl Deref for Message<'_> {
@@ -1371,18 +1413,18 @@ impl Message<'_> {
     ///
     /// Release before [`Receiver::recv`] waits: a ring full of kept messages leaves the sender
     /// no room for the next one.
-    pub fn keep(mut self) {
-        self.keep = true;
+    pub fn keep(self) {
+        self.rx.read = self.rx.borrowed_end;
+        // Not dropped: nothing is released (the borrow of the receiver ends here all the same).
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Message<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        if self.keep {
-            self.rx.read = self.end;
-        } else {
-            self.rx.release_to(self.end);
-        }
+        let end = self.rx.borrowed_end;
+        self.rx.release_to(end);
     }
 }
 
@@ -1407,6 +1449,7 @@ impl Receiver {
             spin: opts.effective_spin(),
             opts,
             read,
+            borrowed_end: read,
             stats: Stats::default(),
             left: false,
         })
@@ -1460,18 +1503,19 @@ impl Receiver {
         }
     }
 
+    #[inline]
     fn borrow(&mut self, r: Record) -> Message<'_> {
         let ptr = self.ring.data_ptr(r.offset + RECORD_HEADER);
+        self.borrowed_end = r.end;
         Message {
             rx: self,
             ptr,
             len: r.len as usize,
-            end: r.end,
-            keep: false,
         }
     }
 
     /// Releases everything up to `end` (a record's end, at or past `read`).
+    #[inline]
     fn release_to(&mut self, end: u64) {
         self.read = end;
         self.ring.head().store(end, Ordering::Release);
@@ -1501,10 +1545,17 @@ impl Receiver {
 
     /// The next message, waiting for one; `None` at the end of the stream (the sender closed
     /// the channel and everything it sent was received).
+    #[inline(always)]
     pub fn recv(&mut self) -> Result<Option<Message<'_>>, Error> {
         if let Some(r) = self.spin_for_message()? {
             return Ok(Some(self.borrow(r)));
         }
+        self.recv_slow()
+    }
+
+    /// [`Receiver::recv`] once the fast path found nothing (or padding first).
+    #[inline(never)]
+    fn recv_slow(&mut self) -> Result<Option<Message<'_>>, Error> {
         loop {
             if let Some(r) = self.next_record()? {
                 return Ok(Some(self.borrow(r)));
@@ -1816,6 +1867,42 @@ mod tests {
             rx.recv().unwrap().is_none(),
             "the dropped sender closed the stream"
         );
+    }
+
+    /// `keep` moves past a message without releasing it; `release` (or dropping a later
+    /// message) releases everything kept before it in one store of `head`.
+    #[test]
+    fn kept_messages_stay_reserved_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let mut tx = Sender::open(&path, opts(MIN_CAPACITY)).unwrap();
+        let mut rx = Receiver::open(&path, opts(MIN_CAPACITY)).unwrap();
+        for m in [&b"one"[..], b"two", b"three", b"four"] {
+            tx.send(m).unwrap();
+        }
+        let head = || rx_head(&path);
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"one");
+        m.keep();
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"two");
+        m.keep();
+        assert_eq!((rx.kept(), head()), (32, 0), "kept, not released");
+        rx.release();
+        assert_eq!((rx.kept(), head()), (0, 32));
+        let m = rx.recv().unwrap().unwrap();
+        assert_eq!(&*m, b"three");
+        m.keep();
+        // Dropping the next message releases it and the kept one before it.
+        assert_eq!(&*rx.recv().unwrap().unwrap(), b"four");
+        assert_eq!((rx.kept(), head()), (0, 64));
+        drop(tx);
+        assert!(rx.recv().unwrap().is_none());
+    }
+
+    /// `head` as another process would read it from the file.
+    fn rx_head(path: &Path) -> u64 {
+        inspect(path).unwrap().head
     }
 
     #[test]
