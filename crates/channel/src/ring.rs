@@ -110,6 +110,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lab_cli::file::{open_regular, FileKind, OpenFailure};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::sys;
@@ -459,55 +460,24 @@ fn check_positions(head: u64, tail: u64, capacity: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens an existing ring file without ever blocking: `O_NONBLOCK` so that a FIFO given as a
-/// ring does not wait for a writer, `O_NOCTTY` so that a terminal device does not become our
-/// controlling terminal (`open(2)`). Neither flag changes how a regular file behaves; callers
-/// refuse anything else ([`read_header`]).
-fn open_ring_file(path: &Path, write: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-}
-
-fn is_symlink(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// Why `path` did not open: a dangling symbolic link is named as one, and so is what is no
-/// regular file (a directory fails with `EISDIR`, a socket with `ENXIO`: both say less).
-fn open_error(path: &Path, e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::NotFound && is_symlink(path) {
-        return Error::DanglingLink {
+/// Why an existing ring file did not open ([`lab_cli::file::open_regular`], which refuses what
+/// is not a regular file before it can block), worded for a ring.
+fn open_error(path: &Path, failure: OpenFailure) -> Error {
+    match failure {
+        OpenFailure::NotRegular(kind) => not_regular(path, kind),
+        OpenFailure::Dangling(target) => Error::DanglingLink {
             path: path.to_path_buf(),
-            target: std::fs::read_link(path).unwrap_or_default(),
-        };
-    }
-    match std::fs::metadata(path) {
-        Ok(m) if !m.file_type().is_file() => Error::NotARing {
-            path: path.to_path_buf(),
-            reason: format!("it is {}, not a regular file", file_kind(m.file_type())),
+            target,
         },
-        _ => io_err(path, "cannot open")(e),
+        OpenFailure::Os(e) => io_err(path, "cannot open")(e),
     }
 }
 
-/// What a non-regular file is, for the one-line refusal.
-fn file_kind(t: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
+/// The refusal of a path that names a FIFO, directory, device or socket.
+fn not_regular(path: &Path, kind: FileKind) -> Error {
+    Error::NotARing {
+        path: path.to_path_buf(),
+        reason: format!("it is {kind}, not a regular file"),
     }
 }
 
@@ -519,11 +489,8 @@ fn read_header(path: &Path, file: &File) -> Result<(u64, u64), Error> {
         reason,
     };
     let meta = file.metadata().map_err(io_err(path, "cannot stat"))?;
-    if !meta.file_type().is_file() {
-        return Err(not_a_ring(format!(
-            "it is {}, not a regular file",
-            file_kind(meta.file_type())
-        )));
+    if let Some(kind) = FileKind::of(meta.file_type()) {
+        return Err(not_regular(path, kind));
     }
     let len = meta.len();
     let mut header = [0u8; 24];
@@ -799,16 +766,16 @@ impl Ring {
     /// on return.
     fn join(path: &Path, role: Role, capacity: u64, create: bool) -> Result<Ring, Error> {
         for _attempt in 0..100 {
-            let file = match open_ring_file(path, true) {
+            let file = match open_regular(path, true) {
                 Ok(f) => f,
-                // A dangling link: link(2) would never replace it, so do not retry creating.
-                Err(e) if create && e.kind() == io::ErrorKind::NotFound && !is_symlink(path) => {
+                // (A dangling link is `Dangling`, never created: link(2) would not replace it.)
+                Err(OpenFailure::Os(e)) if create && e.kind() == io::ErrorKind::NotFound => {
                     match Ring::create(path, capacity)? {
                         Some(f) => f,
                         None => continue, // Someone else created it first: open theirs.
                     }
                 }
-                Err(e) => return Err(open_error(path, e)),
+                Err(failure) => return Err(open_error(path, failure)),
             };
             let ring = Ring::map(path, file)?;
             sys::lock_byte(&ring.file, LOCK_MEMBERSHIP).map_err(io_err(path, "cannot lock"))?;
@@ -890,7 +857,7 @@ impl Ring {
         // Reached through a symbolic link: unlinking the path would remove the user's link
         // (the name the others find the ring by) and leave the ring behind it. Both stay; the
         // drained ring is ready for the next session.
-        if is_symlink(&self.path) {
+        if self.path.is_symlink() {
             return Ok(false);
         }
         let mine = self
@@ -1661,7 +1628,7 @@ impl Drop for Receiver {
 
 /// Reads a ring file's header without joining it (nothing is written).
 pub fn inspect(path: &Path) -> Result<Info, Error> {
-    let file = open_ring_file(path, false).map_err(|e| open_error(path, e))?;
+    let file = open_regular(path, false).map_err(|f| open_error(path, f))?;
     let (capacity, _) = read_header(path, &file)?;
     let mut fields = [0u8; 4096];
     file.read_exact_at(&mut fields, 0)

@@ -1,4 +1,7 @@
-//! The command-line convention every mmap-lab binary shares: a usage error is ONE line on stderr,
+//! What every mmap-lab binary shares: the command-line convention, and ([`file`]) opening a
+//! file that must be a regular one without blocking on a FIFO.
+//!
+//! The command-line convention: a usage error is ONE line on stderr,
 //! `error: PROBLEM (see 'PROG --help')`, with exit status 2; `--help` and `--version` print as
 //! usual and exit 0.
 //!
@@ -17,6 +20,8 @@
 //! #   std::process::ExitCode::SUCCESS
 //! }
 //! ```
+
+pub mod file;
 
 use std::process::ExitCode;
 

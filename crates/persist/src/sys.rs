@@ -3,11 +3,9 @@
 //! The rest of the crate calls these wrappers and never `libc` directly. The SIGBUS guard is the
 //! delicate part: see [`SigbusGuard`].
 
-use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
@@ -16,52 +14,13 @@ use std::sync::Once;
 // Opening a table file: refuse what is not one before anything can block on it.
 // ---------------------------------------------------------------------------------------------
 
-/// What a path names when it is not a regular file (the `S_IFMT` bits of `st_mode`, stat(2)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Directory,
-    Fifo,
-    CharDevice,
-    BlockDevice,
-    Socket,
-    Other,
-}
-
-impl FileKind {
-    /// The kind of a file whose `st_mode` is `mode`; `None` for a regular file.
-    pub fn of_mode(mode: u32) -> Option<FileKind> {
-        match mode & libc::S_IFMT {
-            libc::S_IFREG => None,
-            libc::S_IFDIR => Some(FileKind::Directory),
-            libc::S_IFIFO => Some(FileKind::Fifo),
-            libc::S_IFCHR => Some(FileKind::CharDevice),
-            libc::S_IFBLK => Some(FileKind::BlockDevice),
-            libc::S_IFSOCK => Some(FileKind::Socket),
-            _ => Some(FileKind::Other),
-        }
-    }
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::Directory => "a directory",
-            FileKind::Fifo => "a FIFO",
-            FileKind::CharDevice => "a character device",
-            FileKind::BlockDevice => "a block device",
-            FileKind::Socket => "a socket",
-            FileKind::Other => "a special file",
-        })
-    }
-}
-
 /// A table path that names something other than a regular file; both programs' error types
 /// carry it as it is, so the message is the same everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} is {kind}, not a table file", path.display())]
 pub struct NotRegular {
     pub path: PathBuf,
-    pub kind: FileKind,
+    pub kind: lab_cli::file::FileKind,
 }
 
 /// A table path that is a symbolic link to nothing. Every command, `create` included, says so
@@ -81,20 +40,27 @@ pub struct DanglingLink {
 
 /// `Some` when `path` is a symbolic link whose target does not exist.
 pub fn dangling_link(path: &Path) -> Option<DanglingLink> {
-    let is_link = std::fs::symlink_metadata(path)
-        .ok()?
-        .file_type()
-        .is_symlink();
-    if !is_link || std::fs::metadata(path).is_ok() {
-        return None;
-    }
-    let target = std::fs::read_link(path).ok()?;
     Some(DanglingLink {
-        target: match path.parent() {
-            Some(dir) if target.is_relative() => dir.join(target),
-            _ => target,
-        },
+        target: lab_cli::file::dangling_target(path)?,
         path: path.to_path_buf(),
+    })
+}
+
+/// Opens an existing table file, read-only or read-write (`write`), refusing what is not a
+/// regular file before it can block ([`lab_cli::file::open_regular`]): the refusals carry the
+/// path, worded for a table.
+pub fn open_regular(path: &Path, write: bool) -> Result<File, OpenFailure> {
+    use lab_cli::file::OpenFailure as Failure;
+    lab_cli::file::open_regular(path, write).map_err(|failure| match failure {
+        Failure::NotRegular(kind) => OpenFailure::NotRegular(NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        }),
+        Failure::Dangling(target) => OpenFailure::Dangling(DanglingLink {
+            path: path.to_path_buf(),
+            target,
+        }),
+        Failure::Os(error) => OpenFailure::Os(error),
     })
 }
 
@@ -107,68 +73,6 @@ pub enum OpenFailure {
     Dangling(DanglingLink),
     /// `open(2)` failed for any other reason (the caller names the path).
     Os(io::Error),
-}
-
-/// Opens an existing table file, read-only or read-write (`write`), and refuses anything that
-/// is not a regular file before it can block or misbehave.
-///
-/// `open(2)` with `O_NONBLOCK | O_NOCTTY | O_CLOEXEC`: `O_NONBLOCK` makes opening a FIFO return
-/// at once (a plain read-only open waits for a writer, forever), `O_NOCTTY` keeps a terminal
-/// device from becoming our controlling terminal. Then `fstat(2)` on the descriptor (so the
-/// answer is about the file actually opened, not whatever the path names a moment later)
-/// refuses what is not a regular file, and `fcntl(2)` `F_SETFL` clears `O_NONBLOCK` again (it
-/// means nothing for a regular file, but the descriptor should say what it is). When `open`
-/// itself fails because of what the path names (`EISDIR` for a directory opened for writing,
-/// `ENXIO` for a socket), `stat(2)` on the path names the kind instead of the errno.
-pub fn open_regular(path: &Path, write: bool) -> Result<File, OpenFailure> {
-    let not_regular = |kind| {
-        OpenFailure::NotRegular(NotRegular {
-            path: path.to_path_buf(),
-            kind,
-        })
-    };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| {
-            if error.kind() == io::ErrorKind::NotFound {
-                if let Some(d) = dangling_link(path) {
-                    return OpenFailure::Dangling(d);
-                }
-            }
-            match std::fs::metadata(path)
-                .ok()
-                .and_then(|m| FileKind::of_mode(m.mode()))
-            {
-                Some(kind) => not_regular(kind),
-                None => OpenFailure::Os(error),
-            }
-        })?;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `st` is writable storage for one `struct stat`; the descriptor is open (owned by
-    // `file`, which outlives the call).
-    let rc = unsafe { libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(OpenFailure::Os(io::Error::last_os_error()));
-    }
-    // SAFETY: fstat returned 0, so it filled `st` (and zeroed() made every byte valid anyway).
-    let mode = unsafe { st.assume_init() }.st_mode;
-    if let Some(kind) = FileKind::of_mode(mode) {
-        return Err(not_regular(kind));
-    }
-    // SAFETY: fcntl F_GETFL takes no argument beyond the open descriptor; no memory is passed.
-    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return Err(OpenFailure::Os(io::Error::last_os_error()));
-    }
-    // SAFETY: F_SETFL with an integer flag word on the open descriptor; no memory is passed.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) };
-    if rc < 0 {
-        return Err(OpenFailure::Os(io::Error::last_os_error()));
-    }
-    Ok(file)
 }
 
 /// `flock(2)`: takes an exclusive (`exclusive`) or shared lock on the whole file. With `wait`
