@@ -1,4 +1,4 @@
-//! What every mmap-lab binary shares: the command-line convention, and ([`file`]) opening a
+//! What every mmap-lab binary shares: the command-line convention, and ([`mod@file`]) opening a
 //! file that must be a regular one without blocking on a FIFO.
 //!
 //! The command-line convention: a usage error is ONE line on stderr,
