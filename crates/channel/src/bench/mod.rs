@@ -182,11 +182,19 @@ pub struct FloorRun {
     pub ring_spin_ns: f64,
     /// `ring_spin_ns / floor_ns`.
     pub ratio: f64,
-    /// `ratio` within [`FLOOR_TARGET`], and the floor plausible: a floor slower than the ring
-    /// it bounds means the machine changed speed between the two cells (this VM switches
-    /// between a ~120 ns and a ~400 ns state), so that run measured nothing and is not met.
+    /// `ratio` within [`FLOOR_TARGET`], and the floor plausible and steady: a floor slower
+    /// than the ring it bounds, or one that moved by more than [`FLOOR_STEADY`] from before
+    /// the ring's cell to after it, means the machine changed speed between the cells (this VM
+    /// switches between a ~120 ns and a ~400 ns state), so that run measured nothing.
     pub met: bool,
+    /// cacheline 8 B again, right after the ring-spin cell (absent in older documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_after_ns: Option<f64>,
 }
+
+/// How far the floor may move from before the ring's cell to after it (either way) for the
+/// run to count as one machine state.
+pub const FLOOR_STEADY: f64 = 1.5;
 
 /// The floor goal: ring-spin 64 B within this many times the cache-line floor.
 pub const FLOOR_TARGET: f64 = 1.5;
@@ -200,12 +208,47 @@ impl FloorRun {
             ring_spin_ns,
             ratio,
             met: plausible(ratio) && ratio <= FLOOR_TARGET,
+            floor_after_ns: None,
         }
+    }
+
+    /// The run with the floor measured again after the ring's cell.
+    pub fn with_floor_after(mut self, floor_after_ns: f64) -> FloorRun {
+        self.floor_after_ns = Some(floor_after_ns);
+        self.met &= self.steady();
+        self
     }
 
     /// The floor was slower than the ring-spin round trip it bounds: not a measurement.
     pub fn implausible(&self) -> bool {
         !plausible(self.ratio)
+    }
+
+    /// The floor after the ring's cell within [`FLOOR_STEADY`] of the floor before it (or not
+    /// measured again): both cells ran in one machine state.
+    pub fn steady(&self) -> bool {
+        match self.floor_after_ns {
+            None => true,
+            Some(after) => (1.0 / FLOOR_STEADY..=FLOOR_STEADY).contains(&(after / self.floor_ns)),
+        }
+    }
+
+    /// The run's verdict as printed, in the table and in the progress line alike.
+    pub fn verdict(&self) -> String {
+        if self.met {
+            "met".into()
+        } else if self.implausible() {
+            "not measured: the floor was slower than the ring it bounds".into()
+        } else if !self.steady() {
+            format!(
+                "not measured: the machine changed speed between the cells (floor {} before \
+                 the ring, {} after)",
+                fmt_ns(self.floor_ns),
+                fmt_ns(self.floor_after_ns.unwrap_or(f64::NAN))
+            )
+        } else {
+            "not met".into()
+        }
     }
 }
 
@@ -714,7 +757,8 @@ fn render_goal_values(g: &GoalOutcome) -> String {
 pub fn render_floor_runs(runs: &[FloorRun]) -> String {
     let mut out = format!(
         "\nthe floor goal, {} alternated runs on two CPUs (each a cell of its own: the floor, \
-         then ring-spin 64 B):\n{:>5} {:>15} {:>15} {:>7}\n",
+         then ring-spin 64 B, then the floor again to see that the machine kept its speed):\n\
+         {:>5} {:>15} {:>15} {:>7}\n",
         runs.len(),
         "run",
         "cacheline 8 B",
@@ -728,13 +772,7 @@ pub fn render_floor_runs(runs: &[FloorRun]) -> String {
             fmt_ns(r.floor_ns),
             fmt_ns(r.ring_spin_ns),
             fmt_ratio(r.ratio),
-            if r.met {
-                "met"
-            } else if r.implausible() {
-                "not measured: the floor was slower than the ring it bounds"
-            } else {
-                "not met"
-            }
+            r.verdict()
         ));
     }
     out
@@ -1059,6 +1097,39 @@ mod tests {
             .replace(",\"floor_runs\":[]", "");
         assert!(!old.contains("floor_runs"));
         assert_eq!(serde_json::from_str::<BenchReport>(&old).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_floor_that_moved_across_the_ring_cell_is_no_run_met() {
+        // The floor in the fast state, the ring in the slow one, the floor slow again after:
+        // 4x, but the two cells measured two machines.
+        let moved = FloorRun::new(130.0, 531.0).with_floor_after(401.0);
+        assert!(!moved.met && !moved.steady() && !moved.implausible());
+        assert!(
+            moved.verdict().contains("changed speed"),
+            "{}",
+            moved.verdict()
+        );
+        // Within 1.5x, but the floor fell from the slow state to the fast one meanwhile.
+        let fell = FloorRun::new(400.0, 560.0).with_floor_after(120.0);
+        assert!(
+            !fell.met && fell.verdict().contains("changed speed"),
+            "{fell:?}"
+        );
+        let steady = FloorRun::new(130.0, 190.0).with_floor_after(121.0);
+        assert!(steady.met && steady.steady(), "{steady:?}");
+        let mut r = sample();
+        r.floor_runs = vec![moved, steady];
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"floor_after_ns\":401"), "{json}");
+        let back = serde_json::from_str::<BenchReport>(&json).unwrap();
+        let after: Vec<_> = back
+            .floor_runs
+            .iter()
+            .map(|f| (f.floor_after_ns, f.met))
+            .collect();
+        assert_eq!(after, [(Some(401.0), false), (Some(121.0), true)]);
+        assert!(render(&r).contains("changed speed between the cells"));
     }
 
     #[test]

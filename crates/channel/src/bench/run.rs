@@ -295,7 +295,7 @@ fn alternated_floor_runs(
             fmt_ns(run.floor_ns),
             fmt_ns(run.ring_spin_ns),
             fmt_ratio(run.ratio),
-            if run.met { "met" } else { "not met" }
+            run.verdict()
         ));
         runs.push(run);
     }
@@ -360,7 +360,8 @@ fn floor_run(
     };
     let floor = median(Transport::Cacheline, 8)?;
     let spin = median(Transport::RingSpin, 64)?;
-    Ok(FloorRun::new(floor, spin))
+    let after = median(Transport::Cacheline, 8)?;
+    Ok(FloorRun::new(floor, spin).with_floor_after(after))
 }
 
 /// The progress line of one cell.
