@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::judge::{self, Check, Race, RaceOutcome, RacerKind};
 use super::sandbox::{Job, Sandbox};
-use crate::step5::launch::{counters, wait_for_setup, watch, Missed};
+use crate::step5::launch::{
+    arrivals_left, counters, wait_for_arrival, wait_for_setup, watch, Missed,
+};
 use lab_analysis::step5::COURSE_FILE;
 
 /// Nothing in the race file moved for this long: the racers are hung.
@@ -127,8 +129,14 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         _ => None,
     };
     if no_race.is_none() && poll(&mut instances)? > 0 {
+        // One at a time, after the first's own arrival: the course's racer takes its arrival
+        // with a plain load and store.
+        let count = i32::try_from(n).ok();
+        wait_for_arrival(view.as_ref(), count, || poll(&mut instances))?;
         for _ in 1..n {
+            let left = arrivals_left(view.as_ref());
             start(&mut instances)?;
+            wait_for_arrival(view.as_ref(), left, || poll(&mut instances))?;
         }
     }
     // Watch until every instance has ended, nothing moves for STALL, or one floods.

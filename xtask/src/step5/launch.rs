@@ -4,8 +4,10 @@
 //! for which `stat("racecourse.bin")` fails, and it creates the file without `O_EXCL`, so two
 //! instances started at the very same moment can both find no file and both lead (both set
 //! `participants = N`: the count then never reaches 0). Once the file exists, is 96 bytes and
-//! holds a count (or the race has begun), the other N-1 are started back to back, as fast as
-//! `fork`/`exec` go.
+//! holds a count (or the race has begun), the other N-1 are started one at a time, each as soon
+//! as the one before it has taken its arrival ([`wait_for_arrival`]): the course's racer takes
+//! it with a plain load and store of the count, so two instances arriving at the same moment can
+//! lose one (the count never reaches 0 and every racer spins until the lab kills them).
 //!
 //! The lab maps the file itself, read-only ([`SharedView`]), and watches the counters: a race in
 //! which nothing moves for [`Bounds::stall`] while instances still run is hung (a racer that lost
@@ -110,9 +112,14 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
         kill_all(&mut instances, t0, launch.bounds.appear.as_secs_f64())?;
     }
     if setup.missed.is_none() {
+        // The first instance's own arrival (the count it set, taken down by one) comes first.
+        let n = i32::try_from(launch.participants).ok();
+        wait_for_arrival(setup.view.as_ref(), n, || poll_ends(&mut instances, t0))?;
         for i in 1..launch.participants {
+            let left = arrivals_left(setup.view.as_ref());
             let at = t0.elapsed().as_secs_f64();
             instances.0.push(start(launch, i, at)?);
+            wait_for_arrival(setup.view.as_ref(), left, || poll_ends(&mut instances, t0))?;
         }
     }
     let watched = watch(
@@ -230,6 +237,41 @@ pub(crate) fn wait_for_setup(
         }
         std::thread::sleep(Duration::from_micros(100));
     }
+}
+
+/// How long the lab waits for a started instance to take its arrival before it starts the next
+/// anyway (a racer of another protocol may never change the count).
+const ARRIVAL: Duration = Duration::from_secs(2);
+
+/// The arrivals the race file still waits for (its count), when the lab has it mapped and the
+/// race has not begun.
+pub(crate) fn arrivals_left(view: Option<&SharedView>) -> Option<i32> {
+    view.and_then(counters)
+        .filter(|c| c.total == 0 && c.participants > 0)
+        .map(|c| c.participants)
+}
+
+/// After starting one more instance: waits (at most [`ARRIVAL`]) until the count has gone below
+/// `left`, the race has begun, or no instance runs (`poll` returns how many still run).
+pub(crate) fn wait_for_arrival(
+    view: Option<&SharedView>,
+    left: Option<i32>,
+    mut poll: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<()> {
+    let (Some(view), Some(left)) = (view, left) else {
+        return Ok(());
+    };
+    let t = Instant::now();
+    while t.elapsed() < ARRIVAL {
+        if counters(view).is_some_and(|c| c.participants < left || c.total != 0) {
+            return Ok(());
+        }
+        if poll()? == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    Ok(())
 }
 
 /// How watching a race ended.

@@ -93,6 +93,71 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The course's protocol with the arrival's plain load and store 20 ms apart: instances that
+/// arrive together lose arrivals (the count stays above 0 and everyone spins), so the lab must
+/// start each one after the one before has arrived.
+const SLOW_ARRIVAL_RACER: &str = r#"
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+struct RaceCourse { int participants; long total; long winnings[10]; };
+int main(int argc, char **argv) {
+    struct stat st;
+    int first = stat("racecourse.bin", &st) != 0;
+    int fd = open("racecourse.bin", O_CREAT | O_RDWR, 0755);
+    if (first) ftruncate(fd, sizeof(struct RaceCourse));
+    volatile struct RaceCourse *rc = mmap(0, 96, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (first) rc->participants = atoi(argv[1]);
+    int id = rc->participants;
+    usleep(20000);
+    rc->participants = id - 1;
+    while (rc->participants > 0)
+        ;
+    while (rc->total < 1000000) { rc->total++; rc->winnings[id - 1]++; }
+    if (first) unlink("racecourse.bin");
+    return 0;
+}
+"#;
+
+#[test]
+fn instances_are_started_one_arrival_at_a_time() {
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-step5-arrive-")
+        .tempdir()
+        .unwrap();
+    let Some(exe) = cc(dir.path(), "arrive", SLOW_ARRIVAL_RACER) else {
+        return;
+    };
+    let race_dir = dir.path().join("race");
+    std::fs::create_dir(&race_dir).unwrap();
+    let run = launch::race(&Launch {
+        program: &exe,
+        participants: 4,
+        args: Vec::new(),
+        dir: &race_dir,
+        trace: None,
+        bounds: Bounds {
+            appear: Duration::from_secs(10),
+            stall: Duration::from_secs(5),
+            limit: Duration::from_secs(60),
+        },
+    })
+    .unwrap();
+    assert_eq!(run.instances.len(), 4);
+    for i in &run.instances {
+        assert_eq!(i.end, End::Exited { code: 0 }, "{:?}", run.instances);
+    }
+    match &run.observer {
+        Observation::Mapped { last, .. } => {
+            assert_eq!(last.participants, 0, "an arrival was lost");
+            assert!(last.total >= 1_000_000, "{last:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_hanging_racer_is_killed_after_the_bound_and_reported() {
     let dir = tempfile::Builder::new()
