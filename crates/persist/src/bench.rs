@@ -85,7 +85,7 @@ pub struct Machine {
     pub mem_total_bytes: u64,
     pub kernel: String,
     pub page_size: u64,
-    /// `/sys/kernel/mm/transparent_hugepage/enabled`, e.g. "always [madvise] never".
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`, e.g. `always [madvise] never`.
     pub transparent_hugepage: String,
     /// File system type of the benchmark's directory (from /proc/mounts).
     pub filesystem: String,

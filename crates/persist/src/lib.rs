@@ -99,7 +99,7 @@
 //! descriptor may still be probing there, so: the writer stores those records as 8-byte
 //! release stores, after the descriptor's release store; a reader checks that the descriptor
 //! is unchanged (an acquire load) *after* loading a slot and before following it to a record,
-//! and again before answering "absent" ([`format::View::stale`]). A slot word loaded from a
+//! and again before answering "absent" (`format::View::stale`). A slot word loaded from a
 //! reused array was written after the new descriptor, so the check after it sees the new
 //! descriptor: the reader drops what it read and looks the key up again in the new array.
 //! Records themselves are never written again once published, wherever they lie.

@@ -937,7 +937,7 @@ const AUTO_COMPACT_MIN: u64 = 1 << 20;
 
 /// The scratch file a compaction of the table `path` names builds before renaming it over the
 /// table: `FILE.persist-compact` beside the file itself, `FILE` being `path` with its symlinks
-/// followed ([`resolve_links`]; `path` as it is when they cannot be). One left by a killed
+/// followed (`resolve_links`; `path` as it is when they cannot be). One left by a killed
 /// compactor is removed by the next writer (which holds the lock, so no compaction can be
 /// running).
 pub fn compact_path(path: &Path) -> PathBuf {
