@@ -224,6 +224,12 @@ impl FloorRun {
         !plausible(self.ratio)
     }
 
+    /// Both cells ran in one machine state: the floor steady across the ring's cell and not
+    /// slower than the ring it bounds. A run that is not is "not measured", never met.
+    pub fn measured(&self) -> bool {
+        !self.implausible() && self.steady()
+    }
+
     /// The floor after the ring's cell within [`FLOOR_STEADY`] of the floor before it (or not
     /// measured again): both cells ran in one machine state.
     pub fn steady(&self) -> bool {
@@ -262,15 +268,28 @@ fn plausible(ratio: f64) -> bool {
 pub struct RunsSummary {
     pub runs: usize,
     pub met: usize,
+    /// Runs that measured nothing ([`FloorRun::measured`]); the spread is of the others.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_measured: usize,
     pub min: f64,
     pub median: f64,
     pub max: f64,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl RunsSummary {
-    /// `None` without runs.
+    /// `None` without runs. The spread is that of the measured runs (of all of them when none
+    /// was measured).
     pub fn of(runs: &[FloorRun]) -> Option<RunsSummary> {
-        let mut ratios: Vec<f64> = runs.iter().map(|r| r.ratio).collect();
+        let measured: Vec<&FloorRun> = runs.iter().filter(|r| r.measured()).collect();
+        let pool: Vec<&FloorRun> = match measured.is_empty() {
+            true => runs.iter().collect(),
+            false => measured,
+        };
+        let mut ratios: Vec<f64> = pool.iter().map(|r| r.ratio).collect();
         ratios.sort_by(f64::total_cmp);
         let n = ratios.len();
         let median = match n {
@@ -279,8 +298,9 @@ impl RunsSummary {
             _ => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
         };
         Some(RunsSummary {
-            runs: n,
+            runs: runs.len(),
             met: runs.iter().filter(|r| r.met).count(),
+            not_measured: runs.iter().filter(|r| !r.measured()).count(),
             min: ratios[0],
             median,
             max: ratios[n - 1],
@@ -294,6 +314,18 @@ impl RunsSummary {
 }
 
 impl BenchReport {
+    /// The median (by ratio) of the alternated floor runs that measured something (of all of
+    /// them when none did): a floor and a ring-spin round trip from one run, back to back in
+    /// one machine state, where two cells of the table may lie in two.
+    pub fn median_floor_run(&self) -> Option<&FloorRun> {
+        let mut runs: Vec<&FloorRun> = self.floor_runs.iter().filter(|r| r.measured()).collect();
+        if runs.is_empty() {
+            runs = self.floor_runs.iter().collect();
+        }
+        runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
+        runs.get(runs.len().checked_sub(1)? / 2).copied()
+    }
+
     /// The row of one cell, if measured.
     pub fn row(&self, transport: Transport, placement: Placement, size: u64) -> Option<&Row> {
         self.rows
@@ -627,9 +659,13 @@ fn evaluate(report: &BenchReport, has_two: bool, s: GoalSpec) -> GoalOutcome {
 fn floor_goal_from_runs(report: &BenchReport, s: GoalSpec, summary: RunsSummary) -> GoalOutcome {
     // The figures shown are those of the median run (by ratio): a floor and a ring-spin
     // median taken from different runs could come from different speeds of the machine.
-    let mut runs: Vec<&FloorRun> = report.floor_runs.iter().collect();
-    runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
-    let mid = runs[(runs.len() - 1) / 2];
+    let Some(mid) = report.median_floor_run() else {
+        return GoalOutcome::NotMeasured {
+            id: s.id,
+            statement: s.statement.to_string(),
+            reason: "no alternated run".into(),
+        };
+    };
     let value = |(transport, placement, size): (Transport, Placement, Option<u64>), v| CellValue {
         transport,
         placement,
@@ -716,10 +752,20 @@ pub fn render_goal(g: &GoalOutcome) -> String {
             target,
             ..
         }) => format!(
-            "{line} (the median run); {} of {} runs within {}, ratio min {} / median {} / max {}",
+            "{line} (the median run); {} of {} runs within {}{}, ratio {}min {} / median {} / \
+             max {}",
             r.met,
             r.runs,
             fmt_ratio(*target),
+            match r.not_measured {
+                0 => String::new(),
+                n => format!(" and {n} not measured (the machine changed speed between its cells)"),
+            },
+            if r.not_measured > 0 {
+                "of the measured runs "
+            } else {
+                ""
+            },
             fmt_ratio(r.min),
             fmt_ratio(r.median),
             fmt_ratio(r.max)
@@ -1119,6 +1165,19 @@ mod tests {
         let steady = FloorRun::new(130.0, 190.0).with_floor_after(121.0);
         assert!(steady.met && steady.steady(), "{steady:?}");
         let mut r = sample();
+        r.floor_runs = vec![moved, steady, fell];
+        let summary = RunsSummary::of(&r.floor_runs).unwrap();
+        assert_eq!((summary.runs, summary.met, summary.not_measured), (3, 1, 2));
+        assert_eq!(
+            (summary.min, summary.max),
+            (steady.ratio, steady.ratio),
+            "{summary:?}"
+        );
+        let text = render(&r);
+        assert!(
+            text.contains("1 of 3 runs within 1.50x and 2 not measured"),
+            "{text}"
+        );
         r.floor_runs = vec![moved, steady];
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"floor_after_ns\":401"), "{json}");

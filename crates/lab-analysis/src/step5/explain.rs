@@ -196,8 +196,8 @@ fn sweep(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
         c.iter().map(|n| n.to_string()).collect()
     };
     blocks.push(Block::heading(format!(
-        "The sweep: {} races of {} ({} participants), the first instance alone, the others at \
-         once when it had set the file up",
+        "The sweep: {} races of {} ({} participants), the first instance alone, the others \
+         once it had set the file up",
         f.races.len(),
         racer_name(ev),
         counts.join(", ")

@@ -6,7 +6,7 @@
 //!   race lasts about a second (`--quick`: 0.2 s; `--target` overrides), traces one 1-participant
 //!   race to show the protocol's system calls on `racecourse.bin`, then runs the sweep: for each
 //!   participant count and mode, N instances in a scratch directory (xtask's `launch`: the first alone,
-//!   the others at once when it has set up the file), the file mapped read-only by the lab as an
+//!   then the others one arrival at a time once it has set up the file), the file mapped read-only by the lab as an
 //!   observer, every instance timed and its CPU time read from `/proc/PID/stat`, `/proc/stat`
 //!   read around the race. A racer that stops making progress is killed after a bound. Last, the
 //!   race loops are disassembled (`objdump -d`).

@@ -131,6 +131,11 @@ pub struct Floor {
     /// ring-spin's round trip minus the floor's, ns: what the ring's bookkeeping and the
     /// message's bytes cost on top of moving one line each way.
     pub spin_overhead_ns: Option<f64>,
+    /// When the bench ran the floor goal's alternated runs: how many. `spin` is then the
+    /// median measured run's (floor and ring back to back, one machine state), not two cells
+    /// of the table, which may lie in two of this VM's states.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spin_from_runs: Option<usize>,
 }
 
 /// What one CPU changes, at [`COMPARE_SIZE`].
@@ -367,11 +372,26 @@ fn faster(report: &BenchReport, p: Placement) -> Vec<Ratio> {
 fn floor(report: &BenchReport) -> Option<Floor> {
     let p = Placement::TwoCpus;
     let floor = rtt(report, Transport::Cacheline, p)?;
-    let spin = ratio(rtt(report, Transport::RingSpin, p), Some(floor));
+    let spin_cell = rtt(report, Transport::RingSpin, p);
+    let run = report.median_floor_run();
+    let spin = match run {
+        Some(r) => ratio(
+            spin_cell.map(|c| CellValue {
+                value: r.ring_spin_ns,
+                ..c
+            }),
+            Some(CellValue {
+                value: r.floor_ns,
+                ..floor
+            }),
+        ),
+        None => ratio(spin_cell, Some(floor)),
+    };
     Some(Floor {
-        spin_overhead_ns: spin.map(|r| r.numerator.value - floor.value),
+        spin_overhead_ns: spin.map(|r| r.numerator.value - r.denominator.value),
         spin,
         wait: ratio(rtt(report, Transport::RingWait, p), Some(floor)),
+        spin_from_runs: run.map(|_| report.floor_runs.len()),
     })
 }
 

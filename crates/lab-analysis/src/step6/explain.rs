@@ -442,8 +442,14 @@ fn floor_answer(f: &Findings) -> String {
     }
     let mut s = format!(
         "The floor — one 8-byte word passed back and forth on one cache line — is {} per round \
-         trip on two CPUs. ring-spin's {} round trip is {} = {} the floor ({} more)",
+         trip on two CPUs{}. ring-spin's {} round trip is {} = {} the floor ({} more)",
         value(&spin.denominator),
+        match floor.spin_from_runs {
+            Some(n) => format!(
+                " (the median measured run of {n} alternated runs, floor and ring back to back)"
+            ),
+            None => String::new(),
+        },
         fmt_size(spin.numerator.size),
         value(&spin.numerator),
         fmt_ratio(spin.ratio),
@@ -474,7 +480,8 @@ fn implausible_floor(f: &Findings) -> Option<String> {
     if spin.ratio < 1.0 {
         return Some(format!(
             "the measured floor ({}) was slower than ring-spin's {} round trip ({}), so it bounds \
-             nothing (another process likely held a CPU while it ran)",
+             nothing (the machine changed speed between the cells, or another process held a \
+             CPU: which was not measured)",
             value(&spin.denominator),
             fmt_size(spin.numerator.size),
             value(&spin.numerator)
@@ -486,7 +493,8 @@ fn implausible_floor(f: &Findings) -> Option<String> {
     (pipe.numerator.value <= floor_ns).then(|| {
         format!(
             "the measured floor ({}) was slower than a pipe's round trip ({}), which goes \
-             through the kernel: it bounds nothing (another process likely held a CPU)",
+             through the kernel: it bounds nothing (the machine changed speed between the \
+             cells, or another process held a CPU: which was not measured)",
             value(&spin.denominator),
             value(&pipe.numerator)
         )

@@ -152,3 +152,44 @@ fn one_cpu_mask_the_spinning_ring_loses_to_a_pipe() {
     assert!(cell(&f, Transport::RingWait, Placement::OneCpu).slept);
     assert!(f.integrity.all_intact_in_order);
 }
+
+/// With the floor goal's alternated runs, "how close to the floor" is the median measured
+/// run's (floor and ring back to back), not two cells of the table that may lie in two of the
+/// machine's states: a table with a 120 ns floor beside a ring cell caught at 571 ns says
+/// 1.46x, from the runs (the one that changed speed left out), not 4.76x.
+#[test]
+fn the_floor_answer_comes_from_the_alternated_runs_when_there_are_any() {
+    use channel::bench::FloorRun;
+    let mut ev = fixture("channel-two-cpus");
+    for row in &mut ev.bench.rows {
+        if row.placement == Placement::TwoCpus && row.transport == Transport::RingSpin {
+            row.rtt_ns.median = 571.0;
+        }
+        if row.placement == Placement::TwoCpus && row.transport == Transport::Cacheline {
+            row.rtt_ns.median = 120.0;
+        }
+    }
+    ev.bench.floor_runs = vec![
+        FloorRun::new(130.0, 190.0).with_floor_after(128.0),
+        FloorRun::new(130.0, 531.0).with_floor_after(401.0),
+        FloorRun::new(140.0, 200.0).with_floor_after(141.0),
+        FloorRun::new(120.0, 190.0).with_floor_after(121.0),
+    ];
+    let f = analyze(&ev).unwrap();
+    let floor = f.floor.as_ref().unwrap();
+    let spin = floor.spin.unwrap();
+    assert!((spin.ratio - 190.0 / 130.0).abs() < 1e-9, "{spin:?}");
+    assert_eq!(floor.spin_from_runs, Some(4));
+    let text: String = crate::step6::explain::explain(&f, &ev)
+        .into_iter()
+        .filter_map(|b| match b {
+            crate::Block::Answer(a) => Some(a.answer),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        text.contains("the median measured run of 4 alternated runs"),
+        "{text}"
+    );
+    assert!(!text.contains("4.76"), "{text}");
+}
