@@ -121,30 +121,42 @@ int main(int argc, char **argv) {
 }
 "#;
 
-#[test]
-fn instances_are_started_one_arrival_at_a_time() {
+/// `source` built with `cc` and raced by `participants` instances in `DIR/race` (a stall of
+/// `stall` kills them); the directory and the run, or `None` without a compiler.
+fn race_c(
+    name: &str,
+    source: &str,
+    participants: usize,
+    stall: Duration,
+) -> Option<(tempfile::TempDir, lab_analysis::step5::RaceRun)> {
     let dir = tempfile::Builder::new()
-        .prefix("xtask-step5-arrive-")
+        .prefix(&format!("xtask-step5-{name}-"))
         .tempdir()
         .unwrap();
-    let Some(exe) = cc(dir.path(), "arrive", SLOW_ARRIVAL_RACER) else {
-        return;
-    };
+    let exe = cc(dir.path(), name, source)?;
     let race_dir = dir.path().join("race");
     std::fs::create_dir(&race_dir).unwrap();
     let run = launch::race(&Launch {
         program: &exe,
-        participants: 4,
+        participants,
         args: Vec::new(),
         dir: &race_dir,
         trace: None,
         bounds: Bounds {
             appear: Duration::from_secs(10),
-            stall: Duration::from_secs(5),
+            stall,
             limit: Duration::from_secs(60),
         },
     })
     .unwrap();
+    Some((dir, run))
+}
+
+#[test]
+fn instances_are_started_one_arrival_at_a_time() {
+    let Some((_dir, run)) = race_c("arrive", SLOW_ARRIVAL_RACER, 4, Duration::from_secs(5)) else {
+        return;
+    };
     assert_eq!(run.instances.len(), 4);
     for i in &run.instances {
         assert_eq!(i.end, End::Exited { code: 0 }, "{:?}", run.instances);
@@ -160,28 +172,9 @@ fn instances_are_started_one_arrival_at_a_time() {
 
 #[test]
 fn a_hanging_racer_is_killed_after_the_bound_and_reported() {
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-step5-hang-")
-        .tempdir()
-        .unwrap();
-    let Some(exe) = cc(dir.path(), "hang", HANGING_RACER) else {
+    let Some((dir, run)) = race_c("hang", HANGING_RACER, 2, Duration::from_millis(300)) else {
         return;
     };
-    let race_dir = dir.path().join("race");
-    std::fs::create_dir(&race_dir).unwrap();
-    let run = launch::race(&Launch {
-        program: &exe,
-        participants: 2,
-        args: Vec::new(),
-        dir: &race_dir,
-        trace: None,
-        bounds: Bounds {
-            appear: Duration::from_secs(10),
-            stall: Duration::from_millis(300),
-            limit: Duration::from_secs(60),
-        },
-    })
-    .unwrap();
     assert_eq!(run.instances.len(), 2);
     for i in &run.instances {
         assert!(matches!(i.end, End::Hung { stalled_seconds } if stalled_seconds >= 0.3));
@@ -193,7 +186,7 @@ fn a_hanging_racer_is_killed_after_the_bound_and_reported() {
     }
     // Nobody unlinked it: the lab did, and says so.
     assert!(run.file_left);
-    assert!(!race_dir.join(COURSE_FILE).exists());
+    assert!(!dir.path().join("race").join(COURSE_FILE).exists());
 }
 
 #[test]
