@@ -276,6 +276,17 @@ pub struct RunsSummary {
     pub max: f64,
 }
 
+/// The runs that measured something ([`FloorRun::measured`]), or all of them when none did:
+/// what the spread and the median run are taken from.
+fn measured_or_all(runs: &[FloorRun]) -> Vec<&FloorRun> {
+    let measured: Vec<&FloorRun> = runs.iter().filter(|r| r.measured()).collect();
+    if measured.is_empty() {
+        runs.iter().collect()
+    } else {
+        measured
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -284,12 +295,7 @@ impl RunsSummary {
     /// `None` without runs. The spread is that of the measured runs (of all of them when none
     /// was measured).
     pub fn of(runs: &[FloorRun]) -> Option<RunsSummary> {
-        let measured: Vec<&FloorRun> = runs.iter().filter(|r| r.measured()).collect();
-        let pool: Vec<&FloorRun> = match measured.is_empty() {
-            true => runs.iter().collect(),
-            false => measured,
-        };
-        let mut ratios: Vec<f64> = pool.iter().map(|r| r.ratio).collect();
+        let mut ratios: Vec<f64> = measured_or_all(runs).iter().map(|r| r.ratio).collect();
         ratios.sort_by(f64::total_cmp);
         let n = ratios.len();
         let median = match n {
@@ -318,10 +324,7 @@ impl BenchReport {
     /// them when none did): a floor and a ring-spin round trip from one run, back to back in
     /// one machine state, where two cells of the table may lie in two.
     pub fn median_floor_run(&self) -> Option<&FloorRun> {
-        let mut runs: Vec<&FloorRun> = self.floor_runs.iter().filter(|r| r.measured()).collect();
-        if runs.is_empty() {
-            runs = self.floor_runs.iter().collect();
-        }
+        let mut runs = measured_or_all(&self.floor_runs);
         runs.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
         runs.get(runs.len().checked_sub(1)? / 2).copied()
     }
