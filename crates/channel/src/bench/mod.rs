@@ -892,7 +892,9 @@ pub fn render(report: &BenchReport) -> String {
     }
     out.push_str(
         "\nvs pipe: the pipe's median round trip divided by this one (times faster); vs floor: \
-         this median divided by the cache-line floor's; tput/pipe: one-way bytes/s over the \
+         this median divided by the cache-line floor cell's (measured at another moment: a change of \
+         the machine's speed between the two cells shows here too; the floor goal uses \
+         back-to-back runs); tput/pipe: one-way bytes/s over the \
          pipe's. cacheline moves one 8-byte word through a one-slot mailbox. The ring's one-way \
          bytes/s counts the sender's copy into the mapping; its receiver borrows each message \
          without copying it out (zero copy), while pipe and socket receivers get a copy from the \

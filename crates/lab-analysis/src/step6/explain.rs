@@ -205,7 +205,8 @@ fn table(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
         blocks.push(block(
             format!(
                 "{}: the two processes on {} (vs pipe: the pipe's median round trip over this \
-                 one; vs floor: this one over the cache line's)",
+                 one; vs floor: this one over the cache line's cell, measured at another moment, \
+                 so a change of the machine's speed between the two shows here too)",
                 placement.name(),
                 place(*placement)
             ),
