@@ -945,6 +945,12 @@ pub fn compact_path(path: &Path) -> PathBuf {
 }
 
 /// `FILE.persist-compact` for the file (not a link) `file`.
+/// The length a compacted copy asks for: what its slots and records `need`, and an eighth more
+/// for the puts that follow, capped at the replaced file's `old_len` (but never below `need`).
+fn headroom(need: u64, old_len: u64) -> u64 {
+    need.saturating_add(need / 8).min(old_len).max(need)
+}
+
 fn scratch_beside(file: &Path) -> PathBuf {
     let mut name = file.file_name().unwrap_or_default().to_os_string();
     name.push(".persist-compact");
@@ -1750,7 +1756,9 @@ impl TableMut {
         }
         self.check()?;
         // Room to grow: slots at load 1/2 (the writer rehashes at 4/5), and an eighth more
-        // arena than the records need. (A version 2 table's records shrink by 8 bytes each.)
+        // arena than the records need, but never a file longer than the one it replaces when
+        // the records fit in that (a table with nothing to give back keeps its length).
+        // (A version 2 table's records shrink by 8 bytes each.)
         let slots = (live + 1).saturating_mul(2).max(MIN_SLOTS);
         if slots > MAX_SLOTS {
             return Err(Error::TooLarge {
@@ -1770,8 +1778,8 @@ impl TableMut {
             huge_pages: self.huge_pages,
             auto_compact: self.auto_compact,
         };
-        let built =
-            TableMut::create_with_len(&tmp, slots, opts, need + need / 8).and_then(|mut new| {
+        let built = TableMut::create_with_len(&tmp, slots, opts, headroom(need, before.file_len))
+            .and_then(|mut new| {
                 keep_identity(&self.file, &new.file).map_err(io_err(
                     &target,
                     "keeping its owner, group and mode on the compacted copy (fchown/fchmod)",
