@@ -1057,6 +1057,7 @@ fn run(args: &Args) -> Res<BenchReport> {
         one_miss_ns: limits.one_miss_ns(&limits_setup),
         get_cpu_ns: Some(hot.get_cpu_ns),
         batched_cpu_ns: Some(hot.batched_cpu_ns),
+        cached_get_cpu_ns: Some(hot.cached_get_ns),
         cold: &cold,
         cold_lookups: args.cold_lookups,
     });

@@ -157,6 +157,7 @@ mod tests {
                 one_miss_ns: None,
                 get_cpu_ns: None,
                 batched_cpu_ns: None,
+                cached_get_cpu_ns: None,
                 cold: &[],
                 cold_lookups: 0,
             }),
