@@ -138,8 +138,21 @@ pub fn key_hash(key: &[u8]) -> u64 {
 
 /// The record check: 32 bits over key and value, so a flipped byte in a record is detected.
 pub fn record_check(key: &[u8], value: &[u8]) -> u32 {
-    let a = hash_with(SEED_CHECK, key);
-    let b = hash_with(SEED_CHECK ^ a, value);
+    record_check_seeded(check_seed(key), value)
+}
+
+/// The key's half of [`record_check`]. A lookup computes it from the key it was given, before
+/// the record is fetched (the record it accepts holds that very key), so that only the value's
+/// half is left to do once the record arrives.
+#[inline]
+pub fn check_seed(key: &[u8]) -> u64 {
+    hash_with(SEED_CHECK, key)
+}
+
+/// [`record_check`] given the key's half, [`check_seed`].
+#[inline]
+pub fn record_check_seeded(seed: u64, value: &[u8]) -> u32 {
+    let b = hash_with(SEED_CHECK ^ seed, value);
     (b ^ (b >> 32)) as u32
 }
 
@@ -889,6 +902,8 @@ impl<'a, M: Mem<'a>> View<M> {
     /// tag (fingerprint and key length) settles every slot but the key's, then the record.
     #[inline]
     pub fn get_hashed(&self, key: &[u8], h: u64) -> Result<Option<&'a [u8]>, Invalid> {
+        // Independent of the slot and the record: the core computes it while they are fetched.
+        let seed = check_seed(key);
         let tag = self.hdr.tag(h, key.len());
         let mut i = self.hdr.home(h);
         for _ in 0..self.hdr.slot_count() {
@@ -900,7 +915,7 @@ impl<'a, M: Mem<'a>> View<M> {
                 if self.stale() {
                     return Err(stale_view());
                 }
-                if let Some(value) = self.record_value((word & 0xffff_ffff) * 8, key)? {
+                if let Some(value) = self.record_value((word & 0xffff_ffff) * 8, key, seed)? {
                     return Ok(Some(value));
                 }
             }
@@ -912,13 +927,19 @@ impl<'a, M: Mem<'a>> View<M> {
         Ok(None)
     }
 
-    /// The value of the record at `offset` if its key is `key` (its check verified), `None` if
+    /// The value of the record at `offset` if its key is `key` (its check verified; `seed` is
+    /// [`check_seed`] of `key`), `None` if
     /// it holds another key. The common case (a version 3 short head wholly inside the arena
     /// end this view loaded) reads the head as one word and checks it here; anything else
     /// (a long head, version 2, a record past that end, one overlapping the slot array) goes
     /// through [`View::record`], which checks everything and names the damage.
     #[inline]
-    fn record_value(&self, offset: u64, key: &[u8]) -> Result<Option<&'a [u8]>, Invalid> {
+    fn record_value(
+        &self,
+        offset: u64,
+        key: &[u8],
+        seed: u64,
+    ) -> Result<Option<&'a [u8]>, Invalid> {
         let short = self.hdr.version == VERSION
             && offset >= HEADER_LEN
             && offset % 8 == 0
@@ -950,7 +971,7 @@ impl<'a, M: Mem<'a>> View<M> {
         if k != key {
             return Ok(None);
         }
-        if head as u32 != record_check(k, value) {
+        if head as u32 != record_check_seeded(seed, value) {
             return Err(corrupted(offset));
         }
         Ok(Some(value))
