@@ -18,7 +18,7 @@
 //! target dir or beside an installed `mmap-lab`; building them), `install`,
 //! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
 //! (the pictures), `report` (HTML/Markdown), `check` (`check DIR`: a TA's check of a student's
-//! submission).
+//! submission), `interrupt` (children in process groups of their own: started and ended whole).
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +29,7 @@ mod check;
 mod disktable_steps;
 mod evidence;
 mod install;
+mod interrupt;
 mod model;
 mod out;
 mod report;

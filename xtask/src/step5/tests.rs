@@ -121,6 +121,41 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The course's protocol, and before leaving the race each instance forks a helper that writes
+/// its pid to `helper-PID` and waits for a signal forever, holding the race file's mapping.
+const FORKING_RACER: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+struct RaceCourse { int participants; long total; long winnings[10]; };
+int main(int argc, char **argv) {
+    struct stat st;
+    int first = stat("racecourse.bin", &st) != 0;
+    int fd = open("racecourse.bin", O_CREAT | O_RDWR, 0755);
+    if (first) ftruncate(fd, sizeof(struct RaceCourse));
+    volatile struct RaceCourse *rc = mmap(0, 96, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (first) rc->participants = atoi(argv[1]);
+    int id = rc->participants;
+    rc->participants = id - 1;
+    while (rc->participants > 0)
+        ;
+    while (rc->total < 100000) { rc->total++; rc->winnings[id - 1]++; }
+    if (fork() == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "helper-%d", (int)getpid());
+        FILE *f = fopen(name, "w");
+        fprintf(f, "%d\n", (int)getpid());
+        fclose(f);
+        for (;;) pause();
+    }
+    if (first) unlink("racecourse.bin");
+    return 0;
+}
+"#;
+
 /// `source` built with `cc` and raced by `participants` instances in `DIR/race` (a stall of
 /// `stall` kills them); the directory and the run, or `None` without a compiler.
 fn race_c(
@@ -167,6 +202,30 @@ fn instances_are_started_one_arrival_at_a_time() {
             assert!(last.total >= 1_000_000, "{last:?}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// An instance that forked a helper and exited leaves nothing running once the race returns:
+/// its process group is killed as it is reaped.
+#[test]
+fn what_an_instance_left_running_ends_with_the_race() {
+    let Some((dir, run)) = race_c("forks", FORKING_RACER, 2, Duration::from_secs(10)) else {
+        return;
+    };
+    for i in &run.instances {
+        assert_eq!(i.end, End::Exited { code: 0 }, "{:?}", run.instances);
+    }
+    let helpers: Vec<u32> = std::fs::read_dir(dir.path().join("race"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("helper-")?.parse().ok()
+        })
+        .collect();
+    // Each instance forked before it exited; the helper wrote its file before anything else.
+    assert_eq!(helpers.len(), 2, "{:?}", run.instances);
+    for pid in helpers {
+        crate::testing::wait_gone(pid);
     }
 }
 
