@@ -121,40 +121,33 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The course's protocol, and before leaving the race each instance forks a helper that writes
-/// its pid to `helper-PID` and waits for a signal forever, holding the race file's mapping.
-const FORKING_RACER: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-struct RaceCourse { int participants; long total; long winnings[10]; };
+/// The course's protocol (the check's fixtures' `racer.h`), and before leaving the race each
+/// instance forks a helper that writes its pid to `helper-PID` and waits for a signal forever,
+/// holding the race file's mapping (the instance leaves once the file is written).
+const FORKING_RACER: &str = concat!(
+    "#include \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/submissions/racer.h\"\n",
+    r#"
 int main(int argc, char **argv) {
-    struct stat st;
-    int first = stat("racecourse.bin", &st) != 0;
-    int fd = open("racecourse.bin", O_CREAT | O_RDWR, 0755);
-    if (first) ftruncate(fd, sizeof(struct RaceCourse));
-    volatile struct RaceCourse *rc = mmap(0, 96, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (first) rc->participants = atoi(argv[1]);
-    int id = rc->participants;
-    rc->participants = id - 1;
-    while (rc->participants > 0)
-        ;
+    int id, first;
+    volatile struct RaceCourse *rc = start_race(argc, argv, &id, &first);
     while (rc->total < 100000) { rc->total++; rc->winnings[id - 1]++; }
+    int ready[2];
+    pipe(ready);
     if (fork() == 0) {
         char name[64];
         snprintf(name, sizeof name, "helper-%d", (int)getpid());
-        FILE *f = fopen(name, "w");
-        fprintf(f, "%d\n", (int)getpid());
-        fclose(f);
+        fclose(fopen(name, "w"));
+        write(ready[1], "", 1);
         for (;;) pause();
     }
-    if (first) unlink("racecourse.bin");
-    return 0;
+    char byte;
+    read(ready[0], &byte, 1); /* the helper's file is written: it is not killed before */
+    return end_race(rc, id, first);
 }
-"#;
+"#
+);
 
 /// `source` built with `cc` and raced by `participants` instances in `DIR/race` (a stall of
 /// `stall` kills them); the directory and the run, or `None` without a compiler.
