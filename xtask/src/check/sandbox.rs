@@ -9,7 +9,8 @@
 //! each pid of `cgroup.procs` until it is empty), the shell's process group too, and the cgroup
 //! removed. Without root (no cgroup) the process group and RLIMIT_NPROC bound it instead: a
 //! program that leaves its process group (setsid) is then out of the lab's reach, which the
-//! check's notes say. The group is started and ended through [`crate::interrupt`].
+//! check's notes say. The group is started and ended through [`crate::interrupt`], so a Ctrl-C
+//! or SIGTERM of the lab kills it too.
 //!
 //! HOME and TMPDIR point into the scratch directory, so the usual places a program writes stay
 //! in it; writes elsewhere are found in the trace ([`super::judge::outside_writes`]).
@@ -152,8 +153,9 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // Its own process group: without a cgroup the group is how the lab reaches every process
-        // of the run; with one, the group is killed too as the run is reaped.
+        // Its own process group, registered with the lab's interrupt handling: without a cgroup
+        // the group is how the lab reaches every process of the run, and either way a Ctrl-C or
+        // SIGTERM of the lab kills the run before the lab exits.
         let mut child = interrupt::spawn_group(&mut cmd)
             .with_context(|| format!("cannot start {}", program.display()))?;
         let stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
@@ -298,10 +300,12 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// One run's cgroup (one directory per v1 hierarchy), removed when dropped.
+/// One run's cgroup (one directory per v1 hierarchy), emptied and removed when dropped, or by
+/// the lab's interrupt handling when a signal ends the lab first.
 struct Cgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
+    undo: Option<interrupt::Undo>,
 }
 
 impl Cgroup {
@@ -320,6 +324,7 @@ impl Cgroup {
         let mut cg = Cgroup {
             dirs: Vec::new(),
             v2,
+            undo: None,
         };
         for parent in parents {
             let dir = parent.join(&name);
@@ -327,6 +332,14 @@ impl Cgroup {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             cg.dirs.push(dir);
         }
+        let (dirs, v2) = (cg.dirs.clone(), cg.v2);
+        cg.undo = Some(interrupt::on_interrupt(move || {
+            drop(Cgroup {
+                dirs: dirs.clone(),
+                v2,
+                undo: None,
+            })
+        }));
         let write = |dir: &Path, file: &str, value: &str| {
             std::fs::write(dir.join(file), value)
                 .with_context(|| format!("cannot write {}", dir.join(file).display()))
@@ -463,6 +476,7 @@ fn remove_stale(parent: &Path, v2: bool) {
         drop(Cgroup {
             dirs: vec![dir],
             v2,
+            undo: None,
         });
     }
 }
