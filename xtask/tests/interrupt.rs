@@ -81,34 +81,89 @@ fn racers(pids: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Starts the lab with `args` and `env`, its stderr into `stderr_path`.
+fn start_lab(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &Path)],
+    stderr_path: &Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr_path).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Fails the test: the lab ended, or ran too long, before any racer started.
+fn no_racer(lab: &mut std::process::Child, stderr_path: &Path) -> ! {
+    let _ = lab.kill();
+    let _ = lab.wait();
+    panic!(
+        "no racer started: {}",
+        std::fs::read_to_string(stderr_path).unwrap_or_default()
+    );
+}
+
+/// Sends `signal` to the lab and waits (at most 30 s) for it to exit.
+fn signal_and_wait(
+    lab: &mut std::process::Child,
+    (number, name): (i32, &str),
+) -> std::process::ExitStatus {
+    let lab_pid = rustix::process::Pid::from_raw(lab.id() as i32).unwrap();
+    let sig = rustix::process::Signal::from_named_raw(number).unwrap();
+    rustix::process::kill_process(lab_pid, sig).unwrap();
+    let ended = wait_for(Duration::from_secs(30), || {
+        lab.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = lab.kill();
+        let _ = lab.wait();
+        panic!("the lab did not exit within 30 s of {name}");
+    }
+    lab.wait().unwrap()
+}
+
+/// The lab exited with 128 + the signal, its last line on stderr and only error saying it was
+/// interrupted and removed `scratch`, which is gone.
+fn assert_interrupted(
+    exit: std::process::ExitStatus,
+    stderr_path: &Path,
+    (number, name): (i32, &str),
+    scratch: &Path,
+) {
+    let stderr = std::fs::read_to_string(stderr_path).unwrap();
+    assert_eq!(exit.code(), Some(128 + number), "{exit:?}\n{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let prefix = format!("error: interrupted ({name}); killed ");
+    assert!(errors[0].starts_with(&prefix), "{stderr}");
+    assert!(
+        errors[0].ends_with(&format!("removed {}", scratch.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
+}
+
 /// Runs the lab with `args` (the spinning racer's `$RACER_PIDS` set to `pids`), sends `signal`
 /// to it once a racer runs, and checks what it did and left: exit status 128 + the signal, one
 /// line saying so, no racer running, no scratch directory (the racer's working directory is in
 /// it, `depth` levels down) and no cgroup of the racer left.
 fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32, &str)) {
-    let (number, name) = signal;
     let _teardown = KillRacers(pids.to_path_buf());
     let stderr_path = pids.with_extension("stderr");
-    let mut lab = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .env("RACER_PIDS", pids)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
+    let mut lab = start_lab(args, &[("RACER_PIDS", pids)], &stderr_path);
     // `run-step 5` builds our racer first (release mode): a cold build may take minutes.
     let appeared = wait_for(Duration::from_secs(600), || {
         !racers(pids).is_empty() || lab.try_wait().unwrap().is_some()
     });
     let running = racers(pids);
     if !appeared || running.is_empty() {
-        let _ = lab.kill();
-        let _ = lab.wait();
-        panic!(
-            "no racer started: {}",
-            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
+        no_racer(&mut lab, &stderr_path);
     }
     let race_dir = std::fs::read_link(format!("/proc/{}/cwd", running[0])).unwrap();
     let scratch = race_dir.ancestors().nth(depth).unwrap().to_path_buf();
@@ -128,37 +183,15 @@ fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32,
         .filter_map(|l| l.splitn(3, ':').nth(2))
         .find(|p| p.contains("mmap-lab-check-"))
         .map(|p| p.to_string());
-    let lab_pid = rustix::process::Pid::from_raw(lab.id() as i32).unwrap();
-    let sig = rustix::process::Signal::from_named_raw(number).unwrap();
-    rustix::process::kill_process(lab_pid, sig).unwrap();
-    let ended = wait_for(Duration::from_secs(30), || {
-        lab.try_wait().unwrap().is_some()
-    });
-    if !ended {
-        let _ = lab.kill();
-        let _ = lab.wait();
-        panic!("the lab did not exit within 30 s of {name}");
-    }
-    let exit = lab.wait().unwrap();
-    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    assert_eq!(exit.code(), Some(128 + number), "{exit:?}\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    let prefix = format!("error: interrupted ({name}); killed ");
-    assert!(errors[0].starts_with(&prefix), "{stderr}");
-    assert!(
-        errors[0].ends_with(&format!("removed {}", scratch.display())),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().last(), Some(errors[0]), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let exit = signal_and_wait(&mut lab, signal);
+    assert_interrupted(exit, &stderr_path, signal, &scratch);
     for pid in racers(pids) {
         assert!(
             wait_for(Duration::from_secs(10), || !runs(pid)),
-            "racer {pid} still runs after the lab's {name}"
+            "racer {pid} still runs after the lab's {}",
+            signal.1
         );
     }
-    assert!(!scratch.exists(), "{} left behind", scratch.display());
     if let Some(path) = cgroup {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         for mount in mounts.lines().filter(|l| l.contains(" - cgroup")) {
@@ -167,6 +200,19 @@ fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32,
             assert!(!dir.exists(), "cgroup {} left behind", dir.display());
         }
     }
+}
+
+/// The live processes whose parent is `parent`, with their working directories.
+fn children_of(parent: u32) -> Vec<(u32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            lab_trace::procstat::ProcessStat::read(pid)
+                .is_ok_and(|s| s.ppid == parent && s.state != 'Z')
+        })
+        .filter_map(|pid| Some((pid, std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?)))
+        .collect()
 }
 
 /// `run-step 5 --racer` with the spinning racer, interrupted by `signal`.
@@ -217,4 +263,41 @@ fn sigterm_of_check_kills_the_racer_and_removes_the_scratch() {
     let args = [std::ffi::OsStr::new("check"), sub.as_os_str()];
     // The racer runs in SCRATCH/race-N.
     interrupt(&args, &pids, 1, (15, "SIGTERM"));
+}
+
+/// `bench race --quick`, interrupted once its racers race (in SCRATCH/bench): the racers killed,
+/// the scratch (with the C racer built in it) removed.
+#[test]
+fn sigint_of_bench_race_kills_the_racers_and_removes_the_scratch() {
+    if !common::tools_present("interrupt", &[common::CC]) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-interrupt-bench-")
+        .tempdir()
+        .unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let args = ["bench", "race", "--quick"].map(std::ffi::OsStr::new);
+    let mut lab = start_lab(&args, &[], &stderr_path);
+    let mut racing = Vec::new();
+    // It builds our racer (release mode) and the C one first.
+    let started = wait_for(Duration::from_secs(600), || {
+        racing = children_of(lab.id())
+            .into_iter()
+            .filter(|(_, cwd)| cwd.ends_with("bench"))
+            .collect();
+        !racing.is_empty() || lab.try_wait().unwrap().is_some()
+    });
+    if !started || racing.is_empty() {
+        no_racer(&mut lab, &stderr_path);
+    }
+    let scratch = racing[0].1.parent().unwrap().to_path_buf();
+    let exit = signal_and_wait(&mut lab, (2, "SIGINT"));
+    assert_interrupted(exit, &stderr_path, (2, "SIGINT"), &scratch);
+    for (pid, _) in racing {
+        assert!(
+            wait_for(Duration::from_secs(10), || !runs(pid)),
+            "racer {pid} still runs after the lab's SIGINT"
+        );
+    }
 }
