@@ -65,10 +65,23 @@ struct KillRacers(PathBuf);
 
 impl Drop for KillRacers {
     fn drop(&mut self) {
-        for pid in racers(&self.0) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+        kill_all(&racers(&self.0));
+    }
+}
+
+/// Processes SIGKILLed when the test ends, so that a failing lab leaves none behind.
+struct KillPids(Vec<u32>);
+
+impl Drop for KillPids {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
+fn kill_all(pids: &[u32]) {
+    for &pid in pids {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }
@@ -97,7 +110,7 @@ fn start_lab(
         .unwrap()
 }
 
-/// Fails the test: the lab ended, or ran too long, before any racer started.
+/// Fails the test: the lab ended, or ran too long, before any racer (or program) started.
 fn no_racer(lab: &mut std::process::Child, stderr_path: &Path) -> ! {
     let _ = lab.kill();
     let _ = lab.wait();
@@ -298,6 +311,71 @@ fn sigint_of_bench_race_kills_the_racers_and_removes_the_scratch() {
         assert!(
             wait_for(Duration::from_secs(10), || !runs(pid)),
             "racer {pid} still runs after the lab's SIGINT"
+        );
+    }
+}
+
+/// `run-step 4 --foo foo --bar bar` (our programs, as someone else's: their stdout goes to a
+/// file, so nothing ends them when the lab dies), interrupted while foo runs under strace: strace
+/// and foo are in a process group of their own (foo runs until it is stopped), killed by the lab,
+/// and the scratch removed.
+#[test]
+fn sigterm_of_step_4_kills_foo_and_removes_the_scratch() {
+    if !common::tools_present("interrupt", &[common::STRACE]) {
+        return;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "-p", "foo", "-p", "bar"])
+        .status()
+        .unwrap();
+    assert!(built.success(), "cargo build failed: {built:?}");
+    let release = Path::new(env!("CARGO_BIN_EXE_xtask"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("release");
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-interrupt-step4-")
+        .tempdir()
+        .unwrap();
+    let stderr_path = dir.path().join("stderr");
+    let (foo, bar) = (release.join("foo"), release.join("bar"));
+    let args = ["run-step", "4", "--quick", "--foo"].map(std::ffi::OsStr::new);
+    let args = [
+        &args[..],
+        &[foo.as_os_str(), "--bar".as_ref(), bar.as_os_str()],
+    ]
+    .concat();
+    let mut lab = start_lab(&args, &[], &stderr_path);
+    let is_foo = |pid: u32| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "foo"))
+    };
+    let mut traced = Vec::new();
+    let started = wait_for(Duration::from_secs(120), || {
+        traced = children_of(lab.id())
+            .into_iter()
+            .flat_map(|(strace, cwd)| {
+                children_of(strace)
+                    .into_iter()
+                    .map(move |p| (strace, p.0, cwd.clone()))
+            })
+            .filter(|&(_, pid, _)| is_foo(pid))
+            .collect();
+        !traced.is_empty() || lab.try_wait().unwrap().is_some()
+    });
+    if !started || traced.is_empty() {
+        no_racer(&mut lab, &stderr_path);
+    }
+    let (strace, foo, scratch) = traced.remove(0);
+    let teardown = KillPids(vec![strace, foo]);
+    let exit = signal_and_wait(&mut lab, (15, "SIGTERM"));
+    assert_interrupted(exit, &stderr_path, (15, "SIGTERM"), &scratch);
+    for &pid in &teardown.0 {
+        assert!(
+            wait_for(Duration::from_secs(10), || !runs(pid)),
+            "{pid} still runs after the lab's SIGTERM"
         );
     }
 }
