@@ -256,6 +256,11 @@ fn sigint_kills_the_racers_and_removes_the_scratch() {
     interrupt_the_race((2, "SIGINT"));
 }
 
+#[test]
+fn sighup_kills_the_racers_and_removes_the_scratch() {
+    interrupt_the_race((1, "SIGHUP"));
+}
+
 /// `check DIR` of a submission whose racer spins for ever, interrupted while it races: the
 /// racer (confined, traced, in its own group and, as root, its own cgroup) is killed, the
 /// scratch copy and the cgroup removed.
