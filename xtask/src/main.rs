@@ -18,7 +18,8 @@
 //! target dir or beside an installed `mmap-lab`; building them), `install`,
 //! `model` (Measure, Ctx, run), `evidence` (save/load), `out` (the terminal rendering), `charts`
 //! (the pictures), `report` (HTML/Markdown), `check` (`check DIR`: a TA's check of a student's
-//! submission).
+//! submission), `interrupt` (Ctrl-C, SIGTERM, SIGHUP: the children in groups of their own killed
+//! and the scratch removed before the lab exits).
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ mod check;
 mod disktable_steps;
 mod evidence;
 mod install;
+mod interrupt;
 mod model;
 mod out;
 mod report;
@@ -302,6 +304,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(status) => return status,
     };
+    // Ctrl-C, SIGTERM, SIGHUP: the children in groups of their own killed, the scratch removed.
+    if let Err(e) = interrupt::install() {
+        out::error(&format!("cannot handle interrupts: {e}"));
+        return ExitCode::FAILURE;
+    }
     if let Cmd::Check(args) = cli.cmd {
         return check::main(args);
     }

@@ -112,12 +112,10 @@ impl Ctx {
     }
 }
 
-/// A scratch directory that is removed (with everything in it) when dropped.
+/// A scratch directory that is removed (with everything in it) when dropped, or by the lab's
+/// interrupt handling ([`crate::interrupt`]) when a signal ends the lab first.
 pub struct Scratch {
     path: PathBuf,
-    /// The directories above it that creating it made (an installed lab's work directory is
-    /// made on demand), removed after it when they are left empty, innermost first.
-    prune: Vec<PathBuf>,
 }
 
 impl Scratch {
@@ -127,23 +125,11 @@ impl Scratch {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!("{what}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        let prune = parent
-            .ancestors()
-            .take_while(|dir| !dir.exists())
-            .map(Path::to_path_buf)
-            .collect();
-        // Another scratch's drop may remove an empty parent between create_dir_all's steps.
-        let mut created = std::fs::create_dir_all(&path);
-        for _ in 0..3 {
-            match &created {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    created = std::fs::create_dir_all(&path);
-                }
-                _ => break,
-            }
-        }
-        created.with_context(|| format!("cannot create scratch directory {}", path.display()))?;
-        Ok(Scratch { path, prune })
+        // The directories above it that this makes (an installed lab's work directory is made on
+        // demand) are removed after it when they are left empty.
+        crate::interrupt::create_dir(&path)
+            .with_context(|| format!("cannot create scratch directory {}", path.display()))?;
+        Ok(Scratch { path })
     }
 
     pub fn path(&self) -> &Path {
@@ -153,11 +139,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        // remove_dir fails on a directory another run is using: only empty ones go.
-        for dir in &self.prune {
-            let _ = std::fs::remove_dir(dir);
-        }
+        crate::interrupt::remove_dir(&self.path);
     }
 }
 

@@ -184,7 +184,8 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The scratch directory of one check, removed (with everything in it) when dropped.
+/// The scratch directory of one check, removed (with everything in it) when dropped, or by the
+/// lab's interrupt handling when a signal ends the check first.
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -195,18 +196,20 @@ impl Scratch {
         }
         let path = std::env::temp_dir().join(format!("{}{}", sandbox::PREFIX, std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create scratch directory {}", path.display()))?;
-        // Canonical, so the paths in traces compare with it.
-        let path = std::fs::canonicalize(&path)
+        // Canonical, so the paths in traces compare with it (the temporary directory may be
+        // reached through a symbolic link): resolved before it is made and registered.
+        let path = std::fs::canonicalize(std::env::temp_dir())
+            .map(|tmp| tmp.join(path.file_name().unwrap_or_default()))
             .with_context(|| format!("cannot resolve {}", path.display()))?;
+        crate::interrupt::create_dir(&path)
+            .with_context(|| format!("cannot create scratch directory {}", path.display()))?;
         Ok(Scratch(path))
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        crate::interrupt::remove_dir(&self.0);
     }
 }
 

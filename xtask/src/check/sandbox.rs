@@ -9,7 +9,8 @@
 //! each pid of `cgroup.procs` until it is empty), the shell's process group too, and the cgroup
 //! removed. Without root (no cgroup) the process group and RLIMIT_NPROC bound it instead: a
 //! program that leaves its process group (setsid) is then out of the lab's reach, which the
-//! check's notes say.
+//! check's notes say. The group is started and ended through [`crate::interrupt`], so a Ctrl-C
+//! or SIGTERM of the lab kills it too.
 //!
 //! HOME and TMPDIR point into the scratch directory, so the usual places a program writes stay
 //! in it; writes elsewhere are found in the trace ([`super::judge::outside_writes`]).
@@ -23,7 +24,7 @@ use anyhow::Context as _;
 
 use crate::cgroupfs::{join, keyed, own_path, parse_mounts, v1_mount};
 use crate::disktable_steps::run::Drain;
-use crate::sys;
+use crate::{interrupt, sys};
 
 /// At most this much of each of a program's stdout and stderr is kept.
 pub const KEEP_BYTES: usize = 16 << 20;
@@ -152,14 +153,10 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if cgroup.is_none() {
-            // Without a cgroup, its process group is how the lab reaches every process. With
-            // one, it stays in the lab's group, so a Ctrl-C of the lab reaches it too.
-            use std::os::unix::process::CommandExt as _;
-            cmd.process_group(0);
-        }
-        let mut child = cmd
-            .spawn()
+        // Its own process group, registered with the lab's interrupt handling: without a cgroup
+        // the group is how the lab reaches every process of the run, and either way a Ctrl-C or
+        // SIGTERM of the lab kills the run before the lab exits.
+        let mut child = interrupt::spawn_group(&mut cmd)
             .with_context(|| format!("cannot start {}", program.display()))?;
         let stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
         let stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
@@ -187,10 +184,14 @@ pub struct Job {
 }
 
 impl Job {
-    /// Its status, once the first process (strace, under a trace) has exited.
+    /// Its status, once the first process (strace, under a trace) has exited; what that left in
+    /// its process group is killed as it is reaped.
     pub fn try_wait(&mut self) -> anyhow::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().context("cannot wait for a run")?;
+        if self.status.is_none()
+            && interrupt::exited(&self.child).context("cannot wait for a run")?
+        {
+            let (status, _) = interrupt::end_group(&mut self.child).context("cannot reap a run")?;
+            self.status = Some(status);
         }
         Ok(self.status)
     }
@@ -205,13 +206,9 @@ impl Job {
     pub fn kill(&mut self) -> Option<usize> {
         let killed = self.cgroup.as_ref().map(Cgroup::kill_all);
         if self.status.is_none() {
-            if self.cgroup.is_none() {
-                // Our unreaped child leads its process group, so its id still names the group.
-                let _ = sys::kill_group(self.child.id());
-            } else {
-                let _ = self.child.kill();
-            }
-            self.status = self.child.wait().ok();
+            self.status = interrupt::end_group(&mut self.child)
+                .ok()
+                .map(|(status, _)| status);
         }
         // strace itself is in the cgroup too: it is not one of the program's processes.
         killed.map(|n| n.saturating_sub(usize::from(self.traced)))
@@ -303,10 +300,12 @@ pub struct Finished {
     pub stderr: String,
 }
 
-/// One run's cgroup (one directory per v1 hierarchy), removed when dropped.
+/// One run's cgroup (one directory per v1 hierarchy), emptied and removed when dropped, or by
+/// the lab's interrupt handling when a signal ends the lab first.
 struct Cgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
+    undo: Option<interrupt::Undo>,
 }
 
 impl Cgroup {
@@ -325,6 +324,7 @@ impl Cgroup {
         let mut cg = Cgroup {
             dirs: Vec::new(),
             v2,
+            undo: None,
         };
         for parent in parents {
             let dir = parent.join(&name);
@@ -332,6 +332,14 @@ impl Cgroup {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             cg.dirs.push(dir);
         }
+        let (dirs, v2) = (cg.dirs.clone(), cg.v2);
+        cg.undo = Some(interrupt::on_interrupt(move || {
+            drop(Cgroup {
+                dirs: dirs.clone(),
+                v2,
+                undo: None,
+            })
+        }));
         let write = |dir: &Path, file: &str, value: &str| {
             std::fs::write(dir.join(file), value)
                 .with_context(|| format!("cannot write {}", dir.join(file).display()))
@@ -468,6 +476,7 @@ fn remove_stale(parent: &Path, v2: bool) {
         drop(Cgroup {
             dirs: vec![dir],
             v2,
+            undo: None,
         });
     }
 }

@@ -4,7 +4,7 @@
 
 use lab_analysis::disktable::traced::{Ended, TracedRun};
 use std::io::Read;
-use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -61,9 +61,7 @@ pub fn run(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)
     let mut cmd = lab_trace::run::command(spec.program, &spec.args, FILTER, &trace_file);
     cmd.current_dir(spec.cwd)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a deadline kills strace and everything it started.
-        .process_group(0);
+        .stderr(Stdio::piped());
     if !spec.keep_library_path {
         cmd.env_remove("LD_LIBRARY_PATH");
     }
@@ -73,8 +71,8 @@ pub fn run(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)
         ),
         None => cmd.stdin(Stdio::null()),
     };
-    let mut child = cmd
-        .spawn()
+    // Its own process group, so a deadline kills strace and everything it started.
+    let mut child = crate::interrupt::spawn_group(&mut cmd)
         .with_context(|| format!("cannot run strace on {}", spec.program.display()))?;
     let mut stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
     let mut stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
@@ -104,13 +102,11 @@ pub fn run_untraced(spec: &Spec<'_>) -> anyhow::Result<(Ended, String, String)> 
         .current_dir(spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     if !spec.keep_library_path {
         cmd.env_remove("LD_LIBRARY_PATH");
     }
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::interrupt::spawn_group(&mut cmd)
         .with_context(|| format!("cannot run {}", spec.program.display()))?;
     let mut stdout = Drain::start(child.stdout.take(), KEEP_BYTES);
     let mut stderr = Drain::start(child.stderr.take(), KEEP_BYTES);
@@ -163,21 +159,21 @@ impl Drain {
     }
 }
 
-/// Waits for `child`, killing its process group at the deadline.
+/// Waits for `child` (started by [`crate::interrupt::spawn_group`]), killing its process group
+/// at the deadline, or as soon as it exits: what it left running there (a helper holding its
+/// stdout would keep the drains from ever ending) goes with it.
 fn wait_until(
     child: &mut Child,
     deadline: Duration,
 ) -> anyhow::Result<(std::process::ExitStatus, bool)> {
     let start = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().context("cannot wait for strace")? {
-            return Ok((status, false));
-        }
-        if start.elapsed() >= deadline {
-            // The group's leader is our unreaped child, so its id still names the group.
-            let _ = crate::sys::kill_group(child.id());
-            let status = child.wait().context("cannot wait for strace")?;
-            return Ok((status, true));
+        let exited = crate::interrupt::exited(child).context("cannot wait for strace")?;
+        let timed_out = !exited && start.elapsed() >= deadline;
+        if exited || timed_out {
+            let (status, _) =
+                crate::interrupt::end_group(child).context("cannot wait for strace")?;
+            return Ok((status, timed_out));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

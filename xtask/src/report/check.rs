@@ -226,7 +226,6 @@ fn run_browser(
     url: &str,
     profile: &Path,
 ) -> anyhow::Result<BrowserOutput> {
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(profile)
         .with_context(|| format!("cannot create {}", profile.display()))?;
     let out_path = profile.with_extension("stdout");
@@ -235,7 +234,8 @@ fn run_browser(
         File::create(&out_path).with_context(|| format!("cannot create {}", out_path.display()))?;
     let err =
         File::create(&err_path).with_context(|| format!("cannot create {}", err_path.display()))?;
-    let mut child = Command::new(browser)
+    let mut command = Command::new(browser);
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -251,43 +251,38 @@ fn run_browser(
         .arg(url)
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
+        .stderr(err);
+    let mut child = crate::interrupt::spawn_group(&mut command)
         .with_context(|| format!("cannot run {}", browser.display()))?;
     let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > TIMEOUT => {
-                let _ = crate::sys::kill_group(child.id());
-                let _ = child.wait();
-                bail!(
-                    "{} did not finish within {} s; killed it",
-                    browser.display(),
-                    TIMEOUT.as_secs()
-                );
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+    let timed_out = loop {
+        match crate::interrupt::exited(&child) {
+            Ok(true) => break false,
+            Ok(false) if started.elapsed() > TIMEOUT => break true,
+            Ok(false) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => {
-                let _ = crate::sys::kill_group(child.id());
-                let _ = child.wait();
+                let _ = crate::interrupt::end_group(&mut child);
                 return Err(e).context("cannot wait for the browser");
             }
         }
     };
+    if timed_out {
+        let _ = crate::interrupt::end_group(&mut child);
+        bail!(
+            "{} did not finish within {} s; killed it",
+            browser.display(),
+            TIMEOUT.as_secs()
+        );
+    }
     // The browser's helpers (zygote, crashpad) can outlive it for a moment and still write into
-    // the profile: wait until no live process is left in its group, then end any straggler.
-    let pgid = child.id();
+    // the profile: wait until no live process is left in its group (the browser, unreaped, keeps
+    // the group id its own), then reap it, which ends any straggler with the group.
     let deadline = Instant::now() + HELPERS_TIMEOUT;
-    while live_group_members(pgid) > 0 {
-        if Instant::now() > deadline {
-            // Live members keep the group id in use, so it still names the browser's group.
-            let _ = crate::sys::kill_group(pgid);
-            break;
-        }
+    while crate::interrupt::live_members(&[child.id()]) > 0 && Instant::now() <= deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (status, _) =
+        crate::interrupt::end_group(&mut child).context("cannot wait for the browser")?;
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     if !status.success() {
@@ -299,32 +294,6 @@ fn run_browser(
         );
     }
     Ok(BrowserOutput { stdout, stderr })
-}
-
-/// How many processes of group `pgid` are alive (zombies do not count: they run nothing), read
-/// from `/proc/PID/stat` (`proc(5)`: state is the field after the command, pgrp the third after).
-fn live_group_members(pgid: u32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let pgrp = fields.nth(1);
-            state != Some("Z") && state != Some("X") && pgrp == Some(&pgid.to_string())
-        })
-        .count()
 }
 
 /// `file://` URL of a file (absolute; bytes outside the unreserved set percent-encoded).
@@ -490,30 +459,6 @@ mod tests {
         assert!(png_dimensions(b"GIF89a....................").is_err());
         png[16..20].copy_from_slice(&0u32.to_be_bytes());
         assert!(png_dimensions(&png).is_err());
-    }
-
-    #[test]
-    fn group_members_are_counted() {
-        use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & wait"])
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = child.id();
-        // The shell, and the sleep once the shell has started it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while live_group_members(pgid) < 2 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(live_group_members(pgid), 2);
-        crate::sys::kill_group(pgid).unwrap();
-        child.wait().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while live_group_members(pgid) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(live_group_members(pgid), 0);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A program running under strace for step 4: started, watched through /proc, stopped with
-//! SIGINT and reaped, and killed and reaped on every other path (Drop).
+//! SIGINT and reaped, and killed and reaped on every other path (Drop). strace leads a process
+//! group of its own, started and ended through [`crate::interrupt`], so a Ctrl-C or SIGTERM of
+//! the lab kills the program too (foo and bar run until they are stopped).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,8 @@ pub struct Running {
     stderr_file: PathBuf,
     lines: Option<mpsc::Receiver<String>>,
     pub printed: Printed,
-    reaped: bool,
+    /// strace's status, once it has been reaped.
+    status: Option<ExitStatus>,
 }
 
 impl Running {
@@ -71,8 +74,7 @@ impl Running {
                     .with_context(|| format!("cannot create {}", stdout_file.display()))?,
             );
         }
-        let mut strace = cmd
-            .spawn()
+        let mut strace = crate::interrupt::spawn_group(&mut cmd)
             .with_context(|| format!("cannot start strace {}", launch.path.display()))?;
         let lines = match strace.stdout.take() {
             Some(stdout) => {
@@ -98,7 +100,7 @@ impl Running {
             stderr_file,
             lines,
             printed: Printed::default(),
-            reaped: false,
+            status: None,
         };
         running.pid = running.find_child(&launch.path)?;
         Ok(running)
@@ -122,8 +124,7 @@ impl Running {
                     return Ok(pid);
                 }
             }
-            if let Some(status) = self.strace.try_wait()? {
-                self.reaped = true;
+            if let Some(status) = self.ended()? {
                 bail!(
                     "{}: strace ended ({status}) before starting it{}",
                     self.name,
@@ -157,9 +158,19 @@ impl Running {
         self.lines.is_some()
     }
 
+    /// strace's status once it has exited (it exits when its tracee has), reaped with whatever
+    /// was left in its group; `None` while it runs.
+    fn ended(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if self.status.is_none() && crate::interrupt::exited(&self.strace)? {
+            let (status, _) = crate::interrupt::end_group(&mut self.strace)?;
+            self.status = Some(status);
+        }
+        Ok(self.status)
+    }
+
     /// Whether the program is still running (strace exits when its tracee has).
     pub fn alive(&mut self) -> bool {
-        !self.reaped && matches!(self.strace.try_wait(), Ok(None))
+        matches!(self.ended(), Ok(None))
     }
 
     /// Fails with what the program said if it has ended.
@@ -167,12 +178,7 @@ impl Running {
         if self.alive() {
             return Ok(());
         }
-        let status = self
-            .strace
-            .wait()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        self.reaped = true;
+        let status = self.status.map(|s| s.to_string()).unwrap_or_default();
         bail!(
             "{} ended ({status}) before {waiting_for}{}",
             self.name,
@@ -273,20 +279,17 @@ impl Running {
     /// Stops the program with SIGINT (Ctrl-C), waits (bounded) for strace to end with it and
     /// says how it ended; SIGKILL if it does not stop in time.
     pub fn stop(&mut self) -> anyhow::Result<String> {
-        if self.reaped {
+        if self.status.is_some() {
             return Ok("had already ended".into());
         }
         self.signal(sys::Signal::INT);
         let deadline = Instant::now() + WAIT;
         let status = loop {
-            if let Some(status) = self.strace.try_wait()? {
+            if let Some(status) = self.ended()? {
                 break status;
             }
             if Instant::now() > deadline {
-                self.signal(sys::Signal::KILL);
-                let _ = self.strace.kill();
-                let _ = self.strace.wait();
-                self.reaped = true;
+                self.kill();
                 bail!(
                     "{} did not stop within {WAIT:?} of SIGINT; killed",
                     self.name
@@ -295,7 +298,6 @@ impl Running {
             self.drain_events()?;
             std::thread::sleep(POLL);
         };
-        self.reaped = true;
         self.finish_events()?;
         if let Some(f) = &self.stdout_file {
             self.printed.stdout = first_lines(&std::fs::read_to_string(f).unwrap_or_default());
@@ -318,15 +320,24 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.reaped {
+impl Running {
+    /// Kills the program and strace (its whole group) and reaps strace, unless it was reaped.
+    fn kill(&mut self) {
+        if self.status.is_some() {
             return;
         }
-        // The program first: killing strace alone would detach it and leave it running.
+        // The program first, in case it left the group: killing strace alone would detach it
+        // and leave it running.
         self.signal(sys::Signal::KILL);
-        let _ = self.strace.kill();
-        let _ = self.strace.wait();
+        if let Ok((status, _)) = crate::interrupt::end_group(&mut self.strace) {
+            self.status = Some(status);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -16,7 +16,7 @@
 //! it reaped. `/proc/stat` is read just before the first start and just after the last end.
 
 use std::fs::File;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use lab_trace::procstat::{self, CpuTimes, ProcessStat};
 use lab_trace::shared::SharedView;
 
-use crate::sys;
+use crate::interrupt;
 use lab_analysis::step5::{Counters, CpuWindow, End, Instance, Observation, RaceRun, COURSE_FILE};
 
 /// `sizeof(struct RaceCourse)`.
@@ -84,14 +84,14 @@ struct Ended {
 }
 
 /// The instances; every one still running is killed (its whole process group) and reaped when
-/// this is dropped, so no error path leaves a racer behind.
+/// this is dropped, so no error path leaves a racer behind. Each is started and ended through
+/// [`interrupt`]'s registry, so a Ctrl-C of the lab kills them too.
 struct Instances(Vec<Running>);
 
 impl Drop for Instances {
     fn drop(&mut self) {
         for r in self.0.iter_mut().filter(|r| r.done.is_none()) {
-            let _ = sys::kill_group(r.child.id());
-            let _ = r.child.wait();
+            let _ = interrupt::end_group(&mut r.child);
         }
     }
 }
@@ -347,10 +347,8 @@ fn start(launch: &Launch<'_>, index: usize, at: f64) -> anyhow::Result<Running> 
         .current_dir(launch.dir)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout).context("cannot create an output file")?)
-        .stderr(File::create(&stderr).context("cannot create an output file")?)
-        .process_group(0);
-    let child = cmd
-        .spawn()
+        .stderr(File::create(&stderr).context("cannot create an output file")?);
+    let child = interrupt::spawn_group(&mut cmd)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", launch.program.display()))?;
     Ok(Running {
         child,
@@ -373,25 +371,22 @@ pub(crate) fn counters(view: &SharedView) -> Option<Counters> {
 }
 
 /// Notes every instance that has ended since the last call (its final `/proc/PID/stat` and
-/// affinity, read before reaping it); returns how many still run.
+/// affinity, read before reaping it); returns how many still run. What an ended instance left
+/// running in its process group (a helper it forked) is killed as it is reaped: the race is
+/// over for it, and a leftover would spin on and hold the race file after the lab reports.
 fn poll_ends(instances: &mut Instances, t0: Instant) -> anyhow::Result<usize> {
-    use rustix::process::{waitid, Pid, WaitId, WaitIdOptions};
     let mut running = 0;
     for r in instances.0.iter_mut().filter(|r| r.done.is_none()) {
-        let pid = Pid::from_child(&r.child);
-        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        // waitid(2) with WNOWAIT: has it exited? It stays a zombie, /proc/PID/stat readable.
-        let exited = waitid(WaitId::Pid(pid), opts)
-            .context("waitid failed on a racer")?
-            .is_some();
-        if !exited {
+        // Has it exited? It stays a zombie: /proc/PID/stat readable, its group id its own.
+        if !interrupt::exited(&r.child).context("waitid failed on a racer")? {
             running += 1;
             continue;
         }
         let ended = t0.elapsed().as_secs_f64();
         let stat = ProcessStat::read(r.child.id()).ok();
         let affinity = procstat::read_cpus_allowed(Some(r.child.id())).ok();
-        let status = r.child.wait().context("cannot reap a racer")?;
+        let (status, _leftovers) =
+            interrupt::end_group(&mut r.child).context("cannot reap a racer")?;
         let end = match (status.code(), status.signal()) {
             (Some(code), _) => End::Exited { code },
             (None, Some(signal)) => End::Signalled { signal },
@@ -412,8 +407,7 @@ fn kill_all(instances: &mut Instances, t0: Instant, quiet: f64) -> anyhow::Resul
     for r in instances.0.iter_mut().filter(|r| r.done.is_none()) {
         let stat = ProcessStat::read(r.child.id()).ok();
         let affinity = procstat::read_cpus_allowed(Some(r.child.id())).ok();
-        let _ = sys::kill_group(r.child.id());
-        r.child.wait().context("cannot reap a killed racer")?;
+        interrupt::end_group(&mut r.child).context("cannot reap a killed racer")?;
         r.done = Some(Ended {
             at: t0.elapsed().as_secs_f64(),
             end: End::Hung {

@@ -121,6 +121,34 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The course's protocol (the check's fixtures' `racer.h`), and before leaving the race each
+/// instance forks a helper that writes its pid to `helper-PID` and waits for a signal forever,
+/// holding the race file's mapping (the instance leaves once the file is written).
+const FORKING_RACER: &str = concat!(
+    "#include \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/submissions/racer.h\"\n",
+    r#"
+int main(int argc, char **argv) {
+    int id, first;
+    volatile struct RaceCourse *rc = start_race(argc, argv, &id, &first);
+    while (rc->total < 100000) { rc->total++; rc->winnings[id - 1]++; }
+    int ready[2];
+    pipe(ready);
+    if (fork() == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "helper-%d", (int)getpid());
+        fclose(fopen(name, "w"));
+        write(ready[1], "", 1);
+        for (;;) pause();
+    }
+    char byte;
+    read(ready[0], &byte, 1); /* the helper's file is written: it is not killed before */
+    return end_race(rc, id, first);
+}
+"#
+);
+
 /// `source` built with `cc` and raced by `participants` instances in `DIR/race` (a stall of
 /// `stall` kills them); the directory and the run, or `None` without a compiler.
 fn race_c(
@@ -167,6 +195,30 @@ fn instances_are_started_one_arrival_at_a_time() {
             assert!(last.total >= 1_000_000, "{last:?}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// An instance that forked a helper and exited leaves nothing running once the race returns:
+/// its process group is killed as it is reaped.
+#[test]
+fn what_an_instance_left_running_ends_with_the_race() {
+    let Some((dir, run)) = race_c("forks", FORKING_RACER, 2, Duration::from_secs(10)) else {
+        return;
+    };
+    for i in &run.instances {
+        assert_eq!(i.end, End::Exited { code: 0 }, "{:?}", run.instances);
+    }
+    let helpers: Vec<u32> = std::fs::read_dir(dir.path().join("race"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("helper-")?.parse().ok()
+        })
+        .collect();
+    // Each instance forked before it exited; the helper wrote its file before anything else.
+    assert_eq!(helpers.len(), 2, "{:?}", run.instances);
+    for pid in helpers {
+        crate::testing::wait_gone(pid);
     }
 }
 
