@@ -594,6 +594,12 @@ fn puts(args: &Args, s: &mut Stores, rows: &mut Vec<Row>) -> Res<()> {
 fn cold_gets(args: &Args, s: &Stores, batch: Batch, rows: &mut Vec<Row>) -> Res<Vec<ColdStart>> {
     let order = random_order(LOOKUP_SEED ^ 0xc01d, args.cold_lookups, args.keys);
     let n = args.cold_lookups;
+    // Both stores written back first (fsync; evicted too): the puts just before left both
+    // dirty, and the kernel writing one store's pages back during another method's cold
+    // lookups would compete with them for the disk (it fell on whichever method came first).
+    for file in [s.table.clone(), s.lmdb.join("data.mdb")] {
+        persist::page_cache_residency(&file, true)?;
+    }
     let mut starts = Vec::new();
     for method in [
         Method::PersistMmap,
