@@ -104,7 +104,8 @@ pub mod report {
         /// Messages sent (a line is one message; a line longer than the ring takes is split).
         pub messages: u64,
         pub bytes: u64,
-        /// Stopped by Ctrl-C (the stream was still closed cleanly).
+        /// Stopped by Ctrl-C: the stream was left stopped, not closed (the receiver prints
+        /// what was sent, then says the stream stopped before its end).
         pub interrupted: bool,
         /// Bytes still unread when the sender left.
         pub unread: u64,

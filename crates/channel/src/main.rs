@@ -403,8 +403,14 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
+    // An error on the way drops `tx` unclosed: the receiver learns the stream stopped early.
     let sent = send_stdin(&mut tx)?;
-    let leave = tx.close()?;
+    // Ctrl-C: the input was not all sent, so the stream did not end; it stopped.
+    let leave = if sent.interrupted {
+        tx.abort()?
+    } else {
+        tx.close()?
+    };
     let Sent {
         messages,
         bytes,
@@ -425,7 +431,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         } else {
             ""
         },
-        sender_left(&path, &leave)
+        sender_left(&path, &leave, !interrupted)
     );
     if json {
         print_stdout(&format!("{}\n", serde_json::to_string(&report)?))?;
@@ -533,13 +539,16 @@ fn send_stdin(tx: &mut Sender) -> anyhow::Result<Sent> {
 }
 
 /// How a sender's leaving reads: removed, left for the receiver attached or to come, or kept.
-fn sender_left(path: &Path, leave: &channel::Leave) -> String {
+/// `ended`: it closed the stream (else it stopped before the end of its input).
+fn sender_left(path: &Path, leave: &channel::Leave, ended: bool) -> String {
     if leave.removed {
         format!("removed {}", path.display())
     } else if leave.peer_present && leave.unread > 0 {
         format!("the receiver has {} bytes still to read", leave.unread)
-    } else if leave.peer_present {
+    } else if leave.peer_present && ended {
         "the receiver is still attached; it sees the end of the stream".to_string()
+    } else if leave.peer_present {
+        "the receiver is still attached; it sees that the stream stopped before its end".to_string()
     } else if leave.unread > 0 {
         format!(
             "{} unread bytes stay in {} for a receiver",
@@ -719,6 +728,8 @@ fn render_info(i: &channel::Info) -> String {
         i.unread,
         if i.closed {
             "; the sender closed the stream"
+        } else if i.stopped {
+            "; the sender stopped before the end of its stream"
         } else {
             ""
         },

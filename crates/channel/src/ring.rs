@@ -6,6 +6,7 @@
 //! offset   written by     contents
 //! 0        creator, once  magic "MMLABRNG", version, header length (4096), capacity
 //! 128      sender         tail (bytes ever published), sender pid, sender sessions, closed
+//!                         (0 open, 1 the sender closed the stream, 2 it stopped before its end)
 //! 256      receiver       head (bytes ever released), receiver pid, receiver sessions
 //! 384      both           recv_waiting: the receiver's futex word (1 = it sleeps or is about to)
 //! 512      both           send_waiting: the sender's futex word
@@ -88,7 +89,9 @@
 //! kernel drops a dead process's locks, so a sleeping side checks the peer's byte
 //! (`F_OFD_GETLK`) every [`Options::peer_check`] (100 ms): the survivor of a killed peer reports
 //! it well within a second. A sender that leaves sets `closed` first: the receiver then drains
-//! the ring and sees the end of the stream.
+//! the ring and sees the end of the stream ([`Sender::close`]), or, when the sender stopped
+//! before the end of its stream ([`Sender::abort`], a `Sender` dropped unclosed), reports
+//! [`Error::SenderStopped`]: a stream cut short is never taken for a whole one.
 //!
 //! # Who creates and who removes the file
 //!
@@ -133,6 +136,15 @@ pub const RECORD_HEADER: u64 = 8;
 /// few microseconds at most (each turn is one load and one pause), far more than a round trip
 /// between two CPUs.
 const FAST_SPINS: u32 = 256;
+
+/// `closed`: the sender ended the stream ([`Sender::close`]): a receiver that drained the ring
+/// has seen every message of it.
+const ENDED: u32 = 1;
+/// `closed`: the sender left before the end of its stream ([`Sender::abort`], or a `Sender`
+/// dropped without [`Sender::close`]: an error or an interrupt stopped it). A receiver drains
+/// the ring, then reports it rather than an end (an older receiver, reading any non-zero as
+/// closed, takes it for an end).
+const STOPPED: u32 = 2;
 
 /// The high bit of a record header's stamp: a published header is never zero.
 const STAMP_BIT: u32 = 0x8000_0000;
@@ -251,6 +263,12 @@ pub enum Error {
     },
     #[error("the sender (pid {pid}) died without closing {}", path.display())]
     SenderDied { path: PathBuf, pid: u32 },
+    #[error(
+        "the sender stopped before the end of its stream (an error or an interrupt ended it); \
+         everything it sent was received from {}",
+        path.display()
+    )]
+    SenderStopped { path: PathBuf },
     #[error("the receiver{} left {}; {unread} bytes it did not read are still in the ring",
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), path.display())]
     ReceiverGone {
@@ -354,6 +372,9 @@ pub struct Info {
     pub tail: u64,
     pub unread: u64,
     pub closed: bool,
+    /// The last sender left before the end of its stream (an error or an interrupt stopped it).
+    #[serde(default)]
+    pub stopped: bool,
     /// Pid of the attached sender (`None`: no process holds the sender's lock).
     pub sender: Option<u32>,
     pub receiver: Option<u32>,
@@ -820,10 +841,12 @@ impl Ring {
 
     /// Leaves: `before_unlock` clears this side's fields; removes the file if the peer is
     /// absent and nothing is unread.
-    fn leave(&self, role: Role, stats: &mut Stats) -> Result<Leave, Error> {
+    /// `end` is what a sender leaves in `closed` ([`ENDED`] or [`STOPPED`]); a receiver's is
+    /// ignored.
+    fn leave(&self, role: Role, end: u32, stats: &mut Stats) -> Result<Leave, Error> {
         sys::lock_byte(&self.file, LOCK_MEMBERSHIP).map_err(io_err(&self.path, "cannot lock"))?;
         if role == Role::Sender {
-            self.closed().store(1, Ordering::Release);
+            self.closed().store(end, Ordering::Release);
         }
         self.pid(role).store(0, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -1313,18 +1336,28 @@ impl Sender {
         Ok(())
     }
 
-    /// Leaves the ring: marks the stream closed (the receiver sees its end after draining),
-    /// and removes the file if the receiver is gone and nothing is unread.
+    /// Leaves the ring at the end of the stream: marks it closed (the receiver sees its end
+    /// after draining), and removes the file if the receiver is gone and nothing is unread.
     pub fn close(mut self) -> Result<Leave, Error> {
         self.left = true;
-        self.ring.leave(Role::Sender, &mut self.stats)
+        self.ring.leave(Role::Sender, ENDED, &mut self.stats)
+    }
+
+    /// Leaves the ring before the end of the stream (an error or an interrupt stopped the
+    /// sending): the receiver drains what was sent, then gets [`Error::SenderStopped`] instead
+    /// of an end, so it never takes a stream cut short for a whole one. A sender that joins
+    /// later continues the stream. Dropping a `Sender` without [`Sender::close`] does this.
+    pub fn abort(mut self) -> Result<Leave, Error> {
+        self.left = true;
+        self.ring.leave(Role::Sender, STOPPED, &mut self.stats)
     }
 }
 
 impl Drop for Sender {
+    /// Not closed: the stream stopped before its end (an early return on an error, a panic).
     fn drop(&mut self) {
         if !self.left {
-            let _ = self.ring.leave(Role::Sender, &mut self.stats);
+            let _ = self.ring.leave(Role::Sender, STOPPED, &mut self.stats);
         }
     }
 }
@@ -1447,7 +1480,8 @@ impl Receiver {
         self.ring.peer_present(Role::Receiver)
     }
 
-    /// Has the last sender closed the stream (the receiver ends once the ring is drained)?
+    /// Has the last sender left the stream, closed or stopped before its end (the receiver
+    /// ends once the ring is drained, or reports [`Error::SenderStopped`])?
     pub fn sender_closed(&self) -> bool {
         self.ring.closed().load(Ordering::Acquire) != 0
     }
@@ -1578,7 +1612,8 @@ impl Receiver {
                 if published(ring, head).is_some() {
                     return Ok(Some(true));
                 }
-                if look == Look::Full && ring.closed().load(Ordering::Acquire) != 0 {
+                let end = ring.closed().load(Ordering::Acquire);
+                if look == Look::Full && end != 0 {
                     // The sender publishes before it closes: one more look.
                     if published(ring, head).is_some() {
                         return Ok(Some(true));
@@ -1586,6 +1621,11 @@ impl Receiver {
                     // The end: a closing sender stored `tail` after its last record, so
                     // anything but `head == tail` means bytes the receiver cannot account for.
                     end_of_stream(ring, head)?;
+                    if end == STOPPED {
+                        return Err(Error::SenderStopped {
+                            path: ring.path.clone(),
+                        });
+                    }
                     return Ok(Some(false));
                 }
                 Ok(None)
@@ -1614,14 +1654,14 @@ impl Receiver {
     /// Leaves the ring; removes the file if the sender is gone and nothing is unread.
     pub fn close(mut self) -> Result<Leave, Error> {
         self.left = true;
-        self.ring.leave(Role::Receiver, &mut self.stats)
+        self.ring.leave(Role::Receiver, 0, &mut self.stats)
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
         if !self.left {
-            let _ = self.ring.leave(Role::Receiver, &mut self.stats);
+            let _ = self.ring.leave(Role::Receiver, 0, &mut self.stats);
         }
     }
 }
@@ -1646,7 +1686,7 @@ pub fn inspect(path: &Path) -> Result<Info, Error> {
     let sender_alive = held(LOCK_SENDER)?;
     let receiver_alive = held(LOCK_RECEIVER)?;
     let sender_pid = u32_at(off::SENDER_PID);
-    let closed = u32_at(off::CLOSED) != 0;
+    let end = u32_at(off::CLOSED);
     Ok(Info {
         path: path.to_path_buf(),
         capacity,
@@ -1654,10 +1694,11 @@ pub fn inspect(path: &Path) -> Result<Info, Error> {
         head,
         tail,
         unread: tail.saturating_sub(head),
-        closed,
+        closed: end == ENDED,
+        stopped: end == STOPPED,
         sender: sender_alive.then_some(sender_pid),
         receiver: receiver_alive.then_some(u32_at(off::RECEIVER_PID)),
-        dead_sender: (!sender_alive && !closed && sender_pid != 0).then_some(sender_pid),
+        dead_sender: (!sender_alive && end == 0 && sender_pid != 0).then_some(sender_pid),
     })
 }
 
@@ -1816,6 +1857,7 @@ mod tests {
                 Err(Error::TooLarge { len, max: m, .. }) => assert_eq!((len, m), (max + 1, max)),
                 other => panic!("expected TooLarge, got {other:?}"),
             }
+            tx.close().unwrap();
         });
         for round in 0..2u8 {
             for len in 0..=max {
@@ -1830,10 +1872,7 @@ mod tests {
             }
         }
         sender.join().unwrap();
-        assert!(
-            rx.recv().unwrap().is_none(),
-            "the dropped sender closed the stream"
-        );
+        assert!(rx.recv().unwrap().is_none(), "the sender closed the stream");
     }
 
     /// `keep` moves past a message without releasing it; `release` (or dropping a later
@@ -1863,7 +1902,7 @@ mod tests {
         // Dropping the next message releases it and the kept one before it.
         assert_eq!(&*rx.recv().unwrap().unwrap(), b"four");
         assert_eq!((rx.kept(), head()), (0, 64));
-        drop(tx);
+        tx.close().unwrap();
         assert!(rx.recv().unwrap().is_none());
     }
 

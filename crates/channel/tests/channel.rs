@@ -424,7 +424,7 @@ fn a_cacheline_of_64_bytes_is_a_runtime_error() {
 }
 
 #[test]
-fn ctrl_c_leaves_cleanly_a_sender_interrupted_ends_the_stream() {
+fn ctrl_c_leaves_cleanly_a_sender_interrupted_stops_the_stream() {
     let mut dir = Dir::new("ctrl-c");
     let ring = dir.ring();
     let recv = dir.start(&["recv"]);
@@ -440,9 +440,11 @@ fn ctrl_c_leaves_cleanly_a_sender_interrupted_ends_the_stream() {
     drop(stdin);
     assert_eq!(out.status.code(), Some(130), "{:?}", stderr_lines(&out));
     let (out, _) = dir.finish(recv);
+    // Its input was not all sent: the receiver says so instead of reporting a whole stream.
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
     assert!(
-        out.status.success(),
-        "the receiver saw the end of the stream: {:?}",
+        the_error_line(&out).contains("the sender stopped before the end of its stream"),
+        "{:?}",
         stderr_lines(&out)
     );
     assert!(!ring.exists());
@@ -1408,4 +1410,57 @@ fn a_creator_killed_at_any_instant_leaves_nothing_half_made() {
     notice(&format!(
         "creator kills: {empty} left nothing, {complete} a complete ring"
     ));
+}
+
+/// A sender that gives up (its receiver left with the ring full) stops the stream rather than
+/// closing it: the next receiver prints what is left in the ring and then says the stream
+/// stopped before its end (exit 1) — before, it said "the sender closed the channel" and exited
+/// 0 with most of the input never sent.
+#[test]
+fn a_sender_stopped_by_an_error_leaves_the_stream_stopped_not_closed() {
+    let mut dir = Dir::new("stopped");
+    let ring = dir.ring();
+    let send = dir.start(&["send", "--capacity", "4K"]);
+    let send_pid = dir.child(send).id();
+    wait_for_ring(&ring, "the sender to attach", |i| {
+        i.sender == Some(send_pid)
+    });
+    // More lines than the ring holds, fed from a thread (the sender stops reading when it fails).
+    let mut stdin = dir.child(send).stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let lines: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+        let _ = stdin.write_all(lines.as_bytes());
+    });
+    let recv = dir.start(&["recv"]);
+    let recv_pid = dir.child(recv).id();
+    wait_for_ring(&ring, "the receiver to read", |i| {
+        i.receiver == Some(recv_pid) && i.head > 0
+    });
+    dir.child(recv).kill().unwrap();
+    let (out, _) = dir.finish(recv);
+    assert!(out.status.code().is_none(), "killed");
+    let (out, _) = dir.finish(send);
+    feeder.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+    assert!(
+        the_error_line(&out).contains("left"),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    let info = channel::inspect(&ring).unwrap();
+    assert!(info.stopped && !info.closed, "{info:?}");
+    let again = dir.start(&["recv"]);
+    let (out, _) = dir.finish(again);
+    assert_eq!(out.status.code(), Some(1), "{:?}", stderr_lines(&out));
+    assert!(
+        the_error_line(&out).contains("the sender stopped before the end of its stream"),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    // What was left in the ring was printed: whole lines, in order.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let got: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(!got.is_empty());
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    assert!(!ring.exists(), "the drained ring is removed");
 }
