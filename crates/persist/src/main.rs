@@ -143,7 +143,9 @@ enum Cmd {
     /// than one hard link is not compacted (an error): the other names would keep the old file.
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
-    /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
+    /// kill before the rename leaves FILE.persist-compact, which the next writer removes. (For
+    /// a FILE name over 239 bytes, the scratch name is its first 222 bytes, a dot, a 16-digit
+    /// hash of the whole name and .persist-compact: 255 bytes, the most a name may have.)
     ///
     /// This is also the upgrade of a version 2 table (read-only in this build: every other
     /// write refuses it): the copy is written in format version 3, every entry byte for byte.
