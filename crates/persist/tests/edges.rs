@@ -700,7 +700,7 @@ fn a_table_with_a_250_byte_name_is_compacted_and_its_scratch_file_found() {
         assert!(kills < 20, "no kill landed while the scratch file existed");
     }
     // The file the killed compaction made is the one the library names, and the only one.
-    assert_eq!(scratch_files(d.path()), [scratch_name.clone()]);
+    assert_eq!(scratch_files(d.path()), std::slice::from_ref(&scratch_name));
     let size = std::fs::symlink_metadata(&scratch).unwrap().len();
     for cmd in ["verify", "stats"] {
         let text = ok(&[cmd, s(&path)]);
