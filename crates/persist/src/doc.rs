@@ -72,6 +72,7 @@ pub struct Created {
 /// One key of `persist --json get`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetResult {
+    /// The key (bytes that are not UTF-8 replaced with U+FFFD).
     pub key: String,
     /// The value (bytes that are not UTF-8 replaced with U+FFFD).
     pub value: String,
@@ -96,6 +97,7 @@ pub struct Got {
 pub struct Written {
     pub file: PathBuf,
     pub op: WriteOp,
+    /// The key (bytes that are not UTF-8 replaced with U+FFFD).
     pub key: String,
     /// For a put: whether it replaced a value (`null` for a del).
     #[serde(deserialize_with = "required")]
@@ -103,7 +105,8 @@ pub struct Written {
     pub mode: Mode,
     /// `msync(MS_SYNC)` before returning (never for a private mapping).
     pub synced: bool,
-    /// For a put: the value the writing process read back through its own mapping.
+    /// For a put: the value the writing process read back through its own mapping (bytes
+    /// that are not UTF-8 replaced with U+FFFD).
     #[serde(deserialize_with = "required")]
     pub readback: Option<String>,
     pub write_stats: WriteStats,
@@ -113,7 +116,9 @@ pub struct Written {
 /// One entry of `persist --json list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The key (bytes that are not UTF-8 replaced with U+FFFD).
     pub key: String,
+    /// The value (bytes that are not UTF-8 replaced with U+FFFD).
     pub value: String,
 }
 

@@ -184,10 +184,11 @@
 //!
 //! Compaction ([`TableMut::compact`], `persist compact`, and on its own when a write would grow
 //! a file whose arena (of at least 1 MiB) is more than half garbage) copies the live entries
-//! into `FILE.persist-compact`, fsyncs it, renames it over `FILE`, then sets RETIRED in the old
-//! file. Readers of the old file keep a valid mapping and move over on their next lookup; a
-//! writer that was waiting for the old file's lock compares the inode its path names with the
-//! one it locked and opens the path again. The new file keeps the old one's identity: a path
+//! into `FILE.persist-compact` (a shortened name with a hash for a name over 239 bytes),
+//! fsyncs it, renames it over `FILE`, then sets RETIRED in the old file. Readers of the old
+//! file keep a valid mapping and move over on their next lookup; a writer that was waiting for
+//! the old file's lock compares the inode its path names with the one it locked and opens the
+//! path again. The new file keeps the old one's identity: a path
 //! that is a symlink is followed (link after link) and the file it names is replaced, the
 //! scratch file made beside it, so a link stays a link; owner, group and mode are copied to
 //! the scratch file (`fchown`, `fchmod`) before the rename, or the compaction fails. Killed

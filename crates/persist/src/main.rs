@@ -12,7 +12,9 @@
 //! any bytes round-trip (the `tsv` module below). A production tool would add backups (a
 //! consistent copy under the writers' lock).
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,26 +75,35 @@ enum Cmd {
         slots: u64,
     },
     /// Print the value of each KEY (one per line); a missing key is an error (exit 1).
+    ///
+    /// Each KEY is a byte string: any bytes but NUL, UTF-8 or not (an error shows one that is
+    /// not UTF-8 as \xNN, as in: key not found: caf\xe9).
     Get {
         file: PathBuf,
         #[arg(required = true)]
-        keys: Vec<String>,
+        keys: Vec<OsString>,
         /// Testing aid: after mapping, print `mapped` on stderr and wait for a line on stdin.
         #[arg(long, hide = true)]
         pause_after_map: bool,
     },
     /// Insert or replace KEY.
+    ///
+    /// KEY and VALUE are byte strings: any bytes but NUL, UTF-8 or not. The line printed
+    /// (KEY: inserted) shows KEY as `persist list` does; an error on stderr also writes bytes
+    /// that are not UTF-8 and control characters as \xNN.
     Put {
         file: PathBuf,
-        key: String,
-        value: String,
+        key: OsString,
+        value: OsString,
         #[command(flatten)]
         flags: WriteFlags,
     },
     /// Delete KEY; a missing key is an error (exit 1).
+    ///
+    /// KEY is a byte string: any bytes but NUL, UTF-8 or not.
     Del {
         file: PathBuf,
-        key: String,
+        key: OsString,
         #[command(flatten)]
         flags: WriteFlags,
     },
@@ -143,7 +154,9 @@ enum Cmd {
     /// than one hard link is not compacted (an error): the other names would keep the old file.
     /// Readers that have the old file open keep reading it and move to the new one; a writer
     /// waiting for the lock writes to the new one. Killed at any instant, nothing is lost; a
-    /// kill before the rename leaves FILE.persist-compact, which the next writer removes.
+    /// kill before the rename leaves FILE.persist-compact, which the next writer removes. (For
+    /// a FILE name over 239 bytes, the scratch name is its first 222 bytes, a dot, a 16-digit
+    /// hash of the whole name and .persist-compact: 255 bytes, the most a name may have.)
     ///
     /// This is also the upgrade of a version 2 table (read-only in this build: every other
     /// write refuses it): the copy is written in format version 3, every entry byte for byte.
@@ -195,16 +208,76 @@ macro_rules! outln {
 
 /// Prints one JSON document (and a newline) on stdout: one of the [`persist::doc`] types.
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(v).context("cannot encode JSON")?;
-    text.push('\n');
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|_| out.flush())
-        .context("cannot write to stdout")
+    emit(&json_bytes(v)?, None)
 }
 
+/// One JSON document and a newline, to print.
+fn json_bytes(v: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec_pretty(v).context("cannot encode JSON")?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Writes `out` on stdout (and flushes it). `made` says what the command changed, for a
+/// command that changed the table before printing: then an unwritable stdout is reported with
+/// it, so that nobody takes the change for not made.
+fn emit(out: &[u8], made: Option<String>) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(out)
+        .and_then(|_| stdout.flush())
+        .map_err(|e| unwritten(e, made))
+}
+
+/// The error for stdout that cannot be written, naming what was made. A closed pipe after the
+/// change was complete stays the quiet success `main` makes of it (nothing was lost).
+fn unwritten(e: io::Error, made: Option<String>) -> anyhow::Error {
+    match made {
+        Some(made) if e.kind() != io::ErrorKind::BrokenPipe => {
+            anyhow::anyhow!("cannot write to stdout: {e} ({made})")
+        }
+        _ => anyhow::Error::new(e).context("cannot write to stdout"),
+    }
+}
+
+/// Bytes as text for a JSON document: bytes that are not UTF-8 replaced with U+FFFD (as the
+/// [`persist::doc`] types say).
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A key where the output is data (stdout): as `list` writes it, every byte as it is but the
+/// four escaped ones (`\\`, `\t`, `\n`, `\r`), so that a key stays on its line.
+fn key_out(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len());
+    tsv::escape_into(&mut out, key);
+    out
+}
+
+/// A key in a message on stderr: as on stdout, and besides every other control character and
+/// every byte that is not part of valid UTF-8 written `\xNN`, so that no key can corrupt the
+/// terminal and two keys never read the same (`caf\xe9` is the Latin-1 `café`).
+fn shown(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    let hex = |out: &mut String, bytes: &[u8]| {
+        for b in bytes {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    };
+    for chunk in key.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => out.push(c),
+            }
+        }
+        hex(&mut out, chunk.invalid());
+    }
+    out
 }
 
 fn mode(private: bool) -> Mode {
@@ -382,25 +455,33 @@ fn create(json: bool, file: PathBuf, slots: u64) -> anyhow::Result<()> {
     let t = TableMut::create(&file, log2)?;
     let stats = t.stats();
     t.close()?;
-    if json {
-        print_json(&doc::Created {
+    let made = format!("{} was created", file.display());
+    let out = if json {
+        json_bytes(&doc::Created {
             file,
             created: true,
             stats,
-        })?;
+        })?
     } else {
-        outln!(
-            "created {} ({} bytes, {} slots)",
+        format!(
+            "created {} ({} bytes, {} slots)\n",
             file.display(),
             stats.file_bytes,
             stats.slot_count
-        );
-    }
-    Ok(())
+        )
+        .into_bytes()
+    };
+    emit(&out, Some(made))
 }
 
 /// `persist get`: the values of the keys, looked up in one batch.
-fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> anyhow::Result<()> {
+fn get(
+    json: bool,
+    file: PathBuf,
+    keys: Vec<OsString>,
+    pause_after_map: bool,
+) -> anyhow::Result<()> {
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let start = persist::faults();
     let t = open_read(&file, Access::RandomPages)?;
     if pause_after_map {
@@ -417,7 +498,7 @@ fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> a
     for (key, v) in keys.iter().zip(found) {
         match v {
             Some(v) => values.push(v),
-            None => bail!("key not found: {key}"),
+            None => bail!("key not found: {}", shown(key)),
         }
     }
     // Copy out only after every lookup, then confirm no truncation hit us meanwhile.
@@ -429,7 +510,7 @@ fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> a
             .iter()
             .zip(&owned)
             .map(|(k, v)| doc::GetResult {
-                key: k.clone(),
+                key: text(k),
                 value: text(v),
                 value_bytes: v.len() as u64,
             })
@@ -458,36 +539,34 @@ fn get(json: bool, file: PathBuf, keys: Vec<String>, pause_after_map: bool) -> a
 fn put(
     json: bool,
     file: PathBuf,
-    key: String,
-    value: String,
+    key: OsString,
+    value: OsString,
     flags: WriteFlags,
 ) -> anyhow::Result<()> {
+    let key = key.as_bytes();
     let mut t = open_write(&file, flags, false)?;
-    let replaced = t.put(key.as_bytes(), value.as_bytes())?;
-    let readback = text(t.get(key.as_bytes())?.unwrap_or_default());
+    let replaced = t.put(key, value.as_bytes())?;
+    let readback = text(t.get(key)?.unwrap_or_default());
     report_write(
         json,
         &file,
-        &t,
+        t,
         WriteOp::Put,
-        &key,
+        key,
         Some(replaced),
         &readback,
         flags,
-    )?;
-    finish_write(t, flags.sync)?;
-    Ok(())
+    )
 }
 
 /// `persist del`: deletes one key (its absence is an error).
-fn del(json: bool, file: PathBuf, key: String, flags: WriteFlags) -> anyhow::Result<()> {
+fn del(json: bool, file: PathBuf, key: OsString, flags: WriteFlags) -> anyhow::Result<()> {
+    let key = key.as_bytes();
     let mut t = open_write(&file, flags, false)?;
-    if !t.delete(key.as_bytes())? {
-        bail!("key not found: {key}");
+    if !t.delete(key)? {
+        bail!("key not found: {}", shown(key));
     }
-    report_write(json, &file, &t, WriteOp::Del, &key, None, "", flags)?;
-    finish_write(t, flags.sync)?;
-    Ok(())
+    report_write(json, &file, t, WriteOp::Del, key, None, "", flags)
 }
 
 /// `persist list`: every entry, as escaped TSV (or JSON).
@@ -665,10 +744,20 @@ fn load(json: bool, file: PathBuf, flags: WriteFlags, echo: bool) -> anyhow::Res
         t.put(&key, &value)?;
         n += 1;
         if echo {
-            out.write_all(&l[..tab])
+            if let Err(e) = out
+                .write_all(&l[..tab])
                 .and_then(|_| out.write_all(b"\n"))
                 .and_then(|_| out.flush())
-                .context("cannot write to stdout")?;
+            {
+                // The load stops here, short of its input: an error even for a closed pipe.
+                drop(out);
+                finish_write(t, flags.sync)?;
+                bail!(
+                    "cannot write to stdout: {e} (the load stopped: {n} entries up to stdin \
+                     line {lineno} were stored in {}, the rest was not read)",
+                    file.display()
+                );
+            }
         }
     }
     drop(out);
@@ -676,8 +765,10 @@ fn load(json: bool, file: PathBuf, flags: WriteFlags, echo: bool) -> anyhow::Res
     let stats = t.stats();
     let private = t.is_private();
     finish_write(t, flags.sync)?;
-    if json {
-        print_json(&doc::Loaded {
+    let made =
+        (!private).then(|| format!("the load was made: {n} lines stored in {}", file.display()));
+    let out = if json {
+        json_bytes(&doc::Loaded {
             file,
             op: WriteOp::Load,
             puts: n,
@@ -685,19 +776,22 @@ fn load(json: bool, file: PathBuf, flags: WriteFlags, echo: bool) -> anyhow::Res
             synced: flags.sync && !private,
             write_stats: ws,
             stats,
-        })?;
+        })?
     } else if !echo {
-        outln!(
+        format!(
             "loaded {n} entries into {} ({} entries, {} bytes; grew the file {} times, \
-             the slot array {} times)",
+             the slot array {} times)\n",
             file.display(),
             stats.entries,
             stats.file_bytes,
             ws.file_growths,
             ws.rehashes
-        );
-    }
-    Ok(())
+        )
+        .into_bytes()
+    } else {
+        Vec::new()
+    };
+    emit(&out, made)
 }
 
 /// `persist compact`: rewrites the table without its garbage.
@@ -712,25 +806,27 @@ fn compact(json: bool, file: PathBuf, no_wait: bool) -> anyhow::Result<()> {
     let c = t.compact()?;
     let ws = t.write_stats();
     finish_write(t, false)?;
-    if json {
-        print_json(&doc::Compacted {
+    let made = format!("the compaction was made: {} is compacted", file.display());
+    let out = if json {
+        json_bytes(&doc::Compacted {
             file,
             op: WriteOp::Compact,
             compact: c,
             write_stats: ws,
-        })?;
+        })?
     } else {
-        outln!(
-            "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes",
+        format!(
+            "compacted {}: {} entries; file {} -> {} bytes, arena {} -> {} bytes\n",
             file.display(),
             c.entries,
             c.file_bytes_before,
             c.file_bytes_after,
             c.arena_bytes_before,
             c.arena_bytes_after
-        );
-    }
-    Ok(())
+        )
+        .into_bytes()
+    };
+    emit(&out, Some(made))
 }
 
 /// `persist residency`: the table's pages in the page cache (and evicts them with --evict).
@@ -769,44 +865,61 @@ fn residency(json: bool, file: PathBuf, evict: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Closes the writer `t` of a put or del (msync first with `--sync`), then prints what was
+/// done. Written out before the close, printed after it: stdout that cannot be written is
+/// reported as such, with what was made (the change is in the table by then).
 #[allow(clippy::too_many_arguments)]
 fn report_write(
     json: bool,
     file: &Path,
-    t: &TableMut,
+    t: TableMut,
     op: WriteOp,
-    key: &str,
+    key: &[u8],
     replaced: Option<bool>,
     readback: &str,
     flags: WriteFlags,
 ) -> anyhow::Result<()> {
     let private = t.is_private();
-    if json {
-        print_json(&doc::Written {
+    let out = if json {
+        json_bytes(&doc::Written {
             file: file.to_path_buf(),
             op,
-            key: key.to_string(),
+            key: text(key),
             replaced,
             mode: mode(private),
             synced: flags.sync && !private,
             readback: (op == WriteOp::Put).then(|| readback.to_string()),
             write_stats: t.write_stats(),
             stats: t.stats(),
-        })?;
+        })?
     } else {
         let what = match (op, replaced) {
             (WriteOp::Put, Some(true)) => "replaced",
             (WriteOp::Put, _) => "inserted",
             _ => "deleted",
         };
+        let mut line = key_out(key);
         if private {
-            outln!(
-                "{key}: {what} in a MAP_PRIVATE copy (this process now reads {readback:?}); \
-                 the file is unchanged"
+            line.extend_from_slice(
+                format!(
+                    ": {what} in a MAP_PRIVATE copy (this process now reads {readback:?}); \
+                     the file is unchanged\n"
+                )
+                .as_bytes(),
             );
         } else {
-            outln!("{key}: {what}");
+            line.extend_from_slice(format!(": {what}\n").as_bytes());
         }
-    }
-    Ok(())
+        line
+    };
+    finish_write(t, flags.sync)?;
+    let made = (!private).then(|| {
+        let (k, f) = (shown(key), file.display());
+        if op == WriteOp::Put {
+            format!("the put was made: {k} is in {f}")
+        } else {
+            format!("the del was made: {k} is no longer in {f}")
+        }
+    });
+    emit(&out, made)
 }

@@ -944,17 +944,36 @@ pub fn compact_path(path: &Path) -> PathBuf {
     scratch_beside(&resolve_links(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
-/// `FILE.persist-compact` for the file (not a link) `file`.
 /// The length a compacted copy asks for: what its slots and records `need`, and an eighth more
 /// for the puts that follow, capped at the replaced file's `old_len` (but never below `need`).
 fn headroom(need: u64, old_len: u64) -> u64 {
     need.saturating_add(need / 8).min(old_len).max(need)
 }
 
+/// The scratch file's suffix.
+const SCRATCH_SUFFIX: &str = ".persist-compact";
+
+/// The longest file name Linux file systems accept (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `FILE.persist-compact` for the file (not a link) `file`, when that name fits in `NAME_MAX`
+/// bytes (a table name of up to 239 bytes). A longer table name's scratch name is its first
+/// 222 bytes, a dot, 16 hex digits of a hash of the whole name, then `.persist-compact`: 255
+/// bytes, and the same every time for the same name, so that the next writer (and `verify`,
+/// `stats`) finds what a killed compaction left.
 fn scratch_beside(file: &Path) -> PathBuf {
-    let mut name = file.file_name().unwrap_or_default().to_os_string();
-    name.push(".persist-compact");
-    file.with_file_name(name)
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let table = file.file_name().unwrap_or_default().as_bytes();
+    let mut name = if table.len() + SCRATCH_SUFFIX.len() <= NAME_MAX {
+        table.to_vec()
+    } else {
+        let hash = format!(".{:016x}", key_hash(table));
+        let mut short = table[..NAME_MAX - SCRATCH_SUFFIX.len() - hash.len()].to_vec();
+        short.extend_from_slice(hash.as_bytes());
+        short
+    };
+    name.extend_from_slice(SCRATCH_SUFFIX.as_bytes());
+    file.with_file_name(std::ffi::OsString::from_vec(name))
 }
 
 /// The path of the file `path` names, its last component's symlinks followed one after the
@@ -1909,5 +1928,45 @@ impl Drop for TableMut {
         if !self.guard.faulted() {
             self.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_long_table_names_scratch_is_shortened_the_same_way_every_time() {
+        let dir = Path::new("/d");
+        let name = |n: usize, c: &str| dir.join(format!("{}.tbl", c.repeat(n - 4)));
+        // Up to 239 bytes: FILE.persist-compact, as documented.
+        for n in [1 + 4, 239] {
+            let t = name(n, "n");
+            let mut want = t.clone().into_os_string();
+            want.push(".persist-compact");
+            assert_eq!(scratch_beside(&t), PathBuf::from(want), "{n}");
+        }
+        // Longer: 255 bytes, the name's start, a hash of the whole of it, the suffix.
+        for n in [240, 250, 255] {
+            let t = name(n, "n");
+            let s = scratch_beside(&t);
+            let file = s.file_name().unwrap().as_bytes();
+            assert_eq!(file.len(), NAME_MAX, "{n}");
+            assert!(file.starts_with(&t.file_name().unwrap().as_bytes()[..200]));
+            assert!(file.ends_with(b".persist-compact"));
+            assert_eq!(s.parent(), Some(dir));
+            assert_eq!(s, scratch_beside(&t), "deterministic");
+        }
+        // Two long names that share their first 250 bytes have different scratch names.
+        let (a, b) = (
+            name(255, "n"),
+            dir.join(format!("{}x.tbl", "n".repeat(250))),
+        );
+        assert_ne!(scratch_beside(&a), scratch_beside(&b));
+        // Bytes that are not UTF-8 are kept as they are.
+        let odd = dir.join(std::ffi::OsStr::from_bytes(&[0xe9; 250]));
+        let s = scratch_beside(&odd);
+        assert!(s.file_name().unwrap().as_bytes().starts_with(&[0xe9; 222]));
     }
 }

@@ -424,3 +424,93 @@ fn compact_gives_space_back_and_keeps_every_entry() {
     );
     holder.close().unwrap();
 }
+
+/// Runs `persist ARGS` (byte strings, not UTF-8 ones) with `stdin`.
+fn persist_os(args: &[&[u8]], stdin: &[u8]) -> std::process::Output {
+    use std::ffi::OsStr;
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut child = Command::new(BIN)
+        .args(args.iter().map(|a| OsStr::from_bytes(a)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Like [`persist_os`], asserting success; returns stdout.
+fn ok_os(args: &[&[u8]], stdin: &[u8]) -> Vec<u8> {
+    let out = persist_os(args, stdin);
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Keys (and values) are byte strings on the command line too: a Latin-1 key `load` stored is
+/// got, replaced and deleted by name; stdout shows it as it is, stderr as `caf\xe9`; `--json`
+/// stays valid JSON (U+FFFD for the bytes that are not UTF-8, as the doc types say).
+#[test]
+fn keys_that_are_not_utf8_are_put_got_and_deleted_from_the_command_line() {
+    let d = tempdir("latin1");
+    let t = d.path().join("u.tbl");
+    let t = t.to_str().unwrap().as_bytes();
+    let key: &[u8] = b"caf\xe9";
+    ok_os(&[b"create", t], b"");
+    ok_os(&[b"load", t], b"caf\xe9\tlatin1\n");
+    assert_eq!(ok_os(&[b"list", t], b""), b"caf\xe9\tlatin1\n");
+    assert_eq!(ok_os(&[b"get", t, key], b""), b"latin1\n");
+    // Replaced, with a value that is not UTF-8 either; the line names the key byte for byte.
+    assert_eq!(
+        ok_os(&[b"put", t, key, b"x\xff"], b""),
+        b"caf\xe9: replaced\n"
+    );
+    assert_eq!(ok_os(&[b"get", t, key], b""), b"x\xff\n");
+    assert_eq!(
+        ok_os(&[b"put", t, b"k\xe9\t2", b"v"], b""),
+        b"k\xe9\\t2: inserted\n"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&ok_os(&[b"--json", b"put", t, key, b"y\xfe"], b"")).unwrap();
+    assert_eq!(doc["key"], "caf\u{fffd}");
+    assert_eq!(doc["readback"], "y\u{fffd}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&ok_os(&[b"--json", b"get", t, key], b"")).unwrap();
+    assert_eq!(doc["results"][0]["key"], "caf\u{fffd}");
+    assert_eq!(doc["results"][0]["value_bytes"], 2);
+
+    // list | load into a second table: the same bytes, found by the same names.
+    let t2 = d.path().join("copy.tbl");
+    let t2 = t2.to_str().unwrap().as_bytes();
+    ok_os(&[b"create", t2], b"");
+    ok_os(&[b"load", t2], &ok_os(&[b"list", t], b""));
+    assert_eq!(ok_os(&[b"get", t2, key, b"k\xe9\t2"], b""), b"y\xfe\nv\n");
+
+    // Deleted; then a missing key's error shows it escaped, on one line.
+    assert_eq!(ok_os(&[b"del", t, key], b""), b"caf\xe9: deleted\n");
+    for cmd in [&b"get"[..], b"del"] {
+        let out = persist_os(&[cmd, t, key], b"");
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.stderr, b"error: key not found: caf\\xe9\n");
+    }
+    // A key with a terminal escape, a backslash, a tab and a newline: nothing raw on stderr.
+    let out = persist_os(&[b"get", t, b"a\x1b[31mb\\c\td\ne"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: key not found: a\\x1b[31mb\\\\c\\td\\ne\n"
+    );
+    assert_eq!(ok_os(&[b"list", t], b""), b"k\xe9\\t2\tv\n");
+    for cmd in ["get", "put", "del"] {
+        let help = ok(&[cmd, "--help"]);
+        assert!(help.contains("byte string"), "{cmd} --help: {help}");
+    }
+}

@@ -661,3 +661,64 @@ fn compaction_never_makes_a_table_without_garbage_longer() {
     assert_eq!(r.get(b"big").unwrap(), Some(&big[..]));
     ok(&["verify", s(&t)]);
 }
+
+/// A table whose file name is 250 bytes (its scratch file cannot be `FILE.persist-compact`,
+/// 266 bytes, over NAME_MAX) is compacted by `persist compact` and by a writer on its own; a
+/// killed compaction's scratch file (a shortened name, always the same for the table) is named
+/// by `verify` and `stats` and removed by the next writer.
+#[test]
+fn a_table_with_a_250_byte_name_is_compacted_and_its_scratch_file_found() {
+    let d = tempdir("longname");
+    let base = d.path().join("base.tbl");
+    garbage_table(&base);
+    let bytes = std::fs::read(&base).unwrap();
+    std::fs::remove_file(&base).unwrap();
+    let name = format!("{}.tbl", "n".repeat(246));
+    assert_eq!(name.len(), 250);
+    let path = d.path().join(&name);
+    for way in [Way::Explicit, Way::Automatic] {
+        std::fs::write(&path, &bytes).unwrap();
+        compact_via(way, &path);
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < bytes.len() as u64, "{way:?}: {after} bytes");
+        holds_all(&path, &format!("{way:?}"));
+        assert!(scratch_files(d.path()).is_empty(), "{way:?}");
+    }
+
+    let scratch = persist::compact_path(&path);
+    let scratch_name = scratch.file_name().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(scratch.parent(), Some(d.path()));
+    assert_eq!(scratch_name.len(), 255, "{scratch_name}");
+    assert!(scratch_name.starts_with(&name[..200]), "{scratch_name}");
+    let mut kills = 0;
+    loop {
+        std::fs::write(&path, &bytes).unwrap();
+        kills += 1;
+        if kill_mid_compaction(&path, &scratch) {
+            break;
+        }
+        assert!(kills < 20, "no kill landed while the scratch file existed");
+    }
+    // The file the killed compaction made is the one the library names, and the only one.
+    assert_eq!(scratch_files(d.path()), std::slice::from_ref(&scratch_name));
+    let size = std::fs::symlink_metadata(&scratch).unwrap().len();
+    for cmd in ["verify", "stats"] {
+        let text = ok(&[cmd, s(&path)]);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&scratch_name) && l.contains(&format!("{size} bytes"))),
+            "{cmd} names the scratch file: {text}"
+        );
+    }
+    let v: Verified = serde_json::from_str(&ok(&["--json", "verify", s(&path)])).unwrap();
+    assert_eq!(v.compact_scratch.map(|sc| sc.path), Some(scratch.clone()));
+    holds_all(&path, "after a killed compaction");
+    ok(&["put", s(&path), "after", "ok"]);
+    assert!(
+        scratch_files(d.path()).is_empty(),
+        "the next writer removed it"
+    );
+    assert!(!ok(&["verify", s(&path)]).contains("persist-compact"));
+    ok(&["compact", s(&path)]);
+    holds_all(&path, "compacted again");
+}

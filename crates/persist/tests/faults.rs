@@ -556,3 +556,87 @@ fn a_table_truncated_during_list_never_hands_out_zero_bytes() {
     // The listing blocks on the pipe long before it ends, so every cut overtakes it.
     assert_eq!(errors, 8);
 }
+
+/// A change made before stdout turned out unwritable (`>/dev/full`) is still an error (exit 1,
+/// one line), but the line says the change was made; the table holds it.
+#[test]
+fn a_change_made_before_stdout_failed_is_reported_as_made() {
+    if !Path::new("/dev/full").exists() {
+        return skip("unwritable output", "/dev/full does not exist");
+    }
+    let d = tempdir("devfull-made");
+    let t = d.path().join("t.tbl");
+    let ts = t.to_str().unwrap();
+    let run = |args: &[&str], stdin: &[u8]| -> String {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: cannot write to stdout: "),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        err
+    };
+    let err = run(&["create", ts], b"");
+    assert!(err.ends_with(&format!("({ts} was created)\n")), "{err}");
+    for json in [false, true] {
+        let j: &[&str] = if json { &["--json"] } else { &[] };
+        fn with<'a>(j: &[&'a str], args: &[&'a str]) -> Vec<&'a str> {
+            [j, args].concat()
+        }
+        let err = run(&with(j, &["put", "--sync", ts, "k", "v1"]), b"");
+        assert!(
+            err.ends_with(&format!("(the put was made: k is in {ts})\n")),
+            "{err}"
+        );
+        assert_eq!(ok(&["get", ts, "k"]), "v1\n");
+        let err = run(&with(j, &["del", ts, "k"]), b"");
+        assert!(
+            err.ends_with(&format!("(the del was made: k is no longer in {ts})\n")),
+            "{err}"
+        );
+        fails(&["get", ts, "k"], 1, "key not found: k");
+        let err = run(&with(j, &["load", ts]), b"a\t1\nb\t2\n");
+        assert!(
+            err.ends_with(&format!("(the load was made: 2 lines stored in {ts})\n")),
+            "{err}"
+        );
+        assert_eq!(ok(&["get", ts, "a", "b"]), "1\n2\n");
+        let err = run(&with(j, &["compact", ts]), b"");
+        assert!(
+            err.ends_with(&format!("(the compaction was made: {ts} is compacted)\n")),
+            "{err}"
+        );
+    }
+    // --echo: the first echo fails, so the load stops there and says what it stored.
+    let err = run(&["load", "--echo", ts], b"c\t3\nd\t4\n");
+    assert!(
+        err.contains(&format!(
+            "the load stopped: 1 entries up to stdin line 1 were stored in {ts}"
+        )),
+        "{err}"
+    );
+    assert_eq!(ok(&["get", ts, "c"]), "3\n");
+    fails(&["get", ts, "d"], 1, "key not found: d");
+    // A MAP_PRIVATE put changes nothing in the file: nothing is said to be made.
+    let err = run(&["put", "--private", ts, "p", "v"], b"");
+    assert!(!err.contains("made"), "{err}");
+    fails(&["get", ts, "p"], 1, "key not found: p");
+    let st: serde_json::Value = serde_json::from_str(&ok(&["--json", "stats", ts])).unwrap();
+    assert_eq!(st["stats"]["dirty"], false, "every writer closed the table");
+    ok(&["verify", ts]);
+}
