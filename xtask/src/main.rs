@@ -29,6 +29,8 @@ mod charts;
 mod check;
 mod disktable_steps;
 mod evidence;
+#[cfg(test)]
+mod help_tests;
 mod install;
 mod interrupt;
 mod model;

@@ -111,3 +111,24 @@ fn help_that_cannot_be_written_is_not_a_success() {
     assert_eq!(out.status.code(), Some(1));
     one_line_error(&out);
 }
+
+#[test]
+fn help_into_a_closed_pipe_ends_quietly_with_status_0() {
+    // `cargo xtask --help | head -1`, made certain: the reader is gone before the first write.
+    for args in [
+        &["--help"][..],
+        &["run-step", "--help"],
+        &["check", "--help"],
+    ] {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        drop(read);
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .stdout(write)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
