@@ -412,6 +412,30 @@ fn a_missing_or_wrong_dir_is_a_one_line_usage_error() {
     );
 }
 
+#[test]
+fn a_named_program_that_cannot_be_executed_is_a_usage_error_before_any_run() {
+    // No Makefile: nothing can change what the flags name, so they are judged up front.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("reader.c"),
+        "int main(void) { return 0; }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let d = dir.path().as_os_str();
+    let stderr = usage_error(&[d, "--reader".as_ref(), "reader.c".as_ref()]);
+    let source = dir.path().join("reader.c");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: --reader {} is not executable",
+            source.display()
+        )),
+        "{stderr}"
+    );
+    let stderr = usage_error(&[d, "--writer".as_ref(), "bin".as_ref()]);
+    assert!(stderr.contains("is a directory, not a program"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // `run-step 3 --program` and `run-step 5 --racer` judge with the check's judgments: the naive
 // writer and the correct one get different verdicts, a lock-incq racer's zero losses are

@@ -161,14 +161,21 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
         ("--atomic-racer", &args.atomic_racer),
         ("--probe", &args.probe),
     ];
+    // Without a Makefile nothing will change: what it names must be a program already.
     for (option, flag) in flags {
-        if let Some(p) = flag {
-            if !has_makefile && !p.is_file() && !args.dir.join(p).is_file() {
+        let Some(p) = flag.as_deref().filter(|_| !has_makefile) else {
+            continue;
+        };
+        match named(&args.dir, p) {
+            Some(c) => crate::disktable_steps::program::executable(&c)
+                .map(drop)
+                .map_err(|why| format!("{option} {why}"))?,
+            None => {
                 return Err(format!(
                     "{option} {}: no such program (neither in {} nor here)",
                     p.display(),
                     args.dir.display()
-                ));
+                ))
             }
         }
     }
@@ -345,32 +352,32 @@ fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
 }
 
 /// The program for a check: the flag's path (in the copy of DIR, else from the current
-/// directory), or `name` in the copy. `Err`: why there is none.
+/// directory), or `name` in the copy. `Err`: why there is none, or why it cannot be run.
 fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> {
-    let candidates: Vec<PathBuf> = match flag {
-        Some(p) if p.is_absolute() => vec![p.to_path_buf()],
-        Some(p) => vec![sub.join(p), p.to_path_buf()],
-        None => vec![sub.join(name)],
+    let found = match flag {
+        Some(p) => named(sub, p),
+        None => Some(sub.join(name)).filter(|c| c.is_file()),
     };
-    for c in &candidates {
-        if c.is_file() {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(c)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0);
-            if mode & 0o111 == 0 {
-                return Err(format!("{} is not executable", c.display()));
-            }
-            return std::fs::canonicalize(c).map_err(|e| format!("{}: {e}", c.display()));
-        }
-    }
-    Err(match flag {
-        Some(p) => format!(
+    match (found, flag) {
+        (Some(c), _) => crate::disktable_steps::program::executable(&c),
+        (None, Some(p)) => Err(format!(
             "{}: no such program (neither in the submission after make nor here)",
             p.display()
-        ),
-        None => format!("no program named {name} in the submission (after make)"),
-    })
+        )),
+        (None, None) => Err(format!(
+            "no program named {name} in the submission (after make)"
+        )),
+    }
+}
+
+/// What a flag's path names: in `dir` first, else from the current directory; a regular file
+/// before anything else there (a directory, a FIFO, a symbolic link to nothing), which
+/// [`executable`](crate::disktable_steps::program::executable) then refuses by name.
+fn named(dir: &Path, flag: &Path) -> Option<PathBuf> {
+    let candidates = [dir.join(flag), flag.to_path_buf()];
+    let file = candidates.iter().find(|c| c.is_file());
+    file.or_else(|| candidates.iter().find(|c| c.symlink_metadata().is_ok()))
+        .cloned()
 }
 
 /// A program as the TA knows it: its path in DIR, or as given.
