@@ -54,7 +54,8 @@ pub struct CheckArgs {
     /// Print one JSON document on stdout: {"submission", "build", "checks"}.
     #[arg(long)]
     pub json: bool,
-    /// Also write the result as Markdown to FILE (for the TA's records).
+    /// Also write the result as Markdown to FILE (for the TA's records); a FILE that cannot be
+    /// written is refused before anything runs.
     #[arg(long, value_name = "FILE", value_parser = crate::CallerPath)]
     pub markdown: Option<PathBuf>,
 }
@@ -180,15 +181,48 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
         }
     }
     if let Some(md) = &args.markdown {
-        if md.is_dir() {
-            return Err(format!("--markdown {}: is a directory", md.display()));
-        }
-        let parent = md.parent().filter(|p| !p.as_os_str().is_empty());
-        if parent.is_some_and(|p| !p.is_dir()) {
-            return Err(format!("--markdown {}: no such directory", md.display()));
-        }
+        markdown_usage(md).map_err(|why| format!("--markdown {}: {why}", md.display()))?;
     }
     Ok(())
+}
+
+/// Why `--markdown FILE` could not be written at the end of the check, found before it starts:
+/// a directory, no such directory, or no permission to write there ([`writable`]).
+fn markdown_usage(md: &Path) -> Result<(), String> {
+    if md.is_dir() {
+        return Err("is a directory".into());
+    }
+    let parent = md
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => writable(md, parent),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", parent.display()))
+        }
+        _ => Err("no such directory".into()),
+    }
+}
+
+/// Whether `file` can be written (or, when it does not exist yet, created in `dir`), asked
+/// without creating anything: a check that runs for minutes must not find out only at its end
+/// that its Markdown copy has nowhere to go. `access(W_OK)` answers for the real user and sees a
+/// read-only mount, which stops root too; a kernel-made file system (`/proc`, `/sys`) may let
+/// root pass `access` but holds no file of ours.
+fn writable(file: &Path, dir: &Path) -> Result<(), String> {
+    let (asked, cannot) = if std::fs::metadata(file).is_ok() {
+        (file, "cannot write it".to_string())
+    } else {
+        (dir, format!("cannot create it in {}", dir.display()))
+    };
+    crate::sys::may_write(asked).map_err(|e| format!("{cannot}: {e}"))?;
+    match crate::sys::pseudo_file_system(asked) {
+        Some(fs) => Err(format!(
+            "{cannot}: it is on {fs}, a file system made by the kernel"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The scratch directory of one check, removed (with everything in it) when dropped, or by the

@@ -96,8 +96,7 @@ pub fn executable(path: &Path) -> Result<PathBuf, String> {
             "{shown} is not executable (no execute permission; give a compiled program)"
         ));
     }
-    if let Err(e) = rustix::fs::access(path, rustix::fs::Access::EXEC_OK) {
-        let e = std::io::Error::from(e);
+    if let Err(e) = crate::sys::may_execute(path) {
         return Err(format!("{shown} cannot be executed: {e}"));
     }
     std::fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))
