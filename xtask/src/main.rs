@@ -29,6 +29,8 @@ mod charts;
 mod check;
 mod disktable_steps;
 mod evidence;
+#[cfg(test)]
+mod help_tests;
 mod install;
 mod interrupt;
 mod model;
@@ -415,15 +417,16 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
         if o.target.is_some() {
             return Err("--target is for our racer; --racer's target is fixed in its code".into());
         }
-        if !racer.is_file() {
-            return Err(format!("--racer {} is not a file", racer.display()));
-        }
+        disktable_steps::program::executable(racer).map_err(|why| format!("--racer {why}"))?;
     }
     if o.target.is_some_and(|t| t < 1) {
         return Err("--target must be at least 1".into());
     }
     if (o.table.is_some() || o.program.is_some()) && !matches!(step, 2 | 3) {
         return wrong("--table/--program", "2 or 3");
+    }
+    if let Some(program) = &o.program {
+        disktable_steps::program::resolve(program).map_err(|e| e.to_string())?;
     }
     if !o.args.is_empty() && o.racer.is_none() && o.program.is_none() {
         return wrong("arguments after --", "5 with --racer or 2-3 with --program");

@@ -1,7 +1,9 @@
 //! xtask's few system calls, through `rustix` (safe wrappers), so the crate forbids unsafe code:
-//! signalling the processes it started and the page size.
+//! signalling the processes it started, the page size, and asking what this user may do with a
+//! path (`access(2)`, `statfs(2)`).
 
 use std::io;
+use std::path::Path;
 
 pub use rustix::process::Signal;
 
@@ -34,6 +36,44 @@ pub fn page_size() -> u64 {
     rustix::param::page_size() as u64
 }
 
+/// `access(path, X_OK)`: whether this (real) user may execute `path`. Unlike the mode bits it
+/// also says no for a `noexec` mount, and for root it still needs an execute bit.
+pub fn may_execute(path: &Path) -> io::Result<()> {
+    Ok(rustix::fs::access(path, rustix::fs::Access::EXEC_OK)?)
+}
+
+/// `access(path, W_OK)`: whether this (real) user may write `path` (create files in it, for a
+/// directory), asked without creating anything. A read-only mount says no even to root.
+pub fn may_write(path: &Path) -> io::Result<()> {
+    Ok(rustix::fs::access(path, rustix::fs::Access::WRITE_OK)?)
+}
+
+/// File systems made by the kernel, where `access` may say yes to root but no file of ours can
+/// be created (`/proc/x.md`: ENOENT, `/sys/x.md`: EACCES), from `linux/magic.h`.
+const PSEUDO_FILE_SYSTEMS: &[(rustix::fs::FsWord, &str)] = &[
+    (0x9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x1cd1, "devpts"),
+    (0xcafe_4a11, "bpf"),
+    (0x6165_676c, "pstore"),
+    (0x6e73_6673, "nsfs"),
+];
+
+/// The name of the kernel-made file system `dir` is on (`statfs(2)`), if it is one of
+/// [`PSEUDO_FILE_SYSTEMS`]; `None` for any other (or when `statfs` fails).
+pub fn pseudo_file_system(dir: &Path) -> Option<&'static str> {
+    let kind = rustix::fs::statfs(dir).ok()?.f_type;
+    PSEUDO_FILE_SYSTEMS
+        .iter()
+        .find(|(magic, _)| *magic == kind)
+        .map(|(_, name)| *name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +97,13 @@ mod tests {
         kill_group(child.id()).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.signal(), Some(9));
+    }
+
+    #[test]
+    fn kernel_file_systems_are_named_and_others_are_not() {
+        assert_eq!(pseudo_file_system(Path::new("/proc")), Some("proc"));
+        assert_eq!(pseudo_file_system(Path::new("/proc/self")), Some("proc"));
+        assert_eq!(pseudo_file_system(&std::env::temp_dir()), None);
     }
 
     #[test]

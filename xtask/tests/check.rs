@@ -370,14 +370,17 @@ fn a_program_the_makefile_does_not_build_fails_the_check() {
 
 /// `xtask check ARGS`: a usage error (exit 2) of one line on stderr, nothing on stdout; the line.
 fn usage_error(args: &[&std::ffi::OsStr]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    xtask.arg("check").args(args);
+    usage_error_of(xtask)
+}
+
+/// What `command` (an `xtask check`, perhaps run as another user) printed: a usage error (exit
+/// 2) of one line on stderr, nothing on stdout; the line.
+fn usage_error_of(mut command: Command) -> String {
+    let out = command.stdin(Stdio::null()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(out.stdout.is_empty());
     stderr
@@ -410,6 +413,159 @@ fn a_missing_or_wrong_dir_is_a_one_line_usage_error() {
         stderr.starts_with("error: --atomic-racer no/such/racer: no such program"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_named_program_that_cannot_be_executed_is_a_usage_error_before_any_run() {
+    // No Makefile: nothing can change what the flags name, so they are judged up front.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("reader.c"),
+        "int main(void) { return 0; }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let d = dir.path().as_os_str();
+    let stderr = usage_error(&[d, "--reader".as_ref(), "reader.c".as_ref()]);
+    let source = dir.path().join("reader.c");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: --reader {} is not executable",
+            source.display()
+        )),
+        "{stderr}"
+    );
+    let stderr = usage_error(&[d, "--writer".as_ref(), "bin".as_ref()]);
+    assert!(stderr.contains("is a directory, not a program"), "{stderr}");
+}
+
+#[test]
+fn a_markdown_path_no_one_may_write_is_refused_before_any_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().as_os_str();
+    // Not even root: /proc/1 is no directory anyone may create in; /proc passes root's access
+    // but holds no file of ours.
+    for (md, says) in [
+        ("/proc/1/x.md", "cannot create it in /proc/1: "),
+        ("/proc/x.md", "cannot create it in /proc: "),
+        ("/proc/version", "cannot write it: "),
+    ] {
+        let stderr = usage_error(&[d, "--markdown".as_ref(), md.as_ref()]);
+        assert!(
+            stderr.starts_with(&format!("error: --markdown {md}: {says}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_markdown_path_on_a_read_only_mount_is_refused_even_for_root() {
+    const TEST: &str = "a_markdown_path_on_a_read_only_mount_is_refused_even_for_root";
+    if !rustix::process::geteuid().is_root() {
+        common::skip(TEST, "needs root (to mount a read-only tmpfs)");
+        return;
+    }
+    if !common::tools_present(TEST, &[common::UNSHARE]) {
+        return;
+    }
+    let sub = tempfile::tempdir().unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    // In a mount namespace of its own, gone with it: a tmpfs holding old.md, made read-only.
+    let script = r#"mount -t tmpfs -o size=1m tmpfs "$1" && echo old > "$1/old.md" &&
+        mount -o remount,ro "$1" || exit 99
+        "$0" check "$2" --markdown "$1/new.md"; echo "new: $?"
+        "$0" check "$2" --markdown "$1/old.md"; echo "old: $?"
+        ls "$1"; cat "$1/old.md""#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, env!("CARGO_BIN_EXE_xtask")])
+        .args([mnt.path(), sub.path()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(99) || !out.status.success() && stdout.is_empty() {
+        common::skip(
+            TEST,
+            &format!("cannot mount a tmpfs here: {}", stderr.trim()),
+        );
+        return;
+    }
+    // Both refused at once (exit 2), nothing created, old.md as it was.
+    assert_eq!(stdout, "new: 2\nold: 2\nold.md\nold\n", "{stderr}");
+    let m = mnt.path().display();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "error: --markdown {m}/new.md: cannot create it in {m}: Read-only file system"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "error: --markdown {m}/old.md: cannot write it: Read-only file system"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_markdown_path_this_user_may_not_write_is_refused_before_any_run() {
+    const TEST: &str = "a_markdown_path_this_user_may_not_write_is_refused_before_any_run";
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = rustix::process::geteuid().is_root();
+    if root && !common::tools_present(TEST, &[common::SETPRIV]) {
+        return;
+    }
+    // Root runs the check as nobody (uid 65534) in a directory of root's; anyone else in a
+    // directory of their own made read-only. DIR may be read by either.
+    let sub = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sub.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let records = tempfile::tempdir().unwrap();
+    let old = records.path().join("old.md");
+    std::fs::write(&old, "old\n").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let mode = if root { 0o755 } else { 0o555 };
+    std::fs::set_permissions(records.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    let check = |md: &Path| {
+        let mut command = if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_xtask"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_xtask"))
+        };
+        command
+            .arg("check")
+            .arg(sub.path())
+            .arg("--markdown")
+            .arg(md);
+        usage_error_of(command)
+    };
+    let new = records.path().join("new.md");
+    let stderr = check(&new);
+    let r = records.path().display();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: --markdown {}: cannot create it in {r}: Permission denied",
+            new.display()
+        )),
+        "{stderr}"
+    );
+    let stderr = check(&old);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: --markdown {}: cannot write it: Permission denied",
+            old.display()
+        )),
+        "{stderr}"
+    );
+    // Nothing left behind, nothing changed.
+    assert!(!new.exists());
+    assert_eq!(std::fs::read_to_string(&old).unwrap(), "old\n");
+    std::fs::set_permissions(records.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

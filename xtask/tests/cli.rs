@@ -2,6 +2,7 @@
 //! which runs a step.
 
 use std::fs::OpenOptions;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn xtask(args: &[&str]) -> Output {
@@ -110,4 +111,57 @@ fn help_that_cannot_be_written_is_not_a_success() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     one_line_error(&out);
+}
+
+#[test]
+fn help_into_a_closed_pipe_ends_quietly_with_status_0() {
+    // `cargo xtask --help | head -1`, made certain: the reader is gone before the first write.
+    for args in [
+        &["--help"][..],
+        &["run-step", "--help"],
+        &["check", "--help"],
+    ] {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        drop(read);
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .stdout(write)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_program_or_racer_that_cannot_be_executed_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("reader.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let dangling = dir.path().join("reader");
+    std::os::unix::fs::symlink(dir.path().join("no-such-reader"), &dangling).unwrap();
+    let cases = [
+        (Path::new("/etc/passwd"), "is not executable"),
+        (source.as_path(), "is not executable"),
+        (dir.path(), "is a directory, not a program"),
+        (dangling.as_path(), "a symbolic link to"),
+        (Path::new("/nonexistent/reader"), "no such file"),
+    ];
+    for (path, says) in cases {
+        let path = path.to_str().unwrap();
+        for (step, flag) in [("2", "--program"), ("3", "--program"), ("5", "--racer")] {
+            let out = xtask(&["run-step", step, "--quick", flag, path]);
+            assert_eq!(out.status.code(), Some(2), "{step} {flag} {path}");
+            let e = one_line_error(&out);
+            assert!(e.starts_with(&format!("error: {flag} {path}")), "{e}");
+            assert!(e.contains(says), "{e}");
+            // Refused up front: no step heading, no verdict, nothing measured.
+            assert!(
+                out.stdout.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
 }

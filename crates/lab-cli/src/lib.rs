@@ -3,7 +3,8 @@
 //!
 //! The command-line convention: a usage error is ONE line on stderr,
 //! `error: PROBLEM (see 'PROG --help')`, with exit status 2; `--help` and `--version` print as
-//! usual and exit 0.
+//! usual and exit 0 (also when the reader closes the pipe early, `--help | head -1`; a write that
+//! fails otherwise, `--help >/dev/full`, is `error: cannot write to stdout: …`, exit 1).
 //!
 //! clap's own rendering spreads an error over several lines (the problem, a tip, the usage, a
 //! pointer to `--help`). Scripts and students read the first line; this keeps what matters from
@@ -39,9 +40,12 @@ pub fn parse<T: Parser>() -> Result<T, ExitCode> {
 pub fn report(e: &clap::Error, program: &str) -> ExitCode {
     use std::io::Write as _;
     if !e.use_stderr() {
-        // `--help >/dev/full` must not claim success: a help text nobody got is an error.
+        // `--help >/dev/full` must not claim success: a help text nobody got is an error. A
+        // reader that stopped reading (`--help | head -1`) got what it wanted, as after the data
+        // commands' output: status 0, nothing said.
         return match e.print() {
             Ok(()) => ExitCode::SUCCESS,
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(err) => {
                 let _ = writeln!(
                     std::io::stderr().lock(),

@@ -54,7 +54,8 @@ pub struct CheckArgs {
     /// Print one JSON document on stdout: {"submission", "build", "checks"}.
     #[arg(long)]
     pub json: bool,
-    /// Also write the result as Markdown to FILE (for the TA's records).
+    /// Also write the result as Markdown to FILE (for the TA's records); a FILE that cannot be
+    /// written is refused before anything runs.
     #[arg(long, value_name = "FILE", value_parser = crate::CallerPath)]
     pub markdown: Option<PathBuf>,
 }
@@ -161,27 +162,67 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
         ("--atomic-racer", &args.atomic_racer),
         ("--probe", &args.probe),
     ];
+    // Without a Makefile nothing will change: what it names must be a program already.
     for (option, flag) in flags {
-        if let Some(p) = flag {
-            if !has_makefile && !p.is_file() && !args.dir.join(p).is_file() {
+        let Some(p) = flag.as_deref().filter(|_| !has_makefile) else {
+            continue;
+        };
+        match named(&args.dir, p) {
+            Some(c) => crate::disktable_steps::program::executable(&c)
+                .map(drop)
+                .map_err(|why| format!("{option} {why}"))?,
+            None => {
                 return Err(format!(
                     "{option} {}: no such program (neither in {} nor here)",
                     p.display(),
                     args.dir.display()
-                ));
+                ))
             }
         }
     }
     if let Some(md) = &args.markdown {
-        if md.is_dir() {
-            return Err(format!("--markdown {}: is a directory", md.display()));
-        }
-        let parent = md.parent().filter(|p| !p.as_os_str().is_empty());
-        if parent.is_some_and(|p| !p.is_dir()) {
-            return Err(format!("--markdown {}: no such directory", md.display()));
-        }
+        markdown_usage(md).map_err(|why| format!("--markdown {}: {why}", md.display()))?;
     }
     Ok(())
+}
+
+/// Why `--markdown FILE` could not be written at the end of the check, found before it starts:
+/// a directory, no such directory, or no permission to write there ([`writable`]).
+fn markdown_usage(md: &Path) -> Result<(), String> {
+    if md.is_dir() {
+        return Err("is a directory".into());
+    }
+    let parent = md
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => writable(md, parent),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", parent.display()))
+        }
+        _ => Err("no such directory".into()),
+    }
+}
+
+/// Whether `file` can be written (or, when it does not exist yet, created in `dir`), asked
+/// without creating anything: a check that runs for minutes must not find out only at its end
+/// that its Markdown copy has nowhere to go. `access(W_OK)` answers for the real user and sees a
+/// read-only mount, which stops root too; a kernel-made file system (`/proc`, `/sys`) may let
+/// root pass `access` but holds no file of ours.
+fn writable(file: &Path, dir: &Path) -> Result<(), String> {
+    let (asked, cannot) = if std::fs::metadata(file).is_ok() {
+        (file, "cannot write it".to_string())
+    } else {
+        (dir, format!("cannot create it in {}", dir.display()))
+    };
+    crate::sys::may_write(asked).map_err(|e| format!("{cannot}: {e}"))?;
+    match crate::sys::pseudo_file_system(asked) {
+        Some(fs) => Err(format!(
+            "{cannot}: it is on {fs}, a file system made by the kernel"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The scratch directory of one check, removed (with everything in it) when dropped, or by the
@@ -345,32 +386,32 @@ fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
 }
 
 /// The program for a check: the flag's path (in the copy of DIR, else from the current
-/// directory), or `name` in the copy. `Err`: why there is none.
+/// directory), or `name` in the copy. `Err`: why there is none, or why it cannot be run.
 fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> {
-    let candidates: Vec<PathBuf> = match flag {
-        Some(p) if p.is_absolute() => vec![p.to_path_buf()],
-        Some(p) => vec![sub.join(p), p.to_path_buf()],
-        None => vec![sub.join(name)],
+    let found = match flag {
+        Some(p) => named(sub, p),
+        None => Some(sub.join(name)).filter(|c| c.is_file()),
     };
-    for c in &candidates {
-        if c.is_file() {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(c)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0);
-            if mode & 0o111 == 0 {
-                return Err(format!("{} is not executable", c.display()));
-            }
-            return std::fs::canonicalize(c).map_err(|e| format!("{}: {e}", c.display()));
-        }
-    }
-    Err(match flag {
-        Some(p) => format!(
+    match (found, flag) {
+        (Some(c), _) => crate::disktable_steps::program::executable(&c),
+        (None, Some(p)) => Err(format!(
             "{}: no such program (neither in the submission after make nor here)",
             p.display()
-        ),
-        None => format!("no program named {name} in the submission (after make)"),
-    })
+        )),
+        (None, None) => Err(format!(
+            "no program named {name} in the submission (after make)"
+        )),
+    }
+}
+
+/// What a flag's path names: in `dir` first, else from the current directory; a regular file
+/// before anything else there (a directory, a FIFO, a symbolic link to nothing), which
+/// [`executable`](crate::disktable_steps::program::executable) then refuses by name.
+fn named(dir: &Path, flag: &Path) -> Option<PathBuf> {
+    let candidates = [dir.join(flag), flag.to_path_buf()];
+    let file = candidates.iter().find(|c| c.is_file());
+    file.or_else(|| candidates.iter().find(|c| c.symlink_metadata().is_ok()))
+        .cloned()
 }
 
 /// A program as the TA knows it: its path in DIR, or as given.

@@ -58,21 +58,46 @@ pub fn measure(
     })
 }
 
-/// The program's absolute path (it runs in another directory); a missing file is an error.
+/// The program's absolute path (it runs in another directory); anything that is not an
+/// executable file is an error naming `--program` ([`executable`]).
 pub fn resolve(program: &Path) -> anyhow::Result<PathBuf> {
-    if program.components().count() == 1 && !program.exists() {
-        // A bare name: found on PATH, as `strace NAME` finds it.
-        return Ok(program.to_path_buf());
+    executable(program).map_err(|why| anyhow::anyhow!("--program {why}"))
+}
+
+/// Someone else's program, as a flag names it (`run-step 2|3 --program`, `run-step 5 --racer`,
+/// `check --reader` …): an executable regular file, returned as an absolute path with its links
+/// resolved (it runs in another directory). `Err`: one line saying why it cannot be run, which
+/// starts with the path as given (the caller puts the flag before it) — a missing file, a
+/// symbolic link to nothing, a directory or other non-regular file, or a file this user may not
+/// execute (no x permission, a `noexec` mount: `access(X_OK)`, which is also what stops root).
+/// Checked before anything runs: run under strace, a file that cannot be executed would make
+/// strace's own failure look like the program's.
+pub fn executable(path: &Path) -> Result<PathBuf, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match lab_cli::file::dangling_target(path) {
+                Some(target) => format!(
+                    "{shown}: a symbolic link to {}, which does not exist",
+                    target.display()
+                ),
+                None => format!("{shown}: no such file"),
+            });
+        }
+        Err(e) => return Err(format!("{shown}: {e}")),
+    };
+    if let Some(kind) = lab_cli::file::FileKind::of(meta.file_type()) {
+        return Err(format!("{shown} is {kind}, not a program"));
     }
-    std::fs::canonicalize(program).map_err(|e| {
-        anyhow::anyhow!(
-            "--program {}: {}",
-            program.display(),
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "no such file".to_string()
-            } else {
-                e.to_string()
-            }
-        )
-    })
+    use std::os::unix::fs::PermissionsExt as _;
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "{shown} is not executable (no execute permission; give a compiled program)"
+        ));
+    }
+    if let Err(e) = crate::sys::may_execute(path) {
+        return Err(format!("{shown} cannot be executed: {e}"));
+    }
+    std::fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))
 }

@@ -161,7 +161,11 @@ mod tests {
         let e = check(None, Some(&missing)).unwrap_err();
         assert_eq!(e, format!("--program {}: no such file", missing.display()));
         let table = write_table(tmp.path(), 0, &[], 8);
-        assert!(check(Some(&table), Some(Path::new("true"))).is_ok());
+        let e = check(None, Some(&table)).unwrap_err();
+        assert!(e.contains("is not executable"), "{e}");
+        // The command line makes every --program absolute (CallerPath): an executable file.
+        let exe = std::env::current_exe().unwrap();
+        assert!(check(Some(&table), Some(&exe)).is_ok());
     }
 
     #[test]

@@ -130,13 +130,8 @@ fn machine() -> anyhow::Result<Machine> {
 
 /// Someone else's racer, as an absolute path (it runs in a scratch directory).
 fn their_racer(path: &Path) -> anyhow::Result<PathBuf> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot run --racer {}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        bail!("--racer {} is not an executable file", path.display());
-    }
-    std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))
+    crate::disktable_steps::program::executable(path)
+        .map_err(|why| anyhow::anyhow!("--racer {why}"))
 }
 
 /// Our racer's arguments after N.

@@ -14,6 +14,8 @@ pub const MAKE: Tool = ("make", "--version", "apt-get install make");
 pub const STRACE: Tool = ("strace", "-V", "apt-get install strace");
 pub const READELF: Tool = ("readelf", "--version", "apt-get install binutils");
 pub const OBJDUMP: Tool = ("objdump", "--version", "apt-get install binutils");
+pub const SETPRIV: Tool = ("setpriv", "--version", "apt-get install util-linux");
+pub const UNSHARE: Tool = ("unshare", "--version", "apt-get install util-linux");
 
 /// Whether every one of `tools` runs here. Outside CI a missing one skips `test` with a
 /// notice naming it and how to install it; under `CI` a missing tool fails the test.
@@ -26,18 +28,21 @@ pub fn tools_present(test: &str, tools: &[Tool]) -> bool {
             .status()
             .is_ok();
         if !runs {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{tool} is missing (CI must have it)"
-            );
-            use std::io::Write as _;
-            // Straight to stderr: libtest hides what eprintln! prints in a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {test} needs {tool}; install it with `{install}`"
-            );
+            skip(test, &format!("needs {tool}; install it with `{install}`"));
             return false;
         }
     }
     true
+}
+
+/// Skips `test` for `why` with a one-line notice on stderr; under `CI`, which must be able to
+/// run every test, it fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {why} (CI must be able to run it)"
+    );
+    use std::io::Write as _;
+    // Straight to stderr: libtest hides what eprintln! prints in a passing test.
+    let _ = writeln!(std::io::stderr(), "skipped: {test} {why}");
 }
