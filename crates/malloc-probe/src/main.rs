@@ -169,16 +169,19 @@ enum Cmd {
     },
 }
 
-/// Parses `4096`, `0x1000`, `4K`, `4KiB`, `1M`, `1MiB`.
+/// Parses `4096`, `0x1000`, `4K`, `4KiB`, `1M`, `1MiB`, `1G`, `1T`, `1TiB` (the limit, 1 TiB,
+/// is said in TiB, so TiB is read too).
 fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let (num, mult) = [
         ("KiB", 1usize << 10),
         ("MiB", 1 << 20),
         ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
         ("K", 1 << 10),
         ("M", 1 << 20),
         ("G", 1 << 30),
+        ("T", 1 << 40),
         ("k", 1 << 10),
     ]
     .iter()

@@ -284,6 +284,15 @@ fn bad_input_is_a_one_line_usage_error() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+    // The limit is said in TiB, so a size in TiB past it is "too large", not "not a size".
+    for size in ["2T", "2TiB"] {
+        let out = probe(&dir, &["alloc", size], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is too large; the limit is 1 TiB"),
+            "{size}: {err}"
+        );
+    }
 }
 
 #[test]
