@@ -86,7 +86,7 @@ use probe::Prober;
 const EXAMPLES: &str = "\
 Examples:
   malloc-probe alloc 24 1000 200000      # three blocks: address, tag, flags, region
-  malloc-probe alloc 128K 1MiB --json    # sizes take K/KiB/M/MiB suffixes
+  malloc-probe alloc 128K 1MiB --json    # sizes take K, M, G, T (or KiB ... TiB) suffixes
   malloc-probe sweep                     # 16 B .. 4 MiB: where IS_MMAPPED flips
   malloc-probe free-bit                  # which bit says 'previous chunk in use'
   malloc-probe threshold                 # the exact switch, as a request and a chunk size
