@@ -125,6 +125,22 @@ impl Running {
                 }
             }
             if let Some(status) = self.ended()? {
+                // strace writes a tracee's calls only once it runs the program: lines in the
+                // trace mean the program ran (and ended at once), none that it never started.
+                let ran =
+                    std::fs::read_to_string(&self.trace_file).is_ok_and(|t| !t.trim().is_empty());
+                if ran {
+                    bail!(
+                        "{}: {} ran and ended ({status}) before the lab could watch it; --{} \
+                         takes a program that keeps running until it is stopped, as our {} \
+                         does{}",
+                        self.name,
+                        program.display(),
+                        self.name,
+                        self.name,
+                        self.stderr_said()
+                    );
+                }
                 bail!(
                     "{}: strace ended ({status}) before starting it{}",
                     self.name,
