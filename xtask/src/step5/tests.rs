@@ -93,33 +93,22 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The course's protocol with the arrival's plain load and store 20 ms apart: instances that
-/// arrive together lose arrivals (the count stays above 0 and everyone spins), so the lab must
-/// start each one after the one before has arrived.
-const SLOW_ARRIVAL_RACER: &str = r#"
-#include <fcntl.h>
-#include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-struct RaceCourse { int participants; long total; long winnings[10]; };
+/// The course's protocol (`racer.h`) with the arrival's plain load and store 20 ms apart:
+/// instances that arrive together lose arrivals (the count stays above 0 and everyone spins), so
+/// the lab must start each one after the one before has arrived.
+const SLOW_ARRIVAL_RACER: &str = concat!(
+    "#define ARRIVAL_DELAY_US 20000\n#include \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/submissions/racer.h\"\n",
+    r#"
 int main(int argc, char **argv) {
-    struct stat st;
-    int first = stat("racecourse.bin", &st) != 0;
-    int fd = open("racecourse.bin", O_CREAT | O_RDWR, 0755);
-    if (first) ftruncate(fd, sizeof(struct RaceCourse));
-    volatile struct RaceCourse *rc = mmap(0, 96, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (first) rc->participants = atoi(argv[1]);
-    int id = rc->participants;
-    usleep(20000);
-    rc->participants = id - 1;
-    while (rc->participants > 0)
-        ;
+    int id, first;
+    volatile struct RaceCourse *rc = start_race(argc, argv, &id, &first);
     while (rc->total < 1000000) { rc->total++; rc->winnings[id - 1]++; }
-    if (first) unlink("racecourse.bin");
-    return 0;
+    return end_race(rc, id, first);
 }
-"#;
+"#
+);
 
 /// The course's protocol (the check's fixtures' `racer.h`), and before leaving the race each
 /// instance forks a helper that writes its pid to `helper-PID` and waits for a signal forever,

@@ -36,7 +36,13 @@ static volatile struct RaceCourse *start_race(int argc, char **argv, int *id, in
     if (*first)
         rc->participants = n;
     *id = rc->participants;
+#ifdef ARRIVAL_DELAY_US
+    /* A test's slow arrival: the load and the store ARRIVAL_DELAY_US apart. */
+    usleep(ARRIVAL_DELAY_US);
+    rc->participants = *id - 1;
+#else
     rc->participants -= 1;
+#endif
     while (rc->participants > 0)
         ;
     return rc;
