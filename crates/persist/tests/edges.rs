@@ -570,6 +570,18 @@ fn kill_mid_compaction(path: &Path, scratch: &Path) -> bool {
     scratch.exists()
 }
 
+/// Writes `bytes` (a table with garbage) to `path` and kills its compaction, again until a kill
+/// lands while `scratch` exists and leaves it (at most 20 tries).
+fn leave_a_killed_compactions_scratch(path: &Path, bytes: &[u8], scratch: &Path) {
+    for _ in 0..20 {
+        std::fs::write(path, bytes).unwrap();
+        if kill_mid_compaction(path, scratch) {
+            return;
+        }
+    }
+    panic!("no kill landed while the scratch file existed");
+}
+
 #[test]
 fn verify_and_stats_name_the_scratch_file_an_interrupted_compaction_left() {
     let d = tempdir("scratch");
@@ -579,15 +591,7 @@ fn verify_and_stats_name_the_scratch_file_an_interrupted_compaction_left() {
     let path = d.path().join("t.tbl");
     let scratch = d.path().join("t.tbl.persist-compact");
     let ps = s(&path);
-    let mut kills = 0;
-    loop {
-        std::fs::write(&path, &bytes).unwrap();
-        kills += 1;
-        if kill_mid_compaction(&path, &scratch) {
-            break;
-        }
-        assert!(kills < 20, "no kill landed while the scratch file existed");
-    }
+    leave_a_killed_compactions_scratch(&path, &bytes, &scratch);
     let size = std::fs::symlink_metadata(&scratch).unwrap().len();
     // Through the path and through a link to it (the scratch lies beside the target).
     let links = d.path().join("links");
@@ -690,15 +694,7 @@ fn a_table_with_a_250_byte_name_is_compacted_and_its_scratch_file_found() {
     assert_eq!(scratch.parent(), Some(d.path()));
     assert_eq!(scratch_name.len(), 255, "{scratch_name}");
     assert!(scratch_name.starts_with(&name[..200]), "{scratch_name}");
-    let mut kills = 0;
-    loop {
-        std::fs::write(&path, &bytes).unwrap();
-        kills += 1;
-        if kill_mid_compaction(&path, &scratch) {
-            break;
-        }
-        assert!(kills < 20, "no kill landed while the scratch file existed");
-    }
+    leave_a_killed_compactions_scratch(&path, &bytes, &scratch);
     // The file the killed compaction made is the one the library names, and the only one.
     assert_eq!(scratch_files(d.path()), std::slice::from_ref(&scratch_name));
     let size = std::fs::symlink_metadata(&scratch).unwrap().len();
