@@ -59,6 +59,21 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Fails the test unless each of `pids` has stopped running within 10 s of the lab's `signal`.
+fn assert_gone(pids: impl IntoIterator<Item = u32>, what: &str, signal: &str) {
+    for pid in pids {
+        assert!(
+            wait_for(Duration::from_secs(10), || !runs(pid)),
+            "{what} {pid} still runs after the lab's {signal}"
+        );
+    }
+}
+
+/// A temporary directory for one test, removed when dropped.
+fn tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
 /// The racers that wrote their pid into the directory, SIGKILLed when the test ends, so that a
 /// failing lab leaves no spinner behind.
 struct KillRacers(PathBuf);
@@ -198,13 +213,7 @@ fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32,
         .map(|p| p.to_string());
     let exit = signal_and_wait(&mut lab, signal);
     assert_interrupted(exit, &stderr_path, signal, &scratch);
-    for pid in racers(pids) {
-        assert!(
-            wait_for(Duration::from_secs(10), || !runs(pid)),
-            "racer {pid} still runs after the lab's {}",
-            signal.1
-        );
-    }
+    assert_gone(racers(pids), "racer", signal.1);
     if let Some(path) = cgroup {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         for mount in mounts.lines().filter(|l| l.contains(" - cgroup")) {
@@ -233,10 +242,7 @@ fn interrupt_the_race(signal: (i32, &str)) {
     if !common::tools_present("interrupt", &[common::CC]) {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-interrupt-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("xtask-interrupt-");
     let racer = build_racer(dir.path(), "spin");
     let pids = dir.path().join("pids");
     std::fs::create_dir(&pids).unwrap();
@@ -269,10 +275,7 @@ fn sigterm_of_check_kills_the_racer_and_removes_the_scratch() {
     if !common::tools_present("interrupt", &[common::CC, common::STRACE]) {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-interrupt-check-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("xtask-interrupt-check-");
     let sub = dir.path().join("submission");
     std::fs::create_dir(&sub).unwrap();
     build_racer(&sub, "racer");
@@ -290,10 +293,7 @@ fn sigint_of_bench_race_kills_the_racers_and_removes_the_scratch() {
     if !common::tools_present("interrupt", &[common::CC]) {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-interrupt-bench-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("xtask-interrupt-bench-");
     let stderr_path = dir.path().join("stderr");
     let args = ["bench", "race", "--quick"].map(std::ffi::OsStr::new);
     let mut lab = start_lab(&args, &[], &stderr_path);
@@ -312,12 +312,7 @@ fn sigint_of_bench_race_kills_the_racers_and_removes_the_scratch() {
     let scratch = racing[0].1.parent().unwrap().to_path_buf();
     let exit = signal_and_wait(&mut lab, (2, "SIGINT"));
     assert_interrupted(exit, &stderr_path, (2, "SIGINT"), &scratch);
-    for (pid, _) in racing {
-        assert!(
-            wait_for(Duration::from_secs(10), || !runs(pid)),
-            "racer {pid} still runs after the lab's SIGINT"
-        );
-    }
+    assert_gone(racing.into_iter().map(|(pid, _)| pid), "racer", "SIGINT");
 }
 
 /// `run-step 4 --foo foo --bar bar` (our programs, as someone else's: their stdout goes to a
@@ -340,10 +335,7 @@ fn sigterm_of_step_4_kills_foo_and_removes_the_scratch() {
         .and_then(Path::parent)
         .unwrap()
         .join("release");
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-interrupt-step4-")
-        .tempdir()
-        .unwrap();
+    let dir = tempdir("xtask-interrupt-step4-");
     let stderr_path = dir.path().join("stderr");
     let (foo, bar) = (release.join("foo"), release.join("bar"));
     let args = ["run-step", "4", "--quick", "--foo"].map(std::ffi::OsStr::new);
@@ -377,10 +369,5 @@ fn sigterm_of_step_4_kills_foo_and_removes_the_scratch() {
     let teardown = KillPids(vec![strace, foo]);
     let exit = signal_and_wait(&mut lab, (15, "SIGTERM"));
     assert_interrupted(exit, &stderr_path, (15, "SIGTERM"), &scratch);
-    for &pid in &teardown.0 {
-        assert!(
-            wait_for(Duration::from_secs(10), || !runs(pid)),
-            "{pid} still runs after the lab's SIGTERM"
-        );
-    }
+    assert_gone(teardown.0.iter().copied(), "process", "SIGTERM");
 }
