@@ -89,14 +89,14 @@ pub fn exited(child: &Child) -> io::Result<bool> {
 /// for), or the child itself when it still runs. The group is killed before the leader is
 /// reaped: until then its pid, hence the group id, cannot be reused (Linux would also keep the
 /// number while a member lives, but not once the group is empty, and this order needs no such
-/// argument). Returns the exit status and how many live processes the group still had.
-pub fn end_group(child: &mut Child) -> io::Result<(ExitStatus, usize)> {
+/// argument). Returns the exit status. (How many were left is [`live_members`], asked before:
+/// a scan of all of /proc, which no caller needs on every reap.)
+pub fn end_group(child: &mut Child) -> io::Result<ExitStatus> {
     let pgid = child.id();
-    let left = live_members(&[pgid]);
     // ESRCH: nothing left in the group, which is the usual case.
     let _ = sys::kill_group(pgid);
     held().groups.retain(|&g| g != pgid);
-    Ok((child.wait()?, left))
+    child.wait()
 }
 
 /// Runs `undo` if a signal ends the lab while the returned guard lives (after the groups are
@@ -317,9 +317,13 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(held().groups.contains(&child.id()));
-        let (status, left) = end_group(&mut child).unwrap();
+        assert_eq!(
+            live_members(&[child.id()]),
+            1,
+            "the sleeper was in the group"
+        );
+        let status = end_group(&mut child).unwrap();
         assert!(status.success());
-        assert_eq!(left, 1, "the sleeper was in the group");
         assert!(!held().groups.contains(&child.id()));
         crate::testing::wait_gone(sleeper);
     }
@@ -334,8 +338,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(live_members(&[pgid]), 2);
-        let (status, left) = end_group(&mut child).unwrap();
-        assert_eq!(left, 2);
+        let status = end_group(&mut child).unwrap();
         assert!(!status.success());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while live_members(&[pgid]) > 0 && std::time::Instant::now() < deadline {

@@ -190,7 +190,7 @@ impl Job {
         if self.status.is_none()
             && interrupt::exited(&self.child).context("cannot wait for a run")?
         {
-            let (status, _) = interrupt::end_group(&mut self.child).context("cannot reap a run")?;
+            let status = interrupt::end_group(&mut self.child).context("cannot reap a run")?;
             self.status = Some(status);
         }
         Ok(self.status)
@@ -206,9 +206,7 @@ impl Job {
     pub fn kill(&mut self) -> Option<usize> {
         let killed = self.cgroup.as_ref().map(Cgroup::kill_all);
         if self.status.is_none() {
-            self.status = interrupt::end_group(&mut self.child)
-                .ok()
-                .map(|(status, _)| status);
+            self.status = interrupt::end_group(&mut self.child).ok();
         }
         // strace itself is in the cgroup too: it is not one of the program's processes.
         killed.map(|n| n.saturating_sub(usize::from(self.traced)))

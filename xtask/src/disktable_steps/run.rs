@@ -171,8 +171,7 @@ fn wait_until(
         let exited = crate::interrupt::exited(child).context("cannot wait for strace")?;
         let timed_out = !exited && start.elapsed() >= deadline;
         if exited || timed_out {
-            let (status, _) =
-                crate::interrupt::end_group(child).context("cannot wait for strace")?;
+            let status = crate::interrupt::end_group(child).context("cannot wait for strace")?;
             return Ok((status, timed_out));
         }
         std::thread::sleep(Duration::from_millis(5));

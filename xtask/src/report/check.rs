@@ -281,8 +281,7 @@ fn run_browser(
     while crate::interrupt::live_members(&[child.id()]) > 0 && Instant::now() <= deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, _) =
-        crate::interrupt::end_group(&mut child).context("cannot wait for the browser")?;
+    let status = crate::interrupt::end_group(&mut child).context("cannot wait for the browser")?;
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     if !status.success() {

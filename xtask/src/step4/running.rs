@@ -178,7 +178,7 @@ impl Running {
     /// was left in its group; `None` while it runs.
     fn ended(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if self.status.is_none() && crate::interrupt::exited(&self.strace)? {
-            let (status, _) = crate::interrupt::end_group(&mut self.strace)?;
+            let status = crate::interrupt::end_group(&mut self.strace)?;
             self.status = Some(status);
         }
         Ok(self.status)
@@ -345,7 +345,7 @@ impl Running {
         // The program first, in case it left the group: killing strace alone would detach it
         // and leave it running.
         self.signal(sys::Signal::KILL);
-        if let Ok((status, _)) = crate::interrupt::end_group(&mut self.strace) {
+        if let Ok(status) = crate::interrupt::end_group(&mut self.strace) {
             self.status = Some(status);
         }
     }

@@ -385,8 +385,7 @@ fn poll_ends(instances: &mut Instances, t0: Instant) -> anyhow::Result<usize> {
         let ended = t0.elapsed().as_secs_f64();
         let stat = ProcessStat::read(r.child.id()).ok();
         let affinity = procstat::read_cpus_allowed(Some(r.child.id())).ok();
-        let (status, _leftovers) =
-            interrupt::end_group(&mut r.child).context("cannot reap a racer")?;
+        let status = interrupt::end_group(&mut r.child).context("cannot reap a racer")?;
         let end = match (status.code(), status.signal()) {
             (Some(code), _) => End::Exited { code },
             (None, Some(signal)) => End::Signalled { signal },
