@@ -75,6 +75,9 @@ pub(crate) use invalid;
 
 /// The 64-bit hash of the format (a multiply-rotate over 8-byte words, finished with
 /// MurmurHash3's fmix64). It is part of the file format: changing it needs a new version.
+/// Inline: a lookup's three hashes are short serial multiply chains, and only inlined can the
+/// core run the key's two (its hash and its check's half) side by side.
+#[inline(always)]
 pub fn hash_with(seed: u64, bytes: &[u8]) -> u64 {
     const P1: u64 = 0x9fb2_1c65_1e98_df25;
     const P2: u64 = 0xff51_afd7_ed55_8ccd;
@@ -132,6 +135,7 @@ fn fmix64(mut h: u64) -> u64 {
 }
 
 /// The hash of a key: its low bits choose the home slot, its high 32 bits are the slot's tag.
+#[inline]
 pub fn key_hash(key: &[u8]) -> u64 {
     hash_with(SEED_KEY, key)
 }
@@ -154,6 +158,32 @@ pub fn check_seed(key: &[u8]) -> u64 {
 pub fn record_check_seeded(seed: u64, value: &[u8]) -> u32 {
     let b = hash_with(SEED_CHECK ^ seed, value);
     (b ^ (b >> 32)) as u32
+}
+
+/// `a == b`, for the short keys a lookup compares most: up to 16 bytes as two (overlapping)
+/// words each, without a call to `memcmp`; longer ones as `==` does.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(4..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| -> u64 {
+        if n >= 8 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[at..at + 8]);
+            u64::from_le_bytes(w)
+        } else {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&s[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        }
+    };
+    let last = if n >= 8 { n - 8 } else { n - 4 };
+    (word(a, 0) ^ word(b, 0)) | (word(a, last) ^ word(b, last)) == 0
 }
 
 /// Rounds up to a multiple of 8.
@@ -968,7 +998,7 @@ impl<'a, M: Mem<'a>> View<M> {
         let (Some(k), Some(value)) = (self.mem.bytes(k0, kl), self.mem.bytes(k0 + kl, vl)) else {
             return Err(invalid!("the record at offset {offset} is out of bounds"));
         };
-        if k != key {
+        if !same_bytes(k, key) {
             return Ok(None);
         }
         if head as u32 != record_check_seeded(seed, value) {
@@ -1451,6 +1481,26 @@ mod tests {
             let rec = view.record(at as u64).unwrap();
             assert_eq!((rec.key, rec.value, rec.len), (&key[..], &value[..], len));
             assert!(rec.check_ok());
+        }
+    }
+
+    #[test]
+    fn same_bytes_agrees_with_eq_for_every_length_and_every_differing_byte() {
+        let a: Vec<u8> = (1..=24).collect();
+        for n in 0..=24 {
+            assert!(same_bytes(&a[..n], &a[..n]), "equal, length {n}");
+            for at in 0..n {
+                let mut b = a[..n].to_vec();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(&a[..n], &b), "byte {at} of {n} differs");
+            }
+            if n > 0 {
+                assert!(
+                    !same_bytes(&a[..n], &a[..n - 1]),
+                    "lengths {n} and {}",
+                    n - 1
+                );
+            }
         }
     }
 

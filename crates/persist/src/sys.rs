@@ -455,11 +455,13 @@ impl SigbusGuard {
     }
 
     /// Whether a bus error hit the registered range since registration.
+    #[inline]
     pub fn faulted(&self) -> bool {
         self.fault_addr().is_some()
     }
 
     /// The address of the first bus error in the registered range since registration, if any.
+    #[inline]
     pub fn fault_addr(&self) -> Option<usize> {
         let addr = GUARDS[self.slot?].fault_addr.load(Ordering::Acquire);
         (addr != 0).then_some(addr)
