@@ -101,7 +101,7 @@ pub fn hash_with(seed: u64, bytes: &[u8]) -> u64 {
 /// them into a zeroed `[u8; 8]` gives, without a call to `memcpy` on every lookup. When there
 /// are 8 bytes or more, the word ending at the end is loaded and shifted down; else the bytes
 /// are gathered by 4, 2 and 1.
-#[inline]
+#[inline(always)]
 fn tail_word(bytes: &[u8], n: usize) -> u64 {
     debug_assert!((1..8).contains(&n) && n <= bytes.len());
     let len = bytes.len();
