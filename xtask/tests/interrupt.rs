@@ -180,8 +180,46 @@ fn assert_interrupted(
 /// it, `depth` levels down) and no cgroup of the racer left.
 fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32, &str)) {
     let _teardown = KillRacers(pids.to_path_buf());
+    let Racing {
+        mut lab,
+        running,
+        scratch,
+        stderr_path,
+    } = race_lab(args, pids, &[], depth);
+    // Its own cgroup, when the lab made one (check, as root).
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", running[0]))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .find(|p| p.contains("mmap-lab-check-"))
+        .map(|p| p.to_string());
+    let exit = signal_and_wait(&mut lab, signal);
+    assert_interrupted(exit, &stderr_path, signal, &scratch);
+    assert_gone(racers(pids), "racer", signal.1);
+    if let Some(path) = cgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for mount in mounts.lines().filter(|l| l.contains(" - cgroup")) {
+            let point = mount.split_whitespace().nth(4).unwrap();
+            let dir = Path::new(point).join(path.trim_start_matches('/'));
+            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+        }
+    }
+}
+
+/// A lab whose racers race: the lab, the racers' pids, its scratch directory, its stderr's file.
+struct Racing {
+    lab: std::process::Child,
+    running: Vec<u32>,
+    scratch: PathBuf,
+    stderr_path: PathBuf,
+}
+
+/// Starts the lab with `args` (and `env`; the spinning racer's `$RACER_PIDS` set to `pids`) and
+/// waits for a racer to run; the scratch is the racer's working directory `depth` levels up.
+fn race_lab(args: &[&std::ffi::OsStr], pids: &Path, env: &[(&str, &Path)], depth: usize) -> Racing {
     let stderr_path = pids.with_extension("stderr");
-    let mut lab = start_lab(args, &[("RACER_PIDS", pids)], &stderr_path);
+    let env = [&[("RACER_PIDS", pids)], env].concat();
+    let mut lab = start_lab(args, &env, &stderr_path);
     // `run-step 5` builds our racer first (release mode): a cold build may take minutes.
     let appeared = wait_for(Duration::from_secs(600), || {
         !racers(pids).is_empty() || lab.try_wait().unwrap().is_some()
@@ -201,24 +239,25 @@ fn interrupt(args: &[&std::ffi::OsStr], pids: &Path, depth: usize, signal: (i32,
         "{} is not the lab's scratch",
         scratch.display()
     );
-    // Its own cgroup, when the lab made one (check, as root).
-    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", running[0]))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(2))
-        .find(|p| p.contains("mmap-lab-check-"))
-        .map(|p| p.to_string());
-    let exit = signal_and_wait(&mut lab, signal);
-    assert_interrupted(exit, &stderr_path, signal, &scratch);
-    assert_gone(racers(pids), "racer", signal.1);
-    if let Some(path) = cgroup {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        for mount in mounts.lines().filter(|l| l.contains(" - cgroup")) {
-            let point = mount.split_whitespace().nth(4).unwrap();
-            let dir = Path::new(point).join(path.trim_start_matches('/'));
-            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
-        }
+    Racing {
+        lab,
+        running,
+        scratch,
+        stderr_path,
     }
+}
+
+/// The spinning racer built in `dir`, the directory its instances write their pids into, and
+/// the arguments of `run-step 5 --quick --racer` with it.
+fn spinning_race(dir: &Path) -> (PathBuf, Vec<std::ffi::OsString>) {
+    let racer = build_racer(dir, "spin");
+    let pids = dir.join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let mut args: Vec<std::ffi::OsString> = ["run-step", "5", "--quick", "--racer"]
+        .map(Into::into)
+        .to_vec();
+    args.push(racer.into());
+    (pids, args)
 }
 
 /// The live processes whose parent is `parent`, with their working directories.
@@ -305,11 +344,8 @@ fn interrupt_the_race(signal: (i32, &str)) {
         return;
     }
     let dir = tempdir("xtask-interrupt-");
-    let racer = build_racer(dir.path(), "spin");
-    let pids = dir.path().join("pids");
-    std::fs::create_dir(&pids).unwrap();
-    let args = ["run-step", "5", "--quick", "--racer"].map(std::ffi::OsStr::new);
-    let args = [&args[..], &[racer.as_os_str()]].concat();
+    let (pids, args) = spinning_race(dir.path());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     // The racers run in SCRATCH/racer-N or SCRATCH/traced.
     interrupt(&args, &pids, 1, signal);
 }
@@ -426,33 +462,16 @@ fn a_second_sigint_during_the_cleanup_changes_nothing() {
         return;
     }
     let dir = tempdir("xtask-interrupt-twice-");
-    let racer = build_racer(dir.path(), "spin");
-    let pids = dir.path().join("pids");
-    std::fs::create_dir(&pids).unwrap();
+    let (pids, args) = spinning_race(dir.path());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let _teardown = KillRacers(pids.clone());
-    let stderr_path = dir.path().join("stderr");
-    let args = ["run-step", "5", "--quick", "--racer"].map(std::ffi::OsStr::new);
-    let args = [&args[..], &[racer.as_os_str()]].concat();
-    let env = [
-        ("RACER_PIDS", pids.as_path()),
-        ("RACER_FILL", "20000".as_ref()),
-    ];
-    let mut lab = start_lab(&args, &env, &stderr_path);
-    let appeared = wait_for(Duration::from_secs(600), || {
-        !racers(&pids).is_empty() || lab.try_wait().unwrap().is_some()
-    });
-    let running = racers(&pids);
-    if !appeared || running.is_empty() {
-        no_racer(&mut lab, &stderr_path);
-    }
-    // The racer runs in SCRATCH/racer-N or SCRATCH/traced.
-    let race_dir = std::fs::read_link(format!("/proc/{}/cwd", running[0])).unwrap();
-    let scratch = race_dir.parent().unwrap().to_path_buf();
-    assert!(
-        scratch.to_string_lossy().contains(&lab.id().to_string()),
-        "{} is not the lab's scratch",
-        scratch.display()
-    );
+    // The racers run in SCRATCH/racer-N or SCRATCH/traced.
+    let Racing {
+        mut lab,
+        running,
+        scratch,
+        stderr_path,
+    } = race_lab(&args, &pids, &[("RACER_FILL", "20000".as_ref())], 1);
     send(lab.id(), 2);
     // The cleanup has begun once the racer is killed (groups first, directories last).
     let killed = wait_for(Duration::from_secs(30), || {

@@ -56,6 +56,19 @@ impl Dir {
         self.children.len() - 1
     }
 
+    /// `channel send` of `input`, to its end, which must succeed.
+    fn send_all(&mut self, input: &[u8]) {
+        let send = self.start(&["send"]);
+        self.child(send)
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input)
+            .unwrap();
+        let (sent, _) = self.finish(send);
+        assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    }
+
     fn child(&mut self, i: usize) -> &mut Child {
         &mut self.children[i]
     }
@@ -190,15 +203,7 @@ fn send_and_recv_move_stdin_to_stdout_byte_for_byte() {
 #[test]
 fn recv_json_prints_one_object_per_message_and_an_end() {
     let mut dir = Dir::new("json");
-    let send = dir.start(&["send"]);
-    dir.child(send)
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\n")
-        .unwrap();
-    let (sent, _) = dir.finish(send);
-    assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    dir.send_all(b"one\ntwo\n");
     assert!(
         dir.ring().exists(),
         "unread messages keep the ring for a receiver"
@@ -240,15 +245,7 @@ fn recv_json_prints_one_object_per_message_and_an_end() {
 #[test]
 fn recv_json_marks_a_message_that_was_not_utf8_as_lossy() {
     let mut dir = Dir::new("recv-json-lossy");
-    let send = dir.start(&["send"]);
-    dir.child(send)
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"ok\nbad\xff\n")
-        .unwrap();
-    let (sent, _) = dir.finish(send);
-    assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    dir.send_all(b"ok\nbad\xff\n");
     let recv = dir.start(&["recv", "--json"]);
     let (out, _) = dir.finish(recv);
     assert!(out.status.success(), "{:?}", stderr_lines(&out));
