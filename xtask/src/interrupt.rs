@@ -16,9 +16,14 @@
 //! (spawned under the lock), deregistered only after its group was killed (so a group id the
 //! thread kills still names a group: its leader is not reaped yet); and once the thread has the
 //! lock, the rest of the lab stops at its next spawn, reap or scratch operation, so it cannot go
-//! on to report a race the thread has just killed, or to run the next step. A second signal
-//! during the cleanup ends the lab at once (signal-hook's conditional shutdown, armed by the
-//! first), with the same status.
+//! on to report a race the thread has just killed, or to run the next step. The main thread
+//! also stops where it would report or end on its own ([`settle`]: before every error line, at
+//! the end of `main`, before each step of `run-all`) once a signal has arrived, so a child the
+//! thread killed never becomes a second error line or another exit status. A second signal
+//! during the cleanup changes nothing: the cleanup is bounded (kills, a few tries per removal,
+//! at most seconds for a cgroup to empty) and always runs to its end, then the lab exits with
+//! the first signal's line and status (it used to exit at once, leaving what it had not yet
+//! killed or removed).
 //!
 //! A production supervisor would do the same with a pidfd per child and a cgroup per run.
 
@@ -26,8 +31,8 @@ use std::io::{self, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -204,20 +209,34 @@ pub fn live_members(pgids: &[u32]) -> usize {
         .count()
 }
 
+/// Set by the signal handler itself, the moment SIGINT, SIGTERM or SIGHUP arrives (before the
+/// interrupt thread is woken), once [`install`] ran.
+static SIGNALLED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// For the main thread, where it would print an error, end the process or start a step: once a
+/// signal has arrived, never returns (the interrupt thread cleans up, prints the one line and
+/// exits with 128 + the signal). Otherwise returns at once.
+pub fn settle() {
+    if SIGNALLED.get().is_some_and(|s| s.load(Ordering::SeqCst)) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 /// Installs the handling of SIGINT, SIGTERM and SIGHUP for the whole process: once, in `main`.
 pub fn install() -> io::Result<()> {
-    let armed = Arc::new(AtomicBool::new(false));
+    let signalled = SIGNALLED.get_or_init(|| Arc::new(AtomicBool::new(false)));
     for sig in [SIGINT, SIGTERM, SIGHUP] {
-        // Registered before the iterator, so it runs first: a second signal, once the first
-        // has armed it, ends the lab at once even if the cleanup is stuck.
-        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&armed))?;
+        // Registered before the iterator, so its flag is set before the thread is woken.
+        // Further signals only set it again: nothing ends the lab before the cleanup has.
+        signal_hook::flag::register(sig, Arc::clone(signalled))?;
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("interrupt".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                armed.store(true, std::sync::atomic::Ordering::SeqCst);
                 let line = clean_up(sig);
                 // SIGHUP: the terminal may be gone; nothing to do if the line cannot be written.
                 let _ = std::io::stderr().write_all(line.as_bytes());

@@ -301,6 +301,13 @@ fn parse(name: &'static str) -> Result<Cli, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    let status = lab();
+    // A signal that came while the lab ended: its cleanup decides the line and the status.
+    interrupt::settle();
+    status
+}
+
+fn lab() -> ExitCode {
     let name = program_name();
     let cli = match parse(name) {
         Ok(cli) => cli,
@@ -436,6 +443,8 @@ fn check_options(step: u8, o: &Options) -> Result<(), String> {
 
 /// Runs one step, printing its human explanation, and returns its structured result.
 pub fn run_step(ctx: &model::Ctx, step: u8) -> anyhow::Result<charts::Shown> {
+    // After a signal (run-all: during the step before), no further step starts.
+    interrupt::settle();
     out::heading(&format!("Step {step}"));
     let report = match step {
         1 => model::run::<lab_analysis::step1::Step1>(ctx),

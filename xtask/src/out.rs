@@ -55,9 +55,11 @@ pub fn progress(msg: &str) {
     let _ = writeln!(std::io::stderr().lock(), "[xtask] {msg}");
 }
 
-/// A one-line error on stderr (best effort: stderr may be closed or full).
+/// A one-line error on stderr (best effort: stderr may be closed or full). Not after a signal:
+/// then the interrupt's line is the only one ([`crate::interrupt::settle`]).
 pub fn error(msg: &str) {
     use std::io::Write;
+    crate::interrupt::settle();
     let _ = writeln!(std::io::stderr().lock(), "error: {msg}");
 }
 

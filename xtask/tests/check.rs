@@ -458,6 +458,62 @@ fn a_markdown_path_no_one_may_write_is_refused_before_any_run() {
     }
 }
 
+/// An existing `--markdown` path that is not a regular file is refused before anything runs:
+/// a FIFO (the check used to run, then block at its end opening a FIFO no one reads) and a
+/// socket (it used to fail at the end). Bounded: a check that does not refuse is killed.
+#[test]
+fn a_markdown_path_that_is_a_fifo_or_a_socket_is_refused_before_any_run() {
+    let sub = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("check.md");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    let socket = dir.path().join("socket.md");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for (md, kind) in [(&fifo, "a FIFO (a named pipe)"), (&socket, "a socket")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("check")
+            .arg(sub.path())
+            .arg("--markdown")
+            .arg(md)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("check --markdown {} was not refused up front", md.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: --markdown {}: is {kind}, not a regular file",
+                md.display()
+            )),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(&fifo).unwrap().file_type();
+    assert!(t.is_fifo(), "the FIFO was left as it was");
+}
+
 #[test]
 fn a_markdown_path_on_a_read_only_mount_is_refused_even_for_root() {
     const TEST: &str = "a_markdown_path_on_a_read_only_mount_is_refused_even_for_root";

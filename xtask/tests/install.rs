@@ -1,8 +1,8 @@
-//! `cargo xtask install`: the installed `mmap-lab` runs steps from an unrelated directory, with
-//! neither cargo nor the target directory on `PATH` and no cargo environment, finding its
-//! programs beside its own executable; and relative path arguments are the caller's, in
-//! `cargo xtask` and `mmap-lab` alike. Needs `strace` for the live runs: without it (outside
-//! CI) the test says it skipped.
+//! `cargo xtask install`: the installed `mmap-lab` runs steps and `bench race` from an unrelated
+//! directory, with neither cargo nor the target directory on `PATH` and no cargo environment,
+//! finding its programs beside its own executable; and relative path arguments are the
+//! caller's, in `cargo xtask` and `mmap-lab` alike. Needs `strace` for the live runs and `cc`
+//! for the benchmark: without them (outside CI) the test says it skipped that part.
 //!
 //! The install uses `--debug` (cargo install's flag): the dev-profile builds `cargo test` has
 //! made already, so the test does not spend minutes on a release build of the driver.
@@ -174,6 +174,22 @@ fn installed_mmap_lab_runs_steps_from_anywhere() {
         );
         let given = format!("The table: {} (--table)", cwd.join("table.bin").display());
         assert!(s2.contains(&given), "{s2}");
+    }
+    // The benchmark of the two racers needs no source tree either: the C racer's source comes
+    // with the lab and is built with cc in a scratch directory (it used to refuse to run).
+    if common::tools_present("installed_mmap_lab_runs_steps_from_anywhere", &[common::CC]) {
+        let bench = ok(
+            bare(&exe, &cwd, &home)
+                .args(["bench", "race", "--quick", "--json"])
+                .output()
+                .unwrap(),
+            "mmap-lab bench race --quick --json",
+        );
+        let rows = json(&bench)["rows"].as_array().cloned().unwrap_or_default();
+        assert_eq!(rows.len(), 4, "{bench}");
+        for row in rows {
+            assert!(row["c_cpu_ns"].as_f64().is_some_and(|ns| ns > 0.0), "{row}");
+        }
     }
     // Nothing left behind: not in HOME (the work directory is made on demand and removed),
     // not in the student's directory.

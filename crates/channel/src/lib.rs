@@ -118,8 +118,15 @@ pub mod report {
     #[serde(rename_all = "kebab-case")]
     pub enum RecvLine {
         /// A message: its number (from 1), length, and text (lossy UTF-8, without a final
-        /// newline).
-        Message { seq: u64, bytes: u64, text: String },
+        /// newline). `lossy` is true (and only then present) when the bytes were not valid
+        /// UTF-8, so `text` has U+FFFD in place of what could not be decoded.
+        Message {
+            seq: u64,
+            bytes: u64,
+            text: String,
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            lossy: bool,
+        },
         /// The last line.
         End {
             /// "closed" (the sender closed the channel) or "interrupted".

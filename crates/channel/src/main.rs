@@ -63,6 +63,10 @@ At the end of the stream (the sender closed the channel and everything was recei
 ring's head must equal its tail; anything else is a damaged ring: one error line, exit 1, and
 the file is kept.
 
+With --json a message's text is UTF-8: bytes that are not valid UTF-8 become U+FFFD, and that
+message's object then has \"lossy\":true (absent otherwise); without --json the bytes are
+printed as they came.
+
 Examples:
   channel recv demo                 # print messages from /dev/shm/demo until the sender closes
   channel recv --json demo          # one JSON object per message, then {\"end\":{...}}
@@ -102,7 +106,8 @@ enum Cmd {
         /// Data-area size if this side creates the ring (power of two, 4K to 1G, e.g. 64K, 1M).
         #[arg(long, value_parser = parse_capacity, default_value = "1M")]
         capacity: u64,
-        /// One JSON object per line: {"message":{"seq","bytes","text"}} ... {"end":{...}}.
+        /// One JSON object per line: {"message":{"seq","bytes","text"}} ... {"end":{...}};
+        /// "lossy":true in a message whose bytes were not UTF-8 (its text has U+FFFD).
         #[arg(long)]
         json: bool,
     },
@@ -587,6 +592,7 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
             let line = RecvLine::Message {
                 seq: messages,
                 bytes: msg.len() as u64,
+                lossy: matches!(text, std::borrow::Cow::Owned(_)),
                 text: text.into_owned(),
             };
             serde_json::to_writer(&mut *pending, &line)?;

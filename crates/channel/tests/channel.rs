@@ -56,6 +56,19 @@ impl Dir {
         self.children.len() - 1
     }
 
+    /// `channel send` of `input`, to its end, which must succeed.
+    fn send_all(&mut self, input: &[u8]) {
+        let send = self.start(&["send"]);
+        self.child(send)
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input)
+            .unwrap();
+        let (sent, _) = self.finish(send);
+        assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    }
+
     fn child(&mut self, i: usize) -> &mut Child {
         &mut self.children[i]
     }
@@ -190,15 +203,7 @@ fn send_and_recv_move_stdin_to_stdout_byte_for_byte() {
 #[test]
 fn recv_json_prints_one_object_per_message_and_an_end() {
     let mut dir = Dir::new("json");
-    let send = dir.start(&["send"]);
-    dir.child(send)
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\n")
-        .unwrap();
-    let (sent, _) = dir.finish(send);
-    assert!(sent.status.success(), "{:?}", stderr_lines(&sent));
+    dir.send_all(b"one\ntwo\n");
     assert!(
         dir.ring().exists(),
         "unread messages keep the ring for a receiver"
@@ -217,12 +222,14 @@ fn recv_json_prints_one_object_per_message_and_an_end() {
             RecvLine::Message {
                 seq: 1,
                 bytes: 4,
-                text: "one".into()
+                text: "one".into(),
+                lossy: false,
             },
             RecvLine::Message {
                 seq: 2,
                 bytes: 4,
-                text: "two".into()
+                text: "two".into(),
+                lossy: false,
             },
             RecvLine::End {
                 reason: "closed".into(),
@@ -233,6 +240,32 @@ fn recv_json_prints_one_object_per_message_and_an_end() {
         ]
     );
     assert!(!dir.ring().exists());
+}
+
+#[test]
+fn recv_json_marks_a_message_that_was_not_utf8_as_lossy() {
+    let mut dir = Dir::new("recv-json-lossy");
+    dir.send_all(b"ok\nbad\xff\n");
+    let recv = dir.start(&["recv", "--json"]);
+    let (out, _) = dir.finish(recv);
+    assert!(out.status.success(), "{:?}", stderr_lines(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    // A valid message has no "lossy" key at all: the shape consumers already parse.
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"message": {"seq": 1, "bytes": 3, "text": "ok"}})
+    );
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"message": {"seq": 2, "bytes": 5, "text": "bad\u{fffd}", "lossy": true}})
+    );
+    let parsed: RecvLine = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert!(matches!(parsed, RecvLine::Message { lossy: true, .. }));
 }
 
 #[test]

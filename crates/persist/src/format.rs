@@ -1167,8 +1167,8 @@ impl<'a, M: Mem<'a>> View<M> {
                     };
                     if other.key == rec.key {
                         return Err(invalid!(
-                            "slots {j} and {i} hold the same key {:?}",
-                            String::from_utf8_lossy(rec.key)
+                            "slots {j} and {i} hold the same key \"{}\"",
+                            shown(rec.key)
                         ));
                     }
                 }
@@ -1193,8 +1193,8 @@ impl<'a, M: Mem<'a>> View<M> {
             return invalid!("slot {i} has tag {tag:#x} but its key hashes to {want:#x}");
         }
         invalid!(
-            "slot {i} holds key {:?} where a lookup cannot reach it",
-            String::from_utf8_lossy(rec.key)
+            "slot {i} holds key \"{}\" where a lookup cannot reach it",
+            shown(rec.key)
         )
     }
 
@@ -1257,6 +1257,33 @@ impl<'a, M: Mem<'a>> View<M> {
             counts_match,
         })
     }
+}
+
+/// A key in a message on stderr: as on stdout, and besides every other control character and
+/// every byte that is not part of valid UTF-8 written `\xNN`, so that no key can corrupt the
+/// terminal and two keys never read the same (`caf\xe9` is the Latin-1 `café`).
+/// `get`, `put` and `del` name keys this way, and so does `verify` when a slot's key is wrong.
+pub fn shown(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len());
+    let hex = |out: &mut String, bytes: &[u8]| {
+        for b in bytes {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    };
+    for chunk in key.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => out.push(c),
+            }
+        }
+        hex(&mut out, chunk.invalid());
+    }
+    out
 }
 
 /// A live slot a scan found: its record's offset / 8 in the high half and the slot's index in

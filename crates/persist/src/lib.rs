@@ -215,6 +215,7 @@ pub mod pread;
 mod sys;
 mod table;
 
+pub use format::shown;
 pub use format::{
     key_hash, record_check, Invalid, VerifyReport, HEADER_LEN, MAGIC, VERSION, VERSION_READ_ONLY,
 };

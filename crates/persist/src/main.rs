@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use persist::doc::{self, FaultCount, Mode, WriteOp};
-use persist::{Access, Table, TableMut, WriteOptions};
+use persist::{shown, Access, Table, TableMut, WriteOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -251,32 +251,6 @@ fn text(b: &[u8]) -> String {
 fn key_out(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len());
     tsv::escape_into(&mut out, key);
-    out
-}
-
-/// A key in a message on stderr: as on stdout, and besides every other control character and
-/// every byte that is not part of valid UTF-8 written `\xNN`, so that no key can corrupt the
-/// terminal and two keys never read the same (`caf\xe9` is the Latin-1 `café`).
-fn shown(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len());
-    let hex = |out: &mut String, bytes: &[u8]| {
-        for b in bytes {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    };
-    for chunk in key.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\t' => out.push_str("\\t"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => hex(&mut out, c.encode_utf8(&mut [0; 4]).as_bytes()),
-                c => out.push(c),
-            }
-        }
-        hex(&mut out, chunk.invalid());
-    }
     out
 }
 

@@ -314,6 +314,39 @@ fn verify_names_a_wrong_tag_a_duplicate_and_an_unreachable_key() {
     assert_eq!(Table::open(&p).unwrap().verify().unwrap().entries, 12);
 }
 
+/// `persist verify` names a key whose slot is wrong the way `get` names a missing one: a byte
+/// that is not UTF-8 as `\xNN`, not U+FFFD (two such keys would read the same).
+#[test]
+fn verify_names_a_key_that_is_not_utf8_with_escapes() {
+    let d = tempdir("slots-bytes");
+    let p = d.path().join("t");
+    let mut w = TableMut::create(&p, 6).unwrap();
+    w.put(b"caf\xe9\x01", b"v").unwrap();
+    w.close().unwrap();
+    let orig = std::fs::read(&p).unwrap();
+    let (off, count) = common::slot_array(&orig);
+    let at = |i: usize| off + (i % count) * 8;
+    let word = |b: &[u8], i: usize| u64::from_le_bytes(b[at(i)..at(i) + 8].try_into().unwrap());
+    // The one full slot (the others are empty): copied to the next slot, the key is in two
+    // slots; moved two slots on past an empty one, a lookup cannot reach it.
+    let i = (0..count)
+        .find(|&i| word(&orig, i) > 1)
+        .expect("a full slot");
+    let full = orig[at(i)..at(i) + 8].to_vec();
+    let mut twice = orig.clone();
+    twice[at(i + 1)..at(i + 1) + 8].copy_from_slice(&full);
+    let mut moved = orig.clone();
+    moved[at(i)..at(i) + 8].fill(0);
+    moved[at(i + 2)..at(i + 2) + 8].copy_from_slice(&full);
+    let path = p.to_str().unwrap();
+    for (bytes, what) in [(twice, "hold the same key"), (moved, "where a lookup")] {
+        std::fs::write(&p, bytes).unwrap();
+        let e = common::fails(&["verify", path], 1, what);
+        assert!(e.contains(r#"key "caf\xe9\x01""#), "{e}");
+        assert!(!e.contains('\u{fffd}'), "{e}");
+    }
+}
+
 /// A flipped byte in a value fails the lookup with the record's check, whether the record has a
 /// short head (the common case, read as one word by the lookup's fast path) or a long one (a
 /// value over 65,535 bytes), through `get` and `get_many`; the untouched keys still answer.

@@ -187,10 +187,14 @@ fn usage(args: &CheckArgs) -> Result<(), String> {
 }
 
 /// Why `--markdown FILE` could not be written at the end of the check, found before it starts:
-/// a directory, no such directory, or no permission to write there ([`writable`]).
+/// a directory, an existing file that is not a regular one ([`not_regular`]), no such
+/// directory, or no permission to write there ([`writable`]).
 fn markdown_usage(md: &Path) -> Result<(), String> {
     if md.is_dir() {
         return Err("is a directory".into());
+    }
+    if let Some(kind) = not_regular(md) {
+        return Err(format!("is {kind}, not a regular file"));
     }
     let parent = md
         .parent()
@@ -203,6 +207,44 @@ fn markdown_usage(md: &Path) -> Result<(), String> {
         }
         _ => Err("no such directory".into()),
     }
+}
+
+/// What an existing `file` (symbolic links followed) is when the Markdown copy must not go
+/// there: a FIFO (opening it blocks until someone reads, after a check of minutes), a socket (no
+/// file can be opened), a block device (it would be overwritten), a character device other than
+/// `/dev/null`. `None` for a regular file, for no file at all, for `/dev/null`, and for this
+/// process's own stdout or stderr (`--markdown /dev/stdout`, whatever fd 1 is).
+fn not_regular(file: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(file).ok()?;
+    let same = |other: Option<std::fs::Metadata>| {
+        other.is_some_and(|o| o.dev() == m.dev() && o.ino() == m.ino())
+    };
+    let stream = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .ok()
+            .and_then(|fd| std::fs::File::from(fd).metadata().ok())
+    };
+    let t = m.file_type();
+    if t.is_file()
+        || t.is_dir()
+        || same(std::fs::metadata("/dev/null").ok())
+        || same(stream(std::os::fd::AsFd::as_fd(&std::io::stdout())))
+        || same(stream(std::os::fd::AsFd::as_fd(&std::io::stderr())))
+    {
+        return None;
+    }
+    Some(if t.is_fifo() {
+        "a FIFO (a named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "of an unknown kind"
+    })
 }
 
 /// Whether `file` can be written (or, when it does not exist yet, created in `dir`), asked
@@ -522,5 +564,24 @@ fn ending(trace: &Trace, finished: &sandbox::Finished) -> Ending {
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_dev_null_and_our_own_streams_may_take_the_markdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("check.md");
+        assert_eq!(not_regular(&file), None, "no file yet");
+        std::fs::write(&file, "old").unwrap();
+        assert_eq!(not_regular(&file), None);
+        assert_eq!(not_regular(Path::new("/dev/null")), None);
+        assert_eq!(
+            not_regular(Path::new("/dev/zero")),
+            Some("a character device")
+        );
     }
 }

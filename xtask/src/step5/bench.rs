@@ -1,7 +1,8 @@
 //! `cargo xtask bench race [--quick] [--json]`: the Rust racer against the C racer
-//! (`crates/race/c/racer.c`, built with `cc -O2`), same target, 1 and 2 participants in each
-//! mode, median of several runs, the two languages alternated run by run; each cell judged
-//! against the goal Rust/C <= 1.05x; then where both racers' loops lie in 64-byte lines.
+//! (`crates/race/c/racer.c`, carried in the lab and built with `cc -O2`), same target, 1 and 2
+//! participants in each mode, median of several runs, the two languages alternated run by run;
+//! each cell judged against the goal Rust/C <= 1.05x; then where both racers' loops lie in
+//! 64-byte lines.
 //! `--json` prints one document ([`RaceBench`], DESIGN.md's shape) on stdout, the rest on stderr.
 
 use std::fmt::Write as _;
@@ -181,11 +182,10 @@ fn cell(
 /// `cargo xtask bench race [--quick] [--json]`.
 pub fn bench(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     let sizing = Sizing::new(ctx.quick);
-    let root = ctx.layout.source_root("bench race")?;
     ctx.build_release(&["race"])?;
     let race = ctx.bin("race");
     let scratch = ctx.scratch("bench-race")?;
-    let c_exe = build_c_racer(root, scratch.path())?;
+    let c_exe = build_c_racer(scratch.path())?;
     out::heading("Benchmark: the Rust racer against the C racer (cc -O2)");
     say!(
         "target {}, median of {} runs per cell, the two languages alternated run by run. Each \
@@ -332,9 +332,15 @@ fn show_loops(language: &str, exe: &Path) {
     say!();
 }
 
-/// Builds the C racer with `cc -O2` into `dir`.
-pub(crate) fn build_c_racer(root: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let src = root.join("crates/race/c/racer.c");
+/// The C racer's source (`crates/race/c/racer.c`), carried in the lab itself so that an
+/// installed `mmap-lab bench race` needs no source tree, only `cc`.
+const C_RACER_SOURCE: &str = include_str!("../../../crates/race/c/racer.c");
+
+/// Builds the C racer with `cc -O2` into `dir` (its source written there first).
+pub(crate) fn build_c_racer(dir: &Path) -> anyhow::Result<PathBuf> {
+    let src = dir.join("racer.c");
+    std::fs::write(&src, C_RACER_SOURCE)
+        .with_context(|| format!("cannot write {}", src.display()))?;
     let exe = dir.join("racer");
     let out = Command::new("cc")
         .args(["-O2", "-Wall", "-o"])

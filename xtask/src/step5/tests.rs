@@ -295,8 +295,7 @@ fn both_racers_loops_each_lie_in_one_64_byte_line() {
         .prefix("xtask-step5-placement-")
         .tempdir()
         .unwrap();
-    let root = ctx.layout.source_root("test").unwrap();
-    let c_racer = super::bench::build_c_racer(root, dir.path()).unwrap();
+    let c_racer = super::bench::build_c_racer(dir.path()).unwrap();
     for exe in [ctx.bin("race"), c_racer] {
         let loops = super::bench::raced_loops(&exe);
         assert_eq!(loops.len(), 2);

@@ -85,7 +85,9 @@ pub fn check(output: &str, n: u64) -> anyhow::Result<Check> {
             )
         })?;
         match parsed {
-            RecvLine::Message { seq, bytes, text } => {
+            RecvLine::Message {
+                seq, bytes, text, ..
+            } => {
                 c.received += 1;
                 c.received_bytes += bytes;
                 let expected = (c.received <= n).then(|| line(c.received));
@@ -144,6 +146,7 @@ mod tests {
             seq,
             bytes: text.len() as u64 + 1,
             text: text.into(),
+            lossy: false,
         })
         .unwrap()
     }
