@@ -62,8 +62,8 @@ pub fn check(
             races.push(race(sandbox, program, n)?);
         }
     }
-    let locked =
-        crate::step5::objdump::objdump(program).map(|text| judge::locked_instructions(&text));
+    let locked = crate::step5::objdump::objdump(program)
+        .map(|text| crate::step5::objdump::race_instructions(&text));
     Ok(judge::judge_racer(
         shown,
         kind,
@@ -141,9 +141,29 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     }
     // Watch until every instance has ended, nothing moves for STALL, or one floods.
     let mut flooded = None;
+    // Between two of watch's reads (every few ms): did some winnings grow, and did two ids'?
+    let mut overlap = judge::Overlap {
+        moving: 0,
+        together: 0,
+    };
+    let mut seen = view.as_ref().and_then(counters);
     let hung = match no_race {
         None => {
             let watched = watch(view.as_ref(), STALL, Duration::MAX, t0, || {
+                if let Some(now) = view.as_ref().and_then(counters) {
+                    if let Some(before) = &seen {
+                        let grew = now
+                            .winnings
+                            .iter()
+                            .zip(&before.winnings)
+                            .take(n)
+                            .filter(|(a, b)| a > b)
+                            .count();
+                        overlap.moving += usize::from(grew > 0);
+                        overlap.together += usize::from(grew > 1);
+                    }
+                    seen = Some(now);
+                }
                 let running = poll(&mut instances)?;
                 flooded = instances
                     .iter()
@@ -159,6 +179,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         i.ended = Some((Instant::now(), "was killed".into()));
     }
     let end = view.as_ref().and_then(counters);
+    let sampled = (n > 1 && end.is_some() && no_race.is_none()).then_some(overlap);
     let outside_writes = wrap_up(&mut instances, sandbox, &dir);
     let failed = match flooded {
         Some(i) => Some(format!(
@@ -201,6 +222,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         winnings: end.map(|c| c.winnings[..n].to_vec()).unwrap_or_default(),
         final_participant_seconds,
         outside_writes,
+        overlap: sampled,
     })
 }
 

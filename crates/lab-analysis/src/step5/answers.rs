@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::analyze::{of_mode, Cause, Findings, RuntimeTrend};
 use super::{Evidence, Mode, Racer};
+use crate::verdict::Verdict;
 use crate::Block;
 
 pub fn answers(f: &Findings, ev: &Evidence) -> Vec<Block> {
@@ -130,7 +131,13 @@ fn sum_vs_total(f: &Findings) -> String {
                 "total stayed 0: the racer never increments total, so there was nothing to lose"
                     .to_string()
             }
-            Some(j) if j.locked_on_total.is_some() => format!(
+            _ if !l.idle_racers.is_empty() => format!(
+                "in {} of them a racer made no increment (participants, idle: {:?}), so there \
+                 was no race to lose an update in",
+                l.idle_racers.len(),
+                l.idle_racers
+            ),
+            Some(j) if j.locked_on_total.is_some() && j.check.verdict == Verdict::Pass => format!(
                 "its loop increments total with `{}`, one locked read-modify-write: no other \
                  racer can come between its load and its store",
                 j.locked_on_total.as_deref().unwrap_or_default()
