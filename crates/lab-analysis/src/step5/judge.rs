@@ -489,7 +489,7 @@ pub fn judge_their_racer(
         Some(program.to_string()),
         kind,
         &races,
-        locked.ok_or("objdump could not read its code"),
+        locked.ok_or("no disassembly of it was recorded (objdump missing or failed)"),
     );
     RacerJudgment {
         kind,
