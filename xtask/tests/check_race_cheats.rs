@@ -175,3 +175,47 @@ fn static_and_non_pie_builds_are_judged_on_their_own_code() {
     assert_eq!(v, "pass", "{why}");
     assert!(why.contains("each tag is the one malloc wrote"), "{why}");
 }
+
+/// `run-step 5 --racer` on the A2 racer: no cause sentence it did not measure, and no
+/// per-increment figure from a participant that made no increment (it was 0.03 ns).
+#[test]
+fn run_step_5_does_not_explain_or_time_a_race_no_one_else_ran() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("racer_dead_lock", "racer_dead_lock")]);
+    assert!(cc(sub.path(), &[], "racer_dead_lock.c", "dead"));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["run-step", "5", "--quick", "--json", "--racer"])
+        .arg(sub.path().join("dead"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &doc["findings"];
+    assert_eq!(f["racer"]["check"]["verdict"], "fail", "{}", f["racer"]);
+    assert!(
+        text.contains("so there was no race to lose an update in"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("no update was lost: its loop increments"),
+        "{text}"
+    );
+    assert!(!text.contains("increments total with `lock"), "{text}");
+    for r in f["races"].as_array().unwrap() {
+        let idle = r["winnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_i64() == Some(0));
+        if idle {
+            assert!(r["ns_per_increment"].is_null(), "{r}");
+        }
+    }
+    for t in f["runtime"].as_array().unwrap() {
+        assert!(t["ns_per_made"].is_null(), "{t}");
+    }
+}

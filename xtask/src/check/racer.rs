@@ -8,7 +8,8 @@
 //! an observer) and it holds a count, the others are started back to back. The race is bounded
 //! by its progress, not by wall time: when nothing in the file moves for [`STALL`], every
 //! instance is killed. A race whose instances hang before it began, with participants left
-//! (a plain `participants -= 1` lost an arrival: the course's own protocol), is run once more.
+//! (a plain `participants -= 1` lost an arrival: the course's own protocol), is run once more,
+//! and so is a race the lab saw no racing in ([`Race::not_raced`]: a starved instance).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,7 +43,10 @@ pub fn check(
         let lost_arrival = matches!(one.outcome, RaceOutcome::Hung { .. })
             && one.total == Some(0)
             && one.participants_left.is_some_and(|p| p > 0);
-        if lost_arrival {
+        // A race in which the lab saw no racing (a participant made no increment, or they took
+        // turns) is run once more: a loaded machine may have starved one instance. A racer
+        // that does not race does not race twice.
+        if lost_arrival || (one.outcome == RaceOutcome::Finished && one.not_raced().is_some()) {
             one = race(sandbox, program, n)?;
         }
         let stop = one.outcome != RaceOutcome::Finished || one.total == Some(0);
@@ -141,35 +145,17 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     }
     // Watch until every instance has ended, nothing moves for STALL, or one floods.
     let mut flooded = None;
-    // Between two of watch's reads (every few ms): did some winnings grow, and did two ids'?
-    let mut overlap = judge::Overlap {
-        moving: 0,
-        together: 0,
-    };
-    let mut seen = view.as_ref().and_then(counters);
+    let mut overlap = judge::Overlap::default();
     let hung = match no_race {
         None => {
-            let watched = watch(view.as_ref(), STALL, Duration::MAX, t0, || {
-                if let Some(now) = view.as_ref().and_then(counters) {
-                    if let Some(before) = &seen {
-                        let grew = now
-                            .winnings
-                            .iter()
-                            .zip(&before.winnings)
-                            .take(n)
-                            .filter(|(a, b)| a > b)
-                            .count();
-                        overlap.moving += usize::from(grew > 0);
-                        overlap.together += usize::from(grew > 1);
-                    }
-                    seen = Some(now);
-                }
+            let watched = watch(view.as_ref(), n, STALL, Duration::MAX, t0, || {
                 let running = poll(&mut instances)?;
                 flooded = instances
                     .iter()
                     .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64);
                 Ok((running, flooded.is_some()))
             })?;
+            overlap = watched.overlap;
             watched.quiet
         }
         Some(_) => None,

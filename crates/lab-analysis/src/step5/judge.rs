@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::disasm::{InsnKind, LockedInsn};
+pub use super::Overlap;
 use crate::verdict::{plural, signed_thousands, thousands, Check, Verdict};
 
 /// How a race ended.
@@ -42,16 +43,6 @@ pub struct Race {
     pub outside_writes: Vec<String>,
     /// What the lab's reads of the winnings showed while the race ran (`None`: not sampled).
     pub overlap: Option<Overlap>,
-}
-
-/// The lab's reads of the race file while a race ran (every few ms): whether the instances made
-/// increments at the same time or took turns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Overlap {
-    /// Intervals between two successive reads in which some id's winnings grew.
-    pub moving: usize,
-    /// Of those, the intervals in which the winnings of two or more ids grew.
-    pub together: usize,
 }
 
 /// A race counts as raced when in at least this many intervals two or more ids made increments
@@ -541,7 +532,7 @@ fn race_of(record: &super::RaceRecord) -> Race {
             .map(|c| c.winnings.iter().take(n).copied().collect())
             .unwrap_or_default(),
         outside_writes: Vec::new(),
-        overlap: None,
+        overlap: run.overlap,
     }
 }
 
