@@ -144,10 +144,10 @@ fn static_and_non_pie_builds_are_judged_on_their_own_code() {
     }
     let sub = submission(&[
         ("racer_dead_lock", "racer_dead_lock"),
+        ("racer_racy", "racer_racy"),
         ("probe_ok", "probe_ok"),
     ]);
     let d = sub.path();
-    std::fs::copy(Path::new(FIXTURES).join("racer.h"), d.join("racer.h")).unwrap();
     if !cc(d, &["-static"], "racer_dead_lock.c", "racer_static")
         || !cc(d, &["-static"], "probe_ok.c", "probe_static")
     {
@@ -158,14 +158,26 @@ fn static_and_non_pie_builds_are_judged_on_their_own_code() {
         return;
     }
     assert!(cc(d, &["-no-pie"], "probe_ok.c", "probe_nopie"));
+    assert!(cc(d, &["-static"], "racer_racy.c", "racy_static"));
     // A2 static: glibc's stdio lock (`lock cmpxchg` in __vfprintf_internal) is not its own.
     let doc = check(
         d,
-        &["--atomic-racer", "racer_static", "--probe", "probe_static"],
+        &[
+            "--atomic-racer",
+            "racer_static",
+            "--probe",
+            "probe_static",
+            "--racer",
+            "racy_static",
+        ],
     );
     let (v, why) = verdict(&doc, "step5.atomic-racer");
     assert_eq!(v, "fail", "{why}");
     assert!(why.contains("made no increment"), "{why}");
+    // Its own main is still its own in a static binary (libc's and libgcc's code is not).
+    let (v, why) = verdict(&doc, "step5.racer");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("writes total without a lock (`mov"), "{why}");
     // C2: a static probe's heap lies below 4 GiB; LD_PRELOAD cannot record its mallocs.
     let (v, why) = verdict(&doc, "step1.probe");
     assert_eq!(v, "pass", "{why}");

@@ -867,10 +867,12 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
     let heap = (brk.iter().min().copied(), brk.iter().max().copied());
     let in_heap = |a: u64| matches!(heap, (Some(lo), Some(hi)) if (lo..hi).contains(&a));
     let mmapped = |a: u64| anonymous.iter().find(|(start, _)| start + 16 == a);
+    // Every tag malloc wrote at that address (a freed chunk's address can be returned again).
     let returned = |a: u64| {
-        run.returns
-            .as_ref()
-            .map(|r| r.iter().find(|m| m.address == a).copied())
+        run.returns.as_ref().map(|r| {
+            let tags: Vec<u64> = r.iter().filter(|m| m.address == a).map(|m| m.tag).collect();
+            (!tags.is_empty()).then_some(tags)
+        })
     };
     let mut chunks = Vec::new();
     for line in run.stdout.lines() {
@@ -904,19 +906,19 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
         let wrote = match returned(address) {
             // Not a pointer malloc returned: not a chunk.
             Some(None) => continue,
-            Some(Some(r)) => Some(r.tag & !7),
+            Some(Some(r)) => Some(r),
             None => None,
         };
         chunks.push(Chunk::Heap {
             address,
             tag_ok: tags.iter().any(|t| {
                 t & IS_MMAPPED == 0
-                    && match wrote {
-                        Some(size) => t & !7 == size,
+                    && match &wrote {
+                        Some(sizes) => sizes.iter().any(|w| t & !7 == w & !7),
                         None => t & !7 >= 32 && t & 8 == 0,
                     }
             }),
-            wrote,
+            wrote: wrote.and_then(|w| w.first().map(|t| t & !7)),
         });
     }
     chunks
