@@ -135,6 +135,15 @@ fn a_spin_lock_is_named_and_a_genuine_probe_passes_with_its_tags_read() {
         why.contains("every chunk was returned by malloc and each tag is the one malloc wrote"),
         "{why}"
     );
+    // malloc's pointers, with the usual tags typed in: the padded requests changed them.
+    let sub = submission(&[("probe_hardcoded_tags", "probe")]);
+    let doc = check(sub.path(), &[]);
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.contains("does not hold its tag") && why.contains("padded by"),
+        "{why}"
+    );
 }
 
 #[test]

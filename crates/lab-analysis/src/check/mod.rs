@@ -792,6 +792,8 @@ pub struct ProbeRun {
     /// The bytes the recorder added to every request, so that a tag printed from a constant
     /// differs from the one malloc wrote (0: none).
     pub pad: u64,
+    /// The pages it added too to requests of 64 KiB or more (an mmapped chunk's length changes).
+    pub pad_pages: u64,
 }
 
 /// One pointer malloc returned, and the 8 bytes before it then.
@@ -975,9 +977,10 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
     evidence.push(match &run.returns {
         Some(r) => format!(
             "malloc's returns recorded by a preloaded recorder: {}, each request padded by {} \
-             bytes so that its tags are not the usual ones",
+             bytes (and {} from 64 KiB) so that its tags are not the usual ones",
             plural(r.len() as u64, "pointer"),
-            run.pad
+            run.pad,
+            plural(run.pad_pages, "page")
         ),
         None => "malloc's returns NOT recorded (a statically linked probe ignores LD_PRELOAD): \
                  its chunks are placed by strace alone, and a tag printed from a constant \
@@ -1058,10 +1061,18 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
             Verdict::Fail,
             format!(
                 "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap \
-                 length {} | IS_MMAPPED): it prints something else than the 8 bytes before the \
-                 pointer",
+                 length {} | IS_MMAPPED{}): it prints something else than the 8 bytes before \
+                 the pointer",
                 len | IS_MMAPPED,
-                thousands(*len)
+                thousands(*len),
+                if run.returns.is_some() && run.pad_pages > 0 {
+                    format!(
+                        ", its request padded by {} in this run",
+                        plural(run.pad_pages, "page")
+                    )
+                } else {
+                    String::new()
+                }
             ),
             evidence,
         );

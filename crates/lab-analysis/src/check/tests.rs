@@ -538,6 +538,7 @@ fn probe(stdout: &str) -> ProbeRun {
         outside_writes: Vec::new(),
         returns: None,
         pad: 0,
+        pad_pages: 0,
     }
 }
 
