@@ -167,28 +167,7 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     let end = view.as_ref().and_then(counters);
     let sampled = (n > 1 && end.is_some() && no_race.is_none()).then_some(overlap);
     let outside_writes = wrap_up(&mut instances, sandbox, &dir);
-    let failed = match flooded {
-        Some(i) => Some(format!(
-            "(the {}th started) flooded its output and was killed",
-            i + 1
-        )),
-        None => instances
-            .iter()
-            .filter_map(|i| i.ended.as_ref())
-            .find(|(_, how)| how != "exited with status 0")
-            .map(|(_, how)| how.clone()),
-    };
-    let outcome = match (no_race, hung, failed) {
-        (Some(reason), _, _) => RaceOutcome::NoRace {
-            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
-                Some((_, how)) => format!("{reason} (it {how})"),
-                None => reason.to_string(),
-            },
-        },
-        (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
-        (None, None, Some(how)) => RaceOutcome::Failed { how },
-        (None, None, None) => RaceOutcome::Finished,
-    };
+    let outcome = outcome(&instances, no_race, hung, flooded);
     let final_participant_seconds = instances
         .last()
         .filter(|_| outcome == RaceOutcome::Finished)
@@ -210,6 +189,38 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         outside_writes,
         overlap: sampled,
     })
+}
+
+/// How the race ended: it never began (`no_race`), hung, one instance failed or flooded
+/// (`flooded`: its index), or it finished.
+fn outcome(
+    instances: &[Instance],
+    no_race: Option<&str>,
+    hung: Option<f64>,
+    flooded: Option<usize>,
+) -> RaceOutcome {
+    let failed = match flooded {
+        Some(i) => Some(format!(
+            "(the {}th started) flooded its output and was killed",
+            i + 1
+        )),
+        None => instances
+            .iter()
+            .filter_map(|i| i.ended.as_ref())
+            .find(|(_, how)| how != "exited with status 0")
+            .map(|(_, how)| how.clone()),
+    };
+    match (no_race, hung, failed) {
+        (Some(reason), _, _) => RaceOutcome::NoRace {
+            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
+                Some((_, how)) => format!("{reason} (it {how})"),
+                None => reason.to_string(),
+            },
+        },
+        (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
+        (None, None, Some(how)) => RaceOutcome::Failed { how },
+        (None, None, None) => RaceOutcome::Finished,
+    }
 }
 
 /// Notes on each failed instance what it said last on stderr (`usage: racer N`), and returns

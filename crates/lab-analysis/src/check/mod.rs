@@ -926,11 +926,9 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
     chunks
 }
 
-/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
-/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
-/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear.
-pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
-    let chunks = probe_chunks(run);
+/// The probe's evidence: each chunk it printed (at most 40), and whether malloc's returns were
+/// recorded.
+fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
     let mut evidence: Vec<String> = chunks
         .iter()
         .take(40)
@@ -987,6 +985,58 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
                  cannot be told from one read"
             .into(),
     });
+    evidence
+}
+
+/// Why a printed tag is wrong: an mmapped chunk's line without `len | IS_MMAPPED`, or a heap
+/// chunk's without the size malloc wrote (when recorded) or any tag with IS_MMAPPED clear.
+fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
+    if let Some(Chunk::Mmapped { address, len, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return Some(format!(
+            "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap length \
+             {} | IS_MMAPPED{}): it prints something else than the 8 bytes before the pointer",
+            len | IS_MMAPPED,
+            thousands(*len),
+            if run.returns.is_some() && run.pad_pages > 0 {
+                format!(
+                    ", its request padded by {} in this run",
+                    plural(run.pad_pages, "page")
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let Some(Chunk::Heap { address, wrote, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
+    else {
+        return None;
+    };
+    Some(match wrote {
+        Some(size) => format!(
+            "the line of the heap chunk {address:#x} does not hold the size malloc wrote before \
+             it ({size:#x}, its request padded by {} bytes in this run): it prints something \
+             else than the 8 bytes before the pointer",
+            run.pad
+        ),
+        None => {
+            format!("the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear")
+        }
+    })
+}
+
+/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
+/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
+/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear. With
+/// malloc's returns recorded (`run.returns`), every mmapped chunk must be one malloc returned,
+/// and every heap chunk's printed size the one malloc wrote.
+pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
+    let chunks = probe_chunks(run);
+    let evidence = probe_evidence(&chunks, run);
     let check = |verdict, reason: String, evidence| Check {
         id: "step1.probe".into(),
         program: program.clone(),
@@ -1053,49 +1103,8 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
             evidence,
         );
     }
-    if let Some(Chunk::Mmapped { address, len, .. }) = mmapped
-        .iter()
-        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
-    {
-        return check(
-            Verdict::Fail,
-            format!(
-                "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap \
-                 length {} | IS_MMAPPED{}): it prints something else than the 8 bytes before \
-                 the pointer",
-                len | IS_MMAPPED,
-                thousands(*len),
-                if run.returns.is_some() && run.pad_pages > 0 {
-                    format!(
-                        ", its request padded by {} in this run",
-                        plural(run.pad_pages, "page")
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-            evidence,
-        );
-    }
-    if let Some(Chunk::Heap { address, wrote, .. }) = chunks
-        .iter()
-        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
-    {
-        return check(
-            Verdict::Fail,
-            match wrote {
-                Some(size) => format!(
-                    "the line of the heap chunk {address:#x} does not hold the size malloc wrote \
-                     before it ({size:#x}, its request padded by {} bytes in this run): it \
-                     prints something else than the 8 bytes before the pointer",
-                    run.pad
-                ),
-                None => format!(
-                    "the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear"
-                ),
-            },
-            evidence,
-        );
+    if let Some(why) = tag_failure(&chunks, run) {
+        return check(Verdict::Fail, why, evidence);
     }
     let Some(Chunk::Mmapped { len, .. }) = mmapped.first() else {
         return check(Verdict::NotTested, "no mmapped chunk".into(), evidence);
