@@ -8,7 +8,8 @@
 //! an observer) and it holds a count, the others are started back to back. The race is bounded
 //! by its progress, not by wall time: when nothing in the file moves for [`STALL`], every
 //! instance is killed. A race whose instances hang before it began, with participants left
-//! (a plain `participants -= 1` lost an arrival: the course's own protocol), is run once more.
+//! (a plain `participants -= 1` lost an arrival: the course's own protocol), is run once more,
+//! and so is a race the lab saw no racing in ([`Race::not_raced`]: a starved instance).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,7 +43,10 @@ pub fn check(
         let lost_arrival = matches!(one.outcome, RaceOutcome::Hung { .. })
             && one.total == Some(0)
             && one.participants_left.is_some_and(|p| p > 0);
-        if lost_arrival {
+        // A race in which the lab saw no racing (a participant made no increment, or they took
+        // turns) is run once more: a loaded machine may have starved one instance. A racer
+        // that does not race does not race twice.
+        if lost_arrival || (one.outcome == RaceOutcome::Finished && one.not_raced().is_some()) {
             one = race(sandbox, program, n)?;
         }
         let stop = one.outcome != RaceOutcome::Finished || one.total == Some(0);
@@ -62,8 +66,8 @@ pub fn check(
             races.push(race(sandbox, program, n)?);
         }
     }
-    let locked =
-        crate::step5::objdump::objdump(program).map(|text| judge::locked_instructions(&text));
+    let locked = crate::step5::objdump::objdump(program)
+        .map(|text| crate::step5::objdump::race_instructions(&text));
     Ok(judge::judge_racer(
         shown,
         kind,
@@ -141,15 +145,17 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
     }
     // Watch until every instance has ended, nothing moves for STALL, or one floods.
     let mut flooded = None;
+    let mut overlap = judge::Overlap::default();
     let hung = match no_race {
         None => {
-            let watched = watch(view.as_ref(), STALL, Duration::MAX, t0, || {
+            let watched = watch(view.as_ref(), n, STALL, Duration::MAX, t0, || {
                 let running = poll(&mut instances)?;
                 flooded = instances
                     .iter()
                     .position(|i| i.job.output_bytes() > super::sandbox::KEEP_BYTES as u64);
                 Ok((running, flooded.is_some()))
             })?;
+            overlap = watched.overlap;
             watched.quiet
         }
         Some(_) => None,
@@ -159,29 +165,9 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         i.ended = Some((Instant::now(), "was killed".into()));
     }
     let end = view.as_ref().and_then(counters);
+    let sampled = (n > 1 && end.is_some() && no_race.is_none()).then_some(overlap);
     let outside_writes = wrap_up(&mut instances, sandbox, &dir);
-    let failed = match flooded {
-        Some(i) => Some(format!(
-            "(the {}th started) flooded its output and was killed",
-            i + 1
-        )),
-        None => instances
-            .iter()
-            .filter_map(|i| i.ended.as_ref())
-            .find(|(_, how)| how != "exited with status 0")
-            .map(|(_, how)| how.clone()),
-    };
-    let outcome = match (no_race, hung, failed) {
-        (Some(reason), _, _) => RaceOutcome::NoRace {
-            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
-                Some((_, how)) => format!("{reason} (it {how})"),
-                None => reason.to_string(),
-            },
-        },
-        (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
-        (None, None, Some(how)) => RaceOutcome::Failed { how },
-        (None, None, None) => RaceOutcome::Finished,
-    };
+    let outcome = outcome(&instances, no_race, hung, flooded);
     let final_participant_seconds = instances
         .last()
         .filter(|_| outcome == RaceOutcome::Finished)
@@ -201,7 +187,40 @@ fn race(sandbox: &Sandbox, program: &Path, n: usize) -> anyhow::Result<Race> {
         winnings: end.map(|c| c.winnings[..n].to_vec()).unwrap_or_default(),
         final_participant_seconds,
         outside_writes,
+        overlap: sampled,
     })
+}
+
+/// How the race ended: it never began (`no_race`), hung, one instance failed or flooded
+/// (`flooded`: its index), or it finished.
+fn outcome(
+    instances: &[Instance],
+    no_race: Option<&str>,
+    hung: Option<f64>,
+    flooded: Option<usize>,
+) -> RaceOutcome {
+    let failed = match flooded {
+        Some(i) => Some(format!(
+            "(the {}th started) flooded its output and was killed",
+            i + 1
+        )),
+        None => instances
+            .iter()
+            .filter_map(|i| i.ended.as_ref())
+            .find(|(_, how)| how != "exited with status 0")
+            .map(|(_, how)| how.clone()),
+    };
+    match (no_race, hung, failed) {
+        (Some(reason), _, _) => RaceOutcome::NoRace {
+            reason: match instances.first().and_then(|i| i.ended.as_ref()) {
+                Some((_, how)) => format!("{reason} (it {how})"),
+                None => reason.to_string(),
+            },
+        },
+        (None, Some(stalled_seconds), _) => RaceOutcome::Hung { stalled_seconds },
+        (None, None, Some(how)) => RaceOutcome::Failed { how },
+        (None, None, None) => RaceOutcome::Finished,
+    }
 }
 
 /// Notes on each failed instance what it said last on stderr (`usage: racer N`), and returns

@@ -26,7 +26,9 @@ use lab_trace::procstat::{self, CpuTimes, ProcessStat};
 use lab_trace::shared::SharedView;
 
 use crate::interrupt;
-use lab_analysis::step5::{Counters, CpuWindow, End, Instance, Observation, RaceRun, COURSE_FILE};
+use lab_analysis::step5::{
+    Counters, CpuWindow, End, Instance, Observation, Overlap, RaceRun, COURSE_FILE,
+};
 
 /// `sizeof(struct RaceCourse)`.
 const COURSE_SIZE: usize = 96;
@@ -124,6 +126,7 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
     }
     let watched = watch(
         setup.view.as_ref(),
+        launch.participants,
         launch.bounds.stall,
         launch.bounds.limit,
         t0,
@@ -136,6 +139,7 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
     let stat_after = procstat::read_stat().context("cannot read /proc/stat")?;
     let lab_ticks = own_ticks()?.saturating_sub(lab_before);
 
+    let overlap = (launch.participants > 1 && setup.view.is_some()).then_some(watched.overlap);
     let observer = match (setup.view, setup.missed) {
         (Some(v), _) => Observation::Mapped {
             mapped_at: setup.mapped_at,
@@ -179,6 +183,7 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
             lab_ticks,
         },
         file_left,
+        overlap,
     })
 }
 
@@ -282,6 +287,9 @@ pub(crate) struct Watched {
     /// its overall limit (`over_limit`); the instances still run (the caller kills them).
     pub quiet: Option<f64>,
     pub over_limit: bool,
+    /// Between successive reads: intervals in which the winnings of some id, and of two or
+    /// more of the first `ids`, grew.
+    pub overlap: Overlap,
 }
 
 /// Watches until every instance has ended (`poll` returns how many still run, and whether to
@@ -289,6 +297,7 @@ pub(crate) struct Watched {
 /// run-step 5's races and the check's.
 pub(crate) fn watch(
     view: Option<&SharedView>,
+    ids: usize,
     stall: Duration,
     limit: Duration,
     t0: Instant,
@@ -298,6 +307,7 @@ pub(crate) fn watch(
         race_started_at: None,
         quiet: None,
         over_limit: false,
+        overlap: Overlap::default(),
     };
     let mut last_seen = view.and_then(counters);
     let mut moved = Instant::now();
@@ -310,6 +320,17 @@ pub(crate) fn watch(
             let now = counters(v);
             if watched.race_started_at.is_none() && now.as_ref().is_some_and(|c| c.total != 0) {
                 watched.race_started_at = Some(t0.elapsed().as_secs_f64());
+            }
+            if let (Some(a), Some(b)) = (&now, &last_seen) {
+                let grew = a
+                    .winnings
+                    .iter()
+                    .zip(&b.winnings)
+                    .take(ids)
+                    .filter(|(a, b)| a > b)
+                    .count();
+                watched.overlap.moving += usize::from(grew > 0);
+                watched.overlap.together += usize::from(grew > 1);
             }
             if now != last_seen {
                 last_seen = now;

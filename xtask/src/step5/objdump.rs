@@ -60,7 +60,8 @@ pub fn functions(binary: &Path, names: &[&str]) -> Vec<Listing> {
 }
 
 /// Every lock-prefixed instruction of `binary`, each after its function's header line, and
-/// the same instructions read as the check reads them (in a loop? on total?).
+/// the instructions that bear on a racer as the check reads them (in a loop? on total? the C
+/// library's?).
 pub fn locked_instructions(binary: &Path) -> (Listing, Option<Vec<LockedInsn>>) {
     match objdump(binary) {
         Ok(text) => (
@@ -68,10 +69,62 @@ pub fn locked_instructions(binary: &Path) -> (Listing, Option<Vec<LockedInsn>>) 
                 binary: binary.to_path_buf(),
                 text: locked_in(&text),
             },
-            Some(disasm::locked_instructions(&text)),
+            Some(race_instructions(&text)),
         ),
         Err(reason) => (Listing::Unavailable { reason }, None),
     }
+}
+
+/// [`disasm::locked_instructions`] of `objdump`'s text, the C library's functions marked: in a
+/// statically linked binary (it defines `__libc_start_main`), every function whose name
+/// `nm` finds defined in the C library's archive (`cc -print-file-name=libc.a`). A dynamic
+/// binary carries none of libc's code. When the archive cannot be read, a static binary's
+/// functions are all marked library except `main` and those whose names libc does not use
+/// cannot be told apart: then only `main` counts as its own.
+pub fn race_instructions(objdump: &str) -> Vec<LockedInsn> {
+    if !objdump.lines().any(|l| l.ends_with("<__libc_start_main>:")) {
+        return disasm::locked_instructions(objdump, &|_| false);
+    }
+    match c_library_symbols() {
+        Some(libc) => disasm::locked_instructions(objdump, &|f| libc.contains(f)),
+        None => disasm::locked_instructions(objdump, &|f| f != "main"),
+    }
+}
+
+/// The functions libc.a, libgcc.a and libgcc_eh.a define (`nm --defined-only`), or `None`
+/// without cc, nm or libc.a.
+fn c_library_symbols() -> Option<std::collections::HashSet<String>> {
+    let quiet = |cmd: &mut Command| -> Option<String> {
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut names = std::collections::HashSet::new();
+    // libc.a, and the compiler's runtime (the unwinder a static binary carries is libgcc_eh's).
+    for (i, name) in ["libc.a", "libgcc.a", "libgcc_eh.a"].iter().enumerate() {
+        let archive = quiet(Command::new("cc").arg(format!("-print-file-name={name}")))?;
+        let archive = archive.trim();
+        let listing = Path::new(archive)
+            .is_absolute()
+            .then(|| quiet(Command::new("nm").args(["--defined-only", archive])))
+            .flatten();
+        match listing {
+            Some(listing) => names.extend(listing.lines().filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+                matches!(kind, "T" | "t" | "W" | "w" | "i").then(|| name.to_string())
+            })),
+            // Without libc.a nothing can be told apart.
+            None if i == 0 => return None,
+            None => {}
+        }
+    }
+    Some(names)
 }
 
 /// The size of a line of the instruction cache, the unit a loop's placement is judged in.

@@ -10,7 +10,7 @@ use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
 use lab_trace::{Syscall, Trace};
 use serde::{Deserialize, Serialize};
 
-pub use crate::step5::disasm::{locked_instructions, LockedInsn};
+pub use crate::step5::disasm::{locked_instructions, InsnKind, LockedInsn};
 use crate::verdict::{plural, signed_thousands};
 pub use crate::verdict::{thousands, Check, Verdict};
 
@@ -773,7 +773,7 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
     }
 }
 
-pub use crate::step5::judge::{judge_racer, Race, RaceOutcome, RacerKind};
+pub use crate::step5::judge::{judge_racer, Overlap, Race, RaceOutcome, RacerKind, MIN_TOGETHER};
 
 // ---------------------------------------------------------------------------------------------
 // step1.probe
@@ -785,47 +785,69 @@ pub struct ProbeRun {
     pub trace: Trace,
     pub ending: Ending,
     pub outside_writes: Vec<String>,
+    /// What malloc (and calloc) returned in the probe's process, as a preloaded recorder saw
+    /// it: each address with the boundary tag malloc had just written before it (`None`: not
+    /// recorded; a statically linked probe ignores LD_PRELOAD).
+    pub returns: Option<Vec<MallocReturn>>,
+    /// The bytes the recorder added to every request, so that a tag printed from a constant
+    /// differs from the one malloc wrote (0: none).
+    pub pad: u64,
+    /// The pages it added too to requests of 64 KiB or more (an mmapped chunk's length changes).
+    pub pad_pages: u64,
+}
+
+/// One pointer malloc returned, and the 8 bytes before it then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MallocReturn {
+    pub address: u64,
+    pub tag: u64,
 }
 
 /// A chunk the probe printed, placed by the trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Its address is 16 bytes past an anonymous mmap of `len` bytes: an mmapped chunk, whose
-    /// tag must be `len | IS_MMAPPED`.
+    /// tag must be `len | IS_MMAPPED`. `from_malloc`: the recorder saw malloc return it (`None`:
+    /// nothing recorded).
     Mmapped {
         address: u64,
         len: u64,
         tag_ok: bool,
+        from_malloc: Option<bool>,
     },
-    /// Its address is inside the heap (brk); `tag_ok`: the line holds a tag with IS_MMAPPED clear.
-    Heap { address: u64, tag_ok: bool },
+    /// Its address is inside the heap (brk) and, when recorded, malloc returned it; `tag_ok`:
+    /// the line holds a tag with IS_MMAPPED clear (when recorded: malloc's own size).
+    Heap {
+        address: u64,
+        tag_ok: bool,
+        /// The size malloc wrote, when recorded.
+        wrote: Option<u64>,
+    },
 }
 
 /// glibc's IS_MMAPPED bit of a boundary tag.
 const IS_MMAPPED: u64 = 0x2;
 
-/// The hex numbers of a line (`0x5555…`, `%x`'s `21002`): addresses (≥ 4 GiB on x86-64 PIE
-/// programs) first, then the rest (tags, or sizes printed in decimal, which read as hex too).
-fn hex_tokens(line: &str) -> (Vec<u64>, Vec<u64>) {
-    let mut addresses = Vec::new();
-    let mut others = Vec::new();
+/// The hex numbers of a line (`0x5555…`, `%x`'s `21002`, decimal sizes read as hex too), each
+/// with whether it was written with `0x`.
+fn hex_tokens(line: &str) -> Vec<(u64, bool)> {
+    let mut out = Vec::new();
     for token in line.split(|c: char| !(c.is_ascii_hexdigit() || c == 'x' || c == 'X')) {
-        let digits = token
+        let (digits, prefixed) = match token
             .strip_prefix("0x")
             .or_else(|| token.strip_prefix("0X"))
-            .unwrap_or(token);
+        {
+            Some(d) => (d, true),
+            None => (token, false),
+        };
         if digits.is_empty() || digits.len() > 16 {
             continue;
         }
         if let Ok(v) = u64::from_str_radix(digits, 16) {
-            if v >= 1 << 32 {
-                addresses.push(v);
-            } else {
-                others.push(v);
-            }
+            out.push((v, prefixed));
         }
     }
-    (addresses, others)
+    out
 }
 
 fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
@@ -845,37 +867,68 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
         .filter_map(Syscall::ret_u64)
         .collect();
     let heap = (brk.iter().min().copied(), brk.iter().max().copied());
+    let in_heap = |a: u64| matches!(heap, (Some(lo), Some(hi)) if (lo..hi).contains(&a));
+    let mmapped = |a: u64| anonymous.iter().find(|(start, _)| start + 16 == a);
+    // Every tag malloc wrote at that address (a freed chunk's address can be returned again).
+    let returned = |a: u64| {
+        run.returns.as_ref().map(|r| {
+            let tags: Vec<u64> = r.iter().filter(|m| m.address == a).map(|m| m.tag).collect();
+            (!tags.is_empty()).then_some(tags)
+        })
+    };
     let mut chunks = Vec::new();
     for line in run.stdout.lines() {
-        let (addresses, tags) = hex_tokens(line);
-        let Some(&address) = addresses.first() else {
+        let tokens = hex_tokens(line);
+        // The address: the first number (written with 0x first, then any) that is 16 bytes into
+        // an anonymous mmap or inside the heap, whatever its size (a static or non-PIE
+        // program's heap lies below 4 GiB).
+        let Some(at) = [true, false].iter().find_map(|&prefixed| {
+            tokens
+                .iter()
+                .position(|&(v, p)| p == prefixed && (mmapped(v).is_some() || in_heap(v)))
+        }) else {
             continue;
         };
-        if let Some(&(_, len)) = anonymous.iter().find(|(start, _)| start + 16 == address) {
+        let address = tokens[at].0;
+        let tags: Vec<u64> = tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != at)
+            .map(|(_, (v, _))| *v)
+            .collect();
+        if let Some(&(_, len)) = mmapped(address) {
             chunks.push(Chunk::Mmapped {
                 address,
                 len,
                 tag_ok: tags.contains(&(len | IS_MMAPPED)),
+                from_malloc: returned(address).map(|r| r.is_some()),
             });
-        } else if let (Some(lo), Some(hi)) = heap {
-            if (lo..hi).contains(&address) {
-                chunks.push(Chunk::Heap {
-                    address,
-                    tag_ok: tags
-                        .iter()
-                        .any(|t| t & IS_MMAPPED == 0 && t & !7 >= 32 && t & 8 == 0),
-                });
-            }
+            continue;
         }
+        let wrote = match returned(address) {
+            // Not a pointer malloc returned: not a chunk.
+            Some(None) => continue,
+            Some(Some(r)) => Some(r),
+            None => None,
+        };
+        chunks.push(Chunk::Heap {
+            address,
+            tag_ok: tags.iter().any(|t| {
+                t & IS_MMAPPED == 0
+                    && match &wrote {
+                        Some(sizes) => sizes.iter().any(|w| t & !7 == w & !7),
+                        None => t & !7 >= 32 && t & 8 == 0,
+                    }
+            }),
+            wrote: wrote.and_then(|w| w.first().map(|t| t & !7)),
+        });
     }
     chunks
 }
 
-/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
-/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
-/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear.
-pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
-    let chunks = probe_chunks(run);
+/// The probe's evidence: each chunk it printed (at most 40), and whether malloc's returns were
+/// recorded.
+fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
     let mut evidence: Vec<String> = chunks
         .iter()
         .take(40)
@@ -884,25 +937,106 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
                 address,
                 len,
                 tag_ok,
+                from_malloc,
             } => format!(
-                "{address:#x}: mmapped ({} bytes from mmap), tag {:#x} {}",
+                "{address:#x}: mmapped ({} bytes from mmap{}), tag {:#x} {}",
                 thousands(*len),
+                match from_malloc {
+                    Some(true) => ", returned by malloc",
+                    Some(false) => ", NOT returned by malloc",
+                    None => "",
+                },
                 len | IS_MMAPPED,
                 if *tag_ok { "printed" } else { "NOT printed" }
             ),
-            Chunk::Heap { address, tag_ok } => format!(
-                "{address:#x}: heap chunk, {}",
-                if *tag_ok {
-                    "a tag with IS_MMAPPED clear printed"
-                } else {
-                    "NO tag with IS_MMAPPED clear printed"
-                }
-            ),
+            Chunk::Heap {
+                address,
+                tag_ok,
+                wrote,
+            } => match wrote {
+                Some(size) => format!(
+                    "{address:#x}: heap chunk returned by malloc, which wrote size {size:#x}: {}",
+                    if *tag_ok { "printed" } else { "NOT printed" }
+                ),
+                None => format!(
+                    "{address:#x}: heap chunk, {}",
+                    if *tag_ok {
+                        "a tag with IS_MMAPPED clear printed"
+                    } else {
+                        "NO tag with IS_MMAPPED clear printed"
+                    }
+                ),
+            },
         })
         .collect();
     if chunks.len() > 40 {
         evidence.push(format!("… {} more", chunks.len() - 40));
     }
+    evidence.push(match &run.returns {
+        Some(r) => format!(
+            "malloc's returns recorded by a preloaded recorder: {}, each request padded by {} \
+             bytes (and {} from 64 KiB) so that its tags are not the usual ones",
+            plural(r.len() as u64, "pointer"),
+            run.pad,
+            plural(run.pad_pages, "page")
+        ),
+        None => "malloc's returns NOT recorded (a statically linked probe ignores LD_PRELOAD): \
+                 its chunks are placed by strace alone, and a tag printed from a constant \
+                 cannot be told from one read"
+            .into(),
+    });
+    evidence
+}
+
+/// Why a printed tag is wrong: an mmapped chunk's line without `len | IS_MMAPPED`, or a heap
+/// chunk's without the size malloc wrote (when recorded) or any tag with IS_MMAPPED clear.
+fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
+    if let Some(Chunk::Mmapped { address, len, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return Some(format!(
+            "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap length \
+             {} | IS_MMAPPED{}): it prints something else than the 8 bytes before the pointer",
+            len | IS_MMAPPED,
+            thousands(*len),
+            if run.returns.is_some() && run.pad_pages > 0 {
+                format!(
+                    ", its request padded by {} in this run",
+                    plural(run.pad_pages, "page")
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let Some(Chunk::Heap { address, wrote, .. }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
+    else {
+        return None;
+    };
+    Some(match wrote {
+        Some(size) => format!(
+            "the line of the heap chunk {address:#x} does not hold the size malloc wrote before \
+             it ({size:#x}, its request padded by {} bytes in this run): it prints something \
+             else than the 8 bytes before the pointer",
+            run.pad
+        ),
+        None => {
+            format!("the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear")
+        }
+    })
+}
+
+/// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
+/// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
+/// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear. With
+/// malloc's returns recorded (`run.returns`), every mmapped chunk must be one malloc returned,
+/// and every heap chunk's printed size the one malloc wrote.
+pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
+    let chunks = probe_chunks(run);
+    let evidence = probe_evidence(&chunks, run);
     let check = |verdict, reason: String, evidence| Check {
         id: "step1.probe".into(),
         program: program.clone(),
@@ -942,6 +1076,26 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
             evidence,
         );
     }
+    if let Some(Chunk::Mmapped { address, len, .. }) = mmapped.iter().find(|c| {
+        matches!(
+            c,
+            Chunk::Mmapped {
+                from_malloc: Some(false),
+                ..
+            }
+        )
+    }) {
+        return check(
+            Verdict::Fail,
+            format!(
+                "the mmapped chunk {address:#x} was never returned by malloc: the mmap of {} \
+                 bytes before it was made by the probe itself, so its tag shows nothing of \
+                 malloc's",
+                thousands(*len)
+            ),
+            evidence,
+        );
+    }
     if heap == 0 {
         return check(
             Verdict::Fail,
@@ -949,31 +1103,8 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
             evidence,
         );
     }
-    if let Some(Chunk::Mmapped { address, len, .. }) = mmapped
-        .iter()
-        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
-    {
-        return check(
-            Verdict::Fail,
-            format!(
-                "the line of the mmapped chunk {address:#x} does not hold its tag {:#x} (mmap \
-                 length {} | IS_MMAPPED): it prints something else than the 8 bytes before the \
-                 pointer",
-                len | IS_MMAPPED,
-                thousands(*len)
-            ),
-            evidence,
-        );
-    }
-    if let Some(Chunk::Heap { address, .. }) = chunks
-        .iter()
-        .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
-    {
-        return check(
-            Verdict::Fail,
-            format!("the line of the heap chunk {address:#x} holds no tag with IS_MMAPPED clear"),
-            evidence,
-        );
+    if let Some(why) = tag_failure(&chunks, run) {
+        return check(Verdict::Fail, why, evidence);
     }
     let Some(Chunk::Mmapped { len, .. }) = mmapped.first() else {
         return check(Verdict::NotTested, "no mmapped chunk".into(), evidence);
@@ -982,11 +1113,17 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
         Verdict::Pass,
         format!(
             "printed {} and {}; each mmapped chunk's tag is its mmap length with IS_MMAPPED set, \
-             as strace shows (first: {:#x} for {} bytes)",
+             as strace shows (first: {:#x} for {} bytes){}",
             plural(heap as u64, "heap chunk"),
             plural(mmapped.len() as u64, "mmapped chunk"),
             len | IS_MMAPPED,
-            thousands(*len)
+            thousands(*len),
+            if run.returns.is_some() {
+                "; every chunk was returned by malloc and each tag is the one malloc wrote, \
+                 its requests padded in this run"
+            } else {
+                "; malloc's returns were not recorded (a static binary)"
+            }
         ),
         evidence,
     )

@@ -289,8 +289,48 @@ fn race(participants: usize, total: i64, winnings: Vec<i64>) -> Race {
         winnings,
         final_participant_seconds: Some(0.5),
         outside_writes: Vec::new(),
+        overlap: (participants > 1).then_some(Overlap {
+            moving: 50,
+            together: 40,
+        }),
     }
 }
+
+/// A plain `total++` (load, add, store) in main's loop.
+const PLAIN: &str = "\
+0000000000001040 <main>:
+    10b0:\tmov    0x8(%rax),%rdx
+    10b4:\tadd    $0x1,%rdx
+    10b8:\tmov    %rdx,0x8(%rax)
+    10bc:\taddq   $0x1,0x10(%rax,%rcx,8)
+    10c2:\tcmpq   $0x98967f,0x8(%rax)
+    10c6:\tjle    10b0 <main+0x70>
+    10c8:\tret
+";
+
+/// A spin lock: `xchg` in a loop, then a plain total++ under it.
+const SPIN: &str = "\
+0000000000001040 <main>:
+    10b0:\tmov    $0x1,%edx
+    10b5:\txchg   %edx,(%rbx)
+    10b7:\ttest   %edx,%edx
+    10b9:\tjne    10b0 <main+0x70>
+    10bb:\taddq   $0x1,0x8(%rax)
+    10c0:\tmovl   $0x0,(%rbx)
+    10c6:\tcmpq   $0x98967f,0x8(%rax)
+    10ca:\tjle    10b0 <main+0x70>
+    10cc:\tret
+";
+
+/// A static binary: libc's stdio lock, nothing in main's loop.
+const STATIC: &str = "\
+0000000000001040 <main>:
+    10b0:\taddq   $0x1,0x10(%rax,%rcx,8)
+    10b6:\tjmp    10b0 <main+0x70>
+0000000000002000 <__vfprintf_internal>:
+    2000:\tlock cmpxchg %edx,(%rdi)
+    2004:\tjne    2000 <__vfprintf_internal>
+";
 
 const LOCKED: &str = "\
 0000000000001040 <main>:
@@ -307,12 +347,26 @@ const LOCKED: &str = "\
 
 #[test]
 fn locked_instructions_are_found_in_loops() {
-    let l = locked_instructions(LOCKED);
+    let l = locked_instructions(LOCKED, &|_| false);
     assert_eq!(l.len(), 2);
     assert_eq!(l[0].text, "lock incq 0x8(%rax)");
     assert!(l[0].in_loop && l[0].on_total);
     assert_eq!(l[0].function, "main");
     assert!(!l[1].in_loop);
+    assert!(l[0].locks_total() && !l[0].races_total());
+    // The plain total++'s store (not its load, not the winnings' indexed add, not the compare).
+    let p = locked_instructions(PLAIN, &|_| false);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].text, "mov %rdx,0x8(%rax)");
+    assert!(p[0].races_total());
+    let x = locked_instructions(SPIN, &|_| false);
+    assert!(
+        x.iter().any(|i| i.spins() && i.text == "xchg %edx,(%rbx)"),
+        "{x:?}"
+    );
+    let lib = locked_instructions(STATIC, &|f| f == "__vfprintf_internal");
+    assert_eq!(lib.len(), 1);
+    assert!(lib[0].library && !lib[0].locks_total());
 }
 
 #[test]
@@ -327,10 +381,13 @@ fn racers_are_judged_by_their_losses_and_their_code() {
         race(2, 100, vec![60, 40]),
         race(3, 101, vec![50, 30, 21]),
     ];
-    let locks = locked_instructions(LOCKED);
-    let c = judge_racer(None, RacerKind::Racy, &racy, Ok(&[]));
+    let locks = locked_instructions(LOCKED, &|_| false);
+    let plain = locked_instructions(PLAIN, &|_| false);
+    let c = judge_racer(None, RacerKind::Racy, &racy, Ok(&plain));
     assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
     assert!(c.reason.contains("50 with 2"), "{}", c.reason);
+    assert!(c.reason.contains("40 of 50 with 2"), "{}", c.reason);
+    assert!(c.reason.contains("`mov %rdx,0x8(%rax)`"), "{}", c.reason);
     let c = judge_racer(None, RacerKind::Atomic, &racy, Ok(&locks));
     assert_eq!(c.verdict, Verdict::Fail);
     assert_eq!(
@@ -349,6 +406,8 @@ fn racers_are_judged_by_their_losses_and_their_code() {
     );
     let c = judge_racer(None, RacerKind::Atomic, &atomic, Err("no objdump"));
     assert_eq!(c.verdict, Verdict::NotTested);
+    let c = judge_racer(None, RacerKind::Racy, &racy, Err("no objdump"));
+    assert_eq!(c.verdict, Verdict::NotTested);
     let skeleton = [race(1, 0, vec![0])];
     let c = judge_racer(None, RacerKind::Racy, &skeleton, Ok(&[]));
     assert_eq!(
@@ -359,6 +418,72 @@ fn racers_are_judged_by_their_losses_and_their_code() {
         .evidence
         .iter()
         .any(|e| e.starts_with("1 participant: finished; total 0")));
+}
+
+/// Review 30's cheats: what was measured decides, not a pattern the code can plant.
+#[test]
+fn racers_that_did_not_race_or_faked_their_losses_fail_with_the_true_cause() {
+    let locks = locked_instructions(LOCKED, &|_| false);
+    // A2: every instance but the leader returns at the start; the leader counts alone.
+    let alone = [
+        race(1, 100, vec![100]),
+        race(2, 100, vec![0, 100]),
+        race(3, 100, vec![0, 0, 100]),
+    ];
+    let c = judge_racer(None, RacerKind::Atomic, &alone, Ok(&locks));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.starts_with(
+            "lost no update, but in the race of 2 participants, 1 participant made no increment \
+             (winnings by id: [0, 100])"
+        ),
+        "{}",
+        c.reason
+    );
+    // Instances that hand the counter on instead of racing.
+    let mut turns = [race(1, 100, vec![100]), race(2, 100, vec![50, 50])];
+    turns[1].overlap = Some(Overlap {
+        moving: 60,
+        together: 1,
+    });
+    let c = judge_racer(None, RacerKind::Atomic, &turns, Ok(&locks));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.contains("took turns instead of racing"),
+        "{}",
+        c.reason
+    );
+    // A2 static: the only lock is libc's.
+    let atomic = [race(1, 100, vec![100]), race(2, 100, vec![60, 40])];
+    let lib = locked_instructions(STATIC, &|f| f == "__vfprintf_internal");
+    let c = judge_racer(None, RacerKind::Atomic, &atomic, Ok(&lib));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason
+            .contains("the 1 locked instructions it carries are the C library's"),
+        "{}",
+        c.reason
+    );
+    // A3: lock incq on total, the winnings over-counted.
+    let faked = [race(1, 100, vec![100]), race(2, 100, vec![60, 41])];
+    let c = judge_racer(None, RacerKind::Racy, &faked, Ok(&locks));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason
+            .contains("its loop increments total only with `lock incq 0x8(%rax)`"),
+        "{}",
+        c.reason
+    );
+    // C3: an xchg spin lock, named as such.
+    let spin = locked_instructions(SPIN, &|_| false);
+    let c = judge_racer(None, RacerKind::Atomic, &atomic, Ok(&spin));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason
+            .contains("but by a spin lock (`xchg %edx,(%rbx)` in a loop of main)"),
+        "{}",
+        c.reason
+    );
 }
 
 #[test]
@@ -411,6 +536,9 @@ fn probe(stdout: &str) -> ProbeRun {
         trace: parse_trace(PROBE_TRACE),
         ending: Ending::Exited { code: 0 },
         outside_writes: Vec::new(),
+        returns: None,
+        pad: 0,
+        pad_pages: 0,
     }
 }
 
@@ -437,4 +565,68 @@ fn a_probe_is_judged_against_the_mmaps_strace_saw() {
     assert!(c.reason.contains("none from mmap"), "{}", c.reason);
     let c = judge_probe(None, &probe("hello\n"));
     assert!(c.reason.starts_with("printed no address"), "{}", c.reason);
+}
+
+/// Review 30's A4 (a hand-made mmap, a hard-coded heap tag) against malloc's recorded returns,
+/// and C2 (a static or non-PIE probe's heap below 4 GiB).
+#[test]
+fn a_probe_is_judged_against_what_malloc_returned() {
+    let returns = |list: &[(u64, u64)]| {
+        Some(
+            list.iter()
+                .map(|&(address, tag)| MallocReturn { address, tag })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ok = "malloc(16) = 0x5555555592a0, tag 61\nmalloc(262144) = 0x7ffff7d9e010, tag 41002\n";
+    let mut run = probe(ok);
+    run.pad = 64;
+    run.returns = returns(&[(0x5555555592a0, 0x61), (0x7ffff7d9e010, 0x41002)]);
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.reason.contains("each tag is the one malloc wrote"),
+        "{}",
+        c.reason
+    );
+    // The mmap was the probe's own: malloc never returned that pointer.
+    run.returns = returns(&[(0x5555555592a0, 0x61)]);
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.starts_with(
+            "the mmapped chunk 0x7ffff7d9e010 was never returned by malloc: the mmap of 266,240"
+        ),
+        "{}",
+        c.reason
+    );
+    // 0x21 printed whatever malloc wrote (its request padded to a 0x60-byte chunk).
+    let hard = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 41002\n";
+    let mut run = probe(hard);
+    run.pad = 64;
+    run.returns = returns(&[(0x5555555592a0, 0x61), (0x7ffff7d9e010, 0x41002)]);
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason
+            .starts_with("the line of the heap chunk 0x5555555592a0 does not hold the size malloc wrote before it (0x60"),
+        "{}",
+        c.reason
+    );
+    // A static / non-PIE program: its heap lies below 4 GiB.
+    let trace = PROBE_TRACE
+        .replace("0x555555559000", "0x5814000")
+        .replace("0x55555557a000", "0x5835000");
+    let run = ProbeRun {
+        trace: parse_trace(&trace),
+        ..probe("malloc(24) = 0x58146d0 tag 0x21\nmalloc(262144) = 0x7ffff7d9e010, tag 0x41002\n")
+    };
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.reason
+            .starts_with("printed 1 heap chunk and 1 mmapped chunk"),
+        "{}",
+        c.reason
+    );
 }

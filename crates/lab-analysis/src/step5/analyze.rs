@@ -354,9 +354,12 @@ fn race(r: &RaceRecord, hz: f64) -> RaceFinding {
             .filter(|(_, s)| *s > 0)
             .map(|(l, s)| l as f64 / s as f64),
         final_participant_seconds: final_seconds,
+        // A participant that made no increment did not race: the final participant's runtime
+        // then says nothing per increment (it may have exited the moment the race began).
         ns_per_increment: final_seconds
             .zip(total)
             .filter(|(_, t)| *t > 0)
+            .filter(|_| winnings.iter().all(|w| *w > 0))
             .map(|(s, t)| s * 1e9 / t as f64),
         instance_seconds: r
             .run

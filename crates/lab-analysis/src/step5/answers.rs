@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::analyze::{of_mode, Cause, Findings, RuntimeTrend};
 use super::{Evidence, Mode, Racer};
+use crate::verdict::Verdict;
 use crate::Block;
 
 pub fn answers(f: &Findings, ev: &Evidence) -> Vec<Block> {
@@ -130,7 +131,17 @@ fn sum_vs_total(f: &Findings) -> String {
                 "total stayed 0: the racer never increments total, so there was nothing to lose"
                     .to_string()
             }
-            Some(j) if j.locked_on_total.is_some() => format!(
+            _ if !l.idle_racers.is_empty() => format!(
+                "in {} of them racers made no increment ({}), so there was no race to lose an \
+                 update in",
+                l.idle_racers.len(),
+                l.idle_racers
+                    .iter()
+                    .map(|(n, idle)| format!("{idle} of {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(j) if j.locked_on_total.is_some() && j.check.verdict == Verdict::Pass => format!(
                 "its loop increments total with `{}`, one locked read-modify-write: no other \
                  racer can come between its load and its store",
                 j.locked_on_total.as_deref().unwrap_or_default()
@@ -508,7 +519,13 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
 
 fn atomic(f: &Findings, ev: &Evidence) -> String {
     let mut s = String::new();
-    let given = f.racer.as_ref().and_then(|j| j.locked_on_total.as_deref());
+    // Only a racer whose atomic verdict passed is known to increment total with its lock (a
+    // locked instruction in a loop that never runs proves nothing).
+    let given = f
+        .racer
+        .as_ref()
+        .filter(|j| j.check.verdict == Verdict::Pass)
+        .and_then(|j| j.locked_on_total.as_deref());
     if let (Some(insn), Some(t)) = (given, f.runtime.iter().find(|t| t.mode == Mode::Racer)) {
         let _ = write!(
             s,

@@ -142,20 +142,66 @@ fn backward_target(insn: &Insn) -> Option<u64> {
 /// `offsetof(struct RaceCourse, total)`.
 const TOTAL_OFFSET: &str = "0x8";
 
-/// A lock-prefixed instruction of a program's own code.
+/// What an instruction of [`LockedInsn`] does to memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsnKind {
+    /// Lock-prefixed: one atomic read-modify-write.
+    #[default]
+    Locked,
+    /// `xchg` with a memory operand: atomic without a prefix (a spin lock's instruction).
+    Xchg,
+    /// A write to total (`0x8(%reg)`) without a lock: a store of a load-and-store pair, or a
+    /// plain read-modify-write (`addq $1,0x8(%rax)`): either races.
+    Plain,
+}
+
+/// An instruction of a racer's code that can make it atomic or racy: every lock-prefixed one,
+/// every `xchg` with memory, and, in loops, every plain write to total.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedInsn {
     pub function: String,
     pub text: String,
     /// Between a backward jump and its target (any loop of its function).
     pub in_loop: bool,
-    /// Its memory operand is `0x8(%reg)` (total's offset) or `(%reg)`.
+    /// Its memory operand is `0x8(%reg)` (total's offset) or, for a locked one, `(%reg)`.
     pub on_total: bool,
+    #[serde(default)]
+    pub kind: InsnKind,
+    /// Its function is the C library's (a static binary carries libc's own locks, stdio's
+    /// `lock cmpxchg` among them): shown, never counted as the racer's.
+    #[serde(default)]
+    pub library: bool,
 }
 
-/// The lock-prefixed instructions of `objdump -d --no-show-raw-insn` output, with whether each
-/// lies in a loop of its function (from a backward jump's target to the jump) and aims at total.
-pub fn locked_instructions(objdump: &str) -> Vec<LockedInsn> {
+impl LockedInsn {
+    /// A locked read-modify-write of total in a loop of the submission's own code.
+    pub fn locks_total(&self) -> bool {
+        self.kind == InsnKind::Locked && self.in_loop && self.on_total && !self.library
+    }
+
+    /// A plain (unlocked) write of total in a loop of the submission's own code.
+    pub fn races_total(&self) -> bool {
+        self.kind == InsnKind::Plain && self.in_loop && self.on_total && !self.library
+    }
+
+    /// An `xchg` with memory in a loop of the submission's own code (a spin lock).
+    pub fn spins(&self) -> bool {
+        self.kind == InsnKind::Xchg && self.in_loop && !self.library
+    }
+}
+
+/// Mnemonics that write their last (AT&T: destination) operand.
+const WRITES: &[&str] = &[
+    "mov", "add", "sub", "inc", "dec", "adc", "sbb", "neg", "not", "or", "and", "xor", "xadd",
+    "cmpxchg",
+];
+
+/// The lock-prefixed instructions, the `xchg`s with memory and the plain writes of total in loops
+/// of `objdump -d --no-show-raw-insn` output, with whether each lies in a loop of its function
+/// (from a backward jump's target to the jump) and aims at total. `library` says which functions
+/// are the C library's (their instructions are kept, marked).
+pub fn locked_instructions(objdump: &str, library: &dyn Fn(&str) -> bool) -> Vec<LockedInsn> {
     let mut out = Vec::new();
     let mut function = "";
     let mut chunk = String::new();
@@ -165,17 +211,31 @@ pub fn locked_instructions(objdump: &str) -> Vec<LockedInsn> {
             .iter()
             .filter_map(|i| Some((backward_target(i)?, i.address)))
             .collect();
-        for insn in insns.iter().filter(|i| i.is_locked()) {
+        for insn in &insns {
+            let in_loop = loops
+                .iter()
+                .any(|(from, to)| *from <= insn.address && insn.address <= *to);
             let operand = insn.text.rsplit(',').next().unwrap_or("").trim();
             let operand = operand.rsplit(' ').next().unwrap_or(operand);
+            let at_total =
+                operand.starts_with(&format!("{TOTAL_OFFSET}(%")) && !operand.contains(',');
+            let mnemonic = insn.text.split_whitespace().next().unwrap_or("");
+            let (kind, on_total) = if insn.is_locked() {
+                (InsnKind::Locked, at_total || operand.starts_with("(%"))
+            } else if mnemonic.starts_with("xchg") && insn.text.contains('(') {
+                (InsnKind::Xchg, at_total)
+            } else if in_loop && at_total && WRITES.iter().any(|w| mnemonic.starts_with(w)) {
+                (InsnKind::Plain, true)
+            } else {
+                continue;
+            };
             out.push(LockedInsn {
                 function: function.to_string(),
                 text: insn.text.clone(),
-                in_loop: loops
-                    .iter()
-                    .any(|(from, to)| *from <= insn.address && insn.address <= *to),
-                on_total: operand.starts_with(&format!("{TOTAL_OFFSET}(%"))
-                    || operand.starts_with("(%"),
+                in_loop,
+                on_total,
+                kind,
+                library: library(function),
             });
         }
         chunk.clear();

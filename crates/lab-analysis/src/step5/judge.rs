@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use super::disasm::LockedInsn;
+use super::disasm::{InsnKind, LockedInsn};
+pub use super::Overlap;
 use crate::verdict::{plural, signed_thousands, thousands, Check, Verdict};
 
 /// How a race ended.
@@ -40,11 +41,48 @@ pub struct Race {
     /// The last instance started, from its start to its end.
     pub final_participant_seconds: Option<f64>,
     pub outside_writes: Vec<String>,
+    /// What the lab's reads of the winnings showed while the race ran (`None`: not sampled).
+    pub overlap: Option<Overlap>,
 }
+
+/// A race counts as raced when in at least this many intervals two or more ids made increments.
+/// Instances that hand the counter on one after the other show one such interval per handoff:
+/// at most 2 in the course's races of up to 3. Measured here (2 vCPUs, load 4.4): 12 to 35 for
+/// the genuine racers; pinned to one CPU (taking turns by time slices) 5 to 21; an `xchg` spin
+/// lock's 1 to 2.
+pub const MIN_TOGETHER: usize = 3;
 
 impl Race {
     pub fn lost(&self) -> Option<i64> {
         self.total.map(|t| self.winnings.iter().sum::<i64>() - t)
+    }
+
+    /// Why this race was no race (`None`: every participant made increments and, when sampled,
+    /// two or more made them at the same time in at least [`MIN_TOGETHER`] intervals).
+    pub fn not_raced(&self) -> Option<String> {
+        let n = plural(self.participants as u64, "participant");
+        let idle = self.winnings.iter().filter(|w| **w <= 0).count();
+        if self.total.is_some() && idle > 0 {
+            return Some(format!(
+                "in the race of {n}, {} made no increment (winnings by id: [{}]): those \
+                 instances never raced",
+                plural(idle as u64, "participant"),
+                self.winnings
+                    .iter()
+                    .map(|w| signed_thousands(*w))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        match self.overlap {
+            Some(o) if o.together < MIN_TOGETHER => Some(format!(
+                "in the race of {n}, the winnings of two or more ids grew together in only {} \
+                 of the {} intervals between the lab's reads in which any grew: the instances \
+                 took turns instead of racing",
+                o.together, o.moving
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -63,42 +101,36 @@ pub fn judge_racer(
     program: Option<String>,
     kind: RacerKind,
     races: &[Race],
-    locked: Result<&[LockedInsn], &str>,
+    code: Result<&[LockedInsn], &str>,
 ) -> Check {
     let id = match kind {
         RacerKind::Racy => "step5.racer",
         RacerKind::Atomic => "step5.atomic-racer",
     };
     let mut evidence = race_lines(races);
-    let fail = |reason: String, evidence: Vec<String>| Check {
+    let check = |verdict, reason: String, evidence: Vec<String>| Check {
         id: id.into(),
         program: program.clone(),
-        verdict: Verdict::Fail,
+        verdict,
         reason,
         evidence,
     };
     if let Some(reason) = race_failure(races) {
-        return fail(reason, evidence);
+        return check(Verdict::Fail, reason, evidence);
     }
     let contested: Vec<&Race> = races.iter().filter(|r| r.participants >= 2).collect();
-    if races.is_empty() || contested.is_empty() {
-        return Check {
-            id: id.into(),
-            program,
-            verdict: Verdict::NotTested,
-            reason: "no race with two or more participants ran".into(),
+    if contested.is_empty() {
+        return check(
+            Verdict::NotTested,
+            "no race with two or more participants ran".into(),
             evidence,
-        };
+        );
     }
-    let losses: Vec<(usize, i64)> = contested
-        .iter()
-        .filter_map(|r| Some((r.participants, r.lost()?)))
-        .filter(|(_, l)| *l > 0)
-        .collect();
     // More in total than the winnings account for: two racers took one id, or a racer's
     // winnings were overwritten. Not the course's race.
     if let Some(r) = races.iter().find(|r| r.lost().is_some_and(|l| l < 0)) {
-        return fail(
+        return check(
+            Verdict::Fail,
             format!(
                 "the winnings of the race of {} add up to {} less than total: two racers shared \
                  an id, or winnings were overwritten",
@@ -123,91 +155,226 @@ pub fn judge_racer(
     evidence.push(format!(
         "final participant's runtime by participants: {runtimes}"
     ));
-    match kind {
-        RacerKind::Racy => match losses.first() {
-            Some(_) => Check {
-                id: id.into(),
-                program,
-                verdict: Verdict::Pass,
-                reason: format!(
-                    "lost updates with two or more participants ({}): a plain total++ races",
-                    losses
-                        .iter()
-                        .map(|(n, l)| format!("{} with {n}", signed_thousands(*l)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                evidence,
-            },
-            None => fail(
-                "lost no update with 2 or 3 participants: total is not incremented the racy way \
-                 (a load and a separate store)"
-                    .into(),
-                evidence,
-            ),
-        },
-        RacerKind::Atomic => {
-            let (verdict, reason) = atomic_verdict(&losses, locked, &mut evidence);
-            Check {
-                id: id.into(),
-                program,
-                verdict,
-                reason,
-                evidence,
-            }
-        }
+    if let Ok(code) = code {
+        evidence.extend(code_lines(code));
+    }
+    let (verdict, reason) = match kind {
+        RacerKind::Racy => racy_verdict(&contested, code),
+        RacerKind::Atomic => atomic_verdict(&contested, code),
+    };
+    check(verdict, reason, evidence)
+}
+
+/// The measured overlap of the contested races (`2: together in 40 of 52 reads, 3: …`).
+fn together(races: &[&Race]) -> String {
+    let sampled: Vec<String> = races
+        .iter()
+        .filter_map(|r| {
+            let o = r.overlap?;
+            Some(format!(
+                "{} of {} with {}",
+                o.together, o.moving, r.participants
+            ))
+        })
+        .collect();
+    if sampled.is_empty() {
+        "every participant made a share of the increments".into()
+    } else {
+        format!(
+            "every participant made a share, two or more in the same interval between the lab's \
+             reads in {}",
+            sampled.join(", ")
+        )
     }
 }
 
-/// The atomic racer's verdict once every race finished: no loss, and a locked instruction on
-/// total in a loop of its code (the lines of `locked` join the evidence).
-fn atomic_verdict(
-    losses: &[(usize, i64)],
-    locked: Result<&[LockedInsn], &str>,
-    evidence: &mut Vec<String>,
-) -> (Verdict, String) {
-    if let Some((n, l)) = losses.first() {
+/// The racy racer: updates lost in a race that raced, with a plain write of total in a loop of
+/// its own code.
+fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verdict, String) {
+    let lossy: Vec<&&Race> = contested
+        .iter()
+        .filter(|r| r.lost().is_some_and(|l| l > 0))
+        .collect();
+    let raced: Vec<&&Race> = lossy
+        .iter()
+        .copied()
+        .filter(|r| r.not_raced().is_none())
+        .collect();
+    if lossy.is_empty() {
+        let why = contested.iter().find_map(|r| r.not_raced());
         return (
             Verdict::Fail,
-            format!(
-                "lost {} updates with {n} participants: total is not incremented atomically",
-                signed_thousands(*l)
-            ),
+            match why {
+                Some(why) => format!("lost no update with 2 or 3 participants, and {why}"),
+                None => "lost no update with 2 or 3 participants: total is not incremented the \
+                         racy way (a load and a separate store)"
+                    .into(),
+            },
         );
     }
-    let locked = match locked {
-        Ok(l) => l,
+    if raced.is_empty() {
+        let why = lossy.iter().find_map(|r| r.not_raced()).unwrap_or_default();
+        return (
+            Verdict::Fail,
+            format!("its winnings exceed total, but {why}: no race lost those updates"),
+        );
+    }
+    let losses = raced
+        .iter()
+        .map(|r| {
+            format!(
+                "{} with {}",
+                signed_thousands(r.lost().unwrap_or(0)),
+                r.participants
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let code = match code {
+        Ok(c) => c,
         Err(why) => {
             return (
                 Verdict::NotTested,
-                format!("lost no update, but its code could not be read: {why}"),
+                format!("lost updates ({losses}), but its code could not be read: {why}"),
             )
         }
     };
-    for l in locked {
-        evidence.push(format!(
-            "objdump: <{}> {}{}{}",
-            l.function,
-            l.text,
-            if l.in_loop { " (in a loop)" } else { "" },
-            if l.on_total { " (on total)" } else { "" }
-        ));
-    }
-    match locked.iter().find(|l| l.in_loop && l.on_total) {
-        Some(l) => (
+    if let Some(plain) = code.iter().find(|i| i.races_total()) {
+        return (
             Verdict::Pass,
             format!(
-                "lost no update with 2 and 3 participants, and its loop increments total with `{}`",
+                "lost updates with two or more participants ({losses}) while they raced ({}), \
+                 and its loop writes total without a lock (`{}`): a plain total++ races",
+                together(&raced.iter().map(|r| **r).collect::<Vec<_>>()),
+                plain.text
+            ),
+        );
+    }
+    match code.iter().find(|i| i.locks_total()) {
+        Some(l) => (
+            Verdict::Fail,
+            format!(
+                "its winnings exceed total ({losses}), but its loop increments total only with \
+                 `{}`, a locked read-modify-write that cannot lose an update: the winnings \
+                 count increments total never got",
                 l.text
             ),
         ),
         None => (
             Verdict::Fail,
-            "lost no update, but its code has no locked instruction on total in a loop: the race \
-             was not contested enough to show it, and nothing makes it atomic"
-                .into(),
+            format!(
+                "its winnings exceed total ({losses}), but no loop of its own code writes total \
+                 (offset 8 of struct RaceCourse) with a plain store: these are not a total++ \
+                 race's losses"
+            ),
         ),
     }
+}
+
+/// The atomic racer: no update lost in races where every participant made increments at the
+/// same time as another, and a locked instruction on total in a loop of its own code.
+fn atomic_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verdict, String) {
+    if let Some(r) = contested.iter().find(|r| r.lost().is_some_and(|l| l > 0)) {
+        return (
+            Verdict::Fail,
+            format!(
+                "lost {} updates with {} participants: total is not incremented atomically",
+                signed_thousands(r.lost().unwrap_or(0)),
+                r.participants
+            ),
+        );
+    }
+    let not_raced = contested.iter().find_map(|r| r.not_raced());
+    // A spin lock is named whether or not the racers took turns (its holder tends to keep it).
+    if let Some(x) = code.ok().and_then(|c| c.iter().find(|i| i.spins())) {
+        return (
+            Verdict::Fail,
+            format!(
+                "lost no update ({}), but by a spin lock (`{}` in a loop of {}), not the lock \
+                 incq on total the course asks for",
+                not_raced.unwrap_or_else(|| together(contested)),
+                x.text,
+                x.function
+            ),
+        );
+    }
+    if let Some(why) = not_raced {
+        return (
+            Verdict::Fail,
+            format!("lost no update, but {why}: a counter no one else touches loses nothing"),
+        );
+    }
+    let measured = together(contested);
+    let code = match code {
+        Ok(c) => c,
+        Err(why) => {
+            return (
+                Verdict::NotTested,
+                format!("lost no update ({measured}), but its code could not be read: {why}"),
+            )
+        }
+    };
+    if let Some(l) = code.iter().find(|i| i.locks_total()) {
+        return (
+            Verdict::Pass,
+            format!(
+                "lost no update with 2 and 3 participants ({measured}), and its loop increments \
+                 total with `{}`",
+                l.text
+            ),
+        );
+    }
+    let library: Vec<&LockedInsn> = code
+        .iter()
+        .filter(|i| i.library && i.kind != InsnKind::Plain)
+        .collect();
+    (
+        Verdict::Fail,
+        format!(
+            "lost no update ({measured}), but no loop of its own code has a locked instruction \
+             on total (the course asks for lock incq){}",
+            match library.first() {
+                Some(l) => format!(
+                    "; the {} locked instructions it carries are the C library's (`{}` in {})",
+                    library.len(),
+                    l.text,
+                    l.function
+                ),
+                None => String::new(),
+            }
+        ),
+    )
+}
+
+/// The code's instructions that bear on the verdict, as evidence (at most 12).
+fn code_lines(code: &[LockedInsn]) -> Vec<String> {
+    let own: Vec<&LockedInsn> = code.iter().filter(|i| !i.library).collect();
+    let mut out: Vec<String> = own
+        .iter()
+        .take(12)
+        .map(|l| {
+            format!(
+                "objdump: <{}> {}{}{}{}",
+                l.function,
+                l.text,
+                match l.kind {
+                    InsnKind::Locked => "",
+                    InsnKind::Xchg => " (xchg: implicitly locked)",
+                    InsnKind::Plain => " (no lock)",
+                },
+                if l.in_loop { " (in a loop)" } else { "" },
+                if l.on_total { " (on total)" } else { "" }
+            )
+        })
+        .collect();
+    let library = code.len() - own.len();
+    if library > 0 {
+        out.push(format!(
+            "objdump: {} in the C library's functions, not counted",
+            plural(library as u64, "locked instruction")
+        ));
+    }
+    out
 }
 
 /// One evidence line per race: how it ended, total against the winnings, the final runtime.
@@ -306,7 +473,7 @@ pub fn judge_their_racer(
     let locked_on_total = locked
         .into_iter()
         .flatten()
-        .find(|l| l.in_loop && l.on_total)
+        .find(|l| l.locks_total())
         .map(|l| l.text.clone());
     let kind = match locked_on_total {
         Some(_) => RacerKind::Atomic,
@@ -316,7 +483,7 @@ pub fn judge_their_racer(
         Some(program.to_string()),
         kind,
         &races,
-        locked.ok_or("objdump could not read its code"),
+        locked.ok_or("no disassembly of it was recorded (objdump missing or failed)"),
     );
     RacerJudgment {
         kind,
@@ -368,6 +535,7 @@ fn race_of(record: &super::RaceRecord) -> Race {
             .map(|c| c.winnings.iter().take(n).copied().collect())
             .unwrap_or_default(),
         outside_writes: Vec::new(),
+        overlap: run.overlap,
     }
 }
 
@@ -388,18 +556,31 @@ mod tests {
     #[test]
     fn their_racer_is_judged_by_its_races_and_its_locked_instructions() {
         let mut ev = course_racer();
-        let j = judge_their_racer("racer", &ev.races, Some(&[]));
+        let plain = LockedInsn {
+            function: "main".into(),
+            text: "mov %rdx,0x8(%rax)".into(),
+            in_loop: true,
+            on_total: true,
+            kind: crate::step5::disasm::InsnKind::Plain,
+            library: false,
+        };
+        let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&plain)));
         assert_eq!((j.kind, j.check.verdict), (RacerKind::Racy, Verdict::Pass));
         assert!(
             j.check.reason.starts_with("lost updates with two or more"),
             "{j:?}"
         );
+        // The same losses from a loop with no plain write of total: not a total++ race.
+        let j = judge_their_racer("racer", &ev.races, Some(&[]));
+        assert_eq!((j.kind, j.check.verdict), (RacerKind::Racy, Verdict::Fail));
         assert!(!j.never_incremented);
         let lock = LockedInsn {
             function: "main".into(),
             text: "lock incq 0x8(%rax)".into(),
             in_loop: true,
             on_total: true,
+            kind: crate::step5::disasm::InsnKind::Locked,
+            library: false,
         };
         let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&lock)));
         assert_eq!(j.kind, RacerKind::Atomic);

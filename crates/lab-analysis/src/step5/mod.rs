@@ -173,6 +173,20 @@ pub struct RaceRun {
     pub cpu: CpuWindow,
     /// `racecourse.bin` still existed after every instance had ended (the lab removed it).
     pub file_left: bool,
+    /// What the lab's reads of the winnings showed while the race ran (absent in recordings
+    /// made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
+}
+
+/// The lab's reads of the race file while a race ran (every few ms): whether the instances made
+/// increments at the same time or took turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    /// Intervals between two successive reads in which some id's winnings grew.
+    pub moving: usize,
+    /// Of those, the intervals in which the winnings of two or more ids grew.
+    pub together: usize,
 }
 
 /// One instance of the racer.

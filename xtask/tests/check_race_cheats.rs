@@ -1,0 +1,242 @@
+//! Review 30's cheats against `cargo xtask check DIR`: racers and probes that planted a pattern
+//! instead of behaving. Each is judged on what the lab measured in the run (every participant's
+//! share of the increments, two or more making them in the same interval between the lab's
+//! reads; the pointers malloc returned, recorded by a preloaded recorder, with padded requests),
+//! and fails with the true cause; a genuine probe built `-static` or `-no-pie` still passes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
+
+fn can_build() -> bool {
+    common::tools_present(
+        "check_race_cheats",
+        &[common::CC, common::MAKE, common::STRACE, common::OBJDUMP],
+    )
+}
+
+/// A submission directory with the Makefile, the headers, and each `fixture.c` as `name.c`.
+fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-check-cheat-")
+        .tempdir()
+        .unwrap();
+    for f in ["Makefile", "table.h", "racer.h"] {
+        std::fs::copy(Path::new(FIXTURES).join(f), dir.path().join(f)).unwrap();
+    }
+    for (fixture, name) in programs {
+        std::fs::copy(
+            Path::new(FIXTURES).join(format!("{fixture}.c")),
+            dir.path().join(format!("{name}.c")),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// `cc FLAGS -o DIR/out DIR/src` (the Makefile's TARGET); whether it built.
+fn cc(dir: &Path, flags: &[&str], src: &str, out: &str) -> bool {
+    Command::new("cc")
+        .args(flags)
+        .args(["-O2", "-DTARGET=50000000L", "-o"])
+        .arg(dir.join(out))
+        .arg(dir.join(src))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `xtask check DIR --json ARGS`: each check's (verdict, reason) by id.
+fn check(dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("check")
+        .arg(dir)
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn verdict(doc: &Value, id: &str) -> (String, String) {
+    let c = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}: {doc}"));
+    (
+        c["verdict"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn racers_and_a_probe_that_planted_a_pattern_fail_with_the_true_cause() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[
+        ("racer_dead_lock", "racer_atomic"),
+        ("racer_faked_losses", "racer"),
+        ("probe_handmade_mmap", "probe"),
+    ]);
+    let doc = check(sub.path(), &[]);
+    // A2: the leader counted alone; the lock incq of never_called() never ran.
+    let (v, why) = verdict(&doc, "step5.atomic-racer");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.contains("1 participant made no increment (winnings by id: [0, 50,000,000])"),
+        "{why}"
+    );
+    // A3: lock incq on total, the losses counted in the winnings only.
+    let (v, why) = verdict(&doc, "step5.racer");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.contains("but its loop increments total only with `lock incq"),
+        "{why}"
+    );
+    // A4: the mmapped chunk was the probe's own mmap.
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "fail", "{why}");
+    assert!(why.contains("was never returned by malloc"), "{why}");
+}
+
+#[test]
+fn a_spin_lock_is_named_and_a_genuine_probe_passes_with_its_tags_read() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("racer_spinlock", "racer_atomic"), ("probe_ok", "probe")]);
+    let doc = check(sub.path(), &[]);
+    let (v, why) = verdict(&doc, "step5.atomic-racer");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.starts_with("lost no update (") && why.contains("but by a spin lock (`xchg"),
+        "{why}"
+    );
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "pass", "{why}");
+    assert!(
+        why.contains("every chunk was returned by malloc and each tag is the one malloc wrote"),
+        "{why}"
+    );
+    // malloc's pointers, with the usual tags typed in: the padded requests changed them.
+    let sub = submission(&[("probe_hardcoded_tags", "probe")]);
+    let doc = check(sub.path(), &[]);
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.contains("does not hold its tag") && why.contains("padded by"),
+        "{why}"
+    );
+}
+
+#[test]
+fn static_and_non_pie_builds_are_judged_on_their_own_code() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[
+        ("racer_dead_lock", "racer_dead_lock"),
+        ("racer_racy", "racer_racy"),
+        ("probe_ok", "probe_ok"),
+    ]);
+    let d = sub.path();
+    if !cc(d, &["-static"], "racer_dead_lock.c", "racer_static")
+        || !cc(d, &["-static"], "probe_ok.c", "probe_static")
+    {
+        common::skip(
+            "static_and_non_pie_builds_are_judged_on_their_own_code",
+            "cc -static cannot link here (no libc.a: apt-get install libc6-dev)",
+        );
+        return;
+    }
+    assert!(cc(d, &["-no-pie"], "probe_ok.c", "probe_nopie"));
+    assert!(cc(d, &["-static"], "racer_racy.c", "racy_static"));
+    // A2 static: glibc's stdio lock (`lock cmpxchg` in __vfprintf_internal) is not its own.
+    let doc = check(
+        d,
+        &[
+            "--atomic-racer",
+            "racer_static",
+            "--probe",
+            "probe_static",
+            "--racer",
+            "racy_static",
+        ],
+    );
+    let (v, why) = verdict(&doc, "step5.atomic-racer");
+    assert_eq!(v, "fail", "{why}");
+    assert!(why.contains("made no increment"), "{why}");
+    // Its own main is still its own in a static binary (libc's and libgcc's code is not).
+    let (v, why) = verdict(&doc, "step5.racer");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("writes total without a lock (`mov"), "{why}");
+    // C2: a static probe's heap lies below 4 GiB; LD_PRELOAD cannot record its mallocs.
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("malloc's returns were not recorded"), "{why}");
+    let doc = check(d, &["--probe", "probe_nopie"]);
+    let (v, why) = verdict(&doc, "step1.probe");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("each tag is the one malloc wrote"), "{why}");
+}
+
+/// `run-step 5 --racer` on the A2 racer: no cause sentence it did not measure, and no
+/// per-increment figure from a participant that made no increment (it was 0.03 ns).
+#[test]
+fn run_step_5_does_not_explain_or_time_a_race_no_one_else_ran() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("racer_dead_lock", "racer_dead_lock")]);
+    assert!(cc(sub.path(), &[], "racer_dead_lock.c", "dead"));
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["run-step", "5", "--quick", "--json", "--racer"])
+        .arg(sub.path().join("dead"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &doc["findings"];
+    assert_eq!(f["racer"]["check"]["verdict"], "fail", "{}", f["racer"]);
+    assert!(
+        text.contains("so there was no race to lose an update in"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("no update was lost: its loop increments"),
+        "{text}"
+    );
+    assert!(!text.contains("increments total with `lock"), "{text}");
+    for r in f["races"].as_array().unwrap() {
+        let idle = r["winnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_i64() == Some(0));
+        if idle {
+            assert!(r["ns_per_increment"].is_null(), "{r}");
+        }
+    }
+    for t in f["runtime"].as_array().unwrap() {
+        assert!(t["ns_per_made"].is_null(), "{t}");
+    }
+}
