@@ -316,3 +316,72 @@ fn each_mapping_holds_the_sections_readelf_puts_in_its_segment() {
     );
     assert!(!text.contains(".rodata, …"), "{text}");
 }
+
+/// Review 30 B3: as a user who neither owns the library nor may write it (root's foobar.so, the
+/// lab run as nobody through an installed `mmap-lab`), mincore(2) reports every page of it
+/// resident (Linux >= 5.2), so the lab must not count its page cache: the loading answer says
+/// "not measured" with the reason and the faults /proc/PID/stat gave, and the findings carry
+/// no page counts. Needs root (to become nobody with setpriv): otherwise skipped with a notice.
+#[test]
+fn a_library_the_user_cannot_write_has_its_page_cache_not_measured() {
+    let test = "a_library_the_user_cannot_write_has_its_page_cache_not_measured";
+    if !tools_present(test) || !common::tools_present(test, &[common::SETPRIV]) {
+        return;
+    }
+    if rustix::process::geteuid().as_raw() != 0 {
+        return common::skip(test, "needs root, to run the lab as nobody with setpriv");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    build_course(&dir);
+    // An installed lab: PREFIX/bin/mmap-lab with its (here unused) programs' directory.
+    let prefix = dir.join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.join("lib/mmap-lab")).unwrap();
+    let lab = prefix.join("bin/mmap-lab");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_xtask"), &lab).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &lab).unwrap();
+    }
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("XDG_CACHE_HOME={}", home.display()))
+        .arg(&lab)
+        .args(["run-step", "4", "--quick", "--json", "--foo"])
+        .arg(dir.join("foo"))
+        .arg("--bar")
+        .arg(dir.join("bar"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &report["findings"]["loading"];
+    assert!(
+        l["mincore_blind"]
+            .as_str()
+            .is_some_and(|w| w.contains("uid 65534") && w.contains("belongs to uid 0")),
+        "{l}"
+    );
+    assert!(l["evicted"].is_null(), "{l}");
+    assert!(l["resident_after_eviction"].is_null(), "{l}");
+    assert!(l["first_from_disk"].is_null(), "{l}");
+    assert!(l["starts"][0]["pages_read"].is_null(), "{l}");
+    assert!(
+        stderr.contains("Not measured in this run: mincore(2) cannot be believed for"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Measured instead, from /proc/PID/stat: foo took"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stayed resident"), "{stderr}");
+    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+}

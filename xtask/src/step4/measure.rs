@@ -206,9 +206,11 @@ fn page_cache(library: Option<&Path>) -> PageCache {
                     .into(),
             },
             resident_after: 0,
+            mincore_blind: None,
         };
     };
     let count = || persist::page_cache_residency(path, false);
+    let blind = mincore_blind(path);
     let before = match count() {
         Ok(r) => r,
         Err(e) => {
@@ -220,6 +222,7 @@ fn page_cache(library: Option<&Path>) -> PageCache {
                     why: format!("cannot count its pages in the page cache: {e}"),
                 },
                 resident_after: 0,
+                mincore_blind: blind,
             }
         }
     };
@@ -235,7 +238,35 @@ fn page_cache(library: Option<&Path>) -> PageCache {
         resident_before: before.pages_resident_before,
         eviction,
         resident_after: count().map_or(before.pages_resident_before, |r| r.pages_resident_before),
+        mincore_blind: blind,
     }
+}
+
+/// Why `mincore(2)` would lie about `path` to this process, if it would: since Linux 5.2 it
+/// reveals a file's page cache only to a caller that owns the file (or has CAP_FOWNER) or may
+/// open it for writing (`can_do_mincore` in mm/mincore.c), and reports every page resident to
+/// anyone else. Root is taken to have CAP_FOWNER; the write check is `faccessat(W_OK,
+/// AT_EACCESS)`, the effective ids as the kernel uses them.
+pub fn mincore_blind(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(path).ok()?.uid();
+    if euid == 0 || owner == euid {
+        return None;
+    }
+    let writable = rustix::fs::accessat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Access::WRITE_OK,
+        rustix::fs::AtFlags::EACCESS,
+    )
+    .is_ok();
+    (!writable).then(|| {
+        format!(
+            "the lab runs as uid {euid}, the file belongs to uid {owner} and uid {euid} may not \
+             open it for writing"
+        )
+    })
 }
 
 /// `fsync(2)` (a dirty page cannot be dropped), then `posix_fadvise(2)` POSIX_FADV_DONTNEED:

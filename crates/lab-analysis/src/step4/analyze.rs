@@ -253,10 +253,15 @@ pub struct Loading {
     pub matches_loaded: bool,
     pub pages_total: u64,
     pub eviction: Eviction,
-    pub resident_before_eviction: u64,
-    pub resident_after_eviction: u64,
-    /// The eviction was asked for and left no page resident.
-    pub evicted: bool,
+    /// `mincore(2)` counts, `None` when they cannot be believed ([`Loading::mincore_blind`]).
+    pub resident_before_eviction: Option<u64>,
+    pub resident_after_eviction: Option<u64>,
+    /// The eviction was asked for and left no page resident (`None`: not measured, mincore
+    /// cannot be believed for this file).
+    pub evicted: Option<bool>,
+    /// Why mincore's counts of this file are no measurement, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mincore_blind: Option<String>,
     pub starts: Vec<StartCost>,
     /// The first program's start read pages of the library from disk.
     pub first_from_disk: Option<bool>,
@@ -815,13 +820,15 @@ fn loading(ev: &Evidence) -> Loading {
         .library
         .as_deref()
         .is_some_and(|l| ev.programs.iter().all(|p| p.library.path == l));
-    let evicted = matches!(pc.eviction, Eviction::Asked) && pc.resident_after == 0;
-    let mut before = matches_loaded.then_some(pc.resident_after);
+    // mincore reports every page of a file resident to a caller it hides the page cache from.
+    let seen = pc.mincore_blind.is_none();
+    let evicted = seen.then_some(matches!(pc.eviction, Eviction::Asked) && pc.resident_after == 0);
+    let mut before = (matches_loaded && seen).then_some(pc.resident_after);
     let starts: Vec<StartCost> = ev
         .programs
         .iter()
         .map(|p| {
-            let after = p.resident_when_ready.filter(|_| matches_loaded);
+            let after = p.resident_when_ready.filter(|_| matches_loaded && seen);
             let cost = StartCost {
                 name: p.name.clone(),
                 majflt: p.faults_ready.majflt,
@@ -835,15 +842,16 @@ fn loading(ev: &Evidence) -> Loading {
             cost
         })
         .collect();
-    let known = evicted && matches_loaded;
+    let known = evicted == Some(true) && matches_loaded;
     Loading {
         library: pc.library.clone(),
         matches_loaded,
         pages_total: pc.pages_total,
         eviction: pc.eviction.clone(),
-        resident_before_eviction: pc.resident_before,
-        resident_after_eviction: pc.resident_after,
+        resident_before_eviction: seen.then_some(pc.resident_before),
+        resident_after_eviction: seen.then_some(pc.resident_after),
         evicted,
+        mincore_blind: pc.mincore_blind.clone(),
         first_from_disk: starts
             .first()
             .and_then(|s| s.pages_read)

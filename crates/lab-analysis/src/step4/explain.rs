@@ -744,36 +744,42 @@ fn loading_table(f: &Findings) -> String {
         "library: {}\n",
         l.library.as_deref().unwrap_or("(not found before the run)")
     );
-    let _ = writeln!(
-        s,
-        "resident before eviction: {} of {} pages; {}; after: {}",
-        l.resident_before_eviction,
-        l.pages_total,
-        match &l.eviction {
-            Eviction::Asked => "fsync + posix_fadvise(POSIX_FADV_DONTNEED)".to_string(),
-            Eviction::Failed { error } => format!("eviction failed: {error}"),
-            Eviction::NotTried { why } => format!("not evicted: {why}"),
-        },
-        l.resident_after_eviction
-    );
+    let eviction = match &l.eviction {
+        Eviction::Asked => "fsync + posix_fadvise(POSIX_FADV_DONTNEED)".to_string(),
+        Eviction::Failed { error } => format!("eviction failed: {error}"),
+        Eviction::NotTried { why } => format!("not evicted: {why}"),
+    };
+    match (l.resident_before_eviction, l.resident_after_eviction) {
+        (Some(before), Some(after)) => {
+            let _ = writeln!(
+                s,
+                "resident before eviction: {before} of {} pages; {eviction}; after: {after}",
+                l.pages_total
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "resident pages: not measured ({}); {eviction}",
+                l.mincore_blind
+                    .as_deref()
+                    .unwrap_or("mincore's counts were not recorded")
+            );
+        }
+    }
     for st in &l.starts {
+        let resident = match (st.resident_before, st.resident_after) {
+            (Some(b), Some(a)) => format!("library pages resident {b} -> {a}"),
+            _ => "library pages resident: not measured".to_string(),
+        };
         let _ = writeln!(
             s,
             "{}: major faults {}, minor faults {} by the time it was ready ({} more major while \
-             both ran); library pages resident {} -> {}",
-            st.name,
-            st.majflt,
-            st.minflt,
-            st.majflt_later,
-            opt(st.resident_before),
-            opt(st.resident_after)
+             both ran); {resident}",
+            st.name, st.majflt, st.minflt, st.majflt_later,
         );
     }
     s
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or("?".into(), |v| v.to_string())
 }
 
 /// `1 page`, `3 pages`.
@@ -784,6 +790,23 @@ fn count(n: impl Into<u64>, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
+}
+
+/// A count of resident pages, or "an unmeasured number" (never reached with one: the callers
+/// run only when mincore was believed).
+fn opt_pages(n: Option<u64>) -> String {
+    n.map_or("an unmeasured number".into(), |n| n.to_string())
+}
+
+/// What /proc/PID/stat says of one program's start, without the page cache.
+fn fault_sentence(st: &StartCost) -> String {
+    format!(
+        "{} took {} (and {} minor) while starting and {} more while both ran",
+        st.name,
+        count(st.majflt, "major fault"),
+        st.minflt,
+        st.majflt_later
+    )
 }
 
 fn start_sentence(st: &StartCost) -> String {
@@ -812,12 +835,34 @@ fn loading(f: &Findings) -> String {
             f.programs[0].library
         );
     }
-    if !l.evicted {
+    if let Some(blind) = &l.mincore_blind {
+        return format!(
+            "Not measured in this run: mincore(2) cannot be believed for {}: {blind}, and since \
+             Linux 5.2 mincore then reports every page of such a file resident, so how many of \
+             its {} pages were in the page cache before and after the eviction, and when each \
+             program was ready, was not measured. The eviction {}. Measured instead, from \
+             /proc/PID/stat: {}; {} (/proc/PID/stat does not say which file a major fault \
+             read).",
+            l.library.as_deref().unwrap_or("the library"),
+            l.pages_total,
+            match &l.eviction {
+                Eviction::Asked => "was asked for (fsync + posix_fadvise(POSIX_FADV_DONTNEED) \
+                                    succeeded); whether it dropped the pages was not measured"
+                    .to_string(),
+                Eviction::Failed { error } => format!("failed ({error})"),
+                Eviction::NotTried { why } => format!("was not tried ({why})"),
+            },
+            fault_sentence(first),
+            fault_sentence(second)
+        );
+    }
+    if l.evicted != Some(true) {
         let why = match &l.eviction {
             Eviction::Asked => format!(
                 "the eviction was asked for, but {} of {} pages stayed resident (pages another \
                  process maps, or a file on tmpfs, cannot be dropped)",
-                l.resident_after_eviction, l.pages_total
+                opt_pages(l.resident_after_eviction),
+                l.pages_total
             ),
             Eviction::Failed { error } => format!("eviction failed ({error})"),
             Eviction::NotTried { why } => format!("eviction was not tried ({why})"),
@@ -833,7 +878,7 @@ fn loading(f: &Findings) -> String {
     let mut s = format!(
         "After fsync + posix_fadvise(POSIX_FADV_DONTNEED), mincore showed {} of the library's \
          {} pages in the page cache. {}",
-        l.resident_after_eviction,
+        opt_pages(l.resident_after_eviction),
         l.pages_total,
         start_sentence(first)
     );
