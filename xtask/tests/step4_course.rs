@@ -385,3 +385,78 @@ fn a_library_the_user_cannot_write_has_its_page_cache_not_measured() {
     assert!(!stderr.contains("stayed resident"), "{stderr}");
     assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
 }
+
+/// A bar not linked with foobar.so: it read()s the file, maps all of it read-only itself and
+/// keeps its own baz (`{LIB}` is replaced by the library's path).
+const BAR_MANUAL_C: &str = "#include <stdio.h>\n#include <fcntl.h>\n#include <unistd.h>\n\
+    #include <sys/mman.h>\n#include <sys/stat.h>\nstatic int baz;\nint main() {\n\
+    int fd = open(\"{LIB}\", O_RDONLY);\n    char hdr[64];\n    struct stat st;\n\
+    if (fd < 0 || read(fd, hdr, sizeof hdr) != sizeof hdr || fstat(fd, &st) != 0) return 1;\n\
+    void *p = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);\n\
+    if (p == MAP_FAILED) return 1;\n    close(fd);\n\
+    for (int i = 0;; i++) { baz = i; printf(\"%d\\n\", baz); sleep(1); }\n}\n";
+
+/// Review 30 B4, live: `--bar` a program that maps the library's file itself. It is named as
+/// not loaded by ld.so; nothing is read at the library's base + baz (beyond its mapping) and no
+/// frame is compared there; foo's baz is still read.
+#[test]
+fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
+    let test = "a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping";
+    if !tools_present(test) {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    build_course(&dir);
+    let lib = dir.join("foobar.so");
+    std::fs::write(
+        dir.join("bar_manual.c"),
+        BAR_MANUAL_C.replace("{LIB}", lib.to_str().unwrap()),
+    )
+    .unwrap();
+    cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
+    let (foo, bar, saved) = (
+        dir.join("foo"),
+        dir.join("bar_manual"),
+        dir.join("evidence"),
+    );
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--quick",
+        "--json",
+        "--foo",
+        foo.to_str().unwrap(),
+        "--bar",
+        bar.to_str().unwrap(),
+        "--save-evidence",
+        saved.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &report["findings"];
+    let (p0, p1) = (&f["programs"][0], &f["programs"][1]);
+    assert!(p0["mmaps"].as_u64().unwrap() >= 4, "{p0}");
+    assert!(p0["baz_values"].as_array().unwrap().iter().all(|v| v == 17));
+    assert_eq!(p1["mmaps"], 0);
+    assert!(p1["not_loaded"].as_str().is_some(), "{p1}");
+    assert!(p1["baz_unmapped"].as_str().is_some(), "{p1}");
+    assert_eq!(p1["baz_values"], serde_json::json!([]));
+    assert!(f["baz_private"].is_null(), "{f}");
+    // Nothing was read at bar's base + baz: every sample's second value is unread.
+    let ev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("step4.json")).unwrap()).unwrap();
+    let samples = ev["evidence"]["samples"].as_array().unwrap();
+    assert!(!samples.is_empty());
+    for s in samples {
+        assert!(s["baz"][0] == 17 && s["baz"][1].is_null(), "{s}");
+    }
+    assert!(
+        stderr.contains("bar did not load the library the way the loader does"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No frame of baz is compared"), "{stderr}");
+    assert!(!stderr.contains("two private copies"), "{stderr}");
+    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+}

@@ -452,12 +452,37 @@ fn sample(
 
 /// baz's value in process `pid` (`proc(5)`, /proc/PID/mem), at the library's load bias plus
 /// baz's value in `.dynsym`.
+/// Nothing is read unless the address lies in the library's data as a loader maps it
+/// ([`in_library_data`]): a program that mapped the file some other way has no baz there.
 fn read_baz(pid: u32, lib: &Library) -> Option<i64> {
     let baz = lib.symbols.iter().find(|s| s.name == "baz")?;
+    let addr = lib.base + baz.value;
+    let maps = Maps::read(pid).ok()?;
+    if !in_library_data(&maps, lib, addr) {
+        return None;
+    }
     let f = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     let mut buf = [0u8; 4];
-    f.read_exact_at(&mut buf, lib.base + baz.value).ok()?;
+    f.read_exact_at(&mut buf, addr).ok()?;
     Some(i64::from(i32::from_ne_bytes(buf)))
+}
+
+/// `addr` lies in a writable mapping of the library's file, or in the anonymous mapping right
+/// after one (the rest of its .bss, as the loader maps it).
+fn in_library_data(maps: &Maps, lib: &Library, addr: u64) -> bool {
+    let of_lib = |m: &lab_trace::maps::Mapping| m.inode == lib.inode && m.path == lib.path;
+    let writable = |m: &lab_trace::maps::Mapping| m.perms.starts_with("rw");
+    let Some(m) = maps.find(addr) else {
+        return false;
+    };
+    if of_lib(m) {
+        return writable(m);
+    }
+    m.path.is_empty()
+        && maps
+            .mappings
+            .iter()
+            .any(|prev| prev.end == m.start && of_lib(prev) && writable(prev))
 }
 
 fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
@@ -476,7 +501,8 @@ fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
         .collect();
     if let Some(&(_, end)) = ranges.iter().max_by_key(|r| r.1) {
         if let Some(next) = maps.mappings.iter().find(|m| m.start == end) {
-            if next.path.is_empty() {
+            // Only the loader's .bss: after a writable mapping of the file.
+            if next.path.is_empty() && in_library_data(&maps, lib, next.start) {
                 ranges.push((next.start, next.end));
             }
         }

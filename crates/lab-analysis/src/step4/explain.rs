@@ -157,9 +157,13 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
     ))];
     if p.trace.is_empty() {
         blocks.push(Block::text(format!(
-            "The trace shows no openat of {} followed by mmaps on its descriptor: this run does \
-             not match the theory (was it loaded with dlopen from another thread?).",
-            p.library
+            "The trace shows no openat of {} followed by mmaps on its descriptor: ld.so did not \
+             load it in this process, as far as the trace shows ({}).",
+            p.library,
+            p.not_loaded.as_deref().map_or(
+                "how it came to be mapped was not measured".to_string(),
+                |w| { format!("the process maps {w}") }
+            )
         )));
     } else {
         blocks.push(Block::raw(
@@ -201,10 +205,13 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
     for m in &p.mprotects {
         let _ = writeln!(
             text,
-            "{} turns part of mmap #{} into {}: RELRO, the GOT and other data the loader had to \
+            "{} turns part of {} into {}: RELRO, the GOT and other data the loader had to \
              relocate, made read-only once relocation is done",
             m.raw,
-            m.inside.map_or("?".into(), |k| k.to_string()),
+            m.inside
+                .map_or("a range outside the load's mmaps".into(), |k| format!(
+                    "mmap #{k}"
+                )),
             m.prot
         );
     }
@@ -235,7 +242,18 @@ fn which_calls(f: &Findings) -> String {
     let mut s = String::new();
     for p in &f.programs {
         let Some(open) = &p.open else {
-            let _ = writeln!(s, "{}: no openat of the library followed by mmaps.", p.name);
+            match &p.not_loaded {
+                Some(what) => {
+                    let _ = writeln!(
+                        s,
+                        "{}: no openat of the library followed by the loader's mmaps; it maps {what}.",
+                        p.name
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "{}: no openat of the library followed by mmaps.", p.name);
+                }
+            }
             continue;
         };
         let fd = p.fd.unwrap_or(-1);
@@ -270,18 +288,55 @@ fn how_many(f: &Findings) -> String {
         .iter()
         .map(|p| format!("{} {}", p.name, p.mmaps))
         .collect();
-    let more = f.programs.iter().all(|p| p.mmaps > 1);
-    let mut s = format!(
-        "{}: mmaps of the library per program: {}{}\n",
-        if more { "Yes" } else { "No" },
-        counts.join(", "),
-        if more {
-            " — one per loadable segment, because each segment needs different permissions and \
-             mmap gives one protection per mapping."
-        } else {
-            "."
+    let loaded: Vec<&ProgramFindings> = f.programs.iter().filter(|p| p.mmaps > 0).collect();
+    let more = !loaded.is_empty() && loaded.iter().all(|p| p.mmaps > 1);
+    let why_more = " — one per loadable segment, because each segment needs different \
+                    permissions and mmap gives one protection per mapping";
+    let mut s = if loaded.len() == f.programs.len() {
+        format!(
+            "{}: mmaps of the library per program: {}{}\n",
+            if more { "Yes" } else { "No" },
+            counts.join(", "),
+            if more {
+                format!("{why_more}.")
+            } else {
+                ".".to_string()
+            }
+        )
+    } else {
+        // A program ld.so did not load the library into has no answer here: said per program.
+        let mut s = match loaded.as_slice() {
+            [] => "Not measured: no program's trace shows the library loaded by ld.so".to_string(),
+            _ => format!(
+                "{} for {}: mmaps of the library: {}{}",
+                if more { "Yes" } else { "No" },
+                loaded
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                loaded
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.mmaps))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if more { why_more } else { "" }
+            ),
+        };
+        for p in f.programs.iter().filter(|p| p.mmaps == 0) {
+            let _ = write!(
+                s,
+                ". {} did not load the library the way the loader does: its trace shows no \
+                 openat of it followed by the loader's mmaps, and it maps {}",
+                p.name,
+                p.not_loaded
+                    .as_deref()
+                    .unwrap_or("nothing of the file that the trace accounts for")
+            );
         }
-    );
+        s.push_str(".\n");
+        s
+    };
     for (k, p) in f.programs.iter().enumerate() {
         if k > 0 && f.same_calls {
             // The same calls: only where its symbols landed differs.
@@ -443,7 +498,7 @@ fn samples_table(f: &Findings, ev: &Evidence) -> String {
             sample
                 .baz
                 .iter()
-                .map(|v| format!("{:>8}", v.map_or("?".into(), |v| v.to_string())))
+                .map(|v| format!("{:>8}", v.map_or("unread".into(), |v| v.to_string())))
                 .collect::<String>()
         );
     }
@@ -567,7 +622,7 @@ fn frames_table(f: &Findings) -> String {
             format!(
                 "{} {}",
                 p.name,
-                fr.map_or("?".into(), |x| format!("{x:#x}"))
+                fr.map_or("not read".into(), |x| format!("{x:#x}"))
             )
         })
         .collect();
@@ -643,6 +698,40 @@ fn sharing(f: &Findings) -> String {
 fn values_sentence(f: &Findings) -> String {
     let (a, b) = (&f.programs[0], &f.programs[1]);
     let v = &f.values;
+    let unmapped: Vec<&str> = f
+        .programs
+        .iter()
+        .filter_map(|p| p.baz_unmapped.as_deref())
+        .collect();
+    if !unmapped.is_empty() {
+        let read = f
+            .programs
+            .iter()
+            .filter(|p| p.baz_unmapped.is_none())
+            .map(|p| {
+                let held = match p.baz_values.first() {
+                    None => "no value read".to_string(),
+                    Some(v0) if p.baz_values.iter().all(|v| v == v0) => {
+                        format!("{v0} in all {} reads", p.baz_values.len())
+                    }
+                    Some(_) => format!(
+                        "{} values in {} reads",
+                        p.baz_values
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len(),
+                        p.baz_values.len()
+                    ),
+                };
+                format!(" {} held {held}.", p.name)
+            })
+            .collect::<String>();
+        return format!(
+            "Values: not compared: {}, so the lab read nothing there and no second baz is \
+             compared.{read}",
+            unmapped.join("; ")
+        );
+    }
     format!(
         "Values: read {} times from both processes' memory, one read right after the other: {} \
          held {}, {} changed {} ({} to {}). {}",
@@ -652,8 +741,12 @@ fn values_sentence(f: &Findings) -> String {
             .map_or("CHANGING values".into(), |c| format!("{c} throughout")),
         b.name,
         count(v.second_changes as u64, "time"),
-        b.baz_values.first().map_or("?".into(), i64::to_string),
-        b.baz_values.last().map_or("?".into(), i64::to_string),
+        b.baz_values
+            .first()
+            .map_or("no value read".into(), i64::to_string),
+        b.baz_values
+            .last()
+            .map_or("no value read".into(), i64::to_string),
         if v.differed > 0 {
             format!(
                 "In {} of {} samples the two held different values at the same moment: two \
@@ -696,8 +789,32 @@ fn baz_frame_sentence(f: &Findings) -> String {
     let frames: Vec<String> = fr
         .baz_frames
         .iter()
-        .map(|x| x.map_or("?".into(), |x| format!("{x:#x}")))
+        .map(|x| x.map_or("not read".into(), |x| format!("{x:#x}")))
         .collect();
+    let unmapped: Vec<&str> = f
+        .programs
+        .iter()
+        .filter(|p| p.baz_unmapped.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if !unmapped.is_empty() {
+        let known: Vec<String> = f
+            .programs
+            .iter()
+            .zip(&fr.baz_frames)
+            .filter_map(|(p, x)| x.map(|x| format!("{}'s is frame {x:#x}", p.name)))
+            .collect();
+        return format!(
+            "No frame of baz is compared: {} {} no page of the library at baz's address{}.",
+            unmapped.join(" and "),
+            if unmapped.len() == 1 { "maps" } else { "map" },
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", known.join(", "))
+            }
+        );
+    }
     match f.baz_private {
         Some(true) => format!(
             "The page holding baz is frame {} in {} and {} in {}: two private copies \
@@ -947,7 +1064,9 @@ fn client(f: &Findings) -> String {
                  {lib_reloc}. The client's baz is at {}, in {} ({}){}.",
                 relocation.as_deref().unwrap_or("none"),
                 relocs.join(", "),
-                baz_address.as_deref().unwrap_or("?"),
+                baz_address
+                    .as_deref()
+                    .unwrap_or("an address it did not print"),
                 baz_line.as_deref().unwrap_or("no mapping"),
                 if *inside_library {
                     "inside the library"

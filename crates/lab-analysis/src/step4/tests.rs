@@ -390,3 +390,57 @@ fn mincore_that_cannot_see_the_file_is_not_measured() {
     let json = serde_json::to_value(&f).unwrap();
     assert!(json["loading"]["evicted"].is_null(), "{json}");
 }
+
+/// Review 30 B4, recorded (`course-foo-bar-maps-the-file`: the course's foo, and a bar that is
+/// not linked with foobar.so but read()s it, maps the whole file read-only itself and keeps its
+/// own baz): bar is named as not loaded by ld.so, nothing is read or framed at library base +
+/// baz (outside its 16 KiB mapping of the file), and foo's answers stand.
+#[test]
+fn a_program_that_mapped_the_file_itself_is_named_and_not_read_outside_it() {
+    let ev = fixture("course-foo-bar-maps-the-file");
+    let f = analyze(&ev).unwrap();
+    let (foo, bar) = (&f.programs[0], &f.programs[1]);
+    assert_eq!((foo.mmaps, bar.mmaps), (4, 0));
+    assert!(foo.not_loaded.is_none() && foo.baz_unmapped.is_none());
+    assert!(
+        bar.not_loaded
+            .as_deref()
+            .is_some_and(|w| w.contains("r--p at file offset 0x0")),
+        "{:?}",
+        bar.not_loaded
+    );
+    let why = bar
+        .baz_unmapped
+        .as_deref()
+        .expect("baz is outside bar's mapping");
+    assert!(
+        why.contains("(+0x400c)") && why.contains("end at +0x4000"),
+        "{why}"
+    );
+    assert!(bar.baz_values.is_empty());
+    assert_eq!(foo.baz_values, [17, 17, 17]);
+    assert_eq!(f.baz_private, None);
+    assert_eq!(f.frames.baz_frames[1], None);
+    assert_eq!(f.values.differed, 0);
+    let answers = explain_answers(&ev);
+    let many = answer(&answers, "more than one per program");
+    assert!(
+        many.starts_with("Yes for foo: mmaps of the library: foo 4"),
+        "{many}"
+    );
+    assert!(
+        many.contains("bar did not load the library the way the loader does"),
+        "{many}"
+    );
+    let shared = answer(&answers, "share the library's code");
+    assert!(
+        shared.starts_with("Values: not compared: bar maps nothing"),
+        "{shared}"
+    );
+    assert!(shared.contains("No frame of baz is compared"), "{shared}");
+    assert!(!shared.contains("two private copies"), "{shared}");
+    assert!(!shared.contains("two variables"), "{shared}");
+    for (q, a) in &answers {
+        assert!(!a.contains('?'), "{q}: {a}");
+    }
+}
