@@ -452,30 +452,7 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
     let maps = load.map_or(Vec::new(), |l| {
         map_calls(l, &symbols, page, lib.sections.as_ref(), base)
     });
-    let file_lines: Vec<String> = p
-        .maps
-        .mappings
-        .iter()
-        .filter(|m| same_file(m, lib))
-        .map(|m| {
-            format!(
-                "{:#x}-{:#x} {} at file offset {:#x}",
-                m.start, m.end, m.perms, m.offset
-            )
-        })
-        .collect();
-    let not_loaded = load.is_none().then(|| match file_lines.len() {
-        0 => "nothing of the file".to_string(),
-        n => format!(
-            "the file in {} that no load by ld.so accounts for: {}",
-            if n == 1 {
-                "1 mapping".to_string()
-            } else {
-                format!("{n} mappings")
-            },
-            file_lines.join(", ")
-        ),
-    });
+    let not_loaded = load.is_none().then(|| file_mappings(p));
     let baz_unmapped = symbols
         .get("baz")
         .and_then(|s| lab_trace::parse_hex(&s.address))
@@ -540,6 +517,33 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         library_baz_relocation: lib.baz_relocation.clone(),
         not_loaded,
         baz_unmapped,
+    }
+}
+
+/// What of the library's file the process maps, for a program ld.so did not load it into.
+fn file_mappings(p: &ProgramRun) -> String {
+    let lines: Vec<String> = p
+        .maps
+        .mappings
+        .iter()
+        .filter(|m| same_file(m, &p.library))
+        .map(|m| {
+            format!(
+                "{:#x}-{:#x} {} at file offset {:#x}",
+                m.start, m.end, m.perms, m.offset
+            )
+        })
+        .collect();
+    match lines.len() {
+        0 => "nothing of the file".to_string(),
+        1 => format!(
+            "the file in 1 mapping that no load by ld.so accounts for: {}",
+            lines[0]
+        ),
+        n => format!(
+            "the file in {n} mappings that no load by ld.so accounts for: {}",
+            lines.join(", ")
+        ),
     }
 }
 

@@ -282,17 +282,14 @@ fn which_calls(f: &Findings) -> String {
     s.trim_end().to_string()
 }
 
-fn how_many(f: &Findings) -> String {
-    let counts: Vec<String> = f
-        .programs
-        .iter()
-        .map(|p| format!("{} {}", p.name, p.mmaps))
-        .collect();
+/// The answer's first line: more than one mmap per program, said for the programs ld.so loaded
+/// the library into, and each other program named with what it maps instead.
+fn how_many_head(f: &Findings, counts: &[String]) -> String {
     let loaded: Vec<&ProgramFindings> = f.programs.iter().filter(|p| p.mmaps > 0).collect();
     let more = !loaded.is_empty() && loaded.iter().all(|p| p.mmaps > 1);
     let why_more = " — one per loadable segment, because each segment needs different \
                     permissions and mmap gives one protection per mapping";
-    let mut s = if loaded.len() == f.programs.len() {
+    if loaded.len() == f.programs.len() {
         format!(
             "{}: mmaps of the library per program: {}{}\n",
             if more { "Yes" } else { "No" },
@@ -336,7 +333,16 @@ fn how_many(f: &Findings) -> String {
         }
         s.push_str(".\n");
         s
-    };
+    }
+}
+
+fn how_many(f: &Findings) -> String {
+    let counts: Vec<String> = f
+        .programs
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.mmaps))
+        .collect();
+    let mut s = how_many_head(f, &counts);
     for (k, p) in f.programs.iter().enumerate() {
         if k > 0 && f.same_calls {
             // The same calls: only where its symbols landed differs.
