@@ -316,3 +316,147 @@ fn each_mapping_holds_the_sections_readelf_puts_in_its_segment() {
     );
     assert!(!text.contains(".rodata, …"), "{text}");
 }
+
+/// Review 30 B3: as a user who neither owns the library nor may write it (root's foobar.so, the
+/// lab run as nobody through an installed `mmap-lab`), mincore(2) reports every page of it
+/// resident (Linux >= 5.2), so the lab must not count its page cache: the loading answer says
+/// "not measured" with the reason and the faults /proc/PID/stat gave, and the findings carry
+/// no page counts. Needs root (to become nobody with setpriv): otherwise skipped with a notice.
+#[test]
+fn a_library_the_user_cannot_write_has_its_page_cache_not_measured() {
+    let test = "a_library_the_user_cannot_write_has_its_page_cache_not_measured";
+    if !tools_present(test) || !common::tools_present(test, &[common::SETPRIV]) {
+        return;
+    }
+    if rustix::process::geteuid().as_raw() != 0 {
+        return common::skip(test, "needs root, to run the lab as nobody with setpriv");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    build_course(&dir);
+    // An installed lab: PREFIX/bin/mmap-lab with its (here unused) programs' directory.
+    let prefix = dir.join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.join("lib/mmap-lab")).unwrap();
+    let lab = prefix.join("bin/mmap-lab");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_xtask"), &lab).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &lab).unwrap();
+    }
+    let home = dir.join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("XDG_CACHE_HOME={}", home.display()))
+        .arg(&lab)
+        .args(["run-step", "4", "--quick", "--json", "--foo"])
+        .arg(dir.join("foo"))
+        .arg("--bar")
+        .arg(dir.join("bar"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &report["findings"]["loading"];
+    assert!(
+        l["mincore_blind"]
+            .as_str()
+            .is_some_and(|w| w.contains("uid 65534") && w.contains("belongs to uid 0")),
+        "{l}"
+    );
+    assert!(l["evicted"].is_null(), "{l}");
+    assert!(l["resident_after_eviction"].is_null(), "{l}");
+    assert!(l["first_from_disk"].is_null(), "{l}");
+    assert!(l["starts"][0]["pages_read"].is_null(), "{l}");
+    assert!(
+        stderr.contains("Not measured in this run: mincore(2) cannot be believed for"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Measured instead, from /proc/PID/stat: foo took"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("stayed resident"), "{stderr}");
+    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+}
+
+/// A bar not linked with foobar.so: it read()s the file, maps all of it read-only itself and
+/// keeps its own baz (`{LIB}` is replaced by the library's path).
+const BAR_MANUAL_C: &str = "#include <stdio.h>\n#include <fcntl.h>\n#include <unistd.h>\n\
+    #include <sys/mman.h>\n#include <sys/stat.h>\nstatic int baz;\nint main() {\n\
+    int fd = open(\"{LIB}\", O_RDONLY);\n    char hdr[64];\n    struct stat st;\n\
+    if (fd < 0 || read(fd, hdr, sizeof hdr) != sizeof hdr || fstat(fd, &st) != 0) return 1;\n\
+    void *p = mmap(0, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);\n\
+    if (p == MAP_FAILED) return 1;\n    close(fd);\n\
+    for (int i = 0;; i++) { baz = i; printf(\"%d\\n\", baz); sleep(1); }\n}\n";
+
+/// Review 30 B4, live: `--bar` a program that maps the library's file itself. It is named as
+/// not loaded by ld.so; nothing is read at the library's base + baz (beyond its mapping) and no
+/// frame is compared there; foo's baz is still read.
+#[test]
+fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
+    let test = "a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping";
+    if !tools_present(test) {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    build_course(&dir);
+    let lib = dir.join("foobar.so");
+    std::fs::write(
+        dir.join("bar_manual.c"),
+        BAR_MANUAL_C.replace("{LIB}", lib.to_str().unwrap()),
+    )
+    .unwrap();
+    cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
+    let (foo, bar, saved) = (
+        dir.join("foo"),
+        dir.join("bar_manual"),
+        dir.join("evidence"),
+    );
+    let out = xtask(&[
+        "run-step",
+        "4",
+        "--quick",
+        "--json",
+        "--foo",
+        foo.to_str().unwrap(),
+        "--bar",
+        bar.to_str().unwrap(),
+        "--save-evidence",
+        saved.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &report["findings"];
+    let (p0, p1) = (&f["programs"][0], &f["programs"][1]);
+    assert!(p0["mmaps"].as_u64().unwrap() >= 4, "{p0}");
+    assert!(p0["baz_values"].as_array().unwrap().iter().all(|v| v == 17));
+    assert_eq!(p1["mmaps"], 0);
+    assert!(p1["not_loaded"].as_str().is_some(), "{p1}");
+    assert!(p1["baz_unmapped"].as_str().is_some(), "{p1}");
+    assert_eq!(p1["baz_values"], serde_json::json!([]));
+    assert!(f["baz_private"].is_null(), "{f}");
+    // Nothing was read at bar's base + baz: every sample's second value is unread.
+    let ev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("step4.json")).unwrap()).unwrap();
+    let samples = ev["evidence"]["samples"].as_array().unwrap();
+    assert!(!samples.is_empty());
+    for s in samples {
+        assert!(s["baz"][0] == 17 && s["baz"][1].is_null(), "{s}");
+    }
+    assert!(
+        stderr.contains("bar did not load the library the way the loader does"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No frame of baz is compared"), "{stderr}");
+    assert!(!stderr.contains("two private copies"), "{stderr}");
+    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+}

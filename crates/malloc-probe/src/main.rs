@@ -925,17 +925,26 @@ fn print_with_room(t: &malloc_probe::Threshold) {
 fn print_dynamic(t: &malloc_probe::Threshold) {
     let d = &t.dynamic;
     say!(
-        "\n3. The dynamic threshold: malloc({}) (mmapped), free it, then:",
-        d.freed_request
+        "\n3. The dynamic threshold: malloc({}){}, free it, then:",
+        d.freed_request,
+        if d.freed_mapped_length.is_some() {
+            " (mmapped)"
+        } else {
+            ""
+        }
     );
     if let Some(f) = &d.same_request_after_free.freed_first {
-        say!(
-            "   the freed block was {} with a {}-byte mapping",
-            f.region,
-            f.mapped_length
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "?".into())
-        );
+        match f.mapped_length {
+            Some(l) => say!(
+                "   the freed block was {} with a {l}-byte mapping",
+                f.region
+            ),
+            None => say!(
+                "   the freed block came from the {}, not mmapped: no mapping was freed, so this \
+                 run cannot show the dynamic threshold",
+                f.region
+            ),
+        }
     }
     let s = &d.same_request_after_free.row;
     say!(
@@ -962,6 +971,8 @@ fn print_dynamic(t: &malloc_probe::Threshold) {
                 None => String::new(),
             }
         );
+    } else if d.freed_mapped_length.is_none() {
+        say!("   -> the threshold did not move (no mmapped block was freed)");
     } else {
         say!(
             "   -> the threshold did not move{}",

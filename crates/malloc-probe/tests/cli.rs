@@ -506,3 +506,27 @@ fn every_subcommand_prints_its_typed_report_with_findings() {
         t.threshold.threshold_chunk_size
     );
 }
+
+/// A threshold above the block the probe frees (16 MiB under 32 MiB): that block comes from the
+/// heap, and the text says no mapping was freed instead of a `?`-byte mapping.
+#[test]
+fn threshold_above_the_freed_block_says_no_mapping_was_freed() {
+    let dir = tempdir("threshold-above");
+    let out = probe(
+        &dir,
+        &["threshold"],
+        &[("MALLOC_MMAP_THRESHOLD_", "33554432")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the freed block came from the heap, not mmapped: no mapping was freed"),
+        "{text}"
+    );
+    assert!(!text.contains("?-byte"), "{text}");
+    assert!(!text.contains("(mmapped), free it"), "{text}");
+}

@@ -336,3 +336,33 @@ fn the_recorded_thread_heap_is_drawn() {
     assert!(svg.matches("<rect").count() >= 3, "{svg}");
     assert!(heap.caption.contains("0x7f9b34000000"), "{}", heap.caption);
 }
+
+/// The real probe's `thread-arena` with one arena allowed, set either way glibc reads it: the
+/// second thread's chunk lies in [heap], and the answer follows from the setting.
+#[test]
+fn live_one_arena_allowed_puts_the_thread_chunk_in_the_main_heap() {
+    use lab_analysis::step1::beyond::answer_thread;
+    use lab_analysis::step1::wire::ThreadArenaReport;
+    use lab_analysis::step1::{EnvVar, Run};
+    for (setting, shown) in [
+        (EnvVar::new("MALLOC_ARENA_MAX", "1"), "MALLOC_ARENA_MAX=1"),
+        (
+            EnvVar::new("GLIBC_TUNABLES", "glibc.malloc.arena_max=1"),
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=1",
+        ),
+    ] {
+        let probe = Probe {
+            path: probe_binary(),
+            environment: vec![setting.clone()],
+        };
+        let run: Run<ThreadArenaReport> = probe
+            .run(&["--json", "thread-arena"], vec![])
+            .expect("thread-arena runs");
+        assert!(!run.doc.findings.a_bit_thread, "{shown}: {:?}", run.doc);
+        let a = answer_thread(&run.doc, &[setting]);
+        assert!(a.contains("it lies in [heap]"), "{shown}: {a}");
+        assert!(a.contains(shown), "{shown}: {a}");
+        assert!(a.contains("with one arena allowed"), "{shown}: {a}");
+        assert!(!a.contains("contradicts"), "{shown}: {a}");
+    }
+}

@@ -278,3 +278,35 @@ fn live_a_preloaded_malloc_is_refused() {
     assert!(f.foreign_allocator.is_some());
     assert_eq!(f.prev_inuse_bit, None);
 }
+
+/// The real probe's `threshold` under `MALLOC_MMAP_THRESHOLD_=33554432`, explained in place of
+/// the default fixture's: the block it frees first (16 MiB) comes from the heap, so the answer
+/// says no mapping was freed, with no `?` for the missing length.
+#[test]
+fn live_a_threshold_above_the_freed_block_is_explained_without_a_freed_mapping() {
+    let setting = EnvVar::new("MALLOC_MMAP_THRESHOLD_", "33554432");
+    let probe = Probe {
+        path: probe_binary(),
+        environment: vec![setting.clone()],
+    };
+    let run: lab_analysis::step1::Run<wire::ThresholdReport> = probe
+        .run(&["--json", "threshold"], vec![])
+        .expect("the threshold probe runs");
+    let d = &run.doc.threshold.dynamic;
+    assert_eq!(d.freed_mapped_length, None, "{d:?}");
+    let mut ev = evidence("glibc-2.36-default");
+    ev.environment = vec![setting];
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    m.threshold = run;
+    let f = analyze(&ev).unwrap();
+    let answers = answers(&f, &ev);
+    let a = answers
+        .iter()
+        .find(|a| a.starts_with("malloc switches to mmap"))
+        .expect("the threshold answer");
+    assert!(a.contains("could not be shown"), "{a}");
+    assert!(a.contains("came from the heap"), "{a}");
+    assert!(!a.contains('?'), "{a}");
+}

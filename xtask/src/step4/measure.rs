@@ -206,9 +206,11 @@ fn page_cache(library: Option<&Path>) -> PageCache {
                     .into(),
             },
             resident_after: 0,
+            mincore_blind: None,
         };
     };
     let count = || persist::page_cache_residency(path, false);
+    let blind = mincore_blind(path);
     let before = match count() {
         Ok(r) => r,
         Err(e) => {
@@ -220,6 +222,7 @@ fn page_cache(library: Option<&Path>) -> PageCache {
                     why: format!("cannot count its pages in the page cache: {e}"),
                 },
                 resident_after: 0,
+                mincore_blind: blind,
             }
         }
     };
@@ -235,7 +238,35 @@ fn page_cache(library: Option<&Path>) -> PageCache {
         resident_before: before.pages_resident_before,
         eviction,
         resident_after: count().map_or(before.pages_resident_before, |r| r.pages_resident_before),
+        mincore_blind: blind,
     }
+}
+
+/// Why `mincore(2)` would lie about `path` to this process, if it would: since Linux 5.2 it
+/// reveals a file's page cache only to a caller that owns the file (or has CAP_FOWNER) or may
+/// open it for writing (`can_do_mincore` in mm/mincore.c), and reports every page resident to
+/// anyone else. Root is taken to have CAP_FOWNER; the write check is `faccessat(W_OK,
+/// AT_EACCESS)`, the effective ids as the kernel uses them.
+pub fn mincore_blind(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(path).ok()?.uid();
+    if euid == 0 || owner == euid {
+        return None;
+    }
+    let writable = rustix::fs::accessat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Access::WRITE_OK,
+        rustix::fs::AtFlags::EACCESS,
+    )
+    .is_ok();
+    (!writable).then(|| {
+        format!(
+            "the lab runs as uid {euid}, the file belongs to uid {owner} and uid {euid} may not \
+             open it for writing"
+        )
+    })
 }
 
 /// `fsync(2)` (a dirty page cannot be dropped), then `posix_fadvise(2)` POSIX_FADV_DONTNEED:
@@ -421,12 +452,37 @@ fn sample(
 
 /// baz's value in process `pid` (`proc(5)`, /proc/PID/mem), at the library's load bias plus
 /// baz's value in `.dynsym`.
+/// Nothing is read unless the address lies in the library's data as a loader maps it
+/// ([`in_library_data`]): a program that mapped the file some other way has no baz there.
 fn read_baz(pid: u32, lib: &Library) -> Option<i64> {
     let baz = lib.symbols.iter().find(|s| s.name == "baz")?;
+    let addr = lib.base + baz.value;
+    let maps = Maps::read(pid).ok()?;
+    if !in_library_data(&maps, lib, addr) {
+        return None;
+    }
     let f = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     let mut buf = [0u8; 4];
-    f.read_exact_at(&mut buf, lib.base + baz.value).ok()?;
+    f.read_exact_at(&mut buf, addr).ok()?;
     Some(i64::from(i32::from_ne_bytes(buf)))
+}
+
+/// `addr` lies in a writable mapping of the library's file, or in the anonymous mapping right
+/// after one (the rest of its .bss, as the loader maps it).
+fn in_library_data(maps: &Maps, lib: &Library, addr: u64) -> bool {
+    let of_lib = |m: &lab_trace::maps::Mapping| m.inode == lib.inode && m.path == lib.path;
+    let writable = |m: &lab_trace::maps::Mapping| m.perms.starts_with("rw");
+    let Some(m) = maps.find(addr) else {
+        return false;
+    };
+    if of_lib(m) {
+        return writable(m);
+    }
+    m.path.is_empty()
+        && maps
+            .mappings
+            .iter()
+            .any(|prev| prev.end == m.start && of_lib(prev) && writable(prev))
 }
 
 fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
@@ -445,7 +501,8 @@ fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
         .collect();
     if let Some(&(_, end)) = ranges.iter().max_by_key(|r| r.1) {
         if let Some(next) = maps.mappings.iter().find(|m| m.start == end) {
-            if next.path.is_empty() {
+            // Only the loader's .bss: after a writable mapping of the file.
+            if next.path.is_empty() && in_library_data(&maps, lib, next.start) {
                 ranges.push((next.start, next.end));
             }
         }

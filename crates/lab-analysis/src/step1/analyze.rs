@@ -350,7 +350,11 @@ pub struct WithRoom {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DynamicThreshold {
     pub freed_request: u64,
+    /// The mapping's length when the block freed first was mmapped (`None`: it was not, or the
+    /// probe recorded none).
     pub freed_mapped_length: Option<u64>,
+    /// Where the block freed first lay (`heap`, `mmap`; `None`: the probe recorded none).
+    pub freed_region: Option<String>,
     /// Where the threshold request landed after the free.
     pub region_after_free: String,
     pub new_threshold_request: u64,
@@ -904,6 +908,11 @@ fn dynamic(d: &wire::Dynamic, threshold: Option<u64>) -> DynamicThreshold {
     DynamicThreshold {
         freed_request: d.freed_request as u64,
         freed_mapped_length: d.freed_mapped_length,
+        freed_region: d
+            .same_request_after_free
+            .freed_first
+            .as_ref()
+            .map(|f| f.region.clone()),
         region_after_free: d.same_request_after_free.row.region.clone(),
         new_threshold_request: d.new_threshold_request as u64,
         new_threshold_chunk_size: d.new_threshold_chunk_size,

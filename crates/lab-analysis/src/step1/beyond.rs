@@ -5,9 +5,10 @@
 use std::fmt::Write as _;
 
 use super::allocator::{self, AllocatorEvidence, AllocatorFindings, LadderStep};
+use super::analyze::tunable_value;
 use super::analyze::Findings;
 use super::wire::{parse_hex, ThreadArenaReport, ThreadHeap};
-use super::Evidence;
+use super::{EnvVar, Evidence};
 use crate::Block;
 
 pub const Q_THREAD: &str =
@@ -24,7 +25,13 @@ pub fn blocks(f: &Findings, evidence: &Evidence) -> Vec<Block> {
             "thread-arena: one malloc per thread, their tags, the thread heap's mappings",
             thread_text(&run.doc),
         ));
-        blocks.push(Block::answer(Q_THREAD, answer_thread(&run.doc)));
+        let env: Vec<EnvVar> = evidence
+            .environment
+            .iter()
+            .chain(&run.env)
+            .cloned()
+            .collect();
+        blocks.push(Block::answer(Q_THREAD, answer_thread(&run.doc, &env)));
     }
     if let (Some(a), Some(e)) = (&f.allocator, &evidence.allocator) {
         blocks.push(Block::heading(format!(
@@ -68,7 +75,27 @@ pub fn thread_heap(doc: &ThreadArenaReport) -> Option<ThreadHeap> {
     ThreadHeap::find(doc.maps.iter().map(String::as_str), addr)
 }
 
-fn answer_thread(doc: &ThreadArenaReport) -> String {
+/// The tunable that caps how many arenas glibc creates (mallopt(3) `M_ARENA_MAX`).
+pub const ARENA_MAX_TUNABLE: &str = "glibc.malloc.arena_max";
+
+/// The arena limit the probe ran with, as the variable that set it (`GLIBC_TUNABLES=…` wins
+/// over `MALLOC_ARENA_MAX`, as for the mmap threshold), with its value; `None` when neither
+/// set one.
+pub fn arena_max_setting(env: &[EnvVar]) -> Option<(String, u64)> {
+    let last = |name: &str| env.iter().rev().find(|v| v.name == name);
+    let tunable = last("GLIBC_TUNABLES").and_then(|v| {
+        let value = tunable_value(&v.value, ARENA_MAX_TUNABLE)?;
+        Some((format!("GLIBC_TUNABLES={}", v.value), value.parse().ok()?))
+    });
+    tunable.or_else(|| {
+        let v = last("MALLOC_ARENA_MAX")?;
+        Some((v.to_string(), v.value.trim().parse().ok()?))
+    })
+}
+
+/// The answer to [`Q_THREAD`] from one `thread-arena` run and the environment it ran with
+/// (the inherited malloc settings, then the run's own).
+pub fn answer_thread(doc: &ThreadArenaReport, env: &[EnvVar]) -> String {
     let f = &doc.findings;
     let bit = |set: bool| if set { "set" } else { "clear" };
     let mut s = format!(
@@ -80,13 +107,31 @@ fn answer_thread(doc: &ThreadArenaReport) -> String {
         bit(f.a_bit_main),
         doc.main_chunk.tag
     );
-    match (thread_heap(doc), f.heap_reservation_bytes) {
-        (Some(h), Some(bytes)) => {
+    let setting = arena_max_setting(env);
+    let limit = match &setting {
+        Some((var, 1)) => format!("the probe ran with {var}, one arena at most"),
+        Some((var, n)) => format!("the probe ran with {var}, at most {n} arenas"),
+        None => "the environment set no arena limit (neither MALLOC_ARENA_MAX nor \
+                 glibc.malloc.arena_max in GLIBC_TUNABLES)"
+            .to_string(),
+    };
+    let holder = |addr: &str| {
+        let addr = parse_hex(addr)?;
+        doc.maps
+            .iter()
+            .filter_map(|l| lab_trace::maps::MapsLine::parse(l))
+            .find(|m| m.contains(addr))
+            .map(|m| (m.start, m.end, m.path.to_string()))
+    };
+    let thread_in = holder(&doc.thread_chunk.address);
+    match (thread_heap(doc), f.heap_reservation_bytes, &thread_in) {
+        (Some(h), Some(bytes), _) => {
             let _ = write!(
                 s,
-                ": it lies in a thread heap of its own, the anonymous mapping {} ({} read-write) \
-                 inside a reservation of {} that starts on a {} boundary",
-                f.heap_mapping.as_deref().unwrap_or("?"),
+                ": it lies in a thread heap of its own, the anonymous mapping {:#x}-{:#x} ({} \
+                 read-write) inside a reservation of {} that starts on a {} boundary",
+                h.rw.0,
+                h.rw.1,
                 sized(h.rw.1 - h.rw.0),
                 sized(bytes),
                 sized(h.start_alignment).replace(" bytes", "-byte")
@@ -97,10 +142,53 @@ fn answer_thread(doc: &ThreadArenaReport) -> String {
                 s.push_str(", which contradicts glibc's thread arenas: see the mappings below.");
             }
         }
-        _ => s.push_str(
-            "; no anonymous read-write mapping holds the thread's chunk, which contradicts \
-             glibc's thread arenas.",
-        ),
+        (_, _, Some((start, end, path))) if path == "[heap]" => {
+            let beside = if holder(&doc.main_chunk.address).as_ref() == thread_in.as_ref() {
+                ", the same mapping as the main thread's chunk"
+            } else {
+                ""
+            };
+            let _ = write!(
+                s,
+                ": it lies in [heap] ({start:#x}-{end:#x}), the main arena's brk heap{beside}, so \
+                 the second thread was served by the main arena; {limit}"
+            );
+            s.push_str(match setting {
+                Some((_, 1)) if !f.a_bit_thread => {
+                    ": with one arena allowed glibc gives every thread the main arena, as \
+                     measured."
+                }
+                Some(_) if !f.a_bit_thread => {
+                    ": the limit allows thread arenas, so this run did not show why the thread \
+                     got the main arena."
+                }
+                None if !f.a_bit_thread => {
+                    ", so this run did not show why the thread got the main arena (glibc makes \
+                     a thread arena unless a limit or a failed mapping stops it; neither was \
+                     measured here)."
+                }
+                _ => ", yet the tag says NON_MAIN_ARENA: the tag and the mapping disagree.",
+            });
+        }
+        (_, _, Some((start, end, path))) => {
+            let what = if path.is_empty() {
+                "an anonymous mapping".to_string()
+            } else {
+                path.clone()
+            };
+            let _ = write!(
+                s,
+                ": it lies in {what} ({start:#x}-{end:#x}), neither [heap] nor a thread heap's \
+                 read-write mapping; {limit}."
+            );
+        }
+        (_, _, None) => {
+            let _ = write!(
+                s,
+                "; no mapping of the recorded /proc/self/maps holds the thread's chunk, so where \
+                 it came from was not measured; {limit}."
+            );
+        }
     }
     s
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::analyze::{
-    Findings, FreeBit, FreedInto, LargeMalloc, LargeMallocOutcome, PageEdge, Sweep, SyscallMade,
-    TcacheComparison, ThresholdEffects, FLAG_NAMES,
+    DynamicThreshold, Findings, FreeBit, FreedInto, LargeMalloc, LargeMallocOutcome, PageEdge,
+    Sweep, SyscallMade, TcacheComparison, ThresholdEffects, FLAG_NAMES,
 };
 use super::{Evidence, Outcome};
 use crate::Block;
@@ -92,12 +92,11 @@ fn setting(f: &Findings, evidence: &Evidence) -> String {
         );
     }
     if let Outcome::Refused(r) = &evidence.outcome {
-        let _ = write!(
-            s,
-            " `malloc-probe {}` exited with status {}.",
-            r.args.join(" "),
-            opt(r.status)
+        let ended = r.status.map_or(
+            "ended with no exit status (a signal ended it)".into(),
+            |c| format!("exited with status {c}"),
         );
+        let _ = write!(s, " `malloc-probe {}` {ended}.", r.args.join(" "));
     }
     s
 }
@@ -317,9 +316,10 @@ fn threshold_text(f: &Findings, t: &ThresholdEffects) -> String {
     for p in &t.near {
         let _ = writeln!(
             s,
-            "malloc({:>7}) with top = {} bytes -> {:<4} tag {:<9} chunk {:>7}  brk grew {}",
+            "malloc({:>7}) with top = {} -> {:<4} tag {:<9} chunk {:>7}  brk grew {}",
             p.request,
-            opt(p.top),
+            p.top
+                .map_or("(not recorded)".to_string(), |t| format!("{t} bytes")),
             p.region,
             p.tag,
             p.chunk_size,
@@ -327,25 +327,34 @@ fn threshold_text(f: &Findings, t: &ThresholdEffects) -> String {
         );
     }
     let w = &t.with_room;
+    let grew = match (w.grow_request, w.grow_brk_growth, w.top_after_growth) {
+        (Some(g), Some(b), Some(top)) => {
+            format!("after malloc({g}) grew the heap by {b} bytes the top had {top} bytes")
+        }
+        _ => "with no heap growth recorded before it".to_string(),
+    };
     let _ = writeln!(
         s,
-        "after malloc({}) grew the heap by {} bytes the top had {} bytes: malloc({}) -> {} (chunk {})",
-        opt(w.grow_request),
-        opt(w.grow_brk_growth),
-        opt(w.top_after_growth),
-        w.request,
-        w.region,
-        w.chunk_size
+        "{grew}: malloc({}) -> {} (chunk {})",
+        w.request, w.region, w.chunk_size
     );
     let d = &t.dynamic;
+    let freed = match (d.freed_mapped_length, d.freed_region.as_deref()) {
+        (Some(len), _) => format!("an mmapped {}-byte block (mapping {len})", d.freed_request),
+        (None, Some(region)) => format!(
+            "a {}-byte block from the {region}, not mmapped",
+            d.freed_request
+        ),
+        (None, None) => format!("a {}-byte block (its region not recorded)", d.freed_request),
+    };
+    let asked = f
+        .threshold_request
+        .map_or("the same request".to_string(), |r| format!("malloc({r})"));
     let _ = writeln!(
         s,
-        "after free() of an mmapped {}-byte block (mapping {}), malloc({}) -> {}; the switch \
-         moved to request {} (chunk {})",
-        d.freed_request,
-        opt(d.freed_mapped_length),
-        opt(f.threshold_request),
+        "after free() of {freed}, {asked} -> {}; the switch {} request {} (chunk {})",
         d.region_after_free,
+        if d.moved { "moved to" } else { "stayed at" },
         d.new_threshold_request,
         d.new_threshold_chunk_size
     );
@@ -353,7 +362,7 @@ fn threshold_text(f: &Findings, t: &ThresholdEffects) -> String {
     let _ = writeln!(
         s,
         "with GLIBC_TUNABLES={}: threshold_request {} and chunk size {} ({})",
-        opt(tu.tunables.as_deref()),
+        tu.tunables.as_deref().unwrap_or("(unset)"),
         tu.threshold_request,
         tu.threshold_chunk_size,
         if tu.follows {
@@ -373,10 +382,6 @@ fn page_edge_text(e: &PageEdge) -> String {
             None => format!("malloc({}) -> no mmap ({})\n", a.request, a.region),
         })
         .collect()
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
 }
 
 fn answer_free(f: &Findings) -> String {
@@ -476,58 +481,123 @@ fn answer_threshold(f: &Findings) -> String {
         Some(s) => format!(" The environment fixed the threshold here ({s})."),
         None => String::new(),
     };
-    let dynamic =
-        if d.moved {
-            format!(
-            "freeing an mmapped chunk raises the threshold — after freeing a {}-byte mapping the \
-             switch moved to request {} (chunk {}{})",
-            opt(d.freed_mapped_length),
-            d.new_threshold_request,
-            d.new_threshold_chunk_size,
-            if d.raised_to_freed_length { ", the freed mapping's length" } else { "" }
-        )
-        } else {
-            format!(
-            "after freeing a {}-byte mapping the switch did NOT move (an explicit setting turns \
-             the dynamic threshold off)",
-            opt(d.freed_mapped_length)
-        )
-        };
-    let sweep = f
-        .sweep
-        .as_ref()
-        .map(|s| {
-            format!(
-                " In the single-process sweep the switch appeared between requests {} and {}.",
-                opt(s.largest_heap_request),
-                opt(s.smallest_mmap_request)
-            )
-        })
-        .unwrap_or_default();
+    let dynamic = dynamic_effect(d, t.explicit_setting.as_deref());
+    let sweep = f.sweep.as_ref().map(sweep_switch).unwrap_or_default();
+    let drained = match (
+        t.top_after_drain,
+        t.largest_heap_request,
+        t.largest_heap_chunk_size,
+    ) {
+        (Some(top), Some(h), Some(hc)) => format!(
+            "with the top chunk drained to {top} bytes, malloc({h}) still came from the heap as \
+             a {hc}-byte chunk and malloc({tr}) was mmapped"
+        ),
+        (None, Some(h), Some(hc)) => format!(
+            "with the top chunk drained (its size not recorded), malloc({h}) still came from \
+             the heap as a {hc}-byte chunk and malloc({tr}) was mmapped"
+        ),
+        _ => format!("malloc({tr}) was mmapped with the top chunk drained"),
+    };
+    let effects_1_2 = match (w.top_after_growth, w.grow_brk_growth, w.grow_chunk_size) {
+        (Some(top), Some(grew), Some(chunk)) => format!(
+            "(1) the top chunk serves any request that fits — right after a heap growth the top \
+             had {top} bytes and malloc({}) came from {room}; (2) each brk growth adds padding, \
+             which is why the top was that large (the heap grew by {grew} bytes for a \
+             {chunk}-byte chunk)",
+            w.request
+        ),
+        _ => format!(
+            "(1) the top chunk serves any request that fits and (2) each brk growth adds \
+             padding — not measured in this run: the probe recorded no heap growth before \
+             malloc({}), which came from {room}",
+            w.request
+        ),
+    };
+    let tuned = match t.tuned.setting {
+        Some(v) => format!(
+            "With the tunable glibc.malloc.mmap_threshold={v} the probe found a chunk size of {} \
+             ({}).",
+            t.tuned.threshold_chunk_size,
+            if t.tuned.follows {
+                "the setting"
+            } else {
+                "NOT the setting"
+            }
+        ),
+        None => format!(
+            "The run meant to set glibc.malloc.mmap_threshold had no such setting (GLIBC_TUNABLES \
+             {}) and found a chunk size of {}.",
+            t.tuned.tunables.as_deref().unwrap_or("unset"),
+            t.tuned.threshold_chunk_size
+        ),
+    };
     format!(
         "malloc switches to mmap at a request of {tr} bytes, i.e. a chunk size of {tc} ({tc:#x}): \
-         with the top chunk drained to {} bytes, malloc({}) still came from the heap as a {}-byte \
-         chunk and malloc({tr}) was mmapped (glibc compares the chunk size, request + 8 rounded \
-         up to 16, with the threshold).{setting} Three effects blur this: (1) the top chunk \
-         serves any request that fits — right after a heap growth the top had {} bytes and \
-         malloc({}) came from {room}; (2) each brk growth adds padding, which is why the top was \
-         that large (the heap grew by {} bytes for a {}-byte chunk); (3) {dynamic}.{sweep} With \
-         the tunable glibc.malloc.mmap_threshold={} the probe found a chunk size of {} ({}).",
-        opt(t.top_after_drain),
-        opt(t.largest_heap_request),
-        opt(t.largest_heap_chunk_size),
-        opt(w.top_after_growth),
-        w.request,
-        opt(w.grow_brk_growth),
-        opt(w.grow_chunk_size),
-        opt(t.tuned.setting),
-        t.tuned.threshold_chunk_size,
-        if t.tuned.follows {
-            "the setting"
-        } else {
-            "NOT the setting"
-        },
+         {drained} (glibc compares the chunk size, request + 8 rounded up to 16, with the \
+         threshold).{setting} Three effects blur this: {effects_1_2}; (3) {dynamic}.{sweep} \
+         {tuned}"
     )
+}
+
+/// Effect 3: what freeing a block did to the switch, from what that block was.
+fn dynamic_effect(d: &DynamicThreshold, explicit_setting: Option<&str>) -> String {
+    match d.freed_mapped_length {
+        Some(len) if d.moved => format!(
+            "freeing an mmapped chunk raises the threshold — after freeing a {len}-byte mapping \
+             the switch moved to request {} (chunk {}{})",
+            d.new_threshold_request,
+            d.new_threshold_chunk_size,
+            if d.raised_to_freed_length {
+                ", the freed mapping's length"
+            } else {
+                ""
+            }
+        ),
+        Some(len) => format!(
+            "after freeing a {len}-byte mapping the switch did NOT move ({})",
+            match explicit_setting {
+                Some(_) => "an explicit setting turns the dynamic threshold off",
+                None => "no setting in the environment explains this",
+            }
+        ),
+        None => format!(
+            "the dynamic threshold (freeing an mmapped chunk raises it) could not be shown: the \
+             {}-byte block the probe freed first {}, so no mapping was freed{}; the switch {} \
+             request {}",
+            d.freed_request,
+            match d.freed_region.as_deref() {
+                Some("mmap") => "was mmapped but its mapping's length was not recorded".to_string(),
+                Some(region) => format!("came from the {region}, below the threshold in force"),
+                None => "was not recorded".to_string(),
+            },
+            match explicit_setting {
+                Some(s) => format!(" (the threshold in force is the environment's, {s})"),
+                None => String::new(),
+            },
+            if d.moved { "moved to" } else { "stayed at" },
+            d.new_threshold_request
+        ),
+    }
+}
+
+/// Where the single-process sweep showed the switch, or why it did not.
+fn sweep_switch(s: &Sweep) -> String {
+    match (s.largest_heap_request, s.smallest_mmap_request) {
+        (Some(h), Some(m)) => format!(
+            " In the single-process sweep the switch appeared between requests {h} and {m}."
+        ),
+        (Some(h), None) => format!(
+            " The single-process sweep did not reach the switch: none of its {} requests, up to \
+             {h}, was mmapped.",
+            s.heap_rows
+        ),
+        (None, Some(m)) => format!(
+            " The single-process sweep did not show the switch: all {} of its requests, from \
+             {m} up, were mmapped.",
+            s.mmap_rows
+        ),
+        (None, None) => " The single-process sweep recorded no request.".to_string(),
+    }
 }
 
 fn answer_length(f: &Findings) -> String {

@@ -12,6 +12,11 @@
 //!   `--allocator /usr/lib/x86_64-linux-gnu/libjemalloc.so.2` (jemalloc 5.3, Debian 12), so it
 //!   has the thread arena and jemalloc's traced ladders; the others were recorded before either
 //!   existed and load them as "not measured".
+//! - `glibc-2.36-arena-max-1`: run with `MALLOC_ARENA_MAX=1`: the second thread gets the main
+//!   arena, its chunk lies in [heap].
+//! - `glibc-2.36-mmap-threshold-33554432`: run with `MALLOC_MMAP_THRESHOLD_=33554432`: the
+//!   16 MiB block the threshold probe frees first comes from the heap, and the 1 MiB sweep has
+//!   no mmap row.
 //!
 //! None was edited by hand. The three measured sets were recorded again (same commands) when
 //! `free-bit` gained its last attempt, a 24-byte chunk freed and then malloc(10000). The live
@@ -411,4 +416,103 @@ fn the_thread_arena_and_jemalloc_as_recorded() {
         "{}",
         answers[7]
     );
+}
+
+/// The answer's sentences carry no `?` standing for a missing figure.
+fn assert_no_question_mark(answers: &[String]) {
+    for a in answers {
+        assert!(!a.contains('?'), "a `?` in: {a}");
+    }
+}
+
+#[test]
+fn one_arena_allowed_the_thread_chunk_in_heap_follows_from_the_setting() {
+    let name = "glibc-2.36-arena-max-1";
+    let ev = evidence(name);
+    let f = findings(name);
+    let t = f.thread_arena.as_ref().expect("measured");
+    assert!(!t.a_bit_thread && !t.a_bit_main);
+    assert_eq!(t.heap_mapping, None);
+    let answers = answers(&f, &ev);
+    let a = answers
+        .iter()
+        .find(|a| a.starts_with("The second thread's malloc("))
+        .expect("the thread answer");
+    assert!(a.contains("it lies in [heap]"), "{a}");
+    assert!(
+        a.contains("the same mapping as the main thread's chunk"),
+        "{a}"
+    );
+    assert!(a.contains("MALLOC_ARENA_MAX=1"), "{a}");
+    assert!(a.contains("with one arena allowed"), "{a}");
+    assert!(!a.contains("contradicts"), "{a}");
+    assert_no_question_mark(&answers);
+}
+
+#[test]
+fn the_arena_limit_is_read_from_tunables_before_the_variable() {
+    use crate::step1::beyond::{answer_thread, arena_max_setting};
+    use crate::step1::EnvVar;
+    let tunable = EnvVar::new(
+        "GLIBC_TUNABLES",
+        "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=1",
+    );
+    let var = EnvVar::new("MALLOC_ARENA_MAX", "4");
+    assert_eq!(
+        arena_max_setting(&[var.clone(), tunable.clone()]),
+        Some((format!("GLIBC_TUNABLES={}", tunable.value), 1))
+    );
+    assert_eq!(
+        arena_max_setting(std::slice::from_ref(&var)),
+        Some(("MALLOC_ARENA_MAX=4".to_string(), 4))
+    );
+    assert_eq!(arena_max_setting(&[]), None);
+    let doc = &evidence("glibc-2.36-arena-max-1").thread_arena.unwrap().doc;
+    let a = answer_thread(doc, &[tunable]);
+    assert!(
+        a.contains("glibc.malloc.arena_max=1, one arena at most"),
+        "{a}"
+    );
+    // Without the setting, the same chunk in [heap] is reported, and its cause as not measured.
+    let a = answer_thread(doc, &[]);
+    assert!(a.contains("it lies in [heap]"), "{a}");
+    assert!(a.contains("the environment set no arena limit"), "{a}");
+    assert!(a.contains("did not show why"), "{a}");
+    assert!(!a.contains("contradicts"), "{a}");
+}
+
+#[test]
+fn a_threshold_above_the_freed_block_says_no_mapping_was_freed() {
+    let name = "glibc-2.36-mmap-threshold-33554432";
+    let ev = evidence(name);
+    let f = findings(name);
+    let t = f.threshold_effects.as_ref().expect("measured");
+    assert_eq!(t.dynamic.freed_mapped_length, None);
+    assert_eq!(t.dynamic.freed_region.as_deref(), Some("heap"));
+    assert!(!t.dynamic.moved);
+    let s = f.sweep.as_ref().expect("swept");
+    assert_eq!(s.mmap_rows, 0);
+    let answers = answers(&f, &ev);
+    let a = answers
+        .iter()
+        .find(|a| a.starts_with("malloc switches to mmap"))
+        .expect("the threshold answer");
+    assert!(a.contains("could not be shown"), "{a}");
+    assert!(a.contains("came from the heap"), "{a}");
+    assert!(a.contains("MALLOC_MMAP_THRESHOLD_=33554432"), "{a}");
+    assert!(!a.contains("did NOT move"), "{a}");
+    assert!(a.contains("did not reach the switch"), "{a}");
+    assert_no_question_mark(&answers);
+    let text: String = Step1::explain(&f, &ev)
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::Evidence(e) => Some(e.text),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        text.contains("a 16777216-byte block from the heap, not mmapped"),
+        "{text}"
+    );
+    assert!(!text.contains("mapping ?"), "{text}");
 }

@@ -78,6 +78,14 @@ pub struct ProgramFindings {
     /// The program's own dynamic relocation against baz, and the library's.
     pub baz_relocation: Option<String>,
     pub library_baz_relocation: Option<String>,
+    /// Set when the trace shows no load of the library by ld.so: what of the file the process
+    /// maps instead (its /proc/PID/maps lines of it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_loaded: Option<String>,
+    /// Set when no mapping of the library's load holds baz's address: why. Then nothing was
+    /// read at that address (`baz_values` is empty) and no frame of it is compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baz_unmapped: Option<String>,
 }
 
 /// Where one symbol lies.
@@ -253,10 +261,15 @@ pub struct Loading {
     pub matches_loaded: bool,
     pub pages_total: u64,
     pub eviction: Eviction,
-    pub resident_before_eviction: u64,
-    pub resident_after_eviction: u64,
-    /// The eviction was asked for and left no page resident.
-    pub evicted: bool,
+    /// `mincore(2)` counts, `None` when they cannot be believed ([`Loading::mincore_blind`]).
+    pub resident_before_eviction: Option<u64>,
+    pub resident_after_eviction: Option<u64>,
+    /// The eviction was asked for and left no page resident (`None`: not measured, mincore
+    /// cannot be believed for this file).
+    pub evicted: Option<bool>,
+    /// Why mincore's counts of this file are no measurement, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mincore_blind: Option<String>,
     pub starts: Vec<StartCost>,
     /// The first program's start read pages of the library from disk.
     pub first_from_disk: Option<bool>,
@@ -421,8 +434,11 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         let line = p.maps.find(address);
         let prot = load
             .and_then(|l| l.prot_at(address, page))
-            .or_else(|| line.map(|m| perms_to_prot(&m.perms)))
-            .unwrap_or_else(|| "unknown".into());
+            .or_else(|| {
+                line.filter(|m| same_file(m, lib))
+                    .map(|m| perms_to_prot(&m.perms))
+            })
+            .unwrap_or_else(|| "in no mapping of the library".into());
         symbols.insert(
             name.to_string(),
             SymbolPlace {
@@ -436,6 +452,11 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
     let maps = load.map_or(Vec::new(), |l| {
         map_calls(l, &symbols, page, lib.sections.as_ref(), base)
     });
+    let not_loaded = load.is_none().then(|| file_mappings(p));
+    let baz_unmapped = symbols
+        .get("baz")
+        .and_then(|s| lab_trace::parse_hex(&s.address))
+        .and_then(|a| baz_outside(p, load, a, base, page));
     let printed_agrees = (!p.printed.symbols.is_empty()).then(|| {
         symbols.iter().all(|(name, place)| {
             p.printed
@@ -448,9 +469,11 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         name: p.name.clone(),
         library: lib.path.clone(),
         mmaps: maps.len(),
+        // A value read where the library's load maps nothing is not baz's.
         baz_values: ev
             .samples
             .iter()
+            .filter(|_| baz_unmapped.is_none())
             .filter_map(|s| s.baz.get(i).copied().flatten())
             .collect(),
         pid: p.pid,
@@ -492,7 +515,86 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         printed_values: p.printed.values.clone(),
         baz_relocation: p.baz_relocation.clone(),
         library_baz_relocation: lib.baz_relocation.clone(),
+        not_loaded,
+        baz_unmapped,
     }
+}
+
+/// What of the library's file the process maps, for a program ld.so did not load it into.
+fn file_mappings(p: &ProgramRun) -> String {
+    let lines: Vec<String> = p
+        .maps
+        .mappings
+        .iter()
+        .filter(|m| same_file(m, &p.library))
+        .map(|m| {
+            format!(
+                "{:#x}-{:#x} {} at file offset {:#x}",
+                m.start, m.end, m.perms, m.offset
+            )
+        })
+        .collect();
+    match lines.len() {
+        0 => "nothing of the file".to_string(),
+        1 => format!(
+            "the file in 1 mapping that no load by ld.so accounts for: {}",
+            lines[0]
+        ),
+        n => format!(
+            "the file in {n} mappings that no load by ld.so accounts for: {}",
+            lines.join(", ")
+        ),
+    }
+}
+
+/// Why baz's address `a` lies in no mapping of the library's load, if it does not: a load in
+/// the trace holds it in one of its mmaps (the anonymous .bss map included); without one, a
+/// writable mapping of the file itself must hold it. Offsets are from the load bias `base`.
+fn baz_outside(
+    p: &ProgramRun,
+    load: Option<&LibLoad>,
+    a: u64,
+    base: u64,
+    page: u64,
+) -> Option<String> {
+    let held = match load {
+        Some(l) => l.holder_of(a, page).is_some(),
+        None => p
+            .maps
+            .find(a)
+            .is_some_and(|m| same_file(m, &p.library) && m.perms.starts_with("rw")),
+    };
+    if held {
+        return None;
+    }
+    let end = p
+        .maps
+        .mappings
+        .iter()
+        .filter(|m| same_file(m, &p.library))
+        .map(|m| m.end)
+        .max();
+    let what = match (end, p.maps.find(a)) {
+        (Some(end), Some(m)) => format!(
+            "its mappings of the file end at +{:#x}, and the address lies in {}",
+            end.saturating_sub(base),
+            if m.path.is_empty() {
+                "an anonymous mapping of its own".to_string()
+            } else {
+                m.path.clone()
+            }
+        ),
+        (Some(end), None) => format!(
+            "its mappings of the file end at +{:#x}, and nothing is mapped there",
+            end.saturating_sub(base)
+        ),
+        (None, _) => "it maps no part of the file".to_string(),
+    };
+    Some(format!(
+        "{} maps nothing of the library at baz's address {a:#x} (+{:#x}): {what}",
+        p.name,
+        a.saturating_sub(base)
+    ))
 }
 
 /// The strace lines of a load, in trace order: the failed opens, the open, the loader's reads
@@ -657,12 +759,22 @@ impl PageIndex {
 
 fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]) -> Frames {
     let page = ev.page_size;
+    // Each process's pages inside its own mappings of the library (and the .bss its load
+    // made): a page beyond them is some other memory, never the library's.
     let index = PageIndex {
         bases: programs.iter().map(|p| p.base).collect(),
         entries: ev
             .programs
             .iter()
-            .map(|p| p.pages.iter().map(|pg| (pg.addr, pg.entry)).collect())
+            .zip(loads)
+            .map(|(p, load)| {
+                let ranges = frame_lines(p, load.as_ref(), page);
+                p.pages
+                    .iter()
+                    .filter(|pg| ranges.iter().any(|r| r.0 <= pg.addr && pg.addr < r.1))
+                    .map(|pg| (pg.addr, pg.entry))
+                    .collect()
+            })
             .collect(),
     };
     let readable = index
@@ -686,13 +798,19 @@ fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]
         }
         rows.push(row);
     }
-    let baz_entries: Vec<Option<PageEntry>> = programs[0]
+    let mut baz_entries: Vec<Option<PageEntry>> = programs[0]
         .symbols
         .get("baz")
         .and_then(|s| lab_trace::parse_hex(&s.address))
         .map_or(vec![None; index.bases.len()], |a| {
             index.at((a - index.bases[0]) / page * page)
         });
+    // No frame is taken for a baz the process's load does not map.
+    for (e, p) in baz_entries.iter_mut().zip(programs) {
+        if p.baz_unmapped.is_some() {
+            *e = None;
+        }
+    }
     Frames {
         readable,
         code_pages_compared: code_compared,
@@ -815,13 +933,15 @@ fn loading(ev: &Evidence) -> Loading {
         .library
         .as_deref()
         .is_some_and(|l| ev.programs.iter().all(|p| p.library.path == l));
-    let evicted = matches!(pc.eviction, Eviction::Asked) && pc.resident_after == 0;
-    let mut before = matches_loaded.then_some(pc.resident_after);
+    // mincore reports every page of a file resident to a caller it hides the page cache from.
+    let seen = pc.mincore_blind.is_none();
+    let evicted = seen.then_some(matches!(pc.eviction, Eviction::Asked) && pc.resident_after == 0);
+    let mut before = (matches_loaded && seen).then_some(pc.resident_after);
     let starts: Vec<StartCost> = ev
         .programs
         .iter()
         .map(|p| {
-            let after = p.resident_when_ready.filter(|_| matches_loaded);
+            let after = p.resident_when_ready.filter(|_| matches_loaded && seen);
             let cost = StartCost {
                 name: p.name.clone(),
                 majflt: p.faults_ready.majflt,
@@ -835,15 +955,16 @@ fn loading(ev: &Evidence) -> Loading {
             cost
         })
         .collect();
-    let known = evicted && matches_loaded;
+    let known = evicted == Some(true) && matches_loaded;
     Loading {
         library: pc.library.clone(),
         matches_loaded,
         pages_total: pc.pages_total,
         eviction: pc.eviction.clone(),
-        resident_before_eviction: pc.resident_before,
-        resident_after_eviction: pc.resident_after,
+        resident_before_eviction: seen.then_some(pc.resident_before),
+        resident_after_eviction: seen.then_some(pc.resident_after),
         evicted,
+        mincore_blind: pc.mincore_blind.clone(),
         first_from_disk: starts
             .first()
             .and_then(|s| s.pages_read)

@@ -48,6 +48,13 @@ pub struct PageCache {
     pub eviction: Eviction,
     /// Resident after the eviction, just before the first program started.
     pub resident_after: u64,
+    /// Why `mincore(2)` cannot be believed for this file, when it cannot: since Linux 5.2 it
+    /// reports every page of a file resident to a caller that neither owns the file nor may
+    /// open it for writing (`can_do_mincore` in mm/mincore.c). Then every count of resident
+    /// pages here and in [`ProgramRun::resident_when_ready`] is that, not a measurement.
+    /// `None`: it can (or the evidence was recorded before the lab checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mincore_blind: Option<String>,
 }
 
 /// What `fsync(2)` + `posix_fadvise(POSIX_FADV_DONTNEED)` did.

@@ -157,9 +157,13 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
     ))];
     if p.trace.is_empty() {
         blocks.push(Block::text(format!(
-            "The trace shows no openat of {} followed by mmaps on its descriptor: this run does \
-             not match the theory (was it loaded with dlopen from another thread?).",
-            p.library
+            "The trace shows no openat of {} followed by mmaps on its descriptor: ld.so did not \
+             load it in this process, as far as the trace shows ({}).",
+            p.library,
+            p.not_loaded.as_deref().map_or(
+                "how it came to be mapped was not measured".to_string(),
+                |w| { format!("the process maps {w}") }
+            )
         )));
     } else {
         blocks.push(Block::raw(
@@ -201,10 +205,13 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
     for m in &p.mprotects {
         let _ = writeln!(
             text,
-            "{} turns part of mmap #{} into {}: RELRO, the GOT and other data the loader had to \
+            "{} turns part of {} into {}: RELRO, the GOT and other data the loader had to \
              relocate, made read-only once relocation is done",
             m.raw,
-            m.inside.map_or("?".into(), |k| k.to_string()),
+            m.inside
+                .map_or("a range outside the load's mmaps".into(), |k| format!(
+                    "mmap #{k}"
+                )),
             m.prot
         );
     }
@@ -235,7 +242,18 @@ fn which_calls(f: &Findings) -> String {
     let mut s = String::new();
     for p in &f.programs {
         let Some(open) = &p.open else {
-            let _ = writeln!(s, "{}: no openat of the library followed by mmaps.", p.name);
+            match &p.not_loaded {
+                Some(what) => {
+                    let _ = writeln!(
+                        s,
+                        "{}: no openat of the library followed by the loader's mmaps; it maps {what}.",
+                        p.name
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "{}: no openat of the library followed by mmaps.", p.name);
+                }
+            }
             continue;
         };
         let fd = p.fd.unwrap_or(-1);
@@ -264,24 +282,67 @@ fn which_calls(f: &Findings) -> String {
     s.trim_end().to_string()
 }
 
+/// The answer's first line: more than one mmap per program, said for the programs ld.so loaded
+/// the library into, and each other program named with what it maps instead.
+fn how_many_head(f: &Findings, counts: &[String]) -> String {
+    let loaded: Vec<&ProgramFindings> = f.programs.iter().filter(|p| p.mmaps > 0).collect();
+    let more = !loaded.is_empty() && loaded.iter().all(|p| p.mmaps > 1);
+    let why_more = " — one per loadable segment, because each segment needs different \
+                    permissions and mmap gives one protection per mapping";
+    if loaded.len() == f.programs.len() {
+        format!(
+            "{}: mmaps of the library per program: {}{}\n",
+            if more { "Yes" } else { "No" },
+            counts.join(", "),
+            if more {
+                format!("{why_more}.")
+            } else {
+                ".".to_string()
+            }
+        )
+    } else {
+        // A program ld.so did not load the library into has no answer here: said per program.
+        let mut s = match loaded.as_slice() {
+            [] => "Not measured: no program's trace shows the library loaded by ld.so".to_string(),
+            _ => format!(
+                "{} for {}: mmaps of the library: {}{}",
+                if more { "Yes" } else { "No" },
+                loaded
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                loaded
+                    .iter()
+                    .map(|p| format!("{} {}", p.name, p.mmaps))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if more { why_more } else { "" }
+            ),
+        };
+        for p in f.programs.iter().filter(|p| p.mmaps == 0) {
+            let _ = write!(
+                s,
+                ". {} did not load the library the way the loader does: its trace shows no \
+                 openat of it followed by the loader's mmaps, and it maps {}",
+                p.name,
+                p.not_loaded
+                    .as_deref()
+                    .unwrap_or("nothing of the file that the trace accounts for")
+            );
+        }
+        s.push_str(".\n");
+        s
+    }
+}
+
 fn how_many(f: &Findings) -> String {
     let counts: Vec<String> = f
         .programs
         .iter()
         .map(|p| format!("{} {}", p.name, p.mmaps))
         .collect();
-    let more = f.programs.iter().all(|p| p.mmaps > 1);
-    let mut s = format!(
-        "{}: mmaps of the library per program: {}{}\n",
-        if more { "Yes" } else { "No" },
-        counts.join(", "),
-        if more {
-            " — one per loadable segment, because each segment needs different permissions and \
-             mmap gives one protection per mapping."
-        } else {
-            "."
-        }
-    );
+    let mut s = how_many_head(f, &counts);
     for (k, p) in f.programs.iter().enumerate() {
         if k > 0 && f.same_calls {
             // The same calls: only where its symbols landed differs.
@@ -443,7 +504,7 @@ fn samples_table(f: &Findings, ev: &Evidence) -> String {
             sample
                 .baz
                 .iter()
-                .map(|v| format!("{:>8}", v.map_or("?".into(), |v| v.to_string())))
+                .map(|v| format!("{:>8}", v.map_or("unread".into(), |v| v.to_string())))
                 .collect::<String>()
         );
     }
@@ -567,7 +628,7 @@ fn frames_table(f: &Findings) -> String {
             format!(
                 "{} {}",
                 p.name,
-                fr.map_or("?".into(), |x| format!("{x:#x}"))
+                fr.map_or("not read".into(), |x| format!("{x:#x}"))
             )
         })
         .collect();
@@ -643,6 +704,40 @@ fn sharing(f: &Findings) -> String {
 fn values_sentence(f: &Findings) -> String {
     let (a, b) = (&f.programs[0], &f.programs[1]);
     let v = &f.values;
+    let unmapped: Vec<&str> = f
+        .programs
+        .iter()
+        .filter_map(|p| p.baz_unmapped.as_deref())
+        .collect();
+    if !unmapped.is_empty() {
+        let read = f
+            .programs
+            .iter()
+            .filter(|p| p.baz_unmapped.is_none())
+            .map(|p| {
+                let held = match p.baz_values.first() {
+                    None => "no value read".to_string(),
+                    Some(v0) if p.baz_values.iter().all(|v| v == v0) => {
+                        format!("{v0} in all {} reads", p.baz_values.len())
+                    }
+                    Some(_) => format!(
+                        "{} values in {} reads",
+                        p.baz_values
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len(),
+                        p.baz_values.len()
+                    ),
+                };
+                format!(" {} held {held}.", p.name)
+            })
+            .collect::<String>();
+        return format!(
+            "Values: not compared: {}, so the lab read nothing there and no second baz is \
+             compared.{read}",
+            unmapped.join("; ")
+        );
+    }
     format!(
         "Values: read {} times from both processes' memory, one read right after the other: {} \
          held {}, {} changed {} ({} to {}). {}",
@@ -652,8 +747,12 @@ fn values_sentence(f: &Findings) -> String {
             .map_or("CHANGING values".into(), |c| format!("{c} throughout")),
         b.name,
         count(v.second_changes as u64, "time"),
-        b.baz_values.first().map_or("?".into(), i64::to_string),
-        b.baz_values.last().map_or("?".into(), i64::to_string),
+        b.baz_values
+            .first()
+            .map_or("no value read".into(), i64::to_string),
+        b.baz_values
+            .last()
+            .map_or("no value read".into(), i64::to_string),
         if v.differed > 0 {
             format!(
                 "In {} of {} samples the two held different values at the same moment: two \
@@ -696,8 +795,32 @@ fn baz_frame_sentence(f: &Findings) -> String {
     let frames: Vec<String> = fr
         .baz_frames
         .iter()
-        .map(|x| x.map_or("?".into(), |x| format!("{x:#x}")))
+        .map(|x| x.map_or("not read".into(), |x| format!("{x:#x}")))
         .collect();
+    let unmapped: Vec<&str> = f
+        .programs
+        .iter()
+        .filter(|p| p.baz_unmapped.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if !unmapped.is_empty() {
+        let known: Vec<String> = f
+            .programs
+            .iter()
+            .zip(&fr.baz_frames)
+            .filter_map(|(p, x)| x.map(|x| format!("{}'s is frame {x:#x}", p.name)))
+            .collect();
+        return format!(
+            "No frame of baz is compared: {} {} no page of the library at baz's address{}.",
+            unmapped.join(" and "),
+            if unmapped.len() == 1 { "maps" } else { "map" },
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", known.join(", "))
+            }
+        );
+    }
     match f.baz_private {
         Some(true) => format!(
             "The page holding baz is frame {} in {} and {} in {}: two private copies \
@@ -744,36 +867,42 @@ fn loading_table(f: &Findings) -> String {
         "library: {}\n",
         l.library.as_deref().unwrap_or("(not found before the run)")
     );
-    let _ = writeln!(
-        s,
-        "resident before eviction: {} of {} pages; {}; after: {}",
-        l.resident_before_eviction,
-        l.pages_total,
-        match &l.eviction {
-            Eviction::Asked => "fsync + posix_fadvise(POSIX_FADV_DONTNEED)".to_string(),
-            Eviction::Failed { error } => format!("eviction failed: {error}"),
-            Eviction::NotTried { why } => format!("not evicted: {why}"),
-        },
-        l.resident_after_eviction
-    );
+    let eviction = match &l.eviction {
+        Eviction::Asked => "fsync + posix_fadvise(POSIX_FADV_DONTNEED)".to_string(),
+        Eviction::Failed { error } => format!("eviction failed: {error}"),
+        Eviction::NotTried { why } => format!("not evicted: {why}"),
+    };
+    match (l.resident_before_eviction, l.resident_after_eviction) {
+        (Some(before), Some(after)) => {
+            let _ = writeln!(
+                s,
+                "resident before eviction: {before} of {} pages; {eviction}; after: {after}",
+                l.pages_total
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "resident pages: not measured ({}); {eviction}",
+                l.mincore_blind
+                    .as_deref()
+                    .unwrap_or("mincore's counts were not recorded")
+            );
+        }
+    }
     for st in &l.starts {
+        let resident = match (st.resident_before, st.resident_after) {
+            (Some(b), Some(a)) => format!("library pages resident {b} -> {a}"),
+            _ => "library pages resident: not measured".to_string(),
+        };
         let _ = writeln!(
             s,
             "{}: major faults {}, minor faults {} by the time it was ready ({} more major while \
-             both ran); library pages resident {} -> {}",
-            st.name,
-            st.majflt,
-            st.minflt,
-            st.majflt_later,
-            opt(st.resident_before),
-            opt(st.resident_after)
+             both ran); {resident}",
+            st.name, st.majflt, st.minflt, st.majflt_later,
         );
     }
     s
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map_or("?".into(), |v| v.to_string())
 }
 
 /// `1 page`, `3 pages`.
@@ -784,6 +913,23 @@ fn count(n: impl Into<u64>, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
+}
+
+/// A count of resident pages, or "an unmeasured number" (never reached with one: the callers
+/// run only when mincore was believed).
+fn opt_pages(n: Option<u64>) -> String {
+    n.map_or("an unmeasured number".into(), |n| n.to_string())
+}
+
+/// What /proc/PID/stat says of one program's start, without the page cache.
+fn fault_sentence(st: &StartCost) -> String {
+    format!(
+        "{} took {} (and {} minor) while starting and {} more while both ran",
+        st.name,
+        count(st.majflt, "major fault"),
+        st.minflt,
+        st.majflt_later
+    )
 }
 
 fn start_sentence(st: &StartCost) -> String {
@@ -812,12 +958,34 @@ fn loading(f: &Findings) -> String {
             f.programs[0].library
         );
     }
-    if !l.evicted {
+    if let Some(blind) = &l.mincore_blind {
+        return format!(
+            "Not measured in this run: mincore(2) cannot be believed for {}: {blind}, and since \
+             Linux 5.2 mincore then reports every page of such a file resident, so how many of \
+             its {} pages were in the page cache before and after the eviction, and when each \
+             program was ready, was not measured. The eviction {}. Measured instead, from \
+             /proc/PID/stat: {}; {} (/proc/PID/stat does not say which file a major fault \
+             read).",
+            l.library.as_deref().unwrap_or("the library"),
+            l.pages_total,
+            match &l.eviction {
+                Eviction::Asked => "was asked for (fsync + posix_fadvise(POSIX_FADV_DONTNEED) \
+                                    succeeded); whether it dropped the pages was not measured"
+                    .to_string(),
+                Eviction::Failed { error } => format!("failed ({error})"),
+                Eviction::NotTried { why } => format!("was not tried ({why})"),
+            },
+            fault_sentence(first),
+            fault_sentence(second)
+        );
+    }
+    if l.evicted != Some(true) {
         let why = match &l.eviction {
             Eviction::Asked => format!(
                 "the eviction was asked for, but {} of {} pages stayed resident (pages another \
                  process maps, or a file on tmpfs, cannot be dropped)",
-                l.resident_after_eviction, l.pages_total
+                opt_pages(l.resident_after_eviction),
+                l.pages_total
             ),
             Eviction::Failed { error } => format!("eviction failed ({error})"),
             Eviction::NotTried { why } => format!("eviction was not tried ({why})"),
@@ -833,7 +1001,7 @@ fn loading(f: &Findings) -> String {
     let mut s = format!(
         "After fsync + posix_fadvise(POSIX_FADV_DONTNEED), mincore showed {} of the library's \
          {} pages in the page cache. {}",
-        l.resident_after_eviction,
+        opt_pages(l.resident_after_eviction),
         l.pages_total,
         start_sentence(first)
     );
@@ -902,7 +1070,9 @@ fn client(f: &Findings) -> String {
                  {lib_reloc}. The client's baz is at {}, in {} ({}){}.",
                 relocation.as_deref().unwrap_or("none"),
                 relocs.join(", "),
-                baz_address.as_deref().unwrap_or("?"),
+                baz_address
+                    .as_deref()
+                    .unwrap_or("an address it did not print"),
                 baz_line.as_deref().unwrap_or("no mapping"),
                 if *inside_library {
                     "inside the library"

@@ -22,14 +22,14 @@ fn calls(f: &Findings) -> Glance {
     let each: Vec<String> = f
         .programs
         .iter()
-        .map(|p| {
-            let fd = p.fd.map_or("?".into(), |fd| fd.to_string());
-            format!(
+        .map(|p| match p.fd {
+            Some(fd) => format!(
                 "{}: {} mmaps of fd {fd} (openat of {})",
                 p.name,
                 p.mmaps,
                 library_name(p)
-            )
+            ),
+            None => format!("{}: no load of {} by ld.so", p.name, library_name(p)),
         })
         .collect();
     let same = if f.same_calls && f.programs.len() > 1 {
@@ -114,7 +114,9 @@ fn flags(p: &ProgramFindings) -> Glance {
         .mprotects
         .iter()
         .map(|m| {
-            let inside = m.inside.map_or("?".into(), |i| format!("#{i}"));
+            let inside = m
+                .inside
+                .map_or("outside the mmaps".into(), |i| format!("#{i}"));
             format!("mprotect {inside} -> {} (RELRO)", prot_short(&m.prot))
         })
         .collect();

@@ -116,7 +116,7 @@ impl Step4Picture {
                     ..
                 } => Some(format!(
                     "C client: baz at {}, {} the library (relocation {})",
-                    baz_address.as_deref().unwrap_or("?"),
+                    baz_address.as_deref().unwrap_or("an unprinted address"),
                     if *inside_library { "inside" } else { "outside" },
                     relocation.as_deref().unwrap_or("none")
                 )),

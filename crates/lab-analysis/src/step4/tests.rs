@@ -96,8 +96,8 @@ fn our_foo_and_bar_as_root_share_code_frames_and_keep_baz_private() {
     assert_eq!(f.frames.baz_exclusive, [Some(true), Some(true)]);
     // Loading: read from disk by foo's start, not again by bar's.
     let l = &f.loading;
-    assert!(l.evicted && l.matches_loaded);
-    assert_eq!(l.resident_after_eviction, 0);
+    assert!(l.evicted == Some(true) && l.matches_loaded);
+    assert_eq!(l.resident_after_eviction, Some(0));
     assert_eq!(l.first_from_disk, Some(true));
     assert_eq!(l.second_from_cache, Some(true));
     assert_eq!(l.starts[1].pages_read, Some(0));
@@ -158,7 +158,7 @@ fn dirty_library_pages_show_sharing_in_shared_dirty_and_pss() {
         assert_eq!(c.mappers, Some(2));
     }
     // Not evicted: the loading claim is not shown, and the answer says why.
-    assert!(!f.loading.evicted);
+    assert_eq!(f.loading.evicted, Some(false));
     assert_eq!(f.loading.first_from_disk, None);
     let report = explain_answers(&ev);
     let sharing = answer(&report, "share the library's code");
@@ -239,7 +239,7 @@ fn eviction_that_did_not_take_is_said() {
     let mut ev = fixture("foobar-ours-root");
     ev.page_cache.resident_after = 7;
     let f = analyze(&ev).unwrap();
-    assert!(!f.loading.evicted);
+    assert_eq!(f.loading.evicted, Some(false));
     assert_eq!(f.loading.second_from_cache, None);
     let said = answer(&explain_answers(&ev), "loaded into RAM");
     assert!(said.contains("7 of 1049 pages stayed resident"), "{said}");
@@ -344,4 +344,103 @@ fn each_mapping_is_named_from_the_librarys_sections_or_said_not_recorded() {
         text.contains("read-only; holds .eh_frame_hdr, .eh_frame (the library's section headers)"),
         "{text}"
     );
+}
+
+/// Review 30 B3: run as a user who neither owns the library nor may write it, mincore(2)
+/// reports every page resident (Linux >= 5.2). The counts are then no measurement: nothing is
+/// concluded from them, and the answer says so with the faults /proc/PID/stat gave.
+#[test]
+fn mincore_that_cannot_see_the_file_is_not_measured() {
+    let mut ev = fixture("foobar-ours-root");
+    let total = ev.page_cache.pages_total;
+    ev.page_cache.resident_before = total;
+    ev.page_cache.resident_after = total;
+    for p in &mut ev.programs {
+        p.resident_when_ready = Some(total);
+    }
+    ev.page_cache.mincore_blind = Some(
+        "the lab runs as uid 65534, the file belongs to uid 0 and uid 65534 may not open it \
+         for writing"
+            .into(),
+    );
+    let f = analyze(&ev).unwrap();
+    let l = &f.loading;
+    assert_eq!(l.evicted, None);
+    assert_eq!(
+        (l.resident_before_eviction, l.resident_after_eviction),
+        (None, None)
+    );
+    assert_eq!((l.first_from_disk, l.second_from_cache), (None, None));
+    assert!(l.starts.iter().all(|s| s.pages_read.is_none()));
+    let said = answer(&explain_answers(&ev), "loaded into RAM");
+    assert!(
+        said.starts_with("Not measured in this run: mincore(2) cannot be believed"),
+        "{said}"
+    );
+    assert!(said.contains("uid 65534"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "foo took {} major fault",
+            ev.programs[0].faults_ready.majflt
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("stayed resident"), "{said}");
+    assert!(!said.contains('?'), "{said}");
+    let json = serde_json::to_value(&f).unwrap();
+    assert!(json["loading"]["evicted"].is_null(), "{json}");
+}
+
+/// Review 30 B4, recorded (`course-foo-bar-maps-the-file`: the course's foo, and a bar that is
+/// not linked with foobar.so but read()s it, maps the whole file read-only itself and keeps its
+/// own baz): bar is named as not loaded by ld.so, nothing is read or framed at library base +
+/// baz (outside its 16 KiB mapping of the file), and foo's answers stand.
+#[test]
+fn a_program_that_mapped_the_file_itself_is_named_and_not_read_outside_it() {
+    let ev = fixture("course-foo-bar-maps-the-file");
+    let f = analyze(&ev).unwrap();
+    let (foo, bar) = (&f.programs[0], &f.programs[1]);
+    assert_eq!((foo.mmaps, bar.mmaps), (4, 0));
+    assert!(foo.not_loaded.is_none() && foo.baz_unmapped.is_none());
+    assert!(
+        bar.not_loaded
+            .as_deref()
+            .is_some_and(|w| w.contains("r--p at file offset 0x0")),
+        "{:?}",
+        bar.not_loaded
+    );
+    let why = bar
+        .baz_unmapped
+        .as_deref()
+        .expect("baz is outside bar's mapping");
+    assert!(
+        why.contains("(+0x400c)") && why.contains("end at +0x4000"),
+        "{why}"
+    );
+    assert!(bar.baz_values.is_empty());
+    assert_eq!(foo.baz_values, [17, 17, 17]);
+    assert_eq!(f.baz_private, None);
+    assert_eq!(f.frames.baz_frames[1], None);
+    assert_eq!(f.values.differed, 0);
+    let answers = explain_answers(&ev);
+    let many = answer(&answers, "more than one per program");
+    assert!(
+        many.starts_with("Yes for foo: mmaps of the library: foo 4"),
+        "{many}"
+    );
+    assert!(
+        many.contains("bar did not load the library the way the loader does"),
+        "{many}"
+    );
+    let shared = answer(&answers, "share the library's code");
+    assert!(
+        shared.starts_with("Values: not compared: bar maps nothing"),
+        "{shared}"
+    );
+    assert!(shared.contains("No frame of baz is compared"), "{shared}");
+    assert!(!shared.contains("two private copies"), "{shared}");
+    assert!(!shared.contains("two variables"), "{shared}");
+    for (q, a) in &answers {
+        assert!(!a.contains('?'), "{q}: {a}");
+    }
 }

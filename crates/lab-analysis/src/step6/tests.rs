@@ -193,3 +193,41 @@ fn the_floor_answer_comes_from_the_alternated_runs_when_there_are_any() {
     );
     assert!(!text.contains("4.76"), "{text}");
 }
+
+/// Review 30: 8 of 9 alternated runs within 1.5x and one whose floor cell took 8 ms: the floor
+/// goal is "not measured" (never "not met"), and the goals' count says so.
+#[test]
+fn a_floor_goal_with_an_outlier_run_is_counted_as_not_measurable() {
+    use channel::bench::FloorRun;
+    let mut ev = fixture("channel-two-cpus");
+    ev.bench.floor_runs = (0..9)
+        .map(|i| match i {
+            4 => FloorRun::new(8.0e6, 150.0).with_floor_after(130.0),
+            _ => FloorRun::new(130.0, 170.0).with_floor_after(131.0),
+        })
+        .collect();
+    let f = analyze(&ev).unwrap();
+    assert_eq!(goal(&f, GoalId::SpinNearFloor), None);
+    let text: String = crate::step6::explain::explain(&f, &ev)
+        .into_iter()
+        .filter_map(|b| match b {
+            crate::Block::Text { text } => Some(text),
+            crate::Block::Evidence(e) => Some(e.text),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("[not measured] ring-spin 64 B round trip within 1.5x"),
+        "{text}"
+    );
+    assert!(
+        text.contains("8 of 9 runs measured, all within 1.50x"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 of 4 measured goals met (1 not measurable in this run)"),
+        "{text}"
+    );
+    assert!(!text.contains("changed speed between its cells"), "{text}");
+}
