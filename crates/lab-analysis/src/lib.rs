@@ -124,6 +124,11 @@ pub fn answers_first(blocks: Vec<Block>) -> Vec<Block> {
 
 /// The recorded evidence the tests read: `xtask/tests/evidence/NAME/stepN.json`, each written
 /// by `cargo xtask run-step N --save-evidence DIR` (a step, a version, the evidence).
+/// A figure for a sentence: the value, or "unknown" when it was not measured (never a bare `?`).
+pub(crate) fn known<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
+}
+
 #[cfg(test)]
 pub(crate) mod testkit {
     use std::path::Path;

@@ -234,7 +234,7 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
         "child", "ended", "seconds", "peak", "limit hit", "OOM kills", "major pf"
     );
     for c in &r.children {
-        let opt = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+        let opt = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
         table.push_str(&format!(
             "{:<9} {:<10} {:>8.2} {:>11} {:>10} {:>9} {:>9}\n",
             role_name(c.role),
@@ -246,7 +246,7 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
                 c.signal.clone().unwrap_or_else(|| "failed".into())
             },
             c.seconds,
-            c.peak_bytes.map_or("?".into(), mib),
+            c.peak_bytes.map_or("-".into(), mib),
             opt(c.limit_hits),
             opt(c.oom_kills),
             opt(c.major_faults),
@@ -270,7 +270,7 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
 }
 
 /// The answer: what ran through the mapping, what reading it all into memory did.
-fn answer(r: &RanFindings) -> String {
+pub(super) fn answer(r: &RanFindings) -> String {
     let by = |role: Role| r.children.iter().find(|c| c.role == role);
     let through_map = [Role::Lookups, Role::EveryKey, Role::Scan]
         .iter()
@@ -282,11 +282,18 @@ fn answer(r: &RanFindings) -> String {
                 if c.completed {
                     "completed".to_string()
                 } else if c.timed_out {
-                    format!(
-                        "did NOT finish before its deadline ({} major faults: pages it needed \
-                         were dropped under the limit before it used them)",
-                        c.major_faults.map_or("?".into(), |n| n.to_string())
-                    )
+                    match c.major_faults {
+                        Some(n) if n > 0 => format!(
+                            "did NOT finish before its deadline ({n} major faults: pages it \
+                             needed were dropped under the limit before it used them)"
+                        ),
+                        Some(_) => "did NOT finish before its deadline (with no major fault: \
+                                    not for want of pages)"
+                            .to_string(),
+                        None => "did NOT finish before its deadline (its major faults were not \
+                                 read: why is not measured)"
+                            .to_string(),
+                    }
                 } else if c.oom_killed {
                     format!(
                         "was killed by the OOM killer (SIGKILL; the cgroup counted {} OOM kill)",
@@ -296,7 +303,7 @@ fn answer(r: &RanFindings) -> String {
                     format!("FAILED ({})", c.signal.as_deref().unwrap_or("exit status"))
                 },
                 c.seconds,
-                c.peak_bytes.map_or("?".into(), mib),
+                c.peak_bytes.map_or("an unread peak".into(), mib),
                 match (c.role, c.entries_checked) {
                     (Role::EveryKey, Some(n)) => format!(", printing the values of {n} keys"),
                     (Role::Scan, Some(n)) => format!(", checking all {n} entries"),

@@ -173,7 +173,7 @@ fn mincore_pages(vector: &str) -> Vec<u64> {
 
 /// The narrative.
 pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
-    let count = f.count.map_or("?".into(), |c| c.to_string());
+    let count = crate::known(f.count);
     let mut blocks = vec![
         Block::heading("The course's table.bin: struct disktable { long count; int value[]; }"),
         Block::text(format!(
@@ -223,9 +223,9 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
                 (false, _) => "NO fstat before the mmap".into(),
             },
             p.mmap_calls,
-            p.map_len.map_or("?".into(), |l| l.to_string()),
-            p.map_prot.as_deref().unwrap_or("?"),
-            p.map_flags.as_deref().unwrap_or("?"),
+            crate::known(p.map_len),
+            crate::known(p.map_prot.as_deref()),
+            crate::known(p.map_flags.as_deref()),
             if p.mapped_whole_file {
                 ": the whole file"
             } else {

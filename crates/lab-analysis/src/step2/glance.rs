@@ -18,11 +18,11 @@ pub fn glance(f: &Findings) -> Vec<Glance> {
         format!(
             "{} values printed (count {}, read from the file), {size}, {} mmap of {} B ({}), {} \
              read calls",
-            p.values_printed.map_or("?".into(), |v| v.to_string()),
-            c.count.map_or("?".into(), |v| v.to_string()),
+            crate::known(p.values_printed),
+            crate::known(c.count),
             p.mmap_calls,
-            p.map_len.map_or("?".into(), |v| v.to_string()),
-            p.map_flags.as_deref().unwrap_or("?"),
+            crate::known(p.map_len),
+            crate::known(p.map_flags.as_deref()),
             p.read_calls_on_table
         )
     };

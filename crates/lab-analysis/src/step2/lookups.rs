@@ -167,7 +167,7 @@ pub fn analyze(e: &Evidence) -> Findings {
 pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     let is_table = |p: &str| Path::new(p).file_name().is_some_and(|n| n == TABLE);
     let calls = fds::file_calls(&e.get.trace.calls, is_table);
-    let fd = f.fd.map_or("?".into(), |fd| fd.to_string());
+    let fd = crate::known(f.fd);
     let mut blocks = vec![
         Block::heading("persist: a hash table in a file, looked up through the mapping"),
         Block::text(format!(

@@ -112,6 +112,43 @@ fn in_a_small_cgroup_reading_the_file_into_memory_is_oom_killed() {
 }
 
 #[test]
+fn a_child_that_ran_out_of_time_is_blamed_on_dropped_pages_only_when_it_faulted() {
+    let cgroup::Findings::Ran(mut r) = findings("course-table").cgroup else {
+        panic!("this machine's recording ran the cgroup demonstration");
+    };
+    let scan = r
+        .children
+        .iter_mut()
+        .find(|c| c.role == CgRole::Scan)
+        .unwrap();
+    (scan.completed, scan.timed_out) = (false, true);
+    let mut answer_with = |faults: Option<u64>| {
+        r.children
+            .iter_mut()
+            .find(|c| c.role == CgRole::Scan)
+            .unwrap()
+            .major_faults = faults;
+        cgroup::answer(&r)
+    };
+    let t = answer_with(Some(1200));
+    assert!(
+        t.contains("(1200 major faults: pages it needed were dropped"),
+        "{t}"
+    );
+    let t = answer_with(Some(0));
+    assert!(
+        t.contains("with no major fault") && !t.contains("were dropped under"),
+        "{t}"
+    );
+    let t = answer_with(None);
+    assert!(
+        t.contains("were not read: why is not measured") && !t.contains("were dropped under"),
+        "{t}"
+    );
+    assert!(!t.contains('?'), "{t}");
+}
+
+#[test]
 fn without_a_writable_cgroup_the_demonstration_says_why_it_was_skipped() {
     let e = fixture("cgroup-not-writable");
     let f = Step2::analyze(&e).unwrap();

@@ -235,7 +235,7 @@ fn runs_table(f: &Findings) -> String {
         "run", "n", "count", "capacity", "file bytes", "grew", "ftruncate / mremap"
     );
     for (i, r) in f.runs.iter().enumerate() {
-        let c = |v: Option<i64>| v.map_or("?".into(), |v| v.to_string());
+        let c = |v: Option<i64>| v.map_or("-".into(), |v| v.to_string());
         table.push_str(&format!(
             "{:<6} {:>9} {:>15} {:>9} {:>17} {:<5} {}\n",
             i + 1,

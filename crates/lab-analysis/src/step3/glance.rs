@@ -21,7 +21,7 @@ fn persisted(f: &Findings) -> Glance {
     let mut chains: Vec<Vec<String>> = Vec::new();
     let mut last = None;
     for r in &runs {
-        let show = |c: Option<i64>| c.map_or("?".to_string(), |c| c.to_string());
+        let show = crate::known::<i64>;
         if last.is_none() || last != r.count_before {
             chains.push(vec![show(r.count_before)]);
         }

@@ -174,7 +174,7 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
              values landed there in memory only (--naive={}: count {} in a file that holds {}).",
             r.values_counted_not_in_file,
             r.mode.name(),
-            r.count_after.map_or("?".into(), |c| c.to_string()),
+            crate::known(r.count_after),
             persist::disktable::capacity(r.file_bytes_after)
         ),
         None if f.runs.iter().all(|r| r.slots_past_eof_in_last_page == 0) => {
@@ -196,7 +196,7 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
                 .filter_map(|r| r.fault.as_ref().map(|fl| (r, fl)))
                 .map(|(r, fl)| format!(
                     "{} ({}) at {} and {}: {}.",
-                    r.signal.as_deref().unwrap_or("?"),
+                    crate::known(r.signal.as_deref()),
                     r.mode.name(),
                     relative(fl.past_map_end, "the mapping's end"),
                     relative(fl.past_file_end, "the file's end"),
@@ -227,7 +227,7 @@ fn describe_run(r: &RunFindings) -> String {
         "--naive={} {} on count {} (room for {}, {} bytes):",
         r.mode.name(),
         r.n,
-        r.count_before.map_or("?".into(), |c| c.to_string()),
+        crate::known(r.count_before),
         r.capacity_before,
         r.file_bytes_before
     );
@@ -236,9 +236,9 @@ fn describe_run(r: &RunFindings) -> String {
         (Some(sig), None) => format!("killed by {sig}, no fault address in the trace."),
         (None, _) => format!(
             "no signal (exit status {}); count {} -> {}, the file {} -> {} bytes.",
-            r.exit_code.map_or("?".into(), |c| c.to_string()),
-            r.count_before.map_or("?".into(), |c| c.to_string()),
-            r.count_after.map_or("?".into(), |c| c.to_string()),
+            crate::known(r.exit_code),
+            crate::known(r.count_before),
+            crate::known(r.count_after),
             r.file_bytes_before,
             r.file_bytes_after
         ),
@@ -249,7 +249,7 @@ fn describe_run(r: &RunFindings) -> String {
             " The count is now {} but the file ({} bytes, unchanged) holds {} values: {} values \
              were stored in the last page past EOF ({} slots there) and counted, but are not in \
              the file{}.",
-            r.count_after.map_or("?".into(), |c| c.to_string()),
+            crate::known(r.count_after),
             r.file_bytes_after,
             persist::disktable::capacity(r.file_bytes_after),
             r.values_counted_not_in_file,

@@ -72,7 +72,7 @@ fn by_participants(f: &Findings) -> Glance {
             format!(
                 "{}: {}",
                 r.participants,
-                r.lost_share.map_or("?".into(), pct)
+                r.lost_share.map_or("unknown".into(), pct)
             )
         })
         .collect();

@@ -147,7 +147,7 @@ pub fn judge_racer(
                 "{}: {}",
                 r.participants,
                 r.final_participant_seconds
-                    .map_or("?".into(), |s| format!("{s:.2} s"))
+                    .map_or("not timed".into(), |s| format!("{s:.2} s"))
             )
         })
         .collect::<Vec<_>>()
@@ -397,9 +397,10 @@ fn race_lines(races: &[Race]) -> Vec<String> {
                     "not seen (it ended before the lab mapped the file)".into(),
                     signed_thousands
                 ),
-                r.total
-                    .map_or("?".into(), |_| signed_thousands(r.winnings.iter().sum())),
-                r.lost().map_or("?".into(), signed_thousands),
+                r.total.map_or("unknown".into(), |_| signed_thousands(
+                    r.winnings.iter().sum()
+                )),
+                r.lost().map_or("unknown".into(), signed_thousands),
                 r.final_participant_seconds
                     .map_or("not timed".into(), |s| format!("{s:.3} s")),
             )
@@ -431,8 +432,8 @@ fn race_failure(races: &[Race]) -> Option<String> {
                 return Some(format!(
                     "the race of {n} made no progress for {stalled_seconds:.0} s (participants \
                          {}, total {}) and was killed",
-                    r.participants_left.map_or("?".into(), |p| p.to_string()),
-                    r.total.map_or("?".into(), signed_thousands)
+                    crate::known(r.participants_left),
+                    r.total.map_or("unknown".into(), signed_thousands)
                 ))
             }
             RaceOutcome::Failed { how } => {
