@@ -16,6 +16,7 @@ pub use crate::verdict::{thousands, Check, Verdict};
 
 use crate::disktable::fault;
 use crate::disktable::program::{is_table, printed_numbers};
+pub use crate::disktable::watched::FileEvents;
 
 /// What the course's writer must add per run.
 pub const APPEND: i64 = 300;
@@ -159,7 +160,7 @@ pub fn outside_writes(trace: &Trace, scratch: &str, cwd: &str) -> Vec<String> {
                 });
                 // openat relative to a descriptor other than the cwd: its directory is unknown.
                 let dir_known = c.name == "open"
-                    || c.args.first().is_some_and(|a| a.trim() == "AT_FDCWD")
+                    || c.arg_plain(0).is_some_and(|a| a == "AT_FDCWD")
                     || c.arg_str(path_at).is_some_and(|p| p.starts_with('/'));
                 if writes && dir_known {
                     c.arg_str(path_at).into_iter().collect()
@@ -204,17 +205,42 @@ pub struct TableAccess {
     pub opened: bool,
     /// The length of each successful mmap of the table's descriptor.
     pub mmap_lengths: Vec<u64>,
+    /// System calls that read the table: read(), pread() … and transfers out of it
+    /// (copy_file_range, sendfile, splice), in any thread or child, through any name.
     pub reads: usize,
+    /// System calls that wrote it: write(), pwrite() … and transfers into it.
     pub writes: usize,
     pub ftruncates: usize,
     pub mremaps: usize,
+    /// The names of the calls that read or wrote it, in order of first use.
+    #[serde(default)]
+    pub io_calls: Vec<String>,
+    /// Renames or links onto the table's name (another file put in its place) or of it.
+    #[serde(default)]
+    pub renames: usize,
+    /// io_uring calls anywhere in the run (what goes through a ring cannot be traced).
+    #[serde(default)]
+    pub uring: usize,
 }
 
 impl TableAccess {
     pub fn of(trace: &Trace) -> TableAccess {
         let calls = fds::file_calls(&trace.calls, is_table);
         let ok = |name: &str| calls.iter().filter(|c| c.name == name && c.ok()).count();
+        let io = fds::io(&calls, is_table);
+        let mut io_calls: Vec<String> = Vec::new();
+        for c in &calls {
+            let moves = READ_CALLS.contains(&c.name.as_str())
+                || WRITE_CALLS.contains(&c.name.as_str())
+                || fds::TRANSFER_CALLS.iter().any(|(n, _, _)| *n == c.name);
+            if moves && !io_calls.contains(&c.name) {
+                io_calls.push(c.name.clone());
+            }
+        }
         TableAccess {
+            io_calls,
+            renames: io.renames,
+            uring: fds::uring_calls(&trace.calls),
             opened: calls
                 .iter()
                 .any(|c| matches!(c.name.as_str(), "open" | "openat" | "creat") && c.ok()),
@@ -223,11 +249,36 @@ impl TableAccess {
                 .filter(|c| c.name == "mmap" && c.ok())
                 .filter_map(|c| c.arg_u64(1))
                 .collect(),
-            reads: fds::count(&calls, READ_CALLS),
-            writes: fds::count(&calls, WRITE_CALLS),
+            reads: io.reads,
+            writes: io.writes,
             ftruncates: ok("ftruncate") + ok("fallocate"),
             mremaps: ok("mremap"),
         }
+    }
+
+    /// `N read() calls`, or `N system calls (pread64, copy_file_range)` when they were not all
+    /// plain read() / write() family calls.
+    fn calls(&self, n: usize, plain: &[&str], what: &str) -> String {
+        if self.io_calls.iter().all(|c| plain.contains(&c.as_str())) {
+            plural(n as u64, what)
+        } else {
+            format!(
+                "{} ({})",
+                plural(n as u64, "system call"),
+                self.io_calls.join(", ")
+            )
+        }
+    }
+
+    /// Why the run cannot be judged by its trace: it used io_uring.
+    fn uring_failure(&self) -> Option<String> {
+        (self.uring > 0).then(|| {
+            format!(
+                "used io_uring ({}): what goes through a submission ring makes no read or write \
+                 call a trace can show, so the check cannot tell how it reached the table",
+                plural(self.uring as u64, "io_uring call")
+            )
+        })
     }
 
     fn describe(&self) -> String {
@@ -267,6 +318,12 @@ pub struct ReaderRun {
     pub access: TableAccess,
     pub ending: Ending,
     pub outside_writes: Vec<String>,
+    /// What an inotify watch on the table saw (`None`: not watched, in older evidence).
+    #[serde(default)]
+    pub events: Option<FileEvents>,
+    /// Run without strace (only the inotify watch saw it): its trace is empty.
+    #[serde(default)]
+    pub untraced: bool,
 }
 
 impl ReaderRun {
@@ -364,16 +421,49 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         };
         return Some(format!("{why} on {table}{hint}"));
     }
-    if !r.access.opened {
-        return Some(format!("never opened table.bin, on {table}"));
+    if let Some(why) = r.access.uring_failure() {
+        return Some(format!("{why}, on {table}"));
     }
-    if r.access.reads > 0 {
-        return Some(format!(
-            "read the table with {} instead of mapping it, on {table}",
-            plural(r.access.reads as u64, "read() call")
-        ));
+    let events = r.events.unwrap_or_default();
+    if r.untraced {
+        if events.access > 0 {
+            return Some(format!(
+                "read table.bin with system calls when it ran without strace (inotify saw the \
+                 file read by a system call; loads through a mapping raise no such event): it \
+                 behaves differently when it is not traced, on {table}"
+            ));
+        }
+        if events.modify > 0 || events.replaced {
+            return Some(format!(
+                "changed table.bin when it ran without strace (inotify), on {table}"
+            ));
+        }
+    } else {
+        if !r.access.opened {
+            return Some(format!("never opened table.bin, on {table}"));
+        }
+        if r.access.reads > 0 {
+            return Some(format!(
+                "read the table with {} instead of mapping it, on {table}",
+                r.access.calls(r.access.reads, &["read"], "read() call")
+            ));
+        }
+        if events.access > 0 {
+            return Some(format!(
+                "read table.bin by system calls the trace does not show (inotify saw the file \
+                 read by a system call; loads through a mapping raise no such event), on {table}"
+            ));
+        }
+        if events.modify > 0 || events.replaced || r.access.writes > 0 || r.access.renames > 0 {
+            return Some(format!(
+                "changed table.bin ({}; {}), on {table}: a reader only reads",
+                r.access.calls(r.access.writes, &["write"], "write() call"),
+                events.describe()
+            ));
+        }
     }
     match r.access.mmap_lengths.len() {
+        _ if r.untraced => {}
         0 => return Some(format!("never mapped the table, on {table}")),
         1 => {}
         n => {
@@ -429,13 +519,20 @@ pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
         let p = line_up(&r.stdout, &r.values);
         let verdict = reader_run_failure(r);
         evidence.push(format!(
-            "{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}; {}",
+            "{}{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}{}; {}",
+            if r.untraced { "untraced run, " } else { "" },
             r.label,
             thousands(r.count.max(0) as u64),
             thousands(r.file_bytes),
             thousands(p.from_start as u64),
             thousands(p.matched as u64),
-            r.access.describe(),
+            if r.untraced {
+                "no strace".to_string()
+            } else {
+                r.access.describe()
+            },
+            r.events
+                .map_or(String::new(), |e| format!("; {}", e.describe())),
             verdict
                 .as_deref()
                 .map_or("ok".to_string(), |w| format!("FAIL: {w}")),
@@ -467,8 +564,13 @@ pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
             program,
             verdict: Verdict::Pass,
             reason: format!(
-                "printed exactly value[0..count) of {}, each through one mmap with no read()",
-                plural(runs.len() as u64, "table")
+                "printed exactly value[0..count) of {}, each through one mmap with no read(){}",
+                plural(runs.iter().filter(|r| !r.untraced).count() as u64, "table"),
+                if runs.iter().any(|r| r.untraced) {
+                    ", and the same without strace with no read event on the file (inotify)"
+                } else {
+                    ""
+                }
             ),
             evidence,
         },
@@ -500,6 +602,10 @@ pub struct WriterRun {
     pub ending: Ending,
     pub outside_writes: Vec<String>,
     pub page_size: u64,
+    /// What an inotify watch on the table saw (`None`: not watched).
+    pub events: Option<FileEvents>,
+    /// Run without strace (its trace is empty): judged by the table and the watch alone.
+    pub untraced: bool,
 }
 
 /// What a run that passed did.
@@ -512,6 +618,9 @@ pub struct WriterRunOk {
     pub had_to_grow: bool,
     /// It grew by mremap (else by a fresh mmap).
     pub mremap: bool,
+    /// It ran without strace, watched by inotify only.
+    #[serde(default)]
+    pub untraced: bool,
 }
 
 /// Judges one writer run: `Ok` with what it did, or the one-line reason it fails.
@@ -545,13 +654,42 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     if let Some(why) = r.ending.failure() {
         return Err(format!("{why} in {at}"));
     }
+    if let Some(why) = access.uring_failure() {
+        return Err(format!("{why}, in {at}"));
+    }
+    let events = r.events.unwrap_or_default();
+    if access.renames > 0 || events.replaced {
+        return Err(format!(
+            "put another file in table.bin's place in {at} ({}): it must store through the \
+             mapping of the table itself",
+            if access.renames > 0 {
+                plural(access.renames as u64, "rename or link")
+            } else {
+                "inotify: its inode changed".to_string()
+            }
+        ));
+    }
     if access.writes > 0 {
         return Err(format!(
             "made {} on the table in {at}: it must store through the mapping",
-            plural(access.writes as u64, "write() call")
+            access.calls(access.writes, &["write"], "write() call")
         ));
     }
-    if access.mmap_lengths.is_empty() {
+    if r.untraced && events.modify > 0 && r.after.file_bytes == r.before.file_bytes {
+        return Err(format!(
+            "changed table.bin with system calls in {at}, which ran without strace: inotify saw \
+             the file written although it did not have to grow and the traced run before it \
+             made no ftruncate and the file kept its size (stores through a mapping raise no \
+             event): it behaves differently when it is not traced"
+        ));
+    }
+    if !r.untraced && events.modify > 0 && access.ftruncates == 0 {
+        return Err(format!(
+            "changed table.bin by system calls the trace does not show in {at} (inotify saw the \
+             file written; no write() or ftruncate was traced)"
+        ));
+    }
+    if access.mmap_lengths.is_empty() && !r.untraced {
         return Err(format!("never mapped the table in {at}"));
     }
     let (Some(before), Some(after)) = (r.before.count, r.after.count) else {
@@ -604,7 +742,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     let grew = (r.after.file_bytes > r.before.file_bytes)
         .then_some((r.before.file_bytes, r.after.file_bytes));
     let mut mremap = false;
-    if grew.is_some() {
+    if grew.is_some() && !r.untraced {
         if access.ftruncates == 0 {
             return Err(format!(
                 "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
@@ -628,6 +766,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
         grew,
         had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
         mremap,
+        untraced: r.untraced,
     })
 }
 
@@ -745,6 +884,11 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
     }
     let runs: usize = starts.iter().map(|s| s.runs.len()).sum();
     let growths: usize = starts.iter().map(WriterStart::growths).sum();
+    let untraced = starts
+        .iter()
+        .flat_map(|s| &s.runs)
+        .filter(|r| r.untraced)
+        .count();
     if !short.is_empty() {
         return Check {
             id,
@@ -764,10 +908,19 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
         verdict: Verdict::Pass,
         reason: format!(
             "{} from {} each added 300 values equal to their index, left earlier values \
-             alone, grew the file {} with ftruncate and a new mapping, no write() and no signal",
+             alone, grew the file {} with ftruncate and a new mapping, no write() and no \
+             signal{}",
             plural(runs as u64, "run"),
             plural(starts.len() as u64, "table"),
-            plural(growths as u64, "time")
+            plural(growths as u64, "time"),
+            if untraced > 0 {
+                format!(
+                    "; {} without strace raised no write event on the file (inotify)",
+                    plural(untraced as u64, "run")
+                )
+            } else {
+                String::new()
+            }
         ),
         evidence,
     }

@@ -5,7 +5,7 @@
 //! the file afterwards (did count grow by 300 with value\[i\] = i), and locates a crash.
 use std::path::Path;
 
-use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::fds;
 use serde::{Deserialize, Serialize};
 
 use super::fault::{self, Fault};
@@ -43,7 +43,8 @@ pub struct Evidence {
     pub after: TableState,
 }
 
-/// Whether a path a program opened is the table.
+/// Whether a path a program opened is the table: by its file name, so under `strace -y` (which
+/// prints the file behind each descriptor, however it was opened) every route to it counts.
 pub fn is_table(path: &str) -> bool {
     Path::new(path).file_name().is_some_and(|n| n == TABLE_NAME)
 }
@@ -97,6 +98,7 @@ pub struct Findings {
 pub fn analyze(e: &Evidence) -> Findings {
     let calls = fds::file_calls(&e.run.trace.calls, is_table);
     let count = |names: &[&str]| fds::count(&calls, names);
+    let io = fds::io(&calls, is_table);
     let mmaps = calls.iter().filter(|c| c.name == "mmap" && c.ok()).count();
     let numbers = printed_numbers(&e.stdout);
     let file_values: Vec<i64> = e.values_before.iter().map(|v| i64::from(*v)).collect();
@@ -128,8 +130,8 @@ pub fn analyze(e: &Evidence) -> Findings {
             .any(|c| matches!(c.name.as_str(), "openat" | "open" | "creat") && c.ok()),
         mapped_table: mmaps > 0,
         mmap_calls_on_table: mmaps,
-        read_calls_on_table: count(READ_CALLS),
-        write_calls_on_table: count(WRITE_CALLS),
+        read_calls_on_table: io.reads,
+        write_calls_on_table: io.writes,
         ftruncate_calls_on_table: count(&["ftruncate"]),
         mremap_calls_on_table: count(&["mremap"]),
         // Counted the way that found the values (per line for `value[3] = 3`).
