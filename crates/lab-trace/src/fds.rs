@@ -175,11 +175,12 @@ pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
     io
 }
 
-/// How many of `calls` (the whole trace) are io_uring's.
+/// How many of `calls` (the whole trace) are io_uring calls that succeeded (a ring was made or
+/// used).
 pub fn uring_calls(calls: &[Syscall]) -> usize {
     calls
         .iter()
-        .filter(|c| URING_CALLS.contains(&c.name.as_str()))
+        .filter(|c| URING_CALLS.contains(&c.name.as_str()) && c.ok())
         .count()
 }
 

@@ -421,10 +421,15 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         };
         return Some(format!("{why} on {table}{hint}"));
     }
-    if let Some(why) = r.access.uring_failure() {
-        return Some(format!("{why}, on {table}"));
-    }
     let events = r.events.unwrap_or_default();
+    if let Some(why) = r.access.uring_failure() {
+        let seen = if events.access > 0 {
+            " (and inotify saw table.bin read by a system call, not through a mapping)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{seen}, on {table}"));
+    }
     if r.untraced {
         if events.access > 0 {
             return Some(format!(
@@ -654,10 +659,15 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     if let Some(why) = r.ending.failure() {
         return Err(format!("{why} in {at}"));
     }
-    if let Some(why) = access.uring_failure() {
-        return Err(format!("{why}, in {at}"));
-    }
     let events = r.events.unwrap_or_default();
+    if let Some(why) = access.uring_failure() {
+        let seen = if events.modify > 0 && access.ftruncates == 0 {
+            " (and inotify saw table.bin written by a system call, not through the mapping)"
+        } else {
+            ""
+        };
+        return Err(format!("{why}{seen}, in {at}"));
+    }
     if access.renames > 0 || events.replaced {
         return Err(format!(
             "put another file in table.bin's place in {at} ({}): it must store through the \
