@@ -39,7 +39,7 @@ pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow
     let tables = tables::reader_tables(&mut rng);
     if let (true, Some(table)) = (traced_ok, tables.iter().find(|t| t.count > 0)) {
         let args = [TABLE_NAME.to_string()];
-        runs.push(run_with(sandbox, program, &args, table, runs.len(), false)?);
+        runs.push(run_untraced(sandbox, program, &args, table, runs.len())?);
     }
     Ok(judge::judge_reader(shown, &runs))
 }
@@ -55,6 +55,17 @@ pub fn run_on(
     index: usize,
 ) -> anyhow::Result<ReaderRun> {
     run_with(sandbox, program, args, table, index, true)
+}
+
+/// [`run_on`] without strace: only the inotify watch and the output judge it.
+pub fn run_untraced(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[String],
+    table: &Table,
+    index: usize,
+) -> anyhow::Result<ReaderRun> {
+    run_with(sandbox, program, args, table, index, false)
 }
 
 /// [`run_on`], or without strace (`traced` false: inotify and the output judge it alone).
