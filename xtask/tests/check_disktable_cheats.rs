@@ -77,12 +77,16 @@ fn fails_because(fixture: &str, name: &str, causes: &[&str]) {
     }
     let (verdict, reason, evidence, status) = check(fixture, name);
     assert_eq!(
-        verdict, "fail",
+        verdict,
+        "fail",
         "{fixture}: {reason}\n{}",
         evidence.join("\n")
     );
     for cause in causes {
-        assert!(reason.contains(cause), "{fixture}: {cause:?} not in {reason:?}");
+        assert!(
+            reason.contains(cause),
+            "{fixture}: {cause:?} not in {reason:?}"
+        );
     }
     assert_eq!(status, Some(1), "{fixture}: a failed check exits 1");
 }
@@ -101,7 +105,11 @@ fn a_reader_whose_forked_child_reads_the_inherited_descriptor_fails() {
     fails_because(
         "reader_child_read",
         "reader",
-        &["read the table with", "read() call", "instead of mapping it"],
+        &[
+            "read the table with",
+            "read() call",
+            "instead of mapping it",
+        ],
     );
 }
 
@@ -168,7 +176,10 @@ fn a_writer_that_renames_a_written_copy_over_the_table_fails() {
     fails_because(
         "writer_rename",
         "writer",
-        &["put another file in table.bin's place in run 1", "1 rename or link"],
+        &[
+            "put another file in table.bin's place in run 1",
+            "1 rename or link",
+        ],
     );
 }
 

@@ -112,9 +112,18 @@ fn program_runs(
         runs.push(reader::run_on(&sandbox, &program, &ctx.options.args, t, i)?);
     }
     // Once more without strace, watched by inotify alone, as the check does.
-    if runs.iter().all(|r| r.ending == lab_analysis::check::Ending::Exited { code: 0 }) {
+    if runs
+        .iter()
+        .all(|r| r.ending == lab_analysis::check::Ending::Exited { code: 0 })
+    {
         let i = runs.len();
-        runs.push(reader::run_untraced(&sandbox, &program, &ctx.options.args, &tables[0], i)?);
+        runs.push(reader::run_untraced(
+            &sandbox,
+            &program,
+            &ctx.options.args,
+            &tables[0],
+            i,
+        )?);
     }
     Ok(runs)
 }

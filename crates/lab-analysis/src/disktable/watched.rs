@@ -3,9 +3,10 @@
 //!
 //! Measured on Linux 6.18 (the lab's VM): loads and stores through a `MAP_SHARED` mapping of
 //! the file, `msync` and `mremap` raise no event; `read`, `pread`, `sendfile`,
-//! `copy_file_range` from the file (also through a `/proc/self/fd/N` reopen) raise `IN_ACCESS`;
-//! `write`, `pwrite` raise `IN_MODIFY`, and so does every `ftruncate` (to a larger size or the
-//! same one). The kernel merges an event with an identical one still queued, so the counts say
+//! `copy_file_range` from the file (also through a `/proc/self/fd/N` reopen) and io_uring's
+//! `IORING_OP_READ` raise `IN_ACCESS`; `MAP_POPULATE`, `madvise(WILLNEED)`, `posix_fadvise`,
+//! `readahead`, `mincore`, `fsync` and `lseek` raise nothing; `write`, `pwrite` raise
+//! `IN_MODIFY`, and so do every `ftruncate` (to a larger size or the same one) and `fallocate`. The kernel merges an event with an identical one still queued, so the counts say
 //! "at least": only zero and non-zero are judged.
 
 use serde::{Deserialize, Serialize};
