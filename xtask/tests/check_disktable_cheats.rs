@@ -224,3 +224,84 @@ fn a_writer_whose_thread_maps_grows_and_stores_passes() {
     );
     assert_eq!(status, Some(0));
 }
+
+// The judgments themselves, on typed evidence (no program runs): the inotify rules.
+
+mod judged {
+    use lab_analysis::check::{
+        judge_writer_run, Ending, FileEvents, TableSnapshot, WriterRun, APPEND,
+    };
+    use lab_trace::strace::parse_trace;
+
+    fn table(count: i64, cap: usize) -> TableSnapshot {
+        TableSnapshot {
+            file_bytes: 8 + 4 * cap as u64,
+            count: Some(count),
+            values: (0..count.min(cap as i64) as i32).collect(),
+        }
+    }
+
+    /// A run from count 100 (room for 1,000) to count 400, its trace `trace`.
+    fn run(trace: &str, events: FileEvents, untraced: bool, after_cap: usize) -> WriterRun {
+        WriterRun {
+            start: "t".into(),
+            run: 2,
+            before: table(100, 1000),
+            after: table(100 + APPEND, after_cap),
+            trace: parse_trace(trace),
+            ending: Ending::Exited { code: 0 },
+            outside_writes: Vec::new(),
+            page_size: 4096,
+            events: Some(events),
+            untraced,
+        }
+    }
+
+    const MAPS: &str = "\
+7 openat(AT_FDCWD</w>, \"table.bin\", O_RDWR) = 3</w/table.bin>
+7 mmap(NULL, 4008, PROT_READ|PROT_WRITE, MAP_SHARED, 3</w/table.bin>, 0) = 0x7f0000000000
+7 +++ exited with 0 +++
+";
+
+    fn written() -> FileEvents {
+        FileEvents {
+            modify: 1,
+            ..FileEvents::default()
+        }
+    }
+
+    #[test]
+    fn a_traced_run_whose_write_events_the_trace_does_not_explain_fails() {
+        let why = judge_writer_run(&run(MAPS, written(), false, 1000)).unwrap_err();
+        assert!(why.contains("the trace does not show"), "{why}");
+        // The same run with an ftruncate in its trace explains the event.
+        let truncates = MAPS.replace("7 +++", "7 ftruncate(3</w/table.bin>, 4008) = 0\n7 +++");
+        assert!(judge_writer_run(&run(&truncates, written(), false, 1000)).is_ok());
+        assert!(judge_writer_run(&run(MAPS, FileEvents::default(), false, 1000)).is_ok());
+    }
+
+    #[test]
+    fn an_untraced_run_is_failed_by_a_write_event_only_when_the_file_kept_its_size() {
+        let why = judge_writer_run(&run("", written(), true, 1000)).unwrap_err();
+        assert!(why.contains("which ran without strace"), "{why}");
+        // Grown: an ftruncate raises the same event, so it cannot be told from a write.
+        assert!(judge_writer_run(&run("", written(), true, 2000)).is_ok());
+        let ok = judge_writer_run(&run("", FileEvents::default(), true, 1000)).unwrap();
+        assert!(ok.untraced);
+    }
+
+    #[test]
+    fn another_file_in_the_tables_place_fails_traced_or_not() {
+        let replaced = FileEvents {
+            replaced: true,
+            ..FileEvents::default()
+        };
+        for untraced in [false, true] {
+            let why = judge_writer_run(&run(MAPS, replaced, untraced, 1000)).unwrap_err();
+            assert!(
+                why.contains("put another file in table.bin's place"),
+                "{why}"
+            );
+        }
+    }
+}

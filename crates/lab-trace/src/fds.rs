@@ -101,6 +101,8 @@ pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Sys
                 }
                 true
             }
+            // truncate(2) by name.
+            "truncate" => c.arg_str(0).is_some_and(&is_file),
             // A file renamed or linked onto the file's name replaces it; the file renamed or
             // linked away goes on under another name.
             "rename" | "link" => (0..2).any(|i| c.arg_str(i).is_some_and(&is_file)) && c.ok(),
@@ -128,7 +130,7 @@ pub fn count(calls: &[&Syscall], names: &[&str]) -> usize {
 }
 
 /// How a file was read and written by system calls, from [`file_calls`]'s selection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Io {
     /// [`READ_CALLS`], and [`TRANSFER_CALLS`] from the file.
     pub reads: usize,
@@ -138,6 +140,15 @@ pub struct Io {
     pub transfers: usize,
     /// Successful renames or links onto the file's name (a new file in its place) or of it.
     pub renames: usize,
+    /// The names of the calls that read it, and of those that wrote it, in order of first use.
+    pub read_names: Vec<String>,
+    pub write_names: Vec<String>,
+}
+
+fn note(names: &mut Vec<String>, name: &str) {
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
 }
 
 /// Counts the reads and writes among `mine` (the file's calls, by [`file_calls`] with the same
@@ -151,6 +162,12 @@ pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
         ..Io::default()
     };
     for c in mine {
+        if READ_CALLS.contains(&c.name.as_str()) {
+            note(&mut io.read_names, &c.name);
+        }
+        if WRITE_CALLS.contains(&c.name.as_str()) {
+            note(&mut io.write_names, &c.name);
+        }
         if matches!(
             c.name.as_str(),
             "rename" | "renameat" | "renameat2" | "link" | "linkat"
@@ -163,13 +180,17 @@ pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
         };
         io.transfers += 1;
         let annotated = |i: usize| c.fd_path(i).map(&is_file);
-        match (annotated(*src), annotated(*dst)) {
-            (Some(from), Some(to)) => {
-                io.reads += usize::from(from);
-                io.writes += usize::from(to);
-            }
-            _ if *src == 0 => io.reads += 1,
-            _ => io.writes += 1,
+        let (from, to) = match (annotated(*src), annotated(*dst)) {
+            (Some(from), Some(to)) => (from, to),
+            _ => (*src == 0, *src != 0),
+        };
+        if from {
+            io.reads += 1;
+            note(&mut io.read_names, &c.name);
+        }
+        if to {
+            io.writes += 1;
+            note(&mut io.write_names, &c.name);
         }
     }
     io
@@ -271,14 +292,14 @@ mod tests {
         );
         let io = io(&mine, is);
         assert_eq!(
-            io,
-            Io {
-                reads: 4,
-                writes: 1,
-                transfers: 2,
-                renames: 1
-            }
+            (io.reads, io.writes, io.transfers, io.renames),
+            (4, 1, 2, 1)
         );
+        assert_eq!(
+            io.read_names,
+            ["pread64", "read", "readv", "copy_file_range"]
+        );
+        assert_eq!(io.write_names, ["sendfile"]);
         assert_eq!(mine[0].ret, Some(3));
         assert_eq!(mine[0].ret_path.as_deref(), Some("/w/table.bin"));
         assert_eq!(mine[1].arg_i64(4), Some(3));

@@ -6,7 +6,7 @@
 //! Imports only lab-trace and the pure trace readers of [`crate::disktable`]
 //! (`printed_numbers`, `is_table`, `fault::locate`).
 
-use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::fds;
 use lab_trace::{Syscall, Trace};
 use serde::{Deserialize, Serialize};
 
@@ -210,11 +210,15 @@ pub struct TableAccess {
     pub reads: usize,
     /// System calls that wrote it: write(), pwrite() … and transfers into it.
     pub writes: usize,
+    /// Successful ftruncate, fallocate, truncate(2) and opens with O_TRUNC of the table.
     pub ftruncates: usize,
     pub mremaps: usize,
-    /// The names of the calls that read or wrote it, in order of first use.
+    /// The names of the calls that read it, in order of first use.
     #[serde(default)]
-    pub io_calls: Vec<String>,
+    pub read_calls: Vec<String>,
+    /// The names of the calls that wrote it, in order of first use.
+    #[serde(default)]
+    pub write_calls: Vec<String>,
     /// Renames or links onto the table's name (another file put in its place) or of it.
     #[serde(default)]
     pub renames: usize,
@@ -228,17 +232,7 @@ impl TableAccess {
         let calls = fds::file_calls(&trace.calls, is_table);
         let ok = |name: &str| calls.iter().filter(|c| c.name == name && c.ok()).count();
         let io = fds::io(&calls, is_table);
-        let mut io_calls: Vec<String> = Vec::new();
-        for c in &calls {
-            let moves = READ_CALLS.contains(&c.name.as_str())
-                || WRITE_CALLS.contains(&c.name.as_str())
-                || fds::TRANSFER_CALLS.iter().any(|(n, _, _)| *n == c.name);
-            if moves && !io_calls.contains(&c.name) {
-                io_calls.push(c.name.clone());
-            }
-        }
         TableAccess {
-            io_calls,
             renames: io.renames,
             uring: fds::uring_calls(&trace.calls),
             opened: calls
@@ -251,22 +245,32 @@ impl TableAccess {
                 .collect(),
             reads: io.reads,
             writes: io.writes,
-            ftruncates: ok("ftruncate") + ok("fallocate"),
+            read_calls: io.read_names,
+            write_calls: io.write_names,
+            // Every way the file's length is set: an open with O_TRUNC truncates it too.
+            ftruncates: ok("ftruncate")
+                + ok("fallocate")
+                + ok("truncate")
+                + calls
+                    .iter()
+                    .filter(|c| {
+                        matches!(c.name.as_str(), "open" | "openat")
+                            && c.ok()
+                            && c.arg_flags(usize::from(c.name == "openat") + 1)
+                                .contains(&"O_TRUNC")
+                    })
+                    .count(),
             mremaps: ok("mremap"),
         }
     }
 
-    /// `N read() calls`, or `N system calls (pread64, copy_file_range)` when they were not all
-    /// plain read() / write() family calls.
-    fn calls(&self, n: usize, plain: &[&str], what: &str) -> String {
-        if self.io_calls.iter().all(|c| plain.contains(&c.as_str())) {
+    /// `N read() calls` (`what`) when `names` are all `plain`, else `N system calls (pread64,
+    /// copy_file_range)`.
+    fn calls(n: usize, names: &[String], plain: &str, what: &str) -> String {
+        if names.iter().all(|c| c == plain) {
             plural(n as u64, what)
         } else {
-            format!(
-                "{} ({})",
-                plural(n as u64, "system call"),
-                self.io_calls.join(", ")
-            )
+            format!("{} ({})", plural(n as u64, "system call"), names.join(", "))
         }
     }
 
@@ -450,7 +454,7 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         if r.access.reads > 0 {
             return Some(format!(
                 "read the table with {} instead of mapping it, on {table}",
-                r.access.calls(r.access.reads, &["read"], "read() call")
+                TableAccess::calls(r.access.reads, &r.access.read_calls, "read", "read() call")
             ));
         }
         if events.access > 0 {
@@ -462,7 +466,12 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         if events.modify > 0 || events.replaced || r.access.writes > 0 || r.access.renames > 0 {
             return Some(format!(
                 "changed table.bin ({}; {}), on {table}: a reader only reads",
-                r.access.calls(r.access.writes, &["write"], "write() call"),
+                TableAccess::calls(
+                    r.access.writes,
+                    &r.access.write_calls,
+                    "write",
+                    "write() call"
+                ),
                 events.describe()
             ));
         }
@@ -682,7 +691,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     if access.writes > 0 {
         return Err(format!(
             "made {} on the table in {at}: it must store through the mapping",
-            access.calls(access.writes, &["write"], "write() call")
+            TableAccess::calls(access.writes, &access.write_calls, "write", "write() call")
         ));
     }
     if r.untraced && events.modify > 0 && r.after.file_bytes == r.before.file_bytes {
