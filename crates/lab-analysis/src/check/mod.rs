@@ -637,6 +637,56 @@ pub struct WriterRunOk {
     pub untraced: bool,
 }
 
+/// Why a writer run fails by how it reached the table (`at` names the run): io_uring, another
+/// file in the table's place, write calls, write events by system call (inotify) its trace
+/// does not explain or that an untraced run raised, no mmap.
+fn writer_access_failure(r: &WriterRun, access: &TableAccess, at: &str) -> Option<String> {
+    let events = r.events.unwrap_or_default();
+    if let Some(why) = access.uring_failure() {
+        let seen = if events.modify > 0 && access.ftruncates == 0 {
+            " (and inotify saw table.bin written by a system call, not through the mapping)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{seen}, in {at}"));
+    }
+    if access.renames > 0 || events.replaced {
+        return Some(format!(
+            "put another file in table.bin's place in {at} ({}): it must store through the \
+             mapping of the table itself",
+            if access.renames > 0 {
+                plural(access.renames as u64, "rename or link")
+            } else {
+                "inotify: its inode changed".to_string()
+            }
+        ));
+    }
+    if access.writes > 0 {
+        return Some(format!(
+            "made {} on the table in {at}: it must store through the mapping",
+            TableAccess::calls(access.writes, &access.write_calls, "write", "write() call")
+        ));
+    }
+    if r.untraced && events.modify > 0 && r.after.file_bytes == r.before.file_bytes {
+        return Some(format!(
+            "changed table.bin with system calls in {at}, which ran without strace: inotify saw \
+             the file written although it did not have to grow and the traced run before it \
+             made no ftruncate and the file kept its size (stores through a mapping raise no \
+             event): it behaves differently when it is not traced"
+        ));
+    }
+    if !r.untraced && events.modify > 0 && access.ftruncates == 0 {
+        return Some(format!(
+            "changed table.bin by system calls the trace does not show in {at} (inotify saw the \
+             file written; no write() or ftruncate was traced)"
+        ));
+    }
+    if access.mmap_lengths.is_empty() && !r.untraced {
+        return Some(format!("never mapped the table in {at}"));
+    }
+    None
+}
+
 /// Judges one writer run: `Ok` with what it did, or the one-line reason it fails.
 pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     let at = format!("run {} from {}", r.run, r.start);
@@ -668,48 +718,8 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     if let Some(why) = r.ending.failure() {
         return Err(format!("{why} in {at}"));
     }
-    let events = r.events.unwrap_or_default();
-    if let Some(why) = access.uring_failure() {
-        let seen = if events.modify > 0 && access.ftruncates == 0 {
-            " (and inotify saw table.bin written by a system call, not through the mapping)"
-        } else {
-            ""
-        };
-        return Err(format!("{why}{seen}, in {at}"));
-    }
-    if access.renames > 0 || events.replaced {
-        return Err(format!(
-            "put another file in table.bin's place in {at} ({}): it must store through the \
-             mapping of the table itself",
-            if access.renames > 0 {
-                plural(access.renames as u64, "rename or link")
-            } else {
-                "inotify: its inode changed".to_string()
-            }
-        ));
-    }
-    if access.writes > 0 {
-        return Err(format!(
-            "made {} on the table in {at}: it must store through the mapping",
-            TableAccess::calls(access.writes, &access.write_calls, "write", "write() call")
-        ));
-    }
-    if r.untraced && events.modify > 0 && r.after.file_bytes == r.before.file_bytes {
-        return Err(format!(
-            "changed table.bin with system calls in {at}, which ran without strace: inotify saw \
-             the file written although it did not have to grow and the traced run before it \
-             made no ftruncate and the file kept its size (stores through a mapping raise no \
-             event): it behaves differently when it is not traced"
-        ));
-    }
-    if !r.untraced && events.modify > 0 && access.ftruncates == 0 {
-        return Err(format!(
-            "changed table.bin by system calls the trace does not show in {at} (inotify saw the \
-             file written; no write() or ftruncate was traced)"
-        ));
-    }
-    if access.mmap_lengths.is_empty() && !r.untraced {
-        return Err(format!("never mapped the table in {at}"));
+    if let Some(why) = writer_access_failure(r, &access, &at) {
+        return Err(why);
     }
     let (Some(before), Some(after)) = (r.before.count, r.after.count) else {
         return Err(format!("left a file shorter than its 8-byte count in {at}"));
