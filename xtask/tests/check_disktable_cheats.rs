@@ -222,6 +222,13 @@ fn a_writer_whose_thread_maps_grows_and_stores_passes() {
         reason.contains("without strace raised no write event on the file (inotify)"),
         "{reason}"
     );
+    assert!(
+        evidence
+            .iter()
+            .any(|l| l.contains("without strace: inotify: 0 read and 0 write/truncate events")),
+        "{}",
+        evidence.join("\n")
+    );
     assert_eq!(status, Some(0));
 }
 

@@ -635,6 +635,9 @@ pub struct WriterRunOk {
     /// It ran without strace, watched by inotify only.
     #[serde(default)]
     pub untraced: bool,
+    /// What inotify saw in that untraced run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<FileEvents>,
 }
 
 /// Why a writer run fails by how it reached the table (`at` names the run): io_uring, another
@@ -796,6 +799,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
         had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
         mremap,
         untraced: r.untraced,
+        events: r.events.filter(|_| r.untraced),
     })
 }
 
@@ -870,7 +874,7 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
             })
             .collect();
         evidence.push(format!(
-            "{}: count {} in {} bytes; {} passed (count {}); grew {}{}",
+            "{}: count {} in {} bytes; {} passed (count {}); grew {}{}{}",
             s.label,
             signed_thousands(s.count_before),
             thousands(s.file_bytes_before),
@@ -883,7 +887,13 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
                 String::new()
             } else {
                 format!(": {}", grown.join("; "))
-            }
+            },
+            s.runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i, r.events?)))
+                .map(|(i, e)| format!("; run {} without strace: {}", i + 1, e.describe()))
+                .collect::<String>()
         ));
         if let Some((run, why)) = &s.failed {
             evidence.push(format!("  run {run}: FAIL: {why}"));
