@@ -380,6 +380,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_threads_pread_under_strace_y_is_a_read_of_the_table() {
+        use super::super::traced::{Ended, TracedRun};
+        let state = TableState {
+            file_bytes: 48,
+            count: Some(5),
+            index_prefix: 5,
+        };
+        let trace = lab_trace::strace::parse_trace(
+            "\
+20 openat(AT_FDCWD</w>, \"table.bin\", O_RDONLY) = 3</w/table.bin>
+20 mmap(NULL, 48, PROT_READ, MAP_SHARED, 3</w/table.bin>, 0) = 0x7f0000000000
+21 pread64(3</w/table.bin>, \"\\5\"..., 48, 0) = 48
+22 copy_file_range(3</w/table.bin>, [0], 5</w/copy>, [0], 48, 0) = 48
+20 write(1<pipe:[9]>, \"0 1 2 3 4\\n\", 10) = 10
+20 +++ exited with 0 +++
+",
+        );
+        let e = Evidence {
+            role: Role::Reader,
+            path: "reader".into(),
+            page_size: 4096,
+            before: state.clone(),
+            values_before: vec![0, 1, 2, 3, 4],
+            run: TracedRun {
+                argv: vec!["reader".into()],
+                ended: Ended {
+                    code: Some(0),
+                    signal: None,
+                    timed_out: false,
+                },
+                stderr: String::new(),
+                trace,
+            },
+            stdout: "0 1 2 3 4\n".into(),
+            after: state,
+        };
+        let f = analyze(&e);
+        assert!(f.mapped_table && f.printed_all_values);
+        assert_eq!((f.read_calls_on_table, f.write_calls_on_table), (2, 0));
+        let text = format!("{:?}", explain(&f, &e));
+        assert!(
+            text.contains("made 2 read and 0 write calls on it: not only through the mapping"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn numbers_are_read_per_token_and_per_line() {
         let [all, last] = printed_numbers("count = 3\nvalue[0] = 0\nvalue[1] = 1\nvalue[2] = 2\n");
         assert_eq!(all, [3, 0, 0, 1, 1, 2, 2]);
