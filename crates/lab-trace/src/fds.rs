@@ -320,5 +320,11 @@ mod tests {
             (Some(-1), Some("ENOENT"), None)
         );
         assert_eq!(c.arg_plain(0), Some("AT_FDCWD"));
+        // As strace 6.1 prints a descriptor whose file was unlinked or renamed over.
+        let gone = &parse("1 ftruncate(3</w/table.bin>(deleted), 8) = 0\n")[0];
+        assert_eq!(
+            (gone.arg_i64(0), gone.fd_path(0)),
+            (Some(3), Some("/w/table.bin"))
+        );
     }
 }

@@ -104,8 +104,10 @@ pub fn parse_number(s: &str) -> Option<i64> {
 /// A descriptor as `strace -y` prints it, split into its number and its path
 /// (`3</tmp/t.bin>` → (`3`, `/tmp/t.bin`); `AT_FDCWD</tmp>` → (`AT_FDCWD`, `/tmp`)); anything
 /// else is returned whole, with no path. The path runs to the last `>`, so a `>` inside it
-/// is kept.
+/// is kept. A file whose name was removed or replaced since it was opened is printed
+/// `3</tmp/t.bin>(deleted)`: still (`3`, `/tmp/t.bin`).
 pub fn split_fd_path(s: &str) -> (&str, Option<&str>) {
+    let s = s.strip_suffix("(deleted)").unwrap_or(s);
     let Some(open) = s.find('<') else {
         return (s, None);
     };
