@@ -286,8 +286,16 @@ impl TableAccess {
     }
 
     fn describe(&self) -> String {
+        // `3 read()`, or `3 read() (pread64, copy_file_range)` when not all were read().
+        let named = |n: usize, names: &[String], plain: &str| {
+            if names.iter().all(|c| c == plain) {
+                format!("{n} {plain}()")
+            } else {
+                format!("{n} {plain}() ({})", names.join(", "))
+            }
+        };
         format!(
-            "{} ({}), {} read(), {} write(), {} ftruncate, {} mremap",
+            "{} ({}), {}, {}, {} ftruncate, {} mremap{}",
             plural(self.mmap_lengths.len() as u64, "mmap"),
             if self.mmap_lengths.is_empty() {
                 "none".to_string()
@@ -298,10 +306,15 @@ impl TableAccess {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-            self.reads,
-            self.writes,
+            named(self.reads, &self.read_calls, "read"),
+            named(self.writes, &self.write_calls, "write"),
             self.ftruncates,
-            self.mremaps
+            self.mremaps,
+            if self.renames > 0 {
+                format!(", {}", plural(self.renames as u64, "rename or link"))
+            } else {
+                String::new()
+            }
         )
     }
 }
