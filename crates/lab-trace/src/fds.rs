@@ -1,7 +1,15 @@
 //! Following one file through a trace: its `openat`, every call on the descriptor that openat
 //! returned (until it is closed), the `mmap`s of that descriptor, and the `mremap`, `munmap`,
 //! `msync`, `madvise` and `mincore` of the addresses those mmaps (and later mremaps) returned.
-//! Tracked per process, so two processes' descriptor 3 are not confused.
+//!
+//! A trace recorded with `strace -y` names the file behind every descriptor argument
+//! (`read(3</tmp/x/table.bin>, …)`), in every thread and child, whatever name or route gave the
+//! descriptor (`dup`, a reopen of `/proc/self/fd/N`, a descriptor inherited over fork): a call is
+//! then the file's when one of its descriptors is, and no descriptor bookkeeping is needed. A
+//! trace without `-y` (recorded evidence) is followed by descriptor number, per process: two
+//! processes' descriptor 3 are not confused, but a thread's or a child's calls on an inherited
+//! descriptor are not seen. Mapped addresses are followed across the whole trace (threads share
+//! them, and a fork()ed child keeps its parent's mappings at the same addresses).
 
 use std::collections::HashSet;
 
@@ -11,19 +19,40 @@ use crate::strace::Syscall;
 pub const READ_CALLS: &[&str] = &["read", "pread64", "readv", "preadv", "preadv2"];
 /// System calls that write a descriptor.
 pub const WRITE_CALLS: &[&str] = &["write", "pwrite64", "writev", "pwritev", "pwritev2"];
+/// System calls that move bytes from one descriptor to another, with the argument index of the
+/// source and of the destination: reading the file through them is reading it.
+pub const TRANSFER_CALLS: &[(&str, usize, usize)] = &[
+    ("copy_file_range", 0, 2),
+    ("sendfile", 1, 0),
+    ("sendfile64", 1, 0),
+    ("splice", 0, 2),
+    ("tee", 0, 1),
+];
+/// io_uring's calls: a program that reads or writes through a submission ring makes no read or
+/// write call a trace could show.
+pub const URING_CALLS: &[&str] = &["io_uring_setup", "io_uring_enter", "io_uring_register"];
 
 /// The calls of `calls` that concern a file whose opened path satisfies `is_file`.
 pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Syscall> {
     let mut fds: HashSet<(Option<u32>, i64)> = HashSet::new();
-    let mut addrs: HashSet<(Option<u32>, u64)> = HashSet::new();
+    let mut addrs: HashSet<u64> = HashSet::new();
     let mut out = Vec::new();
     for c in calls {
         let pid = c.pid;
-        let fd_arg = |i: usize| c.arg_i64(i).is_some_and(|fd| fds.contains(&(pid, fd)));
+        // Under `strace -y` a descriptor argument names its file; otherwise it is looked up.
+        let fd_arg = |i: usize| match c.fd_path(i) {
+            Some(path) => is_file(path),
+            None => c.arg_i64(i).is_some_and(|fd| fds.contains(&(pid, fd))),
+        };
         let hit = match c.name.as_str() {
             "openat" | "open" | "creat" => {
                 let idx = usize::from(c.name == "openat");
-                if c.arg_str(idx).is_some_and(&is_file) && c.ok() {
+                let named = match &c.ret_path {
+                    // What was opened, whatever name opened it (`/proc/self/fd/3`, a link).
+                    Some(path) => is_file(path),
+                    None => c.arg_str(idx).is_some_and(&is_file),
+                };
+                if named && c.ok() {
                     if let Some(fd) = c.ret {
                         fds.insert((pid, fd));
                     }
@@ -36,23 +65,23 @@ pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Sys
                 let mine = fd_arg(4);
                 if mine && c.ok() {
                     if let Some(a) = c.ret_u64() {
-                        addrs.insert((pid, a));
+                        addrs.insert(a);
                     }
                 }
                 mine
             }
             "mremap" => {
-                let mine = c.arg_u64(0).is_some_and(|a| addrs.contains(&(pid, a)));
+                let mine = c.arg_u64(0).is_some_and(|a| addrs.contains(&a));
                 if mine && c.ok() {
                     if let (Some(old), Some(new)) = (c.arg_u64(0), c.ret_u64()) {
-                        addrs.remove(&(pid, old));
-                        addrs.insert((pid, new));
+                        addrs.remove(&old);
+                        addrs.insert(new);
                     }
                 }
                 mine
             }
             "munmap" | "msync" | "madvise" | "mincore" => {
-                c.arg_u64(0).is_some_and(|a| addrs.contains(&(pid, a)))
+                c.arg_u64(0).is_some_and(|a| addrs.contains(&a))
             }
             "close" => {
                 let mine = fd_arg(0);
@@ -72,7 +101,18 @@ pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Sys
                 }
                 true
             }
-            _ => fd_arg(0),
+            // truncate(2) by name.
+            "truncate" => c.arg_str(0).is_some_and(&is_file),
+            // A file renamed or linked onto the file's name replaces it; the file renamed or
+            // linked away goes on under another name.
+            "rename" | "link" => (0..2).any(|i| c.arg_str(i).is_some_and(&is_file)) && c.ok(),
+            "renameat" | "renameat2" | "linkat" => {
+                [1, 3].iter().any(|i| c.arg_str(*i).is_some_and(&is_file)) && c.ok()
+            }
+            name => match TRANSFER_CALLS.iter().find(|(n, _, _)| *n == name) {
+                Some((_, src, dst)) => fd_arg(*src) || fd_arg(*dst),
+                None => fd_arg(0),
+            },
         };
         if hit {
             out.push(c);
@@ -86,6 +126,82 @@ pub fn count(calls: &[&Syscall], names: &[&str]) -> usize {
     calls
         .iter()
         .filter(|c| names.contains(&c.name.as_str()))
+        .count()
+}
+
+/// How a file was read and written by system calls, from [`file_calls`]'s selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Io {
+    /// [`READ_CALLS`], and [`TRANSFER_CALLS`] from the file.
+    pub reads: usize,
+    /// [`WRITE_CALLS`], and [`TRANSFER_CALLS`] into the file.
+    pub writes: usize,
+    /// Of those, the transfers (copy_file_range, sendfile, splice, tee).
+    pub transfers: usize,
+    /// Successful renames or links onto the file's name (a new file in its place) or of it.
+    pub renames: usize,
+    /// The names of the calls that read it, and of those that wrote it, in order of first use.
+    pub read_names: Vec<String>,
+    pub write_names: Vec<String>,
+}
+
+fn note(names: &mut Vec<String>, name: &str) {
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_string());
+    }
+}
+
+/// Counts the reads and writes among `mine` (the file's calls, by [`file_calls`] with the same
+/// `is_file`). A transfer's direction comes from its annotated descriptors (`strace -y`); in a
+/// trace without them, from which argument [`file_calls`] matched, descriptor by number: the
+/// source when the first argument is the file's (or is not known), else the destination.
+pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
+    let mut io = Io {
+        reads: count(mine, READ_CALLS),
+        writes: count(mine, WRITE_CALLS),
+        ..Io::default()
+    };
+    for c in mine {
+        if READ_CALLS.contains(&c.name.as_str()) {
+            note(&mut io.read_names, &c.name);
+        }
+        if WRITE_CALLS.contains(&c.name.as_str()) {
+            note(&mut io.write_names, &c.name);
+        }
+        if matches!(
+            c.name.as_str(),
+            "rename" | "renameat" | "renameat2" | "link" | "linkat"
+        ) {
+            io.renames += 1;
+            continue;
+        }
+        let Some((_, src, dst)) = TRANSFER_CALLS.iter().find(|(n, _, _)| *n == c.name) else {
+            continue;
+        };
+        io.transfers += 1;
+        let annotated = |i: usize| c.fd_path(i).map(&is_file);
+        let (from, to) = match (annotated(*src), annotated(*dst)) {
+            (Some(from), Some(to)) => (from, to),
+            _ => (*src == 0, *src != 0),
+        };
+        if from {
+            io.reads += 1;
+            note(&mut io.read_names, &c.name);
+        }
+        if to {
+            io.writes += 1;
+            note(&mut io.write_names, &c.name);
+        }
+    }
+    io
+}
+
+/// How many of `calls` (the whole trace) are io_uring calls that succeeded (a ring was made or
+/// used).
+pub fn uring_calls(calls: &[Syscall]) -> usize {
+    calls
+        .iter()
+        .filter(|c| URING_CALLS.contains(&c.name.as_str()) && c.ok())
         .count()
 }
 
@@ -131,5 +247,84 @@ mod tests {
         );
         assert_eq!(count(&mine, WRITE_CALLS), 1);
         assert_eq!(count(&mine, READ_CALLS), 0);
+    }
+
+    #[test]
+    fn under_strace_y_every_thread_child_and_name_of_the_file_counts() {
+        let calls = parse(
+            "\
+20 openat(AT_FDCWD</w>, \"table.bin\", O_RDONLY) = 3</w/table.bin>
+20 mmap(NULL, 48, PROT_READ, MAP_SHARED, 3</w/table.bin>, 0) = 0x7f0000000000
+21 pread64(3</w/table.bin>, \"\\5\\0\"..., 48, 0) = 48
+22 read(3</w/table.bin>,  <unfinished ...>
+20 read(4<pipe:[1]>, \"x\", 1) = 1
+22 <... read resumed>\"\", 4096) = 0
+20 openat(AT_FDCWD</w>, \"/proc/self/fd/3\", O_RDONLY) = 4</w/table.bin>
+20 readv(4</w/table.bin>, [{iov_base=\"\", iov_len=4}], 1) = 4
+20 openat(AT_FDCWD</w>, \"copy\", O_RDWR|O_CREAT, 0600) = 5</w/copy>
+20 copy_file_range(3</w/table.bin>, [0], 5</w/copy>, [0], 48, 0) = 48
+20 sendfile(3</w/table.bin>, 5</w/copy>, NULL, 48) = 48
+20 read(5</w/copy>, \"x\", 1) = 1
+21 mremap(0x7f0000000000, 48, 8192, MREMAP_MAYMOVE) = 0x7f1000000000
+22 munmap(0x7f1000000000, 8192) = 0
+20 rename(\"next\", \"table.bin\") = 0
+20 io_uring_setup(8, 0x7ffd0000) = 6<anon_inode:[io_uring]>
+",
+        );
+        let is = |p: &str| p.ends_with("/table.bin") || p == "table.bin";
+        let mine = file_calls(&calls, is);
+        let names: Vec<&str> = mine.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "openat",
+                "mmap",
+                "pread64",
+                "read",
+                "openat",
+                "readv",
+                "copy_file_range",
+                "sendfile",
+                "mremap",
+                "munmap",
+                "rename"
+            ]
+        );
+        let io = io(&mine, is);
+        assert_eq!(
+            (io.reads, io.writes, io.transfers, io.renames),
+            (4, 1, 2, 1)
+        );
+        assert_eq!(
+            io.read_names,
+            ["pread64", "read", "readv", "copy_file_range"]
+        );
+        assert_eq!(io.write_names, ["sendfile"]);
+        assert_eq!(mine[0].ret, Some(3));
+        assert_eq!(mine[0].ret_path.as_deref(), Some("/w/table.bin"));
+        assert_eq!(mine[1].arg_i64(4), Some(3));
+        assert_eq!(uring_calls(&calls), 1);
+    }
+
+    #[test]
+    fn descriptors_split_from_their_strace_y_paths() {
+        use crate::strace::split_fd_path;
+        assert_eq!(split_fd_path("3</a b/t.bin>"), ("3", Some("/a b/t.bin")));
+        assert_eq!(split_fd_path("AT_FDCWD</w>"), ("AT_FDCWD", Some("/w")));
+        assert_eq!(split_fd_path("5<pipe:[12]>"), ("5", Some("pipe:[12]")));
+        assert_eq!(split_fd_path("3"), ("3", None));
+        assert_eq!(split_fd_path("\"<x>\""), ("\"<x>\"", None));
+        let c = &parse("1 openat(AT_FDCWD</w>, \"t\", O_RDONLY) = -1 ENOENT (No such file)\n")[0];
+        assert_eq!(
+            (c.ret, c.errno.as_deref(), c.ret_path.as_deref()),
+            (Some(-1), Some("ENOENT"), None)
+        );
+        assert_eq!(c.arg_plain(0), Some("AT_FDCWD"));
+        // As strace 6.1 prints a descriptor whose file was unlinked or renamed over.
+        let gone = &parse("1 ftruncate(3</w/table.bin>(deleted), 8) = 0\n")[0];
+        assert_eq!(
+            (gone.arg_i64(0), gone.fd_path(0)),
+            (Some(3), Some("/w/table.bin"))
+        );
     }
 }

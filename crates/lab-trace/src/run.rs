@@ -69,8 +69,28 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    command_with(prog, args, filter, out, &[])
+}
+
+/// Like [`command`], with `strace -y`: every descriptor argument is printed with the path of
+/// its file (`read(3</tmp/t.bin>, …)`), which [`crate::fds::file_calls`] follows into every
+/// thread and child and through every name the file is opened by.
+pub fn command_with_fd_paths<I, S>(prog: &Path, args: I, filter: &str, out: &Path) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    command_with(prog, args, filter, out, &["-y"])
+}
+
+fn command_with<I, S>(prog: &Path, args: I, filter: &str, out: &Path, flags: &[&str]) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut cmd = Command::new("strace");
     cmd.arg("-f")
+        .args(flags)
         .arg("-o")
         .arg(out)
         .arg("-e")

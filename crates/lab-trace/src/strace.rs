@@ -23,19 +23,40 @@ pub struct Syscall {
     pub ret: Option<i64>,
     /// The error name for a failed call (`ENOENT`), if any.
     pub errno: Option<String>,
+    /// The path of the descriptor it returned, under `strace -y` (`= 3</tmp/t.bin>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret_path: Option<String>,
     /// The whole line (joined, for a resumed call), for showing as evidence.
     pub raw: String,
 }
 
 impl Syscall {
-    /// Argument `i` as a number: decimal, `0x` hex, or `NULL` (0).
+    /// Argument `i` as a number: decimal, `0x` hex, or `NULL` (0); a descriptor annotated by
+    /// `strace -y` (`3</tmp/t.bin>`) is its number.
     pub fn arg_u64(&self, i: usize) -> Option<u64> {
-        parse_number(self.args.get(i)?.trim()).map(|v| v as u64)
+        self.arg_i64(i).map(|v| v as u64)
     }
 
-    /// Argument `i` as an integer (fds like `-1`).
+    /// Argument `i` as an integer (fds like `-1`, or `3</tmp/t.bin>` under `strace -y`).
     pub fn arg_i64(&self, i: usize) -> Option<i64> {
-        parse_number(self.args.get(i)?.trim())
+        parse_number(split_fd_path(self.args.get(i)?.trim()).0)
+    }
+
+    /// Argument `i` without the path `strace -y` adds to a descriptor (`AT_FDCWD</tmp>` →
+    /// `AT_FDCWD`, `3</tmp/t.bin>` → `3`).
+    pub fn arg_plain(&self, i: usize) -> Option<&str> {
+        Some(split_fd_path(self.args.get(i)?.trim()).0)
+    }
+
+    /// The path `strace -y` printed for descriptor argument `i` (`3</tmp/t.bin>` →
+    /// `/tmp/t.bin`); `None` in a trace recorded without `-y`, or for a closed descriptor.
+    pub fn fd_path(&self, i: usize) -> Option<&str> {
+        split_fd_path(self.args.get(i)?.trim()).1
+    }
+
+    /// Every descriptor argument `strace -y` annotated, as (argument index, path).
+    pub fn fd_paths(&self) -> impl Iterator<Item = (usize, &str)> {
+        (0..self.args.len()).filter_map(|i| Some((i, self.fd_path(i)?)))
     }
 
     /// Argument `i` split as a flag set (`PROT_READ|PROT_WRITE`).
@@ -78,6 +99,30 @@ pub fn parse_number(s: &str) -> Option<i64> {
         return u64::from_str_radix(hex, 16).ok().map(|v| v as i64);
     }
     s.parse::<i64>().ok()
+}
+
+/// A descriptor as `strace -y` prints it, split into its number and its path
+/// (`3</tmp/t.bin>` → (`3`, `/tmp/t.bin`); `AT_FDCWD</tmp>` → (`AT_FDCWD`, `/tmp`)); anything
+/// else is returned whole, with no path. The path runs to the last `>`, so a `>` inside it
+/// is kept. A file whose name was removed or replaced since it was opened is printed
+/// `3</tmp/t.bin>(deleted)`: still (`3`, `/tmp/t.bin`).
+pub fn split_fd_path(s: &str) -> (&str, Option<&str>) {
+    let s = s.strip_suffix("(deleted)").unwrap_or(s);
+    let Some(open) = s.find('<') else {
+        return (s, None);
+    };
+    let head = &s[..open];
+    let fd_like = !head.is_empty()
+        && (head == "AT_FDCWD"
+            || head
+                .strip_prefix('-')
+                .unwrap_or(head)
+                .bytes()
+                .all(|b| b.is_ascii_digit()));
+    match s[open + 1..].strip_suffix('>') {
+        Some(path) if fd_like => (head, Some(path)),
+        _ => (s, None),
+    }
 }
 
 /// A whole trace: the calls in order, the signals delivered and how each process ended.
@@ -264,8 +309,33 @@ fn parse_call(pid: Option<u32>, s: &str, raw: String) -> Option<Syscall> {
     let (args, after) = split_args(&s[open + 1..])?;
     let after = after.trim_start();
     let ret_text = after.strip_prefix('=')?.trim_start();
-    let mut words = ret_text.split_whitespace();
-    let ret = words.next().and_then(parse_number);
+    // `= 3</tmp/t.bin>` under `strace -y`: the path may hold spaces, so it runs to the `>`
+    // before the errno or the end.
+    let (ret_word, ret_path, rest) = match ret_text.find('<') {
+        Some(open)
+            if open > 0
+                && ret_text[..open]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'-') =>
+        {
+            let close = ret_text.rfind('>').filter(|c| *c > open);
+            match close {
+                Some(c) => (
+                    &ret_text[..open],
+                    Some(ret_text[open + 1..c].to_string()),
+                    &ret_text[c + 1..],
+                ),
+                None => (ret_text, None, ""),
+            }
+        }
+        _ => {
+            let word = ret_text.split_whitespace().next().unwrap_or("");
+            let at = ret_text.find(word).unwrap_or(0) + word.len();
+            (word, None, &ret_text[at..])
+        }
+    };
+    let ret = parse_number(ret_word);
+    let mut words = rest.split_whitespace();
     let errno = words
         .next()
         .filter(|w| {
@@ -281,6 +351,7 @@ fn parse_call(pid: Option<u32>, s: &str, raw: String) -> Option<Syscall> {
         args,
         ret,
         errno,
+        ret_path,
         raw,
     })
 }

@@ -15,6 +15,7 @@ pub(crate) mod reader;
 mod render;
 pub(crate) mod sandbox;
 pub(crate) mod tables;
+mod watch;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
@@ -497,18 +498,32 @@ fn run_traced(
     deadline: Duration,
     tracing: Tracing<'_>,
 ) -> anyhow::Result<TracedRun> {
+    run_confined(sandbox, program, args, cwd, deadline, Some(tracing))
+}
+
+/// Runs `program args` in `cwd` confined and killed at `deadline`, under strace when `tracing`
+/// says how (else its trace is empty: a run for a program that may notice a tracer).
+fn run_confined(
+    sandbox: &Sandbox,
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    deadline: Duration,
+    tracing: Option<Tracing<'_>>,
+) -> anyhow::Result<TracedRun> {
     let trace_file = sandbox.trace_file();
     let job = sandbox.spawn(
         program,
         args,
         cwd,
-        Some((tracing.filter, &trace_file)),
-        tracing.env,
+        tracing.as_ref().map(|t| (t.filter, trace_file.as_path())),
+        tracing.as_ref().map_or(&[], |t| t.env),
     )?;
-    let finished = job.wait(deadline, Some(&trace_file))?;
+    let finished = job.wait(deadline, tracing.is_some().then_some(trace_file.as_path()))?;
     let trace = match finished.stop {
         // A flooded trace is not read back.
         Stop::TraceFlooded { .. } => Trace::default(),
+        _ if tracing.is_none() => Trace::default(),
         _ => lab_trace::run::parse_file(&trace_file).unwrap_or_default(),
     };
     let _ = std::fs::remove_file(&trace_file);

@@ -105,7 +105,7 @@ impl Sandbox {
             .join(format!("run-{}.strace", N.fetch_add(1, Ordering::Relaxed)))
     }
 
-    /// Starts `program args` in `cwd`, confined, under `strace -f -e trace=FILTER -o FILE` when
+    /// Starts `program args` in `cwd`, confined, under `strace -f -y -e trace=FILTER -o FILE` when
     /// `trace` is given. stdin is /dev/null; stdout and stderr are drained (the first
     /// [`KEEP_BYTES`] kept).
     pub fn spawn(
@@ -138,7 +138,9 @@ impl Sandbox {
         }
         cmd.arg("--");
         if let Some((filter, out)) = trace {
-            cmd.args(["strace", "-f", "-o"])
+            // -y: every descriptor argument with its file's path, so the table's calls are
+            // found in every thread and child, by whatever name it was opened.
+            cmd.args(["strace", "-f", "-y", "-o"])
                 .arg(out)
                 .arg("-e")
                 .arg(format!("trace={filter}"))

@@ -1,7 +1,9 @@
 //! `step3.writer`: the writer run again and again, each run in the same directory as the last,
 //! from three starting tables (a table whose last page is nearly full, a writer.c-like table,
 //! the course's shape) until the file has grown at least twice. Each run is judged as it
-//! ends ([`judge::judge_writer_run`]); the first that fails ends the check.
+//! ends ([`judge::judge_writer_run`]); the first that fails ends the check. Every run is watched
+//! by inotify on the table; one run per start (the first that has room, after a traced run that
+//! had room and made no ftruncate) runs without strace, judged by the table and inotify alone.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -88,20 +90,36 @@ pub fn runs(
     };
     let filter = super::table_filter();
     let began = Instant::now();
+    // One run per start goes without strace, watched by inotify alone: the first whose
+    // table has room for 300 more values after a traced run that had room too and made no
+    // ftruncate (so an inotify write event can only be a write by system call).
+    let mut untraced_done = false;
+    let mut quiet_before = false;
     while start.growths() < growths && start.runs.len() < MAX_RUNS && began.elapsed() < MAX_TIME {
         let n = start.runs.len() + 1;
-        let run = super::run_traced(
+        let room = before
+            .count
+            .is_some_and(|c| c + judge::APPEND <= judge::capacity(before.file_bytes) as i64);
+        let untraced = !untraced_done && quiet_before && room;
+        untraced_done |= untraced;
+        let watch = super::watch::Watch::start(&path)?;
+        let run = super::run_confined(
             sandbox,
             program,
             args,
             dir,
             DEADLINE,
-            super::Tracing {
+            (!untraced).then_some(super::Tracing {
                 filter: &filter,
                 env: &[],
-            },
+            }),
         )?;
+        let events = watch.finish()?;
         let after = tables::snapshot(&path)?;
+        quiet_before = !untraced
+            && room
+            && judge::TableAccess::of(&run.trace).ftruncates == 0
+            && events.modify == 0;
         let evidence = WriterRun {
             start: label.to_string(),
             run: n,
@@ -111,6 +129,8 @@ pub fn runs(
             ending: run.ending,
             outside_writes: run.outside_writes,
             page_size: page,
+            events: Some(events),
+            untraced,
         };
         match judge::judge_writer_run(&evidence) {
             Ok(ok) => start.runs.push(ok),

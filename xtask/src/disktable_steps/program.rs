@@ -13,7 +13,7 @@ use crate::disktable_steps::table;
 /// A program still running after this long is killed.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs `program args` in `dir` (which must hold the table as `table.bin`) under strace.
+/// Runs `program args` in `dir` (which must hold the table as `table.bin`) under `strace -y`.
 pub fn measure(
     role: Role,
     program: &Path,
@@ -34,7 +34,7 @@ pub fn measure(
         args.join(" "),
         dir.display()
     ));
-    let (run, stdout) = run::run(
+    let (run, stdout) = run::run_with_fd_paths(
         &Spec {
             program: &resolved,
             args: args.to_vec(),

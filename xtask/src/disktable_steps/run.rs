@@ -15,11 +15,14 @@ use anyhow::Context as _;
 use lab_trace::Trace;
 
 /// The system calls steps 2 and 3 trace: opening and closing the table, its length, mapping and
-/// growing it, and every way of reading or writing a descriptor.
+/// growing it, every way of reading or writing a descriptor (copying between descriptors
+/// included), renames onto its name, and io_uring (which the check cannot see through).
 pub const FILTER: &str = "openat,open,creat,close,dup,dup2,dup3,fcntl,fstat,newfstatat,statx,\
                           lseek,mmap,munmap,mremap,msync,madvise,mincore,ftruncate,fallocate,\
                           fadvise64,flock,fsync,fdatasync,read,pread64,readv,preadv,preadv2,\
-                          write,pwrite64,writev,pwritev,pwritev2";
+                          write,pwrite64,writev,pwritev,pwritev2,copy_file_range,sendfile,\
+                          splice,tee,rename,renameat,renameat2,link,linkat,io_uring_setup,\
+                          io_uring_enter,io_uring_register";
 
 /// At most this much of a program's stdout or stderr is kept (the rest is read and dropped).
 const KEEP_BYTES: usize = 8 << 20;
@@ -55,10 +58,24 @@ impl<'a> Spec<'a> {
 /// Runs `spec` under `strace -f -e trace=FILTER`, the trace written into `traces`; returns the
 /// run and its stdout. A program killed by a signal or at its deadline is a result, not an error.
 pub fn run(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)> {
+    run_with(spec, traces, false)
+}
+
+/// Like [`run`], under `strace -y`: someone else's program, whose reads and writes of the table
+/// must be seen in every thread and child and through every name it opens the table by.
+pub fn run_with_fd_paths(spec: &Spec<'_>, traces: &Path) -> anyhow::Result<(TracedRun, String)> {
+    run_with(spec, traces, true)
+}
+
+fn run_with(spec: &Spec<'_>, traces: &Path, fd_paths: bool) -> anyhow::Result<(TracedRun, String)> {
     lab_trace::run::check()?;
     static N: AtomicU32 = AtomicU32::new(0);
     let trace_file = traces.join(format!("run-{}.strace", N.fetch_add(1, Ordering::Relaxed)));
-    let mut cmd = lab_trace::run::command(spec.program, &spec.args, FILTER, &trace_file);
+    let mut cmd = if fd_paths {
+        lab_trace::run::command_with_fd_paths(spec.program, &spec.args, FILTER, &trace_file)
+    } else {
+        lab_trace::run::command(spec.program, &spec.args, FILTER, &trace_file)
+    };
     cmd.current_dir(spec.cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

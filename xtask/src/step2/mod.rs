@@ -87,7 +87,8 @@ fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
 }
 
 /// `--program`'s reader run as the TA's check runs it, on the step's table and on a table of
-/// another count and size (a hard-coded count or size shows there).
+/// another count and size (a hard-coded count or size shows there), then on the step's table
+/// without strace.
 fn program_runs(
     ctx: &Ctx,
     path: &std::path::Path,
@@ -109,6 +110,20 @@ fn program_runs(
             t.count
         ));
         runs.push(reader::run_on(&sandbox, &program, &ctx.options.args, t, i)?);
+    }
+    // Once more without strace, watched by inotify alone, as the check does.
+    if runs
+        .iter()
+        .all(|r| r.ending == lab_analysis::check::Ending::Exited { code: 0 })
+    {
+        let i = runs.len();
+        runs.push(reader::run_untraced(
+            &sandbox,
+            &program,
+            &ctx.options.args,
+            &tables[0],
+            i,
+        )?);
     }
     Ok(runs)
 }

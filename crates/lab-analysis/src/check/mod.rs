@@ -6,7 +6,7 @@
 //! Imports only lab-trace and the pure trace readers of [`crate::disktable`]
 //! (`printed_numbers`, `is_table`, `fault::locate`).
 
-use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::fds;
 use lab_trace::{Syscall, Trace};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,7 @@ pub use crate::verdict::{thousands, Check, Verdict};
 
 use crate::disktable::fault;
 use crate::disktable::program::{is_table, printed_numbers};
+pub use crate::disktable::watched::FileEvents;
 
 /// What the course's writer must add per run.
 pub const APPEND: i64 = 300;
@@ -159,7 +160,7 @@ pub fn outside_writes(trace: &Trace, scratch: &str, cwd: &str) -> Vec<String> {
                 });
                 // openat relative to a descriptor other than the cwd: its directory is unknown.
                 let dir_known = c.name == "open"
-                    || c.args.first().is_some_and(|a| a.trim() == "AT_FDCWD")
+                    || c.arg_plain(0).is_some_and(|a| a == "AT_FDCWD")
                     || c.arg_str(path_at).is_some_and(|p| p.starts_with('/'));
                 if writes && dir_known {
                     c.arg_str(path_at).into_iter().collect()
@@ -204,17 +205,36 @@ pub struct TableAccess {
     pub opened: bool,
     /// The length of each successful mmap of the table's descriptor.
     pub mmap_lengths: Vec<u64>,
+    /// System calls that read the table: read(), pread() … and transfers out of it
+    /// (copy_file_range, sendfile, splice), in any thread or child, through any name.
     pub reads: usize,
+    /// System calls that wrote it: write(), pwrite() … and transfers into it.
     pub writes: usize,
+    /// Successful ftruncate, fallocate, truncate(2) and opens with O_TRUNC of the table.
     pub ftruncates: usize,
     pub mremaps: usize,
+    /// The names of the calls that read it, in order of first use.
+    #[serde(default)]
+    pub read_calls: Vec<String>,
+    /// The names of the calls that wrote it, in order of first use.
+    #[serde(default)]
+    pub write_calls: Vec<String>,
+    /// Renames or links onto the table's name (another file put in its place) or of it.
+    #[serde(default)]
+    pub renames: usize,
+    /// io_uring calls anywhere in the run (what goes through a ring cannot be traced).
+    #[serde(default)]
+    pub uring: usize,
 }
 
 impl TableAccess {
     pub fn of(trace: &Trace) -> TableAccess {
         let calls = fds::file_calls(&trace.calls, is_table);
         let ok = |name: &str| calls.iter().filter(|c| c.name == name && c.ok()).count();
+        let io = fds::io(&calls, is_table);
         TableAccess {
+            renames: io.renames,
+            uring: fds::uring_calls(&trace.calls),
             opened: calls
                 .iter()
                 .any(|c| matches!(c.name.as_str(), "open" | "openat" | "creat") && c.ok()),
@@ -223,16 +243,59 @@ impl TableAccess {
                 .filter(|c| c.name == "mmap" && c.ok())
                 .filter_map(|c| c.arg_u64(1))
                 .collect(),
-            reads: fds::count(&calls, READ_CALLS),
-            writes: fds::count(&calls, WRITE_CALLS),
-            ftruncates: ok("ftruncate") + ok("fallocate"),
+            reads: io.reads,
+            writes: io.writes,
+            read_calls: io.read_names,
+            write_calls: io.write_names,
+            // Every way the file's length is set: an open with O_TRUNC truncates it too.
+            ftruncates: ok("ftruncate")
+                + ok("fallocate")
+                + ok("truncate")
+                + calls
+                    .iter()
+                    .filter(|c| {
+                        matches!(c.name.as_str(), "open" | "openat")
+                            && c.ok()
+                            && c.arg_flags(usize::from(c.name == "openat") + 1)
+                                .contains(&"O_TRUNC")
+                    })
+                    .count(),
             mremaps: ok("mremap"),
         }
     }
 
+    /// `N read() calls` (`what`) when `names` are all `plain`, else `N system calls (pread64,
+    /// copy_file_range)`.
+    fn calls(n: usize, names: &[String], plain: &str, what: &str) -> String {
+        if names.iter().all(|c| c == plain) {
+            plural(n as u64, what)
+        } else {
+            format!("{} ({})", plural(n as u64, "system call"), names.join(", "))
+        }
+    }
+
+    /// Why the run cannot be judged by its trace: it used io_uring.
+    fn uring_failure(&self) -> Option<String> {
+        (self.uring > 0).then(|| {
+            format!(
+                "used io_uring ({}): what goes through a submission ring makes no read or write \
+                 call a trace can show, so the check cannot tell how it reached the table",
+                plural(self.uring as u64, "io_uring call")
+            )
+        })
+    }
+
     fn describe(&self) -> String {
+        // `3 read()`, or `3 read() (pread64, copy_file_range)` when not all were read().
+        let named = |n: usize, names: &[String], plain: &str| {
+            if names.iter().all(|c| c == plain) {
+                format!("{n} {plain}()")
+            } else {
+                format!("{n} {plain}() ({})", names.join(", "))
+            }
+        };
         format!(
-            "{} ({}), {} read(), {} write(), {} ftruncate, {} mremap",
+            "{} ({}), {}, {}, {} ftruncate, {} mremap{}",
             plural(self.mmap_lengths.len() as u64, "mmap"),
             if self.mmap_lengths.is_empty() {
                 "none".to_string()
@@ -243,10 +306,15 @@ impl TableAccess {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-            self.reads,
-            self.writes,
+            named(self.reads, &self.read_calls, "read"),
+            named(self.writes, &self.write_calls, "write"),
             self.ftruncates,
-            self.mremaps
+            self.mremaps,
+            if self.renames > 0 {
+                format!(", {}", plural(self.renames as u64, "rename or link"))
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -267,6 +335,12 @@ pub struct ReaderRun {
     pub access: TableAccess,
     pub ending: Ending,
     pub outside_writes: Vec<String>,
+    /// What an inotify watch on the table saw (`None`: not watched, in older evidence).
+    #[serde(default)]
+    pub events: Option<FileEvents>,
+    /// Run without strace (only the inotify watch saw it): its trace is empty.
+    #[serde(default)]
+    pub untraced: bool,
 }
 
 impl ReaderRun {
@@ -364,16 +438,59 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         };
         return Some(format!("{why} on {table}{hint}"));
     }
-    if !r.access.opened {
-        return Some(format!("never opened table.bin, on {table}"));
+    let events = r.events.unwrap_or_default();
+    if let Some(why) = r.access.uring_failure() {
+        let seen = if events.access > 0 {
+            " (and inotify saw table.bin read by a system call, not through a mapping)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{seen}, on {table}"));
     }
-    if r.access.reads > 0 {
-        return Some(format!(
-            "read the table with {} instead of mapping it, on {table}",
-            plural(r.access.reads as u64, "read() call")
-        ));
+    if r.untraced {
+        if events.access > 0 {
+            return Some(format!(
+                "read table.bin with system calls when it ran without strace (inotify saw the \
+                 file read by a system call; loads through a mapping raise no such event): it \
+                 behaves differently when it is not traced, on {table}"
+            ));
+        }
+        if events.modify > 0 || events.replaced {
+            return Some(format!(
+                "changed table.bin when it ran without strace (inotify), on {table}"
+            ));
+        }
+    } else {
+        if !r.access.opened {
+            return Some(format!("never opened table.bin, on {table}"));
+        }
+        if r.access.reads > 0 {
+            return Some(format!(
+                "read the table with {} instead of mapping it, on {table}",
+                TableAccess::calls(r.access.reads, &r.access.read_calls, "read", "read() call")
+            ));
+        }
+        if events.access > 0 {
+            return Some(format!(
+                "read table.bin by system calls the trace does not show (inotify saw the file \
+                 read by a system call; loads through a mapping raise no such event), on {table}"
+            ));
+        }
+        if events.modify > 0 || events.replaced || r.access.writes > 0 || r.access.renames > 0 {
+            return Some(format!(
+                "changed table.bin ({}; {}), on {table}: a reader only reads",
+                TableAccess::calls(
+                    r.access.writes,
+                    &r.access.write_calls,
+                    "write",
+                    "write() call"
+                ),
+                events.describe()
+            ));
+        }
     }
     match r.access.mmap_lengths.len() {
+        _ if r.untraced => {}
         0 => return Some(format!("never mapped the table, on {table}")),
         1 => {}
         n => {
@@ -429,13 +546,20 @@ pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
         let p = line_up(&r.stdout, &r.values);
         let verdict = reader_run_failure(r);
         evidence.push(format!(
-            "{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}; {}",
+            "{}{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}{}; {}",
+            if r.untraced { "untraced run, " } else { "" },
             r.label,
             thousands(r.count.max(0) as u64),
             thousands(r.file_bytes),
             thousands(p.from_start as u64),
             thousands(p.matched as u64),
-            r.access.describe(),
+            if r.untraced {
+                "no strace".to_string()
+            } else {
+                r.access.describe()
+            },
+            r.events
+                .map_or(String::new(), |e| format!("; {}", e.describe())),
             verdict
                 .as_deref()
                 .map_or("ok".to_string(), |w| format!("FAIL: {w}")),
@@ -467,8 +591,13 @@ pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
             program,
             verdict: Verdict::Pass,
             reason: format!(
-                "printed exactly value[0..count) of {}, each through one mmap with no read()",
-                plural(runs.len() as u64, "table")
+                "printed exactly value[0..count) of {}, each through one mmap with no read(){}",
+                plural(runs.iter().filter(|r| !r.untraced).count() as u64, "table"),
+                if runs.iter().any(|r| r.untraced) {
+                    ", and the same without strace with no read event on the file (inotify)"
+                } else {
+                    ""
+                }
             ),
             evidence,
         },
@@ -500,6 +629,10 @@ pub struct WriterRun {
     pub ending: Ending,
     pub outside_writes: Vec<String>,
     pub page_size: u64,
+    /// What an inotify watch on the table saw (`None`: not watched).
+    pub events: Option<FileEvents>,
+    /// Run without strace (its trace is empty): judged by the table and the watch alone.
+    pub untraced: bool,
 }
 
 /// What a run that passed did.
@@ -512,6 +645,62 @@ pub struct WriterRunOk {
     pub had_to_grow: bool,
     /// It grew by mremap (else by a fresh mmap).
     pub mremap: bool,
+    /// It ran without strace, watched by inotify only.
+    #[serde(default)]
+    pub untraced: bool,
+    /// What inotify saw in that untraced run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<FileEvents>,
+}
+
+/// Why a writer run fails by how it reached the table (`at` names the run): io_uring, another
+/// file in the table's place, write calls, write events by system call (inotify) its trace
+/// does not explain or that an untraced run raised, no mmap.
+fn writer_access_failure(r: &WriterRun, access: &TableAccess, at: &str) -> Option<String> {
+    let events = r.events.unwrap_or_default();
+    if let Some(why) = access.uring_failure() {
+        let seen = if events.modify > 0 && access.ftruncates == 0 {
+            " (and inotify saw table.bin written by a system call, not through the mapping)"
+        } else {
+            ""
+        };
+        return Some(format!("{why}{seen}, in {at}"));
+    }
+    if access.renames > 0 || events.replaced {
+        return Some(format!(
+            "put another file in table.bin's place in {at} ({}): it must store through the \
+             mapping of the table itself",
+            if access.renames > 0 {
+                plural(access.renames as u64, "rename or link")
+            } else {
+                "inotify: its inode changed".to_string()
+            }
+        ));
+    }
+    if access.writes > 0 {
+        return Some(format!(
+            "made {} on the table in {at}: it must store through the mapping",
+            TableAccess::calls(access.writes, &access.write_calls, "write", "write() call")
+        ));
+    }
+    if r.untraced && events.modify > 0 && r.after.file_bytes == r.before.file_bytes {
+        return Some(format!(
+            "changed table.bin with system calls in {at}, which ran without strace: inotify saw \
+             the file written although it did not have to grow and the traced run before it \
+             made no ftruncate and the file kept its size (stores through a mapping raise no \
+             event): it behaves differently when it is not traced"
+        ));
+    }
+    if !r.untraced && events.modify > 0 && access.ftruncates == 0 {
+        return Some(format!(
+            "changed table.bin by system calls the trace does not show in {at} (inotify saw the \
+             file written; no write() or ftruncate was traced)"
+        ));
+    }
+    if access.mmap_lengths.is_empty() && !r.untraced {
+        return Some(format!("never mapped the table in {at}"));
+    }
+    None
 }
 
 /// Judges one writer run: `Ok` with what it did, or the one-line reason it fails.
@@ -545,14 +734,8 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     if let Some(why) = r.ending.failure() {
         return Err(format!("{why} in {at}"));
     }
-    if access.writes > 0 {
-        return Err(format!(
-            "made {} on the table in {at}: it must store through the mapping",
-            plural(access.writes as u64, "write() call")
-        ));
-    }
-    if access.mmap_lengths.is_empty() {
-        return Err(format!("never mapped the table in {at}"));
+    if let Some(why) = writer_access_failure(r, &access, &at) {
+        return Err(why);
     }
     let (Some(before), Some(after)) = (r.before.count, r.after.count) else {
         return Err(format!("left a file shorter than its 8-byte count in {at}"));
@@ -604,7 +787,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     let grew = (r.after.file_bytes > r.before.file_bytes)
         .then_some((r.before.file_bytes, r.after.file_bytes));
     let mut mremap = false;
-    if grew.is_some() {
+    if grew.is_some() && !r.untraced {
         if access.ftruncates == 0 {
             return Err(format!(
                 "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
@@ -628,6 +811,8 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
         grew,
         had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
         mremap,
+        untraced: r.untraced,
+        events: r.events.filter(|_| r.untraced),
     })
 }
 
@@ -702,7 +887,7 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
             })
             .collect();
         evidence.push(format!(
-            "{}: count {} in {} bytes; {} passed (count {}); grew {}{}",
+            "{}: count {} in {} bytes; {} passed (count {}); grew {}{}{}",
             s.label,
             signed_thousands(s.count_before),
             thousands(s.file_bytes_before),
@@ -715,7 +900,13 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
                 String::new()
             } else {
                 format!(": {}", grown.join("; "))
-            }
+            },
+            s.runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i, r.events?)))
+                .map(|(i, e)| format!("; run {} without strace: {}", i + 1, e.describe()))
+                .collect::<String>()
         ));
         if let Some((run, why)) = &s.failed {
             evidence.push(format!("  run {run}: FAIL: {why}"));
@@ -745,6 +936,11 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
     }
     let runs: usize = starts.iter().map(|s| s.runs.len()).sum();
     let growths: usize = starts.iter().map(WriterStart::growths).sum();
+    let untraced = starts
+        .iter()
+        .flat_map(|s| &s.runs)
+        .filter(|r| r.untraced)
+        .count();
     if !short.is_empty() {
         return Check {
             id,
@@ -764,10 +960,19 @@ pub fn judge_writer(program: Option<String>, starts: &[WriterStart], min_growths
         verdict: Verdict::Pass,
         reason: format!(
             "{} from {} each added 300 values equal to their index, left earlier values \
-             alone, grew the file {} with ftruncate and a new mapping, no write() and no signal",
+             alone, grew the file {} with ftruncate and a new mapping, no write() and no \
+             signal{}",
             plural(runs as u64, "run"),
             plural(starts.len() as u64, "table"),
-            plural(growths as u64, "time")
+            plural(growths as u64, "time"),
+            if untraced > 0 {
+                format!(
+                    "; {} without strace raised no write event on the file (inotify)",
+                    plural(untraced as u64, "run")
+                )
+            } else {
+                String::new()
+            }
         ),
         evidence,
     }

@@ -29,6 +29,8 @@ fn reader_run(count: i64, cap: usize, stdout: &str, trace: &Trace) -> ReaderRun 
         access: TableAccess::of(trace),
         ending: Ending::Exited { code: 0 },
         outside_writes: Vec::new(),
+        events: None,
+        untraced: false,
     }
 }
 
@@ -172,6 +174,8 @@ fn writer_run(before: TableSnapshot, after: TableSnapshot, trace: &str) -> Write
         ending: Ending::Exited { code: 0 },
         outside_writes: Vec::new(),
         page_size: 4096,
+        events: None,
+        untraced: false,
     }
 }
 

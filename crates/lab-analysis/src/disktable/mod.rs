@@ -5,6 +5,7 @@
 //! - [`fault`]: where a SIGSEGV/SIGBUS landed against the table's mapping and the file's end,
 //!   and the ftruncate + mremap growths of a trace.
 //! - [`program`]: `--program PATH [-- ARGS]`, someone else's reader or writer, judged.
+//! - [`watched`]: what an inotify watch on the table saw during a run (no tracer involved).
 //! - [`parse_persist`]: a `persist --json` document read into its type in `persist::doc`.
 //! - [`sample_kv`]: the sample data both steps load into persist, checked against.
 
@@ -13,6 +14,7 @@ pub mod picture;
 pub mod program;
 pub mod table;
 pub mod traced;
+pub mod watched;
 
 /// Reads a `persist --json` document into its type (`persist::doc`, defined where the binary
 /// prints it); the error names the command and the missing or wrong field.

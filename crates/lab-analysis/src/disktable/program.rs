@@ -5,7 +5,7 @@
 //! the file afterwards (did count grow by 300 with value\[i\] = i), and locates a crash.
 use std::path::Path;
 
-use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::fds;
 use serde::{Deserialize, Serialize};
 
 use super::fault::{self, Fault};
@@ -43,7 +43,8 @@ pub struct Evidence {
     pub after: TableState,
 }
 
-/// Whether a path a program opened is the table.
+/// Whether a path a program opened is the table: by its file name, so under `strace -y` (which
+/// prints the file behind each descriptor, however it was opened) every route to it counts.
 pub fn is_table(path: &str) -> bool {
     Path::new(path).file_name().is_some_and(|n| n == TABLE_NAME)
 }
@@ -97,6 +98,7 @@ pub struct Findings {
 pub fn analyze(e: &Evidence) -> Findings {
     let calls = fds::file_calls(&e.run.trace.calls, is_table);
     let count = |names: &[&str]| fds::count(&calls, names);
+    let io = fds::io(&calls, is_table);
     let mmaps = calls.iter().filter(|c| c.name == "mmap" && c.ok()).count();
     let numbers = printed_numbers(&e.stdout);
     let file_values: Vec<i64> = e.values_before.iter().map(|v| i64::from(*v)).collect();
@@ -128,8 +130,8 @@ pub fn analyze(e: &Evidence) -> Findings {
             .any(|c| matches!(c.name.as_str(), "openat" | "open" | "creat") && c.ok()),
         mapped_table: mmaps > 0,
         mmap_calls_on_table: mmaps,
-        read_calls_on_table: count(READ_CALLS),
-        write_calls_on_table: count(WRITE_CALLS),
+        read_calls_on_table: io.reads,
+        write_calls_on_table: io.writes,
         ftruncate_calls_on_table: count(&["ftruncate"]),
         mremap_calls_on_table: count(&["mremap"]),
         // Counted the way that found the values (per line for `value[3] = 3`).
@@ -376,6 +378,53 @@ pub fn describe_fault(signal: &str, f: &Fault) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_threads_pread_under_strace_y_is_a_read_of_the_table() {
+        use super::super::traced::{Ended, TracedRun};
+        let state = TableState {
+            file_bytes: 48,
+            count: Some(5),
+            index_prefix: 5,
+        };
+        let trace = lab_trace::strace::parse_trace(
+            "\
+20 openat(AT_FDCWD</w>, \"table.bin\", O_RDONLY) = 3</w/table.bin>
+20 mmap(NULL, 48, PROT_READ, MAP_SHARED, 3</w/table.bin>, 0) = 0x7f0000000000
+21 pread64(3</w/table.bin>, \"\\5\"..., 48, 0) = 48
+22 copy_file_range(3</w/table.bin>, [0], 5</w/copy>, [0], 48, 0) = 48
+20 write(1<pipe:[9]>, \"0 1 2 3 4\\n\", 10) = 10
+20 +++ exited with 0 +++
+",
+        );
+        let e = Evidence {
+            role: Role::Reader,
+            path: "reader".into(),
+            page_size: 4096,
+            before: state.clone(),
+            values_before: vec![0, 1, 2, 3, 4],
+            run: TracedRun {
+                argv: vec!["reader".into()],
+                ended: Ended {
+                    code: Some(0),
+                    signal: None,
+                    timed_out: false,
+                },
+                stderr: String::new(),
+                trace,
+            },
+            stdout: "0 1 2 3 4\n".into(),
+            after: state,
+        };
+        let f = analyze(&e);
+        assert!(f.mapped_table && f.printed_all_values);
+        assert_eq!((f.read_calls_on_table, f.write_calls_on_table), (2, 0));
+        let text = format!("{:?}", explain(&f, &e));
+        assert!(
+            text.contains("made 2 read and 0 write calls on it: not only through the mapping"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn numbers_are_read_per_token_and_per_line() {
