@@ -146,6 +146,23 @@ fn a_spin_lock_is_named_and_a_genuine_probe_passes_with_its_tags_read() {
     );
 }
 
+/// A genuine racy racer that increments total through a pointer to it (`mov %rdx,(%rax)` at
+/// -O0, not total's offset 0x8(%reg)) and locks nothing passes: its losses are a race's.
+#[test]
+fn a_racy_racer_counting_through_a_pointer_to_total_passes() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[("racer_pointer", "racer")]);
+    let doc = check(sub.path(), &[]);
+    let (v, why) = verdict(&doc, "step5.racer");
+    assert_eq!(v, "pass", "{why}");
+    assert!(
+        why.contains("writes through a pointer without a lock (`mov %rdx,(%rax)`)"),
+        "{why}"
+    );
+}
+
 #[test]
 fn static_and_non_pie_builds_are_judged_on_their_own_code() {
     if !can_build() {

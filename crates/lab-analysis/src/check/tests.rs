@@ -312,6 +312,23 @@ const PLAIN: &str = "\
     10c8:\tret
 ";
 
+/// `(*total)++` through a pointer to total, at -O0 (gcc 12): the stores go through `(%rax)`,
+/// the pointers live on the stack.
+const POINTER: &str = "\
+00000000000011a9 <main>:
+    1211:\tmov    -0x10(%rbp),%rax
+    1215:\tmov    (%rax),%rax
+    1218:\tlea    0x1(%rax),%rdx
+    121c:\tmov    -0x10(%rbp),%rax
+    1220:\tmov    %rdx,(%rax)
+    1223:\taddl   $0x1,-0x1c(%rbp)
+    1227:\tmov    -0x10(%rbp),%rax
+    122b:\tmov    (%rax),%rax
+    122e:\tcmp    $0xf423f,%rax
+    1234:\tjle    1211 <main+0x68>
+    1236:\tret
+";
+
 /// A spin lock: `xchg` in a loop, then a plain total++ under it.
 const SPIN: &str = "\
 0000000000001040 <main>:
@@ -359,6 +376,12 @@ fn locked_instructions_are_found_in_loops() {
     assert!(!l[1].in_loop);
     assert!(l[0].locks_total() && !l[0].races_total());
     // The plain total++'s store (not its load, not the winnings' indexed add, not the compare).
+    // Through a pointer: a plain write, total's or not (the code cannot say); the stack's
+    // `-0x1c(%rbp)` is neither.
+    let q = locked_instructions(POINTER, &|_| false);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0].text, "mov %rdx,(%rax)");
+    assert!(q[0].writes_through_pointer() && !q[0].races_total() && !q[0].locks_total());
     let p = locked_instructions(PLAIN, &|_| false);
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].text, "mov %rdx,0x8(%rax)");

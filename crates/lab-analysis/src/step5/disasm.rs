@@ -185,10 +185,25 @@ impl LockedInsn {
         self.kind == InsnKind::Plain && self.in_loop && self.on_total && !self.library
     }
 
+    /// A plain (unlocked) write through a bare pointer (`(%reg)`) in a loop of the submission's
+    /// own code: total's, if the code keeps a pointer to total itself, or another counter's
+    /// (winnings) — the code alone cannot tell which.
+    pub fn writes_through_pointer(&self) -> bool {
+        self.kind == InsnKind::Plain && self.in_loop && !self.on_total && !self.library
+    }
+
     /// An `xchg` with memory in a loop of the submission's own code (a spin lock).
     pub fn spins(&self) -> bool {
         self.kind == InsnKind::Xchg && self.in_loop && !self.library
     }
+}
+
+/// `(%reg)`: a memory operand that is a bare pointer in a general register (not the stack's).
+fn through_pointer(operand: &str) -> bool {
+    operand
+        .strip_prefix("(%")
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|r| !r.contains(',') && !matches!(r, "rsp" | "rbp" | "esp" | "ebp"))
 }
 
 /// Mnemonics that write their last (AT&T: destination) operand.
@@ -224,8 +239,14 @@ pub fn locked_instructions(objdump: &str, library: &dyn Fn(&str) -> bool) -> Vec
                 (InsnKind::Locked, at_total || operand.starts_with("(%"))
             } else if mnemonic.starts_with("xchg") && insn.text.contains('(') {
                 (InsnKind::Xchg, at_total)
-            } else if in_loop && at_total && WRITES.iter().any(|w| mnemonic.starts_with(w)) {
+            } else if in_loop && WRITES.iter().any(|w| mnemonic.starts_with(w)) && at_total {
                 (InsnKind::Plain, true)
+            } else if in_loop
+                && WRITES.iter().any(|w| mnemonic.starts_with(w))
+                && through_pointer(operand)
+            {
+                // A counter reached through a pointer to itself (`long *t = &rc->total`).
+                (InsnKind::Plain, false)
             } else {
                 continue;
             };

@@ -250,7 +250,20 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
             ),
         );
     }
-    match code.iter().find(|i| i.locks_total()) {
+    let locked = code.iter().find(|i| i.locks_total());
+    if let (None, Some(p)) = (locked, code.iter().find(|i| i.writes_through_pointer())) {
+        return (
+            Verdict::Pass,
+            format!(
+                "lost updates with two or more participants ({losses}) while they raced ({}), \
+                 and its loop writes through a pointer without a lock (`{}`) and locks nothing: \
+                 a plain increment of total through a pointer races",
+                together(&raced.iter().map(|r| **r).collect::<Vec<_>>()),
+                p.text
+            ),
+        );
+    }
+    match locked {
         Some(l) => (
             Verdict::Fail,
             format!(
