@@ -107,7 +107,7 @@ fn racers_and_a_probe_that_planted_a_pattern_fail_with_the_true_cause() {
     let (v, why) = verdict(&doc, "step5.racer");
     assert_eq!(v, "fail", "{why}");
     assert!(
-        why.contains("but its loop increments total only with `lock incq"),
+        why.contains("but its loop increments total with `lock incq"),
         "{why}"
     );
     // A4: the mmapped chunk was the probe's own mmap.

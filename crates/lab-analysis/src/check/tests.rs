@@ -497,7 +497,28 @@ fn racers_that_did_not_race_or_faked_their_losses_fail_with_the_true_cause() {
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(
         c.reason
-            .contains("its loop increments total only with `lock incq 0x8(%rax)`"),
+            .contains("its loop increments total with `lock incq 0x8(%rax)`"),
+        "{}",
+        c.reason
+    );
+    // Review 31: A3 plus a plain store of a constant to total in the same loop (one that never
+    // runs): the constant store is no increment, and a locked one on total fails a racy racer.
+    let listing = "\
+0000000000001040 <main>:
+    10b0:\tlock incq 0x8(%rax)
+    10b5:\tcmpq   $0x0,0x8(%rax)
+    10ba:\tjns    10c4 <main+0x84>
+    10bc:\tmovq   $0x0,0x8(%rax)
+    10c4:\tcmpq   $0x98967f,0x8(%rax)
+    10cc:\tjle    10b0 <main+0x70>
+    10ce:\tret
+";
+    let code = locked_instructions(listing, &|_| false);
+    assert!(!code.iter().any(|i| i.races_total()), "{code:?}");
+    let c = judge_racer(None, RacerKind::Racy, &faked, Ok(&code));
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.reason);
+    assert!(
+        c.reason.contains("with `lock incq 0x8(%rax)`"),
         "{}",
         c.reason
     );

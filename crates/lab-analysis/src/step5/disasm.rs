@@ -235,16 +235,23 @@ pub fn locked_instructions(objdump: &str, library: &dyn Fn(&str) -> bool) -> Vec
             let at_total =
                 operand.starts_with(&format!("{TOTAL_OFFSET}(%")) && !operand.contains(',');
             let mnemonic = insn.text.split_whitespace().next().unwrap_or("");
+            // A constant stored (`movq $0x0,0x8(%rax)`) resets a counter; it increments nothing.
+            let constant_store = mnemonic.starts_with("mov")
+                && insn
+                    .text
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|ops| ops.starts_with('$'));
             let (kind, on_total) = if insn.is_locked() {
                 (InsnKind::Locked, at_total || operand.starts_with("(%"))
             } else if mnemonic.starts_with("xchg") && insn.text.contains('(') {
                 (InsnKind::Xchg, at_total)
-            } else if in_loop && WRITES.iter().any(|w| mnemonic.starts_with(w)) && at_total {
-                (InsnKind::Plain, true)
-            } else if in_loop
-                && WRITES.iter().any(|w| mnemonic.starts_with(w))
-                && through_pointer(operand)
+            } else if constant_store || !in_loop || !WRITES.iter().any(|w| mnemonic.starts_with(w))
             {
+                continue;
+            } else if at_total {
+                (InsnKind::Plain, true)
+            } else if through_pointer(operand) {
                 // A counter reached through a pointer to itself (`long *t = &rc->total`).
                 (InsnKind::Plain, false)
             } else {

@@ -239,6 +239,20 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
             )
         }
     };
+    let locked = code.iter().find(|i| i.locks_total());
+    if let Some(l) = locked {
+        // A racy racer has no locked increment of total: losses beside one were made up
+        // elsewhere (a plain store that never runs can sit in the same loop).
+        return (
+            Verdict::Fail,
+            format!(
+                "its winnings exceed total ({losses}), but its loop increments total with `{}`, \
+                 a locked read-modify-write that cannot lose an update: the winnings count \
+                 increments total never got",
+                l.text
+            ),
+        );
+    }
     if let Some(plain) = code.iter().find(|i| i.races_total()) {
         return (
             Verdict::Pass,
@@ -250,8 +264,7 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
             ),
         );
     }
-    let locked = code.iter().find(|i| i.locks_total());
-    if let (None, Some(p)) = (locked, code.iter().find(|i| i.writes_through_pointer())) {
+    if let Some(p) = code.iter().find(|i| i.writes_through_pointer()) {
         return (
             Verdict::Pass,
             format!(
@@ -263,25 +276,14 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
             ),
         );
     }
-    match locked {
-        Some(l) => (
-            Verdict::Fail,
-            format!(
-                "its winnings exceed total ({losses}), but its loop increments total only with \
-                 `{}`, a locked read-modify-write that cannot lose an update: the winnings \
-                 count increments total never got",
-                l.text
-            ),
+    (
+        Verdict::Fail,
+        format!(
+            "its winnings exceed total ({losses}), but no loop of its own code writes total \
+             (offset 8 of struct RaceCourse) with a plain store: these are not a total++ race's \
+             losses"
         ),
-        None => (
-            Verdict::Fail,
-            format!(
-                "its winnings exceed total ({losses}), but no loop of its own code writes total \
-                 (offset 8 of struct RaceCourse) with a plain store: these are not a total++ \
-                 race's losses"
-            ),
-        ),
-    }
+    )
 }
 
 /// The atomic racer: no update lost in races where every participant made increments at the
