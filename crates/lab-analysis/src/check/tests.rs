@@ -415,6 +415,20 @@ fn racers_are_judged_by_their_losses_and_their_code() {
     assert!(c.reason.contains("50 with 2"), "{}", c.reason);
     assert!(c.reason.contains("40 of 50 with 2"), "{}", c.reason);
     assert!(c.reason.contains("`mov %rdx,0x8(%rax)`"), "{}", c.reason);
+    // A lossy race that did not race (review 31: dropped without a word) is named.
+    let mut one_counted = racy.clone();
+    one_counted[1].overlap = Some(Overlap {
+        moving: 21,
+        together: 2,
+    });
+    let c = judge_racer(None, RacerKind::Racy, &one_counted, Ok(&plain));
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.reason
+            .contains("50 lost with 2 not counted: in the race of 2 participants"),
+        "{}",
+        c.reason
+    );
     let c = judge_racer(None, RacerKind::Atomic, &racy, Ok(&locks));
     assert_eq!(c.verdict, Verdict::Fail);
     assert_eq!(

@@ -230,6 +230,23 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // A race that lost updates but did not race is said, not dropped without a word.
+    let uncounted: Vec<String> = lossy
+        .iter()
+        .filter_map(|r| {
+            Some(format!(
+                "{} lost with {} not counted: {}",
+                signed_thousands(r.lost()?),
+                r.participants,
+                r.not_raced()?
+            ))
+        })
+        .collect();
+    let losses = if uncounted.is_empty() {
+        losses
+    } else {
+        format!("{losses}; {}", uncounted.join("; "))
+    };
     let code = match code {
         Ok(c) => c,
         Err(why) => {
