@@ -679,10 +679,10 @@ pub struct WriterRunOk {
     pub events: Option<FileEvents>,
 }
 
-/// Why a writer run fails by how it reached the table (`at` names the run): an untraced
-/// process, io_uring or kernel AIO, another
-/// file in the table's place, write calls, write events by system call (inotify) its trace
-/// does not explain or that an untraced run raised, no mmap.
+/// Why a writer run fails by how it reached the table (`at` names the run): a process the
+/// tracer cannot follow, io_uring or kernel AIO, another file in the table's place, write calls,
+/// write events by system call (inotify) its trace does not explain or that an untraced run
+/// raised, no mmap.
 fn writer_access_failure(r: &WriterRun, access: &TableAccess, at: &str) -> Option<String> {
     let events = r.events.unwrap_or_default();
     if let Some(why) = access.untraceable_failure() {
