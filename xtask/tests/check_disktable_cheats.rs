@@ -1,9 +1,11 @@
 //! `xtask check DIR` against readers and writers that reach table.bin around the trace's
 //! (pid, fd) bookkeeping (review 30): a thread's pread, a forked child's read, a reopen through
 //! /proc/self/fd, copy_file_range, a rename over the table, io_uring, and programs that map only
-//! when they see a tracer. Each must FAIL with its true cause; a reader whose forked child maps
-//! and a writer whose thread does everything are correct and must PASS. Real C programs, built
-//! by the submission's Makefile, one program per check (`--reader` / `--writer`).
+//! when they see a tracer; and around the tracer itself (review 31): kernel AIO, and a child
+//! started with CLONE_UNTRACED, which `strace -f` does not follow. Each must FAIL with its true
+//! cause; a reader whose forked child maps and a writer whose thread does everything are correct
+//! and must PASS. Real C programs, built by the submission's Makefile, one program per check
+//! (`--reader` / `--writer`).
 
 mod common;
 
@@ -163,6 +165,36 @@ fn a_reader_that_reads_through_io_uring_fails_as_untraceable() {
 }
 
 #[test]
+fn a_reader_that_reads_through_kernel_aio_fails_as_untraceable() {
+    fails_because(
+        "reader_aio",
+        "reader",
+        &["used kernel AIO", "cannot tell how it reached the table"],
+    );
+}
+
+#[test]
+fn a_writer_that_pwrites_through_kernel_aio_fails_as_untraceable() {
+    fails_because(
+        "writer_aio",
+        "writer",
+        &["used kernel AIO", "cannot tell how it reached the table"],
+    );
+}
+
+#[test]
+fn a_writer_whose_untraced_clone_pwrites_the_values_fails() {
+    fails_because(
+        "writer_untraced_clone",
+        "writer",
+        &[
+            "started a process the tracer cannot follow (clone with CLONE_UNTRACED)",
+            "what it did to the table cannot be checked",
+        ],
+    );
+}
+
+#[test]
 fn a_writer_whose_thread_pwrites_the_values_fails() {
     fails_because(
         "writer_thread_pwrite",
@@ -295,6 +327,37 @@ mod judged {
         assert!(judge_writer_run(&run("", written(), true, 2000)).is_ok());
         let ok = judge_writer_run(&run("", FileEvents::default(), true, 1000)).unwrap();
         assert!(ok.untraced);
+    }
+
+    #[test]
+    fn a_traced_run_with_an_untraced_clone_or_kernel_aio_fails_whatever_inotify_saw() {
+        let grows = MAPS.replace("7 +++", "7 ftruncate(3</w/table.bin>, 4008) = 0\n7 +++");
+        let clone = grows.replace(
+            "7 +++",
+            "7 clone(child_stack=NULL, flags=CLONE_UNTRACED|SIGCHLD) = 8\n7 +++",
+        );
+        for events in [written(), FileEvents::default()] {
+            let why = judge_writer_run(&run(&clone, events, false, 1000)).unwrap_err();
+            assert!(
+                why.contains("started a process the tracer cannot follow"),
+                "{why}"
+            );
+        }
+        // A thread or a fork() is followed: the same run without CLONE_UNTRACED passes.
+        let thread = grows.replace(
+            "7 +++",
+            "7 clone3({flags=CLONE_VM|CLONE_THREAD, exit_signal=0}, 88) = 8\n7 +++",
+        );
+        assert!(judge_writer_run(&run(&thread, written(), false, 1000)).is_ok());
+        let aio = grows.replace("7 +++", "7 io_setup(2, [0x7f81da34d000]) = 0\n7 +++");
+        let why = judge_writer_run(&run(&aio, FileEvents::default(), false, 1000)).unwrap_err();
+        assert!(why.contains("used kernel AIO (1 kernel AIO call)"), "{why}");
+        // A failed io_setup used no AIO.
+        let failed = aio.replace(
+            "= 0\n7 +++",
+            "= -1 EAGAIN (Resource temporarily unavailable)\n7 +++",
+        );
+        assert!(judge_writer_run(&run(&failed, FileEvents::default(), false, 1000)).is_ok());
     }
 
     #[test]

@@ -31,6 +31,20 @@ pub const TRANSFER_CALLS: &[(&str, usize, usize)] = &[
 /// io_uring's calls: a program that reads or writes through a submission ring makes no read or
 /// write call a trace could show.
 pub const URING_CALLS: &[&str] = &["io_uring_setup", "io_uring_enter", "io_uring_register"];
+/// Kernel AIO's calls: an `IOCB_CMD_PREAD`/`IOCB_CMD_PWRITE` submitted by `io_submit` reads or
+/// writes a descriptor with no read or write call (and, on Linux 6.18, no inotify event).
+pub const AIO_CALLS: &[&str] = &[
+    "io_setup",
+    "io_submit",
+    "io_getevents",
+    "io_pgetevents",
+    "io_cancel",
+    "io_destroy",
+];
+/// The calls that start a process or thread with flags (`fork`/`vfork` take none).
+pub const CLONE_CALLS: &[&str] = &["clone", "clone3"];
+/// `CLONE_UNTRACED`'s bit, for flags strace printed as a number.
+const CLONE_UNTRACED: i64 = 0x0080_0000;
 
 /// The calls of `calls` that concern a file whose opened path satisfies `is_file`.
 pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Syscall> {
@@ -80,6 +94,8 @@ pub fn file_calls(calls: &[Syscall], is_file: impl Fn(&str) -> bool) -> Vec<&Sys
                 }
                 mine
             }
+            // Their first argument is no descriptor (an AIO context, a count, clone's stack).
+            name if AIO_CALLS.contains(&name) || CLONE_CALLS.contains(&name) => false,
             "munmap" | "msync" | "madvise" | "mincore" => {
                 c.arg_u64(0).is_some_and(|a| addrs.contains(&a))
             }
@@ -196,13 +212,48 @@ pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
     io
 }
 
+/// How many of `calls` are among `names` and succeeded.
+fn successful(calls: &[Syscall], names: &[&str]) -> usize {
+    calls
+        .iter()
+        .filter(|c| names.contains(&c.name.as_str()) && c.ok())
+        .count()
+}
+
 /// How many of `calls` (the whole trace) are io_uring calls that succeeded (a ring was made or
 /// used).
 pub fn uring_calls(calls: &[Syscall]) -> usize {
+    successful(calls, URING_CALLS)
+}
+
+/// How many of `calls` (the whole trace) are kernel AIO calls that succeeded (a context was made
+/// or used).
+pub fn aio_calls(calls: &[Syscall]) -> usize {
+    successful(calls, AIO_CALLS)
+}
+
+/// The `clone`/`clone3` calls of `calls` that asked for `CLONE_UNTRACED` and did not fail: each
+/// started a process (or thread) that `strace -f` does not follow, whose calls the trace lacks.
+/// strace prints the flags as `flags=CLONE_UNTRACED|SIGCHLD` (clone) or
+/// `{flags=CLONE_UNTRACED, exit_signal=SIGCHLD, …}` (clone3); a flag strace did not name is a
+/// number, whose bit counts too.
+pub fn untraced_clones(calls: &[Syscall]) -> Vec<&Syscall> {
     calls
         .iter()
-        .filter(|c| URING_CALLS.contains(&c.name.as_str()) && c.ok())
-        .count()
+        .filter(|c| CLONE_CALLS.contains(&c.name.as_str()) && c.errno.is_none())
+        .filter(|c| {
+            let args = c.args.join(", ");
+            let Some(at) = args.find("flags=") else {
+                return false;
+            };
+            let rest = &args[at + "flags=".len()..];
+            let flags = &rest[..rest.find([',', '}']).unwrap_or(rest.len())];
+            flags.split('|').map(str::trim).any(|f| {
+                f == "CLONE_UNTRACED"
+                    || crate::strace::parse_number(f).is_some_and(|n| n & CLONE_UNTRACED != 0)
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -304,6 +355,36 @@ mod tests {
         assert_eq!(mine[0].ret_path.as_deref(), Some("/w/table.bin"));
         assert_eq!(mine[1].arg_i64(4), Some(3));
         assert_eq!(uring_calls(&calls), 1);
+    }
+
+    #[test]
+    fn kernel_aio_and_untraced_clones_are_found_as_strace_y_prints_them() {
+        let calls = parse(
+            "\
+30 openat(AT_FDCWD</w>, \"table.bin\", O_RDWR) = 3</w/table.bin>
+30 io_setup(3, [0x7f14bece9000]) = 0
+30 io_submit(0x7f14bece9000, 1, [{aio_data=0, aio_lio_opcode=IOCB_CMD_PREAD, aio_fildes=3</w/table.bin>, aio_buf=0x5614, aio_nbytes=20, aio_offset=0}]) = 1
+30 io_getevents(0x7f14bece9000, 1, 1, [{data=0, obj=0x7fff, res=20, res2=0}], NULL) = 1
+30 io_destroy(0x7f14bece9000) = 0
+30 io_cancel(0x7f14bece9000, 0x7fff, 0x7ffe) = -1 EINVAL (Invalid argument)
+30 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f5d, parent_tid=0x7f5d, exit_signal=0, stack=0x7f5c, stack_size=0x7fff80, tls=0x7f5d} => {parent_tid=[31]}, 88) = 31
+30 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f5d) = 32
+30 clone(child_stack=NULL, flags=CLONE_UNTRACED|SIGCHLD) = 33
+30 clone3({flags=CLONE_UNTRACED, exit_signal=SIGCHLD, stack=NULL, stack_size=0}, 88) = 34
+30 clone(child_stack=NULL, flags=0x800000|SIGCHLD) = 35
+30 clone(child_stack=NULL, flags=CLONE_UNTRACED|CLONE_NEWUSER|SIGCHLD) = -1 EPERM (Operation not permitted)
+",
+        );
+        // Four AIO calls succeeded (io_cancel failed); the table's calls are its openat only
+        // (io_setup's count 3 is no descriptor).
+        assert_eq!(aio_calls(&calls), 4);
+        assert_eq!(uring_calls(&calls), 0);
+        let mine = file_calls(&calls, |p| p.ends_with("/table.bin"));
+        assert_eq!(mine.len(), 1);
+        // pthread_create's clone3 and fork()'s clone are followed; the three CLONE_UNTRACED
+        // ones that succeeded are not (the failed one started nothing).
+        let untraced: Vec<Option<i64>> = untraced_clones(&calls).iter().map(|c| c.ret).collect();
+        assert_eq!(untraced, [Some(33), Some(34), Some(35)]);
     }
 
     #[test]

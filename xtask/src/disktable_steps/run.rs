@@ -16,13 +16,15 @@ use lab_trace::Trace;
 
 /// The system calls steps 2 and 3 trace: opening and closing the table, its length, mapping and
 /// growing it, every way of reading or writing a descriptor (copying between descriptors
-/// included), renames onto its name, and io_uring (which the check cannot see through).
+/// included), renames onto its name, io_uring and kernel AIO (which the check cannot see
+/// through), and clone/clone3 (whose `CLONE_UNTRACED` starts a process `strace -f` misses).
 pub const FILTER: &str = "openat,open,creat,close,dup,dup2,dup3,fcntl,fstat,newfstatat,statx,\
                           lseek,mmap,munmap,mremap,msync,madvise,mincore,ftruncate,fallocate,\
                           fadvise64,flock,fsync,fdatasync,read,pread64,readv,preadv,preadv2,\
                           write,pwrite64,writev,pwritev,pwritev2,copy_file_range,sendfile,\
                           splice,tee,rename,renameat,renameat2,link,linkat,io_uring_setup,\
-                          io_uring_enter,io_uring_register";
+                          io_uring_enter,io_uring_register,io_setup,io_submit,io_getevents,\
+                          io_pgetevents,io_cancel,io_destroy,clone,clone3";
 
 /// At most this much of a program's stdout or stderr is kept (the rest is read and dropped).
 const KEEP_BYTES: usize = 8 << 20;

@@ -225,6 +225,13 @@ pub struct TableAccess {
     /// io_uring calls anywhere in the run (what goes through a ring cannot be traced).
     #[serde(default)]
     pub uring: usize,
+    /// Kernel AIO calls anywhere in the run (io_submit's reads and writes are no read or write
+    /// call, and raise no inotify event).
+    #[serde(default)]
+    pub aio: usize,
+    /// Processes started with `CLONE_UNTRACED` (clone/clone3): `strace -f` does not follow them.
+    #[serde(default)]
+    pub untraced_clones: usize,
 }
 
 impl TableAccess {
@@ -235,6 +242,8 @@ impl TableAccess {
         TableAccess {
             renames: io.renames,
             uring: fds::uring_calls(&trace.calls),
+            aio: fds::aio_calls(&trace.calls),
+            untraced_clones: fds::untraced_clones(&trace.calls).len(),
             opened: calls
                 .iter()
                 .any(|c| matches!(c.name.as_str(), "open" | "openat" | "creat") && c.ok()),
@@ -274,15 +283,32 @@ impl TableAccess {
         }
     }
 
-    /// Why the run cannot be judged by its trace: it used io_uring.
-    fn uring_failure(&self) -> Option<String> {
-        (self.uring > 0).then(|| {
-            format!(
-                "used io_uring ({}): what goes through a submission ring makes no read or write \
-                 call a trace can show, so the check cannot tell how it reached the table",
-                plural(self.uring as u64, "io_uring call")
+    /// Why the run cannot be judged by its trace: it started a process the tracer does not
+    /// follow, or used io_uring or kernel AIO.
+    fn untraceable_failure(&self) -> Option<String> {
+        if self.untraced_clones > 0 {
+            return Some(
+                "started a process the tracer cannot follow (clone with CLONE_UNTRACED): what \
+                 it did to the table cannot be checked"
+                    .to_string(),
+            );
+        }
+        let (n, what, how) = if self.uring > 0 {
+            (
+                self.uring,
+                "io_uring",
+                "what goes through a submission ring",
             )
-        })
+        } else if self.aio > 0 {
+            (self.aio, "kernel AIO", "what io_submit reads or writes")
+        } else {
+            return None;
+        };
+        Some(format!(
+            "used {what} ({}): {how} makes no read or write call a trace can show, so the \
+             check cannot tell how it reached the table",
+            plural(n as u64, &format!("{what} call"))
+        ))
     }
 
     fn describe(&self) -> String {
@@ -439,7 +465,7 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
         return Some(format!("{why} on {table}{hint}"));
     }
     let events = r.events.unwrap_or_default();
-    if let Some(why) = r.access.uring_failure() {
+    if let Some(why) = r.access.untraceable_failure() {
         let seen = if events.access > 0 {
             " (and inotify saw table.bin read by a system call, not through a mapping)"
         } else {
@@ -653,12 +679,13 @@ pub struct WriterRunOk {
     pub events: Option<FileEvents>,
 }
 
-/// Why a writer run fails by how it reached the table (`at` names the run): io_uring, another
-/// file in the table's place, write calls, write events by system call (inotify) its trace
-/// does not explain or that an untraced run raised, no mmap.
+/// Why a writer run fails by how it reached the table (`at` names the run): a process the
+/// tracer cannot follow, io_uring or kernel AIO, another file in the table's place, write calls,
+/// write events by system call (inotify) its trace does not explain or that an untraced run
+/// raised, no mmap.
 fn writer_access_failure(r: &WriterRun, access: &TableAccess, at: &str) -> Option<String> {
     let events = r.events.unwrap_or_default();
-    if let Some(why) = access.uring_failure() {
+    if let Some(why) = access.untraceable_failure() {
         let seen = if events.modify > 0 && access.ftruncates == 0 {
             " (and inotify saw table.bin written by a system call, not through the mapping)"
         } else {
