@@ -1130,9 +1130,11 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
             continue;
         };
         let address = tokens[at].0;
+        // Another pointer on the line (the same again, or the chunk's start) is not a tag.
         let tags: Vec<u64> = (0..tokens.len())
             .filter(|&i| tag_candidate(&tokens, i, at))
             .map(|i| tokens[i].0)
+            .filter(|&v| !in_heap(v) && mmapped(v).is_none())
             .collect();
         let heap_returns = match (mmapped(address), returned(address)) {
             (Some(_), _) => None,

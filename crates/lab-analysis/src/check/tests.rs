@@ -683,6 +683,7 @@ fn a_chunk_line_gives_one_tag_not_every_candidate() {
         "0x5555555592a0 61\n0x7ffff7d9e010 41002\n",
         "malloc(16) = 0x5555555592a0, tag 0x61\nmalloc(262144) = 0x7ffff7d9e010, tag 0x41002\n",
         "malloc(16) = 0x5555555592a0 tag=61\nmalloc(262144) = 0x7ffff7d9e010 tag=41002 (mmapped)\n",
+        "0x5555555592a0 (chunk 0x555555559290) 61\n0x7ffff7d9e010 (0x7ffff7d9e010) 0x41002\n",
     ] {
         let c = judge_probe(None, &recorded(ok));
         assert_eq!(c.verdict, Verdict::Pass, "{ok}: {c:?}");
