@@ -1007,8 +1007,9 @@ pub struct ProbeRun {
 /// Why a dynamically linked probe's mallocs were not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Unrecorded {
-    /// The recorder was preloaded, yet no malloc call of the probe's process reached it: it ran
-    /// without LD_PRELOAD (it re-executed itself without it, say).
+    /// The recorder was preloaded, yet no malloc call of the probe's process reached it (it
+    /// opens its log at the first): it ran without LD_PRELOAD (it re-executed itself without
+    /// it, say), or called no malloc.
     NotReached,
     /// The recorder could not be built (`cc`), so it was not preloaded.
     NotBuilt,
@@ -1338,8 +1339,8 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
             return check(
                 Verdict::Fail,
                 "it is dynamically linked, but no malloc call reached the preloaded recorder: \
-                 it ran without LD_PRELOAD, so the pointers and tags it printed cannot be set \
-                 against malloc's"
+                 it ran without LD_PRELOAD (it re-executed itself without it, say) or called no \
+                 malloc, so the pointers and tags it printed cannot be set against malloc's"
                     .into(),
                 evidence,
             )
