@@ -1296,6 +1296,39 @@ fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
     })
 }
 
+/// Why the probe's tags cannot be read at all: a chunk line with several candidate tags, or a
+/// dynamically linked probe whose mallocs were not recorded.
+fn unreadable(ambiguous: Option<Ambiguous>, run: &ProbeRun) -> Option<(Verdict, String)> {
+    if let Some(a) = ambiguous {
+        return Some((
+            Verdict::Fail,
+            format!(
+                "line {} prints {} numbers besides the address {:#x}: which is the tag? A chunk's \
+                 line gives its address (%p) and ONE tag (%lx), the 8 bytes before it",
+                a.line,
+                thousands(a.numbers as u64),
+                a.address
+            ),
+        ));
+    }
+    match (run.returns.is_some(), run.unrecorded) {
+        (false, Some(Unrecorded::NotReached)) => Some((
+            Verdict::Fail,
+            "it is dynamically linked, but no malloc call reached the preloaded recorder: it ran \
+             without LD_PRELOAD (it re-executed itself without it, say) or called no malloc, so \
+             the pointers and tags it printed cannot be set against malloc's"
+                .into(),
+        )),
+        (false, Some(Unrecorded::NotBuilt)) => Some((
+            Verdict::NotTested,
+            "it is dynamically linked, but the malloc recorder could not be built (cc), so \
+             malloc's returns were not recorded"
+                .into(),
+        )),
+        _ => None,
+    }
+}
+
 /// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
 /// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
 /// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear. With
@@ -1321,40 +1354,8 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
     if let Some(why) = run.ending.failure() {
         return check(Verdict::Fail, format!("it {why}"), evidence);
     }
-    if let Some(a) = ambiguous {
-        return check(
-            Verdict::Fail,
-            format!(
-                "line {} prints {} numbers besides the address {:#x}: which is the tag? A chunk's \
-                 line gives its address (%p) and ONE tag (%lx), the 8 bytes before it",
-                a.line,
-                thousands(a.numbers as u64),
-                a.address
-            ),
-            evidence,
-        );
-    }
-    match (run.returns.is_some(), run.unrecorded) {
-        (false, Some(Unrecorded::NotReached)) => {
-            return check(
-                Verdict::Fail,
-                "it is dynamically linked, but no malloc call reached the preloaded recorder: \
-                 it ran without LD_PRELOAD (it re-executed itself without it, say) or called no \
-                 malloc, so the pointers and tags it printed cannot be set against malloc's"
-                    .into(),
-                evidence,
-            )
-        }
-        (false, Some(Unrecorded::NotBuilt)) => {
-            return check(
-                Verdict::NotTested,
-                "it is dynamically linked, but the malloc recorder could not be built (cc), so \
-                 malloc's returns were not recorded"
-                    .into(),
-                evidence,
-            )
-        }
-        _ => {}
+    if let Some((verdict, why)) = unreadable(ambiguous, run) {
+        return check(verdict, why, evidence);
     }
     let mmapped: Vec<&Chunk> = chunks
         .iter()
