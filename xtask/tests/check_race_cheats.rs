@@ -56,7 +56,16 @@ fn cc(dir: &Path, flags: &[&str], src: &str, out: &str) -> bool {
 
 /// `xtask check DIR --json ARGS`: each check's (verdict, reason) by id.
 fn check(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    check_in(None, dir, args)
+}
+
+/// [`check`] with `TMPDIR` (where its scratch directory goes) set to `tmp`.
+fn check_in(tmp: Option<&Path>, dir: &Path, args: &[&str]) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    if let Some(tmp) = tmp {
+        cmd.env("TMPDIR", tmp);
+    }
+    let out = cmd
         .arg("check")
         .arg(dir)
         .arg("--json")
@@ -256,4 +265,68 @@ fn run_step_5_does_not_explain_or_time_a_race_no_one_else_ran() {
     for t in f["runtime"].as_array().unwrap() {
         assert!(t["ns_per_made"].is_null(), "{t}");
     }
+}
+
+/// Review 31: a probe listing every plausible tag on each line, a dynamic probe that re-executed
+/// itself without the recorder, a scratch path with a space and a colon (which ld.so would split
+/// LD_PRELOAD at), and a probe whose heap chunks come from valloc/pvalloc.
+#[test]
+fn a_probe_is_credited_only_for_one_tag_read_under_the_recorder() {
+    if !can_build() {
+        return;
+    }
+    let sub = submission(&[
+        ("probe_every_tag", "probe_every_tag"),
+        ("probe_reexec", "probe_reexec"),
+        ("probe_hardcoded_tags", "probe_hardcoded_tags"),
+        ("probe_ok", "probe_ok"),
+        ("probe_valloc", "probe_valloc"),
+    ]);
+    let d = sub.path();
+    for p in [
+        "probe_every_tag",
+        "probe_reexec",
+        "probe_hardcoded_tags",
+        "probe_ok",
+        "probe_valloc",
+    ] {
+        assert!(cc(d, &[], &format!("{p}.c"), p), "{p}.c did not build");
+    }
+    let probe = |tmp: Option<&Path>, name: &str| {
+        verdict(&check_in(tmp, d, &["--probe", name]), "step1.probe")
+    };
+    let (v, why) = probe(None, "probe_every_tag");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.starts_with("line 1 prints 510 numbers besides the address 0x")
+            && why.contains("which is the tag?"),
+        "{why}"
+    );
+    let (v, why) = probe(None, "probe_reexec");
+    assert_eq!(v, "fail", "{why}");
+    assert!(
+        why.starts_with(
+            "it is dynamically linked, but no malloc call reached the preloaded recorder: it \
+             ran without LD_PRELOAD"
+        ),
+        "{why}"
+    );
+    let (v, why) = probe(None, "probe_valloc");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("each tag is the one malloc wrote"), "{why}");
+    let tmp = tempfile::Builder::new()
+        .prefix("xtask check: a TMPDIR with spaces ")
+        .tempdir()
+        .unwrap();
+    let (v, why) = probe(Some(tmp.path()), "probe_ok");
+    assert_eq!(v, "pass", "{why}");
+    assert!(why.contains("each tag is the one malloc wrote"), "{why}");
+    let (v, why) = probe(Some(tmp.path()), "probe_hardcoded_tags");
+    assert_eq!(v, "fail", "{why}");
+    assert!(why.contains("does not hold its tag"), "{why}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the check left files in its TMPDIR"
+    );
 }

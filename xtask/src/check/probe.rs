@@ -3,17 +3,21 @@
 //!
 //! A recorder compiled here with `cc` ([`RECORDER`]) is preloaded (`LD_PRELOAD`): it adds a
 //! per-run pad (16 to 240 bytes, and 1 to 8 pages on requests of 64 KiB or more) to every
-//! malloc/calloc/realloc/memalign request and writes each pointer it returns with the 8 bytes
-//! before it, one file per process. The judge then knows which printed
+//! malloc/calloc/realloc/memalign/valloc/pvalloc request and writes each pointer it returns with
+//! the 8 bytes before it, one file per process. The judge then knows which printed
 //! addresses malloc returned (a probe's own `mmap` is not one) and the tag malloc really wrote
 //! (a constant `0x21` no longer matches). A statically linked probe ignores LD_PRELOAD: it is
-//! judged on strace alone, and the verdict says so.
+//! judged on strace alone, and the verdict says so. A dynamically linked one (`PT_INTERP`) that
+//! left no log ran without the recorder, and is not taken for a static one.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::judge::{self, Check, MallocReturn, ProbeRun};
 use super::sandbox::Sandbox;
+
+/// The recorder's file name, in the scratch directory (the parent of the probe's).
+const RECORDER_SO: &str = "malloc-recorder.so";
 
 /// A probe still running after this long is killed.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -80,6 +84,13 @@ void *realloc(void *p, size_t size) {
 }
 void *memalign(size_t align, size_t size) { return record(__libc_memalign(align, padded(size))); }
 void *aligned_alloc(size_t align, size_t size) { return memalign(align, size); }
+/* glibc serves these without calling memalign by its symbol: interposed too. */
+void *valloc(size_t size) { return memalign((size_t)getpagesize(), size); }
+void *pvalloc(size_t size) {
+    size_t page = (size_t)getpagesize();
+    if (size > (size_t)-1 - page) { errno = ENOMEM; return NULL; }
+    return memalign(page, size ? (size + page - 1) & ~(page - 1) : page);
+}
 int posix_memalign(void **out, size_t align, size_t size) {
     if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
     void *p = memalign(align, size);
@@ -98,11 +109,13 @@ pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow
     let (pad, pad_pages) = pad();
     let (log_s, pad_s, pages_s, preload);
     let mut env = vec![("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")];
-    if let Some(so) = &recorder {
+    if recorder.is_some() {
         log_s = log.display().to_string();
         pad_s = pad.to_string();
         pages_s = pad_pages.to_string();
-        preload = so.display().to_string();
+        // ld.so splits LD_PRELOAD at spaces and colons, which the scratch path (under TMPDIR)
+        // may hold: the recorder is named from the probe's directory, its working directory.
+        preload = format!("../{RECORDER_SO}");
         env.extend([
             ("LD_PRELOAD", preload.as_str()),
             ("LAB_MALLOC_LOG", log_s.as_str()),
@@ -138,6 +151,13 @@ pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow
         )
     });
     let _ = std::fs::remove_dir_all(&dir);
+    // A dynamically linked probe always gets the recorder from ld.so: no log means it ran
+    // without it. A static one ignores LD_PRELOAD.
+    let unrecorded = match (&returns, dynamic(program)) {
+        (None, true) if recorder.is_some() => Some(judge::Unrecorded::NotReached),
+        (None, true) => Some(judge::Unrecorded::NotBuilt),
+        _ => None,
+    };
     Ok(judge::judge_probe(
         shown,
         &ProbeRun {
@@ -148,8 +168,29 @@ pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow
             pad: if returns.is_some() { pad } else { 0 },
             pad_pages: if returns.is_some() { pad_pages } else { 0 },
             returns,
+            unrecorded,
         },
     ))
+}
+
+/// Whether `program` is dynamically linked: its ELF file asks for an interpreter (ld.so,
+/// `PT_INTERP`), which honours LD_PRELOAD.
+fn dynamic(program: &Path) -> bool {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
+    let Ok(data) = std::fs::read(program) else {
+        return false;
+    };
+    let Ok(header) = object::elf::FileHeader64::<object::Endianness>::parse(&*data) else {
+        return false;
+    };
+    let Ok(endian) = header.endian() else {
+        return false;
+    };
+    header.program_headers(endian, &*data).is_ok_and(|headers| {
+        headers
+            .iter()
+            .any(|h| h.p_type(endian) == object::elf::PT_INTERP)
+    })
 }
 
 /// This run's pad, from the clock: a multiple of 16 from 16 to 240 bytes on every request, and 1
@@ -166,7 +207,7 @@ fn pad() -> (u64, u64) {
 /// probe is then judged on strace alone).
 fn build_recorder(scratch: &Path) -> Option<std::path::PathBuf> {
     let src = scratch.join("malloc-recorder.c");
-    let so = scratch.join("malloc-recorder.so");
+    let so = scratch.join(RECORDER_SO);
     std::fs::write(&src, RECORDER).ok()?;
     let ok = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])

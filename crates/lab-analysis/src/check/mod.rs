@@ -1026,6 +1026,20 @@ pub struct ProbeRun {
     pub pad: u64,
     /// The pages it added too to requests of 64 KiB or more (an mmapped chunk's length changes).
     pub pad_pages: u64,
+    /// Why nothing was recorded when the probe is dynamically linked (`None`: recorded, or a
+    /// static binary, which ignores LD_PRELOAD).
+    pub unrecorded: Option<Unrecorded>,
+}
+
+/// Why a dynamically linked probe's mallocs were not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unrecorded {
+    /// The recorder was preloaded, yet no malloc call of the probe's process reached it (it
+    /// opens its log at the first): it ran without LD_PRELOAD (it re-executed itself without
+    /// it, say), or called no malloc.
+    NotReached,
+    /// The recorder could not be built (`cc`), so it was not preloaded.
+    NotBuilt,
 }
 
 /// One pointer malloc returned, and the 8 bytes before it then.
@@ -1060,6 +1074,16 @@ enum Chunk {
 /// glibc's IS_MMAPPED bit of a boundary tag.
 const IS_MMAPPED: u64 = 0x2;
 
+/// A chunk line the check cannot credit: besides the chunk's address it prints `numbers`
+/// candidate tags (a chunk line gives one address and ONE tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ambiguous {
+    /// Its line number (from 1).
+    line: usize,
+    address: u64,
+    numbers: usize,
+}
+
 /// The hex numbers of a line (`0x5555…`, `%x`'s `21002`, decimal sizes read as hex too), each
 /// with whether it was written with `0x`.
 fn hex_tokens(line: &str) -> Vec<(u64, bool)> {
@@ -1082,7 +1106,18 @@ fn hex_tokens(line: &str) -> Vec<(u64, bool)> {
     out
 }
 
-fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
+/// Whether the number at `i` of a line whose address is at `at` may be its tag (the course
+/// prints the address with `%p`, then the tag with `%lx` or `%#lx`): any other number written
+/// with `0x`, and one written without it after the address whose last hex digit is 0 to 7 (a
+/// tag's size is a multiple of 16 and its flags take 3 bits, so letters such as the `a` of `tag`
+/// are words). A number written without `0x` before the address is the request size of
+/// `malloc(24) = %p`, not a tag.
+fn tag_candidate(tokens: &[(u64, bool)], i: usize, at: usize) -> bool {
+    let (v, prefixed) = tokens[i];
+    i != at && (prefixed || (i > at && v & 0xf < 8))
+}
+
+fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
     let anonymous: Vec<(u64, u64)> = run
         .trace
         .calls
@@ -1109,7 +1144,8 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
         })
     };
     let mut chunks = Vec::new();
-    for line in run.stdout.lines() {
+    let mut ambiguous = None;
+    for (n, line) in run.stdout.lines().enumerate() {
         let tokens = hex_tokens(line);
         // The address: the first number (written with 0x first, then any) that is 16 bytes into
         // an anonymous mmap or inside the heap, whatever its size (a static or non-PIE
@@ -1122,40 +1158,59 @@ fn probe_chunks(run: &ProbeRun) -> Vec<Chunk> {
             continue;
         };
         let address = tokens[at].0;
-        let tags: Vec<u64> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != at)
-            .map(|(_, (v, _))| *v)
+        // Another pointer on the line (the same again, or the chunk's start) is not a tag.
+        let tags: Vec<u64> = (0..tokens.len())
+            .filter(|&i| tag_candidate(&tokens, i, at))
+            .map(|i| tokens[i].0)
+            .filter(|&v| !in_heap(v) && mmapped(v).is_none())
             .collect();
+        let heap_returns = match (mmapped(address), returned(address)) {
+            (Some(_), _) => None,
+            // Not a pointer malloc returned: not a chunk.
+            (None, Some(None)) => continue,
+            (None, Some(Some(r))) => Some(r),
+            (None, None) => None,
+        };
+        if tags.len() > 1 {
+            // One address and many tags: whichever malloc wrote would be among them.
+            ambiguous.get_or_insert(Ambiguous {
+                line: n + 1,
+                address,
+                numbers: tags.len(),
+            });
+            continue;
+        }
+        let tag = tags.first().copied();
         if let Some(&(_, len)) = mmapped(address) {
             chunks.push(Chunk::Mmapped {
                 address,
                 len,
-                tag_ok: tags.contains(&(len | IS_MMAPPED)),
+                tag_ok: tag == Some(len | IS_MMAPPED),
                 from_malloc: returned(address).map(|r| r.is_some()),
             });
             continue;
         }
-        let wrote = match returned(address) {
-            // Not a pointer malloc returned: not a chunk.
-            Some(None) => continue,
-            Some(Some(r)) => Some(r),
-            None => None,
+        let heap_tag_ok = |t: u64| {
+            t & IS_MMAPPED == 0
+                && match &heap_returns {
+                    Some(sizes) => sizes.iter().any(|w| t & !7 == w & !7),
+                    None => t & !7 >= 32 && t & 8 == 0,
+                }
         };
         chunks.push(Chunk::Heap {
             address,
-            tag_ok: tags.iter().any(|t| {
-                t & IS_MMAPPED == 0
-                    && match &wrote {
-                        Some(sizes) => sizes.iter().any(|w| t & !7 == w & !7),
-                        None => t & !7 >= 32 && t & 8 == 0,
-                    }
+            tag_ok: tag.is_some_and(heap_tag_ok),
+            // The size malloc wrote: the one printed when it is among those written at this
+            // address (a freed chunk's address can be returned again), else the first.
+            wrote: heap_returns.and_then(|w| {
+                w.iter()
+                    .find(|&&t| tag.is_some_and(|p| p & !7 == t & !7))
+                    .or(w.first())
+                    .map(|t| t & !7)
             }),
-            wrote: wrote.and_then(|w| w.first().map(|t| t & !7)),
         });
     }
-    chunks
+    (chunks, ambiguous)
 }
 
 /// The probe's evidence: each chunk it printed (at most 40), and whether malloc's returns were
@@ -1212,10 +1267,17 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
             run.pad,
             plural(run.pad_pages, "page")
         ),
-        None => "malloc's returns NOT recorded (a statically linked probe ignores LD_PRELOAD): \
-                 its chunks are placed by strace alone, and a tag printed from a constant \
-                 cannot be told from one read"
-            .into(),
+        None => format!(
+            "malloc's returns NOT recorded ({}): its chunks are placed by strace alone, and a \
+             tag printed from a constant cannot be told from one read",
+            match run.unrecorded {
+                Some(Unrecorded::NotReached) => {
+                    "a dynamically linked probe that ran without the preloaded recorder"
+                }
+                Some(Unrecorded::NotBuilt) => "the recorder could not be built",
+                None => "a statically linked probe ignores LD_PRELOAD",
+            }
+        ),
     });
     evidence
 }
@@ -1261,13 +1323,46 @@ fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
     })
 }
 
+/// Why the probe's tags cannot be read at all: a chunk line with several candidate tags, or a
+/// dynamically linked probe whose mallocs were not recorded.
+fn unreadable(ambiguous: Option<Ambiguous>, run: &ProbeRun) -> Option<(Verdict, String)> {
+    if let Some(a) = ambiguous {
+        return Some((
+            Verdict::Fail,
+            format!(
+                "line {} prints {} numbers besides the address {:#x}: which is the tag? A chunk's \
+                 line gives its address (%p) and ONE tag (%lx), the 8 bytes before it",
+                a.line,
+                thousands(a.numbers as u64),
+                a.address
+            ),
+        ));
+    }
+    match (run.returns.is_some(), run.unrecorded) {
+        (false, Some(Unrecorded::NotReached)) => Some((
+            Verdict::Fail,
+            "it is dynamically linked, but no malloc call reached the preloaded recorder: it ran \
+             without LD_PRELOAD (it re-executed itself without it, say) or called no malloc, so \
+             the pointers and tags it printed cannot be set against malloc's"
+                .into(),
+        )),
+        (false, Some(Unrecorded::NotBuilt)) => Some((
+            Verdict::NotTested,
+            "it is dynamically linked, but the malloc recorder could not be built (cc), so \
+             malloc's returns were not recorded"
+                .into(),
+        )),
+        _ => None,
+    }
+}
+
 /// `step1.probe`: it prints chunks from the heap and from mmap, each with its boundary tag;
 /// every mmapped chunk's printed tag is the length strace shows mmap was asked for, with
 /// IS_MMAPPED (0x2) set, and every heap chunk's line holds a tag with that bit clear. With
 /// malloc's returns recorded (`run.returns`), every mmapped chunk must be one malloc returned,
 /// and every heap chunk's printed size the one malloc wrote.
 pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
-    let chunks = probe_chunks(run);
+    let (chunks, ambiguous) = probe_chunks(run);
     let evidence = probe_evidence(&chunks, run);
     let check = |verdict, reason: String, evidence| Check {
         id: "step1.probe".into(),
@@ -1285,6 +1380,9 @@ pub fn judge_probe(program: Option<String>, run: &ProbeRun) -> Check {
     }
     if let Some(why) = run.ending.failure() {
         return check(Verdict::Fail, format!("it {why}"), evidence);
+    }
+    if let Some((verdict, why)) = unreadable(ambiguous, run) {
+        return check(verdict, why, evidence);
     }
     let mmapped: Vec<&Chunk> = chunks
         .iter()

@@ -601,6 +601,7 @@ fn probe(stdout: &str) -> ProbeRun {
         returns: None,
         pad: 0,
         pad_pages: 0,
+        unrecorded: None,
     }
 }
 
@@ -691,4 +692,117 @@ fn a_probe_is_judged_against_what_malloc_returned() {
         "{}",
         c.reason
     );
+}
+
+/// Review 31: a line that prints every plausible tag beside a pointer credits none of them, while
+/// the course's formats (tag with or without 0x, `%#lx`, a decimal request size before the
+/// pointer, words around them) still give one tag.
+#[test]
+fn a_chunk_line_gives_one_tag_not_every_candidate() {
+    let returns = vec![
+        MallocReturn {
+            address: 0x5555555592a0,
+            tag: 0x61,
+        },
+        MallocReturn {
+            address: 0x7ffff7d9e010,
+            tag: 0x41002,
+        },
+    ];
+    let recorded = |stdout: &str| ProbeRun {
+        pad: 64,
+        returns: Some(returns.clone()),
+        ..probe(stdout)
+    };
+    for ok in [
+        "0x5555555592a0 61\n0x7ffff7d9e010 41002\n",
+        "malloc(16) = 0x5555555592a0, tag 0x61\nmalloc(262144) = 0x7ffff7d9e010, tag 0x41002\n",
+        "malloc(16) = 0x5555555592a0 tag=61\nmalloc(262144) = 0x7ffff7d9e010 tag=41002 (mmapped)\n",
+        "0x5555555592a0 (chunk 0x555555559290) 61\n0x7ffff7d9e010 (0x7ffff7d9e010) 0x41002\n",
+    ] {
+        let c = judge_probe(None, &recorded(ok));
+        assert_eq!(c.verdict, Verdict::Pass, "{ok}: {c:?}");
+    }
+    let every: String = (0x21..0x2000u64)
+        .step_by(0x10)
+        .map(|t| format!(" {t:#x}"))
+        .collect();
+    let cheat = format!(
+        "malloc(16) = 0x5555555592a0, tag{every}\nmalloc(262144) = 0x7ffff7d9e010, tag 0x41002\n"
+    );
+    let c = judge_probe(None, &recorded(&cheat));
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.reason.starts_with(
+            "line 1 prints 510 numbers besides the address 0x5555555592a0: which is the tag?"
+        ),
+        "{}",
+        c.reason
+    );
+    // Two tags are already one too many, unrecorded too.
+    let two =
+        "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 41002 42002\n";
+    let c = judge_probe(None, &probe(two));
+    assert!(
+        c.reason
+            .starts_with("line 2 prints 2 numbers besides the address 0x7ffff7d9e010"),
+        "{}",
+        c.reason
+    );
+}
+
+/// Review 31: the heap evidence names the size malloc wrote that the line printed, when the
+/// address was returned more than once.
+#[test]
+fn a_reused_address_is_judged_by_the_tag_it_printed() {
+    let mut run = probe(
+        "malloc(16) = 0x5555555592a0, tag 0x61\nmalloc(262144) = 0x7ffff7d9e010, tag 0x41002\n",
+    );
+    run.pad = 64;
+    run.returns = Some(
+        [
+            (0x5555555592a0, 0x31),
+            (0x5555555592a0, 0x61),
+            (0x7ffff7d9e010, 0x41002),
+        ]
+        .iter()
+        .map(|&(address, tag)| MallocReturn { address, tag })
+        .collect(),
+    );
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.evidence.iter().any(|e| e
+            == "0x5555555592a0: heap chunk returned by malloc, which wrote size 0x60: printed"),
+        "{:?}",
+        c.evidence
+    );
+}
+
+/// Review 31: a dynamically linked probe whose mallocs never reached the preloaded recorder is
+/// not taken for a static one.
+#[test]
+fn a_dynamic_probe_that_dodged_the_recorder_does_not_pass() {
+    let ok = "malloc(16) = 0x5555555592a0, tag 21\nmalloc(262144) = 0x7ffff7d9e010, tag 41002\n";
+    let run = ProbeRun {
+        unrecorded: Some(Unrecorded::NotReached),
+        ..probe(ok)
+    };
+    let c = judge_probe(None, &run);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.reason.starts_with(
+            "it is dynamically linked, but no malloc call reached the preloaded recorder: it \
+             ran without LD_PRELOAD"
+        ),
+        "{}",
+        c.reason
+    );
+    let run = ProbeRun {
+        unrecorded: Some(Unrecorded::NotBuilt),
+        ..probe(ok)
+    };
+    assert_eq!(judge_probe(None, &run).verdict, Verdict::NotTested);
+    let c = judge_probe(None, &probe(ok));
+    assert!(c.reason.ends_with("(a static binary)"), "{}", c.reason);
 }
