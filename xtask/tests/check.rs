@@ -11,32 +11,12 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
+use common::FIXTURES;
 
 /// Whether `cc`, `make` and `strace` are here to build and judge the fixtures; without them
 /// (outside CI) the test is skipped with a notice.
 fn can_build() -> bool {
     common::tools_present("check", &[common::CC, common::MAKE, common::STRACE])
-}
-
-/// A submission directory holding the Makefile, the headers (table.h, racer.h) and
-/// `fixture.c` as `name.c` for each pair.
-fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-check-sub-")
-        .tempdir()
-        .unwrap();
-    for f in ["Makefile", "table.h", "racer.h"] {
-        std::fs::copy(Path::new(FIXTURES).join(f), dir.path().join(f)).unwrap();
-    }
-    for (fixture, name) in programs {
-        std::fs::copy(
-            Path::new(FIXTURES).join(format!("{fixture}.c")),
-            dir.path().join(format!("{name}.c")),
-        )
-        .unwrap();
-    }
-    dir
 }
 
 struct Checked {
@@ -136,7 +116,7 @@ fn a_correct_submission_passes_every_check_and_is_not_changed() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[
+    let sub = common::submission(&[
         ("reader_ok", "reader"),
         ("writer_ok", "writer"),
         ("racer_racy", "racer"),
@@ -196,7 +176,7 @@ fn each_fails(id: &str, name: &str, cases: &[(&str, &str)], more: impl Fn(&str, 
         return;
     }
     for (fixture, expected) in cases {
-        let sub = submission(&[(fixture, name)]);
+        let sub = common::submission(&[(fixture, name)]);
         let c = check(sub.path(), &[], &[]);
         assert_eq!(c.status, Some(1), "{fixture}: {}", c.doc);
         let (verdict, reason) = c.verdict(id);
@@ -247,7 +227,7 @@ fn racers_passed_as_the_other_kind_and_a_skeleton_fail() {
         return;
     }
     // Each racer named by the flag for the other.
-    let sub = submission(&[("racer_racy", "racer"), ("racer_lock", "racer_atomic")]);
+    let sub = common::submission(&[("racer_racy", "racer"), ("racer_lock", "racer_atomic")]);
     let c = check(
         sub.path(),
         &["--racer", "racer_atomic", "--atomic-racer", "racer"],
@@ -267,7 +247,7 @@ fn racers_passed_as_the_other_kind_and_a_skeleton_fail() {
     assert_eq!(verdict, "fail");
     assert!(reason.starts_with("lost no update"), "{reason}");
 
-    let sub = submission(&[("racer_skeleton", "racer")]);
+    let sub = common::submission(&[("racer_skeleton", "racer")]);
     let c = check(sub.path(), &[], &[]);
     assert_eq!(c.status, Some(1));
     let (verdict, reason) = c.verdict("step5.racer");
@@ -280,7 +260,7 @@ fn a_probe_that_prints_the_wrong_word_fails() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[("probe_wrong_word", "probe")]);
+    let sub = common::submission(&[("probe_wrong_word", "probe")]);
     let c = check(sub.path(), &[], &[]);
     assert_eq!(c.status, Some(1), "{}", c.doc);
     let (verdict, reason) = c.verdict("step1.probe");
@@ -294,7 +274,7 @@ fn reader_fails(fixture: &str, env: &[(&str, &str)]) -> Option<String> {
     if !can_build() {
         return None;
     }
-    let sub = submission(&[(fixture, "reader")]);
+    let sub = common::submission(&[(fixture, "reader")]);
     let c = check(sub.path(), &[], env);
     assert_eq!(c.status, Some(1), "{fixture}: {}", c.doc);
     let (verdict, reason) = c.verdict("step2.reader");
@@ -347,7 +327,7 @@ fn a_program_the_makefile_does_not_build_fails_the_check() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[("reader_ok", "reader")]);
+    let sub = common::submission(&[("reader_ok", "reader")]);
     std::fs::write(sub.path().join("writer.c"), "int main(void) { return 0 }\n").unwrap();
     let c = check(sub.path(), &[], &[]);
     assert_eq!(c.status, Some(1), "{}", c.doc);

@@ -9,12 +9,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
 
 fn can_build(test: &str) -> bool {
     common::tools_present(test, &[common::CC, common::MAKE, common::STRACE])
@@ -23,18 +20,7 @@ fn can_build(test: &str) -> bool {
 /// `xtask check DIR --json --NAME NAME` on a submission holding `fixture.c` as `NAME.c`: the
 /// check's verdict, reason and evidence lines, and xtask's exit status.
 fn check(fixture: &str, name: &str) -> (String, String, Vec<String>, Option<i32>) {
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-cheats-")
-        .tempdir()
-        .unwrap();
-    for f in ["Makefile", "table.h"] {
-        std::fs::copy(Path::new(FIXTURES).join(f), dir.path().join(f)).unwrap();
-    }
-    std::fs::copy(
-        Path::new(FIXTURES).join(format!("{fixture}.c")),
-        dir.path().join(format!("{name}.c")),
-    )
-    .unwrap();
+    let dir = common::submission(&[(fixture, name)]);
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("check")
         .arg(dir.path())

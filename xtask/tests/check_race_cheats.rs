@@ -11,32 +11,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
-
 fn can_build() -> bool {
     common::tools_present(
         "check_race_cheats",
         &[common::CC, common::MAKE, common::STRACE, common::OBJDUMP],
     )
-}
-
-/// A submission directory with the Makefile, the headers, and each `fixture.c` as `name.c`.
-fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("xtask-check-cheat-")
-        .tempdir()
-        .unwrap();
-    for f in ["Makefile", "table.h", "racer.h"] {
-        std::fs::copy(Path::new(FIXTURES).join(f), dir.path().join(f)).unwrap();
-    }
-    for (fixture, name) in programs {
-        std::fs::copy(
-            Path::new(FIXTURES).join(format!("{fixture}.c")),
-            dir.path().join(format!("{name}.c")),
-        )
-        .unwrap();
-    }
-    dir
 }
 
 /// `cc FLAGS -o DIR/out DIR/src` (the Makefile's TARGET); whether it built.
@@ -99,7 +78,7 @@ fn racers_and_a_probe_that_planted_a_pattern_fail_with_the_true_cause() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[
+    let sub = common::submission(&[
         ("racer_dead_lock", "racer_atomic"),
         ("racer_faked_losses", "racer"),
         ("probe_handmade_mmap", "probe"),
@@ -130,7 +109,7 @@ fn a_spin_lock_is_named_and_a_genuine_probe_passes_with_its_tags_read() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[("racer_spinlock", "racer_atomic"), ("probe_ok", "probe")]);
+    let sub = common::submission(&[("racer_spinlock", "racer_atomic"), ("probe_ok", "probe")]);
     let doc = check(sub.path(), &[]);
     let (v, why) = verdict(&doc, "step5.atomic-racer");
     assert_eq!(v, "fail", "{why}");
@@ -145,7 +124,7 @@ fn a_spin_lock_is_named_and_a_genuine_probe_passes_with_its_tags_read() {
         "{why}"
     );
     // malloc's pointers, with the usual tags typed in: the padded requests changed them.
-    let sub = submission(&[("probe_hardcoded_tags", "probe")]);
+    let sub = common::submission(&[("probe_hardcoded_tags", "probe")]);
     let doc = check(sub.path(), &[]);
     let (v, why) = verdict(&doc, "step1.probe");
     assert_eq!(v, "fail", "{why}");
@@ -162,7 +141,7 @@ fn a_racy_racer_counting_through_a_pointer_to_total_passes() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[("racer_pointer", "racer")]);
+    let sub = common::submission(&[("racer_pointer", "racer")]);
     let doc = check(sub.path(), &[]);
     let (v, why) = verdict(&doc, "step5.racer");
     assert_eq!(v, "pass", "{why}");
@@ -177,7 +156,7 @@ fn static_and_non_pie_builds_are_judged_on_their_own_code() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[
+    let sub = common::submission(&[
         ("racer_dead_lock", "racer_dead_lock"),
         ("racer_racy", "racer_racy"),
         ("probe_ok", "probe_ok"),
@@ -230,7 +209,7 @@ fn run_step_5_does_not_explain_or_time_a_race_no_one_else_ran() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[("racer_dead_lock", "racer_dead_lock")]);
+    let sub = common::submission(&[("racer_dead_lock", "racer_dead_lock")]);
     assert!(cc(sub.path(), &[], "racer_dead_lock.c", "dead"));
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["run-step", "5", "--quick", "--json", "--racer"])
@@ -275,7 +254,7 @@ fn a_probe_is_credited_only_for_one_tag_read_under_the_recorder() {
     if !can_build() {
         return;
     }
-    let sub = submission(&[
+    let sub = common::submission(&[
         ("probe_every_tag", "probe_every_tag"),
         ("probe_reexec", "probe_reexec"),
         ("probe_hardcoded_tags", "probe_hardcoded_tags"),

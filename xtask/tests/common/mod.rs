@@ -46,3 +46,28 @@ pub fn skip(test: &str, why: &str) {
     // Straight to stderr: libtest hides what eprintln! prints in a passing test.
     let _ = writeln!(std::io::stderr(), "skipped: {test} {why}");
 }
+
+/// The C fixtures of the check's tests: a course-shaped submission's Makefile, headers and
+/// programs (`xtask/tests/submissions`).
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/submissions");
+
+/// A submission directory holding the Makefile, the headers (table.h, racer.h) and
+/// `fixture.c` as `name.c` for each pair.
+pub fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
+    let fixtures = std::path::Path::new(FIXTURES);
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-check-sub-")
+        .tempdir()
+        .unwrap();
+    for f in ["Makefile", "table.h", "racer.h"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+    }
+    for (fixture, name) in programs {
+        std::fs::copy(
+            fixtures.join(format!("{fixture}.c")),
+            dir.path().join(format!("{name}.c")),
+        )
+        .unwrap();
+    }
+    dir
+}
