@@ -41,6 +41,9 @@ pub const AIO_CALLS: &[&str] = &[
     "io_cancel",
     "io_destroy",
 ];
+/// The calls that rename or link a file (another file put in its place, or it under another
+/// name).
+pub const RENAME_CALLS: &[&str] = &["rename", "renameat", "renameat2", "link", "linkat"];
 /// The calls that start a process or thread with flags (`fork`/`vfork` take none).
 pub const CLONE_CALLS: &[&str] = &["clone", "clone3"];
 /// `CLONE_UNTRACED`'s bit, for flags strace printed as a number.
@@ -184,10 +187,7 @@ pub fn io(mine: &[&Syscall], is_file: impl Fn(&str) -> bool) -> Io {
         if WRITE_CALLS.contains(&c.name.as_str()) {
             note(&mut io.write_names, &c.name);
         }
-        if matches!(
-            c.name.as_str(),
-            "rename" | "renameat" | "renameat2" | "link" | "linkat"
-        ) {
+        if RENAME_CALLS.contains(&c.name.as_str()) {
             io.renames += 1;
             continue;
         }

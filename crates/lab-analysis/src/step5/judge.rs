@@ -270,14 +270,14 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
             ),
         );
     }
+    let raced = together(&raced.iter().map(|r| **r).collect::<Vec<_>>());
     if let Some(plain) = code.iter().find(|i| i.races_total()) {
         return (
             Verdict::Pass,
             format!(
                 "lost updates with two or more participants ({losses}) while they raced ({}), \
                  and its loop writes total without a lock (`{}`): a plain total++ races",
-                together(&raced.iter().map(|r| **r).collect::<Vec<_>>()),
-                plain.text
+                raced, plain.text
             ),
         );
     }
@@ -288,8 +288,7 @@ fn racy_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Verd
                 "lost updates with two or more participants ({losses}) while they raced ({}), \
                  and its loop writes through a pointer without a lock (`{}`) and locks nothing: \
                  a plain increment of total through a pointer races",
-                together(&raced.iter().map(|r| **r).collect::<Vec<_>>()),
-                p.text
+                raced, p.text
             ),
         );
     }
