@@ -456,7 +456,7 @@ fn a_markdown_path_that_is_a_fifo_or_a_socket_is_refused_before_any_run() {
     .unwrap();
     let socket = dir.path().join("socket.md");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    for (md, kind) in [(&fifo, "a FIFO (a named pipe)"), (&socket, "a socket")] {
+    for (md, kind) in [(&fifo, "a FIFO"), (&socket, "a socket")] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("check")
             .arg(sub.path())

@@ -215,8 +215,8 @@ fn markdown_usage(md: &Path) -> Result<(), String> {
 /// file can be opened), a block device (it would be overwritten), a character device other than
 /// `/dev/null`. `None` for a regular file, for no file at all, for `/dev/null`, and for this
 /// process's own stdout or stderr (`--markdown /dev/stdout`, whatever fd 1 is).
-fn not_regular(file: &Path) -> Option<&'static str> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+fn not_regular(file: &Path) -> Option<lab_cli::file::FileKind> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(file).ok()?;
     let same = |other: Option<std::fs::Metadata>| {
         other.is_some_and(|o| o.dev() == m.dev() && o.ino() == m.ino())
@@ -226,26 +226,14 @@ fn not_regular(file: &Path) -> Option<&'static str> {
             .ok()
             .and_then(|fd| std::fs::File::from(fd).metadata().ok())
     };
-    let t = m.file_type();
-    if t.is_file()
-        || t.is_dir()
+    if m.is_dir()
         || same(std::fs::metadata("/dev/null").ok())
         || same(stream(std::os::fd::AsFd::as_fd(&std::io::stdout())))
         || same(stream(std::os::fd::AsFd::as_fd(&std::io::stderr())))
     {
         return None;
     }
-    Some(if t.is_fifo() {
-        "a FIFO (a named pipe)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_char_device() {
-        "a character device"
-    } else {
-        "of an unknown kind"
-    })
+    lab_cli::file::FileKind::of(m.file_type())
 }
 
 /// Whether `file` can be written (or, when it does not exist yet, created in `dir`), asked
@@ -595,8 +583,8 @@ mod tests {
         assert_eq!(not_regular(&file), None);
         assert_eq!(not_regular(Path::new("/dev/null")), None);
         assert_eq!(
-            not_regular(Path::new("/dev/zero")),
-            Some("a character device")
+            not_regular(Path::new("/dev/zero")).map(|k| k.to_string()),
+            Some("a character device".to_string())
         );
     }
 }
