@@ -309,3 +309,22 @@ fn a_probe_is_credited_only_for_one_tag_read_under_the_recorder() {
         "the check left files in its TMPDIR"
     );
 }
+
+/// A genuine probe that grows one buffer with realloc: past the threshold glibc moves the
+/// chunk into a mapping of its own and then grows it with mremap. Each chunk mremap made is an
+/// mmapped chunk like the first (the check used to skip them: 1 mmapped chunk instead of 6).
+#[test]
+fn a_probe_growing_its_chunk_with_realloc_is_credited_for_every_remapped_chunk() {
+    if !can_build() {
+        return;
+    }
+    let sub = common::submission(&[("probe_realloc", "probe")]);
+    let d = sub.path();
+    assert!(cc(d, &[], "probe.c", "probe"));
+    let (v, why) = verdict(&check(d, &["--probe", "probe"]), "step1.probe");
+    assert_eq!(v, "pass", "{why}");
+    assert!(
+        why.starts_with("printed 13 heap chunks and 6 mmapped chunks;"),
+        "{why}"
+    );
+}

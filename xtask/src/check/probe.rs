@@ -103,7 +103,10 @@ int posix_memalign(void **out, size_t align, size_t size) {
 pub fn check(sandbox: &Sandbox, program: &Path, shown: Option<String>) -> anyhow::Result<Check> {
     let dir = sandbox.scratch().join("probe");
     std::fs::create_dir_all(&dir)?;
-    let filter = format!("mmap,munmap,brk,open,openat,{}", judge::PATH_WRITE_FILTER);
+    let filter = format!(
+        "mmap,mremap,munmap,brk,open,openat,{}",
+        judge::PATH_WRITE_FILTER
+    );
     let recorder = build_recorder(sandbox.scratch());
     let log = dir.join(".malloc-log");
     let (pad, pad_pages) = pad();

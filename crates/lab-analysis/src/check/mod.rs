@@ -1060,6 +1060,8 @@ enum Chunk {
         len: u64,
         tag_ok: bool,
         from_malloc: Option<bool>,
+        /// The mapping was made by an mremap of an earlier one (a realloc that grew it).
+        remapped: bool,
     },
     /// Its address is inside the heap (brk) and, when recorded, malloc returned it; `tag_ok`:
     /// the line holds a tag with IS_MMAPPED clear (when recorded: malloc's own size).
@@ -1118,14 +1120,26 @@ fn tag_candidate(tokens: &[(u64, bool)], i: usize, at: usize) -> bool {
 }
 
 fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
-    let anonymous: Vec<(u64, u64)> = run
-        .trace
-        .calls
-        .iter()
-        .filter(|c| c.name == "mmap" && c.ok())
-        .filter(|c| c.arg_flags(3).contains(&"MAP_ANONYMOUS"))
-        .filter_map(|c| Some((c.ret_u64()?, c.arg_u64(1)?)))
-        .collect();
+    // Anonymous mappings, in the order they were made: an mmap, or an mremap of one of them
+    // (glibc's realloc of an mmapped chunk moves or grows it with mremap: the chunk is then
+    // 16 bytes into the new mapping, its size the new length).
+    let mut anonymous: Vec<(u64, u64, bool)> = Vec::new();
+    for c in run.trace.calls.iter().filter(|c| c.ok()) {
+        let made = match c.name.as_str() {
+            "mmap" if c.arg_flags(3).contains(&"MAP_ANONYMOUS") => c.arg_u64(1),
+            "mremap"
+                if anonymous
+                    .iter()
+                    .any(|&(start, ..)| Some(start) == c.arg_u64(0)) =>
+            {
+                c.arg_u64(2)
+            }
+            _ => None,
+        };
+        if let (Some(start), Some(len)) = (c.ret_u64(), made) {
+            anonymous.push((start, len, c.name == "mremap"));
+        }
+    }
     let brk: Vec<u64> = run
         .trace
         .calls
@@ -1135,7 +1149,7 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
         .collect();
     let heap = (brk.iter().min().copied(), brk.iter().max().copied());
     let in_heap = |a: u64| matches!(heap, (Some(lo), Some(hi)) if (lo..hi).contains(&a));
-    let mmapped = |a: u64| anonymous.iter().find(|(start, _)| start + 16 == a);
+    let mmapped = |a: u64| anonymous.iter().find(|(start, ..)| start + 16 == a);
     // Every tag malloc wrote at that address (a freed chunk's address can be returned again).
     let returned = |a: u64| {
         run.returns.as_ref().map(|r| {
@@ -1181,10 +1195,19 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
             continue;
         }
         let tag = tags.first().copied();
-        if let Some(&(_, len)) = mmapped(address) {
+        if let Some(&first) = mmapped(address) {
+            // The mapping at that start when the line was printed: any made there (the chunk
+            // may have been printed before and after a realloc grew it in place).
+            let (_, len, remapped) = anonymous
+                .iter()
+                .filter(|(start, ..)| start + 16 == address)
+                .find(|&&(_, len, _)| tag == Some(len | IS_MMAPPED))
+                .copied()
+                .unwrap_or(first);
             chunks.push(Chunk::Mmapped {
                 address,
                 len,
+                remapped,
                 tag_ok: tag == Some(len | IS_MMAPPED),
                 from_malloc: returned(address).map(|r| r.is_some()),
             });
@@ -1225,9 +1248,11 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
                 len,
                 tag_ok,
                 from_malloc,
+                remapped,
             } => format!(
-                "{address:#x}: mmapped ({} bytes from mmap{}), tag {:#x} {}",
+                "{address:#x}: mmapped ({} bytes from {}{}), tag {:#x} {}",
                 thousands(*len),
+                if *remapped { "mremap" } else { "mmap" },
                 match from_malloc {
                     Some(true) => ", returned by malloc",
                     Some(false) => ", NOT returned by malloc",
