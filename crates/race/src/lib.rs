@@ -36,12 +36,23 @@
 //!    A racer that leaves while waiting (Ctrl-C, SIGTERM, an error) gives its place back: the
 //!    count goes up again and its id is free for the next arrival ([`place`]). The first
 //!    instance leaving while others wait hands over ([`Course::leave`], [`Course::take_over`]).
+//!    A racer killed while waiting (SIGKILL: no handler runs) cannot give its place back
+//!    itself: each of our racers holds an `fcntl(2)` record lock on a byte past the end of the
+//!    file for its place ([`id_byte`]), which the kernel drops when the process ends. A waiter
+//!    that finds arrived places nobody holds locked, and exactly that many fewer racers mapping
+//!    the file than have arrived, gives them back for the dead (marked killed, so every waiter
+//!    says so): the race starts only with N live racers.
 //! 3. Race to the target. Nobody writes `participants` again: a course racer still spinning
 //!    would read a count going back up as "not everyone is here" and never start. The first
 //!    instance learns that the race is over from `total` reaching the target and from who still
 //!    maps the file ([`holders`]), and summarises without waiting for racers that never leave.
 //!    During its loop each racer watches the others ([`watch`]): one that stops mapping the file
 //!    before the target was reached ended early, and is reported, not counted as a finisher.
+//!    Our creator holds a record lock too ([`CREATOR_BYTE`]) until it has removed the file: a
+//!    joiner that finishes while nobody holds it and nobody summed up yet takes the creator's
+//!    duties over (one compare-and-swap decides who), waits for the others, sums up (naming the
+//!    creator among those that ended early) and removes the file. Whoever sums up marks it, so
+//!    there is never a second summary.
 //!
 //! Liveness (is a file a live race or a stale one left by a crash?) is who has it open or mapped,
 //! read from `/proc` as `fuser` and `lsof` do ([`holders`]); the shared `flock` our racers hold is
@@ -87,6 +98,18 @@ pub const COURSE_SIZE: usize = std::mem::size_of::<RaceCourse>();
 pub const MAX_PARTICIPANTS: i32 = 10;
 /// The default target of `total` (the assignment's one billion).
 pub const DEFAULT_TARGET: i64 = 1_000_000_000;
+
+/// The byte (past the end of the 96-byte file: the file does not change) our creator holds an
+/// `fcntl(2)` record lock on while it lives and until it has removed the file: the kernel drops
+/// the lock when the process ends, however it ends, so the others can tell it was killed.
+pub const CREATOR_BYTE: u64 = 4096;
+
+/// The byte whose record lock the holder of place `id` keeps while it lives (see
+/// [`CREATOR_BYTE`]): a place whose lock nobody holds, while fewer racers map the file than have
+/// arrived, belonged to a racer that died waiting.
+pub fn id_byte(id: i32) -> u64 {
+    CREATOR_BYTE + id as u64
+}
 
 // The C layout on the 64-bit Linux targets this lab runs on: int (4) + padding (4) + 11 longs.
 const _: () = {
@@ -268,8 +291,11 @@ pub struct Arrivals {
     pub expected: i32,
     /// The ids that have arrived, highest first (this instance's among them).
     pub arrived: Vec<i32>,
-    /// The ids that arrived and left since the last report (they gave their place back).
+    /// The ids that arrived and left since the last report (they gave their place back, or
+    /// died waiting and another racer gave it back for them: see `killed`).
     pub left: Vec<i32>,
+    /// Those of `left` whose racer was found dead (killed) while waiting.
+    pub killed: Vec<i32>,
 }
 
 /// What one instance's race produced.
@@ -470,7 +496,10 @@ impl Course {
             .map_err(io_err)?;
         w.write_all(&[0]).map_err(io_err)?;
         let mut course = Course::map(path, file, Role::First, n)?;
-        place::start_count(course.head(), n);
+        // The creator's lock: while it is held the creator lives. Without it (no record locks
+        // here) the others cannot tell a killed creator, and do not try.
+        let ours = sys::lock_byte(&course.file, CREATOR_BYTE).ok() == Some(sys::Lock::Acquired);
+        place::start_count(course.head(), n, ours);
         course.id = course.take_id().ok_or_else(|| RaceError::UnderWay {
             path: path.to_path_buf(),
             total: course.total().load(Ordering::Relaxed),
@@ -650,6 +679,15 @@ impl Course {
         let id = place::take(self.head(), || self.total().load(Ordering::Relaxed) != 0)?;
         self.waiting.store(true, Ordering::SeqCst);
         sys::take_seat(self.map.as_mut_ptr(), id);
+        // The place's lock, while this racer lives. One that gave this place back a moment ago
+        // may still hold it until it exits (it was interrupted): a bounded retry. Meanwhile this
+        // racer maps the file, so the others count it alive and reclaim nothing.
+        for _ in 0..2000 {
+            match sys::lock_byte(&self.file, id_byte(id)) {
+                Ok(sys::Lock::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
+                _ => break,
+            }
+        }
         Some(id)
     }
 
@@ -664,7 +702,60 @@ impl Course {
     fn give_back(&self) {
         sys::leave_seat(self.map.as_mut_ptr());
         if self.waiting.swap(false, Ordering::SeqCst) {
+            // The lock first, so that the next holder of the place can take it at once.
+            let _ = sys::unlock_byte(&self.file, id_byte(self.id));
             place::give_back(self.head(), self.id);
+        }
+    }
+
+    /// Places whose racers died while waiting (SIGKILL, a crash: nothing gave the place back),
+    /// given back now, so the race still waits for N live racers: those arrived ids, other than
+    /// this racer's, whose place lock ([`id_byte`]) nobody holds, when exactly as many fewer
+    /// racers map the file than have arrived. A course racer holds no lock: when the unlocked
+    /// places outnumber the missing racers, which are dead cannot be told, and none is given
+    /// back. The give-back is one compare-and-swap from the word read before looking, so a
+    /// racer arriving or leaving meanwhile makes it look again, and a place is never given back
+    /// twice. Returns the ids given back.
+    fn reclaim_dead(&self, expected: i32) -> Vec<i32> {
+        let word = self.head().load(Ordering::Acquire);
+        let arrived = place::Marks::of(word).arrived(expected);
+        let unlocked: Vec<i32> = arrived
+            .iter()
+            .copied()
+            .filter(|&id| {
+                id != self.id && matches!(sys::byte_holder(&self.file, id_byte(id)), Ok(None))
+            })
+            .collect();
+        if unlocked.is_empty() {
+            return unlocked;
+        }
+        let live = self.other_racers().len() + 1;
+        let missing = arrived.len().saturating_sub(live);
+        if missing == 0 || unlocked.len() != missing {
+            return Vec::new();
+        }
+        if place::give_back_dead(self.head(), word, &unlocked) {
+            unlocked
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether our creator is gone: it left before the start (and said so), or it was one of
+    /// ours and nobody holds its lock any more ([`CREATOR_BYTE`]: killed, or it ended).
+    pub fn creator_gone(&self) -> bool {
+        let m = self.marks();
+        m.creator_left
+            || (self.role == Role::Joiner
+                && m.creator_ours
+                && matches!(sys::byte_holder(&self.file, CREATOR_BYTE), Ok(None)))
+    }
+
+    /// The pid of our creator, while it lives (it holds [`CREATOR_BYTE`]).
+    fn creator_pid(&self) -> Option<u32> {
+        match self.role {
+            Role::First => Some(std::process::id()),
+            Role::Joiner => sys::byte_holder(&self.file, CREATOR_BYTE).ok().flatten(),
         }
     }
 
@@ -758,6 +849,7 @@ impl Course {
         let mut last_check = start;
         let mut last_scan = start;
         let mut present = 1;
+        let mut last_reclaim = start;
         loop {
             // Spin briefly (the assignment's while loop), then sleep a little: ten racers share
             // two cores here, and waiters that never sleep would slow the ones that still start.
@@ -772,19 +864,25 @@ impl Course {
                     last = p;
                     last_arrival = Instant::now();
                     let arrived = marks.arrived(expected);
-                    let left = last_marks.map_or_else(Vec::new, |m| {
+                    let left: Vec<i32> = last_marks.map_or_else(Vec::new, |m| {
                         let before = m.arrived(expected);
                         before
                             .into_iter()
                             .filter(|id| !arrived.contains(id))
                             .collect()
                     });
+                    let killed = left
+                        .iter()
+                        .copied()
+                        .filter(|&id| marks.was_killed(id))
+                        .collect();
                     last_marks = Some(marks);
                     show(Arrivals {
                         waiting_for: p,
                         expected,
                         arrived,
                         left,
+                        killed,
                     });
                 }
                 std::hint::spin_loop();
@@ -799,6 +897,14 @@ impl Course {
                     return Err(RaceError::LeaderGone {
                         path: self.path.clone(),
                     });
+                }
+                // A racer killed while waiting: its place back, at most every 250 ms (a look is
+                // a few fcntl calls, and a /proc scan only when a place has no lock).
+                if now.duration_since(last_reclaim) >= Duration::from_millis(250) {
+                    last_reclaim = now;
+                    if !self.reclaim_dead(expected).is_empty() {
+                        continue; // The next spin shows who left.
+                    }
                 }
                 let quiet = now.duration_since(last_arrival);
                 if quiet >= waits.arrival && now.duration_since(last_scan) >= waits.arrival {
@@ -852,16 +958,20 @@ impl Course {
             .iter()
             .map(|h| (h.pid, holders::same_program(h.pid)))
             .collect();
+        let creator = self.creator_pid();
         std::thread::scope(|s| {
             // Alone, there is nobody to watch: no thread.
             let watcher = (!racing.is_empty())
-                .then(|| s.spawn(|| self.watch(racing, target, &stop, departed)));
+                .then(|| s.spawn(|| self.watch(racing, creator, target, &stop, departed)));
             let start = Instant::now();
             let cpu_start = sys::thread_cpu_time();
+            // An interrupt mid-race says this racer's id and winnings so far.
+            sys::start_racing(self.map.as_mut_ptr(), self.id);
             let total_seen = match mode {
                 Mode::Racy => race_racy(total, win, target),
                 Mode::Atomic => race_atomic(total, win, target),
             };
+            sys::stop_racing(self.map.as_mut_ptr());
             let seconds = start.elapsed().as_secs_f64();
             let cpu_seconds = (sys::thread_cpu_time().saturating_sub(cpu_start)).as_secs_f64();
             place::mark_reached(self.head());
@@ -884,6 +994,13 @@ impl Course {
     /// still there (they are named in [`Summary::still_held_by`]); after `10 * stall` without
     /// movement it summarises whatever the file holds.
     pub fn wait_for_end(&self, target: i64, stall: Duration) -> Summary {
+        let summary = self.await_end(target, stall);
+        // Taken: a racer that finishes later (still mapped, stalled) does not sum up again.
+        place::mark_summed(self.head());
+        summary
+    }
+
+    fn await_end(&self, target: i64, stall: Duration) -> Summary {
         // Our racers hold a shared flock until they leave: while `LOCK_EX` fails one is still
         // there, and /proc need not be scanned. Our own lock must go first.
         let _ = sys::unlock(&self.file);
@@ -941,7 +1058,7 @@ impl Course {
             place::mark_creator_left(self.head());
         }
         let alone = self.other_racers().is_empty();
-        if alone && (creator || self.marks().creator_left) {
+        if alone && (creator || self.creator_gone()) {
             self.summariser = true;
             self.remove()?;
             return Ok(Left::Removed);
@@ -954,11 +1071,12 @@ impl Course {
         Ok(Left::GaveBack)
     }
 
-    /// After its race, a joiner takes the creator's duties over if the creator left before the
-    /// start and nobody took them yet: then it sums up ([`Course::wait_for_end`]) and removes
-    /// the file. `true` for the one that does.
+    /// After its race, a joiner takes the creator's duties over if the creator is gone (it left
+    /// before the start, or was killed: [`Course::creator_gone`]) and nobody took them or summed
+    /// up yet: then it sums up ([`Course::wait_for_end`]) and removes the file. `true` for the
+    /// one that does.
     pub fn take_over(&mut self) -> bool {
-        if self.role == Role::First || !self.marks().creator_left {
+        if self.role == Role::First || self.marks().claimed || !self.creator_gone() {
             return false;
         }
         if !place::take_over(self.head()) {

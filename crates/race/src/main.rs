@@ -39,7 +39,11 @@ and the next one to join takes that id. One that ends mid-race (killed) is repor
 others and in the summary ('racer id K (pid P) ended before the race finished'). The first
 instance removes the file when the race ends, or when interrupted (Ctrl-C) alone or mid-race;
 interrupted while others wait, it hands over: the first of them to finish sums up and removes
-the file. A race whose count
+the file. One killed (SIGKILL) while waiting is noticed by the others ('id K left before the
+start (killed)'): its place is free again and the race still waits for N live racers. When the
+creator is killed mid-race, the first of the others to finish sums up (naming the creator and
+its last winnings) and removes the file. Interrupted mid-race, a racer says its id and winnings
+so far. A race whose count
 never reaches 0 although everyone is there (the course's racer decrements participants
 without a lock and can lose an arrival) is reported after --arrival-timeout.
 Exit status: 0 done, 1 runtime error (stale or foreign file, race under way, timeout), 2 usage.";
@@ -187,6 +191,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         note!("race: {}", departure_text(d, target));
     });
     let summary = if role == Role::First || course.take_over() {
+        if role == Role::Joiner {
+            note!(
+                "race: the race's creator is gone (left or killed); id {id} sums up and removes \
+                 {file} once the others are done"
+            );
+        }
         let mut s = course.wait_for_end(cli.target, FINISH_STALL);
         s.ended_early = outcome.departures.clone();
         if !s.still_held_by.is_empty() {
@@ -235,9 +245,14 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 /// `racer id 2 (pid 812) ended before the race finished (total 5000 of 100000; its winnings
 /// stopped at 1700)`.
 fn departure_text(d: &Departure, target: i64) -> String {
+    let creator = if d.creator {
+        ", the race's creator"
+    } else {
+        ""
+    };
     let who = match d.id {
-        Some(id) => format!("racer id {id} (pid {})", d.pid),
-        None => format!("racer pid {} (id unknown)", d.pid),
+        Some(id) => format!("racer id {id} (pid {}{creator})", d.pid),
+        None => format!("racer pid {} (id unknown{creator})", d.pid),
     };
     let winnings = d
         .winnings
@@ -255,11 +270,14 @@ fn waiting_line(a: &Arrivals) -> String {
         let ids: Vec<String> = ids.iter().map(i32::to_string).collect();
         ids.join(", ")
     };
-    let left = match a.left.len() {
+    let ids = |ids: &[i32], how: &str| match ids.len() {
         0 => String::new(),
-        1 => format!("id {} left; ", a.left[0]),
-        _ => format!("ids {} left; ", list(&a.left)),
+        1 => format!("id {} left{how}; ", ids[0]),
+        _ => format!("ids {} left{how}; ", list(ids)),
     };
+    let (killed, gave_back): (Vec<i32>, Vec<i32>) =
+        a.left.iter().partition(|id| a.killed.contains(id));
+    let left = ids(&gave_back, "") + &ids(&killed, " before the start (killed)");
     let arrived = match a.arrived.len() {
         1 => format!("id {}", a.arrived[0]),
         _ => format!("ids {}", list(&a.arrived)),

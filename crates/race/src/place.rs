@@ -32,6 +32,16 @@ const REACHED: u32 = 1 << 31;
 const CREATOR_LEFT: u32 = 1 << 30;
 /// Set by the one racer that took the creator's duties over.
 const TAKEN_OVER: u32 = 1 << 29;
+/// Set by our first instance when it sets the count: the creator is one of ours, and holds the
+/// creator's record lock (`crate::CREATOR_BYTE`) until it has removed the file. A course racer
+/// that creates the file leaves the padding 0.
+const OURS: u32 = 1 << 28;
+/// Set by whoever takes the summary (the creator, or the one that took its duties over): nobody
+/// else sums up.
+const SUMMED: u32 = 1 << 27;
+/// Ids given back for a racer that was found dead while waiting (bits 10..=19: id 1 is bit 10),
+/// so that every waiter says "killed"; cleared when the id is taken again.
+const KILLED: u32 = VACANT << 10;
 
 /// `(participants, marks)` from the word.
 fn unpack(word: u64) -> (i32, u32) {
@@ -83,18 +93,37 @@ pub struct Marks {
     pub reached: bool,
     /// The creator left before the start; someone must summarise and remove the file.
     pub creator_left: bool,
+    /// The creator is one of our racers (it holds the creator's record lock while it lives).
+    pub creator_ours: bool,
+    /// Someone has taken the summary, or taken the creator's duties over.
+    pub claimed: bool,
+    /// Ids given back because their racer was found dead while waiting (bit `id - 1`).
+    killed: u32,
 }
 
 impl Marks {
     /// Reads the word.
     pub fn read(word: &AtomicU64) -> Marks {
-        let (p, m) = unpack(word.load(Ordering::Acquire));
+        Marks::of(word.load(Ordering::Acquire))
+    }
+
+    /// The marks of one value of the word.
+    pub fn of(word: u64) -> Marks {
+        let (p, m) = unpack(word);
         Marks {
             waiting_for: p,
             vacant: m & VACANT,
             reached: m & REACHED != 0,
             creator_left: m & CREATOR_LEFT != 0,
+            creator_ours: m & OURS != 0,
+            claimed: m & (TAKEN_OVER | SUMMED) != 0,
+            killed: (m & KILLED) >> 10,
         }
+    }
+
+    /// Whether place `id` was given back because its racer was found dead while waiting.
+    pub fn was_killed(&self, id: i32) -> bool {
+        self.killed & id_bit(id) != 0
     }
 
     /// The ids that have arrived in a race of `n`: those above the run of free ids, less the
@@ -125,6 +154,7 @@ pub fn take(word: &AtomicU64, started: impl Fn() -> bool) -> Option<i32> {
         } else {
             (p, marks)
         };
+        let marks = marks & !(id_bit(id) << 10);
         let new = pack(p - 1, normalise(p - 1, marks));
         match word.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return Some(id),
@@ -152,9 +182,27 @@ pub fn give_back(word: &AtomicU64, id: i32) -> bool {
     }
 }
 
-/// Sets `participants` (the first instance, before anyone can join), clearing the marks.
-pub fn start_count(word: &AtomicU64, n: i32) {
-    word.store(pack(n, 0), Ordering::Release);
+/// Gives back, in one compare-and-swap from the value `seen`, the places `ids` whose racers were
+/// found dead while waiting (each as [`give_back`] would, and marked killed). `false`, with
+/// nothing changed, if the word is no longer `seen` (someone arrived or left meanwhile: look
+/// again) or the count is 0 (the race started).
+pub fn give_back_dead(word: &AtomicU64, seen: u64, ids: &[i32]) -> bool {
+    let (mut p, mut marks) = unpack(seen);
+    if p <= 0 {
+        return false;
+    }
+    for &id in ids {
+        p += 1;
+        marks = normalise(p, marks | id_bit(id) | (id_bit(id) << 10));
+    }
+    word.compare_exchange(seen, pack(p, marks), Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// Sets `participants` (the first instance, before anyone can join), clearing the marks; `ours`
+/// when the creator holds the creator's record lock (see [`OURS`]).
+pub fn start_count(word: &AtomicU64, n: i32, ours: bool) {
+    word.store(pack(n, if ours { OURS } else { 0 }), Ordering::Release);
 }
 
 /// Records that the creator left before the start (see [`CREATOR_LEFT`]).
@@ -162,13 +210,13 @@ pub fn mark_creator_left(word: &AtomicU64) {
     word.fetch_or(pack(0, CREATOR_LEFT), Ordering::AcqRel);
 }
 
-/// Takes the creator's duties over (summarise, remove the file): `true` for exactly one caller,
-/// and only once the creator left.
+/// Takes the creator's duties over (summarise, remove the file) once the caller found the
+/// creator gone: `true` for exactly one caller, and never once someone summed up.
 pub fn take_over(word: &AtomicU64) -> bool {
     let mut w = word.load(Ordering::Acquire);
     loop {
         let (p, marks) = unpack(w);
-        if marks & CREATOR_LEFT == 0 || marks & TAKEN_OVER != 0 {
+        if marks & (TAKEN_OVER | SUMMED) != 0 {
             return false;
         }
         let new = pack(p, marks | TAKEN_OVER);
@@ -177,6 +225,11 @@ pub fn take_over(word: &AtomicU64) -> bool {
             Err(now) => w = now,
         }
     }
+}
+
+/// Records that the summary was taken (see [`SUMMED`]).
+pub fn mark_summed(word: &AtomicU64) {
+    word.fetch_or(pack(0, SUMMED), Ordering::AcqRel);
 }
 
 /// Records that `total` reached the target.
@@ -190,7 +243,7 @@ mod tests {
 
     fn word(n: i32) -> AtomicU64 {
         let w = AtomicU64::new(0);
-        start_count(&w, n);
+        start_count(&w, n, true);
         w
     }
 
@@ -266,14 +319,47 @@ mod tests {
     }
 
     #[test]
-    fn one_racer_takes_over_once_the_creator_left() {
+    fn one_racer_takes_over_and_never_after_the_summary() {
         let w = word(3);
-        assert!(!take_over(&w), "the creator is still there");
+        assert!(Marks::read(&w).creator_ours);
         mark_creator_left(&w);
         assert!(Marks::read(&w).creator_left);
         assert!(take_over(&w));
         assert!(!take_over(&w), "only one");
+        assert!(Marks::read(&w).claimed);
         assert_eq!(Marks::read(&w).waiting_for, 3, "the count is untouched");
+        let w = word(3);
+        mark_summed(&w);
+        assert!(!take_over(&w), "the creator summed up already");
+    }
+
+    #[test]
+    fn a_dead_racers_place_is_given_back_once_and_marked_killed() {
+        let w = word(3);
+        take(&w, || false);
+        assert_eq!(take(&w, || false), Some(2));
+        let seen = w.load(Ordering::Acquire);
+        assert!(give_back_dead(&w, seen, &[2]));
+        let m = Marks::read(&w);
+        assert_eq!((m.waiting_for, m.arrived(3)), (2, vec![3]));
+        assert!(m.was_killed(2) && !m.was_killed(3));
+        assert!(
+            !give_back_dead(&w, seen, &[2]),
+            "a second look finds the word changed"
+        );
+        assert_eq!(Marks::read(&w).waiting_for, 2);
+        // The next to arrive takes the place, and it is no longer marked.
+        assert_eq!(take(&w, || false), Some(2));
+        assert!(!Marks::read(&w).was_killed(2));
+        // An earlier arrival found dead leaves a vacancy, filled first.
+        let w = word(4);
+        for _ in 0..3 {
+            take(&w, || false);
+        }
+        assert!(give_back_dead(&w, w.load(Ordering::Acquire), &[3]));
+        assert_eq!(Marks::read(&w).arrived(4), vec![4, 2]);
+        assert_eq!(take(&w, || false), Some(3));
+        assert_eq!(Marks::read(&w).waiting_for, 1);
     }
 
     #[test]

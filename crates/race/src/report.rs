@@ -81,6 +81,9 @@ pub struct Departure {
     pub total: i64,
     /// Its `winnings[id-1]` as it left them, when the id is known.
     pub winnings: Option<i64>,
+    /// It was the race's creator (then another racer took the summary over). Absent when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creator: bool,
 }
 
 impl Summary {

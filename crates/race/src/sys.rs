@@ -15,14 +15,50 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
 use crate::place;
 
-/// The mapping of the race course this instance waits in (null when it is not waiting), and its
-/// id: what the signal handler needs to give the place back.
-static SEAT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-static SEAT_ID: AtomicI32 = AtomicI32::new(0);
+/// A race course mapping and this instance's id in it, for the signal handler: set while the
+/// mapping lives (its owner clears it before unmapping), taken (swapped out) by the handler.
+struct Remembered {
+    base: AtomicPtr<u8>,
+    id: AtomicI32,
+}
+
+impl Remembered {
+    const fn new() -> Remembered {
+        Remembered {
+            base: AtomicPtr::new(std::ptr::null_mut()),
+            id: AtomicI32::new(0),
+        }
+    }
+
+    fn set(&self, base: *mut u8, id: i32) {
+        self.id.store(id, Ordering::SeqCst);
+        self.base.store(base, Ordering::SeqCst);
+    }
+
+    /// Forgets `base` if it is the one remembered.
+    fn clear(&self, base: *mut u8) {
+        let _ = self.base.compare_exchange(
+            base,
+            std::ptr::null_mut(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// The remembered mapping and id, forgotten from now on. Async-signal-safe.
+    fn take(&self) -> Option<(*mut u8, i32)> {
+        let base = self.base.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        (!base.is_null()).then(|| (base, self.id.load(Ordering::SeqCst)))
+    }
+}
+
+/// The race course this instance waits in (none when it is not waiting), and its id: what the
+/// signal handler needs to give the place back.
+static SEAT: Remembered = Remembered::new();
 
 /// While set, SIGINT, SIGTERM and SIGHUP are only recorded (in [`PENDING`]) for the waiting loop
 /// to act on: leaving while waiting needs /proc (who else is there), which a handler cannot read.
@@ -54,28 +90,18 @@ pub fn pending_interrupt() -> Option<i32> {
 ///
 /// The caller must call [`leave_seat`] before `base` is unmapped.
 pub fn take_seat(base: *mut u8, id: i32) {
-    SEAT_ID.store(id, Ordering::SeqCst);
-    SEAT.store(base, Ordering::SeqCst);
+    SEAT.set(base, id);
 }
 
 /// Forgets the place taken at `base` (the race started, or the mapping is about to go). A signal
 /// handled after this does not touch the mapping.
 pub fn leave_seat(base: *mut u8) {
-    let _ = SEAT.compare_exchange(
-        base,
-        std::ptr::null_mut(),
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    SEAT.clear(base);
 }
 
 /// Gives the remembered place back, if any and if the race has not started. Async-signal-safe.
 fn give_back_seat() -> Option<i32> {
-    let base = SEAT.swap(std::ptr::null_mut(), Ordering::SeqCst);
-    if base.is_null() {
-        return None;
-    }
-    let id = SEAT_ID.load(Ordering::SeqCst);
+    let (base, id) = SEAT.take()?;
     // SAFETY: `base` is the start of a live 96-byte shared mapping (page-aligned): take_seat's
     // caller clears the seat before unmapping it, and this process only reaches these 8 bytes
     // through 64-bit atomics.
@@ -121,6 +147,60 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<Lock> {
 /// `flock(fd, LOCK_UN)`.
 pub fn unlock(file: &File) -> io::Result<()> {
     flock(file, libc::LOCK_UN).map(drop)
+}
+
+/// `fcntl(2)` record lock on one byte `at` (`F_SETLK` with `F_WRLCK`, or `F_UNLCK`), or the
+/// test for one (`F_GETLK`). POSIX record locks belong to the process: the kernel drops them
+/// when it ends, however it ends (SIGKILL included), which is what tells its place is free.
+fn record_lock(
+    file: &File,
+    cmd: libc::c_int,
+    kind: libc::c_int,
+    at: u64,
+) -> io::Result<libc::flock> {
+    // SAFETY: a zeroed flock is a valid value to fill in.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = at as libc::off_t;
+    fl.l_len = 1;
+    loop {
+        // SAFETY: fcntl(2) with F_SETLK/F_GETLK reads (and for F_GETLK writes) the flock struct,
+        // which is valid and exclusively borrowed; the descriptor is owned by `file`, borrowed for
+        // the call, so it is open.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl) };
+        if rc != -1 {
+            return Ok(fl);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Locks byte `at` of `file` for this process (`F_SETLK`, `F_WRLCK`, non-blocking). Bytes past
+/// the end of the file may be locked: the file does not change.
+pub fn lock_byte(file: &File, at: u64) -> io::Result<Lock> {
+    match record_lock(file, libc::F_SETLK, libc::F_WRLCK, at) {
+        Ok(_) => Ok(Lock::Acquired),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+            Ok(Lock::WouldBlock)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Unlocks byte `at` of `file` (`F_UNLCK`).
+pub fn unlock_byte(file: &File, at: u64) -> io::Result<()> {
+    record_lock(file, libc::F_SETLK, libc::F_UNLCK, at).map(drop)
+}
+
+/// The pid of another process holding byte `at` of `file` locked (`F_GETLK`), `None` when no
+/// other process does (this process's own locks never conflict with it).
+pub fn byte_holder(file: &File, at: u64) -> io::Result<Option<u32>> {
+    let fl = record_lock(file, libc::F_GETLK, libc::F_WRLCK, at)?;
+    Ok((fl.l_type != libc::F_UNLCK as libc::c_short).then_some(fl.l_pid as u32))
 }
 
 /// Which of the two names a first instance creates.
@@ -193,6 +273,85 @@ fn write_stderr(msg: &[u8]) {
     }
 }
 
+/// The race course this instance is racing in (none when its loop does not run), and its id:
+/// what the signal handler reads to say how far it got.
+static RACING: Remembered = Remembered::new();
+
+/// Remembers that this instance races as `id` in the race course mapped at `base`, so that an
+/// interrupt mid-race says its id and winnings so far.
+///
+/// The caller must call [`stop_racing`] before `base` is unmapped.
+pub fn start_racing(base: *mut u8, id: i32) {
+    RACING.set(base, id);
+}
+
+/// Forgets the race course mapped at `base`: its loop ended, or the mapping is about to go.
+pub fn stop_racing(base: *mut u8) {
+    RACING.clear(base);
+}
+
+/// `(id, winnings[id-1], total)` of the race this instance runs, if its loop runs.
+/// Async-signal-safe.
+fn racing_now() -> Option<(i32, i64, i64)> {
+    let (base, id) = RACING.take()?;
+    if !(1..=crate::MAX_PARTICIPANTS).contains(&id) {
+        return None;
+    }
+    let at = |offset: usize| {
+        // SAFETY: `base` is the start of a live 96-byte shared mapping (page-aligned):
+        // start_racing's caller clears it before unmapping. `offset` is `total` (8) or
+        // `winnings[id-1]` (16 + 8 * (id-1) <= 88), 8-byte aligned and inside the mapping, and
+        // this process reaches these bytes only through 64-bit atomics.
+        unsafe { AtomicI64::from_ptr(base.add(offset).cast()) }.load(Ordering::Relaxed)
+    };
+    Some((id, at(16 + 8 * (id as usize - 1)), at(8)))
+}
+
+/// A message built without allocating (in a signal handler).
+struct Msg {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Msg {
+    fn new() -> Msg {
+        Msg {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> &mut Msg {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+        self
+    }
+
+    /// The decimal digits of `n`.
+    fn num(&mut self, n: i64) -> &mut Msg {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = n.unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.push(b"-");
+        }
+        self.push(&digits[i..])
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     if sig != libc::SIGBUS && DEFER.load(Ordering::SeqCst) {
         PENDING.store(sig, Ordering::SeqCst);
@@ -200,11 +359,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
     // The place first, so the others see the count go up before the file (if ours) goes. Not on
     // SIGBUS: the mapping is what faulted.
-    let gave_back = if sig == libc::SIGBUS {
-        SEAT.store(std::ptr::null_mut(), Ordering::SeqCst);
-        None
+    let (gave_back, racing) = if sig == libc::SIGBUS {
+        let _ = (SEAT.take(), RACING.take());
+        (None, None)
     } else {
-        give_back_seat()
+        (give_back_seat(), racing_now())
     };
     let mut removed = false;
     for slot in &CREATED {
@@ -215,25 +374,39 @@ extern "C" fn on_signal(sig: libc::c_int) {
             unsafe { libc::unlink(path) == 0 }
         };
     }
-    const BUS_REMOVED: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \
-                                  removed it\n";
-    const BUS_KEPT: &[u8] = b"error: the race file was truncated while mapped (SIGBUS); \
-                               remove it if no race is running\n";
-    let msg: &[u8] = match (sig, removed) {
-        (libc::SIGBUS, true) => BUS_REMOVED,
-        (libc::SIGBUS, false) => BUS_KEPT,
-        (_, true) => b"race: interrupted; removed the race file this instance created\n",
-        (_, false) if gave_back.is_some() => {
-            b"race: interrupted while waiting; gave back place id "
+    const REMOVED: &[u8] = b"removed the race file this instance created";
+    let mut msg = Msg::new();
+    match (sig, removed) {
+        (libc::SIGBUS, true) => {
+            msg.push(b"error: the race file was truncated while mapped (SIGBUS); removed it")
         }
-        (_, false) => b"race: interrupted\n",
+        (libc::SIGBUS, false) => msg.push(
+            b"error: the race file was truncated while mapped (SIGBUS); remove it if no race \
+              is running",
+        ),
+        _ => match (racing, gave_back) {
+            (Some((id, winnings, total)), _) => {
+                msg.push(b"race: interrupted mid-race as id ")
+                    .num(id.into())
+                    .push(b"; its winnings so far ")
+                    .num(winnings)
+                    .push(b" (total ")
+                    .num(total)
+                    .push(b")");
+                if removed {
+                    msg.push(b"; ").push(REMOVED);
+                }
+                &mut msg
+            }
+            _ if removed => msg.push(b"race: interrupted; ").push(REMOVED),
+            (None, Some(id)) => msg
+                .push(b"race: interrupted while waiting; gave back place id ")
+                .num(id.into()),
+            (None, None) => msg.push(b"race: interrupted"),
+        },
     };
-    write_stderr(msg);
-    if let (Some(id), false) = (gave_back, removed) {
-        // "10\n" at most: ids are 1 to 10.
-        let digits = [b'0' + (id / 10) as u8, b'0' + (id % 10) as u8, b'\n'];
-        write_stderr(if id >= 10 { &digits } else { &digits[1..] });
-    }
+    msg.push(b"\n");
+    write_stderr(msg.bytes());
     let status = if sig == libc::SIGBUS { 1 } else { 128 + sig };
     // SAFETY: _exit(2) is async-signal-safe and never returns.
     unsafe { libc::_exit(status) }

@@ -60,10 +60,11 @@ impl Course {
 
     /// Watches the other racers (`racing`: their pids, and whether each is one of ours) until
     /// `stop`; calls `report` for each that ends before the race finished (once its id is
-    /// worked out) and returns them all.
+    /// worked out; `creator` is the pid of the race's creator, if known) and returns them all.
     pub(crate) fn watch(
         &self,
         mut racing: Vec<(u32, bool)>,
+        creator: Option<u32>,
         target: i64,
         stop: &AtomicBool,
         report: &(dyn Fn(&Departure) + Sync),
@@ -114,6 +115,7 @@ impl Course {
                         id: None,
                         total,
                         winnings: None,
+                        creator: creator == Some(pid),
                     },
                     at: after.clone(),
                     ticks: 0,

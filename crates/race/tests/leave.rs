@@ -4,57 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::mpsc::Receiver;
-
 use common::*;
-use race::Report;
-
-/// `race N --json --mode atomic --target T` in `dir`.
-fn racer(dir: &Dir, n: usize, target: i64) -> Command {
-    let mut c = dir.race();
-    c.args([&n.to_string(), "--json", "--mode", "atomic", "--target"])
-        .arg(target.to_string());
-    c
-}
-
-/// Starts a racer and waits until it has its id (its "I am id K" line); returns its index, its
-/// stderr and K.
-fn arrive(dir: &mut Dir, n: usize, target: i64) -> (usize, Receiver<String>, i32) {
-    let (i, rx) = dir.spawn(racer(dir, n, target));
-    let seen = wait_line(&rx, "I am id ");
-    let id = seen
-        .last()
-        .and_then(|l| l.rsplit("I am id ").next())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no id in {seen:?}"));
-    (i, rx, id)
-}
-
-/// Waits for the racers at `idx` to end successfully and returns their reports, the first
-/// instance's first; checks the atomic race's books: distinct ids 1..=n, total = target = sum.
-fn finish(dir: &mut Dir, idx: &[usize], target: i64) -> Vec<Report> {
-    let mut reports: Vec<Report> = idx
-        .iter()
-        .map(|&i| {
-            let out = dir.wait(i);
-            assert!(out.status.success(), "racer {i}: {:?}", out.status);
-            report(&out)
-        })
-        .collect();
-    reports.sort_by_key(|r| !r.first);
-    let mut ids: Vec<i32> = reports.iter().map(|r| r.id).collect();
-    ids.sort();
-    assert_eq!(ids, (1..=idx.len() as i32).collect::<Vec<_>>());
-    let s = reports[0].summary.as_ref().expect("the first sums up");
-    assert_eq!(s.participants, idx.len() as i32);
-    assert_eq!((s.total, s.sum_of_winnings), (target, target));
-    assert!(s.ended_early.is_empty(), "{s:?}");
-    for r in &reports {
-        assert_eq!(s.winnings[r.id as usize - 1], r.winnings, "id {}", r.id);
-    }
-    reports
-}
 
 #[test]
 fn a_racer_interrupted_while_waiting_gives_its_place_back() {
@@ -167,27 +117,11 @@ fn the_first_interrupted_while_others_wait_hands_the_race_over() {
     assert_eq!(id, 3, "the creator's place, given back");
     let (d, _, id) = arrive(&mut dir, 3, target);
     assert_eq!(id, 1);
-    let reports: Vec<Report> = [stayer, c, d]
-        .into_iter()
-        .map(|i| {
-            let out = dir.wait(i);
-            assert!(out.status.success(), "racer {i}: {:?}", out.status);
-            report(&out)
-        })
-        .collect();
+    let reports = reports(&mut dir, &[stayer, c, d]);
     assert!(reports.iter().all(|r| !r.first), "the creator is gone");
-    let summaries: Vec<_> = reports.iter().filter_map(|r| r.summary.as_ref()).collect();
-    assert_eq!(
-        summaries.len(),
-        1,
-        "exactly one took the creator's duties over"
-    );
-    let s = summaries[0];
+    let s = the_summary(&reports);
     assert_eq!(s.participants, 3);
     assert_eq!((s.total, s.sum_of_winnings), (target, target));
-    for r in &reports {
-        assert_eq!(s.winnings[r.id as usize - 1], r.winnings, "id {}", r.id);
-    }
     assert!(
         !dir.file().exists(),
         "the one that summed up removed the file"

@@ -322,3 +322,65 @@ pub fn kill(pid: i32, sig: i32) {
     let rc = unsafe { libc::kill(pid, sig) };
     assert_eq!(rc, 0);
 }
+
+/// `race N --json --mode atomic --target T` in `dir`.
+pub fn racer(dir: &Dir, n: usize, target: i64) -> Command {
+    let mut c = dir.race();
+    c.args([&n.to_string(), "--json", "--mode", "atomic", "--target"])
+        .arg(target.to_string());
+    c
+}
+
+/// Starts a racer and waits until it has its id (its "I am id K" line); returns its index, its
+/// stderr and K.
+pub fn arrive(dir: &mut Dir, n: usize, target: i64) -> (usize, mpsc::Receiver<String>, i32) {
+    let (i, rx) = dir.spawn(racer(dir, n, target));
+    let seen = wait_line(&rx, "I am id ");
+    let id = seen
+        .last()
+        .and_then(|l| l.rsplit("I am id ").next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no id in {seen:?}"));
+    (i, rx, id)
+}
+
+/// Waits for the racers at `idx` to end successfully and returns their reports, the first
+/// instance's first; checks the atomic race's books: distinct ids 1..=n, total = target = sum.
+pub fn finish(dir: &mut Dir, idx: &[usize], target: i64) -> Vec<Report> {
+    let mut reports = reports(dir, idx);
+    reports.sort_by_key(|r| !r.first);
+    let mut ids: Vec<i32> = reports.iter().map(|r| r.id).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=idx.len() as i32).collect::<Vec<_>>());
+    let s = reports[0].summary.as_ref().expect("the first sums up");
+    assert_eq!(s.participants, idx.len() as i32);
+    assert_eq!((s.total, s.sum_of_winnings), (target, target));
+    assert!(s.ended_early.is_empty(), "{s:?}");
+    for r in &reports {
+        assert_eq!(s.winnings[r.id as usize - 1], r.winnings, "id {}", r.id);
+    }
+    reports
+}
+
+/// The one summary among the reports of a race's racers (exactly one prints it, never two,
+/// never none), checked to hold each one's winnings.
+pub fn the_summary(reports: &[Report]) -> &race::Summary {
+    let summaries: Vec<_> = reports.iter().filter_map(|r| r.summary.as_ref()).collect();
+    assert_eq!(summaries.len(), 1, "exactly one sums up: {reports:?}");
+    let s = summaries[0];
+    for r in reports {
+        assert_eq!(s.winnings[r.id as usize - 1], r.winnings, "id {}", r.id);
+    }
+    s
+}
+
+/// The reports of the racers at `idx` (each must end successfully).
+pub fn reports(dir: &mut Dir, idx: &[usize]) -> Vec<Report> {
+    idx.iter()
+        .map(|&i| {
+            let out = dir.wait(i);
+            assert!(out.status.success(), "racer {i}: {:?}", out.status);
+            report(&out)
+        })
+        .collect()
+}
