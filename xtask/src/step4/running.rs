@@ -39,6 +39,8 @@ pub struct Launch {
 /// A program running under `strace -f`.
 pub struct Running {
     pub name: &'static str,
+    /// The program file.
+    pub path: PathBuf,
     strace: Child,
     /// The traced program (strace's child).
     pub pid: u32,
@@ -93,6 +95,7 @@ impl Running {
         };
         let mut running = Running {
             name: launch.name,
+            path: launch.path.clone(),
             pid: 0,
             strace,
             trace_file,
