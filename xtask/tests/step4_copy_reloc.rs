@@ -2,7 +2,8 @@
 //! way (`gcc -g -shared -fPIC foobar.c -o foobar.so`, `gcc -g foo.c foobar.so -o foo`, PIE by
 //! default, and `-no-pie`): the linker gives such a program an `R_X86_64_COPY` of baz, which
 //! puts baz in the program's own .dynsym and .bss. The library is still foobar.so, loaded by
-//! ld.so; baz lives in each program's own data.
+//! ld.so; baz lives in each program's own data. And programs that crash or return early: one
+//! `error:` line naming the program, how far it got and how it ended.
 //! The C sources are in tests/step4_programs. Needs `cc`, `strace` and `readelf`: without them
 //! (outside CI) each test says it skipped.
 
@@ -220,4 +221,62 @@ fn programs_naming_baz_directly_keep_baz_in_their_own_data() {
     assert_eq!(bar["baz_home"]["in_program"], true, "{bar}");
     assert_eq!(bar["baz_home"]["address"], printed_baz_address(&ev, 1));
     assert!(values(&f, 0).iter().all(|&v| v == 17));
+}
+
+/// One `error:` line that names the program, its path, what it had loaded and how it ended;
+/// exit status 1, no panic, nothing left running.
+fn assert_ended_error(out: &Output, dir: &Path, program: &str, says: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    let line = errors[0];
+    let path = dir.join(program);
+    assert!(
+        line.starts_with(&format!("error: foo ({}, pid ", path.display())),
+        "{line}"
+    );
+    let loaded = format!("having loaded {}", dir.join("foobar.so").display());
+    for s in says.iter().copied().chain([loaded.as_str()]) {
+        assert!(line.contains(s), "{line:?} lacks {s:?}");
+    }
+    assert!(!line.contains("No such file"), "{line}");
+    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+}
+
+/// Review (step 4 with a foo that crashes): a foo that crashed right after setbaz(17) was said
+/// to end "before loading a library that exports baz", and one that crashed after 0.3 s gave
+/// "cannot read /proc/NNN/maps". Now: the program, what it loaded, the signal or exit status.
+#[test]
+fn a_foo_that_crashes_or_returns_is_named_with_how_it_ended() {
+    if !tools_present("a_foo_that_crashes_or_returns_is_named_with_how_it_ended") {
+        return;
+    }
+    let (_tmp, dir) = build(&[
+        ("crash_at_once.c", &[], "crash_at_once"),
+        ("crash_later.c", &[], "crash_later"),
+        ("exit_later.c", &[], "exit_later"),
+        ("bar_direct.c", &[], "bar"),
+    ]);
+    let out = run_step4(&dir, "./crash_at_once", "./bar", &[]);
+    assert_ended_error(&out, &dir, "crash_at_once", &["was killed by SIGSEGV"]);
+    // It ran its loop for 0.3 s: the lab was reading its /proc files when it died.
+    let out = run_step4(&dir, "./crash_later", "./bar", &[]);
+    assert_ended_error(
+        &out,
+        &dir,
+        "crash_later",
+        &[
+            "was killed by SIGSEGV",
+            "while the lab was reading its /proc files",
+        ],
+    );
+    let out = run_step4(&dir, "./exit_later", "./bar", &["--json"]);
+    assert_ended_error(&out, &dir, "exit_later", &["exited with status 3"]);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

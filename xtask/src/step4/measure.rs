@@ -25,10 +25,10 @@ use lab_analysis::step4::SYMBOLS;
 
 /// How often the lab polls /proc while it waits for a program to load its library.
 const POLL: Duration = Duration::from_millis(5);
-/// What the lab waits for while a program starts (for the error when it ends first).
-const NOT_READY: &str = "loading a library that exports baz";
-/// What the lab waits for while both run.
-const SAMPLING: &str = "the lab finished reading it";
+/// What the lab does while a program starts (for the error when it ends then).
+const NOT_READY: &str = "waited for it to map a library that exports baz and wait in its loop";
+/// What the lab does while both run.
+const SAMPLING: &str = "was reading its /proc files";
 
 pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
     lab_trace::run::check()?;
@@ -533,8 +533,10 @@ fn sample(
             .collect();
         samples.push(Sample { ms, baz });
         if i == 1 {
-            for (r, s, _) in runs.iter() {
-                snapshots.push(snapshot(r.pid, &s.library, s.baz_home.as_ref(), page)?);
+            for (r, s, _) in runs.iter_mut() {
+                let snap = snapshot(r.pid, &s.library, s.baz_home.as_ref(), page);
+                // A read of /proc fails when the program has ended: say how it ended.
+                snapshots.push(snap.map_err(|e| r.gone(e, SAMPLING))?);
             }
         }
         for (r, _, _) in runs.iter_mut() {
