@@ -67,18 +67,6 @@ fn run_step4(dir: &Path, foo: &str, bar: &str, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Processes still running one of the programs in `dir`.
-fn left_running(dir: &Path) -> Vec<(u32, PathBuf)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            exe.starts_with(dir).then_some((pid, exe))
-        })
-        .collect()
-}
-
 /// The type readelf gives `file`'s dynamic relocation against baz (`R_X86_64_COPY`), if any.
 fn readelf_baz_relocation(file: &Path) -> Option<String> {
     let out = Command::new("readelf")
@@ -112,7 +100,11 @@ fn findings(dir: &Path, foo: &str, bar: &str) -> (serde_json::Value, serde_json:
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {stderr}");
-    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    assert!(
+        common::left_running(dir).is_empty(),
+        "{:?}",
+        common::left_running(dir)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let evidence: serde_json::Value =
         serde_json::from_slice(&std::fs::read(saved.join("step4.json")).unwrap()).unwrap();
@@ -242,7 +234,11 @@ fn assert_ended_error(out: &Output, dir: &Path, program: &str, says: &[&str]) {
         assert!(line.contains(s), "{line:?} lacks {s:?}");
     }
     assert!(!line.contains("No such file"), "{line}");
-    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    assert!(
+        common::left_running(dir).is_empty(),
+        "{:?}",
+        common::left_running(dir)
+    );
 }
 
 /// Review (step 4 with a foo that crashes): a foo that crashed right after setbaz(17) was said

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const FOOBAR_H: &str = "int getbaz();\nint setbaz(int newbaz);\nint* bazaddr();\n";
@@ -67,18 +67,6 @@ fn xtask(args: &[&str]) -> Output {
         .env("CARGO", env!("CARGO"))
         .output()
         .unwrap()
-}
-
-/// Processes still running one of the programs in `dir`.
-fn left_running(dir: &Path) -> Vec<(u32, PathBuf)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            exe.starts_with(dir).then_some((pid, exe))
-        })
-        .collect()
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -152,7 +140,11 @@ fn explains_the_courses_foo_and_bar() {
     assert_eq!(f["client"]["outcome"], "ran");
     assert_eq!(f["client"]["relocation"], "R_X86_64_COPY");
     assert_eq!(report["step"], 4);
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }
 
 /// One `error: …` line at the end of stderr, exit status 1, nothing left running.
@@ -163,7 +155,11 @@ fn assert_fails(out: &Output, dir: &Path, says: &str) {
     assert_eq!(errors.len(), 1, "stderr: {stderr}");
     assert!(errors[0].contains(says), "{:?} lacks {says:?}", errors[0]);
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
-    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    assert!(
+        common::left_running(dir).is_empty(),
+        "{:?}",
+        common::left_running(dir)
+    );
 }
 
 #[test]
@@ -383,7 +379,11 @@ fn a_library_the_user_cannot_write_has_its_page_cache_not_measured() {
         "{stderr}"
     );
     assert!(!stderr.contains("stayed resident"), "{stderr}");
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }
 
 /// A bar not linked with foobar.so: it read()s the file, maps all of it read-only itself and
@@ -458,5 +458,9 @@ fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
     );
     assert!(stderr.contains("No frame of baz is compared"), "{stderr}");
     assert!(!stderr.contains("two private copies"), "{stderr}");
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }

@@ -71,3 +71,16 @@ pub fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Processes still running one of the programs in `dir` (their /proc/PID/exe lies below it):
+/// what a test that ran programs from `dir` must find empty at its end.
+pub fn left_running(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            exe.starts_with(dir).then_some((pid, exe))
+        })
+        .collect()
+}
