@@ -346,9 +346,7 @@ impl Finder {
             sections: Some(info.sections.clone()),
         })
     }
-}
 
-impl Finder {
     /// Where baz is in process `pid`: what the library's own relocation against baz (its GOT
     /// slot) holds, read from /proc/PID/mem, since ld.so wrote there the address every use of
     /// baz goes through: the program's copy when the program has an `R_X86_64_COPY` of it, the

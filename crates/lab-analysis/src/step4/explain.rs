@@ -701,36 +701,36 @@ fn baz_copied(f: &Findings) -> bool {
         .any(|p| p.baz_home.as_ref().is_some_and(|h| h.in_program))
 }
 
-/// Where baz lives when some program keeps its own copy (`R_X86_64_COPY`).
+/// Where baz lives in each program, when some program keeps its own copy (`R_X86_64_COPY`).
 fn baz_home_sentence(f: &Findings) -> Option<String> {
-    let copies: Vec<&ProgramFindings> = f
-        .programs
-        .iter()
-        .filter(|p| p.baz_home.as_ref().is_some_and(|h| h.in_program))
-        .collect();
-    if copies.is_empty() {
+    if !baz_copied(f) {
         return None;
     }
-    let each: Vec<String> = copies
+    let each: Vec<String> = f
+        .programs
         .iter()
-        .filter_map(|p| {
-            let h = p.baz_home.as_ref()?;
-            Some(format!(
-                "{}'s at {} in {} ({})",
+        .map(|p| match &p.baz_home {
+            Some(h) if h.in_program => format!(
+                "{}'s at {}, its own copy in {} ({} in {})",
                 p.name,
                 h.address,
                 h.object,
-                p.baz_relocation.as_deref().unwrap_or("no relocation")
-            ))
+                p.baz_relocation.as_deref().unwrap_or("no relocation"),
+                p.name
+            ),
+            Some(h) => format!(
+                "{}'s at {}, the library's own in {} ({} has no COPY of it)",
+                p.name, h.address, h.object, p.name
+            ),
+            None => format!("{}'s not found", p.name),
         })
         .collect();
     Some(format!(
-        "Where baz lives: in the program's own data, not the library's: {} (the address ld.so \
-         wrote into the library's GOT slot for baz, read from /proc/PID/mem). With a COPY \
-         relocation the linker gave the program its own baz in its .bss and the loader points \
-         the library's code at it, so each program has a private, copy-on-write baz even though \
-         the library's code can be one copy in RAM; the values and frames of baz below are read \
-         there.",
+        "Where baz lives (the address ld.so wrote into the library's GOT slot for baz, read \
+         from /proc/PID/mem): {}. With a COPY relocation the linker gave the program its own baz \
+         in its .bss and the loader points the library's code at it, so that program's baz is \
+         in its own data, private and copy-on-write, even though the library's code can be one \
+         copy in RAM; the values and frames of baz below are read where each program's baz is.",
         each.join("; ")
     ))
 }
@@ -827,7 +827,7 @@ fn values_sentence(f: &Findings) -> String {
                 v.differed,
                 v.both_read,
                 if baz_copied(f) {
-                    ", each in its program's own data"
+                    ", each where that program's baz lives (see above)"
                 } else {
                     " at one library address each"
                 }

@@ -480,7 +480,11 @@ fn a_copy_of_baz_in_each_program_is_where_baz_is_compared() {
         .all(|r| !r.symbols.contains(&"baz".to_string())));
     let shared = answer(&explain_answers(&ev), "share the library's code");
     assert!(
-        shared.starts_with("Where baz lives: in the program's own data, not the library's"),
+        shared.starts_with(
+            "Where baz lives (the address ld.so wrote into the library's GOT slot for baz, read \
+             from /proc/PID/mem): foo's at 0x555555558030, its own copy in /tmp/course/foo \
+             (R_X86_64_COPY in foo); bar's at 0x555555558030, its own copy in /tmp/course/bar"
+        ),
         "{shared}"
     );
     assert!(shared.contains("baz is not shared even where the library's code is"));
@@ -491,4 +495,19 @@ fn a_copy_of_baz_in_each_program_is_where_baz_is_compared() {
     }
     let f = analyze(&ev).unwrap();
     assert_eq!(f.baz_private, Some(false));
+
+    // foo uses the library's baz (no COPY), bar its own: each named where it is.
+    let foo = &mut ev.programs[0];
+    foo.baz_relocation = None;
+    let home = foo.baz_home.as_mut().unwrap();
+    home.in_program = false;
+    home.object = foo.library.path.clone();
+    let shared = answer(&explain_answers(&ev), "share the library's code");
+    assert!(
+        shared.contains(
+            "foo's at 0x555555558030, the library's own in /tmp/course/foobar.so (foo has no \
+             COPY of it); bar's at 0x555555558030, its own copy in /tmp/course/bar"
+        ),
+        "{shared}"
+    );
 }
