@@ -149,17 +149,8 @@ fn explains_the_courses_foo_and_bar() {
 
 /// One `error: …` line at the end of stderr, exit status 1, nothing left running.
 fn assert_fails(out: &Output, dir: &Path, says: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "stderr: {stderr}");
-    assert!(errors[0].contains(says), "{:?} lacks {says:?}", errors[0]);
-    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
-    assert!(
-        common::left_running(dir).is_empty(),
-        "{:?}",
-        common::left_running(dir)
-    );
+    let line = common::one_error_line(out, dir);
+    assert!(line.contains(says), "{line:?} lacks {says:?}");
 }
 
 #[test]

@@ -84,3 +84,15 @@ pub fn left_running(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
         })
         .collect()
 }
+
+/// A lab run that must fail: exit status 1, exactly one `error:` line on stderr, no panic, and
+/// nothing left running from `dir`. Returns the error line.
+pub fn one_error_line(out: &std::process::Output, dir: &std::path::Path) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    errors[0].to_string()
+}
