@@ -33,18 +33,7 @@ fn build(programs: &[(&str, &[&str], &str)]) -> (tempfile::TempDir, PathBuf) {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
     }
-    let cc = |args: &[&str]| {
-        let out = Command::new("cc")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cc {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let cc = |args: &[&str]| common::cc(&dir, args);
     cc(&["-g", "-shared", "-fPIC", "foobar.c", "-o", "foobar.so"]);
     for (source, flags, output) in programs {
         let mut args = vec!["-g"];

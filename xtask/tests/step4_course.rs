@@ -28,19 +28,6 @@ fn tools_present(test: &str) -> bool {
     common::tools_present(test, &[common::CC, common::STRACE, common::READELF])
 }
 
-fn cc(dir: &Path, args: &[&str]) {
-    let out = Command::new("cc")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The course's files, built as the course builds them.
 fn build_course(dir: &Path) {
     for (name, text) in [
@@ -52,13 +39,13 @@ fn build_course(dir: &Path) {
     ] {
         std::fs::write(dir.join(name), text).unwrap();
     }
-    cc(
+    common::cc(
         dir,
         &["-g", "-shared", "-fPIC", "foobar.c", "-o", "foobar.so"],
     );
-    cc(dir, &["-g", "foo.c", "foobar.so", "-o", "foo"]);
-    cc(dir, &["-g", "bar.c", "foobar.so", "-o", "bar"]);
-    cc(dir, &["-g", "idle.c", "-o", "idle"]);
+    common::cc(dir, &["-g", "foo.c", "foobar.so", "-o", "foo"]);
+    common::cc(dir, &["-g", "bar.c", "foobar.so", "-o", "bar"]);
+    common::cc(dir, &["-g", "idle.c", "-o", "idle"]);
 }
 
 fn xtask(args: &[&str]) -> Output {
@@ -405,7 +392,7 @@ fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
         BAR_MANUAL_C.replace("{LIB}", lib.to_str().unwrap()),
     )
     .unwrap();
-    cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
+    common::cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
     let (foo, bar, saved) = (
         dir.join("foo"),
         dir.join("bar_manual"),

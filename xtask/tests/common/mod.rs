@@ -96,3 +96,17 @@ pub fn one_error_line(out: &std::process::Output, dir: &std::path::Path) -> Stri
     assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
     errors[0].to_string()
 }
+
+/// Runs `cc args` in `dir`; a failing compile fails the test with cc's stderr.
+pub fn cc(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("cc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
