@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const FOOBAR_H: &str = "int getbaz();\nint setbaz(int newbaz);\nint* bazaddr();\n";
@@ -28,19 +28,6 @@ fn tools_present(test: &str) -> bool {
     common::tools_present(test, &[common::CC, common::STRACE, common::READELF])
 }
 
-fn cc(dir: &Path, args: &[&str]) {
-    let out = Command::new("cc")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The course's files, built as the course builds them.
 fn build_course(dir: &Path) {
     for (name, text) in [
@@ -52,13 +39,13 @@ fn build_course(dir: &Path) {
     ] {
         std::fs::write(dir.join(name), text).unwrap();
     }
-    cc(
+    common::cc(
         dir,
         &["-g", "-shared", "-fPIC", "foobar.c", "-o", "foobar.so"],
     );
-    cc(dir, &["-g", "foo.c", "foobar.so", "-o", "foo"]);
-    cc(dir, &["-g", "bar.c", "foobar.so", "-o", "bar"]);
-    cc(dir, &["-g", "idle.c", "-o", "idle"]);
+    common::cc(dir, &["-g", "foo.c", "foobar.so", "-o", "foo"]);
+    common::cc(dir, &["-g", "bar.c", "foobar.so", "-o", "bar"]);
+    common::cc(dir, &["-g", "idle.c", "-o", "idle"]);
 }
 
 fn xtask(args: &[&str]) -> Output {
@@ -67,18 +54,6 @@ fn xtask(args: &[&str]) -> Output {
         .env("CARGO", env!("CARGO"))
         .output()
         .unwrap()
-}
-
-/// Processes still running one of the programs in `dir`.
-fn left_running(dir: &Path) -> Vec<(u32, PathBuf)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-            exe.starts_with(dir).then_some((pid, exe))
-        })
-        .collect()
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -152,18 +127,17 @@ fn explains_the_courses_foo_and_bar() {
     assert_eq!(f["client"]["outcome"], "ran");
     assert_eq!(f["client"]["relocation"], "R_X86_64_COPY");
     assert_eq!(report["step"], 4);
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }
 
 /// One `error: …` line at the end of stderr, exit status 1, nothing left running.
 fn assert_fails(out: &Output, dir: &Path, says: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "stderr: {stderr}");
-    assert!(errors[0].contains(says), "{:?} lacks {says:?}", errors[0]);
-    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
-    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    let line = common::one_error_line(out, dir);
+    assert!(line.contains(says), "{line:?} lacks {says:?}");
 }
 
 #[test]
@@ -383,7 +357,11 @@ fn a_library_the_user_cannot_write_has_its_page_cache_not_measured() {
         "{stderr}"
     );
     assert!(!stderr.contains("stayed resident"), "{stderr}");
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }
 
 /// A bar not linked with foobar.so: it read()s the file, maps all of it read-only itself and
@@ -414,7 +392,7 @@ fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
         BAR_MANUAL_C.replace("{LIB}", lib.to_str().unwrap()),
     )
     .unwrap();
-    cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
+    common::cc(&dir, &["-g", "bar_manual.c", "-o", "bar_manual"]);
     let (foo, bar, saved) = (
         dir.join("foo"),
         dir.join("bar_manual"),
@@ -458,5 +436,9 @@ fn a_bar_that_maps_the_file_itself_is_not_read_outside_its_mapping() {
     );
     assert!(stderr.contains("No frame of baz is compared"), "{stderr}");
     assert!(!stderr.contains("two private copies"), "{stderr}");
-    assert!(left_running(&dir).is_empty(), "{:?}", left_running(&dir));
+    assert!(
+        common::left_running(&dir).is_empty(),
+        "{:?}",
+        common::left_running(&dir)
+    );
 }

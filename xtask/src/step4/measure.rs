@@ -18,12 +18,17 @@ use super::running::{Launch, Running, WAIT};
 use crate::model::Ctx;
 use crate::{out, sys};
 use lab_analysis::step4::evidence::{
-    Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample, Source,
+    BazHome, Eviction, Evidence, Faults, Library, Page, PageCache, ProgramRun, Ready, Sample,
+    Source,
 };
 use lab_analysis::step4::SYMBOLS;
 
 /// How often the lab polls /proc while it waits for a program to load its library.
 const POLL: Duration = Duration::from_millis(5);
+/// What the lab does while a program starts (for the error when it ends then).
+const NOT_READY: &str = "waited for it to map a library that exports baz and wait in its loop";
+/// What the lab does while both run.
+const SAMPLING: &str = "was reading its /proc files";
 
 pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
     lab_trace::run::check()?;
@@ -84,6 +89,7 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
             faults_end: snap.faults_end,
             resident_when_ready: resident,
             library: started.library,
+            baz_home: snap.baz_home,
             maps: snap.maps,
             smaps: snap.smaps,
             pages: snap.pages,
@@ -283,6 +289,8 @@ struct Started {
     ready: Ready,
     faults: Faults,
     library: Library,
+    /// Where baz is in this process (see [`Finder::baz_home`]).
+    baz_home: Option<BazHome>,
 }
 
 /// The ELF files the processes map, read once each.
@@ -292,12 +300,15 @@ struct Finder {
 }
 
 impl Finder {
-    /// The mapped library that exports `baz`, if the process maps one yet.
-    fn library(&mut self, maps: &Maps) -> Option<Library> {
+    /// The mapped library that exports `baz`, if the process maps one yet: a shared object
+    /// other than the program itself (`exe`, its /proc/PID/exe). A program that names `baz`
+    /// directly defines it too (the `R_X86_64_COPY` relocation puts baz in its own .dynsym
+    /// and .bss), but the library is the object the copy came from.
+    fn library(&mut self, maps: &Maps, exe: &str) -> Option<Library> {
         let mut paths: Vec<&str> = maps
             .mappings
             .iter()
-            .filter(|m| m.path.starts_with('/') && m.inode != 0)
+            .filter(|m| m.path.starts_with('/') && m.inode != 0 && m.path != exe)
             .map(|m| m.path.as_str())
             .collect();
         paths.dedup();
@@ -335,6 +346,81 @@ impl Finder {
             sections: Some(info.sections.clone()),
         })
     }
+
+    /// Where baz is in process `pid`: what the library's own relocation against baz (its GOT
+    /// slot) holds, read from /proc/PID/mem, since ld.so wrote there the address every use of
+    /// baz goes through: the program's copy when the program has an `R_X86_64_COPY` of it, the
+    /// library's own baz otherwise. A library without such a relocation reaches its own baz.
+    /// `None` when the slot is not where the loader puts the GOT (the file mapped some other
+    /// way) or the address it holds is in no writable mapping of a file.
+    fn baz_home(&self, pid: u32, lib: &Library, maps: &Maps, exe: &str) -> Option<BazHome> {
+        let info = self.elf.get(&lib.path)?.as_ref()?;
+        let reloc = info.relocations.iter().find(|r| {
+            r.symbol == "baz"
+                && ["GLOB_DAT", "_64", "ABS64"]
+                    .iter()
+                    .any(|k| r.kind.ends_with(k))
+        });
+        let (address, got_slot) = match reloc {
+            Some(r) => {
+                let slot = lib.base + r.offset;
+                if !loaded_at(maps, lib, r.offset, slot) {
+                    return None;
+                }
+                let mut bytes = [0u8; 8];
+                std::fs::File::open(format!("/proc/{pid}/mem"))
+                    .ok()?
+                    .read_exact_at(&mut bytes, slot)
+                    .ok()?;
+                (u64::from_ne_bytes(bytes), Some(slot))
+            }
+            None => (lib.base + info.symbol("baz")?.value, None),
+        };
+        let object = data_object(maps, address)?;
+        Some(BazHome {
+            address,
+            got_slot,
+            in_program: object == exe,
+            object: object.to_string(),
+            page: None,
+        })
+    }
+}
+
+/// The library's address `vaddr` (its GOT slot) lies at `addr` in a mapping of the library at
+/// the file offset its section headers give: where the loader puts it, not in a mapping of the
+/// file made some other way.
+fn loaded_at(maps: &Maps, lib: &Library, vaddr: u64, addr: u64) -> bool {
+    let Some(file_offset) = lib.sections.as_ref().and_then(|s| {
+        s.loaded
+            .iter()
+            .find(|x| !x.nobits && x.addr <= vaddr && vaddr < x.addr + x.size)
+            .map(|x| x.offset + (vaddr - x.addr))
+    }) else {
+        return false;
+    };
+    maps.find(addr).is_some_and(|m| {
+        m.inode == lib.inode && m.path == lib.path && m.offset + (addr - m.start) == file_offset
+    })
+}
+
+/// The file whose data holds `addr`: a writable mapping of it, or the anonymous mapping right
+/// after one (the rest of its .bss, as the kernel or the loader maps it).
+fn data_object(maps: &Maps, addr: u64) -> Option<&str> {
+    let m = maps.find(addr)?;
+    let file_data = |m: &lab_trace::maps::Mapping| {
+        m.path.starts_with('/') && m.inode != 0 && m.perms.starts_with("rw")
+    };
+    if file_data(m) {
+        return Some(&m.path);
+    }
+    if !m.path.is_empty() {
+        return None;
+    }
+    maps.mappings
+        .iter()
+        .find(|prev| prev.end == m.start && file_data(prev))
+        .map(|prev| prev.path.as_str())
 }
 
 /// Waits (bounded) until the program has loaded the library and reached its loop: our programs
@@ -346,17 +432,21 @@ fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow
     let mut library = None;
     let mut asleep_without_library: Option<Instant> = None;
     let deadline = t0 + WAIT;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", r.pid)).map_or_else(
+        |_| r.path.display().to_string(),
+        |p| p.display().to_string(),
+    );
     if r.has_events() {
         r.wait_events("its first observation", |p| !p.values.is_empty())?;
         ready = Some(Ready::FirstObservation);
     }
     loop {
-        r.check_alive("loading a library that exports baz")?;
+        r.check_alive(NOT_READY)?;
         let maps = Maps::read(r.pid).ok();
         if library.is_none() {
-            library = maps.as_ref().and_then(|m| finder.library(m));
+            library = maps.as_ref().and_then(|m| finder.library(m, &exe));
         }
-        let (state, _) = r.stat("loading a library that exports baz")?;
+        let (state, _) = r.stat(NOT_READY)?;
         let ms = t0.elapsed().as_millis() as u64;
         // Asleep without the library: it has reached its loop and will not load one.
         if library.is_none() && state == 'S' {
@@ -380,11 +470,16 @@ fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow
             }
         }
         if let (Some(ready), Some(library)) = (ready, &library) {
-            let (_, faults) = r.stat("loading a library that exports baz")?;
+            let (_, faults) = r.stat(NOT_READY)?;
+            // Relocation is done by now: ld.so resolves GLOB_DAT slots before main.
+            let baz_home = Maps::read(r.pid)
+                .ok()
+                .and_then(|m| finder.baz_home(r.pid, library, &m, &exe));
             return Ok(Started {
                 ready,
                 faults,
                 library: library.clone(),
+                baz_home,
             });
         }
         if Instant::now() > deadline {
@@ -401,6 +496,7 @@ fn wait_ready(r: &mut Running, needed: &[String], finder: &mut Finder) -> anyhow
 /// What was read from one process while both ran.
 struct Snapshot {
     maps: Maps,
+    baz_home: Option<BazHome>,
     smaps: Vec<lab_trace::smaps::SmapsEntry>,
     pages: Vec<Page>,
     faults_end: Faults,
@@ -431,36 +527,45 @@ fn sample(
         let ms = t0.elapsed().as_millis() as u64;
         let baz = runs
             .iter()
-            .map(|(r, s, _)| read_baz(r.pid, &s.library))
+            .map(|(r, s, _)| read_baz(r.pid, &s.library, s.baz_home.as_ref()))
             .collect();
         samples.push(Sample { ms, baz });
         if i == 1 {
-            for (r, s, _) in runs.iter() {
-                snapshots.push(snapshot(r.pid, &s.library, page)?);
+            for (r, s, _) in runs.iter_mut() {
+                let snap = snapshot(r.pid, &s.library, s.baz_home.as_ref(), page);
+                // A read of /proc fails when the program has ended: say how it ended.
+                snapshots.push(snap.map_err(|e| r.gone(e, SAMPLING))?);
             }
         }
         for (r, _, _) in runs.iter_mut() {
-            r.check_alive("the lab finished reading it")?;
+            r.check_alive(SAMPLING)?;
             r.drain_events()?;
         }
     }
     for ((r, _, _), snap) in runs.iter_mut().zip(&mut snapshots) {
-        snap.faults_end = r.stat("the lab finished reading it")?.1;
+        snap.faults_end = r.stat(SAMPLING)?.1;
     }
     Ok((samples, snapshots))
 }
 
-/// baz's value in process `pid` (`proc(5)`, /proc/PID/mem), at the library's load bias plus
-/// baz's value in `.dynsym`.
-/// Nothing is read unless the address lies in the library's data as a loader maps it
-/// ([`in_library_data`]): a program that mapped the file some other way has no baz there.
-fn read_baz(pid: u32, lib: &Library) -> Option<i64> {
-    let baz = lib.symbols.iter().find(|s| s.name == "baz")?;
-    let addr = lib.base + baz.value;
+/// baz's value in process `pid` (`proc(5)`, /proc/PID/mem): where the library's GOT slot says
+/// it is ([`Finder::baz_home`]), else at the library's load bias plus baz's value in `.dynsym`.
+/// Nothing is read unless the address lies in that object's data (for the library's own baz:
+/// as a loader maps it, [`in_library_data`]): a program that mapped the file some other way
+/// has no baz there.
+fn read_baz(pid: u32, lib: &Library, home: Option<&BazHome>) -> Option<i64> {
     let maps = Maps::read(pid).ok()?;
-    if !in_library_data(&maps, lib, addr) {
-        return None;
-    }
+    let addr = match home {
+        Some(h) if data_object(&maps, h.address) == Some(h.object.as_str()) => h.address,
+        Some(_) => return None,
+        None => {
+            let addr = lib.base + lib.symbols.iter().find(|s| s.name == "baz")?.value;
+            if !in_library_data(&maps, lib, addr) {
+                return None;
+            }
+            addr
+        }
+    };
     let f = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
     let mut buf = [0u8; 4];
     f.read_exact_at(&mut buf, addr).ok()?;
@@ -485,7 +590,12 @@ fn in_library_data(maps: &Maps, lib: &Library, addr: u64) -> bool {
             .any(|prev| prev.end == m.start && of_lib(prev) && writable(prev))
 }
 
-fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
+fn snapshot(
+    pid: u32,
+    lib: &Library,
+    home: Option<&BazHome>,
+    page: u64,
+) -> anyhow::Result<Snapshot> {
     let maps = Maps::read(pid).with_context(|| format!("cannot read /proc/{pid}/maps"))?;
     let smaps = lab_trace::smaps::read(pid)
         .with_context(|| format!("cannot read /proc/{pid}/smaps"))?
@@ -516,8 +626,22 @@ fn snapshot(pid: u32, lib: &Library, page: u64) -> anyhow::Result<Snapshot> {
             entry,
         }));
     }
+    // The page of baz where it really is (the program's copy, with a COPY relocation).
+    let baz_home = match home {
+        Some(h) => {
+            let at = h.address / page * page;
+            let entry = lab_trace::pagemap::read(pid, at, at + page, page)
+                .with_context(|| format!("cannot read /proc/{pid}/pagemap"))?;
+            Some(BazHome {
+                page: entry.first().copied(),
+                ..h.clone()
+            })
+        }
+        None => None,
+    };
     Ok(Snapshot {
         maps,
+        baz_home,
         smaps,
         pages,
         faults_end: Faults::default(),

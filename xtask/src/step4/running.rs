@@ -39,6 +39,10 @@ pub struct Launch {
 /// A program running under `strace -f`.
 pub struct Running {
     pub name: &'static str,
+    /// The program file.
+    pub path: PathBuf,
+    /// When strace was started.
+    started: Instant,
     strace: Child,
     /// The traced program (strace's child).
     pub pid: u32,
@@ -93,6 +97,8 @@ impl Running {
         };
         let mut running = Running {
             name: launch.name,
+            path: launch.path.clone(),
+            started: Instant::now(),
             pid: 0,
             strace,
             trace_file,
@@ -130,16 +136,7 @@ impl Running {
                 let ran =
                     std::fs::read_to_string(&self.trace_file).is_ok_and(|t| !t.trim().is_empty());
                 if ran {
-                    bail!(
-                        "{}: {} ran and ended ({status}) before the lab could watch it; --{} \
-                         takes a program that keeps running until it is stopped, as our {} \
-                         does{}",
-                        self.name,
-                        program.display(),
-                        self.name,
-                        self.name,
-                        self.stderr_said()
-                    );
+                    return Err(self.ended_error("looked for its process"));
                 }
                 bail!(
                     "{}: strace ended ({status}) before starting it{}",
@@ -189,33 +186,84 @@ impl Running {
         matches!(self.ended(), Ok(None))
     }
 
-    /// Fails with what the program said if it has ended.
-    pub fn check_alive(&mut self, waiting_for: &str) -> anyhow::Result<()> {
+    /// Fails with [`Running::ended_error`] if the program has ended.
+    pub fn check_alive(&mut self, doing: &str) -> anyhow::Result<()> {
         if self.alive() {
             return Ok(());
         }
-        let status = self.status.map(|s| s.to_string()).unwrap_or_default();
-        bail!(
-            "{} ended ({status}) before {waiting_for}{}",
+        Err(self.ended_error(doing))
+    }
+
+    /// The one-line error for a program that ended while the lab was `doing` something: the
+    /// program, how far it got (the libraries its trace shows ld.so loading), how it ended
+    /// (exit status or signal) and what it wrote to stderr (the loader's "cannot open shared
+    /// object file").
+    fn ended_error(&self, doing: &str) -> anyhow::Error {
+        let how = match self.status.map(how_ended) {
+            Some(h) if h.starts_with("killed") => format!("was {h}"),
+            Some(h) => h,
+            None => "ended".into(),
+        };
+        let pid = match self.pid {
+            0 => String::new(),
+            pid => format!(", pid {pid}"),
+        };
+        let said = self.stderr_said();
+        // A program that said why it ended needs no hint; one that crashed or returned does.
+        let hint = if said.is_empty() {
+            format!(
+                "; --{} takes a program that keeps running until it is stopped",
+                self.name
+            )
+        } else {
+            String::new()
+        };
+        let page = sys::page_size();
+        let progress = match lab_trace::run::parse_file(&self.trace_file) {
+            Ok(trace) => {
+                let loaded: Vec<String> = lab_trace::loader::lib_loads(&trace.calls, page)
+                    .iter()
+                    .map(|l| l.path.clone())
+                    .collect();
+                if loaded.is_empty() {
+                    "before ld.so loaded any library (no openat followed by mmaps in its trace)"
+                        .to_string()
+                } else {
+                    format!(
+                        "having loaded {} (ld.so's openat and mmaps in its trace)",
+                        loaded.join(", ")
+                    )
+                }
+            }
+            Err(e) => format!("how far it got unknown (its trace is unreadable: {e})"),
+        };
+        anyhow::anyhow!(
+            "{} ({}{pid}) {how} (found ended {} ms after its start), {progress}, while the lab \
+             {doing}{hint}{said}",
             self.name,
-            self.stderr_said()
+            self.path.display(),
+            self.started.elapsed().as_millis(),
         )
     }
 
-    /// Reads the program's /proc/PID/stat. If it is gone from /proc, the program has ended and
-    /// strace reaped it: waits (bounded) for strace to end too, and fails with what the program
-    /// said (the loader's "cannot open shared object file"), not with the missing /proc file.
-    pub fn stat(&mut self, waiting_for: &str) -> anyhow::Result<(char, Faults)> {
-        let err = match read_stat(self.pid) {
-            Ok(stat) => return Ok(stat),
-            Err(e) => e,
-        };
+    /// `err`, a failed read of the program's /proc files, unless the program has ended: then
+    /// waits (bounded) for strace to end too (it reaps the program first) and returns
+    /// [`Running::ended_error`] instead, which says what the missing /proc file does not.
+    pub fn gone(&mut self, err: anyhow::Error, doing: &str) -> anyhow::Error {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.check_alive(waiting_for)?;
-        Err(err)
+        if self.alive() {
+            err
+        } else {
+            self.ended_error(doing)
+        }
+    }
+
+    /// Reads the program's /proc/PID/stat; if that fails, [`Running::gone`].
+    pub fn stat(&mut self, doing: &str) -> anyhow::Result<(char, Faults)> {
+        read_stat(self.pid).map_err(|e| self.gone(e, doing))
     }
 
     /// Takes in the JSON events our programs printed so far, without waiting.
@@ -319,13 +367,7 @@ impl Running {
             self.printed.stdout = first_lines(&std::fs::read_to_string(f).unwrap_or_default());
         }
         self.printed.stderr = self.stderr_text();
-        // strace exits with its tracee's status and re-raises a signal that killed it.
-        use std::os::unix::process::ExitStatusExt as _;
-        Ok(match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
-            _ => status.to_string(),
-        })
+        Ok(how_ended(status))
     }
 
     /// Sends `sig` to the traced program, if it is still strace's child (not a reused pid).
@@ -357,11 +399,32 @@ impl Drop for Running {
     }
 }
 
+/// `exited with status N` or `killed by SIGSEGV`: strace exits with its tracee's status and
+/// re-raises a signal that killed it.
+fn how_ended(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by {}", signal_name(sig)),
+        _ => status.to_string(),
+    }
+}
+
 fn signal_name(sig: i32) -> String {
     match sig {
+        1 => "SIGHUP".into(),
         2 => "SIGINT".into(),
+        3 => "SIGQUIT".into(),
+        4 => "SIGILL".into(),
+        5 => "SIGTRAP".into(),
+        6 => "SIGABRT".into(),
+        7 => "SIGBUS".into(),
+        8 => "SIGFPE".into(),
         9 => "SIGKILL".into(),
+        11 => "SIGSEGV".into(),
+        13 => "SIGPIPE".into(),
         15 => "SIGTERM".into(),
+        31 => "SIGSYS".into(),
         n => format!("signal {n}"),
     }
 }

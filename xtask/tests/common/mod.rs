@@ -71,3 +71,42 @@ pub fn submission(programs: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Processes still running one of the programs in `dir` (their /proc/PID/exe lies below it):
+/// what a test that ran programs from `dir` must find empty at its end.
+pub fn left_running(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            exe.starts_with(dir).then_some((pid, exe))
+        })
+        .collect()
+}
+
+/// A lab run that must fail: exit status 1, exactly one `error:` line on stderr, no panic, and
+/// nothing left running from `dir`. Returns the error line.
+pub fn one_error_line(out: &std::process::Output, dir: &std::path::Path) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "stderr: {stderr}");
+    assert!(left_running(dir).is_empty(), "{:?}", left_running(dir));
+    errors[0].to_string()
+}
+
+/// Runs `cc args` in `dir`; a failing compile fails the test with cc's stderr.
+pub fn cc(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("cc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

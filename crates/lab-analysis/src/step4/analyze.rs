@@ -82,10 +82,32 @@ pub struct ProgramFindings {
     /// maps instead (its /proc/PID/maps lines of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_loaded: Option<String>,
+    /// Where baz really is in this process, read from its memory (`None`: not found; then baz
+    /// is taken to be the library's own, `symbols.baz`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baz_home: Option<BazHomeFinding>,
     /// Set when no mapping of the library's load holds baz's address: why. Then nothing was
     /// read at that address (`baz_values` is empty) and no frame of it is compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baz_unmapped: Option<String>,
+}
+
+/// Where a process's baz is: the address ld.so resolved the library's own relocation against
+/// baz to (read from its GOT slot in /proc/PID/mem).
+#[derive(Debug, Clone, Serialize)]
+pub struct BazHomeFinding {
+    pub address: String,
+    /// The library's GOT slot that was read (`None`: the library has no relocation against
+    /// baz and reaches its own directly).
+    pub got_slot: Option<String>,
+    /// The file whose data holds it (/proc/PID/maps' name).
+    pub object: String,
+    /// It is the program's own copy (`R_X86_64_COPY`, in the executable's .bss), not the
+    /// library's baz: each program has its own, copy-on-write private, whatever the library's
+    /// code shares.
+    pub in_program: bool,
+    /// The /proc/PID/maps line that holds it.
+    pub maps_line: Option<String>,
 }
 
 /// Where one symbol lies.
@@ -453,9 +475,18 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         map_calls(l, &symbols, page, lib.sections.as_ref(), base)
     });
     let not_loaded = load.is_none().then(|| file_mappings(p));
+    let baz_home = p.baz_home.as_ref().map(|h| BazHomeFinding {
+        address: hex(h.address),
+        got_slot: h.got_slot.map(hex),
+        object: h.object.clone(),
+        in_program: h.in_program,
+        maps_line: p.maps.find(h.address).map(|m| m.line()),
+    });
+    // The library's own baz must lie in its load only where the process uses it.
     let baz_unmapped = symbols
         .get("baz")
         .and_then(|s| lab_trace::parse_hex(&s.address))
+        .filter(|_| baz_home.is_none())
         .and_then(|a| baz_outside(p, load, a, base, page));
     let printed_agrees = (!p.printed.symbols.is_empty()).then(|| {
         symbols.iter().all(|(name, place)| {
@@ -515,6 +546,7 @@ fn program(ev: &Evidence, i: usize, p: &ProgramRun, load: Option<&LibLoad>) -> P
         printed_values: p.printed.values.clone(),
         baz_relocation: p.baz_relocation.clone(),
         library_baz_relocation: lib.baz_relocation.clone(),
+        baz_home,
         not_loaded,
         baz_unmapped,
     }
@@ -805,6 +837,12 @@ fn frames(ev: &Evidence, programs: &[ProgramFindings], loads: &[Option<LibLoad>]
         .map_or(vec![None; index.bases.len()], |a| {
             index.at((a - index.bases[0]) / page * page)
         });
+    // Where the process really keeps baz (its own copy, with a COPY relocation): that page.
+    for (e, p) in baz_entries.iter_mut().zip(&ev.programs) {
+        if let Some(h) = &p.baz_home {
+            *e = h.page.filter(|e| e.present());
+        }
+    }
     // No frame is taken for a baz the process's load does not map.
     for (e, p) in baz_entries.iter_mut().zip(programs) {
         if p.baz_unmapped.is_some() {
@@ -874,6 +912,8 @@ fn frame_row(
         symbols: first
             .symbols
             .iter()
+            // A program with its own copy of baz does not use the library's.
+            .filter(|(n, _)| *n != "baz" || !first.baz_home.as_ref().is_some_and(|h| h.in_program))
             .filter(|(_, s)| {
                 lab_trace::parse_hex(&s.address).is_some_and(|a| start <= a && a < end)
             })

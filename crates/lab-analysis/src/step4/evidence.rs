@@ -94,6 +94,10 @@ pub struct ProgramRun {
     pub resident_when_ready: Option<u64>,
     /// The library exporting `baz`, as this process mapped it.
     pub library: Library,
+    /// Where this process's baz really lives, read from its memory (`None`: not found, or
+    /// evidence recorded before the lab looked: then baz is taken to be the library's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baz_home: Option<BazHome>,
     /// `/proc/PID/maps` while both ran.
     pub maps: Maps,
     /// `/proc/PID/smaps` entries of the library's file, while both ran.
@@ -145,6 +149,26 @@ pub struct Library {
     /// evidence recorded before the lab read them (then: "sections not recorded").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sections: Option<Sections>,
+}
+
+/// Where a process's baz is: the address the library's own relocation against baz (its GOT
+/// slot, `R_X86_64_GLOB_DAT`) was resolved to by ld.so, read from /proc/PID/mem. With an
+/// `R_X86_64_COPY` relocation in the program, that is the program's copy in its own data, not
+/// the library's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BazHome {
+    /// baz's address in this process.
+    pub address: u64,
+    /// The GOT slot read (the library's load bias plus the relocation's offset); `None`: the
+    /// library has no relocation against baz, so its code reaches its own baz directly.
+    pub got_slot: Option<u64>,
+    /// The file whose mapping holds the address, as /proc/PID/maps names it (the anonymous
+    /// mapping right after a file's data counts as that file's: the rest of its .bss).
+    pub object: String,
+    /// The object is the program's executable (/proc/PID/exe), not the library.
+    pub in_program: bool,
+    /// baz's page in /proc/PID/pagemap, read while both ran.
+    pub page: Option<PageEntry>,
 }
 
 /// One page of a pagemap read.

@@ -202,6 +202,9 @@ fn program_blocks(p: &ProgramFindings) -> Vec<Block> {
             s.maps_line.as_deref().unwrap_or("(none)")
         );
     }
+    if let Some(line) = copied_baz_line(p) {
+        let _ = writeln!(text, "{line}");
+    }
     for m in &p.mprotects {
         let _ = writeln!(
             text,
@@ -669,12 +672,76 @@ fn smaps_sentence(name: &str, c: &CounterSummary) -> String {
     format!("{name}'s code (r-xp): {shown}{pss}")
 }
 
+/// For a program whose baz is its own copy: where, and how the lab knows.
+fn copied_baz_line(p: &ProgramFindings) -> Option<String> {
+    let h = p.baz_home.as_ref().filter(|h| h.in_program)?;
+    Some(format!(
+        "but {} does not use that baz: the library's GOT slot for baz{} holds {} (read from \
+         /proc/{}/mem), {}'s own copy in its data ({}{}; the program's relocation against baz is \
+         {}): the library's baz is left unused",
+        p.name,
+        h.got_slot
+            .as_deref()
+            .map_or(String::new(), |g| format!(" at {g}")),
+        h.address,
+        p.pid,
+        p.name,
+        h.object,
+        h.maps_line
+            .as_deref()
+            .map_or(String::new(), |l| format!(", the maps line {l}")),
+        p.baz_relocation.as_deref().unwrap_or("none"),
+    ))
+}
+
+/// Whether some program keeps its own copy of baz (`R_X86_64_COPY`), found in its memory.
+fn baz_copied(f: &Findings) -> bool {
+    f.programs
+        .iter()
+        .any(|p| p.baz_home.as_ref().is_some_and(|h| h.in_program))
+}
+
+/// Where baz lives in each program, when some program keeps its own copy (`R_X86_64_COPY`).
+fn baz_home_sentence(f: &Findings) -> Option<String> {
+    if !baz_copied(f) {
+        return None;
+    }
+    let each: Vec<String> = f
+        .programs
+        .iter()
+        .map(|p| match &p.baz_home {
+            Some(h) if h.in_program => format!(
+                "{}'s at {}, its own copy in {} ({} in {})",
+                p.name,
+                h.address,
+                h.object,
+                p.baz_relocation.as_deref().unwrap_or("no relocation"),
+                p.name
+            ),
+            Some(h) => format!(
+                "{}'s at {}, the library's own in {} ({} has no COPY of it)",
+                p.name, h.address, h.object, p.name
+            ),
+            None => format!("{}'s not found", p.name),
+        })
+        .collect();
+    Some(format!(
+        "Where baz lives (the address ld.so wrote into the library's GOT slot for baz, read \
+         from /proc/PID/mem): {}. With a COPY relocation the linker gave the program its own baz \
+         in its .bss and the loader points the library's code at it, so that program's baz is \
+         in its own data, private and copy-on-write, even though the library's code can be one \
+         copy in RAM; the values and frames of baz below are read where each program's baz is.",
+        each.join("; ")
+    ))
+}
+
 fn sharing(f: &Findings) -> String {
-    let mut lines = vec![
+    let mut lines: Vec<String> = baz_home_sentence(f).into_iter().collect();
+    lines.extend([
         values_sentence(f),
         code_frames_sentence(f),
         baz_frame_sentence(f),
-    ];
+    ]);
     for p in &f.programs {
         lines.push(format!("{}.", smaps_sentence(&p.name, &p.sharing.code)));
         if !p.sharing.written.is_empty() {
@@ -756,8 +823,14 @@ fn values_sentence(f: &Findings) -> String {
         if v.differed > 0 {
             format!(
                 "In {} of {} samples the two held different values at the same moment: two \
-                 variables at one library address each, not one shared baz.",
-                v.differed, v.both_read
+                 variables{}, not one shared baz.",
+                v.differed,
+                v.both_read,
+                if baz_copied(f) {
+                    ", each where that program's baz lives (see above)"
+                } else {
+                    " at one library address each"
+                }
             )
         } else {
             "The two never held different values at the same moment: this run does not show \
@@ -824,8 +897,16 @@ fn baz_frame_sentence(f: &Findings) -> String {
     match f.baz_private {
         Some(true) => format!(
             "The page holding baz is frame {} in {} and {} in {}: two private copies \
-             (MAP_PRIVATE: the first write copied the page).",
-            frames[0], a.name, frames[1], b.name
+             (MAP_PRIVATE: the first write copied the page){}.",
+            frames[0],
+            a.name,
+            frames[1],
+            b.name,
+            if baz_copied(f) {
+                "; baz is not shared even where the library's code is"
+            } else {
+                ""
+            }
         ),
         Some(false) => format!(
             "The page holding baz is the SAME frame {} in both: this contradicts copy-on-write.",

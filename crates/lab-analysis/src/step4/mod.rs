@@ -26,6 +26,10 @@
 //! `--json` findings (DESIGN.md): `{"programs": [{"name", "library", "mmaps", "symbols":
 //! {"setbaz"|"getbaz"|"baz": {"address", "prot", …}}, "baz_values", …}], "code_shared":
 //! bool|null, "baz_private": bool|null, …}` (null: frame numbers unreadable, i.e. not root).
+//! Each program's `"baz_home"` says where its baz really is: the address ld.so wrote into the
+//! library's GOT slot for baz (read from /proc/PID/mem), in the program's own .bss when the
+//! program has an `R_X86_64_COPY` of baz (it names baz directly); values and frames of baz are
+//! taken there.
 //!
 //! A production investigation would use `LD_DEBUG=files`, `perf trace` or eBPF rather than
 //! strace (which slows every syscall), `/proc/PID/smaps_rollup` for totals, and would not evict

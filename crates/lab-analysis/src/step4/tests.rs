@@ -444,3 +444,70 @@ fn a_program_that_mapped_the_file_itself_is_named_and_not_read_outside_it() {
         assert!(!a.contains('?'), "{q}: {a}");
     }
 }
+
+/// Programs that name baz directly (an `R_X86_64_COPY`): ld.so pointed the library's GOT slot
+/// at each program's own copy, so baz's frames, and the answer to "is baz private?", are those
+/// of the copy's page, not of the library's unused baz; the answer says where baz lives.
+#[test]
+fn a_copy_of_baz_in_each_program_is_where_baz_is_compared() {
+    use crate::step4::evidence::BazHome;
+    let mut ev = fixture("foobar-course-c");
+    let present_exclusive = |pfn: u64| PageEntry((1 << 63) | (1 << 56) | pfn);
+    for (i, p) in ev.programs.iter_mut().enumerate() {
+        p.baz_relocation = Some("R_X86_64_COPY".into());
+        p.baz_home = Some(BazHome {
+            address: 0x5555_5555_8030,
+            got_slot: Some(p.library.base + 0x3fc0),
+            object: p.path.clone(),
+            in_program: true,
+            page: Some(present_exclusive(0x1000 + i as u64)),
+        });
+    }
+    let f = analyze(&ev).unwrap();
+    assert_eq!(f.frames.baz_frames, [Some(0x1000), Some(0x1001)]);
+    assert_eq!(f.frames.baz_anonymous, [Some(true), Some(true)]);
+    assert_eq!(f.baz_private, Some(true));
+    for p in &f.programs {
+        let home = p.baz_home.as_ref().unwrap();
+        assert!(home.in_program && home.address == "0x555555558030");
+        assert!(p.baz_unmapped.is_none());
+    }
+    // The library's rows no longer say they hold the baz the programs use.
+    assert!(f
+        .frames
+        .rows
+        .iter()
+        .all(|r| !r.symbols.contains(&"baz".to_string())));
+    let shared = answer(&explain_answers(&ev), "share the library's code");
+    assert!(
+        shared.starts_with(
+            "Where baz lives (the address ld.so wrote into the library's GOT slot for baz, read \
+             from /proc/PID/mem): foo's at 0x555555558030, its own copy in /tmp/course/foo \
+             (R_X86_64_COPY in foo); bar's at 0x555555558030, its own copy in /tmp/course/bar"
+        ),
+        "{shared}"
+    );
+    assert!(shared.contains("baz is not shared even where the library's code is"));
+
+    // The same frame in both would contradict copy-on-write: said, not hidden.
+    for p in &mut ev.programs {
+        p.baz_home.as_mut().unwrap().page = Some(present_exclusive(0x2000));
+    }
+    let f = analyze(&ev).unwrap();
+    assert_eq!(f.baz_private, Some(false));
+
+    // foo uses the library's baz (no COPY), bar its own: each named where it is.
+    let foo = &mut ev.programs[0];
+    foo.baz_relocation = None;
+    let home = foo.baz_home.as_mut().unwrap();
+    home.in_program = false;
+    home.object = foo.library.path.clone();
+    let shared = answer(&explain_answers(&ev), "share the library's code");
+    assert!(
+        shared.contains(
+            "foo's at 0x555555558030, the library's own in /tmp/course/foobar.so (foo has no \
+             COPY of it); bar's at 0x555555558030, its own copy in /tmp/course/bar"
+        ),
+        "{shared}"
+    );
+}
