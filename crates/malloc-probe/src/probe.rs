@@ -8,6 +8,9 @@ use malloc_probe::{ChildOut, Drain, Fastbins, FreeAttempt, LargeMallocAttempt, M
 use crate::maps::{MapsSnapshot, Region, MAPS_CAPACITY};
 use crate::sys::{self, Block, Glibc};
 
+/// What follows `malloc(N)` in the error of a malloc that returned NULL.
+pub const NO_MEMORY: &str = "returned NULL: not enough memory for this request";
+
 /// The largest request accepted (malloc would fail long before).
 pub const MAX_REQUEST: usize = 1 << 40;
 
@@ -121,7 +124,7 @@ impl Prober {
         self.marker(b"malloc ", request);
         let brk_before = sys::program_break();
         let Some(block) = self.glibc.malloc(request) else {
-            bail!("malloc({request}) returned NULL: not enough memory for this request");
+            bail!("malloc({request}) {NO_MEMORY}");
         };
         let t = self.glibc.tag(&block);
         let prev_size = self.glibc.prev_size(&block);
@@ -559,7 +562,7 @@ fn large_malloc_after_free(p: &mut Prober, small: usize, large: usize) -> anyhow
     let (tb1, bprev1, w1) = read(p);
     p.marker(b"malloc ", large);
     let Some(big) = p.glibc.malloc(large) else {
-        bail!("malloc({large}) returned NULL: not enough memory for this request");
+        bail!("malloc({large}) {NO_MEMORY}");
     };
     let (tb2, bprev2, w2) = read(p);
     let large_tag = p.glibc.tag(&big).0;
@@ -654,7 +657,9 @@ pub fn run_child(request: usize, o: ChildOpts) -> anyhow::Result<ChildOut> {
 }
 
 /// The smallest request served by mmap under `o`, by bisection between `lo` (heap) and `hi`
-/// (mmap), each probe in a fresh process. Returns it and every probe made.
+/// (mmap), each probe in a fresh process. Returns it and every probe made. When malloc(hi)
+/// itself returns NULL (an address-space limit, `ulimit -v`, below `hi`), `hi` is halved until
+/// a request is served: the switch lies far below any such limit.
 pub fn bisect(o: ChildOpts, lo: usize, hi: usize) -> anyhow::Result<(usize, Vec<ChildOut>)> {
     let mut probes = Vec::new();
     let low = run_child(lo, o)?;
@@ -663,7 +668,18 @@ pub fn bisect(o: ChildOpts, lo: usize, hi: usize) -> anyhow::Result<(usize, Vec<
     if !low_heap {
         bail!("even a {lo}-byte request was not served from the heap; cannot bisect");
     }
-    let high = run_child(hi, o)?;
+    let mut hi = hi;
+    let high = loop {
+        match run_child(hi, o) {
+            Ok(high) => break high,
+            Err(e)
+                if hi / 2 > lo && e.to_string().contains(&format!("malloc({hi}) {NO_MEMORY}")) =>
+            {
+                hi /= 2
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let high_mmap = high.row.region == "mmap";
     probes.push(high);
     if !high_mmap {
