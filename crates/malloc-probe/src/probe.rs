@@ -167,35 +167,47 @@ impl Prober {
 
     /// Uses up the top chunk with one block so that exactly MINSIZE bytes remain: afterwards
     /// no request can be carved from the top and malloc must choose between brk and mmap.
+    ///
+    /// malloc serves a request from a free chunk that fits before it looks at the top, so a free
+    /// chunk at least as large as the top (left by a large buffer freed while a top pad, e.g.
+    /// `MALLOC_TOP_PAD_`, or huge-page-aligned heap growth, kept the top large) takes the filler
+    /// instead: that block is kept, which uses the free chunk up, and the top is drained again,
+    /// up to [`DRAIN_TRIES`] times.
     pub fn drain_top(&mut self) -> anyhow::Result<Drain> {
-        let before = self.locate_top()?;
-        let size = before.size as usize;
-        if size < 2 * MINSIZE {
-            return Ok(Drain {
-                top_before: before.size,
-                filler_request: 0,
-                top_after: before.size,
-            });
+        let mut missed = None;
+        for _ in 0..DRAIN_TRIES {
+            let before = self.locate_top()?;
+            let size = before.size as usize;
+            if size < 2 * MINSIZE {
+                return Ok(Drain {
+                    top_before: before.size,
+                    filler_request: 0,
+                    top_after: before.size,
+                });
+            }
+            // request2size(size - MINSIZE - SIZE_SZ) == size - MINSIZE: leaves MINSIZE bytes.
+            let filler = size - MINSIZE - SIZE_SZ;
+            let (block, raw) = self.measure(filler)?;
+            block.leak();
+            if raw.addr - 2 * SIZE_SZ == before.addr {
+                return Ok(Drain {
+                    top_before: before.size,
+                    filler_request: filler,
+                    top_after: raw.top.map(|t| t.size).unwrap_or(0),
+                });
+            }
+            missed = Some((raw.addr - 2 * SIZE_SZ, before.addr));
         }
-        // request2size(size - MINSIZE - SIZE_SZ) == size - MINSIZE: leaves MINSIZE bytes.
-        let filler = size - MINSIZE - SIZE_SZ;
-        let (block, raw) = self.measure(filler)?;
-        block.leak();
-        if raw.addr - 2 * SIZE_SZ != before.addr {
-            bail!(
-                "the filler block did not come from the top chunk (0x{:x} != 0x{:x}); \
-                 cannot control the heap here",
-                raw.addr - 2 * SIZE_SZ,
-                before.addr
-            );
-        }
-        Ok(Drain {
-            top_before: before.size,
-            filler_request: filler,
-            top_after: raw.top.map(|t| t.size).unwrap_or(0),
-        })
+        let (got, top) = missed.unwrap_or_default();
+        bail!(
+            "the filler block did not come from the top chunk in {DRAIN_TRIES} tries (0x{got:x} \
+             != 0x{top:x}); cannot control the heap here"
+        )
     }
 }
+
+/// How many times [`Prober::drain_top`] drains again after a free chunk took the filler.
+pub const DRAIN_TRIES: usize = 16;
 
 /// One measured malloc as a `--json` row, its region read from `maps`.
 pub fn row_from_raw(raw: &Raw, maps: &MapsSnapshot, page: usize) -> Row {
