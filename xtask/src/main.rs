@@ -163,7 +163,13 @@ enum Cmd {
         #[command(flatten)]
         options: Options,
     },
-    /// Run every step in order.
+    /// Run every step in order, then the answers at a glance.
+    ///
+    /// A step that fails does not stop the later ones: its error is said under its heading, its
+    /// questions read "not measured: step N failed: …" in the glance, and the exit status is 1.
+    /// Exit status 0: every step ran (a question one could not measure says "not measured" and
+    /// why); 2: usage. A missing strace, an --evidence DIR that is not a directory or an interrupt
+    /// stops at once.
     RunAll {
         #[command(flatten)]
         common: Common,

@@ -236,3 +236,20 @@ fn run_all_with_no_evidence_directory_stops_at_once() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("is not a directory"), "{stderr}");
 }
+
+#[test]
+fn run_all_help_says_a_failed_step_does_not_stop_the_others() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["run-all", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap().replace('\n', " ");
+    for said in [
+        "A step that fails does not stop the later ones",
+        "\"not measured: step N failed: …\"",
+        "the exit status is 1",
+    ] {
+        assert!(help.contains(said), "{said:?} not in: {help}");
+    }
+}

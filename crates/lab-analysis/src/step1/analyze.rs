@@ -514,13 +514,13 @@ fn not_measured(
     if no_free_bit {
         add("1.1", why_failed("free-bit"));
     }
-    if sweep.mmap_rows == 0 {
+    // A sweep that merely ended below a measured threshold keeps its own answer (it points to
+    // 1.3's probes); with no threshold either, mmap was never seen at all.
+    if sweep.mmap_rows == 0 && no_threshold {
         add(
             "1.2",
             Some(format!("{}: no mmapped chunk's tag to compare", no_mmap())),
         );
-    } else if sweep.heap_rows == 0 {
-        add("1.2", Some(unmeasured::why_no_heap(env, limit)));
     }
     if no_threshold {
         add("1.3", why_failed("threshold"));

@@ -602,6 +602,16 @@ fn a_failed_threshold_run_leaves_only_the_switch_not_measured_with_its_reason() 
 }
 
 #[test]
+fn a_sweep_that_ends_below_a_measured_threshold_is_not_called_unmeasured() {
+    // MALLOC_MMAP_THRESHOLD_=33554432: no mmap row in the 1 MiB sweep, but the threshold and
+    // the page edge were measured; 1.2 keeps its own answer pointing to 1.3's probes.
+    let f = findings("glibc-2.36-mmap-threshold-33554432");
+    assert_eq!(f.sweep.as_ref().unwrap().mmap_rows, 0);
+    assert!(f.not_measured.is_empty(), "{:?}", f.not_measured);
+    assert!(f.failed_runs.is_empty());
+}
+
+#[test]
 fn a_sweep_with_no_mmap_row_under_mmap_max_0_says_why_for_the_mmap_questions() {
     let mut ev = threshold_failed_under_top_pad();
     ev.environment = vec![crate::step1::EnvVar::new("MALLOC_MMAP_MAX_", "0")];

@@ -136,14 +136,6 @@ pub fn why_no_mmap(
     never_mmapped(&settings(environment, &[], limit), up_to)
 }
 
-/// Why the sweep shows no heap chunk (1.2 needs one).
-pub fn why_no_heap(environment: &[EnvVar], limit: Option<u64>) -> String {
-    format!(
-        "no request of the sweep came from the heap{}",
-        under(&settings(environment, &[], limit))
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
