@@ -163,7 +163,13 @@ enum Cmd {
         #[command(flatten)]
         options: Options,
     },
-    /// Run every step in order.
+    /// Run every step in order, then the answers at a glance.
+    ///
+    /// A step that fails does not stop the later ones: its error is said under its heading, its
+    /// questions read "not measured: step N failed: …" in the glance, and the exit status is 1.
+    /// Exit status 0: every step ran (a question one could not measure says "not measured" and
+    /// why); 2: usage. A missing strace, an --evidence DIR that is not a directory or an interrupt
+    /// stops at once.
     RunAll {
         #[command(flatten)]
         common: Common,
@@ -364,19 +370,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::RunAll { common } => {
-            let ctx = context(&common, model::StepOptions::default())?;
-            let mut reports = Vec::new();
-            for step in 1..=STEPS {
-                reports.push(run_step(&ctx, step)?.report);
-            }
-            let glance = lab_analysis::at_a_glance(&reports.iter().collect::<Vec<_>>());
-            out::glance(&glance);
-            if common.json {
-                out::json(&serde_json::json!({ "steps": reports, "glance": glance }))?;
-            }
-            Ok(())
-        }
+        Cmd::RunAll { common } => run_all(&common),
         Cmd::Bench { name, quick, json } => {
             if json {
                 out::to_stderr();
@@ -399,6 +393,90 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         // main() runs it, for its own exit statuses (1: a check failed, 2: usage).
         Cmd::Check(_) => anyhow::bail!("check is run by main, not here"),
     }
+}
+
+/// A step of `run-all` that could not answer, and why (one line).
+#[derive(serde::Serialize)]
+struct StepFailure {
+    step: u8,
+    error: String,
+}
+
+/// `run-all`: every step in order, then the answers at a glance. A step that fails does not stop
+/// the later ones: its error is said under its heading, its questions read "not measured: step N
+/// failed: …" in the glance, and the run ends with one `error:` line and exit status 1. What no
+/// step could get past stops at once: strace missing, `--evidence DIR` not a directory, an
+/// interrupt (its cleanup ends the lab with 128 + the signal).
+fn run_all(common: &Common) -> anyhow::Result<()> {
+    let ctx = context(common, model::StepOptions::default())?;
+    match &ctx.replay {
+        Some(dir) if !dir.is_dir() => {
+            anyhow::bail!("--evidence {} is not a directory", dir.display())
+        }
+        Some(_) => {}
+        None => lab_trace::run::check()?,
+    }
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for step in 1..=STEPS {
+        match run_step(&ctx, step) {
+            Ok(shown) => reports.push(shown.report),
+            Err(e) => {
+                // A signal during the step: no failure is reported, the cleanup ends the lab.
+                interrupt::settle();
+                let error = format!("{e:#}").replace('\n', " ");
+                out::write_line(format_args!("Step {step} could not answer: {error}"));
+                failures.push(StepFailure { step, error });
+            }
+        }
+    }
+    let mut glance = lab_analysis::at_a_glance(&reports.iter().collect::<Vec<_>>());
+    for g in &mut glance {
+        let failed = failures
+            .iter()
+            .find(|f| g.number.split('.').next() == Some(f.step.to_string().as_str()));
+        if let Some(f) = failed {
+            let head = format!("not measured: step {} failed: ", f.step);
+            // The glance line (number, label, text) stays within its 200 characters.
+            let used = lab_analysis::Glance::new(&g.number, head.as_str()).line();
+            let room = lab_analysis::report::GLANCE_MAX.saturating_sub(used.chars().count());
+            *g = lab_analysis::Glance::new(&g.number, head + &cut(&f.error, room));
+        }
+    }
+    out::glance(&glance);
+    if common.json {
+        out::json(&serde_json::json!({
+            "steps": reports,
+            "glance": glance,
+            "failed": failures,
+        }))?;
+    }
+    match failures.as_slice() {
+        [] => Ok(()),
+        [f] => anyhow::bail!(
+            "step {} failed, its questions read \"not measured\": {}",
+            f.step,
+            f.error
+        ),
+        _ => {
+            let steps: Vec<String> = failures.iter().map(|f| f.step.to_string()).collect();
+            anyhow::bail!(
+                "steps {} failed, their questions read \"not measured\" (the reasons are under \
+                 each step's heading)",
+                steps.join(", ")
+            )
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, an ellipsis marking the cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
 }
 
 /// A flag that points a step at programs or files is only for the steps that use it.

@@ -8,6 +8,9 @@ use malloc_probe::{ChildOut, Drain, Fastbins, FreeAttempt, LargeMallocAttempt, M
 use crate::maps::{MapsSnapshot, Region, MAPS_CAPACITY};
 use crate::sys::{self, Block, Glibc};
 
+/// What follows `malloc(N)` in the error of a malloc that returned NULL.
+pub const NO_MEMORY: &str = "returned NULL: not enough memory for this request";
+
 /// The largest request accepted (malloc would fail long before).
 pub const MAX_REQUEST: usize = 1 << 40;
 
@@ -121,7 +124,7 @@ impl Prober {
         self.marker(b"malloc ", request);
         let brk_before = sys::program_break();
         let Some(block) = self.glibc.malloc(request) else {
-            bail!("malloc({request}) returned NULL: not enough memory for this request");
+            bail!("malloc({request}) {NO_MEMORY}");
         };
         let t = self.glibc.tag(&block);
         let prev_size = self.glibc.prev_size(&block);
@@ -164,35 +167,47 @@ impl Prober {
 
     /// Uses up the top chunk with one block so that exactly MINSIZE bytes remain: afterwards
     /// no request can be carved from the top and malloc must choose between brk and mmap.
+    ///
+    /// malloc serves a request from a free chunk that fits before it looks at the top, so a free
+    /// chunk at least as large as the top (left by a large buffer freed while a top pad, e.g.
+    /// `MALLOC_TOP_PAD_`, or huge-page-aligned heap growth, kept the top large) takes the filler
+    /// instead: that block is kept, which uses the free chunk up, and the top is drained again,
+    /// up to [`DRAIN_TRIES`] times.
     pub fn drain_top(&mut self) -> anyhow::Result<Drain> {
-        let before = self.locate_top()?;
-        let size = before.size as usize;
-        if size < 2 * MINSIZE {
-            return Ok(Drain {
-                top_before: before.size,
-                filler_request: 0,
-                top_after: before.size,
-            });
+        let mut missed = None;
+        for _ in 0..DRAIN_TRIES {
+            let before = self.locate_top()?;
+            let size = before.size as usize;
+            if size < 2 * MINSIZE {
+                return Ok(Drain {
+                    top_before: before.size,
+                    filler_request: 0,
+                    top_after: before.size,
+                });
+            }
+            // request2size(size - MINSIZE - SIZE_SZ) == size - MINSIZE: leaves MINSIZE bytes.
+            let filler = size - MINSIZE - SIZE_SZ;
+            let (block, raw) = self.measure(filler)?;
+            block.leak();
+            if raw.addr - 2 * SIZE_SZ == before.addr {
+                return Ok(Drain {
+                    top_before: before.size,
+                    filler_request: filler,
+                    top_after: raw.top.map(|t| t.size).unwrap_or(0),
+                });
+            }
+            missed = Some((raw.addr - 2 * SIZE_SZ, before.addr));
         }
-        // request2size(size - MINSIZE - SIZE_SZ) == size - MINSIZE: leaves MINSIZE bytes.
-        let filler = size - MINSIZE - SIZE_SZ;
-        let (block, raw) = self.measure(filler)?;
-        block.leak();
-        if raw.addr - 2 * SIZE_SZ != before.addr {
-            bail!(
-                "the filler block did not come from the top chunk (0x{:x} != 0x{:x}); \
-                 cannot control the heap here",
-                raw.addr - 2 * SIZE_SZ,
-                before.addr
-            );
-        }
-        Ok(Drain {
-            top_before: before.size,
-            filler_request: filler,
-            top_after: raw.top.map(|t| t.size).unwrap_or(0),
-        })
+        let (got, top) = missed.unwrap_or_default();
+        bail!(
+            "the filler block did not come from the top chunk in {DRAIN_TRIES} tries (0x{got:x} \
+             != 0x{top:x}); cannot control the heap here"
+        )
     }
 }
+
+/// How many times [`Prober::drain_top`] drains again after a free chunk took the filler.
+pub const DRAIN_TRIES: usize = 16;
 
 /// One measured malloc as a `--json` row, its region read from `maps`.
 pub fn row_from_raw(raw: &Raw, maps: &MapsSnapshot, page: usize) -> Row {
@@ -559,7 +574,7 @@ fn large_malloc_after_free(p: &mut Prober, small: usize, large: usize) -> anyhow
     let (tb1, bprev1, w1) = read(p);
     p.marker(b"malloc ", large);
     let Some(big) = p.glibc.malloc(large) else {
-        bail!("malloc({large}) returned NULL: not enough memory for this request");
+        bail!("malloc({large}) {NO_MEMORY}");
     };
     let (tb2, bprev2, w2) = read(p);
     let large_tag = p.glibc.tag(&big).0;
@@ -654,7 +669,9 @@ pub fn run_child(request: usize, o: ChildOpts) -> anyhow::Result<ChildOut> {
 }
 
 /// The smallest request served by mmap under `o`, by bisection between `lo` (heap) and `hi`
-/// (mmap), each probe in a fresh process. Returns it and every probe made.
+/// (mmap), each probe in a fresh process. Returns it and every probe made. When malloc(hi)
+/// itself returns NULL (an address-space limit, `ulimit -v`, below `hi`), `hi` is halved until
+/// a request is served: the switch lies far below any such limit.
 pub fn bisect(o: ChildOpts, lo: usize, hi: usize) -> anyhow::Result<(usize, Vec<ChildOut>)> {
     let mut probes = Vec::new();
     let low = run_child(lo, o)?;
@@ -663,7 +680,18 @@ pub fn bisect(o: ChildOpts, lo: usize, hi: usize) -> anyhow::Result<(usize, Vec<
     if !low_heap {
         bail!("even a {lo}-byte request was not served from the heap; cannot bisect");
     }
-    let high = run_child(hi, o)?;
+    let mut hi = hi;
+    let high = loop {
+        match run_child(hi, o) {
+            Ok(high) => break high,
+            Err(e)
+                if hi / 2 > lo && e.to_string().contains(&format!("malloc({hi}) {NO_MEMORY}")) =>
+            {
+                hi /= 2
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let high_mmap = high.row.region == "mmap";
     probes.push(high);
     if !high_mmap {

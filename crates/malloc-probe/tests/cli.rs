@@ -265,6 +265,68 @@ fn threshold_follows_the_tunables() {
     assert_eq!(doc["findings"]["threshold_chunk_size"], 300000);
 }
 
+/// The threshold's findings with no setting but `env` (and `limit`, an RLIMIT_AS in bytes).
+fn threshold_under(dir: &TempDir, env: &[(&str, &str)], limit: Option<u64>) -> Value {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "threshold"]).current_dir(dir.path());
+    for (k, _) in std::env::vars() {
+        if k == "GLIBC_TUNABLES" || k == "LD_PRELOAD" || k.starts_with("MALLOC_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    if let Some(bytes) = limit {
+        // SAFETY: pre_exec runs between fork and exec; setrlimit(2) is async-signal-safe and
+        // the closure touches nothing but its own copy of `bytes`.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{env:?} {limit:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["findings"].clone()
+}
+
+#[test]
+fn a_top_pad_huge_pages_or_an_address_space_limit_still_give_the_same_switch() {
+    let dir = tempdir("threshold-settings");
+    let plain = threshold_under(&dir, &[], None);
+    let switch = |f: &Value| {
+        (
+            f["threshold_request"].clone(),
+            f["threshold_chunk_size"].clone(),
+        )
+    };
+    // A top pad keeps the top large: a free chunk larger than the top took the filler before
+    // the probe kept such blocks and drained again. hugetlb=1 aligns heap growth to huge pages.
+    for env in [
+        [("MALLOC_TOP_PAD_", "1048576")],
+        [("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")],
+    ] {
+        let f = threshold_under(&dir, &env, None);
+        assert_eq!(switch(&f), switch(&plain), "{env:?}");
+        assert_eq!(f["top_after_drain"], 32, "{env:?}");
+    }
+    // 60000 KiB: malloc(64 MiB), the bisection's first upper bound, returns NULL.
+    let f = threshold_under(&dir, &[], Some(60_000 * 1024));
+    assert_eq!(switch(&f), switch(&plain));
+}
+
 #[test]
 fn bad_input_is_a_one_line_usage_error() {
     let dir = tempdir("usage");

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde::de::DeserializeOwned;
 
 use crate::model::Ctx;
@@ -13,7 +13,7 @@ use crate::out;
 use lab_analysis::step1::allocator::{self, AllocatorEvidence};
 use lab_analysis::step1::analyze::{tunable_value, MMAP_THRESHOLD_TUNABLE};
 use lab_analysis::step1::wire::{KernelCallsReport, SweepReport, ThresholdReport};
-use lab_analysis::step1::{EnvVar, Evidence, Measured, Outcome, Refusal, Run, Traced};
+use lab_analysis::step1::{EnvVar, Evidence, FailedRun, Measured, Outcome, Refusal, Run, Traced};
 
 /// The strace filter: the allocator's system calls, plus `write` for the probe's markers.
 pub const FILTER: &str = "brk,mmap,munmap,write";
@@ -32,7 +32,19 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         path: ctx.bin("malloc-probe"),
         environment: malloc_environment(std::env::vars()),
     };
-    let mut evidence = measure_with(&probe, ctx.quick, scratch.path())?;
+    let mut evidence = measure_with(&probe, ctx.quick, scratch.path()).map_err(|e| {
+        // The sweep failed: name the settings that may have caused it.
+        let settings = lab_analysis::step1::unmeasured::settings(
+            &probe.environment,
+            &[],
+            address_space_limit(),
+        );
+        if settings.is_empty() {
+            e
+        } else {
+            e.context(format!("under {}", settings.join(" ")))
+        }
+    })?;
     if let Some(path) = &ctx.options.allocator {
         evidence.allocator = Some(measure_allocator(&probe, path, scratch.path())?);
     }
@@ -126,13 +138,43 @@ fn top_at_start(sweep: &SweepReport) -> u64 {
         .unwrap_or(0)
 }
 
+/// This process's soft `RLIMIT_AS` (`ulimit -v`) in bytes, which every probe inherits; `None`
+/// when unlimited.
+pub fn address_space_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, Resource};
+    getrlimit(Resource::As).current
+}
+
+/// A probe run's document, or `None` when the probe ran and failed: then its [`FailedRun`]
+/// (with the run's own variables) goes to `failed` and the measurement goes on. Any other error
+/// (the probe could not be started, strace failed, an unreadable document) ends it.
+fn unless_failed<T>(
+    run: anyhow::Result<T>,
+    extra: &[EnvVar],
+    failed: &mut Vec<FailedRun>,
+) -> anyhow::Result<Option<T>> {
+    match run {
+        Ok(doc) => Ok(Some(doc)),
+        Err(e) => {
+            let mut f = e.downcast::<FailedRun>()?;
+            f.env = extra.to_vec();
+            out::progress(&format!("step 1: {f}; going on without it"));
+            failed.push(f);
+            Ok(None)
+        }
+    }
+}
+
 /// Runs every experiment with `probe`. The first run tells whether the probe accepts this
-/// process's malloc; a refusal ends the measurement and is recorded as the outcome.
+/// process's malloc; a refusal ends the measurement and is recorded as the outcome, and so does
+/// (as an error) a sweep that fails. Each later run that fails is recorded in
+/// [`Evidence::failed`] and leaves what it measures "not measured"; the others still run.
 pub fn measure_with(probe: &Probe, quick: bool, scratch: &Path) -> anyhow::Result<Evidence> {
     let environment = probe.environment.clone();
+    let address_space_limit = address_space_limit();
     let max = if quick { "1MiB" } else { "4MiB" };
     out::progress("step 1: malloc-probe --mark sweep, under strace");
-    let sweep = match probe.traced(
+    let sweep: Traced<SweepReport> = match probe.traced(
         &["--json", "--mark", "sweep", "--max", max],
         vec![],
         scratch,
@@ -144,40 +186,83 @@ pub fn measure_with(probe: &Probe, quick: bool, scratch: &Path) -> anyhow::Resul
                     environment,
                     thread_arena: None,
                     allocator: None,
+                    address_space_limit,
+                    failed: Vec::new(),
                     outcome: Outcome::Refused(refusal),
                 }),
                 Err(e) => Err(e),
             }
         }
     };
+    let mut failed = Vec::new();
     out::progress("step 1: malloc-probe free-bit");
-    let free_bit = probe.run(&["--json", "free-bit"], vec![])?;
+    let free_bit = unless_failed(probe.run(&["--json", "free-bit"], vec![]), &[], &mut failed)?;
     let no_tcache = with_tunable(&environment, NO_TCACHE);
     out::progress(&format!("step 1: malloc-probe free-bit with {no_tcache}"));
-    let free_bit_no_tcache = probe.run(&["--json", "free-bit"], vec![no_tcache])?;
-    out::progress("step 1: malloc-probe threshold (one fresh process per probe)");
-    let threshold: Run<ThresholdReport> = probe.run(&["--json", "threshold"], vec![])?;
-    let (chunk, page) = (
-        threshold.doc.threshold.threshold_chunk_size,
-        (threshold.doc.allocator.page_size as u64).max(1),
-    );
-    let half = (chunk / 2).max(page);
-    let tuned = with_tunable(&environment, &format!("{MMAP_THRESHOLD_TUNABLE}={half}"));
-    out::progress(&format!("step 1: malloc-probe threshold with {tuned}"));
-    let tuned_threshold = probe.run(&["--json", "threshold"], vec![tuned])?;
-    let edge = page_edge_requests(chunk, top_at_start(&sweep.doc), page).map(|x| x.to_string());
-    out::progress("step 1: malloc-probe --mark alloc at a page edge, under strace");
-    let page_edge = probe.traced(
-        &["--json", "--mark", "alloc", &edge[0], &edge[1]],
-        vec![],
-        scratch,
+    let free_bit_no_tcache = unless_failed(
+        probe.run(&["--json", "free-bit"], vec![no_tcache.clone()]),
+        &[no_tcache],
+        &mut failed,
     )?;
+    out::progress("step 1: malloc-probe threshold (one fresh process per probe)");
+    let threshold: Option<Run<ThresholdReport>> = unless_failed(
+        probe.run(&["--json", "threshold"], vec![]),
+        &[],
+        &mut failed,
+    )?;
+    let page = (sweep.doc.allocator.page_size as u64).max(1);
+    let tuned_threshold = match &threshold {
+        Some(t) => {
+            let half = (t.doc.threshold.threshold_chunk_size / 2).max(page);
+            let tuned = with_tunable(&environment, &format!("{MMAP_THRESHOLD_TUNABLE}={half}"));
+            out::progress(&format!("step 1: malloc-probe threshold with {tuned}"));
+            unless_failed(
+                probe.run(&["--json", "threshold"], vec![tuned.clone()]),
+                &[tuned],
+                &mut failed,
+            )?
+        }
+        // No threshold to halve.
+        None => None,
+    };
+    // Beside the threshold's chunk size, or the sweep's smallest mmapped chunk without it; no
+    // page edge when nothing was mmapped.
+    let mmapped_chunk = threshold
+        .as_ref()
+        .map(|t| t.doc.threshold.threshold_chunk_size)
+        .or_else(|| {
+            let mmapped = sweep.doc.allocations.iter().filter(|r| r.region == "mmap");
+            mmapped.map(|r| r.chunk_size).min()
+        });
+    let page_edge = match mmapped_chunk {
+        Some(chunk) => {
+            let edge =
+                page_edge_requests(chunk, top_at_start(&sweep.doc), page).map(|x| x.to_string());
+            out::progress("step 1: malloc-probe --mark alloc at a page edge, under strace");
+            unless_failed(
+                probe.traced(
+                    &["--json", "--mark", "alloc", &edge[0], &edge[1]],
+                    vec![],
+                    scratch,
+                ),
+                &[],
+                &mut failed,
+            )?
+        }
+        None => None,
+    };
     out::progress("step 1: malloc-probe thread-arena");
-    let thread_arena = probe.run(&["--json", "thread-arena"], vec![])?;
+    let thread_arena = unless_failed(
+        probe.run(&["--json", "thread-arena"], vec![]),
+        &[],
+        &mut failed,
+    )?;
     Ok(Evidence {
         environment,
-        thread_arena: Some(thread_arena),
+        thread_arena,
         allocator: None,
+        address_space_limit,
+        failed,
         outcome: Outcome::Measured(Box::new(Measured {
             sweep,
             free_bit,
@@ -255,15 +340,14 @@ impl Probe {
     }
 }
 
-/// The probe's JSON document; a failed run is an error, and the probe's refusal of a foreign
-/// malloc is a [`Refusal`].
+/// The probe's JSON document; a failed run is a [`FailedRun`], and the probe's refusal of a
+/// foreign malloc is a [`Refusal`].
 fn document<D: DeserializeOwned>(
     args: &[&str],
     status: ExitStatus,
     stdout: &[u8],
     stderr: &[u8],
 ) -> anyhow::Result<D> {
-    let what = format!("malloc-probe {}", args.join(" "));
     if !status.success() {
         let stderr = String::from_utf8_lossy(stderr);
         let error = stderr
@@ -281,7 +365,18 @@ fn document<D: DeserializeOwned>(
             }
             .into());
         }
-        bail!("{what} failed ({status}): {error}");
+        return Err(FailedRun {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            status: status.code(),
+            error,
+        }
+        .into());
     }
-    serde_json::from_slice(stdout).with_context(|| format!("{what} printed an unreadable document"))
+    serde_json::from_slice(stdout).with_context(|| {
+        format!(
+            "malloc-probe {} printed an unreadable document",
+            args.join(" ")
+        )
+    })
 }

@@ -299,7 +299,7 @@ fn live_a_threshold_above_the_freed_block_is_explained_without_a_freed_mapping()
     let Outcome::Measured(m) = &mut ev.outcome else {
         panic!("measured fixture")
     };
-    m.threshold = run;
+    m.threshold = Some(run);
     let f = analyze(&ev).unwrap();
     let answers = answers(&f, &ev);
     let a = answers

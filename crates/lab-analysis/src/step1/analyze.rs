@@ -8,11 +8,12 @@ use lab_trace::markers::{self, Segment};
 use serde::Serialize;
 
 use super::allocator::{self, AllocatorFindings};
+use super::unmeasured::{self, NotMeasured};
 use super::wire::{
     self, parse_hex, Allocations, Fastbins, FreeAttempt, FreeBitReport, LargeMallocAttempt,
     ThresholdReport,
 };
-use super::{EnvVar, Evidence, Measured, Outcome, Run, Traced};
+use super::{EnvVar, Evidence, FailedRun, Outcome, Run, Traced};
 
 /// The tunable that sets glibc's mmap threshold (mallopt(3) `M_MMAP_THRESHOLD`). Set through
 /// `GLIBC_TUNABLES` because that wins over `MALLOC_MMAP_THRESHOLD_` (and a later entry of
@@ -70,6 +71,24 @@ pub struct Findings {
     pub allocator: Option<AllocatorFindings>,
     /// A second thread's chunk: NON_MAIN_ARENA and its arena's heap (`null`: not measured).
     pub thread_arena: Option<wire::ThreadArenaFindings>,
+    /// The probe runs that failed, each as one line saying why (absent when none did).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_runs: Vec<String>,
+    /// The questions (1.1–1.4) this run could not answer, each with its measured reason
+    /// (absent when every question was answered, or the probe refused this malloc).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_measured: Vec<NotMeasured>,
+}
+
+impl Findings {
+    /// Why `question` (`1.1` … `1.4`) has no answer in this run, if it has none for a measured
+    /// reason.
+    pub fn not_measured(&self, question: &str) -> Option<&str> {
+        self.not_measured
+            .iter()
+            .find(|n| n.question == question)
+            .map(|n| n.reason.as_str())
+    }
 }
 
 /// The traced sweep.
@@ -321,7 +340,8 @@ pub struct ThresholdEffects {
     pub dynamic: DynamicThreshold,
     /// The environment setting that fixed the threshold, as the probe saw it.
     pub explicit_setting: Option<String>,
-    pub tuned: Tuned,
+    /// The run with `glibc.malloc.mmap_threshold` set (`null`: it failed).
+    pub tuned: Option<Tuned>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -396,33 +416,124 @@ pub fn analyze(evidence: &Evidence) -> anyhow::Result<Findings> {
     };
     let page = (m.sweep.doc.allocator.page_size as u64).max(1);
     let sweep = sweep(&m.sweep, page).context("cannot pair the sweep's mallocs with the trace")?;
-    let edge = page_edge(&m.page_edge, page).context("cannot pair the page-edge mallocs")?;
+    let edge = match &m.page_edge {
+        Some(run) => page_edge(run, page).context("cannot pair the page-edge mallocs")?,
+        None => None,
+    };
     let mut mmap_lengths = mmap_lengths_of(&m.sweep, page)?;
-    mmap_lengths.extend(mmap_lengths_of(&m.page_edge, page)?);
-    let free_bit = free_bit_run(&m.free_bit, &evidence.environment)?;
-    let free_bit_no_tcache = free_bit_run(&m.free_bit_no_tcache, &evidence.environment)?;
-    let (threshold_request, threshold_chunk_size, effects) = threshold(m);
+    if let Some(run) = &m.page_edge {
+        mmap_lengths.extend(mmap_lengths_of(run, page)?);
+    }
+    let read_free_bit = |run: &Option<Run<FreeBitReport>>| {
+        run.as_ref()
+            .map(|r| free_bit_run(r, &evidence.environment))
+            .transpose()
+    };
+    let free_bit = read_free_bit(&m.free_bit)?;
+    let free_bit_no_tcache = read_free_bit(&m.free_bit_no_tcache)?;
+    let (threshold_request, threshold_chunk_size, effects) = match &m.threshold {
+        Some(run) => {
+            let (r, c, e) = threshold(run, m.tuned_threshold.as_ref());
+            (r, c, Some(e))
+        }
+        None => (None, None, None),
+    };
+    let formula = formula(&mmap_lengths, page);
+    let not_measured = not_measured(
+        evidence,
+        &sweep,
+        free_bit.is_none(),
+        effects.is_none(),
+        formula.is_none(),
+    );
     Ok(Findings {
         glibc: Some(m.sweep.doc.allocator.clone()),
         foreign_allocator: None,
-        prev_inuse_bit: free_bit.prev_inuse_bit,
+        // The default run's in-use bit; the course's run (no tcache) when only it ran.
+        prev_inuse_bit: free_bit
+            .as_ref()
+            .or(free_bit_no_tcache.as_ref())
+            .and_then(|fb| fb.prev_inuse_bit),
         is_mmapped_bit: match sweep.bits_following_region.as_slice() {
             [b] if sweep.heap_rows > 0 && sweep.mmap_rows > 0 => Some(*b),
             _ => None,
         },
         threshold_request,
         threshold_chunk_size,
-        formula: formula(&mmap_lengths, page),
+        formula,
         mmap_lengths,
         page_edge: edge,
-        tcache_comparison: Some(compare(&free_bit, &free_bit_no_tcache)),
-        free_bit: Some(free_bit),
-        free_bit_no_tcache: Some(free_bit_no_tcache),
-        threshold_effects: Some(effects),
+        tcache_comparison: match (&free_bit, &free_bit_no_tcache) {
+            (Some(d), Some(n)) => Some(compare(d, n)),
+            _ => None,
+        },
+        free_bit,
+        free_bit_no_tcache,
+        threshold_effects: effects,
         sweep: Some(sweep),
         allocator: beyond.allocator,
         thread_arena: beyond.thread_arena,
+        failed_runs: evidence
+            .failed
+            .iter()
+            .map(|f| unmeasured::why_failed(f, &evidence.environment, evidence.address_space_limit))
+            .collect(),
+        not_measured,
     })
+}
+
+/// The questions a failed run or a one-sided sweep left without an answer, each with why.
+fn not_measured(
+    evidence: &Evidence,
+    sweep: &Sweep,
+    no_free_bit: bool,
+    no_threshold: bool,
+    no_length: bool,
+) -> Vec<NotMeasured> {
+    let (env, limit) = (&evidence.environment, evidence.address_space_limit);
+    // The run of `what` in the inherited environment (not the tuned or no-tcache one) that failed.
+    let failed = |what: &str| -> Option<&FailedRun> {
+        evidence
+            .failed
+            .iter()
+            .find(|f| f.subcommand() == what && f.env.is_empty())
+            .or_else(|| evidence.failed.iter().find(|f| f.subcommand() == what))
+    };
+    let why_failed = |what: &str| failed(what).map(|f| unmeasured::why_failed(f, env, limit));
+    let largest = sweep.rows.iter().map(|r| r.request).max().unwrap_or(0);
+    let no_mmap = || unmeasured::why_no_mmap(largest, &evidence.failed, env, limit);
+    let mut out = Vec::new();
+    let mut add = |question: &str, reason: Option<String>| {
+        if let Some(reason) = reason {
+            out.push(NotMeasured {
+                question: question.into(),
+                reason,
+            });
+        }
+    };
+    if no_free_bit {
+        add("1.1", why_failed("free-bit"));
+    }
+    // A sweep that merely ended below a measured threshold keeps its own answer (it points to
+    // 1.3's probes); with no threshold either, mmap was never seen at all.
+    if sweep.mmap_rows == 0 && no_threshold {
+        add(
+            "1.2",
+            Some(format!("{}: no mmapped chunk's tag to compare", no_mmap())),
+        );
+    }
+    if no_threshold {
+        add("1.3", why_failed("threshold"));
+    }
+    if no_length {
+        let reason = if sweep.mmap_rows == 0 {
+            Some(format!("{}: no mmap length to compare with x", no_mmap()))
+        } else {
+            why_failed("alloc")
+        };
+        add("1.4", reason);
+    }
+    out
 }
 
 /// What step 1 measures beyond glibc's main arena, when it was measured.
@@ -449,6 +560,8 @@ fn refused(error: &str, beyond: Beyond) -> Findings {
         free_bit_no_tcache: None,
         tcache_comparison: None,
         threshold_effects: None,
+        failed_runs: Vec::new(),
+        not_measured: Vec::new(),
     }
 }
 
@@ -843,8 +956,11 @@ fn compare(default: &FreeBit, no_tcache: &FreeBit) -> TcacheComparison {
 
 /// The threshold from the bisection's probes (each in a fresh process with the top chunk
 /// drained), and the effects measured beside it.
-fn threshold(m: &Measured) -> (Option<u64>, Option<u64>, ThresholdEffects) {
-    let t = &m.threshold.doc.threshold;
+fn threshold(
+    run: &Run<ThresholdReport>,
+    tuned_run: Option<&Run<ThresholdReport>>,
+) -> (Option<u64>, Option<u64>, ThresholdEffects) {
+    let t = &run.doc.threshold;
     let probes = &t.drained_probes;
     let region = |name: &'static str| probes.iter().filter(move |c| c.row.region == name);
     let largest_heap = region("heap").max_by_key(|c| c.row.request);
@@ -869,7 +985,7 @@ fn threshold(m: &Measured) -> (Option<u64>, Option<u64>, ThresholdEffects) {
         with_room: with_room(&t.with_room),
         dynamic: dynamic(&t.dynamic, request),
         explicit_setting: t.explicit_setting.clone(),
-        tuned: tuned(&m.tuned_threshold),
+        tuned: tuned_run.map(tuned),
     };
     (request, chunk, effects)
 }

@@ -17,6 +17,16 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
         blocks.extend(super::beyond::blocks(f, evidence));
         return blocks;
     }
+    if !f.failed_runs.is_empty() {
+        blocks.push(Block::heading(
+            "Probe runs that failed (what they measure is not measured)",
+        ));
+        blocks.extend(
+            f.failed_runs
+                .iter()
+                .map(|why| Block::text(format!("{why}."))),
+        );
+    }
     if let Some(s) = &f.sweep {
         blocks.extend(sweep_blocks(f, s));
     }
@@ -53,10 +63,24 @@ pub fn explain(f: &Findings, evidence: &Evidence) -> Vec<Block> {
         ));
     }
     blocks.push(Block::heading("Answers (computed from this run)"));
-    blocks.push(Block::answer(Q_FREE, answer_free(f)));
-    blocks.push(Block::answer(Q_MMAP_BIT, answer_mmap_bit(f)));
-    blocks.push(Block::answer(Q_THRESHOLD, answer_threshold(f)));
-    blocks.push(Block::answer(Q_LENGTH, answer_length(f)));
+    let or_not_measured =
+        |question: &str, answer: fn(&Findings) -> String| match f.not_measured(question) {
+            Some(why) => format!("Not measured in this run: {why}."),
+            None => answer(f),
+        };
+    blocks.push(Block::answer(Q_FREE, or_not_measured("1.1", answer_free)));
+    blocks.push(Block::answer(
+        Q_MMAP_BIT,
+        or_not_measured("1.2", answer_mmap_bit),
+    ));
+    blocks.push(Block::answer(
+        Q_THRESHOLD,
+        or_not_measured("1.3", answer_threshold),
+    ));
+    blocks.push(Block::answer(
+        Q_LENGTH,
+        or_not_measured("1.4", answer_length),
+    ));
     blocks.push(Block::answer(Q_TCACHE, answer_tcache(f)));
     blocks.push(Block::answer(Q_HINT, answer_hint(f)));
     blocks.extend(super::beyond::blocks(f, evidence));
@@ -89,6 +113,14 @@ fn setting(f: &Findings, evidence: &Evidence) -> String {
             s,
             " Malloc settings every run inherited: {}.",
             vars.join(" ")
+        );
+    }
+    if let Some(limit) = evidence.address_space_limit {
+        let _ = write!(
+            s,
+            " Every run had an address-space limit: RLIMIT_AS={} (ulimit -v {}).",
+            super::unmeasured::size(limit),
+            limit / 1024
         );
     }
     if let Outcome::Refused(r) = &evidence.outcome {
@@ -358,19 +390,23 @@ fn threshold_text(f: &Findings, t: &ThresholdEffects) -> String {
         d.new_threshold_request,
         d.new_threshold_chunk_size
     );
-    let tu = &t.tuned;
-    let _ = writeln!(
-        s,
-        "with GLIBC_TUNABLES={}: threshold_request {} and chunk size {} ({})",
-        tu.tunables.as_deref().unwrap_or("(unset)"),
-        tu.threshold_request,
-        tu.threshold_chunk_size,
-        if tu.follows {
-            "the probe follows the setting"
-        } else {
-            "UNEXPECTED: differs from the setting"
+    match &t.tuned {
+        Some(tu) => {
+            let _ = writeln!(
+                s,
+                "with GLIBC_TUNABLES={}: threshold_request {} and chunk size {} ({})",
+                tu.tunables.as_deref().unwrap_or("(unset)"),
+                tu.threshold_request,
+                tu.threshold_chunk_size,
+                if tu.follows {
+                    "the probe follows the setting"
+                } else {
+                    "UNEXPECTED: differs from the setting"
+                }
+            );
         }
-    );
+        None => s.push_str("with glibc.malloc.mmap_threshold set: not measured (the run failed)\n"),
+    }
     s
 }
 
@@ -513,23 +549,27 @@ fn answer_threshold(f: &Findings) -> String {
             w.request
         ),
     };
-    let tuned = match t.tuned.setting {
-        Some(v) => format!(
-            "With the tunable glibc.malloc.mmap_threshold={v} the probe found a chunk size of {} \
-             ({}).",
-            t.tuned.threshold_chunk_size,
-            if t.tuned.follows {
-                "the setting"
-            } else {
-                "NOT the setting"
-            }
-        ),
-        None => format!(
-            "The run meant to set glibc.malloc.mmap_threshold had no such setting (GLIBC_TUNABLES \
-             {}) and found a chunk size of {}.",
-            t.tuned.tunables.as_deref().unwrap_or("unset"),
-            t.tuned.threshold_chunk_size
-        ),
+    let tuned = match &t.tuned {
+        Some(tu) => match tu.setting {
+            Some(v) => format!(
+                "With the tunable glibc.malloc.mmap_threshold={v} the probe found a chunk size \
+                 of {} ({}).",
+                tu.threshold_chunk_size,
+                if tu.follows {
+                    "the setting"
+                } else {
+                    "NOT the setting"
+                }
+            ),
+            None => format!(
+                "The run meant to set glibc.malloc.mmap_threshold had no such setting \
+                 (GLIBC_TUNABLES {}) and found a chunk size of {}.",
+                tu.tunables.as_deref().unwrap_or("unset"),
+                tu.threshold_chunk_size
+            ),
+        },
+        None => "The run with glibc.malloc.mmap_threshold set failed (see above): not measured."
+            .to_string(),
     };
     format!(
         "malloc switches to mmap at a request of {tr} bytes, i.e. a chunk size of {tc} ({tc:#x}): \
@@ -701,9 +741,18 @@ fn list(v: &[u64]) -> String {
     }
 }
 
+/// What the tcache answers say when a free-bit run gave nothing.
+fn free_bit_missing(f: &Findings) -> String {
+    if f.failed_runs.is_empty() {
+        "free-bit did not run.".to_string()
+    } else {
+        "not measured in this run: a free-bit run failed (see the failed runs above).".to_string()
+    }
+}
+
 fn answer_tcache(f: &Findings) -> String {
     let Some(c) = &f.tcache_comparison else {
-        return "free-bit did not run.".to_string();
+        return free_bit_missing(f);
     };
     let chunks = |reqs: &[u64]| -> String {
         let v: Vec<u64> = c
@@ -808,7 +857,7 @@ fn answer_hint(f: &Findings) -> String {
             large_sentence(&no.large_malloc, "without the tcache"),
             large_sentence(&default.large_malloc, "")
         ),
-        _ => "Malloc 10000 bytes after it: free-bit did not run.".to_string(),
+        _ => format!("Malloc 10000 bytes after it: {}", free_bit_missing(f)),
     };
     format!("{thousand} {large}")
 }

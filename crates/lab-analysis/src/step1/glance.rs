@@ -1,7 +1,7 @@
 //! Step 1's lines of `== Answers at a glance` (1.1–1.4), from the findings alone.
 
 use super::analyze::{Findings, FLAG_NAMES};
-use crate::report::Glance;
+use crate::report::{shorten, Glance, GLANCE_MAX};
 
 /// 1.1 the free/in-use bit, 1.2 the heap/mmap bit, 1.3 the switch, 1.4 x against L.
 pub fn glance(f: &Findings) -> Vec<Glance> {
@@ -17,7 +17,18 @@ pub fn glance(f: &Findings) -> Vec<Glance> {
             })
             .collect();
     }
-    vec![free_bit(f), mmap_bit(f), switch(f), length(f)]
+    let answers = [free_bit(f), mmap_bit(f), switch(f), length(f)];
+    answers
+        .into_iter()
+        .map(|g| match f.not_measured(&g.number) {
+            Some(why) => {
+                let head = Glance::new(&g.number, "not measured: ");
+                let room = GLANCE_MAX.saturating_sub(head.line().chars().count());
+                Glance::new(&g.number, head.text + &shorten(why, room))
+            }
+            None => g,
+        })
+        .collect()
 }
 
 fn bit_name(b: u32) -> String {

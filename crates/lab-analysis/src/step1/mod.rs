@@ -27,6 +27,7 @@ pub mod beyond;
 pub mod explain;
 pub mod glance;
 pub mod picture;
+pub mod unmeasured;
 pub mod wire;
 
 use lab_trace::Trace;
@@ -99,6 +100,14 @@ pub struct Evidence {
     /// `--allocator PATH`: the allocator's traced ladders; absent when not asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocator: Option<allocator::AllocatorEvidence>,
+    /// The soft `RLIMIT_AS` (`ulimit -v`, in bytes) every probe run inherited; absent when
+    /// unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space_limit: Option<u64>,
+    /// The probe runs that failed (after the sweep), each with its one-line error: what they
+    /// would have measured is "not measured", with that reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedRun>,
 }
 
 /// What the probe did: measured, or refused a malloc that is not glibc's.
@@ -109,21 +118,28 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
-/// The probe's runs.
+/// The probe's runs. Only the sweep is certain: each other run is absent when it failed (its
+/// error is in [`Evidence::failed`]) or could not be placed (no threshold to tune, no mmapped
+/// request to put a page edge beside).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measured {
     /// `--mark sweep` under strace: growing requests, then a fine sweep around the switch.
     pub sweep: Traced<wire::SweepReport>,
     /// `free-bit` in the inherited environment.
-    pub free_bit: Run<wire::FreeBitReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bit: Option<Run<wire::FreeBitReport>>,
     /// `free-bit` with `glibc.malloc.tcache_count=0` added to `GLIBC_TUNABLES`.
-    pub free_bit_no_tcache: Run<wire::FreeBitReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bit_no_tcache: Option<Run<wire::FreeBitReport>>,
     /// `threshold`: the bisection in fresh processes, the top chunk and the dynamic threshold.
-    pub threshold: Run<wire::ThresholdReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Run<wire::ThresholdReport>>,
     /// `threshold` with `MALLOC_MMAP_THRESHOLD_` set to half the measured threshold chunk.
-    pub tuned_threshold: Run<wire::ThresholdReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned_threshold: Option<Run<wire::ThresholdReport>>,
     /// `--mark alloc` of two requests 8 bytes apart at a page edge, under strace.
-    pub page_edge: Traced<wire::AllocReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_edge: Option<Traced<wire::AllocReport>>,
 }
 
 /// One probe run: its arguments, the variables set for it on top of [`Evidence::environment`],
@@ -162,6 +178,52 @@ impl std::fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+/// A probe run that ended without its document: its arguments, the variables set for it on top
+/// of [`Evidence::environment`], its exit status and its one-line error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRun {
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    /// The exit status (`null`: a signal ended it).
+    #[serde(deserialize_with = "lab_trace::nullable")]
+    pub status: Option<i32>,
+    pub error: String,
+}
+
+impl FailedRun {
+    /// The probe's subcommand (`threshold`, `free-bit`, ...): its first argument that is not a
+    /// flag or a flag's value.
+    pub fn subcommand(&self) -> &str {
+        let mut skip = false;
+        for a in &self.args {
+            if skip {
+                skip = false;
+            } else if a == "--max" || a == "--allocator" || a == "--sizes" {
+                skip = true;
+            } else if !a.starts_with('-') {
+                return a;
+            }
+        }
+        ""
+    }
+}
+
+impl std::fmt::Display for FailedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status.map_or("a signal ended it".to_string(), |c| {
+            format!("exit status {c}")
+        });
+        write!(
+            f,
+            "malloc-probe {} failed ({status}): {}",
+            self.args.join(" "),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for FailedRun {}
 
 #[cfg(test)]
 mod tests;

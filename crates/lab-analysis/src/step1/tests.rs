@@ -64,7 +64,7 @@ fn large_malloc_variant(edit: impl Fn(&mut wire::LargeMallocAttempt)) -> Finding
     let Outcome::Measured(m) = &mut ev.outcome else {
         panic!("measured fixture")
     };
-    edit(&mut m.free_bit_no_tcache.doc.large_malloc);
+    edit(&mut m.free_bit_no_tcache.as_mut().unwrap().doc.large_malloc);
     analyze(&ev).unwrap()
 }
 
@@ -103,7 +103,13 @@ fn default_glibc_bits_threshold_and_lengths() {
     assert!(t.dynamic.moved && t.dynamic.raised_to_freed_length);
     assert_eq!(t.dynamic.new_threshold_chunk_size, 524_288);
     assert_eq!(t.explicit_setting, None);
-    assert_eq!((t.tuned.setting, t.tuned.follows), (Some(65_536), true));
+    assert_eq!(
+        (
+            t.tuned.as_ref().unwrap().setting,
+            t.tuned.as_ref().unwrap().follows
+        ),
+        (Some(65_536), true)
+    );
 }
 
 #[test]
@@ -148,8 +154,14 @@ fn a_tuned_threshold_gives_other_threshold_findings() {
         .is_some_and(|s| s.contains("MALLOC_MMAP_THRESHOLD_=65536")));
     // An explicit setting turns the dynamic threshold off.
     assert!(!t.dynamic.moved);
-    assert_eq!((t.tuned.setting, t.tuned.follows), (Some(32_768), true));
-    assert_eq!(t.tuned.threshold_request, 32_745);
+    assert_eq!(
+        (
+            t.tuned.as_ref().unwrap().setting,
+            t.tuned.as_ref().unwrap().follows
+        ),
+        (Some(32_768), true)
+    );
+    assert_eq!(t.tuned.as_ref().unwrap().threshold_request, 32_745);
     let s = f.sweep.as_ref().unwrap();
     assert_eq!(s.smallest_mmap_request, Some(65_544));
     // The bits, the length formula and the large malloc do not depend on the threshold.
@@ -304,7 +316,7 @@ fn an_odd_tag_in_the_free_bit_document_is_an_error_naming_it_not_a_zero() {
     let Outcome::Measured(m) = &mut ev.outcome else {
         panic!("measured fixture")
     };
-    m.free_bit.doc.attempts[0].tag_b_after = "garbage".into();
+    m.free_bit.as_mut().unwrap().doc.attempts[0].tag_b_after = "garbage".into();
     let e = analyze(&ev).unwrap_err();
     assert!(
         format!("{e:#}").contains("free-bit's tag_b_after \"garbage\""),
@@ -314,7 +326,12 @@ fn an_odd_tag_in_the_free_bit_document_is_an_error_naming_it_not_a_zero() {
     let Outcome::Measured(m) = &mut ev.outcome else {
         panic!("measured fixture")
     };
-    m.free_bit_no_tcache.doc.large_malloc.tag_b_after_malloc = "0xzz".into();
+    m.free_bit_no_tcache
+        .as_mut()
+        .unwrap()
+        .doc
+        .large_malloc
+        .tag_b_after_malloc = "0xzz".into();
     let e = analyze(&ev).unwrap_err();
     assert!(
         format!("{e:#}").contains("tag_b_after_malloc \"0xzz\""),
@@ -515,4 +532,130 @@ fn a_threshold_above_the_freed_block_says_no_mapping_was_freed() {
         "{text}"
     );
     assert!(!text.contains("mapping ?"), "{text}");
+}
+
+/// The default fixture as a run whose `threshold` failed the way it does under
+/// `MALLOC_TOP_PAD_=1048576` (its tuned run then never starts), its error recorded.
+fn threshold_failed_under_top_pad() -> Evidence {
+    let mut ev = evidence("glibc-2.36-default");
+    ev.environment = vec![crate::step1::EnvVar::new("MALLOC_TOP_PAD_", "1048576")];
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    m.threshold = None;
+    m.tuned_threshold = None;
+    ev.failed.push(crate::step1::FailedRun {
+        args: vec!["--json".into(), "threshold".into()],
+        env: vec![],
+        status: Some(1),
+        error: "child malloc-probe probe-one 131049 failed (exit status: 1): error: the filler \
+                block did not come from the top chunk (0x5569f6023730 != 0x5569f60a36e0); \
+                cannot control the heap here"
+            .into(),
+    });
+    ev
+}
+
+#[test]
+fn a_failed_threshold_run_leaves_only_the_switch_not_measured_with_its_reason() {
+    let ev = threshold_failed_under_top_pad();
+    let f = analyze(&ev).unwrap();
+    assert_eq!((f.threshold_request, f.threshold_chunk_size), (None, None));
+    assert!(f.threshold_effects.is_none());
+    // 1.1, 1.2 and 1.4 still come from free-bit and the sweep.
+    assert_eq!((f.prev_inuse_bit, f.is_mmapped_bit), (Some(0), Some(1)));
+    assert!(f.formula.is_some());
+    let why = f.not_measured("1.3").expect("1.3 not measured");
+    assert!(
+        why.contains("could not drain the top chunk under MALLOC_TOP_PAD_=1048576"),
+        "{why}"
+    );
+    for q in ["1.1", "1.2", "1.4"] {
+        assert_eq!(f.not_measured(q), None, "{q}");
+    }
+    assert_eq!(f.failed_runs.len(), 1);
+    let glance = Step1::glance(&f);
+    assert!(
+        glance[2]
+            .text
+            .starts_with("not measured: `threshold` could not drain"),
+        "{:?}",
+        glance[2]
+    );
+    for g in [&glance[0], &glance[1], &glance[3]] {
+        assert!(!g.text.contains("not measured"), "{g:?}");
+    }
+    for g in &glance {
+        assert!(
+            g.line().chars().count() <= crate::report::GLANCE_MAX,
+            "{}",
+            g.line()
+        );
+    }
+    let a = answers(&f, &ev);
+    assert!(
+        a[2].starts_with("Not measured in this run: `threshold` could not drain"),
+        "{}",
+        a[2]
+    );
+    assert!(a[0].starts_with("Bit 0"), "{}", a[0]);
+}
+
+#[test]
+fn a_sweep_that_ends_below_a_measured_threshold_is_not_called_unmeasured() {
+    // MALLOC_MMAP_THRESHOLD_=33554432: no mmap row in the 1 MiB sweep, but the threshold and
+    // the page edge were measured; 1.2 keeps its own answer pointing to 1.3's probes.
+    let f = findings("glibc-2.36-mmap-threshold-33554432");
+    assert_eq!(f.sweep.as_ref().unwrap().mmap_rows, 0);
+    assert!(f.not_measured.is_empty(), "{:?}", f.not_measured);
+    assert!(f.failed_runs.is_empty());
+}
+
+#[test]
+fn a_sweep_with_no_mmap_row_under_mmap_max_0_says_why_for_the_mmap_questions() {
+    let mut ev = threshold_failed_under_top_pad();
+    ev.environment = vec![crate::step1::EnvVar::new("MALLOC_MMAP_MAX_", "0")];
+    ev.failed[0].error = "no request up to 67108864 bytes was served by mmap (is mmap disabled, \
+                          e.g. GLIBC_TUNABLES=glibc.malloc.mmap_max=0?)"
+        .into();
+    let Outcome::Measured(m) = &mut ev.outcome else {
+        panic!("measured fixture")
+    };
+    // Keep only the sweep's heap rows, with their markers, as MALLOC_MMAP_MAX_=0 leaves it.
+    let heap: Vec<u64> = m
+        .sweep
+        .doc
+        .allocations
+        .iter()
+        .filter(|r| r.region == "heap")
+        .map(|r| r.request as u64)
+        .collect();
+    m.sweep.doc.allocations.retain(|r| r.region == "heap");
+    m.sweep.trace.calls.retain(|c| {
+        lab_trace::markers::marker(c).is_none_or(|k| k.word != "malloc" || heap.contains(&k.n))
+    });
+    m.page_edge = None;
+    let f = analyze(&ev).unwrap();
+    let never = "with MALLOC_MMAP_MAX_=0 malloc never used mmap up to 64 MiB";
+    assert_eq!(
+        f.not_measured("1.2"),
+        Some(format!("{never}: no mmapped chunk's tag to compare").as_str())
+    );
+    assert_eq!(
+        f.not_measured("1.3"),
+        Some(format!("{never}: there is no threshold to find").as_str())
+    );
+    assert_eq!(
+        f.not_measured("1.4"),
+        Some(format!("{never}: no mmap length to compare with x").as_str())
+    );
+    assert_eq!(f.not_measured("1.1"), None);
+    let glance = Step1::glance(&f);
+    assert!(!glance[0].text.contains("not measured"), "{:?}", glance[0]);
+    for g in &glance[1..] {
+        assert!(
+            g.text.starts_with(&format!("not measured: {never}")),
+            "{g:?}"
+        );
+    }
 }
