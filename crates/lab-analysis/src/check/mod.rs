@@ -1205,6 +1205,8 @@ enum Chunk {
         from_malloc: Option<bool>,
         /// The mapping was made by an mremap of an earlier one (a realloc that grew it).
         remapped: bool,
+        /// The tag as the line printed it in decimal (`%lu`), when it did.
+        decimal: Option<u64>,
     },
     /// Its address is inside the heap (brk) and, when recorded, malloc returned it; `tag_ok`:
     /// the line holds a tag with IS_MMAPPED clear (when recorded: malloc's own size).
@@ -1213,6 +1215,8 @@ enum Chunk {
         tag_ok: bool,
         /// The size malloc wrote, when recorded.
         wrote: Option<u64>,
+        /// The tag as the line printed it in decimal (`%lu`), when it did.
+        decimal: Option<u64>,
     },
 }
 
@@ -1251,15 +1255,51 @@ fn hex_tokens(line: &str) -> Vec<(u64, bool)> {
     out
 }
 
-/// Whether the number at `i` of a line whose address is at `at` may be its tag (the course
-/// prints the address with `%p`, then the tag with `%lx` or `%#lx`): any other number written
+/// The indexes of the numbers of a line whose address is at `at` that may be its tag, each value
+/// once (the course prints the address with `%p`, then the tag with `%lx` or `%#lx`): any other number written
 /// with `0x`, and one written without it after the address whose last hex digit is 0 to 7 (a
 /// tag's size is a multiple of 16 and its flags take 3 bits, so letters such as the `a` of `tag`
 /// are words). A number written without `0x` before the address is the request size of
 /// `malloc(24) = %p`, not a tag.
-fn tag_candidate(tokens: &[(u64, bool)], i: usize, at: usize) -> bool {
-    let (v, prefixed) = tokens[i];
-    i != at && (prefixed || (i > at && v & 0xf < 8))
+///
+/// A number below 16 is no tag (a chunk is at least 32 bytes: it is a flag printed on its own,
+/// `is_mmapped=1`), and one written without `0x` whose digits read in decimal are another
+/// candidate is that same number printed twice (`size=225282 (0x37002)`).
+fn tags_of(tokens: &[(u64, bool)], at: usize) -> Vec<usize> {
+    let candidates: Vec<usize> = (0..tokens.len())
+        .filter(|&i| {
+            let (v, prefixed) = tokens[i];
+            i != at && v >= 16 && (prefixed || (i > at && v & 0xf < 8))
+        })
+        .collect();
+    let mut out: Vec<usize> = Vec::new();
+    for &i in &candidates {
+        let (v, prefixed) = tokens[i];
+        let twice = !prefixed
+            && candidates
+                .iter()
+                .any(|&j| j != i && as_decimal(v) == Some(tokens[j].0));
+        if !twice && !out.iter().any(|&k| tokens[k].0 == v) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// A number read as hex (as [`hex_tokens`] reads every number) whose digits are all decimal:
+/// its value read in decimal (`0x225282` → 225,282).
+fn as_decimal(v: u64) -> Option<u64> {
+    format!("{v:x}").parse().ok()
+}
+
+/// The first number after the address, written without `0x`, whose digits read in decimal
+/// satisfy `is_tag`: the tag printed with `%lu` instead of `%lx`.
+fn decimal_tag(tokens: &[(u64, bool)], at: usize, is_tag: impl Fn(u64) -> bool) -> Option<u64> {
+    tokens[at + 1..]
+        .iter()
+        .filter(|(_, prefixed)| !prefixed)
+        .filter_map(|&(v, _)| as_decimal(v))
+        .find(|&d| is_tag(d))
 }
 
 fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
@@ -1316,8 +1356,8 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
         };
         let address = tokens[at].0;
         // Another pointer on the line (the same again, or the chunk's start) is not a tag.
-        let tags: Vec<u64> = (0..tokens.len())
-            .filter(|&i| tag_candidate(&tokens, i, at))
+        let tags: Vec<u64> = tags_of(&tokens, at)
+            .into_iter()
             .map(|i| tokens[i].0)
             .filter(|&v| !in_heap(v) && mmapped(v).is_none())
             .collect();
@@ -1353,6 +1393,7 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
                 remapped,
                 tag_ok: tag == Some(len | IS_MMAPPED),
                 from_malloc: returned(address).map(|r| r.is_some()),
+                decimal: decimal_tag(&tokens, at, |d| d == len | IS_MMAPPED),
             });
             continue;
         }
@@ -1366,6 +1407,7 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
         chunks.push(Chunk::Heap {
             address,
             tag_ok: tag.is_some_and(heap_tag_ok),
+            decimal: decimal_tag(&tokens, at, heap_tag_ok),
             // The size malloc wrote: the one printed when it is among those written at this
             // address (a freed chunk's address can be returned again), else the first.
             wrote: heap_returns.and_then(|w| {
@@ -1392,6 +1434,7 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
                 tag_ok,
                 from_malloc,
                 remapped,
+                ..
             } => format!(
                 "{address:#x}: mmapped ({} bytes from {}{}), tag {:#x} {}",
                 thousands(*len),
@@ -1408,6 +1451,7 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
                 address,
                 tag_ok,
                 wrote,
+                ..
             } => match wrote {
                 Some(size) => format!(
                     "{address:#x}: heap chunk returned by malloc, which wrote size {size:#x}: {}",
@@ -1453,6 +1497,22 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
 /// Why a printed tag is wrong: an mmapped chunk's line without `len | IS_MMAPPED`, or a heap
 /// chunk's without the size malloc wrote (when recorded) or any tag with IS_MMAPPED clear.
 fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
+    if let Some(Chunk::Mmapped {
+        address,
+        len,
+        decimal: Some(printed),
+        ..
+    }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return Some(format!(
+            "the line of the mmapped chunk {address:#x} prints {printed}, its tag {:#x} (mmap \
+             length {} | IS_MMAPPED) in decimal: print the tag in hex, with %lx",
+            len | IS_MMAPPED,
+            thousands(*len)
+        ));
+    }
     if let Some(Chunk::Mmapped { address, len, .. }) = chunks
         .iter()
         .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
@@ -1472,12 +1532,23 @@ fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
             }
         ));
     }
-    let Some(Chunk::Heap { address, wrote, .. }) = chunks
+    let Some(Chunk::Heap {
+        address,
+        wrote,
+        decimal,
+        ..
+    }) = chunks
         .iter()
         .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
     else {
         return None;
     };
+    if let Some(printed) = decimal {
+        return Some(format!(
+            "the line of the heap chunk {address:#x} prints {printed}, its tag {printed:#x} in \
+             decimal: print the tag in hex, with %lx"
+        ));
+    }
     Some(match wrote {
         Some(size) => format!(
             "the line of the heap chunk {address:#x} does not hold the size malloc wrote before \
