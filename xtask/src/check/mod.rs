@@ -37,7 +37,7 @@ pub struct CheckArgs {
     /// The submission: a directory with the student's sources (and a Makefile) or programs.
     #[arg(value_name = "DIR", value_parser = crate::CallerPath)]
     pub dir: PathBuf,
-    /// The step-2 reader (default: `reader` in DIR after make).
+    /// The step-2 reader (default: `reader` in DIR after make, or in its bin/, build/, out/).
     #[arg(long, value_name = "P")]
     pub reader: Option<PathBuf>,
     /// The step-3 writer (default: `writer`).
@@ -52,7 +52,7 @@ pub struct CheckArgs {
     /// The step-1 probe (default: `probe`).
     #[arg(long, value_name = "P")]
     pub probe: Option<PathBuf>,
-    /// Print one JSON document on stdout: {"submission", "build", "checks"}.
+    /// Print one JSON document on stdout: {"submission", "build", "skipped", "checks"}.
     #[arg(long)]
     pub json: bool,
     /// Also write the result as Markdown to FILE (for the TA's records); a FILE that cannot be
