@@ -897,3 +897,32 @@ fn a_writer_that_grows_before_its_one_mapping_or_inside_a_window_passes() {
         "{why}"
     );
 }
+
+#[test]
+fn a_probe_line_with_flag_bits_or_the_tag_in_decimal_too_is_not_ambiguous() {
+    // 0x41002 = 266,242: the same tag twice; 0 and 1: the in-use and mmapped bits.
+    let twice = "0x5555555592a0: size=33 (0x21)\n0x7ffff7d9e010: size=266242 (0x41002)\n";
+    let bits = "0x5555555592a0 tag=0x21 prev_inuse=1 is_mmapped=0\n\
+                0x7ffff7d9e010 tag=0x41002 prev_inuse=0 is_mmapped=1\n";
+    for out in [twice, bits] {
+        let c = judge_probe(None, &probe(out));
+        assert_eq!(c.verdict, Verdict::Pass, "{out}: {c:?}");
+    }
+    // Two different tags on one line still are.
+    let two = "0x5555555592a0 tag=0x21 or 0x31\n0x7ffff7d9e010 tag=0x41002\n";
+    let c = judge_probe(None, &probe(two));
+    assert!(
+        c.reason.starts_with("line 1 prints 2 numbers"),
+        "{}",
+        c.reason
+    );
+    // Only in decimal: failed, saying so.
+    let decimal = "0x5555555592a0 size 33\n0x7ffff7d9e010 size 266242\n";
+    let c = judge_probe(None, &probe(decimal));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "the line of the mmapped chunk 0x7ffff7d9e010 prints 266242, its tag 0x41002 (mmap \
+         length 266,240 | IS_MMAPPED) in decimal: print the tag in hex, with %lx"
+    );
+}
