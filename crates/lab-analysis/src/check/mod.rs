@@ -637,6 +637,12 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
             ))
         }
     }
+    output_failure(r, hard_size)
+}
+
+/// Why a reader run's output fails (`hard_size`: it mapped the course's size of another file).
+fn output_failure(r: &ReaderRun, hard_size: bool) -> Option<String> {
+    let table = r.table();
     let count = r.count.max(0) as usize;
     let p = line_up(&r.stdout, &r.values);
     let exact = match count {
@@ -941,8 +947,22 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     }
     let grew = (r.after.file_bytes > r.before.file_bytes)
         .then_some((r.before.file_bytes, r.after.file_bytes));
+    let mremap = growth(r, &access, &at)?;
+    Ok(WriterRunOk {
+        count_after: after,
+        grew,
+        had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
+        mremap,
+        untraced: r.untraced,
+        events: r.events.filter(|_| r.untraced),
+    })
+}
+
+/// Whether a writer run's change of size is right: a grown file grown with ftruncate and reached
+/// by a mapping (`Ok(true)`: by an mremap), no shrunk file.
+fn growth(r: &WriterRun, access: &TableAccess, at: &str) -> Result<bool, String> {
     let mut mremap = false;
-    if grew.is_some() && !r.untraced {
+    if r.after.file_bytes > r.before.file_bytes && !r.untraced {
         if access.ftruncates == 0 {
             return Err(format!(
                 "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
@@ -976,14 +996,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
             thousands(r.after.file_bytes)
         ));
     }
-    Ok(WriterRunOk {
-        count_after: after,
-        grew,
-        had_to_grow: before + APPEND > capacity(r.before.file_bytes) as i64,
-        mremap,
-        untraced: r.untraced,
-        events: r.events.filter(|_| r.untraced),
-    })
+    Ok(mremap)
 }
 
 /// The runs from one starting table.
