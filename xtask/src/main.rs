@@ -200,11 +200,12 @@ enum Cmd {
     /// Copies DIR to a scratch directory, builds it with its Makefile, and judges its probe
     /// (step1.probe), reader (step2.reader), writer (step3.writer) and racers (step5.racer,
     /// step5.atomic-racer) on tables and races made fresh for this check, each with a one-line
-    /// reason and the evidence that decided it. Exit 0 when no check failed, 1 when one did, 2
-    /// for usage.
+    /// reason and the evidence that decided it. Exit 0 when no check failed and one was tested,
+    /// 1 when one failed or nothing was tested, 2 for usage.
     #[command(
-        after_help = "Programs are found by name in DIR after make (reader, writer, racer,
-racer_atomic, probe) unless a flag names them. Each runs confined (its own cgroup when root,
+        after_help = "Programs are found by name in DIR after make -k (reader, writer, racer,
+racer_atomic, probe), or else in its bin/, build/ or out/, unless a flag names them. What cannot
+be read in DIR is left out of the copy and named. Each runs confined (its own cgroup when root,
 rlimits otherwise), killed with everything it started at its deadline. DIR is never written;
 nothing is written in the current directory except --markdown FILE.
 

@@ -37,7 +37,7 @@ pub struct CheckArgs {
     /// The submission: a directory with the student's sources (and a Makefile) or programs.
     #[arg(value_name = "DIR", value_parser = crate::CallerPath)]
     pub dir: PathBuf,
-    /// The step-2 reader (default: `reader` in DIR after make).
+    /// The step-2 reader (default: `reader` in DIR after make, or in its bin/, build/, out/).
     #[arg(long, value_name = "P")]
     pub reader: Option<PathBuf>,
     /// The step-3 writer (default: `writer`).
@@ -52,7 +52,7 @@ pub struct CheckArgs {
     /// The step-1 probe (default: `probe`).
     #[arg(long, value_name = "P")]
     pub probe: Option<PathBuf>,
-    /// Print one JSON document on stdout: {"submission", "build", "checks"}.
+    /// Print one JSON document on stdout: {"submission", "build", "skipped", "checks"}.
     #[arg(long)]
     pub json: bool,
     /// Also write the result as Markdown to FILE (for the TA's records); a FILE that cannot be
@@ -69,6 +69,9 @@ pub struct Build {
     pub status: Option<i32>,
     /// The last lines of its output.
     pub log_tail: String,
+    /// All of its output, searched for the error lines of a program it did not build.
+    #[serde(skip)]
+    pub log: String,
 }
 
 /// The whole result (the `--json` document).
@@ -76,7 +79,19 @@ pub struct Build {
 pub struct Report {
     pub submission: String,
     pub build: Build,
+    /// What could not be read in DIR and was left out of the copy: each path in DIR with why.
+    pub skipped: Vec<String>,
     pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Every check was not-tested: the submission held none of the programs (or none could be
+    /// run), which must not look like a pass.
+    pub fn nothing_tested(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|c| c.verdict == judge::Verdict::NotTested)
+    }
 }
 
 /// `make` is killed after this long.
@@ -91,9 +106,12 @@ const NAMES: [(&str, &str); 5] = [
 ];
 /// A submission larger than this is not copied.
 const MAX_SUBMISSION_BYTES: u64 = 256 << 20;
+/// Where a Makefile commonly puts what it builds: the course's names are looked for there too
+/// (after DIR itself).
+const BUILD_DIRS: [&str; 3] = ["bin", "build", "out"];
 
-/// Runs the check; the exit status is 0 when nothing failed, 1 when a check failed or the lab
-/// could not run, 2 for usage errors.
+/// Runs the check; the exit status is 0 when nothing failed and something was tested, 1 when a
+/// check failed, nothing was tested or the lab could not run, 2 for usage errors.
 pub fn main(args: CheckArgs) -> ExitCode {
     if let Err(problem) = usage(&args) {
         crate::out::error(&format!(
@@ -111,10 +129,11 @@ pub fn main(args: CheckArgs) -> ExitCode {
                 crate::out::error(&format!("{e:#}"));
                 return ExitCode::FAILURE;
             }
-            if report
-                .checks
-                .iter()
-                .any(|c| c.verdict == judge::Verdict::Fail)
+            if report.nothing_tested()
+                || report
+                    .checks
+                    .iter()
+                    .any(|c| c.verdict == judge::Verdict::Fail)
             {
                 ExitCode::FAILURE
             } else {
@@ -290,8 +309,20 @@ fn run(args: &CheckArgs) -> anyhow::Result<Report> {
     let scratch = Scratch::new()?;
     let sandbox = Sandbox::new(&scratch.0)?;
     let sub = scratch.0.join("submission");
-    copy_tree(&args.dir, &sub, &mut 0)
+    let mut copy = Copy::default();
+    copy_tree(&args.dir, &sub, &mut copy)
         .with_context(|| format!("cannot copy {} to a scratch directory", args.dir.display()))?;
+    let skipped: Vec<String> = copy
+        .skipped
+        .iter()
+        .map(|(path, why)| format!("{}: {why}", args.dir.join(path).display()))
+        .collect();
+    if !skipped.is_empty() {
+        crate::out::progress(&format!(
+            "left out of the copy, as they cannot be read: {}",
+            skipped.join("; ")
+        ));
+    }
     crate::out::progress(&format!(
         "checking {} ({})",
         args.dir.display(),
@@ -307,70 +338,177 @@ fn run(args: &CheckArgs) -> anyhow::Result<Report> {
         &args.atomic_racer,
     ];
     for ((id, name), flag) in NAMES.iter().zip(flags) {
-        let program = match find(&sub, name, flag.as_deref()) {
-            Ok(p) => p,
+        let unreadable = unread(&copy.skipped, name).filter(|_| flag.is_none());
+        let program = match (find(&sub, name, flag.as_deref()), unreadable) {
+            (Ok(p), _) => p,
+            // Its source or program could not be read: nothing to judge.
+            (Err(why), Some((path, cause))) => {
+                checks.push(Check::not_tested(
+                    id,
+                    None,
+                    format!("{why}: {} could not be read ({cause})", path.display()),
+                ));
+                continue;
+            }
             // A program the TA named must be there: a usage error.
-            Err(why) if flag.is_some() => {
+            (Err(why), _) if flag.is_some() => {
                 let option = id.split('.').nth(1).unwrap_or(id);
                 return Err(Usage(format!("--{option} {why}")).into());
             }
             // The submission's Makefile did not build it: that is the submission's failure.
-            Err(why) if *id != "step1.probe" && build.ran && build.status != Some(0) => {
+            // A program whose build failed (make -k built the others) is failed with make's
+            // error lines for it.
+            (Err(why), _)
+                if build.ran
+                    && build.status != Some(0)
+                    && (*id != "step1.probe" || !build_errors(&build.log, name).is_empty()) =>
+            {
+                let errors = build_errors(&build.log, name);
                 checks.push(Check {
                     id: id.to_string(),
                     program: None,
                     verdict: judge::Verdict::Fail,
                     reason: format!(
-                        "{why}: make {}",
+                        "{why}: make {}{}",
                         build.status.map_or("was killed".to_string(), |s| format!(
                             "failed with status {s}"
-                        ))
+                        )),
+                        errors.first().map_or(String::new(), |e| format!(": {e}"))
                     ),
-                    evidence: build.log_tail.lines().map(str::to_string).collect(),
+                    evidence: if errors.is_empty() {
+                        build.log_tail.lines().map(str::to_string).collect()
+                    } else {
+                        errors
+                    },
                 });
                 continue;
             }
-            Err(why) => {
+            (Err(why), _) => {
                 checks.push(Check::not_tested(id, None, why));
                 continue;
             }
         };
         let shown = Some(shown_path(&program, &sub, &args.dir));
         crate::out::progress(&format!("{id}: {}", program.display()));
-        let check = match *id {
+        let mut check = match *id {
             "step1.probe" => probe::check(&sandbox, &program, shown)?,
             "step2.reader" => reader::check(&sandbox, &program, shown)?,
             "step3.writer" => writer::check(&sandbox, &program, shown)?,
             "step5.racer" => racer::check(&sandbox, &program, shown, judge::RacerKind::Racy)?,
             _ => racer::check(&sandbox, &program, shown, judge::RacerKind::Atomic)?,
         };
+        if let (None, Ok(rel)) = (flag, program.strip_prefix(&sub)) {
+            if rel.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
+                check.evidence.insert(
+                    0,
+                    format!(
+                        "found as {} (no {name} at the top of the submission)",
+                        rel.display()
+                    ),
+                );
+            }
+        }
         checks.push(check);
     }
     Ok(Report {
         submission: args.dir.display().to_string(),
         build,
+        skipped,
         checks,
     })
 }
 
-/// Copies `from` into `to` (files, directories, symbolic links as links), bounded in size.
-fn copy_tree(from: &Path, to: &Path, bytes: &mut u64) -> anyhow::Result<()> {
+/// What copying the submission found: the bytes copied so far, and each entry left out (its
+/// path in DIR, and why it could not be read).
+#[derive(Default)]
+struct Copy {
+    bytes: u64,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+/// The entry left out of the copy that held program `name` or its source (`reader`,
+/// `reader.c`, or a directory above one), if one was.
+fn unread<'a>(skipped: &'a [(PathBuf, String)], name: &str) -> Option<(&'a Path, &'a str)> {
+    skipped
+        .iter()
+        .find(|(path, _)| {
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            file == name || file.strip_prefix(name).is_some_and(|r| r.starts_with('.'))
+        })
+        .map(|(path, why)| (path.as_path(), why.as_str()))
+}
+
+/// The lines of make's output that tell why `name` was not built: the compiler's errors in
+/// `name.c` (or another file of that stem) and make's `[…: name] Error` and `No rule to make
+/// target` lines for it (at most 5).
+fn build_errors(log: &str, name: &str) -> Vec<String> {
+    let source = |l: &str| {
+        l.split(':').next().is_some_and(|file| {
+            let stem = Path::new(file).file_stem().unwrap_or_default();
+            stem == name && l.contains("error")
+        })
+    };
+    let make = |l: &str| {
+        (l.contains("***")
+            && (l.contains(&format!(": {name}]")) || l.contains(&format!("'{name}'"))))
+            || (l.contains("No rule to make target") && l.contains(&format!("'{name}")))
+    };
+    log.lines()
+        .filter(|l| source(l) || make(l))
+        .take(5)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Copies `from` into `to` (files, directories, symbolic links as links), bounded in size. A
+/// `.git` directory is left out; so is any entry that cannot be read (a TA who is not root may
+/// not read all of a student's directory), noted in `copy.skipped` with why.
+fn copy_tree(from: &Path, to: &Path, copy: &mut Copy) -> anyhow::Result<()> {
+    copy_dir(from, to, Path::new(""), copy)
+}
+
+/// Why a read failed, as a TA reads it: `Permission denied`, without `(os error 13)`.
+fn cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(" (os error") {
+        Some((why, _)) => why.to_string(),
+        None => text,
+    }
+}
+
+/// [`copy_tree`] of `from`, which is `rel` in DIR.
+fn copy_dir(from: &Path, to: &Path, rel: &Path, copy: &mut Copy) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
-    {
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        // DIR itself must be readable; a directory in it is left out.
+        Err(e) if !rel.as_os_str().is_empty() => {
+            copy.skipped.push((rel.to_path_buf(), cause(&e)));
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", from.display())),
+    };
+    for entry in entries {
         let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
         let kind = entry.file_type()?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let rel = rel.join(entry.file_name());
         if kind.is_symlink() {
             let target = std::fs::read_link(&src)?;
             std::os::unix::fs::symlink(&target, &dst)
                 .with_context(|| format!("cannot copy the link {}", src.display()))?;
         } else if kind.is_dir() {
-            copy_tree(&src, &dst, bytes)?;
+            if entry.file_name() != ".git" {
+                copy_dir(&src, &dst, &rel, copy)?;
+            }
         } else if kind.is_file() {
-            *bytes += entry.metadata()?.len();
-            if *bytes > MAX_SUBMISSION_BYTES {
+            // What cannot be opened is left out; a failure to write the copy is the lab's.
+            if let Err(e) = std::fs::File::open(&src) {
+                copy.skipped.push((rel, cause(&e)));
+                continue;
+            }
+            copy.bytes += entry.metadata()?.len();
+            if copy.bytes > MAX_SUBMISSION_BYTES {
                 anyhow::bail!("the submission is larger than 256 MiB");
             }
             std::fs::copy(&src, &dst).with_context(|| format!("cannot copy {}", src.display()))?;
@@ -389,10 +527,12 @@ fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
             ran: false,
             status: None,
             log_tail: String::new(),
+            log: String::new(),
         });
     }
     crate::out::progress("running make in the scratch copy");
-    let job = sandbox.spawn(Path::new("make"), &[], sub, None, &[])?;
+    // Keep going past a program that does not compile: the others are judged.
+    let job = sandbox.spawn(Path::new("make"), &["-k".to_string()], sub, None, &[])?;
     let finished = job.wait(MAKE_DEADLINE, None)?;
     let mut log = format!("{}{}", finished.stdout, finished.stderr);
     match &finished.stop {
@@ -413,15 +553,20 @@ fn make(sandbox: &Sandbox, sub: &Path) -> anyhow::Result<Build> {
             _ => None,
         },
         log_tail: tail,
+        log,
     })
 }
 
 /// The program for a check: the flag's path (in the copy of DIR, else from the current
-/// directory), or `name` in the copy. `Err`: why there is none, or why it cannot be run.
+/// directory), or `name` in the copy, at its top or in one of [`BUILD_DIRS`]. `Err`: why there
+/// is none (naming a file of that name elsewhere in the submission, for the flag that would
+/// take it), or why it cannot be run.
 fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> {
     let found = match flag {
         Some(p) => named(sub, p),
-        None => Some(sub.join(name)).filter(|c| c.is_file()),
+        None => std::iter::once(sub.join(name))
+            .chain(BUILD_DIRS.iter().map(|d| sub.join(d).join(name)))
+            .find(|c| c.is_file()),
     };
     match (found, flag) {
         (Some(c), _) => crate::disktable_steps::program::executable(&c),
@@ -429,9 +574,43 @@ fn find(sub: &Path, name: &str, flag: Option<&Path>) -> Result<PathBuf, String> 
             "{}: no such program (neither in the submission after make nor here)",
             p.display()
         )),
-        (None, None) => Err(format!(
-            "no program named {name} in the submission (after make)"
-        )),
+        (None, None) => {
+            let mut elsewhere = Vec::new();
+            files_named(sub, name, 4, &mut elsewhere);
+            let option = NAMES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .and_then(|(id, _)| id.split('.').nth(1))
+                .unwrap_or(name);
+            Err(format!(
+                "no program named {name} in the submission (after make){}",
+                match elsewhere.first().and_then(|p| p.strip_prefix(sub).ok()) {
+                    Some(rel) => format!(
+                        "; {} exists: use --{option} {}",
+                        rel.display(),
+                        rel.display()
+                    ),
+                    None => String::new(),
+                }
+            ))
+        }
+    }
+}
+
+/// The regular files named `name` under `dir`, `depth` levels down at most, in name order.
+fn files_named(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_file() && e.file_name() == name {
+            out.push(e.path());
+        } else if kind.is_dir() && depth > 0 {
+            files_named(&e.path(), name, depth - 1, out);
+        }
     }
 }
 

@@ -35,9 +35,40 @@ fn build_line(report: &Report) -> String {
     }
 }
 
+/// The line naming what was left out of the copy because it cannot be read (`None`: nothing).
+fn skipped_line(report: &Report) -> Option<String> {
+    (!report.skipped.is_empty()).then(|| {
+        format!(
+            "skipped, as it cannot be read: {}",
+            report.skipped.join("; ")
+        )
+    })
+}
+
+/// The closing line: how many checks failed, or that nothing was tested at all (which exits 1,
+/// as a failure does: it is no pass).
+fn summary_line(report: &Report) -> String {
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .count();
+    if report.nothing_tested() {
+        format!(
+            "nothing was tested: none of the {} checks found a program it could run",
+            report.checks.len()
+        )
+    } else {
+        format!("{} of {} checks failed", failed, report.checks.len())
+    }
+}
+
 /// The terminal form.
 pub fn human(report: &Report) -> String {
     let mut out = format!("check of {}\n{}\n", report.submission, build_line(report));
+    if let Some(line) = skipped_line(report) {
+        out.push_str(&format!("{line}\n"));
+    }
     if report.build.ran && report.build.status != Some(0) {
         for l in report.build.log_tail.lines() {
             out.push_str(&format!("    {l}\n"));
@@ -57,25 +88,18 @@ pub fn human(report: &Report) -> String {
             out.push_str(&format!("    {e}\n"));
         }
     }
-    let failed = report
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
-        .count();
-    out.push_str(&format!(
-        "{} of {} checks failed\n",
-        failed,
-        report.checks.len()
-    ));
+    out.push_str(&format!("{}\n", summary_line(report)));
     out
 }
 
 /// The Markdown copy.
 pub fn markdown(report: &Report) -> String {
     let mut out = format!(
-        "# Check of `{}`\n\n{}\n\n| check | verdict | reason |\n|---|---|---|\n",
+        "# Check of `{}`\n\n{}\n\n{}{}\n\n| check | verdict | reason |\n|---|---|---|\n",
         report.submission,
-        build_line(report)
+        build_line(report),
+        skipped_line(report).map_or(String::new(), |l| format!("{l}\n\n")),
+        summary_line(report)
     );
     for c in &report.checks {
         out.push_str(&format!(

@@ -205,6 +205,10 @@ pub struct TableAccess {
     pub opened: bool,
     /// The length of each successful mmap of the table's descriptor.
     pub mmap_lengths: Vec<u64>,
+    /// Each successful mmap or mremap of the table, in order: the file offset its mapping
+    /// reaches (offset + length).
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
     /// System calls that read the table: read(), pread() … and transfers out of it
     /// (copy_file_range, sendfile, splice), in any thread or child, through any name.
     pub reads: usize,
@@ -234,6 +238,45 @@ pub struct TableAccess {
     pub untraced_clones: usize,
 }
 
+/// One mapping of the table: how far into the file it reaches, and whether an mremap made it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// Its file offset plus its length.
+    pub end: u64,
+    pub by_mremap: bool,
+}
+
+/// The table's mappings made by `calls` (the table's own calls, in order): an mmap reaches its
+/// offset plus its length; an mremap of one of them keeps that mapping's offset, at its new
+/// length.
+fn mappings(calls: &[&Syscall]) -> Vec<Mapping> {
+    let mut offsets: Vec<(u64, u64)> = Vec::new();
+    let mut out = Vec::new();
+    for c in calls.iter().filter(|c| c.ok()) {
+        let (offset, len) = match c.name.as_str() {
+            "mmap" => (c.arg_u64(5).unwrap_or(0), c.arg_u64(1)),
+            "mremap" => (
+                offsets
+                    .iter()
+                    .rev()
+                    .find(|(start, _)| Some(*start) == c.arg_u64(0))
+                    .map_or(0, |&(_, off)| off),
+                c.arg_u64(2),
+            ),
+            _ => continue,
+        };
+        let (Some(start), Some(len)) = (c.ret_u64(), len) else {
+            continue;
+        };
+        offsets.push((start, offset));
+        out.push(Mapping {
+            end: offset.saturating_add(len),
+            by_mremap: c.name == "mremap",
+        });
+    }
+    out
+}
+
 impl TableAccess {
     pub fn of(trace: &Trace) -> TableAccess {
         let calls = fds::file_calls(&trace.calls, is_table);
@@ -252,6 +295,7 @@ impl TableAccess {
                 .filter(|c| c.name == "mmap" && c.ok())
                 .filter_map(|c| c.arg_u64(1))
                 .collect(),
+            mappings: mappings(&calls),
             reads: io.reads,
             writes: io.writes,
             read_calls: io.read_names,
@@ -389,12 +433,47 @@ struct Printed {
     matched: usize,
     /// Numbers printed before the values (a header).
     before: usize,
+    /// What it printed after every value is a footer (a summary line such as `total: 1083
+    /// values`), not more values: see [`footer`].
+    footer: bool,
+}
+
+impl Printed {
+    /// Every value in order, nothing but a header and a footer around them.
+    fn exact(&self, count: usize) -> bool {
+        self.matched == count && (self.from_start == count || self.footer)
+    }
+}
+
+/// Whether the numbers stdout holds after the first `consumed` of `printed_numbers(stdout)[kind]`
+/// are a footer: at most [`HEADER_NUMBERS`] of them, each on a line that holds words too (a
+/// value printed past count is a bare number, as the values are: invented, not a footer).
+fn footer(stdout: &str, kind: usize, consumed: usize) -> bool {
+    let (mut seen, mut after) = (0, 0);
+    for line in stdout.lines() {
+        let [all, last] = printed_numbers(line);
+        let n = if kind == 0 { all.len() } else { last.len() };
+        // Every number of a line wholly after the values counts, whichever sequence lined up.
+        let past = match (seen + n).saturating_sub(consumed.max(seen)) {
+            0 => 0,
+            p if seen >= consumed => p.max(all.len()),
+            p => p,
+        };
+        if past > 0 {
+            if !line.chars().any(|c| c.is_ascii_alphabetic()) {
+                return false;
+            }
+            after += past;
+        }
+        seen += n;
+    }
+    after <= HEADER_NUMBERS
 }
 
 fn line_up(stdout: &str, values: &[i32]) -> Printed {
     let values: Vec<i64> = values.iter().map(|v| i64::from(*v)).collect();
     let mut best: Option<Printed> = None;
-    for seq in printed_numbers(stdout) {
+    for (kind, seq) in printed_numbers(stdout).iter().enumerate() {
         let mut starts: Vec<usize> = match values.first() {
             Some(v0) => seq
                 .iter()
@@ -415,12 +494,16 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
                 .zip(&values)
                 .take_while(|(a, b)| a == b)
                 .count();
+            let from_start = seq.len() - p;
             let this = Printed {
-                from_start: seq.len() - p,
+                from_start,
                 matched,
                 before: p,
+                footer: matched == values.len()
+                    && (1..=HEADER_NUMBERS).contains(&(from_start - matched))
+                    && footer(stdout, kind, p + matched),
             };
-            let exact = |x: &Printed| x.matched == values.len() && x.from_start == values.len();
+            let exact = |x: &Printed| x.exact(values.len());
             best = Some(match best {
                 None => this,
                 Some(b) if exact(&b) => b,
@@ -439,7 +522,36 @@ fn line_up(stdout: &str, values: &[i32]) -> Printed {
         from_start: 0,
         matched: 0,
         before: 0,
+        footer: false,
     })
+}
+
+/// When the reader printed every value but not in table order (after a header of at most
+/// [`HEADER_NUMBERS`]): whether it printed them in reverse, and the first it printed.
+fn out_of_order(stdout: &str, values: &[i32]) -> Option<(bool, i64)> {
+    let n = values.len();
+    if n < 2 {
+        return None;
+    }
+    let values: Vec<i64> = values.iter().map(|v| i64::from(*v)).collect();
+    let mut sorted = values.clone();
+    sorted.sort_unstable();
+    for seq in printed_numbers(stdout) {
+        for window in (0..=HEADER_NUMBERS).filter_map(|p| seq.get(p..p + n)) {
+            if window == values.as_slice() {
+                continue;
+            }
+            if window.iter().rev().eq(values.iter()) {
+                return Some((true, window[0]));
+            }
+            let mut w = window.to_vec();
+            w.sort_unstable();
+            if w == sorted {
+                return Some((false, window[0]));
+            }
+        }
+    }
+    None
 }
 
 /// Why one reader run fails, if it does.
@@ -525,15 +637,29 @@ fn reader_run_failure(r: &ReaderRun) -> Option<String> {
             ))
         }
     }
+    output_failure(r, hard_size)
+}
+
+/// Why a reader run's output fails (`hard_size`: it mapped the course's size of another file).
+fn output_failure(r: &ReaderRun, hard_size: bool) -> Option<String> {
+    let table = r.table();
     let count = r.count.max(0) as usize;
     let p = line_up(&r.stdout, &r.values);
     let exact = match count {
-        // At most a header (`count = 0`).
+        // At most a header (`count = 0`) and a footer.
         0 => p.from_start <= HEADER_NUMBERS,
-        _ => p.matched == count && p.from_start == count && p.before <= HEADER_NUMBERS,
+        _ => p.exact(count) && p.before <= HEADER_NUMBERS,
     };
     if exact {
         return None;
+    }
+    if let Some((reversed, first)) = out_of_order(&r.stdout, &r.values) {
+        return Some(format!(
+            "printed {} but not in table order{} (first: {first}; value[0] is {}), on {table}",
+            plural(count as u64, "value"),
+            if reversed { ": in reverse" } else { "" },
+            r.values[0]
+        ));
     }
     let cap = capacity(r.file_bytes) as usize;
     let trusts_size = match count {
@@ -572,13 +698,21 @@ pub fn judge_reader(program: Option<String>, runs: &[ReaderRun]) -> Check {
         let p = line_up(&r.stdout, &r.values);
         let verdict = reader_run_failure(r);
         evidence.push(format!(
-            "{}{}: count {}, {} bytes: printed {} numbers ({} of value[0..count) in order); {}{}; {}",
+            "{}{}: count {}, {} bytes: printed {} ({} of value[0..count) in order{}); {}{}; {}",
             if r.untraced { "untraced run, " } else { "" },
             r.label,
             thousands(r.count.max(0) as u64),
             thousands(r.file_bytes),
-            thousands(p.from_start as u64),
+            plural(p.from_start as u64, "number"),
             thousands(p.matched as u64),
+            if p.footer {
+                format!(
+                    ", then a footer of {}",
+                    plural((p.from_start - p.matched) as u64, "number")
+                )
+            } else {
+                String::new()
+            },
             if r.untraced {
                 "no strace".to_string()
             } else {
@@ -813,26 +947,7 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
     }
     let grew = (r.after.file_bytes > r.before.file_bytes)
         .then_some((r.before.file_bytes, r.after.file_bytes));
-    let mut mremap = false;
-    if grew.is_some() && !r.untraced {
-        if access.ftruncates == 0 {
-            return Err(format!(
-                "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
-            ));
-        }
-        mremap = access.mremaps > 0;
-        if !mremap && access.mmap_lengths.len() < 2 {
-            return Err(format!(
-                "the file grew in {at} but the table was neither remapped (mremap) nor mapped again"
-            ));
-        }
-    } else if r.after.file_bytes < r.before.file_bytes {
-        return Err(format!(
-            "the file shrank from {} to {} bytes in {at}",
-            thousands(r.before.file_bytes),
-            thousands(r.after.file_bytes)
-        ));
-    }
+    let mremap = growth(r, &access, &at)?;
     Ok(WriterRunOk {
         count_after: after,
         grew,
@@ -841,6 +956,47 @@ pub fn judge_writer_run(r: &WriterRun) -> Result<WriterRunOk, String> {
         untraced: r.untraced,
         events: r.events.filter(|_| r.untraced),
     })
+}
+
+/// Whether a writer run's change of size is right: a grown file grown with ftruncate and reached
+/// by a mapping (`Ok(true)`: by an mremap), no shrunk file.
+fn growth(r: &WriterRun, access: &TableAccess, at: &str) -> Result<bool, String> {
+    let mut mremap = false;
+    if r.after.file_bytes > r.before.file_bytes && !r.untraced {
+        if access.ftruncates == 0 {
+            return Err(format!(
+                "the file grew without ftruncate in {at} (grow it with ftruncate, then remap)"
+            ));
+        }
+        // Every store must land in a mapping that covers the grown file. The order of the
+        // calls does not change which mapping can: one made after the ftruncate at the new
+        // size covers the new pages at once; one made before it, larger than the file (a
+        // window), covers them once the ftruncate has grown the file into it; a store past
+        // the file's end before that is a SIGBUS, failed above. A mapping reaches the whole
+        // of its last page; the last one that reaches the grown end is the one in use.
+        let page = r.page_size.max(1);
+        let grown = r.after.file_bytes;
+        let reach = |m: &Mapping| m.end.div_ceil(page).saturating_mul(page);
+        match access.mappings.iter().rev().find(|m| reach(m) >= grown) {
+            Some(m) => mremap = m.by_mremap,
+            None => {
+                return Err(format!(
+                    "the file grew to {} bytes in {at} but no mapping of the table reaches it \
+                     (the largest reaches {} bytes): the table was neither remapped (mremap) \
+                     nor mapped again at the grown size",
+                    thousands(grown),
+                    thousands(access.mappings.iter().map(reach).max().unwrap_or(0))
+                ));
+            }
+        }
+    } else if r.after.file_bytes < r.before.file_bytes {
+        return Err(format!(
+            "the file shrank from {} to {} bytes in {at}",
+            thousands(r.before.file_bytes),
+            thousands(r.after.file_bytes)
+        ));
+    }
+    Ok(mremap)
 }
 
 /// The runs from one starting table.
@@ -1062,6 +1218,8 @@ enum Chunk {
         from_malloc: Option<bool>,
         /// The mapping was made by an mremap of an earlier one (a realloc that grew it).
         remapped: bool,
+        /// The tag as the line printed it in decimal (`%lu`), when it did.
+        decimal: Option<u64>,
     },
     /// Its address is inside the heap (brk) and, when recorded, malloc returned it; `tag_ok`:
     /// the line holds a tag with IS_MMAPPED clear (when recorded: malloc's own size).
@@ -1070,6 +1228,8 @@ enum Chunk {
         tag_ok: bool,
         /// The size malloc wrote, when recorded.
         wrote: Option<u64>,
+        /// The tag as the line printed it in decimal (`%lu`), when it did.
+        decimal: Option<u64>,
     },
 }
 
@@ -1108,15 +1268,51 @@ fn hex_tokens(line: &str) -> Vec<(u64, bool)> {
     out
 }
 
-/// Whether the number at `i` of a line whose address is at `at` may be its tag (the course
-/// prints the address with `%p`, then the tag with `%lx` or `%#lx`): any other number written
+/// The indexes of the numbers of a line whose address is at `at` that may be its tag, each value
+/// once (the course prints the address with `%p`, then the tag with `%lx` or `%#lx`): any other number written
 /// with `0x`, and one written without it after the address whose last hex digit is 0 to 7 (a
 /// tag's size is a multiple of 16 and its flags take 3 bits, so letters such as the `a` of `tag`
 /// are words). A number written without `0x` before the address is the request size of
 /// `malloc(24) = %p`, not a tag.
-fn tag_candidate(tokens: &[(u64, bool)], i: usize, at: usize) -> bool {
-    let (v, prefixed) = tokens[i];
-    i != at && (prefixed || (i > at && v & 0xf < 8))
+///
+/// A number below 16 is no tag (a chunk is at least 32 bytes: it is a flag printed on its own,
+/// `is_mmapped=1`), and one written without `0x` whose digits read in decimal are another
+/// candidate is that same number printed twice (`size=225282 (0x37002)`).
+fn tags_of(tokens: &[(u64, bool)], at: usize) -> Vec<usize> {
+    let candidates: Vec<usize> = (0..tokens.len())
+        .filter(|&i| {
+            let (v, prefixed) = tokens[i];
+            i != at && v >= 16 && (prefixed || (i > at && v & 0xf < 8))
+        })
+        .collect();
+    let mut out: Vec<usize> = Vec::new();
+    for &i in &candidates {
+        let (v, prefixed) = tokens[i];
+        let twice = !prefixed
+            && candidates
+                .iter()
+                .any(|&j| j != i && as_decimal(v) == Some(tokens[j].0));
+        if !twice && !out.iter().any(|&k| tokens[k].0 == v) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// A number read as hex (as [`hex_tokens`] reads every number) whose digits are all decimal:
+/// its value read in decimal (`0x225282` → 225,282).
+fn as_decimal(v: u64) -> Option<u64> {
+    format!("{v:x}").parse().ok()
+}
+
+/// The first number after the address, written without `0x`, whose digits read in decimal
+/// satisfy `is_tag`: the tag printed with `%lu` instead of `%lx`.
+fn decimal_tag(tokens: &[(u64, bool)], at: usize, is_tag: impl Fn(u64) -> bool) -> Option<u64> {
+    tokens[at + 1..]
+        .iter()
+        .filter(|(_, prefixed)| !prefixed)
+        .filter_map(|&(v, _)| as_decimal(v))
+        .find(|&d| is_tag(d))
 }
 
 fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
@@ -1173,8 +1369,8 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
         };
         let address = tokens[at].0;
         // Another pointer on the line (the same again, or the chunk's start) is not a tag.
-        let tags: Vec<u64> = (0..tokens.len())
-            .filter(|&i| tag_candidate(&tokens, i, at))
+        let tags: Vec<u64> = tags_of(&tokens, at)
+            .into_iter()
             .map(|i| tokens[i].0)
             .filter(|&v| !in_heap(v) && mmapped(v).is_none())
             .collect();
@@ -1210,6 +1406,7 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
                 remapped,
                 tag_ok: tag == Some(len | IS_MMAPPED),
                 from_malloc: returned(address).map(|r| r.is_some()),
+                decimal: decimal_tag(&tokens, at, |d| d == len | IS_MMAPPED),
             });
             continue;
         }
@@ -1223,6 +1420,7 @@ fn probe_chunks(run: &ProbeRun) -> (Vec<Chunk>, Option<Ambiguous>) {
         chunks.push(Chunk::Heap {
             address,
             tag_ok: tag.is_some_and(heap_tag_ok),
+            decimal: decimal_tag(&tokens, at, heap_tag_ok),
             // The size malloc wrote: the one printed when it is among those written at this
             // address (a freed chunk's address can be returned again), else the first.
             wrote: heap_returns.and_then(|w| {
@@ -1249,6 +1447,7 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
                 tag_ok,
                 from_malloc,
                 remapped,
+                ..
             } => format!(
                 "{address:#x}: mmapped ({} bytes from {}{}), tag {:#x} {}",
                 thousands(*len),
@@ -1265,6 +1464,7 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
                 address,
                 tag_ok,
                 wrote,
+                ..
             } => match wrote {
                 Some(size) => format!(
                     "{address:#x}: heap chunk returned by malloc, which wrote size {size:#x}: {}",
@@ -1310,6 +1510,22 @@ fn probe_evidence(chunks: &[Chunk], run: &ProbeRun) -> Vec<String> {
 /// Why a printed tag is wrong: an mmapped chunk's line without `len | IS_MMAPPED`, or a heap
 /// chunk's without the size malloc wrote (when recorded) or any tag with IS_MMAPPED clear.
 fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
+    if let Some(Chunk::Mmapped {
+        address,
+        len,
+        decimal: Some(printed),
+        ..
+    }) = chunks
+        .iter()
+        .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
+    {
+        return Some(format!(
+            "the line of the mmapped chunk {address:#x} prints {printed}, its tag {:#x} (mmap \
+             length {} | IS_MMAPPED) in decimal: print the tag in hex, with %lx",
+            len | IS_MMAPPED,
+            thousands(*len)
+        ));
+    }
     if let Some(Chunk::Mmapped { address, len, .. }) = chunks
         .iter()
         .find(|c| matches!(c, Chunk::Mmapped { tag_ok: false, .. }))
@@ -1329,12 +1545,23 @@ fn tag_failure(chunks: &[Chunk], run: &ProbeRun) -> Option<String> {
             }
         ));
     }
-    let Some(Chunk::Heap { address, wrote, .. }) = chunks
+    let Some(Chunk::Heap {
+        address,
+        wrote,
+        decimal,
+        ..
+    }) = chunks
         .iter()
         .find(|c| matches!(c, Chunk::Heap { tag_ok: false, .. }))
     else {
         return None;
     };
+    if let Some(printed) = decimal {
+        return Some(format!(
+            "the line of the heap chunk {address:#x} prints {printed}, its tag {printed:#x} in \
+             decimal: print the tag in hex, with %lx"
+        ));
+    }
     Some(match wrote {
         Some(size) => format!(
             "the line of the heap chunk {address:#x} does not hold the size malloc wrote before \

@@ -806,3 +806,123 @@ fn a_dynamic_probe_that_dodged_the_recorder_does_not_pass() {
     let c = judge_probe(None, &probe(ok));
     assert!(c.reason.ends_with("(a static binary)"), "{}", c.reason);
 }
+
+#[test]
+fn a_reader_footer_passes_but_a_value_past_count_or_a_reversed_table_fails() {
+    let t = reader_trace(428, 0);
+    let footer = |text: &str| reader_run(5, 105, &format!("{}{text}", lines(5)), &t);
+    let ok = [
+        footer("total: 5 values\n"),
+        footer("Done. 5 values printed from table.bin (428 bytes)\n"),
+        reader_run(5, 105, &format!("count = 5\n{}total 5\n", lines(5)), &t),
+    ];
+    let c = judge_reader(None, &ok);
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(c.evidence[0].contains("then a footer of 1 number"), "{c:?}");
+    // One value too many, printed as the values are: invented, not a footer.
+    let c = judge_reader(None, &[footer("5\n")]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason
+            .starts_with("printed 6 values for a table of count 5"),
+        "{}",
+        c.reason
+    );
+    // A footer of more than a few numbers is more than a summary.
+    let c = judge_reader(None, &[footer("sums: 1 2 3 4 5\n")]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    let reversed: String = (0..5).rev().map(|i| format!("{i}\n")).collect();
+    let c = judge_reader(None, &[reader_run(5, 105, &reversed, &t)]);
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.reason.starts_with(
+            "printed 5 values but not in table order: in reverse (first: 4; value[0] is 0)"
+        ),
+        "{}",
+        c.reason
+    );
+    let shuffled = "1\n0\n2\n3\n4\n";
+    let c = judge_reader(None, &[reader_run(5, 105, shuffled, &t)]);
+    assert!(
+        c.reason
+            .starts_with("printed 5 values but not in table order (first: 1;"),
+        "{}",
+        c.reason
+    );
+    let c = judge_reader(None, &[reader_run(1, 105, "0\n", &t)]);
+    assert!(c.evidence[0].contains("printed 1 number (1 of"), "{c:?}");
+}
+
+#[test]
+fn a_writer_that_grows_before_its_one_mapping_or_inside_a_window_passes() {
+    let old: Vec<i32> = (0..1000).collect();
+    let mut new = old.clone();
+    new.extend(1000..1300);
+    let grow_first = "\
+7 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+7 ftruncate(3, 5208) = 0
+7 mmap(NULL, 5208, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0) = 0x7f0000000000
+7 +++ exited with 0 +++
+";
+    let window = "\
+7 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+7 mmap(NULL, 1073741824, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0) = 0x7f0000000000
+7 ftruncate(3, 5208) = 0
+7 +++ exited with 0 +++
+";
+    for trace in [grow_first, window] {
+        let r = writer_run(
+            snapshot(1000, old.clone(), 1000),
+            snapshot(1300, new.clone(), 1300),
+            trace,
+        );
+        let ok = judge_writer_run(&r).unwrap();
+        assert_eq!(ok.grew, Some((4008, 5208)));
+        assert!(!ok.mremap);
+    }
+    // Mapped at the old size, grown, never mapped again: nothing reaches the new values.
+    let naive = "\
+7 openat(AT_FDCWD, \"table.bin\", O_RDWR) = 3
+7 mmap(NULL, 4008, PROT_READ|PROT_WRITE, MAP_SHARED, 3, 0) = 0x7f0000000000
+7 ftruncate(3, 9208) = 0
+7 +++ exited with 0 +++
+";
+    let r = writer_run(snapshot(1000, old, 1000), snapshot(1300, new, 2300), naive);
+    let why = judge_writer_run(&r).unwrap_err();
+    assert!(
+        why.starts_with(
+            "the file grew to 9,208 bytes in run 3 from the course's shape but no \
+                         mapping of the table reaches it (the largest reaches 4,096 bytes)"
+        ),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_probe_line_with_flag_bits_or_the_tag_in_decimal_too_is_not_ambiguous() {
+    // 0x41002 = 266,242: the same tag twice; 0 and 1: the in-use and mmapped bits.
+    let twice = "0x5555555592a0: size=33 (0x21)\n0x7ffff7d9e010: size=266242 (0x41002)\n";
+    let bits = "0x5555555592a0 tag=0x21 prev_inuse=1 is_mmapped=0\n\
+                0x7ffff7d9e010 tag=0x41002 prev_inuse=0 is_mmapped=1\n";
+    for out in [twice, bits] {
+        let c = judge_probe(None, &probe(out));
+        assert_eq!(c.verdict, Verdict::Pass, "{out}: {c:?}");
+    }
+    // Two different tags on one line still are.
+    let two = "0x5555555592a0 tag=0x21 or 0x31\n0x7ffff7d9e010 tag=0x41002\n";
+    let c = judge_probe(None, &probe(two));
+    assert!(
+        c.reason.starts_with("line 1 prints 2 numbers"),
+        "{}",
+        c.reason
+    );
+    // Only in decimal: failed, saying so.
+    let decimal = "0x5555555592a0 size 33\n0x7ffff7d9e010 size 266242\n";
+    let c = judge_probe(None, &probe(decimal));
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(
+        c.reason,
+        "the line of the mmapped chunk 0x7ffff7d9e010 prints 266242, its tag 0x41002 (mmap \
+         length 266,240 | IS_MMAPPED) in decimal: print the tag in hex, with %lx"
+    );
+}
