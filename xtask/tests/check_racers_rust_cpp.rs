@@ -104,11 +104,20 @@ fn rust_racers_pass_and_a_mutex_locked_one_fails_as_a_spin_lock() {
     let doc = check(dir.path(), &["--racer", "racy", "--atomic-racer", "atomic"]);
     let (v, why) = verdict(&doc, "step5.racer");
     assert_eq!(v, "pass", "{why}");
-    assert!(why.contains("its loop writes total without a lock (`"), "{why}");
-    assert!(!why.contains("(%rsp) (no lock) (in a loop) (on total)"), "{why}");
+    assert!(
+        why.contains("its loop writes total without a lock (`"),
+        "{why}"
+    );
+    assert!(
+        !why.contains("(%rsp) (no lock) (in a loop) (on total)"),
+        "{why}"
+    );
     let (v, why) = verdict(&doc, "step5.atomic-racer");
     assert_eq!(v, "pass", "{why}");
-    assert!(why.contains("its loop increments total with `lock "), "{why}");
+    assert!(
+        why.contains("its loop increments total with `lock "),
+        "{why}"
+    );
     assert!(why.contains("<racer_atomic::main> lock "), "{why}");
     let doc = check(dir.path(), &["--atomic-racer", "mutex"]);
     let (v, why) = verdict(&doc, "step5.atomic-racer");
@@ -133,13 +142,22 @@ fn cpp_racers_pass_at_o2_and_o0() {
     gxx(dir.path(), "-O2", "racer.cpp", "racy");
     gxx(dir.path(), "-O2", "racer_atomic.cpp", "atomic_o2");
     gxx(dir.path(), "-O0", "racer_atomic.cpp", "atomic_o0");
-    let doc = check(dir.path(), &["--racer", "racy", "--atomic-racer", "atomic_o2"]);
+    let doc = check(
+        dir.path(),
+        &["--racer", "racy", "--atomic-racer", "atomic_o2"],
+    );
     let (v, why) = verdict(&doc, "step5.racer");
     assert_eq!(v, "pass", "{why}");
-    assert!(why.contains("its loop writes total without a lock (`"), "{why}");
+    assert!(
+        why.contains("its loop writes total without a lock (`"),
+        "{why}"
+    );
     let (v, why) = verdict(&doc, "step5.atomic-racer");
     assert_eq!(v, "pass", "{why}");
-    assert!(why.contains("its loop increments total with `lock "), "{why}");
+    assert!(
+        why.contains("its loop increments total with `lock "),
+        "{why}"
+    );
     let doc = check(dir.path(), &["--atomic-racer", "atomic_o0"]);
     let (v, why) = verdict(&doc, "step5.atomic-racer");
     assert_eq!(v, "pass", "{why}");

@@ -359,9 +359,7 @@ fn called_from_loops<'a>(f: &Function<'_>, functions: &'a [Function<'a>]) -> Vec
     let loops = loops(&f.insns);
     let mut callees: Vec<&Function<'_>> = Vec::new();
     for insn in &f.insns {
-        let in_loop = loops
-            .iter()
-            .any(|(from, to)| *from <= insn.address && insn.address <= *to);
+        let in_loop = within(&loops, insn.address);
         let Some(to) = insn
             .text
             .strip_prefix("call ")
@@ -395,15 +393,20 @@ fn loops(insns: &[Insn]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Whether `address` lies in one of `loops` ([`loops`]).
+fn within(loops: &[(u64, u64)], address: u64) -> bool {
+    loops
+        .iter()
+        .any(|(from, to)| *from <= address && address <= *to)
+}
+
 /// The instructions of one function that can make a racer atomic or racy.
 fn instructions_of(f: &Function<'_>, library: bool) -> Vec<LockedInsn> {
     let loops = loops(&f.insns);
     let frame_in_rbp = keeps_frame_in_rbp(&f.insns);
     let mut out = Vec::new();
     for insn in &f.insns {
-        let in_loop = loops
-            .iter()
-            .any(|(from, to)| *from <= insn.address && insn.address <= *to);
+        let in_loop = within(&loops, insn.address);
         let operand = insn.text.rsplit(',').next().unwrap_or("").trim();
         let operand = operand.rsplit(' ').next().unwrap_or(operand);
         let aims = target(operand, frame_in_rbp);
