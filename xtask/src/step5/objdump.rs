@@ -75,13 +75,21 @@ pub fn locked_instructions(binary: &Path) -> (Listing, Option<Vec<LockedInsn>>) 
     }
 }
 
-/// [`disasm::locked_instructions`] of `objdump`'s text, the C library's functions marked: in a
-/// statically linked binary (it defines `__libc_start_main`), every function whose name
+/// [`disasm::locked_instructions`] of `objdump`'s text, the toolchain's runtime marked. In a
+/// Rust binary (it carries std's `lang_start`), every function but `main` and those of the
+/// program's own crate ([`disasm::rust_program_crate`]: std, core and alloc are linked into
+/// every Rust binary, their mutexes and reference counts locked). In a C or C++ one
+/// statically linked (it defines `__libc_start_main`), every function whose name
 /// `nm` finds defined in the C library's archive (`cc -print-file-name=libc.a`). A dynamic
 /// binary carries none of libc's code. When the archive cannot be read, a static binary's
 /// functions are all marked library except `main` and those whose names libc does not use
 /// cannot be told apart: then only `main` counts as its own.
 pub fn race_instructions(objdump: &str) -> Vec<LockedInsn> {
+    if let Some(own) = disasm::rust_program_crate(objdump) {
+        return disasm::locked_instructions(objdump, &|f| {
+            disasm::rust_runtime_function(f, own.as_deref())
+        });
+    }
     if !objdump.lines().any(|l| l.ends_with("<__libc_start_main>:")) {
         return disasm::locked_instructions(objdump, &|_| false);
     }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::disasm::{InsnKind, LockedInsn};
+use super::disasm::{demangle, InsnKind, LockedInsn};
 pub use super::Overlap;
 use crate::verdict::{plural, signed_thousands, thousands, Check, Verdict};
 
@@ -325,7 +325,7 @@ fn atomic_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Ve
                  incq on total the course asks for",
                 not_raced.unwrap_or_else(|| together(contested)),
                 x.text,
-                x.function
+                demangle(&x.function)
             ),
         );
     }
@@ -366,10 +366,11 @@ fn atomic_verdict(contested: &[&Race], code: Result<&[LockedInsn], &str>) -> (Ve
              on total (the course asks for lock incq){}",
             match library.first() {
                 Some(l) => format!(
-                    "; the {} locked instructions it carries are the C library's (`{}` in {})",
+                    "; the {} locked instructions it carries are the C library's or Rust std's \
+                     (`{}` in {})",
                     library.len(),
                     l.text,
-                    l.function
+                    demangle(&l.function)
                 ),
                 None => String::new(),
             }
@@ -386,14 +387,18 @@ fn code_lines(code: &[LockedInsn]) -> Vec<String> {
         .map(|l| {
             format!(
                 "objdump: <{}> {}{}{}{}",
-                l.function,
+                demangle(&l.function),
                 l.text,
                 match l.kind {
                     InsnKind::Locked => "",
                     InsnKind::Xchg => " (xchg: implicitly locked)",
                     InsnKind::Plain => " (no lock)",
                 },
-                if l.in_loop { " (in a loop)" } else { "" },
+                match (&l.called_from, l.in_loop) {
+                    (Some(caller), _) => format!(" (called from a loop of {})", demangle(caller)),
+                    (None, true) => " (in a loop)".into(),
+                    (None, false) => String::new(),
+                },
                 if l.on_total { " (on total)" } else { "" }
             )
         })
@@ -401,7 +406,7 @@ fn code_lines(code: &[LockedInsn]) -> Vec<String> {
     let library = code.len() - own.len();
     if library > 0 {
         out.push(format!(
-            "objdump: {} in the C library's functions, not counted",
+            "objdump: {} in the C library's or Rust std's functions, not counted",
             plural(library as u64, "locked instruction")
         ));
     }
@@ -595,6 +600,7 @@ mod tests {
             on_total: true,
             kind: crate::step5::disasm::InsnKind::Plain,
             library: false,
+            called_from: None,
         };
         let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&plain)));
         assert_eq!((j.kind, j.check.verdict), (RacerKind::Racy, Verdict::Pass));
@@ -613,6 +619,7 @@ mod tests {
             on_total: true,
             kind: crate::step5::disasm::InsnKind::Locked,
             library: false,
+            called_from: None,
         };
         let j = judge_their_racer("racer", &ev.races, Some(std::slice::from_ref(&lock)));
         assert_eq!(j.kind, RacerKind::Atomic);
