@@ -252,3 +252,162 @@ fn the_length_in_the_answer_and_the_glance_is_one_fact() {
     assert!(glance[0].text.contains(&phrase), "{glance:?}");
     assert!(!glance[0].text.contains("no fstat"), "{glance:?}");
 }
+
+/// `xtask run-step STEP --quick --json --program PROGRAM`: the answers (question, answer), the
+/// program's verdict and reason, and the glance lines.
+struct Run {
+    answers: Vec<(String, String)>,
+    verdict: String,
+    reason: String,
+    glance: Vec<String>,
+}
+
+fn run_step(step: u8, program: &Path) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "run-step",
+            &step.to_string(),
+            "--quick",
+            "--json",
+            "--program",
+        ])
+        .arg(program)
+        .env("CARGO", env!("CARGO"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run-step {step} --program {}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let verdict = &doc["findings"]["program"]["verdict"];
+    Run {
+        answers: doc["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["kind"] == "answer")
+            .map(|b| (text(&b["question"]), text(&b["answer"])))
+            .collect(),
+        verdict: text(&verdict["verdict"]).to_uppercase(),
+        reason: text(&verdict["reason"]),
+        glance: doc["glance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| text(&g["text"]))
+            .collect(),
+    }
+}
+
+impl Run {
+    /// The one answer to the course's question `q`.
+    fn answer(&self, q: &str) -> &str {
+        let found: Vec<&str> = self
+            .answers
+            .iter()
+            .filter(|(x, _)| x == q)
+            .map(|(_, a)| a.as_str())
+            .collect();
+        assert_eq!(found.len(), 1, "{q}: {:?}", self.answers);
+        found[0]
+    }
+
+    /// The program's answer carries its verdict; every answer about the lab's own runs says so.
+    fn check(&self, course_q: &str, who: &str) {
+        let a = self.answer(course_q);
+        assert!(a.starts_with(who), "{a}");
+        assert!(
+            a.contains(&format!("{}: {}", self.verdict, self.reason)),
+            "{a}"
+        );
+        for (q, a) in &self.answers {
+            if q.starts_with("The lab's reference disktable, not your program: ") {
+                continue;
+            }
+            assert!(
+                !a.contains("disktable") && !a.contains("count from the file, bounded"),
+                "an answer about the lab's run not labelled as such: {q} {a}"
+            );
+        }
+        assert!(
+            self.glance[0].starts_with(&format!("yours: {}; lab's disktable: ", self.verdict)),
+            "{:?}",
+            self.glance
+        );
+    }
+}
+
+/// The course's C fixtures, compiled as the course's Makefile compiles them.
+fn compiled(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("step23-c-")
+        .tempdir()
+        .unwrap();
+    for name in names {
+        let status = Command::new("cc")
+            .args(["-O2", "-Wall", "-I", common::FIXTURES, "-o"])
+            .arg(dir.path().join(name))
+            .arg(Path::new(common::FIXTURES).join(format!("{name}.c")))
+            .arg("-pthread")
+            .status()
+            .unwrap();
+        assert!(status.success(), "cc {name}.c");
+    }
+    dir
+}
+
+#[test]
+fn with_a_program_the_course_answers_are_its_own_and_agree_with_the_verdict() {
+    const TEST: &str = "with_a_program_the_course_answers_are_its_own_and_agree_with_the_verdict";
+    if !common::tools_present(TEST, &[common::CC, common::STRACE]) {
+        return;
+    }
+    let c = compiled(&["reader_hardcoded", "reader_ok", "writer_naive", "writer_ok"]);
+    const PRINT_Q: &str = "How do you print every value without a hardcoded size or element count?";
+    const ADD_Q: &str = "Does each run add 300 values, using only mmap?";
+    const GROW_Q: &str = "When does the file grow?";
+
+    // It maps 114340 bytes and prints 1083 values, both hard-coded: no fstat, and a FAIL.
+    let r = run_step(2, &c.path().join("reader_hardcoded"));
+    assert_eq!(r.verdict, "FAIL");
+    r.check(PRINT_Q, "Your reader ");
+    assert!(
+        r.answer(PRINT_Q)
+            .contains("NO fstat of the table before its mmap"),
+        "{:?}",
+        r.answers
+    );
+
+    let r = run_step(2, &c.path().join("reader_ok"));
+    assert_eq!(r.verdict, "PASS");
+    r.check(PRINT_Q, "Your reader ");
+    assert!(
+        r.answer(PRINT_Q).contains("length 114340 B from fstat ("),
+        "{:?}",
+        r.answers
+    );
+
+    // It never grows the file: its first run adds 300, the check's later runs fail.
+    let r = run_step(3, &c.path().join("writer_naive"));
+    assert_eq!(r.verdict, "FAIL");
+    r.check(ADD_Q, "Your writer ");
+    let grows = r.answer(GROW_Q);
+    assert!(
+        grows.starts_with("Your writer ") && grows.contains("0 ftruncate and 0 mremap"),
+        "{grows}"
+    );
+
+    let r = run_step(3, &c.path().join("writer_ok"));
+    assert_eq!(r.verdict, "PASS");
+    r.check(ADD_Q, "Your writer ");
+    assert!(
+        r.answer(GROW_Q).starts_with("Your writer "),
+        "{:?}",
+        r.answers
+    );
+}
