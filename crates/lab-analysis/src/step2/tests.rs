@@ -347,3 +347,18 @@ fn with_a_program_the_course_question_is_answered_for_it_and_the_lab_says_it_is_
         "{glance:?}"
     );
 }
+
+#[test]
+fn lookups_after_an_eviction_that_did_not_work_claim_no_read_around() {
+    let mut e = fixture("course-table");
+    // tmpfs: DONTNEED left every page resident.
+    e.lookups.evict.pages_resident_after = e.lookups.evict.pages_resident_before;
+    let f = Step2::analyze(&e).unwrap();
+    assert_eq!(f.lookups.eviction, Eviction::None);
+    let t = text(&crate::step2::lookups::explain(&f.lookups, &e.lookups));
+    assert!(
+        t.contains("this does not show how much the lookups read in"),
+        "{t}"
+    );
+    assert!(!t.contains("MADV_RANDOM turned read-around off"), "{t}");
+}
