@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use lab_trace::Trace;
 
-/// The system calls steps 2 and 3 trace: opening and closing the table, its length, mapping and
+/// The system calls steps 2 and 3 trace: opening and closing the table, its length (every stat
+/// call: by descriptor, or by name — `?` for those an architecture lacks), mapping and
 /// growing it, every way of reading or writing a descriptor (copying between descriptors
 /// included), renames onto its name, io_uring and kernel AIO (which the check cannot see
 /// through), and clone/clone3 (whose `CLONE_UNTRACED` starts a process `strace -f` misses).
 pub const FILTER: &str = "openat,open,creat,close,dup,dup2,dup3,fcntl,fstat,newfstatat,statx,\
+                          ?stat,?lstat,?fstatat64,\
                           lseek,mmap,munmap,mremap,msync,madvise,mincore,ftruncate,fallocate,\
                           fadvise64,flock,fsync,fdatasync,read,pread64,readv,preadv,preadv2,\
                           write,pwrite64,writev,pwritev,pwritev2,copy_file_range,sendfile,\

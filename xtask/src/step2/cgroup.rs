@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::cgroupfs::{join, keyed, own_path, parse_mounts, stale};
+use crate::disktable_steps::parse_persist;
 use crate::disktable_steps::run;
 use crate::disktable_steps::run::Spec;
 use crate::disktable_steps::sample_kv;
@@ -84,8 +85,10 @@ pub fn measure(ctx: &Ctx, dir: &Path, table: &Path, entries: u64) -> anyhow::Res
             Ok(cg) => cg,
             Err(reason) => return Ok(Evidence::Skipped { reason }),
         };
-        evict(ctx, dir, &t)?;
-        children.push(run_in(&cg, role, program, &args, dir, deadline)?);
+        let eviction = evict(ctx, dir, &t)?;
+        let mut child = run_in(&cg, role, program, &args, dir, deadline)?;
+        child.eviction = Some(eviction);
+        children.push(child);
     }
     Ok(Evidence::Ran(Ran {
         version: place.version,
@@ -97,8 +100,10 @@ pub fn measure(ctx: &Ctx, dir: &Path, table: &Path, entries: u64) -> anyhow::Res
     }))
 }
 
-fn evict(ctx: &Ctx, dir: &Path, table: &str) -> anyhow::Result<()> {
-    super::lookups::persist(ctx, dir, &["residency", "--evict", table], None).map(|_| ())
+/// Drops the table from the page cache; what mincore saw before and after.
+fn evict(ctx: &Ctx, dir: &Path, table: &str) -> anyhow::Result<persist::Residency> {
+    let out = super::lookups::persist(ctx, dir, &["--json", "residency", "--evict", table], None)?;
+    Ok(parse_persist::<persist::doc::ResidencyDoc>("residency", &out)?.residency)
 }
 
 /// Runs `program args` inside `cg` (a shell writes its own pid into cgroup.procs, then execs),
@@ -136,6 +141,7 @@ fn run_in(
         stdout,
         stderr,
         counters: cg.counters(),
+        eviction: None,
     })
 }
 

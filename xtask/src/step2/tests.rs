@@ -65,7 +65,7 @@ fn explain_and_pictures_come_from_the_findings() {
     let x = crate::model::tests::explained::<Step2>(&f, &e);
     let t = text(&x.blocks);
     assert!(
-        t.contains("fstat gave the length (114340 bytes) before mmap"),
+        t.contains("length 114340 B from fstat (newfstatat) before mmap"),
         "{t}"
     );
     assert!(t.contains("count and value[0..1083) lie in 2 pages"), "{t}");

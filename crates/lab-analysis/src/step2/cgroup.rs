@@ -62,6 +62,10 @@ pub struct Child {
     pub stdout: String,
     pub stderr: String,
     pub counters: Counters,
+    /// `persist residency --evict` of the table just before the child ran: how many of its
+    /// pages stayed resident (absent in recordings made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction: Option<persist::Residency>,
 }
 
 /// Which of the three children.
@@ -114,6 +118,12 @@ pub struct RanFindings {
     /// Lookups and scan through the mapping completed under the limit, reading the whole file
     /// into memory was killed.
     pub demonstrated: bool,
+    /// The eviction before every child left no page of the table resident (`None`: not
+    /// recorded). `Some(false)` on tmpfs: the pages stay in memory, charged to whoever brought
+    /// them in, and the children need not read (or be charged for) any.
+    pub evicted: Option<bool>,
+    /// The most pages of the table any eviction left resident, of how many.
+    pub resident_after_eviction: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -184,7 +194,16 @@ pub fn analyze(e: &Evidence) -> Findings {
             by(role).is_some_and(|c| c.completed && c.entries_checked == Some(r.entries))
         })
         && by(Role::ReadAll).is_some_and(|c| c.oom_killed);
+    let evictions: Option<Vec<&persist::Residency>> =
+        r.children.iter().map(|c| c.eviction.as_ref()).collect();
+    let resident_after_eviction = evictions.as_ref().and_then(|ev| {
+        ev.iter()
+            .map(|e| (e.pages_resident_after, e.pages_total))
+            .max()
+    });
     Findings::Ran(RanFindings {
+        evicted: resident_after_eviction.map(|(left, _)| left == 0),
+        resident_after_eviction,
         version: r.version,
         limit_bytes: r.limit_bytes,
         table_bytes: r.table_bytes,
@@ -255,7 +274,7 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
     Block::evidence(
         format!(
             "cgroup {} under {}: limit {} ({} bytes), the table {} — one fresh cgroup per child, \
-             the file evicted from the page cache before each",
+             {}",
             match r.version {
                 Version::V1 => "v1 memory.limit_in_bytes",
                 Version::V2 => "v2 memory.max",
@@ -263,7 +282,18 @@ fn counters_block(r: &RanFindings, ev: &Ran) -> Block {
             ev.parent,
             mib(r.limit_bytes),
             r.limit_bytes,
-            mib(r.table_bytes)
+            mib(r.table_bytes),
+            match (r.evicted, r.resident_after_eviction) {
+                (Some(true), _) => "the file evicted from the page cache before each".to_string(),
+                (Some(false), Some((left, total))) => format!(
+                    "evicting the file from the page cache before each left up to {left} of its \
+                     {total} pages resident (the eviction did not work here, as on tmpfs, where a \
+                     file's pages are its only copy)"
+                ),
+                _ => "the file evicted from the page cache before each (how many of its pages \
+                      stayed was not recorded)"
+                    .into(),
+            }
         ),
         table,
     )
@@ -313,12 +343,11 @@ pub(super) fn answer(r: &RanFindings) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    // How often the limit was reached by the child that read every entry through the mapping.
-    let hits_through_map = [Role::EveryKey, Role::Scan]
+    // The child that read every entry through the mapping.
+    let every_entry = [Role::EveryKey, Role::Scan]
         .iter()
         .filter_map(|&role| by(role))
-        .find(|c| c.completed)
-        .and_then(|c| c.limit_hits);
+        .find(|c| c.completed);
     let read_all = by(Role::ReadAll).map_or("did not run".to_string(), |c| {
         if c.oom_killed {
             format!(
@@ -342,21 +371,59 @@ pub(super) fn answer(r: &RanFindings) -> String {
              buffer {read_all}. {}",
         mib(r.limit_bytes),
         mib(r.table_bytes),
-        match (r.demonstrated, hits_through_map) {
-            (true, Some(hits)) if hits > 0 => format!(
-                "Through the mapping the kernel read pages in on demand and dropped clean \
-                     ones at the limit (reached {hits} times while every entry was read; the \
-                     process lived); a copy in anonymous memory has nowhere to go."
-            ),
-            (true, _) => "Through the mapping the kernel read pages in on demand and \
-                              dropped clean ones at the limit; a copy in anonymous memory has \
-                              nowhere to go."
-                .to_string(),
-            (false, _) => "This run does not show the whole contrast; the table above says \
-                               which part differed."
-                .to_string(),
+        if r.demonstrated {
+            through_map_answer(r, every_entry)
+        } else {
+            "This run does not show the whole contrast; the table above says which part \
+             differed."
+                .to_string()
         }
     ) + &killed_through_map(r)
+}
+
+/// What the counters of the child that read every entry through the mapping show: pages read in
+/// on demand and dropped at the limit only when it faulted them in (major faults) and reached
+/// the limit (hits); else what they do show.
+fn through_map_answer(r: &RanFindings, every_entry: Option<&ChildFindings>) -> String {
+    const ANON: &str = "a copy in anonymous memory has nowhere to go.";
+    let (hits, major) = every_entry.map_or((None, None), |c| (c.limit_hits, c.major_faults));
+    match (hits, major) {
+        (Some(hits), Some(major)) if hits > 0 && major > 0 => format!(
+            "Through the mapping the kernel read pages in on demand ({major} major faults) and \
+             dropped clean ones at the limit (reached {hits} times while every entry was read; \
+             the process lived); {ANON}"
+        ),
+        (Some(hits), _) if hits > 0 => format!(
+            "Reading every entry through the mapping reached the limit {hits} times and the \
+             process lived, with {}: this run does not show pages read back in after the \
+             kernel dropped them; {ANON}",
+            match major {
+                Some(_) => "no major fault".to_string(),
+                None => "its major faults not read".to_string(),
+            }
+        ),
+        (Some(_), _) => format!(
+            "Reading every entry through the mapping never reached the limit{}{}: this run \
+             does not show pages dropped at the limit, only that reading through the mapping \
+             fit where a private copy did not; {ANON}",
+            match major {
+                Some(1) => " (1 major fault)".to_string(),
+                Some(n) => format!(" ({n} major faults)"),
+                None => String::new(),
+            },
+            match (r.evicted, r.resident_after_eviction) {
+                (Some(false), Some((left, total))) => format!(
+                    " — the eviction left {left} of the table's {total} pages in memory, \
+                     charged to the cgroup that brought them in, not to the child"
+                ),
+                _ => String::new(),
+            }
+        ),
+        (None, _) => format!(
+            "The limit hits of the child that read every entry through the mapping were not \
+             read, so this run does not show pages dropped at the limit; {ANON}"
+        ),
+    }
 }
 
 /// A child that read through the mapping and was OOM-killed anyway: named, and what the

@@ -3,12 +3,15 @@
 //! --advice random table.bin` under strace: the trace shows fstat, the one mmap and no read of
 //! the table; mincore (in the trace and in the document) shows which pages the print read in.
 
+use std::collections::HashSet;
+
 use lab_trace::fds::{self, READ_CALLS, WRITE_CALLS};
+use lab_trace::strace::Syscall;
 use persist::disktable::PrintReport;
 use serde::{Deserialize, Serialize};
 
 use crate::disktable::excerpt;
-use crate::disktable::program::is_table;
+use crate::disktable::program::{self, is_table};
 use crate::disktable::table::TableSource;
 use crate::disktable::table::TableState;
 use crate::disktable::traced::TracedRun;
@@ -51,9 +54,13 @@ pub struct PrintFindings {
     pub succeeded: bool,
     /// Its `error: …` line when it refused the table.
     pub error: Option<String>,
-    /// fstat (or statx) of the table's descriptor before the first mmap: the length came from it.
+    /// A stat of the table (fstat, newfstatat, statx on its descriptor, or stat, lstat,
+    /// newfstatat, statx of its name) before the first mmap: the length came from it.
     pub fstat_before_mmap: bool,
-    /// st_size as fstat printed it.
+    /// Which call that was (the last one before the mmap, preferring one whose size strace
+    /// printed).
+    pub fstat_call: Option<String>,
+    /// The size it printed (`st_size=` or statx's `stx_size=`).
     pub fstat_size: Option<u64>,
     pub mmap_calls: usize,
     pub map_len: Option<u64>,
@@ -73,8 +80,70 @@ pub struct PrintFindings {
     pub resident_after: Option<u64>,
     /// The pages the last mincore in the trace found resident, by index.
     pub resident_pages: Vec<u64>,
-    /// Only the needed pages were read in (resident after ≤ needed).
+    /// The eviction before the mmap (`--evict`: posix_fadvise(POSIX_FADV_DONTNEED) in the
+    /// trace) worked: mincore found no page resident right after mmap. `Some(false)`: pages
+    /// stayed (tmpfs, where a file's pages are its only copy, or any file whose pages DONTNEED
+    /// leaves), so the residency after printing does not show what printing read in.
+    pub evicted: Option<bool>,
+    /// Pages resident after printing that were not before (after - before).
+    pub pages_came_in: Option<u64>,
+    /// Only the needed pages were read in (resident after ≤ needed), when the eviction worked
+    /// (`None` otherwise: the pages were there before printing).
     pub read_only_needed_pages: Option<bool>,
+}
+
+impl PrintFindings {
+    /// Where the mapping's length came from: the one phrase the answer and the glance both use.
+    pub fn length_source(&self) -> String {
+        length_source(self.fstat_call.as_deref(), self.fstat_size)
+    }
+}
+
+/// `length N B from fstat (CALL) before mmap`, or why not.
+pub fn length_source(call: Option<&str>, size: Option<u64>) -> String {
+    match (call, size) {
+        (Some(call), Some(size)) => format!("length {size} B from fstat ({call}) before mmap"),
+        (Some(call), None) => format!("fstat ({call}) before mmap, its size not in the trace line"),
+        (None, _) => "NO fstat of the table before its mmap".into(),
+    }
+}
+
+/// The stat calls a length can come from: on a descriptor, or of a name.
+const STAT_CALLS: &[&str] = &["fstat", "newfstatat", "statx", "fstatat64", "stat", "lstat"];
+
+/// The stat of the table that came last before its first successful mmap (preferring one
+/// whose size strace printed), or `None` when none did or there is no mmap. By descriptor
+/// (the calls [`fds::file_calls`] gives for the table) or by name (`stat("table.bin")`,
+/// `newfstatat(AT_FDCWD, "table.bin")`, `statx(AT_FDCWD, "table.bin")`).
+pub fn stat_before_mmap(
+    all: &[Syscall],
+    is_file: impl Fn(&str) -> bool + Copy,
+) -> Option<&Syscall> {
+    let mine: HashSet<*const Syscall> = fds::file_calls(all, is_file)
+        .into_iter()
+        .map(|c| c as *const Syscall)
+        .collect();
+    let end = all
+        .iter()
+        .position(|c| c.name == "mmap" && c.ok() && mine.contains(&(c as *const Syscall)))?;
+    let named = |c: &Syscall| {
+        let path = match c.name.as_str() {
+            "stat" | "lstat" => c.arg_str(0),
+            _ => c.arg_str(1),
+        };
+        path.is_some_and(|p| !p.is_empty() && is_file(p))
+    };
+    let stats: Vec<&Syscall> = all[..end]
+        .iter()
+        .filter(|c| STAT_CALLS.contains(&c.name.as_str()) && c.ok())
+        .filter(|c| mine.contains(&(*c as *const Syscall)) || named(c))
+        .collect();
+    stats
+        .iter()
+        .rev()
+        .find(|c| stat_size(&c.raw).is_some())
+        .or(stats.last())
+        .copied()
 }
 
 /// Decides, from the evidence alone.
@@ -82,12 +151,8 @@ pub fn analyze(e: &Evidence, page: u64) -> Findings {
     let s = &e.state;
     let check = s.check();
     let calls = fds::file_calls(&e.print.trace.calls, is_table);
-    let first_mmap = calls.iter().position(|c| c.name == "mmap" && c.ok());
-    let is_stat = |n: &str| matches!(n, "fstat" | "newfstatat" | "statx");
-    let fstat = calls[..first_mmap.unwrap_or(0)]
-        .iter()
-        .find(|c| is_stat(&c.name) && c.ok());
-    let mmap = first_mmap.map(|i| calls[i]);
+    let mmap = calls.iter().find(|c| c.name == "mmap" && c.ok()).copied();
+    let fstat = stat_before_mmap(&e.print.trace.calls, is_table);
     let arg = |i: usize| {
         mmap.and_then(|m| m.args.get(i))
             .map(|a| a.trim().to_string())
@@ -95,6 +160,12 @@ pub fn analyze(e: &Evidence, page: u64) -> Findings {
     let map_len = mmap.and_then(|m| m.arg_u64(1));
     let r = e.report.as_ref();
     let pages_needed = check.as_ref().ok().map(|needs| needs.div_ceil(page));
+    // The print's --evict asked the kernel to drop the file's pages; mincore right after the
+    // mmap says whether it did.
+    let fadvised = calls
+        .iter()
+        .any(|c| c.name == "fadvise64" && c.ok() && c.raw.contains("POSIX_FADV_DONTNEED"));
+    let evicted = r.map(|r| fadvised && r.resident_pages_before == 0);
     let printed_count_values = r.is_some_and(|r| {
         s.count == Some(r.values.len() as i64)
             && r.values
@@ -120,8 +191,9 @@ pub fn analyze(e: &Evidence, page: u64) -> Findings {
         print: PrintFindings {
             succeeded: e.print.ended.success(),
             error: (!e.print.ended.success()).then(|| e.print.error_line()),
-            fstat_before_mmap: fstat.is_some() && mmap.is_some(),
-            fstat_size: fstat.and_then(|c| st_size(&c.raw)),
+            fstat_before_mmap: fstat.is_some(),
+            fstat_call: fstat.map(|c| c.name.clone()),
+            fstat_size: fstat.and_then(|c| stat_size(&c.raw)),
             mmap_calls: calls.iter().filter(|c| c.name == "mmap" && c.ok()).count(),
             map_len,
             map_prot: arg(2),
@@ -143,17 +215,26 @@ pub fn analyze(e: &Evidence, page: u64) -> Findings {
                 .and_then(|c| c.args.get(2))
                 .map(|v| mincore_pages(v))
                 .unwrap_or_default(),
+            evicted,
+            pages_came_in: r.map(|r| {
+                r.resident_pages_after
+                    .saturating_sub(r.resident_pages_before)
+            }),
             read_only_needed_pages: r
                 .zip(pages_needed)
+                .filter(|_| evicted == Some(true))
                 .map(|(r, need)| r.resident_pages_after <= need),
         },
     }
 }
 
-/// `st_size=N` in an fstat line.
-fn st_size(raw: &str) -> Option<u64> {
-    let rest = &raw[raw.find("st_size=")? + "st_size=".len()..];
-    rest[..rest.find([',', '}'])?].trim().parse().ok()
+/// The size a stat line printed: `st_size=N` (fstat, newfstatat, stat, lstat) or `stx_size=N`
+/// (statx).
+fn stat_size(raw: &str) -> Option<u64> {
+    ["st_size=", "stx_size="].iter().find_map(|key| {
+        let rest = &raw[raw.find(key)? + key.len()..];
+        rest[..rest.find([',', '}'])?].trim().parse().ok()
+    })
 }
 
 /// The resident pages of a mincore vector as strace prints it (`[1, 1, 0, ...]`).
@@ -171,8 +252,9 @@ fn mincore_pages(vector: &str) -> Vec<u64> {
         .collect()
 }
 
-/// The narrative.
-pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
+/// The narrative; `who` says whether its answers are the course's or the lab's reference run
+/// beside someone else's program.
+pub fn explain(f: &Findings, e: &Evidence, who: Who) -> Vec<Block> {
     let count = crate::known(f.count);
     let mut blocks = vec![
         Block::heading("The course's table.bin: struct disktable { long count; int value[]; }"),
@@ -203,7 +285,10 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
     let p = &f.print;
     if !p.succeeded {
         blocks.push(Block::answer(
-            "Print every value of the table through one mmap",
+            who.question(
+                "Print every value of the table through one mmap",
+                "print every value of the table through one mmap",
+            ),
             format!(
                 "disktable refused the table ({}): {}",
                 e.print.ended,
@@ -213,15 +298,15 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         return blocks;
     }
     blocks.push(Block::answer(
-        "How do you print every value without a hardcoded size or element count?",
+        who.question(
+            "How do you print every value without a hardcoded size or element count?",
+            "how does it print every value without a hardcoded size or element count?",
+        ),
         format!(
-            "{}; {} mmap of {} bytes ({}, {}){}; {} read and {} write calls on the table. It \
+            "{}{}; {} mmap of {} bytes ({}, {}){}; {} read and {} write calls on the table. It \
              printed {} values{}: count from the file, bounded by its size.",
-            match (p.fstat_before_mmap, p.fstat_size) {
-                (true, Some(size)) => format!("fstat gave the length ({size} bytes) before mmap"),
-                (true, None) => "fstat came before mmap".into(),
-                (false, _) => "NO fstat before the mmap".into(),
-            },
+            who.prefix(),
+            p.length_source(),
             p.mmap_calls,
             crate::known(p.map_len),
             crate::known(p.map_prot.as_deref()),
@@ -242,38 +327,214 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         ),
     ));
     blocks.push(Block::answer(
-        "Which pages did printing read in?",
-        format!(
-            "mincore ({} calls in the trace): {} of {} pages resident right after mmap (the \
-             file was evicted first), {} after printing; count and value[0..{count}) lie in {} \
-             pages{}.",
-            p.mincore_calls,
-            p.resident_before.unwrap_or(0),
-            p.pages.unwrap_or(0),
-            p.resident_after.unwrap_or(0),
-            p.pages_needed.unwrap_or(0),
-            match p.read_only_needed_pages {
-                Some(true) => ": MADV_RANDOM kept read-ahead off, so only those were read",
-                Some(false) => ": more came in (read-ahead, or another process read the file)",
-                None => "",
-            }
+        who.question(
+            "Which pages did printing read in?",
+            "which pages did its print read in?",
         ),
+        format!("{}{}", who.prefix(), pages_answer(p, &count)),
     ));
     blocks
+}
+
+/// The course's question answered for someone else's reader (`--program`), from its own trace
+/// and the TA's check of it, so that it cannot contradict the verdict.
+pub fn program_answer(pf: &program::Findings, pe: &program::Evidence) -> Block {
+    let calls = fds::file_calls(&pe.run.trace.calls, is_table);
+    let stat = stat_before_mmap(&pe.run.trace.calls, is_table);
+    let lengths: Vec<String> = calls
+        .iter()
+        .filter(|c| c.name == "mmap" && c.ok())
+        .map(|c| crate::known(c.arg_u64(1)))
+        .collect();
+    let access = if !pf.opened_table {
+        "it never opened table.bin".to_string()
+    } else if !pf.mapped_table {
+        format!(
+            "it did NOT map table.bin: {} read and {} write calls on it",
+            pf.read_calls_on_table, pf.write_calls_on_table
+        )
+    } else {
+        format!(
+            "{}; {} mmap of the table{}; {} read and {} write calls on it",
+            length_source(
+                stat.map(|c| c.name.as_str()),
+                stat.and_then(|c| stat_size(&c.raw))
+            ),
+            pf.mmap_calls_on_table,
+            if lengths.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} bytes)", lengths.join(", "))
+            },
+            pf.read_calls_on_table,
+            pf.write_calls_on_table
+        )
+    };
+    let judged = match &pf.verdict {
+        Some(v) => format!(
+            "The TA's check, which runs it on this table and on one of another count and size: \
+             {}: {}.",
+            v.verdict.name().to_uppercase(),
+            v.reason
+        ),
+        None => "Whether its count or size is hard-coded shows only on a table of another count \
+                 and size, which this recording did not run it on."
+            .to_string(),
+    };
+    Block::answer(
+        "How do you print every value without a hardcoded size or element count?",
+        format!("Your reader {}: {access}. {judged}", pf.path),
+    )
+}
+
+/// Whose answers the course's block gives: the course's own (no `--program`), or the lab's
+/// reference run beside someone else's program, said so in the question and the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Course,
+    Reference,
+}
+
+impl Who {
+    /// The course's question, or the question about the lab's reference disktable.
+    pub fn question(self, course: &str, reference: &str) -> String {
+        match self {
+            Who::Course => course.to_string(),
+            Who::Reference => {
+                format!("The lab's reference disktable, not your program: {reference}")
+            }
+        }
+    }
+
+    /// What an answer starts with.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Who::Course => "",
+            Who::Reference => "The lab's reference disktable: ",
+        }
+    }
+}
+
+/// "Which pages did printing read in?": from mincore right after the mmap and after printing,
+/// and only when the eviction before it worked does the second figure say what printing read.
+fn pages_answer(p: &PrintFindings, count: &str) -> String {
+    let (before, after, pages, needed) = (
+        p.resident_before.unwrap_or(0),
+        p.resident_after.unwrap_or(0),
+        p.pages.unwrap_or(0),
+        p.pages_needed.unwrap_or(0),
+    );
+    let came_in = p.pages_came_in.unwrap_or(0);
+    let lie_in = format!("count and value[0..{count}) lie in {needed} pages");
+    match p.evicted {
+        Some(true) => format!(
+            "mincore ({} calls in the trace): {before} of {pages} pages resident right after mmap \
+             (posix_fadvise(POSIX_FADV_DONTNEED) had evicted the file), {after} after printing; \
+             {lie_in}{}.",
+            p.mincore_calls,
+            match p.read_only_needed_pages {
+                Some(true) => ": MADV_RANDOM kept read-ahead off, so only those were read".into(),
+                Some(false) => format!(
+                    ": {} more than those came in (this run does not measure what read them)",
+                    after.saturating_sub(needed)
+                ),
+                None => String::new(),
+            }
+        ),
+        Some(false) => format!(
+            "not shown by this run: mincore ({} calls in the trace) found {before} of {pages} \
+             pages resident right after mmap although the print had asked the kernel to drop \
+             them (posix_fadvise(POSIX_FADV_DONTNEED)): the eviction did not drop them (on tmpfs \
+             a file's pages are its only copy; DONTNEED leaves pages elsewhere too). {after} were \
+             resident after printing ({}), so printing found its pages in memory and the figure \
+             does not say which it needed; {lie_in}.",
+            p.mincore_calls,
+            if came_in == 0 {
+                "none came in".to_string()
+            } else {
+                format!("{came_in} came in")
+            }
+        ),
+        None => format!("not measured ({lie_in})."),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Real strace lines of each stat call (x86_64, strace 6), as the trace shows them.
+    const STAT_LINES: &[(&str, u64)] = &[
+        (
+            "1 statx(3, \"\", AT_STATX_SYNC_AS_STAT|AT_EMPTY_PATH, STATX_ALL, {stx_mask=STATX_ALL|STATX_MNT_ID, stx_attributes=0, stx_mode=S_IFREG|0644, stx_size=114340, ...}) = 0",
+            114_340,
+        ),
+        (
+            "1 newfstatat(3, \"\", {st_mode=S_IFREG|0644, st_size=114340, ...}, AT_EMPTY_PATH) = 0",
+            114_340,
+        ),
+        ("1 fstat(3, {st_mode=S_IFREG|0644, st_size=4096, ...}) = 0", 4096),
+        (
+            "1 stat(\"table.bin\", {st_mode=S_IFREG|0644, st_size=76400, ...}) = 0",
+            76_400,
+        ),
+        (
+            "1 lstat(\"table.bin\", {st_mode=S_IFREG|0644, st_size=8, ...}) = 0",
+            8,
+        ),
+        (
+            "1 newfstatat(AT_FDCWD, \"table.bin\", {st_mode=S_IFREG|0644, st_size=229376, ...}, 0) = 0",
+            229_376,
+        ),
+        (
+            "1 statx(AT_FDCWD, \"table.bin\", AT_STATX_SYNC_AS_STAT, STATX_ALL, {stx_mask=STATX_ALL|STATX_MNT_ID, stx_attributes=0, stx_mode=S_IFREG|0644, stx_size=0, ...}) = 0",
+            0,
+        ),
+    ];
+
     #[test]
-    fn st_size_is_read_from_an_fstat_line() {
-        assert_eq!(
-            st_size("1 newfstatat(3, \"\", {st_mode=S_IFREG|0644, st_size=114340, ...}, AT_EMPTY_PATH) = 0"),
-            Some(114_340)
-        );
-        assert_eq!(st_size("1 close(3) = 0"), None);
+    fn the_size_is_read_from_every_kind_of_stat_line() {
+        for (line, size) in STAT_LINES {
+            assert_eq!(stat_size(line), Some(*size), "{line}");
+        }
+        assert_eq!(stat_size("1 close(3) = 0"), None);
         assert_eq!(mincore_pages("[1, 1, 0, 0, 1, ...]"), [0, 1, 4]);
         assert_eq!(mincore_pages("[]"), [] as [u64; 0]);
+    }
+
+    #[test]
+    fn the_stat_before_the_mmap_is_found_by_descriptor_or_by_name() {
+        for (line, size) in STAT_LINES {
+            let trace = lab_trace::strace::parse_trace(&format!(
+                "1 openat(AT_FDCWD, \"/etc/ld.so.cache\", O_RDONLY) = 3\n\
+                 1 newfstatat(3, \"\", {{st_mode=S_IFREG|0644, st_size=37911, ...}}, AT_EMPTY_PATH) = 0\n\
+                 1 close(3) = 0\n\
+                 1 openat(AT_FDCWD, \"table.bin\", O_RDONLY) = 3\n\
+                 {line}\n\
+                 1 mmap(NULL, {size}, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n\
+                 1 newfstatat(3, \"\", {{st_mode=S_IFREG|0644, st_size=1, ...}}, AT_EMPTY_PATH) = 0\n"
+            ));
+            let stat = stat_before_mmap(&trace.calls, is_table).expect(line);
+            assert_eq!(stat.raw, *line);
+            assert_eq!(stat_size(&stat.raw), Some(*size));
+        }
+        // The library's stat and one after the mmap are not the table's length.
+        let trace = lab_trace::strace::parse_trace(
+            "1 openat(AT_FDCWD, \"/etc/ld.so.cache\", O_RDONLY) = 3\n\
+             1 newfstatat(3, \"\", {st_mode=S_IFREG|0644, st_size=37911, ...}, AT_EMPTY_PATH) = 0\n\
+             1 close(3) = 0\n\
+             1 openat(AT_FDCWD, \"table.bin\", O_RDONLY) = 3\n\
+             1 mmap(NULL, 114340, PROT_READ, MAP_SHARED, 3, 0) = 0x7f0000000000\n\
+             1 newfstatat(3, \"\", {st_mode=S_IFREG|0644, st_size=1, ...}, AT_EMPTY_PATH) = 0\n",
+        );
+        assert!(stat_before_mmap(&trace.calls, is_table).is_none());
+        assert_eq!(
+            length_source(None, None),
+            "NO fstat of the table before its mmap"
+        );
+        assert_eq!(
+            length_source(Some("statx"), Some(114_340)),
+            "length 114340 B from fstat (statx) before mmap"
+        );
     }
 }

@@ -255,8 +255,7 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         "How much of the file did the lookups load?",
         format!(
             "{} lookups in a {}-entry table made {} pages resident ({} before, {} after, of \
-             {}: {:.1} pages per lookup; MADV_RANDOM turned read-around off); {} major and {} \
-             minor faults.",
+             {}: {:.1} pages per lookup; {}); {} major and {} minor faults.",
             f.lookups,
             f.entries,
             f.pages_added,
@@ -264,6 +263,13 @@ pub fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
             f.pages_resident_after,
             f.pages_total,
             f.pages_per_lookup,
+            match f.eviction {
+                Eviction::Fadvise => "MADV_RANDOM turned read-around off",
+                Eviction::None => {
+                    "the eviction did not work, so the pages were there already and this does \
+                     not show how much the lookups read in"
+                }
+            },
             f.major_faults,
             f.minor_faults
         ),

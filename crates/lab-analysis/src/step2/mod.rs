@@ -76,8 +76,19 @@ impl Step for Step2 {
     }
 
     fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
-        let mut blocks = course::explain(&f.course, &e.course);
-        if let (Some(pf), Some(pe)) = (&f.program, &e.program) {
+        // With --program the course's questions are answered for that program first; the
+        // course's block is then the lab's reference run, and says so.
+        let mut blocks = Vec::new();
+        let program = f.program.as_ref().zip(e.program.as_ref());
+        if let Some((pf, pe)) = program {
+            blocks.push(course::program_answer(pf, pe));
+        }
+        let who = match program {
+            Some(_) => course::Who::Reference,
+            None => course::Who::Course,
+        };
+        blocks.extend(course::explain(&f.course, &e.course, who));
+        if let Some((pf, pe)) = program {
             blocks.extend(program::explain(pf, pe));
         }
         blocks.extend(lookups::explain(&f.lookups, &e.lookups));

@@ -51,16 +51,29 @@ fn course_layout(f: &Findings, e: &Evidence) -> Option<LayoutPicture> {
             let used_pages = c.count_needs_bytes.map(|b| b.div_ceil(e.page_size.max(1)));
             let touched_only =
                 used_pages.is_some_and(|u| c.print.resident_pages.iter().all(|p| *p < u));
+            let read_in = if c.print.evicted == Some(true) {
+                format!(
+                    "Printing the table through its mapping read in {} of its {} pages{}",
+                    c.print.resident_pages.len(),
+                    c.print.pages.unwrap_or(0),
+                    if touched_only {
+                        format!(", only those holding the count and its {count} values")
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                format!(
+                    "{} of its {} pages were resident after printing, but {} already were \
+                     before it (the eviction did not drop them), so the shading does not show \
+                     what printing read in",
+                    c.print.resident_pages.len(),
+                    c.print.pages.unwrap_or(0),
+                    crate::known(c.print.resident_before)
+                )
+            };
             format!(
-                "Printing the table through its mapping read in {} of its {} pages{}; the \
-                 rest of the {}-byte file is room for {} more values.",
-                c.print.resident_pages.len(),
-                c.print.pages.unwrap_or(0),
-                if touched_only {
-                    format!(", only those holding the count and its {count} values")
-                } else {
-                    String::new()
-                },
+                "{read_in}; the rest of the {}-byte file is room for {} more values.",
                 c.file_bytes,
                 c.spare_values.unwrap_or(0),
             )

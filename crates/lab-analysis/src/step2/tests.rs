@@ -178,3 +178,187 @@ fn a_damaged_table_is_refused_and_the_reason_reported() {
         .is_some_and(|e| e.contains("is not a valid disktable")));
     assert_eq!(c.print.values_printed, None);
 }
+
+/// The course's print with the residency mincore measured replaced: (right after mmap, after
+/// printing).
+fn print_with_residency(before: u64, after: u64) -> (crate::step2::course::Findings, Evidence) {
+    let mut e = fixture("course-table");
+    let report = e.course.report.as_mut().unwrap();
+    (report.resident_pages_before, report.resident_pages_after) = (before, after);
+    (Step2::analyze(&e).unwrap().course, e)
+}
+
+fn course_answers(f: &crate::step2::course::Findings, e: &Evidence) -> String {
+    text(&crate::step2::course::explain(
+        f,
+        &e.course,
+        crate::step2::course::Who::Course,
+    ))
+}
+
+#[test]
+fn evicted_is_said_only_when_mincore_found_no_page_right_after_mmap() {
+    // The recording: DONTNEED worked (0 resident), printing read the 2 pages count lies in.
+    let (f, e) = print_with_residency(0, 2);
+    assert_eq!(f.print.evicted, Some(true));
+    assert_eq!(f.print.read_only_needed_pages, Some(true));
+    let t = course_answers(&f, &e);
+    assert!(
+        t.contains("had evicted the file") && t.contains("only those were read"),
+        "{t}"
+    );
+    // Evicted, and more came in than printing touches: said, with no cause it did not measure.
+    let (f, e) = print_with_residency(0, 5);
+    assert_eq!(f.print.read_only_needed_pages, Some(false));
+    let t = course_answers(&f, &e);
+    assert!(
+        t.contains("3 more than those came in (this run does not measure"),
+        "{t}"
+    );
+    assert!(!t.contains("read-ahead, or another process"), "{t}");
+    // tmpfs: the pages stayed (8 of 28 before and after); nothing was evicted, nothing came in.
+    let (f, e) = print_with_residency(8, 8);
+    assert_eq!(f.print.evicted, Some(false));
+    assert_eq!(f.print.pages_came_in, Some(0));
+    assert_eq!(f.print.read_only_needed_pages, None);
+    let t = course_answers(&f, &e);
+    assert!(
+        t.contains("found 8 of 28 pages resident right after mmap"),
+        "{t}"
+    );
+    assert!(
+        t.contains("the eviction did not drop them") && t.contains("(none came in)"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("evicted first") && !t.contains("had evicted"),
+        "{t}"
+    );
+    let pictures = Step2::pictures(&Step2::analyze(&e).unwrap(), &e);
+    let caption = pictures.table.unwrap().caption;
+    assert!(
+        caption.contains("does not show what printing read in"),
+        "{caption}"
+    );
+}
+
+/// The recording's cgroup findings with the child that read every key given these counters and
+/// every eviction leaving `left` pages resident (`None`: not recorded).
+fn cgroup_answer(hits: Option<u64>, major: Option<u64>, left: Option<u64>) -> String {
+    let mut e = fixture("course-table");
+    let cgroup::Evidence::Ran(ran) = &mut e.cgroup else {
+        panic!("this machine's recording ran the cgroup demonstration");
+    };
+    for c in &mut ran.children {
+        c.eviction = left.map(|left| persist::Residency {
+            pages_total: 4096,
+            pages_resident_before: 4096,
+            eviction: "fadvise".into(),
+            pages_resident_after: left,
+            note: String::new(),
+        });
+        if c.role == CgRole::EveryKey {
+            (c.counters.limit_hits, c.counters.major_faults) = (hits, major);
+        }
+    }
+    let f = Step2::analyze(&e).unwrap();
+    text(&cgroup::explain(&f.cgroup, &e.cgroup))
+}
+
+#[test]
+fn pages_dropped_at_the_limit_are_claimed_only_with_limit_hits_and_major_faults() {
+    let t = cgroup_answer(Some(4674), Some(4835), Some(0));
+    assert!(
+        t.contains(
+            "read pages in on demand (4835 major faults) and dropped clean ones at the \
+                    limit (reached 4674 times"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("the file evicted from the page cache before each"),
+        "{t}"
+    );
+    let t = cgroup_answer(Some(12), Some(0), Some(0));
+    assert!(
+        t.contains("reached the limit 12 times") && t.contains("no major fault"),
+        "{t}"
+    );
+    assert!(!t.contains("dropped clean ones"), "{t}");
+    // tmpfs: nothing evicted, the limit never reached, no major fault.
+    let t = cgroup_answer(Some(0), Some(0), Some(4096));
+    assert!(
+        t.contains("never reached the limit (0 major faults)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("the eviction left 4096 of the table's 4096 pages in memory"),
+        "{t}"
+    );
+    assert!(
+        t.contains("left up to 4096 of its 4096 pages resident"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("dropped clean ones") && !t.contains("file evicted"),
+        "{t}"
+    );
+    let t = cgroup_answer(None, None, None);
+    assert!(
+        t.contains("were not read, so this run does not show pages dropped"),
+        "{t}"
+    );
+    assert!(
+        t.contains("(how many of its pages stayed was not recorded)"),
+        "{t}"
+    );
+}
+
+#[test]
+fn with_a_program_the_course_question_is_answered_for_it_and_the_lab_says_it_is_the_reference() {
+    let e = fixture("c-reader-read");
+    let f = Step2::analyze(&e).unwrap();
+    let answers: Vec<(String, String)> = Step2::explain(&f, &e)
+        .into_iter()
+        .filter_map(|b| match b {
+            Block::Answer(a) => Some((a.question, a.answer)),
+            _ => None,
+        })
+        .collect();
+    let course_q = "How do you print every value without a hardcoded size or element count?";
+    let theirs: Vec<_> = answers.iter().filter(|(q, _)| q == course_q).collect();
+    assert_eq!(theirs.len(), 1, "{answers:?}");
+    assert!(
+        theirs[0].1.starts_with("Your reader ")
+            && theirs[0].1.contains("it did NOT map table.bin: 1084 read"),
+        "{theirs:?}"
+    );
+    assert!(!theirs[0].1.contains("fstat"), "{theirs:?}");
+    for (q, a) in answers.iter().filter(|(_, a)| a.contains("fstat")) {
+        assert!(
+            q.starts_with("The lab's reference disktable, not your program: "),
+            "{q}"
+        );
+        assert!(a.starts_with("The lab's reference disktable: "), "{a}");
+    }
+    let glance = Step2::glance(&f);
+    assert!(
+        glance[0].text.starts_with("lab's disktable: "),
+        "{glance:?}"
+    );
+}
+
+#[test]
+fn lookups_after_an_eviction_that_did_not_work_claim_no_read_around() {
+    let mut e = fixture("course-table");
+    // tmpfs: DONTNEED left every page resident.
+    e.lookups.evict.pages_resident_after = e.lookups.evict.pages_resident_before;
+    let f = Step2::analyze(&e).unwrap();
+    assert_eq!(f.lookups.eviction, Eviction::None);
+    let t = text(&crate::step2::lookups::explain(&f.lookups, &e.lookups));
+    assert!(
+        t.contains("this does not show how much the lookups read in"),
+        "{t}"
+    );
+    assert!(!t.contains("MADV_RANDOM turned read-around off"), "{t}");
+}

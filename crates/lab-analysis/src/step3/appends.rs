@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::disktable::fault;
 use crate::disktable::fault::Growth;
-use crate::disktable::program::is_table;
+use crate::disktable::program::{self, is_table};
 use crate::disktable::table::TableState;
 use crate::disktable::traced::TracedRun;
+use crate::step2::course::Who;
 use crate::Block;
 
 /// Why a run was made.
@@ -130,8 +131,9 @@ fn analyze_run(r: &Run) -> RunFindings {
     }
 }
 
-/// The narrative.
-pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
+/// The narrative; `who` says whether its answers are the course's or the lab's reference run
+/// beside someone else's writer.
+pub fn explain(f: &Findings, runs: &[Run], who: Who) -> Vec<Block> {
     let mut blocks = vec![Block::heading(
         "disktable append: 300 more per run, growing only when capacity runs out",
     )];
@@ -157,9 +159,13 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
     let succeeded = f.runs.iter().filter(|r| r.succeeded).count();
     if succeeded == 0 {
         blocks.push(Block::answer(
-            "Does each run add 300 values, using only mmap?",
+            who.question(
+                "Does each run add 300 values, using only mmap?",
+                "does each run add 300 values, using only mmap?",
+            ),
             format!(
-                "No run succeeded: {}",
+                "{}No run succeeded: {}",
+                who.prefix(),
                 f.runs
                     .first()
                     .and_then(|r| r.error.as_deref())
@@ -175,10 +181,14 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
         .count();
     let grown = f.runs.iter().filter(|r| r.grew).count();
     blocks.push(Block::answer(
-        "Does each run add 300 values, using only mmap?",
+        who.question(
+            "Does each run add 300 values, using only mmap?",
+            "does each run add 300 values, using only mmap?",
+        ),
         format!(
-            "{} {succeeded} of {} runs succeeded; {} read and {} write calls on the table in all: \
-             {}.",
+            "{}{} {succeeded} of {} runs succeeded; {} read and {} write calls on the table in \
+             all: {}.",
+            who.prefix(),
             if f.each_run_added_300 {
                 "Yes: every run of 300 moved count by 300 with value[i] = i."
             } else {
@@ -195,9 +205,11 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
         ),
     ));
     blocks.push(Block::answer(
-        "When does the file grow?",
+        who.question("When does the file grow?", "when does the file grow?"),
         format!(
-            "{needed} of the runs needed more room than the file had, and {grown} grew it: {}.{}",
+            "{}{needed} of the runs needed more room than the file had, and {grown} grew it: \
+             {}.{}",
+            who.prefix(),
             if f.grew_only_when_full {
                 "growth happened exactly when capacity ran out"
             } else {
@@ -252,4 +264,70 @@ fn runs_table(f: &Findings) -> String {
         ));
     }
     table
+}
+
+/// The course's questions answered for someone else's writer (`--program`), from its own run
+/// and the TA's check of it, so that they cannot contradict the verdict.
+pub fn program_answers(pf: &program::Findings) -> Vec<Block> {
+    let known = |v: Option<i64>| crate::known(v);
+    let through = if pf.read_calls_on_table + pf.write_calls_on_table == 0 {
+        "through the mapping alone"
+    } else {
+        "NOT only through the mapping"
+    };
+    let first_run = format!(
+        "its run here: count {} -> {} ({}), the file {} -> {} bytes, {} read and {} write calls \
+         on the table ({through})",
+        known(pf.count_before),
+        known(pf.count_after),
+        pf.count_grew_by.map_or("?".into(), |d| format!("{d:+}")),
+        pf.file_bytes_before,
+        pf.file_bytes_after,
+        pf.read_calls_on_table,
+        pf.write_calls_on_table
+    );
+    let judged = match &pf.verdict {
+        Some(v) => format!(
+            "The TA's check, which runs it again and again until the file has to grow: {}: {}.",
+            v.verdict.name().to_uppercase(),
+            v.reason
+        ),
+        None => "Whether it keeps adding 300 once the file is full shows only over runs that \
+                 make the file grow, which this recording did not make."
+            .to_string(),
+    };
+    let needed = pf
+        .count_before
+        .map(|c| c + program::APPEND > persist::disktable::capacity(pf.file_bytes_before) as i64);
+    vec![
+        Block::answer(
+            "Does each run add 300 values, using only mmap?",
+            format!(
+                "Your writer {}: {first_run}{}. {judged}",
+                pf.path,
+                if pf.appended_300 {
+                    ": 300 values equal to their index"
+                } else {
+                    ": NOT 300 values equal to their index"
+                }
+            ),
+        ),
+        Block::answer(
+            "When does the file grow?",
+            format!(
+                "Your writer {}: its run here {} more room than the file had and made {} \
+                 ftruncate and {} mremap calls on the table (the file {} -> {} bytes).",
+                pf.path,
+                match needed {
+                    Some(true) => "needed",
+                    Some(false) => "did not need",
+                    None => "(count unread) may have needed",
+                },
+                pf.ftruncate_calls_on_table,
+                pf.mremap_calls_on_table,
+                pf.file_bytes_before,
+                pf.file_bytes_after
+            ),
+        ),
+    ]
 }

@@ -7,7 +7,8 @@ use crate::report::Glance;
 
 /// 3.1 +300 per run persisted, 3.2 why the naive writer crashes, 3.3 how the fix grows the file.
 pub fn glance(f: &Findings) -> Vec<Glance> {
-    vec![persisted(f), naive(f), fix(f)]
+    // With --program these are the lab's own runs, and the writer's verdict goes on 3.1.
+    crate::step2::glance::for_program(vec![persisted(f), naive(f), fix(f)], f.program.as_ref())
 }
 
 fn persisted(f: &Findings) -> Glance {

@@ -18,6 +18,7 @@ use crate::check::WriterSeries;
 use crate::disktable::picture::LayoutPicture;
 use crate::disktable::program::{self};
 use crate::disktable::table::TableSource;
+use crate::step2::course::Who;
 use crate::{Block, Step};
 pub mod appends;
 pub mod glance;
@@ -87,10 +88,20 @@ impl Step for Step3 {
 
     fn explain(f: &Findings, e: &Evidence) -> Vec<Block> {
         let mut blocks = vec![Block::text(format!("The table: {}.", e.source.describe()))];
-        blocks.extend(naive::explain(&f.naive, &e.naive));
-        blocks.extend(appends::explain(&f.appends, &e.appends));
-        match (&f.program, &e.program) {
-            (Some(pf), Some(pe)) => blocks.extend(program::explain(pf, pe)),
+        // With --program the course's questions are answered for that writer first; the lab's
+        // own runs are then its reference, and say so.
+        let program = f.program.as_ref().zip(e.program.as_ref());
+        let who = match program {
+            Some((pf, _)) => {
+                blocks.extend(appends::program_answers(pf));
+                Who::Reference
+            }
+            None => Who::Course,
+        };
+        blocks.extend(naive::explain(&f.naive, &e.naive, who));
+        blocks.extend(appends::explain(&f.appends, &e.appends, who));
+        match program {
+            Some((pf, pe)) => blocks.extend(program::explain(pf, pe)),
             _ => blocks.push(Block::text(
                 "Your own writer: cargo xtask run-step 3 --program ./writer [-- ARGS] runs it \
                  next to a copy of the table (table.bin) under strace and judges it.",

@@ -24,6 +24,7 @@ use crate::disktable::program::relative;
 use crate::disktable::table::TableState;
 use crate::disktable::traced::Ended;
 use crate::disktable::traced::TracedRun;
+use crate::step2::course::Who;
 use crate::Block;
 
 /// One naive writer run on a fresh copy of the table.
@@ -125,7 +126,7 @@ fn analyze_run(r: &Run, page: u64) -> RunFindings {
 }
 
 /// The narrative.
-pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
+pub fn explain(f: &Findings, runs: &[Run], who: Who) -> Vec<Block> {
     let mut blocks = vec![Block::heading(
         "The crash: a naive writer maps the file and stores past its end",
     )];
@@ -185,7 +186,10 @@ pub fn explain(f: &Findings, runs: &[Run]) -> Vec<Block> {
         None => String::new(),
     };
     blocks.push(Block::answer(
-        "Why does the program crash after a few runs? (HINT: ftruncate and mremap)",
+        who.question(
+            "Why does the program crash after a few runs? (HINT: ftruncate and mremap)",
+            "why does its --naive writer crash after a few runs? (HINT: ftruncate and mremap)",
+        ),
         format!(
             "It maps the file's length (mmap never grows a file) and stores past it: {} \
              Signals seen: {}; {}{}.{tail} The file's length only changes by ftruncate (these runs made \

@@ -180,3 +180,56 @@ fn persist_writes_reach_the_file_only_through_a_shared_mapping() {
     assert!(!w.private_write_reached_file && !w.private_key_found_afterwards);
     assert!(w.private_readback.is_some());
 }
+
+#[test]
+fn with_a_program_the_course_questions_are_answered_for_it_and_the_lab_says_it_is_the_reference() {
+    let e = fixture("c-naive-writer");
+    let f = Step3::analyze(&e).unwrap();
+    let answers: Vec<(String, String)> = Step3::explain(&f, &e)
+        .into_iter()
+        .filter_map(|b| match b {
+            crate::Block::Answer(a) => Some((a.question, a.answer)),
+            _ => None,
+        })
+        .collect();
+    let answer = |q: &str| {
+        let found: Vec<&String> = answers
+            .iter()
+            .filter(|(x, _)| x == q)
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(found.len(), 1, "{q}: {answers:?}");
+        found[0].clone()
+    };
+    // The writer filled the file and stopped short: +87, not +300, and it never grew the file.
+    let added = answer("Does each run add 300 values, using only mmap?");
+    assert!(added.starts_with("Your writer "), "{added}");
+    assert!(
+        added.contains("count 28583 -> 28670 (+87)") && added.contains("NOT 300 values"),
+        "{added}"
+    );
+    let grows = answer("When does the file grow?");
+    assert!(
+        grows.contains("needed more room than the file had and made 0 ftruncate and 0 mremap"),
+        "{grows}"
+    );
+    assert!(
+        !grows.contains("ftruncate to"),
+        "the lab's growth is not the writer's: {grows}"
+    );
+    // The lab's own runs: labelled as its reference, in the question and in the answer.
+    for (q, a) in answers.iter().filter(|(_, a)| a.contains("ftruncate to")) {
+        assert!(
+            q.starts_with("The lab's reference disktable, not your program: "),
+            "{q}"
+        );
+        assert!(a.starts_with("The lab's reference disktable: "), "{a}");
+    }
+    let glance = Step3::glance(&f);
+    assert!(
+        glance
+            .iter()
+            .all(|g| g.text.starts_with("lab's disktable: ")),
+        "{glance:?}"
+    );
+}
