@@ -329,6 +329,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     channel::install_interrupt_handlers().context("cannot install signal handlers")?;
+    // A command whose results go to stdout refuses a closed one before it joins a ring:
+    // `recv >&-` would otherwise release every message into nowhere (see lab_cli::out).
+    let writes_stdout = match &cli.command {
+        Cmd::Send { json, .. } => *json,
+        Cmd::Recv { .. } | Cmd::Info { .. } | Cmd::Bench(_) => true,
+        Cmd::BenchPeer(_) => false,
+    };
+    if writes_stdout {
+        lab_cli::out::stdout_usable().context(STDOUT_ERROR)?;
+    }
     match cli.command {
         Cmd::Send {
             ring,

@@ -398,6 +398,9 @@ fn finish_write(t: TableMut, sync: bool) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
+    // Every command reports on stdout: with stdout closed (`>&-`) it would change the table, or
+    // read it, for nobody. Refused before the table is touched (see lab_cli::out).
+    lab_cli::out::stdout_usable().context("cannot write to stdout")?;
     match cli.cmd {
         Cmd::Create { file, slots } => create(json, file, slots),
         Cmd::Get {

@@ -182,6 +182,9 @@ fn usage(command: &str, problem: &str) -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Every command reports on stdout: refuse a closed one (`>&-`, which Rust's runtime would
+    // quietly point at /dev/null) before the table is made or read (see lab_cli::out).
+    lab_cli::out::stdout_usable().context(WRITE_ERR)?;
     match cli.cmd {
         Cmd::Create {
             file,
