@@ -330,6 +330,32 @@ impl Mapping {
         self.check(path)?;
         hdr.map_err(invalid_err(path))
     }
+
+    /// Opens the file at `path`, maps it and validates its header. The one way a reader opens
+    /// a file ([`Table::open_for`], and [`Table::refresh`] after a compaction): a writer may
+    /// grow the file between the fstat that sized the mapping and the header load (the header
+    /// then records more bytes than were mapped), so as long as the file is longer now than
+    /// the mapping, it is mapped again, at most [`MAX_REFRESH`] times. A header that is wrong
+    /// for a file that did not grow is the error.
+    fn open_valid(path: &Path, access: Access) -> Result<Mapping, Error> {
+        let mut mapping = Mapping::open(path, access)?;
+        let mut grown = 0;
+        loop {
+            match mapping.header(path) {
+                Ok(_) => return Ok(mapping),
+                Err(e) if grown < MAX_REFRESH => {
+                    let now = file_len(path, &mapping.file)?;
+                    if now <= mapping.len() {
+                        return Err(e);
+                    }
+                    let file = mapping.file.try_clone().map_err(io_err(path, "dup"))?;
+                    mapping = Mapping::map(path, file, access)?;
+                    grown += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A table opened for reading: a read-only `MAP_SHARED` mapping of the whole file and no lock,
@@ -381,24 +407,7 @@ impl Table {
     /// first byte is touched (so even the header's page fault reads no more than it should).
     pub fn open_for(path: impl AsRef<Path>, access: Access) -> Result<Table, Error> {
         let path = path.as_ref();
-        let mut mapping = Box::new(Mapping::open(path, access)?);
-        let mut grown = 0;
-        loop {
-            match mapping.header(path) {
-                Ok(_) => break,
-                // A writer grew the file between our fstat and the header load: map again.
-                Err(e) if grown < MAX_REFRESH => {
-                    let now = file_len(path, &mapping.file)?;
-                    if now <= mapping.len() {
-                        return Err(e);
-                    }
-                    let file = mapping.file.try_clone().map_err(io_err(path, "dup"))?;
-                    mapping = Box::new(Mapping::map(path, file, access)?);
-                    grown += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut mapping = Box::new(Mapping::open_valid(path, access)?);
         let current: *mut Mapping = &mut *mapping;
         Ok(Table {
             path: path.to_path_buf(),
@@ -429,9 +438,8 @@ impl Table {
     /// opens the file a compaction renamed over the path. Returns whether anything changed.
     fn refresh(&self, m: &Mapping, hdr: Option<&Header>) -> Result<bool, Error> {
         if hdr.is_some_and(Header::retired) {
-            return match Mapping::open(&self.path, self.access) {
+            return match Mapping::open_valid(&self.path, self.access) {
                 Ok(next) if next.id != m.id => {
-                    next.header(&self.path)?;
                     self.install(next);
                     Ok(true)
                 }
