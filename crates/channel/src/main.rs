@@ -329,6 +329,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     channel::install_interrupt_handlers().context("cannot install signal handlers")?;
+    // Past `ulimit -f` growing the ring fails with EFBIG (one error line), not SIGXFSZ.
+    lab_cli::out::ignore_file_size_signal().context("cannot ignore SIGXFSZ")?;
     // A command whose results go to stdout refuses a closed one before it joins a ring:
     // `recv >&-` would otherwise release every message into nowhere (see lab_cli::out).
     let writes_stdout = match &cli.command {

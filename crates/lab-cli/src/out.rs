@@ -42,3 +42,17 @@ pub fn stdout_usable() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Ignores SIGXFSZ, whose default action kills the process (status 153, no message) when a
+/// write or `ftruncate` would pass the file size limit (`ulimit -f`, RLIMIT_FSIZE). Ignored,
+/// the call fails with EFBIG instead ("File too large"), which the program reports as its
+/// error and cleans up after. Call it first thing in `main` of a program that writes files.
+pub fn ignore_file_size_signal() -> io::Result<()> {
+    // SAFETY: setting SIGXFSZ's disposition to SIG_IGN installs no handler code and touches no
+    // memory of ours; signal(2) has no other precondition.
+    let previous = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

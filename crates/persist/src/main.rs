@@ -401,6 +401,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Every command reports on stdout: with stdout closed (`>&-`) it would change the table, or
     // read it, for nobody. Refused before the table is touched (see lab_cli::out).
     lab_cli::out::stdout_usable().context("cannot write to stdout")?;
+    // Past `ulimit -f` a write fails with EFBIG (one error line, cleaned up), not SIGXFSZ.
+    lab_cli::out::ignore_file_size_signal().context("cannot ignore SIGXFSZ")?;
     match cli.cmd {
         Cmd::Create { file, slots } => create(json, file, slots),
         Cmd::Get {

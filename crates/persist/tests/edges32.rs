@@ -221,3 +221,65 @@ fn readers_get_no_error_while_a_writer_compacts_and_grows() {
     assert!(errors.is_empty(), "readers got errors: {errors:?}");
     assert!(compactions > 0);
 }
+
+/// `sh -c` running the binary under a file size limit of `blocks` (512 or 1024 bytes each,
+/// as the shell counts them): at most 4096 bytes below.
+fn limited(blocks: u32) -> String {
+    format!(r#"ulimit -f {blocks} && exec "$0" "$@""#)
+}
+
+#[test]
+fn a_file_size_limit_is_one_error_line_and_leaves_nothing_behind() {
+    let dir = tempdir("fsize");
+    let t = dir.path().join("t.tbl");
+    // create: the file is not left behind empty (it used to be, after a SIGXFSZ death).
+    let out = sh(&limited(1), &["create", s(&t)]);
+    one_error(&out, "File too large");
+    assert!(!t.exists(), "create under ulimit -f left {}", t.display());
+    ok(&["create", s(&t)]);
+    ok(&["put", s(&t), "k1", "v1"]);
+    let size = std::fs::metadata(&t).unwrap().len();
+    assert!(size <= 4096, "a fresh table fits in one page: {size}");
+    // put: a value that makes the file grow past the limit.
+    let long = "a".repeat(5000);
+    let out = sh(&limited(4), &["put", s(&t), "k2", &long]);
+    one_error(&out, "File too large");
+    common::fails(&["get", s(&t), "k2"], 1, "not found");
+    assert_eq!(ok(&["get", s(&t), "k1"]), "v1\n");
+    // load --echo: every key echoed was stored, and the table stays valid.
+    let input: String = (0..3000).map(|i| format!("key{i}\tvalue{i}\n")).collect();
+    let mut child = Command::new("sh")
+        .args(["-c", &limited(4), BIN, "load", "--echo", s(&t)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The load stops early: it may close stdin before all of it is written.
+    let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    one_error(&out, "File too large");
+    let echoed = String::from_utf8(out.stdout).unwrap();
+    assert!(echoed.lines().count() < 3000, "the limit stopped the load");
+    for k in echoed.lines() {
+        assert!(
+            ok(&["get", s(&t), k]).starts_with("value"),
+            "{k} was echoed"
+        );
+    }
+    ok(&["verify", s(&t)]);
+    // compact: the copy cannot be written; no scratch file stays, the table is intact.
+    let big = dir.path().join("big.tbl");
+    ok(&["create", s(&big)]);
+    let rows: String = (0..2000).map(|i| format!("key{i}\tvalue{i}\n")).collect();
+    let out = common::persist(&["load", s(&big)], rows.as_bytes());
+    assert!(out.status.success(), "{out:?}");
+    let out = sh(&limited(4), &["compact", s(&big)]);
+    one_error(&out, "File too large");
+    let scratch = persist::compact_path(&big);
+    assert!(!scratch.exists(), "compact left {}", scratch.display());
+    ok(&["verify", s(&big)]);
+    assert_eq!(ok(&["get", s(&big), "key1999"]), "value1999\n");
+}
