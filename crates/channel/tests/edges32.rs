@@ -113,3 +113,125 @@ fn recv_with_stdout_closed_takes_nothing_from_the_ring() {
     assert!(out.status.success(), "{out:?}");
     assert!(ring.exists());
 }
+
+#[test]
+fn a_file_size_limit_is_one_error_line_not_a_sigxfsz_death() {
+    let d = dir("fsize");
+    let ring = d.path().join("ring");
+    // 8 blocks is at most 8 KiB: a ring of 64 KiB cannot be made.
+    let limited = r#"ulimit -f 8 && exec "$0" "$@""#;
+    let out = sh(
+        limited,
+        &["send", "--capacity", "64K", "--file", s(&ring)],
+        b"x\n",
+    );
+    one_error(&out, "File too large");
+    assert!(
+        !ring.exists(),
+        "send under ulimit -f left {}",
+        ring.display()
+    );
+    let out = sh(
+        limited,
+        &["recv", "--capacity", "64K", "--file", s(&ring)],
+        b"",
+    );
+    one_error(&out, "File too large");
+    assert!(
+        !ring.exists(),
+        "recv under ulimit -f left {}",
+        ring.display()
+    );
+}
+
+/// Polls the ring's header until `cond` holds (30 s at most).
+fn wait_for_ring(path: &Path, what: &str, cond: impl Fn(&channel::Info) -> bool) {
+    let start = Instant::now();
+    while !channel::inspect(path).is_ok_and(|i| cond(&i)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Starts `channel ARGS --file RING` with piped stdio.
+fn start(args: &[&str], ring: &Path) -> std::process::Child {
+    Command::new(CHANNEL)
+        .args(args)
+        .arg("--file")
+        .arg(ring)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn kill(child: &std::process::Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with the pid of a child we started and have not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0);
+}
+
+/// Waits (30 s at most) for `child` to exit and returns its output.
+fn finish(mut child: std::process::Child) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("channel did not exit in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigterm_and_sighup_are_named_and_exit_128_plus_the_signal() {
+    let d = dir("signals");
+    let ring = d.path().join("ring");
+    for (sig, name, status) in [
+        (libc::SIGTERM, "SIGTERM", 143),
+        (libc::SIGHUP, "SIGHUP", 129),
+        (libc::SIGINT, "Ctrl-C", 130),
+    ] {
+        // A receiver alone, waiting: the signal removes the ring it created.
+        let recv = start(&["recv"], &ring);
+        let pid = recv.id();
+        wait_for_ring(&ring, "the receiver", |i| i.receiver == Some(pid));
+        kill(&recv, sig);
+        let out = finish(recv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{name}: {err}");
+        assert!(
+            err.contains(&format!("stopped by {name};")),
+            "{name}: {err}"
+        );
+        assert!(!ring.exists(), "{name}: the receiver removed its ring");
+
+        // A sender in read(2) on its stdin (kept open): the stream stops; the ring stays with
+        // what was sent, for a receiver.
+        let mut send = start(&["send"], &ring);
+        let mut stdin = send.stdin.take().unwrap();
+        stdin.write_all(b"one\n").unwrap();
+        stdin.flush().unwrap();
+        let pid = send.id();
+        wait_for_ring(&ring, "the sender's message", |i| {
+            i.sender == Some(pid) && i.unread > 0
+        });
+        kill(&send, sig);
+        let out = finish(send);
+        drop(stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{name}: {err}");
+        assert!(
+            err.contains(&format!("sent 1 messages (4 bytes), stopped by {name};")),
+            "{name}: {err}"
+        );
+        let info = channel::inspect(&ring).unwrap();
+        assert!(info.stopped && !info.closed, "{name}: {info:?}");
+        std::fs::remove_file(&ring).unwrap();
+    }
+}
