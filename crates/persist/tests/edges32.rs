@@ -283,3 +283,81 @@ fn a_file_size_limit_is_one_error_line_and_leaves_nothing_behind() {
     ok(&["verify", s(&big)]);
     assert_eq!(ok(&["get", s(&big), "key1999"]), "value1999\n");
 }
+
+/// A fresh table, its slot array grown by rehashes to anywhere between load 1/2 and 4/5:
+/// compacting it must not make the file longer (README: never longer than it was when the
+/// entries fit), and a table with nothing to give back keeps its length.
+#[test]
+fn compaction_never_makes_a_file_longer_when_the_entries_fit() {
+    let dir = tempdir("compact-len");
+    let mut rng = Rng(common::seed());
+    let mut counts: Vec<u64> = (0..12).map(|_| 1 + rng.below(4000)).collect();
+    counts.push(10_941);
+    for n in counts {
+        let path = dir.path().join(format!("t{n}.tbl"));
+        let mut t = TableMut::create(&path, 3).unwrap();
+        for i in 0..n {
+            let k = format!("key-{i}");
+            let len = rng.below(60) as usize;
+            t.put(k.as_bytes(), &value_for(k.as_bytes(), len)).unwrap();
+        }
+        let slots_before = t.stats().slot_count;
+        let c = t.compact().unwrap();
+        assert!(
+            c.file_bytes_after <= c.file_bytes_before,
+            "{n} entries, {slots_before} slots: file {} -> {} bytes, slots -> {}",
+            c.file_bytes_before,
+            c.file_bytes_after,
+            t.stats().slot_count
+        );
+        assert_eq!(c.entries, n);
+        t.close().unwrap();
+        let r = Table::open(&path).unwrap();
+        assert!(
+            r.verify().is_ok(),
+            "{n} entries: the compacted table verifies"
+        );
+        let k = format!("key-{}", n - 1);
+        assert!(is_value_of(
+            k.as_bytes(),
+            r.get(k.as_bytes()).unwrap().unwrap()
+        ));
+        drop(r);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn no_space_during_a_compaction_names_the_table_and_says_it_is_unchanged() {
+    let fs = match common::Tmpfs::mount("2m") {
+        Ok(fs) => fs,
+        Err(why) => return common::skip("full disk during compaction (tmpfs)", &why),
+    };
+    let t = fs.path().join("t.tbl");
+    ok(&["create", s(&t)]);
+    let rows: String = (0..4000).map(|i| format!("key{i}\tvalue{i}\n")).collect();
+    let out = common::persist(&["load", s(&t)], rows.as_bytes());
+    assert!(out.status.success(), "{out:?}");
+    // Fill the rest of the file system: the copy cannot be reserved.
+    let size = std::fs::metadata(&t).unwrap().len();
+    let filler = fs.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![1u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let out = common::persist(&["compact", s(&t)], b"");
+    let err = one_error(&out, "no space left on device");
+    assert!(
+        err.starts_with(&format!("error: {}: no space left on device", t.display())),
+        "names the table first: {err}"
+    );
+    assert!(
+        err.contains("nothing was compacted: the table is unchanged"),
+        "{err}"
+    );
+    assert!(!err.contains("nothing was written"), "{err}");
+    assert!(!persist::compact_path(&t).exists(), "no scratch file stays");
+    assert_eq!(std::fs::metadata(&t).unwrap().len(), size);
+    ok(&["verify", s(&t)]);
+    assert_eq!(ok(&["get", s(&t), "key3999"]), "value3999\n");
+}
