@@ -38,8 +38,8 @@ Examples:
   persist verify t.tbl                      # check every slot and record
   strace -e trace=mmap,read,pread64 persist get t.tbl hello   # no read of the table
 
-Exit status: 0 success; 1 runtime failure (key not found, not a valid table, locked, I/O);
-2 usage error.";
+Exit status: 0 success; 1 runtime failure (key not found, not a valid table, locked, I/O,
+stdout closed or full, file size limit); 2 usage error.";
 
 /// A hash table of byte strings in one file, used through mmap (never read/write).
 #[derive(Parser)]
