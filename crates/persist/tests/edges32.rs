@@ -151,7 +151,7 @@ fn readers_get_no_error_while_a_writer_compacts_and_grows() {
                 let (stop, path) = (&stop, &path);
                 s.spawn(move || -> Result<u64, String> {
                     let t = Table::open(path).map_err(|e| e.to_string())?;
-                    let mut rng = Rng(seed ^ (r + 1) * 0x9e37_79b9);
+                    let mut rng = Rng(seed ^ ((r + 1) * 0x9e37_79b9));
                     let mut gets = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let i = rng.below(KEYS);
