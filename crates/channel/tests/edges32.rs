@@ -36,15 +36,7 @@ fn sh(script: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut input = child.stdin.take().unwrap();
     let _ = input.write_all(stdin);
     drop(input);
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("sh -c {script:?} {args:?} did not finish in 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().unwrap()
+    finish(child)
 }
 
 const PLAIN: &str = r#"exec "$0" "$@""#;
