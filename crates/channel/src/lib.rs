@@ -68,6 +68,14 @@ pub fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
     &sys::INTERRUPTED
 }
 
+/// The signal that set [`interrupt_flag`] first (SIGINT, SIGTERM or SIGHUP), if one did.
+pub fn interrupt_signal() -> Option<i32> {
+    match sys::FIRST_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
 /// Installs the handlers behind [`interrupt_flag`] (a second signal exits at once), and a
 /// SIGBUS handler that turns a file truncated under the mapping into a one-line error, exit 1.
 pub fn install_interrupt_handlers() -> std::io::Result<()> {

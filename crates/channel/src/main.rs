@@ -50,7 +50,8 @@ Examples:
 A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
 Each line is one message; a line longer than the ring takes (half its capacity) is sent in
 pieces, which recv prints back to back, so recv's output is send's input byte for byte.
-Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 130 Ctrl-C.";
+Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy), 2 usage, 128+N stopped
+by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP (each leaves the ring as Ctrl-C does).";
 
 const RECV_NOTES: &str = "\
 Nothing is lost if recv is killed (even by SIGKILL): a message leaves the ring only after its
@@ -73,8 +74,8 @@ Examples:
   seq 1000000 | channel send --file ./ring.bin & channel recv --file ./ring.bin | tail -1
 
 A RING without '/' is a name under /dev/shm (like shm_open(3)); with a '/' it is a path.
-Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy, stdout not writable),
-2 usage, 130 Ctrl-C.";
+Exit status: 0 done, 1 runtime error (damaged ring, peer gone, busy, stdout not writable or
+closed), 2 usage, 128+N stopped by signal N: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP.";
 
 /// Two processes passing messages through a ring in shared memory, and a benchmark.
 #[derive(Parser)]
@@ -301,8 +302,16 @@ macro_rules! note {
     }};
 }
 
-/// The exit status of Ctrl-C (128 + SIGINT).
-const INTERRUPTED: u8 = 130;
+/// What stopped the program, as the messages say it, and its exit status, 128 + the signal:
+/// Ctrl-C (SIGINT) 130, SIGHUP 129, SIGTERM 143. The cleanup is the same for all three.
+fn stop_signal() -> (&'static str, ExitCode) {
+    let (name, sig) = match channel::interrupt_signal() {
+        Some(libc::SIGTERM) => ("SIGTERM", libc::SIGTERM),
+        Some(libc::SIGHUP) => ("SIGHUP", libc::SIGHUP),
+        _ => ("Ctrl-C", libc::SIGINT),
+    };
+    (name, ExitCode::from(128 + sig as u8))
+}
 
 fn main() -> ExitCode {
     let cli: Cli = match lab_cli::parse() {
@@ -318,8 +327,9 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<Error>()
                     .is_some_and(|e| matches!(e, Error::Interrupted))
             {
-                note!("channel: interrupted");
-                return ExitCode::from(INTERRUPTED);
+                let (name, status) = stop_signal();
+                note!("channel: interrupted by {name}");
+                return status;
             }
             note!("error: {e:#}");
             ExitCode::FAILURE
@@ -329,6 +339,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     channel::install_interrupt_handlers().context("cannot install signal handlers")?;
+    // Past `ulimit -f` growing the ring fails with EFBIG (one error line), not SIGXFSZ.
+    lab_cli::out::ignore_file_size_signal().context("cannot ignore SIGXFSZ")?;
+    // A command whose results go to stdout refuses a closed one before it joins a ring:
+    // `recv >&-` would otherwise release every message into nowhere (see lab_cli::out).
+    let writes_stdout = match &cli.command {
+        Cmd::Send { json, .. } => *json,
+        Cmd::Recv { .. } | Cmd::Info { .. } | Cmd::Bench(_) => true,
+        Cmd::BenchPeer(_) => false,
+    };
+    if writes_stdout {
+        lab_cli::out::stdout_usable().context(STDOUT_ERROR)?;
+    }
     match cli.command {
         Cmd::Send {
             ring,
@@ -432,9 +454,9 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
     note!(
         "channel: sent {messages} messages ({bytes} bytes){}; {}",
         if interrupted {
-            ", stopped by Ctrl-C"
+            format!(", stopped by {}", stop_signal().0)
         } else {
-            ""
+            String::new()
         },
         sender_left(&path, &leave, !interrupted)
     );
@@ -442,7 +464,7 @@ fn send(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
         print_stdout(&format!("{}\n", serde_json::to_string(&report)?))?;
     }
     Ok(if interrupted {
-        ExitCode::from(INTERRUPTED)
+        stop_signal().1
     } else {
         ExitCode::SUCCESS
     })
@@ -661,16 +683,16 @@ fn recv(args: &RingArgs, capacity: u64, json: bool) -> anyhow::Result<ExitCode> 
     note!(
         "channel: {}; received {messages} messages ({bytes} bytes){}",
         if reason == "closed" {
-            "the sender closed the channel"
+            "the sender closed the channel".to_string()
         } else {
-            "stopped by Ctrl-C"
+            format!("stopped by {}", stop_signal().0)
         },
         receiver_left(&path, &leave)
     );
     Ok(if reason == "closed" {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(INTERRUPTED)
+        stop_signal().1
     })
 }
 

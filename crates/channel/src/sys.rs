@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What a `FUTEX_WAIT` returned.
@@ -287,6 +287,8 @@ pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
 /// loops poll it (pass it as `Options::interrupt`) so the program leaves the ring cleanly.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static SIGNALS_SEEN: AtomicUsize = AtomicUsize::new(0);
+/// The number of the first of those signals (0 before any), for the exit status 128 + it.
+pub static FIRST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 fn write_stderr(msg: &[u8]) {
     // SAFETY: write(2) reads `msg.len()` bytes from a live slice; it is async-signal-safe.
@@ -296,6 +298,8 @@ fn write_stderr(msg: &[u8]) {
 }
 
 extern "C" fn on_interrupt(sig: libc::c_int) {
+    // Before the flag: whoever sees the flag set finds the signal's number too.
+    let _ = FIRST_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
     if SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst) >= 1 {
         // A second Ctrl-C while the first is being handled: the user insists.

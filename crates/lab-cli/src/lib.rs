@@ -1,5 +1,6 @@
-//! What every mmap-lab binary shares: the command-line convention, and ([`mod@file`]) opening a
-//! file that must be a regular one without blocking on a FIFO.
+//! What every mmap-lab binary shares: the command-line convention, ([`mod@file`]) opening a
+//! file that must be a regular one without blocking on a FIFO, and ([`out`]) telling whether the
+//! program was started with its stdout closed (`>&-`), which Rust's runtime otherwise hides.
 //!
 //! The command-line convention: a usage error is ONE line on stderr,
 //! `error: PROBLEM (see 'PROG --help')`, with exit status 2; `--help` and `--version` print as
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod file;
+pub mod out;
 
 use std::process::ExitCode;
 

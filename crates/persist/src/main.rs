@@ -38,8 +38,8 @@ Examples:
   persist verify t.tbl                      # check every slot and record
   strace -e trace=mmap,read,pread64 persist get t.tbl hello   # no read of the table
 
-Exit status: 0 success; 1 runtime failure (key not found, not a valid table, locked, I/O);
-2 usage error.";
+Exit status: 0 success; 1 runtime failure (key not found, not a valid table, locked, I/O,
+stdout closed or full, file size limit); 2 usage error.";
 
 /// A hash table of byte strings in one file, used through mmap (never read/write).
 #[derive(Parser)]
@@ -398,6 +398,11 @@ fn finish_write(t: TableMut, sync: bool) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
+    // Every command reports on stdout: with stdout closed (`>&-`) it would change the table, or
+    // read it, for nobody. Refused before the table is touched (see lab_cli::out).
+    lab_cli::out::stdout_usable().context("cannot write to stdout")?;
+    // Past `ulimit -f` a write fails with EFBIG (one error line, cleaned up), not SIGXFSZ.
+    lab_cli::out::ignore_file_size_signal().context("cannot ignore SIGXFSZ")?;
     match cli.cmd {
         Cmd::Create { file, slots } => create(json, file, slots),
         Cmd::Get {

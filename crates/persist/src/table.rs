@@ -48,11 +48,17 @@ pub enum Error {
         error: io::Error,
     },
     #[error(
-        "{}: no space left on device (could not reserve {bytes} bytes for the table; nothing \
-         was written: it holds every put that returned)",
-        path.display()
+        "{}: no space left on device ({})",
+        path.display(),
+        no_space_detail(*bytes, scratch.as_deref())
     )]
-    NoSpace { path: PathBuf, bytes: u64 },
+    NoSpace {
+        /// The table.
+        path: PathBuf,
+        bytes: u64,
+        /// During a compaction: the scratch copy that could not be made (it was removed).
+        scratch: Option<PathBuf>,
+    },
     #[error(
         "{}: cannot map the grown table: mremap to {new_len} bytes failed: {error}; the file \
          was extended, but the table still records {old_len} bytes and is intact",
@@ -330,6 +336,32 @@ impl Mapping {
         self.check(path)?;
         hdr.map_err(invalid_err(path))
     }
+
+    /// Opens the file at `path`, maps it and validates its header. The one way a reader opens
+    /// a file ([`Table::open_for`], and [`Table::refresh`] after a compaction): a writer may
+    /// grow the file between the fstat that sized the mapping and the header load (the header
+    /// then records more bytes than were mapped), so as long as the file is longer now than
+    /// the mapping, it is mapped again, at most [`MAX_REFRESH`] times. A header that is wrong
+    /// for a file that did not grow is the error.
+    fn open_valid(path: &Path, access: Access) -> Result<Mapping, Error> {
+        let mut mapping = Mapping::open(path, access)?;
+        let mut grown = 0;
+        loop {
+            match mapping.header(path) {
+                Ok(_) => return Ok(mapping),
+                Err(e) if grown < MAX_REFRESH => {
+                    let now = file_len(path, &mapping.file)?;
+                    if now <= mapping.len() {
+                        return Err(e);
+                    }
+                    let file = mapping.file.try_clone().map_err(io_err(path, "dup"))?;
+                    mapping = Mapping::map(path, file, access)?;
+                    grown += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A table opened for reading: a read-only `MAP_SHARED` mapping of the whole file and no lock,
@@ -381,24 +413,7 @@ impl Table {
     /// first byte is touched (so even the header's page fault reads no more than it should).
     pub fn open_for(path: impl AsRef<Path>, access: Access) -> Result<Table, Error> {
         let path = path.as_ref();
-        let mut mapping = Box::new(Mapping::open(path, access)?);
-        let mut grown = 0;
-        loop {
-            match mapping.header(path) {
-                Ok(_) => break,
-                // A writer grew the file between our fstat and the header load: map again.
-                Err(e) if grown < MAX_REFRESH => {
-                    let now = file_len(path, &mapping.file)?;
-                    if now <= mapping.len() {
-                        return Err(e);
-                    }
-                    let file = mapping.file.try_clone().map_err(io_err(path, "dup"))?;
-                    mapping = Box::new(Mapping::map(path, file, access)?);
-                    grown += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut mapping = Box::new(Mapping::open_valid(path, access)?);
         let current: *mut Mapping = &mut *mapping;
         Ok(Table {
             path: path.to_path_buf(),
@@ -429,9 +444,8 @@ impl Table {
     /// opens the file a compaction renamed over the path. Returns whether anything changed.
     fn refresh(&self, m: &Mapping, hdr: Option<&Header>) -> Result<bool, Error> {
         if hdr.is_some_and(Header::retired) {
-            return match Mapping::open(&self.path, self.access) {
+            return match Mapping::open_valid(&self.path, self.access) {
                 Ok(next) if next.id != m.id => {
-                    next.header(&self.path)?;
                     self.install(next);
                     Ok(true)
                 }
@@ -944,6 +958,22 @@ pub fn compact_path(path: &Path) -> PathBuf {
     scratch_beside(&resolve_links(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
+/// The parenthesis of [`Error::NoSpace`]: what could not be reserved, and that the table still
+/// holds every put that returned (during a compaction: that it was not compacted at all).
+fn no_space_detail(bytes: u64, scratch: Option<&Path>) -> String {
+    match scratch {
+        None => format!(
+            "could not reserve {bytes} bytes for the table; nothing was written: it holds \
+             every put that returned"
+        ),
+        Some(copy) => format!(
+            "could not reserve {bytes} bytes for its compacted copy {}, which was removed; \
+             nothing was compacted: the table is unchanged and holds every put that returned",
+            copy.display()
+        ),
+    }
+}
+
 /// The length a compacted copy asks for: what its slots and records `need`, and an eighth more
 /// for the puts that follow, capped at the replaced file's `old_len` (but never below `need`).
 fn headroom(need: u64, old_len: u64) -> u64 {
@@ -1149,6 +1179,7 @@ impl TableMut {
                 return Err(Error::NoSpace {
                     path: path.to_path_buf(),
                     bytes: len,
+                    scratch: None,
                 })
             }
             Err(e) => return Err(io_err(path, "fallocate")(e)),
@@ -1425,6 +1456,7 @@ impl TableMut {
                 Err(Error::NoSpace {
                     path: self.path.clone(),
                     bytes: need - from,
+                    scratch: None,
                 })
             }
             Err(e) => Err(io_err(&self.path, "fallocate")(e)),
@@ -1776,9 +1808,18 @@ impl TableMut {
         self.check()?;
         // Room to grow: slots at load 1/2 (the writer rehashes at 4/5), and an eighth more
         // arena than the records need, but never a file longer than the one it replaces when
-        // the records fit in that (a table with nothing to give back keeps its length).
+        // the records fit in that (a table with nothing to give back keeps its length). So a
+        // slot array smaller than load 1/2 wants is kept as it is while the entries fit in it
+        // (below the 4/5 at which the next put would rehash): the old file held that array
+        // and every live record, so the copy needs no more than the old length.
         // (A version 2 table's records shrink by 8 bytes each.)
-        let slots = (live + 1).saturating_mul(2).max(MIN_SLOTS);
+        let want = (live + 1).saturating_mul(2).max(MIN_SLOTS);
+        let old_slots = before.slot_count();
+        let slots = if want > old_slots && (live + 1).saturating_mul(5) <= old_slots * 4 {
+            old_slots
+        } else {
+            want
+        };
         if slots > MAX_SLOTS {
             return Err(Error::TooLarge {
                 path: self.path.clone(),
@@ -1818,7 +1859,15 @@ impl TableMut {
             Ok(new) => new,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(e);
+                // The error names the table, not the scratch copy nobody asked for.
+                return Err(match e {
+                    Error::NoSpace { bytes, .. } => Error::NoSpace {
+                        path: self.path.clone(),
+                        bytes,
+                        scratch: Some(tmp),
+                    },
+                    e => e,
+                });
             }
         };
         if let Some(dir) = target.parent() {

@@ -182,6 +182,11 @@ fn usage(command: &str, problem: &str) -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Every command reports on stdout: refuse a closed one (`>&-`, which Rust's runtime would
+    // quietly point at /dev/null) before the table is made or read (see lab_cli::out).
+    lab_cli::out::stdout_usable().context(WRITE_ERR)?;
+    // Past `ulimit -f` a write fails with EFBIG (one error line), not SIGXFSZ.
+    lab_cli::out::ignore_file_size_signal().context("cannot ignore SIGXFSZ")?;
     match cli.cmd {
         Cmd::Create {
             file,
