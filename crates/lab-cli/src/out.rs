@@ -27,7 +27,7 @@ extern "C" fn check_stdout_at_start() {
 /// The constructor entry: the dynamic loader (or the static start-up code) calls every
 /// function pointer in `.init_array` before `main`.
 #[used]
-#[unsafe(link_section = ".init_array")]
+#[link_section = ".init_array"]
 static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
 
 /// `Ok` unless the program was started with stdout closed; then the error is EBADF ("Bad file

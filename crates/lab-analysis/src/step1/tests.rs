@@ -632,7 +632,7 @@ fn a_sweep_with_no_mmap_row_under_mmap_max_0_says_why_for_the_mmap_questions() {
         .collect();
     m.sweep.doc.allocations.retain(|r| r.region == "heap");
     m.sweep.trace.calls.retain(|c| {
-        lab_trace::markers::marker(c).is_none_or(|k| k.word != "malloc" || heap.contains(&k.n))
+        !matches!(lab_trace::markers::marker(c), Some(k) if k.word == "malloc" && !heap.contains(&k.n))
     });
     m.page_edge = None;
     let f = analyze(&ev).unwrap();
