@@ -960,9 +960,15 @@ impl Course {
             .collect();
         let creator = self.creator_pid();
         std::thread::scope(|s| {
-            // Alone, there is nobody to watch: no thread.
-            let watcher = (!racing.is_empty())
-                .then(|| s.spawn(|| self.watch(racing, creator, target, &stop, departed)));
+            // Alone, there is nobody to watch: no thread. The watcher holds the interrupting
+            // signals, so they reach this thread, whose loop then stands still while the handler
+            // reads its winnings: the figure it prints is the one it leaves in the file.
+            let watcher = (!racing.is_empty()).then(|| {
+                s.spawn(|| {
+                    let _held = sys::hold_signals();
+                    self.watch(racing, creator, target, &stop, departed)
+                })
+            });
             let start = Instant::now();
             let cpu_start = sys::thread_cpu_time();
             // An interrupt mid-race says this racer's id and winnings so far.
