@@ -77,8 +77,17 @@ pub struct CellCalls {
     /// Per message, the calls whose count differs between the runs, most frequent first.
     pub per_message: Vec<Rate>,
     pub total_per_message: f64,
-    /// [`CellCalls::total_per_message`] is below [`NO_CALLS_BELOW`].
+    /// The cell is [`measured`](CellCalls::measured) and [`CellCalls::total_per_message`] is
+    /// below [`NO_CALLS_BELOW`].
     pub none_per_message: bool,
+    /// The counts that fell by at least [`NO_CALLS_BELOW`] per extra message from the short
+    /// run to the long one, and by how many calls (`all calls` for the sum). A count cannot
+    /// shrink with more messages, so such a fall is noise as large as the costs measured: the
+    /// cell is not measured. A smaller fall (a harness's `clock_nanosleep` or `wait4` a few
+    /// calls down over a thousand messages) is zero, like a smaller rise.
+    pub shrank: Vec<(String, u64)>,
+    /// No count [`shrank`](CellCalls::shrank): the per-message figures mean what they say.
+    pub measured: bool,
     pub futex_waits_per_message: f64,
     pub futex_wakes_per_message: f64,
     /// The long run's futex waits; how many returned at once because the word had already
@@ -286,6 +295,19 @@ fn cell_calls(cell: &TracedCell) -> Option<CellCalls> {
             .map(|(_, n)| n)
             .sum::<u64>()
     };
+    let fell = |a: u64, b: u64| (per(a, b) <= -NO_CALLS_BELOW + f64::EPSILON).then(|| a - b);
+    let mut shrank: Vec<(String, u64)> = per_message
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.key.clone(),
+                fell(short.counts.of(&r.key), long.counts.of(&r.key))?,
+            ))
+        })
+        .collect();
+    shrank.extend(
+        fell(short.counts.total(), long.counts.total()).map(|n| ("all calls".to_string(), n)),
+    );
     let futex_waits_per_message = sum_where(is_futex_wait);
     let futex_wakes_per_message = sum_where(is_futex_wake);
     let waits = long_where(&|k| is_futex_wait(k));
@@ -313,7 +335,9 @@ fn cell_calls(cell: &TracedCell) -> Option<CellCalls> {
         waits_timed_out,
         wakes,
         wakes_woke_none: long_where(&|k| is_futex_wake(k) && k.ends_with("= 0")),
-        none_per_message: total_per_message.abs() < NO_CALLS_BELOW,
+        none_per_message: shrank.is_empty() && total_per_message.abs() < NO_CALLS_BELOW,
+        measured: shrank.is_empty(),
+        shrank,
         total_per_message,
         per_message,
     })

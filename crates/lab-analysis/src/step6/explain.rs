@@ -5,7 +5,9 @@ use channel::bench::{
     GoalOutcome, Metric, Placement, Transport,
 };
 
-use super::analyze::{CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE};
+use super::analyze::{
+    CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE, NO_CALLS_BELOW,
+};
 use super::{Evidence, Traces};
 use crate::Block;
 
@@ -85,14 +87,16 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     )];
     for c in cells {
         let round_trips = format!("{}, {}", c.round_trips[0], c.round_trips[1]);
-        if noise(c) {
+        if !c.measured {
             lines.push(format!(
                 "{:<12} {:<9} {:>13} {:>9}  not measured: the long run made fewer calls than the \
-                 short one (noise)",
+                 short one ({}; noise as large as a call per {} messages)",
                 c.transport.name(),
                 c.placement.name(),
                 round_trips,
-                "-"
+                "-",
+                shrank(c),
+                (1.0 / NO_CALLS_BELOW).round()
             ));
             continue;
         }
@@ -124,10 +128,18 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     }
 }
 
-/// A cell whose long run made fewer calls than its short one: the difference measured noise
-/// (a call count cannot shrink with more messages), not a cost per message.
-fn noise(c: &CellCalls) -> bool {
-    c.total_per_message <= -0.0005 || c.per_message.iter().any(|r| r.per_message <= -0.005)
+/// "clock_nanosleep 1 fewer over 20 extra messages": what shrank in a cell not measured.
+fn shrank(c: &CellCalls) -> String {
+    let parts: Vec<String> = c
+        .shrank
+        .iter()
+        .map(|(key, fewer)| format!("{key} {fewer} fewer"))
+        .collect();
+    format!(
+        "{} over {} extra messages",
+        parts.join(", "),
+        c.extra_messages
+    )
 }
 
 /// "write 1.00 + read 1.00", or "none".
@@ -275,15 +287,27 @@ fn per_message_answer(f: &Findings) -> String {
             let calls: Vec<String> = cells
                 .iter()
                 .filter(spinning)
-                .filter(|c| !noise(c))
+                .filter(|c| c.measured)
                 .map(|c| format!("{}: {}", name(c), rates(c)))
                 .collect();
             let unmeasured: Vec<String> = cells
                 .iter()
                 .filter(spinning)
-                .filter(|c| noise(c))
+                .filter(|c| !c.measured)
                 .map(name)
                 .collect();
+            let none: Vec<String> = cells
+                .iter()
+                .filter(|c| matches!(c.transport, Transport::Cacheline | Transport::RingSpin))
+                .filter(|c| c.none_per_message)
+                .map(name)
+                .collect();
+            if !none.is_empty() {
+                s.push(format!(
+                    "{}: no system call per message in the counts above.",
+                    none.join(", ")
+                ));
+            }
             if !calls.is_empty() {
                 s.push(format!(
                     "A spinning cell made system calls per message, contrary to the design: {}.",
@@ -292,8 +316,8 @@ fn per_message_answer(f: &Findings) -> String {
             }
             if !unmeasured.is_empty() {
                 s.push(format!(
-                    "Not measured for {}: its long run made fewer calls than its short one, so \
-                     the difference is noise, not a cost per message.",
+                    "Not measured for {}: its long run made fewer calls than its short one (see \
+                     the table), so the difference is noise, not a cost per message.",
                     unmeasured.join(", ")
                 ));
             }
@@ -318,7 +342,17 @@ fn per_message_answer(f: &Findings) -> String {
 }
 
 fn ring_wait_sentence(c: &CellCalls) -> String {
-    let mut s = if c.slept {
+    let mut s = if !c.measured {
+        format!(
+            "ring-wait on {}: calls per message not measured (the long run made fewer calls than \
+             the short one: {}); the long run of {} round trips made {} futex waits and {} wakes",
+            place(c.placement),
+            shrank(c),
+            c.round_trips[1],
+            c.waits,
+            c.wakes
+        )
+    } else if c.slept {
         format!(
             "ring-wait on {}: {} futex waits and {} futex wakes per message — a side \
              that finds nothing to do sleeps in FUTEX_WAIT, and the other wakes it after \
