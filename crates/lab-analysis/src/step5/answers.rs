@@ -257,13 +257,12 @@ fn cpus(f: &Findings) -> String {
     let per_race: Vec<String> = f
         .races
         .iter()
-        .filter(|r| r.participants > 1)
         .filter_map(|r| {
             let c = r.cpu?;
             let short = f
                 .shortages
                 .iter()
-                .any(|sh| sh.participants == r.participants && sh.mode == r.mode);
+                .any(|sh| sh.participants == r.participants && sh.mode == r.mode && sh.busy());
             Some(format!(
                 "{} {} {:.2} + {:.2}{}",
                 r.participants,
@@ -282,7 +281,7 @@ fn cpus(f: &Findings) -> String {
             .fold(0.0, f64::max);
         let _ = write!(
             s,
-            "Measured per race of 2 or more, in CPUs of the {allowed} allowed, racers + other \
+            "Measured per race, in CPUs of the {allowed} allowed, racers + other \
              processes (their busy time on those CPUs; the lab itself used at most {lab:.2}): \
              {}. ",
             per_race.join(", ")
@@ -314,18 +313,12 @@ fn cpus(f: &Findings) -> String {
     s
 }
 
-/// What the races marked * lacked, grouped by the measurement that covers it.
+/// What the races short of CPU lacked, grouped by the measurement that covers it: those that
+/// other processes or steal explain are the ones marked * (the busy-machine header's).
 fn shortages(f: &Findings) -> String {
     if f.shortages.is_empty() {
-        return if f
-            .races
-            .iter()
-            .any(|r| r.participants > 1 && r.cpu.is_some())
-        {
-            format!(
-                "Every race of 2 or more got about min(racers, {}) CPUs. ",
-                f.mask.len()
-            )
+        return if f.races.iter().any(|r| r.cpu.is_some()) {
+            format!("Every race got about min(racers, {}) CPUs. ", f.mask.len())
         } else {
             String::new()
         };
@@ -348,11 +341,19 @@ fn shortages(f: &Findings) -> String {
              (racers waiting)",
         ),
     ] {
-        let n = f.shortages.iter().filter(|sh| sh.cause == cause).count();
-        if n > 0 {
+        let races: Vec<String> = f
+            .shortages
+            .iter()
+            .filter(|sh| sh.cause == cause)
+            .map(|sh| format!("{} {}", sh.participants, sh.mode.name()))
+            .collect();
+        if !races.is_empty() {
             let _ = write!(
                 s,
-                "{n} race(s) (*) had at least {} CPU less than min(racers, {}): {why}. ",
+                "{} race(s) ({}{}) had at least {} CPU less than min(racers, {}): {why}. ",
+                races.len(),
+                races.join(", "),
+                if cause.busy() { "; marked *" } else { "" },
                 super::analyze::SHORT_GAP,
                 f.mask.len()
             );
@@ -401,6 +402,13 @@ fn cache_line(f: &Findings) -> String {
             );
         }
     }
+    if let Some(cpu) = racy.and_then(|t| t.starved_baseline) {
+        let _ = write!(
+            s,
+            "Not compared with a racer alone: the racy race of 1 had only {cpu:.2} of a CPU, \
+             so its time per increment is no baseline. "
+        );
+    }
     s += "It also widens the window between a racer's load and its store of total (the store \
           waits for the line), which is where updates are lost. Padding each counter to its own \
           line would remove the false sharing, but the struct's layout is the assignment's.";
@@ -416,7 +424,11 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
                 "{}: {:.3} s{}",
                 p.participants,
                 p.seconds,
-                if p.short_of_cpu { "*" } else { "" }
+                if p.short_of_cpu.is_some_and(Cause::busy) {
+                    "*"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -429,6 +441,12 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
     );
     if let Some(r) = t.two_over_one {
         let _ = write!(s, "; 2 participants took {r:.1}x as long as 1");
+    } else if let Some(cpu) = t.starved_baseline {
+        let _ = write!(
+            s,
+            "; the race of 1 is no baseline: its racer had only {cpu:.2} of a CPU, so nothing \
+             is compared with it"
+        );
     }
     match t.beyond_cpus {
         Some((lo, hi)) if hi - lo >= 0.0005 => {
@@ -480,9 +498,11 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
     }
     let allowed = f.mask.len();
     let trends: Vec<String> = shown.iter().map(|t| trend_text(t, allowed)).collect();
-    let starred = shown
-        .iter()
-        .any(|t| t.points.iter().any(|p| p.short_of_cpu));
+    let starred = shown.iter().any(|t| {
+        t.points
+            .iter()
+            .any(|p| p.short_of_cpu.is_some_and(Cause::busy))
+    });
     // "The race runs at the speed of N CPUs however many join" only when two or more races
     // beyond the CPUs, none short of CPU, took about the same time.
     let flat_beyond = shown.iter().all(|t| {
@@ -492,7 +512,7 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
             .filter(|p| p.participants > allowed)
             .collect();
         beyond.len() >= 2
-            && beyond.iter().all(|p| !p.short_of_cpu)
+            && beyond.iter().all(|p| p.short_of_cpu.is_none())
             && matches!(t.beyond_cpus, Some((lo, hi)) if lo > 0.0 && hi / lo <= 1.25)
     });
     format!(
@@ -509,8 +529,8 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
             String::new()
         },
         if starred {
-            " (*: other processes took at least 0.3 CPU its racers could have used: that \
-             runtime reflects the busy machine, not the race alone.)"
+            " (*: other processes (or the hypervisor) took at least 0.3 CPU its racers could \
+             have used: that runtime reflects the busy machine, not the race alone.)"
         } else {
             ""
         }

@@ -160,7 +160,7 @@ fn busy(f: &Findings) -> Option<String> {
     let busy: Vec<String> = f
         .shortages
         .iter()
-        .filter(|s| s.cause != super::analyze::Cause::Unexplained)
+        .filter(|s| s.busy())
         .map(|s| match s.mode {
             Mode::Racer => format!("{} racers", s.participants),
             mode => format!("{} {}", s.participants, mode.name()),
@@ -172,6 +172,7 @@ fn busy(f: &Findings) -> Option<String> {
     let most = f
         .shortages
         .iter()
+        .filter(|s| s.busy())
         .map(|s| s.cpu.others.max(s.cpu.steal))
         .fold(0.0, f64::max);
     Some(format!(
