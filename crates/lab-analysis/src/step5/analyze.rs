@@ -93,10 +93,59 @@ pub enum Outcome {
         pids: Vec<u32>,
         stalled_seconds: f64,
     },
-    /// Instances that exited with an error or a signal: (pid, how, last stderr line).
+    /// Instances that exited with an error or a signal: the race went on without them, so
+    /// its counters are not a race of `participants` (no loss or share is taken from it).
     Failed {
-        failures: Vec<(u32, String, String)>,
+        failures: Vec<Failure>,
     },
+    /// Every instance exited 0, but the lab never saw the race file's counters (a race of 2 or
+    /// more: as the check's "no race"): nothing was raced.
+    NoRace {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// A race whose counters are a race of its participants: every instance ran to its end.
+    pub fn raced(&self) -> bool {
+        *self == Outcome::Finished
+    }
+}
+
+/// An instance that exited with an error or was killed by a signal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub pid: u32,
+    /// Which instance: 1 for the first started.
+    pub started: usize,
+    /// Its id by the count-down (`id = participants` at arrival, the lab starting each instance
+    /// once the one before had arrived): participants + 1 - started.
+    pub id: usize,
+    /// "was killed by signal 6 (SIGABRT)", "exited with status 1".
+    pub how: String,
+    /// The last line it wrote on stderr.
+    pub said: String,
+}
+
+/// "signal 6 (SIGABRT)": the common signals by name, as Linux numbers them on x86-64.
+pub fn signal_text(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    format!("signal {signal} ({name})")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -414,25 +463,30 @@ fn outcome(r: &RaceRecord) -> Outcome {
             stalled_seconds,
         };
     }
-    let failures: Vec<(u32, String, String)> = r
+    let failures: Vec<Failure> = r
         .run
         .instances
         .iter()
-        .filter(|i| i.end != End::Exited { code: 0 })
-        .map(|i| {
-            let how = match i.end {
-                End::Exited { code } => format!("exit status {code}"),
-                End::Signalled { signal } => format!("signal {signal}"),
+        .enumerate()
+        .filter(|(_, i)| i.end != End::Exited { code: 0 })
+        .map(|(k, i)| Failure {
+            pid: i.pid,
+            started: k + 1,
+            id: (r.participants + 1).saturating_sub(k + 1),
+            how: match i.end {
+                End::Exited { code } => format!("exited with status {code}"),
+                End::Signalled { signal } => format!("was killed by {}", signal_text(signal)),
                 End::Hung { .. } => "hung".to_string(),
-            };
-            let said = i.stderr.lines().last().unwrap_or("").trim().to_string();
-            (i.pid, how, said)
+            },
+            said: i.stderr.lines().last().unwrap_or("").trim().to_string(),
         })
         .collect();
-    if failures.is_empty() {
-        Outcome::Finished
-    } else {
-        Outcome::Failed { failures }
+    match &r.run.observer {
+        _ if !failures.is_empty() => Outcome::Failed { failures },
+        Observation::Missed { reason } if r.participants > 1 => Outcome::NoRace {
+            reason: reason.clone(),
+        },
+        _ => Outcome::Finished,
     }
 }
 
@@ -507,7 +561,12 @@ fn lost(races: &[RaceFinding]) -> LostFinding {
     } else {
         Mode::Racy
     };
-    let lossy: Vec<&RaceFinding> = races.iter().filter(|r| r.mode == lossy_mode).collect();
+    // A race a participant died in (or that never began) is not a race of its participants:
+    // its counters give no loss and no share.
+    let lossy: Vec<&RaceFinding> = races
+        .iter()
+        .filter(|r| r.mode == lossy_mode && r.outcome.raced())
+        .collect();
     let multi: Vec<&&RaceFinding> = lossy
         .iter()
         .filter(|r| r.participants > 1 && r.lost_updates.is_some())
@@ -528,7 +587,10 @@ fn lost(races: &[RaceFinding]) -> LostFinding {
             .filter_map(|r| r.lost_share)
             .collect()
     };
-    let atomic: Vec<&RaceFinding> = races.iter().filter(|r| r.mode == Mode::Atomic).collect();
+    let atomic: Vec<&RaceFinding> = races
+        .iter()
+        .filter(|r| r.mode == Mode::Atomic && r.outcome.raced())
+        .collect();
     LostFinding {
         lossy_mode,
         alone_exact: lossy

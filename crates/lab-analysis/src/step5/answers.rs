@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::analyze::{of_mode, Cause, Findings, RuntimeTrend};
+use super::analyze::{of_mode, Cause, Findings, Outcome, RaceFinding, RuntimeTrend};
 use super::{Evidence, Mode, Racer};
 use crate::verdict::Verdict;
 use crate::Block;
@@ -64,11 +64,56 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// What kept a race from being a race of all its participants (`None`: it ran to its end):
+/// "in the race of 2, instance 1 (id 2 by arrival, pid 4242) was killed by signal 6 (SIGABRT)".
+fn not_raced(r: &RaceFinding) -> Option<String> {
+    let of = format!("the race of {}", r.participants);
+    Some(match &r.outcome {
+        Outcome::Finished => return None,
+        Outcome::Failed { failures } => {
+            let each: Vec<String> = failures
+                .iter()
+                .map(|x| {
+                    format!(
+                        "instance {} (id {} by arrival, pid {}) {}",
+                        x.started, x.id, x.pid, x.how
+                    )
+                })
+                .collect();
+            format!("in {of}, {}", each.join(" and "))
+        }
+        Outcome::Hung {
+            pids,
+            stalled_seconds,
+        } => format!(
+            "in {of}, nothing moved for {stalled_seconds:.1} s and the lab killed {} process(es)",
+            pids.len()
+        ),
+        Outcome::NoRace { reason } => format!("{of} never began: {reason}"),
+    })
+}
+
+/// The races that were not races of all their participants, said once in the first answer.
+fn not_raced_sentence(f: &Findings) -> Option<String> {
+    let each: Vec<String> = f.races.iter().filter_map(not_raced).collect();
+    (!each.is_empty()).then(|| {
+        format!(
+            "Not every race ran to its end with all its participants: {}. Such a race's counters \
+             are not a race of its participants (the others raced on without the one that \
+             died, or nothing raced), so no loss or share below is taken from it.",
+            each.join("; ")
+        )
+    })
+}
+
 fn sum_vs_total(f: &Findings) -> String {
     let l = &f.lost;
     let mode = who(l.lossy_mode);
     let mut s = String::new();
     let totals: Vec<i64> = f.races.iter().filter_map(|r| r.total).collect();
+    if totals.is_empty() {
+        return nothing_seen(f);
+    }
     if f.races.iter().all(|r| r.target.is_none()) {
         let _ = write!(
             s,
@@ -110,6 +155,17 @@ fn sum_vs_total(f: &Findings) -> String {
             );
         }
         None => {}
+    }
+    if let Some(sentence) = not_raced_sentence(f) {
+        s += &sentence;
+        s.push(' ');
+        if l.multi == 0 {
+            let _ = write!(
+                s,
+                "No race of 2 or more {mode} ran to its end with its counters read: this run \
+                 measured no lost update. "
+            );
+        }
     }
     if let Some((lo, hi)) = l.share_range {
         let _ = write!(
@@ -174,11 +230,54 @@ fn sum_vs_total(f: &Findings) -> String {
     s.trim_end().to_string()
 }
 
+/// No race's counters were read: say what happened instead of an empty comparison.
+fn nothing_seen(f: &Findings) -> String {
+    let why: Vec<String> = f
+        .races
+        .iter()
+        .map(|r| match not_raced(r) {
+            Some(t) => t,
+            None => format!(
+                "the race of {} ended without the lab seeing its counters",
+                r.participants
+            ),
+        })
+        .collect();
+    let created = match &f.protocol {
+        Some(p) if p.created.is_none() => {
+            " The traced run of 1 never opened racecourse.bin with O_CREAT: this racer made no \
+             race file."
+        }
+        _ => "",
+    };
+    format!(
+        "Nothing was raced: the lab read no race's counters ({}).{created} There is no total \
+         and no sum of winnings to compare.",
+        why.join("; ")
+    )
+}
+
 fn by_participants(f: &Findings) -> String {
     let l = &f.lost;
     let shares: Vec<String> = of_mode(&f.races, l.lossy_mode)
-        .filter_map(|r| Some(format!("{}: {}", r.participants, pct(r.lost_share?))))
+        .map(|r| {
+            let share = match (&r.outcome, r.lost_share) {
+                (Outcome::Finished, Some(share)) => pct(share),
+                (Outcome::Finished, None) => "not read".to_string(),
+                (Outcome::Failed { .. }, _) => "none (a participant died)".to_string(),
+                (Outcome::Hung { .. }, _) => "none (killed: nothing moved)".to_string(),
+                (Outcome::NoRace { .. }, _) => "none (no race)".to_string(),
+            };
+            format!("{}: {share}", r.participants)
+        })
         .collect();
+    if of_mode(&f.races, l.lossy_mode).all(|r| r.lost_share.is_none() || !r.outcome.raced()) {
+        return format!(
+            "Not measured: the lab read no race's counters, so there is no lost share by number \
+             of {} (see the answer above).",
+            who(l.lossy_mode)
+        );
+    }
     let mut s = format!(
         "Lost share by number of {}: {}. ",
         who(l.lossy_mode),
@@ -493,8 +592,16 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
         .filter(|t| t.mode != Mode::Atomic)
         .collect();
     if shown.is_empty() {
-        return "Not measured: no racy race finished, so there is no runtime to compare."
-            .to_string();
+        return format!(
+            "Not measured: no race of {} ran to its end with every participant and its counters \
+             read, so there is no runtime to compare{}.",
+            who(f.lost.lossy_mode),
+            if f.races.iter().any(|r| !r.outcome.raced()) {
+                " (see the first answer)"
+            } else {
+                ""
+            }
+        );
     }
     let allowed = f.mask.len();
     let trends: Vec<String> = shown.iter().map(|t| trend_text(t, allowed)).collect();
