@@ -138,12 +138,18 @@ fn a_racer_that_exits_at_once_raced_nothing_and_the_answers_say_so() {
     }
     let sum = answer(&report, SUM);
     assert!(sum.starts_with("Nothing was raced"), "{sum}");
-    assert!(sum.contains("never opened racecourse.bin with O_CREAT"), "{sum}");
+    assert!(
+        sum.contains("never opened racecourse.bin with O_CREAT"),
+        "{sum}"
+    );
     let by_n = answer(&report, BY_N);
     assert!(by_n.starts_with("Not measured"), "{by_n}");
     // Never an empty list or sentence.
     for b in report["blocks"].as_array().unwrap() {
         let a = b["answer"].as_str().unwrap_or("");
-        assert!(!a.contains("[]") && !a.contains(": .") && !a.contains(": ,"), "{a}");
+        assert!(
+            !a.contains("[]") && !a.contains(": .") && !a.contains(": ,"),
+            "{a}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::{Evidence, Traces};
 use crate::Block;
 
 pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Block> = busy(f).map(Block::text).into_iter().collect();
     syscalls(&mut blocks, f, ev);
     table(&mut blocks, f, ev);
     stream(&mut blocks, f, ev);
@@ -39,6 +39,49 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     ));
     goals(&mut blocks, f);
     blocks
+}
+
+/// A busy machine, said before the answers with its figure: other processes (or the
+/// hypervisor) took at least [`BUSY_CPU`](super::analyze::BUSY_CPU) of the CPUs the benchmark could use.
+fn busy(f: &Findings) -> Option<String> {
+    let l = f.load.filter(|l| l.busy)?;
+    Some(format!(
+        "Busy machine: while channel bench ran ({:.0} s), other processes used {:.2} CPU of the \
+         {} it could use{} (the benchmark itself {:.2}; load average {:.2} before, {:.2} after). \
+         Every timing below includes its processes waiting for a CPU those held: the round \
+         trips and ratios are this busy machine's, and no cause is read from them.",
+        l.seconds,
+        l.others,
+        l.allowed,
+        if l.steal >= 0.05 {
+            format!(" and the hypervisor stole {:.2}", l.steal)
+        } else {
+            String::new()
+        },
+        l.bench,
+        l.loadavg_before,
+        l.loadavg_after
+    ))
+}
+
+/// Why no cause is given for a timing, when the machine was not measured quiet (`None`: it
+/// was, and a cause may be read from the timings).
+fn no_cause(f: &Findings) -> Option<String> {
+    match f.load {
+        Some(l) if !l.busy => None,
+        Some(l) => Some(format!(
+            "the machine was busy (other processes used {:.2} CPU of {} while the benchmark \
+             ran: see above), so the figure includes waiting for a CPU and no cause is read \
+             from it",
+            l.others + l.steal,
+            l.allowed
+        )),
+        None => Some(
+            "whether other processes used the CPUs was not recorded in this run, so no cause \
+             is read from the figure"
+                .to_string(),
+        ),
+    }
 }
 
 fn place(p: Placement) -> &'static str {
@@ -440,6 +483,14 @@ fn faster_answer(f: &Findings) -> String {
         .collect();
     s.push_str(&parts.join("; "));
     s.push('.');
+    if let Some(l) = f.load.filter(|l| l.busy) {
+        s.push_str(&format!(
+            " Measured while other processes used {:.2} CPU of {} (see above): the times are \
+             this busy machine's.",
+            l.others + l.steal,
+            l.allowed
+        ));
+    }
     if let Some(first) = f.throughput.first() {
         let parts: Vec<String> = f
             .throughput
@@ -490,11 +541,14 @@ fn floor_answer(f: &Findings) -> String {
         fmt_ratio(spin.ratio),
         fmt_ns(floor.spin_overhead_ns.unwrap_or(f64::NAN)),
     );
-    s.push_str(
-        ": per message the ring moves more lines between the CPUs than one word does — the \
-         record's header and payload, the index the sender publishes and the one the receiver \
-         hands back.",
-    );
+    match no_cause(f) {
+        None => s.push_str(
+            ": per message the ring moves more lines between the CPUs than one word does — the \
+             record's header and payload, the index the sender publishes and the one the \
+             receiver hands back (the machine was quiet while the benchmark ran).",
+        ),
+        Some(why) => s.push_str(&format!("; {why}.")),
+    }
     if let Some(w) = &floor.wait {
         s.push_str(&format!(
             " ring-wait: {} = {} the floor.",
@@ -581,13 +635,21 @@ fn one_cpu_answer(f: &Findings) -> String {
     let (faster, slower) = (&one.faster_on_one, &one.slower_on_one);
     if !faster.is_empty() && !slower.is_empty() {
         s.push_str(&format!(
-            " Faster on one CPU: {}; slower: {}. A transport that sleeps in the kernel pays, on \
-             two CPUs, for waking a process on the other CPU (an interrupt to it, which may \
-             first have to leave its idle state); on one CPU that wake-up is a context switch. \
-             A transport that spins on two CPUs cannot spin usefully on one.",
+            " Faster on one CPU: {}; slower: {}",
             names(faster),
             names(slower)
         ));
+        match no_cause(f) {
+            None => s.push_str(&format!(
+                ". A transport that sleeps in the kernel pays, on two CPUs, for waking a process \
+                 on the other CPU (an interrupt to it, which may first have to leave its idle \
+                 state: the CPUs were idle {:.2} of their time while the benchmark ran); on one \
+                 CPU that wake-up is a context switch. A transport that spins on two CPUs cannot \
+                 spin usefully on one.",
+                f.load.map_or(0.0, |l| l.idle / l.allowed.max(1) as f64)
+            )),
+            Some(why) => s.push_str(&format!("; {why}.")),
+        }
     }
     if !one.slowdown.is_empty() {
         let parts: Vec<String> = one

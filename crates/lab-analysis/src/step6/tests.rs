@@ -358,3 +358,92 @@ fn a_harness_call_a_few_down_is_zero_and_the_table_agrees_with_the_answer() {
     );
     assert!(t.contains("Not measured for cacheline on one CPU"), "{t}");
 }
+
+/// `channel bench`'s window with `bench`, `others` and `idle` CPUs of 2 over 10 s (100 Hz).
+fn load_of(bench: f64, others: f64, idle: f64) -> crate::step6::BenchLoad {
+    use lab_trace::procstat::CpuTimes;
+    let ticks = |cpus: f64| (cpus * 1000.0).round() as u64;
+    let cpu = |n: u32, user: u64, idle: u64| CpuTimes {
+        cpu: Some(n),
+        user,
+        nice: 0,
+        system: 0,
+        idle,
+        iowait: 0,
+        irq: 0,
+        softirq: 0,
+        steal: 0,
+    };
+    let busy = ticks(bench) + ticks(others);
+    crate::step6::BenchLoad {
+        clock_ticks_per_second: 100,
+        seconds: 10.0,
+        before: vec![cpu(0, 0, 0), cpu(1, 0, 0)],
+        after: vec![
+            cpu(0, busy / 2, ticks(idle) / 2),
+            cpu(1, busy - busy / 2, ticks(idle) - ticks(idle) / 2),
+        ],
+        bench_ticks: ticks(bench),
+        lab_ticks: 0,
+        loadavg_before: 4.81,
+        loadavg_after: 5.1,
+    }
+}
+
+/// Review 32: with two `yes` hogging both CPUs, step 6 printed "738x faster" and explained the
+/// two-CPU pipe cost by a CPU leaving its idle state. A busy machine is now said first with its
+/// figure, and the floor's and one CPU's cause sentences only when the machine was measured
+/// quiet (never in a recording that did not measure it).
+#[test]
+fn a_busy_machine_is_said_first_and_causes_only_when_measured_quiet() {
+    let mut ev = fixture("channel-two-cpus");
+    ev.load = Some(load_of(0.9, 1.05, 0.05));
+    let f = analyze(&ev).unwrap();
+    let l = f.load.unwrap();
+    assert!(l.busy && (l.others - 1.05).abs() < 0.01, "{l:?}");
+    let blocks = crate::answers_first(crate::step6::explain::explain(&f, &ev));
+    let crate::Block::Text { text: first } = &blocks[0] else {
+        panic!("{:?}", blocks[0])
+    };
+    assert!(
+        first.starts_with(
+            "Busy machine: while channel bench ran (10 s), other processes used 1.05 CPU of the \
+             2 it could use (the benchmark itself 0.90; load average 4.81 before, 5.10 after)"
+        ),
+        "{first}"
+    );
+    let t = all_text(&f, &ev);
+    assert!(!t.contains("leave its idle state"), "{t}");
+    assert!(!t.contains("the ring moves more lines"), "{t}");
+    assert!(
+        t.contains("so the figure includes waiting for a CPU"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Measured while other processes used 1.05 CPU of 2"),
+        "{t}"
+    );
+
+    ev.load = Some(load_of(1.2, 0.02, 0.78));
+    let f = analyze(&ev).unwrap();
+    assert!(!f.load.unwrap().busy);
+    let t = all_text(&f, &ev);
+    assert!(!t.contains("Busy machine"), "{t}");
+    assert!(t.contains("the ring moves more lines"), "{t}");
+    assert!(
+        t.contains("leave its idle state: the CPUs were idle 0.39"),
+        "{t}"
+    );
+
+    ev.load = None;
+    let f = analyze(&ev).unwrap();
+    let t = all_text(&f, &ev);
+    assert!(
+        !t.contains("Busy machine") && !t.contains("leave its idle state"),
+        "{t}"
+    );
+    assert!(
+        t.contains("whether other processes used the CPUs was not recorded in this run"),
+        "{t}"
+    );
+}
