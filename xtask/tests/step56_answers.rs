@@ -44,17 +44,22 @@ fn build(dir: &Path, name: &str, source: &str) -> PathBuf {
     exe
 }
 
-/// `run-step 5 --quick --json --racer EXE`: the report (blocks and findings).
-fn run_step5(racer: &Path) -> serde_json::Value {
+/// `run-step 5 --quick --json --racer NAME` with `source` built as NAME: the report (blocks and
+/// findings), or `None` (the test skipped) without the tools it needs.
+fn run_step5(test: &str, name: &str, source: &str) -> Option<serde_json::Value> {
+    if !common::tools_present(test, &[common::CC, common::STRACE, common::OBJDUMP]) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["run-step", "5", "--quick", "--json", "--racer"])
-        .arg(racer)
+        .arg(build(dir.path(), name, source))
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// The answer to the question that starts with `question`.
@@ -79,11 +84,9 @@ const BY_N: &str = "How does this vary with the number of participants?";
 #[test]
 fn a_participant_that_died_is_named_and_its_races_give_no_loss() {
     let test = "a_participant_that_died_is_named_and_its_races_give_no_loss";
-    if !common::tools_present(test, &[common::CC, common::STRACE, common::OBJDUMP]) {
+    let Some(report) = run_step5(test, "crashy", CRASHY) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let report = run_step5(&build(dir.path(), "crashy", CRASHY));
+    };
     let races = report["findings"]["races"].as_array().unwrap();
     let died: Vec<&serde_json::Value> = races
         .iter()
@@ -121,11 +124,9 @@ fn a_participant_that_died_is_named_and_its_races_give_no_loss() {
 #[test]
 fn a_racer_that_exits_at_once_raced_nothing_and_the_answers_say_so() {
     let test = "a_racer_that_exits_at_once_raced_nothing_and_the_answers_say_so";
-    if !common::tools_present(test, &[common::CC, common::STRACE, common::OBJDUMP]) {
+    let Some(report) = run_step5(test, "quit", QUIT) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let report = run_step5(&build(dir.path(), "quit", QUIT));
+    };
     let races = report["findings"]["races"].as_array().unwrap();
     for r in races.iter().filter(|r| r["participants"] != 1) {
         assert_eq!(r["outcome"]["kind"], "no_race", "{r}");
