@@ -93,17 +93,28 @@ fn not_raced(r: &RaceFinding) -> Option<String> {
     })
 }
 
-/// The races that were not races of all their participants, said once in the first answer.
-fn not_raced_sentence(f: &Findings) -> Option<String> {
+/// The races that were not races of all their participants, said once in the first answer
+/// (empty when every race ran to its end).
+fn not_raced_sentence(f: &Findings) -> String {
     let each: Vec<String> = f.races.iter().filter_map(not_raced).collect();
-    (!each.is_empty()).then(|| {
-        format!(
-            "Not every race ran to its end with all its participants: {}. Such a race's counters \
-             are not a race of its participants (the others raced on without the one that \
-             died, or nothing raced), so no loss or share below is taken from it.",
-            each.join("; ")
-        )
-    })
+    if each.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "Not every race ran to its end with all its participants: {}. Such a race's counters \
+         are not a race of its participants (the others raced on without the one that died, or \
+         nothing raced), so no loss or share below is taken from it. ",
+        each.join("; ")
+    );
+    if f.lost.multi == 0 {
+        let _ = write!(
+            s,
+            "No race of 2 or more {} ran to its end with its counters read: this run measured no \
+             lost update. ",
+            who(f.lost.lossy_mode)
+        );
+    }
+    s
 }
 
 fn sum_vs_total(f: &Findings) -> String {
@@ -156,17 +167,7 @@ fn sum_vs_total(f: &Findings) -> String {
         }
         None => {}
     }
-    if let Some(sentence) = not_raced_sentence(f) {
-        s += &sentence;
-        s.push(' ');
-        if l.multi == 0 {
-            let _ = write!(
-                s,
-                "No race of 2 or more {mode} ran to its end with its counters read: this run \
-                 measured no lost update. "
-            );
-        }
-    }
+    s += &not_raced_sentence(f);
     if let Some((lo, hi)) = l.share_range {
         let _ = write!(
             s,
