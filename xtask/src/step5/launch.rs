@@ -150,7 +150,13 @@ pub fn race(launch: &Launch<'_>) -> anyhow::Result<RaceRun> {
         },
         (None, reason) => Observation::Missed {
             reason: match reason {
-                Some(Missed::Ended) => "the first instance ended before the lab could map the file",
+                Some(Missed::Ended) if course.exists() => {
+                    "the first instance ended with racecourse.bin shorter than its 96 bytes"
+                }
+                Some(Missed::Ended) => {
+                    "the first instance ended before racecourse.bin appeared with its 96 bytes \
+                     (the lab looked every 100 µs from its start)"
+                }
                 Some(Missed::TimedOut) => {
                     "the first instance did not set up racecourse.bin in time"
                 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use channel::bench::{BenchReport, Placement, Transport};
@@ -11,7 +11,8 @@ use super::stream;
 use crate::model::Ctx;
 use crate::out;
 use lab_analysis::step6::stream::CAPACITY;
-use lab_analysis::step6::{calls, Evidence, TracedCell, TracedRun, Traces};
+use lab_analysis::step6::{calls, BenchLoad, Evidence, TracedCell, TracedRun, Traces};
+use lab_trace::procstat::{self, CpuTimes};
 
 /// The message size of the traced cells (the goals' size).
 const TRACED_SIZE: u64 = 64;
@@ -58,7 +59,7 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         "channel bench --json{} (timings share this machine's CPUs with everything else)",
         if ctx.quick { " --quick" } else { "" }
     ));
-    let bench = bench(&program, ctx.quick)?;
+    let (bench, load) = bench_with_load(&program, ctx.quick, &cpus)?;
     let lines = if ctx.quick {
         STREAM_LINES.0
     } else {
@@ -75,7 +76,77 @@ pub fn measure(ctx: &Ctx) -> anyhow::Result<Evidence> {
         traces,
         bench,
         stream,
+        load: Some(load),
     })
+}
+
+/// `channel bench` with what else the machine ran meanwhile: `/proc/stat` of the CPUs in
+/// `cpus`, the bench's own CPU time (its and its reaped peers', the lab's children's time), the
+/// lab's, and the load average, before and after.
+fn bench_with_load(
+    program: &Path,
+    quick: bool,
+    cpus: &[u32],
+) -> anyhow::Result<(BenchReport, BenchLoad)> {
+    let ours = |stat: Vec<CpuTimes>| -> Vec<CpuTimes> {
+        stat.into_iter()
+            .filter(|t| t.cpu.is_some_and(|c| cpus.contains(&c)))
+            .collect()
+    };
+    let loadavg_before = loadavg()?;
+    let (lab_before, children_before) = own_and_children_ticks()?;
+    let before = ours(procstat::read_stat().context("cannot read /proc/stat")?);
+    let t0 = Instant::now();
+    let report = bench(program, quick)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let after = ours(procstat::read_stat().context("cannot read /proc/stat")?);
+    let (lab_after, children_after) = own_and_children_ticks()?;
+    let load = BenchLoad {
+        clock_ticks_per_second: rustix::param::clock_ticks_per_second(),
+        seconds,
+        before,
+        after,
+        bench_ticks: children_after.saturating_sub(children_before),
+        lab_ticks: lab_after.saturating_sub(lab_before),
+        loadavg_before,
+        loadavg_after: loadavg()?,
+    };
+    Ok((report, load))
+}
+
+/// The 1-minute load average, the first field of `/proc/loadavg`.
+fn loadavg() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").context("cannot read /proc/loadavg")?;
+    parse_loadavg(&text).with_context(|| format!("/proc/loadavg is not a load average: {text:?}"))
+}
+
+fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The lab's own CPU time and its reaped children's (`utime + stime`, `cutime + cstime` of
+/// `/proc/self/stat`), ticks.
+fn own_and_children_ticks() -> anyhow::Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/stat").context("cannot read /proc/self/stat")?;
+    parse_own_and_children(&text)
+        .with_context(|| format!("/proc/self/stat has no CPU times: {text:?}"))
+}
+
+/// Fields 14–17 of `/proc/PID/stat` (proc(5)): utime, stime, cutime, cstime. The command name
+/// (field 2) may hold spaces and parentheses, so the fields are counted after its last `)`.
+fn parse_own_and_children(text: &str) -> Option<(u64, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // Field 3 (the state) is the first after the name: field n is at index n - 3.
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    match fields[..] {
+        [utime, stime, cutime, cstime] => Some((utime + stime, cutime + cstime)),
+        _ => None,
+    }
 }
 
 /// The cells to trace and their two round-trip counts. On two CPUs: every transport on two
@@ -194,6 +265,16 @@ fn bench(program: &Path, quick: bool) -> anyhow::Result<BenchReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_and_children_times_are_read_after_the_command_name() {
+        // A command name with a space and a parenthesis; utime 7, stime 3, cutime 120, cstime 30.
+        let stat = "4242 (x) y) S 1 4242 4242 0 -1 4194304 100 0 0 0 7 3 120 30 20 0 1 0 99 0 0";
+        assert_eq!(parse_own_and_children(stat), Some((10, 150)));
+        assert_eq!(parse_own_and_children("4242 (x) S 1"), None);
+        assert_eq!(parse_loadavg("4.81 3.02 2.50 3/412 9999\n"), Some(4.81));
+        assert_eq!(parse_loadavg(""), None);
+    }
 
     #[test]
     fn the_plan_traces_every_transport_and_ring_wait_asleep() {

@@ -126,15 +126,25 @@ pub fn answer_thread(doc: &ThreadArenaReport, env: &[EnvVar]) -> String {
     let thread_in = holder(&doc.thread_chunk.address);
     match (thread_heap(doc), f.heap_reservation_bytes, &thread_in) {
         (Some(h), Some(bytes), _) => {
+            // glibc aligns every thread heap to HEAP_MAX (64 MiB on 64-bit), the size it
+            // reserves: the measured reservation is that size.
             let _ = write!(
                 s,
                 ": it lies in a thread heap of its own, the anonymous mapping {:#x}-{:#x} ({} \
-                 read-write) inside a reservation of {} that starts on a {} boundary",
+                 read-write) inside a reservation of {} that {}",
                 h.rw.0,
                 h.rw.1,
                 sized(h.rw.1 - h.rw.0),
                 sized(bytes),
-                sized(h.start_alignment).replace(" bytes", "-byte")
+                if bytes > 0 && h.rw.0 % bytes == 0 {
+                    "starts on a multiple of its size (glibc's HEAP_MAX alignment)".to_string()
+                } else {
+                    format!(
+                        "does not start on a multiple of its size ({:#x} is {} past one)",
+                        h.rw.0,
+                        sized(h.rw.0 % bytes.max(1))
+                    )
+                }
             );
             if f.a_bit_thread != f.a_bit_main && h.reserved.is_some() {
                 s.push_str(", the HEAP_MAX reservation glibc maps for each thread arena.");

@@ -22,7 +22,9 @@ pub struct Findings {
     pub atomic_vs_racy: Vec<ModePair>,
     /// Races with more racers than CPUs in their affinity mask: (participants, mode).
     pub more_racers_than_cpus: Vec<(usize, Mode)>,
-    /// Races in which the racers had fewer CPUs than they could have used.
+    /// Races (of any size) in which the racers had at least [`SHORT_GAP`] CPU less than they
+    /// could have used. The one definition: the busy-machine header counts those that other
+    /// processes or steal explain ([`Shortage::busy`]), and the same races are marked `*`.
     pub shortages: Vec<Shortage>,
     pub observer: ObserverFinding,
     pub protocol: Option<ProtocolFinding>,
@@ -91,10 +93,59 @@ pub enum Outcome {
         pids: Vec<u32>,
         stalled_seconds: f64,
     },
-    /// Instances that exited with an error or a signal: (pid, how, last stderr line).
+    /// Instances that exited with an error or a signal: the race went on without them, so
+    /// its counters are not a race of `participants` (no loss or share is taken from it).
     Failed {
-        failures: Vec<(u32, String, String)>,
+        failures: Vec<Failure>,
     },
+    /// Every instance exited 0, but the lab never saw the race file's counters (a race of 2 or
+    /// more: as the check's "no race"): nothing was raced.
+    NoRace {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// A race whose counters are a race of its participants: every instance ran to its end.
+    pub fn raced(&self) -> bool {
+        *self == Outcome::Finished
+    }
+}
+
+/// An instance that exited with an error or was killed by a signal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub pid: u32,
+    /// Which instance: 1 for the first started.
+    pub started: usize,
+    /// Its id by the count-down (`id = participants` at arrival, the lab starting each instance
+    /// once the one before had arrived): participants + 1 - started.
+    pub id: usize,
+    /// "was killed by signal 6 (SIGABRT)", "exited with status 1".
+    pub how: String,
+    /// The last line it wrote on stderr.
+    pub said: String,
+}
+
+/// "signal 6 (SIGABRT)": the common signals by name, as Linux numbers them on x86-64.
+pub fn signal_text(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    format!("signal {signal} ({name})")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,11 +189,16 @@ pub struct RuntimeTrend {
     pub mode: Mode,
     pub target: Option<i64>,
     pub points: Vec<RuntimePoint>,
-    /// seconds(2) / seconds(1).
+    /// seconds(2) / seconds(1); `None` too when the race of 1 was short of CPU
+    /// ([`RuntimeTrend::starved_baseline`]).
     pub two_over_one: Option<f64>,
+    /// The CPU the race of 1 had, when it was short of CPU: it is then no baseline, and
+    /// nothing is compared with it.
+    pub starved_baseline: Option<f64>,
     /// The races with more participants than allowed CPUs: fewest and most seconds.
     pub beyond_cpus: Option<(f64, f64)>,
-    /// ns per increment *made* (lost ones included) at 1 and at 2 participants.
+    /// ns per increment *made* (lost ones included) at 1 and at 2 participants (`None` with a
+    /// starved baseline).
     pub ns_per_made: Option<(f64, f64)>,
 }
 
@@ -155,8 +211,9 @@ pub struct RuntimePoint {
     pub ns_per_increment: f64,
     /// Increments made (sum of winnings) per increment of total: 1 when nothing was lost.
     pub made_per_total: f64,
-    /// Its racers had at least [`SHORT_GAP`] CPU less than they could have used.
-    pub short_of_cpu: bool,
+    /// Its racers had at least [`SHORT_GAP`] CPU less than they could have used, and what
+    /// covers the gap (`None`: they had what they could use, or it was not measured).
+    pub short_of_cpu: Option<Cause>,
 }
 
 /// Atomic against racy at one participant count, per increment of total.
@@ -179,6 +236,13 @@ pub struct Shortage {
     pub cause: Cause,
 }
 
+impl Shortage {
+    /// Other processes or the hypervisor took the CPU: a busy machine (marked `*`).
+    pub fn busy(&self) -> bool {
+        self.cause.busy()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
@@ -189,6 +253,13 @@ pub enum Cause {
     /// Neither: the CPUs were idle part of the time (the racers waited, or the counts are
     /// too coarse for a short race).
     Unexplained,
+}
+
+impl Cause {
+    /// Other processes or the hypervisor: a busy machine.
+    pub fn busy(self) -> bool {
+        self != Cause::Unexplained
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -271,7 +342,7 @@ pub fn analyze(ev: &Evidence) -> anyhow::Result<Findings> {
             .filter(|r| r.participants > allowed)
             .map(|r| (r.participants, r.mode))
             .collect(),
-        shortages: races.iter().filter_map(shortage).collect(),
+        shortages: races.iter().filter_map(short_of_cpu).collect(),
         observer: observer(ev),
         protocol: protocol(&ev.protocol),
         atomic_loop: loop_finding(&ev.disassembly.atomic),
@@ -392,25 +463,30 @@ fn outcome(r: &RaceRecord) -> Outcome {
             stalled_seconds,
         };
     }
-    let failures: Vec<(u32, String, String)> = r
+    let failures: Vec<Failure> = r
         .run
         .instances
         .iter()
-        .filter(|i| i.end != End::Exited { code: 0 })
-        .map(|i| {
-            let how = match i.end {
-                End::Exited { code } => format!("exit status {code}"),
-                End::Signalled { signal } => format!("signal {signal}"),
+        .enumerate()
+        .filter(|(_, i)| i.end != End::Exited { code: 0 })
+        .map(|(k, i)| Failure {
+            pid: i.pid,
+            started: k + 1,
+            id: (r.participants + 1).saturating_sub(k + 1),
+            how: match i.end {
+                End::Exited { code } => format!("exited with status {code}"),
+                End::Signalled { signal } => format!("was killed by {}", signal_text(signal)),
                 End::Hung { .. } => "hung".to_string(),
-            };
-            let said = i.stderr.lines().last().unwrap_or("").trim().to_string();
-            (i.pid, how, said)
+            },
+            said: i.stderr.lines().last().unwrap_or("").trim().to_string(),
         })
         .collect();
-    if failures.is_empty() {
-        Outcome::Finished
-    } else {
-        Outcome::Failed { failures }
+    match &r.run.observer {
+        _ if !failures.is_empty() => Outcome::Failed { failures },
+        Observation::Missed { reason } if r.participants > 1 => Outcome::NoRace {
+            reason: reason.clone(),
+        },
+        _ => Outcome::Finished,
     }
 }
 
@@ -485,7 +561,12 @@ fn lost(races: &[RaceFinding]) -> LostFinding {
     } else {
         Mode::Racy
     };
-    let lossy: Vec<&RaceFinding> = races.iter().filter(|r| r.mode == lossy_mode).collect();
+    // A race a participant died in (or that never began) is not a race of its participants:
+    // its counters give no loss and no share.
+    let lossy: Vec<&RaceFinding> = races
+        .iter()
+        .filter(|r| r.mode == lossy_mode && r.outcome.raced())
+        .collect();
     let multi: Vec<&&RaceFinding> = lossy
         .iter()
         .filter(|r| r.participants > 1 && r.lost_updates.is_some())
@@ -506,7 +587,10 @@ fn lost(races: &[RaceFinding]) -> LostFinding {
             .filter_map(|r| r.lost_share)
             .collect()
     };
-    let atomic: Vec<&RaceFinding> = races.iter().filter(|r| r.mode == Mode::Atomic).collect();
+    let atomic: Vec<&RaceFinding> = races
+        .iter()
+        .filter(|r| r.mode == Mode::Atomic && r.outcome.raced())
+        .collect();
     LostFinding {
         lossy_mode,
         alone_exact: lossy
@@ -557,14 +641,19 @@ fn runtime(races: &[RaceFinding], mode: Mode, allowed: usize) -> Option<RuntimeT
                 seconds: r.final_participant_seconds?,
                 ns_per_increment: r.ns_per_increment?,
                 made_per_total: r.sum_of_winnings? as f64 / r.total?.max(1) as f64,
-                short_of_cpu: short_of_cpu(r).is_some(),
+                short_of_cpu: short_of_cpu(r).map(|s| s.cause),
             })
         })
         .collect();
     if points.is_empty() {
         return None;
     }
+    let starved_baseline = of_mode
+        .iter()
+        .find(|r| r.participants == 1)
+        .and_then(|r| Some(short_of_cpu(r)?.cpu.racers));
     let at = |n: usize| points.iter().find(|p| p.participants == n);
+    let baseline = || at(1).filter(|_| starved_baseline.is_none());
     let beyond: Vec<f64> = points
         .iter()
         .filter(|p| p.participants > allowed)
@@ -573,14 +662,15 @@ fn runtime(races: &[RaceFinding], mode: Mode, allowed: usize) -> Option<RuntimeT
     Some(RuntimeTrend {
         mode,
         target: of_mode.first().and_then(|r| r.target),
-        two_over_one: at(1).zip(at(2)).map(|(a, b)| b.seconds / a.seconds),
+        two_over_one: baseline().zip(at(2)).map(|(a, b)| b.seconds / a.seconds),
+        starved_baseline,
         beyond_cpus: (!beyond.is_empty()).then(|| {
             (
                 beyond.iter().copied().fold(f64::INFINITY, f64::min),
                 beyond.iter().copied().fold(0.0, f64::max),
             )
         }),
-        ns_per_made: at(1).zip(at(2)).map(|(a, b)| {
+        ns_per_made: baseline().zip(at(2)).map(|(a, b)| {
             (
                 a.ns_per_increment / a.made_per_total,
                 b.ns_per_increment / b.made_per_total,
@@ -605,14 +695,6 @@ fn atomic_vs_racy(races: &[RaceFinding]) -> Vec<ModePair> {
             })
         })
         .collect()
-}
-
-/// A race of 2 or more whose racers had at least [`SHORT_GAP`] CPU less than they could have used.
-fn shortage(r: &RaceFinding) -> Option<Shortage> {
-    if r.participants < 2 {
-        return None;
-    }
-    short_of_cpu(r)
 }
 
 /// A race (of any size) whose racers had at least [`SHORT_GAP`] CPU less than they could have used, and

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::analyze::{of_mode, Cause, Findings, RuntimeTrend};
+use super::analyze::{of_mode, Cause, Findings, Outcome, RaceFinding, RuntimeTrend};
 use super::{Evidence, Mode, Racer};
 use crate::verdict::Verdict;
 use crate::Block;
@@ -64,11 +64,67 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// What kept a race from being a race of all its participants (`None`: it ran to its end):
+/// "in the race of 2, instance 1 (id 2 by arrival, pid 4242) was killed by signal 6 (SIGABRT)".
+fn not_raced(r: &RaceFinding) -> Option<String> {
+    let of = format!("the race of {}", r.participants);
+    Some(match &r.outcome {
+        Outcome::Finished => return None,
+        Outcome::Failed { failures } => {
+            let each: Vec<String> = failures
+                .iter()
+                .map(|x| {
+                    format!(
+                        "instance {} (id {} by arrival, pid {}) {}",
+                        x.started, x.id, x.pid, x.how
+                    )
+                })
+                .collect();
+            format!("in {of}, {}", each.join(" and "))
+        }
+        Outcome::Hung {
+            pids,
+            stalled_seconds,
+        } => format!(
+            "in {of}, nothing moved for {stalled_seconds:.1} s and the lab killed {} process(es)",
+            pids.len()
+        ),
+        Outcome::NoRace { reason } => format!("{of} never began: {reason}"),
+    })
+}
+
+/// The races that were not races of all their participants, said once in the first answer
+/// (empty when every race ran to its end).
+fn not_raced_sentence(f: &Findings) -> String {
+    let each: Vec<String> = f.races.iter().filter_map(not_raced).collect();
+    if each.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "Not every race ran to its end with all its participants: {}. Such a race's counters \
+         are not a race of its participants (the others raced on without the one that died, or \
+         nothing raced), so no loss or share below is taken from it. ",
+        each.join("; ")
+    );
+    if f.lost.multi == 0 {
+        let _ = write!(
+            s,
+            "No race of 2 or more {} ran to its end with its counters read: this run measured no \
+             lost update. ",
+            who(f.lost.lossy_mode)
+        );
+    }
+    s
+}
+
 fn sum_vs_total(f: &Findings) -> String {
     let l = &f.lost;
     let mode = who(l.lossy_mode);
     let mut s = String::new();
     let totals: Vec<i64> = f.races.iter().filter_map(|r| r.total).collect();
+    if totals.is_empty() {
+        return nothing_seen(f);
+    }
     if f.races.iter().all(|r| r.target.is_none()) {
         let _ = write!(
             s,
@@ -111,6 +167,7 @@ fn sum_vs_total(f: &Findings) -> String {
         }
         None => {}
     }
+    s += &not_raced_sentence(f);
     if let Some((lo, hi)) = l.share_range {
         let _ = write!(
             s,
@@ -174,11 +231,54 @@ fn sum_vs_total(f: &Findings) -> String {
     s.trim_end().to_string()
 }
 
+/// No race's counters were read: say what happened instead of an empty comparison.
+fn nothing_seen(f: &Findings) -> String {
+    let why: Vec<String> = f
+        .races
+        .iter()
+        .map(|r| match not_raced(r) {
+            Some(t) => t,
+            None => format!(
+                "the race of {} ended without the lab seeing its counters",
+                r.participants
+            ),
+        })
+        .collect();
+    let created = match &f.protocol {
+        Some(p) if p.created.is_none() => {
+            " The traced run of 1 never opened racecourse.bin with O_CREAT: this racer made no \
+             race file."
+        }
+        _ => "",
+    };
+    format!(
+        "Nothing was raced: the lab read no race's counters ({}).{created} There is no total \
+         and no sum of winnings to compare.",
+        why.join("; ")
+    )
+}
+
 fn by_participants(f: &Findings) -> String {
     let l = &f.lost;
     let shares: Vec<String> = of_mode(&f.races, l.lossy_mode)
-        .filter_map(|r| Some(format!("{}: {}", r.participants, pct(r.lost_share?))))
+        .map(|r| {
+            let share = match (&r.outcome, r.lost_share) {
+                (Outcome::Finished, Some(share)) => pct(share),
+                (Outcome::Finished, None) => "not read".to_string(),
+                (Outcome::Failed { .. }, _) => "none (a participant died)".to_string(),
+                (Outcome::Hung { .. }, _) => "none (killed: nothing moved)".to_string(),
+                (Outcome::NoRace { .. }, _) => "none (no race)".to_string(),
+            };
+            format!("{}: {share}", r.participants)
+        })
         .collect();
+    if of_mode(&f.races, l.lossy_mode).all(|r| r.lost_share.is_none() || !r.outcome.raced()) {
+        return format!(
+            "Not measured: the lab read no race's counters, so there is no lost share by number \
+             of {} (see the answer above).",
+            who(l.lossy_mode)
+        );
+    }
     let mut s = format!(
         "Lost share by number of {}: {}. ",
         who(l.lossy_mode),
@@ -257,13 +357,12 @@ fn cpus(f: &Findings) -> String {
     let per_race: Vec<String> = f
         .races
         .iter()
-        .filter(|r| r.participants > 1)
         .filter_map(|r| {
             let c = r.cpu?;
             let short = f
                 .shortages
                 .iter()
-                .any(|sh| sh.participants == r.participants && sh.mode == r.mode);
+                .any(|sh| sh.participants == r.participants && sh.mode == r.mode && sh.busy());
             Some(format!(
                 "{} {} {:.2} + {:.2}{}",
                 r.participants,
@@ -282,7 +381,7 @@ fn cpus(f: &Findings) -> String {
             .fold(0.0, f64::max);
         let _ = write!(
             s,
-            "Measured per race of 2 or more, in CPUs of the {allowed} allowed, racers + other \
+            "Measured per race, in CPUs of the {allowed} allowed, racers + other \
              processes (their busy time on those CPUs; the lab itself used at most {lab:.2}): \
              {}. ",
             per_race.join(", ")
@@ -314,18 +413,12 @@ fn cpus(f: &Findings) -> String {
     s
 }
 
-/// What the races marked * lacked, grouped by the measurement that covers it.
+/// What the races short of CPU lacked, grouped by the measurement that covers it: those that
+/// other processes or steal explain are the ones marked * (the busy-machine header's).
 fn shortages(f: &Findings) -> String {
     if f.shortages.is_empty() {
-        return if f
-            .races
-            .iter()
-            .any(|r| r.participants > 1 && r.cpu.is_some())
-        {
-            format!(
-                "Every race of 2 or more got about min(racers, {}) CPUs. ",
-                f.mask.len()
-            )
+        return if f.races.iter().any(|r| r.cpu.is_some()) {
+            format!("Every race got about min(racers, {}) CPUs. ", f.mask.len())
         } else {
             String::new()
         };
@@ -348,11 +441,19 @@ fn shortages(f: &Findings) -> String {
              (racers waiting)",
         ),
     ] {
-        let n = f.shortages.iter().filter(|sh| sh.cause == cause).count();
-        if n > 0 {
+        let races: Vec<String> = f
+            .shortages
+            .iter()
+            .filter(|sh| sh.cause == cause)
+            .map(|sh| format!("{} {}", sh.participants, sh.mode.name()))
+            .collect();
+        if !races.is_empty() {
             let _ = write!(
                 s,
-                "{n} race(s) (*) had at least {} CPU less than min(racers, {}): {why}. ",
+                "{} race(s) ({}{}) had at least {} CPU less than min(racers, {}): {why}. ",
+                races.len(),
+                races.join(", "),
+                if cause.busy() { "; marked *" } else { "" },
                 super::analyze::SHORT_GAP,
                 f.mask.len()
             );
@@ -401,6 +502,13 @@ fn cache_line(f: &Findings) -> String {
             );
         }
     }
+    if let Some(cpu) = racy.and_then(|t| t.starved_baseline) {
+        let _ = write!(
+            s,
+            "Not compared with a racer alone: the racy race of 1 had only {cpu:.2} of a CPU, \
+             so its time per increment is no baseline. "
+        );
+    }
     s += "It also widens the window between a racer's load and its store of total (the store \
           waits for the line), which is where updates are lost. Padding each counter to its own \
           line would remove the false sharing, but the struct's layout is the assignment's.";
@@ -416,7 +524,11 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
                 "{}: {:.3} s{}",
                 p.participants,
                 p.seconds,
-                if p.short_of_cpu { "*" } else { "" }
+                if p.short_of_cpu.is_some_and(Cause::busy) {
+                    "*"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -429,6 +541,12 @@ fn trend_text(t: &RuntimeTrend, allowed: usize) -> String {
     );
     if let Some(r) = t.two_over_one {
         let _ = write!(s, "; 2 participants took {r:.1}x as long as 1");
+    } else if let Some(cpu) = t.starved_baseline {
+        let _ = write!(
+            s,
+            "; the race of 1 is no baseline: its racer had only {cpu:.2} of a CPU, so nothing \
+             is compared with it"
+        );
     }
     match t.beyond_cpus {
         Some((lo, hi)) if hi - lo >= 0.0005 => {
@@ -475,14 +593,24 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
         .filter(|t| t.mode != Mode::Atomic)
         .collect();
     if shown.is_empty() {
-        return "Not measured: no racy race finished, so there is no runtime to compare."
-            .to_string();
+        return format!(
+            "Not measured: no race of {} ran to its end with every participant and its counters \
+             read, so there is no runtime to compare{}.",
+            who(f.lost.lossy_mode),
+            if f.races.iter().any(|r| !r.outcome.raced()) {
+                " (see the first answer)"
+            } else {
+                ""
+            }
+        );
     }
     let allowed = f.mask.len();
     let trends: Vec<String> = shown.iter().map(|t| trend_text(t, allowed)).collect();
-    let starred = shown
-        .iter()
-        .any(|t| t.points.iter().any(|p| p.short_of_cpu));
+    let starred = shown.iter().any(|t| {
+        t.points
+            .iter()
+            .any(|p| p.short_of_cpu.is_some_and(Cause::busy))
+    });
     // "The race runs at the speed of N CPUs however many join" only when two or more races
     // beyond the CPUs, none short of CPU, took about the same time.
     let flat_beyond = shown.iter().all(|t| {
@@ -492,7 +620,7 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
             .filter(|p| p.participants > allowed)
             .collect();
         beyond.len() >= 2
-            && beyond.iter().all(|p| !p.short_of_cpu)
+            && beyond.iter().all(|p| p.short_of_cpu.is_none())
             && matches!(t.beyond_cpus, Some((lo, hi)) if lo > 0.0 && hi / lo <= 1.25)
     });
     format!(
@@ -509,8 +637,8 @@ fn runtime(f: &Findings, ev: &Evidence) -> String {
             String::new()
         },
         if starred {
-            " (*: other processes took at least 0.3 CPU its racers could have used: that \
-             runtime reflects the busy machine, not the race alone.)"
+            " (*: other processes (or the hypervisor) took at least 0.3 CPU its racers could \
+             have used: that runtime reflects the busy machine, not the race alone.)"
         } else {
             ""
         }

@@ -160,7 +160,7 @@ fn busy(f: &Findings) -> Option<String> {
     let busy: Vec<String> = f
         .shortages
         .iter()
-        .filter(|s| s.cause != super::analyze::Cause::Unexplained)
+        .filter(|s| s.busy())
         .map(|s| match s.mode {
             Mode::Racer => format!("{} racers", s.participants),
             mode => format!("{} {}", s.participants, mode.name()),
@@ -172,6 +172,7 @@ fn busy(f: &Findings) -> Option<String> {
     let most = f
         .shortages
         .iter()
+        .filter(|s| s.busy())
         .map(|s| s.cpu.others.max(s.cpu.steal))
         .fold(0.0, f64::max);
     Some(format!(
@@ -274,9 +275,24 @@ fn failures(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
             ),
                 Outcome::Failed { failures } => failures
                     .iter()
-                    .map(|(pid, how, said)| format!("pid {pid} ended with {how}: {said}"))
+                    .map(|x| {
+                        format!(
+                            "instance {} of {} (id {} by arrival, pid {}) {}{}",
+                            x.started,
+                            r.participants,
+                            x.id,
+                            x.pid,
+                            x.how,
+                            if x.said.is_empty() {
+                                " (it wrote nothing on stderr)".to_string()
+                            } else {
+                                format!("; its last line on stderr: {}", x.said)
+                            }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n"),
+                Outcome::NoRace { reason } => format!("No race: {reason}."),
             };
         blocks.push(Block::evidence(
             format!(
@@ -327,6 +343,7 @@ fn table(races: &[RaceFinding]) -> String {
                 Outcome::Finished => "finished".to_string(),
                 Outcome::Hung { .. } => "hung, killed".to_string(),
                 Outcome::Failed { failures } => format!("{} failed", failures.len()),
+                Outcome::NoRace { .. } => "no race".to_string(),
             }
         );
     }

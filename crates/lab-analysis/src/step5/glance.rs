@@ -32,7 +32,7 @@ fn pct(share: f64) -> String {
 }
 
 fn busy(f: &Findings) -> &'static str {
-    if f.shortages.is_empty() {
+    if !f.shortages.iter().any(|s| s.busy()) {
         ""
     } else {
         " (busy: racers were short of CPU)"

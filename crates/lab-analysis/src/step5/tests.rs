@@ -138,3 +138,73 @@ fn course_racer_follows_the_course_protocol() {
     }
     assert!(f.atomic_vs_racy.is_empty());
 }
+
+/// All the narrative's answers and texts as one string.
+fn narrative(f: &Findings, ev: &Evidence) -> String {
+    crate::step5::explain::explain(f, ev)
+        .into_iter()
+        .map(|b| match b {
+            crate::Block::Answer(a) => a.answer,
+            crate::Block::Text { text } => text,
+            _ => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Review 32: the busy header counted only races of 2 or more ("4 of 6") while the runtimes
+/// marked the 1-racer race too, and "2 participants took 0.8x as long as 1" rested on a race
+/// of 1 whose racer had 0.22 of a CPU. One definition now: the header's count, the list and
+/// the marks are the same races, the race of 1 included; a starved race of 1 is no baseline.
+#[test]
+fn the_busy_count_and_the_marks_are_one_set_and_a_starved_baseline_is_not_compared() {
+    let (mut ev, _) = recorded("two-cpus-one-busy");
+    let hz = ev.machine.clock_ticks_per_second as f64;
+    let race1 = ev
+        .races
+        .iter_mut()
+        .find(|r| r.participants == 1 && r.mode == Mode::Racy)
+        .unwrap();
+    let seconds = race1.run.cpu.seconds;
+    let stat = race1.run.instances[0].stat.as_mut().unwrap();
+    stat.utime = (0.22 * seconds * hz).round() as u64;
+    stat.stime = 0;
+    let f = analyze(&ev).unwrap();
+    let busy: Vec<(usize, Mode)> = f
+        .shortages
+        .iter()
+        .filter(|s| s.busy())
+        .map(|s| (s.participants, s.mode))
+        .collect();
+    assert!(busy.contains(&(1, Mode::Racy)), "{busy:?}");
+    let racy = f.runtime.iter().find(|t| t.mode == Mode::Racy).unwrap();
+    assert!(racy.two_over_one.is_none() && racy.ns_per_made.is_none());
+    assert!(
+        (racy.starved_baseline.unwrap() - 0.22).abs() < 0.05,
+        "{racy:?}"
+    );
+    let t = narrative(&f, &ev);
+    assert!(
+        t.contains(&format!(
+            "Busy machine: in {} of 6 races (1 racy, ",
+            busy.len()
+        )),
+        "{t}"
+    );
+    // Every starred runtime is one of the counted races, and every counted race is starred.
+    assert_eq!(t.matches(" s*").count(), busy.len(), "{t}");
+    // The CPUs answer marks the same races: "2 racy 0.90 + 1.04*".
+    let cpu_marks = t
+        .match_indices('*')
+        .filter(|(i, _)| t[..*i].ends_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(cpu_marks, busy.len(), "{t}");
+    assert!(
+        t.contains(
+            "racy (target 760000000): 1: 0.206 s*, 2: 0.280 s*, 3: 0.373 s*; the race of 1 is \
+             no baseline: its racer had only 0.2"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("per increment made alone"), "{t}");
+}

@@ -38,6 +38,62 @@ pub struct Findings {
     pub throughput: Vec<Ratio>,
     /// The stream through the small ring: what arrived, checked.
     pub integrity: Integrity,
+    /// What else the machine ran while the benchmark ran (`None`: not recorded).
+    pub load: Option<Load>,
+}
+
+/// Other processes using this much CPU (or the hypervisor stealing it), on average over the
+/// benchmark, make a busy machine: the same gap step 5 calls racers short of CPU.
+pub const BUSY_CPU: f64 = 0.3;
+
+/// The CPUs around `channel bench`, in CPU-seconds per second of its wall time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Load {
+    pub seconds: f64,
+    /// The CPUs the bench could use.
+    pub allowed: usize,
+    /// The bench itself (its process and its peers).
+    pub bench: f64,
+    /// Busy time of those CPUs neither the bench nor the lab used: other processes.
+    pub others: f64,
+    /// Time the hypervisor ran something else while these CPUs wanted to run.
+    pub steal: f64,
+    /// Idle time of those CPUs.
+    pub idle: f64,
+    pub loadavg_before: f64,
+    pub loadavg_after: f64,
+    /// Other processes or steal took at least [`BUSY_CPU`]: every timing includes waiting for
+    /// a CPU, and no cause is read from the timings.
+    pub busy: bool,
+}
+
+fn load(l: &super::BenchLoad) -> Option<Load> {
+    let hz = l.clock_ticks_per_second.max(1) as f64;
+    if l.seconds <= 0.0 || l.after.is_empty() {
+        return None;
+    }
+    let (mut busy, mut steal, mut idle) = (0u64, 0u64, 0u64);
+    for after in &l.after {
+        let before = l.before.iter().find(|b| b.cpu == after.cpu)?;
+        let d = after.since(before);
+        busy += d.busy();
+        steal += d.steal;
+        idle += d.idle + d.iowait;
+    }
+    let per_s = |ticks: u64| ticks as f64 / hz / l.seconds;
+    let others = per_s(busy.saturating_sub(l.bench_ticks + l.lab_ticks));
+    let steal = per_s(steal);
+    Some(Load {
+        seconds: l.seconds,
+        allowed: l.after.len(),
+        bench: per_s(l.bench_ticks),
+        others,
+        steal,
+        idle: per_s(idle),
+        loadavg_before: l.loadavg_before,
+        loadavg_after: l.loadavg_after,
+        busy: others + steal >= BUSY_CPU,
+    })
 }
 
 /// `numerator / denominator`, both measured in this run.
@@ -77,8 +133,17 @@ pub struct CellCalls {
     /// Per message, the calls whose count differs between the runs, most frequent first.
     pub per_message: Vec<Rate>,
     pub total_per_message: f64,
-    /// [`CellCalls::total_per_message`] is below [`NO_CALLS_BELOW`].
+    /// The cell is [`measured`](CellCalls::measured) and [`CellCalls::total_per_message`] is
+    /// below [`NO_CALLS_BELOW`].
     pub none_per_message: bool,
+    /// The counts that fell by at least [`NO_CALLS_BELOW`] per extra message from the short
+    /// run to the long one, and by how many calls (`all calls` for the sum). A count cannot
+    /// shrink with more messages, so such a fall is noise as large as the costs measured: the
+    /// cell is not measured. A smaller fall (a harness's `clock_nanosleep` or `wait4` a few
+    /// calls down over a thousand messages) is zero, like a smaller rise.
+    pub shrank: Vec<(String, u64)>,
+    /// No count [`shrank`](CellCalls::shrank): the per-message figures mean what they say.
+    pub measured: bool,
     pub futex_waits_per_message: f64,
     pub futex_wakes_per_message: f64,
     /// The long run's futex waits; how many returned at once because the word had already
@@ -203,6 +268,7 @@ pub fn analyze(ev: &Evidence) -> anyhow::Result<Findings> {
         one_cpu: one_cpu(report),
         throughput: throughput(report, primary),
         integrity: integrity(&ev.stream),
+        load: ev.load.as_ref().and_then(load),
     })
 }
 
@@ -286,6 +352,19 @@ fn cell_calls(cell: &TracedCell) -> Option<CellCalls> {
             .map(|(_, n)| n)
             .sum::<u64>()
     };
+    let fell = |a: u64, b: u64| (per(a, b) <= -NO_CALLS_BELOW + f64::EPSILON).then(|| a - b);
+    let mut shrank: Vec<(String, u64)> = per_message
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.key.clone(),
+                fell(short.counts.of(&r.key), long.counts.of(&r.key))?,
+            ))
+        })
+        .collect();
+    shrank.extend(
+        fell(short.counts.total(), long.counts.total()).map(|n| ("all calls".to_string(), n)),
+    );
     let futex_waits_per_message = sum_where(is_futex_wait);
     let futex_wakes_per_message = sum_where(is_futex_wake);
     let waits = long_where(&|k| is_futex_wait(k));
@@ -313,7 +392,9 @@ fn cell_calls(cell: &TracedCell) -> Option<CellCalls> {
         waits_timed_out,
         wakes,
         wakes_woke_none: long_where(&|k| is_futex_wake(k) && k.ends_with("= 0")),
-        none_per_message: total_per_message.abs() < NO_CALLS_BELOW,
+        none_per_message: shrank.is_empty() && total_per_message.abs() < NO_CALLS_BELOW,
+        measured: shrank.is_empty(),
+        shrank,
         total_per_message,
         per_message,
     })

@@ -5,12 +5,14 @@ use channel::bench::{
     GoalOutcome, Metric, Placement, Transport,
 };
 
-use super::analyze::{CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE};
+use super::analyze::{
+    CellCalls, Findings, Integrity, Syscalls, Timeouts, COMPARE_SIZE, NO_CALLS_BELOW,
+};
 use super::{Evidence, Traces};
 use crate::Block;
 
 pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
-    let mut blocks = Vec::new();
+    let mut blocks: Vec<Block> = busy(f).map(Block::text).into_iter().collect();
     syscalls(&mut blocks, f, ev);
     table(&mut blocks, f, ev);
     stream(&mut blocks, f, ev);
@@ -37,6 +39,49 @@ pub fn explain(f: &Findings, ev: &Evidence) -> Vec<Block> {
     ));
     goals(&mut blocks, f);
     blocks
+}
+
+/// A busy machine, said before the answers with its figure: other processes (or the
+/// hypervisor) took at least [`BUSY_CPU`](super::analyze::BUSY_CPU) of the CPUs the benchmark could use.
+fn busy(f: &Findings) -> Option<String> {
+    let l = f.load.filter(|l| l.busy)?;
+    Some(format!(
+        "Busy machine: while channel bench ran ({:.0} s), other processes used {:.2} CPU of the \
+         {} it could use{} (the benchmark itself {:.2}; load average {:.2} before, {:.2} after). \
+         Every timing below includes its processes waiting for a CPU those held: the round \
+         trips and ratios are this busy machine's, and no cause is read from them.",
+        l.seconds,
+        l.others,
+        l.allowed,
+        if l.steal >= 0.05 {
+            format!(" and the hypervisor stole {:.2}", l.steal)
+        } else {
+            String::new()
+        },
+        l.bench,
+        l.loadavg_before,
+        l.loadavg_after
+    ))
+}
+
+/// Why no cause is given for a timing, when the machine was not measured quiet (`None`: it
+/// was, and a cause may be read from the timings).
+fn no_cause(f: &Findings) -> Option<String> {
+    match f.load {
+        Some(l) if !l.busy => None,
+        Some(l) => Some(format!(
+            "the machine was busy (other processes used {:.2} CPU of {} while the benchmark \
+             ran: see above), so the figure includes waiting for a CPU and no cause is read \
+             from it",
+            l.others + l.steal,
+            l.allowed
+        )),
+        None => Some(
+            "whether other processes used the CPUs was not recorded in this run, so no cause \
+             is read from the figure"
+                .to_string(),
+        ),
+    }
 }
 
 fn place(p: Placement) -> &'static str {
@@ -85,14 +130,16 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     )];
     for c in cells {
         let round_trips = format!("{}, {}", c.round_trips[0], c.round_trips[1]);
-        if noise(c) {
+        if !c.measured {
             lines.push(format!(
                 "{:<12} {:<9} {:>13} {:>9}  not measured: the long run made fewer calls than the \
-                 short one (noise)",
+                 short one ({}; noise as large as a call per {} messages)",
                 c.transport.name(),
                 c.placement.name(),
                 round_trips,
-                "-"
+                "-",
+                shrank(c),
+                (1.0 / NO_CALLS_BELOW).round()
             ));
             continue;
         }
@@ -124,10 +171,18 @@ fn syscalls(blocks: &mut Vec<Block>, f: &Findings, ev: &Evidence) {
     }
 }
 
-/// A cell whose long run made fewer calls than its short one: the difference measured noise
-/// (a call count cannot shrink with more messages), not a cost per message.
-fn noise(c: &CellCalls) -> bool {
-    c.total_per_message <= -0.0005 || c.per_message.iter().any(|r| r.per_message <= -0.005)
+/// "clock_nanosleep 1 fewer over 20 extra messages": what shrank in a cell not measured.
+fn shrank(c: &CellCalls) -> String {
+    let parts: Vec<String> = c
+        .shrank
+        .iter()
+        .map(|(key, fewer)| format!("{key} {fewer} fewer"))
+        .collect();
+    format!(
+        "{} over {} extra messages",
+        parts.join(", "),
+        c.extra_messages
+    )
 }
 
 /// "write 1.00 + read 1.00", or "none".
@@ -275,15 +330,27 @@ fn per_message_answer(f: &Findings) -> String {
             let calls: Vec<String> = cells
                 .iter()
                 .filter(spinning)
-                .filter(|c| !noise(c))
+                .filter(|c| c.measured)
                 .map(|c| format!("{}: {}", name(c), rates(c)))
                 .collect();
             let unmeasured: Vec<String> = cells
                 .iter()
                 .filter(spinning)
-                .filter(|c| noise(c))
+                .filter(|c| !c.measured)
                 .map(name)
                 .collect();
+            let none: Vec<String> = cells
+                .iter()
+                .filter(|c| matches!(c.transport, Transport::Cacheline | Transport::RingSpin))
+                .filter(|c| c.none_per_message)
+                .map(name)
+                .collect();
+            if !none.is_empty() {
+                s.push(format!(
+                    "{}: no system call per message in the counts above.",
+                    none.join(", ")
+                ));
+            }
             if !calls.is_empty() {
                 s.push(format!(
                     "A spinning cell made system calls per message, contrary to the design: {}.",
@@ -292,8 +359,8 @@ fn per_message_answer(f: &Findings) -> String {
             }
             if !unmeasured.is_empty() {
                 s.push(format!(
-                    "Not measured for {}: its long run made fewer calls than its short one, so \
-                     the difference is noise, not a cost per message.",
+                    "Not measured for {}: its long run made fewer calls than its short one (see \
+                     the table), so the difference is noise, not a cost per message.",
                     unmeasured.join(", ")
                 ));
             }
@@ -318,7 +385,17 @@ fn per_message_answer(f: &Findings) -> String {
 }
 
 fn ring_wait_sentence(c: &CellCalls) -> String {
-    let mut s = if c.slept {
+    let mut s = if !c.measured {
+        format!(
+            "ring-wait on {}: calls per message not measured (the long run made fewer calls than \
+             the short one: {}); the long run of {} round trips made {} futex waits and {} wakes",
+            place(c.placement),
+            shrank(c),
+            c.round_trips[1],
+            c.waits,
+            c.wakes
+        )
+    } else if c.slept {
         format!(
             "ring-wait on {}: {} futex waits and {} futex wakes per message — a side \
              that finds nothing to do sleeps in FUTEX_WAIT, and the other wakes it after \
@@ -406,6 +483,14 @@ fn faster_answer(f: &Findings) -> String {
         .collect();
     s.push_str(&parts.join("; "));
     s.push('.');
+    if let Some(l) = f.load.filter(|l| l.busy) {
+        s.push_str(&format!(
+            " Measured while other processes used {:.2} CPU of {} (see above): the times are \
+             this busy machine's.",
+            l.others + l.steal,
+            l.allowed
+        ));
+    }
     if let Some(first) = f.throughput.first() {
         let parts: Vec<String> = f
             .throughput
@@ -456,11 +541,14 @@ fn floor_answer(f: &Findings) -> String {
         fmt_ratio(spin.ratio),
         fmt_ns(floor.spin_overhead_ns.unwrap_or(f64::NAN)),
     );
-    s.push_str(
-        ": per message the ring moves more lines between the CPUs than one word does — the \
-         record's header and payload, the index the sender publishes and the one the receiver \
-         hands back.",
-    );
+    match no_cause(f) {
+        None => s.push_str(
+            ": per message the ring moves more lines between the CPUs than one word does — the \
+             record's header and payload, the index the sender publishes and the one the \
+             receiver hands back (the machine was quiet while the benchmark ran).",
+        ),
+        Some(why) => s.push_str(&format!("; {why}.")),
+    }
     if let Some(w) = &floor.wait {
         s.push_str(&format!(
             " ring-wait: {} = {} the floor.",
@@ -547,13 +635,21 @@ fn one_cpu_answer(f: &Findings) -> String {
     let (faster, slower) = (&one.faster_on_one, &one.slower_on_one);
     if !faster.is_empty() && !slower.is_empty() {
         s.push_str(&format!(
-            " Faster on one CPU: {}; slower: {}. A transport that sleeps in the kernel pays, on \
-             two CPUs, for waking a process on the other CPU (an interrupt to it, which may \
-             first have to leave its idle state); on one CPU that wake-up is a context switch. \
-             A transport that spins on two CPUs cannot spin usefully on one.",
+            " Faster on one CPU: {}; slower: {}",
             names(faster),
             names(slower)
         ));
+        match no_cause(f) {
+            None => s.push_str(&format!(
+                ". A transport that sleeps in the kernel pays, on two CPUs, for waking a process \
+                 on the other CPU (an interrupt to it, which may first have to leave its idle \
+                 state: the CPUs were idle {:.2} of their time while the benchmark ran); on one \
+                 CPU that wake-up is a context switch. A transport that spins on two CPUs cannot \
+                 spin usefully on one.",
+                f.load.map_or(0.0, |l| l.idle / l.allowed.max(1) as f64)
+            )),
+            Some(why) => s.push_str(&format!("; {why}.")),
+        }
     }
     if !one.slowdown.is_empty() {
         let parts: Vec<String> = one

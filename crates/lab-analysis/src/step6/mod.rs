@@ -30,6 +30,7 @@ pub mod stream;
 use std::path::PathBuf;
 
 use channel::bench::{BenchReport, Placement, Transport};
+use lab_trace::procstat::CpuTimes;
 use serde::{Deserialize, Serialize};
 
 use crate::{Block, Step};
@@ -73,6 +74,32 @@ pub struct Evidence {
     pub bench: BenchReport,
     /// Numbered lines streamed through a small ring and checked.
     pub stream: stream::Stream,
+    /// What else the machine ran while `channel bench` ran (absent in recordings made before
+    /// it was kept: then whether the machine was quiet is not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<BenchLoad>,
+}
+
+/// The machine around `channel bench`: `/proc/stat` of the CPUs it may use, its own CPU time
+/// and the load average, so the step can say a busy machine first, with its figure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchLoad {
+    /// `USER_HZ`: the unit of the tick counts.
+    pub clock_ticks_per_second: u64,
+    /// Wall time of `channel bench`.
+    pub seconds: f64,
+    /// The `cpuN` lines of the CPUs the lab may use (the bench inherits the mask), before and
+    /// after.
+    pub before: Vec<CpuTimes>,
+    pub after: Vec<CpuTimes>,
+    /// CPU time of `channel bench` and the peers it started and reaped (the lab's children's
+    /// time, `cutime + cstime` of `/proc/self/stat`, after minus before), ticks.
+    pub bench_ticks: u64,
+    /// The lab's own CPU time in the window (it waits for the bench), ticks.
+    pub lab_ticks: u64,
+    /// The 1-minute load average (`/proc/loadavg`) before and after.
+    pub loadavg_before: f64,
+    pub loadavg_after: f64,
 }
 
 /// The traced cells.
