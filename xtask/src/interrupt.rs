@@ -101,7 +101,14 @@ pub fn end_group(child: &mut Child) -> io::Result<ExitStatus> {
     // ESRCH: nothing left in the group, which is the usual case.
     let _ = sys::kill_group(pgid);
     held().groups.retain(|&g| g != pgid);
-    child.wait()
+    let status = child.wait();
+    // The leader is reaped, but a member killed with it (the program strace ran) may still be
+    // tearing down: wait, bounded, until the group is empty, so nothing of ours outlives this.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while sys::group_alive(pgid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    status
 }
 
 /// Runs `undo` if a signal ends the lab while the returned guard lives (after the groups are
