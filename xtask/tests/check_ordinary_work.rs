@@ -28,21 +28,12 @@ struct Checked {
 
 impl Checked {
     fn check(&self, id: &str) -> &Value {
-        self.doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap_or_else(|| panic!("no check {id}: {}", self.doc))
+        common::check_entry(&self.doc, id)
     }
 
     /// The check's verdict and reason.
     fn verdict(&self, id: &str) -> (String, String) {
-        let c = self.check(id);
-        (
-            c["verdict"].as_str().unwrap().to_string(),
-            c["reason"].as_str().unwrap().to_string(),
-        )
+        common::verdict(&self.doc, id)
     }
 }
 

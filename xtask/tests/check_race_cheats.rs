@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::verdict;
 use serde_json::Value;
 
 fn can_build() -> bool {
@@ -35,42 +36,11 @@ fn cc(dir: &Path, flags: &[&str], src: &str, out: &str) -> bool {
 
 /// `xtask check DIR --json ARGS`: each check's (verdict, reason) by id.
 fn check(dir: &Path, args: &[&str]) -> Value {
-    check_in(None, dir, args)
+    common::check_json(None, dir, args)
 }
 
-/// [`check`] with `TMPDIR` (where its scratch directory goes) set to `tmp`.
 fn check_in(tmp: Option<&Path>, dir: &Path, args: &[&str]) -> Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    if let Some(tmp) = tmp {
-        cmd.env("TMPDIR", tmp);
-    }
-    let out = cmd
-        .arg("check")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not one JSON document ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn verdict(doc: &Value, id: &str) -> (String, String) {
-    let c = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id}: {doc}"));
-    (
-        c["verdict"].as_str().unwrap().to_string(),
-        c["reason"].as_str().unwrap().to_string(),
-    )
+    common::check_json(tmp, dir, args)
 }
 
 #[test]

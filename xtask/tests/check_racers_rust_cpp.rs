@@ -57,33 +57,15 @@ fn gxx(dir: &Path, opt: &str, src: &str, out: &str) {
 /// `xtask check DIR --json ARGS` (`--racer P`, `--atomic-racer P`: the fixtures are built under
 /// other names than the defaults, so only the racers named run).
 fn check(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("check")
-        .arg(dir)
-        .arg("--json")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not one JSON document ({e}); stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    common::check_json(None, dir, args)
 }
 
 /// The verdict and reason of check `id`, with its evidence for the failure messages.
 fn verdict(doc: &Value, id: &str) -> (String, String) {
-    let c = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id}: {doc}"));
+    let (v, reason) = common::verdict(doc, id);
     (
-        c["verdict"].as_str().unwrap().to_string(),
-        format!("{}\n{}", c["reason"].as_str().unwrap(), c["evidence"]),
+        v,
+        format!("{reason}\n{}", common::check_entry(doc, id)["evidence"]),
     )
 }
 

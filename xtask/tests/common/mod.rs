@@ -110,3 +110,48 @@ pub fn cc(dir: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The check `id` of an `xtask check --json` document.
+pub fn check_entry<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}: {doc}"))
+}
+
+/// The verdict and reason of check `id` in an `xtask check --json` document.
+pub fn verdict(doc: &serde_json::Value, id: &str) -> (String, String) {
+    let c = check_entry(doc, id);
+    (
+        c["verdict"].as_str().unwrap().to_string(),
+        c["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `xtask check DIR --json ARGS` (with `TMPDIR` set to `tmp` when given): its one JSON document.
+pub fn check_json(
+    tmp: Option<&std::path::Path>,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    if let Some(tmp) = tmp {
+        cmd.env("TMPDIR", tmp);
+    }
+    let out = cmd
+        .arg("check")
+        .arg(dir)
+        .arg("--json")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
