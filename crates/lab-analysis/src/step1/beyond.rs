@@ -124,6 +124,20 @@ pub fn answer_thread(doc: &ThreadArenaReport, env: &[EnvVar]) -> String {
             .map(|m| (m.start, m.end, m.path.to_string()))
     };
     let thread_in = holder(&doc.thread_chunk.address);
+    // IS_MMAPPED (bit 1): no arena's heap holds the chunk, it has a mapping of its own (glibc's
+    // fallback when neither a new thread heap nor the main arena's brk heap could be had, e.g.
+    // under an address-space limit).
+    if parse_hex(&doc.thread_chunk.tag).is_some_and(|t| t & 0x2 != 0) {
+        let within = thread_in.as_ref().map_or(String::new(), |(start, end, _)| {
+            format!(", the anonymous mapping {start:#x}-{end:#x}")
+        });
+        let _ = write!(
+            s,
+            "; its tag has IS_MMAPPED (0x2): the chunk is a mapping of its own{within}, not part \
+             of any arena's heap, so this run shows no thread arena at all; {limit}."
+        );
+        return s;
+    }
     match (thread_heap(doc), f.heap_reservation_bytes, &thread_in) {
         (Some(h), Some(bytes), _) => {
             // glibc aligns every thread heap to HEAP_MAX (64 MiB on 64-bit), the size it

@@ -498,6 +498,26 @@ fn the_arena_limit_is_read_from_tunables_before_the_variable() {
     assert!(!a.contains("contradicts"), "{a}");
 }
 
+/// Under an address-space limit (`ulimit -v 60000`) glibc can make no thread heap, and the
+/// second thread's chunk is mmapped on its own (tag 0x1002): that is said, not "a thread heap
+/// … which contradicts glibc's thread arenas" (review 32, seen live).
+#[test]
+fn a_thread_chunk_mmapped_on_its_own_is_said_to_be_in_no_arena() {
+    use crate::step1::beyond::answer_thread;
+    let mut doc = evidence("glibc-2.36-arena-max-1").thread_arena.unwrap().doc;
+    doc.thread_chunk.tag = "0x1002".into();
+    let a = answer_thread(&doc, &[]);
+    assert!(
+        a.contains("its tag has IS_MMAPPED (0x2): the chunk is a mapping of its own"),
+        "{a}"
+    );
+    assert!(a.contains("no thread arena at all"), "{a}");
+    assert!(
+        !a.contains("contradicts") && !a.contains("it lies in"),
+        "{a}"
+    );
+}
+
 #[test]
 fn a_threshold_above_the_freed_block_says_no_mapping_was_freed() {
     let name = "glibc-2.36-mmap-threshold-33554432";
