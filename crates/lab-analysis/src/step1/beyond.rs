@@ -124,18 +124,8 @@ pub fn answer_thread(doc: &ThreadArenaReport, env: &[EnvVar]) -> String {
             .map(|m| (m.start, m.end, m.path.to_string()))
     };
     let thread_in = holder(&doc.thread_chunk.address);
-    // IS_MMAPPED (bit 1): no arena's heap holds the chunk, it has a mapping of its own (glibc's
-    // fallback when neither a new thread heap nor the main arena's brk heap could be had, e.g.
-    // under an address-space limit).
-    if parse_hex(&doc.thread_chunk.tag).is_some_and(|t| t & 0x2 != 0) {
-        let within = thread_in.as_ref().map_or(String::new(), |(start, end, _)| {
-            format!(", the anonymous mapping {start:#x}-{end:#x}")
-        });
-        let _ = write!(
-            s,
-            "; its tag has IS_MMAPPED (0x2): the chunk is a mapping of its own{within}, not part \
-             of any arena's heap, so this run shows no thread arena at all; {limit}."
-        );
+    if let Some(own) = mmapped_on_its_own(doc, thread_in.as_ref(), &limit) {
+        s.push_str(&own);
         return s;
     }
     match (thread_heap(doc), f.heap_reservation_bytes, &thread_in) {
@@ -215,6 +205,24 @@ pub fn answer_thread(doc: &ThreadArenaReport, env: &[EnvVar]) -> String {
         }
     }
     s
+}
+
+/// The end of [`answer_thread`] when the second thread's chunk has IS_MMAPPED (bit 1): no
+/// arena's heap holds it, it has a mapping of its own (glibc's fallback when neither a new
+/// thread heap nor the main arena's brk heap could be had, e.g. under an address-space limit).
+fn mmapped_on_its_own(
+    doc: &ThreadArenaReport,
+    holder: Option<&(u64, u64, String)>,
+    limit: &str,
+) -> Option<String> {
+    parse_hex(&doc.thread_chunk.tag).filter(|t| t & 0x2 != 0)?;
+    let within = holder.map_or(String::new(), |(start, end, _)| {
+        format!(", the anonymous mapping {start:#x}-{end:#x}")
+    });
+    Some(format!(
+        "; its tag has IS_MMAPPED (0x2): the chunk is a mapping of its own{within}, not part \
+         of any arena's heap, so this run shows no thread arena at all; {limit}."
+    ))
 }
 
 fn thread_text(doc: &ThreadArenaReport) -> String {
