@@ -94,8 +94,7 @@ pub fn exited(child: &Child) -> io::Result<bool> {
 /// for), or the child itself when it still runs. The group is killed before the leader is
 /// reaped: until then its pid, hence the group id, cannot be reused (Linux would also keep the
 /// number while a member lives, but not once the group is empty, and this order needs no such
-/// argument). Returns the exit status. (How many were left is [`live_members`], asked before:
-/// a scan of all of /proc, which no caller needs on every reap.)
+/// argument). Returns the exit status. (How many were left is [`live_members`], asked before.)
 pub fn end_group(child: &mut Child) -> io::Result<ExitStatus> {
     let pgid = child.id();
     // ESRCH: nothing left in the group, which is the usual case.
@@ -103,9 +102,15 @@ pub fn end_group(child: &mut Child) -> io::Result<ExitStatus> {
     held().groups.retain(|&g| g != pgid);
     let status = child.wait();
     // The leader is reaped, but a member killed with it (the program strace ran) may still be
-    // tearing down: wait, bounded, until the group is empty, so nothing of ours outlives this.
+    // tearing down: wait, bounded, until no live member is left, so nothing of ours outlives
+    // this. The signal-0 probe first (ESRCH, the usual case, needs no scan of /proc); then
+    // live_members, since an orphaned zombie stays in its group until its new parent reaps it,
+    // and some init processes (this VM's) never do.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while sys::group_alive(pgid) && std::time::Instant::now() < deadline {
+    while sys::group_exists(pgid)
+        && live_members(&[pgid]) > 0
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     status

@@ -31,29 +31,10 @@ pub fn kill_group(pgid: u32) -> io::Result<()> {
     )?)
 }
 
-/// Whether a process that has not exited (a zombie has) is still in the process group `pgid`.
-/// `kill(pgid, 0)` first (ESRCH: nobody, the usual case); else the group's members are looked
-/// up in /proc, since an orphaned zombie stays in its group until its new parent reaps it,
-/// and some init processes (this VM's) never do.
-pub fn group_alive(pgid: u32) -> bool {
-    if !pid_of(pgid).is_ok_and(|pid| rustix::process::test_kill_process_group(pid).is_ok()) {
-        return false;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses.
-            let mut after = stat
-                .rsplit_once(')')
-                .map_or("", |(_, r)| r)
-                .split_whitespace();
-            let state = after.next();
-            let pgrp = after.nth(1).and_then(|g| g.parse::<u32>().ok());
-            pgrp == Some(pgid) && state.is_some_and(|s| s != "Z" && s != "X")
-        })
+/// Whether any process, a zombie too, is in the process group `pgid` (`kill(2)` with signal 0
+/// and a negative pid: ESRCH when none is).
+pub fn group_exists(pgid: u32) -> bool {
+    pid_of(pgid).is_ok_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
 }
 
 /// The page size (`getpagesize(2)`).
